@@ -1,0 +1,230 @@
+package classifier
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Options tune a Classifier.
+type Options struct {
+	// MinConfidence is the confidence below which a result is unknown. Default 0.5.
+	MinConfidence float64
+	// MaxEvidence bounds the evidence lines of a result. Default 8.
+	MaxEvidence int
+}
+
+// Classifier classifies failure events with a rule set. It is safe for concurrent use.
+type Classifier struct {
+	rules *RuleSet
+	opts  Options
+	pool  sync.Pool // *state
+}
+
+// state is the per-goroutine scratch of one classification.
+type state struct {
+	env     Env
+	vm      vm.VM
+	matched []*Rule
+}
+
+// New returns a classifier for rs.
+func New(rs *RuleSet, opts Options) *Classifier {
+	if opts.MinConfidence <= 0 {
+		opts.MinConfidence = 0.5
+	}
+	if opts.MaxEvidence <= 0 {
+		opts.MaxEvidence = 8
+	}
+	c := &Classifier{rules: rs, opts: opts}
+	c.pool.New = func() any { return new(state) }
+	return c
+}
+
+// RuleSet returns the classifier's rules.
+func (c *Classifier) RuleSet() *RuleSet { return c.rules }
+
+// RuleError is a rule that failed while evaluating an event; it counts as not matched.
+type RuleError struct {
+	Rule string
+	Err  error
+}
+
+func (e RuleError) Error() string { return fmt.Sprintf("rule %s: %v", e.Rule, e.Err) }
+
+// Classify returns the category of ev with its confidence, the rules that support it
+// and the evidence lines they matched. When no category reaches MinConfidence the
+// result is unknown, not retryable, with action no_retry.
+func (c *Classifier) Classify(ev *failure.Event) failure.Classification {
+	cl, _ := c.ClassifyErrors(ev)
+	return cl
+}
+
+// ClassifyErrors is Classify that also returns the rules that failed to evaluate.
+func (c *Classifier) ClassifyErrors(ev *failure.Event) (failure.Classification, []RuleError) {
+	st := c.pool.Get().(*state)
+	defer c.pool.Put(st)
+	st.env.reset(ev, c.rules)
+	st.matched = st.matched[:0]
+	var errs []RuleError
+	for _, r := range c.rules.rules {
+		out, err := st.vm.Run(r.program, &st.env)
+		if err != nil {
+			errs = append(errs, RuleError{Rule: r.ID, Err: err})
+			continue
+		}
+		if out.(bool) {
+			st.matched = append(st.matched, r)
+		}
+	}
+	return c.decide(st), errs
+}
+
+// group is the evidence for one category: its rules, strongest first.
+type group struct {
+	category   failure.Category
+	priority   int
+	confidence float64
+	rules      []*Rule
+}
+
+// decide turns the matched rules into a classification. The category of the
+// highest-priority matching rule wins (ties: higher confidence). A category's
+// confidence combines its rules as independent evidence, 1 - Π(1 - c), capped at 0.99.
+func (c *Classifier) decide(st *state) failure.Classification {
+	var groups []*group
+	for _, r := range st.matched { // in priority order
+		i := slices.IndexFunc(groups, func(g *group) bool { return g.category == r.Category })
+		if i < 0 {
+			groups = append(groups, &group{category: r.Category, priority: r.Priority, confidence: 1})
+			i = len(groups) - 1
+		}
+		g := groups[i]
+		g.rules = append(g.rules, r)
+		g.confidence *= 1 - r.Confidence
+	}
+	for _, g := range groups {
+		g.confidence = round(min(1-g.confidence, 0.99))
+		slices.SortStableFunc(g.rules, func(a, b *Rule) int {
+			return cmp.Or(b.Priority-a.Priority, cmp.Compare(b.Confidence, a.Confidence))
+		})
+	}
+	slices.SortStableFunc(groups, func(a, b *group) int {
+		return cmp.Or(b.priority-a.priority, cmp.Compare(b.confidence, a.confidence))
+	})
+
+	out := failure.Classification{
+		Category: failure.Unknown, Action: failure.NoRetry,
+		Rules: []string{}, Evidence: []string{},
+	}
+	if len(groups) == 0 {
+		return out
+	}
+	win := groups[0]
+	alts := groups[1:]
+	if win.confidence >= c.opts.MinConfidence {
+		top := win.rules[0]
+		out.Category, out.Retryable, out.Action = win.category, top.Retryable, top.Action
+		out.Confidence = win.confidence
+		for _, r := range win.rules {
+			out.Rules = append(out.Rules, r.ID)
+		}
+	} else {
+		alts = groups // nothing confident: every candidate is an alternative
+	}
+	out.Evidence = c.evidence(&st.env, win.rules)
+	for _, g := range alts {
+		a := failure.Alternative{Category: g.category, Confidence: g.confidence}
+		for _, r := range g.rules {
+			a.Rules = append(a.Rules, r.ID)
+		}
+		out.Alternatives = append(out.Alternatives, a)
+	}
+	return out
+}
+
+func round(x float64) float64 { return math.Round(x*1000) / 1000 }
+
+// evidence returns the lines of the message and log tail that the rules' patterns
+// match, in order, plus a line for the termination fields and usage the rules read.
+func (c *Classifier) evidence(env *Env, rules []*Rule) []string {
+	var out []string
+	var fields, usage, exception bool
+	for _, r := range rules {
+		fields = fields || r.idents["reason"] || r.idents["exitCode"] || r.idents["signal"]
+		usage = usage || r.idents["memoryRatio"] || r.idents["gpuMemoryRatio"] || r.idents["usage"] ||
+			r.Category == failure.OOMMemory || r.Category == failure.OOMGPU
+		exception = exception || r.idents["exception"] || r.idents["exceptionName"]
+	}
+	if fields {
+		s := fmt.Sprintf("reason: %q, exit code %d", env.Reason, env.ExitCode)
+		if env.Signal > 0 {
+			s += fmt.Sprintf(" (signal %d)", env.Signal)
+		}
+		out = append(out, s)
+	}
+	if usage && env.MemoryRatio > 0 {
+		out = append(out, fmt.Sprintf("peak memory %s of the %s limit (%.0f%%)",
+			failure.FormatBytes(int64(env.Usage.PeakMemory)), failure.FormatBytes(int64(env.Resources.Memory)), 100*env.MemoryRatio))
+	}
+	if usage && env.GPUMemoryRatio > 0 {
+		out = append(out, fmt.Sprintf("peak GPU memory %s on a %s (%.0f%%)",
+			failure.FormatBytes(int64(env.Usage.PeakGPUMemory)), env.Resources.GPUType, 100*env.GPUMemoryRatio))
+	}
+	matches := func(sc scope, lower string) bool {
+		for _, r := range rules {
+			for _, p := range r.patterns {
+				if p.scope != scopeAny && p.scope != sc {
+					continue
+				}
+				if (p.re == nil && strings.Contains(lower, p.literal)) || (p.re != nil && p.re.MatchString(lower)) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	add := func(sc scope, text, lower string) {
+		for len(text) > 0 && len(out) < c.opts.MaxEvidence {
+			line, rest, _ := strings.Cut(text, "\n")
+			lline, lrest, _ := strings.Cut(lower, "\n")
+			text, lower = rest, lrest
+			if matches(sc, lline) {
+				if s := clip(strings.TrimSpace(line), maxEvidenceLine); s != "" && !slices.Contains(out, s) {
+					out = append(out, s)
+				}
+			}
+		}
+	}
+	add(scopeMessage, env.Message, env.MessageLower)
+	add(scopeLog, env.Log, env.LogLower)
+	if s := clip(strings.TrimSpace(env.exceptionLine), maxEvidenceLine); exception && s != "" &&
+		!slices.Contains(out, s) && len(out) < c.opts.MaxEvidence {
+		out = append(out, s)
+	}
+	return out
+}
+
+// maxEvidenceLine bounds one evidence line, in bytes.
+const maxEvidenceLine = 300
+
+// clip cuts s to at most n bytes on a rune boundary, marking the cut with "…".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,0 +1,149 @@
+package classifier
+
+import (
+	"strings"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Env is what a rule's expr condition can see. Field names in rules are the expr tags.
+// Sizes are in bytes, CPU in cores, durations in seconds.
+type Env struct {
+	// Reason is the container termination reason or the Job / Pod condition reason.
+	Reason   string `expr:"reason"`
+	ExitCode int    `expr:"exitCode"`
+	// Signal is the number of the signal that ended the process (exit codes 129–192
+	// mean 128 + signal: 137 is SIGKILL = 9), 0 otherwise.
+	Signal  int    `expr:"signal"`
+	Message string `expr:"message"`
+	Log     string `expr:"log"`
+	// Lines are the lines of the log tail.
+	Lines        []string `expr:"lines"`
+	LogTruncated bool     `expr:"logTruncated"`
+	// Exception is the type of the last exception the log reports, as printed
+	// ("torch.OutOfMemoryError", "java.lang.OutOfMemoryError"); ExceptionName is its
+	// last component ("OutOfMemoryError"). Both are "" when there is none.
+	Exception     string `expr:"exception"`
+	ExceptionName string `expr:"exceptionName"`
+	exceptionLine string // the line that reports Exception, for the evidence
+
+	Kind            string            `expr:"kind"`
+	Source          string            `expr:"source"`
+	Node            string            `expr:"node"`
+	Image           string            `expr:"image"`
+	Attempt         int               `expr:"attempt"`
+	DurationSeconds float64           `expr:"durationSeconds"`
+	Params          map[string]string `expr:"params"`
+	Labels          map[string]string `expr:"labels"`
+	Resources       ResourcesEnv      `expr:"resources"`
+	Usage           UsageEnv          `expr:"usage"`
+	// MemoryRatio is peak memory / memory limit, 0 when either is unknown.
+	MemoryRatio float64 `expr:"memoryRatio"`
+	// GPUMemoryRatio is peak GPU memory / memory of one GPU of the job's type, 0 when
+	// either is unknown.
+	GPUMemoryRatio float64 `expr:"gpuMemoryRatio"`
+
+	// Units for sizes: resources.memory > 64 * Gi.
+	Ki int `expr:"Ki"`
+	Mi int `expr:"Mi"`
+	Gi int `expr:"Gi"`
+
+	// What the helpers compile to: hits of the rule set's literals in each scope, and
+	// the lower-cased texts the case-insensitive regexes run on.
+	HitAny       []bool `expr:"hitAny"`
+	HitLog       []bool `expr:"hitLog"`
+	HitMessage   []bool `expr:"hitMessage"`
+	TextLower    string `expr:"textLower"`
+	LogLower     string `expr:"logLower"`
+	MessageLower string `expr:"messageLower"`
+}
+
+// ResourcesEnv is the job's configuration as rules see it.
+type ResourcesEnv struct {
+	CPU              float64 `expr:"cpu"`    // cores
+	Memory           int     `expr:"memory"` // bytes
+	GPU              int     `expr:"gpu"`
+	GPUType          string  `expr:"gpuType"`
+	EphemeralStorage int     `expr:"ephemeralStorage"` // bytes
+}
+
+// UsageEnv is the usage the cluster saw before the failure; 0 means unknown.
+type UsageEnv struct {
+	PeakMemory    int `expr:"peakMemory"`    // bytes
+	PeakGPUMemory int `expr:"peakGPUMemory"` // bytes
+}
+
+// reset fills e from ev for the rule set rs, reusing e's slices.
+func (e *Env) reset(ev *failure.Event, rs *RuleSet) {
+	sig, job := &ev.Failure, &ev.Job
+	hitAny, hitLog, hitMsg := e.HitAny, e.HitLog, e.HitMessage
+	*e = Env{
+		Reason:          sig.Reason,
+		ExitCode:        sig.ExitCode,
+		Message:         sig.Message,
+		Log:             sig.LogTail,
+		LogTruncated:    sig.LogTruncated,
+		Kind:            string(job.Kind),
+		Source:          ev.Source,
+		Node:            sig.Node,
+		Image:           job.Image,
+		Attempt:         job.Attempt,
+		DurationSeconds: sig.DurationSeconds,
+		Params:          job.Params,
+		Labels:          job.Labels,
+		Resources: ResourcesEnv{
+			CPU:              float64(job.Resources.CPUMillis) / 1000,
+			Memory:           int(job.Resources.MemoryBytes),
+			GPU:              job.Resources.GPU,
+			GPUType:          job.Resources.GPUType,
+			EphemeralStorage: int(job.Resources.EphemeralStorageBytes),
+		},
+		Usage: UsageEnv{
+			PeakMemory:    int(sig.Usage.PeakMemoryBytes),
+			PeakGPUMemory: int(sig.Usage.PeakGPUMemoryBytes),
+		},
+		Ki: 1 << 10, Mi: 1 << 20, Gi: 1 << 30,
+	}
+	if c := sig.ExitCode; c > 128 && c <= 128+64 {
+		e.Signal = c - 128
+	}
+	if limit := job.Resources.MemoryBytes; limit > 0 && sig.Usage.PeakMemoryBytes > 0 {
+		e.MemoryRatio = float64(sig.Usage.PeakMemoryBytes) / float64(limit)
+	}
+	if gpuMem := failure.GPUMemoryBytes(job.Resources.GPUType); gpuMem > 0 && sig.Usage.PeakGPUMemoryBytes > 0 {
+		e.GPUMemoryRatio = float64(sig.Usage.PeakGPUMemoryBytes) / float64(gpuMem)
+	}
+	if rs.uses.exception {
+		e.Exception, e.exceptionLine = lastException(sig.LogTail)
+		e.ExceptionName = e.Exception[strings.LastIndexByte(e.Exception, '.')+1:]
+	}
+	if rs.uses.lines && sig.LogTail != "" {
+		e.Lines = strings.Split(strings.TrimSuffix(sig.LogTail, "\n"), "\n")
+	}
+
+	reason := strings.ToLower(sig.Reason)
+	e.MessageLower = strings.ToLower(sig.Message)
+	e.LogLower = strings.ToLower(sig.LogTail)
+	if rs.uses.text {
+		e.TextLower = reason + "\n" + e.MessageLower + "\n" + e.LogLower
+	}
+
+	n := len(rs.literals.patterns)
+	e.HitAny, e.HitLog, e.HitMessage = zeroed(hitAny, n), zeroed(hitLog, n), zeroed(hitMsg, n)
+	rs.literals.scan(e.LogLower, e.HitLog)
+	rs.literals.scan(e.MessageLower, e.HitMessage)
+	rs.literals.scan(reason, e.HitAny)
+	for i := range n {
+		e.HitAny[i] = e.HitAny[i] || e.HitLog[i] || e.HitMessage[i]
+	}
+}
+
+// zeroed returns a slice of n false values, reusing b when it is large enough.
+func zeroed(b []bool, n int) []bool {
+	if cap(b) < n {
+		return make([]bool, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/examples"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/rules"
+)
+
+type classifyOptions struct {
+	rulesDir      string
+	evalFile      string
+	verbose       bool
+	minConfidence float64
+}
+
+func newClassifyCmd() *cobra.Command {
+	var o classifyOptions
+	cmd := &cobra.Command{
+		Use:   "classify [FILE|-]",
+		Short: "Classify FailureEvents (JSON lines) and print one result per line",
+		Long: `Classify reads FailureEvents as JSON lines from FILE, or standard input for "-",
+or the bundled sample events when no FILE is given, and writes one JSON line per
+event: {"id","category","retryable","action","confidence","rules","evidence"}.
+A line that cannot be decoded yields {"line":N,"error":"..."} and the lines after
+it are still classified; the exit status is then 1.
+
+With --eval FILE it reads a labelled file instead (each line an event with
+"expected": {"category","retryable"}) and prints per-category precision and
+recall, category accuracy, retry-decision accuracy and the false-retry count.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := loadClassifier(o.rulesDir, o.minConfidence)
+			if err != nil {
+				return err
+			}
+			if o.evalFile != "" {
+				if len(args) > 0 {
+					return errors.New("--eval takes its file as the flag's value, not as an argument")
+				}
+				return runEval(cmd.OutOrStdout(), c, o.evalFile, o.verbose)
+			}
+			in, name, closeIn, err := openInput(cmd.InOrStdin(), args)
+			if err != nil {
+				return err
+			}
+			defer closeIn()
+			bad, err := classifyStream(c, in, cmd.OutOrStdout())
+			if err != nil {
+				return fmt.Errorf("read %s: %w", name, err)
+			}
+			if bad > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "autofix: %d line(s) of %s could not be classified\n", bad, name)
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.rulesDir, "rules", "", "directory of rule files (*.yaml) to use instead of the embedded defaults")
+	f.StringVar(&o.evalFile, "eval", "", "evaluate the rules on a labelled file and print the scores")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "with --eval, list every event classified wrongly")
+	f.Float64Var(&o.minConfidence, "min-confidence", 0.5, "confidence below which a failure is classified unknown")
+	return cmd
+}
+
+// loadClassifier compiles the rules of dir, or the embedded defaults when dir is "".
+func loadClassifier(dir string, minConfidence float64) (*classifier.Classifier, error) {
+	fsys := rules.FS
+	var rs *classifier.RuleSet
+	var err error
+	if dir != "" {
+		rs, err = classifier.Load(os.DirFS(dir))
+	} else {
+		rs, err = classifier.Load(fsys)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load rules: %w", err)
+	}
+	return classifier.New(rs, classifier.Options{MinConfidence: minConfidence}), nil
+}
+
+// openInput opens the named file, standard input for "-", or the bundled samples.
+func openInput(stdin io.Reader, args []string) (io.Reader, string, func(), error) {
+	switch {
+	case len(args) == 0:
+		return bytes.NewReader(examples.Events), "the bundled sample events", func() {}, nil
+	case args[0] == "-":
+		return stdin, "standard input", func() {}, nil
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return f, args[0], func() { _ = f.Close() }, nil
+}
+
+// result is one output line of classify.
+type result struct {
+	ID string `json:"id"`
+	failure.Classification
+}
+
+type lineError struct {
+	Line  int    `json:"line"`
+	Error string `json:"error"`
+}
+
+// classifyStream classifies each line of in and writes a result or an error line for
+// it to out. It returns how many lines failed.
+func classifyStream(c *classifier.Classifier, in io.Reader, out io.Writer) (int, error) {
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	lr := newLineReader(in, failure.MaxPayload)
+	bad := 0
+	for {
+		line, n, err := lr.next()
+		var res any
+		switch {
+		case errors.Is(err, io.EOF):
+			return bad, nil
+		case errors.Is(err, errLineTooLong):
+			res = lineError{Line: n, Error: fmt.Sprintf("payload: over the %d-byte limit", failure.MaxPayload)}
+		case err != nil:
+			return bad, err
+		case len(bytes.TrimSpace(line)) == 0:
+			continue
+		default:
+			ev, derr := failure.Decode(line)
+			if derr != nil {
+				res = lineError{Line: n, Error: derr.Error()}
+			} else {
+				res = result{ID: ev.ID, Classification: c.Classify(&ev)}
+			}
+		}
+		if _, ok := res.(lineError); ok {
+			bad++
+		}
+		if err := enc.Encode(res); err != nil {
+			return bad, err
+		}
+	}
+}
+
+func runEval(out io.Writer, c *classifier.Classifier, file string, verbose bool) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	items, err := classifier.ReadLabelled(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return classifier.Evaluate(c, items).Write(out, verbose)
+}

@@ -1,0 +1,56 @@
+// Command autofix classifies failed ML jobs and recommends how to fix them.
+// Run `autofix --help` for the subcommands.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// exitError carries an exit status out of a subcommand that has already reported
+// its problem.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// run executes the command line and returns the process exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if code, ok := err.(exitError); ok {
+		return int(code)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "autofix:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "autofix",
+		Short:         "Classify failed ML jobs and recommend how to fix them",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newClassifyCmd(), newRulesCmd())
+	return root
+}
