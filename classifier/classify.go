@@ -2,6 +2,7 @@ package classifier
 
 import (
 	"cmp"
+	"reflect"
 	"fmt"
 	"math"
 	"slices"
@@ -31,8 +32,101 @@ type Classifier struct {
 // state is the per-goroutine scratch of one classification.
 type state struct {
 	env     Env
+	vars    map[string]any // what the rules read: the used Env fields and the literal hits
 	vm      vm.VM
 	matched []*Rule
+	seen    [3][]uint32 // literal scan marks by scope (scopeAny: the reason)
+	counts  [3][]uint16 // occurrences of the literals marked in seen
+	gen     uint32
+	found   []int32
+	set     []string // hit variables set true for this event
+}
+
+// prepare fills the variables the rules read for ev.
+func (st *state) prepare(ev *failure.Event, rs *RuleSet) {
+	if st.vars == nil {
+		st.vars = envTypes(&literalRegistry{keys: rs.keys})
+		for sc := range st.seen {
+			st.seen[sc] = make([]uint32, len(rs.keys))
+			st.counts[sc] = make([]uint16, len(rs.keys))
+		}
+		st.vars[stateVar] = st
+	}
+	st.env.reset(ev, rs)
+	v := reflect.ValueOf(&st.env).Elem()
+	for _, f := range rs.fields {
+		st.vars[f.name] = v.Field(f.index).Interface()
+	}
+	st.gen++
+	if st.gen == 0 { // wrapped: old marks could collide
+		for sc := range st.seen {
+			clear(st.seen[sc])
+		}
+		st.gen = 1
+	}
+	texts := [3]string{scopeAny: strings.ToLower(ev.Failure.Reason), scopeLog: st.env.LogLower, scopeMessage: st.env.MessageLower}
+	for sc, text := range texts {
+		st.found = rs.literals.scan(text, st.seen[sc], st.counts[sc], st.gen, st.found[:0])
+		for _, id := range st.found {
+			keys := &rs.keys[id]
+			st.hit(keys[sc])
+			st.hit(keys[scopeAny])
+		}
+	}
+}
+
+func (st *state) hit(key string) {
+	if key != "" {
+		st.vars[key] = true
+		st.set = append(st.set, key)
+	}
+}
+
+// count returns how often l occurs in this event.
+func (st *state) count(l literal) int {
+	if l.scope != scopeAny {
+		return st.countIn(l.scope, l.id)
+	}
+	return st.countIn(scopeAny, l.id) + st.countIn(scopeLog, l.id) + st.countIn(scopeMessage, l.id)
+}
+
+func (st *state) countIn(sc scope, id int) int {
+	if st.seen[sc][id] != st.gen {
+		return 0
+	}
+	return int(st.counts[sc][id])
+}
+
+// occursIn reports whether any of lits occurs in the text of scope sc.
+func (st *state) occursIn(sc scope, lits []literal) bool {
+	for _, l := range lits {
+		if st.seen[sc][l.id] == st.gen {
+			return true
+		}
+	}
+	return false
+}
+
+// triggered reports whether any of lits occurs in this event.
+func (st *state) triggered(lits []literal) bool {
+	for _, l := range lits {
+		if l.scope == scopeAny {
+			if st.seen[scopeAny][l.id] == st.gen || st.seen[scopeLog][l.id] == st.gen || st.seen[scopeMessage][l.id] == st.gen {
+				return true
+			}
+		} else if st.seen[l.scope][l.id] == st.gen {
+			return true
+		}
+	}
+	return false
+}
+
+// release resets the hit variables prepare set.
+func (st *state) release() {
+	for _, k := range st.set {
+		st.vars[k] = false
+	}
+	st.set = st.set[:0]
 }
 
 // New returns a classifier for rs.
@@ -71,11 +165,15 @@ func (c *Classifier) Classify(ev *failure.Event) failure.Classification {
 func (c *Classifier) ClassifyErrors(ev *failure.Event) (failure.Classification, []RuleError) {
 	st := c.pool.Get().(*state)
 	defer c.pool.Put(st)
-	st.env.reset(ev, c.rules)
+	st.prepare(ev, c.rules)
+	defer st.release()
 	st.matched = st.matched[:0]
 	var errs []RuleError
 	for _, r := range c.rules.rules {
-		out, err := st.vm.Run(r.program, &st.env)
+		if r.trigger != nil && !st.triggered(r.trigger) {
+			continue // none of the literals the rule needs occurs
+		}
+		out, err := st.vm.Run(r.program, st.vars)
 		if err != nil {
 			errs = append(errs, RuleError{Rule: r.ID, Err: err})
 			continue
@@ -139,7 +237,7 @@ func (c *Classifier) decide(st *state) failure.Classification {
 	} else {
 		alts = groups // nothing confident: every candidate is an alternative
 	}
-	out.Evidence = c.evidence(&st.env, win.rules)
+	out.Evidence = c.evidence(st, win.rules)
 	for _, g := range alts {
 		a := failure.Alternative{Category: g.category, Confidence: g.confidence}
 		for _, r := range g.rules {
@@ -154,7 +252,8 @@ func round(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 // evidence returns the lines of the message and log tail that the rules' patterns
 // match, in order, plus a line for the termination fields and usage the rules read.
-func (c *Classifier) evidence(env *Env, rules []*Rule) []string {
+func (c *Classifier) evidence(st *state, rules []*Rule) []string {
+	env := &st.env
 	var out []string
 	var fields, usage, exception bool
 	for _, r := range rules {
@@ -178,36 +277,84 @@ func (c *Classifier) evidence(env *Env, rules []*Rule) []string {
 		out = append(out, fmt.Sprintf("peak GPU memory %s on a %s (%.0f%%)",
 			failure.FormatBytes(int64(env.Usage.PeakGPUMemory)), env.Resources.GPUType, 100*env.GPUMemoryRatio))
 	}
-	matches := func(sc scope, lower string) bool {
-		for _, r := range rules {
-			for _, p := range r.patterns {
-				if p.scope != scopeAny && p.scope != sc {
-					continue
-				}
-				if (p.re == nil && strings.Contains(lower, p.literal)) || (p.re != nil && p.re.MatchString(lower)) {
-					return true
-				}
-			}
+	for _, t := range [...]struct {
+		scope           scope
+		text, lowerText string
+	}{{scopeMessage, env.Message, env.MessageLower}, {scopeLog, env.Log, env.LogLower}} {
+		if len(out) >= c.opts.MaxEvidence || t.text == "" {
+			continue
 		}
-		return false
-	}
-	add := func(sc scope, text, lower string) {
-		for len(text) > 0 && len(out) < c.opts.MaxEvidence {
-			line, rest, _ := strings.Cut(text, "\n")
-			lline, lrest, _ := strings.Cut(lower, "\n")
-			text, lower = rest, lrest
-			if matches(sc, lline) {
-				if s := clip(strings.TrimSpace(line), maxEvidenceLine); s != "" && !slices.Contains(out, s) {
-					out = append(out, s)
-				}
+		for _, line := range st.matchedLines(t.scope, t.text, t.lowerText, rules) {
+			if len(out) >= c.opts.MaxEvidence {
+				break
+			}
+			if s := clip(strings.TrimSpace(line), maxEvidenceLine); s != "" && !slices.Contains(out, s) {
+				out = append(out, s)
 			}
 		}
 	}
-	add(scopeMessage, env.Message, env.MessageLower)
-	add(scopeLog, env.Log, env.LogLower)
 	if s := clip(strings.TrimSpace(env.exceptionLine), maxEvidenceLine); exception && s != "" &&
 		!slices.Contains(out, s) && len(out) < c.opts.MaxEvidence {
 		out = append(out, s)
+	}
+	return out
+}
+
+// maxOccurrences bounds the occurrences of one pattern looked at for evidence.
+const maxOccurrences = 16
+
+// matchedLines returns the lines of text, in order, that the rules' patterns for scope
+// match in lower, the lower-cased text (which has the same lines).
+func (st *state) matchedLines(sc scope, text, lower string, rules []*Rule) []string {
+	var starts []int // offsets in lower of the matched lines' starts
+	for _, r := range rules {
+		for _, p := range r.patterns {
+			if p.scope != scopeAny && p.scope != sc {
+				continue
+			}
+			if p.needs != nil && !st.occursIn(sc, p.needs) {
+				continue // cannot match in this text
+			}
+			n := 0
+			if p.re != nil {
+				p.re.lines(lower, st, func(start, _ int) bool {
+					starts = append(starts, start)
+					n++
+					return n < maxOccurrences
+				})
+				continue
+			}
+			for i := 0; i < len(lower) && n < maxOccurrences; n++ {
+				j := strings.Index(lower[i:], p.literal)
+				if j < 0 {
+					break
+				}
+				j += i
+				starts = append(starts, strings.LastIndexByte(lower[:j], '\n')+1)
+				i = j + len(p.literal)
+			}
+		}
+	}
+	if len(starts) == 0 {
+		return nil
+	}
+	slices.Sort(starts)
+	starts = slices.Compact(starts)
+	// Walk both texts line by line: the n-th line of lower is the n-th line of text.
+	out := make([]string, 0, len(starts))
+	lpos, tpos := 0, 0
+	for _, s := range starts {
+		for lpos < s {
+			nl := strings.IndexByte(lower[lpos:], '\n')
+			tn := strings.IndexByte(text[tpos:], '\n')
+			if nl < 0 || tn < 0 {
+				return out
+			}
+			lpos += nl + 1
+			tpos += tn + 1
+		}
+		line, _, _ := strings.Cut(text[tpos:], "\n")
+		out = append(out, line)
 	}
 	return out
 }

@@ -2,13 +2,11 @@ package classifier
 
 import (
 	"fmt"
-	"regexp"
-	"regexp/syntax"
 	"strings"
-	"unicode"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -37,41 +35,20 @@ var helpers = map[string]helper{
 	"msgGrep": {scopeMessage, true},
 }
 
-// Env field names the helpers compile to, by scope.
-var (
-	hitField   = [...]string{scopeAny: "hitAny", scopeLog: "hitLog", scopeMessage: "hitMessage"}
-	lowerField = [...]string{scopeAny: "textLower", scopeLog: "logLower", scopeMessage: "messageLower"}
-)
+// lowerField names the lower-cased text each scope's regexes run on.
+var lowerField = [...]string{scopeAny: "textLower", scopeLog: "logLower", scopeMessage: "messageLower"}
 
-// pattern is one helper argument of a rule, kept to find the evidence lines.
-type pattern struct {
-	scope   scope
-	literal string         // lower-cased; set for has() helpers
-	re      *regexp.Regexp // runs on lower-cased text; set for grep() helpers
-}
+// stateVar names the variable that holds the event's *state, for _grep.
+const stateVar = "_st"
 
-// literalRegistry gives each distinct lower-cased literal of a rule set an id.
-type literalRegistry struct {
-	ids      map[string]int
-	literals []string
-}
+// hitPrefix starts the names of the boolean variables a literal scan sets, by scope.
+var hitPrefix = [...]string{scopeAny: "_any", scopeLog: "_log", scopeMessage: "_msg"}
 
-func (r *literalRegistry) id(lit string) int {
-	if id, ok := r.ids[lit]; ok {
-		return id
-	}
-	if r.ids == nil {
-		r.ids = map[string]int{}
-	}
-	r.ids[lit] = len(r.literals)
-	r.literals = append(r.literals, lit)
-	return len(r.literals) - 1
-}
-
-// helperPatcher rewrites helper calls, at compile time, into expr's own operations:
-// has("x") becomes a lookup in the hits of the rule set's literal scan, and grep("re")
-// becomes `lower-cased text matches "re"` (a constant pattern that expr compiles once),
-// guarded by the scan's hit of a literal every match must contain.
+// helperPatcher rewrites helper calls at compile time: has("x") becomes a boolean
+// variable set by the rule set's one literal scan per event, and grep("re") becomes
+// _grep(lower-cased text, id) — the regex compiled once, run line by line — behind a
+// guard of the literals every match must contain, so that it runs only on events that
+// can match. Run over a parsed tree first, it only registers literals and regexes.
 type helperPatcher struct {
 	reg      *literalRegistry
 	patterns []pattern
@@ -108,39 +85,49 @@ func (p *helperPatcher) Visit(node *ast.Node) {
 		}
 		var n ast.Node
 		if h.regex {
-			lowered, required, err := lowerRegex(s.Value)
+			lowered, guard, err := lowerRegex(s.Value)
 			if err != nil {
 				p.fail(fmt.Errorf("%s(%q): %w", callee.Value, s.Value, err))
 				return
 			}
-			n = &ast.BinaryNode{
-				Operator: "matches",
-				Left:     &ast.IdentifierNode{Value: lowerField[h.scope]},
-				Right:    &ast.StringNode{Value: lowered},
+			id := p.reg.regex(h.scope, lowered, guard)
+			n = &ast.CallNode{
+				Callee: &ast.IdentifierNode{Value: "_grep"},
+				Arguments: []ast.Node{
+					&ast.IdentifierNode{Value: lowerField[h.scope]},
+					&ast.IntegerNode{Value: id},
+					&ast.IdentifierNode{Value: stateVar},
+				},
 			}
-			if len(required) >= 2 {
-				n = &ast.BinaryNode{Operator: "and", Left: p.hit(h.scope, required), Right: n}
+			for i := len(guard) - 1; i >= 0; i-- {
+				n = &ast.BinaryNode{Operator: "and", Left: p.anyHit(h.scope, guard[i]), Right: n}
 			}
-			p.patterns = append(p.patterns, pattern{scope: h.scope, re: regexp.MustCompile(lowered)})
+			p.patterns = append(p.patterns, pattern{scope: h.scope, re: p.reg.regexes[id]})
 		} else {
 			lit := strings.ToLower(s.Value)
-			n = p.hit(h.scope, lit)
-			p.patterns = append(p.patterns, pattern{scope: h.scope, literal: lit})
+			key := p.reg.key(h.scope, lit)
+			n = &ast.IdentifierNode{Value: key}
+			p.patterns = append(p.patterns, pattern{scope: h.scope, literal: lit, needs: []literal{p.reg.byKey[key]}})
 		}
-		if repl == nil {
-			repl = n
-		} else {
-			repl = &ast.BinaryNode{Operator: "or", Left: repl, Right: n}
-		}
+		repl = or(repl, n)
 	}
 	ast.Patch(node, repl)
 }
 
-func (p *helperPatcher) hit(sc scope, lit string) ast.Node {
-	return &ast.MemberNode{
-		Node:     &ast.IdentifierNode{Value: hitField[sc]},
-		Property: &ast.IntegerNode{Value: p.reg.id(lit)},
+// anyHit is true when any of lits occurs in the scope.
+func (p *helperPatcher) anyHit(sc scope, lits []string) ast.Node {
+	var n ast.Node
+	for _, lit := range lits {
+		n = or(n, &ast.IdentifierNode{Value: p.reg.key(sc, lit)})
 	}
+	return n
+}
+
+func or(a, b ast.Node) ast.Node {
+	if a == nil {
+		return b
+	}
+	return &ast.BinaryNode{Operator: "or", Left: a, Right: b}
 }
 
 func (p *helperPatcher) fail(err error) {
@@ -149,71 +136,32 @@ func (p *helperPatcher) fail(err error) {
 	}
 }
 
-// lowerRegex rewrites a case-insensitive pattern into an equivalent case-sensitive one
-// over lower-cased text, so that Go's regexp can use its literal-prefix scan, and
-// returns a literal that every match contains ("" if there is none). ^ and $ match at
-// line boundaries.
-func lowerRegex(pattern string) (lowered, required string, err error) {
-	re, err := syntax.Parse(pattern, (syntax.Perl&^syntax.OneLine)|syntax.FoldCase)
-	if err != nil {
-		return "", "", err
-	}
-	lowerLiterals(re)
-	lowered = re.String()
-	if _, err := regexp.Compile(lowered); err != nil {
-		return "", "", fmt.Errorf("rewritten pattern %q: %w", lowered, err)
-	}
-	return lowered, requiredLiteral(re), nil
-}
-
-func lowerLiterals(re *syntax.Regexp) {
-	if re.Op == syntax.OpLiteral && re.Flags&syntax.FoldCase != 0 {
-		for i, r := range re.Rune {
-			re.Rune[i] = unicode.ToLower(r)
-		}
-		re.Flags &^= syntax.FoldCase
-	}
-	for _, sub := range re.Sub {
-		lowerLiterals(sub)
-	}
-}
-
-// requiredLiteral returns the longest literal that every match of re contains.
-func requiredLiteral(re *syntax.Regexp) string {
-	switch re.Op {
-	case syntax.OpLiteral:
-		if re.Flags&syntax.FoldCase == 0 {
-			return string(re.Rune)
-		}
-	case syntax.OpCapture, syntax.OpPlus:
-		return requiredLiteral(re.Sub[0])
-	case syntax.OpRepeat:
-		if re.Min >= 1 {
-			return requiredLiteral(re.Sub[0])
-		}
-	case syntax.OpConcat:
-		best := ""
-		for _, sub := range re.Sub {
-			if lit := requiredLiteral(sub); len(lit) > len(best) {
-				best = lit
-			}
-		}
-		return best
-	}
-	return ""
-}
-
 // compiled is a rule's program and what static analysis found in it.
 type compiled struct {
 	program  *vm.Program
 	patterns []pattern
 	idents   map[string]bool // env fields the rule reads
+	// trigger lists literals at least one of which must occur for the rule to match;
+	// nil when the rule can match without any (it then always runs).
+	trigger []literal
 }
 
-// compileRule compiles one condition against Env, rewriting its helpers.
-func compileRule(source string, reg *literalRegistry) (compiled, error) {
+// registerLiterals parses a condition and registers the literals its helpers use, so
+// that the variables they compile to can be declared before any rule is compiled. It
+// reports nothing: compileRule reports every problem.
+func registerLiterals(source string, reg *literalRegistry) {
+	tree, err := parser.Parse(source)
+	if err != nil {
+		return
+	}
+	ast.Walk(&tree.Node, &helperPatcher{reg: reg})
+}
+
+// compileRule compiles one condition against the rule set's variables, rewriting its
+// helpers.
+func compileRule(source string, reg *literalRegistry, env map[string]any) (compiled, error) {
 	p := &helperPatcher{reg: reg}
-	program, err := expr.Compile(source, expr.Env(Env{}), expr.AsBool(), expr.Patch(p))
+	program, err := expr.Compile(source, expr.Env(env), expr.AsBool(), expr.Patch(p), reg.grepFunc())
 	if p.err != nil {
 		return compiled{}, p.err
 	}
@@ -223,7 +171,35 @@ func compileRule(source string, reg *literalRegistry) (compiled, error) {
 	c := compiled{program: program, patterns: p.patterns, idents: map[string]bool{}}
 	root := program.Node()
 	ast.Walk(&root, identVisitor(c.idents))
+	c.trigger = trigger(root, reg)
 	return c, nil
+}
+
+// trigger returns literals at least one of which must occur for node to be true, or
+// nil if node can be true without any: a hit variable needs its literal; "a or b"
+// needs a literal of a or of b; "a and b" needs what either needs.
+func trigger(node ast.Node, reg *literalRegistry) []literal {
+	switch n := node.(type) {
+	case *ast.IdentifierNode:
+		if lit, ok := reg.byKey[n.Value]; ok {
+			return []literal{lit}
+		}
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "or", "||":
+			l, r := trigger(n.Left, reg), trigger(n.Right, reg)
+			if l == nil || r == nil {
+				return nil
+			}
+			return append(l, r...)
+		case "and", "&&":
+			if l := trigger(n.Left, reg); l != nil {
+				return l
+			}
+			return trigger(n.Right, reg)
+		}
+	}
+	return nil
 }
 
 type identVisitor map[string]bool

@@ -1,6 +1,7 @@
 package classifier
 
 import (
+	"reflect"
 	"strings"
 
 	"github.com/autofix/autofix/failure"
@@ -48,11 +49,7 @@ type Env struct {
 	Mi int `expr:"Mi"`
 	Gi int `expr:"Gi"`
 
-	// What the helpers compile to: hits of the rule set's literals in each scope, and
-	// the lower-cased texts the case-insensitive regexes run on.
-	HitAny       []bool `expr:"hitAny"`
-	HitLog       []bool `expr:"hitLog"`
-	HitMessage   []bool `expr:"hitMessage"`
+	// The lower-cased texts the helpers' case-insensitive regexes run on.
 	TextLower    string `expr:"textLower"`
 	LogLower     string `expr:"logLower"`
 	MessageLower string `expr:"messageLower"`
@@ -73,10 +70,9 @@ type UsageEnv struct {
 	PeakGPUMemory int `expr:"peakGPUMemory"` // bytes
 }
 
-// reset fills e from ev for the rule set rs, reusing e's slices.
+// reset fills e from ev, computing only what the rule set reads.
 func (e *Env) reset(ev *failure.Event, rs *RuleSet) {
 	sig, job := &ev.Failure, &ev.Job
-	hitAny, hitLog, hitMsg := e.HitAny, e.HitLog, e.HitMessage
 	*e = Env{
 		Reason:          sig.Reason,
 		ExitCode:        sig.ExitCode,
@@ -113,37 +109,66 @@ func (e *Env) reset(ev *failure.Event, rs *RuleSet) {
 	if gpuMem := failure.GPUMemoryBytes(job.Resources.GPUType); gpuMem > 0 && sig.Usage.PeakGPUMemoryBytes > 0 {
 		e.GPUMemoryRatio = float64(sig.Usage.PeakGPUMemoryBytes) / float64(gpuMem)
 	}
-	if rs.uses.exception {
+	if rs.uses["exception"] || rs.uses["exceptionName"] {
 		e.Exception, e.exceptionLine = lastException(sig.LogTail)
 		e.ExceptionName = e.Exception[strings.LastIndexByte(e.Exception, '.')+1:]
 	}
-	if rs.uses.lines && sig.LogTail != "" {
+	if rs.uses["lines"] && sig.LogTail != "" {
 		e.Lines = strings.Split(strings.TrimSuffix(sig.LogTail, "\n"), "\n")
 	}
-
-	reason := strings.ToLower(sig.Reason)
 	e.MessageLower = strings.ToLower(sig.Message)
 	e.LogLower = strings.ToLower(sig.LogTail)
-	if rs.uses.text {
-		e.TextLower = reason + "\n" + e.MessageLower + "\n" + e.LogLower
-	}
-
-	n := len(rs.literals.patterns)
-	e.HitAny, e.HitLog, e.HitMessage = zeroed(hitAny, n), zeroed(hitLog, n), zeroed(hitMsg, n)
-	rs.literals.scan(e.LogLower, e.HitLog)
-	rs.literals.scan(e.MessageLower, e.HitMessage)
-	rs.literals.scan(reason, e.HitAny)
-	for i := range n {
-		e.HitAny[i] = e.HitAny[i] || e.HitLog[i] || e.HitMessage[i]
+	if rs.uses["textLower"] {
+		e.TextLower = strings.ToLower(sig.Reason) + "\n" + e.MessageLower + "\n" + e.LogLower
 	}
 }
 
-// zeroed returns a slice of n false values, reusing b when it is large enough.
-func zeroed(b []bool, n int) []bool {
-	if cap(b) < n {
-		return make([]bool, n)
+// envField is a field of Env as rules name it.
+type envField struct {
+	name  string
+	index int
+}
+
+// envFields lists the fields of Env by their expr names.
+var envFields = func() []envField {
+	var out []envField
+	t := reflect.TypeFor[Env]()
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() {
+			out = append(out, envField{name: f.Tag.Get("expr"), index: i})
+		}
 	}
-	b = b[:n]
-	clear(b)
-	return b
+	return out
+}()
+
+// envTypes declares the variables rules may read to the type checker: every field of
+// Env, typed by its zero value, and the boolean variables of the registered literals.
+// Rules run against a map of these names (expr reads a map[string]any env without
+// reflection), filled from an Env per event.
+func envTypes(reg *literalRegistry) map[string]any {
+	zero := reflect.ValueOf(Env{})
+	m := make(map[string]any, len(envFields)+3*len(reg.literals)+1)
+	m[stateVar] = (*state)(nil)
+	for _, f := range envFields {
+		m[f.name] = zero.Field(f.index).Interface()
+	}
+	for _, keys := range reg.keys {
+		for _, k := range keys {
+			if k != "" {
+				m[k] = false
+			}
+		}
+	}
+	return m
+}
+
+// usedFields returns the Env fields among the variables some rule reads.
+func usedFields(uses map[string]bool) []envField {
+	var out []envField
+	for _, f := range envFields {
+		if uses[f.name] {
+			out = append(out, f)
+		}
+	}
+	return out
 }

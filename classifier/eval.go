@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"text/tabwriter"
 
 	"github.com/autofix/autofix/failure"
@@ -158,17 +157,17 @@ func (r Report) Write(w io.Writer, verbose bool) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nevents:                %d\n", r.Total)
-	fmt.Fprintf(w, "category accuracy:     %.3f (%d/%d)\n", r.CategoryAccuracy(), r.CategoryCorrect, r.Total)
-	fmt.Fprintf(w, "retry-decision accuracy: %.3f (%d/%d)\n", r.RetryAccuracy(), r.RetryCorrect, r.Total)
-	fmt.Fprintf(w, "false retries:         %d (not retryable, called retryable)\n", r.FalseRetries)
-	fmt.Fprintf(w, "missed retries:        %d (retryable, called not retryable)\n", r.MissedRetries)
+	fmt.Fprintf(w, "\nevents:                   %d\n", r.Total)
+	fmt.Fprintf(w, "category accuracy:        %.3f (%d/%d)\n", r.CategoryAccuracy(), r.CategoryCorrect, r.Total)
+	fmt.Fprintf(w, "retry-decision accuracy:  %.3f (%d/%d)\n", r.RetryAccuracy(), r.RetryCorrect, r.Total)
+	fmt.Fprintf(w, "false retries:            %d (not retryable, called retryable)\n", r.FalseRetries)
+	fmt.Fprintf(w, "missed retries:           %d (retryable, called not retryable)\n", r.MissedRetries)
 	if verbose && len(r.Mistakes) > 0 {
 		fmt.Fprintf(w, "\nmistakes:\n")
 		for _, m := range r.Mistakes {
 			fmt.Fprintf(w, "  line %d %s: want %s/%v, got %s/%v (rules %v) %s\n", m.Item.Line, m.Item.Event.ID,
 				m.Item.Expected.Category, m.Item.Expected.Retryable, m.Got.Category, m.Got.Retryable,
-				slices.Concat(m.Got.Rules), m.Item.Source)
+				m.Got.Rules, m.Item.Source)
 		}
 	}
 	return nil

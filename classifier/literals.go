@@ -6,9 +6,11 @@ package classifier
 type literalSet struct {
 	patterns []string
 	class    [256]uint8 // byte -> input class; 0 for bytes no pattern contains
-	nclass   int
-	delta    []int32   // state*nclass + class -> next state
-	out      [][]int32 // state -> ids of the patterns that end there
+	nclass   int32
+	// delta maps row + class to the next state's row (state * nclass), negated and
+	// minus one (^row) when patterns end in that state.
+	delta []int32
+	out   [][]int32 // state -> ids of the patterns that end there
 }
 
 // newLiteralSet builds the automaton for patterns; a pattern's id is its index.
@@ -23,9 +25,10 @@ func newLiteralSet(patterns []string) *literalSet {
 			}
 		}
 	}
+	nc := int(m.nclass)
 	// The trie: children[state][class], 0 meaning absent (the root is never a child).
-	children := [][]int32{make([]int32, m.nclass)}
-	m.out = [][]int32{nil}
+	children := [][]int32{make([]int32, nc)}
+	ends := [][]int32{nil}
 	for id, p := range patterns {
 		if p == "" {
 			continue
@@ -34,50 +37,84 @@ func newLiteralSet(patterns []string) *literalSet {
 		for i := 0; i < len(p); i++ {
 			c := m.class[p[i]]
 			if children[s][c] == 0 {
-				children = append(children, make([]int32, m.nclass))
-				m.out = append(m.out, nil)
+				children = append(children, make([]int32, nc))
+				ends = append(ends, nil)
 				children[s][c] = int32(len(children) - 1)
 			}
 			s = children[s][c]
 		}
-		m.out[s] = append(m.out[s], int32(id))
+		ends[s] = append(ends[s], int32(id))
 	}
-	// Breadth-first: fail links, then the complete transition table.
+	// Breadth-first: fail links, then the complete transition table over states.
 	n := len(children)
 	fail := make([]int32, n)
-	m.delta = make([]int32, n*m.nclass)
+	next := make([]int32, n*nc)
 	queue := make([]int32, 0, n)
-	for c := 1; c < m.nclass; c++ {
-		if next := children[0][c]; next != 0 {
-			m.delta[c] = next
-			queue = append(queue, next)
+	for c := 1; c < nc; c++ {
+		if child := children[0][c]; child != 0 {
+			next[c] = child
+			queue = append(queue, child)
 		}
 	}
-	for len(queue) > 0 {
-		s := queue[0]
-		queue = queue[1:]
-		m.out[s] = append(m.out[s], m.out[fail[s]]...)
-		for c := 1; c < m.nclass; c++ {
-			next := children[s][c]
-			if next == 0 {
-				m.delta[int(s)*m.nclass+c] = m.delta[int(fail[s])*m.nclass+c]
+	for i := 0; i < len(queue); i++ { // queue ends up holding every state but the root, breadth-first
+		s := queue[i]
+		ends[s] = append(ends[s], ends[fail[s]]...)
+		for c := 1; c < nc; c++ {
+			child := children[s][c]
+			if child == 0 {
+				next[int(s)*nc+c] = next[int(fail[s])*nc+c]
 				continue
 			}
-			fail[next] = m.delta[int(fail[s])*m.nclass+c]
-			m.delta[int(s)*m.nclass+c] = next
-			queue = append(queue, next)
+			fail[child] = next[int(fail[s])*nc+c]
+			next[int(s)*nc+c] = child
+			queue = append(queue, child)
+		}
+	}
+	// Renumber the states breadth-first, so that the shallow states a scan spends most
+	// of its time in sit together in memory, and encode them as rows, flagging those
+	// where patterns end.
+	order := append([]int32{0}, queue...)
+	newID := make([]int32, n)
+	for i, s := range order {
+		newID[s] = int32(i)
+	}
+	m.delta = make([]int32, n*nc)
+	m.out = make([][]int32, n)
+	for _, s := range order {
+		for c := range nc {
+			t := next[int(s)*nc+c]
+			row := newID[t] * m.nclass
+			if len(ends[t]) > 0 {
+				m.out[newID[t]] = ends[t]
+				row = ^row
+			}
+			m.delta[int(newID[s])*nc+c] = row
 		}
 	}
 	return m
 }
 
-// scan sets hit[id] for every pattern that occurs in text; hit has len(patterns).
-func (m *literalSet) scan(text string, hit []bool) {
-	s := int32(0)
+// scan appends to found the id of every pattern that occurs in text, once each, and
+// counts its occurrences in count (up to 65535). seen and count have len(patterns);
+// seen marks the ids found in this scan with gen, which must differ from every mark a
+// previous scan left (so neither is ever cleared).
+func (m *literalSet) scan(text string, seen []uint32, count []uint16, gen uint32, found []int32) []int32 {
+	row := int32(0)
 	for i := 0; i < len(text); i++ {
-		s = m.delta[int(s)*m.nclass+int(m.class[text[i]])]
-		for _, id := range m.out[s] {
-			hit[id] = true
+		row = m.delta[row+int32(m.class[text[i]])]
+		if row < 0 {
+			row = ^row
+			for _, id := range m.out[row/m.nclass] {
+				if seen[id] != gen {
+					seen[id] = gen
+					count[id] = 0
+					found = append(found, id)
+				}
+				if count[id] < 1<<16-1 {
+					count[id]++
+				}
+			}
 		}
 	}
+	return found
 }

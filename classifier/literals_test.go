@@ -21,13 +21,69 @@ func TestLiteralSetMatchesStringsContains(t *testing.T) {
 		texts = append(texts, b.String())
 	}
 	m := newLiteralSet(patterns)
-	for _, text := range texts {
+	seen := make([]uint32, len(patterns))
+	count := make([]uint16, len(patterns))
+	for i, text := range texts {
 		hit := make([]bool, len(patterns))
-		m.scan(text, hit)
+		found := m.scan(text, seen, count, uint32(i+1), nil)
+		for _, id := range found {
+			if hit[id] {
+				t.Errorf("scan(%q) found %q twice", text, patterns[id])
+			}
+			hit[id] = true
+		}
 		for id, p := range patterns {
+			if hit[id] && int(count[id]) != countOverlapping(text, p) {
+				t.Errorf("scan(%q) counted %q %d times, want %d", text, p, count[id], countOverlapping(text, p))
+			}
 			want := p != "" && strings.Contains(text, p)
 			if hit[id] != want {
 				t.Errorf("scan(%q) hit %q = %v, want %v", text, p, hit[id], want)
+			}
+		}
+	}
+}
+
+func countOverlapping(text, p string) int {
+	n := 0
+	for i := range len(text) {
+		if strings.HasPrefix(text[i:], p) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLiteralSetManyPatterns checks the automaton against strings.Contains with enough
+// random patterns that the states span many breadth-first levels.
+func TestLiteralSetManyPatterns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	word := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "abcde .:"[rng.IntN(8)]
+		}
+		return string(b)
+	}
+	var patterns []string
+	for range 600 {
+		patterns = append(patterns, word(1+rng.IntN(12)))
+	}
+	m := newLiteralSet(patterns)
+	seen := make([]uint32, len(patterns))
+	count := make([]uint16, len(patterns))
+	for i := range 200 {
+		text := word(rng.IntN(400))
+		hit := make([]bool, len(patterns))
+		for _, id := range m.scan(text, seen, count, uint32(i+1), nil) {
+			hit[id] = true
+		}
+		for id, p := range patterns {
+			if want := strings.Contains(text, p); hit[id] != want {
+				t.Fatalf("scan(%q) hit %q = %v, want %v", text, p, hit[id], want)
+			}
+			if hit[id] && int(count[id]) != countOverlapping(text, p) {
+				t.Fatalf("scan(%q) counted %q %d times, want %d", text, p, count[id], countOverlapping(text, p))
 			}
 		}
 	}

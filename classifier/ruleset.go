@@ -39,7 +39,9 @@ type RuleSet struct {
 	rules    []*Rule // by priority, highest first, then in file order
 	tests    []TestCase
 	literals *literalSet
-	uses     struct{ lines, text, exception bool }
+	keys     [][3]string     // literal id -> the variable its hits set, by scope
+	uses     map[string]bool // the variables some rule reads
+	fields   []envField      // the Env fields some rule reads
 }
 
 // Rules returns the rules, highest priority first.
@@ -114,9 +116,8 @@ func Load(fsys fs.FS) (*RuleSet, error) {
 
 	var (
 		errs  []error
+		specs []located
 		rs    = &RuleSet{}
-		reg   = &literalRegistry{}
-		where = map[string]string{} // rule id -> file:line of its first definition
 	)
 	for _, name := range names {
 		data, err := fs.ReadFile(fsys, name)
@@ -124,18 +125,32 @@ func Load(fsys fs.FS) (*RuleSet, error) {
 			errs = append(errs, &LoadError{File: name, Err: err})
 			continue
 		}
-		rules, tests, ferrs := parseFile(name, data, reg)
-		errs = append(errs, ferrs...)
-		for _, r := range rules {
-			loc := fmt.Sprintf("%s:%d", r.File, r.Line)
-			if prev, dup := where[r.ID]; dup {
-				errs = append(errs, &LoadError{File: r.File, Line: r.Line, Rule: r.ID, Err: fmt.Errorf("duplicate rule id, first defined at %s", prev)})
-				continue
-			}
-			where[r.ID] = loc
-			rs.rules = append(rs.rules, r)
-		}
+		fileSpecs, tests, ferrs := parseFile(name, data)
+		specs = append(specs, fileSpecs...)
 		rs.tests = append(rs.tests, tests...)
+		errs = append(errs, ferrs...)
+	}
+
+	// Every literal is registered before any rule compiles, so that the variables
+	// the helpers compile to can be declared to the type checker.
+	reg := &literalRegistry{}
+	for _, s := range specs {
+		registerLiterals(s.Expr, reg)
+	}
+	env := envTypes(reg)
+	where := map[string]string{} // rule id -> file:line of its first definition
+	for _, s := range specs {
+		r, err := s.compile(reg, env)
+		if err != nil {
+			errs = append(errs, &LoadError{File: s.file, Line: s.line, Rule: s.ID, Err: err})
+			continue
+		}
+		if prev, dup := where[r.ID]; dup {
+			errs = append(errs, &LoadError{File: r.File, Line: r.Line, Rule: r.ID, Err: fmt.Errorf("duplicate rule id, first defined at %s", prev)})
+			continue
+		}
+		where[r.ID] = fmt.Sprintf("%s:%d", r.File, r.Line)
+		rs.rules = append(rs.rules, r)
 	}
 	for _, tc := range rs.tests {
 		for _, id := range tc.Expect.Rules {
@@ -149,16 +164,26 @@ func Load(fsys fs.FS) (*RuleSet, error) {
 	}
 	slices.SortStableFunc(rs.rules, func(a, b *Rule) int { return b.Priority - a.Priority })
 	rs.literals = newLiteralSet(reg.literals)
+	rs.keys = reg.keys
+	rs.uses = map[string]bool{}
 	for _, r := range rs.rules {
-		rs.uses.lines = rs.uses.lines || r.idents["lines"]
-		rs.uses.text = rs.uses.text || r.idents["textLower"]
-		rs.uses.exception = rs.uses.exception || r.idents["exception"] || r.idents["exceptionName"]
+		for id := range r.idents {
+			rs.uses[id] = true
+		}
 	}
+	rs.fields = usedFields(rs.uses)
 	return rs, nil
 }
 
-// parseFile decodes one rule file strictly and compiles its rules.
-func parseFile(name string, data []byte, reg *literalRegistry) ([]*Rule, []TestCase, []error) {
+// located is a rule spec and where it is defined.
+type located struct {
+	ruleSpec
+	file string
+	line int
+}
+
+// parseFile decodes one rule file strictly.
+func parseFile(name string, data []byte) ([]located, []TestCase, []error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, nil, []error{&LoadError{File: name, Err: err}}
@@ -171,19 +196,11 @@ func parseFile(name string, data []byte, reg *literalRegistry) ([]*Rule, []TestC
 	}
 	ruleLines, testLines := itemLines(&doc, "rules"), itemLines(&doc, "tests")
 
-	var (
-		rules []*Rule
-		errs  []error
-	)
+	specs := make([]located, 0, len(f.Rules))
 	for i, spec := range f.Rules {
-		r, err := spec.compile(reg)
-		r.File, r.Line = name, ruleLines[i]
-		if err != nil {
-			errs = append(errs, &LoadError{File: name, Line: r.Line, Rule: spec.ID, Err: err})
-			continue
-		}
-		rules = append(rules, r)
+		specs = append(specs, located{ruleSpec: spec, file: name, line: ruleLines[i]})
 	}
+	var errs []error
 	tests := make([]TestCase, 0, len(f.Tests))
 	for i, spec := range f.Tests {
 		tc, err := spec.testCase()
@@ -194,7 +211,7 @@ func parseFile(name string, data []byte, reg *literalRegistry) ([]*Rule, []TestC
 		}
 		tests = append(tests, tc)
 	}
-	return rules, tests, errs
+	return specs, tests, errs
 }
 
 // itemLines returns the line of each item of the top-level sequence key.
@@ -215,8 +232,8 @@ func itemLines(doc *yaml.Node, key string) []int {
 	return nil
 }
 
-func (s *ruleSpec) compile(reg *literalRegistry) (*Rule, error) {
-	r := &Rule{ID: s.ID, Description: strings.TrimSpace(s.Description), Expr: s.Expr}
+func (s *located) compile(reg *literalRegistry, env map[string]any) (*Rule, error) {
+	r := &Rule{ID: s.ID, Description: strings.TrimSpace(s.Description), Expr: s.Expr, File: s.file, Line: s.line}
 	switch {
 	case !ruleIDPattern.MatchString(s.ID):
 		return r, fmt.Errorf("id %q: want lower-case letters, digits, '.', '_' or '-', at most 80", s.ID)
@@ -249,7 +266,7 @@ func (s *ruleSpec) compile(reg *literalRegistry) (*Rule, error) {
 	if r.Priority < 0 || r.Priority > MaxPriority {
 		return r, fmt.Errorf("priority %d: want 0 to %d", r.Priority, MaxPriority)
 	}
-	c, err := compileRule(s.Expr, reg)
+	c, err := compileRule(s.Expr, reg, env)
 	if err != nil {
 		return r, fmt.Errorf("expr: %w", err)
 	}

@@ -1,0 +1,73 @@
+package classifier
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/autofix/autofix/failure"
+)
+
+func TestReadLabelled(t *testing.T) {
+	in := `{"id":"a","job":{"name":"j"},"failure":{"logTail":"x"},"expected":{"category":"timeout","retryable":true},"source":"https://example.org/1"}
+
+{"id":"b","job":{"name":"j"},"failure":{},"expected":{"category":"unknown","retryable":false}}
+`
+	items, err := ReadLabelled(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 2 || items[0].Source != "https://example.org/1" || items[1].Line != 3 || items[1].Expected.Category != failure.Unknown {
+		t.Errorf("ReadLabelled = %+v", items)
+	}
+	for name, bad := range map[string]string{
+		"line 1: expected: required":           `{"id":"a","job":{"name":"j"},"failure":{}}`,
+		"line 1: failure: required":            `{"id":"a","job":{"name":"j"},"expected":{"category":"timeout","retryable":true}}`,
+		`line 1: expected: unknown category`:   `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"slow","retryable":true}}`,
+		"line 1: expected: json: cannot unmar": `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":"yes"}}`,
+	} {
+		if _, err := ReadLabelled(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("ReadLabelled(%s) error = %v, want %q", bad, err, name)
+		}
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	rs := mustLoad(t, map[string]string{"a.yaml": "rules:\n" +
+		rule("t", `has("slow")`, "timeout", 10, 0.9) + rule("c", `has("typo")`, "user_code", 10, 0.9)})
+	item := func(log string, cat failure.Category, retry bool) Labelled {
+		return Labelled{Event: *event("", 1, "", log), Expected: Label{Category: cat, Retryable: retry}}
+	}
+	r := Evaluate(New(rs, Options{}), []Labelled{
+		item("slow", failure.Timeout, true),             // right
+		item("slow", failure.ConfigError, false),        // wrong category, false retry
+		item("typo", failure.UserCode, false),           // right
+		item("typo", failure.DataError, false),          // wrong category, right retry decision
+		item("nothing", failure.NetworkTransient, true), // unknown: missed retry
+	})
+	if r.Total != 5 || r.CategoryCorrect != 2 || r.RetryCorrect != 3 || r.FalseRetries != 1 || r.MissedRetries != 1 {
+		t.Errorf("Evaluate = %+v", r)
+	}
+	if len(r.Mistakes) != 3 {
+		t.Errorf("Mistakes = %d, want 3", len(r.Mistakes))
+	}
+	stats := map[failure.Category]CategoryStats{}
+	for _, s := range r.PerCategory {
+		stats[s.Category] = s
+	}
+	if s := stats[failure.Timeout]; s.Support != 1 || s.Predicted != 2 || s.Precision() != 0.5 || s.Recall() != 1 {
+		t.Errorf("timeout stats = %+v precision %v recall %v, want support 1, predicted 2, 0.5, 1", s, s.Precision(), s.Recall())
+	}
+	if s := stats[failure.NetworkTransient]; s.Recall() != 0 || s.Precision() != 0 {
+		t.Errorf("network stats = %+v", s)
+	}
+	var out bytes.Buffer
+	if err := r.Write(&out, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"category accuracy:", "0.400 (2/5)", "retry-decision accuracy:", "0.600 (3/5)", "false retries:", "mistakes:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
