@@ -2,9 +2,9 @@ package classifier
 
 import (
 	"cmp"
-	"reflect"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"

@@ -2,9 +2,9 @@ package classifier
 
 import (
 	"fmt"
-	"slices"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
