@@ -21,7 +21,7 @@ func benchEvents(b *testing.B) [][]byte {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	items, err := classifier.ReadLabelled(f)
 	if err != nil {
 		b.Fatal(err)

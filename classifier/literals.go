@@ -5,7 +5,7 @@ package classifier
 // per event, so the cost of literal matching does not grow with the number of rules.
 type literalSet struct {
 	patterns []string
-	class    [256]uint8 // byte -> input class; 0 for bytes no pattern contains
+	class    [256]int32 // byte -> input class; 0 for bytes no pattern contains
 	nclass   int32
 	// delta maps row + class to the next state's row (state * nclass), negated and
 	// minus one (^row) when patterns end in that state.
@@ -20,7 +20,7 @@ func newLiteralSet(patterns []string) *literalSet {
 	for _, p := range patterns {
 		for i := 0; i < len(p); i++ {
 			if m.class[p[i]] == 0 {
-				m.class[p[i]] = uint8(m.nclass)
+				m.class[p[i]] = m.nclass
 				m.nclass++
 			}
 		}
@@ -39,7 +39,7 @@ func newLiteralSet(patterns []string) *literalSet {
 			if children[s][c] == 0 {
 				children = append(children, make([]int32, nc))
 				ends = append(ends, nil)
-				children[s][c] = int32(len(children) - 1)
+				children[s][c] = int32(len(children) - 1) //nolint:gosec // states number at most the patterns' total length
 			}
 			s = children[s][c]
 		}
@@ -101,7 +101,7 @@ func newLiteralSet(patterns []string) *literalSet {
 func (m *literalSet) scan(text string, seen []uint32, count []uint16, gen uint32, found []int32) []int32 {
 	row := int32(0)
 	for i := 0; i < len(text); i++ {
-		row = m.delta[row+int32(m.class[text[i]])]
+		row = m.delta[row+m.class[text[i]]]
 		if row < 0 {
 			row = ^row
 			for _, id := range m.out[row/m.nclass] {

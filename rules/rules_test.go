@@ -93,7 +93,7 @@ func readLabelled(t *testing.T, name string) []classifier.Labelled {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	items, err := classifier.ReadLabelled(f)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
@@ -151,6 +151,6 @@ func TestLabelledDataHygiene(t *testing.T) {
 				t.Errorf("%s:%d: %s labelled retryable=%v, against the taxonomy", path, n, cat, *line.Expected.Retryable)
 			}
 		}
-		f.Close()
+		_ = f.Close()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -75,14 +76,11 @@ recall, category accuracy, retry-decision accuracy and the false-retry count.`,
 
 // loadClassifier compiles the rules of dir, or the embedded defaults when dir is "".
 func loadClassifier(dir string, minConfidence float64) (*classifier.Classifier, error) {
-	fsys := rules.FS
-	var rs *classifier.RuleSet
-	var err error
+	var fsys fs.FS = rules.FS
 	if dir != "" {
-		rs, err = classifier.Load(os.DirFS(dir))
-	} else {
-		rs, err = classifier.Load(fsys)
+		fsys = os.DirFS(dir)
 	}
+	rs, err := classifier.Load(fsys)
 	if err != nil {
 		return nil, fmt.Errorf("load rules: %w", err)
 	}
@@ -156,8 +154,8 @@ func runEval(out io.Writer, c *classifier.Classifier, file string, verbose bool)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	items, err := classifier.ReadLabelled(f)
+	_ = f.Close() // read-only: nothing to lose
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}

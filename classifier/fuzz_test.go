@@ -1,0 +1,83 @@
+package classifier_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+
+	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/rules"
+)
+
+// FuzzLoad feeds arbitrary rule files to Load: it must return a rule set or an error,
+// never panic, and a rule set it returns must classify without panicking.
+func FuzzLoad(f *testing.F) {
+	for _, name := range []string{"memory.yaml", "network.yaml", "image.yaml"} {
+		data, err := rules.FS.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(data))
+	}
+	f.Add("rules:\n  - id: r\n    description: d\n    expr: grep(`(a|b)+c`) and has(\"x\")\n    category: timeout\n    retryable: true\n    action: extend_timeout\n    confidence: 0.5\n    priority: 1\n")
+	f.Add("rules: [{id: r, description: d, expr: 'logGrep(\"^$\")', category: hardware, retryable: true, action: reschedule, confidence: 1, priority: 0}]")
+	ev := &failure.Event{ID: "e", Job: failure.Job{Name: "j"}, Failure: failure.Signals{
+		Reason: "Error", ExitCode: 137, Message: "m", LogTail: "a\nKilled\nCUDA out of memory\n"}}
+	f.Fuzz(func(t *testing.T, file string) {
+		rs, err := classifier.Load(fstest.MapFS{"f.yaml": {Data: []byte(file)}})
+		if err != nil {
+			return
+		}
+		got := classifier.New(rs, classifier.Options{}).Classify(ev)
+		if got.Confidence < 0 || got.Confidence > 1 || !got.Category.Valid() {
+			t.Fatalf("Classify = %+v", got)
+		}
+	})
+}
+
+var (
+	defaultOnce sync.Once
+	defaultC    *classifier.Classifier
+)
+
+// FuzzClassify runs the default rules on arbitrary failure text: the result must be a
+// valid category with a confidence in [0, 1], unknown exactly when no rule supports it,
+// and every evidence line must come from the event.
+func FuzzClassify(f *testing.F) {
+	f.Add("Error", 1, "", "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+	f.Add("OOMKilled", 137, "", "")
+	f.Add("ErrImagePull", 0, "manifest unknown: manifest unknown", "")
+	f.Add("Error", 1, "", "NVRM: Xid (PCI:0000:3b:00): 79\n\xff\xfe invalid utf8 Killed")
+	f.Fuzz(func(t *testing.T, reason string, exitCode int, message, log string) {
+		defaultOnce.Do(func() {
+			rs, err := classifier.Load(rules.FS)
+			if err != nil {
+				panic(err)
+			}
+			defaultC = classifier.New(rs, classifier.Options{})
+		})
+		ev := &failure.Event{ID: "e", Job: failure.Job{Name: "j", Attempt: 1},
+			Failure: failure.Signals{Reason: reason, ExitCode: exitCode, Message: message, LogTail: log}}
+		got, errs := defaultC.ClassifyErrors(ev)
+		if len(errs) > 0 {
+			t.Fatalf("rules failed to evaluate: %v", errs)
+		}
+		if !got.Category.Valid() || got.Confidence < 0 || got.Confidence > 1 {
+			t.Fatalf("Classify = %+v", got)
+		}
+		if (got.Category == failure.Unknown) != (len(got.Rules) == 0) {
+			t.Fatalf("category %s with rules %v", got.Category, got.Rules)
+		}
+		for _, line := range got.Evidence {
+			line = strings.TrimSuffix(line, "…")
+			if strings.HasPrefix(line, "reason: ") || strings.HasPrefix(line, "peak ") {
+				continue
+			}
+			if !strings.Contains(message, line) && !strings.Contains(log, line) {
+				t.Fatalf("evidence %q is not in the event", line)
+			}
+		}
+	})
+}
