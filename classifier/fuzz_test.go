@@ -14,13 +14,6 @@ import (
 // FuzzLoad feeds arbitrary rule files to Load: it must return a rule set or an error,
 // never panic, and a rule set it returns must classify without panicking.
 func FuzzLoad(f *testing.F) {
-	for _, name := range []string{"memory.yaml", "network.yaml", "image.yaml"} {
-		data, err := rules.FS.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(string(data))
-	}
 	f.Add("rules:\n  - id: r\n    description: d\n    expr: grep(`(a|b)+c`) and has(\"x\")\n    category: timeout\n    retryable: true\n    action: extend_timeout\n    confidence: 0.5\n    priority: 1\n")
 	f.Add("rules: [{id: r, description: d, expr: 'logGrep(\"^$\")', category: hardware, retryable: true, action: reschedule, confidence: 1, priority: 0}]")
 	ev := &failure.Event{ID: "e", Job: failure.Job{Name: "j"}, Failure: failure.Signals{

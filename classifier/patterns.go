@@ -120,17 +120,12 @@ func (l *lineRegex) match(text string, st *state) bool {
 // over a long log costs about as much as a substring search.
 func (l *lineRegex) lines(text string, st *state, fn func(start, end int) bool) {
 	if len(l.clauses) == 0 {
-		for start := 0; start < len(text); {
-			end := strings.IndexByte(text[start:], '\n')
-			if end < 0 {
-				end = len(text)
-			} else {
-				end += start
-			}
+		for pos := 0; pos < len(text); {
+			start, end := lineAt(text, pos)
 			if l.re.MatchString(text[start:end]) && !fn(start, end) {
 				return
 			}
-			start = end + 1
+			pos = end + 1
 		}
 		return
 	}
@@ -154,20 +149,24 @@ func (l *lineRegex) lines(text string, st *state, fn func(start, end int) bool) 
 			if j < 0 {
 				break
 			}
-			j += i
-			start := strings.LastIndexByte(text[:j], '\n') + 1
-			end := strings.IndexByte(text[j:], '\n')
-			if end < 0 {
-				end = len(text)
-			} else {
-				end += j
-			}
+			start, end := lineAt(text, i+j)
 			if l.re.MatchString(text[start:end]) && !fn(start, end) {
 				return
 			}
 			i = end + 1
 		}
 	}
+}
+
+// lineAt returns the bounds of the line of text that holds offset pos, without its
+// newline.
+func lineAt(text string, pos int) (start, end int) {
+	start = strings.LastIndexByte(text[:pos], '\n') + 1
+	end = strings.IndexByte(text[pos:], '\n')
+	if end < 0 {
+		return start, len(text)
+	}
+	return start, pos + end
 }
 
 // lowerRegex rewrites a case-insensitive pattern into an equivalent case-sensitive one

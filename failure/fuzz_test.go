@@ -43,7 +43,7 @@ func FuzzDecode(f *testing.F) {
 		if !back.Time.Equal(ev.Time) {
 			t.Fatalf("time changed in a round trip: %v -> %v", ev.Time, back.Time)
 		}
-		back.Time, ev.Time = ev.Time, back.Time
+		back.Time = ev.Time // the same instant; its location may print differently
 		if !reflect.DeepEqual(back, ev) {
 			t.Fatalf("round trip changed the event:\n got %+v\nwant %+v", back, ev)
 		}
