@@ -4,12 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"math"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
-
-	"github.com/expr-lang/expr/vm"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -27,106 +24,6 @@ type Classifier struct {
 	rules *RuleSet
 	opts  Options
 	pool  sync.Pool // *state
-}
-
-// state is the per-goroutine scratch of one classification.
-type state struct {
-	env     Env
-	vars    map[string]any // what the rules read: the used Env fields and the literal hits
-	vm      vm.VM
-	matched []*Rule
-	seen    [3][]uint32 // literal scan marks by scope (scopeAny: the reason)
-	counts  [3][]uint16 // occurrences of the literals marked in seen
-	gen     uint32
-	found   []int32
-	set     []string // hit variables set true for this event
-}
-
-// prepare fills the variables the rules read for ev.
-func (st *state) prepare(ev *failure.Event, rs *RuleSet) {
-	if st.vars == nil {
-		st.vars = envTypes(&literalRegistry{keys: rs.keys})
-		for sc := range st.seen {
-			st.seen[sc] = make([]uint32, len(rs.keys))
-			st.counts[sc] = make([]uint16, len(rs.keys))
-		}
-		st.vars[stateVar] = st
-	}
-	st.env.reset(ev, rs)
-	v := reflect.ValueOf(&st.env).Elem()
-	for _, f := range rs.fields {
-		st.vars[f.name] = v.Field(f.index).Interface()
-	}
-	st.gen++
-	if st.gen == 0 { // wrapped: old marks could collide
-		for sc := range st.seen {
-			clear(st.seen[sc])
-		}
-		st.gen = 1
-	}
-	texts := [3]string{scopeAny: strings.ToLower(ev.Failure.Reason), scopeLog: st.env.LogLower, scopeMessage: st.env.MessageLower}
-	for sc, text := range texts {
-		st.found = rs.literals.scan(text, st.seen[sc], st.counts[sc], st.gen, st.found[:0])
-		for _, id := range st.found {
-			keys := &rs.keys[id]
-			st.hit(keys[sc])
-			st.hit(keys[scopeAny])
-		}
-	}
-}
-
-func (st *state) hit(key string) {
-	if key != "" {
-		st.vars[key] = true
-		st.set = append(st.set, key)
-	}
-}
-
-// count returns how often l occurs in this event.
-func (st *state) count(l literal) int {
-	if l.scope != scopeAny {
-		return st.countIn(l.scope, l.id)
-	}
-	return st.countIn(scopeAny, l.id) + st.countIn(scopeLog, l.id) + st.countIn(scopeMessage, l.id)
-}
-
-func (st *state) countIn(sc scope, id int) int {
-	if st.seen[sc][id] != st.gen {
-		return 0
-	}
-	return int(st.counts[sc][id])
-}
-
-// occursIn reports whether any of lits occurs in the text of scope sc.
-func (st *state) occursIn(sc scope, lits []literal) bool {
-	for _, l := range lits {
-		if st.seen[sc][l.id] == st.gen {
-			return true
-		}
-	}
-	return false
-}
-
-// triggered reports whether any of lits occurs in this event.
-func (st *state) triggered(lits []literal) bool {
-	for _, l := range lits {
-		if l.scope == scopeAny {
-			if st.seen[scopeAny][l.id] == st.gen || st.seen[scopeLog][l.id] == st.gen || st.seen[scopeMessage][l.id] == st.gen {
-				return true
-			}
-		} else if st.seen[l.scope][l.id] == st.gen {
-			return true
-		}
-	}
-	return false
-}
-
-// release resets the hit variables prepare set.
-func (st *state) release() {
-	for _, k := range st.set {
-		st.vars[k] = false
-	}
-	st.set = st.set[:0]
 }
 
 // New returns a classifier for rs.

@@ -59,6 +59,9 @@ func Decode(data []byte) (Event, error) {
 			err:     ErrPayloadTooLarge,
 		}
 	}
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] != '{' && json.Valid(t) {
+		return Event{}, fieldErr("payload", "want a JSON object")
+	}
 	var w wireEvent
 	if err := json.Unmarshal(data, &w); err != nil {
 		return Event{}, jsonError(data, err)
@@ -93,8 +96,6 @@ func jsonError(data []byte, err error) error {
 			field = "payload"
 		}
 		return fieldErr(field, "want %s, got %s", jsonKind(typ.Type.Kind().String()), typ.Value)
-	case errors.Is(err, errNotObject):
-		return fieldErr("payload", "want a JSON object")
 	}
 	var fe *FieldError
 	if errors.As(err, &fe) {
@@ -117,8 +118,6 @@ func jsonKind(goKind string) string {
 		return "a number"
 	}
 }
-
-var errNotObject = errors.New("not an object")
 
 // wireEvent is the JSON shape of an event, before validation.
 type wireEvent struct {
@@ -174,15 +173,6 @@ type wireFailure struct {
 type wireUsage struct {
 	PeakMemory    json.RawMessage `json:"peakMemory"`
 	PeakGPUMemory json.RawMessage `json:"peakGPUMemory"`
-}
-
-// UnmarshalJSON rejects a top-level value that is not an object before decoding it.
-func (w *wireEvent) UnmarshalJSON(data []byte) error {
-	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
-		return errNotObject
-	}
-	type plain wireEvent
-	return json.Unmarshal(data, (*plain)(w))
 }
 
 func (w *wireEvent) event() (Event, error) {

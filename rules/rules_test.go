@@ -58,6 +58,8 @@ var labelledSets = []struct {
 }{
 	{"dev.jsonl", 0.93, 0.97, 0.02},
 	{"holdout-1.jsonl", 0.91, 0.93, 0.05},
+	{"holdout-2.jsonl", 0.88, 0.91, 0.06},
+	{"holdout-3.jsonl", 0.91, 0.94, 0.04},
 }
 
 func TestLabelledSets(t *testing.T) {
