@@ -40,6 +40,9 @@ With --eval FILE it reads a labelled file instead (each line an event with
 recall, category accuracy, retry-decision accuracy and the false-retry count.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !(o.minConfidence > 0 && o.minConfidence <= 1) {
+				return fmt.Errorf("--min-confidence %v: want a number in (0, 1]", o.minConfidence)
+			}
 			c, err := loadClassifier(o.rulesDir, o.minConfidence)
 			if err != nil {
 				return err
