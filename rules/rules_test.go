@@ -60,6 +60,7 @@ var labelledSets = []struct {
 	{"holdout-1.jsonl", 0.91, 0.93, 0.05},
 	{"holdout-2.jsonl", 0.88, 0.91, 0.06},
 	{"holdout-3.jsonl", 0.91, 0.94, 0.04},
+	{"holdout-4.jsonl", 0.90, 0.93, 0.03},
 }
 
 func TestLabelledSets(t *testing.T) {
