@@ -14,6 +14,9 @@ type Classification struct {
 	Evidence []string `json:"evidence"`
 	// Alternatives are the other categories some rule matched, strongest first.
 	Alternatives []Alternative `json:"alternatives,omitempty"`
+	// Learned is set when no rule explained the failure with confidence and the
+	// category comes from the learned text classifier instead.
+	Learned bool `json:"learned,omitempty"`
 }
 
 // Alternative is a category that some rules matched but that did not win.

@@ -254,7 +254,7 @@ func (w *wireJob) job() (Job, error) {
 	if j.Attempt == 0 {
 		j.Attempt = 1
 	}
-	res, err := w.Resources.resources()
+	res, err := w.Resources.resources("job.resources.")
 	if err != nil {
 		return Job{}, err
 	}
@@ -268,26 +268,27 @@ func (w *wireJob) job() (Job, error) {
 	return j, nil
 }
 
-func (w *wireResources) resources() (Resources, error) {
+// resources validates w; field names in errors start with prefix.
+func (w *wireResources) resources(prefix string) (Resources, error) {
 	var (
 		r   Resources
 		err error
 	)
-	if r.CPUMillis, err = quantity("job.resources.cpu", w.CPU, 1000); err != nil {
+	if r.CPUMillis, err = quantity(prefix+"cpu", w.CPU, 1000); err != nil {
 		return Resources{}, err
 	}
-	if r.MemoryBytes, err = quantity("job.resources.memory", w.Memory, 1); err != nil {
+	if r.MemoryBytes, err = quantity(prefix+"memory", w.Memory, 1); err != nil {
 		return Resources{}, err
 	}
-	if r.EphemeralStorageBytes, err = quantity("job.resources.ephemeralStorage", w.EphemeralStorage, 1); err != nil {
+	if r.EphemeralStorageBytes, err = quantity(prefix+"ephemeralStorage", w.EphemeralStorage, 1); err != nil {
 		return Resources{}, err
 	}
-	gpuMillis, err := quantity("job.resources.gpu", w.GPU, 1000)
+	gpuMillis, err := quantity(prefix+"gpu", w.GPU, 1000)
 	if err != nil {
 		return Resources{}, err
 	}
 	if gpuMillis%1000 != 0 || gpuMillis/1000 > maxGPUs {
-		return Resources{}, fieldErr("job.resources.gpu", "want a whole number of GPUs from 0 to %d, got %s", maxGPUs, w.GPU)
+		return Resources{}, fieldErr(prefix+"gpu", "want a whole number of GPUs from 0 to %d, got %s", maxGPUs, w.GPU)
 	}
 	r.GPU = int(gpuMillis / 1000)
 	r.GPUType = w.GPUType
@@ -388,13 +389,53 @@ func (w *wireFailure) signals() (Signals, error) {
 	s.LogTail, s.LogTruncated = tail(w.LogTail, MaxLogTail)
 	s.LogTruncated = s.LogTruncated || w.LogTruncated
 	var err error
-	if s.Usage.PeakMemoryBytes, err = quantity("failure.usage.peakMemory", w.Usage.PeakMemory, 1); err != nil {
-		return Signals{}, err
-	}
-	if s.Usage.PeakGPUMemoryBytes, err = quantity("failure.usage.peakGPUMemory", w.Usage.PeakGPUMemory, 1); err != nil {
+	if s.Usage, err = w.Usage.usage("failure.usage."); err != nil {
 		return Signals{}, err
 	}
 	return s, nil
+}
+
+// usage validates w; field names in errors start with prefix.
+func (w *wireUsage) usage(prefix string) (Usage, error) {
+	var (
+		u   Usage
+		err error
+	)
+	if u.PeakMemoryBytes, err = quantity(prefix+"peakMemory", w.PeakMemory, 1); err != nil {
+		return Usage{}, err
+	}
+	if u.PeakGPUMemoryBytes, err = quantity(prefix+"peakGPUMemory", w.PeakGPUMemory, 1); err != nil {
+		return Usage{}, err
+	}
+	return u, nil
+}
+
+// UnmarshalJSON reads resources as MarshalJSON writes them (quantity strings or numbers).
+func (r *Resources) UnmarshalJSON(data []byte) error {
+	var w wireResources
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	res, err := w.resources("")
+	if err != nil {
+		return err
+	}
+	*r = res
+	return nil
+}
+
+// UnmarshalJSON reads usage as MarshalJSON writes it (quantity strings or numbers).
+func (u *Usage) UnmarshalJSON(data []byte) error {
+	var w wireUsage
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	v, err := w.usage("")
+	if err != nil {
+		return err
+	}
+	*u = v
+	return nil
 }
 
 // tail returns the last at most max bytes of log, starting on a line boundary when

@@ -52,6 +52,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newClassifyCmd(), newRulesCmd())
+	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newSimulateCmd())
 	return root
 }

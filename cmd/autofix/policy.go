@@ -1,0 +1,77 @@
+package main
+
+import (
+	"math"
+	"math/rand/v2"
+
+	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/optimizer"
+	"github.com/autofix/autofix/recommender"
+	"github.com/autofix/autofix/sim"
+)
+
+// autofixPolicy retries as the recommender advises.
+type autofixPolicy struct{ r *recommender.Recommender }
+
+func (autofixPolicy) Name() string { return "autofix" }
+
+func (p autofixPolicy) Retry(ev *failure.Event, history []failure.Outcome) (failure.Option, bool) {
+	rec := p.r.Recommend(ev, history)
+	return rec.ChosenOption()
+}
+
+// recommenderFor builds the recommender for a scenario's cluster and prices.
+func recommenderFor(s *sim.Scenario, c *classifier.Classifier, m *models.Models, fb recommender.Fallback) *recommender.Recommender {
+	return recommender.New(c, m, fb, recommender.Options{
+		Catalogue:      s.Catalogue,
+		MaxMemoryBytes: int64(s.Cluster.MaxMemoryGiB * (1 << 30)),
+		MaxCPUMillis:   int64(s.Cluster.MaxCPU * 1000),
+		MaxGPUs:        s.Cluster.MaxGPUs,
+	})
+}
+
+// explorer retries with random configurations around the failed one, to collect
+// examples of what succeeds and what does not for the models to learn from.
+type explorer struct {
+	c   *classifier.Classifier
+	s   *sim.Scenario
+	rng *rand.Rand
+}
+
+func (*explorer) Name() string { return "explore" }
+
+func (e *explorer) Retry(ev *failure.Event, history []failure.Outcome) (failure.Option, bool) {
+	cl := e.c.Classify(ev)
+	if !cl.Retryable {
+		return failure.Option{}, false
+	}
+	opt := failure.Option{Resources: ev.Job.Resources, Params: ev.Job.Params}
+	ctx := models.NewContext(ev, cl.Category, history, e.s.Catalogue)
+	ref := math.Max(float64(opt.Resources.MemoryBytes), ctx.MemEstimate)
+	switch cl.Category {
+	case failure.OOMMemory:
+		opt.Resources.MemoryBytes = int64(ref * math.Exp(e.uniform(-0.1, 1.0)))
+	case failure.OOMGPU:
+		space := optimizer.Space{Failed: opt, Declared: ev.Job.Tunables, GPU: true, MaxGPUs: e.s.Cluster.MaxGPUs}
+		for _, g := range e.s.Catalogue.GPUs {
+			space.GPUTypes = append(space.GPUTypes, g.Name)
+		}
+		cands := space.Candidates()
+		opt = cands[e.rng.IntN(len(cands))]
+	case failure.Timeout:
+		opt.DeadlineSeconds = math.Ceil(ev.Failure.DurationSeconds * math.Exp(e.uniform(0, 1.4)))
+	case failure.Hardware:
+		if e.rng.Float64() < 0.7 {
+			opt.AvoidNodes = []string{ev.Failure.Node}
+		}
+	default:
+		if e.rng.Float64() < 0.5 {
+			opt.Resources.MemoryBytes = int64(ref * math.Exp(e.uniform(0, 0.5)))
+		}
+	}
+	return opt, true
+}
+
+func (e *explorer) uniform(lo, hi float64) float64 { return lo + (hi-lo)*e.rng.Float64() }

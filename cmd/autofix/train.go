@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/sim"
+)
+
+type trainOptions struct {
+	scenario string
+	jobs     int
+	seed     uint64
+	outcomes string
+	out      string
+	dump     string
+}
+
+func newTrainCmd() *cobra.Command {
+	var o trainOptions
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Train the retry-success and runtime models and print their evaluation",
+		Long: `Train fits the retry-success and runtime models to examples of retries and their
+outcomes: from the simulator (a scenario, built in or a file; retries explore random
+configurations around each failure) or from a file of recorded examples (--examples,
+JSON lines of models.Example). It prints the evaluation on held-out jobs — AUC, Brier
+score and reliability tables, runtime error — and writes the versioned artifact to --out.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadScenario(o.scenario)
+			if err != nil {
+				return err
+			}
+			if o.seed != 0 {
+				s.Seed = o.seed
+			}
+			var examples []models.Example
+			if o.outcomes != "" {
+				examples, err = readExamples(o.outcomes)
+			} else {
+				examples, err = simulateExamples(s, o.jobs)
+			}
+			if err != nil {
+				return err
+			}
+			if o.dump != "" {
+				if err := writeExamples(o.dump, examples); err != nil {
+					return err
+				}
+			}
+			name := fmt.Sprintf("%s-seed%d-%dex", s.Name, s.Seed, len(examples))
+			m, err := models.Train(examples, &s.Catalogue, models.TrainOptions{Name: name})
+			if err != nil {
+				return err
+			}
+			m.Evaluation.Write(cmd.OutOrStdout())
+			if o.out != "" {
+				data, err := m.Save()
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(o.out, append(data, '\n'), 0o644); err != nil { //nolint:gosec // a model artifact is not secret
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "\nwrote %s (%s)\n", o.out, m.Name)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.scenario, "scenario", "default", "built-in scenario name or scenario file")
+	f.IntVar(&o.jobs, "jobs", 0, "runs to simulate (default: the scenario's)")
+	f.Uint64Var(&o.seed, "seed", 0, "override the scenario's seed")
+	f.StringVar(&o.outcomes, "examples", "", "train from a file of recorded examples (JSON lines) instead of the simulator")
+	f.StringVar(&o.out, "out", "", "write the trained models to this file")
+	f.StringVar(&o.dump, "dump-examples", "", "also write the training examples to this file (JSON lines)")
+	return cmd
+}
+
+// loadScenario reads a built-in scenario by name, or a scenario file.
+func loadScenario(nameOrPath string) (*sim.Scenario, error) {
+	if _, err := os.Stat(nameOrPath); err == nil {
+		return sim.LoadScenario(nameOrPath)
+	}
+	return sim.Builtin(nameOrPath)
+}
+
+// simulateExamples runs the scenario with the exploring policy and classifies each
+// retry's failure as the ledger would.
+func simulateExamples(s *sim.Scenario, jobs int) ([]models.Example, error) {
+	c, err := loadClassifier("", 0.5)
+	if err != nil {
+		return nil, err
+	}
+	var examples []models.Example
+	var cerr error
+	p := &explorer{c: c, s: s, rng: rand.New(rand.NewPCG(s.Seed, 7))}
+	_, err = sim.Run(s, p, sim.Options{Jobs: jobs, Record: func(r sim.Retry) {
+		ex := models.Example{Event: *r.Event, History: r.History, Option: r.Option, Outcome: r.Outcome}
+		ex.Category = c.Classify(r.Event).Category
+		if r.Failure != nil {
+			ex.Result = c.Classify(r.Failure).Category
+		}
+		examples = append(examples, ex)
+	}})
+	if err == nil {
+		err = cerr
+	}
+	return examples, err
+}
+
+var _ = (*classifier.Classifier)(nil)
+
+func readExamples(path string) ([]models.Example, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var out []models.Example
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for n := 1; sc.Scan(); n++ {
+		var ex models.Example
+		if err := json.Unmarshal(sc.Bytes(), &ex); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		if !ex.Category.Valid() {
+			return nil, fmt.Errorf("%s:%d: category: %w", path, n, errors.New("not a category of the taxonomy"))
+		}
+		out = append(out, ex)
+	}
+	return out, sc.Err()
+}
+
+func writeExamples(path string, examples []models.Example) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for i := range examples {
+		if err := enc.Encode(&examples[i]); err != nil {
+			_ = f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+var _ failure.Category

@@ -1,0 +1,87 @@
+package failure
+
+// Option is a configuration a retry could run with, and what the models predict of it.
+type Option struct {
+	Resources Resources `json:"resources"`
+	// Params are the job's parameters for the retry (tunables changed, others kept).
+	Params map[string]string `json:"params,omitempty"`
+	// AvoidNodes are nodes the retry must not be scheduled on (hardware failures).
+	AvoidNodes []string `json:"avoidNodes,omitempty"`
+	// DeadlineSeconds is the retry's activeDeadlineSeconds; 0 keeps the job's own.
+	DeadlineSeconds float64 `json:"deadlineSeconds,omitempty"`
+	// DelaySeconds is how long to wait before retrying (backoff, capacity).
+	DelaySeconds float64 `json:"delaySeconds,omitempty"`
+	// Changes say, for people, what differs from the failed run.
+	Changes []string `json:"changes"`
+
+	// PSuccess is the predicted probability that a retry with this option succeeds.
+	PSuccess float64 `json:"pSuccess"`
+	// PFix is the predicted probability that it fixes what failed: that the resource
+	// the failure ran out of (memory, GPU memory, time) is now enough. Other risks —
+	// a resource that has not failed yet, a transient error — are in PSuccess only.
+	PFix float64 `json:"pFix"`
+	// RuntimeSeconds is the predicted runtime of a successful run.
+	RuntimeSeconds float64 `json:"runtimeSeconds"`
+	// RunCost is the cost of one successful run, in dollars.
+	RunCost float64 `json:"runCost"`
+	// ExpectedCost is the expected cost of retrying with this option, in dollars,
+	// including what a failure of this retry and the retry after it would cost.
+	ExpectedCost float64 `json:"expectedCost"`
+	// CostMultiple is RunCost over the cost of a run of the failed configuration.
+	CostMultiple float64 `json:"costMultiple"`
+	// Pareto is set when no other option has both a higher PSuccess and a lower
+	// ExpectedCost.
+	Pareto bool `json:"pareto"`
+}
+
+// Recommendation is what autofix advises for one failed job.
+type Recommendation struct {
+	EventID        string         `json:"eventId"`
+	Job            JobRef         `json:"job"`
+	Classification Classification `json:"classification"`
+	// Retry is whether to retry at all.
+	Retry bool `json:"retry"`
+	// Options are the configurations considered, best first. Empty when Retry is false.
+	Options []Option `json:"options"`
+	// Chosen indexes the option to apply; -1 when Retry is false.
+	Chosen int `json:"chosen"`
+	// Explanation says in plain words what failed, why, and what the chosen option does.
+	Explanation string `json:"explanation"`
+	// ModelVersion names the models that made the predictions.
+	ModelVersion string `json:"modelVersion,omitempty"`
+}
+
+// JobRef identifies a job and one attempt of it.
+type JobRef struct {
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Template  string `json:"template"`
+	Attempt   int    `json:"attempt"`
+}
+
+// ChosenOption returns the option to apply, if any.
+func (r *Recommendation) ChosenOption() (Option, bool) {
+	if !r.Retry || r.Chosen < 0 || r.Chosen >= len(r.Options) {
+		return Option{}, false
+	}
+	return r.Options[r.Chosen], true
+}
+
+// Outcome is the observable record of one finished run of a job: the configuration it
+// ran with and what the cluster saw. Outcomes of a recurring job (its template) are
+// the history the models learn from.
+type Outcome struct {
+	Template  string            `json:"template"`
+	Attempt   int               `json:"attempt"`
+	Resources Resources         `json:"resources"`
+	Params    map[string]string `json:"params,omitempty"`
+	Succeeded bool              `json:"succeeded"`
+	// Category is how the failure was classified; empty for a success.
+	Category Category `json:"category,omitempty"`
+	// DurationSeconds is how long the run lasted, to success or failure.
+	DurationSeconds float64 `json:"durationSeconds"`
+	Usage           Usage   `json:"usage"`
+	Node            string  `json:"node,omitempty"`
+	// Cost is what the run cost, in dollars.
+	Cost float64 `json:"cost"`
+}

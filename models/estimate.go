@@ -1,0 +1,224 @@
+package models
+
+import (
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Context is what is known about a failed run when its retry is planned: the failed
+// configuration and estimates drawn from the failure and from the history of the
+// job's template. Memory is in bytes, time in seconds.
+type Context struct {
+	Category failure.Category
+	// Failed is the configuration that failed, Tun its tunables and Declared the
+	// tunables the job declares.
+	Failed   failure.Resources
+	Tun      Tunables
+	Declared map[string]failure.Tunable
+	// MemFloor is the largest memory limit the run has been OOM-killed at (its need is
+	// above it); 0 if it has not been.
+	MemFloor float64
+	// MemEstimate is the need predicted from the template's recent successful runs,
+	// grown by their trend; 0 without history. MemSpread is the spread (sigma of log)
+	// of those runs' peaks around the trend.
+	MemEstimate, MemSpread float64
+	// GPUFloor is the per-GPU memory at which the run ran out of GPU memory, at the
+	// failed tunables; 0 if it has not.
+	GPUFloor float64
+	// GPUEstimate is the per-GPU need at the failed configuration predicted from the
+	// peaks of successful runs with the same setup; 0 without such runs.
+	GPUEstimate float64
+	// GPURuns are recent successful runs with the failed run's GPU count: the per-GPU
+	// memory they peaked at with their tunables.
+	GPURuns []GPURun
+	// Runtime is the expected runtime at the failed configuration (0 if unknown) and
+	// Deadline the failed run's activeDeadlineSeconds (0 if none).
+	Runtime, Deadline float64
+	// History counts the successful runs the estimates come from.
+	History int
+}
+
+// GPURun is a successful run's per-GPU memory peak and the tunables it ran with.
+type GPURun struct {
+	Tun  Tunables
+	Peak float64
+}
+
+// Tunables are the parameters that change a GPU job's memory and runtime.
+type Tunables struct {
+	MicroBatch, GradAccum int
+	Precision             string
+	Checkpointing         bool
+}
+
+// TunablesOf reads tunables from a job's parameters by the roles it declares; a
+// parameter that is not declared or not set keeps the zero value.
+func TunablesOf(params map[string]string, declared map[string]failure.Tunable) Tunables {
+	var tu Tunables
+	for name, t := range declared {
+		v, ok := params[name]
+		if !ok {
+			continue
+		}
+		switch t.Role {
+		case failure.RoleMicroBatch:
+			tu.MicroBatch, _ = strconv.Atoi(v)
+		case failure.RoleGradAccum:
+			tu.GradAccum, _ = strconv.Atoi(v)
+		case failure.RolePrecision:
+			tu.Precision = v
+		case failure.RoleCheckpointing:
+			tu.Checkpointing, _ = strconv.ParseBool(v)
+		}
+	}
+	return tu
+}
+
+// TunablesOf reads a candidate's tunables, keeping the failed run's values for the
+// parameters it leaves out.
+func (c *Context) TunablesOf(params map[string]string) Tunables {
+	tu := c.Tun
+	got := TunablesOf(params, c.Declared)
+	for name, t := range c.Declared {
+		if _, ok := params[name]; !ok {
+			continue
+		}
+		switch t.Role {
+		case failure.RoleMicroBatch:
+			tu.MicroBatch = got.MicroBatch
+		case failure.RoleGradAccum:
+			tu.GradAccum = got.GradAccum
+		case failure.RolePrecision:
+			tu.Precision = got.Precision
+		case failure.RoleCheckpointing:
+			tu.Checkpointing = got.Checkpointing
+		}
+	}
+	return tu
+}
+
+// historyWindow is how many recent successful runs the estimates use.
+const historyWindow = 12
+
+// NewContext gathers what the event and the template's history say about a failure
+// of category cat. history is oldest first.
+func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outcome, cat2 failure.Catalogue) Context {
+	job, sig := &ev.Job, &ev.Failure
+	c := Context{Category: cat, Failed: job.Resources, Tun: TunablesOf(job.Params, job.Tunables), Declared: job.Tunables}
+	if sig.ExitCode == 137 || cat == failure.OOMMemory {
+		if peak := float64(sig.Usage.PeakMemoryBytes); cat == failure.OOMMemory || peak >= 0.98*float64(job.Resources.MemoryBytes) {
+			c.MemFloor = float64(job.Resources.MemoryBytes)
+		}
+	}
+	if cat == failure.OOMGPU && job.Resources.GPU > 0 {
+		c.GPUFloor = float64(cat2.GPUMemory(job.Resources.GPUType))
+	}
+	if cat == failure.Timeout || sig.Reason == "DeadlineExceeded" {
+		c.Deadline = sig.DurationSeconds
+	}
+	// The earlier attempts of this run, newest first, tell how high the floors are:
+	// an attempt whose usage reached its memory limit or filled its GPUs ran out.
+	for i := len(history) - 1; i >= 0; i-- {
+		h := history[i]
+		if h.Succeeded {
+			break
+		}
+		if h.Category == failure.OOMMemory || h.Usage.PeakMemoryBytes > 0 && float64(h.Usage.PeakMemoryBytes) >= 0.98*float64(h.Resources.MemoryBytes) {
+			c.MemFloor = math.Max(c.MemFloor, float64(h.Resources.MemoryBytes))
+		}
+		if capacity := float64(cat2.GPUMemory(h.Resources.GPUType)); h.Resources.GPU > 0 && capacity > 0 &&
+			(h.Category == failure.OOMGPU || float64(h.Usage.PeakGPUMemoryBytes) >= 0.9*capacity) {
+			c.GPUFloor = math.Max(c.GPUFloor, capacity*gpuScale(TunablesOf(h.Params, job.Tunables), c.Tun))
+		}
+	}
+
+	var peaks, idx, gpuPeaks, gpuIdx, durations []float64
+	n := 0
+	for i := len(history) - 1; i >= 0 && n < historyWindow; i-- {
+		h := history[i]
+		if !h.Succeeded {
+			continue
+		}
+		n++
+		idx = append(idx, float64(i))
+		peaks = append(peaks, float64(h.Usage.PeakMemoryBytes))
+		// GPU peaks and runtimes compare only between runs of the same setup.
+		same := sameShape(h.Resources, job.Resources) && TunablesOf(h.Params, job.Tunables) == c.Tun
+		if same && h.Usage.PeakGPUMemoryBytes > 0 {
+			gpuIdx = append(gpuIdx, float64(i))
+			gpuPeaks = append(gpuPeaks, float64(h.Usage.PeakGPUMemoryBytes))
+		}
+		if h.Resources.GPU == job.Resources.GPU && h.Usage.PeakGPUMemoryBytes > 0 {
+			c.GPURuns = append(c.GPURuns, GPURun{Tun: c.TunablesOf(h.Params), Peak: float64(h.Usage.PeakGPUMemoryBytes)})
+		}
+		if same {
+			durations = append(durations, h.DurationSeconds)
+		}
+	}
+	c.History = n
+	now := float64(len(history))
+	if n > 0 {
+		c.MemEstimate, c.MemSpread = trendEstimate(idx, peaks, now)
+	}
+	if len(gpuPeaks) > 0 {
+		c.GPUEstimate, _ = trendEstimate(gpuIdx, gpuPeaks, now)
+	}
+	if len(durations) > 0 {
+		c.Runtime = median(durations)
+	}
+	if c.Runtime == 0 {
+		// Without history: the failed run got this far, and most runs fail midway.
+		c.Runtime = math.Max(2*sig.DurationSeconds, 600)
+	}
+	return c
+}
+
+// sameShape reports whether two configurations run at the same speed.
+func sameShape(a, b failure.Resources) bool {
+	return a.GPU == b.GPU && a.GPUType == b.GPUType && (a.GPU > 0 || a.CPUMillis == b.CPUMillis)
+}
+
+// trendEstimate fits log(value) against position (least squares, slope bounded to
+// growth the models can believe) and returns the value the trend predicts at now, and
+// the spread of the values around it. Positions and values are newest first.
+func trendEstimate(pos, vals []float64, now float64) (estimate, spread float64) {
+	n := float64(len(vals))
+	var sx, sy, sxx, sxy float64
+	for i := range vals {
+		x, y := pos[i], math.Log(math.Max(vals[i], 1))
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+	}
+	slope := 0.0
+	if d := n*sxx - sx*sx; len(vals) >= 3 && d > 0 {
+		slope = (n*sxy - sx*sy) / d
+	}
+	slope = math.Max(0, math.Min(slope, 0.05))
+	mx, my := sx/n, sy/n
+	var ss float64
+	for i := range vals {
+		r := math.Log(math.Max(vals[i], 1)) - (my + slope*(pos[i]-mx))
+		ss += r * r
+	}
+	if len(vals) > 1 {
+		spread = math.Sqrt(ss / (n - 1))
+	}
+	estimate = math.Exp(my + slope*(now-mx))
+	// A single peak can sit anywhere: give it the spread of a typical job.
+	spread = math.Max(spread, 0.02)
+	if len(vals) < 3 {
+		spread = math.Max(spread, 0.08)
+	}
+	return estimate, spread
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,97 @@
+package models
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+
+	"gonum.org/v1/gonum/integrate"
+	"gonum.org/v1/gonum/stat"
+)
+
+// Calibration measures how good a probabilistic classifier's probabilities are.
+type Calibration struct {
+	N int `json:"n"`
+	// Positives is how many examples were labelled 1.
+	Positives int `json:"positives"`
+	// AUC is the area under the ROC curve; Brier the mean squared error of the
+	// probabilities; LogLoss the mean negative log-likelihood.
+	AUC     float64 `json:"auc"`
+	Brier   float64 `json:"brier"`
+	LogLoss float64 `json:"logLoss"`
+	// Reliability bins the predictions: in a calibrated model each bin's observed rate
+	// is close to its mean prediction.
+	Reliability []Bin `json:"reliability"`
+}
+
+// Bin is one row of a reliability table.
+type Bin struct {
+	Lo, Hi    float64 `json:"-"`
+	Count     int     `json:"count"`
+	Predicted float64 `json:"predicted"`
+	Observed  float64 `json:"observed"`
+}
+
+// calibrate evaluates predictions p against labels y (0 or 1).
+func calibrate(p, y []float64) Calibration {
+	c := Calibration{N: len(p)}
+	if len(p) == 0 {
+		return c
+	}
+	for i := range p {
+		c.Brier += (p[i] - y[i]) * (p[i] - y[i])
+		q := math.Min(math.Max(p[i], 1e-9), 1-1e-9)
+		c.LogLoss -= y[i]*math.Log(q) + (1-y[i])*math.Log(1-q)
+		if y[i] == 1 {
+			c.Positives++
+		}
+	}
+	c.Brier /= float64(len(p))
+	c.LogLoss /= float64(len(p))
+	if c.Positives > 0 && c.Positives < c.N {
+		c.AUC = auc(p, y)
+	}
+	edges := []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0000001}
+	for i := 0; i+1 < len(edges); i++ {
+		b := Bin{Lo: edges[i], Hi: edges[i+1]}
+		for j := range p {
+			if p[j] >= b.Lo && p[j] < b.Hi {
+				b.Count++
+				b.Predicted += p[j]
+				b.Observed += y[j]
+			}
+		}
+		if b.Count > 0 {
+			b.Predicted /= float64(b.Count)
+			b.Observed /= float64(b.Count)
+			c.Reliability = append(c.Reliability, b)
+		}
+	}
+	return c
+}
+
+// auc is the area under the ROC curve (gonum's stat.ROC needs sorted scores).
+func auc(p, y []float64) float64 {
+	idx := make([]int, len(p))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return p[idx[a]] < p[idx[b]] })
+	scores := make([]float64, len(p))
+	classes := make([]bool, len(p))
+	for i, j := range idx {
+		scores[i], classes[i] = p[j], y[j] == 1
+	}
+	tpr, fpr, _ := stat.ROC(nil, scores, classes, nil)
+	return integrate.Trapezoidal(fpr, tpr)
+}
+
+// Write prints the calibration as a table.
+func (c Calibration) Write(w io.Writer, name string) {
+	fmt.Fprintf(w, "%s: n=%d positives=%d AUC=%.3f Brier=%.4f log-loss=%.4f\n", name, c.N, c.Positives, c.AUC, c.Brier, c.LogLoss)
+	fmt.Fprintf(w, "  %-11s %7s %9s %8s\n", "bin", "count", "predicted", "observed")
+	for _, b := range c.Reliability {
+		fmt.Fprintf(w, "  [%.2f,%.2f) %7d %9.3f %8.3f\n", b.Lo, math.Min(b.Hi, 1), b.Count, b.Predicted, b.Observed)
+	}
+}

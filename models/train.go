@@ -1,0 +1,258 @@
+package models
+
+import (
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Example is one retry and what became of it: what was known when it was planned
+// (the failure, its classification and the history of the job's template), the
+// configuration it ran with, and its outcome — with the classification of its own
+// failure, if it failed.
+type Example struct {
+	Event    failure.Event     `json:"event"`
+	Category failure.Category  `json:"category"`
+	History  []failure.Outcome `json:"history"`
+	Option   failure.Option    `json:"option"`
+	Outcome  failure.Outcome   `json:"outcome"`
+	// Result is the category of the retry's failure; empty when it succeeded.
+	Result failure.Category `json:"result,omitempty"`
+}
+
+// Evaluation is how the models score on examples held out from their training.
+type Evaluation struct {
+	TrainExamples int         `json:"trainExamples"`
+	TestExamples  int         `json:"testExamples"`
+	Memory        Calibration `json:"memory"`
+	GPU           Calibration `json:"gpu"`
+	Deadline      Calibration `json:"deadline"`
+	// Success is the calibration of the whole P(success) on every held-out retry.
+	Success Calibration `json:"success"`
+	// RuntimeMAE is the mean absolute error of predicted runtimes, as a share of the
+	// actual runtime (0.1 is 10%), over successful held-out retries.
+	RuntimeMAE float64 `json:"runtimeMAE"`
+	RuntimeN   int     `json:"runtimeN"`
+}
+
+// TrainOptions tune training.
+type TrainOptions struct {
+	// Name names the models (for recommendations and the artifact).
+	Name string
+	// Lambda is the L2 penalty of the regressions. Default 1e-4.
+	Lambda float64
+	// TestShare is the share of templates held out for evaluation. Default 0.2.
+	TestShare float64
+}
+
+// Train fits the models to examples. Examples are split by template, so that the
+// evaluation measures jobs the models have not seen.
+func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Models, error) {
+	if opts.Lambda <= 0 {
+		opts.Lambda = 1e-4
+	}
+	if opts.TestShare <= 0 || opts.TestShare >= 1 {
+		opts.TestShare = 0.2
+	}
+	var train, test []*prepared
+	for i := range examples {
+		p := prepare(&examples[i], cat)
+		if heldOut(examples[i].Event.Job.Template, opts.TestShare) {
+			test = append(test, p)
+		} else {
+			train = append(train, p)
+		}
+	}
+	if len(train) == 0 || len(test) == 0 {
+		return nil, fmt.Errorf("need examples from several templates to train and evaluate, got %d", len(examples))
+	}
+	m := &Models{Kind: ArtifactKind, Version: ArtifactVersion, Name: opts.Name, FailAt: map[failure.Category]float64{}}
+	var err error
+	fit := func(sel func(*prepared) ([]float64, float64, bool)) (*Logistic, error) {
+		var xs [][]float64
+		var ys []float64
+		for _, p := range train {
+			if x, y, ok := sel(p); ok {
+				xs, ys = append(xs, x), append(ys, y)
+			}
+		}
+		return fitLogistic(xs, ys, opts.Lambda)
+	}
+	if m.Memory, err = fit((*prepared).memoryExample); err != nil {
+		return nil, fmt.Errorf("memory model: %w", err)
+	}
+	if m.GPU, err = fit((*prepared).gpuExample); err != nil {
+		return nil, fmt.Errorf("gpu model: %w", err)
+	}
+	if m.Deadline, err = fit((*prepared).deadlineExample); err != nil {
+		return nil, fmt.Errorf("deadline model: %w", err)
+	}
+	var rxs [][]float64
+	var rys []float64
+	other, fails := 0, map[failure.Category][]float64{}
+	for _, p := range train {
+		if x, y, ok := p.runtimeExample(); ok {
+			rxs, rys = append(rxs, x), append(rys, y)
+		}
+		if isOther(p.ex.Result) {
+			other++
+		}
+		if !p.ex.Outcome.Succeeded && p.ctx.History > 0 && p.ctx.Runtime > 0 {
+			fails[p.ex.Category] = append(fails[p.ex.Category], math.Min(1, p.ex.Outcome.DurationSeconds/p.ctx.Runtime))
+		}
+	}
+	if m.Runtime, err = fitLinear(rxs, rys, 1e-3); err != nil {
+		return nil, fmt.Errorf("runtime model: %w", err)
+	}
+	m.Other = float64(other) / float64(len(train))
+	for c, fs := range fails {
+		m.FailAt[c] = mean(fs)
+	}
+	m.Evaluation = m.evaluate(train, test, cat)
+	return m, nil
+}
+
+func isOther(c failure.Category) bool {
+	return c == failure.NetworkTransient || c == failure.Preempted || c == failure.Hardware
+}
+
+// heldOut puts a template in the test split by a hash of its name.
+func heldOut(template string, share float64) bool {
+	h := fnv.New32a()
+	_, _ = io.WriteString(h, template)
+	return float64(h.Sum32()%1000) < share*1000
+}
+
+// prepared is an example with its context computed once.
+type prepared struct {
+	ex      *Example
+	ctx     Context
+	tu      Tunables
+	runtime float64 // the actual runtime of the retry had it succeeded, if known
+	cap     float64
+	cat     *failure.Catalogue
+}
+
+func prepare(ex *Example, cat *failure.Catalogue) *prepared {
+	p := &prepared{ex: ex, ctx: NewContext(&ex.Event, ex.Category, ex.History, *cat), cat: cat}
+	p.tu = p.ctx.TunablesOf(ex.Option.Params)
+	p.cap = float64(cat.GPUMemory(ex.Option.Resources.GPUType))
+	if ex.Outcome.Succeeded {
+		p.runtime = ex.Outcome.DurationSeconds
+	}
+	return p
+}
+
+// memoryExample labels memory as enough (success) or not (an OOM); other failures
+// say nothing about the memory and are left out.
+func (p *prepared) memoryExample() ([]float64, float64, bool) {
+	switch {
+	case p.ex.Outcome.Succeeded:
+		return memoryFeatures(&p.ctx, float64(p.ex.Option.Resources.MemoryBytes), nil), 1, true
+	case p.ex.Result == failure.OOMMemory:
+		return memoryFeatures(&p.ctx, float64(p.ex.Option.Resources.MemoryBytes), nil), 0, true
+	}
+	return nil, 0, false
+}
+
+func (p *prepared) gpuExample() ([]float64, float64, bool) {
+	if p.ex.Option.Resources.GPU == 0 {
+		return nil, 0, false
+	}
+	x := gpuFeatureVec(&p.ctx, p.ex.Option.Resources, p.tu, p.cap, nil)
+	switch {
+	case p.ex.Outcome.Succeeded:
+		return x, 1, true
+	case p.ex.Result == failure.OOMGPU:
+		return x, 0, true
+	}
+	return nil, 0, false
+}
+
+func (p *prepared) deadlineExample() ([]float64, float64, bool) {
+	if p.ctx.Deadline == 0 {
+		return nil, 0, false
+	}
+	deadline := p.ex.Option.DeadlineSeconds
+	if deadline == 0 {
+		deadline = p.ctx.Deadline
+	}
+	x := deadlineFeatureVec(&p.ctx, deadline, p.ctx.Runtime, nil)
+	switch {
+	case p.ex.Outcome.Succeeded:
+		return x, 1, true
+	case p.ex.Result == failure.Timeout:
+		return x, 0, true
+	}
+	return nil, 0, false
+}
+
+// runtimeExample pairs the change of configuration with the log ratio of the
+// runtime, for successful retries whose failed configuration's runtime is known.
+func (p *prepared) runtimeExample() ([]float64, float64, bool) {
+	if p.runtime == 0 || p.ctx.History == 0 || p.ctx.Runtime <= 0 {
+		return nil, 0, false
+	}
+	x := runtimeFeatureVec(&p.ctx, p.ex.Option.Resources, p.tu, p.cat, nil)
+	return x, math.Log(p.runtime / p.ctx.Runtime), true
+}
+
+func (m *Models) evaluate(train, test []*prepared, cat *failure.Catalogue) *Evaluation {
+	e := &Evaluation{TrainExamples: len(train), TestExamples: len(test)}
+	score := func(model *Logistic, sel func(*prepared) ([]float64, float64, bool)) Calibration {
+		var ps, ys []float64
+		for _, p := range test {
+			if x, y, ok := sel(p); ok {
+				ps, ys = append(ps, model.Predict(x)), append(ys, y)
+			}
+		}
+		return calibrate(ps, ys)
+	}
+	e.Memory = score(m.Memory, (*prepared).memoryExample)
+	e.GPU = score(m.GPU, (*prepared).gpuExample)
+	e.Deadline = score(m.Deadline, (*prepared).deadlineExample)
+	var ps, ys []float64
+	var errs []float64
+	s := &Scratch{}
+	for _, p := range test {
+		pred := m.Predict(&p.ctx, &p.ex.Option, cat, s)
+		y := 0.0
+		if p.ex.Outcome.Succeeded {
+			y = 1
+		}
+		ps, ys = append(ps, pred.PSuccess), append(ys, y)
+		if p.runtime > 0 && p.ctx.History > 0 {
+			errs = append(errs, math.Abs(pred.RuntimeSeconds-p.runtime)/p.runtime)
+		}
+	}
+	e.Success = calibrate(ps, ys)
+	e.RuntimeN = len(errs)
+	if len(errs) > 0 {
+		e.RuntimeMAE = mean(errs)
+	}
+	return e
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// Write prints the evaluation.
+func (e *Evaluation) Write(w io.Writer) {
+	fmt.Fprintf(w, "trained on %d retries, evaluated on %d retries of held-out jobs\n\n", e.TrainExamples, e.TestExamples)
+	e.Success.Write(w, "P(success), all retries")
+	e.Memory.Write(w, "memory is enough")
+	e.GPU.Write(w, "GPU memory is enough")
+	e.Deadline.Write(w, "deadline is enough")
+	fmt.Fprintf(w, "runtime: mean absolute error %.1f%% over %d successful retries\n", 100*e.RuntimeMAE, e.RuntimeN)
+}

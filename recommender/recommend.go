@@ -1,0 +1,327 @@
+package recommender
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/optimizer"
+)
+
+// Classifier names the category of a failure.
+type Classifier interface {
+	Classify(ev *failure.Event) failure.Classification
+}
+
+// Fallback names the category of a failure from its text alone.
+type Fallback interface {
+	Predict(text string) (failure.Category, float64)
+}
+
+// Options tune recommendations. Sizes are bytes, times seconds, costs dollars.
+type Options struct {
+	Catalogue failure.Catalogue
+	// MaxMemoryBytes, MaxCPUMillis and MaxGPUs describe the largest node.
+	MaxMemoryBytes int64
+	MaxCPUMillis   int64
+	MaxGPUs        int
+	// MaxCostMultiple caps a retry's run cost at this multiple of the failed
+	// configuration's. Default 4.
+	MaxCostMultiple float64
+	// MinPSuccess is the probability of fixing what failed (failure.Option.PFix) the
+	// chosen option must reach when one can: the cheapest option at or above it is
+	// chosen. Default 0.95.
+	MinPSuccess float64
+	// Weights, when set, choose by a weighted sum of (probability of failure,
+	// expected cost) instead of the target.
+	Weights []float64
+	// FallbackThreshold is the probability above which the learned fallback's
+	// category is used for a failure no rule explains. Default 0.8.
+	FallbackThreshold float64
+	// MinPFix is the probability of fixing what failed below which no retry is
+	// made at all: nothing the search found is likely to work. Default 0.3.
+	MinPFix float64
+	// MaxOptions bounds the options a recommendation lists. Default 12.
+	MaxOptions int
+	// MemoryStep is the factor between memory candidates. Default 1.04.
+	MemoryStep float64
+	// BackoffSeconds is the delay before retrying transient failures. Default 60.
+	BackoffSeconds float64
+}
+
+// Recommender makes recommendations. It is safe for concurrent use.
+type Recommender struct {
+	classifier Classifier
+	fallback   Fallback
+	models     *models.Models
+	opts       Options
+	scratch    sync.Pool
+}
+
+// New returns a recommender. fallback may be nil.
+func New(c Classifier, m *models.Models, fallback Fallback, opts Options) *Recommender {
+	if opts.MaxCostMultiple <= 0 {
+		opts.MaxCostMultiple = 4
+	}
+	if opts.MinPSuccess <= 0 {
+		opts.MinPSuccess = 0.95
+	}
+	if opts.FallbackThreshold <= 0 {
+		opts.FallbackThreshold = 0.8
+	}
+	if opts.MaxOptions <= 0 {
+		opts.MaxOptions = 12
+	}
+	if opts.MinPFix <= 0 {
+		opts.MinPFix = 0.3
+	}
+	if opts.MemoryStep <= 1 {
+		opts.MemoryStep = 1.04
+	}
+	if opts.BackoffSeconds <= 0 {
+		opts.BackoffSeconds = 60
+	}
+	r := &Recommender{classifier: c, fallback: fallback, models: m, opts: opts}
+	r.scratch.New = func() any { return new(models.Scratch) }
+	return r
+}
+
+// Recommend advises how to retry the failure ev, given the outcomes of earlier runs
+// of its job's template (oldest first).
+func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) failure.Recommendation {
+	rec := failure.Recommendation{
+		EventID: ev.ID, Chosen: -1, ModelVersion: r.models.Name,
+		Job: failure.JobRef{Namespace: ev.Job.Namespace, Name: ev.Job.Name, Template: ev.Job.Template, Attempt: ev.Job.Attempt},
+	}
+	rec.Classification = r.classify(ev)
+	cl := &rec.Classification
+	if !cl.Retryable {
+		rec.Options = []failure.Option{}
+		rec.Explanation = notRetryable(cl)
+		return rec
+	}
+	ctx := models.NewContext(ev, cl.Category, history, r.opts.Catalogue)
+	space := r.space(ev, &ctx, cl)
+	scratch := r.scratch.Get().(*models.Scratch)
+	defer r.scratch.Put(scratch)
+	baseCost := r.opts.Catalogue.Cost(ev.Job.Resources, ctx.Runtime)
+	prob := optimizer.Problem{
+		Space:     space,
+		Predictor: predictor{r.models, &ctx, &r.opts.Catalogue, scratch, baseCost},
+		Filters: []optimizer.Filter{
+			optimizer.NodeFit{MaxMemoryBytes: r.opts.MaxMemoryBytes, MaxCPUMillis: r.opts.MaxCPUMillis, MaxGPUs: r.opts.MaxGPUs},
+			optimizer.MaxCostMultiple{Max: r.opts.MaxCostMultiple},
+		},
+		Scorers: []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}},
+		Chooser: optimizer.Target{MinPFix: r.opts.MinPSuccess},
+	}
+	if len(r.opts.Weights) > 0 {
+		prob.Chooser = optimizer.Weighted{Weights: r.opts.Weights}
+	}
+	res := prob.Solve()
+	if res.Chosen < 0 {
+		rec.Options = []failure.Option{}
+		rec.Explanation = fmt.Sprintf("%s No configuration within the cluster's limits and the cost cap (%.1fx) was found among %d candidates; not retrying.",
+			what(cl), r.opts.MaxCostMultiple, res.Considered)
+		return rec
+	}
+	if best := res.Options[0]; best.PFix < r.opts.MinPFix {
+		rec.Options = []failure.Option{}
+		rec.Explanation = fmt.Sprintf("%s None of the %d configurations considered is likely to fix it (the best has probability %.2f); not retrying.",
+			what(cl), res.Considered, best.PFix)
+		return rec
+	}
+	rec.Retry, rec.Chosen = true, 0
+	rec.Options = res.Options[:min(len(res.Options), r.opts.MaxOptions)]
+	for i := range rec.Options {
+		o := &rec.Options[i]
+		o.Params = copyMap(o.Params)
+		o.Changes = changes(ev, o, &r.opts.Catalogue)
+	}
+	rec.Explanation = explain(cl, &ctx, &rec.Options[0], res.Considered)
+	return rec
+}
+
+// classify uses the rules, and the learned fallback for failures they leave unknown.
+func (r *Recommender) classify(ev *failure.Event) failure.Classification {
+	cl := r.classifier.Classify(ev)
+	if cl.Category != failure.Unknown || r.fallback == nil {
+		return cl
+	}
+	cat, p := r.fallback.Predict(models.FallbackText(ev))
+	if cat == failure.Unknown || !cat.Valid() || p < r.opts.FallbackThreshold {
+		return cl
+	}
+	cl.Category, cl.Retryable, cl.Action = cat, cat.DefaultRetryable(), cat.DefaultAction()
+	cl.Confidence, cl.Learned = math.Round(p*1000)/1000, true
+	cl.Evidence = append([]string{fmt.Sprintf("no rule matched; the learned text classifier says %s (p=%.2f)", cat, p)}, cl.Evidence...)
+	return cl
+}
+
+// space is what a retry of a failure of this category may change.
+func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.Classification) *optimizer.Space {
+	res := ev.Job.Resources
+	s := &optimizer.Space{
+		Failed:   failure.Option{Resources: res, Params: ev.Job.Params},
+		Declared: ev.Job.Tunables,
+		Node:     ev.Failure.Node,
+	}
+	memoryAtRisk := ctx.MemEstimate > 0.9*float64(res.MemoryBytes)
+	switch cl.Category {
+	case failure.OOMMemory:
+		s.Memory = true
+	case failure.OOMGPU:
+		s.GPU = true
+		for _, g := range r.opts.Catalogue.GPUs {
+			s.GPUTypes = append(s.GPUTypes, g.Name)
+		}
+		s.MaxGPUs = r.opts.MaxGPUs
+	case failure.Timeout:
+		if ctx.Deadline > 0 {
+			s.Deadline, s.DeadlineMultiples = ctx.Deadline, []float64{1.25, 1.5, 2, 3, 4}
+		}
+	case failure.Hardware:
+		s.Avoid = true
+	case failure.SchedulingCapacity:
+		s.Delay = 5 * r.opts.BackoffSeconds
+	default:
+		if cl.Action == failure.RetryBackoff {
+			s.Delay = r.opts.BackoffSeconds
+		}
+	}
+	if s.Memory || memoryAtRisk {
+		s.Memory = true
+		floor := float64(res.MemoryBytes)
+		if cl.Category == failure.OOMMemory {
+			floor *= r.opts.MemoryStep
+		}
+		cap := math.Max(floor*8, 2*ctx.MemEstimate)
+		if r.opts.MaxMemoryBytes > 0 {
+			cap = math.Min(cap, float64(r.opts.MaxMemoryBytes))
+		}
+		s.MemoryFloor, s.MemoryCap, s.MemoryStep = int64(floor), int64(cap), r.opts.MemoryStep
+	}
+	return s
+}
+
+// predictor adapts the models to the optimizer.
+type predictor struct {
+	m        *models.Models
+	ctx      *models.Context
+	cat      *failure.Catalogue
+	scratch  *models.Scratch
+	baseCost float64
+}
+
+func (p predictor) Predict(o *failure.Option) {
+	pred := p.m.Predict(p.ctx, o, p.cat, p.scratch)
+	o.PSuccess = round(pred.PSuccess, 4)
+	o.PFix = round(pred.PFix, 4)
+	o.RuntimeSeconds = math.Round(pred.RuntimeSeconds)
+	o.RunCost = round(pred.RunCost, 4)
+	o.ExpectedCost = round(pred.ExpectedCost, 4)
+	if p.baseCost > 0 {
+		o.CostMultiple = round(pred.RunCost/p.baseCost, 3)
+	}
+}
+
+func round(x float64, digits int) float64 {
+	f := math.Pow(10, float64(digits))
+	return math.Round(x*f) / f
+}
+
+func copyMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// changes describe what an option changes, for people.
+func changes(ev *failure.Event, o *failure.Option, cat *failure.Catalogue) []string {
+	var out []string
+	from, to := ev.Job.Resources, o.Resources
+	if from.MemoryBytes != to.MemoryBytes {
+		out = append(out, fmt.Sprintf("memory %s -> %s", failure.FormatBytes(from.MemoryBytes), failure.FormatBytes(to.MemoryBytes)))
+	}
+	if from.GPUType != to.GPUType {
+		out = append(out, fmt.Sprintf("GPU %s -> %s (%.0f GiB)", from.GPUType, to.GPUType, float64(cat.GPUMemory(to.GPUType))/(1<<30)))
+	}
+	if from.GPU != to.GPU {
+		out = append(out, fmt.Sprintf("GPUs %d -> %d", from.GPU, to.GPU))
+	}
+	for _, k := range sortedKeys(o.Params) {
+		if v, old := o.Params[k], ev.Job.Params[k]; v != old {
+			out = append(out, fmt.Sprintf("%s %s -> %s", k, old, v))
+		}
+	}
+	if o.DeadlineSeconds > 0 {
+		out = append(out, fmt.Sprintf("deadline -> %s", seconds(o.DeadlineSeconds)))
+	}
+	for _, n := range o.AvoidNodes {
+		out = append(out, "avoid node "+n)
+	}
+	if o.DelaySeconds > 0 {
+		out = append(out, "retry after "+seconds(o.DelaySeconds))
+	}
+	if len(out) == 0 {
+		out = append(out, "same configuration")
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func seconds(s float64) string {
+	switch {
+	case s >= 3600:
+		return fmt.Sprintf("%.1fh", s/3600)
+	case s >= 60:
+		return fmt.Sprintf("%.0fm", s/60)
+	}
+	return fmt.Sprintf("%.0fs", s)
+}
+
+func what(cl *failure.Classification) string {
+	how := fmt.Sprintf("rules %s", strings.Join(cl.Rules, ", "))
+	if cl.Learned {
+		how = "the learned text classifier"
+	}
+	return fmt.Sprintf("The job failed with %s (confidence %.2f, from %s).", cl.Category, cl.Confidence, how)
+}
+
+func notRetryable(cl *failure.Classification) string {
+	if cl.Category == failure.Unknown {
+		return "No rule explains this failure with enough confidence, so it is not retried; it needs a person to look at it."
+	}
+	return what(cl) + " A retry runs into the same problem, so it is not retried: it needs a change to the code, data or configuration."
+}
+
+func explain(cl *failure.Classification, ctx *models.Context, o *failure.Option, considered int) string {
+	var b strings.Builder
+	b.WriteString(what(cl))
+	switch {
+	case ctx.MemFloor > 0 && ctx.MemEstimate > 0:
+		fmt.Fprintf(&b, " It was killed at its %s memory limit; its recent runs peaked near %s.", failure.FormatBytes(int64(ctx.MemFloor)), failure.FormatBytes(int64(ctx.MemEstimate)))
+	case ctx.MemFloor > 0:
+		fmt.Fprintf(&b, " It was killed at its %s memory limit and has no successful runs to learn its need from.", failure.FormatBytes(int64(ctx.MemFloor)))
+	}
+	fmt.Fprintf(&b, " Of %d configurations considered, the chosen one (%s) succeeds with probability %.2f at an expected cost of $%.2f (%.2fx the failed run's cost).",
+		considered, strings.Join(o.Changes, ", "), o.PSuccess, o.ExpectedCost, o.CostMultiple)
+	return b.String()
+}

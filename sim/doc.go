@@ -1,0 +1,18 @@
+// Package sim is the workload simulator: the ground truth autofix is judged against.
+//
+// A scenario (YAML) describes a population of recurring jobs — their kinds, true
+// memory and per-GPU memory needs, how people provision them, how long they run, how
+// their needs drift from run to run, and how often they fail for reasons resources do
+// not explain. The simulator runs the jobs, fails them the way a cluster would (an
+// OOMKilled container with its usage at the limit, a CUDA out-of-memory traceback, a
+// preemption, an Xid on a bad node, a deadline) and hands each failure, as a
+// FailureEvent encoded and decoded exactly as Kafka carries it, to a retry policy.
+//
+// Policies see only what a real cluster gives them: the FailureEvent and the observed
+// outcomes of earlier runs of the same job (failure.Outcome). The true needs stay
+// inside this package; the oracle policy, which knows them, is the yardstick of cost.
+// Metrics compare policies on fix rate, first-retry fix rate, cost against the oracle,
+// wasted cost and false retries.
+//
+// It does not classify, predict or optimise: the policies under test do.
+package sim

@@ -1,0 +1,237 @@
+package sim
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Policy decides how to retry failed runs. It sees what a real cluster gives it and
+// nothing of the simulator's ground truth.
+type Policy interface {
+	// Name identifies the policy in results.
+	Name() string
+	// Retry returns the configuration of the next attempt after the failure ev, or
+	// ok == false to stop retrying. history holds the observed outcomes of earlier
+	// runs and attempts of the job's template, oldest first, including the failed
+	// attempt ev describes.
+	Retry(ev *failure.Event, history []failure.Outcome) (opt failure.Option, ok bool)
+}
+
+// Options tune a simulation.
+type Options struct {
+	// Jobs overrides the scenario's number of runs when positive.
+	Jobs int
+	// HistoryLimit bounds the outcomes passed to a policy (most recent kept). Default 40.
+	HistoryLimit int
+	// Record, when set, is called after every retry with what the policy saw, what it
+	// chose and what happened: the examples the models are trained on.
+	Record func(Retry)
+}
+
+// Retry is one retry as a policy and the cluster see it.
+type Retry struct {
+	// Event is the failure the retry answers; History what the policy was given.
+	Event   *failure.Event
+	History []failure.Outcome
+	// Option is the configuration the policy chose, Outcome what the cluster recorded
+	// of the retry, and Failure the retry's own failure event (nil if it succeeded).
+	Option  failure.Option
+	Outcome failure.Outcome
+	Failure *failure.Event
+}
+
+// Result measures a policy on a scenario.
+type Result struct {
+	Policy   string `json:"policy"`
+	Scenario string `json:"scenario"`
+	Seed     uint64 `json:"seed"`
+	// Jobs is the number of runs; Failed those whose first attempt failed;
+	// Remediable those of them some retry could fix.
+	Jobs       int `json:"jobs"`
+	Failed     int `json:"failed"`
+	Remediable int `json:"remediable"`
+	// Fixed counts remediable failures the policy's retries fixed, FirstRetryFixed
+	// those fixed by the first retry.
+	Fixed           int     `json:"fixed"`
+	FirstRetryFixed int     `json:"firstRetryFixed"`
+	FixRate         float64 `json:"fixRate"`
+	FirstRetryRate  float64 `json:"firstRetryFixRate"`
+	// Retries is the number of retries made.
+	Retries int `json:"retries"`
+	// Cost is the money spent on retries, failed ones included; OracleCost what the
+	// oracle spends on the same failures.
+	Cost         float64 `json:"cost"`
+	OracleCost   float64 `json:"oracleCost"`
+	CostVsOracle float64 `json:"costVsOracle"`
+	// FalseRetries are retries of failures no retry can fix; WastedCost the cost of
+	// retries that failed.
+	FalseRetries int     `json:"falseRetries"`
+	WastedCost   float64 `json:"wastedCost"`
+	// ByCause breaks the remediable failures down by their true cause.
+	ByCause map[failure.Category]*CauseResult `json:"byCause"`
+}
+
+// CauseResult is the part of a Result for one true cause of failure.
+type CauseResult struct {
+	Failed          int     `json:"failed"`
+	Remediable      int     `json:"remediable"`
+	Fixed           int     `json:"fixed"`
+	FirstRetryFixed int     `json:"firstRetryFixed"`
+	Cost            float64 `json:"cost"`
+	OracleCost      float64 `json:"oracleCost"`
+}
+
+// Run simulates the scenario's runs under policy p.
+func Run(s *Scenario, p Policy, opts Options) (Result, error) {
+	if opts.HistoryLimit <= 0 {
+		opts.HistoryLimit = 40
+	}
+	jobs := s.Jobs
+	if opts.Jobs > 0 {
+		jobs = opts.Jobs
+	}
+	res := Result{Policy: p.Name(), Scenario: s.Name, Seed: s.Seed, ByCause: map[failure.Category]*CauseResult{}}
+	ts := s.templates()
+	histories := make([][]failure.Outcome, len(ts))
+	for k := 0; res.Jobs < jobs; k++ {
+		for _, t := range ts {
+			if res.Jobs == jobs {
+				break
+			}
+			res.Jobs++
+			if err := s.episode(t, k, p, &histories[t.index], opts, &res); err != nil {
+				return res, err
+			}
+		}
+	}
+	res.FixRate = ratio(res.Fixed, res.Remediable)
+	res.FirstRetryRate = ratio(res.FirstRetryFixed, res.Remediable)
+	if res.OracleCost > 0 {
+		res.CostVsOracle = res.Cost / res.OracleCost
+	}
+	return res, nil
+}
+
+// episode runs run k of t: the first attempt and, if it fails, the policy's retries.
+func (s *Scenario) episode(t *template, k int, p Policy, history *[]failure.Outcome, opts Options, res *Result) error {
+	ru := s.newRun(t, k)
+	opt := t.config
+	out := s.attempt(ru, 0, opt)
+	*history = append(*history, s.outcome(t, 0, opt, out))
+	if out.ok {
+		return nil
+	}
+	res.Failed++
+	remediable := s.remediable(ru)
+	cr := res.ByCause[out.cause]
+	if cr == nil {
+		cr = &CauseResult{}
+		res.ByCause[out.cause] = cr
+	}
+	cr.Failed++
+	if remediable {
+		res.Remediable++
+		cr.Remediable++
+		oc := s.oracleCost(ru, opt, out)
+		res.OracleCost += oc
+		cr.OracleCost += oc
+	}
+	if _, isOracle := p.(oracle); isOracle {
+		return s.oracleEpisode(ru, opt, out, remediable, history, res, cr)
+	}
+	for a := 1; a <= s.RetryBudget; a++ {
+		ev, err := wire(s.event(ru, a-1, opt, out))
+		if err != nil {
+			return err
+		}
+		seen := recent(*history, opts.HistoryLimit)
+		next, retry := p.Retry(&ev, seen)
+		if !retry {
+			break
+		}
+		opt = next
+		out = s.attempt(ru, a, opt)
+		o := s.outcome(t, a, opt, out)
+		*history = append(*history, o)
+		if opts.Record != nil {
+			rec := Retry{Event: &ev, History: seen, Option: opt, Outcome: o}
+			if !out.ok {
+				fev, err := wire(s.event(ru, a, opt, out))
+				if err != nil {
+					return err
+				}
+				rec.Failure = &fev
+			}
+			opts.Record(rec)
+		}
+		s.count(res, cr, remediable, a, out)
+		if out.ok {
+			break
+		}
+	}
+	return nil
+}
+
+// count adds one retry to the result.
+func (s *Scenario) count(res *Result, cr *CauseResult, remediable bool, a int, out result) {
+	res.Retries++
+	res.Cost += out.cost
+	cr.Cost += out.cost
+	if !remediable {
+		res.FalseRetries++
+	}
+	if !out.ok {
+		res.WastedCost += out.cost
+		return
+	}
+	if remediable {
+		res.Fixed++
+		cr.Fixed++
+		if a == 1 {
+			res.FirstRetryFixed++
+			cr.FirstRetryFixed++
+		}
+	}
+}
+
+// wire encodes ev as the watcher publishes it and decodes it as the consumer does.
+func wire(ev failure.Event) (failure.Event, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return failure.Event{}, fmt.Errorf("encode simulated event %s: %w", ev.ID, err)
+	}
+	out, err := failure.Decode(data)
+	if err != nil {
+		return failure.Event{}, fmt.Errorf("decode simulated event %s: %w", ev.ID, err)
+	}
+	return out, nil
+}
+
+// outcome is what the cluster records of an attempt.
+func (s *Scenario) outcome(t *template, a int, opt failure.Option, out result) failure.Outcome {
+	o := failure.Outcome{
+		Template: t.name, Attempt: a + 1, Resources: opt.Resources, Params: copyParams(opt.Params),
+		Succeeded: out.ok, DurationSeconds: math.Round(out.seconds), Node: out.node, Cost: out.cost,
+		Usage: failure.Usage{PeakMemoryBytes: int64(out.peakMem), PeakGPUMemoryBytes: int64(out.peakGPU)},
+	}
+	// Category stays empty: a cluster records what failed, not why; policies
+	// classify the events themselves.
+	return o
+}
+
+func recent(h []failure.Outcome, n int) []failure.Outcome {
+	if len(h) > n {
+		h = h[len(h)-n:]
+	}
+	return append([]failure.Outcome(nil), h...)
+}
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
