@@ -78,8 +78,13 @@ func (c Catalogue) Validate() error {
 	return nil
 }
 
-// GPU returns the model named name.
+// GPU returns the model named name (case-insensitively).
 func (c Catalogue) GPU(name string) (GPUModel, bool) {
+	for _, g := range c.GPUs { // exact names first: the common case, and cheap
+		if g.Name == name {
+			return g, true
+		}
+	}
 	i := slices.IndexFunc(c.GPUs, func(g GPUModel) bool { return strings.EqualFold(g.Name, name) })
 	if i < 0 {
 		return GPUModel{}, false

@@ -45,6 +45,8 @@ type Recommendation struct {
 	Options []Option `json:"options"`
 	// Chosen indexes the option to apply; -1 when Retry is false.
 	Chosen int `json:"chosen"`
+	// Considered is how many configurations the search evaluated.
+	Considered int `json:"considered"`
 	// Explanation says in plain words what failed, why, and what the chosen option does.
 	Explanation string `json:"explanation"`
 	// ModelVersion names the models that made the predictions.

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -34,11 +35,27 @@ type Context struct {
 	// GPURuns are recent successful runs with the failed run's GPU count: the per-GPU
 	// memory they peaked at with their tunables.
 	GPURuns []GPURun
-	// Runtime is the expected runtime at the failed configuration (0 if unknown) and
-	// Deadline the failed run's activeDeadlineSeconds (0 if none).
+	// Runtime is the expected runtime at the failed configuration and RuntimeKnown
+	// whether successful runs with that configuration back it; otherwise it is a
+	// guess from the failure, improved by the models from RuntimeRuns. Deadline is
+	// the failed run's activeDeadlineSeconds (0 if unknown).
 	Runtime, Deadline float64
+	RuntimeKnown      bool
+	// RuntimeRuns are recent successful runs with other configurations.
+	RuntimeRuns []RuntimeRun
 	// History counts the successful runs the estimates come from.
 	History int
+
+	id uint64 // unique per NewContext, for caches keyed by context
+}
+
+var contexts atomic.Uint64
+
+// RuntimeRun is a successful run's configuration and runtime.
+type RuntimeRun struct {
+	Resources failure.Resources
+	Tun       Tunables
+	Seconds   float64
 }
 
 // GPURun is a successful run's per-GPU memory peak and the tunables it ran with.
@@ -107,7 +124,8 @@ const historyWindow = 12
 // of category cat. history is oldest first.
 func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outcome, cat2 failure.Catalogue) Context {
 	job, sig := &ev.Job, &ev.Failure
-	c := Context{Category: cat, Failed: job.Resources, Tun: TunablesOf(job.Params, job.Tunables), Declared: job.Tunables}
+	c := Context{Category: cat, Failed: job.Resources, Tun: TunablesOf(job.Params, job.Tunables), Declared: job.Tunables,
+		id: contexts.Add(1)}
 	if sig.ExitCode == 137 || cat == failure.OOMMemory {
 		if peak := float64(sig.Usage.PeakMemoryBytes); cat == failure.OOMMemory || peak >= 0.98*float64(job.Resources.MemoryBytes) {
 			c.MemFloor = float64(job.Resources.MemoryBytes)
@@ -156,6 +174,8 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 		}
 		if same {
 			durations = append(durations, h.DurationSeconds)
+		} else {
+			c.RuntimeRuns = append(c.RuntimeRuns, RuntimeRun{Resources: h.Resources, Tun: c.TunablesOf(h.Params), Seconds: h.DurationSeconds})
 		}
 	}
 	c.History = n
@@ -167,11 +187,16 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 		c.GPUEstimate, _ = trendEstimate(gpuIdx, gpuPeaks, now)
 	}
 	if len(durations) > 0 {
-		c.Runtime = median(durations)
+		c.Runtime, c.RuntimeKnown = median(durations), true
 	}
 	if c.Runtime == 0 {
-		// Without history: the failed run got this far, and most runs fail midway.
-		c.Runtime = math.Max(2*sig.DurationSeconds, 600)
+		// Without history: the failed run got this far. A run stopped at its deadline
+		// needed somewhat more; others fail, on average, midway.
+		if c.Deadline > 0 {
+			c.Runtime = 1.5 * c.Deadline
+		} else {
+			c.Runtime = math.Max(2*sig.DurationSeconds, 60)
+		}
 	}
 	return c
 }

@@ -50,7 +50,7 @@ func ckpt(on bool) float64 {
 
 // The feature vectors. Each starts with a constant 1 (the intercept).
 const (
-	memFeatures      = 7
+	memFeatures      = 8
 	gpuFeatures      = 7
 	deadlineFeatures = 3
 )
@@ -61,6 +61,12 @@ const (
 // failed limit (a run that failed for another reason may not have reached its peak).
 func memoryFeatures(c *Context, mem float64, x []float64) []float64 {
 	x = append(x[:0], 1)
+	// The run was killed at its floor: no more memory than that fails again.
+	below := 0.0
+	if c.MemFloor > 0 && mem <= c.MemFloor {
+		below = 1
+	}
+	x = append(x, below)
 	est := c.MemEstimate
 	if est > 0 && c.MemFloor > est {
 		est = c.MemFloor // the history underestimates: the run is past it

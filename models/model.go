@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -81,8 +82,78 @@ type Prediction struct {
 	RuntimeSeconds, RunCost, ExpectedCost float64
 }
 
-// Scratch holds buffers for Predict; one per goroutine avoids allocation.
-type Scratch struct{ x []float64 }
+// Scratch holds buffers for Predict; one per goroutine avoids allocation. It also
+// remembers, for the last context, the predictions for the last GPU setup and for
+// each memory size: the optimizer hands over many candidates that differ only in
+// memory, and the same memory steps for every setup.
+type Scratch struct {
+	x     []float64
+	key   setupKey
+	setup setupPrediction
+	// memCtx is the context pMemory holds predictions for (0: none).
+	memCtx  uint64
+	pMemory map[int64]float64
+	// baseCtx is the context baseRuntime was computed for (0: none).
+	baseCtx     uint64
+	baseRuntime float64
+	// tuKey is the context and parameter map tu was read from.
+	tuKey struct {
+		ctx    uint64
+		params uintptr
+	}
+	tu Tunables
+}
+
+// setupKey identifies a context and a candidate's setup apart from its memory.
+type setupKey struct {
+	ctx      uint64
+	params   uintptr
+	gpu      int
+	gpuType  string
+	cpu      int64
+	deadline float64
+}
+
+// setupPrediction is what a setup, apart from its memory, predicts.
+type setupPrediction struct {
+	pGPU, pDeadline, runtime float64
+	// hourly is the price per hour of everything but the memory.
+	hourly float64
+}
+
+// predictSetup predicts what depends on a candidate's setup but not its memory; s.key
+// is already the setup's key.
+func (m *Models) predictSetup(c *Context, opt *failure.Option, cat *failure.Catalogue, s *Scratch) setupPrediction {
+	res := opt.Resources
+	if c.id == 0 || s.tuKey.ctx != c.id || s.tuKey.params != s.key.params {
+		s.tuKey.ctx, s.tuKey.params = c.id, s.key.params
+		s.tu = c.TunablesOf(opt.Params)
+	}
+	tu := s.tu
+	sp := setupPrediction{pGPU: 1, pDeadline: 1}
+	if res.GPU > 0 {
+		s.x = gpuFeatureVec(c, res, tu, float64(cat.GPUMemory(res.GPUType)), s.x)
+		sp.pGPU = m.GPU.Predict(s.x)
+	}
+	s.x = runtimeFeatureVec(c, res, tu, cat, s.x)
+	if c.id == 0 || s.baseCtx != c.id {
+		s.baseCtx, s.baseRuntime = c.id, m.baseRuntime(c, cat, s)
+		s.x = runtimeFeatureVec(c, res, tu, cat, s.x) // baseRuntime used the buffer
+	}
+	sp.runtime = s.baseRuntime * math.Exp(m.Runtime.Predict(s.x))
+	if c.Deadline > 0 {
+		deadline := opt.DeadlineSeconds
+		if deadline == 0 {
+			deadline = c.Deadline
+		}
+		s.x = deadlineFeatureVec(c, deadline, sp.runtime, s.x)
+		sp.pDeadline = m.Deadline.Predict(s.x)
+	}
+	noMemory := res
+	noMemory.MemoryBytes = 0
+	sp.hourly = cat.HourlyCost(noMemory)
+	return sp
+}
 
 // Predict evaluates candidate opt for the failure described by c.
 func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue, s *Scratch) Prediction {
@@ -91,25 +162,17 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 	}
 	var p Prediction
 	res := opt.Resources
-	tu := c.TunablesOf(opt.Params)
-	s.x = memoryFeatures(c, float64(res.MemoryBytes), s.x)
-	p.PMemory = m.Memory.Predict(s.x)
-	p.PGPU = 1
-	if res.GPU > 0 {
-		s.x = gpuFeatureVec(c, res, tu, float64(cat.GPUMemory(res.GPUType)), s.x)
-		p.PGPU = m.GPU.Predict(s.x)
+	p.PMemory = m.predictMemory(c, res.MemoryBytes, s)
+
+	// What depends on the GPU setup and the deadline, not on the memory, is the same
+	// for the runs of candidates the optimizer hands over with one parameter map.
+	key := setupKey{ctx: c.id, params: reflect.ValueOf(opt.Params).Pointer(), gpu: res.GPU, gpuType: res.GPUType,
+		cpu: res.CPUMillis, deadline: opt.DeadlineSeconds}
+	if c.id == 0 || key != s.key {
+		s.key = key
+		s.setup = m.predictSetup(c, opt, cat, s)
 	}
-	s.x = runtimeFeatureVec(c, res, tu, cat, s.x)
-	p.RuntimeSeconds = c.Runtime * math.Exp(m.Runtime.Predict(s.x))
-	p.PDeadline = 1
-	if c.Deadline > 0 {
-		deadline := opt.DeadlineSeconds
-		if deadline == 0 {
-			deadline = c.Deadline
-		}
-		s.x = deadlineFeatureVec(c, deadline, p.RuntimeSeconds, s.x)
-		p.PDeadline = m.Deadline.Predict(s.x)
-	}
+	p.PGPU, p.RuntimeSeconds, p.PDeadline = s.setup.pGPU, s.setup.runtime, s.setup.pDeadline
 	p.PSuccess = p.PMemory * p.PGPU * p.PDeadline * (1 - m.Other)
 	switch c.Category {
 	case failure.OOMMemory:
@@ -121,7 +184,7 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 	default:
 		p.PFix = p.PSuccess / (1 - m.Other)
 	}
-	p.RunCost = cat.Cost(res, p.RuntimeSeconds)
+	p.RunCost = (s.setup.hourly + float64(res.MemoryBytes)/(1<<30)*cat.MemoryPerGiBHour) * p.RuntimeSeconds / 3600
 	failAt := m.FailAt[c.Category]
 	if failAt == 0 {
 		failAt = 0.5
@@ -130,4 +193,46 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 	// it a run that (nearly always) succeeds.
 	p.ExpectedCost = p.PSuccess*p.RunCost + (1-p.PSuccess)*(failAt*p.RunCost+1.1*p.RunCost)
 	return p
+}
+
+// predictMemory is the chance that memory bytes are enough, remembered per context.
+func (m *Models) predictMemory(c *Context, bytes int64, s *Scratch) float64 {
+	if c.id != 0 {
+		if s.memCtx != c.id || s.pMemory == nil {
+			if s.pMemory == nil {
+				s.pMemory = make(map[int64]float64, 64)
+			}
+			clear(s.pMemory)
+			s.memCtx = c.id
+		}
+		if p, ok := s.pMemory[bytes]; ok {
+			return p
+		}
+	}
+	s.x = memoryFeatures(c, float64(bytes), s.x)
+	p := m.Memory.Predict(s.x)
+	if c.id != 0 {
+		s.pMemory[bytes] = p
+	}
+	return p
+}
+
+// BaseRuntime is the expected runtime of the failed configuration, in seconds.
+func (m *Models) BaseRuntime(c *Context, cat *failure.Catalogue) float64 {
+	return m.baseRuntime(c, cat, &Scratch{})
+}
+
+// baseRuntime is the expected runtime of the failed configuration: from its own
+// successful runs when there are some, else from the template's other successful runs
+// carried over by the runtime model, else the guess the context made.
+func (m *Models) baseRuntime(c *Context, cat *failure.Catalogue, s *Scratch) float64 {
+	if c.RuntimeKnown || len(c.RuntimeRuns) == 0 {
+		return c.Runtime
+	}
+	var sum float64
+	for _, r := range c.RuntimeRuns {
+		s.x = runtimeFeatureVec(c, r.Resources, r.Tun, cat, s.x)
+		sum += math.Log(r.Seconds) - m.Runtime.Predict(s.x)
+	}
+	return math.Exp(sum / float64(len(c.RuntimeRuns)))
 }

@@ -33,7 +33,8 @@ type Evaluation struct {
 	// Success is the calibration of the whole P(success) on every held-out retry.
 	Success Calibration `json:"success"`
 	// RuntimeMAE is the mean absolute error of predicted runtimes, as a share of the
-	// actual runtime (0.1 is 10%), over successful held-out retries.
+	// actual runtime (0.1 is 10%), over successful held-out retries of jobs with a
+	// successful run to start from.
 	RuntimeMAE float64 `json:"runtimeMAE"`
 	RuntimeN   int     `json:"runtimeN"`
 }
@@ -100,7 +101,7 @@ func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Mode
 		if isOther(p.ex.Result) {
 			other++
 		}
-		if !p.ex.Outcome.Succeeded && p.ctx.History > 0 && p.ctx.Runtime > 0 {
+		if !p.ex.Outcome.Succeeded && p.ctx.RuntimeKnown {
 			fails[p.ex.Category] = append(fails[p.ex.Category], math.Min(1, p.ex.Outcome.DurationSeconds/p.ctx.Runtime))
 		}
 	}
@@ -193,7 +194,7 @@ func (p *prepared) deadlineExample() ([]float64, float64, bool) {
 // runtimeExample pairs the change of configuration with the log ratio of the
 // runtime, for successful retries whose failed configuration's runtime is known.
 func (p *prepared) runtimeExample() ([]float64, float64, bool) {
-	if p.runtime == 0 || p.ctx.History == 0 || p.ctx.Runtime <= 0 {
+	if p.runtime == 0 || !p.ctx.RuntimeKnown {
 		return nil, 0, false
 	}
 	x := runtimeFeatureVec(&p.ctx, p.ex.Option.Resources, p.tu, p.cat, nil)
@@ -224,7 +225,7 @@ func (m *Models) evaluate(train, test []*prepared, cat *failure.Catalogue) *Eval
 			y = 1
 		}
 		ps, ys = append(ps, pred.PSuccess), append(ys, y)
-		if p.runtime > 0 && p.ctx.History > 0 {
+		if p.runtime > 0 && (p.ctx.RuntimeKnown || len(p.ctx.RuntimeRuns) > 0) {
 			errs = append(errs, math.Abs(pred.RuntimeSeconds-p.runtime)/p.runtime)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -40,24 +41,48 @@ type Problem struct {
 	Filters   []Filter
 	Scorers   []Scorer
 	Chooser   Chooser
+	// MaxOptions bounds the options the result lists (0: all of them).
+	MaxOptions int
 }
 
 // Result is the outcome of an optimisation.
 type Result struct {
-	// Options are the feasible candidates, the Pareto front first (in the chooser's
-	// order of preference) and the rest by their first objective.
+	// Options are the feasible candidates, the chosen one first, then the rest of the
+	// Pareto front and then the others, each by their first objective; at most
+	// Problem.MaxOptions of them when that is set.
 	Options []failure.Option
+	// Feasible is how many candidates passed the filters.
+	Feasible int
 	// Chosen indexes Options; -1 when nothing was feasible.
 	Chosen int
 	// Considered is how many candidates the space held.
 	Considered int
 }
 
+// scratch holds the buffers of one Solve, which are large (thousands of options and
+// their scores) and short-lived: the result copies out the options it keeps.
+type scratch struct {
+	cands  []failure.Option
+	scores [][]float64
+	flat   []float64
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (s *scratch) release() {
+	clear(s.cands) // drop the references to params and node lists
+	clear(s.scores)
+	scratchPool.Put(s)
+}
+
 // Solve enumerates, filters, predicts and scores the candidates, and chooses.
 func (p *Problem) Solve() Result {
-	cands := p.Space.Candidates()
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	cands := p.Space.AppendCandidates(sc.cands[:0])
+	sc.cands = cands
 	res := Result{Considered: len(cands), Chosen: -1}
-	feasible := cands[:0]
+	feasible := cands[:0] // filtered in place
 	for i := range cands {
 		o := &cands[i]
 		p.Predictor.Predict(o)
@@ -65,15 +90,21 @@ func (p *Problem) Solve() Result {
 			feasible = append(feasible, *o)
 		}
 	}
+	res.Feasible = len(feasible)
 	if len(feasible) == 0 {
 		return res
 	}
-	scores := make([][]float64, len(feasible))
-	flat := make([]float64, len(feasible)*len(p.Scorers))
+	scores := slices.Grow(sc.scores[:0], len(feasible))[:len(feasible)]
+	flat := slices.Grow(sc.flat[:0], len(feasible)*len(p.Scorers))[:len(feasible)*len(p.Scorers)]
+	sc.scores, sc.flat = scores, flat
 	for i := range feasible {
 		scores[i] = flat[i*len(p.Scorers) : (i+1)*len(p.Scorers)]
 		for j, s := range p.Scorers {
-			scores[i][j] = s.Score(&feasible[i])
+			v := s.Score(&feasible[i])
+			if math.IsNaN(v) {
+				v = math.Inf(1) // a score nobody can read is the worst one
+			}
+			scores[i][j] = v
 		}
 	}
 	onFront := pareto(scores)
@@ -86,12 +117,11 @@ func (p *Problem) Solve() Result {
 			rest = append(rest, i)
 		}
 	}
-	// Order the front by the first objective, then let the chooser pick.
-	byFirst := func(a, b int) int {
-		return cmp.Or(cmp.Compare(scores[a][0], scores[b][0]), cmp.Compare(scores[a][1%len(p.Scorers)], scores[b][1%len(p.Scorers)]))
+	// Order the front by the objectives, then let the chooser pick.
+	byScores := func(a, b int) int {
+		return cmp.Or(compareScores(scores[a], scores[b]), cmp.Compare(a, b))
 	}
-	slices.SortStableFunc(front, byFirst)
-	slices.SortStableFunc(rest, byFirst)
+	slices.SortFunc(front, byScores)
 	frontOpts := make([]failure.Option, len(front))
 	frontScores := make([][]float64, len(front))
 	for i, j := range front {
@@ -99,18 +129,45 @@ func (p *Problem) Solve() Result {
 	}
 	chosen := p.Chooser.Choose(frontOpts, frontScores)
 	// The chosen option leads; the rest of the front follows, then the others.
-	res.Options = make([]failure.Option, 0, len(feasible))
+	limit := len(feasible)
+	if p.MaxOptions > 0 {
+		limit = min(limit, p.MaxOptions)
+	}
+	res.Options = make([]failure.Option, 0, limit)
 	res.Options = append(res.Options, frontOpts[chosen])
 	for i, o := range frontOpts {
-		if i != chosen {
+		if i != chosen && len(res.Options) < limit {
 			res.Options = append(res.Options, o)
 		}
 	}
-	for _, j := range rest {
+	for _, j := range smallest(rest, limit-len(res.Options), byScores) {
 		res.Options = append(res.Options, feasible[j])
 	}
 	res.Chosen = 0
 	return res
+}
+
+// smallest returns the k smallest of idx by cmp, in order, without sorting the rest.
+func smallest(idx []int, k int, cmp func(a, b int) int) []int {
+	if k <= 0 {
+		return nil
+	}
+	if k*8 >= len(idx) {
+		slices.SortFunc(idx, cmp)
+		return idx[:min(k, len(idx))]
+	}
+	out := make([]int, 0, k+1)
+	for _, i := range idx {
+		if len(out) == k && cmp(i, out[k-1]) >= 0 {
+			continue
+		}
+		at, _ := slices.BinarySearchFunc(out, i, cmp)
+		out = slices.Insert(out, at, i)
+		if len(out) > k {
+			out = out[:k]
+		}
+	}
+	return out
 }
 
 func (p *Problem) feasible(o *failure.Option) bool {
@@ -123,23 +180,24 @@ func (p *Problem) feasible(o *failure.Option) bool {
 }
 
 // pareto marks the points no other point dominates (no worse on every objective and
-// better on one). Points are sorted by the first objective so each is compared only
-// with the points before it on that axis.
+// better on one); equal points are all kept, and scores hold no NaNs.
 func pareto(scores [][]float64) []bool {
-	n := len(scores)
-	idx := make([]int, n)
+	on := make([]bool, len(scores))
+	if len(scores) > 0 && len(scores[0]) == 2 {
+		if front, ok := pareto2(scores, maxIncrementalFront); ok {
+			for _, i := range front {
+				on[i] = true
+			}
+			return on
+		}
+	}
+	// The general case: sorted lexicographically, a point can only be dominated by one
+	// before it, and only by one already on the front.
+	idx := make([]int, len(scores))
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortFunc(idx, func(a, b int) int {
-		for k := range scores[a] {
-			if c := cmp.Compare(scores[a][k], scores[b][k]); c != 0 {
-				return c
-			}
-		}
-		return 0
-	})
-	on := make([]bool, n)
+	slices.SortFunc(idx, func(a, b int) int { return compareScores(scores[a], scores[b]) })
 	var front []int
 	for _, i := range idx {
 		dominated := false
@@ -155,6 +213,64 @@ func pareto(scores [][]float64) []bool {
 		}
 	}
 	return on
+}
+
+// maxIncrementalFront is the front size beyond which pareto2 gives up: its updates
+// cost O(front) each, so a front that big is better found by sorting.
+const maxIncrementalFront = 256
+
+// pareto2 finds the front of two objectives incrementally, keeping the front sorted
+// by the first objective (so strictly decreasing in the second). Each point costs a
+// binary search and, rarely, an update, instead of the O(log n) comparisons per point
+// of a full sort. It reports false when the front grows past limit.
+func pareto2(scores [][]float64, limit int) ([]int, bool) {
+	front := make([]int, 0, 32)
+	for i, s := range scores {
+		a, b := s[0], s[1]
+		// k is the first front point whose first score is not below a.
+		k, _ := slices.BinarySearchFunc(front, a, func(j int, a float64) int {
+			switch {
+			case scores[j][0] < a:
+				return -1
+			case scores[j][0] > a:
+				return 1
+			}
+			return 0
+		})
+		switch {
+		case k < len(front) && scores[front[k]][0] == a && scores[front[k]][1] == b:
+			// Equal to a point on the front: on it as well.
+			front = slices.Insert(front, k, i)
+		case k < len(front) && scores[front[k]][0] == a && scores[front[k]][1] < b,
+			k > 0 && scores[front[k-1]][1] <= b:
+			continue // dominated by front[k] or front[k-1]
+		default:
+			// i dominates the points from k on whose second score is not below b.
+			end := k
+			for end < len(front) && scores[front[end]][1] >= b {
+				end++
+			}
+			front = slices.Replace(front, k, end, i)
+		}
+		if len(front) > limit {
+			return nil, false
+		}
+	}
+	return front, true
+}
+
+// compareScores orders score vectors lexicographically; Solve has replaced NaNs, so
+// plain comparisons are a total order.
+func compareScores(a, b []float64) int {
+	for k := range a {
+		switch {
+		case a[k] < b[k]:
+			return -1
+		case a[k] > b[k]:
+			return 1
+		}
+	}
+	return 0
 }
 
 func dominates(a, b []float64) bool {
@@ -226,13 +342,7 @@ type Target struct{ MinPFix, Tolerance float64 }
 
 // Choose implements Chooser.
 func (t Target) Choose(front []failure.Option, _ [][]float64) int {
-	best := -1
-	for i, o := range front {
-		if o.PFix >= t.MinPFix && (best < 0 || o.ExpectedCost < front[best].ExpectedCost) {
-			best = i
-		}
-	}
-	if best >= 0 {
+	if best := cheapest(front, t.MinPFix); best >= 0 {
 		return best
 	}
 	top := 0.0
@@ -243,9 +353,16 @@ func (t Target) Choose(front []failure.Option, _ [][]float64) int {
 	if tol <= 0 {
 		tol = 0.02
 	}
-	for i, o := range front {
-		if o.PFix >= top-tol && (best < 0 || o.ExpectedCost < front[best].ExpectedCost) {
-			best = i
+	return cheapest(front, top-tol)
+}
+
+// cheapest indexes the option of least expected cost with PFix at least minPFix, or
+// is -1.
+func cheapest(opts []failure.Option, minPFix float64) int {
+	best, bestCost := -1, math.Inf(1)
+	for i, o := range opts {
+		if o.PFix >= minPFix && (best < 0 || o.ExpectedCost < bestCost) {
+			best, bestCost = i, o.ExpectedCost
 		}
 	}
 	return best

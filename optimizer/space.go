@@ -34,7 +34,11 @@ type Space struct {
 
 // Candidates enumerates the configurations of the space. Options with the same GPU
 // setup share one Params map, which callers must not modify.
-func (s *Space) Candidates() []failure.Option {
+func (s *Space) Candidates() []failure.Option { return s.AppendCandidates(nil) }
+
+// AppendCandidates appends the configurations of the space to dst, as Candidates
+// lists them, and returns the extended slice.
+func (s *Space) AppendCandidates(dst []failure.Option) []failure.Option {
 	base := failure.Option{
 		Resources: s.Failed.Resources, Params: s.Failed.Params, DeadlineSeconds: s.Failed.DeadlineSeconds,
 		DelaySeconds: s.Delay,
@@ -57,7 +61,7 @@ func (s *Space) Candidates() []failure.Option {
 			deadlines = append(deadlines, math.Ceil(s.Deadline*m/60)*60)
 		}
 	}
-	out := make([]failure.Option, 0, len(setups)*len(mems)*len(deadlines))
+	out := slices.Grow(dst, len(setups)*len(mems)*len(deadlines))
 	for _, setup := range setups {
 		for _, mem := range mems {
 			for _, d := range deadlines {
@@ -126,7 +130,11 @@ func (s *Space) gpuSetups(base failure.Option) []failure.Option {
 		types = []string{base.Resources.GPUType}
 	}
 	maxGPUs := max(s.MaxGPUs, base.Resources.GPU)
-	var out []failure.Option
+	counts := 0
+	for n := base.Resources.GPU; n <= maxGPUs; n *= 2 {
+		counts++
+	}
+	out := make([]failure.Option, 0, len(mbs)*len(precs)*len(ckpts)*len(types)*counts)
 	for i := range mbs {
 		for _, prec := range precs {
 			for _, ck := range ckpts {

@@ -108,7 +108,7 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	space := r.space(ev, &ctx, cl)
 	scratch := r.scratch.Get().(*models.Scratch)
 	defer r.scratch.Put(scratch)
-	baseCost := r.opts.Catalogue.Cost(ev.Job.Resources, ctx.Runtime)
+	baseCost := r.opts.Catalogue.Cost(ev.Job.Resources, r.models.BaseRuntime(&ctx, &r.opts.Catalogue))
 	prob := optimizer.Problem{
 		Space:     space,
 		Predictor: predictor{r.models, &ctx, &r.opts.Catalogue, scratch, baseCost},
@@ -116,13 +116,15 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 			optimizer.NodeFit{MaxMemoryBytes: r.opts.MaxMemoryBytes, MaxCPUMillis: r.opts.MaxCPUMillis, MaxGPUs: r.opts.MaxGPUs},
 			optimizer.MaxCostMultiple{Max: r.opts.MaxCostMultiple},
 		},
-		Scorers: []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}},
-		Chooser: optimizer.Target{MinPFix: r.opts.MinPSuccess},
+		Scorers:    []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}},
+		MaxOptions: r.opts.MaxOptions,
+		Chooser:    optimizer.Target{MinPFix: r.opts.MinPSuccess},
 	}
 	if len(r.opts.Weights) > 0 {
 		prob.Chooser = optimizer.Weighted{Weights: r.opts.Weights}
 	}
 	res := prob.Solve()
+	rec.Considered = res.Considered
 	if res.Chosen < 0 {
 		rec.Options = []failure.Option{}
 		rec.Explanation = fmt.Sprintf("%s No configuration within the cluster's limits and the cost cap (%.1fx) was found among %d candidates; not retrying.",
@@ -136,9 +138,10 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		return rec
 	}
 	rec.Retry, rec.Chosen = true, 0
-	rec.Options = res.Options[:min(len(res.Options), r.opts.MaxOptions)]
+	rec.Options = res.Options
 	for i := range rec.Options {
 		o := &rec.Options[i]
+		roundFigures(o)
 		o.Params = copyMap(o.Params)
 		o.Changes = changes(ev, o, &r.opts.Catalogue)
 	}
@@ -200,13 +203,22 @@ func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.
 			floor *= r.opts.MemoryStep
 		}
 		cap := math.Max(floor*8, 2*ctx.MemEstimate)
+		if cl.Category != failure.OOMMemory {
+			// Memory is at risk but is not what failed: a few steps above the need.
+			cap = math.Max(floor, 1.5*ctx.MemEstimate)
+		}
 		if r.opts.MaxMemoryBytes > 0 {
 			cap = math.Min(cap, float64(r.opts.MaxMemoryBytes))
 		}
-		s.MemoryFloor, s.MemoryCap, s.MemoryStep = int64(floor), int64(cap), r.opts.MemoryStep
+		// At most maxMemorySteps steps: finer near the floor when the range is short.
+		step := math.Max(r.opts.MemoryStep, math.Pow(cap/floor, 1.0/maxMemorySteps))
+		s.MemoryFloor, s.MemoryCap, s.MemoryStep = int64(floor), int64(cap), step
 	}
 	return s
 }
+
+// maxMemorySteps bounds the memory candidates of one recommendation.
+const maxMemorySteps = 48
 
 // predictor adapts the models to the optimizer.
 type predictor struct {
@@ -219,18 +231,25 @@ type predictor struct {
 
 func (p predictor) Predict(o *failure.Option) {
 	pred := p.m.Predict(p.ctx, o, p.cat, p.scratch)
-	o.PSuccess = round(pred.PSuccess, 4)
-	o.PFix = round(pred.PFix, 4)
-	o.RuntimeSeconds = math.Round(pred.RuntimeSeconds)
-	o.RunCost = round(pred.RunCost, 4)
-	o.ExpectedCost = round(pred.ExpectedCost, 4)
+	o.PSuccess, o.PFix = pred.PSuccess, pred.PFix
+	o.RuntimeSeconds, o.RunCost, o.ExpectedCost = pred.RuntimeSeconds, pred.RunCost, pred.ExpectedCost
 	if p.baseCost > 0 {
-		o.CostMultiple = round(pred.RunCost/p.baseCost, 3)
+		o.CostMultiple = pred.RunCost / p.baseCost
 	}
 }
 
+// roundFigures rounds an option's predictions to the digits worth showing; the
+// optimizer works on the full figures.
+func roundFigures(o *failure.Option) {
+	o.PSuccess, o.PFix = round(o.PSuccess, 4), round(o.PFix, 4)
+	o.RuntimeSeconds = math.Round(o.RuntimeSeconds)
+	o.RunCost, o.ExpectedCost = round(o.RunCost, 4), round(o.ExpectedCost, 4)
+	o.CostMultiple = round(o.CostMultiple, 3)
+}
+
+// round rounds x to 1, 2, 3 or 4 decimal digits.
 func round(x float64, digits int) float64 {
-	f := math.Pow(10, float64(digits))
+	f := [...]float64{1, 10, 100, 1000, 10000}[digits]
 	return math.Round(x*f) / f
 }
 

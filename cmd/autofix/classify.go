@@ -119,6 +119,15 @@ type lineError struct {
 // classifyStream classifies each line of in and writes a result or an error line for
 // it to out. It returns how many lines failed.
 func classifyStream(c *classifier.Classifier, in io.Reader, out io.Writer) (int, error) {
+	return eachEvent(in, out, func(ev *failure.Event) any {
+		return result{ID: ev.ID, Classification: c.Classify(ev)}
+	})
+}
+
+// eachEvent decodes FailureEvents (JSON lines) from in and writes, as JSON lines, what
+// do makes of each, or a lineError for a line that cannot be decoded. It returns how
+// many lines could not be.
+func eachEvent(in io.Reader, out io.Writer, do func(*failure.Event) any) (int, error) {
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
 	lr := newLineReader(in, failure.MaxPayload)
@@ -140,7 +149,7 @@ func classifyStream(c *classifier.Classifier, in io.Reader, out io.Writer) (int,
 			if derr != nil {
 				res = lineError{Line: n, Error: derr.Error()}
 			} else {
-				res = result{ID: ev.ID, Classification: c.Classify(&ev)}
+				res = do(&ev)
 			}
 		}
 		if _, ok := res.(lineError); ok {

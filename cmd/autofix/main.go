@@ -52,6 +52,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newSimulateCmd())
+	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newTrainFallbackCmd(), newSimulateCmd(), newRecommendCmd())
 	return root
 }

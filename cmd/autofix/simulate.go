@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/sim"
 )
 
@@ -99,7 +100,11 @@ func (o *simulateOptions) policyFor(name string, s *sim.Scenario) (sim.Policy, e
 	if err != nil {
 		return nil, err
 	}
-	return autofixPolicy{recommenderFor(s, c, m, nil)}, nil
+	fb, err := models.DefaultFallback()
+	if err != nil {
+		return nil, err
+	}
+	return autofixPolicy{recommenderFor(s, c, m, fb)}, nil
 }
 
 func writeResults(w io.Writer, results []sim.Result) {

@@ -17,12 +17,13 @@ import (
 )
 
 type trainOptions struct {
-	scenario string
-	jobs     int
-	seed     uint64
-	outcomes string
-	out      string
-	dump     string
+	scenario  string
+	jobs      int
+	templates int
+	seed      uint64
+	outcomes  string
+	out       string
+	dump      string
 }
 
 func newTrainCmd() *cobra.Command {
@@ -43,6 +44,9 @@ score and reliability tables, runtime error — and writes the versioned artifac
 			}
 			if o.seed != 0 {
 				s.Seed = o.seed
+			}
+			if o.templates > 0 {
+				s.Templates = o.templates
 			}
 			var examples []models.Example
 			if o.outcomes != "" {
@@ -80,6 +84,7 @@ score and reliability tables, runtime error — and writes the versioned artifac
 	f := cmd.Flags()
 	f.StringVar(&o.scenario, "scenario", "default", "built-in scenario name or scenario file")
 	f.IntVar(&o.jobs, "jobs", 0, "runs to simulate (default: the scenario's)")
+	f.IntVar(&o.templates, "templates", 0, "recurring jobs the runs belong to (default: the scenario's)")
 	f.Uint64Var(&o.seed, "seed", 0, "override the scenario's seed")
 	f.StringVar(&o.outcomes, "examples", "", "train from a file of recorded examples (JSON lines) instead of the simulator")
 	f.StringVar(&o.out, "out", "", "write the trained models to this file")

@@ -1,0 +1,190 @@
+package models
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/autofix/autofix/failure"
+)
+
+func TestFitLogisticRecoversWeights(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	want := []float64{-1, 2, -0.5}
+	var xs [][]float64
+	var ys []float64
+	for range 20000 {
+		x := []float64{1, rng.NormFloat64(), rng.NormFloat64()}
+		y := 0.0
+		if rng.Float64() < sigmoid(want[0]+want[1]*x[1]+want[2]*x[2]) {
+			y = 1
+		}
+		xs, ys = append(xs, x), append(ys, y)
+	}
+	m, err := fitLogistic(xs, ys, 1e-6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if math.Abs(m.Weights[i]-want[i]) > 0.1 {
+			t.Errorf("weight %d = %.3f, want %.3f ± 0.1", i, m.Weights[i], want[i])
+		}
+	}
+	c := calibrate(predictAll(m, xs), ys)
+	if c.AUC < 0.8 || c.Brier > 0.2 {
+		t.Errorf("calibration on its own data: AUC %.3f, Brier %.3f", c.AUC, c.Brier)
+	}
+	for _, b := range c.Reliability {
+		if b.Count > 500 && math.Abs(b.Predicted-b.Observed) > 0.05 {
+			t.Errorf("bin [%.2f,%.2f): predicted %.3f, observed %.3f: not calibrated", b.Lo, b.Hi, b.Predicted, b.Observed)
+		}
+	}
+}
+
+func predictAll(m *Logistic, xs [][]float64) []float64 {
+	var p []float64
+	for _, x := range xs {
+		p = append(p, m.Predict(x))
+	}
+	return p
+}
+
+func TestCalibrate(t *testing.T) {
+	c := calibrate([]float64{0.1, 0.2, 0.8, 0.9}, []float64{0, 0, 1, 1})
+	if c.AUC != 1 || c.Positives != 2 || math.Abs(c.Brier-0.025) > 1e-12 {
+		t.Errorf("calibrate = %+v, want AUC 1, 2 positives, Brier 0.025", c)
+	}
+	c = calibrate([]float64{0.9, 0.8, 0.2, 0.1}, []float64{0, 0, 1, 1})
+	if c.AUC != 0 {
+		t.Errorf("AUC of reversed scores = %v, want 0", c.AUC)
+	}
+}
+
+func TestFitLinear(t *testing.T) {
+	var xs [][]float64
+	var ys []float64
+	for i := range 50 {
+		x := []float64{1, float64(i), 0}
+		xs, ys = append(xs, x), append(ys, 3+0.5*float64(i))
+	}
+	l, err := fitLinear(xs, ys, 1e-9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(l.Weights[0]-3) > 1e-3 || math.Abs(l.Weights[1]-0.5) > 1e-4 || l.Weights[2] != 0 {
+		t.Errorf("weights = %v, want [3 0.5 0] (a constant feature is pinned to 0)", l.Weights)
+	}
+}
+
+func TestLoadRejectsBadArtifacts(t *testing.T) {
+	m, err := Default()
+	if err != nil {
+		t.Fatalf("the default models do not load: %v", err)
+	}
+	good, err := m.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Context{Failed: failure.Resources{MemoryBytes: 8 << 30}, MemFloor: 8 << 30, Runtime: 600}
+	cat := failure.DefaultCatalogue()
+	opt := &failure.Option{Resources: failure.Resources{MemoryBytes: 12 << 30, CPUMillis: 2000}}
+	if a, b := m.Predict(c, opt, &cat, nil), back.Predict(c, opt, &cat, nil); a != b {
+		t.Errorf("predictions differ after a save and load: %+v %+v", a, b)
+	}
+	for _, tt := range []struct{ from, to, want string }{
+		{`"kind": "autofix-retry-models"`, `"kind": "other"`, `kind "other"`},
+		{`"version": 1`, `"version": 9`, "version 9, this autofix reads version 1"},
+		{`"memory": {`, `"memoryX": {`, "a model is missing"},
+	} {
+		bad := strings.Replace(string(good), tt.from, tt.to, 1)
+		if bad == string(good) {
+			t.Fatalf("%q not in the artifact", tt.from)
+		}
+		if _, err := Load([]byte(bad)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Load with %s = %v, want %q", tt.to, err, tt.want)
+		}
+	}
+	if _, err := Load([]byte("not json")); err == nil {
+		t.Error("Load(not json) succeeded")
+	}
+}
+
+// TestDefaultModelsBehave checks what a user relies on: more memory after an OOM is
+// more likely to work, memory known from history is trusted, a bigger GPU after a GPU
+// OOM is more likely to work than the same one, and costs follow the price list.
+func TestDefaultModelsBehave(t *testing.T) {
+	m, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := failure.DefaultCatalogue()
+	failed := failure.Resources{CPUMillis: 4000, MemoryBytes: 16 << 30}
+	noHistory := &Context{Category: failure.OOMMemory, Failed: failed, MemFloor: 16 << 30, Runtime: 3600}
+	prev := 0.0
+	for _, gib := range []int64{16, 17, 20, 24, 32, 48} {
+		p := m.Predict(noHistory, &failure.Option{Resources: withMemory(failed, gib<<30)}, &cat, nil)
+		if p.PMemory < prev {
+			t.Errorf("PMemory(%d GiB) = %.3f, below %.3f for less memory", gib, p.PMemory, prev)
+		}
+		prev = p.PMemory
+		if gib == 16 && p.PMemory > 0.2 {
+			t.Errorf("PMemory at the limit the run was killed at = %.3f, want near 0", p.PMemory)
+		}
+	}
+	known := *noHistory
+	known.MemEstimate, known.MemSpread = 18<<30, 0.05
+	sure := m.Predict(&known, &failure.Option{Resources: withMemory(failed, 20<<30)}, &cat, nil)
+	blind := m.Predict(noHistory, &failure.Option{Resources: withMemory(failed, 20<<30)}, &cat, nil)
+	if sure.PMemory <= blind.PMemory || sure.PMemory < 0.9 {
+		t.Errorf("20 GiB for a job whose runs peak at 18 GiB: PMemory %.3f (without history %.3f); history should make it likely", sure.PMemory, blind.PMemory)
+	}
+	if want := cat.Cost(withMemory(failed, 20<<30), sure.RuntimeSeconds); math.Abs(sure.RunCost-want) > 1e-9 {
+		t.Errorf("RunCost = %v, want the catalogue's %v", sure.RunCost, want)
+	}
+
+	gpu := failure.Resources{CPUMillis: 8000, MemoryBytes: 64 << 30, GPU: 1, GPUType: "nvidia-a100-40gb"}
+	gctx := &Context{Category: failure.OOMGPU, Failed: gpu, GPUFloor: 40 << 30, Runtime: 3600, MemEstimate: 30 << 30, MemSpread: 0.05}
+	same := m.Predict(gctx, &failure.Option{Resources: gpu}, &cat, nil)
+	bigger := gpu
+	bigger.GPUType = "nvidia-a100-80gb"
+	big := m.Predict(gctx, &failure.Option{Resources: bigger}, &cat, nil)
+	if same.PGPU > 0.1 || big.PGPU < 0.8 {
+		t.Errorf("after a GPU OOM on 40 GiB: PGPU same GPU %.3f, 80 GiB GPU %.3f; want near 0 and likely", same.PGPU, big.PGPU)
+	}
+	if big.PFix != big.PGPU {
+		t.Errorf("PFix of a GPU OOM = %v, want PGPU %v", big.PFix, big.PGPU)
+	}
+}
+
+func withMemory(r failure.Resources, b int64) failure.Resources {
+	r.MemoryBytes = b
+	return r
+}
+
+func TestNewContext(t *testing.T) {
+	cat := failure.DefaultCatalogue()
+	res := failure.Resources{CPUMillis: 4000, MemoryBytes: 10 << 30}
+	ok := func(peakGiB float64, dur float64) failure.Outcome {
+		return failure.Outcome{Resources: res, Succeeded: true, DurationSeconds: dur, Usage: failure.Usage{PeakMemoryBytes: int64(peakGiB * (1 << 30))}}
+	}
+	history := []failure.Outcome{ok(8, 100), ok(8.1, 110), ok(8.2, 90), ok(8.3, 100),
+		{Resources: failure.Resources{MemoryBytes: 9 << 30}, Usage: failure.Usage{PeakMemoryBytes: 9 << 30}}, // an earlier OOM of this run
+	}
+	ev := &failure.Event{Job: failure.Job{Resources: res}, Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 50,
+		Usage: failure.Usage{PeakMemoryBytes: 10 << 30}}}
+	c := NewContext(ev, failure.OOMMemory, history, cat)
+	if c.MemFloor != 10<<30 {
+		t.Errorf("MemFloor = %v GiB, want 10 (the limit it was killed at)", c.MemFloor/(1<<30))
+	}
+	if c.History != 4 || !c.RuntimeKnown || c.Runtime != 100 {
+		t.Errorf("History %d, Runtime %v (known %v); want 4 successes with a median runtime of 100 s", c.History, c.Runtime, c.RuntimeKnown)
+	}
+	if g := c.MemEstimate / (1 << 30); g < 8.3 || g > 8.6 {
+		t.Errorf("MemEstimate = %.2f GiB, want the rising trend continued (8.3-8.6)", g)
+	}
+}

@@ -1,0 +1,167 @@
+package recommender_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/recommender"
+	"github.com/autofix/autofix/rules"
+)
+
+func newRecommender(t testing.TB, fb recommender.Fallback) *recommender.Recommender {
+	t.Helper()
+	rs, err := classifier.Load(rules.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recommender.New(classifier.New(rs, classifier.Options{}), m, fb, recommender.Options{
+		Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8,
+	})
+}
+
+func oomEvent() *failure.Event {
+	return &failure.Event{
+		ID: "e1", Job: failure.Job{Name: "etl-7", Template: "etl", Attempt: 1, Kind: failure.Batch,
+			Resources: failure.Resources{CPUMillis: 4000, MemoryBytes: 16 << 30}},
+		Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 900, Node: "n1",
+			Usage: failure.Usage{PeakMemoryBytes: 16 << 30}},
+	}
+}
+
+func succeeded(gib float64) failure.Outcome {
+	return failure.Outcome{Template: "etl", Succeeded: true, DurationSeconds: 1800,
+		Resources: failure.Resources{CPUMillis: 4000, MemoryBytes: 24 << 30},
+		Usage:     failure.Usage{PeakMemoryBytes: int64(gib * (1 << 30))}}
+}
+
+func TestMemoryOOM(t *testing.T) {
+	r := newRecommender(t, nil)
+	blind := r.Recommend(oomEvent(), nil)
+	if !blind.Retry || blind.Chosen != 0 || blind.Classification.Category != failure.OOMMemory {
+		t.Fatalf("Recommend = %+v", blind)
+	}
+	o := blind.Options[0]
+	if o.Resources.MemoryBytes <= 16<<30 || o.PFix < 0.95 || !o.Pareto {
+		t.Errorf("chosen option %+v: want more memory, PFix >= 0.95, on the front", o)
+	}
+	if !strings.Contains(blind.Explanation, "killed at its 16Gi memory limit") || !strings.Contains(blind.Explanation, "memory 16Gi -> ") {
+		t.Errorf("explanation %q", blind.Explanation)
+	}
+	for i := 1; i < len(blind.Options); i++ {
+		if blind.Options[i].PFix >= 0.95 && blind.Options[i].ExpectedCost < o.ExpectedCost {
+			t.Errorf("option %d is cheaper and above the target: %+v", i, blind.Options[i])
+		}
+	}
+
+	// With the job's history (runs peaking at ~18 GiB, the newest at 18.5), a small
+	// raise is enough and cheaper than the blind guess.
+	history := []failure.Outcome{succeeded(17.8), succeeded(18.1), succeeded(18), succeeded(18.5)}
+	informed := r.Recommend(oomEvent(), history)
+	m := informed.Options[0].Resources.MemoryBytes
+	if m < 18<<30 || m > 24<<30 || m >= o.Resources.MemoryBytes {
+		t.Errorf("with history the chosen memory is %s, without %s; want 18-24Gi and less than without",
+			failure.FormatBytes(m), failure.FormatBytes(o.Resources.MemoryBytes))
+	}
+}
+
+func TestNotRetryable(t *testing.T) {
+	r := newRecommender(t, nil)
+	ev := oomEvent()
+	ev.Failure = failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "Traceback (most recent call last):\nModuleNotFoundError: No module named 'flash_attn'"}
+	rec := r.Recommend(ev, nil)
+	if rec.Retry || rec.Chosen != -1 || len(rec.Options) != 0 || rec.Classification.Category != failure.UserCode {
+		t.Errorf("Recommend = %+v, want no retry of a code bug", rec)
+	}
+	if !strings.Contains(rec.Explanation, "not retried") {
+		t.Errorf("explanation %q does not say it is not retried", rec.Explanation)
+	}
+}
+
+func TestHardwareAvoidsTheNode(t *testing.T) {
+	r := newRecommender(t, nil)
+	ev := oomEvent()
+	ev.Job.Resources.GPU, ev.Job.Resources.GPUType = 1, "nvidia-a100-80gb"
+	ev.Failure = failure.Signals{Reason: "Error", ExitCode: 1, Node: "gpu-7", LogTail: "NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus."}
+	rec := r.Recommend(ev, nil)
+	o, ok := rec.ChosenOption()
+	if !ok || !slices.Equal(o.AvoidNodes, []string{"gpu-7"}) || rec.Classification.Action != failure.Reschedule {
+		t.Errorf("Recommend = %+v", rec)
+	}
+}
+
+func TestTimeoutExtendsTheDeadline(t *testing.T) {
+	r := newRecommender(t, nil)
+	ev := oomEvent()
+	ev.Failure = failure.Signals{Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline", DurationSeconds: 3600}
+	history := []failure.Outcome{succeeded(10), succeeded(10), succeeded(10)}
+	for i := range history {
+		history[i].Resources = ev.Job.Resources
+		history[i].DurationSeconds = 3300
+	}
+	rec := r.Recommend(ev, history)
+	o, ok := rec.ChosenOption()
+	if !ok || o.DeadlineSeconds <= 3600 {
+		t.Errorf("Recommend = %+v, want a longer deadline", rec)
+	}
+}
+
+type fakeFallback struct {
+	cat failure.Category
+	p   float64
+}
+
+func (f fakeFallback) Predict(string) (failure.Category, float64) { return f.cat, f.p }
+
+func TestLearnedFallback(t *testing.T) {
+	ev := oomEvent()
+	ev.Failure = failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "the storage gateway hiccuped"}
+	rec := newRecommender(t, fakeFallback{failure.NetworkTransient, 0.9}).Recommend(ev, nil)
+	cl := rec.Classification
+	if cl.Category != failure.NetworkTransient || !cl.Learned || !rec.Retry || !strings.Contains(cl.Evidence[0], "learned text classifier") {
+		t.Errorf("with a confident fallback: %+v", cl)
+	}
+	rec = newRecommender(t, fakeFallback{failure.NetworkTransient, 0.6}).Recommend(ev, nil)
+	if rec.Classification.Category != failure.Unknown || rec.Retry {
+		t.Errorf("below the threshold the failure must stay unknown and unretried: %+v", rec.Classification)
+	}
+}
+
+// BenchmarkRecommendGPU is a full recommendation for a GPU OOM whose memory is also
+// at risk: classification, context, and the optimisation over every GPU model and
+// count, tunable setting and memory step (thousands of candidates).
+func BenchmarkRecommendGPU(b *testing.B) {
+	r := newRecommender(b, nil)
+	ev := &failure.Event{
+		ID: "g", Job: failure.Job{Name: "ft-3", Template: "ft", Attempt: 1, Kind: failure.Training,
+			Resources: failure.Resources{CPUMillis: 16000, MemoryBytes: 120 << 30, GPU: 2, GPUType: "nvidia-a100-40gb"},
+			Params:    map[string]string{"mb": "32", "acc": "2", "prec": "fp32", "ckpt": "false"},
+			Tunables: map[string]failure.Tunable{
+				"mb": {Role: failure.RoleMicroBatch, Min: 1, Max: 512}, "acc": {Role: failure.RoleGradAccum, Min: 1, Max: 512},
+				"prec": {Role: failure.RolePrecision, Values: []string{"fp32", "bf16"}}, "ckpt": {Role: failure.RoleCheckpointing, Values: []string{"false", "true"}},
+			}},
+		Failure: failure.Signals{Reason: "Error", ExitCode: 1, DurationSeconds: 40,
+			LogTail: strings.Repeat("step 10 loss 2.1\n", 200) + "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."},
+	}
+	var history []failure.Outcome
+	for range 8 {
+		history = append(history, failure.Outcome{Template: "ft", Succeeded: true, DurationSeconds: 3600,
+			Resources: ev.Job.Resources, Params: ev.Job.Params, Usage: failure.Usage{PeakMemoryBytes: 118 << 30, PeakGPUMemoryBytes: 38 << 30}})
+	}
+	rec := r.Recommend(ev, history)
+	if !rec.Retry {
+		b.Fatalf("no retry: %s", rec.Explanation)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Recommend(ev, history)
+	}
+	b.ReportMetric(float64(rec.Considered), "candidates")
+}
