@@ -15,8 +15,9 @@ type Calibration struct {
 	N int `json:"n"`
 	// Positives is how many examples were labelled 1.
 	Positives int `json:"positives"`
-	// AUC is the area under the ROC curve; Brier the mean squared error of the
-	// probabilities; LogLoss the mean negative log-likelihood.
+	// AUC is the area under the ROC curve (0 when the examples are all of one class,
+	// which leaves it undefined); Brier the mean squared error of the probabilities;
+	// LogLoss the mean negative log-likelihood.
 	AUC     float64 `json:"auc"`
 	Brier   float64 `json:"brier"`
 	LogLoss float64 `json:"logLoss"`
@@ -89,7 +90,11 @@ func auc(p, y []float64) float64 {
 
 // Write prints the calibration as a table.
 func (c Calibration) Write(w io.Writer, name string) {
-	fmt.Fprintf(w, "%s: n=%d positives=%d AUC=%.3f Brier=%.4f log-loss=%.4f\n", name, c.N, c.Positives, c.AUC, c.Brier, c.LogLoss)
+	aucText := "n/a (one class)"
+	if c.Positives > 0 && c.Positives < c.N {
+		aucText = fmt.Sprintf("%.3f", c.AUC)
+	}
+	fmt.Fprintf(w, "%s: n=%d positives=%d AUC=%s Brier=%.4f log-loss=%.4f\n", name, c.N, c.Positives, aucText, c.Brier, c.LogLoss)
 	fmt.Fprintf(w, "  %-11s %7s %9s %8s\n", "bin", "count", "predicted", "observed")
 	for _, b := range c.Reliability {
 		fmt.Fprintf(w, "  [%.2f,%.2f) %7d %9.3f %8.3f\n", b.Lo, math.Min(b.Hi, 1), b.Count, b.Predicted, b.Observed)

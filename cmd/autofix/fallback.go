@@ -22,6 +22,9 @@ failure text, used for failures no rule explains with confidence — on labelled
 (the format of classify --eval), and writes its versioned artifact to --out.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("--out: required")
+			}
 			var examples []models.FallbackExample
 			for _, path := range args {
 				f, err := os.Open(path)
@@ -40,9 +43,6 @@ failure text, used for failures no rule explains with confidence — on labelled
 			fb, err := models.TrainFallback(examples, models.FallbackOptions{})
 			if err != nil {
 				return err
-			}
-			if out == "" {
-				return errors.New("--out: required")
 			}
 			data, err := json.Marshal(fb)
 			if err != nil {

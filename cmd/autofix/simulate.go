@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -17,6 +19,7 @@ type simulateOptions struct {
 	scenario string
 	seed     uint64
 	jobs     int
+	retries  int
 	json     bool
 	compare  bool
 	plot     string
@@ -31,8 +34,12 @@ func newSimulateCmd() *cobra.Command {
 		Long: `Simulate runs a scenario's jobs, fails them as a cluster would, and lets a policy
 retry them: none, same (plain retry), double (Argo-style memory x2 per retry, GPUs x2
 after a GPU OOM), vpa (max(1.2 x peak, peak + 100 MiB)), autofix, or oracle (knows the
-true needs). It prints the fix rate, first-retry fix rate, cost against the oracle,
-wasted cost and false retries. --compare runs every policy and prints a table.`,
+true needs). Each failed run gets at most the scenario's retry budget (3 by default)
+of retries. It prints the fix rate, first-retry fix rate, cost against the oracle,
+wasted cost and false retries.
+
+--compare runs every policy on the same jobs, prints a table and writes a PNG plot of
+cost against fix rate (policies-SCENARIO.png, or --plot FILE; --plot "" for none).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := loadScenario(o.scenario)
@@ -41,6 +48,21 @@ wasted cost and false retries. --compare runs every policy and prints a table.`,
 			}
 			if o.seed != 0 {
 				s.Seed = o.seed
+			}
+			if o.jobs < 0 {
+				return fmt.Errorf("--jobs %d: want a positive number (0: the scenario's)", o.jobs)
+			}
+			if o.retries != 0 {
+				s.RetryBudget = o.retries
+				if err := s.Validate(); err != nil {
+					return fmt.Errorf("--retries %d: %w", o.retries, err)
+				}
+			}
+			if o.plot != "" && !o.compare {
+				return errors.New("--plot needs --compare")
+			}
+			if o.compare && !cmd.Flags().Changed("plot") {
+				o.plot = "policies-" + fileSafe(s.Name) + ".png"
 			}
 			policies := []string{o.policy}
 			if o.compare {
@@ -58,6 +80,11 @@ wasted cost and false retries. --compare runs every policy and prints a table.`,
 				}
 				results = append(results, r)
 			}
+			if o.plot != "" {
+				if err := plotResults(o.plot, s.Name, results); err != nil {
+					return err
+				}
+			}
 			out := cmd.OutOrStdout()
 			if o.json {
 				enc := json.NewEncoder(out)
@@ -68,9 +95,6 @@ wasted cost and false retries. --compare runs every policy and prints a table.`,
 			}
 			writeResults(out, results)
 			if o.plot != "" {
-				if err := plotResults(o.plot, s.Name, results); err != nil {
-					return err
-				}
 				fmt.Fprintf(out, "\nwrote %s\n", o.plot)
 			}
 			return nil
@@ -81,9 +105,10 @@ wasted cost and false retries. --compare runs every policy and prints a table.`,
 	f.StringVar(&o.scenario, "scenario", "default", "built-in scenario name or scenario file")
 	f.Uint64Var(&o.seed, "seed", 0, "override the scenario's seed")
 	f.IntVar(&o.jobs, "jobs", 0, "runs to simulate (default: the scenario's)")
+	f.IntVar(&o.retries, "retries", 0, "retry budget per failed run (default: the scenario's)")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	f.BoolVar(&o.compare, "compare", false, "run every policy and print a table")
-	f.StringVar(&o.plot, "plot", "", "with --compare, write a PNG plot of cost against fix rate")
+	f.StringVar(&o.plot, "plot", "", "with --compare, the PNG plot to write (default policies-SCENARIO.png)")
 	f.StringVar(&o.models, "models", "", "models artifact to use (default: the embedded models)")
 	return cmd
 }
@@ -115,4 +140,18 @@ func writeResults(w io.Writer, results []sim.Result) {
 			r.Policy, r.Jobs, r.Failed, r.Remediable, r.Fixed, r.FixRate, r.FirstRetryRate, r.Retries, r.Cost, r.CostVsOracle, r.WastedCost, r.FalseRetries)
 	}
 	_ = tw.Flush()
+}
+
+// fileSafe keeps the letters, digits, '-' and '_' of name, for a file name.
+func fileSafe(name string) string {
+	safe := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, name)
+	if safe == "" {
+		return "scenario"
+	}
+	return safe
 }

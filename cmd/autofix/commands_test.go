@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/models"
+)
+
+func TestSimulateJSON(t *testing.T) {
+	code, out, errOut := runCmd(t, "", "simulate", "--policy", "double", "--jobs", "1500", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r map[string]any
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	for _, k := range []string{"policy", "jobs", "failed", "remediable", "fixed", "fixRate", "firstRetryFixRate",
+		"retries", "cost", "oracleCost", "costVsOracle", "falseRetries", "wastedCost"} {
+		if _, ok := r[k]; !ok {
+			t.Errorf("field %q missing from %s", k, out)
+		}
+	}
+	num := func(k string) float64 { f, _ := r[k].(float64); return f }
+	if r["policy"] != "double" || num("jobs") != 1500 {
+		t.Errorf("policy %v, jobs %v: want double, 1500", r["policy"], r["jobs"])
+	}
+	if !(num("fixed") <= num("remediable") && num("remediable") <= num("failed") && num("failed") <= num("jobs")) {
+		t.Errorf("want fixed <= remediable <= failed <= jobs, got %v", out)
+	}
+	if num("failed") == 0 || num("retries") == 0 {
+		t.Fatalf("nothing failed or was retried: %s", out)
+	}
+	if got, want := num("fixRate"), num("fixed")/num("remediable"); math.Abs(got-want) > 1e-9 {
+		t.Errorf("fixRate %v, want fixed/remediable = %v", got, want)
+	}
+	if got, want := num("costVsOracle"), num("cost")/num("oracleCost"); math.Abs(got-want) > 1e-6 {
+		t.Errorf("costVsOracle %v, want cost/oracleCost = %v", got, want)
+	}
+	if num("wastedCost") > num("cost") {
+		t.Errorf("wasted %v more than spent %v", num("wastedCost"), num("cost"))
+	}
+}
+
+func TestSimulateCompareWritesTableAndPlot(t *testing.T) {
+	png := filepath.Join(t.TempDir(), "p.png")
+	code, out, errOut := runCmd(t, "", "simulate", "--compare", "--jobs", "1200", "--scenario", "tight", "--plot", png)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, p := range []string{"none", "same", "double", "vpa", "autofix", "oracle"} {
+		if !strings.Contains(out, "\n"+strings.Repeat(" ", 9-len(p))+p+"  ") {
+			t.Errorf("no row for %s in\n%s", p, out)
+		}
+	}
+	data, err := os.ReadFile(png)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Errorf("%s is not a PNG", png)
+	}
+}
+
+func TestSimulateRejectsBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--policy", "triple"}, "triple"},
+		{[]string{"--jobs", "-5"}, "--jobs -5"},
+		{[]string{"--retries", "20"}, "retryBudget"},
+		{[]string{"--plot", "x.png"}, "--plot needs --compare"},
+		{[]string{"--scenario", "nope"}, "nope"},
+	} {
+		code, _, errOut := runCmd(t, "", append([]string{"simulate"}, c.args...)...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("simulate %v: exit %d, stderr %q; want an error naming %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
+func TestTrainPrintsEvaluationAndWritesArtifact(t *testing.T) {
+	dir := t.TempDir()
+	artifact := filepath.Join(dir, "m.json")
+	examples := filepath.Join(dir, "ex.jsonl")
+	code, out, errOut := runCmd(t, "", "train", "--jobs", "3000", "--templates", "300", "--seed", "5",
+		"--out", artifact, "--dump-examples", examples)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"memory is enough: n=", "AUC=", "Brier=", "predicted observed", "runtime: mean absolute error"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("evaluation lacks %q:\n%s", want, out)
+		}
+	}
+	data, err := os.ReadFile(artifact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.Load(data)
+	if err != nil {
+		t.Fatalf("the written artifact does not load: %v", err)
+	}
+	if !strings.HasPrefix(m.Name, "default-seed5-") || m.Evaluation == nil {
+		t.Errorf("artifact name %q, evaluation %v: want the scenario and seed, and the evaluation", m.Name, m.Evaluation)
+	}
+
+	// The dumped examples train the same models again, from a file.
+	again := filepath.Join(dir, "again.json")
+	if code, _, errOut := runCmd(t, "", "train", "--examples", examples, "--out", again); code != 0 {
+		t.Fatalf("train --examples: exit %d: %s", code, errOut)
+	}
+	data2, err := os.ReadFile(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := models.Load(data2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Evaluation.Memory.N != m.Evaluation.Memory.N || m2.Evaluation.Memory.Brier != m.Evaluation.Memory.Brier {
+		t.Errorf("training from the dumped examples differs: %+v vs %+v", m2.Evaluation.Memory, m.Evaluation.Memory)
+	}
+
+	// The trained models drive recommendations.
+	code, out, errOut = runCmd(t, oomEvent+"\n", "recommend", "--models", artifact)
+	if code != 0 || !strings.Contains(out, `"retry":true`) {
+		t.Errorf("recommend with the trained models: exit %d, %s %s", code, out, errOut)
+	}
+}
+
+const oomEvent = `{"id":"m1","job":{"name":"etl-7","template":"etl","kind":"batch","resources":{"cpu":"2","memory":"4Gi"}},` +
+	`"failure":{"reason":"OOMKilled","exitCode":137,"durationSeconds":600,"usage":{"peakMemory":"4Gi"}}}`
+
+func TestRecommend(t *testing.T) {
+	dir := t.TempDir()
+	var hist strings.Builder
+	for i := range 6 {
+		// Earlier runs of the template succeeded at 8 GiB, peaking at 5.5 GiB.
+		hist.WriteString(`{"template":"etl","attempt":1,"resources":{"cpu":"2","memory":"8Gi"},"succeeded":true,` +
+			`"durationSeconds":` + []string{"590", "600", "610", "605", "595", "600"}[i] + `,"usage":{"peakMemory":"5.5Gi"}}` + "\n")
+	}
+	history := writeFile(t, dir, "history.jsonl", hist.String())
+	userError := `{"id":"u1","job":{"name":"fit","template":"fit"},"failure":{"reason":"Error","exitCode":1,` +
+		`"logTail":"Traceback (most recent call last):\n  File \"train.py\", line 3, in <module>\nNameError: name 'foo' is not defined"}}`
+	in := oomEvent + "\n{broken\n" + userError + "\n"
+	code, out, errOut := runCmd(t, in, "recommend", "--history", history, "-")
+	if code != 1 || !strings.Contains(errOut, "1 line(s) of standard input could not be read") {
+		t.Errorf("exit %d, stderr %q: want 1 and the count of bad lines", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines, want 3:\n%s", len(lines), out)
+	}
+
+	var oom failure.Recommendation
+	if err := json.Unmarshal([]byte(lines[0]), &oom); err != nil {
+		t.Fatal(err)
+	}
+	if !oom.Retry || oom.Classification.Category != failure.OOMMemory || len(oom.Options) == 0 || oom.Explanation == "" {
+		t.Fatalf("OOM: want a retry with options and an explanation, got %s", lines[0])
+	}
+	chosen := oom.Options[oom.Chosen]
+	// The history says 5.5 GiB peaks; the chosen limit must cover them, without
+	// going wild.
+	if m := chosen.Resources.MemoryBytes; m < 11<<29 || m > 12<<30 {
+		t.Errorf("chosen memory %s: want between 5.5 GiB and 12 GiB", failure.FormatBytes(m))
+	}
+	if !chosen.Pareto || chosen.PFix < 0.9 || chosen.ExpectedCost <= 0 || len(chosen.Changes) == 0 {
+		t.Errorf("chosen option %+v: want it on the front, likely to fix, costed and explained", chosen)
+	}
+
+	if !strings.Contains(lines[1], `"line":2`) || !strings.Contains(lines[1], "payload") {
+		t.Errorf("bad line: got %s", lines[1])
+	}
+
+	var user failure.Recommendation
+	if err := json.Unmarshal([]byte(lines[2]), &user); err != nil {
+		t.Fatal(err)
+	}
+	if user.Retry || len(user.Options) != 0 || user.Classification.Retryable || !strings.Contains(user.Explanation, "not retried") {
+		t.Errorf("user code error: want no retry, no options and a reason, got %s", lines[2])
+	}
+}
+
+func TestRecommendBadHistory(t *testing.T) {
+	dir := t.TempDir()
+	history := writeFile(t, dir, "h.jsonl", `{"attempt":1,"succeeded":true}`+"\n")
+	code, _, errOut := runCmd(t, oomEvent, "recommend", "--history", history)
+	if code == 0 || !strings.Contains(errOut, "h.jsonl:1: template: required") {
+		t.Errorf("exit %d, stderr %q: want the file, line and field", code, errOut)
+	}
+}
+
+func TestTrainFallback(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "fb.json")
+	sets, err := filepath.Glob("../../rules/testdata/*.jsonl")
+	if err != nil || len(sets) < 5 {
+		t.Fatalf("labelled sets: %v %v", sets, err)
+	}
+	code, stdout, errOut := runCmd(t, "", append([]string{"train-fallback", "--out", out}, sets...)...)
+	if code != 0 || !strings.Contains(stdout, "trained on 674 labelled messages") {
+		t.Fatalf("exit %d: %s %s", code, stdout, errOut)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The embedded fallback must be what the labelled sets make today: regenerate it
+	// (see README) when they change.
+	if shipped, err := os.ReadFile("../../models/fallback.json"); err != nil || !bytes.Equal(shipped, data) {
+		t.Errorf("models/fallback.json is stale (or unreadable: %v); retrain it from rules/testdata", err)
+	}
+	var fb models.Fallback
+	if err := json.Unmarshal(data, &fb); err != nil {
+		t.Fatalf("artifact does not load: %v", err)
+	}
+	cat, p := fb.Predict("Error\n\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB " +
+		"(GPU 0; 15.78 GiB total capacity; 14.2 GiB already allocated)")
+	if cat != failure.OOMGPU || p < 0.5 {
+		t.Errorf("trained fallback says %s (%.2f) for a CUDA OOM", cat, p)
+	}
+	if code, _, errOut := runCmd(t, "", "train-fallback", "../../rules/testdata/dev.jsonl"); code == 0 || !strings.Contains(errOut, "--out") {
+		t.Errorf("without --out: exit %d, %q", code, errOut)
+	}
+}
