@@ -49,3 +49,32 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOutcome decodes recorded outcomes (autofix recommend --history): each is
+// rejected, or survives an encode and decode unchanged.
+func FuzzOutcome(f *testing.F) {
+	for _, seed := range []string{
+		`{"template":"etl","attempt":1,"resources":{"cpu":"2","memory":"8Gi","gpu":1,"gpuType":"nvidia-l4"},"succeeded":true,"durationSeconds":600,"usage":{"peakMemory":"5.5Gi","peakGPUMemory":2e10},"node":"n1","cost":0.4}`,
+		`{"template":"t","params":{"mb":"8"},"category":"oom_memory"}`,
+		`{"resources":{"memory":-1}}`, `{"usage":{"peakMemory":"1e400"}}`, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var o Outcome
+		if err := json.Unmarshal(data, &o); err != nil {
+			return
+		}
+		out, err := json.Marshal(o)
+		if err != nil {
+			t.Fatalf("Marshal(%+v): %v", o, err)
+		}
+		var back Outcome
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("an encoded outcome does not decode: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(back, o) {
+			t.Fatalf("round trip changed the outcome:\n got %+v\nwant %+v", back, o)
+		}
+	})
+}

@@ -65,8 +65,25 @@ func Load(data []byte) (*Models, error) {
 	case m.Other < 0 || m.Other >= 1:
 		return nil, fmt.Errorf("read models: other %v is not a probability", m.Other)
 	}
+	for name, w := range map[string][]float64{"memory": m.Memory.Weights, "gpu": m.GPU.Weights,
+		"deadline": m.Deadline.Weights, "runtime": m.Runtime.Weights} {
+		for i, v := range w {
+			if !(math.Abs(v) <= maxWeight) {
+				return nil, fmt.Errorf("read models: %s.weights[%d] = %v, want a number within ±%v", name, i, v, maxWeight)
+			}
+		}
+	}
+	for cat, v := range m.FailAt {
+		if !(v >= 0 && v <= 1) {
+			return nil, fmt.Errorf("read models: failAt.%s = %v, want 0 to 1", cat, v)
+		}
+	}
 	return &m, nil
 }
+
+// maxWeight bounds the weights Load accepts: trained ones stay below 10 (the features
+// are logs and ratios), and far larger ones would overflow the predictions.
+const maxWeight = 1000
 
 // Save writes the models in their versioned JSON form.
 func (m *Models) Save() ([]byte, error) { return json.MarshalIndent(m, "", " ") }

@@ -3,6 +3,7 @@ package models
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -100,6 +101,7 @@ func TestLoadRejectsBadArtifacts(t *testing.T) {
 		{`"kind": "autofix-retry-models"`, `"kind": "other"`, `kind "other"`},
 		{`"version": 1`, `"version": 9`, "version 9, this autofix reads version 1"},
 		{`"memory": {`, `"memoryX": {`, "a model is missing"},
+		{`"other": `, `"other": 2, "x": `, "other 2 is not a probability"},
 	} {
 		bad := strings.Replace(string(good), tt.from, tt.to, 1)
 		if bad == string(good) {
@@ -111,6 +113,16 @@ func TestLoadRejectsBadArtifacts(t *testing.T) {
 	}
 	if _, err := Load([]byte("not json")); err == nil {
 		t.Error("Load(not json) succeeded")
+	}
+	huge := *m
+	huge.GPU = &Logistic{Weights: slices.Clone(m.GPU.Weights)}
+	huge.GPU.Weights[2] = 1e300
+	data, err := huge.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(data); err == nil || !strings.Contains(err.Error(), "gpu.weights[2] = 1e+300") {
+		t.Errorf("Load with a huge weight = %v, want it named", err)
 	}
 }
 
@@ -187,4 +199,38 @@ func TestNewContext(t *testing.T) {
 	if g := c.MemEstimate / (1 << 30); g < 8.3 || g > 8.6 {
 		t.Errorf("MemEstimate = %.2f GiB, want the rising trend continued (8.3-8.6)", g)
 	}
+}
+
+// FuzzLoad loads arbitrary artifacts: each is rejected, or predicts probabilities in
+// [0, 1] and a runtime and costs that are not negative.
+func FuzzLoad(f *testing.F) {
+	m, err := Default()
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := m.Save()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"kind":"autofix-retry-models","version":1}`))
+	cat := failure.DefaultCatalogue()
+	c := &Context{Category: failure.OOMGPU, Failed: failure.Resources{MemoryBytes: 8 << 30, GPU: 1, GPUType: "nvidia-l4"},
+		MemFloor: 8 << 30, GPUFloor: 24 << 30, Runtime: 600, Deadline: 3600}
+	opt := &failure.Option{Resources: failure.Resources{MemoryBytes: 12 << 30, CPUMillis: 2000, GPU: 2, GPUType: "nvidia-a100-80gb"}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Load(data)
+		if err != nil {
+			return
+		}
+		p := m.Predict(c, opt, &cat, nil)
+		for _, v := range []float64{p.PSuccess, p.PMemory, p.PGPU, p.PDeadline, p.PFix} {
+			if !(v >= 0 && v <= 1) {
+				t.Fatalf("a loaded artifact predicts %+v: probabilities outside [0, 1]", p)
+			}
+		}
+		if !(p.RuntimeSeconds >= 0 && p.RunCost >= 0 && p.ExpectedCost >= 0) {
+			t.Fatalf("a loaded artifact predicts %+v: negative or NaN runtime or cost", p)
+		}
+	})
 }

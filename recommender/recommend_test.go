@@ -165,3 +165,22 @@ func BenchmarkRecommendGPU(b *testing.B) {
 	}
 	b.ReportMetric(float64(rec.Considered), "candidates")
 }
+
+// BenchmarkRecommendMemory is the common case: an OOM-killed CPU job with a history of
+// twelve runs; the space is the memory steps.
+func BenchmarkRecommendMemory(b *testing.B) {
+	r := newRecommender(b, nil)
+	var history []failure.Outcome
+	for i := range 12 {
+		history = append(history, succeeded(17+float64(i)/4))
+	}
+	rec := r.Recommend(oomEvent(), history)
+	if !rec.Retry {
+		b.Fatalf("no retry: %s", rec.Explanation)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Recommend(oomEvent(), history)
+	}
+	b.ReportMetric(float64(rec.Considered), "candidates")
+}

@@ -70,7 +70,7 @@ type Result struct {
 	// retries that failed.
 	FalseRetries int     `json:"falseRetries"`
 	WastedCost   float64 `json:"wastedCost"`
-	// ByCause breaks the remediable failures down by their true cause.
+	// ByCause breaks the failures down by their true cause.
 	ByCause map[failure.Category]*CauseResult `json:"byCause"`
 }
 
@@ -82,6 +82,7 @@ type CauseResult struct {
 	FirstRetryFixed int     `json:"firstRetryFixed"`
 	Cost            float64 `json:"cost"`
 	OracleCost      float64 `json:"oracleCost"`
+	FalseRetries    int     `json:"falseRetries"`
 }
 
 // Run simulates the scenario's runs under policy p.
@@ -182,6 +183,7 @@ func (s *Scenario) count(res *Result, cr *CauseResult, remediable bool, a int, o
 	cr.Cost += out.cost
 	if !remediable {
 		res.FalseRetries++
+		cr.FalseRetries++
 	}
 	if !out.ok {
 		res.WastedCost += out.cost

@@ -228,3 +228,37 @@ func BenchmarkRunDouble(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseScenario parses arbitrary scenario files: each is rejected with an error,
+// or is valid and runs with consistent counts.
+func FuzzParseScenario(f *testing.F) {
+	for _, name := range Scenarios() {
+		data, err := scenarioFS.ReadFile("scenarios/" + name + ".yaml")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("name: x\njobs: 1\n"))
+	double, err := Baseline("double")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseScenario(data)
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("ParseScenario accepted an invalid scenario: %v", err)
+		}
+		s.Templates = min(s.Templates, 60) // simulate 60 runs, of 60 templates at most
+		r, err := Run(s, double, Options{Jobs: 60})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if r.Fixed > r.Remediable || r.Remediable > r.Failed || r.Failed > r.Jobs || r.Jobs != 60 {
+			t.Fatalf("inconsistent counts: %+v", r)
+		}
+	})
+}
