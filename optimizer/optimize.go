@@ -335,6 +335,19 @@ func (f NodeFit) Feasible(o *failure.Option) bool {
 		(f.MaxGPUs <= 0 || r.GPU <= f.MaxGPUs)
 }
 
+// Quota drops options that would take more than a namespace has left: Limit is the
+// headroom (hard limit minus what is in use, the failed run's share freed); zero
+// fields do not limit.
+type Quota struct{ Limit failure.Resources }
+
+// Feasible implements Filter.
+func (q Quota) Feasible(o *failure.Option) bool {
+	r, l := o.Resources, q.Limit
+	return (l.MemoryBytes <= 0 || r.MemoryBytes <= l.MemoryBytes) &&
+		(l.CPUMillis <= 0 || r.CPUMillis <= l.CPUMillis) &&
+		(l.GPU <= 0 || r.GPU <= l.GPU)
+}
+
 // Target chooses the front's cheapest option (by expected cost) whose probability of
 // fixing what failed (PFix) is at least MinPFix; when none is, the cheapest of those
 // within Tolerance of the most likely to fix it (default 0.02).

@@ -29,6 +29,9 @@ type Options struct {
 	MaxMemoryBytes int64
 	MaxCPUMillis   int64
 	MaxGPUs        int
+	// Quotas are, by namespace, what one retry may take at most: the namespace's
+	// quota headroom. Namespaces not listed are not limited.
+	Quotas map[string]failure.Resources
 	// MaxCostMultiple caps a retry's run cost at this multiple of the failed
 	// configuration's. Default 4.
 	MaxCostMultiple float64
@@ -115,6 +118,7 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		Filters: []optimizer.Filter{
 			optimizer.NodeFit{MaxMemoryBytes: r.opts.MaxMemoryBytes, MaxCPUMillis: r.opts.MaxCPUMillis, MaxGPUs: r.opts.MaxGPUs},
 			optimizer.MaxCostMultiple{Max: r.opts.MaxCostMultiple},
+			optimizer.Quota{Limit: r.opts.Quotas[ev.Job.Namespace]},
 		},
 		Scorers:    []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}},
 		MaxOptions: r.opts.MaxOptions,
@@ -127,7 +131,7 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	rec.Considered = res.Considered
 	if res.Chosen < 0 {
 		rec.Options = []failure.Option{}
-		rec.Explanation = fmt.Sprintf("%s No configuration within the cluster's limits and the cost cap (%.1fx) was found among %d candidates; not retrying.",
+		rec.Explanation = fmt.Sprintf("%s No configuration within the cluster's limits, the namespace's quota and the cost cap (%.1fx) was found among %d candidates; not retrying.",
 			what(cl), r.opts.MaxCostMultiple, res.Considered)
 		return rec
 	}

@@ -8,11 +8,18 @@ import (
 	"github.com/autofix/autofix/classifier"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/optimizer"
 	"github.com/autofix/autofix/recommender"
 	"github.com/autofix/autofix/rules"
 )
 
 func newRecommender(t testing.TB, fb recommender.Fallback) *recommender.Recommender {
+	t.Helper()
+	return newRecommenderWith(t, fb, nil)
+}
+
+// newRecommenderWith lets set change the options before the recommender is made.
+func newRecommenderWith(t testing.TB, fb recommender.Fallback, set func(*recommender.Options)) *recommender.Recommender {
 	t.Helper()
 	rs, err := classifier.Load(rules.FS)
 	if err != nil {
@@ -22,9 +29,11 @@ func newRecommender(t testing.TB, fb recommender.Fallback) *recommender.Recommen
 	if err != nil {
 		t.Fatal(err)
 	}
-	return recommender.New(classifier.New(rs, classifier.Options{}), m, fb, recommender.Options{
-		Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8,
-	})
+	opts := recommender.Options{Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8}
+	if set != nil {
+		set(&opts)
+	}
+	return recommender.New(classifier.New(rs, classifier.Options{}), m, fb, opts)
 }
 
 func oomEvent() *failure.Event {
@@ -139,22 +148,7 @@ func TestLearnedFallback(t *testing.T) {
 // count, tunable setting and memory step (thousands of candidates).
 func BenchmarkRecommendGPU(b *testing.B) {
 	r := newRecommender(b, nil)
-	ev := &failure.Event{
-		ID: "g", Job: failure.Job{Name: "ft-3", Template: "ft", Attempt: 1, Kind: failure.Training,
-			Resources: failure.Resources{CPUMillis: 16000, MemoryBytes: 120 << 30, GPU: 2, GPUType: "nvidia-a100-40gb"},
-			Params:    map[string]string{"mb": "32", "acc": "2", "prec": "fp32", "ckpt": "false"},
-			Tunables: map[string]failure.Tunable{
-				"mb": {Role: failure.RoleMicroBatch, Min: 1, Max: 512}, "acc": {Role: failure.RoleGradAccum, Min: 1, Max: 512},
-				"prec": {Role: failure.RolePrecision, Values: []string{"fp32", "bf16"}}, "ckpt": {Role: failure.RoleCheckpointing, Values: []string{"false", "true"}},
-			}},
-		Failure: failure.Signals{Reason: "Error", ExitCode: 1, DurationSeconds: 40,
-			LogTail: strings.Repeat("step 10 loss 2.1\n", 200) + "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."},
-	}
-	var history []failure.Outcome
-	for range 8 {
-		history = append(history, failure.Outcome{Template: "ft", Succeeded: true, DurationSeconds: 3600,
-			Resources: ev.Job.Resources, Params: ev.Job.Params, Usage: failure.Usage{PeakMemoryBytes: 118 << 30, PeakGPUMemoryBytes: 38 << 30}})
-	}
+	ev, history := gpuEvent()
 	rec := r.Recommend(ev, history)
 	if !rec.Retry {
 		b.Fatalf("no retry: %s", rec.Explanation)
@@ -183,4 +177,74 @@ func BenchmarkRecommendMemory(b *testing.B) {
 		r.Recommend(oomEvent(), history)
 	}
 	b.ReportMetric(float64(rec.Considered), "candidates")
+}
+
+// gpuEvent is a GPU OOM of a 2-GPU fine-tuning job that declares its tunables, with
+// eight successful runs whose host memory peaked close to the limit.
+func gpuEvent() (*failure.Event, []failure.Outcome) {
+	ev := &failure.Event{
+		ID: "g", Job: failure.Job{Name: "ft-3", Template: "ft", Attempt: 1, Kind: failure.Training,
+			Resources: failure.Resources{CPUMillis: 16000, MemoryBytes: 120 << 30, GPU: 2, GPUType: "nvidia-a100-40gb"},
+			Params:    map[string]string{"mb": "32", "acc": "2", "prec": "fp32", "ckpt": "false"},
+			Tunables: map[string]failure.Tunable{
+				"mb": {Role: failure.RoleMicroBatch, Min: 1, Max: 512}, "acc": {Role: failure.RoleGradAccum, Min: 1, Max: 512},
+				"prec": {Role: failure.RolePrecision, Values: []string{"fp32", "bf16"}}, "ckpt": {Role: failure.RoleCheckpointing, Values: []string{"false", "true"}},
+			}},
+		Failure: failure.Signals{Reason: "Error", ExitCode: 1, DurationSeconds: 40,
+			LogTail: strings.Repeat("step 10 loss 2.1\n", 200) + "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."},
+	}
+	var history []failure.Outcome
+	for range 8 {
+		history = append(history, failure.Outcome{Template: "ft", Succeeded: true, DurationSeconds: 3600,
+			Resources: ev.Job.Resources, Params: ev.Job.Params, Usage: failure.Usage{PeakMemoryBytes: 118 << 30, PeakGPUMemoryBytes: 38 << 30}})
+	}
+	return ev, history
+}
+
+func TestQuotaLimitsTheOptions(t *testing.T) {
+	ev, history := gpuEvent()
+	ev.Job.Namespace = "team-a"
+	unlimited := newRecommender(t, nil).Recommend(ev, history)
+	free, ok := unlimited.ChosenOption()
+	if !ok {
+		t.Fatal("no retry without a quota")
+	}
+	// A quota just below the unconstrained choice's GPUs or memory binds.
+	limit := failure.Resources{GPU: free.Resources.GPU - 1, MemoryBytes: free.Resources.MemoryBytes - 1}
+	if limit.GPU < ev.Job.Resources.GPU {
+		limit.GPU = 0 // the count is not what grew: limit the memory only
+	}
+	limited := newRecommenderWith(t, nil, func(o *recommender.Options) {
+		o.Quotas = map[string]failure.Resources{"team-a": limit}
+	})
+	rec := limited.Recommend(ev, history)
+	chosen, ok := rec.ChosenOption()
+	if !ok {
+		t.Fatalf("no retry within the quota: %s", rec.Explanation)
+	}
+	for _, o := range rec.Options {
+		if !(optimizer.Quota{Limit: limit}).Feasible(&o) {
+			t.Errorf("option %+v exceeds team-a's quota %+v", o.Resources, limit)
+		}
+	}
+	if chosen.Resources == free.Resources || chosen.ExpectedCost < free.ExpectedCost {
+		t.Errorf("with the quota %+v (expected cost %v), without %+v (%v): want another, dearer choice",
+			chosen.Resources, chosen.ExpectedCost, free.Resources, free.ExpectedCost)
+	}
+	// Another namespace is not limited by team-a's quota.
+	ev.Job.Namespace = "team-b"
+	b := limited.Recommend(ev, history)
+	if other, _ := b.ChosenOption(); other.Resources != free.Resources {
+		t.Errorf("team-b got %+v, want the unconstrained %+v", other.Resources, free.Resources)
+	}
+
+	// A quota below what the job needs leaves nothing to retry with, and says so.
+	oom := oomEvent()
+	oom.Job.Namespace = "tiny"
+	none := newRecommenderWith(t, nil, func(o *recommender.Options) {
+		o.Quotas = map[string]failure.Resources{"tiny": {MemoryBytes: 16 << 30}}
+	}).Recommend(oom, nil)
+	if none.Retry || !strings.Contains(none.Explanation, "quota") {
+		t.Errorf("with no headroom: retry %v, %q; want no retry, naming the quota", none.Retry, none.Explanation)
+	}
 }

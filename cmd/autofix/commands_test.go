@@ -232,3 +232,22 @@ func TestTrainFallback(t *testing.T) {
 		t.Errorf("without --out: exit %d, %q", code, errOut)
 	}
 }
+
+func TestRecommendQuotas(t *testing.T) {
+	dir := t.TempDir()
+	quotas := writeFile(t, dir, "q.json", `{"small": {"memory": "4Gi", "cpu": "8"}}`)
+	ev := strings.Replace(oomEvent, `"template":"etl"`, `"template":"etl","namespace":"small"`, 1)
+	code, out, errOut := runCmd(t, ev+"\n"+oomEvent+"\n", "recommend", "--quotas", quotas, "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"retry":false`) || !strings.Contains(lines[0], "quota") ||
+		!strings.Contains(lines[1], `"retry":true`) {
+		t.Errorf("want no retry within small's 4Gi (the job needs more) and a retry elsewhere, got\n%s", out)
+	}
+	bad := writeFile(t, dir, "bad.json", `{"small": {"memory": "lots"}}`)
+	if code, _, errOut := runCmd(t, oomEvent, "recommend", "--quotas", bad); code == 0 || !strings.Contains(errOut, "small: memory: invalid quantity") {
+		t.Errorf("bad quota: exit %d, %q; want the namespace and field named", code, errOut)
+	}
+}

@@ -22,13 +22,16 @@ func (p autofixPolicy) Retry(ev *failure.Event, history []failure.Outcome) (fail
 	return rec.ChosenOption()
 }
 
-// recommenderFor builds the recommender for a scenario's cluster and prices.
-func recommenderFor(s *sim.Scenario, c *classifier.Classifier, m *models.Models, fb recommender.Fallback) *recommender.Recommender {
+// recommenderFor builds the recommender for a scenario's cluster and prices, and the
+// namespaces' quotas (nil: none).
+func recommenderFor(s *sim.Scenario, c *classifier.Classifier, m *models.Models, fb recommender.Fallback,
+	quotas map[string]failure.Resources) *recommender.Recommender {
 	return recommender.New(c, m, fb, recommender.Options{
 		Catalogue:      s.Catalogue,
 		MaxMemoryBytes: int64(s.Cluster.MaxMemoryGiB * (1 << 30)),
 		MaxCPUMillis:   int64(s.Cluster.MaxCPU * 1000),
 		MaxGPUs:        s.Cluster.MaxGPUs,
+		Quotas:         quotas,
 	})
 }
 

@@ -19,6 +19,7 @@ type recommendOptions struct {
 	models   string
 	history  string
 	scenario string
+	quotas   string
 }
 
 func newRecommendCmd() *cobra.Command {
@@ -35,6 +36,8 @@ plain-language explanation. Failures no retry can fix get no options.
 --history reads the recorded outcomes of earlier runs (JSON lines of outcomes, each
 with its "template"), the strongest signal for a recurring job. Prices and the
 largest node come from a scenario (--scenario, the built-in default unless given).
+--quotas reads what one retry may take in each namespace, as a JSON object:
+{"team-a": {"cpu": "32", "memory": "256Gi", "gpu": 4}}.
 A line that cannot be decoded yields {"line":N,"error":"..."} and the exit status 1.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -60,12 +63,18 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 					return err
 				}
 			}
+			var quotas map[string]failure.Resources
+			if o.quotas != "" {
+				if quotas, err = readQuotas(o.quotas); err != nil {
+					return err
+				}
+			}
 			in, name, closeIn, err := openInput(cmd.InOrStdin(), args)
 			if err != nil {
 				return err
 			}
 			defer closeIn()
-			bad, err := recommendStream(recommenderFor(s, c, m, fb), history, in, cmd.OutOrStdout())
+			bad, err := recommendStream(recommenderFor(s, c, m, fb, quotas), history, in, cmd.OutOrStdout())
 			if err != nil {
 				return fmt.Errorf("read %s: %w", name, err)
 			}
@@ -81,6 +90,7 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 	f.StringVar(&o.models, "models", "", "models artifact to use (default: the embedded models)")
 	f.StringVar(&o.history, "history", "", "recorded outcomes of earlier runs (JSON lines)")
 	f.StringVar(&o.scenario, "scenario", "default", "scenario whose prices and cluster limits apply")
+	f.StringVar(&o.quotas, "quotas", "", "JSON file of the resources one retry may take, by namespace")
 	return cmd
 }
 
@@ -112,4 +122,25 @@ func readHistory(path string) (map[string][]failure.Outcome, error) {
 		out[o.Template] = append(out[o.Template], o)
 	}
 	return out, sc.Err()
+}
+
+// readQuotas reads a JSON object of resources by namespace.
+func readQuotas(path string) (map[string]failure.Resources, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("%s: want an object of resources by namespace: %w", path, err)
+	}
+	out := make(map[string]failure.Resources, len(raw))
+	for ns, r := range raw {
+		var res failure.Resources
+		if err := json.Unmarshal(r, &res); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", path, ns, err)
+		}
+		out[ns] = res
+	}
+	return out, nil
 }

@@ -129,7 +129,7 @@ func (o *simulateOptions) policyFor(name string, s *sim.Scenario) (sim.Policy, e
 	if err != nil {
 		return nil, err
 	}
-	return autofixPolicy{recommenderFor(s, c, m, fb)}, nil
+	return autofixPolicy{recommenderFor(s, c, m, fb, nil)}, nil
 }
 
 func writeResults(w io.Writer, results []sim.Result) {
