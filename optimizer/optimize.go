@@ -43,6 +43,8 @@ type Problem struct {
 	Chooser   Chooser
 	// MaxOptions bounds the options the result lists (0: all of them).
 	MaxOptions int
+	// Search configures the search of spaces too large to enumerate.
+	Search Search
 }
 
 // Result is the outcome of an optimisation.
@@ -55,8 +57,11 @@ type Result struct {
 	Feasible int
 	// Chosen indexes Options; -1 when nothing was feasible.
 	Chosen int
-	// Considered is how many candidates the space held.
+	// Considered is how many candidates were evaluated: the whole space, or what
+	// the search of a space larger than Search.MaxExhaustive looked at (Searched).
 	Considered int
+	SpaceSize  int
+	Searched   bool
 }
 
 // scratch holds the buffers of one Solve, which are large (thousands of options and
@@ -75,20 +80,34 @@ func (s *scratch) release() {
 	scratchPool.Put(s)
 }
 
-// Solve enumerates, filters, predicts and scores the candidates, and chooses.
+// Solve enumerates the candidates (or, in a space larger than Search.MaxExhaustive,
+// searches it), predicts, filters and scores them, finds the Pareto front and
+// chooses.
 func (p *Problem) Solve() Result {
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	cands := p.Space.AppendCandidates(sc.cands[:0])
-	sc.cands = cands
-	res := Result{Considered: len(cands), Chosen: -1}
-	feasible := cands[:0] // filtered in place
-	for i := range cands {
-		o := &cands[i]
-		p.Predictor.Predict(o)
-		if p.feasible(o) {
-			feasible = append(feasible, *o)
+	g := p.Space.grid()
+	res := Result{SpaceSize: g.size(), Chosen: -1}
+	var feasible []failure.Option
+	if g.size() <= p.Search.withDefaults().MaxExhaustive {
+		sc.cands = g.appendAll(sc.cands[:0])
+		feasible = sc.cands[:0] // filtered in place
+		for i := range sc.cands {
+			if o := &sc.cands[i]; p.evaluate(o) {
+				feasible = append(feasible, *o)
+			}
 		}
+		res.Considered = len(sc.cands)
+	} else {
+		var ok []bool
+		sc.cands, ok = p.evolve(g, sc.cands[:0])
+		feasible = sc.cands[:0]
+		for i, o := range sc.cands {
+			if ok[i] {
+				feasible = append(feasible, o)
+			}
+		}
+		res.Considered, res.Searched = len(sc.cands), true
 	}
 	res.Feasible = len(feasible)
 	if len(feasible) == 0 {
@@ -170,7 +189,9 @@ func smallest(idx []int, k int, cmp func(a, b int) int) []int {
 	return out
 }
 
-func (p *Problem) feasible(o *failure.Option) bool {
+// evaluate predicts o and reports whether it passes the filters.
+func (p *Problem) evaluate(o *failure.Option) bool {
+	p.Predictor.Predict(o)
 	for _, f := range p.Filters {
 		if !f.Feasible(o) {
 			return false

@@ -218,3 +218,123 @@ func TestSmallest(t *testing.T) {
 		}
 	}
 }
+
+// gpuFake predicts a GPU job: its per-GPU need shrinks with a smaller micro-batch,
+// bf16 and checkpointing and must fit the GPU model's memory; host memory must reach
+// 100 GiB; more GPUs run faster but cost more per hour.
+type gpuFake struct{}
+
+func (gpuFake) Predict(o *failure.Option) {
+	mb, _ := strconv.Atoi(o.Params["mb"])
+	need := 70 * math.Pow(float64(mb)/32, 0.6)
+	if o.Params["prec"] == "bf16" {
+		need *= 0.6
+	}
+	if o.Params["ckpt"] == "true" {
+		need *= 0.7
+	}
+	capacity := map[string]float64{"a": 40, "b": 80, "c": 24, "d": 48}[o.Resources.GPUType]
+	price := map[string]float64{"a": 2, "b": 4, "c": 1, "d": 2.5}[o.Resources.GPUType]
+	gib := float64(o.Resources.MemoryBytes) / (1 << 30)
+	pGPU := 1 / (1 + math.Exp(-(0.96*capacity-need)/2))
+	pMem := 1 / (1 + math.Exp(-(gib-100)/3))
+	hours := 10 * 2 / math.Pow(float64(o.Resources.GPU), 0.9)
+	if o.Params["ckpt"] == "true" {
+		hours *= 1.3
+	}
+	o.PSuccess = pGPU * pMem
+	o.PFix = o.PSuccess
+	o.RunCost = (float64(o.Resources.GPU)*price + gib*0.01) * hours
+	o.ExpectedCost = o.RunCost * (2 - o.PSuccess)
+	o.CostMultiple = o.RunCost / 100
+}
+
+func TestSearchFindsWhatEnumerationFinds(t *testing.T) {
+	space := func() *Space {
+		s := gpuSpace()
+		s.GPUTypes, s.MaxGPUs = []string{"a", "b", "c", "d"}, 16
+		s.Memory, s.MemoryFloor, s.MemoryCap, s.MemoryStep = true, 64<<30, 400<<30, 1.01
+		return s
+	}
+	solve := func(search Search) Result {
+		p := &Problem{Space: space(), Predictor: gpuFake{}, Scorers: []Scorer{PFailure{}, ExpectedCost{}},
+			Chooser: Target{MinPFix: 0.95}, Search: search}
+		return p.Solve()
+	}
+	all := solve(Search{MaxExhaustive: 1 << 30})
+	if all.Searched || all.Considered != all.SpaceSize || all.SpaceSize < 20_000 {
+		t.Fatalf("enumeration: considered %d of %d (searched %v); want a space over 20,000, all of it", all.Considered, all.SpaceSize, all.Searched)
+	}
+	best := all.Options[all.Chosen]
+	for seed := range uint64(5) {
+		got := solve(Search{Seed: seed, MaxExhaustive: 10_000})
+		if !got.Searched || got.Considered > 4000 || got.SpaceSize != all.SpaceSize {
+			t.Fatalf("seed %d: considered %d of %d (searched %v); want a search within the budget", seed, got.Considered, got.SpaceSize, got.Searched)
+		}
+		o := got.Options[got.Chosen]
+		t.Logf("seed %d: searched %d of %d; chose %s x%d mb %s %s ckpt %s %s: PFix %.3f, cost %.2f (enumeration: %.2f)",
+			seed, got.Considered, got.SpaceSize, o.Resources.GPUType, o.Resources.GPU, o.Params["mb"], o.Params["prec"], o.Params["ckpt"],
+			failure.FormatBytes(o.Resources.MemoryBytes), o.PFix, o.ExpectedCost, best.ExpectedCost)
+		if o.PFix < 0.95 || o.ExpectedCost > 1.05*best.ExpectedCost {
+			t.Errorf("seed %d: the search chose PFix %.3f at %.2f; enumeration finds %.3f at %.2f", seed, o.PFix, o.ExpectedCost, best.PFix, best.ExpectedCost)
+		}
+	}
+	if a, b := solve(Search{Seed: 1, MaxExhaustive: 10_000}), solve(Search{Seed: 1, MaxExhaustive: 10_000}); a.Options[a.Chosen].ExpectedCost != b.Options[b.Chosen].ExpectedCost || a.Considered != b.Considered {
+		t.Error("the same seed searched differently")
+	}
+}
+
+// BenchmarkSolveLarge compares enumerating a 47,360-candidate space with searching
+// it (4,000 evaluations), with a predictor of about 1 µs.
+func BenchmarkSolveLarge(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		search Search
+	}{{"enumerate", Search{MaxExhaustive: 1 << 30}}, {"search", Search{MaxExhaustive: 10_000}}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := gpuSpace()
+			s.GPUTypes, s.MaxGPUs = []string{"a", "b", "c", "d"}, 16
+			s.Memory, s.MemoryFloor, s.MemoryCap, s.MemoryStep = true, 64<<30, 400<<30, 1.01
+			p := &Problem{Space: s, Predictor: gpuFake{}, Scorers: []Scorer{PFailure{}, ExpectedCost{}},
+				Chooser: Target{MinPFix: 0.95}, Search: c.search, MaxOptions: 12}
+			b.ReportAllocs()
+			var res Result
+			for b.Loop() {
+				res = p.Solve()
+			}
+			b.ReportMetric(float64(res.Considered), "evaluated")
+		})
+	}
+}
+
+func TestFronts2MatchesTheGeneralSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for round := range 100 {
+		n := 1 + rng.IntN(120)
+		e := &evolution{p: &Problem{Scorers: []Scorer{PFailure{}, ExpectedCost{}}}}
+		cands := make([]int, n)
+		for i := range n {
+			sc := []float64{float64(rng.IntN(8)), float64(rng.IntN(8))}
+			if rng.IntN(10) == 0 {
+				sc = []float64{math.Inf(1), math.Inf(1)} // infeasible
+			}
+			e.scores = append(e.scores, sc)
+			cands[i] = i
+		}
+		fast := e.fronts2(cands)
+		e.p.Scorers = append(e.p.Scorers, Runtime{}) // a third scorer takes the general path
+		for i := range e.scores {
+			e.scores[i] = append(e.scores[i], 0)
+		}
+		general := e.fronts(cands)
+		if len(fast) != len(general) {
+			t.Fatalf("round %d: %d fronts, the general sort finds %d", round, len(fast), len(general))
+		}
+		for k := range fast {
+			a, b := slices.Sorted(slices.Values(fast[k])), slices.Sorted(slices.Values(general[k]))
+			if !slices.Equal(a, b) {
+				t.Fatalf("round %d front %d: %v, the general sort finds %v", round, k, a, b)
+			}
+		}
+	}
+}

@@ -39,40 +39,109 @@ func (s *Space) Candidates() []failure.Option { return s.AppendCandidates(nil) }
 // AppendCandidates appends the configurations of the space to dst, as Candidates
 // lists them, and returns the extended slice.
 func (s *Space) AppendCandidates(dst []failure.Option) []failure.Option {
-	base := failure.Option{
+	return s.grid().appendAll(dst)
+}
+
+// appendAll appends every point of the grid to dst.
+func (g *grid) appendAll(dst []failure.Option) []failure.Option {
+	out := slices.Grow(dst, g.size())
+	var at [numDims]int
+	var walk func(d int)
+	walk = func(d int) {
+		if d == numDims {
+			out = append(out, g.option(at))
+			return
+		}
+		for i := range g.dims[d] {
+			at[d] = i
+			walk(d + 1)
+		}
+	}
+	walk(0)
+	return out
+}
+
+// The dimensions of a space, outermost first: candidates that differ only in the
+// inner ones (memory, deadline) share a GPU setup, which the models predict once.
+const (
+	dimMicroBatch = iota // micro-batch with its gradient accumulation
+	dimPrecision
+	dimCheckpointing
+	dimGPUType
+	dimGPUCount
+	dimMemory
+	dimDeadline
+	numDims
+)
+
+// grid is a space as a product of dimensions; a point is an index into each.
+type grid struct {
+	base                    failure.Option
+	names                   map[failure.TunableRole]string
+	mbs, accs, precs, ckpts []string
+	types                   []string
+	counts                  []int
+	mems                    []int64
+	deadlines               []float64
+	dims                    [numDims]int
+	params                  []map[string]string // by tunable setting, made on first use
+	varyParams              bool
+}
+
+func (s *Space) grid() *grid {
+	g := &grid{base: failure.Option{
 		Resources: s.Failed.Resources, Params: s.Failed.Params, DeadlineSeconds: s.Failed.DeadlineSeconds,
 		DelaySeconds: s.Delay,
-	}
+	}}
 	if s.Avoid && s.Node != "" {
-		base.AvoidNodes = []string{s.Node}
+		g.base.AvoidNodes = []string{s.Node}
 	}
-	setups := []failure.Option{base}
-	if s.GPU && base.Resources.GPU > 0 {
-		setups = s.gpuSetups(base)
+	res := g.base.Resources
+	g.mbs, g.accs, g.precs, g.ckpts = []string{""}, []string{""}, []string{""}, []string{""}
+	g.types, g.counts = []string{res.GPUType}, []int{res.GPU}
+	if s.GPU && res.GPU > 0 {
+		s.gpuDims(g)
 	}
-	mems := []int64{base.Resources.MemoryBytes}
+	g.mems = []int64{res.MemoryBytes}
 	if s.Memory {
-		mems = s.memorySteps()
+		g.mems = s.memorySteps()
 	}
-	deadlines := []float64{base.DeadlineSeconds}
+	g.deadlines = []float64{g.base.DeadlineSeconds}
 	if s.Deadline > 0 && len(s.DeadlineMultiples) > 0 {
-		deadlines = deadlines[:0]
+		g.deadlines = g.deadlines[:0]
 		for _, m := range s.DeadlineMultiples {
-			deadlines = append(deadlines, math.Ceil(s.Deadline*m/60)*60)
+			g.deadlines = append(g.deadlines, math.Ceil(s.Deadline*m/60)*60)
 		}
 	}
-	out := slices.Grow(dst, len(setups)*len(mems)*len(deadlines))
-	for _, setup := range setups {
-		for _, mem := range mems {
-			for _, d := range deadlines {
-				o := setup
-				o.Resources.MemoryBytes = mem
-				o.DeadlineSeconds = d
-				out = append(out, o)
-			}
-		}
+	g.dims = [numDims]int{len(g.mbs), len(g.precs), len(g.ckpts), len(g.types), len(g.counts), len(g.mems), len(g.deadlines)}
+	g.params = make([]map[string]string, len(g.mbs)*len(g.precs)*len(g.ckpts))
+	return g
+}
+
+// size is the number of points of the grid.
+func (g *grid) size() int {
+	n := 1
+	for _, d := range g.dims {
+		n *= d
 	}
-	return out
+	return n
+}
+
+// option is the configuration at point at.
+func (g *grid) option(at [numDims]int) failure.Option {
+	o := g.base
+	if g.varyParams {
+		k := (at[dimMicroBatch]*len(g.precs)+at[dimPrecision])*len(g.ckpts) + at[dimCheckpointing]
+		if g.params[k] == nil {
+			g.params[k] = withParams(g.base.Params, g.names, g.mbs[at[dimMicroBatch]], g.accs[at[dimMicroBatch]],
+				g.precs[at[dimPrecision]], g.ckpts[at[dimCheckpointing]])
+		}
+		o.Params = g.params[k]
+	}
+	o.Resources.GPUType, o.Resources.GPU = g.types[at[dimGPUType]], g.counts[at[dimGPUCount]]
+	o.Resources.MemoryBytes = g.mems[at[dimMemory]]
+	o.DeadlineSeconds = g.deadlines[at[dimDeadline]]
+	return o
 }
 
 // memorySteps are geometric steps from the floor to the cap, rounded up to 256 MiB.
@@ -98,13 +167,14 @@ func (s *Space) memorySteps() []int64 {
 	return out
 }
 
-// gpuSetups varies the GPU model and count and the declared tunables: the micro-batch
+// gpuDims varies the GPU model and count and the declared tunables: the micro-batch
 // halved (down to an eighth) with the gradient accumulation doubled, so the global
 // batch stays the same; a lower precision; activation checkpointing.
-func (s *Space) gpuSetups(base failure.Option) []failure.Option {
+func (s *Space) gpuDims(g *grid) {
 	names := roles(s.Declared)
-	p := base.Params
-	mbs, accs := []string{p[names[failure.RoleMicroBatch]]}, []string{p[names[failure.RoleGradAccum]]}
+	p := g.base.Params
+	g.names, g.varyParams = names, true
+	g.mbs, g.accs = []string{p[names[failure.RoleMicroBatch]]}, []string{p[names[failure.RoleGradAccum]]}
 	if mb, err := strconv.Atoi(p[names[failure.RoleMicroBatch]]); err == nil && names[failure.RoleGradAccum] != "" {
 		acc, err := strconv.Atoi(p[names[failure.RoleGradAccum]])
 		if err == nil {
@@ -113,44 +183,25 @@ func (s *Space) gpuSetups(base failure.Option) []failure.Option {
 				if ta := s.Declared[names[failure.RoleGradAccum]]; ta.Max > 0 && float64(acc*f) > ta.Max {
 					break
 				}
-				mbs, accs = append(mbs, strconv.Itoa(mb/f)), append(accs, strconv.Itoa(acc*f))
+				g.mbs, g.accs = append(g.mbs, strconv.Itoa(mb/f)), append(g.accs, strconv.Itoa(acc*f))
 			}
 		}
 	}
-	precs := []string{p[names[failure.RolePrecision]]}
+	g.precs = []string{p[names[failure.RolePrecision]]}
 	if n := names[failure.RolePrecision]; n != "" && p[n] == "fp32" && slices.Contains(s.Declared[n].Values, "bf16") {
-		precs = append(precs, "bf16")
+		g.precs = append(g.precs, "bf16")
 	}
-	ckpts := []string{p[names[failure.RoleCheckpointing]]}
+	g.ckpts = []string{p[names[failure.RoleCheckpointing]]}
 	if n := names[failure.RoleCheckpointing]; n != "" && p[n] != "true" {
-		ckpts = append(ckpts, "true")
+		g.ckpts = append(g.ckpts, "true")
 	}
-	types := s.GPUTypes
-	if len(types) == 0 {
-		types = []string{base.Resources.GPUType}
+	if len(s.GPUTypes) > 0 {
+		g.types = s.GPUTypes
 	}
-	maxGPUs := max(s.MaxGPUs, base.Resources.GPU)
-	counts := 0
-	for n := base.Resources.GPU; n <= maxGPUs; n *= 2 {
-		counts++
+	g.counts = g.counts[:0]
+	for n := g.base.Resources.GPU; n <= max(s.MaxGPUs, g.base.Resources.GPU); n *= 2 {
+		g.counts = append(g.counts, n)
 	}
-	out := make([]failure.Option, 0, len(mbs)*len(precs)*len(ckpts)*len(types)*counts)
-	for i := range mbs {
-		for _, prec := range precs {
-			for _, ck := range ckpts {
-				params := withParams(p, names, mbs[i], accs[i], prec, ck)
-				for _, typ := range types {
-					for n := base.Resources.GPU; n <= maxGPUs; n *= 2 {
-						o := base
-						o.Resources.GPUType, o.Resources.GPU = typ, n
-						o.Params = params
-						out = append(out, o)
-					}
-				}
-			}
-		}
-	}
-	return out
 }
 
 // roles maps each tunable role to the parameter that plays it.

@@ -54,6 +54,8 @@ type Options struct {
 	MemoryStep float64
 	// BackoffSeconds is the delay before retrying transient failures. Default 60.
 	BackoffSeconds float64
+	// Search configures the search of spaces too large to enumerate.
+	Search optimizer.Search
 }
 
 // Recommender makes recommendations. It is safe for concurrent use.
@@ -123,6 +125,7 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		Scorers:    []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}},
 		MaxOptions: r.opts.MaxOptions,
 		Chooser:    optimizer.Target{MinPFix: r.opts.MinPSuccess},
+		Search:     r.opts.Search,
 	}
 	if len(r.opts.Weights) > 0 {
 		prob.Chooser = optimizer.Weighted{Weights: r.opts.Weights}
@@ -137,8 +140,8 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	}
 	if best := res.Options[0]; best.PFix < r.opts.MinPFix {
 		rec.Options = []failure.Option{}
-		rec.Explanation = fmt.Sprintf("%s None of the %d configurations considered is likely to fix it (the best has probability %.2f); not retrying.",
-			what(cl), res.Considered, best.PFix)
+		rec.Explanation = fmt.Sprintf("%s None of the %s is likely to fix it (the best has probability %.2f); not retrying.",
+			what(cl), considered(res), best.PFix)
 		return rec
 	}
 	rec.Retry, rec.Chosen = true, 0
@@ -149,7 +152,7 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		o.Params = copyMap(o.Params)
 		o.Changes = changes(ev, o, &r.opts.Catalogue)
 	}
-	rec.Explanation = explain(cl, &ctx, &rec.Options[0], res.Considered)
+	rec.Explanation = explain(cl, &ctx, &rec.Options[0], considered(res))
 	return rec
 }
 
@@ -335,7 +338,15 @@ func notRetryable(cl *failure.Classification) string {
 	return what(cl) + " A retry runs into the same problem, so it is not retried: it needs a change to the code, data or configuration."
 }
 
-func explain(cl *failure.Classification, ctx *models.Context, o *failure.Option, considered int) string {
+// considered says how many configurations a result looked at.
+func considered(res optimizer.Result) string {
+	if res.Searched {
+		return fmt.Sprintf("%d configurations searched (of %d)", res.Considered, res.SpaceSize)
+	}
+	return fmt.Sprintf("%d configurations considered", res.Considered)
+}
+
+func explain(cl *failure.Classification, ctx *models.Context, o *failure.Option, considered string) string {
 	var b strings.Builder
 	b.WriteString(what(cl))
 	switch {
@@ -344,7 +355,7 @@ func explain(cl *failure.Classification, ctx *models.Context, o *failure.Option,
 	case ctx.MemFloor > 0:
 		fmt.Fprintf(&b, " It was killed at its %s memory limit and has no successful runs to learn its need from.", failure.FormatBytes(int64(ctx.MemFloor)))
 	}
-	fmt.Fprintf(&b, " Of %d configurations considered, the chosen one (%s) succeeds with probability %.2f at an expected cost of $%.2f (%.2fx the failed run's cost).",
+	fmt.Fprintf(&b, " Of %s, the chosen one (%s) succeeds with probability %.2f at an expected cost of $%.2f (%.2fx the failed run's cost).",
 		considered, strings.Join(o.Changes, ", "), o.PSuccess, o.ExpectedCost, o.CostMultiple)
 	return b.String()
 }

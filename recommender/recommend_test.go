@@ -248,3 +248,19 @@ func TestQuotaLimitsTheOptions(t *testing.T) {
 		t.Errorf("with no headroom: retry %v, %q; want no retry, naming the quota", none.Retry, none.Explanation)
 	}
 }
+
+func TestLargeSpacesAreSearched(t *testing.T) {
+	ev, history := gpuEvent()
+	all := newRecommender(t, nil).Recommend(ev, history)
+	searched := newRecommenderWith(t, nil, func(o *recommender.Options) {
+		o.Search = optimizer.Search{MaxExhaustive: 1000, Budget: 800}
+	}).Recommend(ev, history)
+	if all.Considered != 2400 || searched.Considered > 800 || !strings.Contains(searched.Explanation, "configurations searched (of 2400)") {
+		t.Fatalf("enumerated %d, searched %d: %q", all.Considered, searched.Considered, searched.Explanation)
+	}
+	a, _ := all.ChosenOption()
+	b, ok := searched.ChosenOption()
+	if !ok || b.PFix < 0.95 || b.ExpectedCost > 1.05*a.ExpectedCost {
+		t.Errorf("searching a third of the space chose PFix %.3f at $%.2f; enumerating, %.3f at $%.2f", b.PFix, b.ExpectedCost, a.PFix, a.ExpectedCost)
+	}
+}
