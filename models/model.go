@@ -30,6 +30,10 @@ type Models struct {
 	GPU      *Logistic `json:"gpu"`
 	Deadline *Logistic `json:"deadline"`
 	Runtime  *Linear   `json:"runtime"`
+	// Success recalibrates P(success), the product of the per-resource chances and
+	// the other risks, which are not independent: P = sigmoid(w0 + w1 logit(product)).
+	// Absent, the product stands.
+	Success *Logistic `json:"success,omitempty"`
 	// Other is the chance an attempt fails for reasons resources do not explain
 	// (a transient error, a preemption, a hardware fault).
 	Other float64 `json:"other"`
@@ -65,8 +69,15 @@ func Load(data []byte) (*Models, error) {
 	case m.Other < 0 || m.Other >= 1:
 		return nil, fmt.Errorf("read models: other %v is not a probability", m.Other)
 	}
-	for name, w := range map[string][]float64{"memory": m.Memory.Weights, "gpu": m.GPU.Weights,
-		"deadline": m.Deadline.Weights, "runtime": m.Runtime.Weights} {
+	if m.Success != nil && len(m.Success.Weights) != 2 {
+		return nil, errors.New("read models: success must have 2 weights")
+	}
+	weights := map[string][]float64{"memory": m.Memory.Weights, "gpu": m.GPU.Weights,
+		"deadline": m.Deadline.Weights, "runtime": m.Runtime.Weights}
+	if m.Success != nil {
+		weights["success"] = m.Success.Weights
+	}
+	for name, w := range weights {
 		for i, v := range w {
 			if !(math.Abs(v) <= maxWeight) {
 				return nil, fmt.Errorf("read models: %s.weights[%d] = %v, want a number within ±%v", name, i, v, maxWeight)
@@ -190,7 +201,7 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 		s.setup = m.predictSetup(c, opt, cat, s)
 	}
 	p.PGPU, p.RuntimeSeconds, p.PDeadline = s.setup.pGPU, s.setup.runtime, s.setup.pDeadline
-	p.PSuccess = p.PMemory * p.PGPU * p.PDeadline * (1 - m.Other)
+	product := p.PMemory * p.PGPU * p.PDeadline
 	switch c.Category {
 	case failure.OOMMemory:
 		p.PFix = p.PMemory
@@ -199,8 +210,9 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 	case failure.Timeout:
 		p.PFix = p.PDeadline
 	default:
-		p.PFix = p.PSuccess / (1 - m.Other)
+		p.PFix = product
 	}
+	p.PSuccess = m.successOf(product * (1 - m.Other))
 	p.RunCost = (s.setup.hourly + float64(res.MemoryBytes)/(1<<30)*cat.MemoryPerGiBHour) * p.RuntimeSeconds / 3600
 	failAt := m.FailAt[c.Category]
 	if failAt == 0 {
@@ -210,6 +222,15 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 	// it a run that (nearly always) succeeds.
 	p.ExpectedCost = p.PSuccess*p.RunCost + (1-p.PSuccess)*(failAt*p.RunCost+1.1*p.RunCost)
 	return p
+}
+
+// successOf recalibrates the product of the chances of success.
+func (m *Models) successOf(product float64) float64 {
+	if m.Success == nil {
+		return product
+	}
+	q := clamp(product, 1e-6, 1-1e-6)
+	return m.Success.Predict([]float64{1, math.Log(q / (1 - q))})
 }
 
 // predictMemory is the chance that memory bytes are enough, remembered per context.

@@ -234,3 +234,32 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestRuntimeFromOtherRunsUsesTheCandidate guards against a bug where the runtime
+// carried over from a template's runs of another shape was predicted with the
+// features of the last such run instead of the candidate's.
+func TestRuntimeFromOtherRunsUsesTheCandidate(t *testing.T) {
+	m, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := failure.DefaultCatalogue()
+	failed := failure.Resources{CPUMillis: 8000, MemoryBytes: 64 << 30, GPU: 2, GPUType: "nvidia-a100-40gb"}
+	c := &Context{Category: failure.OOMGPU, Failed: failed, GPUFloor: 40 << 30, Runtime: 1000, id: contexts.Add(1),
+		RuntimeRuns: []RuntimeRun{{Resources: withGPUs(failed, 4), Seconds: 1800}}}
+	s := &Scratch{}
+	two := m.Predict(c, &failure.Option{Resources: failed}, &cat, s)
+	eight := m.Predict(c, &failure.Option{Resources: withGPUs(failed, 8)}, &cat, s)
+	fresh := m.Predict(c, &failure.Option{Resources: withGPUs(failed, 8)}, &cat, &Scratch{})
+	if !(eight.RuntimeSeconds < 1800 && 1800 < two.RuntimeSeconds) {
+		t.Errorf("runs on 4 GPUs took 1800 s; predicted %0.f s on 2 GPUs and %0.f s on 8: want slower and faster", two.RuntimeSeconds, eight.RuntimeSeconds)
+	}
+	if eight != fresh {
+		t.Errorf("a reused scratch predicts %+v, a fresh one %+v", eight, fresh)
+	}
+}
+
+func withGPUs(r failure.Resources, n int) failure.Resources {
+	r.GPU = n
+	return r
+}

@@ -112,8 +112,28 @@ func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Mode
 	for c, fs := range fails {
 		m.FailAt[c] = mean(fs)
 	}
+	if m.Success, err = m.fitSuccess(train, cat, opts.Lambda); err != nil {
+		return nil, fmt.Errorf("success calibration: %w", err)
+	}
 	m.Evaluation = m.evaluate(train, test, cat)
 	return m, nil
+}
+
+// fitSuccess fits the recalibration of P(success) (Platt scaling of the product of
+// the chances) to the training examples.
+func (m *Models) fitSuccess(train []*prepared, cat *failure.Catalogue, lambda float64) (*Logistic, error) {
+	raw := *m
+	raw.Success = nil
+	s := &Scratch{}
+	xs, ys := make([][]float64, len(train)), make([]float64, len(train))
+	for i, p := range train {
+		q := clamp(raw.Predict(&p.ctx, &p.ex.Option, cat, s).PSuccess, 1e-6, 1-1e-6)
+		xs[i] = []float64{1, math.Log(q / (1 - q))}
+		if p.ex.Outcome.Succeeded {
+			ys[i] = 1
+		}
+	}
+	return fitLogistic(xs, ys, lambda)
 }
 
 func isOther(c failure.Category) bool {
