@@ -328,8 +328,22 @@ func what(cl *failure.Classification) string {
 	if cl.Learned {
 		how = "the learned text classifier"
 	}
-	return fmt.Sprintf("The job failed with %s (confidence %.2f, from %s).", cl.Category, cl.Confidence, how)
+	out := fmt.Sprintf("The job failed with %s (confidence %.2f, from %s)", cl.Category, cl.Confidence, how)
+	// The first line of evidence that is not the fallback's own note.
+	for _, ev := range cl.Evidence {
+		if cl.Learned && strings.HasPrefix(ev, "no rule matched") {
+			continue
+		}
+		if r := []rune(ev); len(r) > maxQuote {
+			ev = string(r[:maxQuote]) + "…"
+		}
+		return fmt.Sprintf("%s; the evidence: %s.", out, strings.TrimSuffix(ev, "."))
+	}
+	return out + "."
 }
+
+// maxQuote bounds the evidence an explanation quotes, in characters.
+const maxQuote = 160
 
 func notRetryable(cl *failure.Classification) string {
 	if cl.Category == failure.Unknown {
@@ -343,6 +357,9 @@ func considered(res optimizer.Result) string {
 	if res.Searched {
 		return fmt.Sprintf("%d configurations searched (of %d)", res.Considered, res.SpaceSize)
 	}
+	if res.Considered == 1 {
+		return "1 configuration considered"
+	}
 	return fmt.Sprintf("%d configurations considered", res.Considered)
 }
 
@@ -354,6 +371,8 @@ func explain(cl *failure.Classification, ctx *models.Context, o *failure.Option,
 		fmt.Fprintf(&b, " It was killed at its %s memory limit; its recent runs peaked near %s.", failure.FormatBytes(int64(ctx.MemFloor)), failure.FormatBytes(int64(ctx.MemEstimate)))
 	case ctx.MemFloor > 0:
 		fmt.Fprintf(&b, " It was killed at its %s memory limit and has no successful runs to learn its need from.", failure.FormatBytes(int64(ctx.MemFloor)))
+	case ctx.GPUFloor > 0:
+		fmt.Fprintf(&b, " It ran out of GPU memory on %d x %s (%s each).", ctx.Failed.GPU, ctx.Failed.GPUType, failure.FormatBytes(int64(ctx.GPUFloor)))
 	}
 	fmt.Fprintf(&b, " Of %s, the chosen one (%s) succeeds with probability %.2f at an expected cost of $%.2f (%.2fx the failed run's cost).",
 		considered, strings.Join(o.Changes, ", "), o.PSuccess, o.ExpectedCost, o.CostMultiple)
