@@ -13,6 +13,8 @@ type Catalogue struct {
 	CPUPerCoreHour float64 `json:"cpuPerCoreHour" yaml:"cpuPerCoreHour"`
 	// MemoryPerGiBHour is dollars per GiB-hour.
 	MemoryPerGiBHour float64 `json:"memoryPerGiBHour" yaml:"memoryPerGiBHour"`
+	// EphemeralPerGiBHour is dollars per GiB-hour of local (ephemeral) storage.
+	EphemeralPerGiBHour float64 `json:"ephemeralPerGiBHour,omitempty" yaml:"ephemeralPerGiBHour,omitempty"`
 	// GPUs are the GPU models on offer.
 	GPUs []GPUModel `json:"gpus" yaml:"gpus"`
 }
@@ -42,8 +44,9 @@ func (c Catalogue) Speed(name string) float64 {
 // (docs/workload-model.md gives the sources); deployments configure their own.
 func DefaultCatalogue() Catalogue {
 	return Catalogue{
-		CPUPerCoreHour:   0.0316,
-		MemoryPerGiBHour: 0.0042,
+		CPUPerCoreHour:      0.0316,
+		MemoryPerGiBHour:    0.0042,
+		EphemeralPerGiBHour: 0.00014,
 		GPUs: []GPUModel{
 			{Name: "nvidia-tesla-t4", MemoryGiB: 16, PerHour: 0.35, RelativeSpeed: 0.25},
 			{Name: "nvidia-l4", MemoryGiB: 24, PerHour: 0.71, RelativeSpeed: 0.4},
@@ -56,8 +59,13 @@ func DefaultCatalogue() Catalogue {
 
 // Validate checks that prices are not negative and GPU models are named, sized and unique.
 func (c Catalogue) Validate() error {
-	if c.CPUPerCoreHour < 0 || c.MemoryPerGiBHour < 0 {
-		return fmt.Errorf("prices must not be negative")
+	switch {
+	case !(c.CPUPerCoreHour >= 0):
+		return fmt.Errorf("cpuPerCoreHour: must not be negative")
+	case !(c.MemoryPerGiBHour >= 0):
+		return fmt.Errorf("memoryPerGiBHour: must not be negative")
+	case !(c.EphemeralPerGiBHour >= 0):
+		return fmt.Errorf("ephemeralPerGiBHour: must not be negative")
 	}
 	seen := map[string]bool{}
 	for i, g := range c.GPUs {
@@ -105,7 +113,8 @@ func (c Catalogue) GPUMemory(name string) int64 {
 // catalogue does not list cost nothing, so that an unknown type never looks cheap by
 // accident in comparisons it takes part in: configure every type in use.
 func (c Catalogue) HourlyCost(r Resources) float64 {
-	cost := float64(r.CPUMillis)/1000*c.CPUPerCoreHour + float64(r.MemoryBytes)/(1<<30)*c.MemoryPerGiBHour
+	cost := float64(r.CPUMillis)/1000*c.CPUPerCoreHour + float64(r.MemoryBytes)/(1<<30)*c.MemoryPerGiBHour +
+		float64(r.EphemeralStorageBytes)/(1<<30)*c.EphemeralPerGiBHour
 	if r.GPU > 0 {
 		if g, ok := c.GPU(r.GPUType); ok {
 			cost += float64(r.GPU) * g.PerHour

@@ -173,6 +173,7 @@ type wireFailure struct {
 type wireUsage struct {
 	PeakMemory    json.RawMessage `json:"peakMemory"`
 	PeakGPUMemory json.RawMessage `json:"peakGPUMemory"`
+	PeakEphemeral json.RawMessage `json:"peakEphemeralStorage"`
 }
 
 func (w *wireEvent) event() (Event, error) {
@@ -405,6 +406,9 @@ func (w *wireUsage) usage(prefix string) (Usage, error) {
 		return Usage{}, err
 	}
 	if u.PeakGPUMemoryBytes, err = quantity(prefix+"peakGPUMemory", w.PeakGPUMemory, 1); err != nil {
+		return Usage{}, err
+	}
+	if u.PeakEphemeralStorageBytes, err = quantity(prefix+"peakEphemeralStorage", w.PeakEphemeral, 1); err != nil {
 		return Usage{}, err
 	}
 	return u, nil

@@ -119,6 +119,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"exit code overflow", `{"id":"e1","job":{"name":"j"},"failure":{"exitCode":99999999999}}`, "failure.exitCode", "want a number"},
 		{"negative duration", `{"id":"e1","job":{"name":"j"},"failure":{"durationSeconds":-3}}`, "failure.durationSeconds", "negative"},
 		{"bad peak", `{"id":"e1","job":{"name":"j"},"failure":{"usage":{"peakMemory":"x"}}}`, "failure.usage.peakMemory", "invalid quantity"},
+		{"bad disk peak", `{"id":"e1","job":{"name":"j"},"failure":{"usage":{"peakEphemeralStorage":"-1Gi"}}}`, "failure.usage.peakEphemeralStorage", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,12 +32,16 @@ func (u Usage) MarshalJSON() ([]byte, error) {
 	w := struct {
 		PeakMemory    string `json:"peakMemory,omitempty"`
 		PeakGPUMemory string `json:"peakGPUMemory,omitempty"`
+		PeakEphemeral string `json:"peakEphemeralStorage,omitempty"`
 	}{}
 	if u.PeakMemoryBytes > 0 {
 		w.PeakMemory = bytesString(u.PeakMemoryBytes)
 	}
 	if u.PeakGPUMemoryBytes > 0 {
 		w.PeakGPUMemory = bytesString(u.PeakGPUMemoryBytes)
+	}
+	if u.PeakEphemeralStorageBytes > 0 {
+		w.PeakEphemeral = bytesString(u.PeakEphemeralStorageBytes)
 	}
 	return json.Marshal(w)
 }

@@ -79,4 +79,6 @@ type Usage struct {
 	PeakMemoryBytes int64
 	// PeakGPUMemoryBytes is the peak memory on one GPU, in bytes.
 	PeakGPUMemoryBytes int64
+	// PeakEphemeralStorageBytes is the peak local (ephemeral) storage used, in bytes.
+	PeakEphemeralStorageBytes int64
 }

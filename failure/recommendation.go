@@ -62,7 +62,7 @@ type JobRef struct {
 }
 
 // ChosenOption returns the option to apply, if any.
-func (r *Recommendation) ChosenOption() (Option, bool) {
+func (r Recommendation) ChosenOption() (Option, bool) {
 	if !r.Retry || r.Chosen < 0 || r.Chosen >= len(r.Options) {
 		return Option{}, false
 	}

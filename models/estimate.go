@@ -26,6 +26,10 @@ type Context struct {
 	// grown by their trend; 0 without history. MemSpread is the spread (sigma of log)
 	// of those runs' peaks around the trend.
 	MemEstimate, MemSpread float64
+	// Disk is what is known of the local-storage need, as the Mem fields are of the
+	// memory need: the largest ephemeral-storage limit the run was evicted at, and
+	// the estimate and spread from its successful runs' peaks.
+	Disk Need
 	// GPUFloor is the per-GPU memory at which the run ran out of GPU memory, at the
 	// failed tunables; 0 if it has not.
 	GPUFloor float64
@@ -50,6 +54,13 @@ type Context struct {
 }
 
 var contexts atomic.Uint64
+
+// Need is what is known of a run's need for a resource: Floor, the largest limit it
+// failed for lack of (0: none); Estimate, the need its template's recent successful
+// runs predict (0: no history); Spread, their spread around the trend (sigma of log).
+type Need struct {
+	Floor, Estimate, Spread float64
+}
 
 // RuntimeRun is a successful run's configuration and runtime.
 type RuntimeRun struct {
@@ -131,6 +142,10 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 			c.MemFloor = float64(job.Resources.MemoryBytes)
 		}
 	}
+	if lim := float64(job.Resources.EphemeralStorageBytes); lim > 0 && (cat == failure.DiskFull ||
+		float64(sig.Usage.PeakEphemeralStorageBytes) >= 0.98*lim) {
+		c.Disk.Floor = lim
+	}
 	if cat == failure.OOMGPU && job.Resources.GPU > 0 {
 		c.GPUFloor = float64(cat2.GPUMemory(job.Resources.GPUType))
 	}
@@ -147,13 +162,16 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 		if h.Category == failure.OOMMemory || h.Usage.PeakMemoryBytes > 0 && float64(h.Usage.PeakMemoryBytes) >= 0.98*float64(h.Resources.MemoryBytes) {
 			c.MemFloor = math.Max(c.MemFloor, float64(h.Resources.MemoryBytes))
 		}
+		if lim := float64(h.Resources.EphemeralStorageBytes); lim > 0 && float64(h.Usage.PeakEphemeralStorageBytes) >= 0.98*lim {
+			c.Disk.Floor = math.Max(c.Disk.Floor, lim)
+		}
 		if capacity := float64(cat2.GPUMemory(h.Resources.GPUType)); h.Resources.GPU > 0 && capacity > 0 &&
 			(h.Category == failure.OOMGPU || float64(h.Usage.PeakGPUMemoryBytes) >= 0.9*capacity) {
 			c.GPUFloor = math.Max(c.GPUFloor, capacity*gpuScale(TunablesOf(h.Params, job.Tunables), c.Tun))
 		}
 	}
 
-	var peaks, idx, gpuPeaks, gpuIdx, durations []float64
+	var peaks, idx, gpuPeaks, gpuIdx, durations, diskPeaks, diskIdx []float64
 	n := 0
 	for i := len(history) - 1; i >= 0 && n < historyWindow; i-- {
 		h := history[i]
@@ -163,6 +181,9 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 		n++
 		idx = append(idx, float64(i))
 		peaks = append(peaks, float64(h.Usage.PeakMemoryBytes))
+		if h.Usage.PeakEphemeralStorageBytes > 0 {
+			diskIdx, diskPeaks = append(diskIdx, float64(i)), append(diskPeaks, float64(h.Usage.PeakEphemeralStorageBytes))
+		}
 		// GPU peaks and runtimes compare only between runs of the same setup.
 		same := sameShape(h.Resources, job.Resources) && TunablesOf(h.Params, job.Tunables) == c.Tun
 		if same && h.Usage.PeakGPUMemoryBytes > 0 {
@@ -182,6 +203,9 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 	now := float64(len(history))
 	if n > 0 {
 		c.MemEstimate, c.MemSpread = trendEstimate(idx, peaks, now)
+	}
+	if len(diskPeaks) > 0 {
+		c.Disk.Estimate, c.Disk.Spread = trendEstimate(diskIdx, diskPeaks, now)
 	}
 	if len(gpuPeaks) > 0 {
 		c.GPUEstimate, _ = trendEstimate(gpuIdx, gpuPeaks, now)

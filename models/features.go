@@ -60,28 +60,40 @@ const (
 // estimate in units of the estimate's spread; with neither, its distance from the
 // failed limit (a run that failed for another reason may not have reached its peak).
 func memoryFeatures(c *Context, mem float64, x []float64) []float64 {
+	return needFeatures(Need{Floor: c.MemFloor, Estimate: c.MemEstimate, Spread: c.MemSpread}, float64(c.Failed.MemoryBytes), mem, x)
+}
+
+// diskFeatures describe a candidate ephemeral-storage limit as memoryFeatures do a
+// memory limit.
+func diskFeatures(c *Context, disk float64, x []float64) []float64 {
+	return needFeatures(c.Disk, float64(c.Failed.EphemeralStorageBytes), disk, x)
+}
+
+// needFeatures describe a candidate limit v of a resource against what is known of
+// the need n, and the limit that failed.
+func needFeatures(n Need, failed, v float64, x []float64) []float64 {
 	x = append(x[:0], 1)
-	// The run was killed at its floor: no more memory than that fails again.
+	// The run was stopped at its floor: no more than that fails again.
 	below := 0.0
-	if c.MemFloor > 0 && mem <= c.MemFloor {
+	if n.Floor > 0 && v <= n.Floor {
 		below = 1
 	}
 	x = append(x, below)
-	est := c.MemEstimate
-	if est > 0 && c.MemFloor > est {
-		est = c.MemFloor // the history underestimates: the run is past it
+	est := n.Estimate
+	if est > 0 && n.Floor > est {
+		est = n.Floor // the history underestimates: the run is past it
 	}
 	switch {
 	case est > 0:
-		z := math.Log(mem/est) / math.Max(c.MemSpread, 0.02)
+		z := math.Log(v/est) / math.Max(n.Spread, 0.02)
 		return append(x, 1, clamp(z, -8, 8), 0, 0, 0, 0)
-	case c.MemFloor > 0:
-		u := math.Log(mem / c.MemFloor)
+	case n.Floor > 0:
+		u := math.Log(v / n.Floor)
 		return append(x, 0, 0, clamp(u, -1, 3), clamp(u*u, 0, 9), 0, 0)
 	}
 	u0 := 0.0
-	if c.Failed.MemoryBytes > 0 {
-		u0 = math.Log(mem / float64(c.Failed.MemoryBytes))
+	if failed > 0 {
+		u0 = math.Log(v / failed)
 	}
 	return append(x, 0, 0, 0, 0, 1, clamp(u0, -1, 3))
 }

@@ -14,7 +14,7 @@ import (
 // ArtifactKind and ArtifactVersion identify the models' saved form.
 const (
 	ArtifactKind    = "autofix-retry-models"
-	ArtifactVersion = 1
+	ArtifactVersion = 2
 )
 
 // Models predict whether a retry with a candidate configuration succeeds, and how
@@ -27,6 +27,7 @@ type Models struct {
 	// Memory, GPU and Deadline give the chance that the candidate's memory, GPU setup
 	// and deadline are enough; Runtime the log ratio of its runtime to the failed one's.
 	Memory   *Logistic `json:"memory"`
+	Disk     *Logistic `json:"disk"`
 	GPU      *Logistic `json:"gpu"`
 	Deadline *Logistic `json:"deadline"`
 	Runtime  *Linear   `json:"runtime"`
@@ -62,6 +63,7 @@ func Load(data []byte) (*Models, error) {
 	case m.Version != ArtifactVersion:
 		return nil, fmt.Errorf("read models: version %d, this autofix reads version %d", m.Version, ArtifactVersion)
 	case m.Memory == nil || len(m.Memory.Weights) != memFeatures,
+		m.Disk == nil || len(m.Disk.Weights) != memFeatures,
 		m.GPU == nil || len(m.GPU.Weights) != gpuFeatures,
 		m.Deadline == nil || len(m.Deadline.Weights) != deadlineFeatures,
 		m.Runtime == nil || len(m.Runtime.Weights) != runtimeFeatures:
@@ -72,7 +74,7 @@ func Load(data []byte) (*Models, error) {
 	if m.Success != nil && len(m.Success.Weights) != 2 {
 		return nil, errors.New("read models: success must have 2 weights")
 	}
-	weights := map[string][]float64{"memory": m.Memory.Weights, "gpu": m.GPU.Weights,
+	weights := map[string][]float64{"memory": m.Memory.Weights, "disk": m.Disk.Weights, "gpu": m.GPU.Weights,
 		"deadline": m.Deadline.Weights, "runtime": m.Runtime.Weights}
 	if m.Success != nil {
 		weights["success"] = m.Success.Weights
@@ -101,10 +103,10 @@ func (m *Models) Save() ([]byte, error) { return json.MarshalIndent(m, "", " ") 
 
 // Prediction is what the models expect of a retry with one candidate.
 type Prediction struct {
-	// PSuccess is the chance the retry succeeds; PMemory, PGPU and PDeadline are the
-	// chances each resource is enough, and PFix the chance for the resource the
-	// failure ran out of (PSuccess without the other risks when it ran out of none).
-	PSuccess, PMemory, PGPU, PDeadline, PFix float64
+	// PSuccess is the chance the retry succeeds; PMemory, PDisk, PGPU and PDeadline
+	// are the chances each resource is enough, and PFix the chance for the resource
+	// the failure ran out of (their product when it ran out of none).
+	PSuccess, PMemory, PDisk, PGPU, PDeadline, PFix float64
 	// RuntimeSeconds is the expected runtime of a successful retry; RunCost its cost
 	// and ExpectedCost the cost expected of retrying with it, failure included.
 	RuntimeSeconds, RunCost, ExpectedCost float64
@@ -145,7 +147,7 @@ type setupKey struct {
 // setupPrediction is what a setup, apart from its memory, predicts.
 type setupPrediction struct {
 	pGPU, pDeadline, runtime float64
-	// hourly is the price per hour of everything but the memory.
+	// hourly is the price per hour of everything but the memory and local storage.
 	hourly float64
 }
 
@@ -177,9 +179,9 @@ func (m *Models) predictSetup(c *Context, opt *failure.Option, cat *failure.Cata
 		s.x = deadlineFeatureVec(c, deadline, sp.runtime, s.x)
 		sp.pDeadline = m.Deadline.Predict(s.x)
 	}
-	noMemory := res
-	noMemory.MemoryBytes = 0
-	sp.hourly = cat.HourlyCost(noMemory)
+	rest := res // the price of what the setup holds: memory and local storage vary within it
+	rest.MemoryBytes, rest.EphemeralStorageBytes = 0, 0
+	sp.hourly = cat.HourlyCost(rest)
 	return sp
 }
 
@@ -191,6 +193,11 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 	var p Prediction
 	res := opt.Resources
 	p.PMemory = m.predictMemory(c, res.MemoryBytes, s)
+	p.PDisk = 1 // without a limit, local storage does not fail a run
+	if res.EphemeralStorageBytes > 0 {
+		s.x = diskFeatures(c, float64(res.EphemeralStorageBytes), s.x)
+		p.PDisk = m.Disk.Predict(s.x)
+	}
 
 	// What depends on the GPU setup and the deadline, not on the memory, is the same
 	// for the runs of candidates the optimizer hands over with one parameter map.
@@ -201,10 +208,12 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 		s.setup = m.predictSetup(c, opt, cat, s)
 	}
 	p.PGPU, p.RuntimeSeconds, p.PDeadline = s.setup.pGPU, s.setup.runtime, s.setup.pDeadline
-	product := p.PMemory * p.PGPU * p.PDeadline
+	product := p.PMemory * p.PDisk * p.PGPU * p.PDeadline
 	switch c.Category {
 	case failure.OOMMemory:
 		p.PFix = p.PMemory
+	case failure.DiskFull:
+		p.PFix = p.PDisk
 	case failure.OOMGPU:
 		p.PFix = p.PGPU
 	case failure.Timeout:
@@ -213,7 +222,8 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 		p.PFix = product
 	}
 	p.PSuccess = m.successOf(product * (1 - m.Other))
-	p.RunCost = (s.setup.hourly + float64(res.MemoryBytes)/(1<<30)*cat.MemoryPerGiBHour) * p.RuntimeSeconds / 3600
+	p.RunCost = (s.setup.hourly + float64(res.MemoryBytes)/(1<<30)*cat.MemoryPerGiBHour +
+		float64(res.EphemeralStorageBytes)/(1<<30)*cat.EphemeralPerGiBHour) * p.RuntimeSeconds / 3600
 	failAt := m.FailAt[c.Category]
 	if failAt == 0 {
 		failAt = 0.5
@@ -230,7 +240,8 @@ func (m *Models) successOf(product float64) float64 {
 		return product
 	}
 	q := clamp(product, 1e-6, 1-1e-6)
-	return m.Success.Predict([]float64{1, math.Log(q / (1 - q))})
+	w := m.Success.Weights // [intercept, slope]: Load checked there are two
+	return sigmoid(w[0] + w[1]*math.Log(q/(1-q)))
 }
 
 // predictMemory is the chance that memory bytes are enough, remembered per context.

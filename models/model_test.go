@@ -99,7 +99,7 @@ func TestLoadRejectsBadArtifacts(t *testing.T) {
 	}
 	for _, tt := range []struct{ from, to, want string }{
 		{`"kind": "autofix-retry-models"`, `"kind": "other"`, `kind "other"`},
-		{`"version": 1`, `"version": 9`, "version 9, this autofix reads version 1"},
+		{`"version": 2`, `"version": 9`, "version 9, this autofix reads version 2"},
 		{`"memory": {`, `"memoryX": {`, "a model is missing"},
 		{`"other": `, `"other": 2, "x": `, "other 2 is not a probability"},
 	} {
@@ -170,6 +170,37 @@ func TestDefaultModelsBehave(t *testing.T) {
 	}
 	if big.PFix != big.PGPU {
 		t.Errorf("PFix of a GPU OOM = %v, want PGPU %v", big.PFix, big.PGPU)
+	}
+}
+
+func TestDiskModelBehaves(t *testing.T) {
+	m, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := failure.DefaultCatalogue()
+	failed := failure.Resources{CPUMillis: 4000, MemoryBytes: 16 << 30, EphemeralStorageBytes: 20 << 30}
+	evicted := &Context{Category: failure.DiskFull, Failed: failed, Disk: Need{Floor: 20 << 30}, Runtime: 3600}
+	at := func(c *Context, gib int64) Prediction {
+		r := failed
+		r.EphemeralStorageBytes = gib << 30
+		return m.Predict(c, &failure.Option{Resources: r}, &cat, nil)
+	}
+	if p := at(evicted, 20); p.PDisk > 0.2 || p.PFix != p.PDisk {
+		t.Errorf("the limit it was evicted at: PDisk %.3f, PFix %.3f; want near 0, PFix = PDisk", p.PDisk, p.PFix)
+	}
+	if p := at(evicted, 60); p.PDisk < 0.8 {
+		t.Errorf("three times the limit it was evicted at: PDisk %.3f, want likely", p.PDisk)
+	}
+	known := *evicted
+	known.Disk.Estimate, known.Disk.Spread = 26<<30, 0.05
+	if p := at(&known, 30); p.PDisk < 0.9 {
+		t.Errorf("30 GiB for runs that used 26 GiB: PDisk %.3f, want likely", p.PDisk)
+	}
+	noLimit := failed
+	noLimit.EphemeralStorageBytes = 0
+	if p := m.Predict(evicted, &failure.Option{Resources: noLimit}, &cat, nil); p.PDisk != 1 {
+		t.Errorf("no limit: PDisk %v, want 1", p.PDisk)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -28,6 +29,7 @@ type Evaluation struct {
 	TrainExamples int         `json:"trainExamples"`
 	TestExamples  int         `json:"testExamples"`
 	Memory        Calibration `json:"memory"`
+	Disk          Calibration `json:"disk"`
 	GPU           Calibration `json:"gpu"`
 	Deadline      Calibration `json:"deadline"`
 	// Success is the calibration of the whole P(success) on every held-out retry.
@@ -84,6 +86,13 @@ func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Mode
 	}
 	if m.Memory, err = fit((*prepared).memoryExample); err != nil {
 		return nil, fmt.Errorf("memory model: %w", err)
+	}
+	if !slices.ContainsFunc(train, func(p *prepared) bool { _, _, ok := p.diskExample(); return ok }) {
+		// No retry ran with a local-storage limit: the features mean the same for
+		// memory, so its model is the best prior.
+		m.Disk = &Logistic{Weights: slices.Clone(m.Memory.Weights)}
+	} else if m.Disk, err = fit((*prepared).diskExample); err != nil {
+		return nil, fmt.Errorf("disk model: %w", err)
 	}
 	if m.GPU, err = fit((*prepared).gpuExample); err != nil {
 		return nil, fmt.Errorf("gpu model: %w", err)
@@ -179,6 +188,21 @@ func (p *prepared) memoryExample() ([]float64, float64, bool) {
 	return nil, 0, false
 }
 
+// diskExample labels an ephemeral-storage limit as enough or not (an eviction);
+// retries without a limit say nothing about it.
+func (p *prepared) diskExample() ([]float64, float64, bool) {
+	disk := float64(p.ex.Option.Resources.EphemeralStorageBytes)
+	switch {
+	case disk == 0:
+		return nil, 0, false
+	case p.ex.Outcome.Succeeded:
+		return diskFeatures(&p.ctx, disk, nil), 1, true
+	case p.ex.Result == failure.DiskFull:
+		return diskFeatures(&p.ctx, disk, nil), 0, true
+	}
+	return nil, 0, false
+}
+
 func (p *prepared) gpuExample() ([]float64, float64, bool) {
 	if p.ex.Option.Resources.GPU == 0 {
 		return nil, 0, false
@@ -233,6 +257,7 @@ func (m *Models) evaluate(train, test []*prepared, cat *failure.Catalogue) *Eval
 		return calibrate(ps, ys)
 	}
 	e.Memory = score(m.Memory, (*prepared).memoryExample)
+	e.Disk = score(m.Disk, (*prepared).diskExample)
 	e.GPU = score(m.GPU, (*prepared).gpuExample)
 	e.Deadline = score(m.Deadline, (*prepared).deadlineExample)
 	var ps, ys []float64
@@ -273,6 +298,7 @@ func (e *Evaluation) Write(w io.Writer) {
 	fmt.Fprintf(w, "trained on %d retries, evaluated on %d retries of held-out jobs\n\n", e.TrainExamples, e.TestExamples)
 	e.Success.Write(w, "P(success), all retries")
 	e.Memory.Write(w, "memory is enough")
+	e.Disk.Write(w, "local storage is enough")
 	e.GPU.Write(w, "GPU memory is enough")
 	e.Deadline.Write(w, "deadline is enough")
 	fmt.Fprintf(w, "runtime: mean absolute error %.1f%% over %d successful retries\n", 100*e.RuntimeMAE, e.RuntimeN)

@@ -342,18 +342,24 @@ func (f MaxCostMultiple) Feasible(o *failure.Option) bool {
 	return f.Max <= 0 || o.CostMultiple <= f.Max
 }
 
-// NodeFit drops options no node can hold.
+// NodeFit drops options no node can hold; zero fields do not limit.
 type NodeFit struct {
-	MaxMemoryBytes, MaxCPUMillis int64
-	MaxGPUs                      int
+	MaxMemoryBytes, MaxCPUMillis, MaxEphemeralBytes int64
+	MaxGPUs                                         int
 }
 
 // Feasible implements Filter.
 func (f NodeFit) Feasible(o *failure.Option) bool {
-	r := o.Resources
-	return (f.MaxMemoryBytes <= 0 || r.MemoryBytes <= f.MaxMemoryBytes) &&
-		(f.MaxCPUMillis <= 0 || r.CPUMillis <= f.MaxCPUMillis) &&
-		(f.MaxGPUs <= 0 || r.GPU <= f.MaxGPUs)
+	return fits(o.Resources, failure.Resources{MemoryBytes: f.MaxMemoryBytes, CPUMillis: f.MaxCPUMillis,
+		EphemeralStorageBytes: f.MaxEphemeralBytes, GPU: f.MaxGPUs})
+}
+
+// fits reports whether r is within limit, whose zero fields do not limit.
+func fits(r, limit failure.Resources) bool {
+	return (limit.MemoryBytes <= 0 || r.MemoryBytes <= limit.MemoryBytes) &&
+		(limit.CPUMillis <= 0 || r.CPUMillis <= limit.CPUMillis) &&
+		(limit.EphemeralStorageBytes <= 0 || r.EphemeralStorageBytes <= limit.EphemeralStorageBytes) &&
+		(limit.GPU <= 0 || r.GPU <= limit.GPU)
 }
 
 // Quota drops options that would take more than a namespace has left: Limit is the
@@ -362,12 +368,7 @@ func (f NodeFit) Feasible(o *failure.Option) bool {
 type Quota struct{ Limit failure.Resources }
 
 // Feasible implements Filter.
-func (q Quota) Feasible(o *failure.Option) bool {
-	r, l := o.Resources, q.Limit
-	return (l.MemoryBytes <= 0 || r.MemoryBytes <= l.MemoryBytes) &&
-		(l.CPUMillis <= 0 || r.CPUMillis <= l.CPUMillis) &&
-		(l.GPU <= 0 || r.GPU <= l.GPU)
-}
+func (q Quota) Feasible(o *failure.Option) bool { return fits(o.Resources, q.Limit) }
 
 // Target chooses the front's cheapest option (by expected cost) whose probability of
 // fixing what failed (PFix) is at least MinPFix; when none is, the cheapest of those

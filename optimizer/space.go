@@ -21,6 +21,11 @@ type Space struct {
 	Memory                 bool
 	MemoryFloor, MemoryCap int64
 	MemoryStep             float64
+	// Disk varies the ephemeral-storage limit from DiskFloor up to DiskCap in steps
+	// of DiskStep, as Memory does the memory limit.
+	Disk               bool
+	DiskFloor, DiskCap int64
+	DiskStep           float64
 	// GPU varies the GPU model and count and the declared tunables.
 	GPU      bool
 	GPUTypes []string
@@ -42,23 +47,30 @@ func (s *Space) AppendCandidates(dst []failure.Option) []failure.Option {
 	return s.grid().appendAll(dst)
 }
 
-// appendAll appends every point of the grid to dst.
+// appendAll appends every point of the grid to dst, the last dimension varying
+// fastest.
 func (g *grid) appendAll(dst []failure.Option) []failure.Option {
 	out := slices.Grow(dst, g.size())
 	var at [numDims]int
-	var walk func(d int)
-	walk = func(d int) {
-		if d == numDims {
-			out = append(out, g.option(at))
-			return
-		}
-		for i := range g.dims[d] {
-			at[d] = i
-			walk(d + 1)
+	for {
+		out = append(out, g.option(at))
+		if !g.next(&at) {
+			return out
 		}
 	}
-	walk(0)
-	return out
+}
+
+// next moves at to the grid's next point, like an odometer; false after the last.
+func (g *grid) next(at *[numDims]int) bool {
+	for i := range at {
+		d := len(at) - 1 - i
+		at[d]++
+		if at[d] < g.dims[d] {
+			return true
+		}
+		at[d] = 0
+	}
+	return false
 }
 
 // The dimensions of a space, outermost first: candidates that differ only in the
@@ -70,6 +82,7 @@ const (
 	dimGPUType
 	dimGPUCount
 	dimMemory
+	dimDisk
 	dimDeadline
 	numDims
 )
@@ -81,7 +94,7 @@ type grid struct {
 	mbs, accs, precs, ckpts []string
 	types                   []string
 	counts                  []int
-	mems                    []int64
+	mems, disks             []int64
 	deadlines               []float64
 	dims                    [numDims]int
 	params                  []map[string]string // by tunable setting, made on first use
@@ -106,6 +119,10 @@ func (s *Space) grid() *grid {
 	if s.Memory {
 		g.mems = s.memorySteps()
 	}
+	g.disks = []int64{res.EphemeralStorageBytes}
+	if s.Disk {
+		g.disks = steps(s.DiskFloor, s.DiskCap, s.DiskStep, res.EphemeralStorageBytes, 1<<30)
+	}
 	g.deadlines = []float64{g.base.DeadlineSeconds}
 	if s.Deadline > 0 && len(s.DeadlineMultiples) > 0 {
 		g.deadlines = g.deadlines[:0]
@@ -113,7 +130,7 @@ func (s *Space) grid() *grid {
 			g.deadlines = append(g.deadlines, math.Ceil(s.Deadline*m/60)*60)
 		}
 	}
-	g.dims = [numDims]int{len(g.mbs), len(g.precs), len(g.ckpts), len(g.types), len(g.counts), len(g.mems), len(g.deadlines)}
+	g.dims = [numDims]int{len(g.mbs), len(g.precs), len(g.ckpts), len(g.types), len(g.counts), len(g.mems), len(g.disks), len(g.deadlines)}
 	g.params = make([]map[string]string, len(g.mbs)*len(g.precs)*len(g.ckpts))
 	return g
 }
@@ -140,23 +157,28 @@ func (g *grid) option(at [numDims]int) failure.Option {
 	}
 	o.Resources.GPUType, o.Resources.GPU = g.types[at[dimGPUType]], g.counts[at[dimGPUCount]]
 	o.Resources.MemoryBytes = g.mems[at[dimMemory]]
+	o.Resources.EphemeralStorageBytes = g.disks[at[dimDisk]]
 	o.DeadlineSeconds = g.deadlines[at[dimDeadline]]
 	return o
 }
 
 // memorySteps are geometric steps from the floor to the cap, rounded up to 256 MiB.
 func (s *Space) memorySteps() []int64 {
-	floor, cap := s.MemoryFloor, s.MemoryCap
+	return steps(s.MemoryFloor, s.MemoryCap, s.MemoryStep, s.Failed.Resources.MemoryBytes, 256<<20)
+}
+
+// steps are geometric steps by a factor step (default 1.05) from floor (failed when
+// not set) to cap, rounded up to a multiple of unit.
+func steps(floor, cap int64, step float64, failed, unit int64) []int64 {
 	if floor <= 0 {
-		floor = s.Failed.Resources.MemoryBytes
+		floor = failed
 	}
-	step := s.MemoryStep
 	if step <= 1 {
 		step = 1.05
 	}
 	var out []int64
 	for m := float64(floor); m <= float64(cap); m *= step {
-		v := int64(math.Ceil(m/(256<<20))) * (256 << 20)
+		v := int64(math.Ceil(m/float64(unit))) * unit
 		if len(out) == 0 || v != out[len(out)-1] {
 			out = append(out, v)
 		}

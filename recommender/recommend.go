@@ -25,10 +25,12 @@ type Fallback interface {
 // Options tune recommendations. Sizes are bytes, times seconds, costs dollars.
 type Options struct {
 	Catalogue failure.Catalogue
-	// MaxMemoryBytes, MaxCPUMillis and MaxGPUs describe the largest node.
-	MaxMemoryBytes int64
-	MaxCPUMillis   int64
-	MaxGPUs        int
+	// MaxMemoryBytes, MaxCPUMillis, MaxEphemeralBytes and MaxGPUs describe the
+	// largest node.
+	MaxMemoryBytes    int64
+	MaxCPUMillis      int64
+	MaxEphemeralBytes int64
+	MaxGPUs           int
 	// Quotas are, by namespace, what one retry may take at most: the namespace's
 	// quota headroom. Namespaces not listed are not limited.
 	Quotas map[string]failure.Resources
@@ -109,6 +111,14 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		rec.Explanation = notRetryable(cl)
 		return rec
 	}
+	if cl.Action == failure.IncreaseShm {
+		// The fix is a bigger /dev/shm (an emptyDir in memory), which the job's spec
+		// holds and autofix does not size yet: a retry as it is would fail again.
+		rec.Options = []failure.Option{}
+		rec.Explanation = what(cl) + " It needs a larger /dev/shm (an emptyDir volume with medium Memory and a sizeLimit, " +
+			"counted against the memory limit), which autofix does not size yet; a retry as it is would fail again, so it is left to a person."
+		return rec
+	}
 	ctx := models.NewContext(ev, cl.Category, history, r.opts.Catalogue)
 	space := r.space(ev, &ctx, cl)
 	scratch := r.scratch.Get().(*models.Scratch)
@@ -118,7 +128,8 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		Space:     space,
 		Predictor: predictor{r.models, &ctx, &r.opts.Catalogue, scratch, baseCost},
 		Filters: []optimizer.Filter{
-			optimizer.NodeFit{MaxMemoryBytes: r.opts.MaxMemoryBytes, MaxCPUMillis: r.opts.MaxCPUMillis, MaxGPUs: r.opts.MaxGPUs},
+			optimizer.NodeFit{MaxMemoryBytes: r.opts.MaxMemoryBytes, MaxCPUMillis: r.opts.MaxCPUMillis,
+				MaxEphemeralBytes: r.opts.MaxEphemeralBytes, MaxGPUs: r.opts.MaxGPUs},
 			optimizer.MaxCostMultiple{Max: r.opts.MaxCostMultiple},
 			optimizer.Quota{Limit: r.opts.Quotas[ev.Job.Namespace]},
 		},
@@ -194,6 +205,11 @@ func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.
 		if ctx.Deadline > 0 {
 			s.Deadline, s.DeadlineMultiples = ctx.Deadline, []float64{1.25, 1.5, 2, 3, 4}
 		}
+	case failure.DiskFull:
+		if res.EphemeralStorageBytes == 0 {
+			// No limit of its own was passed: the node's disk filled. Another node.
+			s.Avoid = true
+		}
 	case failure.Hardware:
 		s.Avoid = true
 	case failure.SchedulingCapacity:
@@ -205,23 +221,34 @@ func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.
 	}
 	if s.Memory || memoryAtRisk {
 		s.Memory = true
-		floor := float64(res.MemoryBytes)
-		if cl.Category == failure.OOMMemory {
-			floor *= r.opts.MemoryStep
-		}
-		cap := math.Max(floor*8, 2*ctx.MemEstimate)
-		if cl.Category != failure.OOMMemory {
-			// Memory is at risk but is not what failed: a few steps above the need.
-			cap = math.Max(floor, 1.5*ctx.MemEstimate)
-		}
-		if r.opts.MaxMemoryBytes > 0 {
-			cap = math.Min(cap, float64(r.opts.MaxMemoryBytes))
-		}
-		// At most maxMemorySteps steps: finer near the floor when the range is short.
-		step := math.Max(r.opts.MemoryStep, math.Pow(cap/floor, 1.0/maxMemorySteps))
-		s.MemoryFloor, s.MemoryCap, s.MemoryStep = int64(floor), int64(cap), step
+		s.MemoryFloor, s.MemoryCap, s.MemoryStep = r.limits(float64(res.MemoryBytes), ctx.MemEstimate,
+			cl.Category == failure.OOMMemory, r.opts.MaxMemoryBytes)
+	}
+	// Local storage that failed, or that the template's runs are about to outgrow
+	// (a run can be short of both memory and storage), varies the same way.
+	disk := float64(res.EphemeralStorageBytes)
+	if disk > 0 && (cl.Category == failure.DiskFull || ctx.Disk.Estimate > 0.9*disk) {
+		s.Disk = true
+		s.DiskFloor, s.DiskCap, s.DiskStep = r.limits(disk, ctx.Disk.Estimate, cl.Category == failure.DiskFull, r.opts.MaxEphemeralBytes)
 	}
 	return s
+}
+
+// limits is the range of candidate limits for a resource whose limit was failed and
+// whose need the history estimates at est (0: unknown): above the failed limit when
+// the resource ran out, else a few steps up to just above the need; at most max (0:
+// no bound), in at most maxMemorySteps steps, finer near the floor when the range is
+// short.
+func (r *Recommender) limits(failed, est float64, ranOut bool, maxBytes int64) (floor, cap int64, step float64) {
+	lo, hi := failed, math.Max(failed, 1.5*est)
+	if ranOut {
+		lo *= r.opts.MemoryStep
+		hi = math.Max(lo*8, 2*est)
+	}
+	if maxBytes > 0 {
+		hi = math.Min(hi, float64(maxBytes))
+	}
+	return int64(lo), int64(hi), math.Max(r.opts.MemoryStep, math.Pow(hi/lo, 1.0/maxMemorySteps))
 }
 
 // maxMemorySteps bounds the memory candidates of one recommendation.
@@ -277,6 +304,9 @@ func changes(ev *failure.Event, o *failure.Option, cat *failure.Catalogue) []str
 	from, to := ev.Job.Resources, o.Resources
 	if from.MemoryBytes != to.MemoryBytes {
 		out = append(out, fmt.Sprintf("memory %s -> %s", failure.FormatBytes(from.MemoryBytes), failure.FormatBytes(to.MemoryBytes)))
+	}
+	if from.EphemeralStorageBytes != to.EphemeralStorageBytes {
+		out = append(out, fmt.Sprintf("ephemeral storage %s -> %s", failure.FormatBytes(from.EphemeralStorageBytes), failure.FormatBytes(to.EphemeralStorageBytes)))
 	}
 	if from.GPUType != to.GPUType {
 		out = append(out, fmt.Sprintf("GPU %s -> %s (%.0f GiB)", from.GPUType, to.GPUType, float64(cat.GPUMemory(to.GPUType))/(1<<30)))
@@ -371,6 +401,10 @@ func explain(cl *failure.Classification, ctx *models.Context, o *failure.Option,
 		fmt.Fprintf(&b, " It was killed at its %s memory limit; its recent runs peaked near %s.", failure.FormatBytes(int64(ctx.MemFloor)), failure.FormatBytes(int64(ctx.MemEstimate)))
 	case ctx.MemFloor > 0:
 		fmt.Fprintf(&b, " It was killed at its %s memory limit and has no successful runs to learn its need from.", failure.FormatBytes(int64(ctx.MemFloor)))
+	case ctx.Disk.Floor > 0 && ctx.Disk.Estimate > 0:
+		fmt.Fprintf(&b, " It was evicted at its %s ephemeral-storage limit; its recent runs used up to %s.", failure.FormatBytes(int64(ctx.Disk.Floor)), failure.FormatBytes(int64(ctx.Disk.Estimate)))
+	case ctx.Disk.Floor > 0:
+		fmt.Fprintf(&b, " It was evicted at its %s ephemeral-storage limit and has no successful runs to learn its need from.", failure.FormatBytes(int64(ctx.Disk.Floor)))
 	case ctx.GPUFloor > 0:
 		fmt.Fprintf(&b, " It ran out of GPU memory on %d x %s (%s each).", ctx.Failed.GPU, ctx.Failed.GPUType, failure.FormatBytes(int64(ctx.GPUFloor)))
 	}

@@ -264,3 +264,51 @@ func TestLargeSpacesAreSearched(t *testing.T) {
 		t.Errorf("searching a third of the space chose PFix %.3f at $%.2f; enumerating, %.3f at $%.2f", b.PFix, b.ExpectedCost, a.PFix, a.ExpectedCost)
 	}
 }
+
+func TestDiskFullGrowsTheEphemeralStorage(t *testing.T) {
+	r := newRecommender(t, nil)
+	ev := oomEvent()
+	ev.Job.Resources.EphemeralStorageBytes = 20 << 30
+	ev.Failure = failure.Signals{Reason: "Evicted", ExitCode: 137, Node: "n3", DurationSeconds: 1200,
+		Message: "Pod ephemeral local storage usage exceeds the total limit of containers 20Gi. ",
+		Usage:   failure.Usage{PeakEphemeralStorageBytes: 20 << 30}}
+	rec := r.Recommend(ev, nil)
+	o, ok := rec.ChosenOption()
+	if !ok || rec.Classification.Category != failure.DiskFull {
+		t.Fatalf("Recommend = %+v", rec)
+	}
+	if o.Resources.EphemeralStorageBytes <= 20<<30 || o.Resources.MemoryBytes != ev.Job.Resources.MemoryBytes || o.PFix < 0.95 ||
+		!strings.Contains(strings.Join(o.Changes, ";"), "ephemeral storage 20Gi -> ") || !strings.Contains(rec.Explanation, "evicted at its 20Gi") {
+		t.Errorf("chosen %+v, explanation %q: want more ephemeral storage, the memory kept, PFix >= 0.95", o, rec.Explanation)
+	}
+	// With history the need is known: the new limit covers it without going wild.
+	var history []failure.Outcome
+	for range 6 {
+		h := succeeded(10)
+		h.Resources.EphemeralStorageBytes = 40 << 30
+		h.Usage.PeakEphemeralStorageBytes = 26 << 30
+		history = append(history, h)
+	}
+	known, _ := r.Recommend(ev, history).ChosenOption()
+	if d := known.Resources.EphemeralStorageBytes; d < 26<<30 || d > 40<<30 {
+		t.Errorf("runs used 26Gi: chose %s", failure.FormatBytes(d))
+	}
+
+	// Without a limit of its own the node's disk filled: another node.
+	ev.Job.Resources.EphemeralStorageBytes = 0
+	ev.Failure.Message = "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: 4Gi. "
+	node, ok := r.Recommend(ev, nil).ChosenOption()
+	if !ok || !slices.Equal(node.AvoidNodes, []string{"n3"}) {
+		t.Errorf("node disk full: chosen %+v, want to avoid n3", node)
+	}
+}
+
+func TestSharedMemoryIsLeftToAPerson(t *testing.T) {
+	ev := oomEvent()
+	ev.Failure = failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "ERROR: Unexpected bus error encountered in worker. " +
+		"This might be caused by insufficient shared memory (shm).\nRuntimeError: DataLoader worker (pid 41) is killed by signal: Bus error."}
+	rec := newRecommender(t, nil).Recommend(ev, nil)
+	if rec.Classification.Action != failure.IncreaseShm || rec.Retry || !strings.Contains(rec.Explanation, "/dev/shm") {
+		t.Errorf("Recommend = action %s, retry %v, %q: want no blind retry and the fix named", rec.Classification.Action, rec.Retry, rec.Explanation)
+	}
+}

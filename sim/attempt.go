@@ -18,6 +18,7 @@ type result struct {
 	node     string
 	peakMem  float64 // observed peak host memory, bytes
 	peakGPU  float64 // observed peak per-GPU memory, bytes
+	peakDisk float64 // observed peak local storage, bytes
 	cost     float64
 	limitHit bool // usage reached the memory limit (OOM)
 }
@@ -30,7 +31,8 @@ func (s *Scenario) attempt(ru *run, a int, opt failure.Option) result {
 	tu := t.tunablesOf(opt.Params)
 	out := result{node: s.nodeFor(ru, a, r, opt.AvoidNodes)}
 
-	if float64(res.MemoryBytes) > s.Cluster.MaxMemoryGiB*gib || float64(res.CPUMillis) > s.Cluster.MaxCPU*1000 || res.GPU > s.Cluster.MaxGPUs {
+	if float64(res.MemoryBytes) > s.Cluster.MaxMemoryGiB*gib || float64(res.CPUMillis) > s.Cluster.MaxCPU*1000 || res.GPU > s.Cluster.MaxGPUs ||
+		s.Disk != (LogNormal{}) && float64(res.EphemeralStorageBytes) > s.Cluster.MaxEphemeralGiB*gib {
 		out.cause, out.node = failure.SchedulingCapacity, ""
 		return out
 	}
@@ -56,6 +58,11 @@ func (s *Scenario) attempt(ru *run, a int, opt failure.Option) result {
 	if float64(res.MemoryBytes) < memNeed {
 		// Usage climbs towards the need and is killed when it meets the limit.
 		fail(failure.OOMMemory, runtime*memPeakAt*float64(res.MemoryBytes)/memNeed)
+	}
+	// Local storage fills steadily; the kubelet evicts the pod when it passes the limit.
+	diskNeed, diskLimit := ru.diskNeed(), float64(res.EphemeralStorageBytes)
+	if diskLimit > 0 && diskNeed > diskLimit {
+		fail(failure.DiskFull, runtime*diskLimit/diskNeed)
 	}
 	if gpuNeed > float64(s.Catalogue.GPUMemory(res.GPUType))*usableGPUFraction {
 		fail(failure.OOMGPU, runtime*uniform(r, 0.002, 0.05))
@@ -89,6 +96,13 @@ func (s *Scenario) attempt(ru *run, a int, opt failure.Option) result {
 	out.peakMem = math.Min(memNeed*math.Min(1, end/(runtime*memPeakAt)), float64(res.MemoryBytes))
 	if cause == failure.OOMMemory {
 		out.peakMem, out.limitHit = float64(res.MemoryBytes), true
+	}
+	out.peakDisk = diskNeed * math.Min(1, end/runtime)
+	if diskLimit > 0 {
+		out.peakDisk = math.Min(out.peakDisk, diskLimit)
+	}
+	if cause == failure.DiskFull {
+		out.peakDisk = diskLimit
 	}
 	if res.GPU > 0 {
 		out.peakGPU = math.Min(gpuNeed, float64(s.Catalogue.GPUMemory(res.GPUType))*usableGPUFraction)

@@ -217,7 +217,8 @@ func (s *Scenario) outcome(t *template, a int, opt failure.Option, out result) f
 	o := failure.Outcome{
 		Template: t.name, Attempt: a + 1, Resources: opt.Resources, Params: copyParams(opt.Params),
 		Succeeded: out.ok, DurationSeconds: math.Round(out.seconds), Node: out.node, Cost: out.cost,
-		Usage: failure.Usage{PeakMemoryBytes: int64(out.peakMem), PeakGPUMemoryBytes: int64(out.peakGPU)},
+		Usage: failure.Usage{PeakMemoryBytes: int64(out.peakMem), PeakGPUMemoryBytes: int64(out.peakGPU),
+			PeakEphemeralStorageBytes: int64(out.peakDisk)},
 	}
 	// Category stays empty: a cluster records what failed, not why; policies
 	// classify the events themselves.

@@ -34,7 +34,8 @@ func (s *Scenario) event(ru *run, a int, opt failure.Option, res result) failure
 		Failure: failure.Signals{
 			DurationSeconds: float64(int64(res.seconds)),
 			Node:            res.node,
-			Usage:           failure.Usage{PeakMemoryBytes: int64(res.peakMem), PeakGPUMemoryBytes: int64(res.peakGPU)},
+			Usage: failure.Usage{PeakMemoryBytes: int64(res.peakMem), PeakGPUMemoryBytes: int64(res.peakGPU),
+				PeakEphemeralStorageBytes: int64(res.peakDisk)},
 		},
 	}
 	sig := &ev.Failure
@@ -71,6 +72,12 @@ func (s *Scenario) event(ru *run, a int, opt failure.Option, res result) failure
 			sig.Reason, sig.ExitCode = "NodeLost", 0
 			sig.Message = fmt.Sprintf("Node %s which was running pod %s is unresponsive", res.node, name)
 		}
+	case failure.DiskFull:
+		// The kubelet's eviction: the pod's containers are killed.
+		sig.Reason, sig.ExitCode = "Evicted", 137
+		sig.Message = fmt.Sprintf("Pod ephemeral local storage usage exceeds the total limit of containers %s. ",
+			failure.FormatBytes(opt.Resources.EphemeralStorageBytes))
+		sig.LogTail = progress
 	case failure.Timeout:
 		sig.Reason, sig.Message = "DeadlineExceeded", "Job was active longer than specified deadline"
 		sig.LogTail = progress

@@ -36,6 +36,14 @@ type Scenario struct {
 	// RequestFactor is how a template's memory request relates to its true need at
 	// the first run (request = need x factor; below 1 is under-provisioned).
 	RequestFactor LogNormal `yaml:"requestFactor"`
+	// Disk is the true local-storage (ephemeral) need of a template's first run, GiB;
+	// it grows with the memory need. A zero median leaves local storage out.
+	Disk LogNormal `yaml:"disk"`
+	// DiskLimitShare is the share of templates that set an ephemeral-storage limit
+	// (the others are never evicted for exceeding one), and DiskRequestFactor that
+	// limit over the need at the first run.
+	DiskLimitShare    float64   `yaml:"diskLimitShare"`
+	DiskRequestFactor LogNormal `yaml:"diskRequestFactor"`
 	// CPU is the cores a template requests.
 	CPU LogNormal `yaml:"cpu"`
 	// GPUTypes and GPUCounts are what GPU templates use (weights).
@@ -106,6 +114,8 @@ type Cluster struct {
 	MaxMemoryGiB float64 `yaml:"maxMemoryGiB"`
 	MaxCPU       float64 `yaml:"maxCPU"`
 	MaxGPUs      int     `yaml:"maxGPUs"`
+	// MaxEphemeralGiB is the local storage a pod can get.
+	MaxEphemeralGiB float64 `yaml:"maxEphemeralStorageGiB"`
 }
 
 //go:embed scenarios/*.yaml
@@ -187,6 +197,12 @@ func (s *Scenario) Validate() error {
 	check(s.GPUMemory.valid(), "gpuMemory", "want median > 0 and sigma >= 0")
 	check(s.RequestFactor.valid(), "requestFactor", "want median > 0 and sigma >= 0")
 	check(s.CPU.valid(), "cpu", "want median > 0 and sigma >= 0")
+	if s.Disk != (LogNormal{}) {
+		check(s.Disk.valid(), "disk", "want median > 0 and sigma >= 0")
+		check(s.DiskRequestFactor.valid(), "diskRequestFactor", "want median > 0 and sigma >= 0")
+		check(s.DiskLimitShare >= 0 && s.DiskLimitShare <= 1, "diskLimitShare", "want 0 to 1, got %v", s.DiskLimitShare)
+		check(s.Cluster.MaxEphemeralGiB > 0, "cluster.maxEphemeralStorageGiB", "want a positive size with disk")
+	}
 	check(s.Runtime.valid(), "runtimeHours", "want median > 0 and sigma >= 0")
 	check(s.DeadlineMargin.valid() && s.DeadlineMargin.Median >= 1, "deadlineMargin", "want median >= 1 and sigma >= 0")
 	check(s.Drift.Sigma >= 0 && math.Abs(s.Drift.Median) < 0.5, "drift", "want |median| < 0.5 and sigma >= 0")

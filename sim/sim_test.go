@@ -48,6 +48,8 @@ func TestParseScenarioNamesTheBadField(t *testing.T) {
 		{"- {value: nvidia-l4, weight: 0.25}", "- {value: nvidia-x9, weight: 0.25}", `gpuTypes[0]: "nvidia-x9" is not in the catalogue`},
 		{"- {value: 8, weight: 0.14}", "- {value: 16, weight: 0.14}", "gpuCounts[3]: want 1 to cluster.maxGPUs (8), got 16"},
 		{"noise: 0.05", "noise: 0.05\nnoize: 1", "field noize not found"},
+		{"diskLimitShare: 0.25", "diskLimitShare: 2", "diskLimitShare: want 0 to 1, got 2"},
+		{"maxEphemeralStorageGiB: 1500", "maxEphemeralStorageGiB: 0", "cluster.maxEphemeralStorageGiB: want a positive size"},
 		{"batch: 0.35}", "batch: 0.35, serving: 1}", `kinds: unknown kind "serving"`},
 	} {
 		data := strings.Replace(string(base), tt.from, tt.to, 1)
@@ -95,8 +97,16 @@ func TestEventsLookLikeTheWatchersAndSurviveTheDecoder(t *testing.T) {
 		if strings.Contains(ev.Failure.LogTail, "CUDA out of memory") && ev.Job.Resources.GPU == 0 {
 			t.Errorf("CUDA OOM on a CPU job: %s", ev.ID)
 		}
+		if ev.Failure.Reason == "Evicted" {
+			limit := ev.Job.Resources.EphemeralStorageBytes
+			if limit == 0 || ev.Failure.Usage.PeakEphemeralStorageBytes != limit ||
+				!strings.Contains(ev.Failure.Message, "exceeds the total limit of containers "+failure.FormatBytes(limit)) {
+				t.Errorf("eviction %s: limit %d, peak %d, message %q; want the peak at the limit, named in the message",
+					ev.ID, limit, ev.Failure.Usage.PeakEphemeralStorageBytes, ev.Failure.Message)
+			}
+		}
 	}
-	for _, want := range []string{"OOMKilled", "Error", "DeadlineExceeded"} {
+	for _, want := range []string{"OOMKilled", "Error", "DeadlineExceeded", "Evicted"} {
 		if reasons[want] == 0 {
 			t.Errorf("no %s failures in %v", want, reasons)
 		}
@@ -208,8 +218,10 @@ func TestBaselinesAgainstTheOracle(t *testing.T) {
 		}
 	}
 	oom := func(r Result) *CauseResult { return r.ByCause[failure.OOMMemory] }
-	if oom(same).Fixed >= oom(double).Fixed || oom(double).Fixed != oom(double).Remediable {
-		t.Errorf("memory OOMs fixed: same %d, double %d of %d; doubling should fix them all and a plain retry few",
+	// Doubling fixes every memory OOM but those of runs that then also outgrow their
+	// local storage, which it does not touch.
+	if oom(same).Fixed >= oom(double).Fixed || float64(oom(double).Fixed) < 0.9*float64(oom(double).Remediable) {
+		t.Errorf("memory OOMs fixed: same %d, double %d of %d; doubling should fix nearly all and a plain retry few",
 			oom(same).Fixed, oom(double).Fixed, oom(double).Remediable)
 	}
 	if oom(vpa).FirstRetryFixed >= oom(double).FirstRetryFixed {

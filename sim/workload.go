@@ -28,8 +28,9 @@ type template struct {
 	tun      tunables
 	// fsdp: the static part of the GPU memory is sharded over the GPUs.
 	fsdp bool
-	// memNeed is the true host-memory need of run 0, GiB.
-	memNeed float64
+	// memNeed is the true host-memory need of run 0, GiB, and diskNeed its local
+	// storage need (0: none modelled).
+	memNeed, diskNeed float64
 	// gpuStatic and gpuAct are the per-GPU need of run 0 at the configured tunables
 	// and GPU count, GiB: weights and optimizer state, and activations.
 	gpuStatic, gpuAct float64
@@ -83,6 +84,7 @@ func (s *Scenario) templates() []*template {
 			t.makeGPU(s, r)
 		}
 		t.spot = r.Float64() < s.Failures.SpotShare[t.kind]
+		t.makeDisk(s, rng(s.Seed, 5, uint64(i))) // its own stream: the draws above stay as they were
 		t.config.DeadlineSeconds = math.Round(t.runtime * 3600 * s.DeadlineMargin.draw(r))
 		ts = append(ts, t)
 	}
@@ -120,6 +122,19 @@ func (t *template) makeGPU(s *Scenario, r *rand.Rand) {
 	total := float64(capacity) * s.GPUMemory.draw(r)
 	static := uniform(r, 0.25, 0.6)
 	t.gpuStatic, t.gpuAct = total*static, total*(1-static)
+}
+
+// makeDisk draws the template's local-storage need and, for the share of templates
+// whose owners set one, its ephemeral-storage limit.
+func (t *template) makeDisk(s *Scenario, r *rand.Rand) {
+	if s.Disk == (LogNormal{}) {
+		return
+	}
+	t.diskNeed = s.Disk.draw(r)
+	if r.Float64() < s.DiskLimitShare {
+		limit := math.Min(math.Ceil(t.diskNeed*s.DiskRequestFactor.draw(r)), s.Cluster.MaxEphemeralGiB)
+		t.config.Resources.EphemeralStorageBytes = int64(limit * gib)
+	}
 }
 
 func (tu tunables) params() map[string]string {
@@ -186,6 +201,10 @@ func (s *Scenario) newRun(t *template, k int) *run {
 
 // memNeed is the run's host-memory need, bytes.
 func (ru *run) memNeed() float64 { return ru.t.memNeed * ru.memFactor * gib }
+
+// diskNeed is the run's local-storage need, bytes: it grows with the data, like the
+// memory need.
+func (ru *run) diskNeed() float64 { return ru.t.diskNeed * ru.memFactor * gib }
 
 // gpuNeed is the run's per-GPU memory need with the given configuration, bytes.
 func (ru *run) gpuNeed(res failure.Resources, tu tunables) float64 {
@@ -264,7 +283,8 @@ func (s *Scenario) remediable(ru *run) bool {
 }
 
 // cheapestSufficient returns the cheapest configuration that satisfies the run's
-// needs, changing only what the failed configuration lacks: memory if it is short,
+// needs, changing only what the failed configuration lacks: memory or local storage
+// if it is short,
 // the GPU setup if GPU memory is short, the deadline if it is too short; a bad node
 // is avoided. ok is false when no configuration in the cluster is enough.
 func (s *Scenario) cheapestSufficient(ru *run, failed failure.Option, avoid []string) (failure.Option, bool) {
@@ -277,6 +297,13 @@ func (s *Scenario) cheapestSufficient(ru *run, failed failure.Option, avoid []st
 			return failure.Option{}, false
 		}
 		opt.Resources.MemoryBytes = int64(mem)
+	}
+	if lim, need := float64(opt.Resources.EphemeralStorageBytes), ru.diskNeed(); lim > 0 && lim < need {
+		disk := math.Ceil(need/gib) * gib
+		if disk > s.Cluster.MaxEphemeralGiB*gib {
+			return failure.Option{}, false
+		}
+		opt.Resources.EphemeralStorageBytes = int64(disk)
 	}
 	if opt.Resources.GPU > 0 {
 		best, ok := s.cheapestGPU(ru, opt)

@@ -27,11 +27,12 @@ func (p autofixPolicy) Retry(ev *failure.Event, history []failure.Outcome) (fail
 func recommenderFor(s *sim.Scenario, c *classifier.Classifier, m *models.Models, fb recommender.Fallback,
 	quotas map[string]failure.Resources) *recommender.Recommender {
 	return recommender.New(c, m, fb, recommender.Options{
-		Catalogue:      s.Catalogue,
-		MaxMemoryBytes: int64(s.Cluster.MaxMemoryGiB * (1 << 30)),
-		MaxCPUMillis:   int64(s.Cluster.MaxCPU * 1000),
-		MaxGPUs:        s.Cluster.MaxGPUs,
-		Quotas:         quotas,
+		Catalogue:         s.Catalogue,
+		MaxMemoryBytes:    int64(s.Cluster.MaxMemoryGiB * (1 << 30)),
+		MaxCPUMillis:      int64(s.Cluster.MaxCPU * 1000),
+		MaxEphemeralBytes: int64(s.Cluster.MaxEphemeralGiB * (1 << 30)),
+		MaxGPUs:           s.Cluster.MaxGPUs,
+		Quotas:            quotas,
 	})
 }
 
@@ -63,6 +64,11 @@ func (e *explorer) Retry(ev *failure.Event, history []failure.Outcome) (failure.
 		}
 		cands := space.Candidates()
 		opt = cands[e.rng.IntN(len(cands))]
+	case failure.DiskFull:
+		if lim := float64(opt.Resources.EphemeralStorageBytes); lim > 0 {
+			ref := math.Max(lim, ctx.Disk.Estimate)
+			opt.Resources.EphemeralStorageBytes = int64(ref * math.Exp(e.uniform(-0.1, 1.0)))
+		}
 	case failure.Timeout:
 		opt.DeadlineSeconds = math.Ceil(ev.Failure.DurationSeconds * math.Exp(e.uniform(0, 1.4)))
 	case failure.Hardware:
