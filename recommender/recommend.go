@@ -41,9 +41,13 @@ type Options struct {
 	// chosen option must reach when one can: the cheapest option at or above it is
 	// chosen. Default 0.95.
 	MinPSuccess float64
-	// Weights, when set, choose by a weighted sum of (probability of failure,
-	// expected cost) instead of the target.
+	// Weights, when set, choose by a weighted sum of the objectives — probability of
+	// failure, expected cost and, with Runtime, runtime — each scaled to [0, 1] over
+	// the Pareto front, instead of by the target.
 	Weights []float64
+	// Runtime adds the runtime of a successful retry as a third objective: faster
+	// options (more or faster GPUs) join the Pareto front.
+	Runtime bool
 	// FallbackThreshold is the probability above which the learned fallback's
 	// category is used for a failure no rule explains. Default 0.8.
 	FallbackThreshold float64
@@ -66,6 +70,7 @@ type Recommender struct {
 	fallback   Fallback
 	models     *models.Models
 	opts       Options
+	scorers    []optimizer.Scorer
 	scratch    sync.Pool
 }
 
@@ -92,7 +97,11 @@ func New(c Classifier, m *models.Models, fallback Fallback, opts Options) *Recom
 	if opts.BackoffSeconds <= 0 {
 		opts.BackoffSeconds = 60
 	}
-	r := &Recommender{classifier: c, fallback: fallback, models: m, opts: opts}
+	r := &Recommender{classifier: c, fallback: fallback, models: m, opts: opts,
+		scorers: []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}}}
+	if opts.Runtime {
+		r.scorers = append(r.scorers, optimizer.Runtime{})
+	}
 	r.scratch.New = func() any { return new(models.Scratch) }
 	return r
 }
@@ -133,7 +142,7 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 			optimizer.MaxCostMultiple{Max: r.opts.MaxCostMultiple},
 			optimizer.Quota{Limit: r.opts.Quotas[ev.Job.Namespace]},
 		},
-		Scorers:    []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}},
+		Scorers:    r.scorers,
 		MaxOptions: r.opts.MaxOptions,
 		Chooser:    optimizer.Target{MinPFix: r.opts.MinPSuccess},
 		Search:     r.opts.Search,

@@ -1,6 +1,7 @@
 package recommender_test
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -310,5 +311,32 @@ func TestSharedMemoryIsLeftToAPerson(t *testing.T) {
 	rec := newRecommender(t, nil).Recommend(ev, nil)
 	if rec.Classification.Action != failure.IncreaseShm || rec.Retry || !strings.Contains(rec.Explanation, "/dev/shm") {
 		t.Errorf("Recommend = action %s, retry %v, %q: want no blind retry and the fix named", rec.Classification.Action, rec.Retry, rec.Explanation)
+	}
+}
+
+func TestRuntimeObjectiveAndWeights(t *testing.T) {
+	ev, history := gpuEvent()
+	onFront := func(rec failure.Recommendation) (fastest float64) {
+		fastest = math.Inf(1)
+		for _, o := range rec.Options {
+			if o.Pareto {
+				fastest = math.Min(fastest, o.RuntimeSeconds)
+			}
+		}
+		return fastest
+	}
+	plain := newRecommender(t, nil).Recommend(ev, history)
+	timed := newRecommenderWith(t, nil, func(o *recommender.Options) { o.Runtime, o.MaxOptions = true, 200 }).Recommend(ev, history)
+	if !(onFront(timed) < onFront(plain)) {
+		t.Errorf("with runtime as an objective the front's fastest option takes %.0f s, without %.0f s; want faster",
+			onFront(timed), onFront(plain))
+	}
+	// Weighting time heavily picks a faster option than the cost target does.
+	fast := newRecommenderWith(t, nil, func(o *recommender.Options) { o.Runtime, o.Weights = true, []float64{1, 0.1, 5} }).Recommend(ev, history)
+	a, _ := plain.ChosenOption()
+	b, ok := fast.ChosenOption()
+	if !ok || b.RuntimeSeconds >= a.RuntimeSeconds || b.ExpectedCost <= a.ExpectedCost {
+		t.Errorf("time-weighted choice: %.0f s at $%.2f; the target's: %.0f s at $%.2f; want faster and dearer",
+			b.RuntimeSeconds, b.ExpectedCost, a.RuntimeSeconds, a.ExpectedCost)
 	}
 }

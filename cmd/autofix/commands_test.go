@@ -251,3 +251,35 @@ func TestRecommendQuotas(t *testing.T) {
 		t.Errorf("bad quota: exit %d, %q; want the namespace and field named", code, errOut)
 	}
 }
+
+func TestRecommendChooserFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--target", "1.5"}, "--target 1.5"},
+		{[]string{"--weights", "1,2,3"}, "--weights: want one weight per objective (P(failure), expected cost), got 3"},
+		{[]string{"--runtime-objective", "--weights", "1,2"}, "expected cost, runtime), got 2"},
+	} {
+		code, _, errOut := runCmd(t, oomEvent, append([]string{"recommend"}, append(c.args, "-")...)...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("recommend %v: exit %d, %q; want an error with %q", c.args, code, errOut, c.want)
+		}
+	}
+	// A lower target picks a smaller, cheaper limit.
+	_, strict, _ := runCmd(t, oomEvent, "recommend", "-")
+	_, lax, _ := runCmd(t, oomEvent, "recommend", "--target", "0.6", "-")
+	var a, b failure.Recommendation
+	if json.Unmarshal([]byte(strict), &a) != nil || json.Unmarshal([]byte(lax), &b) != nil {
+		t.Fatalf("output:\n%s\n%s", strict, lax)
+	}
+	oa, _ := a.ChosenOption()
+	ob, _ := b.ChosenOption()
+	if ob.Resources.MemoryBytes >= oa.Resources.MemoryBytes || ob.PFix < 0.6 {
+		t.Errorf("--target 0.6 chose %s (PFix %.2f), the default %s: want less memory", failure.FormatBytes(ob.Resources.MemoryBytes), ob.PFix,
+			failure.FormatBytes(oa.Resources.MemoryBytes))
+	}
+	if _, out, _ := runCmd(t, oomEvent, "recommend", "--runtime-objective", "--weights", "1,1,1", "-"); !strings.Contains(out, `"retry":true`) {
+		t.Errorf("with three weights: %s", out)
+	}
+}

@@ -22,18 +22,21 @@ func (p autofixPolicy) Retry(ev *failure.Event, history []failure.Outcome) (fail
 	return rec.ChosenOption()
 }
 
-// recommenderFor builds the recommender for a scenario's cluster and prices, and the
-// namespaces' quotas (nil: none).
+// recommenderFor builds the recommender for a scenario's cluster and prices; set, if
+// not nil, changes the options first.
 func recommenderFor(s *sim.Scenario, c *classifier.Classifier, m *models.Models, fb recommender.Fallback,
-	quotas map[string]failure.Resources) *recommender.Recommender {
-	return recommender.New(c, m, fb, recommender.Options{
+	set func(*recommender.Options)) *recommender.Recommender {
+	opts := recommender.Options{
 		Catalogue:         s.Catalogue,
 		MaxMemoryBytes:    int64(s.Cluster.MaxMemoryGiB * (1 << 30)),
 		MaxCPUMillis:      int64(s.Cluster.MaxCPU * 1000),
 		MaxEphemeralBytes: int64(s.Cluster.MaxEphemeralGiB * (1 << 30)),
 		MaxGPUs:           s.Cluster.MaxGPUs,
-		Quotas:            quotas,
-	})
+	}
+	if set != nil {
+		set(&opts)
+	}
+	return recommender.New(c, m, fb, opts)
 }
 
 // explorer retries with random configurations around the failed one, to collect

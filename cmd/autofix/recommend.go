@@ -20,6 +20,9 @@ type recommendOptions struct {
 	history  string
 	scenario string
 	quotas   string
+	target   float64
+	weights  []float64
+	runtime  bool
 }
 
 func newRecommendCmd() *cobra.Command {
@@ -63,6 +66,13 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 					return err
 				}
 			}
+			if !(o.target > 0 && o.target < 1) {
+				return fmt.Errorf("--target %v: want a probability between 0 and 1", o.target)
+			}
+			if n := len(o.weights); n > 0 && (n != 2 && !o.runtime || n != 3 && o.runtime) {
+				return fmt.Errorf("--weights: want one weight per objective (P(failure), expected cost%s), got %d",
+					map[bool]string{true: ", runtime"}[o.runtime], n)
+			}
 			var quotas map[string]failure.Resources
 			if o.quotas != "" {
 				if quotas, err = readQuotas(o.quotas); err != nil {
@@ -74,7 +84,9 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 				return err
 			}
 			defer closeIn()
-			bad, err := recommendStream(recommenderFor(s, c, m, fb, quotas), history, in, cmd.OutOrStdout())
+			bad, err := recommendStream(recommenderFor(s, c, m, fb, func(opts *recommender.Options) {
+				opts.Quotas, opts.MinPSuccess, opts.Weights, opts.Runtime = quotas, o.target, o.weights, o.runtime
+			}), history, in, cmd.OutOrStdout())
 			if err != nil {
 				return fmt.Errorf("read %s: %w", name, err)
 			}
@@ -91,6 +103,9 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 	f.StringVar(&o.history, "history", "", "recorded outcomes of earlier runs (JSON lines)")
 	f.StringVar(&o.scenario, "scenario", "default", "scenario whose prices and cluster limits apply")
 	f.StringVar(&o.quotas, "quotas", "", "JSON file of the resources one retry may take, by namespace")
+	f.Float64Var(&o.target, "target", 0.95, "choose the cheapest option whose chance of fixing what failed reaches this")
+	f.Float64SliceVar(&o.weights, "weights", nil, "choose by these weights of the objectives instead of --target")
+	f.BoolVar(&o.runtime, "runtime-objective", false, "add the runtime of the retry as a third objective")
 	return cmd
 }
 
