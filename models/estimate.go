@@ -85,7 +85,18 @@ type Tunables struct {
 // TunablesOf reads tunables from a job's parameters by the roles it declares; a
 // parameter that is not declared or not set keeps the zero value.
 func TunablesOf(params map[string]string, declared map[string]failure.Tunable) Tunables {
-	var tu Tunables
+	return overlay(Tunables{}, params, declared)
+}
+
+// TunablesOf reads a candidate's tunables, keeping the failed run's values for the
+// parameters it leaves out.
+func (c *Context) TunablesOf(params map[string]string) Tunables {
+	return overlay(c.Tun, params, c.Declared)
+}
+
+// overlay sets in tu the declared tunables that params hold (a malformed number
+// reads as 0).
+func overlay(tu Tunables, params map[string]string, declared map[string]failure.Tunable) Tunables {
 	for name, t := range declared {
 		v, ok := params[name]
 		if !ok {
@@ -100,29 +111,6 @@ func TunablesOf(params map[string]string, declared map[string]failure.Tunable) T
 			tu.Precision = v
 		case failure.RoleCheckpointing:
 			tu.Checkpointing, _ = strconv.ParseBool(v)
-		}
-	}
-	return tu
-}
-
-// TunablesOf reads a candidate's tunables, keeping the failed run's values for the
-// parameters it leaves out.
-func (c *Context) TunablesOf(params map[string]string) Tunables {
-	tu := c.Tun
-	got := TunablesOf(params, c.Declared)
-	for name, t := range c.Declared {
-		if _, ok := params[name]; !ok {
-			continue
-		}
-		switch t.Role {
-		case failure.RoleMicroBatch:
-			tu.MicroBatch = got.MicroBatch
-		case failure.RoleGradAccum:
-			tu.GradAccum = got.GradAccum
-		case failure.RolePrecision:
-			tu.Precision = got.Precision
-		case failure.RoleCheckpointing:
-			tu.Checkpointing = got.Checkpointing
 		}
 	}
 	return tu
