@@ -99,7 +99,7 @@ func (p *Problem) evolve(g *grid, dst []failure.Option) ([]failure.Option, []boo
 		pick := func() int { return better(e.rng.IntN(len(pop)), e.rng.IntN(len(pop))) }
 		var children []int
 		for tries := 0; len(children) < cfg.Population && tries < 4*cfg.Population && len(e.cands) < cfg.Budget; tries++ {
-			child := e.mutate(e.crossover(e.point(pop[pick()]), e.point(pop[pick()])))
+			child := e.mutate(e.crossover(e.points[pop[pick()]], e.points[pop[pick()]]))
 			if i, isNew := e.eval(child); isNew {
 				children = append(children, i)
 			}
@@ -143,9 +143,6 @@ func (e *evolution) eval(at [numDims]int) (int, bool) {
 	e.cands, e.ok, e.scores = append(e.cands, o), append(e.ok, feasible), append(e.scores, sc)
 	return i, true
 }
-
-// point is the grid point of candidate i.
-func (e *evolution) point(i int) [numDims]int { return e.points[i] }
 
 func (e *evolution) random() [numDims]int {
 	var at [numDims]int
