@@ -56,7 +56,8 @@ type Options struct {
 	MinPFix float64
 	// MaxOptions bounds the options a recommendation lists. Default 12.
 	MaxOptions int
-	// MemoryStep is the factor between memory candidates. Default 1.04.
+	// MemoryStep is the factor between memory (and local-storage) candidates.
+	// Default 1.04.
 	MemoryStep float64
 	// BackoffSeconds is the delay before retrying transient failures. Default 60.
 	BackoffSeconds float64
