@@ -1,0 +1,282 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/autofix/autofix/failure"
+)
+
+const attemptCols = "chain_id, number, event_id, job_name, resources, params, submitted_at, outcome, finished_at"
+
+// attemptRow checks a and returns its attempts row.
+func attemptRow(a Attempt) ([]any, error) {
+	switch {
+	case a.ChainID == "":
+		return nil, errors.New("attempt chain id: required")
+	case a.Number < 1:
+		return nil, fmt.Errorf("attempt number %d: want 1 or more", a.Number)
+	case a.JobName == "":
+		return nil, errors.New("attempt job name: required")
+	}
+	res, err := json.Marshal(a.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("encode attempt resources: %w", err)
+	}
+	params, err := json.Marshal(a.Params)
+	if err != nil {
+		return nil, fmt.Errorf("encode attempt params: %w", err)
+	}
+	return []any{a.ChainID, a.Number, a.EventID, a.JobName, string(res), string(params),
+		nanos(a.SubmittedAt), a.Outcome, nanos(a.FinishedAt)}, nil
+}
+
+// outcomeRow is an outcome to append to a template's history.
+type outcomeRow struct {
+	key, eventID string
+	at           time.Time
+	o            failure.Outcome
+}
+
+// appendOutcomes appends rows to their templates' histories, in order. Each
+// template's counter row in template_seq hands out dense sequence numbers; on
+// PostgreSQL it is also the row lock that orders concurrent writers of one template.
+// Counters are taken in key order, so writers cannot deadlock on them.
+func (s *Store) appendOutcomes(ctx context.Context, tx *sql.Tx, rows []outcomeRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	counts := map[string]int64{}
+	for _, r := range rows {
+		counts[r.key]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	counters := make([][]any, len(keys))
+	for i, k := range keys {
+		counters[i] = []any{k, counts[k]}
+	}
+	next := map[string]int64{}
+	err := s.insertRows(ctx, tx, "template_seq", "template_key, seq", counters,
+		"ON CONFLICT (template_key) DO UPDATE SET seq = template_seq.seq + excluded.seq RETURNING template_key, seq",
+		func(r *sql.Rows) error {
+			var (
+				k    string
+				last int64
+			)
+			err := r.Scan(&k, &last)
+			next[k] = last - counts[k] + 1
+			return err
+		})
+	if err != nil {
+		return err
+	}
+	out := make([][]any, len(rows))
+	for i, r := range rows {
+		b, err := json.Marshal(r.o)
+		if err != nil {
+			return fmt.Errorf("encode outcome of %s: %w", r.eventID, err)
+		}
+		succeeded := 0
+		if r.o.Succeeded {
+			succeeded = 1
+		}
+		out[i] = []any{r.key, next[r.key], r.eventID, r.o.Attempt, succeeded, string(r.o.Category), nanos(r.at), string(b)}
+		next[r.key]++
+	}
+	return s.insertRows(ctx, tx, "outcomes",
+		"template_key, seq, event_id, attempt, succeeded, category, recorded_at, outcome", out, "", nil)
+}
+
+// Transition moves remediation id from state from to state to, with an audit row
+// (actor, detail, at), as one compare-and-set: a *TransitionError if the state
+// machine forbids the move, an error wrapping ErrConflict if the remediation is not
+// in from, ErrNotFound if there is none. Moving to Submitted sets its attempt's
+// SubmittedAt to at; moving to a final state sets the attempt's Outcome and FinishedAt.
+func (s *Store) Transition(ctx context.Context, id string, from, to State, actor, detail string, at time.Time) error {
+	if err := checkMove(id, from, to); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		return s.move(ctx, tx, id, from, to, actor, "transition", detail, at)
+	})
+}
+
+// Approve moves remediation id from pending_review to approved and attaches the
+// attempt to submit (an approver may have changed the option; ChainID defaults to the
+// remediation's), with an audit row. An attempt whose number or job name is taken
+// fails with an error wrapping ErrConflict.
+func (s *Store) Approve(ctx context.Context, id string, a Attempt, actor, detail string, at time.Time) error {
+	if a.Number < 1 || a.JobName == "" {
+		return fmt.Errorf("approve %s: the attempt needs a number and a job name", id)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.move(ctx, tx, id, PendingReview, Approved, actor, "approve", detail, at); err != nil {
+			return err
+		}
+		if a.ChainID == "" {
+			if err := tx.QueryRowContext(ctx, s.q("SELECT chain_id FROM events WHERE event_id = ?"), id).Scan(&a.ChainID); err != nil {
+				return err
+			}
+		}
+		a.EventID = id
+		row, err := attemptRow(a)
+		if err != nil {
+			return fmt.Errorf("approve %s: %w", id, err)
+		}
+		res, err := tx.ExecContext(ctx, s.q("INSERT INTO attempts ("+attemptCols+") VALUES "+placeholders(1, len(row))+
+			" ON CONFLICT DO NOTHING"), row...)
+		if err != nil {
+			return fmt.Errorf("approve %s: %w", id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("approve %s: attempt %d of chain %s or job name %s is already recorded: %w",
+				id, a.Number, a.ChainID, a.JobName, ErrConflict)
+		}
+		return nil
+	})
+}
+
+// Reject moves remediation id from pending_review to rejected, with an audit row.
+func (s *Store) Reject(ctx context.Context, id, actor, detail string, at time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		return s.move(ctx, tx, id, PendingReview, Rejected, actor, "reject", detail, at)
+	})
+}
+
+// Finish records the outcome of a submitted attempt: the remediation moves from
+// submitted to to (succeeded, failed or abandoned) with an audit row, its attempt
+// gets its Outcome and FinishedAt, and, for succeeded and failed, outcome is
+// appended to the history of the remediation's template (namespace/template; its
+// Template defaults to the remediation's and its Succeeded is set from to).
+func (s *Store) Finish(ctx context.Context, id string, to State, outcome failure.Outcome, actor, detail string, at time.Time) error {
+	if err := checkMove(id, Submitted, to); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.move(ctx, tx, id, Submitted, to, actor, "finish", detail, at); err != nil {
+			return err
+		}
+		if to == Abandoned {
+			return nil
+		}
+		var namespace, template string
+		if err := tx.QueryRowContext(ctx, s.q("SELECT namespace, template FROM events WHERE event_id = ?"), id).
+			Scan(&namespace, &template); err != nil {
+			return err
+		}
+		if outcome.Template == "" {
+			outcome.Template = template
+		}
+		outcome.Succeeded = to == Succeeded
+		return s.appendOutcomes(ctx, tx, []outcomeRow{{key: templateKey(namespace, template), eventID: id, at: atOrNow(at), o: outcome}})
+	})
+}
+
+// move is the compare-and-set of Transition, Approve, Reject and Finish.
+func (s *Store) move(ctx context.Context, tx *sql.Tx, id string, from, to State, actor, action, detail string, at time.Time) error {
+	if err := checkMove(id, from, to); err != nil {
+		return err
+	}
+	at = atOrNow(at)
+	res, err := tx.ExecContext(ctx, s.q("UPDATE events SET state = ?, updated_at = ? WHERE event_id = ? AND state = ?"),
+		string(to), nanos(at), id, string(from))
+	if err != nil {
+		return fmt.Errorf("move %s to %s: %w", id, to, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		var cur string
+		err := tx.QueryRowContext(ctx, s.q("SELECT state FROM events WHERE event_id = ?"), id).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("remediation %s: %w", id, ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		return fmt.Errorf("remediation %s is %s, not %s: %w", id, cur, from, ErrConflict)
+	}
+	switch to {
+	case Submitted:
+		res, err := tx.ExecContext(ctx, s.q("UPDATE attempts SET submitted_at = ? WHERE event_id = ?"), nanos(at), id)
+		if err != nil {
+			return fmt.Errorf("submit %s: %w", id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("submit %s: no attempt recorded: %w", id, ErrNotFound)
+		}
+	case Succeeded, Failed, Abandoned:
+		if _, err := tx.ExecContext(ctx, s.q("UPDATE attempts SET outcome = ?, finished_at = ? WHERE event_id = ?"),
+			string(to), nanos(at), id); err != nil {
+			return fmt.Errorf("finish %s: %w", id, err)
+		}
+	}
+	return s.addAudit(ctx, tx, id, at, actor, action, from, to, detail)
+}
+
+// addAudit appends an audit row for event id ("" for settings). The caller holds the
+// row that orders writers of id (the event's, or the setting's).
+func (s *Store) addAudit(ctx context.Context, tx *sql.Tx, id string, at time.Time, actor, action string, from, to State, detail string) error {
+	var seq int64
+	if err := tx.QueryRowContext(ctx, s.q("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit WHERE event_id = ?"), id).Scan(&seq); err != nil {
+		return fmt.Errorf("audit %s: %w", id, err)
+	}
+	_, err := tx.ExecContext(ctx, s.q("INSERT INTO audit ("+auditCols+") VALUES "+placeholders(1, 8)),
+		id, seq, nanos(at), actor, action, string(from), string(to), detail)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetPaused sets the kill switch replicas share, with an audit row (event id "",
+// action "pause" or "resume", reason as detail).
+func (s *Store) SetPaused(ctx context.Context, paused bool, actor, reason string, at time.Time) error {
+	value, action := "0", "resume"
+	if paused {
+		value, action = "1", "pause"
+	}
+	at = atOrNow(at)
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO settings (name, value, updated_at, actor, reason)
+			VALUES ('paused', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+			updated_at = excluded.updated_at, actor = excluded.actor, reason = excluded.reason`),
+			value, nanos(at), actor, reason)
+		if err != nil {
+			return fmt.Errorf("set paused: %w", err)
+		}
+		return s.addAudit(ctx, tx, "", at, actor, action, "", "", reason)
+	})
+}
+
+// Paused reports whether the kill switch is on.
+func (s *Store) Paused(ctx context.Context) (bool, error) {
+	var value string
+	err := s.r.QueryRowContext(ctx, "SELECT value FROM settings WHERE name = 'paused'").Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("paused: %w", err)
+	}
+	return value == "1", nil
+}
+
+func atOrNow(at time.Time) time.Time {
+	if at.IsZero() {
+		return time.Now()
+	}
+	return at
+}

@@ -1,0 +1,174 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Seen reports which of ids are already in the ledger (only those are in the map).
+func (s *Store) Seen(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool)
+	err := chunks(ids, func(c []string) error {
+		return queryEach(ctx, s.r, s.q("SELECT event_id FROM events WHERE event_id IN ("+list(len(c))+")"), anys(c),
+			func(r *sql.Rows) error {
+				var id string
+				err := r.Scan(&id)
+				out[id] = true
+				return err
+			})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seen: %w", err)
+	}
+	return out, nil
+}
+
+// History returns, per template key (namespace + "/" + template), its last limit
+// outcomes (all of them when limit <= 0), oldest first. Templates without history
+// are not in the map.
+func (s *Store) History(ctx context.Context, templates []string, limit int) (map[string][]failure.Outcome, error) {
+	out := make(map[string][]failure.Outcome)
+	err := chunks(templates, func(c []string) error {
+		query := "SELECT o.template_key, o.outcome FROM outcomes o JOIN template_seq t ON t.template_key = o.template_key" +
+			" WHERE o.template_key IN (" + list(len(c)) + ")"
+		args := anys(c)
+		if limit > 0 {
+			// Sequence numbers are dense, so the last limit are those above seq - limit.
+			query += " AND o.seq > t.seq - ?"
+			args = append(args, limit)
+		}
+		return queryEach(ctx, s.r, s.q(query+" ORDER BY o.template_key, o.seq"), args, func(r *sql.Rows) error {
+			var key, data string
+			if err := r.Scan(&key, &data); err != nil {
+				return err
+			}
+			var o failure.Outcome
+			if err := json.Unmarshal([]byte(data), &o); err != nil {
+				return fmt.Errorf("decode outcome of %s: %w", key, err)
+			}
+			out[key] = append(out[key], o)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return out, nil
+}
+
+// ChainAttempts returns, per chain id, the highest attempt number recorded in the
+// chain: of its failed runs (the events' attempt) and of its re-submissions; 0 if
+// none. Every id asked for is in the map.
+func (s *Store) ChainAttempts(ctx context.Context, chains []string) (map[string]int, error) {
+	out := make(map[string]int, len(chains))
+	for _, c := range chains {
+		out[c] = 0
+	}
+	err := chunks(chains, func(c []string) error {
+		in := list(len(c))
+		query := "SELECT chain_id, MAX(n) FROM (" +
+			"SELECT chain_id, number AS n FROM attempts WHERE chain_id IN (" + in + ") UNION ALL " +
+			"SELECT chain_id, attempt AS n FROM events WHERE chain_id IN (" + in + ")) x GROUP BY chain_id"
+		return queryEach(ctx, s.r, s.q(query), append(anys(c), anys(c)...), func(r *sql.Rows) error {
+			var (
+				id string
+				n  int
+			)
+			err := r.Scan(&id, &n)
+			out[id] = n
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("chain attempts: %w", err)
+	}
+	return out, nil
+}
+
+// Filter selects remediations for List. Zero fields do not filter.
+type Filter struct {
+	States    []State
+	Category  failure.Category
+	Namespace string
+	// Job is the failed job's name.
+	Job string
+	// Since and Until bound the received time: Since <= received < Until.
+	Since, Until time.Time
+	// After is the cursor: the id of the last item of the previous page.
+	After string
+	// Limit is the page size: 100 when 0, at most 1000.
+	Limit int
+}
+
+// List page size.
+const (
+	defaultPage = 100
+	maxPage     = 1000
+)
+
+// List returns the remediations f selects, newest received first, a page at a time
+// (keyset pagination on received time and id), each with its own attempt. A cursor
+// (After) the ledger does not hold is ErrNotFound.
+func (s *Store) List(ctx context.Context, f Filter) ([]Remediation, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultPage
+	}
+	limit = min(limit, maxPage)
+	var (
+		where []string
+		args  []any
+	)
+	if len(f.States) > 0 {
+		where = append(where, "e.state IN ("+list(len(f.States))+")")
+		for _, st := range f.States {
+			args = append(args, string(st))
+		}
+	}
+	for _, c := range []struct{ col, v string }{
+		{"e.category", string(f.Category)}, {"e.namespace", f.Namespace}, {"e.job_name", f.Job},
+	} {
+		if c.v != "" {
+			where, args = append(where, c.col+" = ?"), append(args, c.v)
+		}
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "e.received_at >= ?"), append(args, nanos(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "e.received_at < ?"), append(args, nanos(f.Until))
+	}
+	if f.After != "" {
+		var at int64
+		err := s.r.QueryRowContext(ctx, s.q("SELECT received_at FROM events WHERE event_id = ?"), f.After).Scan(&at)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("list after %s: %w", f.After, ErrNotFound)
+		} else if err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+		where = append(where, "(e.received_at < ? OR (e.received_at = ? AND e.event_id < ?))")
+		args = append(args, at, at, f.After)
+	}
+	query := selectRemediation
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY e.received_at DESC, e.event_id DESC, a.number LIMIT ?"
+	args = append(args, limit)
+	var out []Remediation
+	err := eachRemediation(ctx, s.r, s.q(query), args, func(m Remediation) error {
+		out = append(out, m)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	return out, nil
+}

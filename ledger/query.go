@@ -1,0 +1,253 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Remediation is one event's record, as the ledger holds it.
+type Remediation struct {
+	EventID, ChainID, Namespace, JobName, Template, Kind string
+	// Attempt is the failed run's attempt number.
+	Attempt    int
+	State      State
+	Category   failure.Category
+	Confidence float64
+	Reason     string
+	// Error says why a rejected message was rejected.
+	Error      string
+	Source     Source
+	ReceivedAt time.Time
+	// UpdatedAt is when the state last changed.
+	UpdatedAt time.Time
+	// Event and Recommendation are nil for a rejected message.
+	Event          *failure.Event
+	Recommendation *failure.Recommendation
+	// Attempts are the attempts of its chain by number (Get fills all of them;
+	// List, Each and Approved fill the remediation's own attempt only).
+	Attempts []Attempt
+	// Audit is the remediation's audit trail, oldest first (Get only).
+	Audit []AuditEntry
+}
+
+// AuditEntry is one line of the audit trail. Action is what happened: receive,
+// classify, recommend, decide (the policy's verdict) and reject (a malformed
+// message) from Record; transition, approve, reject and finish from the calls of
+// those names; abandon when Record found an approved attempt already taken; pause
+// and resume (event id "") from SetPaused.
+type AuditEntry struct {
+	At            time.Time
+	Actor, Action string
+	From, To      State
+	Detail        string
+}
+
+// selectRemediation reads events joined with their own attempt; scan with scanRow.
+const selectRemediation = `SELECT e.event_id, e.chain_id, e.namespace, e.job_name, e.template, e.kind, e.attempt,
+	e.state, e.category, e.confidence, e.reason, e.error, e.kafka_topic, e.kafka_partition, e.kafka_offset,
+	e.received_at, e.updated_at, e.event_json, e.recommendation_json,
+	a.chain_id, a.number, a.event_id, a.job_name, a.resources, a.params, a.submitted_at, a.outcome, a.finished_at
+	FROM events e LEFT JOIN attempts a ON a.event_id = e.event_id`
+
+// scanRow reads a row of selectRemediation: the remediation and its attempt, if any.
+func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
+	var (
+		m                    Remediation
+		state, cat           string
+		recv, upd            int64
+		evJSON, recJSON      sql.NullString
+		aChain, aEvent, aJob sql.NullString
+		aRes, aParams, aOut  sql.NullString
+		aNum                 sql.NullInt64
+		aSub, aFin           sql.NullInt64
+	)
+	err := r.Scan(&m.EventID, &m.ChainID, &m.Namespace, &m.JobName, &m.Template, &m.Kind, &m.Attempt,
+		&state, &cat, &m.Confidence, &m.Reason, &m.Error, &m.Source.Topic, &m.Source.Partition, &m.Source.Offset,
+		&recv, &upd, &evJSON, &recJSON,
+		&aChain, &aNum, &aEvent, &aJob, &aRes, &aParams, &aSub, &aOut, &aFin)
+	if err != nil {
+		return Remediation{}, nil, err
+	}
+	m.State, m.Category = State(state), failure.Category(cat)
+	m.ReceivedAt, m.UpdatedAt = fromNanos(recv), fromNanos(upd)
+	if evJSON.Valid {
+		m.Event = new(failure.Event)
+		if err := json.Unmarshal([]byte(evJSON.String), m.Event); err != nil {
+			return Remediation{}, nil, fmt.Errorf("decode event %s: %w", m.EventID, err)
+		}
+	}
+	if recJSON.Valid {
+		m.Recommendation = new(failure.Recommendation)
+		if err := json.Unmarshal([]byte(recJSON.String), m.Recommendation); err != nil {
+			return Remediation{}, nil, fmt.Errorf("decode recommendation of %s: %w", m.EventID, err)
+		}
+	}
+	if !aNum.Valid {
+		return m, nil, nil
+	}
+	a, err := decodeAttempt(aChain.String, int(aNum.Int64), aEvent.String, aJob.String, aRes.String, aParams.String,
+		aSub.Int64, aOut.String, aFin.Int64)
+	if err != nil {
+		return Remediation{}, nil, err
+	}
+	return m, &a, nil
+}
+
+func decodeAttempt(chain string, number int, eventID, job, res, params string, submitted int64, outcome string, finished int64) (Attempt, error) {
+	a := Attempt{ChainID: chain, Number: number, EventID: eventID, JobName: job, Outcome: outcome,
+		SubmittedAt: fromNanos(submitted), FinishedAt: fromNanos(finished)}
+	if err := json.Unmarshal([]byte(res), &a.Resources); err != nil {
+		return Attempt{}, fmt.Errorf("decode resources of attempt %s: %w", job, err)
+	}
+	if err := json.Unmarshal([]byte(params), &a.Params); err != nil {
+		return Attempt{}, fmt.Errorf("decode params of attempt %s: %w", job, err)
+	}
+	return a, nil
+}
+
+// eachRemediation runs query (a selectRemediation ordered by event) and calls fn for
+// each remediation with its own attempts, streaming the rows.
+func eachRemediation(ctx context.Context, db querier, query string, args []any, fn func(Remediation) error) error {
+	var (
+		cur  Remediation
+		have bool
+	)
+	err := queryEach(ctx, db, query, args, func(r *sql.Rows) error {
+		m, a, err := scanRow(r)
+		if err != nil {
+			return err
+		}
+		if have && m.EventID == cur.EventID {
+			if a != nil {
+				cur.Attempts = append(cur.Attempts, *a)
+			}
+			return nil
+		}
+		if have {
+			if err := fn(cur); err != nil {
+				return err
+			}
+		}
+		cur, have = m, true
+		if a != nil {
+			cur.Attempts = []Attempt{*a}
+		}
+		return nil
+	})
+	if err != nil || !have {
+		return err
+	}
+	return fn(cur)
+}
+
+// Get returns remediation id with all the attempts of its chain and its audit trail.
+func (s *Store) Get(ctx context.Context, id string) (Remediation, error) {
+	var m Remediation
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		found := false
+		err := eachRemediation(ctx, tx, s.q(selectRemediation+" WHERE e.event_id = ?"), []any{id}, func(r Remediation) error {
+			m, found = r, true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("remediation %s: %w", id, ErrNotFound)
+		}
+		if m.ChainID != "" {
+			m.Attempts = nil
+			err = queryEach(ctx, tx, s.q("SELECT "+attemptCols+" FROM attempts WHERE chain_id = ? ORDER BY number"),
+				[]any{m.ChainID}, func(r *sql.Rows) error {
+					var (
+						chain, event, job, res, params, outcome string
+						number                                  int
+						sub, fin                                int64
+					)
+					if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin); err != nil {
+						return err
+					}
+					a, err := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin)
+					m.Attempts = append(m.Attempts, a)
+					return err
+				})
+			if err != nil {
+				return err
+			}
+		}
+		return queryEach(ctx, tx, s.q("SELECT created_at, actor, action, from_state, to_state, detail FROM audit WHERE event_id = ? ORDER BY seq"),
+			[]any{id}, func(r *sql.Rows) error {
+				var (
+					a        AuditEntry
+					at       int64
+					from, to string
+				)
+				err := r.Scan(&at, &a.Actor, &a.Action, &from, &to, &a.Detail)
+				a.At, a.From, a.To = fromNanos(at), State(from), State(to)
+				m.Audit = append(m.Audit, a)
+				return err
+			})
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Remediation{}, err
+		}
+		return Remediation{}, fmt.Errorf("get %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// Each calls fn for every remediation, ordered by received time then id, with its own
+// attempt, streaming rows from one read snapshot. It stops at fn's first error and
+// returns it.
+func (s *Store) Each(ctx context.Context, fn func(Remediation) error) error {
+	return s.inReadTx(ctx, func(tx *sql.Tx) error {
+		return eachRemediation(ctx, tx, selectRemediation+" ORDER BY e.received_at, e.event_id, a.number", nil, fn)
+	})
+}
+
+// Approved returns up to limit remediations in state approved, the oldest received
+// first, with their attempt.
+func (s *Store) Approved(ctx context.Context, limit int) ([]Remediation, error) {
+	var out []Remediation
+	if limit <= 0 {
+		return nil, nil
+	}
+	err := eachRemediation(ctx, s.r, s.q(selectRemediation+
+		" WHERE e.state = ? ORDER BY e.received_at, e.event_id, a.number LIMIT ?"), []any{string(Approved), limit},
+		func(m Remediation) error {
+			out = append(out, m)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("approved: %w", err)
+	}
+	return out, nil
+}
+
+// Counts returns how many remediations are in each state (every state, zeros too).
+func (s *Store) Counts(ctx context.Context) (map[State]int, error) {
+	out := make(map[State]int, len(states))
+	for _, st := range states {
+		out[st] = 0
+	}
+	err := queryEach(ctx, s.r, "SELECT state, COUNT(*) FROM events GROUP BY state", nil, func(r *sql.Rows) error {
+		var (
+			st string
+			n  int
+		)
+		err := r.Scan(&st, &n)
+		out[State(st)] = n
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counts: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,303 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Source is where a message came from on Kafka.
+type Source struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// Attempt is one re-submission of a job chain.
+type Attempt struct {
+	ChainID string
+	// Number is the attempt number in the chain: the original run is 1, the first
+	// retry 2.
+	Number int
+	// EventID is the remediation (failure event) that asked for the attempt.
+	EventID string
+	// JobName is the deterministic name of the new job; unique in the ledger.
+	JobName   string
+	Resources failure.Resources
+	Params    map[string]string
+	// SubmittedAt is zero until the job is submitted.
+	SubmittedAt time.Time
+	// Outcome is "" until known, then "succeeded", "failed" or "abandoned".
+	Outcome    string
+	FinishedAt time.Time
+}
+
+// Entry is what the ingest loop records for one Kafka message.
+type Entry struct {
+	// EventID is the event's id (Event.ID when empty); for a rejected message the
+	// caller passes an id of the message's position.
+	EventID    string
+	Source     Source
+	ReceivedAt time.Time // the current time when zero
+	// Event is nil for a rejected (malformed or invalid) message.
+	Event *failure.Event
+	// Error says why a message was rejected; with State Rejected and Event nil.
+	Error string
+	// ChainID is the job chain the event belongs to; required with an Event.
+	ChainID string
+	// Recommendation is nil for rejected messages.
+	Recommendation *failure.Recommendation
+	// State is the state the policy left the event in: PendingReview, Approved or
+	// Rejected (the only one allowed, and the default, without an Event).
+	State State
+	// Reason is the policy's reason, for people.
+	Reason string
+	// Actor is who decided, e.g. "policy".
+	Actor string
+	// Attempt is the attempt to submit when State is Approved (Number, JobName,
+	// Resources and Params set; ChainID and EventID default to the entry's). It is
+	// required then, and ignored in other states.
+	Attempt *Attempt
+}
+
+// Audit actions and actors the ledger writes itself.
+const (
+	actorAutofix = "autofix"
+	actorLedger  = "ledger"
+)
+
+const eventCols = "event_id, namespace, job_name, template, template_key, kind, chain_id, attempt, " +
+	"category, confidence, state, reason, error, event_json, recommendation_json, " +
+	"received_at, updated_at, kafka_topic, kafka_partition, kafka_offset"
+
+const auditCols = "event_id, seq, created_at, actor, action, from_state, to_state, detail"
+
+// pending is an entry prepared for writing.
+type pending struct {
+	index   int // of the entry in Record's argument
+	entry   Entry
+	id      string
+	at      time.Time
+	event   []any // the events row
+	attempt []any // the attempts row, nil if none
+	a       Attempt
+	outcome *outcomeRow
+}
+
+// Record writes entries in one transaction and reports which were fresh. An entry
+// whose EventID is already in the ledger, or earlier in entries, is skipped and its
+// fresh flag is false; this holds for replicas recording the same ids at once.
+//
+// For a fresh valid entry it writes the event row, the audit rows of its path
+// (received, classified, recommended, then State: actor "autofix" for the first
+// three, Entry.Actor with Reason as detail for the decision), the Attempt if State is
+// Approved, and the failed run as an outcome of its template's history. An approved
+// entry whose attempt number (in its chain) or job name is already recorded is
+// recorded as approved and then abandoned by actor "ledger", with the reason in the
+// audit detail, so that no job is submitted twice. A rejected message (nil Event)
+// writes the event row in state rejected with Error, and one audit row.
+//
+// An entry that is inconsistent (no id, an Event without ChainID, a state the policy
+// cannot leave an event in, Approved without an Attempt) fails the whole call.
+func (s *Store) Record(ctx context.Context, entries []Entry) (fresh []bool, err error) {
+	fresh = make([]bool, len(entries))
+	var batch []*pending
+	first := make(map[string]bool, len(entries))
+	for i, e := range entries {
+		p, err := prepare(i, e)
+		if err != nil {
+			return nil, fmt.Errorf("record entry %d (%s): %w", i, e.EventID, err)
+		}
+		if !first[p.id] {
+			first[p.id] = true
+			batch = append(batch, p)
+		}
+	}
+	if len(batch) == 0 {
+		return fresh, nil
+	}
+	// One order for every writer: PostgreSQL takes row locks in this order, and
+	// replicas that lock the same ids in the same order cannot deadlock.
+	sort.Slice(batch, func(i, j int) bool { return batch[i].id < batch[j].id })
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		return s.record(ctx, tx, batch, fresh)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record %d entries: %w", len(entries), err)
+	}
+	return fresh, nil
+}
+
+func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh []bool) error {
+	rows := make([][]any, len(batch))
+	for i, p := range batch {
+		rows[i] = p.event
+	}
+	inserted := map[string]bool{}
+	err := s.insertRows(ctx, tx, "events", eventCols, rows, "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+		func(r *sql.Rows) error {
+			var id string
+			err := r.Scan(&id)
+			inserted[id] = true
+			return err
+		})
+	if err != nil {
+		return err
+	}
+	var written []*pending
+	var attempts [][]any
+	for _, p := range batch {
+		if inserted[p.id] {
+			fresh[p.index] = true
+			written = append(written, p)
+			if p.attempt != nil {
+				attempts = append(attempts, p.attempt)
+			}
+		}
+	}
+	// The attempts' keys may be taken by another event: those entries are abandoned.
+	took := map[string]bool{}
+	if err := s.insertRows(ctx, tx, "attempts", attemptCols, attempts, "ON CONFLICT DO NOTHING RETURNING event_id",
+		func(r *sql.Rows) error {
+			var id string
+			err := r.Scan(&id)
+			took[id] = true
+			return err
+		}); err != nil {
+		return err
+	}
+	var audit [][]any
+	var outcomes []outcomeRow
+	var abandoned []string
+	for _, p := range written {
+		rows := pathAudit(p)
+		if p.attempt != nil && !took[p.id] {
+			abandoned = append(abandoned, p.id)
+			rows = append(rows, []any{p.id, len(rows) + 1, nanos(p.at), actorLedger, "abandon", string(Approved), string(Abandoned),
+				fmt.Sprintf("attempt %d of chain %s or job name %s is already recorded", p.a.Number, p.a.ChainID, p.a.JobName)})
+		}
+		audit = append(audit, rows...)
+		if p.outcome != nil {
+			outcomes = append(outcomes, *p.outcome)
+		}
+	}
+	if err := chunks(abandoned, func(ids []string) error {
+		_, err := tx.ExecContext(ctx, s.q("UPDATE events SET state = ? WHERE event_id IN ("+list(len(ids))+")"),
+			append([]any{string(Abandoned)}, anys(ids)...)...)
+		return err
+	}); err != nil {
+		return fmt.Errorf("abandon duplicate attempts: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, "audit", auditCols, audit, "", nil); err != nil {
+		return err
+	}
+	return s.appendOutcomes(ctx, tx, outcomes)
+}
+
+// prepare checks e and builds its rows.
+func prepare(i int, e Entry) (*pending, error) {
+	p := &pending{index: i, entry: e, id: e.EventID, at: e.ReceivedAt}
+	if p.at.IsZero() {
+		p.at = time.Now()
+	}
+	if e.Event != nil && p.id == "" {
+		p.id = e.Event.ID
+	}
+	if p.id == "" {
+		return nil, errors.New("event id: required")
+	}
+	src := e.Source
+	if e.Event == nil {
+		if e.State != "" && e.State != Rejected {
+			return nil, fmt.Errorf("state %s: a message without an event can only be rejected", e.State)
+		}
+		p.entry.State = Rejected
+		p.event = []any{p.id, "", "", "", "", "", e.ChainID, 0, "", 0.0, string(Rejected), e.Reason, e.Error, nil, nil,
+			nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset}
+		return p, nil
+	}
+	ev := e.Event
+	switch {
+	case e.ChainID == "":
+		return nil, errors.New("chain id: required with an event")
+	case e.State != PendingReview && e.State != Approved && e.State != Rejected:
+		return nil, fmt.Errorf("state %q: want %s, %s or %s", e.State, PendingReview, Approved, Rejected)
+	case e.State == Approved && e.Attempt == nil:
+		return nil, errors.New("attempt: required with state approved")
+	}
+	evJSON, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	var (
+		recJSON    any
+		category   failure.Category
+		confidence float64
+	)
+	if r := e.Recommendation; r != nil {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("encode recommendation: %w", err)
+		}
+		recJSON, category, confidence = string(b), r.Classification.Category, r.Classification.Confidence
+	}
+	key := templateKey(ev.Job.Namespace, ev.Job.Template)
+	p.event = []any{p.id, ev.Job.Namespace, ev.Job.Name, ev.Job.Template, key, string(ev.Job.Kind), e.ChainID,
+		ev.Job.Attempt, string(category), confidence, string(e.State), e.Reason, e.Error, string(evJSON), recJSON,
+		nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset}
+	if e.State == Approved {
+		a := *e.Attempt
+		if a.ChainID == "" {
+			a.ChainID = e.ChainID
+		}
+		a.EventID = p.id
+		p.a = a
+		if p.attempt, err = attemptRow(a); err != nil {
+			return nil, err
+		}
+	}
+	p.outcome = &outcomeRow{key: key, eventID: p.id, at: p.at, o: failure.Outcome{
+		Template: ev.Job.Template, Attempt: ev.Job.Attempt, Resources: ev.Job.Resources, Params: ev.Job.Params,
+		Succeeded: false, Category: category, DurationSeconds: ev.Failure.DurationSeconds,
+		Usage: ev.Failure.Usage, Node: ev.Failure.Node,
+	}}
+	return p, nil
+}
+
+// pathAudit returns the audit rows of an entry's path to its state.
+func pathAudit(p *pending) [][]any {
+	e, at := p.entry, nanos(p.at)
+	src := fmt.Sprintf("%s/%d@%d", e.Source.Topic, e.Source.Partition, e.Source.Offset)
+	actor := e.Actor
+	if actor == "" {
+		actor = actorAutofix
+	}
+	if e.Event == nil {
+		return [][]any{{p.id, 1, at, actor, "reject", "", string(Rejected), e.Error}}
+	}
+	classified, recommended := "", "no recommendation"
+	if r := e.Recommendation; r != nil {
+		c := r.Classification
+		classified = fmt.Sprintf("%s (confidence %.2f)", c.Category, c.Confidence)
+		recommended = "no retry"
+		if o, ok := r.ChosenOption(); ok {
+			recommended = "retry: " + strings.Join(o.Changes, "; ")
+		}
+	}
+	return [][]any{
+		{p.id, 1, at, actorAutofix, "receive", "", string(Received), "from " + src},
+		{p.id, 2, at, actorAutofix, "classify", string(Received), string(Classified), classified},
+		{p.id, 3, at, actorAutofix, "recommend", string(Classified), string(Recommended), recommended},
+		{p.id, 4, at, actor, "decide", string(Recommended), string(e.State), e.Reason},
+	}
+}
+
+// templateKey is the key of a template's history: namespace + "/" + template.
+func templateKey(namespace, template string) string { return namespace + "/" + template }
