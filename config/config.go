@@ -1,0 +1,230 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/autofix/autofix/policy"
+)
+
+// Config is everything `autofix serve` runs with.
+type Config struct {
+	// DataDir holds the SQLite ledger, the embedded broker's log and the recorded
+	// submissions.
+	DataDir string `yaml:"dataDir"`
+	// DB is the ledger: empty for SQLite in DataDir, or a postgres:// URL.
+	DB    string `yaml:"db"`
+	HTTP  HTTP   `yaml:"http"`
+	Kafka Kafka  `yaml:"kafka"`
+	// Scenario names the simulator scenario whose cluster limits and prices the
+	// recommender uses (a built-in name or a YAML file).
+	Scenario string        `yaml:"scenario"`
+	Policy   policy.Config `yaml:"policy"`
+	Log      Log           `yaml:"log"`
+	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
+	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
+}
+
+// HTTP configures the HTTP listener.
+type HTTP struct {
+	Addr string `yaml:"addr"`
+}
+
+// Kafka configures the event stream.
+type Kafka struct {
+	// Brokers of an external cluster; empty starts the embedded broker.
+	Brokers []string `yaml:"brokers"`
+	// EmbeddedAddr is where the embedded broker listens.
+	EmbeddedAddr    string        `yaml:"embeddedAddr"`
+	Topic           string        `yaml:"topic"`
+	DeadLetterTopic string        `yaml:"deadLetterTopic"`
+	GroupID         string        `yaml:"groupID"`
+	Partitions      int           `yaml:"partitions"`
+	Retention       time.Duration `yaml:"retention"`
+	// CreateTopics creates missing topics at start (on by default).
+	CreateTopics bool `yaml:"createTopics"`
+	// MaxBatch is the most events decided and recorded in one ledger transaction.
+	MaxBatch int `yaml:"maxBatch"`
+	// SessionTimeout is the consumer group session timeout.
+	SessionTimeout time.Duration `yaml:"sessionTimeout"`
+}
+
+// Log configures the structured log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Default returns the configuration of `autofix serve` with no flags.
+func Default() Config {
+	return Config{
+		DataDir: "./autofix-data",
+		HTTP:    HTTP{Addr: "127.0.0.1:8080"},
+		Kafka: Kafka{
+			EmbeddedAddr: "127.0.0.1:9092", Topic: "autofix.failures", DeadLetterTopic: "autofix.failures.dlq",
+			GroupID: "autofix", Partitions: 6, Retention: 7 * 24 * time.Hour, CreateTopics: true,
+			MaxBatch: 500, SessionTimeout: 10 * time.Second,
+		},
+		Scenario:      "default",
+		Policy:        policy.Default(),
+		Log:           Log{Level: "info", Format: "text"},
+		ShutdownGrace: 30 * time.Second,
+	}
+}
+
+// Load returns the defaults overlaid with the YAML file at path (if path is not
+// empty) and then with the environment (through lookup, normally os.LookupEnv).
+// Unknown YAML fields are errors. The result is not validated yet: flags come next.
+func Load(path string, lookup func(string) (string, bool)) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path) // #nosec G304 -- the operator names the file
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeStrict(data, &c); err != nil {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(lookup); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func decodeStrict(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Environment variables, each overriding one field.
+var envVars = []struct {
+	name string
+	set  func(c *Config, v string) error
+}{
+	{"AUTOFIX_DATA_DIR", func(c *Config, v string) error { c.DataDir = v; return nil }},
+	{"AUTOFIX_DB", func(c *Config, v string) error { c.DB = v; return nil }},
+	{"AUTOFIX_HTTP_ADDR", func(c *Config, v string) error { c.HTTP.Addr = v; return nil }},
+	{"AUTOFIX_KAFKA_BROKERS", func(c *Config, v string) error { c.Kafka.Brokers = SplitList(v); return nil }},
+	{"AUTOFIX_EMBEDDED_KAFKA_ADDR", func(c *Config, v string) error { c.Kafka.EmbeddedAddr = v; return nil }},
+	{"AUTOFIX_KAFKA_TOPIC", func(c *Config, v string) error { c.Kafka.Topic = v; return nil }},
+	{"AUTOFIX_KAFKA_GROUP", func(c *Config, v string) error { c.Kafka.GroupID = v; return nil }},
+	{"AUTOFIX_DRY_RUN", func(c *Config, v string) (err error) { c.Policy.DryRun, err = strconv.ParseBool(v); return err }},
+	{"AUTOFIX_LOG_LEVEL", func(c *Config, v string) error { c.Log.Level = v; return nil }},
+	{"AUTOFIX_LOG_FORMAT", func(c *Config, v string) error { c.Log.Format = v; return nil }},
+}
+
+func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
+	if lookup == nil {
+		return nil
+	}
+	for _, e := range envVars {
+		if v, ok := lookup(e.name); ok {
+			if err := e.set(c, v); err != nil {
+				return fmt.Errorf("environment %s=%q: %w", e.name, v, err)
+			}
+		}
+	}
+	return nil
+}
+
+// SplitList splits a comma-separated list, dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate reports the first problem, naming the field.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("dataDir: required")
+	}
+	if c.DB != "" && !IsPostgres(c.DB) {
+		return fmt.Errorf("db: %q is not a postgres:// or postgresql:// URL (leave it empty for SQLite in dataDir)", c.DB)
+	}
+	if err := checkAddr("http.addr", c.HTTP.Addr); err != nil {
+		return err
+	}
+	for i, b := range c.Kafka.Brokers {
+		if err := checkAddr(fmt.Sprintf("kafka.brokers[%d]", i), b); err != nil {
+			return err
+		}
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		if err := checkAddr("kafka.embeddedAddr", c.Kafka.EmbeddedAddr); err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.Kafka.Topic == "":
+		return errors.New("kafka.topic: required")
+	case c.Kafka.DeadLetterTopic == "" || c.Kafka.DeadLetterTopic == c.Kafka.Topic:
+		return errors.New("kafka.deadLetterTopic: required, and different from kafka.topic")
+	case c.Kafka.GroupID == "":
+		return errors.New("kafka.groupID: required")
+	case c.Kafka.Partitions < 1:
+		return fmt.Errorf("kafka.partitions: %d, want at least 1", c.Kafka.Partitions)
+	case c.Kafka.MaxBatch < 1 || c.Kafka.MaxBatch > 10000:
+		return fmt.Errorf("kafka.maxBatch: %d, want 1 to 10000", c.Kafka.MaxBatch)
+	case c.Kafka.SessionTimeout < 6*time.Second:
+		return fmt.Errorf("kafka.sessionTimeout: %s, want at least 6s (brokers refuse less)", c.Kafka.SessionTimeout)
+	case c.Kafka.Retention < 0:
+		return fmt.Errorf("kafka.retention: %s, want positive (0 keeps the broker's default)", c.Kafka.Retention)
+	case c.ShutdownGrace <= 0:
+		return fmt.Errorf("shutdownGrace: %s, want positive", c.ShutdownGrace)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q, want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fmt.Errorf("log.format: %q, want text or json", c.Log.Format)
+	}
+	return c.Policy.Validate()
+}
+
+// LedgerDSN is the ledger's data source: the PostgreSQL URL, or the SQLite file in
+// the data directory.
+func (c *Config) LedgerDSN() string {
+	if c.DB != "" {
+		return c.DB
+	}
+	return filepath.Join(c.DataDir, "ledger.db")
+}
+
+// IsPostgres reports whether dsn is a PostgreSQL URL.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+func checkAddr(field, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not host:port", field, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%s: %q has a bad port", field, addr)
+	}
+	_ = host
+	return nil
+}

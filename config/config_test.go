@@ -1,0 +1,88 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaultIsValid(t *testing.T) {
+	c, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	if got, want := c.LedgerDSN(), filepath.Join("autofix-data", "ledger.db"); got != want {
+		t.Errorf("LedgerDSN() = %q, want %q", got, want)
+	}
+}
+
+func TestLoadFileThenEnvironment(t *testing.T) {
+	c, err := Load("testdata/full.yaml", env(map[string]string{
+		"AUTOFIX_KAFKA_BROKERS": "a:1, b:2,", "AUTOFIX_DRY_RUN": "false", "AUTOFIX_HTTP_ADDR": "127.0.0.1:9999",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if got := strings.Join(c.Kafka.Brokers, ","); got != "a:1,b:2" {
+		t.Errorf("brokers = %q, want the environment's a:1,b:2", got)
+	}
+	if c.Policy.DryRun {
+		t.Error("dryRun = true, want the environment's false")
+	}
+	if c.HTTP.Addr != "127.0.0.1:9999" || c.Kafka.Partitions != 12 || c.Kafka.Retention != 72*time.Hour ||
+		c.Policy.MaxAttempts != 4 || len(c.Policy.Rules) != 2 || c.Log.Format != "json" || c.Kafka.CreateTopics {
+		t.Errorf("file values not applied: %+v", c)
+	}
+	if c.LedgerDSN() != c.DB {
+		t.Errorf("LedgerDSN() = %q, want the postgres URL", c.LedgerDSN())
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		env        map[string]string
+		want       string
+	}{
+		{"unknown field", "kafka:\n  topics: x\n", nil, "field topics not found"},
+		{"bad db", "db: mysql://x\n", nil, "db:"},
+		{"bad http addr", "http:\n  addr: localhost\n", nil, "http.addr:"},
+		{"bad broker", "kafka:\n  brokers: [\"k:x\"]\n", nil, "kafka.brokers[0]:"},
+		{"same topics", "kafka:\n  deadLetterTopic: autofix.failures\n", nil, "kafka.deadLetterTopic:"},
+		{"partitions", "kafka:\n  partitions: 0\n", nil, "kafka.partitions:"},
+		{"session", "kafka:\n  sessionTimeout: 1s\n", nil, "kafka.sessionTimeout:"},
+		{"batch", "kafka:\n  maxBatch: 0\n", nil, "kafka.maxBatch:"},
+		{"level", "log:\n  level: loud\n", nil, "log.level:"},
+		{"policy", "policy:\n  maxAttempts: 0\n", nil, "policy.maxAttempts:"},
+		{"rule", "policy:\n  rules:\n    - name: x\n      verdict: sometimes\n", nil, "policy.rules[0].verdict:"},
+		{"env bool", "", map[string]string{"AUTOFIX_DRY_RUN": "perhaps"}, "AUTOFIX_DRY_RUN"},
+		{"not yaml", "kafka: [", nil, "yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(path, env(tt.env))
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load+Validate = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

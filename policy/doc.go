@@ -1,0 +1,7 @@
+// Package policy decides what autofix may do on its own: which recommended fixes apply
+// automatically, which wait for a person, and which are refused (not retryable, or
+// over a budget). It is pure: it takes a recommendation and what the caller knows of
+// the job chain and returns a Decision. It does not record the decision (the ledger
+// does) and does not act on it (the dispatcher does, honouring dry-run and the rate
+// limit).
+package policy

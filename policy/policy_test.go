@@ -1,0 +1,110 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autofix/autofix/failure"
+)
+
+func input(cat failure.Category, conf, cost float64, kind failure.JobKind, ns string) Input {
+	rec := &failure.Recommendation{
+		Classification: failure.Classification{Category: cat, Confidence: conf, Retryable: cat.DefaultRetryable()},
+		Chosen:         -1, Explanation: "The job's code raised an error. Retrying would fail again.",
+	}
+	if cat.DefaultRetryable() {
+		rec.Retry, rec.Chosen = true, 0
+		rec.Options = []failure.Option{{CostMultiple: cost}}
+	}
+	return Input{Event: &failure.Event{Job: failure.Job{Name: "j", Namespace: ns, Kind: kind}}, Recommendation: rec, Runs: 1}
+}
+
+func TestDecide(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	prod := c
+	prod.Rules = append([]Rule{{Name: "prod", Namespaces: []string{"prod-*"}, Verdict: Review}}, c.Rules...)
+	paused := input(failure.OOMMemory, 0.95, 1.2, failure.Training, "ml")
+	paused.Paused = true
+	budget := input(failure.OOMMemory, 0.95, 1.2, failure.Training, "ml")
+	budget.Runs = 5
+	tests := []struct {
+		name   string
+		c      Config
+		in     Input
+		want   Verdict
+		reason string
+	}{
+		{"sure oom applies", c, input(failure.OOMMemory, 0.95, 1.2, failure.Training, "ml"), Auto, "resource-fixes"},
+		{"unsure oom is reviewed", c, input(failure.OOMMemory, 0.6, 1.2, failure.Training, "ml"), Review, "no policy rule"},
+		{"costly oom is reviewed", c, input(failure.OOMMemory, 0.95, 2.5, failure.Training, "ml"), Review, "no policy rule"},
+		{"over the cost cap is denied", c, input(failure.OOMMemory, 0.95, 4.5, failure.Training, "ml"), Deny, "over the cap"},
+		{"deployment is reviewed", c, input(failure.OOMMemory, 0.95, 1.2, failure.Deployment, "ml"), Review, "deployments-reviewed"},
+		{"user code is denied", c, input(failure.UserCode, 0.95, 0, failure.Training, "ml"), Deny, "not retrying: The job's code raised an error."},
+		{"unknown is reviewed", c, input(failure.Unknown, 0.2, 0, failure.Training, "ml"), Review, "not recognised"},
+		{"preemption applies", c, input(failure.Preempted, 0.9, 1, failure.Batch, "ml"), Auto, "transient"},
+		{"namespace rule first", prod, input(failure.OOMMemory, 0.95, 1.2, failure.Training, "prod-eu"), Review, "prod"},
+		{"namespace rule passes others", prod, input(failure.OOMMemory, 0.95, 1.2, failure.Training, "dev"), Auto, "resource-fixes"},
+		{"kill switch", c, paused, Review, "paused"},
+		{"attempt budget", c, budget, Deny, "5 runs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.c.Decide(tt.in)
+			if got.Verdict != tt.want || !strings.Contains(got.Reason, tt.reason) {
+				t.Errorf("Decide() = %+v, want verdict %s with reason containing %q", got, tt.want, tt.reason)
+			}
+		})
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		field string
+	}{
+		{"default", func(c *Config) { c.Default = "yes" }, "policy.default"},
+		{"attempts", func(c *Config) { c.MaxAttempts = 0 }, "policy.maxAttempts"},
+		{"cost", func(c *Config) { c.MaxCostMultiple = 0.5 }, "policy.maxCostMultiple"},
+		{"rate", func(c *Config) { c.RatePerMinute = 0 }, "policy.ratePerMinute"},
+		{"verdict", func(c *Config) { c.Rules[1].Verdict = "maybe" }, "policy.rules[1].verdict"},
+		{"category", func(c *Config) { c.Rules[0].Categories = []failure.Category{"oom"} }, "policy.rules[0].categories"},
+		{"pattern", func(c *Config) { c.Rules[0].Namespaces = []string{"["} }, "policy.rules[0].namespaces"},
+		{"confidence", func(c *Config) { c.Rules[2].MinConfidence = 2 }, "policy.rules[2].minConfidence"},
+		{"name", func(c *Config) { c.Rules[2].Name = "" }, "policy.rules[2].name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.edit(&c)
+			err := c.Validate()
+			if err == nil || !strings.HasPrefix(err.Error(), tt.field+":") {
+				t.Errorf("Validate() = %v, want an error naming %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	l := NewLimiter(60, 2) // one a second, two at once
+	now := time.Unix(1000, 0)
+	for i := range 2 {
+		if ok, _ := l.Allow(now); !ok {
+			t.Fatalf("Allow #%d on a full bucket = false", i+1)
+		}
+	}
+	ok, wait := l.Allow(now)
+	if ok || wait != time.Second {
+		t.Fatalf("Allow on an empty bucket = %v, %v; want false, 1s", ok, wait)
+	}
+	if ok, _ := l.Allow(now.Add(1500 * time.Millisecond)); !ok {
+		t.Fatal("Allow after refill = false")
+	}
+	if ok, _ := l.Allow(now.Add(1600 * time.Millisecond)); ok {
+		t.Fatal("Allow right after using the refill = true")
+	}
+}
