@@ -1,0 +1,302 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Header names on dead-lettered records. The value is the original record's bytes.
+const (
+	HeaderError     = "autofix-error"
+	HeaderTopic     = "autofix-source-topic"
+	HeaderPartition = "autofix-source-partition"
+	HeaderOffset    = "autofix-source-offset"
+)
+
+// ConsumerOptions configure a Consumer.
+type ConsumerOptions struct {
+	Brokers []string
+	Topic   string
+	GroupID string
+	// DeadLetterTopic receives the messages the Handler rejects.
+	DeadLetterTopic string
+	// MaxBatch is the most messages handed to the Handler at once (default 500).
+	MaxBatch int
+	// Linger is how long a batch waits to fill once it has a message (default 5 ms).
+	Linger time.Duration
+	// MaxWait is kafka-go's fetch wait, which is also its read deadline: at least
+	// 500 ms (the default), or fetches time out against a quiet broker.
+	MaxWait time.Duration
+	// SessionTimeout is the consumer group session timeout (default 10 s; brokers
+	// refuse less than their minimum, 6 s by default).
+	SessionTimeout time.Duration
+	// Backoff is the first and MaxBackoff the longest wait before a failed batch is
+	// handed again (defaults 100 ms and 10 s).
+	Backoff, MaxBackoff time.Duration
+	Logger              *slog.Logger
+}
+
+func (o *ConsumerOptions) setDefaults() {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 500
+	}
+	if o.Linger <= 0 {
+		o.Linger = 5 * time.Millisecond
+	}
+	if o.MaxWait < 500*time.Millisecond {
+		o.MaxWait = 500 * time.Millisecond
+	}
+	if o.SessionTimeout <= 0 {
+		o.SessionTimeout = 10 * time.Second
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// ConsumerStats are counters since the Consumer started.
+type ConsumerStats struct {
+	Consumed, DeadLettered, Batches, Commits, Retries int64
+	// Lag is the last lag the reader saw (messages behind the end of its partitions).
+	Lag int64
+}
+
+// Consumer reads a topic in a consumer group and hands batches to a Handler. An
+// offset is committed only after the Handler returned for its batch and the batch's
+// rejected messages are on the dead-letter topic: delivery is at least once.
+type Consumer struct {
+	o   ConsumerOptions
+	cfg kafka.ReaderConfig
+	// r is created by Run: a kafka-go Reader joins its group as soon as it exists, and
+	// one that joins before its topic is visible is assigned nothing.
+	r   atomic.Pointer[kafka.Reader]
+	dlq *Producer
+
+	consumed, deadLettered, batches, commits, retries atomic.Int64
+	// failing is set while the Handler keeps failing (the consumer is not making progress).
+	failing atomic.Bool
+}
+
+// NewConsumer returns a Consumer; it joins the group when Run starts. Run it once.
+func NewConsumer(o ConsumerOptions) (*Consumer, error) {
+	switch {
+	case len(o.Brokers) == 0:
+		return nil, errors.New("consumer: no brokers")
+	case o.Topic == "":
+		return nil, errors.New("consumer: no topic")
+	case o.GroupID == "":
+		return nil, errors.New("consumer: no group id")
+	case o.DeadLetterTopic == "" || o.DeadLetterTopic == o.Topic:
+		return nil, errors.New("consumer: the dead-letter topic must be set and differ from the topic")
+	}
+	o.setDefaults()
+	dlq, err := NewProducer(ProducerOptions{Brokers: o.Brokers, Topic: o.DeadLetterTopic})
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger.With("component", "kafka-reader")
+	cfg := kafka.ReaderConfig{
+		Brokers:           o.Brokers,
+		GroupID:           o.GroupID,
+		Topic:             o.Topic,
+		MinBytes:          1,
+		MaxBytes:          4 << 20,
+		MaxWait:           o.MaxWait,
+		QueueCapacity:     2 * o.MaxBatch,
+		SessionTimeout:    o.SessionTimeout,
+		HeartbeatInterval: o.SessionTimeout / 4,
+		RebalanceTimeout:  o.SessionTimeout,
+		JoinGroupBackoff:  time.Second,
+		CommitInterval:    0, // commit synchronously, when told
+		// Partitions added later (or a topic created after the group formed) trigger
+		// a rebalance instead of being ignored.
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 5 * time.Second,
+		StartOffset:            kafka.FirstOffset,
+		ReadBackoffMin:         100 * time.Millisecond,
+		ReadBackoffMax:         2 * time.Second,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			log.Warn(fmt.Sprintf(msg, args...))
+		}),
+	}
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		// Set only when wanted: kafka-go needs an untyped nil Logger to stay quiet.
+		cfg.Logger = kafka.LoggerFunc(func(msg string, args ...any) { log.Debug(fmt.Sprintf(msg, args...)) })
+	}
+	return &Consumer{o: o, cfg: cfg, dlq: dlq}, nil
+}
+
+// Stats returns the consumer's counters.
+func (c *Consumer) Stats() ConsumerStats {
+	return ConsumerStats{
+		Consumed: c.consumed.Load(), DeadLettered: c.deadLettered.Load(), Batches: c.batches.Load(),
+		Commits: c.commits.Load(), Retries: c.retries.Load(), Lag: c.lag(),
+	}
+}
+
+func (c *Consumer) lag() int64 {
+	if r := c.r.Load(); r != nil {
+		return r.Stats().Lag
+	}
+	return 0
+}
+
+// Stalled reports whether the Handler is failing and the consumer is backing off.
+func (c *Consumer) Stalled() bool { return c.failing.Load() }
+
+// Run consumes until ctx is cancelled, then finishes the batch in hand (handles it,
+// dead-letters, commits), leaves the group and returns nil. It returns an error only
+// if the reader fails for good.
+func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	r := kafka.NewReader(c.cfg)
+	c.r.Store(r)
+	defer func() {
+		if err := r.Close(); err != nil {
+			c.o.Logger.Warn("closing kafka reader", "err", err)
+		}
+		if err := c.dlq.Close(); err != nil {
+			c.o.Logger.Warn("closing dead-letter producer", "err", err)
+		}
+	}()
+	msgs := make(chan kafka.Message, c.o.MaxBatch)
+	fetchErr := make(chan error, 1)
+	go func() { fetchErr <- c.fetch(ctx, msgs) }()
+
+	// In-flight work is finished with a context that outlives ctx by a grace period.
+	work := context.WithoutCancel(ctx)
+	batch := make([]kafka.Message, 0, c.o.MaxBatch)
+	linger := time.NewTimer(time.Hour)
+	defer linger.Stop()
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-fetchErr:
+			return err
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+		linger.Reset(c.o.Linger)
+	fill:
+		for len(batch) < c.o.MaxBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			case <-linger.C:
+				break fill
+			case <-ctx.Done():
+				break fill
+			}
+		}
+		wctx, cancel := context.WithTimeout(work, 30*time.Second)
+		err := c.process(wctx, ctx, h, batch)
+		cancel()
+		if err != nil {
+			// Only cancellation stops processing; the batch is not committed and
+			// will be handed out again after a restart.
+			return nil
+		}
+	}
+}
+
+// fetch pumps messages from the reader into out until ctx ends.
+func (c *Consumer) fetch(ctx context.Context, out chan<- kafka.Message) error {
+	for {
+		m, err := c.r.Load().FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil //nolint:nilerr // cancellation is how fetching ends
+			}
+			return fmt.Errorf("fetch from %s: %w", c.o.Topic, err)
+		}
+		select {
+		case out <- m:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// process hands batch to h until it succeeds, dead-letters the rejected messages and
+// commits. It gives up (returning an error) only when stop is cancelled while it is
+// still backing off.
+func (c *Consumer) process(ctx, stop context.Context, h Handler, batch []kafka.Message) error {
+	in := make([]Message, len(batch))
+	for i := range batch {
+		in[i] = fromKafka(&batch[i])
+	}
+	var rejected []Rejection
+	if err := c.retry(stop, "handle batch", func() error {
+		var err error
+		rejected, err = h.Handle(ctx, in)
+		return err
+	}); err != nil {
+		return err
+	}
+	if len(rejected) > 0 {
+		dead := make([]Message, 0, len(rejected))
+		for _, r := range rejected {
+			m := &in[r.Index]
+			dead = append(dead, Message{Key: m.Key, Value: m.Value, Headers: map[string]string{
+				HeaderError: r.Reason, HeaderTopic: m.Topic,
+				HeaderPartition: strconv.Itoa(m.Partition), HeaderOffset: strconv.FormatInt(m.Offset, 10),
+			}})
+		}
+		if err := c.retry(stop, "dead-letter", func() error { return c.dlq.Publish(ctx, dead...) }); err != nil {
+			return err
+		}
+		c.deadLettered.Add(int64(len(dead)))
+	}
+	c.consumed.Add(int64(len(batch)))
+	c.batches.Add(1)
+	// A failed commit is not retried for long: after a rebalance it cannot succeed, and
+	// the messages coming again is what at-least-once allows (the Handler dedupes).
+	for attempt := 0; ; attempt++ {
+		err := c.r.Load().CommitMessages(ctx, batch...)
+		if err == nil {
+			c.commits.Add(1)
+			return nil
+		}
+		if attempt == 3 || stop.Err() != nil {
+			c.o.Logger.Warn("commit failed; the batch will be delivered again", "err", err, "messages", len(batch))
+			return nil //nolint:nilerr // redelivery is what at-least-once allows; the Handler dedupes
+		}
+		time.Sleep(c.o.Backoff << attempt)
+	}
+}
+
+// retry runs fn until it succeeds, backing off exponentially up to MaxBackoff. It
+// stops (returning the last error) when stop is cancelled.
+func (c *Consumer) retry(stop context.Context, what string, fn func() error) error {
+	wait := c.o.Backoff
+	for {
+		err := fn()
+		if err == nil {
+			c.failing.Store(false)
+			return nil
+		}
+		c.failing.Store(true)
+		c.retries.Add(1)
+		c.o.Logger.Warn(what+" failed; retrying", "err", err, "in", wait)
+		select {
+		case <-stop.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, c.o.MaxBackoff)
+	}
+}

@@ -1,0 +1,338 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// testBrokers returns the brokers to test against: KAFKA_BROKERS when set (a real
+// cluster), otherwise an embedded broker started for the test.
+func testBrokers(t *testing.T) []string {
+	t.Helper()
+	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
+		return strings.Split(env, ",")
+	}
+	b, err := StartBroker(BrokerOptions{Addr: "127.0.0.1:0", SessionTimeoutMin: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return []string{b.Addr()}
+}
+
+// names returns topic and group names unique to the test.
+func names(t *testing.T) (topic, dlq, group string) {
+	base := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	return base, base + ".dlq", base + "-group"
+}
+
+func setup(t *testing.T, brokers []string, topic, dlq string, partitions int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := EnsureTopics(ctx, brokers, Topic{Name: topic, Partitions: partitions, Retention: time.Hour},
+		Topic{Name: dlq, Partitions: 1, Retention: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func publishN(t *testing.T, brokers []string, topic string, from, to int, value func(i int) string) {
+	t.Helper()
+	p, err := NewProducer(ProducerOptions{Brokers: brokers, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	var msgs []Message
+	for i := from; i < to; i++ {
+		msgs = append(msgs, Message{Key: []byte("job-" + strconv.Itoa(i%17)), Value: []byte(value(i))})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func plain(i int) string { return fmt.Sprintf(`{"n":%d}`, i) }
+
+// recorder is a Handler that counts what it was handed and can be told to fail.
+type recorder struct {
+	mu       sync.Mutex
+	seen     map[string]int
+	batches  int
+	failNext int                     // fail this many calls, then succeed
+	reject   func(m *Message) string // non-empty: dead-letter with this reason
+	stopAt   int                     // after this many distinct values, call stop
+	stop     func()
+}
+
+func newRecorder() *recorder { return &recorder{seen: map[string]int{}} }
+
+func (r *recorder) Handle(_ context.Context, batch []Message) ([]Rejection, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failNext > 0 {
+		r.failNext--
+		return nil, errors.New("ledger busy")
+	}
+	r.batches++
+	var rej []Rejection
+	for i := range batch {
+		r.seen[string(batch[i].Value)]++
+		if r.reject != nil {
+			if why := r.reject(&batch[i]); why != "" {
+				rej = append(rej, Rejection{Index: i, Reason: why})
+			}
+		}
+	}
+	if r.stop != nil && len(r.seen) >= r.stopAt {
+		r.stop()
+	}
+	return rej, nil
+}
+
+func (r *recorder) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+func (r *recorder) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.seen {
+		n += c
+	}
+	return n
+}
+
+func consumer(t *testing.T, brokers []string, topic, dlq, group string) *Consumer {
+	t.Helper()
+	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, DeadLetterTopic: dlq,
+		MaxBatch: 100, SessionTimeout: 2 * time.Second, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// runUntil runs c with h until cond holds or the deadline passes, then stops it.
+func runUntil(t *testing.T, c *Consumer, h Handler, cond func() bool, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, h) }()
+	deadline := time.Now().Add(within)
+	for !cond() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	if !cond() {
+		t.Fatalf("condition not reached within %s", within)
+	}
+}
+
+func TestAtLeastOnceAcrossRestart(t *testing.T) {
+	brokers := testBrokers(t)
+	topic, dlq, group := names(t)
+	setup(t, brokers, topic, dlq, 3)
+	const n = 3000
+	publishN(t, brokers, topic, 0, n, plain)
+
+	// The first consumer stops part-way: what it handled before stopping is committed.
+	first := newRecorder()
+	c1 := consumer(t, brokers, topic, dlq, group)
+	ctx, cancel := context.WithCancel(context.Background())
+	first.stopAt, first.stop = n/3, cancel
+	if err := c1.Run(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	handled := first.distinct()
+	if handled < n/3 || handled >= n {
+		t.Fatalf("first consumer handled %d of %d, want it stopped part-way", handled, n)
+	}
+
+	// The second resumes from the committed offsets: everything arrives, and nothing
+	// the first one committed comes again.
+	second := newRecorder()
+	c2 := consumer(t, brokers, topic, dlq, group)
+	runUntil(t, c2, second, func() bool { return first.distinct()+second.distinct() >= n }, 60*time.Second)
+	missing := 0
+	for i := range n {
+		if first.seen[plain(i)] == 0 && second.seen[plain(i)] == 0 {
+			missing++
+		}
+	}
+	again := 0
+	for v := range second.seen {
+		if first.seen[v] > 0 {
+			again++
+		}
+	}
+	if missing != 0 {
+		t.Errorf("%d of %d messages never delivered", missing, n)
+	}
+	if again != 0 {
+		t.Errorf("%d messages committed by the first consumer were delivered again", again)
+	}
+	t.Logf("first consumer %d, second %d", first.distinct(), second.distinct())
+}
+
+func TestDeadLetter(t *testing.T) {
+	brokers := testBrokers(t)
+	topic, dlq, group := names(t)
+	setup(t, brokers, topic, dlq, 2)
+	value := func(i int) string {
+		if i%10 == 3 {
+			return fmt.Sprintf("not json %d \x00\xff", i)
+		}
+		return plain(i)
+	}
+	publishN(t, brokers, topic, 0, 200, value)
+	h := newRecorder()
+	h.reject = func(m *Message) string {
+		if strings.HasPrefix(string(m.Value), "not json") {
+			return "decode: invalid JSON at byte 1"
+		}
+		return ""
+	}
+	c := consumer(t, brokers, topic, dlq, group)
+	runUntil(t, c, h, func() bool { return h.distinct() >= 200 }, 30*time.Second)
+	if got := c.Stats().DeadLettered; got != 20 {
+		t.Errorf("Stats().DeadLettered = %d, want 20", got)
+	}
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: dlq, MaxWait: 500 * time.Millisecond})
+	defer func() { _ = r.Close() }()
+	want := map[string]bool{}
+	for i := range 200 {
+		if i%10 == 3 {
+			want[value(i)] = true
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for range 20 {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading the dead-letter topic: %v", err)
+		}
+		got := fromKafka(&m)
+		if !want[string(got.Value)] {
+			t.Errorf("dead letter %q is not one of the malformed messages, byte for byte", got.Value)
+		}
+		delete(want, string(got.Value))
+		if got.Headers[HeaderError] != "decode: invalid JSON at byte 1" || got.Headers[HeaderTopic] != topic {
+			t.Errorf("dead letter headers = %v, want the reason and the source topic", got.Headers)
+		}
+		if _, err := strconv.Atoi(got.Headers[HeaderPartition]); err != nil {
+			t.Errorf("partition header %q: %v", got.Headers[HeaderPartition], err)
+		}
+		if _, err := strconv.ParseInt(got.Headers[HeaderOffset], 10, 64); err != nil {
+			t.Errorf("offset header %q: %v", got.Headers[HeaderOffset], err)
+		}
+	}
+}
+
+func TestTransientErrorsAreRetried(t *testing.T) {
+	brokers := testBrokers(t)
+	topic, dlq, group := names(t)
+	setup(t, brokers, topic, dlq, 1)
+	publishN(t, brokers, topic, 0, 50, plain)
+	h := newRecorder()
+	h.failNext = 4
+	c := consumer(t, brokers, topic, dlq, group)
+	stalled := false
+	runUntil(t, c, h, func() bool {
+		stalled = stalled || c.Stalled()
+		return h.distinct() >= 50
+	}, 30*time.Second)
+	if st := c.Stats(); st.Retries != 4 {
+		t.Errorf("Stats().Retries = %d, want 4", st.Retries)
+	}
+	if !stalled {
+		t.Error("Stalled() never reported the failing handler")
+	}
+	if c.Stalled() {
+		t.Error("Stalled() still true after the handler recovered")
+	}
+	if h.total() != 50 {
+		t.Errorf("handled %d messages, want each of 50 once (a failed batch is handed again whole)", h.total())
+	}
+}
+
+func TestBrokerRestart(t *testing.T) {
+	if os.Getenv("KAFKA_BROKERS") != "" {
+		t.Skip("restarts the embedded broker; an external cluster cannot be restarted from here")
+	}
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	start := func() *Broker {
+		b, err := StartBroker(BrokerOptions{Addr: addr, DataDir: dir, SessionTimeoutMin: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b := start()
+	brokers := []string{addr}
+	topic, dlq, group := names(t)
+	setup(t, brokers, topic, dlq, 2)
+	publishN(t, brokers, topic, 0, 500, plain)
+
+	h := newRecorder()
+	c := consumer(t, brokers, topic, dlq, group)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, h) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}()
+	wait := func(n int) {
+		deadline := time.Now().Add(60 * time.Second)
+		for h.distinct() < n && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if h.distinct() < n {
+			t.Fatalf("handled %d distinct messages, want %d", h.distinct(), n)
+		}
+	}
+	wait(500)
+	b.Close() // mid-stream: the consumer keeps running and reconnects
+	if err := Reachable(context.Background(), brokers, 500*time.Millisecond); err == nil {
+		t.Fatal("Reachable() = nil with the broker down")
+	}
+	time.Sleep(time.Second)
+	b = start()
+	defer b.Close()
+	publishN(t, brokers, topic, 500, 1000, plain)
+	wait(1000)
+	for i := range 1000 {
+		if h.seen[plain(i)] == 0 {
+			t.Fatalf("message %d lost across the broker restart", i)
+		}
+	}
+}
