@@ -52,6 +52,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newTrainFallbackCmd(), newSimulateCmd(), newRecommendCmd())
+	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newTrainFallbackCmd(), newSimulateCmd(), newRecommendCmd(),
+		newServeCmd(), newPublishCmd(), newLedgerCmd())
 	return root
 }

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/engine"
+	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/policy"
+	"github.com/autofix/autofix/recommender"
+)
+
+type serveFlags struct {
+	config, dataDir, httpAddr, embeddedAddr, brokers, db, logLevel string
+	dryRun                                                         bool
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the autofix loop: Kafka -> ledger -> classifier -> recommender -> policy -> remediator",
+		Long: `Serve consumes FailureEvents from Kafka, records each one and every decision about
+it in the ledger, and submits the fixes the policy approves.
+
+With no flags it needs nothing else: it starts an embedded Kafka-protocol broker on
+127.0.0.1:9092, keeps the ledger in SQLite under ./autofix-data, and records the jobs
+it would submit in ./autofix-data/submissions.jsonl (the Kubernetes remediator comes
+with its own issue). Send it events with "autofix publish" and read the ledger with
+"autofix ledger".
+
+Configuration: defaults, then --config FILE (YAML), then AUTOFIX_* environment
+variables, then flags. /healthz and /readyz are served on --http-addr.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(f.config, os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			fl := cmd.Flags()
+			set := func(name string, apply func()) {
+				if fl.Changed(name) {
+					apply()
+				}
+			}
+			set("data-dir", func() { cfg.DataDir = f.dataDir })
+			set("http-addr", func() { cfg.HTTP.Addr = f.httpAddr })
+			set("embedded-kafka-addr", func() { cfg.Kafka.EmbeddedAddr = f.embeddedAddr })
+			set("kafka-brokers", func() { cfg.Kafka.Brokers = config.SplitList(f.brokers) })
+			set("db", func() { cfg.DB = f.db })
+			set("dry-run", func() { cfg.Policy.DryRun = f.dryRun })
+			set("log-level", func() { cfg.Log.Level = f.logLevel })
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("config: %w", err)
+			}
+			return serve(cmd.Context(), &cfg, newLogger(cmd.ErrOrStderr(), &cfg.Log))
+		},
+	}
+	d := config.Default()
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "YAML configuration file")
+	fl.StringVar(&f.dataDir, "data-dir", d.DataDir, "directory for the SQLite ledger, the embedded broker's log and recorded submissions")
+	fl.StringVar(&f.httpAddr, "http-addr", d.HTTP.Addr, "address of the HTTP listener (/healthz, /readyz)")
+	fl.StringVar(&f.embeddedAddr, "embedded-kafka-addr", d.Kafka.EmbeddedAddr, "address of the embedded broker (used when no --kafka-brokers)")
+	fl.StringVar(&f.brokers, "kafka-brokers", "", "comma-separated brokers of an external Kafka cluster")
+	fl.StringVar(&f.db, "db", "", "PostgreSQL URL for the ledger (default: SQLite in the data directory)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "decide and record everything, submit nothing")
+	fl.StringVar(&f.logLevel, "log-level", d.Log.Level, "debug, info, warn or error")
+	return cmd
+}
+
+func newLogger(w io.Writer, c *config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the loop until ctx is cancelled.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	brokers := cfg.Kafka.Brokers
+	if len(brokers) == 0 {
+		b, err := ingest.StartBroker(ingest.BrokerOptions{Addr: cfg.Kafka.EmbeddedAddr, DataDir: filepath.Join(cfg.DataDir, "kafka")})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		brokers = []string{b.Addr()}
+		log.Info("embedded kafka broker started", "addr", b.Addr())
+	}
+	store, err := ledger.Open(ctx, cfg.LedgerDSN())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = store.Close() }()
+	log.Info("ledger open", "backend", store.Backend())
+
+	rec, err := defaultRecommender(cfg.Scenario)
+	if err != nil {
+		return err
+	}
+	remediator, err := engine.OpenRecording(filepath.Join(cfg.DataDir, "submissions.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = remediator.Close() }()
+
+	consumer, err := ingest.NewConsumer(ingest.ConsumerOptions{
+		Brokers: brokers, Topic: cfg.Kafka.Topic, GroupID: cfg.Kafka.GroupID, DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
+		MaxBatch: cfg.Kafka.MaxBatch, SessionTimeout: cfg.Kafka.SessionTimeout, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	intake := &engine.Intake{Ledger: store, Recommender: rec, Policy: &cfg.Policy, Log: log}
+	dispatcher := &engine.Dispatcher{
+		Ledger: store, Remediator: remediator, DryRun: cfg.Policy.DryRun, Log: log,
+		Limiter: policy.NewLimiter(cfg.Policy.RatePerMinute, cfg.Policy.Burst),
+	}
+	health := &health{store: store, consumer: consumer, brokers: brokers}
+
+	srv := &http.Server{Addr: cfg.HTTP.Addr, Handler: health.mux(), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	log.Info("autofix serving", "http", ln.Addr().String(), "kafka", brokers, "topic", cfg.Kafka.Topic,
+		"dlq", cfg.Kafka.DeadLetterTopic, "dryRun", cfg.Policy.DryRun)
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	})
+	wg.Go(func() { health.probe(ctx, log) })
+	wg.Go(func() {
+		if err := dispatcher.Run(ctx); err != nil {
+			log.Error("dispatcher", "err", err)
+		}
+	})
+	var consumeErr error
+	wg.Go(func() {
+		topics := []ingest.Topic{
+			{Name: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions, Retention: cfg.Kafka.Retention},
+			{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1, Retention: cfg.Kafka.Retention},
+		}
+		if cfg.Kafka.CreateTopics && !untilOK(ctx, log, "create topics", func() error {
+			return ingest.EnsureTopics(ctx, brokers, topics...)
+		}) {
+			return
+		}
+		health.consuming.Store(true)
+		consumeErr = consumer.Run(ctx, intake)
+		health.consuming.Store(false)
+	})
+	<-ctx.Done()
+	log.Info("shutting down: finishing in-flight events")
+	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	wg.Wait()
+	st := consumer.Stats()
+	log.Info("stopped", "consumed", st.Consumed, "deadLettered", st.DeadLettered, "batches", st.Batches)
+	return consumeErr
+}
+
+// defaultRecommender builds the recommender with the embedded rules, models and
+// fallback, and the named scenario's cluster limits and prices.
+func defaultRecommender(scenario string) (*recommender.Recommender, error) {
+	s, err := loadScenario(scenario)
+	if err != nil {
+		return nil, err
+	}
+	c, err := loadClassifier("", 0.5)
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadModels("")
+	if err != nil {
+		return nil, err
+	}
+	fb, err := models.DefaultFallback()
+	if err != nil {
+		return nil, err
+	}
+	return recommenderFor(s, c, m, fb, nil), nil
+}
+
+// untilOK runs fn until it succeeds or ctx ends, backing off up to 5 s between tries.
+func untilOK(ctx context.Context, log *slog.Logger, what string, fn func() error) bool {
+	wait := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		log.Warn(what+" failed; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// health answers /healthz (the process is up) and /readyz (it can do its work).
+type health struct {
+	store     *ledger.Store
+	consumer  *ingest.Consumer
+	brokers   []string
+	consuming atomic.Bool
+	kafkaErr  atomic.Pointer[string]
+}
+
+// probe checks the brokers every 2 s.
+func (h *health) probe(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		msg := ""
+		if err := ingest.Reachable(ctx, h.brokers, 2*time.Second); err != nil {
+			msg = err.Error()
+		}
+		if old := h.kafkaErr.Swap(&msg); (old == nil || *old == "") != (msg == "") {
+			if msg != "" {
+				log.Warn("kafka unreachable", "err", msg)
+			} else {
+				log.Info("kafka reachable")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (h *health) mux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		checks := map[string]string{"kafka": "ok", "ledger": "ok", "consumer": "ok"}
+		if p := h.kafkaErr.Load(); p == nil {
+			checks["kafka"] = "not checked yet"
+		} else if *p != "" {
+			checks["kafka"] = *p
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := h.store.Ping(ctx); err != nil {
+			checks["ledger"] = err.Error()
+		}
+		switch {
+		case !h.consuming.Load():
+			checks["consumer"] = "not consuming"
+		case h.consumer.Stalled():
+			checks["consumer"] = "failing to record events; retrying"
+		}
+		ready := true
+		for _, v := range checks {
+			ready = ready && v == "ok"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
+	})
+	return mux
+}

@@ -1,0 +1,216 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/examples"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/ledger/ledgertest"
+	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/policy"
+	"github.com/autofix/autofix/recommender"
+	"github.com/autofix/autofix/rules"
+)
+
+func newRecommender(t testing.TB) *recommender.Recommender {
+	t.Helper()
+	rs, err := classifier.Load(rules.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := models.DefaultFallback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recommender.New(classifier.New(rs, classifier.Options{MinConfidence: 0.5}), m, fb,
+		recommender.Options{Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8})
+}
+
+// forEachLedger runs fn with an empty ledger of every backend.
+func forEachLedger(t *testing.T, fn func(t *testing.T, s *ledger.Store)) {
+	ledgertest.ForEachDSN(t, func(tb testing.TB, dsn string) {
+		t := tb.(*testing.T)
+		s, err := ledger.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		fn(t, s)
+	})
+}
+
+func exampleLines(t *testing.T) [][]byte {
+	var out [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(examples.Events))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		out = append(out, bytes.Clone(sc.Bytes()))
+	}
+	if len(out) < 10 {
+		t.Fatalf("only %d sample events", len(out))
+	}
+	return out
+}
+
+// TestLoopOverKafka runs the loop as serve does — broker over TCP, consumer group,
+// Intake, real ledger, Dispatcher — on the sample events plus malformed messages and
+// duplicates, and checks what a user would: every valid event recorded once with its
+// decision, every malformed one rejected with the field named and on the DLQ, every
+// approved fix submitted exactly once.
+func TestLoopOverKafka(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		b, err := ingest.StartBroker(ingest.BrokerOptions{Addr: "127.0.0.1:0", SessionTimeoutMin: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		brokers := []string{b.Addr()}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := ingest.EnsureTopics(ctx, brokers, ingest.Topic{Name: "failures", Partitions: 3},
+			ingest.Topic{Name: "failures.dlq", Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+		valid := exampleLines(t)
+		malformed := [][]byte{
+			[]byte(`{"id": "broken"`),
+			[]byte(`{"id":"bad-qty","job":{"name":"a","resources":{"memory":"16GB"}},"failure":{"reason":"OOMKilled"}}`),
+			[]byte(`{"job":{"name":"a"},"failure":{"reason":"OOMKilled"}}`),
+		}
+		nul := []byte(`{"id":"nul-name","job":{"name":"a\u0000b","resources":{"memory":"1Gi"}},"failure":{"reason":"OOMKilled","exitCode":137}}`)
+		var msgs []ingest.Message
+		for _, v := range append(append(append([][]byte{}, valid...), malformed...), nul) {
+			msgs = append(msgs, ingest.Message{Value: v})
+		}
+		for _, v := range valid[:3] { // a producer retry: the same events again
+			msgs = append(msgs, ingest.Message{Value: v})
+		}
+		p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: brokers, Topic: "failures"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Publish(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Close()
+
+		pol := policy.Default()
+		rem, err := OpenRecording(filepath.Join(t.TempDir(), "submissions.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = rem.Close() }()
+		c, err := ingest.NewConsumer(ingest.ConsumerOptions{Brokers: brokers, Topic: "failures", GroupID: "autofix",
+			DeadLetterTopic: "failures.dlq", SessionTimeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 2)
+		go func() { done <- c.Run(runCtx, &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}) }()
+		d := &Dispatcher{Ledger: store, Remediator: rem, Limiter: policy.NewLimiter(6000, 100), Interval: 20 * time.Millisecond}
+		go func() { done <- d.Run(runCtx) }()
+
+		want := len(valid) + len(malformed) + 1
+		var all []ledger.Remediation
+		for {
+			all = all[:0]
+			if err := store.Each(ctx, func(r ledger.Remediation) error { all = append(all, r); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			counts, err := store.Counts(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) >= want && counts[ledger.Approved] == 0 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		stop()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(all) != want {
+			t.Fatalf("ledger holds %d events, want %d (each valid event once, each malformed message once)", len(all), want)
+		}
+		byID := map[string]ledger.Remediation{}
+		rejectedErrors := []string{}
+		for _, r := range all {
+			byID[r.EventID] = r
+			if strings.HasPrefix(r.EventID, "kafka:") {
+				rejectedErrors = append(rejectedErrors, r.Error)
+				if r.State != ledger.Rejected {
+					t.Errorf("malformed message %s is %s, want rejected", r.EventID, r.State)
+				}
+			}
+		}
+		joined := strings.Join(rejectedErrors, "\n")
+		for _, field := range []string{"job.resources.memory", "id: required", "not valid JSON"} {
+			if !strings.Contains(joined, field) {
+				t.Errorf("rejections %q do not name %q", joined, field)
+			}
+		}
+		oom := byID["sample-oomkilled"]
+		if oom.State != ledger.Submitted || len(oom.Attempts) != 1 {
+			t.Fatalf("sample-oomkilled: state %s, attempts %+v; want submitted with one attempt", oom.State, oom.Attempts)
+		}
+		if a := oom.Attempts[0]; a.Number != 2 || a.Resources.MemoryBytes <= 16<<30 || a.JobName != "resnet50-train-7-af2" {
+			t.Errorf("sample-oomkilled attempt = %+v, want attempt 2 of resnet50-train-7 with more than 16Gi", a)
+		}
+		if r := byID["sample-device-assert"]; r.State != ledger.Rejected || r.Category != failure.DataError {
+			t.Errorf("sample-device-assert: %s %s, want rejected data_error", r.State, r.Category)
+		}
+		if r := byID["nul-name"]; r.State == "" {
+			t.Error("the event with a NUL in its job name is not in the ledger")
+		}
+		subs, err := ReadSubmissions(filepath.Join(filepath.Dir(rem.f.Name()), "submissions.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]int{}
+		for _, s := range subs {
+			names[s.JobName]++
+		}
+		submitted := 0
+		for _, r := range all {
+			if r.State == ledger.Submitted {
+				submitted++
+			}
+		}
+		if len(subs) != submitted || len(names) != len(subs) {
+			t.Errorf("%d submissions (%d distinct jobs) for %d submitted remediations; want one each", len(subs), len(names), submitted)
+		}
+		if st := c.Stats(); st.DeadLettered != int64(len(malformed)) {
+			t.Errorf("dead-lettered %d, want %d", st.DeadLettered, len(malformed))
+		}
+		got, err := store.Get(ctx, "sample-oomkilled")
+		if err != nil {
+			t.Fatal(err)
+		}
+		decides := 0
+		for _, a := range got.Audit {
+			if a.Action == "decide" {
+				decides++
+			}
+		}
+		if decides != 1 {
+			t.Errorf("sample-oomkilled was decided %d times, want once despite the duplicate delivery", decides)
+		}
+	})
+}
