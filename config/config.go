@@ -73,7 +73,7 @@ func Default() Config {
 		Kafka: Kafka{
 			EmbeddedAddr: "127.0.0.1:9092", Topic: "autofix.failures", DeadLetterTopic: "autofix.failures.dlq",
 			GroupID: "autofix", Partitions: 6, Retention: 7 * 24 * time.Hour, CreateTopics: true,
-			MaxBatch: 500, SessionTimeout: 10 * time.Second,
+			MaxBatch: 1000, SessionTimeout: 10 * time.Second,
 		},
 		Scenario:      "default",
 		Policy:        policy.Default(),

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,7 +41,7 @@ type Recommender interface {
 // IntakeLedger is what Intake needs of the ledger.
 type IntakeLedger interface {
 	Seen(ctx context.Context, ids []string) (map[string]bool, error)
-	History(ctx context.Context, templates []string, limit int) (map[string][]failure.Outcome, error)
+	HistorySince(ctx context.Context, after map[string]int64, limit int) (map[string]ledger.TemplateHistory, error)
 	ChainAttempts(ctx context.Context, chains []string) (map[string]int, error)
 	Record(ctx context.Context, entries []ledger.Entry) ([]bool, error)
 	Paused(ctx context.Context) (bool, error)
@@ -58,10 +59,24 @@ type Intake struct {
 	HistoryLimit int
 	Now          func() time.Time
 	Log          *slog.Logger
-	// Decided, if set, is called for every fresh event recorded, with the time from
-	// the message reaching the broker to its decision being durable.
+	// Decided, if set, is called for every fresh valid event recorded, with the time
+	// from the message's timestamp to its decision being durable.
 	Decided func(e *ledger.Entry, latency time.Duration)
+
+	// cache holds each template's recent outcomes, so a batch reads (and decodes)
+	// only the outcomes recorded since the last one. It is exact, not a guess: the
+	// ledger numbers each template's outcomes, whoever wrote them.
+	cacheMu sync.Mutex
+	cache   map[string]*cachedHistory
 }
+
+type cachedHistory struct {
+	seq      int64
+	outcomes []failure.Outcome
+}
+
+// maxCachedTemplates bounds the history cache; past it the cache starts over.
+const maxCachedTemplates = 50000
 
 // RejectedID is the ledger id of a message that could not be decoded: its position.
 func RejectedID(m *ingest.Message) string { return "kafka:" + m.Position() }
@@ -72,6 +87,8 @@ type item struct {
 	index int
 	ev    *failure.Event
 	entry ledger.Entry
+	// outcome is the failed run as the template's history will hold it.
+	outcome failure.Outcome
 }
 
 // Handle implements ingest.Handler.
@@ -81,7 +98,8 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 	byID := make(map[string]*item, len(batch))
 	ids := make([]string, 0, len(batch))
 	var rejected []ingest.Rejection
-	for i := range batch {
+	decoded := make([]*item, len(batch))
+	in.parallel(len(batch), func(i int) {
 		m := &batch[i]
 		it := &item{msg: m, index: i}
 		it.entry.Source = ledger.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
@@ -93,6 +111,9 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 			it.ev = &ev
 			it.entry.EventID, it.entry.Event = ev.ID, &ev
 		}
+		decoded[i] = it
+	})
+	for _, it := range decoded {
 		if _, dup := byID[it.entry.EventID]; dup {
 			continue // a duplicate within the batch: the first one stands for both
 		}
@@ -124,12 +145,13 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 	if err != nil {
 		return nil, fmt.Errorf("record %d events: %w", len(entries), err)
 	}
+	in.remember(fresh, ok)
 	done := in.now()
 	for i, it := range fresh {
 		if it.entry.State == ledger.Rejected && it.ev == nil {
 			rejected = append(rejected, ingest.Rejection{Index: it.index, Reason: it.entry.Error})
 		}
-		if ok[i] && in.Decided != nil {
+		if ok[i] && it.ev != nil && in.Decided != nil {
 			in.Decided(&entries[i], done.Sub(it.msg.Time))
 		}
 	}
@@ -159,9 +181,9 @@ func (in *Intake) decide(ctx context.Context, fresh []*item) error {
 	if len(groups) == 0 {
 		return nil
 	}
-	history, err := in.Ledger.History(ctx, templates, in.historyLimit())
+	history, err := in.history(ctx, templates)
 	if err != nil {
-		return fmt.Errorf("read history of %d templates: %w", len(templates), err)
+		return err
 	}
 	runs, err := in.Ledger.ChainAttempts(ctx, chains)
 	if err != nil {
@@ -190,6 +212,43 @@ func (in *Intake) decide(ctx context.Context, fresh []*item) error {
 	close(work)
 	wg.Wait()
 	return nil
+}
+
+// history returns the recent outcomes of each template, oldest first, as fresh copies.
+func (in *Intake) history(ctx context.Context, templates []string) (map[string][]failure.Outcome, error) {
+	in.cacheMu.Lock()
+	defer in.cacheMu.Unlock()
+	if in.cache == nil || len(in.cache) > maxCachedTemplates {
+		in.cache = make(map[string]*cachedHistory)
+	}
+	after := make(map[string]int64, len(templates))
+	for _, k := range templates {
+		if c := in.cache[k]; c != nil {
+			after[k] = c.seq
+		} else {
+			after[k] = 0
+		}
+	}
+	limit := in.historyLimit()
+	got, err := in.Ledger.HistorySince(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read history of %d templates: %w", len(templates), err)
+	}
+	out := make(map[string][]failure.Outcome, len(templates))
+	for _, k := range templates {
+		c, g := in.cache[k], got[k]
+		if c == nil || g.Seq < c.seq { // new to the cache, or the ledger was reset under it
+			c = &cachedHistory{}
+			in.cache[k] = c
+		}
+		c.outcomes = append(c.outcomes, g.Outcomes...)
+		if n := len(c.outcomes); n > limit {
+			c.outcomes = append([]failure.Outcome(nil), c.outcomes[n-limit:]...)
+		}
+		c.seq = g.Seq
+		out[k] = slices.Clone(c.outcomes)
+	}
+	return out, nil
 }
 
 // decideOne decides one event. A panic in the decision code turns the event into a
@@ -225,11 +284,35 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	default:
 		it.entry.State = ledger.Rejected
 	}
-	*history = append(*history, failure.Outcome{
+	it.outcome = failure.Outcome{
 		Template: ev.Job.Template, Attempt: ev.Job.Attempt, Resources: ev.Job.Resources, Params: ev.Job.Params,
 		Category: rec.Classification.Category, DurationSeconds: ev.Failure.DurationSeconds, Usage: ev.Failure.Usage,
 		Node: ev.Failure.Node,
-	})
+	}
+	*history = append(*history, it.outcome)
+}
+
+// remember adds the outcomes just recorded to the history cache, and what their
+// sequence numbers must now be: if another writer added some meanwhile, the next
+// HistorySince sees a different number and reads them.
+func (in *Intake) remember(fresh []*item, recorded []bool) {
+	in.cacheMu.Lock()
+	defer in.cacheMu.Unlock()
+	limit := in.historyLimit()
+	for i, it := range fresh {
+		if !recorded[i] || it.ev == nil {
+			continue
+		}
+		c := in.cache[TemplateKey(it.ev)]
+		if c == nil {
+			continue // not read this batch (the cache started over): read it next time
+		}
+		c.outcomes = append(c.outcomes, it.outcome)
+		if n := len(c.outcomes); n > limit {
+			c.outcomes = append([]failure.Outcome(nil), c.outcomes[n-limit:]...)
+		}
+		c.seq++
+	}
 }
 
 // TemplateKey is the history key of an event's job: namespace/template.
@@ -262,6 +345,20 @@ func (in *Intake) now() time.Time {
 		return in.Now()
 	}
 	return time.Now()
+}
+
+// parallel calls fn(i) for i in [0, n) on the Intake's workers.
+func (in *Intake) parallel(n int, fn func(i int)) {
+	workers := min(in.workers(), n/32+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func (in *Intake) workers() int {

@@ -27,7 +27,7 @@ type ConsumerOptions struct {
 	GroupID string
 	// DeadLetterTopic receives the messages the Handler rejects.
 	DeadLetterTopic string
-	// MaxBatch is the most messages handed to the Handler at once (default 500).
+	// MaxBatch is the most messages handed to the Handler at once (default 1000).
 	MaxBatch int
 	// Linger is how long a batch waits to fill once it has a message (default 5 ms).
 	Linger time.Duration
@@ -45,7 +45,7 @@ type ConsumerOptions struct {
 
 func (o *ConsumerOptions) setDefaults() {
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = 500
+		o.MaxBatch = 1000
 	}
 	if o.Linger <= 0 {
 		o.Linger = 5 * time.Millisecond

@@ -41,7 +41,7 @@ func NewProducer(o ProducerOptions) (*Producer, error) {
 		Balancer:        &kafka.Murmur2Balancer{},
 		BatchTimeout:    o.BatchTimeout,
 		BatchSize:       1000,
-		BatchBytes:      4 << 20,
+		BatchBytes:      1 << 20, // Kafka's default message.max.bytes is about 1 MiB
 		RequiredAcks:    kafka.RequireAll,
 		MaxAttempts:     5,
 		WriteBackoffMin: 50 * time.Millisecond,
@@ -62,9 +62,28 @@ func (p *Producer) Publish(ctx context.Context, msgs ...Message) error {
 		}
 	}
 	if err := p.w.WriteMessages(ctx, km...); err != nil {
-		return fmt.Errorf("publish %d messages: %w", len(msgs), err)
+		return fmt.Errorf("publish %d messages: %w", len(msgs), summarise(err))
 	}
 	return nil
+}
+
+// summarise shortens kafka-go's WriteErrors, which lists one error per message.
+func summarise(err error) error {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	failed := 0
+	var first error
+	for _, e := range we {
+		if e != nil {
+			failed++
+			if first == nil {
+				first = e
+			}
+		}
+	}
+	return fmt.Errorf("%d of %d messages not written, the first because: %w", failed, len(we), first)
 }
 
 // Close flushes and closes the producer.

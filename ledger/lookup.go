@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -57,6 +58,82 @@ func (s *Store) History(ctx context.Context, templates []string, limit int) (map
 			return nil
 		})
 	})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return out, nil
+}
+
+// TemplateHistory is what HistorySince found of one template.
+type TemplateHistory struct {
+	// Outcomes are those recorded after the sequence number asked about, oldest first.
+	Outcomes []failure.Outcome
+	// Seq is the sequence number of the template's last outcome (0: none yet).
+	Seq int64
+}
+
+// HistorySince is History for a caller that keeps what it has read: for each
+// template key in after, it returns the outcomes recorded after sequence number
+// after[key] (at most the last limit of them) and the template's last sequence
+// number, decoding only what is new.
+func (s *Store) HistorySince(ctx context.Context, after map[string]int64, limit int) (map[string]TemplateHistory, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("history since: limit %d, want positive", limit)
+	}
+	keys := make([]string, 0, len(after))
+	for k := range after {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make(map[string]TemplateHistory, len(keys))
+	// First the last sequence numbers (cheap), then the outcomes of the templates that
+	// have new ones, decoding only those.
+	var changed []string
+	err := chunks(keys, func(c []string) error {
+		query := "SELECT template_key, seq FROM template_seq WHERE template_key IN (" + list(len(c)) + ")"
+		return queryEach(ctx, s.r, s.q(query), anys(c), func(r *sql.Rows) error {
+			var (
+				key string
+				seq int64
+			)
+			if err := r.Scan(&key, &seq); err != nil {
+				return err
+			}
+			out[key] = TemplateHistory{Seq: seq}
+			if seq > after[key] {
+				changed = append(changed, key)
+			}
+			return nil
+		})
+	})
+	if err == nil {
+		sort.Strings(changed)
+		err = chunks(changed, func(c []string) error {
+			query := "SELECT o.template_key, o.seq, o.outcome FROM outcomes o JOIN template_seq t ON t.template_key = o.template_key" +
+				" WHERE o.template_key IN (" + list(len(c)) + ") AND o.seq > t.seq - ? ORDER BY o.template_key, o.seq"
+			return queryEach(ctx, s.r, s.q(query), append(anys(c), limit), func(r *sql.Rows) error {
+				var (
+					key, data string
+					seq       int64
+				)
+				if err := r.Scan(&key, &seq, &data); err != nil {
+					return err
+				}
+				if seq <= after[key] {
+					return nil
+				}
+				var o failure.Outcome
+				if err := json.Unmarshal([]byte(data), &o); err != nil {
+					return fmt.Errorf("decode outcome of %s: %w", key, err)
+				}
+				h := out[key]
+				h.Outcomes = append(h.Outcomes, o)
+				h.Seq = max(h.Seq, seq)
+				out[key] = h
+				return nil
+			})
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}

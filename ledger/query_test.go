@@ -60,6 +60,47 @@ func TestHistoryOrderAndLimit(t *testing.T) {
 	})
 }
 
+func TestHistorySince(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for i := 1; i <= 4; i++ {
+			mustRecord(t, s, entry(fmt.Sprintf("a%d", i), PendingReview, entryOpt{tmpl: "a", chain: "ca", attempt: i}))
+		}
+		attempts := func(h TemplateHistory) []int {
+			var n []int
+			for _, o := range h.Outcomes {
+				n = append(n, o.Attempt)
+			}
+			return n
+		}
+		got, err := s.HistorySince(ctx, map[string]int64{"team-a/a": 0, "team-a/none": 0}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := got["team-a/a"]; a.Seq != 4 || !slices.Equal(attempts(a), []int{2, 3, 4}) {
+			t.Errorf("HistorySince(0, limit 3) = seq %d attempts %v, want seq 4, attempts [2 3 4]", a.Seq, attempts(a))
+		}
+		if n := got["team-a/none"]; n.Seq != 0 || len(n.Outcomes) != 0 {
+			t.Errorf("HistorySince of a template without history = %+v, want nothing", n)
+		}
+		mustRecord(t, s, entry("a5", PendingReview, entryOpt{tmpl: "a", chain: "ca", attempt: 5}))
+		got, err = s.HistorySince(ctx, map[string]int64{"team-a/a": 4}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := got["team-a/a"]; a.Seq != 5 || !slices.Equal(attempts(a), []int{5}) {
+			t.Errorf("HistorySince(4) = seq %d attempts %v, want seq 5 and only the new attempt 5", a.Seq, attempts(a))
+		}
+		got, err = s.HistorySince(ctx, map[string]int64{"team-a/a": 5}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := got["team-a/a"]; a.Seq != 5 || len(a.Outcomes) != 0 {
+			t.Errorf("HistorySince(5) = %+v, want seq 5 and nothing new", a)
+		}
+	})
+}
+
 // listFixture records ten remediations of two namespaces received a minute apart,
 // two of them at the same time, and returns their ids newest first.
 func listFixture(t *testing.T, s *Store) []string {

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/autofix/autofix/failure"
@@ -110,8 +112,13 @@ func (s *Store) Record(ctx context.Context, entries []Entry) (fresh []bool, err 
 	fresh = make([]bool, len(entries))
 	var batch []*pending
 	first := make(map[string]bool, len(entries))
+	prepared := make([]*pending, len(entries))
+	errs := make([]error, len(entries))
+	// Encoding the events and recommendations is most of the CPU time outside SQLite:
+	// spread it over the cores.
+	parallel(len(entries), func(i int) { prepared[i], errs[i] = prepare(i, entries[i]) })
 	for i, e := range entries {
-		p, err := prepare(i, e)
+		p, err := prepared[i], errs[i]
 		if err != nil {
 			return nil, fmt.Errorf("record entry %d (%s): %w", i, e.EventID, err)
 		}
@@ -301,3 +308,23 @@ func pathAudit(p *pending) [][]any {
 
 // templateKey is the key of a template's history: namespace + "/" + template.
 func templateKey(namespace, template string) string { return namespace + "/" + template }
+
+// parallel calls fn(i) for i in [0, n) on up to GOMAXPROCS goroutines.
+func parallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/64+1)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
