@@ -161,6 +161,20 @@ func (c *Consumer) Stalled() bool { return c.failing.Load() }
 // dead-letters, commits), leaves the group and returns nil. It returns an error only
 // if the reader fails for good.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	// A reader that joins its group before the topic is visible is assigned no
+	// partitions and stays that way: wait for the topic first.
+	for wait := c.o.Backoff; ; wait = min(2*wait, c.o.MaxBackoff) {
+		err := topicsVisible(ctx, c.o.Brokers[0], []string{c.o.Topic})
+		if err == nil {
+			break
+		}
+		c.o.Logger.Warn("waiting for the topic", "topic", c.o.Topic, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
 	r := kafka.NewReader(c.cfg)
 	c.r.Store(r)
 	defer func() {

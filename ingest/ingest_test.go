@@ -336,3 +336,29 @@ func TestBrokerRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestTopicCreatedAfterStart: a consumer started before its topic exists waits for it
+// and then consumes (a kafka-go reader that joins first would be assigned nothing).
+func TestTopicCreatedAfterStart(t *testing.T) {
+	brokers := testBrokers(t)
+	topic, dlq, group := names(t)
+	h := newRecorder()
+	c := consumer(t, brokers, topic, dlq, group)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, h) }()
+	time.Sleep(300 * time.Millisecond)
+	setup(t, brokers, topic, dlq, 3)
+	publishN(t, brokers, topic, 0, 100, plain)
+	deadline := time.Now().Add(30 * time.Second)
+	for h.distinct() < 100 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if h.distinct() != 100 {
+		t.Fatalf("consumed %d of 100 messages published after the consumer started", h.distinct())
+	}
+}

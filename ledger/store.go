@@ -30,7 +30,7 @@ const maxBind = 2000
 // connection of a pool gets them: write-ahead log, an fsync at every commit, wait up
 // to 5 s for another process's lock, and enforced foreign keys.
 const sqlitePragmas = "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
-	"&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)"
+	"&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(8192)"
 
 // sqliteReaders is the size of the SQLite read pool.
 const sqliteReaders = 4
