@@ -88,6 +88,8 @@ type Consumer struct {
 	consumed, deadLettered, batches, commits, retries atomic.Int64
 	// failing is set while the Handler keeps failing (the consumer is not making progress).
 	failing atomic.Bool
+	// fetchErr is the last fetch error, nil once a fetch succeeds again.
+	fetchErr atomic.Pointer[fetchFailure]
 }
 
 // NewConsumer returns a Consumer; it joins the group when Run starts. Run it once.
@@ -158,8 +160,7 @@ func (c *Consumer) lag() int64 {
 func (c *Consumer) Stalled() bool { return c.failing.Load() }
 
 // Run consumes until ctx is cancelled, then finishes the batch in hand (handles it,
-// dead-letters, commits), leaves the group and returns nil. It returns an error only
-// if the reader fails for good.
+// dead-letters, commits), leaves the group and returns nil.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// A reader that joins its group before the topic is visible is assigned no
 	// partitions and stays that way: wait for the topic first.
@@ -186,8 +187,8 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		}
 	}()
 	msgs := make(chan kafka.Message, c.o.MaxBatch)
-	fetchErr := make(chan error, 1)
-	go func() { fetchErr <- c.fetch(ctx, msgs) }()
+	fetchDone := make(chan error, 1)
+	go func() { fetchDone <- c.fetch(ctx, msgs) }()
 
 	// In-flight work is finished with a context that outlives ctx by a grace period.
 	work := context.WithoutCancel(ctx)
@@ -199,7 +200,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-fetchErr:
+		case err := <-fetchDone:
 			return err
 		case m := <-msgs:
 			batch = append(batch, m)
@@ -227,22 +228,50 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// fetch pumps messages from the reader into out until ctx ends.
+// fetch pumps messages from the reader into out until ctx ends. Errors (the broker
+// gone, a rebalance) are logged and retried with backoff: kafka-go's reader
+// reconnects on its own and goes on from where it was.
 func (c *Consumer) fetch(ctx context.Context, out chan<- kafka.Message) error {
+	wait := c.o.Backoff
 	for {
 		m, err := c.r.Load().FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil //nolint:nilerr // cancellation is how fetching ends
 			}
-			return fmt.Errorf("fetch from %s: %w", c.o.Topic, err)
+			c.fetchErr.Store(&fetchFailure{msg: err.Error(), at: time.Now()})
+			c.o.Logger.Warn("fetch failed; retrying", "topic", c.o.Topic, "err", err, "in", wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, c.o.MaxBackoff)
+			continue
 		}
+		c.fetchErr.Store(nil)
+		wait = c.o.Backoff
 		select {
 		case out <- m:
 		case <-ctx.Done():
 			return nil
 		}
 	}
+}
+
+// FetchError is the last fetch error if it is recent (10 s) and fetching has not
+// succeeded since, or "". A quiet topic gives no successful fetch to clear it, hence
+// the window: while the broker stays away, the reader keeps reporting errors.
+func (c *Consumer) FetchError() string {
+	if p := c.fetchErr.Load(); p != nil && time.Since(p.at) < 10*time.Second {
+		return p.msg
+	}
+	return ""
+}
+
+type fetchFailure struct {
+	msg string
+	at  time.Time
 }
 
 // process hands batch to h until it succeeds, dead-letters the rejected messages and

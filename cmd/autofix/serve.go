@@ -284,6 +284,8 @@ func (h *health) mux() *http.ServeMux {
 			checks["consumer"] = "not consuming"
 		case h.consumer.Stalled():
 			checks["consumer"] = "failing to record events; retrying"
+		case h.consumer.FetchError() != "":
+			checks["consumer"] = "fetch failing: " + h.consumer.FetchError()
 		}
 		ready := true
 		for _, v := range checks {

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/ledger"
+)
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--http-addr", "nowhere"}, "http.addr"},
+		{[]string{"serve", "--db", "mysql://x"}, "db:"},
+		{[]string{"serve", "--kafka-brokers", "k:port"}, "kafka.brokers[0]"},
+		{[]string{"serve", "--log-level", "chatty"}, "log.level"},
+		{[]string{"serve", "--config", "testdata/no-such.yaml"}, "no-such.yaml"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := runCmd(t, "", tt.args...)
+		if code == 0 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want a failure naming %q", tt.args, code, stderr, tt.want)
+		}
+	}
+}
+
+type readiness struct {
+	Ready  bool              `json:"ready"`
+	Checks map[string]string `json:"checks"`
+}
+
+func getReady(addr string) (readiness, int) {
+	var r readiness
+	resp, err := http.Get("http://" + addr + "/readyz") // #nosec G107 -- the test's own server
+	if err != nil {
+		return r, 0
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(body, &r)
+	return r, resp.StatusCode
+}
+
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestServeFollowsTheBroker runs serve against an external broker, takes the broker
+// away and brings it back: serve keeps running, says it is not ready while the
+// broker is gone, and then records what was published after the restart.
+func TestServeFollowsTheBroker(t *testing.T) {
+	kafkaAddr, httpAddr := freeAddr(t), freeAddr(t)
+	kdir := t.TempDir()
+	startBroker := func() *ingest.Broker {
+		b, err := ingest.StartBroker(ingest.BrokerOptions{Addr: kafkaAddr, DataDir: kdir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b := startBroker()
+	cfg := config.Default()
+	cfg.DataDir, cfg.HTTP.Addr, cfg.Kafka.Brokers = t.TempDir(), httpAddr, []string{kafkaAddr}
+	cfg.Kafka.SessionTimeout = 6 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, &cfg, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve() = %v", err)
+		}
+	}()
+	waitFor(t, "ready", 30*time.Second, func() bool { _, code := getReady(httpAddr); return code == http.StatusOK })
+
+	b.Close()
+	waitFor(t, "not ready with the broker down", 30*time.Second, func() bool {
+		r, code := getReady(httpAddr)
+		return code == http.StatusServiceUnavailable && r.Checks["kafka"] != "ok" && r.Checks["ledger"] == "ok"
+	})
+	b = startBroker()
+	defer b.Close()
+	waitFor(t, "ready again", 30*time.Second, func() bool { _, code := getReady(httpAddr); return code == http.StatusOK })
+
+	code, _, stderr := runCmd(t, "", "publish", "--brokers", kafkaAddr)
+	if code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, stderr)
+	}
+	store, err := ledger.Open(context.Background(), filepath.Join(cfg.DataDir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = store.Close() }()
+	waitFor(t, "the sample events recorded", 60*time.Second, func() bool {
+		r, err := store.Get(context.Background(), "sample-oomkilled")
+		return err == nil && r.State == ledger.Submitted
+	})
+}
