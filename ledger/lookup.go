@@ -249,3 +249,19 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Remediation, error) {
 	}
 	return out, nil
 }
+
+// EachOutcome calls fn for every outcome in the ledger's history, by template key
+// then in order: the runs the models can learn from.
+func (s *Store) EachOutcome(ctx context.Context, fn func(templateKey string, o failure.Outcome) error) error {
+	return queryEach(ctx, s.r, "SELECT template_key, outcome FROM outcomes ORDER BY template_key, seq", nil, func(r *sql.Rows) error {
+		var key, data string
+		if err := r.Scan(&key, &data); err != nil {
+			return err
+		}
+		var o failure.Outcome
+		if err := json.Unmarshal([]byte(data), &o); err != nil {
+			return fmt.Errorf("decode outcome of %s: %w", key, err)
+		}
+		return fn(key, o)
+	})
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -36,29 +37,28 @@ type ledgerAttempt struct {
 
 func newLedgerCmd() *cobra.Command {
 	var dataDir, db string
-	var asJSON bool
+	var asJSON, outcomes bool
 	cmd := &cobra.Command{
 		Use:   "ledger",
 		Short: "Print what the ledger holds: one line per event with its state and attempts",
 		Long: `Ledger prints every event the ledger holds, oldest first: its state, category, the
 error of a rejected (malformed or invalid) message, and the attempt autofix asked for,
 with when it was submitted and its outcome. --json writes one JSON object per line:
-{"eventId","state","category","error","attempts":[{"attempt","resources","submittedAt","outcome"}]}.`,
+{"eventId","state","category","error","attempts":[{"attempt","resources","submittedAt","outcome"}]}.
+--outcomes prints instead the recorded runs of every template (failed runs and the
+outcomes of attempts), one JSON object per line: the format "recommend --history"
+and training read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := config.Default()
-			c.DataDir, c.DB = dataDir, db
-			dsn := c.LedgerDSN()
-			if db == "" {
-				if _, err := os.Stat(dsn); err != nil {
-					return fmt.Errorf("no ledger at %s: %w", dsn, err)
-				}
-			}
-			store, err := ledger.Open(cmd.Context(), dsn)
+			store, err := openLedgerAt(cmd.Context(), dataDir, db)
 			if err != nil {
 				return err
 			}
 			defer func() { _ = store.Close() }()
+			if outcomes {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				return store.EachOutcome(cmd.Context(), func(_ string, o failure.Outcome) error { return enc.Encode(o) })
+			}
 			out := cmd.OutOrStdout()
 			enc := json.NewEncoder(out)
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
@@ -103,5 +103,20 @@ with when it was submitted and its outcome. --json writes one JSON object per li
 	cmd.Flags().StringVar(&dataDir, "data-dir", d.DataDir, "data directory holding the SQLite ledger")
 	cmd.Flags().StringVar(&db, "db", "", "PostgreSQL URL of the ledger (instead of SQLite in the data directory)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
+	cmd.Flags().BoolVar(&outcomes, "outcomes", false, "print the recorded runs (history) instead of the events")
 	return cmd
+}
+
+// openLedgerAt opens an existing ledger: the PostgreSQL one at db, or the SQLite file
+// in dataDir (which must exist: a typo should not create an empty ledger).
+func openLedgerAt(ctx context.Context, dataDir, db string) (*ledger.Store, error) {
+	c := config.Default()
+	c.DataDir, c.DB = dataDir, db
+	dsn := c.LedgerDSN()
+	if db == "" {
+		if _, err := os.Stat(dsn); err != nil {
+			return nil, fmt.Errorf("no ledger at %s: %w", dsn, err)
+		}
+	}
+	return ledger.Open(ctx, dsn)
 }

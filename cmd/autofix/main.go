@@ -53,6 +53,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newTrainFallbackCmd(), newSimulateCmd(), newRecommendCmd(),
-		newServeCmd(), newPublishCmd(), newLedgerCmd(), newBenchCmd())
+		newServeCmd(), newPublishCmd(), newLedgerCmd(), newPolicyCmd(), newBenchCmd())
 	return root
 }
