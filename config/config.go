@@ -159,7 +159,9 @@ func (c *Config) Validate() error {
 		return errors.New("dataDir: required")
 	}
 	if c.DB != "" && !IsPostgres(c.DB) {
-		return fmt.Errorf("db: %q is not a postgres:// or postgresql:// URL (leave it empty for SQLite in dataDir)", c.DB)
+		// Name the scheme only: the rest may hold a password.
+		scheme, _, _ := strings.Cut(c.DB, ":")
+		return fmt.Errorf("db: a %q URL is not a postgres:// or postgresql:// URL (leave it empty for SQLite in dataDir)", scheme)
 	}
 	if err := checkAddr("http.addr", c.HTTP.Addr); err != nil {
 		return err

@@ -57,7 +57,7 @@ func TestInvalid(t *testing.T) {
 		want       string
 	}{
 		{"unknown field", "kafka:\n  topics: x\n", nil, "field topics not found"},
-		{"bad db", "db: mysql://x\n", nil, "db:"},
+		{"bad db", "db: mysql://root:hunter2@x\n", nil, "db: a \"mysql\" URL"},
 		{"bad http addr", "http:\n  addr: localhost\n", nil, "http.addr:"},
 		{"bad broker", "kafka:\n  brokers: [\"k:x\"]\n", nil, "kafka.brokers[0]:"},
 		{"same topics", "kafka:\n  deadLetterTopic: autofix.failures\n", nil, "kafka.deadLetterTopic:"},
@@ -84,5 +84,13 @@ func TestInvalid(t *testing.T) {
 				t.Errorf("Load+Validate = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestErrorsDoNotShowTheDSN(t *testing.T) {
+	c := Default()
+	c.DB = "mysql://root:hunter2@db:3306/autofix"
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Validate() = %v, want an error that does not show the password", err)
 	}
 }
