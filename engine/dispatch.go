@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/autofix/autofix/ledger"
@@ -20,7 +21,9 @@ type Remediator interface {
 
 // DispatchLedger is what the Dispatcher needs of the ledger.
 type DispatchLedger interface {
-	Approved(ctx context.Context, limit int) ([]ledger.Remediation, error)
+	Approved(ctx context.Context, limit int, now time.Time) ([]ledger.Remediation, error)
+	Claim(ctx context.Context, id, owner string, now, until time.Time) (bool, int, error)
+	Defer(ctx context.Context, id, owner string, retryAt time.Time) error
 	Transition(ctx context.Context, id string, from, to ledger.State, actor, detail string, at time.Time) error
 	Paused(ctx context.Context) (bool, error)
 }
@@ -38,16 +41,17 @@ type Dispatcher struct {
 	// MaxBackoff caps the wait before a remediation whose submission failed is tried
 	// again (default 1 minute); other remediations go on meanwhile.
 	MaxBackoff time.Duration
-	Now        func() time.Time
-	Log        *slog.Logger
-
-	retry map[string]backoff
+	// Owner names this dispatcher in submission claims (default host name and pid).
+	Owner string
+	Now   func() time.Time
+	Log   *slog.Logger
 }
 
-type backoff struct {
-	next time.Time
-	wait time.Duration
-}
+// claimFor is how long a claim keeps other dispatchers off an attempt while its
+// submission is in flight. A submission gets half of it; if the dispatcher dies
+// meanwhile, another submits the attempt once the claim lapses (a job created just
+// before the crash makes that a no-op: names are deterministic).
+const claimFor = 30 * time.Second
 
 // Run dispatches until ctx is cancelled.
 func (d *Dispatcher) Run(ctx context.Context) error {
@@ -76,26 +80,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // Once submits what is approved and due. It reports whether it did anything, so the
 // caller can go again at once.
 func (d *Dispatcher) Once(ctx context.Context) (bool, error) {
-	if d.retry == nil {
-		d.retry = map[string]backoff{}
-	}
-	paused, err := d.Ledger.Paused(ctx)
-	if err != nil {
-		return false, fmt.Errorf("read the kill switch: %w", err)
-	}
-	if paused {
-		return false, nil // the kill switch holds every submission, approved by whoever
-	}
-	todo, err := d.Ledger.Approved(ctx, 200)
+	todo, err := d.Ledger.Approved(ctx, 200, d.now())
 	if err != nil {
 		return false, fmt.Errorf("list approved remediations: %w", err)
 	}
 	busy := false
 	for i := range todo {
 		r := &todo[i]
-		now := d.now()
-		if b, ok := d.retry[r.EventID]; ok && now.Before(b.next) {
-			continue
+		// The kill switch is read before every submission, so it takes effect at once;
+		// it holds every submission, approved by whoever.
+		paused, err := d.Ledger.Paused(ctx)
+		if err != nil {
+			return busy, fmt.Errorf("read the kill switch: %w", err)
+		}
+		if paused {
+			return busy, nil
 		}
 		if d.DryRun {
 			if err := d.move(ctx, r, ledger.Abandoned, "dry-run: decided and recorded, not submitted"); err != nil {
@@ -104,21 +103,32 @@ func (d *Dispatcher) Once(ctx context.Context) (bool, error) {
 			busy = true
 			continue
 		}
+		now := d.now()
 		if d.Limiter != nil {
 			if ok, wait := d.Limiter.Allow(now); !ok {
 				d.sleep(ctx, wait)
 				return busy, nil
 			}
 		}
-		if err := d.Remediator.Submit(ctx, r); err != nil {
-			b := d.retry[r.EventID]
-			b.wait = min(max(2*b.wait, time.Second), d.maxBackoff())
-			b.next = now.Add(b.wait)
-			d.retry[r.EventID] = b
-			d.log().Warn("submission failed; will retry", "remediation", r.EventID, "err", err, "in", b.wait)
+		owner := d.owner()
+		claimed, failures, err := d.Ledger.Claim(ctx, r.EventID, owner, now, now.Add(claimFor))
+		if err != nil {
+			return busy, err
+		}
+		if !claimed {
+			continue // another dispatcher has it, or it was moved meanwhile
+		}
+		sctx, cancel := context.WithTimeout(ctx, claimFor/2)
+		err = d.Remediator.Submit(sctx, r)
+		cancel()
+		if err != nil {
+			wait := min(time.Second<<min(failures, 16), d.maxBackoff())
+			if derr := d.Ledger.Defer(ctx, r.EventID, owner, now.Add(wait)); derr != nil {
+				return busy, derr
+			}
+			d.log().Warn("submission failed; will retry", "remediation", r.EventID, "err", err, "in", wait, "failures", failures+1)
 			continue
 		}
-		delete(d.retry, r.EventID)
 		if err := d.move(ctx, r, ledger.Submitted, "submitted "+attemptJob(r)); err != nil {
 			return busy, err
 		}
@@ -145,6 +155,14 @@ func (d *Dispatcher) sleep(ctx context.Context, wait time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(wait):
 	}
+}
+
+func (d *Dispatcher) owner() string {
+	if d.Owner == "" {
+		host, _ := os.Hostname()
+		d.Owner = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	return d.Owner
 }
 
 func (d *Dispatcher) now() time.Time {

@@ -212,15 +212,16 @@ func (s *Store) Each(ctx context.Context, fn func(Remediation) error) error {
 	})
 }
 
-// Approved returns up to limit remediations in state approved, the oldest received
-// first, with their attempt.
-func (s *Store) Approved(ctx context.Context, limit int) ([]Remediation, error) {
+// Approved returns up to limit remediations in state approved whose attempt is not
+// claimed at now (see Claim), the oldest received first, with their attempt.
+func (s *Store) Approved(ctx context.Context, limit int, now time.Time) ([]Remediation, error) {
 	var out []Remediation
 	if limit <= 0 {
 		return nil, nil
 	}
 	err := eachRemediation(ctx, s.r, s.q(selectRemediation+
-		" WHERE e.state = ? ORDER BY e.received_at, e.event_id, a.number LIMIT ?"), []any{string(Approved), limit},
+		" WHERE e.state = ? AND a.claimed_until <= ? ORDER BY e.received_at, e.event_id, a.number LIMIT ?"),
+		[]any{string(Approved), nanos(atOrNow(now)), limit},
 		func(m Remediation) error {
 			out = append(out, m)
 			return nil
@@ -229,6 +230,39 @@ func (s *Store) Approved(ctx context.Context, limit int) ([]Remediation, error) 
 		return nil, fmt.Errorf("approved: %w", err)
 	}
 	return out, nil
+}
+
+// Claim takes the approved remediation id's attempt for owner until until, if no
+// one holds it at now: only the holder of a claim submits. It reports whether the
+// claim was taken and how many submissions of the attempt have failed so far.
+func (s *Store) Claim(ctx context.Context, id, owner string, now, until time.Time) (bool, int, error) {
+	var failures int
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, s.q(`UPDATE attempts SET claimed_by = ?, claimed_until = ?
+			WHERE event_id = ? AND claimed_until <= ?
+			AND EXISTS (SELECT 1 FROM events e WHERE e.event_id = attempts.event_id AND e.state = ?)
+			RETURNING submit_failures`), owner, nanos(until), id, nanos(atOrNow(now)), string(Approved)).Scan(&failures)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("claim %s: %w", id, err)
+	}
+	return true, failures, nil
+}
+
+// Defer records a failed submission of id's attempt by the claim's owner and keeps
+// the attempt claimed until retryAt, when any dispatcher may try again.
+func (s *Store) Defer(ctx context.Context, id, owner string, retryAt time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`UPDATE attempts SET claimed_until = ?, submit_failures = submit_failures + 1
+			WHERE event_id = ? AND claimed_by = ?`), nanos(retryAt), id, owner)
+		if err != nil {
+			return fmt.Errorf("defer %s: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // Counts returns how many remediations are in each state (every state, zeros too).

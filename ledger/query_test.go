@@ -153,7 +153,7 @@ func TestEachOrder(t *testing.T) {
 		if err := s.Each(ctx, func(Remediation) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 			t.Errorf("Each with a failing fn = %v after %d calls, want stop after 1", err, n)
 		}
-		approved, err := s.Approved(ctx, 2)
+		approved, err := s.Approved(ctx, 2, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
