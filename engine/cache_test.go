@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/autofix/autofix/failure"
@@ -37,6 +38,62 @@ func TestHistoryCacheSeesOtherReplicas(t *testing.T) {
 						i, name, len(got), got[len(got)-1].Resources, want)
 				}
 			}
+		}
+	})
+}
+
+// racingLedger runs between() once, right after a HistorySince: another replica
+// recording while this one decides.
+type racingLedger struct {
+	*ledger.Store
+	between func()
+}
+
+func (r *racingLedger) HistorySince(ctx context.Context, after map[string]int64, limit int) (map[string]ledger.TemplateHistory, error) {
+	h, err := r.Store.HistorySince(ctx, after, limit)
+	if f := r.between; f != nil {
+		r.between = nil
+		f()
+	}
+	return h, err
+}
+
+// TestHistoryCacheWithAnInterleavedWriter: replica B records an outcome of the
+// template after replica A read its history and before A recorded; A's history must
+// still match the ledger's afterwards.
+func TestHistoryCacheWithAnInterleavedWriter(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		pol := policy.Default()
+		rec := newRecommender(t)
+		ev := func(i int) *failure.Event {
+			return &failure.Event{ID: fmt.Sprintf("r-%d", i), Job: failure.Job{Namespace: "ml", Name: fmt.Sprintf("etl-%d", i), Template: "etl",
+				Attempt: 1, Resources: failure.Resources{MemoryBytes: int64(i+1) << 30}},
+				Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 60}}
+		}
+		b := &Intake{Ledger: store, Recommender: rec, Policy: &pol}
+		race := &racingLedger{Store: store}
+		a := &Intake{Ledger: race, Recommender: rec, Policy: &pol}
+		handle(t, a, ev(0), 0)
+		race.between = func() { handle(t, b, ev(1), 1) }
+		handle(t, a, ev(2), 2)
+		handle(t, a, ev(3), 3)
+		got, err := a.history(context.Background(), []string{"ml/etl"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := store.History(context.Background(), []string{"ml/etl"}, 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem := func(os []failure.Outcome) []int64 {
+			var m []int64
+			for _, o := range os {
+				m = append(m, o.Resources.MemoryBytes>>30)
+			}
+			return m
+		}
+		if g, w := mem(got["ml/etl"]), mem(want["ml/etl"]); !slices.Equal(g, w) {
+			t.Errorf("replica A's history (GiB) = %v, the ledger's = %v", g, w)
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +27,10 @@ func handle(t *testing.T, in *Intake, ev *failure.Event, off int64) ledger.Remed
 	if err != nil || len(rej) != 0 {
 		t.Fatalf("Handle(%s) = %v, %v", ev.ID, rej, err)
 	}
-	r, err := in.Ledger.(*ledger.Store).Get(context.Background(), ev.ID)
+	getter := in.Ledger.(interface {
+		Get(context.Context, string) (ledger.Remediation, error)
+	})
+	r, err := getter.Get(context.Background(), ev.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +199,108 @@ func TestDryRunActsOnNothing(t *testing.T) {
 		}
 		if len(rem.got) != 0 || r.State != ledger.Abandoned {
 			t.Errorf("dry run: submitted %v, state %s; want nothing submitted and the decision kept as abandoned", rem.got, r.State)
+		}
+	})
+}
+
+// TestTwoDispatchersSubmitOnce: two replicas' dispatchers share the ledger and a
+// cluster; every approved fix is submitted exactly once between them.
+func TestTwoDispatchersSubmitOnce(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		ctx := context.Background()
+		pol := policy.Default()
+		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		const n = 30
+		for i := range n {
+			ev := &failure.Event{ID: fmt.Sprintf("two-%d", i), Job: failure.Job{Namespace: "ml", Name: fmt.Sprintf("job-%d", i),
+				Resources: failure.Resources{MemoryBytes: 4 << 30}},
+				Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 600}}
+			handle(t, in, ev, int64(i))
+		}
+		cluster := &countingCluster{jobs: map[string]int{}}
+		var wg sync.WaitGroup
+		for _, owner := range []string{"replica-a", "replica-b"} {
+			d := &Dispatcher{Ledger: store, Remediator: cluster, Owner: owner}
+			wg.Go(func() {
+				for range 5 {
+					if _, err := d.Once(ctx); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		cluster.mu.Lock()
+		defer cluster.mu.Unlock()
+		if cluster.calls != n || len(cluster.jobs) != n {
+			t.Errorf("%d Submit calls for %d jobs, want %d each: a fix was submitted twice", cluster.calls, len(cluster.jobs), n)
+		}
+	})
+}
+
+// countingCluster counts Submit calls, as a cluster that does not dedupe would see them.
+type countingCluster struct {
+	mu    sync.Mutex
+	calls int
+	jobs  map[string]int
+}
+
+func (c *countingCluster) Submit(_ context.Context, r *ledger.Remediation) error {
+	a, _ := ownAttempt(r)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	c.jobs[a.JobName]++
+	return nil
+}
+
+// panicky panics on one event, as a bug meeting an odd input would.
+type panicky struct {
+	Recommender
+	on string
+}
+
+func (p panicky) Recommend(ev *failure.Event, h []failure.Outcome) failure.Recommendation {
+	if ev.ID == p.on {
+		panic("index out of range")
+	}
+	return p.Recommender.Recommend(ev, h)
+}
+
+// TestPoisonEventsAreRejected: an event whose decision panics, and one that claims an
+// id reserved for rejected messages, are dead-lettered and recorded under their
+// position; the rest of the batch is decided, and a redelivery is dead-lettered again.
+func TestPoisonEventsAreRejected(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		pol := policy.Default()
+		in := &Intake{Ledger: store, Recommender: panicky{newRecommender(t), "boom"}, Policy: &pol}
+		mk := func(id string) []byte {
+			b, _ := json.Marshal(&failure.Event{ID: id, Job: failure.Job{Name: "j-" + id, Resources: failure.Resources{MemoryBytes: 1 << 30}},
+				Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}})
+			return b
+		}
+		batch := []ingest.Message{
+			{Topic: "f", Partition: 0, Offset: 1, Value: mk("fine")},
+			{Topic: "f", Partition: 0, Offset: 2, Value: mk("boom")},
+			{Topic: "f", Partition: 0, Offset: 3, Value: mk("kafka:f/0/9")},
+		}
+		for round := range 2 { // the second time is a redelivery
+			rej, err := in.Handle(context.Background(), batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rej) != 2 || rej[0].Index+rej[1].Index != 3 {
+				t.Fatalf("round %d: rejections %+v, want messages 1 and 2", round, rej)
+			}
+		}
+		for id, want := range map[string]string{"kafka:f/0/2": "internal: the decision failed", "kafka:f/0/3": "reserved"} {
+			r, err := store.Get(context.Background(), id)
+			if err != nil || r.State != ledger.Rejected || !strings.Contains(r.Error, want) {
+				t.Errorf("%s: %v %s %q; want rejected with %q", id, err, r.State, r.Error, want)
+			}
+		}
+		if r, err := store.Get(context.Background(), "fine"); err != nil || r.State == ledger.Rejected {
+			t.Errorf("the healthy event: %v %s, want it decided", err, r.State)
 		}
 	})
 }

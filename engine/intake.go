@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,8 +79,11 @@ type cachedHistory struct {
 // maxCachedTemplates bounds the history cache; past it the cache starts over.
 const maxCachedTemplates = 50000
 
-// RejectedID is the ledger id of a message that could not be decoded: its position.
-func RejectedID(m *ingest.Message) string { return "kafka:" + m.Position() }
+// RejectedID is the ledger id of a message that could not be decoded or decided: its
+// position. Events may not use ids with this prefix.
+func RejectedID(m *ingest.Message) string { return rejectedPrefix + m.Position() }
+
+const rejectedPrefix = "kafka:"
 
 // item is one message on its way through Handle.
 type item struct {
@@ -104,7 +108,11 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 		it := &item{msg: m, index: i}
 		it.entry.Source = ledger.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
 		it.entry.ReceivedAt = now
-		if ev, err := failure.Decode(m.Value); err != nil {
+		ev, err := failure.Decode(m.Value)
+		if err == nil && strings.HasPrefix(ev.ID, rejectedPrefix) {
+			err = fmt.Errorf("id: %q: the prefix %q is reserved for messages autofix rejects", ev.ID, rejectedPrefix)
+		}
+		if err != nil {
 			it.entry.EventID, it.entry.State, it.entry.Error = RejectedID(m), ledger.Rejected, "decode: "+err.Error()
 			it.entry.Actor = "intake"
 		} else {
@@ -145,7 +153,7 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 	if err != nil {
 		return nil, fmt.Errorf("record %d events: %w", len(entries), err)
 	}
-	in.remember(fresh, ok)
+	in.remember(fresh, entries)
 	done := in.now()
 	for i, it := range fresh {
 		if it.entry.State == ledger.Rejected && it.ev == nil {
@@ -257,7 +265,10 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	defer func() {
 		if p := recover(); p != nil {
 			in.log().Error("decision panicked", "event", it.entry.EventID, "panic", p, "stack", string(debug.Stack()))
-			it.entry = ledger.Entry{EventID: it.entry.EventID, Source: it.entry.Source, ReceivedAt: it.entry.ReceivedAt,
+			// Recorded under its position, like an undecodable message, so that a
+			// redelivery (after a crash before the dead letter was written) is
+			// dead-lettered again rather than taken for a decided event.
+			it.entry = ledger.Entry{EventID: RejectedID(it.msg), Source: it.entry.Source, ReceivedAt: it.entry.ReceivedAt,
 				State: ledger.Rejected, Actor: "intake", Error: fmt.Sprintf("internal: the decision failed: %v", p)}
 			it.ev = nil
 		}
@@ -292,26 +303,32 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	*history = append(*history, it.outcome)
 }
 
-// remember adds the outcomes just recorded to the history cache, and what their
-// sequence numbers must now be: if another writer added some meanwhile, the next
-// HistorySince sees a different number and reads them.
-func (in *Intake) remember(fresh []*item, recorded []bool) {
+// remember adds the outcomes just recorded to the history cache. Their sequence
+// numbers follow the cached one unless another writer added outcomes in between; then
+// the template is dropped from the cache and read whole next time.
+func (in *Intake) remember(fresh []*item, entries []ledger.Entry) {
 	in.cacheMu.Lock()
 	defer in.cacheMu.Unlock()
 	limit := in.historyLimit()
 	for i, it := range fresh {
-		if !recorded[i] || it.ev == nil {
+		seq := entries[i].OutcomeSeq
+		if seq == 0 || it.ev == nil {
 			continue
 		}
-		c := in.cache[TemplateKey(it.ev)]
+		key := TemplateKey(it.ev)
+		c := in.cache[key]
 		if c == nil {
-			continue // not read this batch (the cache started over): read it next time
+			continue
+		}
+		if seq != c.seq+1 {
+			delete(in.cache, key)
+			continue
 		}
 		c.outcomes = append(c.outcomes, it.outcome)
 		if n := len(c.outcomes); n > limit {
 			c.outcomes = append([]failure.Outcome(nil), c.outcomes[n-limit:]...)
 		}
-		c.seq++
+		c.seq = seq
 	}
 }
 

@@ -40,7 +40,13 @@ type ConsumerOptions struct {
 	// Backoff is the first and MaxBackoff the longest wait before a failed batch is
 	// handed again (defaults 100 ms and 10 s).
 	Backoff, MaxBackoff time.Duration
-	Logger              *slog.Logger
+	// AttemptTimeout bounds each try of handling, dead-lettering or committing a
+	// batch (default 30 s); every try gets its own.
+	AttemptTimeout time.Duration
+	// ShutdownGrace is how long the batch in hand may still take once Run's context
+	// is cancelled (default 30 s).
+	ShutdownGrace time.Duration
+	Logger        *slog.Logger
 }
 
 func (o *ConsumerOptions) setDefaults() {
@@ -61,6 +67,12 @@ func (o *ConsumerOptions) setDefaults() {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 10 * time.Second
+	}
+	if o.AttemptTimeout <= 0 {
+		o.AttemptTimeout = 30 * time.Second
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -165,7 +177,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// A reader that joins its group before the topic is visible is assigned no
 	// partitions and stays that way: wait for the topic first.
 	for wait := c.o.Backoff; ; wait = min(2*wait, c.o.MaxBackoff) {
-		err := topicsVisible(ctx, c.o.Brokers[0], []string{c.o.Topic})
+		err := topicsVisible(ctx, c.o.Brokers, []string{c.o.Topic})
 		if err == nil {
 			break
 		}
@@ -190,8 +202,11 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	fetchDone := make(chan error, 1)
 	go func() { fetchDone <- c.fetch(ctx, msgs) }()
 
-	// In-flight work is finished with a context that outlives ctx by a grace period.
-	work := context.WithoutCancel(ctx)
+	// In-flight work is finished with a context that outlives ctx by the grace period.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(c.o.ShutdownGrace, cancelWork) })
+	defer stopGrace()
 	batch := make([]kafka.Message, 0, c.o.MaxBatch)
 	linger := time.NewTimer(time.Hour)
 	defer linger.Stop()
@@ -217,10 +232,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 				break fill
 			}
 		}
-		wctx, cancel := context.WithTimeout(work, 30*time.Second)
-		err := c.process(wctx, ctx, h, batch)
-		cancel()
-		if err != nil {
+		if err := c.process(work, ctx, h, batch); err != nil {
 			// Only cancellation stops processing; the batch is not committed and
 			// will be handed out again after a restart.
 			return nil
@@ -275,15 +287,15 @@ type fetchFailure struct {
 }
 
 // process hands batch to h until it succeeds, dead-letters the rejected messages and
-// commits. It gives up (returning an error) only when stop is cancelled while it is
-// still backing off.
-func (c *Consumer) process(ctx, stop context.Context, h Handler, batch []kafka.Message) error {
+// commits, each try under work with its own timeout. It gives up (returning an error)
+// only when stop is cancelled while it is still backing off.
+func (c *Consumer) process(work, stop context.Context, h Handler, batch []kafka.Message) error {
 	in := make([]Message, len(batch))
 	for i := range batch {
 		in[i] = fromKafka(&batch[i])
 	}
 	var rejected []Rejection
-	if err := c.retry(stop, "handle batch", func() error {
+	if err := c.retry(work, stop, "handle batch", func(ctx context.Context) error {
 		var err error
 		rejected, err = h.Handle(ctx, in)
 		return err
@@ -294,12 +306,15 @@ func (c *Consumer) process(ctx, stop context.Context, h Handler, batch []kafka.M
 		dead := make([]Message, 0, len(rejected))
 		for _, r := range rejected {
 			m := &in[r.Index]
-			dead = append(dead, Message{Key: m.Key, Value: m.Value, Headers: map[string]string{
-				HeaderError: r.Reason, HeaderTopic: m.Topic,
-				HeaderPartition: strconv.Itoa(m.Partition), HeaderOffset: strconv.FormatInt(m.Offset, 10),
-			}})
+			headers := make(map[string]string, len(m.Headers)+4)
+			for k, v := range m.Headers { // the original's headers travel with it
+				headers[k] = v
+			}
+			headers[HeaderError], headers[HeaderTopic] = r.Reason, m.Topic
+			headers[HeaderPartition], headers[HeaderOffset] = strconv.Itoa(m.Partition), strconv.FormatInt(m.Offset, 10)
+			dead = append(dead, Message{Key: m.Key, Value: m.Value, Headers: headers})
 		}
-		if err := c.retry(stop, "dead-letter", func() error { return c.dlq.Publish(ctx, dead...) }); err != nil {
+		if err := c.retry(work, stop, "dead-letter", func(ctx context.Context) error { return c.dlq.Publish(ctx, dead...) }); err != nil {
 			return err
 		}
 		c.deadLettered.Add(int64(len(dead)))
@@ -309,12 +324,14 @@ func (c *Consumer) process(ctx, stop context.Context, h Handler, batch []kafka.M
 	// A failed commit is not retried for long: after a rebalance it cannot succeed, and
 	// the messages coming again is what at-least-once allows (the Handler dedupes).
 	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(work, c.o.AttemptTimeout)
 		err := c.r.Load().CommitMessages(ctx, batch...)
+		cancel()
 		if err == nil {
 			c.commits.Add(1)
 			return nil
 		}
-		if attempt == 3 || stop.Err() != nil {
+		if attempt == 3 || stop.Err() != nil || work.Err() != nil {
 			c.o.Logger.Warn("commit failed; the batch will be delivered again", "err", err, "messages", len(batch))
 			return nil //nolint:nilerr // redelivery is what at-least-once allows; the Handler dedupes
 		}
@@ -322,12 +339,15 @@ func (c *Consumer) process(ctx, stop context.Context, h Handler, batch []kafka.M
 	}
 }
 
-// retry runs fn until it succeeds, backing off exponentially up to MaxBackoff. It
-// stops (returning the last error) when stop is cancelled.
-func (c *Consumer) retry(stop context.Context, what string, fn func() error) error {
+// retry runs fn until it succeeds, each try with a context of its own (work with
+// AttemptTimeout), backing off exponentially up to MaxBackoff. It stops (returning
+// the last error) when stop is cancelled.
+func (c *Consumer) retry(work, stop context.Context, what string, fn func(context.Context) error) error {
 	wait := c.o.Backoff
 	for {
-		err := fn()
+		ctx, cancel := context.WithTimeout(work, c.o.AttemptTimeout)
+		err := fn(ctx)
+		cancel()
 		if err == nil {
 			c.failing.Store(false)
 			return nil

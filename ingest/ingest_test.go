@@ -68,23 +68,30 @@ func plain(i int) string { return fmt.Sprintf(`{"n":%d}`, i) }
 
 // recorder is a Handler that counts what it was handed and can be told to fail.
 type recorder struct {
-	mu       sync.Mutex
-	seen     map[string]int
-	batches  int
-	failNext int                     // fail this many calls, then succeed
-	reject   func(m *Message) string // non-empty: dead-letter with this reason
-	stopAt   int                     // after this many distinct values, call stop
-	stop     func()
+	mu        sync.Mutex
+	seen      map[string]int
+	batches   int
+	failNext  int                     // fail this many calls, then succeed
+	failUntil time.Time               // fail every call before this time
+	reject    func(m *Message) string // non-empty: dead-letter with this reason
+	stopAt    int                     // after this many distinct values, call stop
+	stop      func()
 }
 
 func newRecorder() *recorder { return &recorder{seen: map[string]int{}} }
 
-func (r *recorder) Handle(_ context.Context, batch []Message) ([]Rejection, error) {
+func (r *recorder) Handle(ctx context.Context, batch []Message) ([]Rejection, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err // as a ledger would: a dead context fails every call
+	}
 	if r.failNext > 0 {
 		r.failNext--
 		return nil, errors.New("ledger busy")
+	}
+	if time.Now().Before(r.failUntil) {
+		return nil, errors.New("ledger down")
 	}
 	r.batches++
 	var rej []Rejection
@@ -361,4 +368,22 @@ func TestTopicCreatedAfterStart(t *testing.T) {
 	if h.distinct() != 100 {
 		t.Fatalf("consumed %d of 100 messages published after the consumer started", h.distinct())
 	}
+}
+
+// TestOutageLongerThanATry: the handler fails for several times the per-try timeout;
+// once it recovers, the consumer goes on (each try has a deadline of its own).
+func TestOutageLongerThanATry(t *testing.T) {
+	brokers := testBrokers(t)
+	topic, dlq, group := names(t)
+	setup(t, brokers, topic, dlq, 1)
+	publishN(t, brokers, topic, 0, 20, plain)
+	h := newRecorder()
+	h.failUntil = time.Now().Add(1500 * time.Millisecond)
+	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, DeadLetterTopic: dlq,
+		SessionTimeout: 2 * time.Second, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		AttemptTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, c, h, func() bool { return h.distinct() >= 20 }, 30*time.Second)
 }

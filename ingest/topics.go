@@ -60,7 +60,7 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 		names[i] = t.Name
 	}
 	for {
-		err := topicsVisible(ctx, brokers[0], names)
+		err := topicsVisible(ctx, brokers, names)
 		if err == nil {
 			return nil
 		}
@@ -72,12 +72,23 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 	}
 }
 
-func topicsVisible(ctx context.Context, broker string, names []string) error {
-	conn, err := kafka.DialContext(ctx, "tcp", broker)
-	if err != nil {
+// topicsVisible asks the brokers in turn until one answers whether every topic in
+// names has partitions.
+func topicsVisible(ctx context.Context, brokers []string, names []string) error {
+	var err error
+	for _, b := range brokers {
+		var conn *kafka.Conn
+		if conn, err = kafka.DialContext(ctx, "tcp", b); err != nil {
+			continue
+		}
+		err = partitionsOf(conn, names)
+		_ = conn.Close()
 		return err
 	}
-	defer func() { _ = conn.Close() }()
+	return err
+}
+
+func partitionsOf(conn *kafka.Conn, names []string) error {
 	parts, err := conn.ReadPartitions(names...)
 	if err != nil {
 		return err

@@ -47,9 +47,9 @@ type outcomeRow struct {
 // template's counter row in template_seq hands out dense sequence numbers; on
 // PostgreSQL it is also the row lock that orders concurrent writers of one template.
 // Counters are taken in key order, so writers cannot deadlock on them.
-func (s *Store) appendOutcomes(ctx context.Context, tx *sql.Tx, rows []outcomeRow) error {
+func (s *Store) appendOutcomes(ctx context.Context, tx *sql.Tx, rows []outcomeRow) ([]int64, error) {
 	if len(rows) == 0 {
-		return nil
+		return nil, nil
 	}
 	counts := map[string]int64{}
 	for _, r := range rows {
@@ -77,22 +77,24 @@ func (s *Store) appendOutcomes(ctx context.Context, tx *sql.Tx, rows []outcomeRo
 			return err
 		})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := make([][]any, len(rows))
+	seqs := make([]int64, len(rows))
 	for i, r := range rows {
 		b, err := json.Marshal(r.o)
 		if err != nil {
-			return fmt.Errorf("encode outcome of %s: %w", r.eventID, err)
+			return nil, fmt.Errorf("encode outcome of %s: %w", r.eventID, err)
 		}
 		succeeded := 0
 		if r.o.Succeeded {
 			succeeded = 1
 		}
 		out[i] = []any{r.key, next[r.key], r.eventID, r.o.Attempt, succeeded, string(r.o.Category), nanos(r.at), string(b)}
+		seqs[i] = next[r.key]
 		next[r.key]++
 	}
-	return s.insertRows(ctx, tx, "outcomes",
+	return seqs, s.insertRows(ctx, tx, "outcomes",
 		"template_key, seq, event_id, attempt, succeeded, category, recorded_at, outcome", out, "", nil)
 }
 
@@ -179,7 +181,8 @@ func (s *Store) Finish(ctx context.Context, id string, to State, outcome failure
 			outcome.Template = template
 		}
 		outcome.Succeeded = to == Succeeded
-		return s.appendOutcomes(ctx, tx, []outcomeRow{{key: templateKey(namespace, template), eventID: id, at: atOrNow(at), o: outcome}})
+		_, err := s.appendOutcomes(ctx, tx, []outcomeRow{{key: templateKey(namespace, template), eventID: id, at: atOrNow(at), o: outcome}})
+		return err
 	})
 }
 

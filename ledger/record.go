@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -67,6 +68,10 @@ type Entry struct {
 	// Resources and Params set; ChainID and EventID default to the entry's). It is
 	// required then, and ignored in other states.
 	Attempt *Attempt
+
+	// OutcomeSeq is set by Record on a fresh valid entry: the sequence number of the
+	// failed run in its template's history (see HistorySince).
+	OutcomeSeq int64
 }
 
 // Audit actions and actors the ledger writes itself.
@@ -133,16 +138,22 @@ func (s *Store) Record(ctx context.Context, entries []Entry) (fresh []bool, err 
 	// One order for every writer: PostgreSQL takes row locks in this order, and
 	// replicas that lock the same ids in the same order cannot deadlock.
 	sort.Slice(batch, func(i, j int) bool { return batch[i].id < batch[j].id })
+	seq := make([]int64, len(entries))
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		return s.record(ctx, tx, batch, fresh)
+		clear(fresh)
+		clear(seq)
+		return s.record(ctx, tx, batch, fresh, seq)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record %d entries: %w", len(entries), err)
 	}
+	for i := range entries {
+		entries[i].OutcomeSeq = seq[i]
+	}
 	return fresh, nil
 }
 
-func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh []bool) error {
+func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh []bool, seq []int64) error {
 	rows := make([][]any, len(batch))
 	for i, p := range batch {
 		rows[i] = p.event
@@ -182,7 +193,18 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh 
 	}
 	var audit [][]any
 	var outcomes []outcomeRow
+	var withOutcome []*pending
 	var abandoned []string
+	// Outcomes join their templates' histories in the order of the entries (the order
+	// of the messages), not the id order the rows are locked in.
+	byIndex := slices.Clone(written)
+	sort.Slice(byIndex, func(i, j int) bool { return byIndex[i].index < byIndex[j].index })
+	for _, p := range byIndex {
+		if p.outcome != nil {
+			outcomes = append(outcomes, *p.outcome)
+			withOutcome = append(withOutcome, p)
+		}
+	}
 	for _, p := range written {
 		rows := pathAudit(p)
 		if p.attempt != nil && !took[p.id] {
@@ -191,9 +213,6 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh 
 				fmt.Sprintf("attempt %d of chain %s or job name %s is already recorded", p.a.Number, p.a.ChainID, p.a.JobName)})
 		}
 		audit = append(audit, rows...)
-		if p.outcome != nil {
-			outcomes = append(outcomes, *p.outcome)
-		}
 	}
 	if err := chunks(abandoned, func(ids []string) error {
 		_, err := tx.ExecContext(ctx, s.q("UPDATE events SET state = ? WHERE event_id IN ("+list(len(ids))+")"),
@@ -205,7 +224,11 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh 
 	if err := s.insertRows(ctx, tx, "audit", auditCols, audit, "", nil); err != nil {
 		return err
 	}
-	return s.appendOutcomes(ctx, tx, outcomes)
+	seqs, err := s.appendOutcomes(ctx, tx, outcomes)
+	for i, p := range withOutcome {
+		seq[p.index] = seqs[i]
+	}
+	return err
 }
 
 // prepare checks e and builds its rows.

@@ -28,6 +28,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal asks for a graceful stop; a second one, with the default
+	// handling restored, ends the process at once.
+	go func() { <-ctx.Done(); stop() }()
 
 	root := newRootCmd()
 	root.SetArgs(args)

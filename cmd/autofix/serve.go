@@ -129,7 +129,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	consumer, err := ingest.NewConsumer(ingest.ConsumerOptions{
 		Brokers: brokers, Topic: cfg.Kafka.Topic, GroupID: cfg.Kafka.GroupID, DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
-		MaxBatch: cfg.Kafka.MaxBatch, SessionTimeout: cfg.Kafka.SessionTimeout, Logger: log,
+		MaxBatch: cfg.Kafka.MaxBatch, SessionTimeout: cfg.Kafka.SessionTimeout, ShutdownGrace: cfg.ShutdownGrace, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -183,7 +183,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := srv.Shutdown(shutdown); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
-	wg.Wait()
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(cfg.ShutdownGrace + 5*time.Second):
+		log.Warn("shutdown grace exceeded: exiting with work in flight (uncommitted, it will be delivered again)")
+	}
 	st := consumer.Stats()
 	log.Info("stopped", "consumed", st.Consumed, "deadLettered", st.DeadLettered, "batches", st.Batches)
 	return consumeErr
