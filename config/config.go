@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/autofix/autofix/policy"
 )
@@ -30,7 +31,10 @@ type Config struct {
 	// recommender uses (a built-in name or a YAML file).
 	Scenario string        `yaml:"scenario"`
 	Policy   policy.Config `yaml:"policy"`
-	Log      Log           `yaml:"log"`
+	// Kubernetes is the cluster autofix watches and acts on; without a kubeconfig
+	// (and outside a cluster) serve records the jobs it would submit instead.
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+	Log        Log        `yaml:"log"`
 	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
 }
@@ -59,6 +63,25 @@ type Kafka struct {
 	SessionTimeout time.Duration `yaml:"sessionTimeout"`
 }
 
+// Kubernetes configures the watcher, the submitter and leader election.
+type Kubernetes struct {
+	// Kubeconfig is a kubeconfig file; "in-cluster" uses the pod's service account.
+	// Empty: no cluster (the recording remediator stands in).
+	Kubeconfig string `yaml:"kubeconfig"`
+	// Namespaces to watch (empty: all); Selector a label selector Jobs must match.
+	Namespaces []string `yaml:"namespaces"`
+	Selector   string   `yaml:"selector"`
+	// GPUTypeLabel is the node label naming GPU models.
+	GPUTypeLabel string `yaml:"gpuTypeLabel"`
+	// PendingGrace is how long a pod may fail to start before it is reported.
+	PendingGrace time.Duration `yaml:"pendingGrace"`
+	// LeaseNamespace and LeaseName locate the leader-election Lease; Identity names
+	// this replica (default: the host name, which is the pod name in a cluster).
+	LeaseNamespace string `yaml:"leaseNamespace"`
+	LeaseName      string `yaml:"leaseName"`
+	Identity       string `yaml:"identity"`
+}
+
 // Log configures the structured log.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -75,7 +98,9 @@ func Default() Config {
 			GroupID: "autofix", Partitions: 6, Retention: 7 * 24 * time.Hour, CreateTopics: true,
 			MaxBatch: 1000, SessionTimeout: 10 * time.Second,
 		},
-		Scenario:      "default",
+		Scenario: "default",
+		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute,
+			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},
 		Policy:        policy.Default(),
 		Log:           Log{Level: "info", Format: "text"},
 		ShutdownGrace: 30 * time.Second,
@@ -125,6 +150,9 @@ var envVars = []struct {
 	{"AUTOFIX_KAFKA_GROUP", func(c *Config, v string) error { c.Kafka.GroupID = v; return nil }},
 	{"AUTOFIX_DRY_RUN", func(c *Config, v string) (err error) { c.Policy.DryRun, err = strconv.ParseBool(v); return err }},
 	{"AUTOFIX_LOG_LEVEL", func(c *Config, v string) error { c.Log.Level = v; return nil }},
+	{"AUTOFIX_KUBECONFIG", func(c *Config, v string) error { c.Kubernetes.Kubeconfig = v; return nil }},
+	{"AUTOFIX_NAMESPACES", func(c *Config, v string) error { c.Kubernetes.Namespaces = SplitList(v); return nil }},
+	{"AUTOFIX_IDENTITY", func(c *Config, v string) error { c.Kubernetes.Identity = v; return nil }},
 	{"AUTOFIX_LOG_FORMAT", func(c *Config, v string) error { c.Log.Format = v; return nil }},
 }
 
@@ -198,6 +226,21 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log.level: %q, want debug, info, warn or error", c.Log.Level)
+	}
+	if k := &c.Kubernetes; k.Kubeconfig != "" {
+		switch {
+		case k.LeaseNamespace == "" || k.LeaseName == "":
+			return errors.New("kubernetes.leaseNamespace, kubernetes.leaseName: required with a cluster")
+		case k.PendingGrace <= 0:
+			return fmt.Errorf("kubernetes.pendingGrace: %s, want positive", k.PendingGrace)
+		case k.GPUTypeLabel == "":
+			return errors.New("kubernetes.gpuTypeLabel: required")
+		}
+		if k.Selector != "" {
+			if _, err := labels.Parse(k.Selector); err != nil {
+				return fmt.Errorf("kubernetes.selector: %w", err)
+			}
+		}
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return fmt.Errorf("log.format: %q, want text or json", c.Log.Format)

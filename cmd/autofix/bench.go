@@ -153,7 +153,7 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 		return err
 	}
 	defer func() { _ = store.Close() }()
-	rec, err := defaultRecommender(o.scenario)
+	rec, err := defaultRecommender(o.scenario, nil)
 	if err != nil {
 		return err
 	}

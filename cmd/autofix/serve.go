@@ -11,24 +11,28 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/engine"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/recommender"
+	"github.com/autofix/autofix/remediate"
 )
 
 type serveFlags struct {
-	config, dataDir, httpAddr, embeddedAddr, brokers, db, logLevel string
-	dryRun                                                         bool
+	config, dataDir, httpAddr, embeddedAddr, brokers, db, logLevel, kubeconfig string
+	dryRun                                                                     bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -66,6 +70,7 @@ variables, then flags. /healthz and /readyz are served on --http-addr.`,
 			set("db", func() { cfg.DB = f.db })
 			set("dry-run", func() { cfg.Policy.DryRun = f.dryRun })
 			set("log-level", func() { cfg.Log.Level = f.logLevel })
+			set("kubeconfig", func() { cfg.Kubernetes.Kubeconfig = f.kubeconfig })
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("config: %w", err)
 			}
@@ -82,6 +87,7 @@ variables, then flags. /healthz and /readyz are served on --http-addr.`,
 	fl.StringVar(&f.db, "db", "", "PostgreSQL URL for the ledger (default: SQLite in the data directory)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "decide and record everything, submit nothing")
 	fl.StringVar(&f.logLevel, "log-level", d.Log.Level, "debug, info, warn or error")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", `kubeconfig of the cluster to watch and act on ("in-cluster" in a pod; default: none, jobs are recorded)`)
 	return cmd
 }
 
@@ -117,16 +123,32 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer func() { _ = store.Close() }()
 	log.Info("ledger open", "backend", store.Backend())
 
-	rec, err := defaultRecommender(cfg.Scenario)
-	if err != nil {
-		return err
+	var (
+		remediator engine.Remediator
+		kube       kubernetes.Interface
+		gpuTypes   []string
+	)
+	if cfg.Kubernetes.Kubeconfig != "" {
+		if kube, err = kubeClient(&cfg.Kubernetes); err != nil {
+			return err
+		}
+		remediator = kubeRemediator{remediate.NewSubmitter(kube, remediate.SubmitterOptions{GPUTypeLabel: cfg.Kubernetes.GPUTypeLabel})}
+		if gpuTypes = clusterGPUTypes(ctx, kube, cfg.Kubernetes.GPUTypeLabel); len(gpuTypes) > 0 {
+			log.Info("GPU models on the cluster's nodes", "types", gpuTypes)
+		}
+	} else {
+		rec, err := engine.OpenRecording(filepath.Join(cfg.DataDir, "submissions.jsonl"))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rec.Close() }()
+		remediator = rec
 	}
-	remediator, err := engine.OpenRecording(filepath.Join(cfg.DataDir, "submissions.jsonl"))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = remediator.Close() }()
 
+	rec, err := defaultRecommender(cfg.Scenario, gpuTypes)
+	if err != nil {
+		return err
+	}
 	consumer, err := ingest.NewConsumer(ingest.ConsumerOptions{
 		Brokers: brokers, Topic: cfg.Kafka.Topic, GroupID: cfg.Kafka.GroupID, DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 		MaxBatch: cfg.Kafka.MaxBatch, SessionTimeout: cfg.Kafka.SessionTimeout, ShutdownGrace: cfg.ShutdownGrace, Logger: log,
@@ -156,11 +178,28 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	})
 	wg.Go(func() { health.probe(ctx, log) })
-	wg.Go(func() {
-		if err := dispatcher.Run(ctx); err != nil {
-			log.Error("dispatcher", "err", err)
+	// What acts on the cluster — the dispatcher, and the watcher that reports failures
+	// and outcomes — runs on the leader only, and stops the moment the lease is lost.
+	act := func(ctx context.Context) {
+		var acting sync.WaitGroup
+		acting.Go(func() {
+			if err := dispatcher.Run(ctx); err != nil {
+				log.Error("dispatcher", "err", err)
+			}
+		})
+		if kube != nil {
+			acting.Go(func() { runWatcher(ctx, cfg, kube, brokers, store, log) })
 		}
-	})
+		acting.Wait()
+	}
+	if kube != nil {
+		wg.Go(func() {
+			remediate.Lead(ctx, kube, remediate.LeaderOptions{Namespace: cfg.Kubernetes.LeaseNamespace,
+				Name: cfg.Kubernetes.LeaseName, Identity: identity(&cfg.Kubernetes), Log: log}, act)
+		})
+	} else {
+		wg.Go(func() { act(ctx) })
+	}
 	var consumeErr error
 	wg.Go(func() {
 		topics := []ingest.Topic{
@@ -196,11 +235,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 }
 
 // defaultRecommender builds the recommender with the embedded rules, models and
-// fallback, and the named scenario's cluster limits and prices.
-func defaultRecommender(scenario string) (*recommender.Recommender, error) {
+// fallback, and the named scenario's cluster limits and prices. With gpuTypes (the
+// models the cluster's nodes have), only those GPUs are proposed.
+func defaultRecommender(scenario string, gpuTypes []string) (*recommender.Recommender, error) {
 	s, err := loadScenario(scenario)
 	if err != nil {
 		return nil, err
+	}
+	var gpus []failure.GPUModel
+	for _, g := range s.Catalogue.GPUs {
+		if slices.Contains(gpuTypes, g.Name) {
+			gpus = append(gpus, g)
+		}
+	}
+	if len(gpus) > 0 {
+		s.Catalogue.GPUs = gpus
 	}
 	c, err := loadClassifier("", 0.5)
 	if err != nil {
@@ -304,4 +353,21 @@ func (h *health) mux() *http.ServeMux {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
 	})
 	return mux
+}
+
+// runWatcher publishes the cluster's failures to the failures topic and records how
+// autofix's attempts end, until ctx ends.
+func runWatcher(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, brokers []string, store *ledger.Store, log *slog.Logger) {
+	p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: brokers, Topic: cfg.Kafka.Topic})
+	if err != nil {
+		log.Error("watcher", "err", err)
+		return
+	}
+	defer func() { _ = p.Close() }()
+	k := &cfg.Kubernetes
+	w := remediate.NewWatcher(kube, kafkaPublisher{p}, ledgerSink{store}, remediate.WatcherOptions{
+		Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel, Log: log})
+	if err := w.Run(ctx); err != nil {
+		log.Error("watcher", "err", err)
+	}
 }

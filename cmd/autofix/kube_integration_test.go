@@ -1,0 +1,301 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/internal/kubetest"
+	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/remediate"
+)
+
+// Ground truth the test kubelet applies, from annotations on the pod template (the
+// job's true needs, which autofix never reads): the simulator's rules for the
+// resources the pod actually asks for.
+const (
+	truthMemory      = "test.autofix.io/memory-need"           // the job's true memory need
+	truthGPUBase     = "test.autofix.io/gpu-memory-base"       // GPU memory of the model and optimiser
+	truthGPUSample   = "test.autofix.io/gpu-memory-per-sample" // GPU memory per sample of the micro-batch
+	truthUserCode    = "test.autofix.io/user-code"             // the code raises on start
+	truthPreemptedAt = "test.autofix.io/preempted-attempt"     // the attempt that is preempted
+)
+
+var gpuMemory = map[string]string{"nvidia-a100-40gb": "40Gi", "nvidia-a100-80gb": "80Gi", "nvidia-h100-80gb": "80Gi"}
+
+func truth(p *corev1.Pod) kubetest.Outcome {
+	a := p.Annotations
+	c := p.Spec.Containers[0]
+	if a[truthPreemptedAt] != "" && a[truthPreemptedAt] == p.Labels[remediate.LabelAttempt] {
+		return kubetest.Outcome{Preempted: true}
+	}
+	if a[truthUserCode] == "true" {
+		return kubetest.Outcome{Reason: "Error", ExitCode: 1, Message: "Traceback (most recent call last):\n  File \"/app/train.py\", line 88, in <module>\n    main()\nTypeError: unsupported operand type(s) for +: 'int' and 'str'"}
+	}
+	if need, ok := a[truthMemory]; ok {
+		if limit := c.Resources.Limits[corev1.ResourceMemory]; limit.Cmp(resource.MustParse(need)) < 0 {
+			return kubetest.Outcome{Reason: "OOMKilled", ExitCode: 137}
+		}
+	}
+	if base, ok := a[truthGPUBase]; ok {
+		mb := 0
+		for _, e := range c.Env {
+			if e.Name == "MICRO_BATCH_SIZE" {
+				mb, _ = strconv.Atoi(e.Value)
+			}
+		}
+		need := resource.MustParse(base)
+		per := resource.MustParse(a[truthGPUSample])
+		need.Add(*resource.NewQuantity(per.Value()*int64(mb), resource.BinarySI))
+		have := resource.MustParse(gpuMemory[p.Spec.NodeSelector["nvidia.com/gpu.product"]])
+		if need.Cmp(have) > 0 {
+			return kubetest.Outcome{Reason: "Error", ExitCode: 1, Message: fmt.Sprintf(
+				"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of %s of which 1.10 GiB is free.", have.String())}
+		}
+	}
+	return kubetest.Outcome{Succeed: true}
+}
+
+// stack is the control plane, the test kubelet, and autofix serve acting on them.
+type stack struct {
+	c     *kubetest.Cluster
+	store *ledger.Store
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	c := kubetest.Start(t)
+	ctx := context.Background()
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubetest.RunKubelet(t, c.Client, truth,
+		kubetest.Node{Name: "gpu-node-1", Labels: map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}},
+		kubetest.Node{Name: "gpu-node-2", Labels: map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}})
+	cfg := config.Default()
+	cfg.DataDir, cfg.HTTP.Addr, cfg.Kafka.EmbeddedAddr = t.TempDir(), freeAddr(t), freeAddr(t)
+	cfg.Kafka.SessionTimeout = 6 * time.Second
+	cfg.Kubernetes.Kubeconfig, cfg.Kubernetes.Namespaces, cfg.Kubernetes.LeaseNamespace = c.Kubeconfig, []string{"ml"}, "default"
+	cfg.Kubernetes.PendingGrace = time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	runServe(t, &cfg, "serve")
+	store, err := ledger.Open(ctx, cfg.LedgerDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return &stack{c: c, store: store}
+}
+
+// runServe runs serve until the test ends.
+func runServe(t *testing.T, cfg *config.Config, name string) context.CancelFunc {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("AUTOFIX_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("replica", name)
+	}
+	go func() { done <- serve(ctx, cfg, log) }()
+	stopped := false
+	t.Cleanup(func() {
+		cancel()
+		if !stopped {
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	})
+	waitFor(t, name+" ready", 60*time.Second, func() bool { _, code := getReady(cfg.HTTP.Addr); return code == 200 })
+	return func() {
+		cancel()
+		stopped = true
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+type jobOpts struct {
+	kind        string
+	memory      string
+	gpu         int
+	truth       map[string]string
+	env         map[string]string
+	annotations map[string]string
+}
+
+func (s *stack) createJob(t *testing.T, name string, o jobOpts) *batchv1.Job {
+	t.Helper()
+	zero := int32(0)
+	c := corev1.Container{Name: "main", Image: "registry.local/" + name + ":1.0",
+		Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(o.memory)},
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse(o.memory)}}}
+	for k, v := range o.env {
+		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
+	}
+	spec := corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{c}}
+	if o.gpu > 0 {
+		q := resource.MustParse(strconv.Itoa(o.gpu))
+		spec.Containers[0].Resources.Limits[remediate.ResourceGPU] = q
+		spec.NodeSelector = map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml", Labels: map[string]string{remediate.LabelKind: o.kind},
+			Annotations: o.annotations},
+		Spec: batchv1.JobSpec{BackoffLimit: &zero, Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Annotations: o.truth}, Spec: spec}},
+	}
+	created, err := s.c.Client.BatchV1().Jobs("ml").Create(context.Background(), job, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return created
+}
+
+// remediation waits for the remediation of the failure of job to reach one of states.
+func (s *stack) remediation(t *testing.T, job *batchv1.Job, within time.Duration, states ...ledger.State) ledger.Remediation {
+	t.Helper()
+	id := remediate.JobEventID(job)
+	var r ledger.Remediation
+	waitFor(t, fmt.Sprintf("remediation of %s in %v", job.Name, states), within, func() bool {
+		var err error
+		r, err = s.store.Get(context.Background(), id)
+		if err != nil {
+			return false
+		}
+		for _, st := range states {
+			if r.State == st {
+				return true
+			}
+		}
+		return false
+	})
+	return r
+}
+
+func (s *stack) job(t *testing.T, name string) *batchv1.Job {
+	t.Helper()
+	var j *batchv1.Job
+	waitFor(t, "job "+name, 60*time.Second, func() bool {
+		var err error
+		j, err = s.c.Client.BatchV1().Jobs("ml").Get(context.Background(), name, metav1.GetOptions{})
+		return err == nil
+	})
+	return j
+}
+
+func memoryOf(j *batchv1.Job) resource.Quantity {
+	return j.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]
+}
+
+func envOf(j *batchv1.Job, name string) string {
+	for _, e := range j.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+func TestKubernetes(t *testing.T) {
+	s := startStack(t)
+
+	t.Run("OOMKilled training job is re-submitted once with more memory and succeeds", func(t *testing.T) {
+		failed := s.createJob(t, "resnet-train", jobOpts{kind: "training", memory: "16Gi", truth: map[string]string{truthMemory: "20Gi"}})
+		r := s.remediation(t, failed, 90*time.Second, ledger.Succeeded)
+		if r.Category != "oom_memory" || len(r.Attempts) != 1 {
+			t.Fatalf("remediation: %s, %d attempts; want oom_memory with one attempt", r.Category, len(r.Attempts))
+		}
+		j := s.job(t, "resnet-train-af2")
+		if m := memoryOf(j); m.Cmp(resource.MustParse("16Gi")) <= 0 {
+			t.Errorf("attempt 2 asks for %s, want more than 16Gi", m.String())
+		}
+		if j.Labels[remediate.LabelOriginal] != "resnet-train" || j.Labels[remediate.LabelAttempt] != "2" ||
+			j.Annotations[remediate.AnnotationRemediation] != r.EventID || j.Annotations[remediate.AnnotationChain] != "ml/resnet-train" {
+			t.Errorf("attempt 2 labels %v annotations %v do not link the chain", j.Labels, j.Annotations)
+		}
+		if j.Spec.Selector.MatchLabels[batchv1.ControllerUidLabel] != string(j.UID) {
+			t.Errorf("attempt 2 selector %v: want the server's own, for its uid %s", j.Spec.Selector, j.UID)
+		}
+		if _, err := s.c.Client.BatchV1().Jobs("ml").Get(context.Background(), "resnet-train-af3", metav1.GetOptions{}); err == nil {
+			t.Error("a third attempt exists: the fix took more than one re-submission")
+		}
+	})
+
+	t.Run("CUDA-OOM compression job gets a smaller micro-batch with the same global batch", func(t *testing.T) {
+		failed := s.createJob(t, "prune-resnet", jobOpts{kind: "compression", memory: "32Gi", gpu: 1,
+			truth: map[string]string{truthGPUBase: "10Gi", truthGPUSample: "512Mi"},
+			env:   map[string]string{"MICRO_BATCH_SIZE": "64", "GRAD_ACCUM_STEPS": "1"},
+			annotations: map[string]string{
+				remediate.AnnotationTunables: `{"micro_batch_size":{"role":"micro_batch","min":1,"max":512},"grad_accum_steps":{"role":"grad_accum","min":1,"max":64}}`,
+				remediate.AnnotationParams:   `{"micro_batch_size":{"env":"MICRO_BATCH_SIZE"},"grad_accum_steps":{"env":"GRAD_ACCUM_STEPS"}}`,
+			}})
+		r := s.remediation(t, failed, 90*time.Second, ledger.Succeeded)
+		if r.Category != "oom_gpu" {
+			t.Fatalf("category %s, want oom_gpu", r.Category)
+		}
+		j := s.job(t, "prune-resnet-af2")
+		mb, _ := strconv.Atoi(envOf(j, "MICRO_BATCH_SIZE"))
+		ga, _ := strconv.Atoi(envOf(j, "GRAD_ACCUM_STEPS"))
+		if mb >= 64 || mb*ga != 64 {
+			t.Errorf("attempt 2 runs micro-batch %d x accumulation %d; want a smaller micro-batch and the global batch 64 kept", mb, ga)
+		}
+	})
+
+	t.Run("a user-code failure is not retried", func(t *testing.T) {
+		failed := s.createJob(t, "etl-bad", jobOpts{kind: "batch", memory: "4Gi", truth: map[string]string{truthUserCode: "true"}})
+		r := s.remediation(t, failed, 90*time.Second, ledger.Rejected)
+		if r.Category != "user_code" || len(r.Attempts) != 0 {
+			t.Errorf("remediation: %s with %d attempts, want user_code and none", r.Category, len(r.Attempts))
+		}
+		time.Sleep(2 * time.Second)
+		if _, err := s.c.Client.BatchV1().Jobs("ml").Get(context.Background(), "etl-bad-af2", metav1.GetOptions{}); err == nil {
+			t.Error("etl-bad was re-submitted")
+		}
+	})
+
+	t.Run("a preemption between two OOMs does not reset the memory escalation", func(t *testing.T) {
+		s.createJob(t, "bert-train", jobOpts{kind: "training", memory: "16Gi",
+			truth: map[string]string{truthMemory: "60Gi", truthPreemptedAt: "2"}})
+		a2 := s.job(t, "bert-train-af2") // after the first OOM
+		a3 := s.job(t, "bert-train-af3") // after the preemption of attempt 2
+		a4 := s.job(t, "bert-train-af4") // after attempt 3 ran out of memory again
+		m2, m3, m4 := memoryOf(a2), memoryOf(a3), memoryOf(a4)
+		if m2.Cmp(resource.MustParse("16Gi")) <= 0 || m3.Cmp(m2) < 0 || m4.Cmp(m3) <= 0 {
+			t.Errorf("memory by attempt: 16Gi, %s, %s (preempted before), %s; want it to grow and never fall back", m2.String(), m3.String(), m4.String())
+		}
+		r3, err := s.store.Get(context.Background(), remediate.JobEventID(a2))
+		if err != nil || r3.Category != "preempted" {
+			t.Errorf("attempt 2's failure: %v %s, want preempted", err, r3.Category)
+		}
+	})
+
+	t.Run("the manifests in deploy/ are accepted by the API server", func(t *testing.T) {
+		if _, err := s.c.Client.CoreV1().Namespaces().Create(context.Background(),
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "autofix"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := s.c.Kubectl("apply", "--dry-run=server", "-k", "../../deploy/overlays/example")
+		if err != nil {
+			t.Fatalf("kubectl apply --dry-run=server: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "deployment.apps/autofix") {
+			t.Errorf("dry run did not include the Deployment:\n%s", out)
+		}
+	})
+}

@@ -1,0 +1,192 @@
+// Package kubetest runs a real Kubernetes control plane for integration tests: etcd,
+// kube-apiserver (RBAC on) and kube-controller-manager with the real Job, Deployment
+// and ReplicaSet controllers, from binaries test/cluster/build.sh builds from Go
+// modules and caches. There is no kubelet and no scheduler: Kubelet, a small test
+// agent, binds pods to a node and moves them to Running and then Succeeded or Failed
+// as the test's ground truth says.
+package kubetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Cluster is a running control plane.
+type Cluster struct {
+	Dir        string
+	Kubeconfig string
+	Config     *rest.Config
+	Client     kubernetes.Interface
+	// Bin is where the control-plane binaries are (kubectl among them).
+	Bin string
+}
+
+const adminToken = "autofix-test-admin" // #nosec G101 -- a throwaway test cluster's token
+
+// Start starts a control plane for the test and stops it when the test ends.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	bin := binaries(t)
+	dir := t.TempDir()
+	c := &Cluster{Dir: dir, Bin: bin}
+	etcdPort, etcdPeer, apiPort := freePort(t), freePort(t), freePort(t)
+	c.run(t, "etcd", "--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", url("http", etcdPort), "--advertise-client-urls", url("http", etcdPort),
+		"--listen-peer-urls", url("http", etcdPeer), "--initial-advertise-peer-urls", url("http", etcdPeer),
+		"--initial-cluster", "default="+url("http", etcdPeer), "--unsafe-no-fsync", "--log-level", "warn")
+
+	priv, pub := saKeys(t, dir)
+	tokens := filepath.Join(dir, "tokens.csv")
+	write(t, tokens, adminToken+",admin,admin,system:masters\n")
+	c.run(t, "kube-apiserver", "--etcd-servers", url("http", etcdPort),
+		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--endpoint-reconciler-type", "none",
+		"--secure-port", strconv.Itoa(apiPort), "--cert-dir", filepath.Join(dir, "certs"),
+		"--service-cluster-ip-range", "10.0.0.0/24", "--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", pub, "--service-account-signing-key-file", priv,
+		"--token-auth-file", tokens, "--authorization-mode", "RBAC", "--enable-priority-and-fairness=false")
+
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	write(t, c.Kubeconfig, fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: "https://127.0.0.1:%d", insecure-skip-tls-verify: true}}]
+users: [{name: admin, user: {token: %s}}]
+contexts: [{name: test, context: {cluster: test, user: admin}}]
+current-context: test
+`, apiPort, adminToken))
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	c.Config = cfg
+	c.Client = kubernetes.NewForConfigOrDie(cfg)
+	c.waitReady(t)
+
+	c.run(t, "kube-controller-manager", "--kubeconfig", c.Kubeconfig, "--secure-port", "0", "--leader-elect=false",
+		"--controllers", "job-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,"+
+			"deployment-controller,replicaset-controller,ttl-after-finished-controller,pod-garbage-collector-controller",
+		"--concurrent-job-syncs", "10")
+	return c
+}
+
+// binaries returns the directory of the control-plane binaries, building them with
+// test/cluster/build.sh when they are not cached (minutes, the first time).
+func binaries(t testing.TB) string {
+	t.Helper()
+	if dir := os.Getenv("AUTOFIX_K8S_BIN"); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err == nil { // #nosec G703 -- the developer names it
+			return dir
+		}
+	}
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/autofix/autofix").Output()
+	if err != nil {
+		t.Fatalf("find the module root: %v", err)
+	}
+	script := filepath.Join(strings.TrimSpace(string(root)), "test", "cluster", "build.sh")
+	cmd := exec.Command(script) // #nosec G204 -- the repository's own build script
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func (c *Cluster) run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	log, err := os.Create(filepath.Join(c.Dir, name+".log")) // #nosec G703 -- a test's temporary directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(c.Bin, name), args...) // #nosec G204 -- the test's own binaries
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = log.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(log.Name()); err == nil {
+				t.Logf("%s log (last 2 KiB):\n%s", name, tailBytes(b, 2048))
+			}
+		}
+	})
+}
+
+func (c *Cluster) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		cancel()
+		if err == nil && strings.TrimSpace(string(body)) == "ok" {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("kube-apiserver not ready within 60 s")
+}
+
+// Kubectl runs the built kubectl against the cluster.
+func (c *Cluster) Kubectl(args ...string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(c.Bin, "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...) // #nosec G204
+	return cmd.CombinedOutput()
+}
+
+func saKeys(t testing.TB, dir string) (priv, pub string) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, pub = filepath.Join(dir, "sa.key"), filepath.Join(dir, "sa.pub")
+	write(t, priv, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})))
+	write(t, pub, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})))
+	return priv, pub
+}
+
+func write(t testing.TB, path, data string) {
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func url(scheme string, port int) string { return fmt.Sprintf("%s://127.0.0.1:%d", scheme, port) }
+
+func tailBytes(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

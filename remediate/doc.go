@@ -1,0 +1,10 @@
+// Package remediate is autofix's side of Kubernetes (client-go): the watcher that turns
+// failed Jobs, Pods that never start and stuck Deployments into FailureEvents, the
+// submitter that re-creates a failed Job as a new attempt with the chosen
+// configuration, the tracker that reports how those attempts end, and leader election
+// so that only one replica acts.
+//
+// It does not decide anything (the recommender and the policy do) and does not record
+// anything itself: it declares the small interfaces it needs (Publisher, OutcomeSink)
+// and cmd wires them to Kafka and the ledger.
+package remediate

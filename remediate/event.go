@@ -1,0 +1,194 @@
+package remediate
+
+import (
+	"cmp"
+	"context"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// jobFailed returns the Job's Failed=True condition, if it has one.
+func jobFailed(job *batchv1.Job) (*batchv1.JobCondition, bool) {
+	return jobCondition(job, batchv1.JobFailed)
+}
+
+func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) (*batchv1.JobCondition, bool) {
+	for i := range job.Status.Conditions {
+		c := &job.Status.Conditions[i]
+		if c.Type == t && c.Status == corev1.ConditionTrue {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// JobEventID is the id of the failure event of one Job: a Job is one attempt, so its
+// uid names the failure whoever publishes it, however often.
+func JobEventID(job *batchv1.Job) string { return "k8s-job-" + string(job.UID) }
+
+// jobEvent builds the FailureEvent of a failed Job from its Failed condition and its
+// last failed Pod (pods: the Job's pods).
+func (w *Watcher) jobEvent(ctx context.Context, job *batchv1.Job, cond *batchv1.JobCondition, pods []*corev1.Pod) *failure.Event {
+	ev := &failure.Event{ID: JobEventID(job), Time: cond.LastTransitionTime.UTC(), Source: "kubernetes", Job: w.jobOf(job)}
+	ev.Failure = failure.Signals{Reason: cond.Reason, Message: cond.Message}
+	if job.Status.StartTime != nil {
+		ev.Failure.DurationSeconds = cond.LastTransitionTime.Sub(job.Status.StartTime.Time).Seconds()
+	}
+	pod := lastFailed(pods)
+	if pod == nil || cond.Reason == batchv1.JobReasonDeadlineExceeded {
+		return ev // a deadline is the Job's failure, not its pods'
+	}
+	w.podSignals(ctx, pod, job.Annotations, &ev.Failure)
+	return ev
+}
+
+// podSignals fills s from a failed or stuck pod: the container's termination (state or
+// last state), eviction or disruption, the node and the log tail.
+func (w *Watcher) podSignals(ctx context.Context, pod *corev1.Pod, annotations map[string]string, s *failure.Signals) {
+	s.Node = pod.Spec.NodeName
+	name := ""
+	if c, err := mainContainer(&pod.Spec, annotations); err == nil {
+		name = c.Name
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if name != "" && cs.Name != name {
+			continue
+		}
+		t := cs.State.Terminated
+		if t == nil {
+			t = cs.LastTerminationState.Terminated
+		}
+		switch {
+		case t != nil && (t.ExitCode != 0 || t.Reason == "OOMKilled"):
+			s.Reason, s.ExitCode = t.Reason, int(t.ExitCode)
+			s.Message = cmp.Or(t.Message, s.Message)
+			if !t.StartedAt.IsZero() && !t.FinishedAt.IsZero() {
+				s.DurationSeconds = t.FinishedAt.Sub(t.StartedAt.Time).Seconds()
+			}
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
+			s.Reason, s.Message = cs.State.Waiting.Reason, cs.State.Waiting.Message
+		}
+		if s.Node != "" && (t != nil || cs.State.Running != nil) {
+			s.LogTail = w.logTail(ctx, pod, cs.Name)
+		}
+	}
+	// What happened to the pod says more than how its container ended: an evicted or
+	// preempted container was killed (137, 143) for reasons of the node's.
+	if pod.Status.Reason != "" { // Evicted, and the like
+		s.Reason, s.Message = pod.Status.Reason, pod.Status.Message
+	}
+	if c := disruption(pod); c != nil {
+		s.Reason, s.Message = string(corev1.DisruptionTarget), cmp.Or(c.Message, c.Reason)
+	}
+	if c := unschedulable(pod); c != nil && s.Reason == "" {
+		s.Reason, s.Message = c.Reason, c.Message
+	}
+}
+
+// logTail reads the last lines of a container's log through the API (bounded). The
+// kubelet serves it; when it cannot (the node is gone), the event goes without.
+func (w *Watcher) logTail(ctx context.Context, pod *corev1.Pod, container string) string {
+	if w.o.LogLines <= 0 {
+		return ""
+	}
+	lines, limit := int64(w.o.LogLines), int64(failure.MaxLogTail)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req := w.client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{
+		Container: container, TailLines: &lines, LimitBytes: &limit, Previous: false})
+	rc, err := req.Stream(ctx)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = rc.Close() }()
+	b, err := io.ReadAll(io.LimitReader(rc, limit))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(string(b), "\n")
+}
+
+func disruption(pod *corev1.Pod) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		c := &pod.Status.Conditions[i]
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			return c
+		}
+	}
+	return nil
+}
+
+func unschedulable(pod *corev1.Pod) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		c := &pod.Status.Conditions[i]
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return c
+		}
+	}
+	return nil
+}
+
+// lastFailed is the pod that failed last.
+func lastFailed(pods []*corev1.Pod) *corev1.Pod {
+	var failed []*corev1.Pod
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodFailed {
+			failed = append(failed, p)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	sort.Slice(failed, func(i, j int) bool { return finished(failed[i]).Before(finished(failed[j])) })
+	return failed[len(failed)-1]
+}
+
+func finished(p *corev1.Pod) time.Time {
+	var t time.Time
+	for _, cs := range p.Status.ContainerStatuses {
+		if term := cs.State.Terminated; term != nil && term.FinishedAt.After(t) {
+			t = term.FinishedAt.Time
+		}
+	}
+	if t.IsZero() {
+		t = p.CreationTimestamp.Time
+	}
+	return t
+}
+
+// jobOf describes a Job as the event's job: identity, chain, configuration.
+func (w *Watcher) jobOf(job *batchv1.Job) failure.Job {
+	l := job.Labels
+	j := failure.Job{
+		Namespace: job.Namespace, Name: job.Name, UID: string(job.UID),
+		Kind:     failure.JobKind(cmp.Or(l[LabelKind], string(failure.Batch))),
+		Template: cmp.Or(l[LabelTemplate], l[LabelOriginal], job.Name),
+		Pipeline: l[LabelPipeline], Stage: l[LabelStage], Attempt: attemptOf(job),
+		Labels: map[string]string{},
+	}
+	for k, v := range l {
+		j.Labels[k] = v
+	}
+	if chain := job.Annotations[AnnotationChain]; chain != "" {
+		j.Labels[AnnotationChain] = chain
+	}
+	spec := &job.Spec.Template.Spec
+	if c, err := mainContainer(spec, job.Annotations); err == nil {
+		j.Image = c.Image
+		j.Resources = resourcesOf(c, w.o.GPUTypeLabel, spec)
+		if b, err := bindings(job.Annotations); err == nil && len(b) > 0 {
+			j.Params = paramsOf(c, b)
+		}
+	}
+	if t, err := tunables(job.Annotations); err == nil {
+		j.Tunables = t
+	}
+	return j
+}

@@ -1,0 +1,168 @@
+package remediate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Submission is one attempt to create: the failed Job it follows and what to change.
+type Submission struct {
+	Namespace string
+	// FailedJob is the Job whose failure this attempt answers; its spec is the base.
+	FailedJob string
+	// Name is the new Job's name, deterministic per attempt.
+	Name string
+	// Chain is the chain id, Original its first Job, Attempt the new attempt's number.
+	Chain, Original string
+	Attempt         int
+	// Remediation is the id of the remediation that asked for the attempt.
+	Remediation string
+	Option      failure.Option
+}
+
+// SubmitterOptions configure a Submitter.
+type SubmitterOptions struct {
+	// GPUTypeLabel is the node label that names GPU models (default
+	// "nvidia.com/gpu.product"); a changed GPU type becomes a node selector on it.
+	GPUTypeLabel string
+}
+
+// Submitter re-creates failed Jobs as new attempts.
+type Submitter struct {
+	client kubernetes.Interface
+	o      SubmitterOptions
+}
+
+// NewSubmitter returns a Submitter that uses client.
+func NewSubmitter(client kubernetes.Interface, o SubmitterOptions) *Submitter {
+	if o.GPUTypeLabel == "" {
+		o.GPUTypeLabel = "nvidia.com/gpu.product"
+	}
+	return &Submitter{client: client, o: o}
+}
+
+// Submit creates the attempt's Job. A Job of that name that exists already is the
+// attempt, created before (a retry after a crash): Submit then succeeds.
+func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
+	jobs := s.client.BatchV1().Jobs(sub.Namespace)
+	if _, err := jobs.Get(ctx, sub.Name, metav1.GetOptions{}); err == nil {
+		return nil
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("look for job %s/%s: %w", sub.Namespace, sub.Name, err)
+	}
+	failed, err := jobs.Get(ctx, sub.FailedJob, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read the failed job %s/%s: %w", sub.Namespace, sub.FailedJob, err)
+	}
+	job, err := s.NewAttempt(failed, sub)
+	if err != nil {
+		return err
+	}
+	if _, err := jobs.Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create job %s/%s: %w", sub.Namespace, sub.Name, err)
+	}
+	return nil
+}
+
+// serverLabels are what the Job controller and API server put on a Job and its pod
+// template; a new Job must not carry the old one's.
+var serverLabels = []string{"controller-uid", "job-name", batchv1.ControllerUidLabel, batchv1.JobNameLabel}
+
+// NewAttempt builds the Job for sub from the failed Job: its spec with the
+// server-generated parts stripped (selector, controller labels, status), the chosen
+// resources and parameters applied, and the labels and annotations that link the
+// chain.
+func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.Job, error) {
+	spec := failed.Spec.DeepCopy()
+	spec.Selector, spec.ManualSelector = nil, nil
+	tmpl := &spec.Template
+	for _, l := range serverLabels {
+		delete(tmpl.Labels, l)
+	}
+	tmpl.Labels = withChain(tmpl.Labels, sub)
+	c, err := mainContainer(&tmpl.Spec, failed.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("job %s/%s: %w", failed.Namespace, failed.Name, err)
+	}
+	opt := sub.Option
+	applyResources(c, opt.Resources)
+	if opt.Resources.GPUType != "" && opt.Resources.GPUType != tmpl.Spec.NodeSelector[s.o.GPUTypeLabel] {
+		if tmpl.Spec.NodeSelector == nil {
+			tmpl.Spec.NodeSelector = map[string]string{}
+		}
+		tmpl.Spec.NodeSelector[s.o.GPUTypeLabel] = opt.Resources.GPUType
+	}
+	b, err := bindings(failed.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	for name, value := range opt.Params {
+		bd, ok := b[name]
+		switch {
+		case !ok:
+			if value != paramsOf(c, b)[name] {
+				return nil, fmt.Errorf("parameter %s: the job declares no way to pass it (annotation %s)", name, AnnotationParams)
+			}
+		case bd.Env != "":
+			c.Env = setEnv(c.Env, bd.Env, value)
+		case bd.Arg != "":
+			c.Args = setArg(c.Args, bd.Arg, value)
+		}
+	}
+	avoidNodes(&tmpl.Spec, opt.AvoidNodes)
+	if opt.DeadlineSeconds > 0 {
+		d := int64(opt.DeadlineSeconds)
+		spec.ActiveDeadlineSeconds = &d
+	}
+	labels := maps.Clone(failed.Labels)
+	for _, l := range serverLabels {
+		delete(labels, l)
+	}
+	annotations := map[string]string{}
+	for k, v := range failed.Annotations {
+		if strings.HasPrefix(k, "autofix.io/") || k == "kubectl.kubernetes.io/last-applied-configuration" {
+			continue
+		}
+		annotations[k] = v
+	}
+	for _, k := range []string{AnnotationTunables, AnnotationParams, AnnotationContainer} {
+		if v, ok := failed.Annotations[k]; ok {
+			annotations[k] = v
+		}
+	}
+	annotations[AnnotationChain] = sub.Chain
+	annotations[AnnotationRemediation] = sub.Remediation
+	if len(opt.Changes) > 0 {
+		changes, _ := json.Marshal(opt.Changes)
+		annotations[AnnotationChanges] = string(changes)
+	}
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: sub.Name, Namespace: sub.Namespace, Labels: withChain(labels, sub), Annotations: annotations},
+		Spec:       *spec,
+	}, nil
+}
+
+// withChain adds the chain's labels to l.
+func withChain(l map[string]string, sub *Submission) map[string]string {
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[LabelManaged] = "true"
+	l[LabelOriginal] = sub.Original
+	l[LabelAttempt] = strconv.Itoa(sub.Attempt)
+	if l[LabelTemplate] == "" {
+		l[LabelTemplate] = sub.Original
+	}
+	return l
+}

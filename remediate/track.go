@@ -1,0 +1,38 @@
+package remediate
+
+import (
+	"context"
+
+	batchv1 "k8s.io/api/batch/v1"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// trackOutcome reports how a Job autofix created ended, once it has.
+func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job) error {
+	id := job.Annotations[AnnotationRemediation]
+	if w.sink == nil || job.Labels[LabelManaged] != "true" || id == "" {
+		return nil
+	}
+	cond, done := jobCondition(job, batchv1.JobComplete)
+	succeeded := done
+	if !done {
+		if cond, done = jobFailed(job); !done {
+			return nil
+		}
+	}
+	if _, seen := w.finished.Load(job.UID); seen {
+		return nil
+	}
+	o := failure.Outcome{Template: w.jobOf(job).Template, Attempt: attemptOf(job), Succeeded: succeeded}
+	j := w.jobOf(job)
+	o.Resources, o.Params = j.Resources, j.Params
+	if job.Status.StartTime != nil {
+		o.DurationSeconds = cond.LastTransitionTime.Sub(job.Status.StartTime.Time).Seconds()
+	}
+	if err := w.sink.Finished(ctx, id, succeeded, o); err != nil {
+		return err
+	}
+	w.finished.Store(job.UID, true)
+	return nil
+}

@@ -1,0 +1,303 @@
+package remediate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Publisher sends a FailureEvent on (to Kafka, in serve).
+type Publisher interface {
+	Publish(ctx context.Context, ev *failure.Event) error
+}
+
+// OutcomeSink learns how the attempts autofix created end.
+type OutcomeSink interface {
+	// Finished reports that the Job of remediation id succeeded or failed.
+	Finished(ctx context.Context, remediation string, succeeded bool, outcome failure.Outcome) error
+}
+
+// WatcherOptions configure a Watcher.
+type WatcherOptions struct {
+	// Namespaces to watch; empty watches all.
+	Namespaces []string
+	// Selector is a label selector the watched Jobs must match ("" for all).
+	Selector string
+	// LogLines is how many log lines an event carries (default 60; negative: none).
+	LogLines int
+	// PendingGrace is how long a pod may fail to start (image pull, scheduling)
+	// before that is reported (default 2 minutes).
+	PendingGrace time.Duration
+	// GPUTypeLabel is the node label naming GPU models (default nvidia.com/gpu.product).
+	GPUTypeLabel string
+	// Resync is the informers' resync period (default 10 minutes).
+	Resync time.Duration
+	Log    *slog.Logger
+}
+
+// Watcher turns failed Jobs (and pods that cannot start) into FailureEvents and
+// reports how the Jobs autofix created end. A failure is published once per Job
+// (its id comes from the Job's uid); after a restart the informers list what
+// failed meanwhile and publish it again under the same id, which the ledger dedupes.
+type Watcher struct {
+	client kubernetes.Interface
+	pub    Publisher
+	sink   OutcomeSink
+	o      WatcherOptions
+	queue  workqueue.TypedRateLimitingInterface[string]
+
+	mu        sync.Mutex
+	jobs      map[string]batchlisters.JobLister
+	pods      map[string]corelisters.PodLister
+	published map[string]bool // event ids sent by this process
+	finished  sync.Map        // uids of attempts whose outcome this process reported
+}
+
+// NewWatcher returns a Watcher; Run starts it.
+func NewWatcher(client kubernetes.Interface, pub Publisher, sink OutcomeSink, o WatcherOptions) *Watcher {
+	if o.LogLines == 0 {
+		o.LogLines = 60
+	}
+	if o.PendingGrace <= 0 {
+		o.PendingGrace = 2 * time.Minute
+	}
+	if o.GPUTypeLabel == "" {
+		o.GPUTypeLabel = "nvidia.com/gpu.product"
+	}
+	if o.Resync <= 0 {
+		o.Resync = 10 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Watcher{client: client, pub: pub, sink: sink, o: o,
+		jobs: map[string]batchlisters.JobLister{}, pods: map[string]corelisters.PodLister{}, published: map[string]bool{}}
+}
+
+// Run watches until ctx ends. It may be run again afterwards (when leadership comes
+// back): it starts its informers afresh.
+func (w *Watcher) Run(ctx context.Context) error {
+	w.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
+	defer w.queue.ShutDown()
+	namespaces := w.o.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	var synced []cache.InformerSynced
+	for _, ns := range namespaces {
+		f := informers.NewSharedInformerFactoryWithOptions(w.client, w.o.Resync, informers.WithNamespace(ns))
+		jobs := f.Batch().V1().Jobs()
+		pods := f.Core().V1().Pods()
+		if _, err := jobs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.enqueue("job", obj) },
+			UpdateFunc: func(_, obj any) { w.enqueue("job", obj) },
+		}); err != nil {
+			return err
+		}
+		if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.enqueue("pod", obj) },
+			UpdateFunc: func(_, obj any) { w.enqueue("pod", obj) },
+		}); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.jobs[ns], w.pods[ns] = jobs.Lister(), pods.Lister()
+		w.mu.Unlock()
+		synced = append(synced, jobs.Informer().HasSynced, pods.Informer().HasSynced)
+		f.Start(ctx.Done())
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("watcher: caches did not sync")
+	}
+	w.o.Log.Info("watching jobs", "namespaces", namespaces, "selector", w.o.Selector)
+	go func() {
+		<-ctx.Done()
+		w.queue.ShutDown()
+	}()
+	for w.next(ctx) {
+	}
+	return nil
+}
+
+// enqueue queues "kind/namespace/name".
+func (w *Watcher) enqueue(kind string, obj any) {
+	key, err := cache.MetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	w.queue.Add(kind + "/" + key)
+}
+
+// next handles one key: success forgets it, a transient error requeues it with
+// backoff, and nothing is retried forever (a permanent problem is logged).
+func (w *Watcher) next(ctx context.Context) bool {
+	key, shutdown := w.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer w.queue.Done(key)
+	retry, after, err := w.handle(ctx, key)
+	switch {
+	case err != nil && w.queue.NumRequeues(key) < 10:
+		w.o.Log.Warn("watch: will retry", "key", key, "err", err)
+		w.queue.AddRateLimited(key)
+	case err != nil:
+		w.o.Log.Error("watch: giving up", "key", key, "err", err)
+		w.queue.Forget(key)
+	case retry:
+		w.queue.Forget(key)
+		w.queue.AddAfter(key, after)
+	default:
+		w.queue.Forget(key)
+	}
+	return true
+}
+
+func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after time.Duration, err error) {
+	kind, rest, _ := cut(key)
+	ns, name, err := cache.SplitMetaNamespaceKey(rest)
+	if err != nil {
+		return false, 0, fmt.Errorf("bad key %q: %w", key, err)
+	}
+	w.mu.Lock()
+	jl, pl := w.lister(ns)
+	w.mu.Unlock()
+	if kind == "pod" {
+		pod, err := pl.Pods(ns).Get(name)
+		if apierrors.IsNotFound(err) {
+			return false, 0, nil // gone
+		}
+		if err != nil {
+			return false, 0, err
+		}
+		return w.handlePod(ctx, pod, jl)
+	}
+	job, err := jl.Jobs(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return false, 0, nil // deleted: nothing to report
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	if !w.selected(job) {
+		return false, 0, nil
+	}
+	if err := w.trackOutcome(ctx, job); err != nil {
+		return false, 0, err
+	}
+	cond, failed := jobFailed(job)
+	if !failed || w.sent(JobEventID(job)) {
+		return false, 0, nil
+	}
+	pods, err := pl.Pods(ns).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))
+	if err != nil {
+		return false, 0, err
+	}
+	ev := w.jobEvent(ctx, job, cond, pods)
+	return false, 0, w.publish(ctx, ev)
+}
+
+// handlePod reports a pod of a watched Job that cannot start: an image that cannot
+// be pulled, or no node it fits on, for longer than PendingGrace.
+func (w *Watcher) handlePod(ctx context.Context, pod *corev1.Pod, jl batchlisters.JobLister) (bool, time.Duration, error) {
+	if pod.Status.Phase != corev1.PodPending {
+		return false, 0, nil
+	}
+	owner := metav1.GetControllerOf(pod)
+	if owner == nil || owner.Kind != "Job" {
+		return false, 0, nil
+	}
+	job, err := jl.Jobs(pod.Namespace).Get(owner.Name)
+	if apierrors.IsNotFound(err) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	if !w.selected(job) {
+		return false, 0, nil
+	}
+	var s failure.Signals
+	w.podSignals(ctx, pod, job.Annotations, &s)
+	if !stuckReason(s.Reason) {
+		return false, 0, nil
+	}
+	age := time.Since(pod.CreationTimestamp.Time)
+	if age < w.o.PendingGrace {
+		return true, w.o.PendingGrace - age, nil // look again when the grace is over
+	}
+	ev := &failure.Event{ID: "k8s-pod-" + string(pod.UID) + "-" + s.Reason, Time: time.Now().UTC(), Source: "kubernetes",
+		Job: w.jobOf(job), Failure: s}
+	ev.Failure.DurationSeconds = age.Seconds()
+	if w.sent(ev.ID) {
+		return false, 0, nil
+	}
+	return false, 0, w.publish(ctx, ev)
+}
+
+// stuckReason reports whether a pod's reason means it will not start by itself soon.
+func stuckReason(reason string) bool {
+	switch reason {
+	case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", corev1.PodReasonUnschedulable:
+		return true
+	}
+	return false
+}
+
+func (w *Watcher) publish(ctx context.Context, ev *failure.Event) error {
+	if err := w.pub.Publish(ctx, ev); err != nil {
+		return fmt.Errorf("publish %s: %w", ev.ID, err)
+	}
+	w.mu.Lock()
+	w.published[ev.ID] = true
+	w.mu.Unlock()
+	w.o.Log.Info("failure published", "event", ev.ID, "job", ev.Job.Namespace+"/"+ev.Job.Name, "reason", ev.Failure.Reason)
+	return nil
+}
+
+func (w *Watcher) sent(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.published[id]
+}
+
+func (w *Watcher) selected(job *batchv1.Job) bool {
+	if w.o.Selector == "" {
+		return true
+	}
+	sel, err := labels.Parse(w.o.Selector)
+	return err == nil && sel.Matches(labels.Set(job.Labels))
+}
+
+// lister returns the listers of the informer covering ns (callers hold w.mu).
+func (w *Watcher) lister(ns string) (batchlisters.JobLister, corelisters.PodLister) {
+	if jl, ok := w.jobs[ns]; ok {
+		return jl, w.pods[ns]
+	}
+	return w.jobs[metav1.NamespaceAll], w.pods[metav1.NamespaceAll]
+}
+
+func cut(key string) (string, string, bool) {
+	for i := range len(key) {
+		if key[i] == '/' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return key, "", false
+}
