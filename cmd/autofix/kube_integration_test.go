@@ -212,7 +212,7 @@ func envOf(j *batchv1.Job, name string) string {
 	return ""
 }
 
-func TestKubernetes(t *testing.T) {
+func TestIntegrationKubernetes(t *testing.T) {
 	s := startStack(t)
 
 	t.Run("OOMKilled training job is re-submitted once with more memory and succeeds", func(t *testing.T) {

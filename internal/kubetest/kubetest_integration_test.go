@@ -14,7 +14,7 @@ import (
 
 // TestJobControllerRunsJobs: the real Job controller turns the test kubelet's pod
 // outcomes into Job conditions.
-func TestJobControllerRunsJobs(t *testing.T) {
+func TestIntegrationJobController(t *testing.T) {
 	c := Start(t)
 	RunKubelet(t, c.Client, func(p *corev1.Pod) Outcome {
 		if p.Labels["want"] == "fail" {
