@@ -29,8 +29,11 @@ type Config struct {
 	Kafka Kafka  `yaml:"kafka"`
 	// Scenario names the simulator scenario whose cluster limits and prices the
 	// recommender uses (a built-in name or a YAML file).
-	Scenario string        `yaml:"scenario"`
-	Policy   policy.Config `yaml:"policy"`
+	Scenario string `yaml:"scenario"`
+	// BackoffSeconds is how long a retry of a transient failure (preemption, network,
+	// a dependency) waits before it is submitted.
+	BackoffSeconds float64       `yaml:"backoffSeconds"`
+	Policy         policy.Config `yaml:"policy"`
 	// Kubernetes is the cluster autofix watches and acts on; without a kubeconfig
 	// (and outside a cluster) serve records the jobs it would submit instead.
 	Kubernetes Kubernetes `yaml:"kubernetes"`
@@ -98,7 +101,8 @@ func Default() Config {
 			GroupID: "autofix", Partitions: 6, Retention: 7 * 24 * time.Hour, CreateTopics: true,
 			MaxBatch: 1000, SessionTimeout: 10 * time.Second,
 		},
-		Scenario: "default",
+		Scenario:       "default",
+		BackoffSeconds: 60,
 		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute,
 			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},
 		Policy:        policy.Default(),
@@ -219,6 +223,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("kafka.sessionTimeout: %s, want at least 6s (brokers refuse less)", c.Kafka.SessionTimeout)
 	case c.Kafka.Retention < 0:
 		return fmt.Errorf("kafka.retention: %s, want positive (0 keeps the broker's default)", c.Kafka.Retention)
+	case c.BackoffSeconds <= 0:
+		return fmt.Errorf("backoffSeconds: %g, want positive", c.BackoffSeconds)
 	case c.ShutdownGrace <= 0:
 		return fmt.Errorf("shutdownGrace: %s, want positive", c.ShutdownGrace)
 	}

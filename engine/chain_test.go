@@ -304,3 +304,39 @@ func TestPoisonEventsAreRejected(t *testing.T) {
 		}
 	})
 }
+
+// TestDispatcherWaitsForTheBackoff: a fix that asks to wait (a retry after a
+// preemption) is not submitted before its delay has passed, and is after.
+func TestDispatcherWaitsForTheBackoff(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		ctx := context.Background()
+		pol := policy.Default()
+		t0 := time.Now()
+		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Now: func() time.Time { return t0 }}
+		ev := &failure.Event{ID: "pre", Job: failure.Job{Namespace: "ml", Name: "job", Resources: failure.Resources{MemoryBytes: 4 << 30}},
+			Failure: failure.Signals{Reason: "DisruptionTarget", ExitCode: 143, Message: "Pod was preempted", DurationSeconds: 600}}
+		r := handle(t, in, ev, 0)
+		opt, _ := r.Recommendation.ChosenOption()
+		if r.State != ledger.Approved || opt.DelaySeconds <= 0 {
+			t.Fatalf("preemption: %s with delay %v, want approved with a backoff", r.State, opt.DelaySeconds)
+		}
+		now := t0.Add(time.Second)
+		rem := &flaky{}
+		d := &Dispatcher{Ledger: store, Remediator: rem, Now: func() time.Time { return now }}
+		for range 2 {
+			if _, err := d.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(rem.got) != 0 {
+			t.Fatalf("submitted %v one second in, before the %v s backoff", rem.got, opt.DelaySeconds)
+		}
+		now = t0.Add(time.Duration(opt.DelaySeconds+1) * time.Second)
+		if _, err := d.Once(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(rem.got) != 1 {
+			t.Fatalf("submitted %v after the backoff, want the retry", rem.got)
+		}
+	})
+}

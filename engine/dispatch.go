@@ -111,6 +111,14 @@ func (d *Dispatcher) Once(ctx context.Context) (bool, error) {
 			}
 		}
 		owner := d.owner()
+		if due := dueAt(r); now.Before(due) {
+			// The fix asks to wait (a backoff, capacity to free up): hold the attempt
+			// until then; no dispatcher sees it before.
+			if _, _, err := d.Ledger.Claim(ctx, r.EventID, owner, now, due); err != nil {
+				return busy, err
+			}
+			continue
+		}
 		claimed, failures, err := d.Ledger.Claim(ctx, r.EventID, owner, now, now.Add(claimFor))
 		if err != nil {
 			return busy, err
@@ -143,6 +151,18 @@ func (d *Dispatcher) move(ctx context.Context, r *ledger.Remediation, to ledger.
 		return nil // another replica got there first
 	}
 	return err
+}
+
+// dueAt is when r may be submitted: its receipt plus the chosen option's delay.
+func dueAt(r *ledger.Remediation) time.Time {
+	if r.Recommendation == nil {
+		return time.Time{}
+	}
+	opt, ok := r.Recommendation.ChosenOption()
+	if !ok || opt.DelaySeconds <= 0 {
+		return time.Time{}
+	}
+	return r.ReceivedAt.Add(time.Duration(opt.DelaySeconds * float64(time.Second)))
 }
 
 func attemptJob(r *ledger.Remediation) string {

@@ -121,7 +121,10 @@ func TestLoopOverKafka(t *testing.T) {
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 2)
 		go func() { done <- c.Run(runCtx, &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}) }()
-		d := &Dispatcher{Ledger: store, Remediator: rem, Limiter: policy.NewLimiter(6000, 100), Interval: 20 * time.Millisecond}
+		// The dispatcher's clock runs ten minutes ahead, past the backoff that retries
+		// of transient failures wait (TestDispatcherWaitsForTheBackoff covers that).
+		d := &Dispatcher{Ledger: store, Remediator: rem, Limiter: policy.NewLimiter(6000, 100), Interval: 20 * time.Millisecond,
+			Now: func() time.Time { return time.Now().Add(10 * time.Minute) }}
 		go func() { done <- d.Run(runCtx) }()
 
 		want := len(valid) + len(malformed) + 1

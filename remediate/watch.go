@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -65,6 +66,8 @@ type Watcher struct {
 	mu        sync.Mutex
 	jobs      map[string]batchlisters.JobLister
 	pods      map[string]corelisters.PodLister
+	sets      map[string]appslisters.ReplicaSetLister
+	deploys   map[string]appslisters.DeploymentLister
 	published map[string]bool // event ids sent by this process
 	finished  sync.Map        // uids of attempts whose outcome this process reported
 }
@@ -87,7 +90,8 @@ func NewWatcher(client kubernetes.Interface, pub Publisher, sink OutcomeSink, o 
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Watcher{client: client, pub: pub, sink: sink, o: o,
-		jobs: map[string]batchlisters.JobLister{}, pods: map[string]corelisters.PodLister{}, published: map[string]bool{}}
+		jobs: map[string]batchlisters.JobLister{}, pods: map[string]corelisters.PodLister{},
+		sets: map[string]appslisters.ReplicaSetLister{}, deploys: map[string]appslisters.DeploymentLister{}, published: map[string]bool{}}
 }
 
 // Run watches until ctx ends. It may be run again afterwards (when leadership comes
@@ -104,6 +108,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		f := informers.NewSharedInformerFactoryWithOptions(w.client, w.o.Resync, informers.WithNamespace(ns))
 		jobs := f.Batch().V1().Jobs()
 		pods := f.Core().V1().Pods()
+		deploys := f.Apps().V1().Deployments()
+		sets := f.Apps().V1().ReplicaSets()
+		if _, err := deploys.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.enqueue("deployment", obj) },
+			UpdateFunc: func(_, obj any) { w.enqueue("deployment", obj) },
+		}); err != nil {
+			return err
+		}
 		if _, err := jobs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { w.enqueue("job", obj) },
 			UpdateFunc: func(_, obj any) { w.enqueue("job", obj) },
@@ -118,8 +130,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		w.mu.Lock()
 		w.jobs[ns], w.pods[ns] = jobs.Lister(), pods.Lister()
+		w.sets[ns], w.deploys[ns] = sets.Lister(), deploys.Lister()
 		w.mu.Unlock()
-		synced = append(synced, jobs.Informer().HasSynced, pods.Informer().HasSynced)
+		synced = append(synced, jobs.Informer().HasSynced, pods.Informer().HasSynced,
+			deploys.Informer().HasSynced, sets.Informer().HasSynced)
 		f.Start(ctx.Done())
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
@@ -177,8 +191,10 @@ func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after tim
 	}
 	w.mu.Lock()
 	jl, pl := w.lister(ns)
+	rs, ds := w.appsListers(ns)
 	w.mu.Unlock()
-	if kind == "pod" {
+	switch kind {
+	case "pod":
 		pod, err := pl.Pods(ns).Get(name)
 		if apierrors.IsNotFound(err) {
 			return false, 0, nil // gone
@@ -186,7 +202,19 @@ func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after tim
 		if err != nil {
 			return false, 0, err
 		}
+		if retry, after, err := w.crashLooping(ctx, pod, rs, ds); retry || err != nil {
+			return retry, after, err
+		}
 		return w.handlePod(ctx, pod, jl)
+	case "deployment":
+		d, err := ds.Deployments(ns).Get(name)
+		if apierrors.IsNotFound(err) {
+			return false, 0, nil
+		}
+		if err != nil {
+			return false, 0, err
+		}
+		return false, 0, w.handleDeployment(ctx, d)
 	}
 	job, err := jl.Jobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
@@ -277,12 +305,14 @@ func (w *Watcher) sent(id string) bool {
 	return w.published[id]
 }
 
-func (w *Watcher) selected(job *batchv1.Job) bool {
-	if w.o.Selector == "" {
-		return true
+func (w *Watcher) selected(job *batchv1.Job) bool { return w.selectedLabels(job.Labels) }
+
+// appsListers returns the ReplicaSet and Deployment listers covering ns (callers hold w.mu).
+func (w *Watcher) appsListers(ns string) (appslisters.ReplicaSetLister, appslisters.DeploymentLister) {
+	if rs, ok := w.sets[ns]; ok {
+		return rs, w.deploys[ns]
 	}
-	sel, err := labels.Parse(w.o.Selector)
-	return err == nil && sel.Matches(labels.Set(job.Labels))
+	return w.sets[metav1.NamespaceAll], w.deploys[metav1.NamespaceAll]
 }
 
 // lister returns the listers of the informer covering ns (callers hold w.mu).

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
@@ -153,7 +154,7 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 		return err
 	}
 	defer func() { _ = store.Close() }()
-	rec, err := defaultRecommender(o.scenario, nil)
+	rec, err := defaultRecommender(o.scenario, nil, config.Default().BackoffSeconds)
 	if err != nil {
 		return err
 	}

@@ -5,19 +5,26 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/internal/kubetest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/remediate"
@@ -32,6 +39,9 @@ const (
 	truthGPUSample   = "test.autofix.io/gpu-memory-per-sample" // GPU memory per sample of the micro-batch
 	truthUserCode    = "test.autofix.io/user-code"             // the code raises on start
 	truthPreemptedAt = "test.autofix.io/preempted-attempt"     // the attempt that is preempted
+	truthEvicted     = "test.autofix.io/evicted"               // the node evicts the pod (local storage)
+	truthImage       = "test.autofix.io/image-missing"         // the image cannot be pulled
+	truthCrash       = "test.autofix.io/crash"                 // the server exits on start
 )
 
 var gpuMemory = map[string]string{"nvidia-a100-40gb": "40Gi", "nvidia-a100-80gb": "80Gi", "nvidia-h100-80gb": "80Gi"}
@@ -41,6 +51,15 @@ func truth(p *corev1.Pod) kubetest.Outcome {
 	c := p.Spec.Containers[0]
 	if a[truthPreemptedAt] != "" && a[truthPreemptedAt] == p.Labels[remediate.LabelAttempt] {
 		return kubetest.Outcome{Preempted: true}
+	}
+	if a[truthEvicted] == "true" && p.Labels[remediate.LabelAttempt] == "" {
+		return kubetest.Outcome{Evicted: true}
+	}
+	if a[truthImage] == "true" {
+		return kubetest.Outcome{Waiting: "ImagePullBackOff"}
+	}
+	if a[truthCrash] == "true" {
+		return kubetest.Outcome{Reason: "Error", ExitCode: 1, Message: "Traceback (most recent call last):\n  File \"/app/serve.py\", line 12, in <module>\nFileNotFoundError: [Errno 2] No such file or directory: '/models/resnet50-int8/model.onnx'"}
 	}
 	if a[truthUserCode] == "true" {
 		return kubetest.Outcome{Reason: "Error", ExitCode: 1, Message: "Traceback (most recent call last):\n  File \"/app/train.py\", line 88, in <module>\n    main()\nTypeError: unsupported operand type(s) for +: 'int' and 'str'"}
@@ -73,6 +92,7 @@ func truth(p *corev1.Pod) kubetest.Outcome {
 type stack struct {
 	c     *kubetest.Cluster
 	store *ledger.Store
+	cfg   *config.Config
 }
 
 func startStack(t *testing.T) *stack {
@@ -90,6 +110,7 @@ func startStack(t *testing.T) *stack {
 	cfg.Kafka.SessionTimeout = 6 * time.Second
 	cfg.Kubernetes.Kubeconfig, cfg.Kubernetes.Namespaces, cfg.Kubernetes.LeaseNamespace = c.Kubeconfig, []string{"ml"}, "default"
 	cfg.Kubernetes.PendingGrace = time.Second
+	cfg.BackoffSeconds = 1
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +120,7 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	return &stack{c: c, store: store}
+	return &stack{c: c, store: store, cfg: &cfg}
 }
 
 // runServe runs serve until the test ends.
@@ -282,6 +303,113 @@ func TestIntegrationKubernetes(t *testing.T) {
 		r3, err := s.store.Get(context.Background(), remediate.JobEventID(a2))
 		if err != nil || r3.Category != "preempted" {
 			t.Errorf("attempt 2's failure: %v %s, want preempted", err, r3.Category)
+		}
+	})
+
+	t.Run("an evicted pod and an image that cannot be pulled become events", func(t *testing.T) {
+		evicted := s.createJob(t, "tokenize", jobOpts{kind: "batch", memory: "4Gi", truth: map[string]string{truthEvicted: "true"}})
+		r := s.remediation(t, evicted, 90*time.Second, ledger.Approved, ledger.Submitted, ledger.Succeeded, ledger.PendingReview, ledger.Rejected)
+		if r.Event.Failure.Reason != "Evicted" || !strings.Contains(r.Event.Failure.Message, "ephemeral-storage") {
+			t.Errorf("eviction event failure = %+v", r.Event.Failure)
+		}
+		stuck := s.createJob(t, "quantize", jobOpts{kind: "compression", memory: "4Gi", truth: map[string]string{truthImage: "true"}})
+		var got ledger.Remediation
+		waitFor(t, "an image-pull event for quantize", 60*time.Second, func() bool {
+			found := false
+			_ = s.store.Each(context.Background(), func(r ledger.Remediation) error {
+				if r.JobName == stuck.Name && r.Event != nil && r.Event.Failure.Reason == "ImagePullBackOff" {
+					got, found = r, true
+				}
+				return nil
+			})
+			return found
+		})
+		if got.Category != "image_pull" {
+			t.Errorf("image pull failure classified %s, want image_pull", got.Category)
+		}
+	})
+
+	t.Run("a crash-looping rollout is a deployment failure", func(t *testing.T) {
+		one := int32(1)
+		deadline := int32(3)
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "resnet-serve", Namespace: "ml", Labels: map[string]string{"app": "resnet-serve"}},
+			Spec: appsv1.DeploymentSpec{Replicas: &one, ProgressDeadlineSeconds: &deadline,
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "resnet-serve"}},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "resnet-serve"},
+					Annotations: map[string]string{truthCrash: "true"}},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "registry.local/triton:24.01",
+						Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("8Gi")}}}}}}}}
+		if _, err := s.c.Client.AppsV1().Deployments("ml").Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var reasons []string
+		waitFor(t, "deployment failure events", 90*time.Second, func() bool {
+			reasons = reasons[:0]
+			_ = s.store.Each(context.Background(), func(r ledger.Remediation) error {
+				if r.JobName == "resnet-serve" && r.Event != nil {
+					if r.Event.Job.Kind != "deployment" {
+						t.Errorf("event %s has kind %s, want deployment", r.EventID, r.Event.Job.Kind)
+					}
+					reasons = append(reasons, r.Event.Failure.Reason)
+					if strings.HasSuffix(r.EventID, "-CrashLoopBackOff") {
+						reasons = append(reasons, "CrashLoopBackOff")
+						if !strings.Contains(r.Event.Failure.Message, "FileNotFoundError") {
+							t.Errorf("the crash loop's event lacks the container's own error: %+v", r.Event.Failure)
+						}
+					}
+				}
+				return nil
+			})
+			return slices.Contains(reasons, "ProgressDeadlineExceeded") && slices.Contains(reasons, "CrashLoopBackOff")
+		})
+	})
+
+	t.Run("autofix watch publishes a failed job's event", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		brokers := []string{s.cfg.Kafka.EmbeddedAddr}
+		if err := ingest.EnsureTopics(ctx, brokers, ingest.Topic{Name: "watched", Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml2"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			root := newRootCmd()
+			root.SetArgs([]string{"watch", "--kubeconfig", s.c.Kubeconfig, "--brokers", brokers[0], "--topic", "watched", "--namespaces", "ml2"})
+			root.SetOut(io.Discard)
+			root.SetErr(io.Discard)
+			done <- root.ExecuteContext(ctx)
+		}()
+		zero := int32(0)
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "vit-train", Namespace: "ml2"},
+			Spec: batchv1.JobSpec{BackoffLimit: &zero, Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{truthMemory: "9Gi"}},
+				Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "main", Image: "vit:1",
+					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("8Gi")}}}}}}}}
+		created, err := s.c.Client.BatchV1().Jobs("ml2").Create(ctx, job, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: "watched", MaxWait: 500 * time.Millisecond})
+		defer func() { _ = r.Close() }()
+		rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+		defer rcancel()
+		m, err := r.ReadMessage(rctx)
+		if err != nil {
+			t.Fatalf("no event on the topic: %v", err)
+		}
+		ev, err := failure.Decode(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.ID != remediate.JobEventID(created) || ev.Failure.Reason != "OOMKilled" || ev.Job.Resources.MemoryBytes != 8<<30 {
+			t.Errorf("event %s: %+v, %+v", ev.ID, ev.Failure, ev.Job.Resources)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
 		}
 	})
 

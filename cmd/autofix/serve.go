@@ -145,7 +145,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		remediator = rec
 	}
 
-	rec, err := defaultRecommender(cfg.Scenario, gpuTypes)
+	rec, err := defaultRecommender(cfg.Scenario, gpuTypes, cfg.BackoffSeconds)
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // defaultRecommender builds the recommender with the embedded rules, models and
 // fallback, and the named scenario's cluster limits and prices. With gpuTypes (the
 // models the cluster's nodes have), only those GPUs are proposed.
-func defaultRecommender(scenario string, gpuTypes []string) (*recommender.Recommender, error) {
+func defaultRecommender(scenario string, gpuTypes []string, backoffSeconds float64) (*recommender.Recommender, error) {
 	s, err := loadScenario(scenario)
 	if err != nil {
 		return nil, err
@@ -263,7 +263,7 @@ func defaultRecommender(scenario string, gpuTypes []string) (*recommender.Recomm
 	if err != nil {
 		return nil, err
 	}
-	return recommenderFor(s, c, m, fb, nil), nil
+	return recommenderFor(s, c, m, fb, func(o *recommender.Options) { o.BackoffSeconds = backoffSeconds }), nil
 }
 
 // untilOK runs fn until it succeeds or ctx ends, backing off up to 5 s between tries.

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/remediate"
+)
+
+func newWatchCmd() *cobra.Command {
+	var (
+		kubeconfig, brokers, topic, namespaces, selector string
+		pendingGrace                                     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Publish the failures of a cluster's Jobs, pods and rollouts to Kafka, without acting",
+		Long: `Watch runs the failure watcher on its own: every failed Job (and every pod that cannot
+start, every stuck or crash-looping rollout) in --namespaces matching --selector
+becomes a FailureEvent on --topic, once per Job (its id is the Job's uid). serve runs
+the same watcher on its leader; watch is for a cluster whose failures another autofix
+decides on, or to see what autofix would see. It does not submit anything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kubeconfig == "" {
+				return fmt.Errorf("--kubeconfig: required (a file, or in-cluster)")
+			}
+			kc := config.Kubernetes{Kubeconfig: kubeconfig}
+			kube, err := kubeClient(&kc)
+			if err != nil {
+				return err
+			}
+			p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: config.SplitList(brokers), Topic: topic})
+			if err != nil {
+				return err
+			}
+			defer func() { _ = p.Close() }()
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			w := remediate.NewWatcher(kube, kafkaPublisher{p}, nil, remediate.WatcherOptions{
+				Namespaces: config.SplitList(namespaces), Selector: selector, PendingGrace: pendingGrace, Log: log})
+			return w.Run(cmd.Context())
+		},
+	}
+	d := config.Default()
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", `kubeconfig of the cluster ("in-cluster" in a pod)`)
+	f.StringVar(&brokers, "brokers", d.Kafka.EmbeddedAddr, "comma-separated Kafka brokers")
+	f.StringVar(&topic, "topic", d.Kafka.Topic, "topic to publish failures to")
+	f.StringVar(&namespaces, "namespaces", "", "comma-separated namespaces to watch (default: all)")
+	f.StringVar(&selector, "selector", "", "label selector the watched Jobs must match")
+	f.DurationVar(&pendingGrace, "pending-grace", d.Kubernetes.PendingGrace, "how long a pod may fail to start before it is reported")
+	return cmd
+}
