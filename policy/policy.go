@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/autofix/autofix/failure"
@@ -151,8 +152,8 @@ func (c *Config) Decide(in Input) Decision {
 		return Decision{Review, "the failure is not recognised: a person decides whether and how to retry"}
 	case !ok:
 		return Decision{Deny, "not retrying: " + firstSentence(rec.Explanation)}
-	case in.Runs >= c.MaxAttempts:
-		return Decision{Deny, fmt.Sprintf("budget: the job chain has had %d runs, the most allowed is %d", in.Runs, c.MaxAttempts)}
+	case in.Runs >= c.maxAttempts(in.Event):
+		return Decision{Deny, fmt.Sprintf("budget: the job chain has had %d runs, the most allowed is %d", in.Runs, c.maxAttempts(in.Event))}
 	case opt.CostMultiple > c.MaxCostMultiple:
 		return Decision{Deny, fmt.Sprintf("budget: the fix costs %.2fx the failed run, over the cap of %.2fx", opt.CostMultiple, c.MaxCostMultiple)}
 	}
@@ -208,4 +209,15 @@ func firstSentence(s string) string {
 		return s[:i+1]
 	}
 	return s
+}
+
+// LabelMaxAttempts is a job label that lowers its chain's attempt budget (a pipeline stage's
+// retry policy); it never raises it above MaxAttempts.
+const LabelMaxAttempts = "autofix.io/max-attempts"
+
+func (c *Config) maxAttempts(ev *failure.Event) int {
+	if n, err := strconv.Atoi(ev.Job.Labels[LabelMaxAttempts]); err == nil && n > 0 && n < c.MaxAttempts {
+		return n
+	}
+	return c.MaxAttempts
 }

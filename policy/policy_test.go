@@ -31,6 +31,8 @@ func TestDecide(t *testing.T) {
 	paused.Paused = true
 	budget := input(failure.OOMMemory, 0.95, 1.2, failure.Training, "ml")
 	budget.Runs = 5
+	stage := input(failure.OOMMemory, 0.95, 1.2, failure.Training, "ml")
+	stage.Runs, stage.Event.Job.Labels = 2, map[string]string{LabelMaxAttempts: "2"}
 	tests := []struct {
 		name   string
 		c      Config
@@ -50,6 +52,7 @@ func TestDecide(t *testing.T) {
 		{"namespace rule passes others", prod, input(failure.OOMMemory, 0.95, 1.2, failure.Training, "dev"), Auto, "resource-fixes"},
 		{"kill switch", c, paused, Review, "paused"},
 		{"attempt budget", c, budget, Deny, "5 runs"},
+		{"a stage's own retry policy", c, stage, Deny, "the most allowed is 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,6 +27,7 @@ import (
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/internal/kubetest"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/remediate"
 )
 
@@ -411,6 +412,112 @@ func TestIntegrationKubernetes(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("watch: %v", err)
 		}
+	})
+
+	t.Run("a pipeline goes train -> compress -> deploy with one remediated failure, and a bad deploy rolls back", func(t *testing.T) {
+		def := func(serverAnnotations string, canary ...int) *pipeline.Definition {
+			c := 1
+			if len(canary) > 0 {
+				c = canary[0]
+			}
+			d, err := pipeline.Parse([]byte(`
+name: vision
+namespace: ml
+artifacts: s3://models/vision
+stages:
+  - name: train
+    kind: training
+    job:
+      metadata: {annotations: {"` + truthMemory + `": "10Gi"}}
+      spec: {containers: [{name: train, image: "pytorch:24.05", resources: {requests: {cpu: "4", memory: 8Gi}, limits: {memory: 8Gi}}}]}
+  - name: compress
+    kind: compression
+    job:
+      spec: {containers: [{name: quantize, image: "tensorrt:24.05", command: [trtexec], args: ["--int8"], resources: {limits: {memory: 8Gi}}}]}
+  - name: deploy
+    kind: deployment
+    deploy:
+      replicas: 2
+      canary: ` + strconv.Itoa(c) + `
+      progressDeadlineSeconds: 6
+      template:
+        metadata: {annotations: {` + serverAnnotations + `}}
+        spec: {containers: [{name: triton, image: "tritonserver:24.05", resources: {limits: {memory: 8Gi}}}]}
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		d := &pipeline.Driver{Client: s.c.Client, Chains: ledgerChains{s.store}, Poll: 200 * time.Millisecond}
+		// The driver is interrupted mid-pipeline and started again.
+		short, stop := context.WithTimeout(ctx, 1500*time.Millisecond)
+		if _, err := d.Run(short, def(""), "run1"); err == nil {
+			t.Log("run1 finished within the interruption window")
+		}
+		stop()
+		st, err := d.Run(ctx, def(""), "run1")
+		if err != nil || st.Phase != pipeline.Succeeded {
+			t.Fatalf("run1: %+v, %v", st, err)
+		}
+		if train := st.Stages[0]; train.Attempts != 2 || train.Object != "vision-run1-train-af2" {
+			t.Errorf("train stage = %+v, want it to succeed on the remediated second attempt", train)
+		}
+		jobs, err := s.c.Client.BatchV1().Jobs("ml").List(ctx, metav1.ListOptions{LabelSelector: "autofix.io/run=run1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, j := range jobs.Items {
+			names = append(names, j.Name)
+		}
+		slices.Sort(names)
+		if want := []string{"vision-run1-compress", "vision-run1-train", "vision-run1-train-af2"}; !slices.Equal(names, want) {
+			t.Errorf("run1's jobs = %v, want %v: a stage lost or started twice across the restart", names, want)
+		}
+		compress, _ := s.c.Client.BatchV1().Jobs("ml").Get(ctx, "vision-run1-compress", metav1.GetOptions{})
+		if envOf(compress, "ARTIFACT_IN") != "s3://models/vision/run1/train" {
+			t.Errorf("compress reads %q, want the train stage's output", envOf(compress, "ARTIFACT_IN"))
+		}
+		stable, err := s.c.Client.AppsV1().Deployments("ml").Get(ctx, "vision", metav1.GetOptions{})
+		if err != nil || stable.Spec.Template.Annotations[pipeline.LabelRun] != "run1" {
+			t.Fatalf("stable deployment after run1: %v %v", err, stable.Spec.Template.Annotations)
+		}
+
+		// A restarted driver reports the finished run and starts nothing.
+		again, err := d.Run(ctx, def(""), "run1")
+		if err != nil || again.Phase != pipeline.Succeeded {
+			t.Errorf("run1 again: %+v %v", again, err)
+		}
+
+		// run2's server crashes: the canary never becomes ready, the stable
+		// deployment keeps serving run1, and the stage fails saying so.
+		st, err = d.Run(ctx, def(`"`+truthCrash+`": "true"`), "run2")
+		if err != nil || st.Phase != pipeline.Failed {
+			t.Fatalf("run2: %+v, %v", st, err)
+		}
+		if msg := st.Stages[2].Message; !strings.Contains(msg, "canary") || !strings.Contains(msg, "stable deployment stays") {
+			t.Errorf("run2 deploy stage message = %q", msg)
+		}
+		stable, err = s.c.Client.AppsV1().Deployments("ml").Get(ctx, "vision", metav1.GetOptions{})
+		if err != nil || stable.Spec.Template.Annotations[pipeline.LabelRun] != "run1" {
+			t.Errorf("stable deployment after the bad run2: %v %v, want run1's", err, stable.Spec.Template.Annotations)
+		}
+		if _, err := s.c.Client.AppsV1().Deployments("ml").Get(ctx, "vision-canary", metav1.GetOptions{}); err == nil {
+			t.Error("the failed canary was left running")
+		}
+
+		// run3 rolls out without a canary and crashes: the rollout is undone.
+		st, err = d.Run(ctx, def(`"`+truthCrash+`": "true"`, 0), "run3")
+		if err != nil || st.Phase != pipeline.Failed || !strings.Contains(st.Stages[2].Message, "rolled back to revision") {
+			t.Fatalf("run3: %+v, %v; want the deploy stage failed and rolled back", st, err)
+		}
+		waitFor(t, "the stable deployment back on run1's model", 30*time.Second, func() bool {
+			stable, err := s.c.Client.AppsV1().Deployments("ml").Get(ctx, "vision", metav1.GetOptions{})
+			return err == nil && stable.Spec.Template.Annotations[pipeline.LabelRun] == "run1" && stable.Status.AvailableReplicas == 2
+		})
 	})
 
 	t.Run("the manifests in deploy/ are accepted by the API server", func(t *testing.T) {

@@ -1,0 +1,132 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"go.yaml.in/yaml/v3"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Definition is a pipeline as written in YAML.
+type Definition struct {
+	Name      string `yaml:"name" json:"name"`
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// Artifacts is the base URI stages write under: <artifacts>/<run>/<stage>.
+	Artifacts string  `yaml:"artifacts" json:"artifacts"`
+	Stages    []Stage `yaml:"stages" json:"stages"`
+}
+
+// Stage is one step. A Job stage (train, compress) has Job; the deploy stage has Deploy.
+type Stage struct {
+	Name string          `yaml:"name" json:"name"`
+	Kind failure.JobKind `yaml:"kind" json:"kind"`
+	// Tunables and Params are what remediation may change and how they reach the
+	// container (see the autofix.io/tunables and autofix.io/params annotations).
+	Tunables map[string]failure.Tunable   `yaml:"tunables,omitempty" json:"tunables,omitempty"`
+	Params   map[string]map[string]string `yaml:"params,omitempty" json:"params,omitempty"`
+	// MaxAttempts is the stage's retry policy: the most runs of its Job (default 3).
+	MaxAttempts int `yaml:"maxAttempts,omitempty" json:"maxAttempts,omitempty"`
+	// Job is the pod template of a Job stage. The driver adds the environment
+	// variables ARTIFACT_IN (the previous stage's output) and ARTIFACT_OUT.
+	Job *corev1.PodTemplateSpec `yaml:"job,omitempty" json:"job,omitempty"`
+	// Deploy is the deploy stage.
+	Deploy *Deploy `yaml:"deploy,omitempty" json:"deploy,omitempty"`
+}
+
+// Deploy is a rolling update of an inference server, canary first.
+type Deploy struct {
+	Replicas int32 `yaml:"replicas" json:"replicas"`
+	// Canary is how many replicas run the new model first, beside the stable ones.
+	Canary int32 `yaml:"canary" json:"canary"`
+	// ProgressDeadlineSeconds bounds each step (canary ready, rollout complete).
+	ProgressDeadlineSeconds int32 `yaml:"progressDeadlineSeconds" json:"progressDeadlineSeconds"`
+	// Template is the server's pod template; the driver sets MODEL_URI to the
+	// previous stage's output.
+	Template corev1.PodTemplateSpec `yaml:"template" json:"template"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Parse reads a pipeline definition. Pod templates are Kubernetes objects: they are
+// decoded with Kubernetes' own JSON rules (field names as in a manifest), strictly.
+func Parse(data []byte) (*Definition, error) {
+	var raw any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	js, err := jsonOf(raw)
+	if err != nil {
+		return nil, err
+	}
+	var d Definition
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	return &d, d.Validate()
+}
+
+// Validate reports the first problem, naming the field.
+func (d *Definition) Validate() error {
+	switch {
+	case !nameRE.MatchString(d.Name) || len(d.Name) > 30:
+		return fmt.Errorf("name: %q, want a DNS label of at most 30 characters", d.Name)
+	case d.Namespace == "":
+		return errors.New("namespace: required")
+	case d.Artifacts == "":
+		return errors.New("artifacts: required (the base URI stages write under)")
+	case len(d.Stages) == 0:
+		return errors.New("stages: at least one")
+	}
+	seen := map[string]bool{}
+	for i := range d.Stages {
+		s := &d.Stages[i]
+		f := fmt.Sprintf("stages[%d]", i)
+		switch {
+		case !nameRE.MatchString(s.Name) || len(s.Name) > 12:
+			return fmt.Errorf("%s.name: %q, want a DNS label of at most 12 characters", f, s.Name)
+		case seen[s.Name]:
+			return fmt.Errorf("%s.name: %q twice", f, s.Name)
+		case (s.Job == nil) == (s.Deploy == nil):
+			return fmt.Errorf("%s: want exactly one of job and deploy", f)
+		case s.Deploy != nil && i != len(d.Stages)-1:
+			return fmt.Errorf("%s.deploy: only the last stage may deploy", f)
+		case s.Job != nil && len(s.Job.Spec.Containers) == 0:
+			return fmt.Errorf("%s.job.spec.containers: at least one", f)
+		case s.Deploy != nil && len(s.Deploy.Template.Spec.Containers) == 0:
+			return fmt.Errorf("%s.deploy.template.spec.containers: at least one", f)
+		case s.Deploy != nil && (s.Deploy.Replicas < 1 || s.Deploy.Canary < 0 || s.Deploy.Canary > s.Deploy.Replicas):
+			return fmt.Errorf("%s.deploy: replicas %d, canary %d; want replicas >= 1 and 0 <= canary <= replicas", f, s.Deploy.Replicas, s.Deploy.Canary)
+		case s.MaxAttempts < 0:
+			return fmt.Errorf("%s.maxAttempts: %d, want positive", f, s.MaxAttempts)
+		}
+		if s.Kind == "" {
+			s.Kind = failure.Batch
+		}
+		if s.MaxAttempts == 0 {
+			s.MaxAttempts = 3
+		}
+		if s.Deploy != nil && s.Deploy.ProgressDeadlineSeconds == 0 {
+			s.Deploy.ProgressDeadlineSeconds = 300
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+// jsonOf turns YAML-decoded data into JSON (map keys are strings in YAML 1.2 maps).
+func jsonOf(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,260 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/autofix/autofix/policy"
+	"github.com/autofix/autofix/remediate"
+)
+
+// Labels and annotations of pipeline objects.
+const (
+	LabelRun = "autofix.io/run"
+	// LabelMaxAttempts is a stage's retry policy; the policy reads it from the
+	// failure event's labels.
+	LabelMaxAttempts = policy.LabelMaxAttempts
+	// AnnotationRollback records, on the stable Deployment, a rollout that was undone.
+	AnnotationRollback = "autofix.io/rollback"
+)
+
+// Chains tells how the failure of a Job is being remediated.
+type Chains interface {
+	// FailureState is the ledger state of the remediation of the failed Job job
+	// ("" while there is none yet), and its reason.
+	FailureState(ctx context.Context, job *batchv1.Job) (state, reason string, err error)
+}
+
+// Phase of a stage or a run.
+type Phase string
+
+// Phases.
+const (
+	Pending   Phase = "pending"
+	Running   Phase = "running"
+	Succeeded Phase = "succeeded"
+	Failed    Phase = "failed"
+)
+
+// Status is where a run stands, reconstructed from the cluster.
+type Status struct {
+	Pipeline string        `json:"pipeline"`
+	Run      string        `json:"run"`
+	Phase    Phase         `json:"phase"`
+	Stages   []StageStatus `json:"stages"`
+}
+
+// StageStatus is one stage of a run.
+type StageStatus struct {
+	Name     string `json:"name"`
+	Phase    Phase  `json:"phase"`
+	Attempts int    `json:"attempts,omitempty"`
+	Object   string `json:"object,omitempty"`
+	Artifact string `json:"artifact,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// Driver runs pipelines.
+type Driver struct {
+	Client kubernetes.Interface
+	Chains Chains
+	// Poll is how often it looks again while a stage runs (default 500 ms).
+	Poll time.Duration
+	// Observe makes Step report only: it creates, updates and deletes nothing.
+	Observe bool
+	Log     *slog.Logger
+}
+
+// Run drives run of def to its end and returns its final status. It can be
+// stopped and started again at any point: each step first looks for what it would
+// create.
+func (d *Driver) Run(ctx context.Context, def *Definition, run string) (Status, error) {
+	for {
+		st, err := d.Step(ctx, def, run)
+		if err != nil || st.Phase == Succeeded || st.Phase == Failed {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(d.poll()):
+		}
+	}
+}
+
+// Step looks at the run once, starts what is due, and reports the status.
+func (d *Driver) Step(ctx context.Context, def *Definition, run string) (Status, error) {
+	st := Status{Pipeline: def.Name, Run: run, Phase: Running}
+	input := ""
+	for i := range def.Stages {
+		s := &def.Stages[i]
+		var ss StageStatus
+		var err error
+		if s.Deploy != nil {
+			ss, err = d.deploy(ctx, def, run, s, input)
+		} else {
+			ss, err = d.job(ctx, def, run, s, input)
+		}
+		if err != nil {
+			return st, fmt.Errorf("stage %s: %w", s.Name, err)
+		}
+		st.Stages = append(st.Stages, ss)
+		switch ss.Phase {
+		case Failed:
+			st.Phase = Failed
+			return d.rest(st, def, i), nil
+		case Succeeded:
+			input = ss.Artifact
+			continue
+		}
+		return d.rest(st, def, i), nil // running: later stages wait for its output
+	}
+	st.Phase = Succeeded
+	return st, nil
+}
+
+// rest lists the stages after i as pending.
+func (d *Driver) rest(st Status, def *Definition, i int) Status {
+	for _, s := range def.Stages[i+1:] {
+		st.Stages = append(st.Stages, StageStatus{Name: s.Name, Phase: Pending})
+	}
+	return st
+}
+
+func (d *Driver) selector(def *Definition, run, stage string) string {
+	return labels.SelectorFromSet(labels.Set{remediate.LabelPipeline: def.Name, LabelRun: run, remediate.LabelStage: stage}).String()
+}
+
+func artifact(def *Definition, run, stage string) string {
+	return def.Artifacts + "/" + run + "/" + stage
+}
+
+// job runs a Job stage: creates its Job once, then follows it and the attempts
+// remediation creates for it (they carry the same labels) to the end.
+func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage, input string) (StageStatus, error) {
+	ss := StageStatus{Name: s.Name, Phase: Running, Artifact: artifact(def, run, s.Name)}
+	jobs, err := d.Client.BatchV1().Jobs(def.Namespace).List(ctx, metav1.ListOptions{LabelSelector: d.selector(def, run, s.Name)})
+	if err != nil {
+		return ss, err
+	}
+	if len(jobs.Items) == 0 && d.Observe {
+		ss.Phase, ss.Message = Pending, "not started"
+		return ss, nil
+	}
+	if len(jobs.Items) == 0 {
+		job, err := d.newJob(def, run, s, input)
+		if err != nil {
+			return ss, err
+		}
+		if _, err := d.Client.BatchV1().Jobs(def.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return ss, err
+		}
+		d.log().Info("stage started", "pipeline", def.Name, "run", run, "stage", s.Name, "job", job.Name)
+		ss.Object, ss.Attempts = job.Name, 1
+		return ss, nil
+	}
+	ss.Attempts = len(jobs.Items)
+	var latest *batchv1.Job
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		if done(j, batchv1.JobComplete) {
+			ss.Phase, ss.Object = Succeeded, j.Name
+			return ss, nil
+		}
+		if latest == nil || attemptOf(j) > attemptOf(latest) {
+			latest = j
+		}
+	}
+	ss.Object = latest.Name
+	if !done(latest, batchv1.JobFailed) {
+		return ss, nil // running
+	}
+	state, reason, err := d.Chains.FailureState(ctx, latest)
+	if err != nil {
+		return ss, err
+	}
+	switch state {
+	case "rejected", "abandoned", "failed":
+		ss.Phase, ss.Message = Failed, fmt.Sprintf("%s failed and is not retried: %s", latest.Name, reason)
+	case "pending_review":
+		ss.Message = latest.Name + " failed; its fix waits for review"
+	default:
+		ss.Message = latest.Name + " failed; remediating"
+	}
+	if ss.Phase != Failed && attemptOf(latest) >= s.MaxAttempts && state == "" {
+		ss.Message = fmt.Sprintf("%s failed on attempt %d of %d", latest.Name, attemptOf(latest), s.MaxAttempts)
+	}
+	return ss, nil
+}
+
+func (d *Driver) newJob(def *Definition, run string, s *Stage, input string) (*batchv1.Job, error) {
+	tmpl := s.Job.DeepCopy()
+	if tmpl.Spec.RestartPolicy == "" {
+		tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
+	}
+	c := &tmpl.Spec.Containers[0]
+	c.Env = append(c.Env, corev1.EnvVar{Name: "ARTIFACT_IN", Value: input}, corev1.EnvVar{Name: "ARTIFACT_OUT", Value: artifact(def, run, s.Name)})
+	l := map[string]string{remediate.LabelPipeline: def.Name, LabelRun: run, remediate.LabelStage: s.Name,
+		remediate.LabelKind: string(s.Kind), remediate.LabelTemplate: def.Name + "-" + s.Name, LabelMaxAttempts: strconv.Itoa(s.MaxAttempts)}
+	ann := map[string]string{}
+	if len(s.Tunables) > 0 {
+		b, err := json.Marshal(s.Tunables)
+		if err != nil {
+			return nil, err
+		}
+		ann[remediate.AnnotationTunables] = string(b)
+	}
+	if len(s.Params) > 0 {
+		b, err := json.Marshal(s.Params)
+		if err != nil {
+			return nil, err
+		}
+		ann[remediate.AnnotationParams] = string(b)
+	}
+	zero := int32(0) // the first failed pod fails the Job: remediation decides what runs next
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: def.Name + "-" + run + "-" + s.Name, Namespace: def.Namespace, Labels: l, Annotations: ann},
+		Spec:       batchv1.JobSpec{BackoffLimit: &zero, Template: *tmpl},
+	}, nil
+}
+
+func done(j *batchv1.Job, t batchv1.JobConditionType) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == t && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func attemptOf(j *batchv1.Job) int {
+	if n, err := strconv.Atoi(j.Labels[remediate.LabelAttempt]); err == nil {
+		return n
+	}
+	return 1
+}
+
+func (d *Driver) poll() time.Duration {
+	if d.Poll > 0 {
+		return d.Poll
+	}
+	return 500 * time.Millisecond
+}
+
+func (d *Driver) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
