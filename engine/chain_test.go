@@ -340,3 +340,38 @@ func TestDispatcherWaitsForTheBackoff(t *testing.T) {
 		}
 	})
 }
+
+// gone is a cluster where the failed job no longer exists.
+type gone struct{ calls int }
+
+func (g *gone) Submit(context.Context, *ledger.Remediation) error {
+	g.calls++
+	return fmt.Errorf("the failed job is gone: %w", ErrCannotSubmit)
+}
+
+// TestDispatcherAbandonsWhatCannotBeSubmitted: a remediation that can never be
+// submitted is abandoned with the reason, not retried forever.
+func TestDispatcherAbandonsWhatCannotBeSubmitted(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		ctx := context.Background()
+		pol := policy.Default()
+		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		ev := &failure.Event{ID: "gone", Job: failure.Job{Namespace: "ml", Name: "job", Resources: failure.Resources{MemoryBytes: 4 << 30}},
+			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 600}}
+		handle(t, in, ev, 0)
+		g := &gone{}
+		d := &Dispatcher{Ledger: store, Remediator: g}
+		for range 3 {
+			if _, err := d.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := store.Get(ctx, "gone")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.calls != 1 || r.State != ledger.Abandoned || !strings.Contains(r.Audit[len(r.Audit)-1].Detail, "is gone") {
+			t.Errorf("%d submissions, state %s, last audit %+v; want one try and abandoned with the reason", g.calls, r.State, r.Audit[len(r.Audit)-1])
+		}
+	})
+}

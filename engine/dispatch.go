@@ -12,6 +12,10 @@ import (
 	"github.com/autofix/autofix/policy"
 )
 
+// ErrCannotSubmit says, wrapped in a Remediator's error, that the remediation can never be
+// submitted: the dispatcher abandons it instead of retrying.
+var ErrCannotSubmit = errors.New("cannot be submitted")
+
 // Remediator submits one approved remediation's attempt to the cluster.
 type Remediator interface {
 	// Submit creates the attempt's job. It must be idempotent: submitting an attempt
@@ -129,6 +133,14 @@ func (d *Dispatcher) Once(ctx context.Context) (bool, error) {
 		sctx, cancel := context.WithTimeout(ctx, claimFor/2)
 		err = d.Remediator.Submit(sctx, r)
 		cancel()
+		if errors.Is(err, ErrCannotSubmit) {
+			if err := d.move(ctx, r, ledger.Abandoned, "cannot be submitted: "+err.Error()); err != nil {
+				return busy, err
+			}
+			d.log().Warn("remediation abandoned", "remediation", r.EventID, "err", err)
+			busy = true
+			continue
+		}
 		if err != nil {
 			wait := min(time.Second<<min(failures, 16), d.maxBackoff())
 			if derr := d.Ledger.Defer(ctx, r.EventID, owner, now.Add(wait)); derr != nil {

@@ -61,9 +61,14 @@ func (d *Driver) deploy(ctx context.Context, def *Definition, run string, s *Sta
 	if stable != nil && stable.Spec.Template.Annotations[LabelRun] == run {
 		switch {
 		case rolledOut(stable):
-			_ = dc.Delete(ctx, canaryName, metav1.DeleteOptions{})
+			if err := deleteIfExists(ctx, d, def.Namespace, canaryName); err != nil {
+				return ss, err
+			}
 			ss.Phase, ss.Message = Succeeded, "serving revision "+stable.Annotations[revisionAnnotation]
 		case expired(stable.Annotations, deadline):
+			if err := deleteIfExists(ctx, d, def.Namespace, canaryName); err != nil {
+				return ss, err
+			}
 			msg, err := d.rollback(ctx, stable, run)
 			if err != nil {
 				return ss, err
@@ -74,7 +79,7 @@ func (d *Driver) deploy(ctx context.Context, def *Definition, run string, s *Sta
 	}
 	// A first deployment has no stable version to protect: no canary.
 	if stable == nil {
-		dep := d.deployment(def, def.Name, s.Deploy.Replicas, want, run)
+		dep := d.deployment(def, def.Name, s.Deploy.Replicas, want, run, s.Deploy.ProgressDeadlineSeconds)
 		if _, err := dc.Create(ctx, dep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return ss, err
 		}
@@ -83,7 +88,7 @@ func (d *Driver) deploy(ctx context.Context, def *Definition, run string, s *Sta
 	if s.Deploy.Canary > 0 {
 		canary, err := dc.Get(ctx, canaryName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			dep := d.deployment(def, canaryName, s.Deploy.Canary, want, run)
+			dep := d.deployment(def, canaryName, s.Deploy.Canary, want, run, s.Deploy.ProgressDeadlineSeconds)
 			if _, err := dc.Create(ctx, dep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ss, err
 			}
@@ -96,12 +101,13 @@ func (d *Driver) deploy(ctx context.Context, def *Definition, run string, s *Sta
 		}
 		ss.Object = canaryName
 		if canary.Spec.Template.Annotations[LabelRun] != run {
-			_ = dc.Delete(ctx, canaryName, metav1.DeleteOptions{}) // a canary of another run
-			return ss, nil
+			return ss, deleteIfExists(ctx, d, def.Namespace, canaryName) // a canary of another run
 		}
 		if !rolledOut(canary) {
 			if expired(canary.Annotations, deadline) {
-				_ = dc.Delete(ctx, canaryName, metav1.DeleteOptions{})
+				if err := deleteIfExists(ctx, d, def.Namespace, canaryName); err != nil {
+					return ss, err
+				}
 				msg := fmt.Sprintf("canary of run %s not healthy within %s (%s); the stable deployment stays on revision %s",
 					run, deadline, unhealthy(canary), stable.Annotations[revisionAnnotation])
 				if err := d.mark(ctx, def, run, msg); err != nil {
@@ -119,6 +125,7 @@ func (d *Driver) deploy(ctx context.Context, def *Definition, run string, s *Sta
 	}
 	stable.Spec.Template = want
 	stable.Spec.Replicas = &s.Deploy.Replicas
+	stable.Spec.ProgressDeadlineSeconds = &s.Deploy.ProgressDeadlineSeconds
 	setStarted(&stable.ObjectMeta)
 	stable.Annotations[LabelRun] = run
 	if _, err := dc.Update(ctx, stable, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
@@ -141,6 +148,9 @@ func (d *Driver) rollback(ctx context.Context, dep *appsv1.Deployment, run strin
 	best := 0
 	for i := range sets.Items {
 		rs := &sets.Items[i]
+		if !metav1.IsControlledBy(rs, dep) {
+			continue // a canary's, or someone else's
+		}
 		n, _ := strconv.Atoi(rs.Annotations[revisionAnnotation])
 		if n < current && n > best {
 			prev, best = rs, n
@@ -192,7 +202,7 @@ func (d *Driver) serverTemplate(def *Definition, run string, s *Stage, model str
 	return t
 }
 
-func (d *Driver) deployment(def *Definition, name string, replicas int32, tmpl corev1.PodTemplateSpec, run string) *appsv1.Deployment {
+func (d *Driver) deployment(def *Definition, name string, replicas int32, tmpl corev1.PodTemplateSpec, run string, deadline int32) *appsv1.Deployment {
 	sel := map[string]string{"app.kubernetes.io/name": def.Name, "autofix.io/track": "stable"}
 	if name != def.Name {
 		sel["autofix.io/track"] = "canary"
@@ -206,7 +216,8 @@ func (d *Driver) deployment(def *Definition, name string, replicas int32, tmpl c
 			remediate.LabelPipeline: def.Name, remediate.LabelKind: "deployment", remediate.LabelStage: "deploy"},
 			Annotations: map[string]string{LabelRun: run}},
 		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: sel}, Template: tmpl,
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}},
+			ProgressDeadlineSeconds: &deadline,
+			Strategy:                appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}},
 	}
 	setStarted(&dep.ObjectMeta)
 	return dep
@@ -248,4 +259,12 @@ func ptrOr(p *int32) int32 {
 		return 0
 	}
 	return *p
+}
+
+func deleteIfExists(ctx context.Context, d *Driver, namespace, name string) error {
+	err := d.Client.AppsV1().Deployments(namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }

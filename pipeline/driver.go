@@ -80,10 +80,19 @@ type Driver struct {
 // stopped and started again at any point: each step first looks for what it would
 // create.
 func (d *Driver) Run(ctx context.Context, def *Definition, run string) (Status, error) {
+	errs := 0
 	for {
 		st, err := d.Step(ctx, def, run)
-		if err != nil || st.Phase == Succeeded || st.Phase == Failed {
+		switch {
+		case err != nil && errs < 5 && ctx.Err() == nil: // a conflict, the API server restarting
+			errs++
+			d.log().Warn("pipeline step failed; retrying", "pipeline", def.Name, "run", run, "err", err)
+		case err != nil:
 			return st, err
+		case st.Phase == Succeeded || st.Phase == Failed:
+			return st, nil
+		default:
+			errs = 0
 		}
 		select {
 		case <-ctx.Done():
@@ -177,23 +186,22 @@ func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage,
 		}
 	}
 	ss.Object = latest.Name
-	if !done(latest, batchv1.JobFailed) {
-		return ss, nil // running
-	}
+	// Failed, or stuck (its pods cannot start): either way the ledger says what
+	// remediation made of it.
 	state, reason, err := d.Chains.FailureState(ctx, latest)
 	if err != nil {
 		return ss, err
 	}
-	switch state {
-	case "rejected", "abandoned", "failed":
+	failed := done(latest, batchv1.JobFailed)
+	switch {
+	case state == "rejected" || state == "abandoned":
 		ss.Phase, ss.Message = Failed, fmt.Sprintf("%s failed and is not retried: %s", latest.Name, reason)
-	case "pending_review":
+	case state == "pending_review":
 		ss.Message = latest.Name + " failed; its fix waits for review"
-	default:
+	case failed && state == "":
+		ss.Message = latest.Name + " failed; waiting for autofix serve to record it (does it watch this namespace and use this ledger?)"
+	case failed || state != "":
 		ss.Message = latest.Name + " failed; remediating"
-	}
-	if ss.Phase != Failed && attemptOf(latest) >= s.MaxAttempts && state == "" {
-		ss.Message = fmt.Sprintf("%s failed on attempt %d of %d", latest.Name, attemptOf(latest), s.MaxAttempts)
 	}
 	return ss, nil
 }

@@ -82,7 +82,7 @@ func (w *Watcher) crashLooping(ctx context.Context, pod *corev1.Pod, rs appslist
 	if !w.selectedLabels(d.Labels) {
 		return false, 0, nil
 	}
-	id := "k8s-pod-" + string(pod.UID) + "-CrashLoopBackOff"
+	id := DeploymentEventID(d) + "-crashloop" // one per rollout, whichever replica shows it
 	if w.sent(id) {
 		return false, 0, nil
 	}

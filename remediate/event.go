@@ -33,6 +33,11 @@ func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) (*batchv1.JobCon
 // uid names the failure whoever publishes it, however often.
 func JobEventID(job *batchv1.Job) string { return "k8s-job-" + string(job.UID) }
 
+// StuckEventID is the id of the event of a Job whose pods cannot start (an image
+// that cannot be pulled, no node that fits): one per Job, whichever pod and reason
+// (ErrImagePull and ImagePullBackOff alternate) shows it first.
+func StuckEventID(job *batchv1.Job) string { return JobEventID(job) + "-stuck" }
+
 // jobEvent builds the FailureEvent of a failed Job from its Failed condition and its
 // last failed Pod (pods: the Job's pods).
 func (w *Watcher) jobEvent(ctx context.Context, job *batchv1.Job, cond *batchv1.JobCondition, pods []*corev1.Pod) *failure.Event {
@@ -76,7 +81,9 @@ func (w *Watcher) podSignals(ctx context.Context, pod *corev1.Pod, annotations m
 			s.Reason, s.Message = cs.State.Waiting.Reason, cs.State.Waiting.Message
 		}
 		if s.Node != "" && (t != nil || cs.State.Running != nil) {
-			s.LogTail = w.logTail(ctx, pod, cs.Name)
+			// A terminated state is this container's; a last state is the one before
+			// the restart, whose log is the previous one.
+			s.LogTail = w.logTail(ctx, pod, cs.Name, cs.State.Terminated == nil && t != nil)
 		}
 	}
 	// What happened to the pod says more than how its container ended: an evicted or
@@ -94,7 +101,7 @@ func (w *Watcher) podSignals(ctx context.Context, pod *corev1.Pod, annotations m
 
 // logTail reads the last lines of a container's log through the API (bounded). The
 // kubelet serves it; when it cannot (the node is gone), the event goes without.
-func (w *Watcher) logTail(ctx context.Context, pod *corev1.Pod, container string) string {
+func (w *Watcher) logTail(ctx context.Context, pod *corev1.Pod, container string, previous bool) string {
 	if w.o.LogLines <= 0 {
 		return ""
 	}
@@ -102,7 +109,7 @@ func (w *Watcher) logTail(ctx context.Context, pod *corev1.Pod, container string
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req := w.client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{
-		Container: container, TailLines: &lines, LimitBytes: &limit, Previous: false})
+		Container: container, TailLines: &lines, LimitBytes: &limit, Previous: previous})
 	rc, err := req.Stream(ctx)
 	if err != nil {
 		return ""

@@ -3,6 +3,7 @@ package remediate
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,6 +38,15 @@ func Lead(ctx context.Context, client kubernetes.Interface, o LeaderOptions, wor
 		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
 	}
 	for ctx.Err() == nil {
+		// client-go starts OnStartedLeading in a goroutine and does not wait for it:
+		// wait here, so that this replica never runs two copies of work (after a lost
+		// renewal it would compete, and win, again at once). Between the lease's
+		// release and work's return, the ledger's submission claims keep a new leader
+		// from submitting what this one is still submitting.
+		var (
+			mu      sync.Mutex
+			running chan struct{}
+		)
 		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
 			Lock:            lock,
 			LeaseDuration:   o.LeaseDuration,
@@ -46,11 +56,22 @@ func Lead(ctx context.Context, client kubernetes.Interface, o LeaderOptions, wor
 			Name:            o.Name,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
+					done := make(chan struct{})
+					mu.Lock()
+					running = done
+					mu.Unlock()
+					defer close(done)
 					o.Log.Info("leading: acting on the cluster", "identity", o.Identity)
 					work(ctx)
 				},
 				OnStoppedLeading: func() { o.Log.Info("not leading: stopped acting", "identity", o.Identity) },
 			},
 		})
+		mu.Lock()
+		done := running
+		mu.Unlock()
+		if done != nil {
+			<-done
+		}
 	}
 }

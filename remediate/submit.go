@@ -3,6 +3,7 @@ package remediate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -15,6 +16,10 @@ import (
 
 	"github.com/autofix/autofix/failure"
 )
+
+// ErrCannotSubmit marks a submission that can never succeed (the failed Job is gone,
+// or what failed is not a Job): retrying it is pointless.
+var ErrCannotSubmit = errors.New("cannot be re-submitted")
 
 // Submission is one attempt to create: the failed Job it follows and what to change.
 type Submission struct {
@@ -62,12 +67,16 @@ func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
 		return fmt.Errorf("look for job %s/%s: %w", sub.Namespace, sub.Name, err)
 	}
 	failed, err := jobs.Get(ctx, sub.FailedJob, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("the failed job %s/%s is gone (deleted, or removed by its TTL), and its spec with it: %w",
+			sub.Namespace, sub.FailedJob, ErrCannotSubmit)
+	}
 	if err != nil {
 		return fmt.Errorf("read the failed job %s/%s: %w", sub.Namespace, sub.FailedJob, err)
 	}
 	job, err := s.NewAttempt(failed, sub)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", err, ErrCannotSubmit)
 	}
 	if _, err := jobs.Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create job %s/%s: %w", sub.Namespace, sub.Name, err)

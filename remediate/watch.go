@@ -68,8 +68,9 @@ type Watcher struct {
 	pods      map[string]corelisters.PodLister
 	sets      map[string]appslisters.ReplicaSetLister
 	deploys   map[string]appslisters.DeploymentLister
-	published map[string]bool // event ids sent by this process
-	finished  sync.Map        // uids of attempts whose outcome this process reported
+	published map[string]bool         // event ids sent by this process
+	gone      map[string]*batchv1.Job // deleted Jobs not yet handled, by queue key
+	finished  sync.Map                // uids of attempts whose outcome this process reported
 }
 
 // NewWatcher returns a Watcher; Run starts it.
@@ -91,7 +92,8 @@ func NewWatcher(client kubernetes.Interface, pub Publisher, sink OutcomeSink, o 
 	}
 	return &Watcher{client: client, pub: pub, sink: sink, o: o,
 		jobs: map[string]batchlisters.JobLister{}, pods: map[string]corelisters.PodLister{},
-		sets: map[string]appslisters.ReplicaSetLister{}, deploys: map[string]appslisters.DeploymentLister{}, published: map[string]bool{}}
+		sets: map[string]appslisters.ReplicaSetLister{}, deploys: map[string]appslisters.DeploymentLister{}, published: map[string]bool{},
+		gone: map[string]*batchv1.Job{}}
 }
 
 // Run watches until ctx ends. It may be run again afterwards (when leadership comes
@@ -119,6 +121,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if _, err := jobs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { w.enqueue("job", obj) },
 			UpdateFunc: func(_, obj any) { w.enqueue("job", obj) },
+			DeleteFunc: w.jobDeleted,
 		}); err != nil {
 			return err
 		}
@@ -149,6 +152,29 @@ func (w *Watcher) Run(ctx context.Context) error {
 	return nil
 }
 
+// jobDeleted keeps a deleted Job's last state until its key is handled.
+func (w *Watcher) jobDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	job, ok := obj.(*batchv1.Job)
+	if !ok {
+		return
+	}
+	key := "job/" + job.Namespace + "/" + job.Name
+	w.mu.Lock()
+	w.gone[key] = job
+	w.mu.Unlock()
+	w.queue.Add(key)
+}
+
+func (w *Watcher) deleted(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.gone[key]
+	return ok
+}
+
 // enqueue queues "kind/namespace/name".
 func (w *Watcher) enqueue(kind string, obj any) {
 	key, err := cache.MetaNamespaceKeyFunc(obj)
@@ -168,7 +194,7 @@ func (w *Watcher) next(ctx context.Context) bool {
 	defer w.queue.Done(key)
 	retry, after, err := w.handle(ctx, key)
 	switch {
-	case err != nil && w.queue.NumRequeues(key) < 10:
+	case err != nil && w.queue.NumRequeues(key) < 18: // the rate limiter doubles from 5 ms: ~20 minutes in all
 		w.o.Log.Warn("watch: will retry", "key", key, "err", err)
 		w.queue.AddRateLimited(key)
 	case err != nil:
@@ -218,9 +244,23 @@ func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after tim
 	}
 	job, err := jl.Jobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		return false, 0, nil // deleted: nothing to report
-	}
-	if err != nil {
+		// Deleted (a TTL of 0, a person): a failure it had is still reported, from
+		// the last state seen.
+		w.mu.Lock()
+		job = w.gone[key]
+		delete(w.gone, key)
+		w.mu.Unlock()
+		if job == nil {
+			return false, 0, nil
+		}
+		defer func() {
+			if err != nil { // keep it for the retry
+				w.mu.Lock()
+				w.gone[key] = job
+				w.mu.Unlock()
+			}
+		}()
+	} else if err != nil {
 		return false, 0, err
 	}
 	if !w.selected(job) {
@@ -236,6 +276,12 @@ func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after tim
 	pods, err := pl.Pods(ns).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))
 	if err != nil {
 		return false, 0, err
+	}
+	if lastFailed(pods) == nil && job.Status.Failed > 0 && cond.Reason != batchv1.JobReasonDeadlineExceeded &&
+		w.queue.NumRequeues(key) < 3 && !w.deleted(key) {
+		// The pod informer may lag the Job's: wait a little for the failed pod, which
+		// says why (OOMKilled, exit code, log), before publishing without it.
+		return false, 0, fmt.Errorf("job %s failed, its failed pod is not in the cache yet", job.Name)
 	}
 	ev := w.jobEvent(ctx, job, cond, pods)
 	return false, 0, w.publish(ctx, ev)
@@ -270,7 +316,7 @@ func (w *Watcher) handlePod(ctx context.Context, pod *corev1.Pod, jl batchlister
 	if age < w.o.PendingGrace {
 		return true, w.o.PendingGrace - age, nil // look again when the grace is over
 	}
-	ev := &failure.Event{ID: "k8s-pod-" + string(pod.UID) + "-" + s.Reason, Time: time.Now().UTC(), Source: "kubernetes",
+	ev := &failure.Event{ID: StuckEventID(job), Time: time.Now().UTC(), Source: "kubernetes",
 		Job: w.jobOf(job), Failure: s}
 	ev.Failure.DurationSeconds = age.Seconds()
 	if w.sent(ev.ID) {

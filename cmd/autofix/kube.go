@@ -46,11 +46,19 @@ func kubeClient(c *config.Kubernetes) (kubernetes.Interface, error) {
 type kubeRemediator struct{ s *remediate.Submitter }
 
 func (k kubeRemediator) Submit(ctx context.Context, r *ledger.Remediation) error {
+	if r.Event != nil && r.Event.Job.Kind == failure.Deployment {
+		return fmt.Errorf("%s is a Deployment: autofix re-submits Jobs; a rollout is rolled back by the pipeline driver or a person: %w",
+			r.Event.Job.Name, engine.ErrCannotSubmit)
+	}
 	sub, err := submission(r)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", err, engine.ErrCannotSubmit)
 	}
-	return k.s.Submit(ctx, sub)
+	err = k.s.Submit(ctx, sub)
+	if errors.Is(err, remediate.ErrCannotSubmit) {
+		return fmt.Errorf("%w: %w", err, engine.ErrCannotSubmit)
+	}
+	return err
 }
 
 // submission is what the Submitter needs of a remediation: the failed Job, the
@@ -101,6 +109,13 @@ func (l ledgerSink) Finished(ctx context.Context, id string, succeeded bool, o f
 		to, detail = ledger.Succeeded, "the job succeeded"
 	}
 	err := l.store.Finish(ctx, id, to, o, "watcher", detail, time.Now())
+	if errors.Is(err, ledger.ErrConflict) {
+		if r, gerr := l.store.Get(ctx, id); gerr == nil && r.State == ledger.Approved {
+			// The job ran before its submission was recorded (a timeout on a create
+			// that went through): wait for the dispatcher to record it.
+			return fmt.Errorf("remediation %s finished while still approved: %w", id, err)
+		}
+	}
 	var te *ledger.TransitionError
 	if errors.Is(err, ledger.ErrConflict) || errors.Is(err, ledger.ErrNotFound) || errors.As(err, &te) {
 		return nil // finished before (a resync, another replica), or not ours

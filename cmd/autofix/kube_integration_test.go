@@ -352,7 +352,7 @@ func TestIntegrationKubernetes(t *testing.T) {
 						t.Errorf("event %s has kind %s, want deployment", r.EventID, r.Event.Job.Kind)
 					}
 					reasons = append(reasons, r.Event.Failure.Reason)
-					if strings.HasSuffix(r.EventID, "-CrashLoopBackOff") {
+					if strings.HasSuffix(r.EventID, "-crashloop") {
 						reasons = append(reasons, "CrashLoopBackOff")
 						if !strings.Contains(r.Event.Failure.Message, "FileNotFoundError") {
 							t.Errorf("the crash loop's event lacks the container's own error: %+v", r.Event.Failure)

@@ -25,14 +25,18 @@ import (
 type ledgerChains struct{ store *ledger.Store }
 
 func (l ledgerChains) FailureState(ctx context.Context, job *batchv1.Job) (string, string, error) {
-	r, err := l.store.Get(ctx, remediate.JobEventID(job))
-	if errors.Is(err, ledger.ErrNotFound) {
-		return "", "", nil
+	// The Job's failure, or else its pods' failing to start.
+	for _, id := range []string{remediate.JobEventID(job), remediate.StuckEventID(job)} {
+		r, err := l.store.Get(ctx, id)
+		if errors.Is(err, ledger.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", "", err
+		}
+		return string(r.State), r.Reason, nil
 	}
-	if err != nil {
-		return "", "", err
-	}
-	return string(r.State), r.Reason, nil
+	return "", "", nil
 }
 
 func newPipelineCmd() *cobra.Command {
