@@ -330,6 +330,24 @@ func TestIntegrationKubernetes(t *testing.T) {
 		}
 	})
 
+	t.Run("a failed job deleted at once by its TTL is still reported, and its fix abandoned", func(t *testing.T) {
+		zero := int32(0)
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "ttl-train", Namespace: "ml", Labels: map[string]string{remediate.LabelKind: "training"}},
+			Spec: batchv1.JobSpec{BackoffLimit: &zero, TTLSecondsAfterFinished: &zero, Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{truthMemory: "9Gi"}},
+				Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "main", Image: "t:1",
+					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("8Gi")}}}}}}}}
+		created, err := s.c.Client.BatchV1().Jobs("ml").Create(context.Background(), job, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := s.remediation(t, created, 90*time.Second, ledger.Abandoned, ledger.PendingReview, ledger.Rejected)
+		if r.State == ledger.Abandoned && !strings.Contains(r.Audit[len(r.Audit)-1].Detail, "gone") {
+			t.Errorf("abandoned with %q, want the reason that the failed job is gone", r.Audit[len(r.Audit)-1].Detail)
+		}
+		t.Logf("remediation of the deleted job: %s (%s), failure %s", r.State, r.Category, r.Event.Failure.Reason)
+	})
+
 	t.Run("a crash-looping rollout is a deployment failure", func(t *testing.T) {
 		one := int32(1)
 		deadline := int32(3)
