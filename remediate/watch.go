@@ -49,6 +49,9 @@ type WatcherOptions struct {
 	GPUTypeLabel string
 	// Resync is the informers' resync period (default 10 minutes).
 	Resync time.Duration
+	// MaxAge is how old a failure may be and still be reported (default 24 hours): on
+	// a first start, Jobs that failed long ago are history, not work.
+	MaxAge time.Duration
 	Log    *slog.Logger
 }
 
@@ -86,6 +89,9 @@ func NewWatcher(client kubernetes.Interface, pub Publisher, sink OutcomeSink, o 
 	}
 	if o.Resync <= 0 {
 		o.Resync = 10 * time.Minute
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 24 * time.Hour
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -139,7 +145,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 			deploys.Informer().HasSynced, sets.Informer().HasSynced)
 		f.Start(ctx.Done())
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	// A namespace autofix may not list (a missing RoleBinding) keeps its cache from
+	// syncing, silently: say so while waiting.
+	syncCtx, stopWarning := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-syncCtx.Done():
+		case <-time.After(time.Minute):
+			w.o.Log.Error("watcher: caches not synced after a minute; can autofix list jobs, pods, deployments and replicasets in every watched namespace?",
+				"namespaces", namespaces)
+		}
+	}()
+	ok := cache.WaitForCacheSync(ctx.Done(), synced...)
+	stopWarning()
+	if !ok {
 		return fmt.Errorf("watcher: caches did not sync")
 	}
 	w.o.Log.Info("watching jobs", "namespaces", namespaces, "selector", w.o.Selector)
@@ -270,7 +289,7 @@ func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after tim
 		return false, 0, err
 	}
 	cond, failed := jobFailed(job)
-	if !failed || w.sent(JobEventID(job)) {
+	if !failed || w.sent(JobEventID(job)) || time.Since(cond.LastTransitionTime.Time) > w.o.MaxAge {
 		return false, 0, nil
 	}
 	pods, err := pl.Pods(ns).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))

@@ -1,0 +1,64 @@
+package remediate
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/autofix/autofix/failure"
+)
+
+type collect struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (c *collect) Publish(_ context.Context, ev *failure.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ids = append(c.ids, ev.ID)
+	return nil
+}
+
+func (c *collect) got() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.ids...)
+}
+
+// TestWatcherReportsRecentFailuresOnce: of the failed Jobs it finds, the watcher
+// reports each recent one once and leaves old history alone.
+func TestWatcherReportsRecentFailuresOnce(t *testing.T) {
+	failedAt := func(name string, ago time.Duration) *batchv1.Job {
+		j := failedJob()
+		j.Name, j.UID = name, types.UID("uid-"+name)
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+			Reason: batchv1.JobReasonBackoffLimitExceeded, LastTransitionTime: metav1.NewTime(time.Now().Add(-ago))}}
+		return j
+	}
+	client := fake.NewClientset(failedAt("recent", time.Minute), failedAt("old", 72*time.Hour))
+	pub := &collect{}
+	w := NewWatcher(client, pub, nil, WatcherOptions{LogLines: -1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pub.got()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // room for a duplicate or the old one to show up
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := pub.got(); len(got) != 1 || got[0] != "k8s-job-uid-recent" {
+		t.Errorf("published %v, want only the recent failure, once", got)
+	}
+}
