@@ -269,13 +269,12 @@ func IsPostgres(dsn string) bool {
 }
 
 func checkAddr(field, addr string) error {
-	host, port, err := net.SplitHostPort(addr)
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%s: %q is not host:port", field, addr)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("%s: %q has a bad port", field, addr)
 	}
-	_ = host
 	return nil
 }

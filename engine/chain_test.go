@@ -115,7 +115,7 @@ type flaky struct {
 }
 
 func (f *flaky) Submit(_ context.Context, r *ledger.Remediation) error {
-	a, _ := ownAttempt(r)
+	a, _ := OwnAttempt(r)
 	if a.JobName == f.failJob && f.n > 0 {
 		f.n--
 		return errors.New("cluster unreachable")
@@ -246,7 +246,7 @@ type countingCluster struct {
 }
 
 func (c *countingCluster) Submit(_ context.Context, r *ledger.Remediation) error {
-	a, _ := ownAttempt(r)
+	a, _ := OwnAttempt(r)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++

@@ -178,7 +178,7 @@ func dueAt(r *ledger.Remediation) time.Time {
 }
 
 func attemptJob(r *ledger.Remediation) string {
-	a, _ := ownAttempt(r)
+	a, _ := OwnAttempt(r)
 	return a.JobName
 }
 

@@ -55,7 +55,7 @@ func OpenRecording(path string) (*RecordingRemediator, error) {
 
 // Submit implements Remediator.
 func (r *RecordingRemediator) Submit(_ context.Context, rem *ledger.Remediation) error {
-	a, ok := ownAttempt(rem)
+	a, ok := OwnAttempt(rem)
 	if !ok {
 		return fmt.Errorf("remediation %s has no attempt to submit", rem.EventID)
 	}
@@ -102,8 +102,8 @@ func ReadSubmissions(path string) ([]Submission, error) {
 	return out, sc.Err()
 }
 
-// ownAttempt is the attempt a remediation asked for.
-func ownAttempt(rem *ledger.Remediation) (ledger.Attempt, bool) {
+// OwnAttempt is the attempt a remediation asked for (Attempts holds its whole chain's).
+func OwnAttempt(rem *ledger.Remediation) (ledger.Attempt, bool) {
 	for _, a := range rem.Attempts {
 		if a.EventID == rem.EventID {
 			return a, true

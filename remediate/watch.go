@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,7 +230,7 @@ func (w *Watcher) next(ctx context.Context) bool {
 }
 
 func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after time.Duration, err error) {
-	kind, rest, _ := cut(key)
+	kind, rest, _ := strings.Cut(key, "/")
 	ns, name, err := cache.SplitMetaNamespaceKey(rest)
 	if err != nil {
 		return false, 0, fmt.Errorf("bad key %q: %w", key, err)
@@ -386,13 +387,4 @@ func (w *Watcher) lister(ns string) (batchlisters.JobLister, corelisters.PodList
 		return jl, w.pods[ns]
 	}
 	return w.jobs[metav1.NamespaceAll], w.pods[metav1.NamespaceAll]
-}
-
-func cut(key string) (string, string, bool) {
-	for i := range len(key) {
-		if key[i] == '/' {
-			return key[:i], key[i+1:], true
-		}
-	}
-	return key, "", false
 }

@@ -68,13 +68,8 @@ func submission(r *ledger.Remediation) (*remediate.Submission, error) {
 	if r.Event == nil {
 		return nil, fmt.Errorf("remediation %s has no event", r.EventID)
 	}
-	var a *ledger.Attempt
-	for i := range r.Attempts {
-		if r.Attempts[i].EventID == r.EventID {
-			a = &r.Attempts[i]
-		}
-	}
-	if a == nil {
+	a, ok := engine.OwnAttempt(r)
+	if !ok {
 		return nil, fmt.Errorf("remediation %s has no attempt to submit", r.EventID)
 	}
 	var opt failure.Option
