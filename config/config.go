@@ -66,10 +66,16 @@ type Kafka struct {
 	SessionTimeout time.Duration `yaml:"sessionTimeout"`
 }
 
+// NoCluster is the Kubeconfig of shadow mode: no cluster, submissions recorded.
+const NoCluster = "none"
+
 // Kubernetes configures the watcher, the submitter and leader election.
 type Kubernetes struct {
 	// Kubeconfig is a kubeconfig file; "in-cluster" uses the pod's service account.
-	// Empty: no cluster (the recording remediator stands in).
+	// Empty: the simulated cluster (package simcluster) runs in the process, with a
+	// demo workload. NoCluster ("none"): no cluster at all; the jobs autofix would
+	// submit are appended to DATA_DIR/submissions.jsonl (shadow mode, to try autofix
+	// on a team's stream of failures before it may act).
 	Kubeconfig string `yaml:"kubeconfig"`
 	// Namespaces to watch (empty: all); Selector a label selector Jobs must match.
 	Namespaces []string `yaml:"namespaces"`
@@ -233,7 +239,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log.level: %q, want debug, info, warn or error", c.Log.Level)
 	}
-	if k := &c.Kubernetes; k.Kubeconfig != "" {
+	if k := &c.Kubernetes; k.Kubeconfig != NoCluster {
 		switch {
 		case k.LeaseNamespace == "" || k.LeaseName == "":
 			return errors.New("kubernetes.leaseNamespace, kubernetes.leaseName: required with a cluster")

@@ -43,8 +43,9 @@ func TestCrashLosesNothing(t *testing.T) {
 	kafkaAddr, httpAddr := freeAddr(t), freeAddr(t)
 	cfg := filepath.Join(dir, "autofix.yaml")
 	// The smallest session timeout the broker accepts, so a killed member leaves the
-	// group quickly; a generous rate limit so dispatch keeps up.
-	if err := os.WriteFile(cfg, []byte("kafka:\n  sessionTimeout: 6s\n  maxBatch: 200\npolicy:\n  ratePerMinute: 1000000\n  burst: 10000\n"), 0o600); err != nil {
+	// group quickly; a generous rate limit so dispatch keeps up; no cluster (shadow
+	// mode), so that every submission is a line in submissions.jsonl.
+	if err := os.WriteFile(cfg, []byte("kafka:\n  sessionTimeout: 6s\n  maxBatch: 200\npolicy:\n  ratePerMinute: 1000000\n  burst: 10000\nkubernetes:\n  kubeconfig: none\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer

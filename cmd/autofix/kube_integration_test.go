@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,65 +27,22 @@ import (
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/simcluster"
 )
 
-// Ground truth the test kubelet applies, from annotations on the pod template (the
-// job's true needs, which autofix never reads): the simulator's rules for the
-// resources the pod actually asks for.
+// The test kubelet ends pods as the simulated cluster's ground truth says.
 const (
-	truthMemory      = "test.autofix.io/memory-need"           // the job's true memory need
-	truthGPUBase     = "test.autofix.io/gpu-memory-base"       // GPU memory of the model and optimiser
-	truthGPUSample   = "test.autofix.io/gpu-memory-per-sample" // GPU memory per sample of the micro-batch
-	truthUserCode    = "test.autofix.io/user-code"             // the code raises on start
-	truthPreemptedAt = "test.autofix.io/preempted-attempt"     // the attempt that is preempted
-	truthEvicted     = "test.autofix.io/evicted"               // the node evicts the pod (local storage)
-	truthImage       = "test.autofix.io/image-missing"         // the image cannot be pulled
-	truthCrash       = "test.autofix.io/crash"                 // the server exits on start
+	truthMemory      = simcluster.TruthMemory
+	truthGPUBase     = simcluster.TruthGPUBase
+	truthGPUSample   = simcluster.TruthGPUPerSample
+	truthUserCode    = simcluster.TruthUserCode
+	truthPreemptedAt = simcluster.TruthPreemptedAt
+	truthEvicted     = simcluster.TruthEvicted
+	truthImage       = simcluster.TruthImageMissing
+	truthCrash       = simcluster.TruthCrash
 )
 
-var gpuMemory = map[string]string{"nvidia-a100-40gb": "40Gi", "nvidia-a100-80gb": "80Gi", "nvidia-h100-80gb": "80Gi"}
-
-func truth(p *corev1.Pod) kubetest.Outcome {
-	a := p.Annotations
-	c := p.Spec.Containers[0]
-	if a[truthPreemptedAt] != "" && a[truthPreemptedAt] == p.Labels[remediate.LabelAttempt] {
-		return kubetest.Outcome{Preempted: true}
-	}
-	if a[truthEvicted] == "true" && p.Labels[remediate.LabelAttempt] == "" {
-		return kubetest.Outcome{Evicted: true}
-	}
-	if a[truthImage] == "true" {
-		return kubetest.Outcome{Waiting: "ImagePullBackOff"}
-	}
-	if a[truthCrash] == "true" {
-		return kubetest.Outcome{Reason: "Error", ExitCode: 1, Message: "Traceback (most recent call last):\n  File \"/app/serve.py\", line 12, in <module>\nFileNotFoundError: [Errno 2] No such file or directory: '/models/resnet50-int8/model.onnx'"}
-	}
-	if a[truthUserCode] == "true" {
-		return kubetest.Outcome{Reason: "Error", ExitCode: 1, Message: "Traceback (most recent call last):\n  File \"/app/train.py\", line 88, in <module>\n    main()\nTypeError: unsupported operand type(s) for +: 'int' and 'str'"}
-	}
-	if need, ok := a[truthMemory]; ok {
-		if limit := c.Resources.Limits[corev1.ResourceMemory]; limit.Cmp(resource.MustParse(need)) < 0 {
-			return kubetest.Outcome{Reason: "OOMKilled", ExitCode: 137}
-		}
-	}
-	if base, ok := a[truthGPUBase]; ok {
-		mb := 0
-		for _, e := range c.Env {
-			if e.Name == "MICRO_BATCH_SIZE" {
-				mb, _ = strconv.Atoi(e.Value)
-			}
-		}
-		need := resource.MustParse(base)
-		per := resource.MustParse(a[truthGPUSample])
-		need.Add(*resource.NewQuantity(per.Value()*int64(mb), resource.BinarySI))
-		have := resource.MustParse(gpuMemory[p.Spec.NodeSelector["nvidia.com/gpu.product"]])
-		if need.Cmp(have) > 0 {
-			return kubetest.Outcome{Reason: "Error", ExitCode: 1, Message: fmt.Sprintf(
-				"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of %s of which 1.10 GiB is free.", have.String())}
-		}
-	}
-	return kubetest.Outcome{Succeed: true}
-}
+var truth = simcluster.GroundTruth([]failure.GPUModel{{Name: "nvidia-a100-40gb", MemoryGiB: 40}}, "nvidia.com/gpu.product")
 
 // stack is the control plane, the test kubelet, and autofix serve acting on them.
 type stack struct {
@@ -104,8 +59,8 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	kubetest.RunKubelet(t, c.Client, truth,
-		kubetest.Node{Name: "gpu-node-1", Labels: map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}},
-		kubetest.Node{Name: "gpu-node-2", Labels: map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}})
+		simcluster.Node{Name: "gpu-node-1", Labels: map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}},
+		simcluster.Node{Name: "gpu-node-2", Labels: map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}})
 	cfg := config.Default()
 	cfg.DataDir, cfg.HTTP.Addr, cfg.Kafka.EmbeddedAddr = t.TempDir(), freeAddr(t), freeAddr(t)
 	cfg.Kafka.SessionTimeout = 6 * time.Second
@@ -122,34 +77,6 @@ func startStack(t *testing.T) *stack {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	return &stack{c: c, store: store, cfg: &cfg}
-}
-
-// runServe runs serve until the test ends.
-func runServe(t *testing.T, cfg *config.Config, name string) context.CancelFunc {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	log := slog.New(slog.DiscardHandler)
-	if os.Getenv("AUTOFIX_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("replica", name)
-	}
-	go func() { done <- serve(ctx, cfg, log) }()
-	stopped := false
-	t.Cleanup(func() {
-		cancel()
-		if !stopped {
-			if err := <-done; err != nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		}
-	})
-	waitFor(t, name+" ready", 60*time.Second, func() bool { _, code := getReady(cfg.HTTP.Addr); return code == 200 })
-	return func() {
-		cancel()
-		stopped = true
-		if err := <-done; err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
 }
 
 type jobOpts struct {
@@ -219,19 +146,6 @@ func (s *stack) job(t *testing.T, name string) *batchv1.Job {
 		return err == nil
 	})
 	return j
-}
-
-func memoryOf(j *batchv1.Job) resource.Quantity {
-	return j.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]
-}
-
-func envOf(j *batchv1.Job, name string) string {
-	for _, e := range j.Spec.Template.Spec.Containers[0].Env {
-		if e.Name == name {
-			return e.Value
-		}
-	}
-	return ""
 }
 
 func TestIntegrationKubernetes(t *testing.T) {

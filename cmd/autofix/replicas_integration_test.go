@@ -19,6 +19,7 @@ import (
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/ledger/ledgertest"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/simcluster"
 )
 
 // TestIntegrationTwoReplicas runs two autofix replicas as deploy/ does — sharing a
@@ -35,7 +36,7 @@ func TestIntegrationTwoReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kubetest.RunKubelet(t, c.Client, truth, kubetest.Node{Name: "node-1"})
+	kubetest.RunKubelet(t, c.Client, truth, simcluster.Node{Name: "node-1"})
 	for _, args := range [][]string{
 		{"apply", "-n", "autofix", "-f", "../../deploy/base/serviceaccount.yaml", "-f", "../../deploy/base/rbac.yaml"},
 		{"apply", "-f", "../../deploy/overlays/example/ml-rolebinding.yaml"},

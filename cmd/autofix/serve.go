@@ -28,6 +28,7 @@ import (
 	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/recommender"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/simcluster"
 )
 
 type serveFlags struct {
@@ -44,10 +45,12 @@ func newServeCmd() *cobra.Command {
 it in the ledger, and submits the fixes the policy approves.
 
 With no flags it needs nothing else: it starts an embedded Kafka-protocol broker on
-127.0.0.1:9092, keeps the ledger in SQLite under ./autofix-data, and records the jobs
-it would submit in ./autofix-data/submissions.jsonl (the Kubernetes remediator comes
-with its own issue). Send it events with "autofix publish" and read the ledger with
-"autofix ledger".
+127.0.0.1:9092, keeps the ledger in SQLite under ./autofix-data, and acts on a
+simulated cluster in the process (kept in ./autofix-data/cluster.json) with a demo
+workload: jobs that run out of memory and GPU memory, an evicted one, one with a bug,
+and a train -> compress -> deploy pipeline. Read what it did with "autofix ledger".
+With --kubeconfig it watches and acts on a real cluster; with --kubeconfig none on no
+cluster at all, recording the jobs it would submit in ./autofix-data/submissions.jsonl.
 
 Configuration: defaults, then --config FILE (YAML), then AUTOFIX_* environment
 variables, then flags. /healthz and /readyz are served on --http-addr.`,
@@ -87,7 +90,7 @@ variables, then flags. /healthz and /readyz are served on --http-addr.`,
 	fl.StringVar(&f.db, "db", "", "PostgreSQL URL for the ledger (default: SQLite in the data directory)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "decide and record everything, submit nothing")
 	fl.StringVar(&f.logLevel, "log-level", d.Log.Level, "debug, info, warn or error")
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", `kubeconfig of the cluster to watch and act on ("in-cluster" in a pod; default: none, jobs are recorded)`)
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", `kubeconfig of the cluster to watch and act on ("in-cluster" in a pod; "none": no cluster, submissions recorded; default: the simulated cluster)`)
 	return cmd
 }
 
@@ -127,22 +130,42 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		remediator engine.Remediator
 		kube       kubernetes.Interface
 		gpuTypes   []string
+		simulated  *simcluster.Cluster
+		wg         sync.WaitGroup
 	)
-	if cfg.Kubernetes.Kubeconfig != "" {
-		if kube, err = kubeClient(&cfg.Kubernetes); err != nil {
-			return err
-		}
-		remediator = kubeRemediator{remediate.NewSubmitter(kube, remediate.SubmitterOptions{GPUTypeLabel: cfg.Kubernetes.GPUTypeLabel})}
-		if gpuTypes = clusterGPUTypes(ctx, kube, cfg.Kubernetes.GPUTypeLabel); len(gpuTypes) > 0 {
-			log.Info("GPU models on the cluster's nodes", "types", gpuTypes)
-		}
-	} else {
+	switch cfg.Kubernetes.Kubeconfig {
+	case config.NoCluster:
 		rec, err := engine.OpenRecording(filepath.Join(cfg.DataDir, "submissions.jsonl"))
 		if err != nil {
 			return err
 		}
 		defer func() { _ = rec.Close() }()
 		remediator = rec
+	case "":
+		if simulated, err = newSimulatedCluster(cfg, log); err != nil {
+			return err
+		}
+		kube = simulated.Client()
+		simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+		simDone := make(chan struct{})
+		go func() {
+			defer close(simDone)
+			if err := simulated.Run(simCtx); err != nil {
+				log.Error("simulated cluster", "err", err)
+			}
+		}()
+		defer func() { stopSim(); <-simDone }() // after everything that uses it
+		log.Info("no cluster configured: running the simulated cluster", "state", filepath.Join(cfg.DataDir, "cluster.json"))
+	default:
+		if kube, err = kubeClient(&cfg.Kubernetes); err != nil {
+			return err
+		}
+	}
+	if kube != nil {
+		remediator = kubeRemediator{remediate.NewSubmitter(kube, remediate.SubmitterOptions{GPUTypeLabel: cfg.Kubernetes.GPUTypeLabel})}
+		if gpuTypes = clusterGPUTypes(ctx, kube, cfg.Kubernetes.GPUTypeLabel); len(gpuTypes) > 0 {
+			log.Info("GPU models on the cluster's nodes", "types", gpuTypes)
+		}
 	}
 
 	rec, err := defaultRecommender(cfg.Scenario, gpuTypes, cfg.BackoffSeconds)
@@ -171,7 +194,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("autofix serving", "http", ln.Addr().String(), "kafka", brokers, "topic", cfg.Kafka.Topic,
 		"dlq", cfg.Kafka.DeadLetterTopic, "dryRun", cfg.Policy.DryRun)
 
-	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
@@ -190,9 +212,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if kube != nil {
 			acting.Go(func() { runWatcher(ctx, cfg, kube, brokers, store, log) })
 		}
+		if simulated != nil {
+			acting.Go(func() {
+				if err := seedDemo(ctx, kube, log); err != nil {
+					log.Error("demo", "err", err)
+					return
+				}
+				runDemoPipeline(ctx, kube, ledgerChains{store}, log)
+			})
+		}
 		acting.Wait()
 	}
-	if kube != nil {
+	if kube != nil && simulated == nil { // the simulated cluster lives in this process: no one to elect
 		wg.Go(func() {
 			remediate.Lead(ctx, kube, remediate.LeaderOptions{Namespace: cfg.Kubernetes.LeaseNamespace,
 				Name: cfg.Kubernetes.LeaseName, Identity: identity(&cfg.Kubernetes), Log: log}, act)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,6 +79,7 @@ func TestServeFollowsTheBroker(t *testing.T) {
 	}
 	b := startBroker()
 	cfg := config.Default()
+	cfg.Kubernetes.Kubeconfig = config.NoCluster
 	cfg.DataDir, cfg.HTTP.Addr, cfg.Kafka.Brokers = t.TempDir(), httpAddr, []string{kafkaAddr}
 	cfg.Kafka.SessionTimeout = 6 * time.Second
 	if err := cfg.Validate(); err != nil {
@@ -116,4 +118,32 @@ func TestServeFollowsTheBroker(t *testing.T) {
 		r, err := store.Get(context.Background(), "sample-oomkilled")
 		return err == nil && r.State == ledger.Submitted
 	})
+}
+
+// runServe runs serve until the test ends.
+func runServe(t *testing.T, cfg *config.Config, name string) context.CancelFunc {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("AUTOFIX_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("replica", name)
+	}
+	go func() { done <- serve(ctx, cfg, log) }()
+	stopped := false
+	t.Cleanup(func() {
+		cancel()
+		if !stopped {
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	})
+	waitFor(t, name+" ready", 60*time.Second, func() bool { _, code := getReady(cfg.HTTP.Addr); return code == 200 })
+	return func() {
+		cancel()
+		stopped = true
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }

@@ -10,17 +10,19 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/autofix/autofix/simcluster"
 )
 
 // TestJobControllerRunsJobs: the real Job controller turns the test kubelet's pod
 // outcomes into Job conditions.
 func TestIntegrationJobController(t *testing.T) {
 	c := Start(t)
-	RunKubelet(t, c.Client, func(p *corev1.Pod) Outcome {
+	RunKubelet(t, c.Client, func(p *corev1.Pod) simcluster.Outcome {
 		if p.Labels["want"] == "fail" {
-			return Outcome{Reason: "OOMKilled", ExitCode: 137}
+			return simcluster.Outcome{Reason: "OOMKilled", ExitCode: 137}
 		}
-		return Outcome{Succeed: true}
+		return simcluster.Outcome{Succeed: true}
 	})
 	ctx := context.Background()
 	zero := int32(0)

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"maps"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/pipeline"
+	"github.com/autofix/autofix/simcluster"
+)
+
+// TestServeWithTheSimulatedCluster runs serve as the README's first command does —
+// no cluster, no broker, no database — and checks what its demo should show: the
+// OOMs fixed by one re-submission each, the user-code failure left alone, and the
+// example pipeline past a CUDA OOM in training all the way to a rolled-out deploy;
+// then that a restart resumes from the cluster's file without doing anything twice.
+func TestServeWithTheSimulatedCluster(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir, cfg.HTTP.Addr, cfg.Kafka.EmbeddedAddr = t.TempDir(), freeAddr(t), freeAddr(t)
+	cfg.Kafka.SessionTimeout = 6 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	stop := runServe(t, &cfg, "serve")
+	ctx := context.Background()
+	store, err := ledger.Open(ctx, cfg.LedgerDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+
+	want := map[string]ledger.State{
+		"resnet50-train-nightly": ledger.Succeeded, "whisper-finetune": ledger.Succeeded, "bert-large-prune": ledger.Succeeded,
+		"tokenize-shards": ledger.Succeeded, "resnet50-demo-train": ledger.Succeeded, "feature-etl": ledger.Rejected,
+	}
+	got := map[string]ledger.Remediation{}
+	waitFor(t, "the demo's remediations to end", 90*time.Second, func() bool {
+		list, err := store.List(ctx, ledger.Filter{Limit: 100})
+		if err != nil {
+			return false
+		}
+		for _, r := range list {
+			if r.Event != nil {
+				got[r.Event.Job.Name] = r
+			}
+		}
+		for job, st := range want {
+			if got[job].State != st {
+				return false
+			}
+		}
+		return true
+	})
+	for job := range want {
+		if r := got[job]; r.State == ledger.Succeeded && len(r.Attempts) != 1 {
+			t.Errorf("%s took %d re-submissions, want 1", job, len(r.Attempts))
+		}
+	}
+	if r := got["feature-etl"]; r.Category != "user_code" || len(r.Attempts) != 0 {
+		t.Errorf("feature-etl: %s with %d attempts, want user_code and none", r.Category, len(r.Attempts))
+	}
+	waitFor(t, "the demo pipeline's rollout", 60*time.Second, func() bool { return demoDeployment(t, cfg.DataDir) })
+	stop()
+
+	// The cluster as it was left: the fixes are Jobs that asked for what they needed.
+	kube := openCluster(t, cfg.DataDir)
+	j, err := kube.BatchV1().Jobs(demoNamespace).Get(ctx, "resnet50-train-nightly-af2", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := j.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; m.Cmp(resource.MustParse("21Gi")) < 0 || !complete(j) {
+		t.Errorf("resnet50-train-nightly-af2 asks for %s (complete %v); want at least the 21Gi it needs, and complete", m.String(), complete(j))
+	}
+	j, err = kube.BatchV1().Jobs(demoNamespace).Get(ctx, "bert-large-prune-af2", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, ga := envOf(j, "MICRO_BATCH_SIZE"), envOf(j, "GRAD_ACCUM_STEPS")
+	if m, _ := strconv.Atoi(mb); m >= 64 && j.Spec.Template.Spec.NodeSelector["nvidia.com/gpu.product"] == "nvidia-a100-40gb" {
+		t.Errorf("bert-large-prune-af2 runs micro-batch %s x %s on the same 40 GB GPU", mb, ga)
+	}
+
+	// A restart: nothing is created again, and nothing new is decided.
+	before, err := store.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := kube.BatchV1().Jobs(demoNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = runServe(t, &cfg, "serve again")
+	time.Sleep(3 * time.Second)
+	stop()
+	after, err := store.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(before, after) {
+		t.Errorf("ledger before the restart %v, after %v; want the same", before, after)
+	}
+	kube = openCluster(t, cfg.DataDir)
+	again, err := kube.BatchV1().Jobs(demoNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Items) != len(jobs.Items) {
+		t.Errorf("%d jobs after the restart, %d before", len(again.Items), len(jobs.Items))
+	}
+}
+
+func complete(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// openCluster opens the simulated cluster serve keeps in dir, without running it.
+func openCluster(t *testing.T, dir string) kubernetes.Interface {
+	t.Helper()
+	c, err := simcluster.New(simcluster.Options{Path: filepath.Join(dir, "cluster.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Client()
+}
+
+// demoDeployment reports whether the demo pipeline's run has rolled out its model.
+func demoDeployment(t *testing.T, dir string) bool {
+	d, err := openCluster(t, dir).AppsV1().Deployments(demoNamespace).Get(context.Background(), "resnet50", metav1.GetOptions{})
+	if err != nil {
+		return false
+	}
+	want := *d.Spec.Replicas
+	return d.Spec.Template.Annotations[pipeline.LabelRun] == demoRun && d.Status.ObservedGeneration == d.Generation &&
+		d.Status.UpdatedReplicas == want && d.Status.AvailableReplicas == want && d.Status.UnavailableReplicas == 0
+}
+
+func memoryOf(j *batchv1.Job) resource.Quantity {
+	return j.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]
+}
+
+func envOf(j *batchv1.Job, name string) string {
+	for _, e := range j.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
