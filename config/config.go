@@ -45,6 +45,19 @@ type Config struct {
 // HTTP configures the HTTP listener.
 type HTTP struct {
 	Addr string `yaml:"addr"`
+	// OpenMetrics serves /metrics without a token (for a scraper inside the cluster's
+	// network); by default it needs a viewer token.
+	OpenMetrics bool `yaml:"openMetrics"`
+	// RatePerSecond and Burst limit each caller (a token; an address before one).
+	RatePerSecond float64 `yaml:"ratePerSecond"`
+	Burst         int     `yaml:"burst"`
+	// RequestTimeout bounds the handling of one request.
+	RequestTimeout time.Duration `yaml:"requestTimeout"`
+	// TokensSecret ("namespace/name") is a Kubernetes Secret of API tokens (each key a
+	// token's name, its value "<role>:<secret>"), read besides DATA_DIR/tokens.json.
+	TokensSecret string `yaml:"tokensSecret"`
+	// SecureCookies marks the review page's session cookie Secure (serve behind TLS).
+	SecureCookies bool `yaml:"secureCookies"`
 }
 
 // Kafka configures the event stream.
@@ -101,7 +114,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		DataDir: "./autofix-data",
-		HTTP:    HTTP{Addr: "127.0.0.1:8080"},
+		HTTP:    HTTP{Addr: "127.0.0.1:8080", RatePerSecond: 50, Burst: 100, RequestTimeout: 15 * time.Second},
 		Kafka: Kafka{
 			EmbeddedAddr: "127.0.0.1:9092", Topic: "autofix.failures", DeadLetterTopic: "autofix.failures.dlq",
 			GroupID: "autofix", Partitions: 6, Retention: 7 * 24 * time.Hour, CreateTopics: true,
@@ -200,6 +213,16 @@ func (c *Config) Validate() error {
 		// Name the scheme only: the rest may hold a password.
 		scheme, _, _ := strings.Cut(c.DB, ":")
 		return fmt.Errorf("db: a %q URL is not a postgres:// or postgresql:// URL (leave it empty for SQLite in dataDir)", scheme)
+	}
+	switch h := &c.HTTP; {
+	case h.RatePerSecond <= 0:
+		return fmt.Errorf("http.ratePerSecond: %g, want positive", h.RatePerSecond)
+	case h.Burst < 1:
+		return fmt.Errorf("http.burst: %d, want at least 1", h.Burst)
+	case h.RequestTimeout < time.Second:
+		return fmt.Errorf("http.requestTimeout: %s, want at least 1s", h.RequestTimeout)
+	case h.TokensSecret != "" && strings.Count(h.TokensSecret, "/") != 1:
+		return fmt.Errorf("http.tokensSecret: %q, want namespace/name", h.TokensSecret)
 	}
 	if err := checkAddr("http.addr", c.HTTP.Addr); err != nil {
 		return err

@@ -152,8 +152,8 @@ func (c *Config) Decide(in Input) Decision {
 		return Decision{Review, "the failure is not recognised: a person decides whether and how to retry"}
 	case !ok:
 		return Decision{Deny, "not retrying: " + firstSentence(rec.Explanation)}
-	case in.Runs >= c.maxAttempts(in.Event):
-		return Decision{Deny, fmt.Sprintf("budget: the job chain has had %d runs, the most allowed is %d", in.Runs, c.maxAttempts(in.Event))}
+	case in.Runs >= c.MaxAttemptsFor(in.Event):
+		return Decision{Deny, fmt.Sprintf("budget: the job chain has had %d runs, the most allowed is %d", in.Runs, c.MaxAttemptsFor(in.Event))}
 	case opt.CostMultiple > c.MaxCostMultiple:
 		return Decision{Deny, fmt.Sprintf("budget: the fix costs %.2fx the failed run, over the cap of %.2fx", opt.CostMultiple, c.MaxCostMultiple)}
 	}
@@ -215,7 +215,9 @@ func firstSentence(s string) string {
 // retry policy); it never raises it above MaxAttempts.
 const LabelMaxAttempts = "autofix.io/max-attempts"
 
-func (c *Config) maxAttempts(ev *failure.Event) int {
+// MaxAttemptsFor is the most runs ev's chain may have: the policy's budget, or the
+// job's own lower one.
+func (c *Config) MaxAttemptsFor(ev *failure.Event) int {
 	if n, err := strconv.Atoi(ev.Job.Labels[LabelMaxAttempts]); err == nil && n > 0 && n < c.MaxAttempts {
 		return n
 	}

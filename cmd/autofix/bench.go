@@ -67,7 +67,7 @@ The ledger is a fresh SQLite file with synchronous=FULL, or --db postgres://... 
 	f.Float64Var(&o.seconds, "seconds", 10, "length of the latency phase")
 	f.IntVar(&o.batch, "max-batch", 1000, "most events per ledger transaction")
 	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the throughput phase to this file")
-	cmd.AddCommand(ingestCmd)
+	cmd.AddCommand(ingestCmd, newBenchAPICmd())
 	return cmd
 }
 
@@ -154,7 +154,7 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 		return err
 	}
 	defer func() { _ = store.Close() }()
-	rec, err := defaultRecommender(o.scenario, nil, config.Default().BackoffSeconds)
+	br, err := newBrain(o.scenario, nil, config.Default().BackoffSeconds)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 	var latencies []time.Duration
 	measuring := atomic.Bool{}
 	pol := policy.Default()
-	intake := &engine.Intake{Ledger: store, Recommender: rec, Policy: &pol,
+	intake := &engine.Intake{Ledger: store, Recommender: br.rec, Policy: &pol,
 		Decided: func(_ *ledger.Entry, d time.Duration) {
 			done.Add(1)
 			if measuring.Load() {

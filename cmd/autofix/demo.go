@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strconv"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,9 +14,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/examples"
+	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
+	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/remediate"
 	"github.com/autofix/autofix/simcluster"
 )
@@ -25,8 +28,14 @@ import (
 // GPU nodes of three models, the namespace "ml" where the demo's jobs run.
 const (
 	demoNamespace = "ml"
-	demoRun       = "demo"
+	// demoProdNamespace holds the demo's jobs whose fixes a person reviews (demoRule).
+	demoProdNamespace = "ml-prod"
+	demoRun           = "demo"
 )
+
+// demoRule is the policy rule the demo adds in front of the default policy: fixes in
+// the production namespace wait for a person, so the review page has work.
+var demoRule = policy.Rule{Name: "demo-prod-reviewed", Namespaces: []string{demoProdNamespace}, Verdict: policy.Review}
 
 func newSimulatedCluster(cfg *config.Config, log *slog.Logger) (*simcluster.Cluster, error) {
 	s, err := loadScenario(cfg.Scenario)
@@ -40,13 +49,15 @@ func newSimulatedCluster(cfg *config.Config, log *slog.Logger) (*simcluster.Clus
 	}
 	return simcluster.New(simcluster.Options{
 		Path: filepath.Join(cfg.DataDir, "cluster.json"), Truth: simcluster.GroundTruth(s.Catalogue.GPUs, label),
-		Nodes: nodes, Namespaces: []string{demoNamespace, cfg.Kubernetes.LeaseNamespace}, Log: log,
+		Nodes: nodes, Namespaces: []string{demoNamespace, demoProdNamespace, cfg.Kubernetes.LeaseNamespace}, Log: log,
 	})
 }
 
 // demoJob is one failing job of the demo and the truth it fails by.
 type demoJob struct {
 	name, kind, memory string
+	namespace          string // default demoNamespace
+	cpu                string // default 4
 	gpu                bool
 	env                map[string]string
 	truth              map[string]string
@@ -62,6 +73,10 @@ var demoJobs = []demoJob{
 		env:   map[string]string{"MICRO_BATCH_SIZE": "64", "GRAD_ACCUM_STEPS": "1"},
 		truth: map[string]string{simcluster.TruthGPUBase: "12Gi", simcluster.TruthGPUPerSample: "448Mi"},
 		note:  "CUDA out of memory at micro-batch 64 on a 40 GB GPU"},
+	{name: "ranker-train", namespace: demoProdNamespace, kind: "training", memory: "24Gi", truth: map[string]string{simcluster.TruthMemory: "30Gi"},
+		note: "OOMKilled in production: needs 30Gi, asks for 24Gi; its fix waits for review"},
+	{name: "embeddings-refresh", namespace: demoProdNamespace, kind: "batch", memory: "12Gi", truth: map[string]string{simcluster.TruthMemory: "14Gi"},
+		note: "OOMKilled in production: needs 14Gi, asks for 12Gi; its fix waits for review"},
 	{name: "tokenize-shards", kind: "batch", memory: "8Gi", truth: map[string]string{simcluster.TruthEvicted: "true"},
 		note: "evicted (node disk pressure) on its first run"},
 	{name: "feature-etl", kind: "batch", memory: "4Gi", truth: map[string]string{simcluster.TruthUserCode: "true"},
@@ -70,8 +85,9 @@ var demoJobs = []demoJob{
 		note: "its image cannot be pulled"},
 }
 
-// seedDemo creates the demo's jobs, once: when the namespace has none yet.
-func seedDemo(ctx context.Context, kube kubernetes.Interface, log *slog.Logger) error {
+// seedDemo creates the demo's jobs and starts its pipeline run, once: when the
+// namespace has no jobs yet.
+func seedDemo(ctx context.Context, kube kubernetes.Interface, pipelines *api.Pipelines, log *slog.Logger) error {
 	jobs, err := kube.BatchV1().Jobs(demoNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
@@ -79,20 +95,32 @@ func seedDemo(ctx context.Context, kube kubernetes.Interface, log *slog.Logger) 
 	if len(jobs.Items) > 0 {
 		return nil
 	}
+	def, err := demoPipeline()
+	if err != nil {
+		return err
+	}
+	if _, err := pipelines.Start(ctx, def, demoRun, "demo"); err != nil && !errors.Is(err, ledger.ErrConflict) {
+		return err
+	}
 	for _, d := range demoJobs {
-		if _, err := kube.BatchV1().Jobs(demoNamespace).Create(ctx, d.job(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		j := d.job()
+		if _, err := kube.BatchV1().Jobs(j.Namespace).Create(ctx, j, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
-		log.Info("demo job created on the simulated cluster", "job", demoNamespace+"/"+d.name, "truth", d.note)
+		log.Info("demo job created on the simulated cluster", "job", j.Namespace+"/"+j.Name, "truth", d.note)
 	}
 	return nil
 }
 
 func (d demoJob) job() *batchv1.Job {
 	zero := int32(0)
+	cpu := d.cpu
+	if cpu == "" {
+		cpu = "4"
+	}
 	c := corev1.Container{Name: "main", Image: "registry.example.com/ml/" + d.name + ":1.4",
 		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse(d.memory)},
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(d.memory)},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(d.memory)}},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError}
 	for _, k := range []string{"MICRO_BATCH_SIZE", "GRAD_ACCUM_STEPS"} {
@@ -112,8 +140,12 @@ func (d demoJob) job() *batchv1.Job {
 	for k, v := range d.truth {
 		truth[k] = v
 	}
+	ns := d.namespace
+	if ns == "" {
+		ns = demoNamespace
+	}
 	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: demoNamespace, Annotations: ann,
+		ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns, Annotations: ann,
 			Labels: map[string]string{remediate.LabelKind: d.kind, "app.kubernetes.io/part-of": "autofix-demo"}},
 		Spec: batchv1.JobSpec{BackoffLimit: &zero, Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Annotations: truth}, Spec: spec}},
@@ -147,27 +179,4 @@ func demoPipeline() (*pipeline.Definition, error) {
 		}
 	}
 	return def, def.Validate()
-}
-
-// runDemoPipeline drives the demo pipeline's run to its end (or resumes it), and
-// logs how it ended.
-func runDemoPipeline(ctx context.Context, kube kubernetes.Interface, chains pipeline.Chains, log *slog.Logger) {
-	def, err := demoPipeline()
-	if err != nil {
-		log.Error("demo pipeline", "err", err)
-		return
-	}
-	d := &pipeline.Driver{Client: kube, Chains: chains, Log: log}
-	st, err := d.Run(ctx, def, demoRun)
-	if err != nil {
-		if ctx.Err() == nil {
-			log.Error("demo pipeline", "err", err)
-		}
-		return
-	}
-	attrs := []any{"pipeline", st.Pipeline, "run", st.Run, "phase", st.Phase}
-	for _, s := range st.Stages {
-		attrs = append(attrs, s.Name, string(s.Phase)+" after "+strconv.Itoa(max(s.Attempts, 1))+" attempt(s)")
-	}
-	log.Info("demo pipeline finished", attrs...)
 }

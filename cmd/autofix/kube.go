@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
@@ -95,8 +96,11 @@ func (k kafkaPublisher) Publish(ctx context.Context, ev *failure.Event) error {
 	return k.p.Publish(ctx, ingest.Message{Key: []byte(engine.ChainID(ev)), Value: b})
 }
 
-// ledgerSink records how attempts end (remediate.OutcomeSink).
-type ledgerSink struct{ store *ledger.Store }
+// ledgerSink records how attempts end (remediate.OutcomeSink), and counts them.
+type ledgerSink struct {
+	store   *ledger.Store
+	metrics *api.Metrics
+}
 
 func (l ledgerSink) Finished(ctx context.Context, id string, succeeded bool, o failure.Outcome) error {
 	to, detail := ledger.Failed, "the job failed"
@@ -104,6 +108,17 @@ func (l ledgerSink) Finished(ctx context.Context, id string, succeeded bool, o f
 		to, detail = ledger.Succeeded, "the job succeeded"
 	}
 	err := l.store.Finish(ctx, id, to, o, "watcher", detail, time.Now())
+	if err == nil && l.metrics != nil {
+		if r, gerr := l.store.Get(ctx, id); gerr == nil {
+			var chosen *failure.Option
+			if r.Recommendation != nil {
+				if opt, ok := r.Recommendation.ChosenOption(); ok {
+					chosen = &opt
+				}
+			}
+			l.metrics.Finished(r.Category, succeeded, chosen)
+		}
+	}
 	if errors.Is(err, ledger.ErrConflict) {
 		if r, gerr := l.store.Get(ctx, id); gerr == nil && r.State == ledger.Approved {
 			// The job ran before its submission was recorded (a timeout on a create

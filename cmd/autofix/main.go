@@ -56,6 +56,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newTrainFallbackCmd(), newSimulateCmd(), newRecommendCmd(),
-		newServeCmd(), newWatchCmd(), newPublishCmd(), newLedgerCmd(), newPolicyCmd(), newPipelineCmd(), newBenchCmd())
+		newServeCmd(), newWatchCmd(), newPublishCmd(), newLedgerCmd(), newPolicyCmd(), newPipelineCmd(), newBenchCmd(), newTokenCmd())
 	return root
 }

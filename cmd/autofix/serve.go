@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,12 +19,15 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/autofix/autofix/api"
+	"github.com/autofix/autofix/classifier"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/recommender"
 	"github.com/autofix/autofix/remediate"
@@ -156,6 +159,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}()
 		defer func() { stopSim(); <-simDone }() // after everything that uses it
 		log.Info("no cluster configured: running the simulated cluster", "state", filepath.Join(cfg.DataDir, "cluster.json"))
+		if reflect.DeepEqual(cfg.Policy.Rules, policy.Default().Rules) {
+			cfg.Policy.Rules = append([]policy.Rule{demoRule}, cfg.Policy.Rules...)
+			log.Info("demo: fixes in namespace "+demoProdNamespace+" wait for review", "rule", demoRule.Name)
+		}
 	default:
 		if kube, err = kubeClient(&cfg.Kubernetes); err != nil {
 			return err
@@ -168,7 +175,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
-	rec, err := defaultRecommender(cfg.Scenario, gpuTypes, cfg.BackoffSeconds)
+	br, err := newBrain(cfg.Scenario, gpuTypes, cfg.BackoffSeconds)
 	if err != nil {
 		return err
 	}
@@ -179,14 +186,37 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	intake := &engine.Intake{Ledger: store, Recommender: rec, Policy: &cfg.Policy, Log: log}
+	metrics := api.NewMetrics()
+	metrics.ModelInUse(br.models.Name, br.models.Version)
+	if err := metrics.Register(consumerCollector(consumer)); err != nil {
+		return err
+	}
+	intake := &engine.Intake{Ledger: store, Recommender: br.rec, Policy: &cfg.Policy, Log: log, Decided: metrics.Decided}
 	dispatcher := &engine.Dispatcher{
 		Ledger: store, Remediator: remediator, DryRun: cfg.Policy.DryRun, Log: log,
 		Limiter: policy.NewLimiter(cfg.Policy.RatePerMinute, cfg.Policy.Burst),
 	}
-	health := &health{store: store, consumer: consumer, brokers: brokers}
-
-	srv := &http.Server{Addr: cfg.HTTP.Addr, Handler: health.mux(), ReadHeaderTimeout: 5 * time.Second}
+	health := &health{store: store, consumer: consumer, brokers: brokers, kube: kube, simulated: simulated != nil}
+	authn, err := startAuth(ctx, cfg, kube, log)
+	if err != nil {
+		return err
+	}
+	var pipelines *api.Pipelines
+	if kube != nil {
+		pipelines = &api.Pipelines{Ledger: store, Log: log,
+			Driver:   &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Log: log},
+			Observer: &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Observe: true}}
+	}
+	apiServer, err := api.New(api.Options{
+		Ledger: store, Recommender: br.rec, Classifier: br.classifier, Models: br.models, Policy: &cfg.Policy,
+		Catalogue: br.catalogue, Auth: authn, Pipelines: pipelines, Metrics: metrics, Ready: health.ready,
+		OpenMetrics: cfg.HTTP.OpenMetrics, RatePerSecond: cfg.HTTP.RatePerSecond, Burst: cfg.HTTP.Burst,
+		Timeout: cfg.HTTP.RequestTimeout, SecureCookies: cfg.HTTP.SecureCookies, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	srv := apiServer.HTTPServer(cfg.HTTP.Addr)
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
@@ -199,6 +229,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Error("http server", "err", err)
 		}
 	})
+	wg.Go(func() { refreshGauges(ctx, store, metrics) })
 	wg.Go(func() { health.probe(ctx, log) })
 	// What acts on the cluster — the dispatcher, and the watcher that reports failures
 	// and outcomes — runs on the leader only, and stops the moment the lease is lost.
@@ -210,15 +241,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		})
 		if kube != nil {
-			acting.Go(func() { runWatcher(ctx, cfg, kube, brokers, store, log) })
+			acting.Go(func() { runWatcher(ctx, cfg, kube, brokers, store, metrics, log) })
+			acting.Go(func() { pipelines.Run(ctx) })
 		}
 		if simulated != nil {
 			acting.Go(func() {
-				if err := seedDemo(ctx, kube, log); err != nil {
+				if err := seedDemo(ctx, kube, pipelines, log); err != nil {
 					log.Error("demo", "err", err)
-					return
 				}
-				runDemoPipeline(ctx, kube, ledgerChains{store}, log)
 			})
 		}
 		acting.Wait()
@@ -265,10 +295,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return consumeErr
 }
 
-// defaultRecommender builds the recommender with the embedded rules, models and
-// fallback, and the named scenario's cluster limits and prices. With gpuTypes (the
-// models the cluster's nodes have), only those GPUs are proposed.
-func defaultRecommender(scenario string, gpuTypes []string, backoffSeconds float64) (*recommender.Recommender, error) {
+// brain is what decides: the rules, the models, the recommender, and the catalogue
+// that prices their options.
+type brain struct {
+	rec        *recommender.Recommender
+	classifier *classifier.Classifier
+	models     *models.Models
+	catalogue  failure.Catalogue
+}
+
+// newBrain builds the recommender with the embedded rules, models and fallback, and
+// the named scenario's cluster limits and prices. With gpuTypes (the models the
+// cluster's nodes have), only those GPUs are proposed.
+func newBrain(scenario string, gpuTypes []string, backoffSeconds float64) (*brain, error) {
 	s, err := loadScenario(scenario)
 	if err != nil {
 		return nil, err
@@ -294,7 +333,8 @@ func defaultRecommender(scenario string, gpuTypes []string, backoffSeconds float
 	if err != nil {
 		return nil, err
 	}
-	return recommenderFor(s, c, m, fb, func(o *recommender.Options) { o.BackoffSeconds = backoffSeconds }), nil
+	rec := recommenderFor(s, c, m, fb, func(o *recommender.Options) { o.BackoffSeconds = backoffSeconds })
+	return &brain{rec: rec, classifier: c, models: m, catalogue: s.Catalogue}, nil
 }
 
 // untilOK runs fn until it succeeds or ctx ends, backing off up to 5 s between tries.
@@ -317,11 +357,14 @@ func untilOK(ctx context.Context, log *slog.Logger, what string, fn func() error
 
 // health answers /healthz (the process is up) and /readyz (it can do its work).
 type health struct {
-	store     *ledger.Store
-	consumer  *ingest.Consumer
-	brokers   []string
-	consuming atomic.Bool
-	kafkaErr  atomic.Pointer[string]
+	store      *ledger.Store
+	consumer   *ingest.Consumer
+	brokers    []string
+	kube       kubernetes.Interface
+	simulated  bool
+	consuming  atomic.Bool
+	kafkaErr   atomic.Pointer[string]
+	clusterErr atomic.Pointer[string]
 }
 
 // probe checks the brokers every 2 s.
@@ -340,6 +383,17 @@ func (h *health) probe(ctx context.Context, log *slog.Logger) {
 				log.Info("kafka reachable")
 			}
 		}
+		if h.kube != nil && !h.simulated {
+			cmsg := ""
+			vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if err := h.kube.Discovery().RESTClient().Get().AbsPath("/version").Do(vctx).Error(); err != nil {
+				cmsg = err.Error()
+			}
+			cancel()
+			if old := h.clusterErr.Swap(&cmsg); (old == nil || *old == "") != (cmsg == "") && cmsg != "" {
+				log.Warn("cluster unreachable", "err", cmsg)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -348,47 +402,46 @@ func (h *health) probe(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-func (h *health) mux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		checks := map[string]string{"kafka": "ok", "ledger": "ok", "consumer": "ok"}
-		if p := h.kafkaErr.Load(); p == nil {
-			checks["kafka"] = "not checked yet"
-		} else if *p != "" {
-			checks["kafka"] = *p
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := h.store.Ping(ctx); err != nil {
-			checks["ledger"] = err.Error()
-		}
-		switch {
-		case !h.consuming.Load():
-			checks["consumer"] = "not consuming"
-		case h.consumer.Stalled():
-			checks["consumer"] = "failing to record events; retrying"
-		case h.consumer.FetchError() != "":
-			checks["consumer"] = "fetch failing: " + h.consumer.FetchError()
-		}
-		ready := true
-		for _, v := range checks {
-			ready = ready && v == "ok"
-		}
-		w.Header().Set("Content-Type", "application/json")
-		if !ready {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
-	})
-	return mux
+// ready answers /readyz: the broker, the ledger, the consumer and the cluster.
+func (h *health) ready(ctx context.Context) (bool, map[string]string) {
+	checks := map[string]string{"kafka": "ok", "ledger": "ok", "consumer": "ok", "cluster": "ok"}
+	if p := h.kafkaErr.Load(); p == nil {
+		checks["kafka"] = "not checked yet"
+	} else if *p != "" {
+		checks["kafka"] = *p
+	}
+	if err := h.store.Ping(ctx); err != nil {
+		checks["ledger"] = err.Error()
+	}
+	switch {
+	case !h.consuming.Load():
+		checks["consumer"] = "not consuming"
+	case h.consumer.Stalled():
+		checks["consumer"] = "failing to record events; retrying"
+	case h.consumer.FetchError() != "":
+		checks["consumer"] = "fetch failing: " + h.consumer.FetchError()
+	}
+	switch p := h.clusterErr.Load(); {
+	case h.kube == nil:
+		checks["cluster"] = "none (shadow mode)"
+	case h.simulated:
+		checks["cluster"] = "ok (simulated)"
+	case p == nil:
+		checks["cluster"] = "not checked yet"
+	case *p != "":
+		checks["cluster"] = *p
+	}
+	ready := true
+	for k, v := range checks {
+		ready = ready && (v == "ok" || k == "cluster" && (h.kube == nil || h.simulated))
+	}
+	return ready, checks
 }
 
 // runWatcher publishes the cluster's failures to the failures topic and records how
 // autofix's attempts end, until ctx ends.
-func runWatcher(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, brokers []string, store *ledger.Store, log *slog.Logger) {
+func runWatcher(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, brokers []string, store *ledger.Store,
+	metrics *api.Metrics, log *slog.Logger) {
 	p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: brokers, Topic: cfg.Kafka.Topic})
 	if err != nil {
 		log.Error("watcher", "err", err)
@@ -396,7 +449,7 @@ func runWatcher(ctx context.Context, cfg *config.Config, kube kubernetes.Interfa
 	}
 	defer func() { _ = p.Close() }()
 	k := &cfg.Kubernetes
-	w := remediate.NewWatcher(kube, kafkaPublisher{p}, ledgerSink{store}, remediate.WatcherOptions{
+	w := remediate.NewWatcher(kube, kafkaPublisher{p}, ledgerSink{store, metrics}, remediate.WatcherOptions{
 		Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel, Log: log})
 	if err := w.Run(ctx); err != nil {
 		log.Error("watcher", "err", err)

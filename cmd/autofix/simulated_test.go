@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
@@ -41,6 +45,7 @@ func TestServeWithTheSimulatedCluster(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() })
 
 	want := map[string]ledger.State{
+		"ranker-train": ledger.PendingReview, "embeddings-refresh": ledger.PendingReview,
 		"resnet50-train-nightly": ledger.Succeeded, "whisper-finetune": ledger.Succeeded, "bert-large-prune": ledger.Succeeded,
 		"tokenize-shards": ledger.Succeeded, "resnet50-demo-train": ledger.Succeeded, "feature-etl": ledger.Rejected,
 	}
@@ -71,6 +76,29 @@ func TestServeWithTheSimulatedCluster(t *testing.T) {
 		t.Errorf("feature-etl: %s with %d attempts, want user_code and none", r.Category, len(r.Attempts))
 	}
 	waitFor(t, "the demo pipeline's rollout", 60*time.Second, func() bool { return demoDeployment(t, cfg.DataDir) })
+	// The same through the service's API, with the admin token of the first start.
+	token, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var run api.PipelineRunView
+	waitFor(t, "the demo run to be recorded as succeeded", 30*time.Second, func() bool {
+		req, _ := http.NewRequest("GET", "http://"+cfg.HTTP.Addr+"/v1/pipelines/resnet50/runs/demo", nil)
+		req.Header.Set("Authorization", "Bearer "+string(token))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer func() { _ = resp.Body.Close() }()
+		run = api.PipelineRunView{}
+		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&run) == nil && run.Phase == "succeeded"
+	})
+	if len(run.Stages) != 3 || run.Stages[0].Attempts != 2 || run.Stages[2].Phase != pipeline.Succeeded {
+		t.Errorf("the demo run through the API: %+v; want train (2 attempts), compress, deploy succeeded", run)
+	}
+	if r := got["ranker-train"]; r.State != ledger.PendingReview {
+		t.Errorf("ranker-train (production namespace): %s, want pending_review", r.State)
+	}
 	stop()
 
 	// The cluster as it was left: the fixes are Jobs that asked for what they needed.

@@ -1,0 +1,53 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/autofix/autofix/auth"
+)
+
+// authenticate takes the bearer token of the request and sets its principal; a
+// missing or unknown token is a 401 before anything else happens.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		h := c.Request().Header.Get("Authorization")
+		scheme, secret, ok := strings.Cut(h, " ")
+		if h == "" {
+			return apiErr(http.StatusUnauthorized, "", "authentication required: send Authorization: Bearer <token>")
+		}
+		if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+			return apiErr(http.StatusUnauthorized, "", "the Authorization header must be Bearer <token>")
+		}
+		p, ok := s.o.Auth.Authenticate(strings.TrimSpace(secret))
+		if !ok {
+			return apiErr(http.StatusUnauthorized, "", "unknown or revoked token")
+		}
+		c.Set(keyPrincipal, p)
+		return next(c)
+	}
+}
+
+// require lets through principals whose role allows need: a 403 otherwise, before
+// the handler looks anything up.
+func (s *Server) require(need auth.Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c *echo.Context) error {
+			p, ok := principal(c)
+			if !ok {
+				return apiErr(http.StatusUnauthorized, "", "authentication required")
+			}
+			if !p.Role.Allows(need) {
+				return apiErr(http.StatusForbidden, "", "the %s role cannot do this: it needs %s", p.Role, need)
+			}
+			return next(c)
+		}
+	}
+}
+
+func principal(c *echo.Context) (auth.Principal, bool) {
+	p, ok := c.Get(keyPrincipal).(auth.Principal)
+	return p, ok
+}

@@ -1,0 +1,260 @@
+// Package api is autofix's HTTP surface, on labstack/echo v5: the JSON API under /v1
+// (recommendations, remediations and their review, job history, rules, models, the
+// kill switch, pipelines; docs/openapi.yaml), the on-call review page under /ui,
+// /metrics, /healthz and /readyz.
+//
+// Every /v1 and /ui request is authenticated (a bearer token, or the review page's
+// session cookie) and its role checked before anything is looked up, so a viewer
+// asking to approve gets 403 whether or not the remediation exists. Bodies are
+// size-limited, requests time-limited and rate-limited per caller, responses carry
+// secure headers, and errors have one JSON shape naming the field at fault. The
+// request log has request ids and who asked, never a token or a request body.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/labstack/echo/v5/middleware"
+
+	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/policy"
+	"github.com/autofix/autofix/recommender"
+)
+
+// Options are what the server serves.
+type Options struct {
+	Ledger      *ledger.Store
+	Recommender *recommender.Recommender
+	// Classifier holds the rules in use (GET /v1/rules); Models the models in use.
+	Classifier *classifier.Classifier
+	Models     *models.Models
+	// Policy caps what an approver may choose: attempts and the cost multiple.
+	Policy *policy.Config
+	// Catalogue prices resources (the cost cap on an approver's edits).
+	Catalogue failure.Catalogue
+	Auth      *auth.Authenticator
+	// Pipelines runs pipelines through the service (nil: no cluster, 503).
+	Pipelines *Pipelines
+	Metrics   *Metrics
+	// Ready reports readiness and each check (/readyz).
+	Ready func(ctx context.Context) (bool, map[string]string)
+	// OpenMetrics serves /metrics without a token.
+	OpenMetrics bool
+	// RatePerSecond and Burst limit each caller (a token, or an address before it
+	// authenticates). Defaults 50 and 100.
+	RatePerSecond float64
+	Burst         int
+	// BodyLimit caps request bodies (default 1 MiB + 64 KiB; a batch gets 8x).
+	BodyLimit int64
+	// Timeout bounds a request's handling (default 15 s).
+	Timeout time.Duration
+	// SecureCookies marks the review page's session cookie Secure (behind TLS).
+	SecureCookies bool
+	Log           *slog.Logger
+	Now           func() time.Time
+}
+
+// Server is the HTTP API.
+type Server struct {
+	o   Options
+	e   *echo.Echo
+	log *slog.Logger
+	ui  *ui
+}
+
+// Context keys.
+const (
+	keyPrincipal = "autofix.principal"
+)
+
+// New builds the server and its routes.
+func New(o Options) (*Server, error) {
+	if o.RatePerSecond <= 0 {
+		o.RatePerSecond = 50
+	}
+	if o.Burst <= 0 {
+		o.Burst = 100
+	}
+	if o.BodyLimit <= 0 {
+		o.BodyLimit = failure.MaxPayload + 64<<10
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 15 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+	s := &Server{o: o, e: echo.New(), log: o.Log}
+	s.e.Logger = o.Log
+	s.e.HTTPErrorHandler = s.errorHandler
+	ui, err := newUI(s)
+	if err != nil {
+		return nil, err
+	}
+	s.ui = ui
+	if err := s.routes(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Handler is the server's http.Handler.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// HTTPServer wraps the handler in an http.Server with the timeouts a server facing
+// a network needs.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{Addr: addr, Handler: s.e, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: s.o.Timeout + 15*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
+func (s *Server) routes() error {
+	e := s.e
+	e.Use(middleware.Recover())
+	e.Use(middleware.RequestID())
+	e.Use(s.observe)
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		ContentTypeNosniff: "nosniff", XFrameOptions: "DENY", ReferrerPolicy: "no-referrer",
+		ContentSecurityPolicy: "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+			"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+	}))
+	timeout, err := middleware.ContextTimeoutConfig{Timeout: s.o.Timeout}.ToMiddleware()
+	if err != nil {
+		return err
+	}
+	e.Use(timeout)
+
+	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.readyz)
+	metrics := []echo.MiddlewareFunc{}
+	if !s.o.OpenMetrics {
+		metrics = append(metrics, s.authenticate, s.require(auth.Viewer))
+	}
+	e.GET("/metrics", echo.WrapHandler(s.o.Metrics.Handler()), metrics...)
+
+	limit, err := s.rateLimit()
+	if err != nil {
+		return err
+	}
+	body := middleware.BodyLimit(s.o.BodyLimit)
+	v1 := e.Group("/v1", s.authenticate, limit, jsonOnly)
+	viewer, approver, admin := s.require(auth.Viewer), s.require(auth.Approver), s.require(auth.Admin)
+	v1.POST(`/recommendations`, s.recommend, viewer, body)
+	v1.POST(`/recommendations\:batch`, s.recommendBatch, viewer, middleware.BodyLimit(8*s.o.BodyLimit))
+	v1.GET("/remediations", s.listRemediations, viewer)
+	v1.GET("/remediations/:id", s.getRemediation, viewer)
+	v1.POST("/remediations/:id/approve", s.approve, approver, body)
+	v1.POST("/remediations/:id/reject", s.reject, approver, body)
+	v1.GET("/jobs/:namespace/:name/history", s.jobHistory, viewer)
+	v1.GET("/rules", s.listRules, viewer)
+	v1.POST(`/rules\:test`, s.testRules, admin, middleware.BodyLimit(4*s.o.BodyLimit))
+	v1.GET("/models", s.listModels, viewer)
+	v1.GET("/policy/pause", s.getPause, viewer)
+	v1.POST("/policy/pause", s.setPause, admin, body)
+	v1.GET("/pipelines", s.listPipelines, viewer)
+	v1.POST("/pipelines", s.startPipeline, admin, body)
+	v1.GET("/pipelines/:pipeline/runs/:run", s.getPipeline, viewer)
+	v1.RouteNotFound("/*", func(*echo.Context) error { return apiErr(http.StatusNotFound, "", "no such endpoint") })
+	s.ui.routes(e, limit)
+	return nil
+}
+
+// jsonOnly refuses request bodies that do not say they are JSON (415), so that a
+// form post or a mislabelled upload is not taken for an API call.
+func jsonOnly(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		r := c.Request()
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if ct != "application/json" {
+				return apiErr(http.StatusUnsupportedMediaType, "Content-Type", "want application/json, not %q", r.Header.Get("Content-Type"))
+			}
+		}
+		return next(c)
+	}
+}
+
+// rateLimit limits each caller: its token's name once authenticated, else its
+// address.
+func (s *Server) rateLimit() (echo.MiddlewareFunc, error) {
+	store := middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+		Rate: s.o.RatePerSecond, Burst: s.o.Burst, ExpiresIn: 5 * time.Minute})
+	return middleware.RateLimiterConfig{
+		Store: store,
+		IdentifierExtractor: func(c *echo.Context) (string, error) {
+			if p, ok := principal(c); ok {
+				return "token:" + p.Name, nil
+			}
+			return "addr:" + c.RealIP(), nil
+		},
+		DenyHandler: func(c *echo.Context, _ string, _ error) error {
+			c.Response().Header().Set("Retry-After", "1")
+			return apiErr(http.StatusTooManyRequests, "", "rate limit exceeded: at most %g requests per second (burst %d)", s.o.RatePerSecond, s.o.Burst)
+		},
+		ErrorHandler: func(_ *echo.Context, err error) error { return err },
+	}.ToMiddleware()
+}
+
+// observe logs each request (with its request id and who made it) and counts it.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := http.StatusOK
+		if err != nil {
+			status = s.toError(err).Status
+		} else if r, uErr := echo.UnwrapResponse(c.Response()); uErr == nil && r.Status != 0 {
+			status = r.Status
+		}
+		d := time.Since(start)
+		s.o.Metrics.request(c.Request().Method, route, status, d)
+		level := slog.LevelInfo
+		if route == "/healthz" || route == "/readyz" || route == "/metrics" || route == "/ui/static/*" {
+			level = slog.LevelDebug
+		}
+		who := ""
+		if p, ok := principal(c); ok {
+			who = p.Name
+		}
+		s.log.Log(c.Request().Context(), level, "http request", "requestId", c.Response().Header().Get(echo.HeaderXRequestID),
+			"method", c.Request().Method, "route", route, "path", c.Request().URL.Path, "status", status,
+			"ms", float64(d.Microseconds())/1000, "who", who)
+		return err
+	}
+}
+
+func (s *Server) readyz(c *echo.Context) error {
+	if s.o.Ready == nil {
+		return c.JSON(http.StatusOK, map[string]any{"ready": true, "checks": map[string]string{}})
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	ok, checks := s.o.Ready(ctx)
+	if checks == nil {
+		checks = map[string]string{}
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, map[string]any{"ready": ok, "checks": checks})
+}

@@ -1,0 +1,467 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ledger"
+)
+
+//go:embed ui/templates/*.html ui/static/*
+var uiFiles embed.FS
+
+const (
+	sessionCookie = "autofix_session"
+	sessionTTL    = 8 * time.Hour
+	// manualRetryMinutes is what the savings panel assumes one fix done by hand costs
+	// an on-call engineer (look at the failure, change the spec, re-submit).
+	manualRetryMinutes = 20
+)
+
+// ui is the on-call review page: server-rendered, no JavaScript, assets embedded.
+// A token logs in once and gets a session cookie (HttpOnly, SameSite=Strict); forms
+// carry the session's CSRF token.
+type ui struct {
+	s     *Server
+	pages map[string]*template.Template
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type session struct {
+	p       auth.Principal
+	csrf    string
+	expires time.Time
+}
+
+func newUI(s *Server) (*ui, error) {
+	funcs := template.FuncMap{
+		"pct":     func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+		"dollars": func(f float64) string { return fmt.Sprintf("$%.2f", f) },
+		"ago":     ago,
+		"res":     resources,
+		"chart":   chart,
+		"front":   front,
+		"allows":  func(p auth.Principal, r string) bool { return p.Role.Allows(auth.Role(r)) },
+	}
+	u := &ui{s: s, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
+	for _, page := range []string{"login", "queue", "remediation", "history", "error"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(uiFiles, "ui/templates/layout.html", "ui/templates/"+page+".html")
+		if err != nil {
+			return nil, fmt.Errorf("review page %s: %w", page, err)
+		}
+		u.pages[page] = t
+	}
+	return u, nil
+}
+
+func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
+	static, _ := fs.Sub(uiFiles, "ui/static")
+	e.GET("/ui/static/*", echo.WrapHandler(http.StripPrefix("/ui/static/", http.FileServerFS(static))))
+	e.GET("/", func(c *echo.Context) error { return c.Redirect(http.StatusSeeOther, "/ui/") })
+	g := e.Group("/ui", limit)
+	g.GET("/login", u.loginPage)
+	g.POST("/login", u.login)
+	in := g.Group("", u.authenticate)
+	in.POST("/logout", u.logout)
+	in.GET("/", u.queue)
+	in.GET("/history", u.history)
+	in.GET("/remediations/:id", u.remediation)
+	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver))
+	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver))
+}
+
+func (u *ui) render(c *echo.Context, status int, page string, data map[string]any) error {
+	if data == nil {
+		data = map[string]any{}
+	}
+	if p, ok := principal(c); ok {
+		data["Principal"] = p
+		if sess, ok := c.Get("autofix.session").(*session); ok {
+			data["CSRF"] = sess.csrf
+		}
+	}
+	var b strings.Builder
+	if err := u.pages[page].Execute(&b, data); err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.HTML(status, b.String())
+}
+
+// fail shows an error page with the API's status and message.
+func (u *ui) fail(c *echo.Context, err error) error {
+	e := u.s.toError(err)
+	if e.Status == http.StatusInternalServerError {
+		u.s.log.Error("review page", "err", err)
+	}
+	return u.render(c, e.Status, "error", map[string]any{"Error": e})
+}
+
+func (u *ui) loginPage(c *echo.Context) error {
+	return u.render(c, http.StatusOK, "login", map[string]any{"Next": safeNext(c.QueryParam("next"))})
+}
+
+func (u *ui) login(c *echo.Context) error {
+	token := strings.TrimSpace(c.FormValue("token"))
+	p, ok := u.s.o.Auth.Authenticate(token)
+	if !ok {
+		return u.render(c, http.StatusUnauthorized, "login", map[string]any{"Failed": true, "Next": safeNext(c.FormValue("next"))})
+	}
+	id, csrf := randomHex(32), randomHex(32)
+	u.mu.Lock()
+	now := time.Now()
+	for k, s := range u.sessions { // drop expired sessions
+		if now.After(s.expires) {
+			delete(u.sessions, k)
+		}
+	}
+	u.sessions[id] = &session{p: p, csrf: csrf, expires: now.Add(sessionTTL)}
+	u.mu.Unlock()
+	// #nosec G124 -- Secure with http.secureCookies (behind TLS); a plain-HTTP service cannot set it.
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: id, Path: "/ui", HttpOnly: true, Secure: u.s.o.SecureCookies,
+		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL.Seconds())})
+	u.s.log.Info("review page login", "who", p.Name, "role", p.Role)
+	return c.Redirect(http.StatusSeeOther, safeNext(c.FormValue("next")))
+}
+
+// safeNext keeps redirects on the review page.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+		return "/ui/"
+	}
+	return next
+}
+
+func (u *ui) logout(c *echo.Context) error {
+	if ck, err := c.Cookie(sessionCookie); err == nil {
+		u.mu.Lock()
+		delete(u.sessions, ck.Value)
+		u.mu.Unlock()
+	}
+	// #nosec G124 -- clears the cookie; Secure as when it was set.
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/ui", MaxAge: -1, HttpOnly: true, Secure: u.s.o.SecureCookies,
+		SameSite: http.SameSiteStrictMode})
+	return c.Redirect(http.StatusSeeOther, "/ui/login")
+}
+
+// authenticate takes the session cookie; without a live one it sends the browser to
+// the login form. A POST must carry the session's CSRF token.
+func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		var sess *session
+		if ck, err := c.Cookie(sessionCookie); err == nil {
+			u.mu.Lock()
+			if s, ok := u.sessions[ck.Value]; ok && time.Now().Before(s.expires) {
+				sess = s
+			}
+			u.mu.Unlock()
+		}
+		if sess == nil {
+			if c.Request().Method != http.MethodGet {
+				return u.fail(c, apiErr(http.StatusUnauthorized, "", "your session has ended: log in again"))
+			}
+			return c.Redirect(http.StatusSeeOther, "/ui/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
+		}
+		if c.Request().Method == http.MethodPost &&
+			subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(sess.csrf)) != 1 {
+			return u.fail(c, apiErr(http.StatusForbidden, "csrf", "the form's token does not match your session: reload the page"))
+		}
+		c.Set(keyPrincipal, sess.p)
+		c.Set("autofix.session", sess)
+		return next(c)
+	}
+}
+
+func (u *ui) require(need auth.Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c *echo.Context) error {
+			p, _ := principal(c)
+			if !p.Role.Allows(need) {
+				return u.fail(c, apiErr(http.StatusForbidden, "", "the %s role cannot do this: it needs %s", p.Role, need))
+			}
+			return next(c)
+		}
+	}
+}
+
+// item is one remediation on the page, with what the page shows of it.
+type item struct {
+	R        ledger.Remediation
+	Rec      *failure.Recommendation
+	Evidence []string
+	Chart    template.HTML
+}
+
+func newItem(r ledger.Remediation) item {
+	it := item{R: r, Rec: r.Recommendation}
+	if it.Rec != nil {
+		it.Evidence = it.Rec.Classification.Evidence
+		it.Chart = chart(it.Rec)
+	}
+	return it
+}
+
+func (u *ui) queue(c *echo.Context) error {
+	ctx := c.Request().Context()
+	list, err := u.s.o.Ledger.List(ctx, ledger.Filter{States: []ledger.State{ledger.PendingReview}, Limit: 200})
+	if err != nil {
+		return u.fail(c, err)
+	}
+	items := make([]item, 0, len(list))
+	for _, r := range list {
+		full, err := u.s.o.Ledger.Get(ctx, r.EventID) // with the chain's attempts
+		if err != nil {
+			return u.fail(c, err)
+		}
+		items = append(items, newItem(full))
+	}
+	pause, err := u.s.o.Ledger.PauseState(ctx)
+	if err != nil {
+		return u.fail(c, err)
+	}
+	return u.render(c, http.StatusOK, "queue", map[string]any{"Items": items, "Pause": pause, "Done": c.QueryParam("done")})
+}
+
+func (u *ui) remediation(c *echo.Context) error {
+	r, err := u.s.o.Ledger.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return u.fail(c, err)
+	}
+	return u.render(c, http.StatusOK, "remediation", map[string]any{"Item": newItem(r), "Done": c.QueryParam("done")})
+}
+
+func (u *ui) approve(c *echo.Context) error {
+	req := ApproveRequest{Reason: c.FormValue("reason")}
+	if v := c.FormValue("option"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return u.fail(c, badRequest("option", "%q is not an option number", v))
+		}
+		req.Option = &n
+	}
+	p, _ := principal(c)
+	if err := u.s.doApprove(c.Request().Context(), c.Param("id"), p, req); err != nil {
+		return u.fail(c, err)
+	}
+	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(c.Param("id"))+"?done=approved")
+}
+
+func (u *ui) reject(c *echo.Context) error {
+	p, _ := principal(c)
+	if err := u.s.doReject(c.Request().Context(), c.Param("id"), p, c.FormValue("reason")); err != nil {
+		return u.fail(c, err)
+	}
+	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(c.Param("id"))+"?done=rejected")
+}
+
+// savings sums up what autofix did on its own.
+type savings struct {
+	Fixed, Failed, Automatic, Reviewed int
+	FixRate                            float64
+	Spent, Original                    float64
+	HoursSaved                         float64
+	Minutes                            int
+}
+
+func (u *ui) history(c *echo.Context) error {
+	ctx := c.Request().Context()
+	list, err := u.s.o.Ledger.List(ctx, ledger.Filter{States: []ledger.State{ledger.Approved, ledger.Submitted, ledger.Succeeded,
+		ledger.Failed}, Limit: 200})
+	if err != nil {
+		return u.fail(c, err)
+	}
+	sv, err := u.savings(ctx)
+	if err != nil {
+		return u.fail(c, err)
+	}
+	items := make([]item, 0, len(list))
+	for _, r := range list {
+		items = append(items, item{R: r, Rec: r.Recommendation})
+	}
+	return u.render(c, http.StatusOK, "history", map[string]any{"Items": items, "Savings": sv})
+}
+
+func (u *ui) savings(ctx context.Context) (savings, error) {
+	sv := savings{Minutes: manualRetryMinutes}
+	approvers, err := u.s.o.Ledger.Approvers(ctx)
+	if err != nil {
+		return sv, err
+	}
+	err = u.s.o.Ledger.Each(ctx, func(r ledger.Remediation) error {
+		switch r.State {
+		case ledger.Succeeded:
+			sv.Fixed++
+			if r.Recommendation != nil {
+				if o, ok := r.Recommendation.ChosenOption(); ok && o.CostMultiple > 0 {
+					sv.Spent += o.RunCost
+					sv.Original += o.RunCost / o.CostMultiple
+				}
+			}
+		case ledger.Failed:
+			sv.Failed++
+		default:
+			return nil
+		}
+		if _, ok := approvers[r.EventID]; ok {
+			sv.Reviewed++
+		} else {
+			sv.Automatic++
+		}
+		return nil
+	})
+	if sv.Fixed+sv.Failed > 0 {
+		sv.FixRate = float64(sv.Fixed) / float64(sv.Fixed+sv.Failed)
+	}
+	sv.HoursSaved = float64(sv.Automatic*manualRetryMinutes) / 60
+	return sv, err
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return hex.EncodeToString(b)
+}
+
+func ago(t time.Time) string {
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.UTC().Format("2006-01-02")
+}
+
+func resources(r failure.Resources) string {
+	var parts []string
+	if r.MemoryBytes > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f GiB", float64(r.MemoryBytes)/(1<<30)))
+	}
+	if r.CPUMillis > 0 {
+		parts = append(parts, fmt.Sprintf("%g CPU", float64(r.CPUMillis)/1000))
+	}
+	if r.GPU > 0 {
+		g := fmt.Sprintf("%d GPU", r.GPU)
+		if r.GPUType != "" {
+			g += " " + r.GPUType
+		}
+		parts = append(parts, g)
+	}
+	if r.EphemeralStorageBytes > 0 {
+		parts = append(parts, fmt.Sprintf("%.0f GiB disk", float64(r.EphemeralStorageBytes)/(1<<30)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// shown is an option of a recommendation and its index.
+type shown struct {
+	I int
+	O failure.Option
+}
+
+// maxRows is how many options the queue's table shows.
+const maxRows = 5
+
+// front is what the queue's table shows of a recommendation: the chosen option, then
+// the other options of the Pareto front, cheapest first, at most maxRows; More is how
+// many it leaves out.
+func front(rec *failure.Recommendation) struct {
+	Rows []shown
+	More int
+} {
+	var out struct {
+		Rows []shown
+		More int
+	}
+	var rest []shown
+	for i, o := range rec.Options {
+		switch {
+		case i == rec.Chosen:
+			out.Rows = append(out.Rows, shown{i, o})
+		case o.Pareto:
+			rest = append(rest, shown{i, o})
+		}
+	}
+	slices.SortStableFunc(rest, func(a, b shown) int { return cmp.Compare(a.O.ExpectedCost, b.O.ExpectedCost) })
+	for _, r := range rest {
+		if len(out.Rows) == maxRows {
+			out.More++
+			continue
+		}
+		out.Rows = append(out.Rows, r)
+	}
+	return out
+}
+
+// chart draws a recommendation's options as expected cost against P(success): the
+// Pareto front filled, the chosen option ringed. The P(success) axis spans the
+// options' range (they are often all above 90%). Only numbers reach the SVG.
+func chart(rec *failure.Recommendation) template.HTML {
+	if rec == nil || len(rec.Options) == 0 {
+		return ""
+	}
+	const w, h, left, bottom, top, right = 320.0, 180.0, 40.0, 30.0, 12.0, 14.0
+	maxCost, minP := 0.0, 1.0
+	for _, o := range rec.Options {
+		maxCost = math.Max(maxCost, o.ExpectedCost)
+		minP = math.Min(minP, o.PSuccess)
+	}
+	if maxCost <= 0 {
+		maxCost = 1
+	}
+	lo := math.Max(0, math.Floor((minP-0.02)*10)/10)
+	x := func(c float64) float64 { return left + (w-left-right)*c/maxCost }
+	y := func(p float64) float64 { return h - bottom - (h-bottom-top)*(p-lo)/(1-lo) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %.0f %.0f" role="img" aria-label="options: expected cost against chance of success">`, w, h)
+	fmt.Fprintf(&b, `<line class="axis" x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f"/>`, left, y(lo), w-right, y(lo))
+	fmt.Fprintf(&b, `<line class="axis" x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f"/>`, left, y(lo), left, y(1))
+	for _, f := range []float64{0, 0.5, 1} {
+		fmt.Fprintf(&b, `<text class="lbl" x="%.1f" y="%.0f" text-anchor="middle">$%.2f</text>`, x(f*maxCost), h-bottom+12, f*maxCost)
+	}
+	fmt.Fprintf(&b, `<text class="lbl" x="%.0f" y="%.0f" text-anchor="middle">expected cost of the retry</text>`, left+(w-left-right)/2, h-3)
+	for _, p := range []float64{lo, (lo + 1) / 2, 1} {
+		fmt.Fprintf(&b, `<text class="lbl" x="%.0f" y="%.1f" text-anchor="end">%.0f%%</text>`, left-4, y(p)+3, 100*p)
+	}
+	fmt.Fprintf(&b, `<text class="lbl" x="%.0f" y="%.0f">P(success)</text>`, left+4, top-2)
+	for i, o := range rec.Options {
+		cls := "opt"
+		if o.Pareto {
+			cls = "opt pareto"
+		}
+		fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="4"><title>option %d: %s, P(success) %.0f%%, expected $%.2f</title></circle>`,
+			cls, x(o.ExpectedCost), y(o.PSuccess), i, template.HTMLEscapeString(resources(o.Resources)), 100*o.PSuccess, o.ExpectedCost)
+	}
+	if o, ok := rec.ChosenOption(); ok {
+		fmt.Fprintf(&b, `<circle class="chosen" cx="%.1f" cy="%.1f" r="8"/><text class="lbl" x="%.1f" y="%.1f">chosen</text>`,
+			x(o.ExpectedCost), y(o.PSuccess), x(o.ExpectedCost)+10, y(o.PSuccess)+14)
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) // #nosec G203 -- numbers and escaped text only
+}

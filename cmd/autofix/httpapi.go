@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/autofix/autofix/api"
+	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/ledger"
+)
+
+// tokenReload is how often serve re-reads its token sources.
+const tokenReload = 10 * time.Second
+
+// startAuth loads the API tokens — DATA_DIR/tokens.json and, if configured, a
+// Kubernetes Secret — and re-reads them every 10 seconds until ctx ends. On a first
+// start with no token anywhere it creates an admin token in DATA_DIR/admin-token and
+// shows it once: on the terminal, never in the log.
+func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, log *slog.Logger) (*auth.Authenticator, error) {
+	path := filepath.Join(cfg.DataDir, auth.StoreFile)
+	secretNS, secretName, fromSecret := strings.Cut(cfg.HTTP.TokensSecret, "/")
+	if fromSecret && kube == nil {
+		return nil, fmt.Errorf("http.tokensSecret: %s needs a cluster (kubernetes.kubeconfig)", cfg.HTTP.TokensSecret)
+	}
+	load := func() ([]auth.Token, error) {
+		s, err := auth.OpenStore(path)
+		if err != nil {
+			return nil, err
+		}
+		tokens := s.Tokens()
+		if fromSecret {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			more, err := auth.FromSecret(sctx, kube, secretNS, secretName)
+			if err != nil {
+				return nil, fmt.Errorf("http.tokensSecret: %w", err)
+			}
+			tokens = append(tokens, more...)
+		}
+		return tokens, nil
+	}
+	if !fromSecret {
+		s, err := auth.OpenStore(path)
+		if err != nil {
+			return nil, err
+		}
+		secret, created, err := auth.FirstStart(s, cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			file := filepath.Join(cfg.DataDir, auth.AdminTokenFile)
+			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				fmt.Fprintf(os.Stderr, "\nautofix: first start: an admin API token was created (shown once; also in %s):\n\n    %s\n\n", file, secret)
+			}
+			log.Warn("first start: an admin API token was created; it is in the file (mode 0600)", "file", file)
+		}
+	}
+	tokens, err := load()
+	if err != nil && !fromSecret {
+		return nil, err
+	}
+	if err != nil { // the Secret may not exist yet: go on with the file's, and keep trying
+		log.Error("API tokens: the Secret cannot be read; only the token file's tokens work until it can", "err", err)
+		s, ferr := auth.OpenStore(path)
+		if ferr != nil {
+			return nil, ferr
+		}
+		tokens = s.Tokens()
+	}
+	a := auth.NewAuthenticator(tokens)
+	log.Info("API tokens loaded", "count", a.Len(), "file", path, "secret", cfg.HTTP.TokensSecret)
+	go func() {
+		t := time.NewTicker(tokenReload)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			tokens, err := load()
+			if err != nil {
+				log.Warn("reloading API tokens failed; keeping the last ones", "err", err)
+				continue
+			}
+			if len(tokens) != a.Len() {
+				log.Info("API tokens reloaded", "count", len(tokens))
+			}
+			a.Set(tokens)
+		}
+	}()
+	return a, nil
+}
+
+// consumerCollector exposes the Kafka consumer's counters.
+func consumerCollector(c *ingest.Consumer) prometheus.Collector {
+	return collectorFunc(func(ch chan<- prometheus.Metric) {
+		st := c.Stats()
+		ch <- prometheus.MustNewConstMetric(consumedDesc, prometheus.CounterValue, float64(st.Consumed))
+		ch <- prometheus.MustNewConstMetric(deadLetteredDesc, prometheus.CounterValue, float64(st.DeadLettered))
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.Lag))
+	}, consumedDesc, deadLetteredDesc, lagDesc)
+}
+
+var (
+	consumedDesc     = prometheus.NewDesc("autofix_events_consumed_total", "Kafka messages consumed (valid or not).", nil, nil)
+	deadLetteredDesc = prometheus.NewDesc("autofix_events_dead_lettered_total", "Messages sent to the dead-letter topic.", nil, nil)
+	lagDesc          = prometheus.NewDesc("autofix_consumer_lag", "Messages behind the end of the consumer's partitions.", nil, nil)
+)
+
+type collector struct {
+	collect func(chan<- prometheus.Metric)
+	descs   []*prometheus.Desc
+}
+
+func collectorFunc(fn func(chan<- prometheus.Metric), descs ...*prometheus.Desc) prometheus.Collector {
+	return &collector{collect: fn, descs: descs}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// refreshGauges keeps the per-state remediation gauge current.
+func refreshGauges(ctx context.Context, store *ledger.Store, m *api.Metrics) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		if counts, err := store.Counts(ctx); err == nil {
+			m.Remediations(counts)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
