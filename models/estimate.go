@@ -167,8 +167,12 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 			continue
 		}
 		n++
-		idx = append(idx, float64(i))
-		peaks = append(peaks, float64(h.Usage.PeakMemoryBytes))
+		// A run whose peak the cluster could not tell (no metrics) says nothing of
+		// the need: a zero would read as a need of nothing.
+		if h.Usage.PeakMemoryBytes > 0 {
+			idx = append(idx, float64(i))
+			peaks = append(peaks, float64(h.Usage.PeakMemoryBytes))
+		}
 		if h.Usage.PeakEphemeralStorageBytes > 0 {
 			diskIdx, diskPeaks = append(diskIdx, float64(i)), append(diskPeaks, float64(h.Usage.PeakEphemeralStorageBytes))
 		}
@@ -189,7 +193,7 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 	}
 	c.History = n
 	now := float64(len(history))
-	if n > 0 {
+	if len(peaks) > 0 {
 		c.MemEstimate, c.MemSpread = trendEstimate(idx, peaks, now)
 	}
 	if len(diskPeaks) > 0 {

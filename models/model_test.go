@@ -232,6 +232,25 @@ func TestNewContext(t *testing.T) {
 	}
 }
 
+// TestSuccessesWithoutUsageSayNothingOfTheNeed: on a cluster without metrics the
+// successful runs carry no peak; they must not read as a need of zero (which once
+// sent a retry below a size that had already worked).
+func TestSuccessesWithoutUsageSayNothingOfTheNeed(t *testing.T) {
+	cat := failure.DefaultCatalogue()
+	failed := failure.Resources{CPUMillis: 4000, MemoryBytes: 8 << 30}
+	fixed := failure.Resources{CPUMillis: 4000, MemoryBytes: 13 << 30}
+	history := []failure.Outcome{
+		{Resources: failed, Category: failure.OOMMemory}, {Resources: fixed, Succeeded: true, DurationSeconds: 60},
+		{Resources: failed, Category: failure.OOMMemory}, {Resources: fixed, Succeeded: true, DurationSeconds: 60},
+	}
+	ev := &failure.Event{Job: failure.Job{Resources: failed}, Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}}
+	c := NewContext(ev, failure.OOMMemory, history, cat)
+	if c.MemEstimate != 0 || c.History != 2 || c.MemFloor != 8<<30 {
+		t.Errorf("MemEstimate %.3g, History %d, MemFloor %.3g GiB; want no estimate from runs without a peak, 2 successes, floor 8",
+			c.MemEstimate, c.History, c.MemFloor/(1<<30))
+	}
+}
+
 // FuzzLoad loads arbitrary artifacts: each is rejected, or predicts probabilities in
 // [0, 1] and a runtime and costs that are not negative.
 func FuzzLoad(f *testing.F) {

@@ -409,6 +409,8 @@ func explain(cl *failure.Classification, ctx *models.Context, o *failure.Option,
 	switch {
 	case ctx.MemFloor > 0 && ctx.MemEstimate > 0:
 		fmt.Fprintf(&b, " It was killed at its %s memory limit; its recent runs peaked near %s.", failure.FormatBytes(int64(ctx.MemFloor)), failure.FormatBytes(int64(ctx.MemEstimate)))
+	case ctx.MemFloor > 0 && ctx.History > 0:
+		fmt.Fprintf(&b, " It was killed at its %s memory limit; its successful runs have no recorded peak to learn its need from.", failure.FormatBytes(int64(ctx.MemFloor)))
 	case ctx.MemFloor > 0:
 		fmt.Fprintf(&b, " It was killed at its %s memory limit and has no successful runs to learn its need from.", failure.FormatBytes(int64(ctx.MemFloor)))
 	case ctx.Disk.Floor > 0 && ctx.Disk.Estimate > 0:

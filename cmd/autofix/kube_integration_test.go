@@ -3,9 +3,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +25,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
@@ -450,6 +456,48 @@ stages:
 			stable, err := s.c.Client.AppsV1().Deployments("ml").Get(ctx, "vision", metav1.GetOptions{})
 			return err == nil && stable.Spec.Template.Annotations[pipeline.LabelRun] == "run1" && stable.Status.AvailableReplicas == 2
 		})
+
+		// run4 through the service: POST /v1/pipelines, driven by serve, its end
+		// recorded, its stages shown by GET.
+		token, err := os.ReadFile(filepath.Join(s.cfg.DataDir, "admin-token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := json.Marshal(map[string]any{"definition": def(""), "run": "run4"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := "http://" + s.cfg.HTTP.Addr + "/v1/pipelines"
+		req, _ := http.NewRequest("POST", base, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+string(token))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST /v1/pipelines: %d", resp.StatusCode)
+		}
+		var run api.PipelineRunView
+		waitFor(t, "run4 to end through the service", 3*time.Minute, func() bool {
+			req, _ := http.NewRequest("GET", base+"/vision/runs/run4", nil)
+			req.Header.Set("Authorization", "Bearer "+string(token))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			defer func() { _ = resp.Body.Close() }()
+			run = api.PipelineRunView{}
+			return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&run) == nil && run.Phase != "running"
+		})
+		if run.Phase != "succeeded" || len(run.Stages) != 3 || run.Stages[0].Attempts != 2 {
+			t.Errorf("run4 through the service: %+v; want succeeded, train remediated once", run)
+		}
+		stable, err = s.c.Client.AppsV1().Deployments("ml").Get(ctx, "vision", metav1.GetOptions{})
+		if err != nil || stable.Spec.Template.Annotations[pipeline.LabelRun] != "run4" {
+			t.Errorf("stable deployment after run4: %v %v", err, stable.Spec.Template.Annotations)
+		}
 	})
 
 	t.Run("the manifests in deploy/ are accepted by the API server", func(t *testing.T) {
