@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,6 +34,7 @@ const oomEvent = `{"id":"ev-oom-1","time":"2026-11-25T10:00:00Z","source":"kuber
 type env struct {
 	t      *testing.T
 	url    string
+	auth   *auth.Authenticator
 	store  *ledger.Store
 	rec    *recommender.Recommender
 	tokens map[auth.Role]string
@@ -73,8 +76,9 @@ func newEnv(t *testing.T, set ...func(*Options)) *env {
 		}
 	}
 	pol := policy.Default()
+	authn := auth.NewAuthenticator(ts.Tokens())
 	o := Options{Ledger: store, Recommender: rec, Classifier: cl, Models: m, Policy: &pol, Catalogue: cat,
-		Auth: auth.NewAuthenticator(ts.Tokens()), RatePerSecond: 1000, Burst: 1000}
+		Auth: authn, RatePerSecond: 1000, Burst: 1000, Largest: failure.Resources{MemoryBytes: 512 << 30, CPUMillis: 64000, GPU: 8}}
 	for _, f := range set {
 		f(&o)
 	}
@@ -84,7 +88,7 @@ func newEnv(t *testing.T, set ...func(*Options)) *env {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, url: srv.URL, store: store, rec: rec, tokens: tokens, client: srv.Client()}
+	return &env{t: t, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, client: srv.Client()}
 }
 
 // call makes a request as role ("" sends no token), checks the response against
@@ -545,5 +549,161 @@ func TestBodiesMustBeJSON(t *testing.T) {
 	var v RemediationView
 	if status != http.StatusOK || json.Unmarshal(b, &v) != nil || v.ID != id || v.Error != "job.name: required" {
 		t.Errorf("GET the rejected message: %d %s", status, b)
+	}
+}
+
+func TestFixRateAndSpendMetrics(t *testing.T) {
+	m := NewMetrics()
+	m.Remediations(map[ledger.State]int{ledger.Succeeded: 3, ledger.Failed: 1, ledger.PendingReview: 2})
+	m.Finished(failure.OOMMemory, true, &failure.Option{RunCost: 2, CostMultiple: 1.25})
+	m.Finished(failure.OOMMemory, false, &failure.Option{RunCost: 5, CostMultiple: 2})
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"autofix_fix_rate 0.75", `autofix_remediations{state="pending_review"} 2`,
+		"autofix_retry_cost_dollars_total 2", "autofix_retry_original_cost_dollars_total 1.6",
+		`autofix_remediation_outcomes_total{category="oom_memory",outcome="failed"} 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+const cudaEvent = `{"id":"ev-cuda-1","source":"kubernetes","job":{"namespace":"ml","name":"llama-ft-3","template":"llama-ft","kind":"training",` +
+	`"resources":{"cpu":"16","memory":"128Gi","gpu":8,"gpuType":"nvidia-h100-80gb"},"params":{"micro_batch_size":"16","grad_accum_steps":"1"},` +
+	`"tunables":{"micro_batch_size":{"role":"micro_batch","min":1,"max":64},"grad_accum_steps":{"role":"grad_accum","min":1,"max":64}}},` +
+	`"failure":{"reason":"Error","exitCode":1,"durationSeconds":412,"logTail":"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."}}`
+
+func TestApproverEditsStayWithinWhatTheJobAndThePolicyAllow(t *testing.T) {
+	e := newEnv(t)
+	r := e.pending(cudaEvent)
+	path := "/v1/remediations/" + r.EventID + "/approve"
+	for _, c := range []struct{ body, field string }{
+		{`{"resources":{"gpu":64}}`, "resources.gpu"},                            // more than a node has
+		{`{"resources":{"gpu":2,"gpuType":"nvidia-b200"}}`, "resources.gpuType"}, // not in the catalogue
+		{`{"params":{"micro_batch_size":"1000"}}`, "params.micro_batch_size"},    // over its declared max
+		{`{"params":{"micro_batch_size":"8; rm -rf /"}}`, "params.micro_batch_size"},
+		{`{"params":{"learning_rate":"0.1"}}`, "params.learning_rate"}, // not a tunable
+	} {
+		status, b, _ := e.call("POST", path, auth.Approver, c.body)
+		wantError(t, status, b, http.StatusBadRequest, c.field)
+	}
+	status, b, _ := e.call("POST", path, auth.Approver, `{"params":{"micro_batch_size":"4","grad_accum_steps":"4"}}`)
+	var v RemediationView
+	if status != http.StatusOK || json.Unmarshal(b, &v) != nil || v.Retry == nil || v.Retry.Params["micro_batch_size"] != "4" {
+		t.Errorf("approve with params in range: %d %s", status, b)
+	}
+
+	// A GPU count without a model cannot be priced.
+	e2 := newEnv(t)
+	r2 := e2.pending(oomEvent)
+	status, b, _ = e2.call("POST", "/v1/remediations/"+r2.EventID+"/approve", auth.Approver, `{"resources":{"gpu":1}}`)
+	wantError(t, status, b, http.StatusBadRequest, "resources.gpuType")
+}
+
+func TestFailedAuthenticationsAreRateLimited(t *testing.T) {
+	e := newEnv(t)
+	saw429 := false
+	for range 40 {
+		req, _ := http.NewRequest("GET", e.url+"/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer afx_guess")
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		saw429 = saw429 || resp.StatusCode == http.StatusTooManyRequests
+	}
+	if !saw429 {
+		t.Error("40 quick bad tokens from one address: never a 429")
+	}
+	// A good token from the same address still works.
+	if status, _, _ := e.call("GET", "/v1/models", auth.Viewer, ""); status != http.StatusOK {
+		t.Errorf("a good token after the guesses: %d", status)
+	}
+}
+
+func TestChunkedBodiesOverTheLimitAre413(t *testing.T) {
+	e := newEnv(t)
+	body := io.MultiReader(strings.NewReader(`{"paused":true,"reason":"`), strings.NewReader(strings.Repeat("x", 2<<20)), strings.NewReader(`"}`))
+	req, _ := http.NewRequest("POST", e.url+"/v1/policy/pause", body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+e.tokens[auth.Admin])
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if req.ContentLength != 0 && req.ContentLength != -1 {
+		t.Fatalf("the request was not chunked (length %d)", req.ContentLength)
+	}
+	wantError(t, resp.StatusCode, b, http.StatusRequestEntityTooLarge, "")
+}
+
+func TestMetricMethodsAreBounded(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.OpenMetrics = true })
+	for _, m := range []string{"FOO", "BAR", "BAZ"} {
+		req, _ := http.NewRequest(m, e.url+"/healthz", nil)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+	}
+	resp, err := e.client.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if strings.Contains(string(b), `method="FOO"`) || !strings.Contains(string(b), `method="OTHER"`) {
+		t.Error("a made-up method became a metric label")
+	}
+}
+
+func TestReviewPageSessionsEndWithTheirToken(t *testing.T) {
+	e := newEnv(t)
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.PostForm(e.url+"/ui/login", url.Values{"token": {e.tokens[auth.Approver]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	get := func() int {
+		resp, err := client.Get(e.url + "/ui/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("the queue after login: %d", code)
+	}
+	e.auth.Set(nil) // every token revoked
+	if code := get(); code != http.StatusSeeOther {
+		t.Errorf("the queue after the token was revoked: %d, want a redirect to the login", code)
+	}
+
+	// Posts are small forms: no big bodies, no multipart.
+	resp, err = client.PostForm(e.url+"/ui/login", url.Values{"token": {strings.Repeat("x", 100<<10)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 100 KiB login form: %d, want 413", resp.StatusCode)
+	}
+	resp, err = client.Post(e.url+"/ui/login", "multipart/form-data; boundary=x", strings.NewReader("--x--"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("a multipart login: %d, want 415", resp.StatusCode)
 	}
 }

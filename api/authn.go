@@ -10,20 +10,31 @@ import (
 )
 
 // authenticate takes the bearer token of the request and sets its principal; a
-// missing or unknown token is a 401 before anything else happens.
+// missing or unknown token is a 401 before anything else happens. Failures are
+// rate-limited per address (10/s, burst 20): guessing tokens gets 429s.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		h := c.Request().Header.Get("Authorization")
 		scheme, secret, ok := strings.Cut(h, " ")
-		if h == "" {
-			return apiErr(http.StatusUnauthorized, "", "authentication required: send Authorization: Bearer <token>")
+		var fail *Error
+		switch {
+		case h == "":
+			fail = apiErr(http.StatusUnauthorized, "", "authentication required: send Authorization: Bearer <token>")
+		case !ok || !strings.EqualFold(scheme, "Bearer") || secret == "":
+			fail = apiErr(http.StatusUnauthorized, "", "the Authorization header must be Bearer <token>")
 		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
-			return apiErr(http.StatusUnauthorized, "", "the Authorization header must be Bearer <token>")
+		var p auth.Principal
+		if fail == nil {
+			if p, ok = s.o.Auth.Authenticate(strings.TrimSpace(secret)); !ok {
+				fail = apiErr(http.StatusUnauthorized, "", "unknown or revoked token")
+			}
 		}
-		p, ok := s.o.Auth.Authenticate(strings.TrimSpace(secret))
-		if !ok {
-			return apiErr(http.StatusUnauthorized, "", "unknown or revoked token")
+		if fail != nil {
+			if allowed, _ := s.failures.Allow(c.RealIP()); !allowed {
+				c.Response().Header().Set("Retry-After", "1")
+				return apiErr(http.StatusTooManyRequests, "", "too many failed authentications from this address")
+			}
+			return fail
 		}
 		c.Set(keyPrincipal, p)
 		return next(c)

@@ -123,9 +123,12 @@ func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	var mb *http.MaxBytesError
+	var sc echo.HTTPStatusCoder
 	switch {
 	case errors.As(err, &mb):
 		return apiErr(http.StatusRequestEntityTooLarge, "", "the body is over the %d-byte limit", mb.Limit)
+	case errors.As(err, &sc) && sc.StatusCode() == http.StatusRequestEntityTooLarge: // echo's body limit, on a chunked body
+		return apiErr(http.StatusRequestEntityTooLarge, "", "the body is over the limit")
 	case errors.As(err, &te):
 		return badRequest(te.Field, "want a JSON %s, not %s", te.Type.Kind(), te.Value)
 	case errors.As(err, &se):

@@ -270,8 +270,12 @@ func (s *Server) doApprove(ctx context.Context, id string, p auth.Principal, req
 		}
 	}
 	for k, v := range req.Params {
-		if _, ok := ev.Job.Tunables[k]; !ok {
+		tun, ok := ev.Job.Tunables[k]
+		if !ok {
 			return badRequest("params."+k, "not a tunable the job declares")
+		}
+		if err := checkTunable(tun, v); err != nil {
+			return badRequest("params."+k, "%v", err)
 		}
 		if params == nil {
 			params = map[string]string{}
@@ -279,7 +283,26 @@ func (s *Server) doApprove(ctx context.Context, id string, p auth.Principal, req
 		params[k] = v
 		edits = append(edits, k+"="+v)
 	}
-	if base := s.o.Catalogue.HourlyCost(ev.Job.Resources); base > 0 {
+	if req.Resources != nil {
+		l := s.o.Largest
+		for _, c := range []struct {
+			field     string
+			got, most int64
+		}{{"resources.memory", res.MemoryBytes, l.MemoryBytes}, {"resources.cpu", res.CPUMillis, l.CPUMillis},
+			{"resources.gpu", int64(res.GPU), int64(l.GPU)}, {"resources.ephemeralStorage", res.EphemeralStorageBytes, l.EphemeralStorageBytes}} {
+			if c.most > 0 && c.got > c.most {
+				return badRequest(c.field, "more than the largest node has")
+			}
+		}
+		if res.GPU > 0 {
+			if _, ok := s.o.Catalogue.GPU(res.GPUType); !ok {
+				return badRequest("resources.gpuType", "%q: GPUs need a GPU model of the catalogue, which prices them", res.GPUType)
+			}
+		}
+		base := s.o.Catalogue.HourlyCost(ev.Job.Resources)
+		if base <= 0 {
+			return badRequest("resources", "the failed run asked for no priced resources, so an edit cannot be held to the policy's cost cap")
+		}
 		if m := s.o.Catalogue.HourlyCost(res) / base; m > s.o.Policy.MaxCostMultiple {
 			return badRequest("resources", "%.2fx the failed run's hourly cost, over the policy's cap of %.2fx", m, s.o.Policy.MaxCostMultiple)
 		}
@@ -340,6 +363,26 @@ func (s *Server) edit(res, e failure.Resources) (failure.Resources, []string, er
 		edits = append(edits, "gpuType="+e.GPUType)
 	}
 	return res, edits, nil
+}
+
+// checkTunable holds an approver's value to what the job declares of the parameter.
+func checkTunable(t failure.Tunable, v string) error {
+	if len(v) > 256 || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return fmt.Errorf("%q: at most 256 printable characters", v)
+	}
+	if len(t.Values) > 0 {
+		if !slices.Contains(t.Values, v) {
+			return fmt.Errorf("%q: want one of %v", v, t.Values)
+		}
+		return nil
+	}
+	if t.Min != 0 || t.Max != 0 {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < t.Min || (t.Max != 0 && f > t.Max) {
+			return fmt.Errorf("%q: want a number from %g to %g", v, t.Min, t.Max)
+		}
+	}
+	return nil
 }
 
 // RejectRequest rejects a fix kept for review; the reason is required.

@@ -31,6 +31,7 @@ type Metrics struct {
 	originalSpend  prometheus.Counter
 	modelInfo      *prometheus.GaugeVec
 	remediationsBy *prometheus.GaugeVec
+	fixRate        prometheus.Gauge
 }
 
 // NewMetrics registers the metrics (and the Go runtime's and the process's) in a
@@ -66,8 +67,10 @@ func NewMetrics() *Metrics {
 		Help: "The retry models in use (value 1)."}, []string{"name", "version"})
 	m.remediationsBy = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "autofix_remediations",
 		Help: "Remediations in the ledger by state (refreshed every 15 s)."}, []string{"state"})
+	m.fixRate = prometheus.NewGauge(prometheus.GaugeOpts{Name: "autofix_fix_rate",
+		Help: "Share of the re-submissions that ended and succeeded, over the whole ledger (refreshed every 15 s)."})
 	for _, c := range []prometheus.Collector{m.httpRequests, m.httpLatency, m.classified, m.recommendLat, m.decisions, m.decisionLat,
-		m.reviews, m.outcomes, m.spent, m.originalSpend, m.modelInfo, m.remediationsBy} {
+		m.reviews, m.outcomes, m.spent, m.originalSpend, m.modelInfo, m.remediationsBy, m.fixRate} {
 		f(c)
 	}
 	return m
@@ -133,5 +136,8 @@ func (m *Metrics) ModelInUse(name string, version int) {
 func (m *Metrics) Remediations(counts map[ledger.State]int) {
 	for st, n := range counts {
 		m.remediationsBy.WithLabelValues(string(st)).Set(float64(n))
+	}
+	if ended := counts[ledger.Succeeded] + counts[ledger.Failed]; ended > 0 {
+		m.fixRate.Set(float64(counts[ledger.Succeeded]) / float64(ended))
 	}
 }

@@ -33,6 +33,8 @@ type Pipelines struct {
 
 	mu      sync.Mutex
 	driving map[string]bool
+	retry   map[string]time.Time // runs whose last drive failed, and when to try again
+	backoff map[string]time.Duration
 	wake    chan struct{}
 }
 
@@ -67,6 +69,7 @@ func (p *Pipelines) nudge() {
 func (p *Pipelines) Run(ctx context.Context) {
 	p.mu.Lock()
 	p.driving, p.wake = map[string]bool{}, make(chan struct{}, 1)
+	p.retry, p.backoff = map[string]time.Time{}, map[string]time.Duration{}
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -82,8 +85,10 @@ func (p *Pipelines) Run(ctx context.Context) {
 		for _, r := range runs {
 			key := r.Pipeline + "/" + r.Run
 			p.mu.Lock()
-			busy := p.driving[key]
-			p.driving[key] = true
+			busy := p.driving[key] || time.Now().Before(p.retry[key])
+			if !busy {
+				p.driving[key] = true
+			}
 			p.mu.Unlock()
 			if !busy {
 				wg.Go(func() { p.drive(ctx, r) })
@@ -99,11 +104,17 @@ func (p *Pipelines) Run(ctx context.Context) {
 }
 
 func (p *Pipelines) drive(ctx context.Context, r ledger.PipelineRun) {
+	key := r.Pipeline + "/" + r.Run
 	defer func() {
 		p.mu.Lock()
-		delete(p.driving, r.Pipeline+"/"+r.Run)
+		delete(p.driving, key)
 		p.mu.Unlock()
 	}()
+	// The list this run came from may be older than its end (a drive that just
+	// finished): look again.
+	if cur, err := p.Ledger.PipelineRun(ctx, r.Pipeline, r.Run); err != nil || cur.Phase != string(pipeline.Running) {
+		return
+	}
 	var def pipeline.Definition
 	err := json.Unmarshal(r.Definition, &def)
 	if err == nil {
@@ -119,9 +130,19 @@ func (p *Pipelines) drive(ctx context.Context, r ledger.PipelineRun) {
 		return // leadership lost or shutting down: the next leader resumes it
 	}
 	if err != nil {
-		p.finish(r, pipeline.Failed, err.Error())
+		// The cluster or the ledger failing for a while is not the pipeline failing:
+		// its stages run on. Try again later, backing off to 5 minutes.
+		p.mu.Lock()
+		wait := min(max(2*p.backoff[key], 5*time.Second), 5*time.Minute)
+		p.backoff[key], p.retry[key] = wait, time.Now().Add(wait)
+		p.mu.Unlock()
+		p.Log.Warn("pipeline run: driving failed; trying again", "pipeline", r.Pipeline, "run", r.Run, "in", wait, "err", err)
 		return
 	}
+	p.mu.Lock()
+	delete(p.backoff, key)
+	delete(p.retry, key)
+	p.mu.Unlock()
 	msg := ""
 	for _, s := range st.Stages {
 		if s.Message != "" {

@@ -39,8 +39,10 @@ type Options struct {
 	Models     *models.Models
 	// Policy caps what an approver may choose: attempts and the cost multiple.
 	Policy *policy.Config
-	// Catalogue prices resources (the cost cap on an approver's edits).
+	// Catalogue prices resources (the cost cap on an approver's edits); Largest is
+	// the largest node, which an edit may not exceed (zero fields: no limit).
 	Catalogue failure.Catalogue
+	Largest   failure.Resources
 	Auth      *auth.Authenticator
 	// Pipelines runs pipelines through the service (nil: no cluster, 503).
 	Pipelines *Pipelines
@@ -69,6 +71,8 @@ type Server struct {
 	e   *echo.Echo
 	log *slog.Logger
 	ui  *ui
+	// failures limits failed authentications per address.
+	failures *middleware.RateLimiterMemoryStore
 }
 
 // Context keys.
@@ -99,7 +103,8 @@ func New(o Options) (*Server, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	s := &Server{o: o, e: echo.New(), log: o.Log}
+	s := &Server{o: o, e: echo.New(), log: o.Log, failures: middleware.NewRateLimiterMemoryStoreWithConfig(
+		middleware.RateLimiterMemoryStoreConfig{Rate: 10, Burst: 20, ExpiresIn: 10 * time.Minute})}
 	s.e.Logger = o.Log
 	s.e.HTTPErrorHandler = s.errorHandler
 	ui, err := newUI(s)
@@ -226,7 +231,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			status = r.Status
 		}
 		d := time.Since(start)
-		s.o.Metrics.request(c.Request().Method, route, status, d)
+		s.o.Metrics.request(method(c.Request().Method), route, status, d)
 		level := slog.LevelInfo
 		if route == "/healthz" || route == "/readyz" || route == "/metrics" || route == "/ui/static/*" {
 			level = slog.LevelDebug
@@ -240,6 +245,16 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			"ms", float64(d.Microseconds())/1000, "who", who)
 		return err
 	}
+}
+
+// method is the request's method for a metric label: anything unusual is OTHER, so
+// that callers cannot mint series.
+func method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
 }
 
 func (s *Server) readyz(c *echo.Context) error {

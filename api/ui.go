@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"io/fs"
 	"math"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"github.com/labstack/echo/v5/middleware"
 
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/failure"
@@ -48,8 +50,10 @@ type ui struct {
 	sessions map[string]*session
 }
 
+// session is a login: the fingerprint of its token (rechecked on every request, so a
+// revoked token or a changed role takes effect at once), its CSRF token and its end.
 type session struct {
-	p       auth.Principal
+	token   auth.Fingerprint
 	csrf    string
 	expires time.Time
 }
@@ -63,6 +67,7 @@ func newUI(s *Server) (*ui, error) {
 		"chart":   chart,
 		"front":   front,
 		"allows":  func(p auth.Principal, r string) bool { return p.Role.Allows(auth.Role(r)) },
+		"path":    url.PathEscape,
 	}
 	u := &ui{s: s, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
 	for _, page := range []string{"login", "queue", "remediation", "history", "error"} {
@@ -79,7 +84,7 @@ func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
 	static, _ := fs.Sub(uiFiles, "ui/static")
 	e.GET("/ui/static/*", echo.WrapHandler(http.StripPrefix("/ui/static/", http.FileServerFS(static))))
 	e.GET("/", func(c *echo.Context) error { return c.Redirect(http.StatusSeeOther, "/ui/") })
-	g := e.Group("/ui", limit)
+	g := e.Group("/ui", limit, middleware.BodyLimit(uiBodyLimit), formsOnly)
 	g.GET("/login", u.loginPage)
 	g.POST("/login", u.login)
 	in := g.Group("", u.authenticate)
@@ -136,13 +141,30 @@ func (u *ui) login(c *echo.Context) error {
 			delete(u.sessions, k)
 		}
 	}
-	u.sessions[id] = &session{p: p, csrf: csrf, expires: now.Add(sessionTTL)}
+	u.sessions[id] = &session{token: auth.FingerprintOf(token), csrf: csrf, expires: now.Add(sessionTTL)}
 	u.mu.Unlock()
 	// #nosec G124 -- Secure with http.secureCookies (behind TLS); a plain-HTTP service cannot set it.
 	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: id, Path: "/ui", HttpOnly: true, Secure: u.s.o.SecureCookies,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL.Seconds())})
 	u.s.log.Info("review page login", "who", p.Name, "role", p.Role)
 	return c.Redirect(http.StatusSeeOther, safeNext(c.FormValue("next")))
+}
+
+// uiBodyLimit bounds the review page's form posts (a token, a reason, an option).
+const uiBodyLimit = 16 << 10
+
+// formsOnly takes the review page's posts as URL-encoded forms only: no multipart
+// bodies (which would be spooled to disk).
+func formsOnly(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		if c.Request().Method == http.MethodPost {
+			ct, _, _ := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
+			if ct != "application/x-www-form-urlencoded" {
+				return apiErr(http.StatusUnsupportedMediaType, "Content-Type", "the review page takes forms only")
+			}
+		}
+		return next(c)
+	}
 }
 
 // safeNext keeps redirects on the review page.
@@ -170,12 +192,22 @@ func (u *ui) logout(c *echo.Context) error {
 func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		var sess *session
+		var p auth.Principal
 		if ck, err := c.Cookie(sessionCookie); err == nil {
 			u.mu.Lock()
 			if s, ok := u.sessions[ck.Value]; ok && time.Now().Before(s.expires) {
 				sess = s
 			}
 			u.mu.Unlock()
+			if sess != nil {
+				var ok bool
+				if p, ok = u.s.o.Auth.Recheck(sess.token); !ok { // revoked since the login
+					u.mu.Lock()
+					delete(u.sessions, ck.Value)
+					u.mu.Unlock()
+					sess = nil
+				}
+			}
 		}
 		if sess == nil {
 			if c.Request().Method != http.MethodGet {
@@ -187,7 +219,7 @@ func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(sess.csrf)) != 1 {
 			return u.fail(c, apiErr(http.StatusForbidden, "csrf", "the form's token does not match your session: reload the page"))
 		}
-		c.Set(keyPrincipal, sess.p)
+		c.Set(keyPrincipal, p)
 		c.Set("autofix.session", sess)
 		return next(c)
 	}
@@ -244,7 +276,11 @@ func (u *ui) queue(c *echo.Context) error {
 }
 
 func (u *ui) remediation(c *echo.Context) error {
-	r, err := u.s.o.Ledger.Get(c.Request().Context(), c.Param("id"))
+	id, err := remediationID(c)
+	if err != nil {
+		return u.fail(c, err)
+	}
+	r, err := u.s.o.Ledger.Get(c.Request().Context(), id)
 	if err != nil {
 		return u.fail(c, err)
 	}
@@ -261,18 +297,26 @@ func (u *ui) approve(c *echo.Context) error {
 		req.Option = &n
 	}
 	p, _ := principal(c)
-	if err := u.s.doApprove(c.Request().Context(), c.Param("id"), p, req); err != nil {
+	id, err := remediationID(c)
+	if err != nil {
 		return u.fail(c, err)
 	}
-	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(c.Param("id"))+"?done=approved")
+	if err := u.s.doApprove(c.Request().Context(), id, p, req); err != nil {
+		return u.fail(c, err)
+	}
+	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(id)+"?done=approved")
 }
 
 func (u *ui) reject(c *echo.Context) error {
 	p, _ := principal(c)
-	if err := u.s.doReject(c.Request().Context(), c.Param("id"), p, c.FormValue("reason")); err != nil {
+	id, err := remediationID(c)
+	if err != nil {
 		return u.fail(c, err)
 	}
-	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(c.Param("id"))+"?done=rejected")
+	if err := u.s.doReject(c.Request().Context(), id, p, c.FormValue("reason")); err != nil {
+		return u.fail(c, err)
+	}
+	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(id)+"?done=rejected")
 }
 
 // savings sums up what autofix did on its own.

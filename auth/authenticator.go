@@ -55,7 +55,21 @@ func (a *Authenticator) Authenticate(secret string) (Principal, bool) {
 	if secret == "" {
 		return Principal{}, false
 	}
-	sum := sha256.Sum256([]byte(secret))
+	return a.lookup(sha256.Sum256([]byte(secret)))
+}
+
+// Fingerprint is what a login session keeps of the secret it logged in with: its
+// hash, never the secret.
+type Fingerprint [sha256.Size]byte
+
+// FingerprintOf returns the fingerprint of secret.
+func FingerprintOf(secret string) Fingerprint { return sha256.Sum256([]byte(secret)) }
+
+// Recheck returns who holds the token of f now: a session whose token was revoked,
+// or whose role changed, sees it on its next request.
+func (a *Authenticator) Recheck(f Fingerprint) (Principal, bool) { return a.lookup(f) }
+
+func (a *Authenticator) lookup(sum [sha256.Size]byte) (Principal, bool) {
 	es := *a.entries.Load()
 	idx, found := 0, 0
 	for i := range es {

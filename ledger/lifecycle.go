@@ -229,9 +229,19 @@ func (s *Store) move(ctx context.Context, tx *sql.Tx, id string, from, to State,
 	return s.addAudit(ctx, tx, id, at, actor, action, from, to, detail)
 }
 
+// auditLock is the PostgreSQL advisory lock of the audit rows of no event.
+const auditLock = 0x6175746f66697832
+
 // addAudit appends an audit row for event id ("" for settings). The caller holds the
 // row that orders writers of id (the event's, or the setting's).
 func (s *Store) addAudit(ctx context.Context, tx *sql.Tx, id string, at time.Time, actor, action string, from, to State, detail string) error {
+	if id == "" && s.backend == backendPostgres {
+		// Rows of no event (settings, pipeline runs) have no row to lock: serialise
+		// their writers so two cannot take the same seq. (SQLite has one writer.)
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(auditLock)); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
 	var seq int64
 	if err := tx.QueryRowContext(ctx, s.q("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit WHERE event_id = ?"), id).Scan(&seq); err != nil {
 		return fmt.Errorf("audit %s: %w", id, err)

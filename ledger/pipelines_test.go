@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -58,6 +59,28 @@ func TestPipelineRunsAndPauseState(t *testing.T) {
 		p, err = s.PauseState(ctx)
 		if err != nil || !p.Paused || p.Actor != "bob" || p.Reason != "bad rollout" || !p.At.Equal(at) {
 			t.Errorf("pause state: %+v, %v", p, err)
+		}
+	})
+}
+
+// TestSettingsAuditUnderConcurrency: audit rows of no event (pauses, pipeline runs)
+// written at once by many writers never collide on their sequence number.
+func TestSettingsAuditUnderConcurrency(t *testing.T) {
+	forEachDSN(t, func(t testing.TB, dsn string) {
+		s := openTest(t, dsn)
+		ctx := context.Background()
+		errs := make(chan error, 40)
+		for i := range 20 {
+			go func() { errs <- s.SetPaused(ctx, i%2 == 0, "ops", "drill", time.Time{}) }()
+			go func() {
+				errs <- s.CreatePipelineRun(ctx, PipelineRun{Pipeline: "p", Run: fmt.Sprintf("r%d", i), Namespace: "ml",
+					Definition: []byte("{}"), Phase: "running", CreatedBy: "ops"})
+			}()
+		}
+		for range 40 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
 		}
 	})
 }

@@ -6,8 +6,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -63,3 +65,51 @@ func (p pods) GetLogs(name string, opts *corev1.PodLogOptions) *restclient.Reque
 	}
 	return rc.Request()
 }
+
+// drained is a watch that never makes its source wait: the fake tracker's watchers
+// hold 100 events and panic when full, so a goroutine moves each event at once into
+// a queue of any length.
+type drained struct {
+	src  watch.Interface
+	out  chan watch.Event
+	stop chan struct{}
+	once sync.Once
+}
+
+func drain(src watch.Interface) *drained {
+	d := &drained{src: src, out: make(chan watch.Event), stop: make(chan struct{})}
+	go func() {
+		defer close(d.out)
+		in := src.ResultChan()
+		var queue []watch.Event
+		for in != nil || len(queue) > 0 {
+			var out chan watch.Event
+			var next watch.Event
+			if len(queue) > 0 {
+				out, next = d.out, queue[0]
+			}
+			select {
+			case ev, ok := <-in:
+				if !ok {
+					in = nil
+					continue
+				}
+				queue = append(queue, ev)
+			case out <- next:
+				queue = queue[1:]
+			case <-d.stop:
+				return
+			}
+		}
+	}()
+	return d
+}
+
+func (d *drained) Stop() {
+	d.once.Do(func() {
+		d.src.Stop()
+		close(d.stop)
+	})
+}
+
+func (d *drained) ResultChan() <-chan watch.Event { return d.out }

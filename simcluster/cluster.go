@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	goruntime "runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -75,6 +77,17 @@ func New(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.client.PrependReactor("*", "*", c.react)
+	c.client.PrependWatchReactor("*", func(action k8stesting.Action) (bool, watch.Interface, error) {
+		var opts metav1.ListOptions
+		if w, ok := action.(k8stesting.WatchActionImpl); ok {
+			opts = w.ListOptions
+		}
+		w, err := c.client.Tracker().Watch(action.GetResource(), action.GetNamespace(), opts)
+		if err != nil {
+			return false, nil, err
+		}
+		return true, drain(w), nil
+	})
 	ctx := context.Background()
 	for _, ns := range o.Namespaces {
 		_, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
@@ -106,6 +119,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 			return c.save()
 		case <-tick.C:
 		}
+		c.client.ClearActions() // the fake records every call; nothing here reads them
 		if err := c.reconcile(ctx); err != nil && ctx.Err() == nil {
 			c.o.Log.Warn("simulated cluster: reconcile", "err", err)
 		}
@@ -121,6 +135,12 @@ func (c *Cluster) Run(ctx context.Context) error {
 // react makes the fake API keep the API server's rules autofix relies on. It runs
 // under the clientset's lock, before the object tracker.
 func (c *Cluster) react(action k8stesting.Action) (bool, runtime.Object, error) {
+	if action.GetVerb() != "get" && action.GetVerb() != "list" && action.GetVerb() != "watch" {
+		// Let the watches' drains take the last write's event before the next: the
+		// tracker's watchers panic past 100 events, and a loop of writes on one
+		// core would otherwise outrun them.
+		goruntime.Gosched()
+	}
 	tracker := c.client.Tracker()
 	// Create and update actions have the same methods: tell them by their verb.
 	switch a := action.(type) {

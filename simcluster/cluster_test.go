@@ -233,3 +233,20 @@ func TestClusterSurvivesARestart(t *testing.T) {
 		t.Errorf("creating it again: %v, want AlreadyExists", err)
 	}
 }
+
+// TestManyWritesDoNotOverflowWatches: the fake's watchers hold 100 events and panic
+// when full; a large Deployment writes hundreds of pods in one pass.
+func TestManyWritesDoNotOverflowWatches(t *testing.T) {
+	_, kube, _ := start(t, "")
+	ctx := context.Background()
+	d := deployment(false)
+	n := int32(400)
+	d.Spec.Replicas = &n
+	if _, err := kube.AppsV1().Deployments("ml").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "400 replicas available", func() bool {
+		got, err := kube.AppsV1().Deployments("ml").Get(ctx, "srv", metav1.GetOptions{})
+		return err == nil && got.Status.AvailableReplicas == n
+	})
+}

@@ -19,6 +19,10 @@ import (
 
 const revisionAnnotation = "deployment.kubernetes.io/revision"
 
+// maxCreatesPerPass bounds the pods a ReplicaSet creates per pass, as the real
+// controller's slow start does.
+const maxCreatesPerPass = 50
+
 // reconcile runs each controller once over everything.
 func (c *Cluster) reconcile(ctx context.Context) error {
 	jobs, err := c.client.BatchV1().Jobs("").List(ctx, metav1.ListOptions{})
@@ -381,7 +385,8 @@ func (c *Cluster) syncReplicaSet(ctx context.Context, rs *appsv1.ReplicaSet, pod
 		}
 	}
 	pc := c.client.CoreV1().Pods(rs.Namespace)
-	for i := 0; int32(len(live)) < want; i++ { // #nosec G115 -- a handful of replicas
+	created := 0
+	for i := 0; int32(len(live)) < want && created < maxCreatesPerPass; i++ { // #nosec G115 -- a handful of replicas
 		name := rs.Name + "-" + suffix(string(rs.UID), i)
 		if names[name] {
 			continue
@@ -392,12 +397,12 @@ func (c *Cluster) syncReplicaSet(ctx context.Context, rs *appsv1.ReplicaSet, pod
 				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
 			Spec: t.Spec, Status: corev1.PodStatus{Phase: corev1.PodPending},
 		}
-		created, err := pc.Create(ctx, pod, metav1.CreateOptions{})
-		if err != nil {
+		if _, err := pc.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 		names[name] = true
-		live = append(live, created)
+		live = append(live, pod)
+		created++
 	}
 	for int32(len(live)) > want { // #nosec G115 -- a handful of replicas
 		p := live[len(live)-1]

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/autofix/autofix/api"
@@ -19,8 +20,13 @@ import (
 	"github.com/autofix/autofix/ledger"
 )
 
-// tokenReload is how often serve re-reads its token sources.
-const tokenReload = 10 * time.Second
+// tokenReload is how often serve re-reads its token sources; staleTokens how long it
+// keeps a Secret's tokens it can no longer read (a revocation must not wait for the
+// API server to come back).
+const (
+	tokenReload = 10 * time.Second
+	staleTokens = 5 * time.Minute
+)
 
 // startAuth loads the API tokens — DATA_DIR/tokens.json and, if configured, a
 // Kubernetes Secret — and re-reads them every 10 seconds until ctx ends. On a first
@@ -42,6 +48,10 @@ func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interfac
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			more, err := auth.FromSecret(sctx, kube, secretNS, secretName)
+			if apierrors.IsNotFound(err) { // deleted: its tokens are revoked
+				log.Warn("API tokens: the Secret does not exist; only the token file's tokens work", "secret", cfg.HTTP.TokensSecret)
+				return tokens, nil
+			}
 			if err != nil {
 				return nil, fmt.Errorf("http.tokensSecret: %w", err)
 			}
@@ -83,6 +93,7 @@ func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interfac
 	go func() {
 		t := time.NewTicker(tokenReload)
 		defer t.Stop()
+		lastGood := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
@@ -90,9 +101,19 @@ func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interfac
 			case <-t.C:
 			}
 			tokens, err := load()
-			if err != nil {
+			if err != nil && time.Since(lastGood) < staleTokens {
 				log.Warn("reloading API tokens failed; keeping the last ones", "err", err)
 				continue
+			}
+			if err != nil { // too long without reading the Secret: trust the file alone
+				log.Error("API tokens: the Secret has not been readable for a while; only the token file's tokens work", "err", err)
+				s, ferr := auth.OpenStore(path)
+				if ferr != nil {
+					continue
+				}
+				tokens = s.Tokens()
+			} else {
+				lastGood = time.Now()
 			}
 			if len(tokens) != a.Len() {
 				log.Info("API tokens reloaded", "count", len(tokens))

@@ -209,7 +209,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	apiServer, err := api.New(api.Options{
 		Ledger: store, Recommender: br.rec, Classifier: br.classifier, Models: br.models, Policy: &cfg.Policy,
-		Catalogue: br.catalogue, Auth: authn, Pipelines: pipelines, Metrics: metrics, Ready: health.ready,
+		Catalogue: br.catalogue, Largest: br.largest, Auth: authn, Pipelines: pipelines, Metrics: metrics, Ready: health.ready,
 		OpenMetrics: cfg.HTTP.OpenMetrics, RatePerSecond: cfg.HTTP.RatePerSecond, Burst: cfg.HTTP.Burst,
 		Timeout: cfg.HTTP.RequestTimeout, SecureCookies: cfg.HTTP.SecureCookies, Log: log,
 	})
@@ -302,6 +302,7 @@ type brain struct {
 	classifier *classifier.Classifier
 	models     *models.Models
 	catalogue  failure.Catalogue
+	largest    failure.Resources // the largest node
 }
 
 // newBrain builds the recommender with the embedded rules, models and fallback, and
@@ -334,7 +335,9 @@ func newBrain(scenario string, gpuTypes []string, backoffSeconds float64) (*brai
 		return nil, err
 	}
 	rec := recommenderFor(s, c, m, fb, func(o *recommender.Options) { o.BackoffSeconds = backoffSeconds })
-	return &brain{rec: rec, classifier: c, models: m, catalogue: s.Catalogue}, nil
+	largest := failure.Resources{MemoryBytes: int64(s.Cluster.MaxMemoryGiB * (1 << 30)), CPUMillis: int64(s.Cluster.MaxCPU * 1000),
+		GPU: s.Cluster.MaxGPUs, EphemeralStorageBytes: int64(s.Cluster.MaxEphemeralGiB * (1 << 30))}
+	return &brain{rec: rec, classifier: c, models: m, catalogue: s.Catalogue, largest: largest}, nil
 }
 
 // untilOK runs fn until it succeeds or ctx ends, backing off up to 5 s between tries.
