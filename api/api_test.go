@@ -32,7 +32,7 @@ const oomEvent = `{"id":"ev-oom-1","time":"2026-11-25T10:00:00Z","source":"kuber
 // env is a server on a real SQLite ledger with the embedded rules and models, and a
 // token of each role.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	auth   *auth.Authenticator
 	store  *ledger.Store
@@ -41,7 +41,7 @@ type env struct {
 	client *http.Client
 }
 
-func newEnv(t *testing.T, set ...func(*Options)) *env {
+func newEnv(t testing.TB, set ...func(*Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -705,5 +705,26 @@ func TestReviewPageSessionsEndWithTheirToken(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Errorf("a multipart login: %d, want 415", resp.StatusCode)
+	}
+}
+
+// BenchmarkRecommendHTTP is POST /v1/recommendations through the whole server:
+// authentication, rate limiter, decoding, history lookup, recommendation, JSON.
+func BenchmarkRecommendHTTP(b *testing.B) {
+	e := newEnv(b, func(o *Options) { o.RatePerSecond, o.Burst = 1e9, 1 << 30 })
+	body := []byte(oomEvent)
+	for b.Loop() {
+		req, _ := http.NewRequest("POST", e.url+"/v1/recommendations", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+e.tokens[auth.Viewer])
+		resp, err := e.client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
 	}
 }
