@@ -67,9 +67,11 @@ type Result struct {
 // scratch holds the buffers of one Solve, which are large (thousands of options and
 // their scores) and short-lived: the result copies out the options it keeps.
 type scratch struct {
-	cands  []failure.Option
-	scores [][]float64
-	flat   []float64
+	cands   []failure.Option
+	scores  [][]float64
+	flat    []float64
+	qscores [][]float64 // quantized, for the front
+	qflat   []float64
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -77,6 +79,7 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 func (s *scratch) release() {
 	clear(s.cands) // drop the references to params and node lists
 	clear(s.scores)
+	clear(s.qscores)
 	scratchPool.Put(s)
 }
 
@@ -126,7 +129,7 @@ func (p *Problem) Solve() Result {
 			scores[i][j] = v
 		}
 	}
-	onFront := pareto(scores)
+	onFront := pareto(quantized(p.Scorers, scores, sc))
 	var front, rest []int
 	for i, on := range onFront {
 		feasible[i].Pareto = on
@@ -307,8 +310,54 @@ func dominates(a, b []float64) bool {
 	return better
 }
 
+// Quantizer is a Scorer whose scores mean nothing beyond some precision: the front is
+// found on its quantized scores, so that options differing by noise (P(success)
+// 0.97761 and 0.97763) do not both make the front when one costs much more.
+type Quantizer interface {
+	Quantize(score float64) float64
+}
+
+// quantized returns the scores the front is found on: quantized where the scorer
+// says, in the scratch's second buffer.
+func quantized(scorers []Scorer, scores [][]float64, sc *scratch) [][]float64 {
+	some := false
+	for _, s := range scorers {
+		_, ok := s.(Quantizer)
+		some = some || ok
+	}
+	if !some {
+		return scores
+	}
+	n := len(scorers)
+	sc.qflat = slices.Grow(sc.qflat[:0], len(scores)*n)[:len(scores)*n]
+	sc.qscores = slices.Grow(sc.qscores[:0], len(scores))[:len(scores)]
+	for i := range scores {
+		row := sc.qflat[i*n : (i+1)*n]
+		for j, s := range scorers {
+			row[j] = scores[i][j]
+			if q, ok := s.(Quantizer); ok && !math.IsInf(row[j], 0) {
+				row[j] = q.Quantize(row[j])
+			}
+		}
+		sc.qscores[i] = row
+	}
+	return sc.qscores
+}
+
+// relative rounds v > 0 to a step of 0.1% (a grid even in log space).
+func relative(v float64) float64 {
+	if v <= 0 {
+		return v
+	}
+	const step = 0.0009995 // log(1.001)
+	return math.Exp(math.Round(math.Log(v)/step) * step)
+}
+
 // PFailure scores the probability that the retry fails.
 type PFailure struct{}
+
+// Quantize implements Quantizer: probabilities to 0.1 percentage point.
+func (PFailure) Quantize(v float64) float64 { return math.Round(v*1000) / 1000 }
 
 // Name implements Scorer.
 func (PFailure) Name() string { return "pFailure" }
@@ -325,6 +374,9 @@ func (ExpectedCost) Name() string { return "expectedCost" }
 // Score implements Scorer.
 func (ExpectedCost) Score(o *failure.Option) float64 { return o.ExpectedCost }
 
+// Quantize implements Quantizer: costs to 0.1%.
+func (ExpectedCost) Quantize(v float64) float64 { return relative(v) }
+
 // Runtime scores the runtime of a successful retry, in seconds.
 type Runtime struct{}
 
@@ -333,6 +385,9 @@ func (Runtime) Name() string { return "runtime" }
 
 // Score implements Scorer.
 func (Runtime) Score(o *failure.Option) float64 { return o.RuntimeSeconds }
+
+// Quantize implements Quantizer: runtimes to 0.1%.
+func (Runtime) Quantize(v float64) float64 { return relative(v) }
 
 // MaxCostMultiple drops options whose run costs more than Max times the failed run's.
 type MaxCostMultiple struct{ Max float64 }

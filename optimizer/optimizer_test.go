@@ -338,3 +338,35 @@ func TestFronts2MatchesTheGeneralSort(t *testing.T) {
 		}
 	}
 }
+
+// saturated predicts a chance of success that keeps creeping up with memory past
+// what is needed, by amounts no one could measure.
+type saturated struct{}
+
+func (saturated) Predict(o *failure.Option) {
+	gib := float64(o.Resources.MemoryBytes) / (1 << 30)
+	o.PSuccess = 0.97 + 1e-5*gib
+	o.PFix = o.PSuccess
+	o.ExpectedCost = gib
+	o.RunCost, o.CostMultiple = gib, gib/10
+}
+
+// TestFrontIgnoresNoise: options that differ in P(success) by less than a tenth of a
+// percentage point are not on the front when they cost more. (Quantizing is a grid:
+// a pair on either side of a step can still both be on it.)
+func TestFrontIgnoresNoise(t *testing.T) {
+	s := &Space{Failed: failure.Option{Resources: failure.Resources{MemoryBytes: 10 << 30}}, Memory: true,
+		MemoryFloor: 10 << 30, MemoryCap: 100 << 30, MemoryStep: 1.1}
+	p := Problem{Space: s, Predictor: saturated{}, Scorers: []Scorer{PFailure{}, ExpectedCost{}}, Chooser: Target{MinPFix: 0.95}}
+	res := p.Solve()
+	front := 0
+	for _, o := range res.Options {
+		if o.Pareto {
+			front++
+		}
+	}
+	if front > 2 || len(res.Options) < 10 || !res.Options[0].Pareto || res.Options[0].Resources.MemoryBytes >= 12<<30 {
+		t.Errorf("%d of %d options on the front, the first %d GiB; want the cheapest and at most one step of the grid",
+			front, len(res.Options), res.Options[0].Resources.MemoryBytes>>30)
+	}
+}
