@@ -1,6 +1,7 @@
 package remediate
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,7 @@ type Watcher struct {
 	deploys   map[string]appslisters.DeploymentLister
 	published map[string]bool         // event ids sent by this process
 	gone      map[string]*batchv1.Job // deleted Jobs not yet handled, by queue key
+	ready     map[string]bool         // namespaces whose caches have synced
 	finished  sync.Map                // uids of attempts whose outcome this process reported
 }
 
@@ -112,7 +114,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
-	var synced []cache.InformerSynced
+	w.mu.Lock()
+	w.ready = map[string]bool{}
+	w.mu.Unlock()
 	for _, ns := range namespaces {
 		f := informers.NewSharedInformerFactoryWithOptions(w.client, w.o.Resync, informers.WithNamespace(ns))
 		jobs := f.Batch().V1().Jobs()
@@ -142,25 +146,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.jobs[ns], w.pods[ns] = jobs.Lister(), pods.Lister()
 		w.sets[ns], w.deploys[ns] = sets.Lister(), deploys.Lister()
 		w.mu.Unlock()
-		synced = append(synced, jobs.Informer().HasSynced, pods.Informer().HasSynced,
-			deploys.Informer().HasSynced, sets.Informer().HasSynced)
+		synced := []cache.InformerSynced{jobs.Informer().HasSynced, pods.Informer().HasSynced,
+			deploys.Informer().HasSynced, sets.Informer().HasSynced}
 		f.Start(ctx.Done())
-	}
-	// A namespace autofix may not list (a missing RoleBinding) keeps its cache from
-	// syncing, silently: say so while waiting.
-	syncCtx, stopWarning := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-syncCtx.Done():
-		case <-time.After(time.Minute):
-			w.o.Log.Error("watcher: caches not synced after a minute; can autofix list jobs, pods, deployments and replicasets in every watched namespace?",
-				"namespaces", namespaces)
-		}
-	}()
-	ok := cache.WaitForCacheSync(ctx.Done(), synced...)
-	stopWarning()
-	if !ok {
-		return fmt.Errorf("watcher: caches did not sync")
+		go w.await(ctx, ns, synced)
 	}
 	w.o.Log.Info("watching jobs", "namespaces", namespaces, "selector", w.o.Selector)
 	go func() {
@@ -170,6 +159,34 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for w.next(ctx) {
 	}
 	return nil
+}
+
+// await marks namespace ns ready once its caches have synced; until then its keys
+// wait. A namespace autofix may not list (a missing RoleBinding) never syncs: the
+// others go on, and the log says which one is stuck.
+func (w *Watcher) await(ctx context.Context, ns string, synced []cache.InformerSynced) {
+	warn := time.AfterFunc(time.Minute, func() {
+		w.o.Log.Error("watcher: namespace not synced after a minute; can autofix list jobs, pods, deployments and replicasets there?",
+			"namespace", cmp.Or(ns, "(all)"))
+	})
+	defer warn.Stop()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return
+	}
+	w.mu.Lock()
+	w.ready[ns] = true
+	w.mu.Unlock()
+	w.o.Log.Debug("watcher: namespace synced", "namespace", cmp.Or(ns, "(all)"))
+}
+
+// isReady reports whether the caches of the namespace a key belongs to have synced.
+func (w *Watcher) isReady(ns string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.o.Namespaces) == 0 {
+		return w.ready[metav1.NamespaceAll]
+	}
+	return w.ready[ns]
 }
 
 // jobDeleted keeps a deleted Job's last state until its key is handled.
@@ -212,6 +229,10 @@ func (w *Watcher) next(ctx context.Context) bool {
 		return false
 	}
 	defer w.queue.Done(key)
+	if _, rest, _ := strings.Cut(key, "/"); !w.isReady(strings.Split(rest, "/")[0]) {
+		w.queue.AddAfter(key, time.Second) // its namespace's caches are still filling
+		return true
+	}
 	retry, after, err := w.handle(ctx, key)
 	switch {
 	case err != nil && w.queue.NumRequeues(key) < 18: // the rate limiter doubles from 5 ms: ~20 minutes in all

@@ -2,15 +2,20 @@ package remediate
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -60,5 +65,36 @@ func TestWatcherReportsRecentFailuresOnce(t *testing.T) {
 	}
 	if got := pub.got(); len(got) != 1 || got[0] != "k8s-job-uid-recent" {
 		t.Errorf("published %v, want only the recent failure, once", got)
+	}
+}
+
+// TestWatcherGoesOnWithoutANamespaceItCannotList: a namespace without a RoleBinding
+// never syncs; the failures of the other namespaces are still reported.
+func TestWatcherGoesOnWithoutANamespaceItCannotList(t *testing.T) {
+	j := failedJob()
+	j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+		Reason: batchv1.JobReasonBackoffLimitExceeded, LastTransitionTime: metav1.Now()}}
+	client := fake.NewClientset(j)
+	client.PrependReactor("list", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetNamespace() == "locked" {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: a.GetResource().Resource}, "", errors.New("no RoleBinding"))
+		}
+		return false, nil, nil
+	})
+	pub := &collect{}
+	w := NewWatcher(client, pub, nil, WatcherOptions{Namespaces: []string{"locked", "ml"}, LogLines: -1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pub.got()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := pub.got(); len(got) != 1 {
+		t.Errorf("published %v; want the failure in ml although locked cannot be listed", got)
 	}
 }
