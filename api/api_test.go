@@ -711,7 +711,7 @@ func TestReviewPageSessionsEndWithTheirToken(t *testing.T) {
 // BenchmarkRecommendHTTP is POST /v1/recommendations through the whole server:
 // authentication, rate limiter, decoding, history lookup, recommendation, JSON.
 func BenchmarkRecommendHTTP(b *testing.B) {
-	e := newEnv(b, func(o *Options) { o.RatePerSecond, o.Burst = 1e9, 1 << 30 })
+	e := newEnv(b, func(o *Options) { o.RatePerSecond, o.Burst = 1e9, 1<<30 })
 	body := []byte(oomEvent)
 	for b.Loop() {
 		req, _ := http.NewRequest("POST", e.url+"/v1/recommendations", bytes.NewReader(body))
