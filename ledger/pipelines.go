@@ -146,3 +146,36 @@ func (s *Store) Approvers(ctx context.Context) (map[string]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// jobSpecTTL is how long a failed Job's spec is kept.
+const jobSpecTTL = 7 * 24 * time.Hour
+
+// KeepJobSpec stores the spec of a failed Job (replacing an older one of that name),
+// and drops specs older than a week.
+func (s *Store) KeepJobSpec(ctx context.Context, namespace, name string, spec []byte, at time.Time) error {
+	at = atOrNow(at)
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO job_specs (namespace, name, spec, recorded_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (namespace, name) DO UPDATE SET spec = excluded.spec, recorded_at = excluded.recorded_at`),
+			namespace, name, string(spec), nanos(at)); err != nil {
+			return fmt.Errorf("keep job spec: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q("DELETE FROM job_specs WHERE recorded_at < ?"), nanos(at.Add(-jobSpecTTL))); err != nil {
+			return fmt.Errorf("keep job spec: %w", err)
+		}
+		return nil
+	})
+}
+
+// JobSpec returns the kept spec of a failed Job (nil if none).
+func (s *Store) JobSpec(ctx context.Context, namespace, name string) ([]byte, error) {
+	var spec string
+	err := s.r.QueryRowContext(ctx, s.q("SELECT spec FROM job_specs WHERE namespace = ? AND name = ?"), namespace, name).Scan(&spec)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job spec: %w", err)
+	}
+	return []byte(spec), nil
+}

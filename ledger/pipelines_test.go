@@ -84,3 +84,29 @@ func TestSettingsAuditUnderConcurrency(t *testing.T) {
 		}
 	})
 }
+
+func TestJobSpecsAreKeptAWeek(t *testing.T) {
+	forEachDSN(t, func(t testing.TB, dsn string) {
+		s := openTest(t, dsn)
+		ctx := context.Background()
+		at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		if err := s.KeepJobSpec(ctx, "ml", "old", []byte(`{"v":1}`), at); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.KeepJobSpec(ctx, "ml", "train", []byte(`{"v":1}`), at.Add(6*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.KeepJobSpec(ctx, "ml", "train", []byte(`{"v":2}`), at.Add(8*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.JobSpec(ctx, "ml", "train"); err != nil || string(b) != `{"v":2}` {
+			t.Errorf("train: %s, %v; want the newer spec", b, err)
+		}
+		if b, err := s.JobSpec(ctx, "ml", "old"); err != nil || b != nil {
+			t.Errorf("a spec older than a week: %s, %v; want it dropped", b, err)
+		}
+		if b, err := s.JobSpec(ctx, "ml", "never"); err != nil || b != nil {
+			t.Errorf("no spec: %s, %v", b, err)
+		}
+	})
+}

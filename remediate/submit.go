@@ -41,6 +41,9 @@ type SubmitterOptions struct {
 	// GPUTypeLabel is the node label that names GPU models (default
 	// "nvidia.com/gpu.product"); a changed GPU type becomes a node selector on it.
 	GPUTypeLabel string
+	// Specs, if set, holds the specs of failed Jobs the watcher saw: a fix is still
+	// submitted when its failed Job is gone.
+	Specs SpecStore
 }
 
 // Submitter re-creates failed Jobs as new attempts.
@@ -57,6 +60,27 @@ func NewSubmitter(client kubernetes.Interface, o SubmitterOptions) *Submitter {
 	return &Submitter{client: client, o: o}
 }
 
+// kept is the failed Job as the watcher last saw it, when it is gone from the cluster.
+func (s *Submitter) kept(ctx context.Context, sub *Submission) (*batchv1.Job, error) {
+	gone := fmt.Errorf("the failed job %s/%s is gone (deleted, or removed by its TTL), and its spec with it: %w",
+		sub.Namespace, sub.FailedJob, ErrCannotSubmit)
+	if s.o.Specs == nil {
+		return nil, gone
+	}
+	b, err := s.o.Specs.Spec(ctx, sub.Namespace, sub.FailedJob)
+	if err != nil {
+		return nil, fmt.Errorf("read the kept spec of %s/%s: %w", sub.Namespace, sub.FailedJob, err)
+	}
+	if b == nil {
+		return nil, gone
+	}
+	var job batchv1.Job
+	if err := json.Unmarshal(b, &job); err != nil {
+		return nil, fmt.Errorf("the kept spec of %s/%s: %w: %w", sub.Namespace, sub.FailedJob, err, ErrCannotSubmit)
+	}
+	return &job, nil
+}
+
 // Submit creates the attempt's Job. A Job of that name that exists already is the
 // attempt, created before (a retry after a crash): Submit then succeeds.
 func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
@@ -68,8 +92,7 @@ func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
 	}
 	failed, err := jobs.Get(ctx, sub.FailedJob, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("the failed job %s/%s is gone (deleted, or removed by its TTL), and its spec with it: %w",
-			sub.Namespace, sub.FailedJob, ErrCannotSubmit)
+		failed, err = s.kept(ctx, sub)
 	}
 	if err != nil {
 		return fmt.Errorf("read the failed job %s/%s: %w", sub.Namespace, sub.FailedJob, err)

@@ -3,6 +3,7 @@ package remediate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -155,4 +156,38 @@ func mustJSON(t *testing.T, ev *failure.Event) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// specs is a SpecStore in memory.
+type specs map[string][]byte
+
+func (s specs) KeepSpec(_ context.Context, ns, name string, job []byte) error {
+	s[ns+"/"+name] = job
+	return nil
+}
+
+func (s specs) Spec(_ context.Context, ns, name string) ([]byte, error) { return s[ns+"/"+name], nil }
+
+// TestSubmitFromTheKeptSpec: a failed Job deleted before its fix was submitted is
+// re-created from the spec the watcher kept; without one, the fix cannot be made.
+func TestSubmitFromTheKeptSpec(t *testing.T) {
+	client := fake.NewClientset() // the failed Job is gone
+	if err := NewSubmitter(client, SubmitterOptions{}).Submit(context.Background(), submission()); !errors.Is(err, ErrCannotSubmit) {
+		t.Fatalf("no Job and no kept spec: %v, want ErrCannotSubmit", err)
+	}
+	b, err := json.Marshal(failedJob())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := specs{"ml/llm-ft": b}
+	if err := NewSubmitter(client, SubmitterOptions{Specs: kept}).Submit(context.Background(), submission()); err != nil {
+		t.Fatal(err)
+	}
+	j, err := client.BatchV1().Jobs("ml").Get(context.Background(), "llm-ft-af2", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := j.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; m.Value() != 96<<30 || j.Spec.Selector != nil {
+		t.Errorf("attempt from the kept spec: memory %s, selector %v; want 96Gi and no server-set selector", m.String(), j.Spec.Selector)
+	}
 }

@@ -3,6 +3,7 @@ package remediate
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -36,6 +37,14 @@ type OutcomeSink interface {
 	Finished(ctx context.Context, remediation string, succeeded bool, outcome failure.Outcome) error
 }
 
+// SpecStore keeps the specs of failed Jobs, so that a fix can be submitted after
+// the Job is gone (a TTL of 0, a person deleting it).
+type SpecStore interface {
+	KeepSpec(ctx context.Context, namespace, name string, job []byte) error
+	// Spec returns the kept Job (nil, nil when there is none).
+	Spec(ctx context.Context, namespace, name string) ([]byte, error)
+}
+
 // WatcherOptions configure a Watcher.
 type WatcherOptions struct {
 	// Namespaces to watch; empty watches all.
@@ -54,7 +63,9 @@ type WatcherOptions struct {
 	// MaxAge is how old a failure may be and still be reported (default 24 hours): on
 	// a first start, Jobs that failed long ago are history, not work.
 	MaxAge time.Duration
-	Log    *slog.Logger
+	// Specs, if set, keeps the spec of every failed Job it reports.
+	Specs SpecStore
+	Log   *slog.Logger
 }
 
 // Watcher turns failed Jobs (and pods that cannot start) into FailureEvents and
@@ -323,6 +334,15 @@ func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after tim
 		// The pod informer may lag the Job's: wait a little for the failed pod, which
 		// says why (OOMKilled, exit code, log), before publishing without it.
 		return false, 0, fmt.Errorf("job %s failed, its failed pod is not in the cache yet", job.Name)
+	}
+	if w.o.Specs != nil {
+		b, err := json.Marshal(job)
+		if err != nil {
+			return false, 0, err
+		}
+		if err := w.o.Specs.KeepSpec(ctx, job.Namespace, job.Name, b); err != nil {
+			return false, 0, err
+		}
 	}
 	ev := w.jobEvent(ctx, job, cond, pods)
 	return false, 0, w.publish(ctx, ev)

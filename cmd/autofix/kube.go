@@ -133,6 +133,17 @@ func (l ledgerSink) Finished(ctx context.Context, id string, succeeded bool, o f
 	return err
 }
 
+// ledgerSpecs keeps failed Jobs' specs in the ledger (remediate.SpecStore).
+type ledgerSpecs struct{ store *ledger.Store }
+
+func (l ledgerSpecs) KeepSpec(ctx context.Context, namespace, name string, job []byte) error {
+	return l.store.KeepJobSpec(ctx, namespace, name, job, time.Now())
+}
+
+func (l ledgerSpecs) Spec(ctx context.Context, namespace, name string) ([]byte, error) {
+	return l.store.JobSpec(ctx, namespace, name)
+}
+
 // identity names this replica for leader election.
 func identity(c *config.Kubernetes) string {
 	if c.Identity != "" {

@@ -169,7 +169,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	if kube != nil {
-		remediator = kubeRemediator{remediate.NewSubmitter(kube, remediate.SubmitterOptions{GPUTypeLabel: cfg.Kubernetes.GPUTypeLabel})}
+		remediator = kubeRemediator{remediate.NewSubmitter(kube, remediate.SubmitterOptions{GPUTypeLabel: cfg.Kubernetes.GPUTypeLabel,
+			Specs: ledgerSpecs{store}})}
 		if gpuTypes = clusterGPUTypes(ctx, kube, cfg.Kubernetes.GPUTypeLabel); len(gpuTypes) > 0 {
 			log.Info("GPU models on the cluster's nodes", "types", gpuTypes)
 		}
@@ -453,7 +454,8 @@ func runWatcher(ctx context.Context, cfg *config.Config, kube kubernetes.Interfa
 	defer func() { _ = p.Close() }()
 	k := &cfg.Kubernetes
 	w := remediate.NewWatcher(kube, kafkaPublisher{p}, ledgerSink{store, metrics}, remediate.WatcherOptions{
-		Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel, Log: log})
+		Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel,
+		Specs: ledgerSpecs{store}, Log: log})
 	if err := w.Run(ctx); err != nil {
 		log.Error("watcher", "err", err)
 	}
