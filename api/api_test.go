@@ -684,6 +684,21 @@ func TestReviewPageSessionsEndWithTheirToken(t *testing.T) {
 	if code := get(); code != http.StatusOK {
 		t.Fatalf("the queue after login: %d", code)
 	}
+	// The history page: the savings so far, and a fix approved through the API.
+	r := e.pending(oomEvent)
+	if status, b, _ := e.call("POST", "/v1/remediations/"+r.EventID+"/approve", auth.Approver, `{}`); status != http.StatusOK {
+		t.Fatalf("approve: %d %s", status, b)
+	}
+	resp, err = client.Get(e.url + "/ui/history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "Savings so far") ||
+		!strings.Contains(string(page), "resnet50-train-7") || !strings.Contains(string(page), "resnet50-train-7-af2") {
+		t.Errorf("history page: %d, lacks the savings or the approved fix", resp.StatusCode)
+	}
 	e.auth.Set(nil) // every token revoked
 	if code := get(); code != http.StatusSeeOther {
 		t.Errorf("the queue after the token was revoked: %d, want a redirect to the login", code)
