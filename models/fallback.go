@@ -405,6 +405,8 @@ func (f *Fallback) UnmarshalJSON(data []byte) error {
 	for _, c := range a.Classes {
 		var bad string
 		switch {
+		case !c.Category.Valid(): // a class without one decodes to ""
+			bad = "category missing or not in the taxonomy"
 		case slices.Contains(g.classes, c.Category):
 			bad = "duplicate"
 		case c.Count < 1:

@@ -199,6 +199,7 @@ func TestFallbackBadArtifacts(t *testing.T) {
 		{"zero count", strings.Replace(validArtifact, `"count":1`, `"count":0`, 1), "count"},
 		{"condProb too short", strings.Replace(validArtifact, `[1,0.5]`, `[1]`, 1), "condProb"},
 		{"condProb of 0", strings.Replace(validArtifact, `[1,0.5]`, `[1,0]`, 1), "condProb"},
+		{"class without a category", strings.Replace(validArtifact, `"category":"disk_full",`, ``, 1), "category missing"},
 	}
 	for _, tc := range tests {
 		var g models.Fallback
