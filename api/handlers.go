@@ -217,12 +217,18 @@ func (s *Server) approve(c *echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
+	return s.decide(c, func(ctx context.Context, id string, p auth.Principal) error { return s.doApprove(ctx, id, p, req) })
+}
+
+// decide makes a review decision on the remediation of the path, for the caller, and
+// answers with the remediation as it now stands.
+func (s *Server) decide(c *echo.Context, do func(ctx context.Context, id string, p auth.Principal) error) error {
 	p, _ := principal(c)
 	id, err := remediationID(c)
 	if err != nil {
 		return err
 	}
-	if err := s.doApprove(c.Request().Context(), id, p, req); err != nil {
+	if err := do(c.Request().Context(), id, p); err != nil {
 		return err
 	}
 	return s.getRemediation(c)
@@ -395,15 +401,9 @@ func (s *Server) reject(c *echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	p, _ := principal(c)
-	id, err := remediationID(c)
-	if err != nil {
-		return err
-	}
-	if err := s.doReject(c.Request().Context(), id, p, req.Reason); err != nil {
-		return err
-	}
-	return s.getRemediation(c)
+	return s.decide(c, func(ctx context.Context, id string, p auth.Principal) error {
+		return s.doReject(ctx, id, p, req.Reason)
+	})
 }
 
 // doReject rejects remediation id for p, with the reason in the audit trail.
