@@ -232,8 +232,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	})
 	wg.Go(func() { refreshGauges(ctx, store, metrics) })
 	wg.Go(func() { health.probe(ctx, log) })
-	// What acts on the cluster — the dispatcher, and the watcher that reports failures
-	// and outcomes — runs on the leader only, and stops the moment the lease is lost.
+	// What acts on the cluster — the dispatcher, the watcher that reports failures and
+	// outcomes, the pipeline runs — runs on the leader only, and stops the moment the
+	// lease is lost.
 	act := func(ctx context.Context) {
 		var acting sync.WaitGroup
 		acting.Go(func() {
