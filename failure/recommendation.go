@@ -30,8 +30,8 @@ type Option struct {
 	// CostMultiple is RunCost over the cost of a run of the failed configuration.
 	CostMultiple float64 `json:"costMultiple"`
 	// Pareto is set when no other option has both a higher PSuccess and a lower
-	// ExpectedCost (differences under 0.1 percentage point of P(success), or 0.1% of
-	// cost, do not count: they are noise).
+	// ExpectedCost (differences under 2% of P(failure), or 0.1% of cost, do not
+	// count: they are noise). The chosen option always has it.
 	Pareto bool `json:"pareto"`
 }
 

@@ -129,10 +129,13 @@ func (p *Problem) Solve() Result {
 			scores[i][j] = v
 		}
 	}
-	onFront := pareto(quantized(p.Scorers, scores, sc))
+	// The chooser picks from the exact front; the Pareto flags people see (and an
+	// approver may pick from) leave out options that differ only by noise and cost more.
+	onFront := pareto(scores)
+	shown := paretoShown(p.Scorers, scores, onFront, sc)
 	var front, rest []int
 	for i, on := range onFront {
-		feasible[i].Pareto = on
+		feasible[i].Pareto = shown[i]
 		if on {
 			front = append(front, i)
 		} else {
@@ -150,6 +153,7 @@ func (p *Problem) Solve() Result {
 		frontOpts[i], frontScores[i] = feasible[j], scores[j]
 	}
 	chosen := p.Chooser.Choose(frontOpts, frontScores)
+	frontOpts[chosen].Pareto = true
 	// The chosen option leads; the rest of the front follows, then the others.
 	limit := len(feasible)
 	if p.MaxOptions > 0 {
@@ -344,20 +348,51 @@ func quantized(scorers []Scorer, scores [][]float64, sc *scratch) [][]float64 {
 	return sc.qscores
 }
 
-// relative rounds v > 0 to a step of 0.1% (a grid even in log space).
-func relative(v float64) float64 {
-	if v <= 0 {
+// paretoShown is the front found on the quantized scores, less any option another
+// of it dominates on the exact scores (quantizing makes ties).
+func paretoShown(scorers []Scorer, scores [][]float64, exact []bool, sc *scratch) []bool {
+	q := quantized(scorers, scores, sc)
+	if len(q) > 0 && &q[0][0] == &scores[0][0] {
+		return exact // nothing quantized
+	}
+	shown := pareto(q)
+	var on []int
+	for i, ok := range shown {
+		if ok {
+			on = append(on, i)
+		}
+	}
+	for _, i := range on {
+		for _, j := range on {
+			if i != j && dominates(scores[j], scores[i]) {
+				shown[i] = false
+				break
+			}
+		}
+	}
+	return shown
+}
+
+// relative rounds v > 0 to a grid of the given relative step (even in log space);
+// values too large to round are left alone.
+func relative(v, step float64) float64 {
+	if !(v > 0) || math.IsInf(v, 0) {
 		return v
 	}
-	const step = 0.0009995 // log(1.001)
-	return math.Exp(math.Round(math.Log(v)/step) * step)
+	ls := math.Log1p(step)
+	r := math.Exp(math.Round(math.Log(v)/ls) * ls)
+	if math.IsInf(r, 0) {
+		return v
+	}
+	return r
 }
 
 // PFailure scores the probability that the retry fails.
 type PFailure struct{}
 
-// Quantize implements Quantizer: probabilities to 0.1 percentage point.
-func (PFailure) Quantize(v float64) float64 { return math.Round(v*1000) / 1000 }
+// Quantize implements Quantizer: to 2% of the probability of failure (0.02237 and
+// 0.02239 are one; 0.0005 and 0.0014 are not).
+func (PFailure) Quantize(v float64) float64 { return relative(v, 0.02) }
 
 // Name implements Scorer.
 func (PFailure) Name() string { return "pFailure" }
@@ -375,7 +410,7 @@ func (ExpectedCost) Name() string { return "expectedCost" }
 func (ExpectedCost) Score(o *failure.Option) float64 { return o.ExpectedCost }
 
 // Quantize implements Quantizer: costs to 0.1%.
-func (ExpectedCost) Quantize(v float64) float64 { return relative(v) }
+func (ExpectedCost) Quantize(v float64) float64 { return relative(v, 0.001) }
 
 // Runtime scores the runtime of a successful retry, in seconds.
 type Runtime struct{}
@@ -387,7 +422,7 @@ func (Runtime) Name() string { return "runtime" }
 func (Runtime) Score(o *failure.Option) float64 { return o.RuntimeSeconds }
 
 // Quantize implements Quantizer: runtimes to 0.1%.
-func (Runtime) Quantize(v float64) float64 { return relative(v) }
+func (Runtime) Quantize(v float64) float64 { return relative(v, 0.001) }
 
 // MaxCostMultiple drops options whose run costs more than Max times the failed run's.
 type MaxCostMultiple struct{ Max float64 }

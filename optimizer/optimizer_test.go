@@ -351,9 +351,9 @@ func (saturated) Predict(o *failure.Option) {
 	o.RunCost, o.CostMultiple = gib, gib/10
 }
 
-// TestFrontIgnoresNoise: options that differ in P(success) by less than a tenth of a
-// percentage point are not on the front when they cost more. (Quantizing is a grid:
-// a pair on either side of a step can still both be on it.)
+// TestFrontIgnoresNoise: options whose P(failure) differs by less than 2% of itself
+// are not flagged Pareto when they cost more. (Quantizing is a grid: across the 3%
+// this series spans, one flag per step of it.)
 func TestFrontIgnoresNoise(t *testing.T) {
 	s := &Space{Failed: failure.Option{Resources: failure.Resources{MemoryBytes: 10 << 30}}, Memory: true,
 		MemoryFloor: 10 << 30, MemoryCap: 100 << 30, MemoryStep: 1.1}
@@ -365,8 +365,36 @@ func TestFrontIgnoresNoise(t *testing.T) {
 			front++
 		}
 	}
-	if front > 2 || len(res.Options) < 10 || !res.Options[0].Pareto || res.Options[0].Resources.MemoryBytes >= 12<<30 {
+	if front > 3 || len(res.Options) < 10 || !res.Options[0].Pareto || res.Options[0].Resources.MemoryBytes >= 12<<30 {
 		t.Errorf("%d of %d options on the front, the first %d GiB; want the cheapest and at most one step of the grid",
 			front, len(res.Options), res.Options[0].Resources.MemoryBytes>>30)
+	}
+}
+
+// twins predicts 10Gi just under the target, 11Gi just over it (the two tie once
+// quantized) for a hair more, 12Gi far over it at twice the cost.
+type twins struct{}
+
+func (twins) Predict(o *failure.Option) {
+	switch o.Resources.MemoryBytes >> 30 {
+	case 10:
+		o.PSuccess, o.ExpectedCost = 0.9499, 1.0
+	case 11:
+		o.PSuccess, o.ExpectedCost = 0.9501, 1.0009
+	default:
+		o.PSuccess, o.ExpectedCost = 0.99, 2.0
+	}
+	o.PFix, o.RunCost, o.CostMultiple = o.PSuccess, o.ExpectedCost, o.ExpectedCost
+}
+
+// TestChoiceIsOnTheExactFront: flags ignore noise, the choice does not: the cheapest
+// option over the target is chosen even when a near-twin below it is cheaper still.
+func TestChoiceIsOnTheExactFront(t *testing.T) {
+	s := &Space{Failed: failure.Option{Resources: failure.Resources{MemoryBytes: 10 << 30}}, Memory: true,
+		MemoryFloor: 10 << 30, MemoryCap: 12 << 30, MemoryStep: 1.1}
+	p := Problem{Space: s, Predictor: twins{}, Scorers: []Scorer{PFailure{}, ExpectedCost{}}, Chooser: Target{MinPFix: 0.95}}
+	res := p.Solve()
+	if got := res.Options[0]; got.Resources.MemoryBytes>>30 != 11 || !got.Pareto {
+		t.Errorf("chose %d GiB (Pareto %v); want 11 GiB, flagged", got.Resources.MemoryBytes>>30, got.Pareto)
 	}
 }
