@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
@@ -35,7 +36,9 @@ type Pipelines struct {
 	driving map[string]bool
 	retry   map[string]time.Time // runs whose last drive failed, and when to try again
 	backoff map[string]time.Duration
-	wake    chan struct{}
+	// failingSince is when a run's drives began to fail.
+	failingSince map[string]time.Time
+	wake         chan struct{}
 }
 
 // Start records a new run of def.
@@ -69,7 +72,7 @@ func (p *Pipelines) nudge() {
 func (p *Pipelines) Run(ctx context.Context) {
 	p.mu.Lock()
 	p.driving, p.wake = map[string]bool{}, make(chan struct{}, 1)
-	p.retry, p.backoff = map[string]time.Time{}, map[string]time.Duration{}
+	p.retry, p.backoff, p.failingSince = map[string]time.Time{}, map[string]time.Duration{}, map[string]time.Time{}
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -131,18 +134,26 @@ func (p *Pipelines) drive(ctx context.Context, r ledger.PipelineRun) {
 	}
 	if err != nil {
 		// The cluster or the ledger failing for a while is not the pipeline failing:
-		// its stages run on. Try again later, backing off to 5 minutes.
+		// its stages run on. Try again later, backing off to 5 minutes — unless the
+		// API server says the run's objects can never be made, or it has failed for an
+		// hour.
 		p.mu.Lock()
+		if p.failingSince[key].IsZero() {
+			p.failingSince[key] = time.Now()
+		}
+		since := p.failingSince[key]
 		wait := min(max(2*p.backoff[key], 5*time.Second), 5*time.Minute)
 		p.backoff[key], p.retry[key] = wait, time.Now().Add(wait)
 		p.mu.Unlock()
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || time.Since(since) > giveUpAfter {
+			p.forget(key)
+			p.finish(r, pipeline.Failed, "the run cannot go on: "+err.Error())
+			return
+		}
 		p.Log.Warn("pipeline run: driving failed; trying again", "pipeline", r.Pipeline, "run", r.Run, "in", wait, "err", err)
 		return
 	}
-	p.mu.Lock()
-	delete(p.backoff, key)
-	delete(p.retry, key)
-	p.mu.Unlock()
+	p.forget(key)
 	msg := ""
 	for _, s := range st.Stages {
 		if s.Message != "" {
@@ -150,6 +161,17 @@ func (p *Pipelines) drive(ctx context.Context, r ledger.PipelineRun) {
 		}
 	}
 	p.finish(r, st.Phase, msg)
+}
+
+// giveUpAfter is how long a run's driving may keep failing before the run is failed.
+const giveUpAfter = time.Hour
+
+func (p *Pipelines) forget(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.backoff, key)
+	delete(p.retry, key)
+	delete(p.failingSince, key)
 }
 
 func (p *Pipelines) finish(r ledger.PipelineRun, phase pipeline.Phase, msg string) {

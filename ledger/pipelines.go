@@ -41,11 +41,11 @@ func (s *Store) CreatePipelineRun(ctx context.Context, r PipelineRun) error {
 	})
 }
 
-// FinishPipelineRun records how a run ended (or where it stands: phase running with
-// a message).
+// FinishPipelineRun records how a running run ended; a run that has ended already (or
+// does not exist) is ErrNotFound.
 func (s *Store) FinishPipelineRun(ctx context.Context, pipeline, run, phase, message string, at time.Time) error {
 	res, err := s.w.ExecContext(ctx, s.q(`UPDATE pipeline_runs SET phase = ?, message = ?, updated_at = ?
-		WHERE pipeline = ? AND run = ?`), phase, text(message), nanos(atOrNow(at)), pipeline, run)
+		WHERE pipeline = ? AND run = ? AND phase = 'running'`), phase, text(message), nanos(atOrNow(at)), pipeline, run)
 	if err != nil {
 		return fmt.Errorf("finish pipeline run: %w", err)
 	}
@@ -150,14 +150,14 @@ func (s *Store) Approvers(ctx context.Context) (map[string]string, error) {
 // jobSpecTTL is how long a failed Job's spec is kept.
 const jobSpecTTL = 7 * 24 * time.Hour
 
-// KeepJobSpec stores the spec of a failed Job (replacing an older one of that name),
-// and drops specs older than a week.
-func (s *Store) KeepJobSpec(ctx context.Context, namespace, name string, spec []byte, at time.Time) error {
+// KeepJobSpec stores the spec of the failed Job uid, and drops specs older than a
+// week.
+func (s *Store) KeepJobSpec(ctx context.Context, uid, namespace, name string, spec []byte, at time.Time) error {
 	at = atOrNow(at)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO job_specs (namespace, name, spec, recorded_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (namespace, name) DO UPDATE SET spec = excluded.spec, recorded_at = excluded.recorded_at`),
-			namespace, name, string(spec), nanos(at)); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO job_specs (uid, namespace, name, spec, recorded_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (uid) DO UPDATE SET spec = excluded.spec, recorded_at = excluded.recorded_at`),
+			uid, namespace, name, string(spec), nanos(at)); err != nil {
 			return fmt.Errorf("keep job spec: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, s.q("DELETE FROM job_specs WHERE recorded_at < ?"), nanos(at.Add(-jobSpecTTL))); err != nil {
@@ -167,10 +167,12 @@ func (s *Store) KeepJobSpec(ctx context.Context, namespace, name string, spec []
 	})
 }
 
-// JobSpec returns the kept spec of a failed Job (nil if none).
-func (s *Store) JobSpec(ctx context.Context, namespace, name string) ([]byte, error) {
+// JobSpec returns the kept spec of the failed Job uid (nil if none, or older than a
+// week at now).
+func (s *Store) JobSpec(ctx context.Context, uid string, now time.Time) ([]byte, error) {
 	var spec string
-	err := s.r.QueryRowContext(ctx, s.q("SELECT spec FROM job_specs WHERE namespace = ? AND name = ?"), namespace, name).Scan(&spec)
+	err := s.r.QueryRowContext(ctx, s.q("SELECT spec FROM job_specs WHERE uid = ? AND recorded_at >= ?"), uid,
+		nanos(atOrNow(now).Add(-jobSpecTTL))).Scan(&spec)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

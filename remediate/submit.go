@@ -33,7 +33,10 @@ type Submission struct {
 	Attempt         int
 	// Remediation is the id of the remediation that asked for the attempt.
 	Remediation string
-	Option      failure.Option
+	// FailedUID is the failed Job's uid, when known: a Job of the same name with
+	// another uid is another Job, not a base for this fix.
+	FailedUID string
+	Option    failure.Option
 }
 
 // SubmitterOptions configure a Submitter.
@@ -60,25 +63,22 @@ func NewSubmitter(client kubernetes.Interface, o SubmitterOptions) *Submitter {
 	return &Submitter{client: client, o: o}
 }
 
-// kept is the failed Job as the watcher last saw it, when it is gone from the cluster.
+// kept is the failed Job as the watcher last saw it, when it is gone from the cluster
+// (or a Job of the same name has taken its place).
 func (s *Submitter) kept(ctx context.Context, sub *Submission) (*batchv1.Job, error) {
-	gone := fmt.Errorf("the failed job %s/%s is gone (deleted, or removed by its TTL), and its spec with it: %w",
+	gone := fmt.Errorf("the failed job %s/%s is gone (deleted, removed by its TTL, or replaced), and its spec with it: %w",
 		sub.Namespace, sub.FailedJob, ErrCannotSubmit)
-	if s.o.Specs == nil {
+	if s.o.Specs == nil || sub.FailedUID == "" {
 		return nil, gone
 	}
-	b, err := s.o.Specs.Spec(ctx, sub.Namespace, sub.FailedJob)
+	job, err := s.o.Specs.Spec(ctx, sub.FailedUID)
 	if err != nil {
 		return nil, fmt.Errorf("read the kept spec of %s/%s: %w", sub.Namespace, sub.FailedJob, err)
 	}
-	if b == nil {
+	if job == nil {
 		return nil, gone
 	}
-	var job batchv1.Job
-	if err := json.Unmarshal(b, &job); err != nil {
-		return nil, fmt.Errorf("the kept spec of %s/%s: %w: %w", sub.Namespace, sub.FailedJob, err, ErrCannotSubmit)
-	}
-	return &job, nil
+	return job, nil
 }
 
 // Submit creates the attempt's Job. A Job of that name that exists already is the
@@ -91,8 +91,8 @@ func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
 		return fmt.Errorf("look for job %s/%s: %w", sub.Namespace, sub.Name, err)
 	}
 	failed, err := jobs.Get(ctx, sub.FailedJob, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		failed, err = s.kept(ctx, sub)
+	if apierrors.IsNotFound(err) || err == nil && sub.FailedUID != "" && string(failed.UID) != sub.FailedUID {
+		failed, err = s.kept(ctx, sub) // gone, or replaced by a Job of the same name
 	}
 	if err != nil {
 		return fmt.Errorf("read the failed job %s/%s: %w", sub.Namespace, sub.FailedJob, err)

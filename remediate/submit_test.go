@@ -159,35 +159,54 @@ func mustJSON(t *testing.T, ev *failure.Event) []byte {
 }
 
 // specs is a SpecStore in memory.
-type specs map[string][]byte
+type specs map[string]*batchv1.Job
 
-func (s specs) KeepSpec(_ context.Context, ns, name string, job []byte) error {
-	s[ns+"/"+name] = job
+func (s specs) KeepSpec(_ context.Context, job *batchv1.Job) error {
+	s[string(job.UID)] = job.DeepCopy()
 	return nil
 }
 
-func (s specs) Spec(_ context.Context, ns, name string) ([]byte, error) { return s[ns+"/"+name], nil }
+func (s specs) Spec(_ context.Context, uid string) (*batchv1.Job, error) { return s[uid], nil }
 
 // TestSubmitFromTheKeptSpec: a failed Job deleted before its fix was submitted is
-// re-created from the spec the watcher kept; without one, the fix cannot be made.
+// re-created from the spec the watcher kept; without one, the fix cannot be made; and
+// a later Job of the same name is never the base of the first one's fix.
 func TestSubmitFromTheKeptSpec(t *testing.T) {
+	ctx := context.Background()
+	sub := submission()
+	sub.FailedUID = "0b1c"
 	client := fake.NewClientset() // the failed Job is gone
-	if err := NewSubmitter(client, SubmitterOptions{}).Submit(context.Background(), submission()); !errors.Is(err, ErrCannotSubmit) {
+	if err := NewSubmitter(client, SubmitterOptions{}).Submit(ctx, sub); !errors.Is(err, ErrCannotSubmit) {
 		t.Fatalf("no Job and no kept spec: %v, want ErrCannotSubmit", err)
 	}
-	b, err := json.Marshal(failedJob())
-	if err != nil {
+	kept := specs{}
+	if err := kept.KeepSpec(ctx, failedJob()); err != nil {
 		t.Fatal(err)
 	}
-	kept := specs{"ml/llm-ft": b}
-	if err := NewSubmitter(client, SubmitterOptions{Specs: kept}).Submit(context.Background(), submission()); err != nil {
+	if err := NewSubmitter(client, SubmitterOptions{Specs: kept}).Submit(ctx, sub); err != nil {
 		t.Fatal(err)
 	}
-	j, err := client.BatchV1().Jobs("ml").Get(context.Background(), "llm-ft-af2", metav1.GetOptions{})
+	j, err := client.BatchV1().Jobs("ml").Get(ctx, "llm-ft-af2", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m := j.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; m.Value() != 96<<30 || j.Spec.Selector != nil {
 		t.Errorf("attempt from the kept spec: memory %s, selector %v; want 96Gi and no server-set selector", m.String(), j.Spec.Selector)
+	}
+
+	// Another Job took the name: it is not the base; with no spec kept, no fix.
+	other := failedJob()
+	other.UID = "ffff"
+	other.Spec.Template.Spec.Containers[0].Image = "someone-else:9"
+	client = fake.NewClientset(other)
+	if err := NewSubmitter(client, SubmitterOptions{Specs: specs{}}).Submit(ctx, sub); !errors.Is(err, ErrCannotSubmit) {
+		t.Errorf("a different Job of the same name: %v, want ErrCannotSubmit", err)
+	}
+	if err := NewSubmitter(client, SubmitterOptions{Specs: kept}).Submit(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	j, err = client.BatchV1().Jobs("ml").Get(ctx, "llm-ft-af2", metav1.GetOptions{})
+	if err != nil || j.Spec.Template.Spec.Containers[0].Image == "someone-else:9" {
+		t.Errorf("the fix was built from the other Job (%v)", err)
 	}
 }

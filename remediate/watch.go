@@ -3,9 +3,9 @@ package remediate
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,12 +37,12 @@ type OutcomeSink interface {
 	Finished(ctx context.Context, remediation string, succeeded bool, outcome failure.Outcome) error
 }
 
-// SpecStore keeps the specs of failed Jobs, so that a fix can be submitted after
-// the Job is gone (a TTL of 0, a person deleting it).
+// SpecStore keeps the specs of failed Jobs by uid, so that a fix can be submitted
+// after the Job is gone (a TTL of 0, a person deleting it).
 type SpecStore interface {
-	KeepSpec(ctx context.Context, namespace, name string, job []byte) error
-	// Spec returns the kept Job (nil, nil when there is none).
-	Spec(ctx context.Context, namespace, name string) ([]byte, error)
+	KeepSpec(ctx context.Context, job *batchv1.Job) error
+	// Spec returns the kept Job of that uid (nil, nil when there is none).
+	Spec(ctx context.Context, uid string) (*batchv1.Job, error)
 }
 
 // WatcherOptions configure a Watcher.
@@ -121,12 +121,10 @@ func NewWatcher(client kubernetes.Interface, pub Publisher, sink OutcomeSink, o 
 func (w *Watcher) Run(ctx context.Context) error {
 	w.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	defer w.queue.ShutDown()
-	namespaces := w.o.Namespaces
-	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
-	}
+	namespaces := w.namespaces()
+	ready := map[string]bool{} // this Run's: an await of an earlier Run writes to its own
 	w.mu.Lock()
-	w.ready = map[string]bool{}
+	w.ready = ready
 	w.mu.Unlock()
 	for _, ns := range namespaces {
 		f := informers.NewSharedInformerFactoryWithOptions(w.client, w.o.Resync, informers.WithNamespace(ns))
@@ -160,7 +158,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		synced := []cache.InformerSynced{jobs.Informer().HasSynced, pods.Informer().HasSynced,
 			deploys.Informer().HasSynced, sets.Informer().HasSynced}
 		f.Start(ctx.Done())
-		go w.await(ctx, ns, synced)
+		go w.await(ctx, ns, synced, ready)
 	}
 	w.o.Log.Info("watching jobs", "namespaces", namespaces, "selector", w.o.Selector)
 	go func() {
@@ -175,7 +173,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 // await marks namespace ns ready once its caches have synced; until then its keys
 // wait. A namespace autofix may not list (a missing RoleBinding) never syncs: the
 // others go on, and the log says which one is stuck.
-func (w *Watcher) await(ctx context.Context, ns string, synced []cache.InformerSynced) {
+func (w *Watcher) await(ctx context.Context, ns string, synced []cache.InformerSynced, ready map[string]bool) {
 	warn := time.AfterFunc(time.Minute, func() {
 		w.o.Log.Error("watcher: namespace not synced after a minute; can autofix list jobs, pods, deployments and replicasets there?",
 			"namespace", cmp.Or(ns, "(all)"))
@@ -185,17 +183,35 @@ func (w *Watcher) await(ctx context.Context, ns string, synced []cache.InformerS
 		return
 	}
 	w.mu.Lock()
-	w.ready[ns] = true
+	ready[ns] = true
 	w.mu.Unlock()
 	w.o.Log.Debug("watcher: namespace synced", "namespace", cmp.Or(ns, "(all)"))
+}
+
+// namespaces are the namespaces to watch, each once; all of them ("") when none is
+// named, or when "" is among them.
+func (w *Watcher) namespaces() []string {
+	var out []string
+	for _, ns := range w.o.Namespaces {
+		if ns == metav1.NamespaceAll {
+			return []string{metav1.NamespaceAll}
+		}
+		if !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	if len(out) == 0 {
+		return []string{metav1.NamespaceAll}
+	}
+	return out
 }
 
 // isReady reports whether the caches of the namespace a key belongs to have synced.
 func (w *Watcher) isReady(ns string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.o.Namespaces) == 0 {
-		return w.ready[metav1.NamespaceAll]
+	if w.ready[metav1.NamespaceAll] {
+		return true
 	}
 	return w.ready[ns]
 }
@@ -335,15 +351,7 @@ func (w *Watcher) handle(ctx context.Context, key string) (retry bool, after tim
 		// says why (OOMKilled, exit code, log), before publishing without it.
 		return false, 0, fmt.Errorf("job %s failed, its failed pod is not in the cache yet", job.Name)
 	}
-	if w.o.Specs != nil {
-		b, err := json.Marshal(job)
-		if err != nil {
-			return false, 0, err
-		}
-		if err := w.o.Specs.KeepSpec(ctx, job.Namespace, job.Name, b); err != nil {
-			return false, 0, err
-		}
-	}
+	w.keepSpec(ctx, job)
 	ev := w.jobEvent(ctx, job, cond, pods)
 	return false, 0, w.publish(ctx, ev)
 }
@@ -383,6 +391,7 @@ func (w *Watcher) handlePod(ctx context.Context, pod *corev1.Pod, jl batchlister
 	if w.sent(ev.ID) {
 		return false, 0, nil
 	}
+	w.keepSpec(ctx, job)
 	return false, 0, w.publish(ctx, ev)
 }
 
@@ -393,6 +402,17 @@ func stuckReason(reason string) bool {
 		return true
 	}
 	return false
+}
+
+// keepSpec keeps the failed Job's spec, for a fix submitted after it is gone. It is
+// a fallback: a failure to keep it is logged, and the failure still reported.
+func (w *Watcher) keepSpec(ctx context.Context, job *batchv1.Job) {
+	if w.o.Specs == nil {
+		return
+	}
+	if err := w.o.Specs.KeepSpec(ctx, job); err != nil {
+		w.o.Log.Warn("watch: could not keep the failed job's spec; its fix needs the job to exist", "job", job.Namespace+"/"+job.Name, "err", err)
+	}
 }
 
 func (w *Watcher) publish(ctx context.Context, ev *failure.Event) error {

@@ -98,3 +98,61 @@ func TestWatcherGoesOnWithoutANamespaceItCannotList(t *testing.T) {
 		t.Errorf("published %v; want the failure in ml although locked cannot be listed", got)
 	}
 }
+
+type brokenSpecs struct{}
+
+func (brokenSpecs) KeepSpec(context.Context, *batchv1.Job) error { return errors.New("ledger down") }
+
+func (brokenSpecs) Spec(context.Context, string) (*batchv1.Job, error) {
+	return nil, errors.New("ledger down")
+}
+
+// TestFailuresArePublishedWhenSpecsCannotBeKept: keeping the spec is a fallback; a
+// ledger that cannot take it does not hold the failure back.
+func TestFailuresArePublishedWhenSpecsCannotBeKept(t *testing.T) {
+	j := failedJob()
+	j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+		Reason: batchv1.JobReasonBackoffLimitExceeded, LastTransitionTime: metav1.Now()}}
+	pub := &collect{}
+	w := NewWatcher(fake.NewClientset(j), pub, nil, WatcherOptions{LogLines: -1, Specs: brokenSpecs{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pub.got()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.got()) != 1 {
+		t.Errorf("published %v with a broken spec store; want the failure", pub.got())
+	}
+}
+
+// TestWatcherNamespacesAllAndTwice: "" among the namespaces watches all of them, and a
+// namespace named twice is watched once.
+func TestWatcherNamespacesAllAndTwice(t *testing.T) {
+	for _, namespaces := range [][]string{{""}, {"ml", ""}, {"ml", "ml"}} {
+		j := failedJob()
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+			Reason: batchv1.JobReasonBackoffLimitExceeded, LastTransitionTime: metav1.Now()}}
+		pub := &collect{}
+		w := NewWatcher(fake.NewClientset(j), pub, nil, WatcherOptions{LogLines: -1, Namespaces: namespaces})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for len(pub.got()) == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(pub.got()) != 1 {
+			t.Errorf("namespaces %q: published %v, want the failure", namespaces, pub.got())
+		}
+	}
+}

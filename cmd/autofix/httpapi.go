@@ -38,27 +38,6 @@ func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interfac
 	if fromSecret && kube == nil {
 		return nil, fmt.Errorf("http.tokensSecret: %s needs a cluster (kubernetes.kubeconfig)", cfg.HTTP.TokensSecret)
 	}
-	load := func() ([]auth.Token, error) {
-		s, err := auth.OpenStore(path)
-		if err != nil {
-			return nil, err
-		}
-		tokens := s.Tokens()
-		if fromSecret {
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			more, err := auth.FromSecret(sctx, kube, secretNS, secretName)
-			if apierrors.IsNotFound(err) { // deleted: its tokens are revoked
-				log.Warn("API tokens: the Secret does not exist; only the token file's tokens work", "secret", cfg.HTTP.TokensSecret)
-				return tokens, nil
-			}
-			if err != nil {
-				return nil, fmt.Errorf("http.tokensSecret: %w", err)
-			}
-			tokens = append(tokens, more...)
-		}
-		return tokens, nil
-	}
 	if !fromSecret {
 		s, err := auth.OpenStore(path)
 		if err != nil {
@@ -76,45 +55,32 @@ func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interfac
 			log.Warn("first start: an admin API token was created; it is in the file (mode 0600)", "file", file)
 		}
 	}
-	tokens, err := load()
-	if err != nil && !fromSecret {
+	// The file's tokens and the Secret's are read apart: one source failing keeps its
+	// last tokens (the Secret's for at most staleTokens) and never the other's.
+	src := &tokenSources{path: path, log: log}
+	if fromSecret {
+		src.secret = func(ctx context.Context) ([]auth.Token, error) {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return auth.FromSecret(sctx, kube, secretNS, secretName)
+		}
+	}
+	if err := src.reload(ctx, true); err != nil {
 		return nil, err
 	}
-	if err != nil { // the Secret may not exist yet: go on with the file's, and keep trying
-		log.Error("API tokens: the Secret cannot be read; only the token file's tokens work until it can", "err", err)
-		s, ferr := auth.OpenStore(path)
-		if ferr != nil {
-			return nil, ferr
-		}
-		tokens = s.Tokens()
-	}
-	a := auth.NewAuthenticator(tokens)
+	a := auth.NewAuthenticator(src.tokens())
 	log.Info("API tokens loaded", "count", a.Len(), "file", path, "secret", cfg.HTTP.TokensSecret)
 	go func() {
 		t := time.NewTicker(tokenReload)
 		defer t.Stop()
-		lastGood := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-			tokens, err := load()
-			if err != nil && time.Since(lastGood) < staleTokens {
-				log.Warn("reloading API tokens failed; keeping the last ones", "err", err)
-				continue
-			}
-			if err != nil { // too long without reading the Secret: trust the file alone
-				log.Error("API tokens: the Secret has not been readable for a while; only the token file's tokens work", "err", err)
-				s, ferr := auth.OpenStore(path)
-				if ferr != nil {
-					continue
-				}
-				tokens = s.Tokens()
-			} else {
-				lastGood = time.Now()
-			}
+			_ = src.reload(ctx, false)
+			tokens := src.tokens()
 			if len(tokens) != a.Len() {
 				log.Info("API tokens reloaded", "count", len(tokens))
 			}
@@ -122,6 +88,53 @@ func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interfac
 		}
 	}()
 	return a, nil
+}
+
+// tokenSources are the token file and, if configured, the Secret, each with the
+// tokens last read from it.
+type tokenSources struct {
+	path   string
+	secret func(context.Context) ([]auth.Token, error)
+	log    *slog.Logger
+
+	file, fromSecret []auth.Token
+	secretReadAt     time.Time
+}
+
+// reload reads both sources. At start (first), an unreadable token file is an error;
+// later it keeps the file's last tokens. A deleted Secret revokes its tokens; one
+// that cannot be read keeps them for staleTokens at most.
+func (t *tokenSources) reload(ctx context.Context, first bool) error {
+	s, err := auth.OpenStore(t.path)
+	switch {
+	case err == nil:
+		t.file = s.Tokens()
+	case first:
+		return err
+	default:
+		t.log.Warn("API tokens: the token file cannot be read; keeping its last tokens", "err", err)
+	}
+	if t.secret == nil {
+		return nil
+	}
+	more, err := t.secret(ctx)
+	switch {
+	case err == nil:
+		t.fromSecret, t.secretReadAt = more, time.Now()
+	case apierrors.IsNotFound(err): // deleted: its tokens are revoked
+		t.fromSecret, t.secretReadAt = nil, time.Now()
+		t.log.Warn("API tokens: the Secret does not exist; only the token file's tokens work")
+	case first || time.Since(t.secretReadAt) > staleTokens:
+		t.fromSecret = nil
+		t.log.Error("API tokens: the Secret cannot be read; only the token file's tokens work until it can", "err", err)
+	default:
+		t.log.Warn("API tokens: the Secret cannot be read; keeping its last tokens for now", "err", err)
+	}
+	return nil
+}
+
+func (t *tokenSources) tokens() []auth.Token {
+	return append(append([]auth.Token(nil), t.file...), t.fromSecret...)
 }
 
 // consumerCollector exposes the Kafka consumer's counters.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -81,7 +82,7 @@ func submission(r *ledger.Remediation) (*remediate.Submission, error) {
 	return &remediate.Submission{
 		Namespace: r.Event.Job.Namespace, FailedJob: r.Event.Job.Name, Name: a.JobName,
 		Chain: a.ChainID, Original: engine.OriginalName(r.Event), Attempt: a.Number,
-		Remediation: r.EventID, Option: opt,
+		Remediation: r.EventID, FailedUID: r.Event.Job.UID, Option: opt,
 	}, nil
 }
 
@@ -136,12 +137,24 @@ func (l ledgerSink) Finished(ctx context.Context, id string, succeeded bool, o f
 // ledgerSpecs keeps failed Jobs' specs in the ledger (remediate.SpecStore).
 type ledgerSpecs struct{ store *ledger.Store }
 
-func (l ledgerSpecs) KeepSpec(ctx context.Context, namespace, name string, job []byte) error {
-	return l.store.KeepJobSpec(ctx, namespace, name, job, time.Now())
+func (l ledgerSpecs) KeepSpec(ctx context.Context, job *batchv1.Job) error {
+	b, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	return l.store.KeepJobSpec(ctx, string(job.UID), job.Namespace, job.Name, b, time.Now())
 }
 
-func (l ledgerSpecs) Spec(ctx context.Context, namespace, name string) ([]byte, error) {
-	return l.store.JobSpec(ctx, namespace, name)
+func (l ledgerSpecs) Spec(ctx context.Context, uid string) (*batchv1.Job, error) {
+	b, err := l.store.JobSpec(ctx, uid, time.Now())
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var job batchv1.Job
+	if err := json.Unmarshal(b, &job); err != nil {
+		return nil, fmt.Errorf("the kept spec of job %s: %w", uid, err)
+	}
+	return &job, nil
 }
 
 // identity names this replica for leader election.
