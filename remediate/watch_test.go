@@ -83,17 +83,7 @@ func TestWatcherGoesOnWithoutANamespaceItCannotList(t *testing.T) {
 	})
 	pub := &collect{}
 	w := NewWatcher(client, pub, nil, WatcherOptions{Namespaces: []string{"locked", "ml"}, LogLines: -1})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(pub.got()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	watchUntilPublished(t, w, pub)
 	if got := pub.got(); len(got) != 1 {
 		t.Errorf("published %v; want the failure in ml although locked cannot be listed", got)
 	}
@@ -115,17 +105,7 @@ func TestFailuresArePublishedWhenSpecsCannotBeKept(t *testing.T) {
 		Reason: batchv1.JobReasonBackoffLimitExceeded, LastTransitionTime: metav1.Now()}}
 	pub := &collect{}
 	w := NewWatcher(fake.NewClientset(j), pub, nil, WatcherOptions{LogLines: -1, Specs: brokenSpecs{}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(pub.got()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	watchUntilPublished(t, w, pub)
 	if len(pub.got()) != 1 {
 		t.Errorf("published %v with a broken spec store; want the failure", pub.got())
 	}
@@ -140,19 +120,26 @@ func TestWatcherNamespacesAllAndTwice(t *testing.T) {
 			Reason: batchv1.JobReasonBackoffLimitExceeded, LastTransitionTime: metav1.Now()}}
 		pub := &collect{}
 		w := NewWatcher(fake.NewClientset(j), pub, nil, WatcherOptions{LogLines: -1, Namespaces: namespaces})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- w.Run(ctx) }()
-		deadline := time.Now().Add(10 * time.Second)
-		for len(pub.got()) == 0 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		watchUntilPublished(t, w, pub)
 		if len(pub.got()) != 1 {
 			t.Errorf("namespaces %q: published %v, want the failure", namespaces, pub.got())
 		}
+	}
+}
+
+// watchUntilPublished runs w until it has published something (10 s at most), then
+// stops it.
+func watchUntilPublished(t *testing.T, w *Watcher, pub *collect) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pub.got()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
