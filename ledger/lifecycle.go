@@ -276,15 +276,51 @@ func (s *Store) SetPaused(ctx context.Context, paused bool, actor, reason string
 
 // Paused reports whether the kill switch is on.
 func (s *Store) Paused(ctx context.Context) (bool, error) {
+	p, err := s.PauseState(ctx)
+	return p.Paused, err
+}
+
+// Pause is the kill switch and who set it last.
+type Pause struct {
+	Paused        bool
+	Actor, Reason string
+	At            time.Time
+}
+
+// PauseState reports the kill switch with who last set it, when and why.
+func (s *Store) PauseState(ctx context.Context) (Pause, error) {
+	var p Pause
 	var value string
-	err := s.r.QueryRowContext(ctx, "SELECT value FROM settings WHERE name = 'paused'").Scan(&value)
+	var at int64
+	err := s.r.QueryRowContext(ctx, "SELECT value, actor, reason, updated_at FROM settings WHERE name = 'paused'").
+		Scan(&value, &p.Actor, &p.Reason, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return p, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("paused: %w", err)
+		return p, fmt.Errorf("paused: %w", err)
 	}
-	return value == "1", nil
+	p.Paused, p.At = value == "1", fromNanos(at)
+	return p, nil
+}
+
+// Approvers returns, per remediation a person approved, who did (the audit trail's
+// approve rows; the policy's own approvals are not among them).
+func (s *Store) Approvers(ctx context.Context) (map[string]string, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT event_id, actor FROM audit WHERE action = 'approve'")
+	if err != nil {
+		return nil, fmt.Errorf("approvers: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, actor string
+		if err := rows.Scan(&id, &actor); err != nil {
+			return nil, fmt.Errorf("approvers: %w", err)
+		}
+		out[id] = actor
+	}
+	return out, rows.Err()
 }
 
 func atOrNow(at time.Time) time.Time {
