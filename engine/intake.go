@@ -46,6 +46,9 @@ type IntakeLedger interface {
 	ChainAttempts(ctx context.Context, chains []string) (map[string]int, error)
 	Record(ctx context.Context, entries []ledger.Entry) ([]bool, error)
 	Paused(ctx context.Context) (bool, error)
+	// Ping reports whether the ledger can be reached: it tells a failing entry from
+	// a failing ledger.
+	Ping(ctx context.Context) error
 }
 
 // Intake turns batches of Kafka messages into ledger records. It is an ingest.Handler.
@@ -93,6 +96,8 @@ type item struct {
 	entry ledger.Entry
 	// outcome is the failed run as the template's history will hold it.
 	outcome failure.Outcome
+	// fresh is set once the entry is recorded, if it was new to the ledger.
+	fresh bool
 }
 
 // Handle implements ingest.Handler.
@@ -145,22 +150,17 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 	if err := in.decide(ctx, fresh); err != nil {
 		return nil, err
 	}
-	entries := make([]ledger.Entry, len(fresh))
-	for i, it := range fresh {
-		entries[i] = it.entry
+	if err := in.record(ctx, fresh); err != nil {
+		return nil, err
 	}
-	ok, err := in.Ledger.Record(ctx, entries)
-	if err != nil {
-		return nil, fmt.Errorf("record %d events: %w", len(entries), err)
-	}
-	in.remember(fresh, entries)
+	in.remember(fresh)
 	done := in.now()
-	for i, it := range fresh {
+	for _, it := range fresh {
 		if it.entry.State == ledger.Rejected && it.ev == nil {
 			rejected = append(rejected, ingest.Rejection{Index: it.index, Reason: it.entry.Error})
 		}
-		if ok[i] && it.ev != nil && in.Decided != nil {
-			in.Decided(&entries[i], done.Sub(it.msg.Time))
+		if it.fresh && it.ev != nil && in.Decided != nil {
+			in.Decided(&it.entry, done.Sub(it.msg.Time))
 		}
 	}
 	return rejected, nil
@@ -265,12 +265,7 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	defer func() {
 		if p := recover(); p != nil {
 			in.log().Error("decision panicked", "event", it.entry.EventID, "panic", p, "stack", string(debug.Stack()))
-			// Recorded under its position, like an undecodable message, so that a
-			// redelivery (after a crash before the dead letter was written) is
-			// dead-lettered again rather than taken for a decided event.
-			it.entry = ledger.Entry{EventID: RejectedID(it.msg), Source: it.entry.Source, ReceivedAt: it.entry.ReceivedAt,
-				State: ledger.Rejected, Actor: "intake", Error: fmt.Sprintf("internal: the decision failed: %v", p)}
-			it.ev = nil
+			quarantine(it, fmt.Sprintf("internal: the decision failed: %v", p))
 		}
 	}()
 	ev := it.ev
@@ -306,12 +301,12 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 // remember adds the outcomes just recorded to the history cache. Their sequence
 // numbers follow the cached one unless another writer added outcomes in between; then
 // the template is dropped from the cache and read whole next time.
-func (in *Intake) remember(fresh []*item, entries []ledger.Entry) {
+func (in *Intake) remember(fresh []*item) {
 	in.cacheMu.Lock()
 	defer in.cacheMu.Unlock()
 	limit := in.historyLimit()
-	for i, it := range fresh {
-		seq := entries[i].OutcomeSeq
+	for _, it := range fresh {
+		seq := it.entry.OutcomeSeq
 		if seq == 0 || it.ev == nil {
 			continue
 		}

@@ -228,12 +228,23 @@ func (w *wireJob) job() (Job, error) {
 	if strings.TrimSpace(w.Name) == "" {
 		return Job{}, fieldErr("job.name", "required")
 	}
+	for _, f := range []struct{ field, v string }{
+		{"job.name", w.Name}, {"job.namespace", w.Namespace}, {"job.uid", w.UID}, {"job.template", w.Template},
+		{"job.pipeline", w.Pipeline}, {"job.stage", w.Stage}, {"job.image", w.Image},
+	} {
+		if err := checkName(f.field, f.v); err != nil {
+			return Job{}, err
+		}
+	}
 	kind := JobKind(w.Kind)
 	if kind != "" && !kind.Valid() {
 		return Job{}, fieldErr("job.kind", "unknown kind %q (want training, compression, deployment or batch)", w.Kind)
 	}
 	if w.Attempt < 0 {
 		return Job{}, fieldErr("job.attempt", "must not be negative, got %d", w.Attempt)
+	}
+	if w.Attempt > MaxAttempt {
+		return Job{}, fieldErr("job.attempt", "%d is over the limit of %d", w.Attempt, MaxAttempt)
 	}
 	j := Job{
 		Namespace: w.Namespace,
@@ -245,6 +256,17 @@ func (w *wireJob) job() (Job, error) {
 		Stage:     w.Stage,
 		Attempt:   w.Attempt,
 		Image:     w.Image,
+	}
+	if len(w.Labels) > MaxEntries {
+		return Job{}, fieldErr("job.labels", "%d labels is over the limit of %d", len(w.Labels), MaxEntries)
+	}
+	for k, v := range w.Labels {
+		if err := checkName("job.labels", k); err != nil {
+			return Job{}, err
+		}
+		if err := checkValue("job.labels."+k, v); err != nil {
+			return Job{}, err
+		}
 	}
 	if len(w.Labels) > 0 {
 		j.Labels = w.Labels
@@ -260,10 +282,10 @@ func (w *wireJob) job() (Job, error) {
 		return Job{}, err
 	}
 	j.Resources = res
-	if j.Params, err = params(w.Params); err != nil {
+	if j.Tunables, err = tunables(w.Tunables); err != nil {
 		return Job{}, err
 	}
-	if j.Tunables, err = tunables(w.Tunables); err != nil {
+	if j.Params, err = params(w.Params, j.Tunables); err != nil {
 		return Job{}, err
 	}
 	return j, nil
@@ -278,10 +300,19 @@ func (w *wireResources) resources(prefix string) (Resources, error) {
 	if r.CPUMillis, err = quantity(prefix+"cpu", w.CPU, 1000); err != nil {
 		return Resources{}, err
 	}
+	if r.CPUMillis > MaxCPUMillis {
+		return Resources{}, fieldErr(prefix+"cpu", "%s is over the limit of %d cores", w.CPU, MaxCPUMillis/1000)
+	}
 	if r.MemoryBytes, err = quantity(prefix+"memory", w.Memory, 1); err != nil {
 		return Resources{}, err
 	}
+	if err := checkBytes(prefix+"memory", w.Memory, r.MemoryBytes); err != nil {
+		return Resources{}, err
+	}
 	if r.EphemeralStorageBytes, err = quantity(prefix+"ephemeralStorage", w.EphemeralStorage, 1); err != nil {
+		return Resources{}, err
+	}
+	if err := checkBytes(prefix+"ephemeralStorage", w.EphemeralStorage, r.EphemeralStorageBytes); err != nil {
 		return Resources{}, err
 	}
 	gpuMillis, err := quantity(prefix+"gpu", w.GPU, 1000)
@@ -292,6 +323,9 @@ func (w *wireResources) resources(prefix string) (Resources, error) {
 		return Resources{}, fieldErr(prefix+"gpu", "want a whole number of GPUs from 0 to %d, got %s", maxGPUs, w.GPU)
 	}
 	r.GPU = int(gpuMillis / 1000)
+	if err := checkName(prefix+"gpuType", w.GPUType); err != nil {
+		return Resources{}, err
+	}
 	r.GPUType = w.GPUType
 	return r, nil
 }
@@ -327,12 +361,19 @@ func quantity(field string, raw json.RawMessage, scale int64) (int64, error) {
 	return q.Value(), nil
 }
 
-func params(in map[string]json.RawMessage) (map[string]string, error) {
+// params decodes the job's parameters, checking the values of the declared tunables.
+func params(in map[string]json.RawMessage, declared map[string]Tunable) (map[string]string, error) {
 	if len(in) == 0 {
 		return nil, nil
 	}
+	if len(in) > MaxEntries {
+		return nil, fieldErr("job.params", "%d params is over the limit of %d", len(in), MaxEntries)
+	}
 	out := make(map[string]string, len(in))
 	for k, raw := range in {
+		if err := checkName("job.params", k); err != nil {
+			return nil, err
+		}
 		v := bytes.TrimSpace(raw)
 		switch {
 		case len(v) == 0 || string(v) == "null":
@@ -348,6 +389,10 @@ func params(in map[string]json.RawMessage) (map[string]string, error) {
 		default: // number or boolean: keep its literal text
 			out[k] = string(v)
 		}
+		t, ok := declared[k]
+		if err := checkParam(k, out[k], t, ok); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -356,12 +401,32 @@ func tunables(in map[string]wireTunable) (map[string]Tunable, error) {
 	if len(in) == 0 {
 		return nil, nil
 	}
+	if len(in) > MaxEntries {
+		return nil, fieldErr("job.tunables", "%d tunables is over the limit of %d", len(in), MaxEntries)
+	}
 	out := make(map[string]Tunable, len(in))
 	for k, w := range in {
+		if err := checkName("job.tunables", k); err != nil {
+			return nil, err
+		}
 		field := "job.tunables." + k
 		role := TunableRole(w.Role)
 		if !role.Valid() {
 			return nil, fieldErr(field+".role", "unknown role %q (want micro_batch, grad_accum, precision, checkpointing, workers or other)", w.Role)
+		}
+		if err := checkFinite(field+".min", w.Min, -MaxTunableBound, MaxTunableBound); err != nil {
+			return nil, err
+		}
+		if err := checkFinite(field+".max", w.Max, -MaxTunableBound, MaxTunableBound); err != nil {
+			return nil, err
+		}
+		if len(w.Values) > MaxEntries {
+			return nil, fieldErr(field+".values", "%d values is over the limit of %d", len(w.Values), MaxEntries)
+		}
+		for _, v := range w.Values {
+			if err := checkValue(field+".values", v); err != nil {
+				return nil, err
+			}
 		}
 		if w.Max != 0 && w.Min > w.Max {
 			return nil, fieldErr(field, "min %v is above max %v", w.Min, w.Max)
@@ -379,6 +444,15 @@ func (w *wireFailure) signals() (Signals, error) {
 	if w.DurationSeconds < 0 {
 		return Signals{}, fieldErr("failure.durationSeconds", "must not be negative, got %v", w.DurationSeconds)
 	}
+	if err := checkFinite("failure.durationSeconds", w.DurationSeconds, 0, MaxDurationSeconds); err != nil {
+		return Signals{}, err
+	}
+	if err := checkValue("failure.reason", w.Reason); err != nil {
+		return Signals{}, err
+	}
+	if err := checkName("failure.node", w.Node); err != nil {
+		return Signals{}, err
+	}
 	s := Signals{
 		Reason:          w.Reason,
 		ExitCode:        int(w.ExitCode),
@@ -387,6 +461,7 @@ func (w *wireFailure) signals() (Signals, error) {
 		DurationSeconds: w.DurationSeconds,
 		Node:            w.Node,
 	}
+	s.Message, _ = tail(w.Message, MaxMessageLength)
 	s.LogTail, s.LogTruncated = tail(w.LogTail, MaxLogTail)
 	s.LogTruncated = s.LogTruncated || w.LogTruncated
 	var err error
@@ -410,6 +485,16 @@ func (w *wireUsage) usage(prefix string) (Usage, error) {
 	}
 	if u.PeakEphemeralStorageBytes, err = quantity(prefix+"peakEphemeralStorage", w.PeakEphemeral, 1); err != nil {
 		return Usage{}, err
+	}
+	for _, c := range []struct {
+		field string
+		raw   json.RawMessage
+		v     int64
+	}{{"peakMemory", w.PeakMemory, u.PeakMemoryBytes}, {"peakGPUMemory", w.PeakGPUMemory, u.PeakGPUMemoryBytes},
+		{"peakEphemeralStorage", w.PeakEphemeral, u.PeakEphemeralStorageBytes}} {
+		if err := checkBytes(prefix+c.field, c.raw, c.v); err != nil {
+			return Usage{}, err
+		}
 	}
 	return u, nil
 }

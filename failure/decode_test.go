@@ -2,6 +2,7 @@ package failure
 
 import (
 	"encoding/json"
+	"fmt"
 	"errors"
 	"reflect"
 	"strings"
@@ -120,6 +121,24 @@ func TestDecodeRejects(t *testing.T) {
 		{"negative duration", `{"id":"e1","job":{"name":"j"},"failure":{"durationSeconds":-3}}`, "failure.durationSeconds", "negative"},
 		{"bad peak", `{"id":"e1","job":{"name":"j"},"failure":{"usage":{"peakMemory":"x"}}}`, "failure.usage.peakMemory", "invalid quantity"},
 		{"bad disk peak", `{"id":"e1","job":{"name":"j"},"failure":{"usage":{"peakEphemeralStorage":"-1Gi"}}}`, "failure.usage.peakEphemeralStorage", ""},
+		// Absurd numbers: each would overflow, or reach +Inf, in the arithmetic downstream.
+		{"absurd duration", `{"id":"e1","job":{"name":"j"},"failure":{"reason":"DeadlineExceeded","durationSeconds":1e308}}`, "failure.durationSeconds", "outside"},
+		{"duration past a year", `{"id":"e1","job":{"name":"j"},"failure":{"durationSeconds":1e19}}`, "failure.durationSeconds", "outside"},
+		{"duration overflow", `{"id":"e1","job":{"name":"j"},"failure":{"durationSeconds":1e400}}`, "failure.durationSeconds", "want a number"},
+		{"absurd memory", `{"id":"e1","job":{"name":"j","resources":{"memory":"2Pi"}},"failure":{}}`, "job.resources.memory", "over the 1Pi limit"},
+		{"absurd storage", `{"id":"e1","job":{"name":"j","resources":{"ephemeralStorage":"4E"}},"failure":{}}`, "job.resources.ephemeralStorage", "limit"},
+		{"absurd cpu", `{"id":"e1","job":{"name":"j","resources":{"cpu":"1e9"}},"failure":{}}`, "job.resources.cpu", "limit"},
+		{"absurd peak", `{"id":"e1","job":{"name":"j"},"failure":{"usage":{"peakGPUMemory":1e18}}}`, "failure.usage.peakGPUMemory", "limit"},
+		{"absurd tunable max", `{"id":"e1","job":{"name":"j","tunables":{"bs":{"role":"micro_batch","min":1,"max":1e300}}},"failure":{}}`, "job.tunables.bs.max", "outside"},
+		{"absurd micro-batch", `{"id":"e1","job":{"name":"j","params":{"bs":"9223372036854775807"},"tunables":{"bs":{"role":"micro_batch"}}},"failure":{}}`, "job.params.bs", "whole number"},
+		{"fractional accumulation", `{"id":"e1","job":{"name":"j","params":{"acc":2.5},"tunables":{"acc":{"role":"grad_accum"}}},"failure":{}}`, "job.params.acc", "whole number"},
+		{"absurd other tunable", `{"id":"e1","job":{"name":"j","params":{"lr":1e308},"tunables":{"lr":{"role":"other"}}},"failure":{}}`, "job.params.lr", "outside"},
+		{"absurd attempt", `{"id":"e1","job":{"name":"j","attempt":99999},"failure":{}}`, "job.attempt", "limit"},
+		{"name with NUL", `{"id":"e1","job":{"name":"a\u0000b"},"failure":{}}`, "job.name", "control"},
+		{"namespace too long", `{"id":"e1","job":{"name":"j","namespace":"` + strings.Repeat("n", MaxNameLength+1) + `"},"failure":{}}`, "job.namespace", "limit"},
+		{"too many labels", `{"id":"e1","job":{"name":"j","labels":{` + manyKeys(MaxEntries+1) + `}},"failure":{}}`, "job.labels", "limit"},
+		{"long label value", `{"id":"e1","job":{"name":"j","labels":{"a":"` + strings.Repeat("v", MaxValueLength+1) + `"}},"failure":{}}`, "job.labels.a", "limit"},
+		{"too many params", `{"id":"e1","job":{"name":"j","params":{` + manyKeys(MaxEntries+1) + `}},"failure":{}}`, "job.params", "limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,4 +247,16 @@ func TestEventUnmarshalJSONValidates(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "failure" {
 		t.Errorf("json.Unmarshal of an embedded event without failure = %v, want a failure FieldError", err)
 	}
+}
+
+// manyKeys returns n JSON members "k0":"v", "k1":"v", ...
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"k%d":"v"`, i)
+	}
+	return b.String()
 }

@@ -50,11 +50,9 @@ func (s *Store) History(ctx context.Context, templates []string, limit int) (map
 			if err := r.Scan(&key, &data); err != nil {
 				return err
 			}
-			var o failure.Outcome
-			if err := json.Unmarshal([]byte(data), &o); err != nil {
-				return fmt.Errorf("decode outcome of %s: %w", key, err)
+			if o, ok := decodeOutcome(data); ok {
+				out[key] = append(out[key], o)
 			}
-			out[key] = append(out[key], o)
 			return nil
 		})
 	})
@@ -122,12 +120,10 @@ func (s *Store) HistorySince(ctx context.Context, after map[string]int64, limit 
 				if seq <= after[key] {
 					return nil
 				}
-				var o failure.Outcome
-				if err := json.Unmarshal([]byte(data), &o); err != nil {
-					return fmt.Errorf("decode outcome of %s: %w", key, err)
-				}
 				h := out[key]
-				h.Outcomes = append(h.Outcomes, o)
+				if o, ok := decodeOutcome(data); ok {
+					h.Outcomes = append(h.Outcomes, o)
+				}
 				h.Seq = max(h.Seq, seq)
 				out[key] = h
 				return nil
@@ -258,10 +254,24 @@ func (s *Store) EachOutcome(ctx context.Context, fn func(templateKey string, o f
 		if err := r.Scan(&key, &data); err != nil {
 			return err
 		}
-		var o failure.Outcome
-		if err := json.Unmarshal([]byte(data), &o); err != nil {
-			return fmt.Errorf("decode outcome of %s: %w", key, err)
+		o, ok := decodeOutcome(data)
+		if !ok {
+			return nil
 		}
 		return fn(key, o)
 	})
+}
+
+// decodeOutcome decodes a stored outcome. One that does not decode, or holds values
+// no run has (written by an older version under looser limits, or by hand), is left
+// out of the history: a bad row must not stop every decision about its template.
+func decodeOutcome(data string) (failure.Outcome, bool) {
+	var o failure.Outcome
+	if err := json.Unmarshal([]byte(data), &o); err != nil {
+		return failure.Outcome{}, false
+	}
+	if o.Check() != nil {
+		return failure.Outcome{}, false
+	}
+	return o, true
 }

@@ -34,6 +34,10 @@ type Remediation struct {
 	Attempts []Attempt
 	// Audit is the remediation's audit trail, oldest first (Get only).
 	Audit []AuditEntry
+	// Unreadable, when set, says which stored part of the remediation could not be
+	// decoded (written under older, looser limits, or damaged): such a remediation is
+	// listed, so that nothing is hidden, but never acted on.
+	Unreadable string
 }
 
 // AuditEntry is one line of the audit trail. Action is what happened: receive,
@@ -76,16 +80,18 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 	}
 	m.State, m.Category = State(state), failure.Category(cat)
 	m.ReceivedAt, m.UpdatedAt = fromNanos(recv), fromNanos(upd)
+	// A row that does not decode is reported, not fatal: one bad row must not stop
+	// every list (the dispatcher's among them).
 	if evJSON.Valid {
 		m.Event = new(failure.Event)
 		if err := json.Unmarshal([]byte(evJSON.String), m.Event); err != nil {
-			return Remediation{}, nil, fmt.Errorf("decode event %s: %w", m.EventID, err)
+			m.Event, m.Unreadable = nil, fmt.Sprintf("the stored event: %v", err)
 		}
 	}
 	if recJSON.Valid {
 		m.Recommendation = new(failure.Recommendation)
 		if err := json.Unmarshal([]byte(recJSON.String), m.Recommendation); err != nil {
-			return Remediation{}, nil, fmt.Errorf("decode recommendation of %s: %w", m.EventID, err)
+			m.Recommendation, m.Unreadable = nil, fmt.Sprintf("the stored recommendation: %v", err)
 		}
 	}
 	if !aNum.Valid {
@@ -94,7 +100,7 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 	a, err := decodeAttempt(aChain.String, int(aNum.Int64), aEvent.String, aJob.String, aRes.String, aParams.String,
 		aSub.Int64, aOut.String, aFin.Int64)
 	if err != nil {
-		return Remediation{}, nil, err
+		m.Unreadable = err.Error()
 	}
 	return m, &a, nil
 }
@@ -103,10 +109,10 @@ func decodeAttempt(chain string, number int, eventID, job, res, params string, s
 	a := Attempt{ChainID: chain, Number: number, EventID: eventID, JobName: job, Outcome: outcome,
 		SubmittedAt: fromNanos(submitted), FinishedAt: fromNanos(finished)}
 	if err := json.Unmarshal([]byte(res), &a.Resources); err != nil {
-		return Attempt{}, fmt.Errorf("decode resources of attempt %s: %w", job, err)
+		return a, fmt.Errorf("the stored resources of attempt %s: %w", job, err)
 	}
 	if err := json.Unmarshal([]byte(params), &a.Params); err != nil {
-		return Attempt{}, fmt.Errorf("decode params of attempt %s: %w", job, err)
+		return a, fmt.Errorf("the stored params of attempt %s: %w", job, err)
 	}
 	return a, nil
 }
@@ -174,8 +180,11 @@ func (s *Store) Get(ctx context.Context, id string) (Remediation, error) {
 						return err
 					}
 					a, err := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin)
+					if err != nil && event == m.EventID {
+						m.Unreadable = err.Error()
+					}
 					m.Attempts = append(m.Attempts, a)
-					return err
+					return nil
 				})
 			if err != nil {
 				return err

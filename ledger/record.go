@@ -86,6 +86,23 @@ const eventCols = "event_id, namespace, job_name, template, template_key, kind, 
 
 const auditCols = "event_id, seq, created_at, actor, action, from_state, to_state, detail"
 
+// EntryError is Record's error for an entry that can never be recorded as it is (it
+// is inconsistent, or part of it cannot be encoded): nothing of the call was written,
+// and the same entry will fail again.
+type EntryError struct {
+	// Index is the entry's index in Record's argument.
+	Index   int
+	EventID string
+	Err     error
+}
+
+func (e *EntryError) Error() string {
+	return fmt.Sprintf("record entry %d (%s): %v", e.Index, e.EventID, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *EntryError) Unwrap() error { return e.Err }
+
 // pending is an entry prepared for writing.
 type pending struct {
 	index   int // of the entry in Record's argument
@@ -125,7 +142,7 @@ func (s *Store) Record(ctx context.Context, entries []Entry) (fresh []bool, err 
 	for i, e := range entries {
 		p, err := prepared[i], errs[i]
 		if err != nil {
-			return nil, fmt.Errorf("record entry %d (%s): %w", i, e.EventID, err)
+			return nil, &EntryError{Index: i, EventID: e.EventID, Err: err}
 		}
 		if !first[p.id] {
 			first[p.id] = true

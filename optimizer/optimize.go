@@ -196,9 +196,14 @@ func smallest(idx []int, k int, cmp func(a, b int) int) []int {
 	return out
 }
 
-// evaluate predicts o and reports whether it passes the filters.
+// evaluate predicts o and reports whether it passes the filters. An option whose
+// predictions are not finite numbers in range (models fed extreme inputs) is never
+// feasible: nothing downstream could encode or act on it.
 func (p *Problem) evaluate(o *failure.Option) bool {
 	p.Predictor.Predict(o)
+	if o.Check() != nil {
+		return false
+	}
 	for _, f := range p.Filters {
 		if !f.Feasible(o) {
 			return false

@@ -170,6 +170,12 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	for i := range rec.Options {
 		o := &rec.Options[i]
 		roundFigures(o)
+		if err := o.Check(); err != nil {
+			// The optimizer keeps such options out; rounding cannot bring one in.
+			rec.Retry, rec.Chosen, rec.Options = false, -1, []failure.Option{}
+			rec.Explanation = fmt.Sprintf("%s The predicted figures are out of range (%v); not retrying.", what(cl), err)
+			return rec
+		}
 		o.Params = copyMap(o.Params)
 		o.Changes = changes(ev, o, &r.opts.Catalogue)
 	}

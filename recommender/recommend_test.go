@@ -1,6 +1,7 @@
 package recommender_test
 
 import (
+	"encoding/json"
 	"math"
 	"slices"
 	"strings"
@@ -338,5 +339,43 @@ func TestRuntimeObjectiveAndWeights(t *testing.T) {
 	if !ok || b.RuntimeSeconds >= a.RuntimeSeconds || b.ExpectedCost <= a.ExpectedCost {
 		t.Errorf("time-weighted choice: %.0f s at $%.2f; the target's: %.0f s at $%.2f; want faster and dearer",
 			b.RuntimeSeconds, b.ExpectedCost, a.RuntimeSeconds, a.ExpectedCost)
+	}
+}
+
+// TestExtremeInputsStayEncodable feeds values the decoder refuses (an event built in
+// code, or one recorded under older limits) and checks that the recommendation is
+// still finite, so that it can be recorded: +Inf once failed json.Marshal and, with
+// it, the whole batch the event came in.
+func TestExtremeInputsStayEncodable(t *testing.T) {
+	r := newRecommender(t, nil)
+	timeout := func(d float64) *failure.Event {
+		return &failure.Event{ID: "t", Job: failure.Job{Name: "etl-1", Template: "etl", Attempt: 1, Kind: failure.Batch,
+			Resources: failure.Resources{CPUMillis: 4000, MemoryBytes: 16 << 30}},
+			Failure: failure.Signals{Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline", DurationSeconds: d}}
+	}
+	huge := oomEvent()
+	huge.Job.Resources.MemoryBytes, huge.Failure.Usage.PeakMemoryBytes = math.MaxInt64/2, math.MaxInt64/2
+	history := []failure.Outcome{{Template: "etl", Succeeded: true, DurationSeconds: math.Inf(1), Cost: math.NaN()}}
+	for _, tt := range []struct {
+		name    string
+		ev      *failure.Event
+		history []failure.Outcome
+	}{
+		{"duration 1e308", timeout(1e308), nil},
+		{"duration max float", timeout(math.MaxFloat64), nil},
+		{"memory near MaxInt64", huge, nil},
+		{"infinite history", oomEvent(), history},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := r.Recommend(tt.ev, tt.history)
+			if _, err := json.Marshal(rec); err != nil {
+				t.Fatalf("json.Marshal(Recommend) = %v; the recommendation holds a number JSON cannot encode: %+v", err, rec)
+			}
+			for i := range rec.Options {
+				if err := rec.Options[i].Check(); err != nil {
+					t.Errorf("option %d: %v", i, err)
+				}
+			}
+		})
 	}
 }

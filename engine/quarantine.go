@@ -1,0 +1,99 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/autofix/autofix/ledger"
+)
+
+// quarantine turns it into a rejected message with reason: recorded under its
+// position, like an undecodable message, so that a redelivery (after a crash before
+// the dead letter was written) is dead-lettered again rather than taken for a
+// decided event, and sent to the dead-letter topic.
+func quarantine(it *item, reason string) {
+	it.entry = ledger.Entry{EventID: RejectedID(it.msg), Source: it.entry.Source, ReceivedAt: it.entry.ReceivedAt,
+		State: ledger.Rejected, Actor: "intake", Error: reason}
+	it.ev = nil
+}
+
+// record writes the entries of items to the ledger and marks the fresh ones. An
+// entry that can never be recorded as it is — one the ledger refuses while it
+// records others — is quarantined, so that one message cannot fail its batch again
+// and again: the batch's error is narrowed down to the message that caused it. An
+// error of the ledger itself (it cannot be reached) fails the call, and the batch is
+// handed again.
+func (in *Intake) record(ctx context.Context, items []*item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	// Entries the ledger names as unrecordable are quarantined at once; each round
+	// quarantines one, so this ends.
+	for range len(items) + 1 {
+		err := in.recordAll(ctx, items)
+		var ee *ledger.EntryError
+		if !errors.As(err, &ee) || ee.Index < 0 || ee.Index >= len(items) {
+			if err == nil || ctx.Err() != nil {
+				return err
+			}
+			return in.isolate(ctx, items, err)
+		}
+		it := items[ee.Index]
+		in.log().Warn("quarantined a message the ledger cannot record", "event", ee.EventID, "at", it.msg.Position(), "err", ee.Err)
+		quarantine(it, "internal: cannot be recorded: "+ee.Err.Error())
+	}
+	return errors.New("record: quarantining did not converge")
+}
+
+// isolate handles a failure of Record that names no entry. If the ledger answers at
+// all, the fault is in the entries: it records halves apart, down to the single
+// entry that fails, which it quarantines.
+func (in *Intake) isolate(ctx context.Context, items []*item, cause error) error {
+	if perr := in.Ledger.Ping(ctx); perr != nil {
+		return fmt.Errorf("record %d events: %w", len(items), cause)
+	}
+	if len(items) == 1 {
+		it := items[0]
+		saved := *it
+		quarantine(it, "internal: cannot be recorded: "+cause.Error())
+		if err := in.recordAll(ctx, items); err != nil {
+			// The quarantine record failed as well: the ledger, not the entry, is at
+			// fault. Keep the entry as it was for the batch's next try.
+			*it = saved
+			return fmt.Errorf("record event %s: %w", saved.entry.EventID, cause)
+		}
+		in.log().Warn("quarantined a message the ledger cannot record", "event", saved.entry.EventID, "at", it.msg.Position(), "err", cause)
+		return nil
+	}
+	half := len(items) / 2
+	for _, part := range [][]*item{items[:half], items[half:]} {
+		if err := in.recordAll(ctx, part); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			if err := in.record(ctx, part); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recordAll records the entries of items in one call and sets their fresh flags and
+// outcome sequence numbers.
+func (in *Intake) recordAll(ctx context.Context, items []*item) error {
+	entries := make([]ledger.Entry, len(items))
+	for i, it := range items {
+		entries[i] = it.entry
+	}
+	ok, err := in.Ledger.Record(ctx, entries)
+	if err != nil {
+		return err
+	}
+	for i, it := range items {
+		it.entry.OutcomeSeq = entries[i].OutcomeSeq
+		it.fresh = ok[i]
+	}
+	return nil
+}
