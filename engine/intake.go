@@ -49,6 +49,7 @@ type IntakeLedger interface {
 	// Ping reports whether the ledger can be reached: it tells a failing entry from
 	// a failing ledger.
 	Ping(ctx context.Context) error
+	Note(ctx context.Context, id, actor, action, detail string, at time.Time) error
 }
 
 // Intake turns batches of Kafka messages into ledger records. It is an ingest.Handler.

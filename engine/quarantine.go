@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
 )
 
@@ -96,4 +97,11 @@ func (in *Intake) recordAll(ctx context.Context, items []*item) error {
 		it.fresh = ok[i]
 	}
 	return nil
+}
+
+// DeadLetterFailed implements ingest.DeadLetterFailer: the rejected message's
+// record in the ledger says that its dead-letter copy could not be written.
+func (in *Intake) DeadLetterFailed(ctx context.Context, m *ingest.Message, reason string, cause error) error {
+	return in.Ledger.Note(ctx, RejectedID(m), "intake", "dead-letter",
+		fmt.Sprintf("not dead-lettered (%v); the message is committed without a copy", cause), in.now())
 }

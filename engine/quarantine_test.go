@@ -161,3 +161,27 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// TestDeadLetterFailedIsRecorded: a rejected message the consumer could not
+// dead-letter says so in its ledger record.
+func TestDeadLetterFailedIsRecorded(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		pol := policy.Default()
+		in := &Intake{Ledger: store, Policy: &pol, Recommender: newRecommender(t)}
+		msgs := []ingest.Message{{Topic: "f", Partition: 2, Offset: 7, Value: []byte(`{"id":`), Time: time.Now()}}
+		if rej, err := in.Handle(context.Background(), msgs); err != nil || len(rej) != 1 {
+			t.Fatalf("Handle = %v, %v; want one rejection", rej, err)
+		}
+		if err := in.DeadLetterFailed(context.Background(), &msgs[0], "decode", errors.New("[10] Message Size Too Large")); err != nil {
+			t.Fatal(err)
+		}
+		r, err := store.Get(context.Background(), RejectedID(&msgs[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := r.Audit[len(r.Audit)-1]
+		if last.Action != "dead-letter" || !strings.Contains(last.Detail, "Message Size Too Large") || r.State != ledger.Rejected {
+			t.Errorf("last audit row %+v (state %s), want the failed dead-letter noted", last, r.State)
+		}
+	})
+}

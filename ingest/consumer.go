@@ -5,19 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-)
-
-// Header names on dead-lettered records. The value is the original record's bytes.
-const (
-	HeaderError     = "autofix-error"
-	HeaderTopic     = "autofix-source-topic"
-	HeaderPartition = "autofix-source-partition"
-	HeaderOffset    = "autofix-source-offset"
 )
 
 // ConsumerOptions configure a Consumer.
@@ -29,6 +20,10 @@ type ConsumerOptions struct {
 	DeadLetterTopic string
 	// MaxBatch is the most messages handed to the Handler at once (default 1000).
 	MaxBatch int
+	// MaxBatchBytes bounds the bytes of the values of one batch (default 16 MiB); a
+	// message that would take a batch past it waits for the next one. With the
+	// reader's queue it bounds the memory of what is fetched but not yet committed.
+	MaxBatchBytes int
 	// Linger is how long a batch waits to fill once it has a message (default 5 ms).
 	Linger time.Duration
 	// MaxWait is kafka-go's fetch wait, which is also its read deadline: at least
@@ -46,12 +41,23 @@ type ConsumerOptions struct {
 	// ShutdownGrace is how long the batch in hand may still take once Run's context
 	// is cancelled (default 30 s).
 	ShutdownGrace time.Duration
-	Logger        *slog.Logger
+	// DeadLetterPatience bounds how long a dead-letter copy is retried while the
+	// broker cannot be reached (default 5 minutes); a copy the broker refuses is not
+	// retried as it is. Past it the message is given up on (the Handler hears of it,
+	// see DeadLetterFailer) and committed.
+	DeadLetterPatience time.Duration
+	Logger             *slog.Logger
 }
 
 func (o *ConsumerOptions) setDefaults() {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 1000
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 16 << 20
+	}
+	if o.DeadLetterPatience <= 0 {
+		o.DeadLetterPatience = 5 * time.Minute
 	}
 	if o.Linger <= 0 {
 		o.Linger = 5 * time.Millisecond
@@ -82,6 +88,9 @@ func (o *ConsumerOptions) setDefaults() {
 // ConsumerStats are counters since the Consumer started.
 type ConsumerStats struct {
 	Consumed, DeadLettered, Batches, Commits, Retries int64
+	// DeadLetterFailed counts rejected messages whose copy could not be written even
+	// in its smallest form, and that were committed without one.
+	DeadLetterFailed int64
 	// Lag is the last lag the reader saw (messages behind the end of its partitions).
 	Lag int64
 }
@@ -97,7 +106,7 @@ type Consumer struct {
 	r   atomic.Pointer[kafka.Reader]
 	dlq *Producer
 
-	consumed, deadLettered, batches, commits, retries atomic.Int64
+	consumed, deadLettered, batches, commits, retries, deadLetterFailed atomic.Int64
 	// failing is set while the Handler keeps failing (the consumer is not making progress).
 	failing atomic.Bool
 	// fetchErr is the last fetch error, nil once a fetch succeeds again.
@@ -123,13 +132,14 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 	}
 	log := o.Logger.With("component", "kafka-reader")
 	cfg := kafka.ReaderConfig{
-		Brokers:           o.Brokers,
-		GroupID:           o.GroupID,
-		Topic:             o.Topic,
-		MinBytes:          1,
-		MaxBytes:          4 << 20,
-		MaxWait:           o.MaxWait,
-		QueueCapacity:     2 * o.MaxBatch,
+		Brokers:  o.Brokers,
+		GroupID:  o.GroupID,
+		Topic:    o.Topic,
+		MinBytes: 1,
+		MaxBytes: 4 << 20,
+		MaxWait:  o.MaxWait,
+		// The reader's queue holds fetched messages of up to a MiB each: keep it short.
+		QueueCapacity:     100,
 		SessionTimeout:    o.SessionTimeout,
 		HeartbeatInterval: o.SessionTimeout / 4,
 		RebalanceTimeout:  o.SessionTimeout,
@@ -157,7 +167,7 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 func (c *Consumer) Stats() ConsumerStats {
 	return ConsumerStats{
 		Consumed: c.consumed.Load(), DeadLettered: c.deadLettered.Load(), Batches: c.batches.Load(),
-		Commits: c.commits.Load(), Retries: c.retries.Load(), Lag: c.lag(),
+		Commits: c.commits.Load(), Retries: c.retries.Load(), Lag: c.lag(), DeadLetterFailed: c.deadLetterFailed.Load(),
 	}
 }
 
@@ -198,7 +208,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			c.o.Logger.Warn("closing dead-letter producer", "err", err)
 		}
 	}()
-	msgs := make(chan kafka.Message, c.o.MaxBatch)
+	msgs := make(chan kafka.Message, 64)
 	fetchDone := make(chan error, 1)
 	go func() { fetchDone <- c.fetch(ctx, msgs) }()
 
@@ -210,22 +220,33 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	batch := make([]kafka.Message, 0, c.o.MaxBatch)
 	linger := time.NewTimer(time.Hour)
 	defer linger.Stop()
+	var carry *kafka.Message // fetched, but over the last batch's byte bound
 	for {
+		clear(batch) // let the values of the last batch go
 		batch = batch[:0]
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-fetchDone:
-			return err
-		case m := <-msgs:
-			batch = append(batch, m)
+		size := 0
+		if carry != nil {
+			batch, size, carry = append(batch, *carry), len(carry.Value), nil
+		} else {
+			select {
+			case <-ctx.Done():
+				return nil
+			case err := <-fetchDone:
+				return err
+			case m := <-msgs:
+				batch, size = append(batch, m), len(m.Value)
+			}
 		}
 		linger.Reset(c.o.Linger)
 	fill:
-		for len(batch) < c.o.MaxBatch {
+		for len(batch) < c.o.MaxBatch && size < c.o.MaxBatchBytes {
 			select {
 			case m := <-msgs:
-				batch = append(batch, m)
+				if size+len(m.Value) > c.o.MaxBatchBytes {
+					carry = &m
+					break fill
+				}
+				batch, size = append(batch, m), size+len(m.Value)
 			case <-linger.C:
 				break fill
 			case <-ctx.Done():
@@ -303,21 +324,9 @@ func (c *Consumer) process(work, stop context.Context, h Handler, batch []kafka.
 		return err
 	}
 	if len(rejected) > 0 {
-		dead := make([]Message, 0, len(rejected))
-		for _, r := range rejected {
-			m := &in[r.Index]
-			headers := make(map[string]string, len(m.Headers)+4)
-			for k, v := range m.Headers { // the original's headers travel with it
-				headers[k] = v
-			}
-			headers[HeaderError], headers[HeaderTopic] = r.Reason, m.Topic
-			headers[HeaderPartition], headers[HeaderOffset] = strconv.Itoa(m.Partition), strconv.FormatInt(m.Offset, 10)
-			dead = append(dead, Message{Key: m.Key, Value: m.Value, Headers: headers})
-		}
-		if err := c.retry(work, stop, "dead-letter", func(ctx context.Context) error { return c.dlq.Publish(ctx, dead...) }); err != nil {
+		if err := c.deadLetterAll(work, stop, h, in, rejected); err != nil {
 			return err
 		}
-		c.deadLettered.Add(int64(len(dead)))
 	}
 	c.consumed.Add(int64(len(batch)))
 	c.batches.Add(1)
@@ -336,6 +345,86 @@ func (c *Consumer) process(work, stop context.Context, h Handler, batch []kafka.
 			return nil //nolint:nilerr // redelivery is what at-least-once allows; the Handler dedupes
 		}
 		time.Sleep(c.o.Backoff << attempt)
+	}
+}
+
+// deadLetterAll writes a bounded copy of each rejected message to the dead-letter
+// topic. A broker that cannot be reached is waited for, up to DeadLetterPatience; a
+// copy the broker refuses is written again alone, then in its minimal form (the
+// reason and where the message came from), and then given up on: the Handler hears
+// of it and the message is committed with its batch. It returns an error only when
+// stop is cancelled meanwhile.
+func (c *Consumer) deadLetterAll(work, stop context.Context, h Handler, in []Message, rejected []Rejection) error {
+	copies := make([]Message, 0, len(rejected))
+	for _, r := range rejected {
+		copies = append(copies, deadLetter(&in[r.Index], r.Reason, false))
+	}
+	publish := func(msgs ...Message) func(context.Context) error {
+		return func(ctx context.Context) error { return c.dlq.Publish(ctx, msgs...) }
+	}
+	err := c.retryTransient(work, stop, "dead-letter", publish(copies...))
+	if err == nil {
+		c.deadLettered.Add(int64(len(copies)))
+		return nil
+	}
+	if stop.Err() != nil {
+		return err
+	}
+	// Refused, or the broker stayed away: one at a time, so that a copy the broker
+	// refuses does not hold the others back.
+	for i, r := range rejected {
+		m := &in[r.Index]
+		err := c.retryTransient(work, stop, "dead-letter", publish(copies[i]))
+		if err != nil && stop.Err() == nil {
+			c.o.Logger.Warn("dead-letter copy refused; sending its headers only", "at", m.Position(), "err", err)
+			err = c.retryTransient(work, stop, "dead-letter", publish(deadLetter(m, r.Reason, true)))
+		}
+		if stop.Err() != nil {
+			return fmt.Errorf("dead-letter: %w", stop.Err())
+		}
+		if err == nil {
+			c.deadLettered.Add(1)
+			continue
+		}
+		c.deadLetterFailed.Add(1)
+		c.o.Logger.Error("cannot dead-letter a rejected message; committing it without a copy", "at", m.Position(),
+			"reason", cut(r.Reason, 200), "err", err)
+		if f, ok := h.(DeadLetterFailer); ok {
+			for attempt := range 3 {
+				ctx, cancel := context.WithTimeout(work, c.o.AttemptTimeout)
+				ferr := f.DeadLetterFailed(ctx, m, r.Reason, err)
+				cancel()
+				if ferr == nil {
+					break
+				}
+				c.o.Logger.Warn("recording a failed dead-letter", "at", m.Position(), "err", ferr, "attempt", attempt+1)
+			}
+		}
+	}
+	return nil
+}
+
+// retryTransient runs fn until it succeeds, fails with an error that is not
+// transient, DeadLetterPatience has passed, or stop is cancelled, backing off as
+// retry does.
+func (c *Consumer) retryTransient(work, stop context.Context, what string, fn func(context.Context) error) error {
+	deadline := time.Now().Add(c.o.DeadLetterPatience)
+	wait := c.o.Backoff
+	for {
+		ctx, cancel := context.WithTimeout(work, c.o.AttemptTimeout)
+		err := fn(ctx)
+		cancel()
+		if err == nil || !transient(err) || !time.Now().Add(wait).Before(deadline) {
+			return err
+		}
+		c.retries.Add(1)
+		c.o.Logger.Warn(what+" failed; retrying", "err", err, "in", wait)
+		select {
+		case <-stop.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, c.o.MaxBackoff)
 	}
 }
 

@@ -19,6 +19,9 @@ type Topic struct {
 	Retention time.Duration
 	// RetentionBytes caps each partition's size; 0 keeps the broker's default.
 	RetentionBytes int64
+	// MaxMessageBytes is the topic's max.message.bytes (the largest record batch
+	// the broker accepts, compressed); 0 keeps the broker's default.
+	MaxMessageBytes int
 }
 
 // EnsureTopics creates the topics that do not exist yet. A topic that exists is left
@@ -40,6 +43,10 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 		if t.RetentionBytes > 0 {
 			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "retention.bytes",
 				ConfigValue: strconv.FormatInt(t.RetentionBytes, 10)})
+		}
+		if t.MaxMessageBytes > 0 {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "max.message.bytes",
+				ConfigValue: strconv.Itoa(t.MaxMessageBytes)})
 		}
 		req.Topics = append(req.Topics, tc)
 	}

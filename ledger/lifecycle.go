@@ -229,6 +229,26 @@ func (s *Store) move(ctx context.Context, tx *sql.Tx, id string, from, to State,
 	return s.addAudit(ctx, tx, id, at, actor, action, from, to, detail)
 }
 
+// Note appends an audit row to remediation id without moving it: something that
+// happened to it outside its life's transitions (its dead-letter copy could not be
+// written, say). ErrNotFound if there is no such remediation.
+func (s *Store) Note(ctx context.Context, id, actor, action, detail string, at time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		query := "SELECT state FROM events WHERE event_id = ?"
+		if s.backend == backendPostgres {
+			query += " FOR UPDATE" // the row that orders writers of the event's audit rows
+		}
+		var st string
+		err := tx.QueryRowContext(ctx, s.q(query), id).Scan(&st)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("remediation %s: %w", id, ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		return s.addAudit(ctx, tx, id, atOrNow(at), actor, action, State(st), State(st), detail)
+	})
+}
+
 // auditLock is the PostgreSQL advisory lock of the audit rows of no event.
 const auditLock = 0x6175746f66697832
 
