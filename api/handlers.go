@@ -328,8 +328,15 @@ func (s *Server) doApprove(ctx context.Context, id string, p auth.Principal, req
 	if req.Reason != "" {
 		detail += ": " + req.Reason
 	}
+	// The attempt runs with the whole option picked — its deadline, nodes to avoid,
+	// delay and changes too — with the approver's edits.
+	opt.Resources, opt.Params = res, params
+	if len(edits) > 0 {
+		opt.Changes = append(slices.Clone(opt.Changes), "edited by "+p.Name+": "+strings.Join(edits, ", "))
+	}
+	original := engine.ChainOriginal(r.ChainID, ev.Job.Namespace, ev.Job.Name)
 	a := ledger.Attempt{ChainID: r.ChainID, Number: n + 1, EventID: r.EventID,
-		JobName: engine.AttemptName(engine.OriginalName(ev), n+1), Resources: res, Params: params}
+		JobName: engine.AttemptName(original, n+1), Resources: res, Params: params, Option: &opt}
 	if err := s.o.Ledger.Approve(ctx, r.EventID, a, p.Name, detail, s.o.Now()); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -20,7 +21,8 @@ import (
 	"github.com/autofix/autofix/policy"
 )
 
-// Labels a re-submitted job carries so its own failures join the chain.
+// Labels a re-submitted job carries. They help people and partitioning; the chain
+// an event joins is what the ledger recorded, never what labels claim.
 const (
 	// LabelChain names the job chain: "namespace/original-job".
 	LabelChain = "autofix.io/chain"
@@ -39,11 +41,31 @@ type Recommender interface {
 	Recommend(ev *failure.Event, history []failure.Outcome) failure.Recommendation
 }
 
+// ErrUnverified is wrapped by a Verifier's or a Remediator's error when the cluster
+// does not bear a failure out: autofix must not act on it.
+var ErrUnverified = errors.New("not verified on the cluster")
+
+// Verified is what the cluster says of the workload a failure event names.
+type Verified struct {
+	// Job is the event's job as the cluster describes it; it replaces the event's.
+	Job failure.Job
+	// Remediation is, for a Job autofix created, the remediation it answered.
+	Remediation string
+}
+
+// Verifier checks failure events against the cluster before autofix acts on them.
+type Verifier interface {
+	// Verify returns what the cluster says of ev's workload; an error wrapping
+	// ErrUnverified when it does not bear ev out, another when it cannot be asked.
+	Verify(ctx context.Context, ev *failure.Event) (Verified, error)
+}
+
 // IntakeLedger is what Intake needs of the ledger.
 type IntakeLedger interface {
 	Seen(ctx context.Context, ids []string) (map[string]bool, error)
 	HistorySince(ctx context.Context, after map[string]int64, limit int) (map[string]ledger.TemplateHistory, error)
 	ChainAttempts(ctx context.Context, chains []string) (map[string]int, error)
+	AttemptsByJob(ctx context.Context, jobs []ledger.JobKey) (map[ledger.JobKey]ledger.Attempt, error)
 	Record(ctx context.Context, entries []ledger.Entry) ([]bool, error)
 	Paused(ctx context.Context) (bool, error)
 	// Ping reports whether the ledger can be reached: it tells a failing entry from
@@ -57,6 +79,14 @@ type Intake struct {
 	Ledger      IntakeLedger
 	Recommender Recommender
 	Policy      *policy.Config
+	// Verifier, when set, checks every event against the cluster first: one it does
+	// not bear out is recorded rejected, is not recommended for, and stays out of
+	// its template's history. Nil when there is no cluster (shadow mode).
+	Verifier Verifier
+	// VerifyTimeout bounds the verification of one batch (default 10 s); events it
+	// could not verify in time are decided as usual and verified again before any
+	// action (the Remediator does).
+	VerifyTimeout time.Duration
 	// Workers decide in parallel (default GOMAXPROCS); the events of one template are
 	// decided in order by one worker, each seeing the ones before it.
 	Workers int
@@ -99,6 +129,14 @@ type item struct {
 	outcome failure.Outcome
 	// fresh is set once the entry is recorded, if it was new to the ledger.
 	fresh bool
+	// verified is set when the cluster bore the event out, unverified (the reason)
+	// when it did not; neither when it could not be asked.
+	verified   bool
+	unverified string
+	// remediation is, for a Job autofix created, the remediation it answered.
+	remediation string
+	// original is the first Job of the event's chain.
+	original string
 }
 
 // Handle implements ingest.Handler.
@@ -148,6 +186,7 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 			rejected = append(rejected, ingest.Rejection{Index: it.index, Reason: it.entry.Error})
 		}
 	}
+	in.verify(ctx, fresh)
 	if err := in.decide(ctx, fresh); err != nil {
 		return nil, err
 	}
@@ -169,11 +208,14 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 
 // decide fills the decisions of the fresh valid events.
 func (in *Intake) decide(ctx context.Context, fresh []*item) error {
+	if err := in.chains(ctx, fresh); err != nil {
+		return err
+	}
 	groups := map[string][]*item{}
 	var templates, chains []string
 	seenChain := map[string]bool{}
 	for _, it := range fresh {
-		if it.ev == nil {
+		if it.ev == nil || it.unverified != "" {
 			continue
 		}
 		key := TemplateKey(it.ev)
@@ -181,7 +223,6 @@ func (in *Intake) decide(ctx context.Context, fresh []*item) error {
 			templates = append(templates, key)
 		}
 		groups[key] = append(groups[key], it)
-		it.entry.ChainID = ChainID(it.ev)
 		if !seenChain[it.entry.ChainID] {
 			seenChain[it.entry.ChainID] = true
 			chains = append(chains, it.entry.ChainID)
@@ -282,7 +323,7 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 		opt, _ := rec.ChosenOption()
 		it.entry.State = ledger.Approved
 		it.entry.Attempt = &ledger.Attempt{ChainID: it.entry.ChainID, Number: n + 1, EventID: ev.ID,
-			JobName: AttemptName(OriginalName(ev), n+1), Resources: opt.Resources, Params: opt.Params}
+			JobName: AttemptName(it.original, n+1), Resources: opt.Resources, Params: opt.Params, Option: &opt}
 		mu.Lock()
 		runs[it.entry.ChainID] = n + 1
 		mu.Unlock()
@@ -333,12 +374,20 @@ func TemplateKey(ev *failure.Event) string {
 	return ev.Job.Namespace + "/" + cmp.Or(ev.Job.Template, ev.Job.Name)
 }
 
-// OriginalName is the name of the first job of ev's chain.
-func OriginalName(ev *failure.Event) string { return cmp.Or(ev.Job.Labels[LabelOriginal], ev.Job.Name) }
+// PartitionKey is the Kafka key of ev: its chain as its labels name it, so that the
+// events of one chain are in order on one partition. (Only a key: the chain an event
+// joins is decided by the ledger.)
+func PartitionKey(ev *failure.Event) string {
+	return cmp.Or(ev.Job.Labels[LabelChain], ev.Job.Namespace+"/"+cmp.Or(ev.Job.Labels[LabelOriginal], ev.Job.Name))
+}
 
-// ChainID identifies the chain of attempts ev belongs to.
-func ChainID(ev *failure.Event) string {
-	return cmp.Or(ev.Job.Labels[LabelChain], ev.Job.Namespace+"/"+OriginalName(ev))
+// ChainOriginal is the first Job of chain ("namespace/original") in namespace, or
+// fallback when chain is not of that form.
+func ChainOriginal(chain, namespace, fallback string) string {
+	if o, ok := strings.CutPrefix(chain, namespace+"/"); ok && o != "" {
+		return o
+	}
+	return fallback
 }
 
 // AttemptName is the deterministic name of attempt n of the chain that began with job

@@ -2,8 +2,8 @@ package failure
 
 import (
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"

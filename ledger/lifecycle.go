@@ -12,7 +12,7 @@ import (
 	"github.com/autofix/autofix/failure"
 )
 
-const attemptCols = "chain_id, number, event_id, job_name, resources, params, submitted_at, outcome, finished_at"
+const attemptCols = "chain_id, number, event_id, job_name, resources, params, submitted_at, outcome, finished_at, namespace, option_json"
 
 // attemptRow checks a and returns its attempts row.
 func attemptRow(a Attempt) ([]any, error) {
@@ -32,8 +32,16 @@ func attemptRow(a Attempt) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode attempt params: %w", err)
 	}
+	option := ""
+	if a.Option != nil {
+		b, err := json.Marshal(a.Option)
+		if err != nil {
+			return nil, fmt.Errorf("encode attempt option: %w", err)
+		}
+		option = string(b)
+	}
 	return []any{a.ChainID, a.Number, a.EventID, a.JobName, string(res), string(params),
-		nanos(a.SubmittedAt), a.Outcome, nanos(a.FinishedAt)}, nil
+		nanos(a.SubmittedAt), a.Outcome, nanos(a.FinishedAt), a.Namespace, option}, nil
 }
 
 // outcomeRow is an outcome to append to a template's history.
@@ -124,11 +132,14 @@ func (s *Store) Approve(ctx context.Context, id string, a Attempt, actor, detail
 		if err := s.move(ctx, tx, id, PendingReview, Approved, actor, "approve", detail, at); err != nil {
 			return err
 		}
-		if a.ChainID == "" {
-			if err := tx.QueryRowContext(ctx, s.q("SELECT chain_id FROM events WHERE event_id = ?"), id).Scan(&a.ChainID); err != nil {
-				return err
-			}
+		var chain, namespace string
+		if err := tx.QueryRowContext(ctx, s.q("SELECT chain_id, namespace FROM events WHERE event_id = ?"), id).Scan(&chain, &namespace); err != nil {
+			return err
 		}
+		if a.ChainID == "" {
+			a.ChainID = chain
+		}
+		a.Namespace = namespace // the job runs where the failed one ran
 		a.EventID = id
 		row, err := attemptRow(a)
 		if err != nil {
@@ -220,9 +231,13 @@ func (s *Store) move(ctx context.Context, tx *sql.Tx, id string, from, to State,
 		} else if n == 0 {
 			return fmt.Errorf("submit %s: no attempt recorded: %w", id, ErrNotFound)
 		}
-	case Succeeded, Failed, Abandoned:
+	case Succeeded, Failed, Abandoned, Rejected:
+		outcome := string(to)
+		if to == Rejected {
+			outcome = string(Abandoned) // an approved attempt found not to be one autofix may act on
+		}
 		if _, err := tx.ExecContext(ctx, s.q("UPDATE attempts SET outcome = ?, finished_at = ? WHERE event_id = ?"),
-			string(to), nanos(at), id); err != nil {
+			outcome, nanos(at), id); err != nil {
 			return fmt.Errorf("finish %s: %w", id, err)
 		}
 	}

@@ -16,7 +16,7 @@ var legal = map[[2]State]bool{
 	{Received, Classified}: true, {Classified, Recommended}: true,
 	{Recommended, PendingReview}: true, {Recommended, Approved}: true, {Recommended, Rejected}: true,
 	{PendingReview, Approved}: true, {PendingReview, Rejected}: true,
-	{Approved, Submitted}: true, {Approved, Abandoned}: true,
+	{Approved, Submitted}: true, {Approved, Abandoned}: true, {Approved, Rejected}: true,
 	{Submitted, Succeeded}: true, {Submitted, Failed}: true, {Submitted, Abandoned}: true,
 }
 
@@ -156,8 +156,8 @@ func TestApproveFinishGet(t *testing.T) {
 			t.Errorf("e2 is %s, want succeeded", m.State)
 		}
 		wantAttempts := []Attempt{
-			{ChainID: "ch", Number: 2, EventID: "e1", JobName: first.Attempt.JobName, Resources: first.Attempt.Resources, Params: first.Attempt.Params},
-			{ChainID: "ch", Number: 3, EventID: "e2", JobName: "bert-af3", Resources: a.Resources, Params: a.Params,
+			{ChainID: "ch", Number: 2, EventID: "e1", JobName: first.Attempt.JobName, Namespace: "team-a", Resources: first.Attempt.Resources, Params: first.Attempt.Params},
+			{ChainID: "ch", Number: 3, EventID: "e2", JobName: "bert-af3", Namespace: "team-a", Resources: a.Resources, Params: a.Params,
 				SubmittedAt: t2, Outcome: "succeeded", FinishedAt: t3},
 		}
 		if !reflect.DeepEqual(m.Attempts, wantAttempts) {

@@ -275,3 +275,42 @@ func decodeOutcome(data string) (failure.Outcome, bool) {
 	}
 	return o, true
 }
+
+// JobKey names a Job: its namespace and name.
+type JobKey struct{ Namespace, Name string }
+
+// AttemptsByJob returns the attempts autofix recorded under the given job names,
+// by job: what autofix itself knows of a Job it created (its chain and number), as
+// opposed to what the Job's labels claim. Jobs with no attempt are not in the map.
+func (s *Store) AttemptsByJob(ctx context.Context, jobs []JobKey) (map[JobKey]Attempt, error) {
+	out := make(map[JobKey]Attempt)
+	const per = 2 // arguments per job
+	for start := 0; start < len(jobs); start += maxBind / per {
+		part := jobs[start:min(len(jobs), start+maxBind/per)]
+		conds := make([]string, len(part))
+		args := make([]any, 0, per*len(part))
+		for i, j := range part {
+			conds[i] = "(namespace = ? AND job_name = ?)"
+			args = append(args, j.Namespace, j.Name)
+		}
+		err := queryEach(ctx, s.r, s.q("SELECT "+attemptCols+" FROM attempts WHERE "+strings.Join(conds, " OR ")), args,
+			func(r *sql.Rows) error {
+				var (
+					chain, event, job, res, params, outcome, namespace, option string
+					number                                                     int
+					sub, fin                                                   int64
+				)
+				if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option); err != nil {
+					return err
+				}
+				a, _ := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin, option) // chain and number are what is asked for
+				a.Namespace = namespace
+				out[JobKey{namespace, job}] = a
+				return nil
+			})
+		if err != nil {
+			return nil, fmt.Errorf("attempts by job: %w", err)
+		}
+	}
+	return out, nil
+}

@@ -56,7 +56,7 @@ type AuditEntry struct {
 const selectRemediation = `SELECT e.event_id, e.chain_id, e.namespace, e.job_name, e.template, e.kind, e.attempt,
 	e.state, e.category, e.confidence, e.reason, e.error, e.kafka_topic, e.kafka_partition, e.kafka_offset,
 	e.received_at, e.updated_at, e.event_json, e.recommendation_json,
-	a.chain_id, a.number, a.event_id, a.job_name, a.resources, a.params, a.submitted_at, a.outcome, a.finished_at
+	a.chain_id, a.number, a.event_id, a.job_name, a.resources, a.params, a.submitted_at, a.outcome, a.finished_at, a.namespace, a.option_json
 	FROM events e LEFT JOIN attempts a ON a.event_id = e.event_id`
 
 // scanRow reads a row of selectRemediation: the remediation and its attempt, if any.
@@ -67,6 +67,7 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 		recv, upd            int64
 		evJSON, recJSON      sql.NullString
 		aChain, aEvent, aJob sql.NullString
+		aNamespace, aOption  sql.NullString
 		aRes, aParams, aOut  sql.NullString
 		aNum                 sql.NullInt64
 		aSub, aFin           sql.NullInt64
@@ -74,7 +75,7 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 	err := r.Scan(&m.EventID, &m.ChainID, &m.Namespace, &m.JobName, &m.Template, &m.Kind, &m.Attempt,
 		&state, &cat, &m.Confidence, &m.Reason, &m.Error, &m.Source.Topic, &m.Source.Partition, &m.Source.Offset,
 		&recv, &upd, &evJSON, &recJSON,
-		&aChain, &aNum, &aEvent, &aJob, &aRes, &aParams, &aSub, &aOut, &aFin)
+		&aChain, &aNum, &aEvent, &aJob, &aRes, &aParams, &aSub, &aOut, &aFin, &aNamespace, &aOption)
 	if err != nil {
 		return Remediation{}, nil, err
 	}
@@ -98,14 +99,15 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 		return m, nil, nil
 	}
 	a, err := decodeAttempt(aChain.String, int(aNum.Int64), aEvent.String, aJob.String, aRes.String, aParams.String,
-		aSub.Int64, aOut.String, aFin.Int64)
+		aSub.Int64, aOut.String, aFin.Int64, aOption.String)
+	a.Namespace = aNamespace.String
 	if err != nil {
 		m.Unreadable = err.Error()
 	}
 	return m, &a, nil
 }
 
-func decodeAttempt(chain string, number int, eventID, job, res, params string, submitted int64, outcome string, finished int64) (Attempt, error) {
+func decodeAttempt(chain string, number int, eventID, job, res, params string, submitted int64, outcome string, finished int64, option string) (Attempt, error) {
 	a := Attempt{ChainID: chain, Number: number, EventID: eventID, JobName: job, Outcome: outcome,
 		SubmittedAt: fromNanos(submitted), FinishedAt: fromNanos(finished)}
 	if err := json.Unmarshal([]byte(res), &a.Resources); err != nil {
@@ -113,6 +115,13 @@ func decodeAttempt(chain string, number int, eventID, job, res, params string, s
 	}
 	if err := json.Unmarshal([]byte(params), &a.Params); err != nil {
 		return a, fmt.Errorf("the stored params of attempt %s: %w", job, err)
+	}
+	if option != "" {
+		a.Option = new(failure.Option)
+		if err := json.Unmarshal([]byte(option), a.Option); err != nil {
+			a.Option = nil
+			return a, fmt.Errorf("the stored option of attempt %s: %w", job, err)
+		}
 	}
 	return a, nil
 }
@@ -172,14 +181,15 @@ func (s *Store) Get(ctx context.Context, id string) (Remediation, error) {
 			err = queryEach(ctx, tx, s.q("SELECT "+attemptCols+" FROM attempts WHERE chain_id = ? ORDER BY number"),
 				[]any{m.ChainID}, func(r *sql.Rows) error {
 					var (
-						chain, event, job, res, params, outcome string
-						number                                  int
-						sub, fin                                int64
+						chain, event, job, res, params, outcome, namespace, option string
+						number                                                     int
+						sub, fin                                                   int64
 					)
-					if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin); err != nil {
+					if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option); err != nil {
 						return err
 					}
-					a, err := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin)
+					a, err := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin, option)
+					a.Namespace = namespace
 					if err != nil && event == m.EventID {
 						m.Unreadable = err.Error()
 					}
@@ -261,16 +271,30 @@ func (s *Store) Claim(ctx context.Context, id, owner string, now, until time.Tim
 	return true, failures, nil
 }
 
-// Defer records a failed submission of id's attempt by the claim's owner and keeps
-// the attempt claimed until retryAt, when any dispatcher may try again.
-func (s *Store) Defer(ctx context.Context, id, owner string, retryAt time.Time) error {
+// Defer keeps id's attempt claimed by the claim's owner until retryAt, when any
+// dispatcher may try again. With failed it records a failed submission: the count
+// goes up and detail (why) joins the audit trail.
+func (s *Store) Defer(ctx context.Context, id, owner string, retryAt time.Time, failed bool, detail string) error {
+	inc := 0
+	if failed {
+		inc = 1
+	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.q(`UPDATE attempts SET claimed_until = ?, submit_failures = submit_failures + 1
-			WHERE event_id = ? AND claimed_by = ?`), nanos(retryAt), id, owner)
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE attempts SET claimed_until = ?, submit_failures = submit_failures + ?
+			WHERE event_id = ? AND claimed_by = ?`), nanos(retryAt), inc, id, owner)
 		if err != nil {
 			return fmt.Errorf("defer %s: %w", id, err)
 		}
-		return nil
+		if n, err := res.RowsAffected(); err != nil || n == 0 || !failed {
+			return err
+		}
+		if s.backend == backendPostgres {
+			// The event's row orders the writers of its audit rows.
+			if _, err := tx.ExecContext(ctx, "SELECT 1 FROM events WHERE event_id = $1 FOR UPDATE", id); err != nil {
+				return err
+			}
+		}
+		return s.addAudit(ctx, tx, id, time.Now(), "dispatcher", "defer", Approved, Approved, detail)
 	})
 }
 

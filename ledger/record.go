@@ -31,8 +31,15 @@ type Attempt struct {
 	Number int
 	// EventID is the remediation (failure event) that asked for the attempt.
 	EventID string
-	// JobName is the deterministic name of the new job; unique in the ledger.
-	JobName   string
+	// JobName is the deterministic name of the new job; unique in its namespace.
+	JobName string
+	// Namespace is where the job runs: the failed job's (set by the ledger from the
+	// remediation's event).
+	Namespace string
+	// Option is the whole option the attempt runs with: besides Resources and
+	// Params (which it repeats), its deadline, the nodes to avoid, the delay and
+	// what it changes. Nil for attempts recorded before it was kept.
+	Option    *failure.Option
 	Resources failure.Resources
 	Params    map[string]string
 	// SubmittedAt is zero until the job is submitted.
@@ -68,6 +75,9 @@ type Entry struct {
 	// Resources and Params set; ChainID and EventID default to the entry's). It is
 	// required then, and ignored in other states.
 	Attempt *Attempt
+	// NoHistory keeps the failed run out of its template's history: an event autofix
+	// could not verify must not teach the models, nor count in its chain.
+	NoHistory bool
 
 	// OutcomeSeq is set by Record on a fresh valid entry: the sequence number of the
 	// failed run in its template's history (see HistorySince).
@@ -227,7 +237,7 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh 
 		if p.attempt != nil && !took[p.id] {
 			abandoned = append(abandoned, p.id)
 			rows = append(rows, []any{p.id, len(rows) + 1, nanos(p.at), actorLedger, "abandon", string(Approved), string(Abandoned),
-				fmt.Sprintf("attempt %d of chain %s or job name %s is already recorded", p.a.Number, p.a.ChainID, p.a.JobName)})
+				fmt.Sprintf("attempt %d of chain %s or job %s/%s is already recorded", p.a.Number, p.a.ChainID, p.a.Namespace, p.a.JobName)})
 		}
 		audit = append(audit, rows...)
 	}
@@ -304,11 +314,14 @@ func prepare(i int, e Entry) (*pending, error) {
 		if a.ChainID == "" {
 			a.ChainID = e.ChainID
 		}
-		a.EventID = p.id
+		a.EventID, a.Namespace = p.id, ev.Job.Namespace
 		p.a = a
 		if p.attempt, err = attemptRow(a); err != nil {
 			return nil, err
 		}
+	}
+	if e.NoHistory {
+		return p, nil
 	}
 	p.outcome = &outcomeRow{key: key, eventID: p.id, at: p.at, o: failure.Outcome{
 		Template: ev.Job.Template, Attempt: ev.Job.Attempt, Resources: ev.Job.Resources, Params: ev.Job.Params,

@@ -120,7 +120,7 @@ func TestRecordFields(t *testing.T) {
 			EventID: "ev-1", ChainID: "ch-1", Namespace: "ml", JobName: "bert-2", Template: "bert", Kind: "training",
 			Attempt: 2, State: Approved, Category: failure.OOMMemory, Confidence: 0.93, Reason: e.Reason,
 			Source: e.Source, ReceivedAt: t0, UpdatedAt: t0, Event: e.Event, Recommendation: e.Recommendation,
-			Attempts: []Attempt{{ChainID: "ch-1", Number: 3, EventID: "ev-1", JobName: e.Attempt.JobName,
+			Attempts: []Attempt{{ChainID: "ch-1", Number: 3, EventID: "ev-1", JobName: e.Attempt.JobName, Namespace: "ml",
 				Resources: e.Attempt.Resources, Params: e.Attempt.Params}},
 			Audit: []AuditEntry{
 				{At: t0, Actor: "autofix", Action: "receive", To: Received, Detail: "from failures/2@1000"},
@@ -265,6 +265,37 @@ func TestConcurrentRecord(t *testing.T) {
 		}
 		if got, want := len(h["team-a/t0"]), (ids+6)/7; got != want {
 			t.Errorf("History(team-a/t0) has %d outcomes, want %d", got, want)
+		}
+	})
+}
+
+// TestSameJobNameInTwoNamespaces: Jobs of the same name in two namespaces are two
+// Jobs; their fixes (attempt Jobs of the same name) do not collide. Before, attempt
+// job names were unique across the whole ledger and the second fix was abandoned.
+func TestSameJobNameInTwoNamespaces(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		a := entry("a", Approved, entryOpt{ns: "team-a", chain: "team-a/train"})
+		b := entry("b", Approved, entryOpt{ns: "team-b", chain: "team-b/train"})
+		a.Attempt.JobName, b.Attempt.JobName = "train-af2", "train-af2"
+		mustRecord(t, s, a, b)
+		for _, id := range []string{"a", "b"} {
+			if m := mustGet(t, s, id); m.State != Approved {
+				t.Errorf("%s is %s, want approved (audit %+v)", id, m.State, m.Audit)
+			}
+		}
+		got, err := s.AttemptsByJob(context.Background(), []JobKey{{"team-a", "train-af2"}, {"team-b", "train-af2"}, {"team-c", "train-af2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[JobKey{"team-a", "train-af2"}].ChainID != "team-a/train" || got[JobKey{"team-b", "train-af2"}].EventID != "b" {
+			t.Errorf("AttemptsByJob = %+v, want team-a's and team-b's attempts, each its own", got)
+		}
+		// In one namespace the name is still taken once.
+		c := entry("c", Approved, entryOpt{ns: "team-a", chain: "team-a/other"})
+		c.Attempt.JobName = "train-af2"
+		mustRecord(t, s, c)
+		if m := mustGet(t, s, "c"); m.State != Abandoned {
+			t.Errorf("c is %s, want abandoned: its job name is taken in team-a", m.State)
 		}
 	})
 }

@@ -36,8 +36,10 @@ var transitions = map[State][]State{
 	Classified:    {Recommended},
 	Recommended:   {PendingReview, Approved, Rejected},
 	PendingReview: {Approved, Rejected},
-	Approved:      {Submitted, Abandoned},
-	Submitted:     {Succeeded, Failed, Abandoned},
+	// An approved attempt is rejected when the cluster does not bear its failure out
+	// (the Job is not there with that uid, did not fail, or is not watched).
+	Approved:  {Submitted, Abandoned, Rejected},
+	Submitted: {Succeeded, Failed, Abandoned},
 }
 
 // CanMoveTo reports whether a remediation in state s may move to state to.

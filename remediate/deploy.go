@@ -96,6 +96,11 @@ func (w *Watcher) crashLooping(ctx context.Context, pod *corev1.Pod, rs appslist
 
 // deploymentJob describes a Deployment as an event's job.
 func (w *Watcher) deploymentJob(d *appsv1.Deployment) failure.Job {
+	return describeDeployment(d, w.o.GPUTypeLabel)
+}
+
+// describeDeployment describes a Deployment as an event's job.
+func describeDeployment(d *appsv1.Deployment, gpuLabel string) failure.Job {
 	l := d.Labels
 	j := failure.Job{Namespace: d.Namespace, Name: d.Name, UID: string(d.UID), Kind: failure.Deployment,
 		Template: cmp.Or(l[LabelTemplate], d.Name), Pipeline: l[LabelPipeline], Stage: l[LabelStage],
@@ -106,7 +111,7 @@ func (w *Watcher) deploymentJob(d *appsv1.Deployment) failure.Job {
 	spec := &d.Spec.Template.Spec
 	if c, err := mainContainer(spec, d.Annotations); err == nil {
 		j.Image = c.Image
-		j.Resources = resourcesOf(c, w.o.GPUTypeLabel, spec)
+		j.Resources = resourcesOf(c, gpuLabel, spec)
 	}
 	return j
 }

@@ -171,7 +171,11 @@ func finished(p *corev1.Pod) time.Time {
 }
 
 // jobOf describes a Job as the event's job: identity, chain, configuration.
-func (w *Watcher) jobOf(job *batchv1.Job) failure.Job {
+func (w *Watcher) jobOf(job *batchv1.Job) failure.Job { return describeJob(job, w.o.GPUTypeLabel) }
+
+// describeJob describes a Job as an event's job; gpuLabel is the node label naming
+// GPU models.
+func describeJob(job *batchv1.Job, gpuLabel string) failure.Job {
 	l := job.Labels
 	j := failure.Job{
 		Namespace: job.Namespace, Name: job.Name, UID: string(job.UID),
@@ -189,7 +193,7 @@ func (w *Watcher) jobOf(job *batchv1.Job) failure.Job {
 	spec := &job.Spec.Template.Spec
 	if c, err := mainContainer(spec, job.Annotations); err == nil {
 		j.Image = c.Image
-		j.Resources = resourcesOf(c, w.o.GPUTypeLabel, spec)
+		j.Resources = resourcesOf(c, gpuLabel, spec)
 		if b, err := bindings(job.Annotations); err == nil && len(b) > 0 {
 			j.Params = paramsOf(c, b)
 		}

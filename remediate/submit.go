@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"strconv"
 	"strings"
 
@@ -63,49 +64,79 @@ func NewSubmitter(client kubernetes.Interface, o SubmitterOptions) *Submitter {
 	return &Submitter{client: client, o: o}
 }
 
-// kept is the failed Job as the watcher last saw it, when it is gone from the cluster
-// (or a Job of the same name has taken its place).
-func (s *Submitter) kept(ctx context.Context, sub *Submission) (*batchv1.Job, error) {
-	gone := fmt.Errorf("the failed job %s/%s is gone (deleted, removed by its TTL, or replaced), and its spec with it: %w",
-		sub.Namespace, sub.FailedJob, ErrCannotSubmit)
-	if s.o.Specs == nil || sub.FailedUID == "" {
-		return nil, gone
-	}
-	job, err := s.o.Specs.Spec(ctx, sub.FailedUID)
-	if err != nil {
-		return nil, fmt.Errorf("read the kept spec of %s/%s: %w", sub.Namespace, sub.FailedJob, err)
-	}
-	if job == nil {
-		return nil, gone
-	}
-	return job, nil
-}
-
-// Submit creates the attempt's Job. A Job of that name that exists already is the
-// attempt, created before (a retry after a crash): Submit then succeeds.
+// Submit creates the attempt's Job from the failed Job (or the spec the watcher kept
+// of it, when it is gone). A Job of that name that autofix created for this
+// remediation is the attempt, created before (a retry after a crash): Submit then
+// succeeds. Errors that a retry cannot mend — the failed Job is gone, a Job of that
+// name belongs to someone else, the API server forbids or refuses the Job — wrap
+// ErrCannotSubmit; others (the API server unreachable, overloaded) may pass.
 func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
-	jobs := s.client.BatchV1().Jobs(sub.Namespace)
-	if _, err := jobs.Get(ctx, sub.Name, metav1.GetOptions{}); err == nil {
-		return nil
-	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("look for job %s/%s: %w", sub.Namespace, sub.Name, err)
+	if sub.FailedUID == "" {
+		return fmt.Errorf("the failed job %s/%s has no uid: %w", sub.Namespace, sub.FailedJob, ErrCannotSubmit)
 	}
-	failed, err := jobs.Get(ctx, sub.FailedJob, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || err == nil && sub.FailedUID != "" && string(failed.UID) != sub.FailedUID {
-		failed, err = s.kept(ctx, sub) // gone, or replaced by a Job of the same name
+	jobs := s.client.BatchV1().Jobs(sub.Namespace)
+	if done, err := s.created(ctx, sub); done || err != nil {
+		return err
+	}
+	failed, _, err := findJob(ctx, s.client, s.o.Specs, sub.Namespace, sub.FailedJob, sub.FailedUID)
+	if errors.Is(err, ErrUnverified) {
+		return fmt.Errorf("the failed job %s/%s is gone (deleted, removed by its TTL, or replaced), and its spec with it: %w",
+			sub.Namespace, sub.FailedJob, ErrCannotSubmit)
 	}
 	if err != nil {
-		return fmt.Errorf("read the failed job %s/%s: %w", sub.Namespace, sub.FailedJob, err)
+		return classify(err)
 	}
 	job, err := s.NewAttempt(failed, sub)
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, ErrCannotSubmit)
 	}
-	if _, err := jobs.Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create job %s/%s: %w", sub.Namespace, sub.Name, err)
+	_, err = jobs.Create(ctx, job, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		if done, err := s.created(ctx, sub); done || err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return classify(fmt.Errorf("create job %s/%s: %w", sub.Namespace, sub.Name, err))
 	}
 	return nil
 }
+
+// created reports whether the attempt's Job exists and is autofix's for this
+// remediation; a Job of that name that is not is an error that wraps ErrCannotSubmit
+// (autofix never takes another's Job for its own).
+func (s *Submitter) created(ctx context.Context, sub *Submission) (bool, error) {
+	got, err := s.client.BatchV1().Jobs(sub.Namespace).Get(ctx, sub.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, classify(fmt.Errorf("look for job %s/%s: %w", sub.Namespace, sub.Name, err))
+	case got.Labels[LabelManaged] == "true" && got.Annotations[AnnotationRemediation] == sub.Remediation:
+		return true, nil
+	}
+	return false, fmt.Errorf("a Job %s/%s exists that autofix did not create for remediation %s: %w",
+		sub.Namespace, sub.Name, sub.Remediation, ErrCannotSubmit)
+}
+
+// classify marks the API server's answers that a retry cannot change (403, 401 with
+// a revoked token aside: the namespace has no RoleBinding; 422 and 400: the Job is
+// invalid; 404: the namespace is gone; 413; 405) as ErrCannotSubmit.
+func classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsNotFound(err),
+		apierrors.IsRequestEntityTooLargeError(err), apierrors.IsMethodNotSupported(err), apierrors.IsNotAcceptable(err),
+		apierrors.IsUnsupportedMediaType(err):
+		return fmt.Errorf("%w: %w", err, ErrCannotSubmit)
+	}
+	return err
+}
+
+// maxDeadlineSeconds bounds the activeDeadlineSeconds an attempt may get: ten years.
+// (1e19 seconds once became math.MinInt64, a Job the API server refuses.)
+const maxDeadlineSeconds = 10 * failure.MaxDurationSeconds
 
 // serverLabels are what the Job controller and API server put on a Job and its pod
 // template; a new Job must not carry the old one's.
@@ -154,7 +185,10 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 	}
 	avoidNodes(&tmpl.Spec, opt.AvoidNodes)
 	if opt.DeadlineSeconds > 0 {
-		d := int64(opt.DeadlineSeconds)
+		if opt.DeadlineSeconds > maxDeadlineSeconds || math.IsNaN(opt.DeadlineSeconds) {
+			return nil, fmt.Errorf("deadline of %g seconds: over the limit of %d", opt.DeadlineSeconds, maxDeadlineSeconds)
+		}
+		d := int64(math.Ceil(opt.DeadlineSeconds))
 		spec.ActiveDeadlineSeconds = &d
 	}
 	labels := maps.Clone(failed.Labels)

@@ -45,7 +45,7 @@ func failedJob() *batchv1.Job {
 
 func submission() *Submission {
 	return &Submission{Namespace: "ml", FailedJob: "llm-ft", Name: "llm-ft-af2", Chain: "ml/llm-ft", Original: "llm-ft", Attempt: 2,
-		Remediation: "k8s-job-0b1c", Option: failure.Option{
+		Remediation: "k8s-job-0b1c", FailedUID: "0b1c", Option: failure.Option{
 			Resources:  failure.Resources{CPUMillis: 8000, MemoryBytes: 96 << 30, GPU: 2, GPUType: "nvidia-h100-80gb"},
 			Params:     map[string]string{"micro_batch_size": "8", "precision": "bf16"},
 			AvoidNodes: []string{"gpu-node-3"}, DeadlineSeconds: 7200, Changes: []string{"memory 64Gi -> 96Gi"}}}

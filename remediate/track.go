@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"context"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 
@@ -21,7 +22,7 @@ func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job) error {
 			return nil
 		}
 	}
-	if _, seen := w.finished.Load(job.UID); seen {
+	if w.finished.has(string(job.UID)) {
 		return nil
 	}
 	o := failure.Outcome{Template: w.jobOf(job).Template, Attempt: attemptOf(job), Succeeded: succeeded}
@@ -30,9 +31,9 @@ func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job) error {
 	if job.Status.StartTime != nil {
 		o.DurationSeconds = cond.LastTransitionTime.Sub(job.Status.StartTime.Time).Seconds()
 	}
-	if err := w.sink.Finished(ctx, id, succeeded, o); err != nil {
+	if err := w.sink.Finished(ctx, id, job.Namespace, job.Name, succeeded, o); err != nil {
 		return err
 	}
-	w.finished.Store(job.UID, true)
+	w.finished.add(string(job.UID), time.Now())
 	return nil
 }

@@ -33,8 +33,10 @@ type Publisher interface {
 
 // OutcomeSink learns how the attempts autofix created end.
 type OutcomeSink interface {
-	// Finished reports that the Job of remediation id succeeded or failed.
-	Finished(ctx context.Context, remediation string, succeeded bool, outcome failure.Outcome) error
+	// Finished reports that Job namespace/name, which claims to be the attempt of
+	// remediation id, succeeded or failed. The sink must check the claim against
+	// its own records: the labels and annotations of a Job are anyone's to set.
+	Finished(ctx context.Context, remediation, namespace, name string, succeeded bool, outcome failure.Outcome) error
 }
 
 // SpecStore keeps the specs of failed Jobs by uid, so that a fix can be submitted
@@ -84,11 +86,14 @@ type Watcher struct {
 	pods      map[string]corelisters.PodLister
 	sets      map[string]appslisters.ReplicaSetLister
 	deploys   map[string]appslisters.DeploymentLister
-	published map[string]bool         // event ids sent by this process
 	gone      map[string]*batchv1.Job // deleted Jobs not yet handled, by queue key
 	ready     map[string]bool         // namespaces whose caches have synced
-	finished  sync.Map                // uids of attempts whose outcome this process reported
+	published *seenSet                // event ids sent by this process
+	finished  *seenSet                // uids of attempts whose outcome this process reported
 }
+
+// maxSeen bounds the ids the watcher remembers of what it published or reported.
+const maxSeen = 200_000
 
 // NewWatcher returns a Watcher; Run starts it.
 func NewWatcher(client kubernetes.Interface, pub Publisher, sink OutcomeSink, o WatcherOptions) *Watcher {
@@ -112,8 +117,8 @@ func NewWatcher(client kubernetes.Interface, pub Publisher, sink OutcomeSink, o 
 	}
 	return &Watcher{client: client, pub: pub, sink: sink, o: o,
 		jobs: map[string]batchlisters.JobLister{}, pods: map[string]corelisters.PodLister{},
-		sets: map[string]appslisters.ReplicaSetLister{}, deploys: map[string]appslisters.DeploymentLister{}, published: map[string]bool{},
-		gone: map[string]*batchv1.Job{}}
+		sets: map[string]appslisters.ReplicaSetLister{}, deploys: map[string]appslisters.DeploymentLister{},
+		gone: map[string]*batchv1.Job{}, published: newSeenSet(o.MaxAge+time.Hour, maxSeen), finished: newSeenSet(o.MaxAge, maxSeen)}
 }
 
 // Run watches until ctx ends. It may be run again afterwards (when leadership comes
@@ -419,18 +424,12 @@ func (w *Watcher) publish(ctx context.Context, ev *failure.Event) error {
 	if err := w.pub.Publish(ctx, ev); err != nil {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)
 	}
-	w.mu.Lock()
-	w.published[ev.ID] = true
-	w.mu.Unlock()
+	w.published.add(ev.ID, time.Now())
 	w.o.Log.Info("failure published", "event", ev.ID, "job", ev.Job.Namespace+"/"+ev.Job.Name, "reason", ev.Failure.Reason)
 	return nil
 }
 
-func (w *Watcher) sent(id string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.published[id]
-}
+func (w *Watcher) sent(id string) bool { return w.published.has(id) }
 
 func (w *Watcher) selected(job *batchv1.Job) bool { return w.selectedLabels(job.Labels) }
 

@@ -44,8 +44,14 @@ func kubeClient(c *config.Kubernetes) (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-// kubeRemediator submits approved remediations as new Jobs (engine.Remediator).
-type kubeRemediator struct{ s *remediate.Submitter }
+// kubeRemediator submits approved remediations as new Jobs (engine.Remediator),
+// each only after the cluster has borne its failure out again: between the
+// decision and now, the Job may have gone, or an approver may have approved an
+// event that was never verified.
+type kubeRemediator struct {
+	s *remediate.Submitter
+	v *remediate.Verifier
+}
 
 func (k kubeRemediator) Submit(ctx context.Context, r *ledger.Remediation) error {
 	if r.Event != nil && r.Event.Job.Kind == failure.Deployment {
@@ -56,11 +62,29 @@ func (k kubeRemediator) Submit(ctx context.Context, r *ledger.Remediation) error
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, engine.ErrCannotSubmit)
 	}
-	err = k.s.Submit(ctx, sub)
-	if errors.Is(err, remediate.ErrCannotSubmit) {
+	if _, err := k.v.Verify(ctx, r.Event); err != nil {
+		return engineError(err)
+	}
+	return engineError(k.s.Submit(ctx, sub))
+}
+
+// engineError maps remediate's sentinel errors to the engine's.
+func engineError(err error) error {
+	switch {
+	case errors.Is(err, remediate.ErrUnverified):
+		return fmt.Errorf("%w: %w", err, engine.ErrUnverified)
+	case errors.Is(err, remediate.ErrCannotSubmit):
 		return fmt.Errorf("%w: %w", err, engine.ErrCannotSubmit)
 	}
 	return err
+}
+
+// kubeVerifier checks failure events against the cluster (engine.Verifier).
+type kubeVerifier struct{ v *remediate.Verifier }
+
+func (k kubeVerifier) Verify(ctx context.Context, ev *failure.Event) (engine.Verified, error) {
+	v, err := k.v.Verify(ctx, ev)
+	return engine.Verified{Job: v.Job, Remediation: v.Remediation}, engineError(err)
 }
 
 // submission is what the Submitter needs of a remediation: the failed Job, the
@@ -74,15 +98,12 @@ func submission(r *ledger.Remediation) (*remediate.Submission, error) {
 	if !ok {
 		return nil, fmt.Errorf("remediation %s has no attempt to submit", r.EventID)
 	}
-	var opt failure.Option
-	if r.Recommendation != nil {
-		opt, _ = r.Recommendation.ChosenOption()
-	}
-	opt.Resources, opt.Params = a.Resources, a.Params
+	opt, _ := engine.AttemptOption(r)
+	ev := r.Event
 	return &remediate.Submission{
-		Namespace: r.Event.Job.Namespace, FailedJob: r.Event.Job.Name, Name: a.JobName,
-		Chain: a.ChainID, Original: engine.OriginalName(r.Event), Attempt: a.Number,
-		Remediation: r.EventID, FailedUID: r.Event.Job.UID, Option: opt,
+		Namespace: ev.Job.Namespace, FailedJob: ev.Job.Name, Name: a.JobName,
+		Chain: a.ChainID, Original: engine.ChainOriginal(a.ChainID, ev.Job.Namespace, ev.Job.Name), Attempt: a.Number,
+		Remediation: r.EventID, FailedUID: ev.Job.UID, Option: opt,
 	}, nil
 }
 
@@ -94,7 +115,7 @@ func (k kafkaPublisher) Publish(ctx context.Context, ev *failure.Event) error {
 	if err != nil {
 		return err
 	}
-	return k.p.Publish(ctx, ingest.Message{Key: []byte(engine.ChainID(ev)), Value: b})
+	return k.p.Publish(ctx, ingest.Message{Key: []byte(engine.PartitionKey(ev)), Value: b})
 }
 
 // ledgerSink records how attempts end (remediate.OutcomeSink), and counts them.
@@ -103,33 +124,46 @@ type ledgerSink struct {
 	metrics *api.Metrics
 }
 
-func (l ledgerSink) Finished(ctx context.Context, id string, succeeded bool, o failure.Outcome) error {
+func (l ledgerSink) Finished(ctx context.Context, id, namespace, name string, succeeded bool, o failure.Outcome) error {
+	// Only the Job autofix created for remediation id speaks for it: its labels and
+	// annotations are anyone's to copy, its namespace and name are not.
+	r, err := l.store.Get(ctx, id)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	a, ok := engine.OwnAttempt(&r)
+	if !ok || a.JobName != name || r.Namespace != namespace || a.Namespace != "" && a.Namespace != namespace {
+		return nil // not the attempt: a Job claiming another's remediation
+	}
+	if r.State == ledger.Approved {
+		// The job ran before its submission was recorded (a timeout on a create
+		// that went through): wait for the dispatcher to record it.
+		return fmt.Errorf("remediation %s finished while still approved", id)
+	}
+	o.Attempt = a.Number // the ledger's, not the Job's label
+	if o.Check() != nil {
+		o.DurationSeconds = 0 // a clock gone wrong; the outcome itself stands
+	}
 	to, detail := ledger.Failed, "the job failed"
 	if succeeded {
 		to, detail = ledger.Succeeded, "the job succeeded"
 	}
-	err := l.store.Finish(ctx, id, to, o, "watcher", detail, time.Now())
-	if err == nil && l.metrics != nil {
-		if r, gerr := l.store.Get(ctx, id); gerr == nil {
+	err = l.store.Finish(ctx, id, to, o, "watcher", detail, time.Now())
+	var te *ledger.TransitionError
+	switch {
+	case err == nil:
+		if l.metrics != nil {
 			var chosen *failure.Option
-			if r.Recommendation != nil {
-				if opt, ok := r.Recommendation.ChosenOption(); ok {
-					chosen = &opt
-				}
+			if opt, ok := engine.AttemptOption(&r); ok {
+				chosen = &opt
 			}
 			l.metrics.Finished(r.Category, succeeded, chosen)
 		}
-	}
-	if errors.Is(err, ledger.ErrConflict) {
-		if r, gerr := l.store.Get(ctx, id); gerr == nil && r.State == ledger.Approved {
-			// The job ran before its submission was recorded (a timeout on a create
-			// that went through): wait for the dispatcher to record it.
-			return fmt.Errorf("remediation %s finished while still approved: %w", id, err)
-		}
-	}
-	var te *ledger.TransitionError
-	if errors.Is(err, ledger.ErrConflict) || errors.Is(err, ledger.ErrNotFound) || errors.As(err, &te) {
-		return nil // finished before (a resync, another replica), or not ours
+		return nil
+	case errors.Is(err, ledger.ErrConflict) || errors.Is(err, ledger.ErrNotFound) || errors.As(err, &te):
+		return nil // finished before (a resync, another replica)
 	}
 	return err
 }

@@ -94,5 +94,5 @@ func keyOf(line []byte) []byte {
 	if err != nil {
 		return nil
 	}
-	return []byte(engine.ChainID(&ev))
+	return []byte(engine.PartitionKey(&ev))
 }

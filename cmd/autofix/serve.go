@@ -168,9 +168,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	var verifier *remediate.Verifier
 	if kube != nil {
-		remediator = kubeRemediator{remediate.NewSubmitter(kube, remediate.SubmitterOptions{GPUTypeLabel: cfg.Kubernetes.GPUTypeLabel,
-			Specs: ledgerSpecs{store}})}
+		k := &cfg.Kubernetes
+		if verifier, err = remediate.NewVerifier(kube, remediate.VerifierOptions{Namespaces: k.Namespaces, Selector: k.Selector,
+			GPUTypeLabel: k.GPUTypeLabel, Specs: ledgerSpecs{store}}); err != nil {
+			return fmt.Errorf("kubernetes.selector: %w", err)
+		}
+		remediator = kubeRemediator{s: remediate.NewSubmitter(kube, remediate.SubmitterOptions{GPUTypeLabel: k.GPUTypeLabel,
+			Specs: ledgerSpecs{store}}), v: verifier}
 		if gpuTypes = clusterGPUTypes(ctx, kube, cfg.Kubernetes.GPUTypeLabel); len(gpuTypes) > 0 {
 			log.Info("GPU models on the cluster's nodes", "types", gpuTypes)
 		}
@@ -193,6 +199,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	intake := &engine.Intake{Ledger: store, Recommender: br.rec, Policy: &cfg.Policy, Log: log, Decided: metrics.Decided}
+	if verifier != nil {
+		intake.Verifier = kubeVerifier{verifier}
+	}
 	dispatcher := &engine.Dispatcher{
 		Ledger: store, Remediator: remediator, DryRun: cfg.Policy.DryRun, Log: log,
 		Limiter: policy.NewLimiter(cfg.Policy.RatePerMinute, cfg.Policy.Burst),
