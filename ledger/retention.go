@@ -1,0 +1,69 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// pruneBatch is how many remediations one pruning transaction deletes, so that no
+// transaction holds the ledger for long.
+const pruneBatch = 2000
+
+// Prune deletes what the ledger holds of remediations received before before that
+// have ended (rejected, succeeded, failed or abandoned): the event, its attempts,
+// its audit trail and its outcome in its template's history. A remediation that has
+// not ended is kept, however old: someone may still act on it. Pipeline runs that
+// ended before before go too. It returns how many remediations it deleted.
+func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		var ids []string
+		err := queryEach(ctx, s.r, s.q("SELECT event_id FROM events WHERE received_at < ? AND state IN (?, ?, ?, ?) LIMIT ?"),
+			[]any{nanos(before), string(Rejected), string(Succeeded), string(Failed), string(Abandoned), pruneBatch},
+			func(r *sql.Rows) error {
+				var id string
+				err := r.Scan(&id)
+				ids = append(ids, id)
+				return err
+			})
+		if err != nil {
+			return total, fmt.Errorf("prune: %w", err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		err = s.inTx(ctx, func(tx *sql.Tx) error {
+			return chunks(ids, func(c []string) error {
+				in := "(" + list(len(c)) + ")"
+				for _, table := range []string{"outcomes", "audit", "attempts", "events"} {
+					if _, err := tx.ExecContext(ctx, s.q("DELETE FROM "+table+" WHERE event_id IN "+in), anys(c)...); err != nil {
+						return fmt.Errorf("prune %s: %w", table, err)
+					}
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(ids)
+		if len(ids) < pruneBatch {
+			break
+		}
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q("DELETE FROM pipeline_runs WHERE phase <> 'running' AND updated_at < ?"), nanos(before))
+		if err != nil {
+			return err
+		}
+		// Settings' audit rows (event id "") are the kill switch's history: they go with age too.
+		_, err = tx.ExecContext(ctx, s.q("DELETE FROM audit WHERE event_id = '' AND created_at < ?"), nanos(before))
+		return err
+	})
+	if err != nil {
+		return total, fmt.Errorf("prune: %w", err)
+	}
+	return total, nil
+}

@@ -1,0 +1,53 @@
+package ledger
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestPrune: remediations that ended before the cut go, with their audit trail,
+// attempts and outcomes; those that have not ended stay, however old; newer ones
+// stay. Before, the ledger kept everything forever.
+func TestPrune(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		old, recent := t0, t0.Add(100*24*time.Hour)
+		mustRecord(t, s,
+			entry("old-rejected", Rejected, entryOpt{at: old, tmpl: "a"}),
+			entry("old-approved", Approved, entryOpt{at: old, tmpl: "a"}),
+			entry("old-review", PendingReview, entryOpt{at: old, tmpl: "a"}),
+			entry("new-rejected", Rejected, entryOpt{at: recent, tmpl: "a"}),
+			rejected("kafka:f/0/7", old),
+		)
+		if err := s.Transition(ctx, "old-approved", Approved, Abandoned, "dispatcher", "gone", old); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.Prune(ctx, recent.Add(-90*24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 3 {
+			t.Errorf("Prune deleted %d remediations, want 3 (the old ones that ended)", n)
+		}
+		for id, want := range map[string]bool{"old-rejected": false, "old-approved": false, "kafka:f/0/7": false, "old-review": true, "new-rejected": true} {
+			_, err := s.Get(ctx, id)
+			if got := err == nil; got != want {
+				t.Errorf("after Prune, %s kept = %v (%v), want %v", id, got, err, want)
+			}
+		}
+		for _, table := range []string{"audit", "attempts", "outcomes"} {
+			var orphans int
+			if err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table+" WHERE event_id IN ('old-rejected', 'old-approved', 'kafka:f/0/7')").Scan(&orphans); err != nil {
+				t.Fatal(err)
+			}
+			if orphans != 0 {
+				t.Errorf("%d rows of pruned remediations left in %s", orphans, table)
+			}
+		}
+		hist, err := s.History(ctx, []string{"team-a/a"}, 0)
+		if err != nil || len(hist["team-a/a"]) != 2 {
+			t.Errorf("history after Prune = %d outcomes (%v), want the 2 kept", len(hist["team-a/a"]), err)
+		}
+	})
+}
