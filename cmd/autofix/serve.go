@@ -270,7 +270,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1, Retention: cfg.Kafka.Retention},
 		}
 		if cfg.Kafka.CreateTopics && !untilOK(ctx, log, "create topics", func() error {
-			return ingest.EnsureTopics(ctx, brokers, topics...)
+			return ingest.EnsureTopics(ctx, brokers, ingest.Security{}, topics...)
 		}) {
 			return
 		}
@@ -378,7 +378,7 @@ func (h *health) probe(ctx context.Context, log *slog.Logger) {
 	defer t.Stop()
 	for {
 		msg := ""
-		if err := ingest.Reachable(ctx, h.brokers, 2*time.Second); err != nil {
+		if err := ingest.Reachable(ctx, h.brokers, ingest.Security{}, 2*time.Second); err != nil {
 			msg = err.Error()
 		}
 		if old := h.kafkaErr.Swap(&msg); (old == nil || *old == "") != (msg == "") {
