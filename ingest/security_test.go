@@ -90,7 +90,9 @@ func TestReachableGivesUpOnASilentBroker(t *testing.T) {
 	})
 	sec := Security{SASL: mustSASL(t, SASLScramSHA256, "autofix", "s3cret").SASL}
 	done := make(chan error, 1)
-	go func() { done <- Reachable(context.Background(), []string{ln.Addr().String()}, sec, 50*time.Millisecond) }()
+	go func() {
+		done <- Reachable(context.Background(), []string{ln.Addr().String()}, sec, 50*time.Millisecond)
+	}()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.DeadlineExceeded) {
