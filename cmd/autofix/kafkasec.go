@@ -59,10 +59,11 @@ func (f *kafkaFlags) target(cmd *cobra.Command) (kafkaTarget, error) {
 	if err != nil {
 		return kafkaTarget{}, err
 	}
-	if fl := cmd.Flags(); fl.Changed("brokers") {
+	fl := cmd.Flags()
+	if fl.Changed("brokers") {
 		cfg.Kafka.Brokers = config.SplitList(f.brokers)
 	}
-	if cmd.Flags().Changed("topic") {
+	if fl.Changed("topic") {
 		cfg.Kafka.Topic = f.topic
 	}
 	if err := cfg.Validate(); err != nil {
