@@ -78,6 +78,9 @@ kafka:
 		if code == 0 || !strings.Contains(stderr, "SASL Authentication Failed") {
 			t.Errorf("publish with a wrong password: exit %d, stderr %q; want a failure that says SASL authentication failed", code, stderr)
 		}
+		if strings.Contains(stderr, "guess") || strings.Contains(stderr, password) {
+			t.Errorf("publish with a wrong password shows a password: %q", stderr)
+		}
 		cfg := load()
 		cfg.DataDir, cfg.HTTP.Addr = t.TempDir(), freeAddr(t)
 		ctx, cancel := context.WithCancel(context.Background())
