@@ -77,6 +77,10 @@ type Kafka struct {
 	MaxBatch int `yaml:"maxBatch"`
 	// SessionTimeout is the consumer group session timeout.
 	SessionTimeout time.Duration `yaml:"sessionTimeout"`
+	// TLS and SASL secure the connections to kafka.brokers (every client: the
+	// consumer, the producers, topic creation, the health probe).
+	TLS  KafkaTLS  `yaml:"tls"`
+	SASL KafkaSASL `yaml:"sasl"`
 }
 
 // NoCluster is the Kubeconfig of shadow mode: no cluster, submissions recorded.
@@ -171,6 +175,7 @@ var envVars = []struct {
 	{"AUTOFIX_EMBEDDED_KAFKA_ADDR", func(c *Config, v string) error { c.Kafka.EmbeddedAddr = v; return nil }},
 	{"AUTOFIX_KAFKA_TOPIC", func(c *Config, v string) error { c.Kafka.Topic = v; return nil }},
 	{"AUTOFIX_KAFKA_GROUP", func(c *Config, v string) error { c.Kafka.GroupID = v; return nil }},
+	{"AUTOFIX_KAFKA_SASL_PASSWORD", func(c *Config, v string) error { c.Kafka.SASL.Password = Secret(v); return nil }},
 	{"AUTOFIX_DRY_RUN", func(c *Config, v string) (err error) { c.Policy.DryRun, err = strconv.ParseBool(v); return err }},
 	{"AUTOFIX_LOG_LEVEL", func(c *Config, v string) error { c.Log.Level = v; return nil }},
 	{"AUTOFIX_KUBECONFIG", func(c *Config, v string) error { c.Kubernetes.Kubeconfig = v; return nil }},
@@ -252,6 +257,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("kafka.sessionTimeout: %s, want at least 6s (brokers refuse less)", c.Kafka.SessionTimeout)
 	case c.Kafka.Retention < 0:
 		return fmt.Errorf("kafka.retention: %s, want positive (0 keeps the broker's default)", c.Kafka.Retention)
+	}
+	if err := c.Kafka.validateSecurity(); err != nil {
+		return err
+	}
+	switch {
 	case c.BackoffSeconds <= 0:
 		return fmt.Errorf("backoffSeconds: %g, want positive", c.BackoffSeconds)
 	case c.ShutdownGrace <= 0:

@@ -45,6 +45,10 @@ func TestLoadFileThenEnvironment(t *testing.T) {
 		c.Policy.MaxAttempts != 4 || len(c.Policy.Rules) != 2 || c.Log.Format != "json" || c.Kafka.CreateTopics {
 		t.Errorf("file values not applied: %+v", c)
 	}
+	if k := c.Kafka; !k.TLS.Enabled || k.TLS.CAFile != "testdata/kafka-ca.pem" || k.TLS.ServerName != "kafka.internal" ||
+		k.SASL.Mechanism != SASLScramSHA512 || k.SASL.Username != "autofix" || k.SASL.PasswordFile != "testdata/kafka-password" {
+		t.Errorf("kafka.tls, kafka.sasl not applied: %+v, %+v", k.TLS, k.SASL)
+	}
 	if c.LedgerDSN() != c.DB {
 		t.Errorf("LedgerDSN() = %q, want the postgres URL", c.LedgerDSN())
 	}

@@ -80,7 +80,7 @@ func TestLoopOverKafka(t *testing.T) {
 		brokers := []string{b.Addr()}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := ingest.EnsureTopics(ctx, brokers, ingest.Topic{Name: "failures", Partitions: 3},
+		if err := ingest.EnsureTopics(ctx, brokers, ingest.Security{}, ingest.Topic{Name: "failures", Partitions: 3},
 			ingest.Topic{Name: "failures.dlq", Partitions: 1}); err != nil {
 			t.Fatal(err)
 		}

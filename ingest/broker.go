@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -19,6 +20,20 @@ type BrokerOptions struct {
 	// SessionTimeoutMin lowers the smallest consumer-group session timeout the broker
 	// accepts (Kafka's default is 6 s); tests use it to rebalance faster.
 	SessionTimeoutMin time.Duration
+	// TLS, when set, makes the broker accept TLS connections only, with TLS as the
+	// server's side: its Certificates, and ClientCAs with ClientAuth to require client
+	// certificates.
+	TLS *tls.Config
+	// Users, when set, turns SASL on: a connection must authenticate as one of them
+	// before any request but ApiVersions.
+	Users []User
+}
+
+// User is a SASL user of the embedded broker.
+type User struct {
+	// Mechanism is SASLPlain, SASLScramSHA256 or SASLScramSHA512; a user name may
+	// appear once for each.
+	Mechanism, Username, Password string
 }
 
 // Broker is an in-process, single-node broker that speaks the Kafka wire protocol over
@@ -51,6 +66,26 @@ func StartBroker(o BrokerOptions) (*Broker, error) {
 	}
 	if o.SessionTimeoutMin > 0 {
 		opts = append(opts, kfake.GroupMinSessionTimeout(o.SessionTimeoutMin))
+	}
+	if o.TLS != nil {
+		if len(o.TLS.Certificates) == 0 && o.TLS.GetCertificate == nil {
+			return nil, fmt.Errorf("embedded broker on %s: TLS without a certificate", o.Addr)
+		}
+		opts = append(opts, kfake.TLS(o.TLS))
+	}
+	if len(o.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+	}
+	for i, u := range o.Users {
+		switch {
+		case u.Mechanism != SASLPlain && u.Mechanism != SASLScramSHA256 && u.Mechanism != SASLScramSHA512:
+			return nil, fmt.Errorf("embedded broker: user %d: mechanism %q, want %s, %s or %s", i, u.Mechanism,
+				SASLPlain, SASLScramSHA256, SASLScramSHA512)
+		case u.Username == "" || u.Password == "":
+			return nil, fmt.Errorf("embedded broker: user %d: a user name and a password are required", i)
+		}
+		// kfake's superusers are its only users; ACLs are not enforced for them.
+		opts = append(opts, kfake.Superuser(u.Mechanism, u.Username, u.Password))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -47,6 +47,9 @@ type ConsumerOptions struct {
 	// see DeadLetterFailer) and committed.
 	DeadLetterPatience time.Duration
 	Logger             *slog.Logger
+
+	// Security is how the reader and the dead-letter producer connect (TLS, SASL).
+	Security Security
 }
 
 func (o *ConsumerOptions) setDefaults() {
@@ -126,13 +129,14 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 		return nil, errors.New("consumer: the dead-letter topic must be set and differ from the topic")
 	}
 	o.setDefaults()
-	dlq, err := NewProducer(ProducerOptions{Brokers: o.Brokers, Topic: o.DeadLetterTopic})
+	dlq, err := NewProducer(ProducerOptions{Brokers: o.Brokers, Security: o.Security, Topic: o.DeadLetterTopic})
 	if err != nil {
 		return nil, err
 	}
 	log := o.Logger.With("component", "kafka-reader")
 	cfg := kafka.ReaderConfig{
 		Brokers:  o.Brokers,
+		Dialer:   o.Security.dialer(),
 		GroupID:  o.GroupID,
 		Topic:    o.Topic,
 		MinBytes: 1,
@@ -187,7 +191,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// A reader that joins its group before the topic is visible is assigned no
 	// partitions and stays that way: wait for the topic first.
 	for wait := c.o.Backoff; ; wait = min(2*wait, c.o.MaxBackoff) {
-		err := topicsVisible(ctx, c.o.Brokers, []string{c.o.Topic})
+		err := topicsVisible(ctx, c.o.Brokers, c.o.Security, []string{c.o.Topic})
 		if err == nil {
 			break
 		}

@@ -128,7 +128,7 @@ func TestDeadLetterRefused(t *testing.T) {
 	topic, dlq, group := names(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := EnsureTopics(ctx, brokers, Topic{Name: topic, Partitions: 1}, Topic{Name: dlq, Partitions: 1, MaxMessageBytes: 64}); err != nil {
+	if err := EnsureTopics(ctx, brokers, Security{}, Topic{Name: topic, Partitions: 1}, Topic{Name: dlq, Partitions: 1, MaxMessageBytes: 64}); err != nil {
 		t.Fatal(err)
 	}
 	publishN(t, brokers, topic, 0, 5, plain)

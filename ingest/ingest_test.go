@@ -40,7 +40,7 @@ func setup(t *testing.T, brokers []string, topic, dlq string, partitions int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := EnsureTopics(ctx, brokers, Topic{Name: topic, Partitions: partitions, Retention: time.Hour},
+	if err := EnsureTopics(ctx, brokers, Security{}, Topic{Name: topic, Partitions: partitions, Retention: time.Hour},
 		Topic{Name: dlq, Partitions: 1, Retention: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	wait(500)
 	b.Close() // mid-stream: the consumer keeps running and reconnects
-	if err := Reachable(context.Background(), brokers, 500*time.Millisecond); err == nil {
+	if err := Reachable(context.Background(), brokers, Security{}, 500*time.Millisecond); err == nil {
 		t.Fatal("Reachable() = nil with the broker down")
 	}
 	time.Sleep(time.Second)

@@ -12,6 +12,8 @@ import (
 // ProducerOptions configure a Producer.
 type ProducerOptions struct {
 	Brokers []string
+	// Security is how the producer connects to the brokers (TLS, SASL).
+	Security Security
 	// Topic is where messages go when they do not name one.
 	Topic string
 	// BatchTimeout bounds how long a write waits to fill a batch. kafka-go's default
@@ -22,7 +24,10 @@ type ProducerOptions struct {
 // Producer writes messages to Kafka synchronously: a write returns once every broker
 // replica has the messages (acks=all).
 type Producer struct {
-	w *kafka.Writer
+	w       *kafka.Writer
+	t       *kafka.Transport
+	brokers []string
+	sec     Security
 }
 
 // NewProducer returns a Producer; it connects on the first write.
@@ -33,9 +38,11 @@ func NewProducer(o ProducerOptions) (*Producer, error) {
 	if o.BatchTimeout <= 0 {
 		o.BatchTimeout = 5 * time.Millisecond
 	}
-	return &Producer{w: &kafka.Writer{
-		Addr:  kafka.TCP(o.Brokers...),
-		Topic: o.Topic,
+	t := o.Security.transport()
+	return &Producer{t: t, brokers: o.Brokers, sec: o.Security, w: &kafka.Writer{
+		Addr:      kafka.TCP(o.Brokers...),
+		Transport: t,
+		Topic:     o.Topic,
 		// Keys are jobs (namespace/name): the events of one job stay in order on one
 		// partition. Murmur2 is the Java client's partitioner, so other producers agree.
 		Balancer:        &kafka.Murmur2Balancer{},
@@ -62,7 +69,7 @@ func (p *Producer) Publish(ctx context.Context, msgs ...Message) error {
 		}
 	}
 	if err := p.w.WriteMessages(ctx, km...); err != nil {
-		return fmt.Errorf("publish %d messages: %w", len(msgs), summarise(err))
+		return fmt.Errorf("publish %d messages: %w", len(msgs), p.sec.diagnose(ctx, p.brokers, summarise(err)))
 	}
 	return nil
 }
@@ -86,5 +93,9 @@ func summarise(err error) error {
 	return fmt.Errorf("%d of %d messages not written, the first because: %w", failed, len(we), first)
 }
 
-// Close flushes and closes the producer.
-func (p *Producer) Close() error { return p.w.Close() }
+// Close flushes and closes the producer and its connections.
+func (p *Producer) Close() error {
+	err := p.w.Close()
+	p.t.CloseIdleConnections()
+	return err
+}

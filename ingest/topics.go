@@ -24,15 +24,17 @@ type Topic struct {
 	MaxMessageBytes int
 }
 
-// EnsureTopics creates the topics that do not exist yet. A topic that exists is left
-// as it is (its partition count is not changed).
-func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error {
+// EnsureTopics creates the topics that do not exist yet, connecting to brokers with
+// sec. A topic that exists is left as it is (its partition count is not changed).
+func EnsureTopics(ctx context.Context, brokers []string, sec Security, topics ...Topic) error {
 	if len(brokers) == 0 {
 		return errors.New("ensure topics: no brokers")
 	}
 	// kafka.Client.CreateTopics finds the controller itself (Conn.CreateTopics only
 	// works on it) and refreshes metadata afterwards.
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	tr := sec.transport()
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
 		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1}
@@ -52,7 +54,7 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 	}
 	resp, err := c.CreateTopics(ctx, req)
 	if err != nil {
-		return fmt.Errorf("create topics: %w", err)
+		return fmt.Errorf("create topics: %w", sec.diagnose(ctx, brokers, err))
 	}
 	for name, err := range resp.Errors {
 		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
@@ -67,7 +69,7 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 		names[i] = t.Name
 	}
 	for {
-		err := topicsVisible(ctx, brokers, names)
+		err := topicsVisible(ctx, brokers, sec, names)
 		if err == nil {
 			return nil
 		}
@@ -79,15 +81,19 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 	}
 }
 
-// topicsVisible asks the brokers in turn until one answers whether every topic in
-// names has partitions.
-func topicsVisible(ctx context.Context, brokers []string, names []string) error {
+// topicsVisible asks the brokers in turn, connecting with sec, until one answers
+// whether every topic in names has partitions.
+func topicsVisible(ctx context.Context, brokers []string, sec Security, names []string) error {
 	var err error
 	for _, b := range brokers {
 		var conn *kafka.Conn
-		if conn, err = kafka.DialContext(ctx, "tcp", b); err != nil {
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		conn, err = sec.dial(dctx, b)
+		cancel()
+		if err != nil {
 			continue
 		}
+		_ = conn.SetDeadline(time.Now().Add(dialTimeout))
 		err = partitionsOf(conn, names)
 		_ = conn.Close()
 		return err
@@ -112,8 +118,11 @@ func partitionsOf(conn *kafka.Conn, names []string) error {
 	return nil
 }
 
-// Reachable reports whether one of brokers answers an ApiVersions request within timeout.
-func Reachable(ctx context.Context, brokers []string, timeout time.Duration) error {
+// Reachable reports whether one of brokers accepts a connection made with sec (TLS
+// handshake and SASL authentication included) and answers a Metadata request on it,
+// all within timeout. Unlike ApiVersions, a broker with SASL answers Metadata only
+// after authentication.
+func Reachable(ctx context.Context, brokers []string, sec Security, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
@@ -123,16 +132,16 @@ func Reachable(ctx context.Context, brokers []string, timeout time.Duration) err
 		}
 		// A fresh connection each time: kafka.Client's shared transport would answer
 		// from its pooled connections and cached metadata.
-		conn, err := kafka.DialContext(ctx, "tcp", b)
+		conn, err := sec.dial(ctx, b)
 		if err != nil {
 			last = err
 			continue
 		}
 		_ = conn.SetDeadline(time.Now().Add(timeout))
-		_, err = conn.ApiVersions()
+		_, err = conn.Brokers()
 		_ = conn.Close()
 		if err != nil {
-			last = err
+			last = explain(err)
 			continue
 		}
 		return nil

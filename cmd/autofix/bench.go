@@ -141,7 +141,7 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 	}
 	defer broker.Close()
 	brokers := []string{broker.Addr()}
-	if err := ingest.EnsureTopics(ctx, brokers, ingest.Topic{Name: "failures", Partitions: 6},
+	if err := ingest.EnsureTopics(ctx, brokers, ingest.Security{}, ingest.Topic{Name: "failures", Partitions: 6},
 		ingest.Topic{Name: "failures.dlq", Partitions: 1}); err != nil {
 		return err
 	}

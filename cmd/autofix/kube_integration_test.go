@@ -307,7 +307,7 @@ func TestIntegrationKubernetes(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		brokers := []string{s.cfg.Kafka.EmbeddedAddr}
-		if err := ingest.EnsureTopics(ctx, brokers, ingest.Topic{Name: "watched", Partitions: 1}); err != nil {
+		if err := ingest.EnsureTopics(ctx, brokers, ingest.Security{}, ingest.Topic{Name: "watched", Partitions: 1}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml2"}}, metav1.CreateOptions{}); err != nil {

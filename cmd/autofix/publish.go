@@ -9,14 +9,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 )
 
 func newPublishCmd() *cobra.Command {
-	var brokers, topic string
+	var kf kafkaFlags
 	cmd := &cobra.Command{
 		Use:   "publish [FILE|-]",
 		Short: "Send each line of FILE (or standard input) to Kafka as one message, byte for byte",
@@ -24,7 +23,8 @@ func newPublishCmd() *cobra.Command {
 events when no FILE is given) to the failures topic as one message, byte for byte —
 malformed lines too, which is how the dead-letter topic is exercised. A line that
 decodes as a FailureEvent is keyed by its job chain, so the events of one job stay in
-order on one partition; other lines have no key.`,
+order on one partition; other lines have no key. With --config it connects as serve
+does (kafka.brokers, kafka.tls, kafka.sasl).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, name, closeIn, err := openInput(cmd.InOrStdin(), args)
@@ -32,7 +32,11 @@ order on one partition; other lines have no key.`,
 				return err
 			}
 			defer closeIn()
-			p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: config.SplitList(brokers), Topic: topic})
+			to, err := kf.target(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: to.brokers, Security: to.sec, Topic: to.topic})
 			if err != nil {
 				return err
 			}
@@ -43,13 +47,11 @@ order on one partition; other lines have no key.`,
 			if err != nil {
 				return fmt.Errorf("publish %s: %w (after %d messages)", name, err, n)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "published %d messages from %s to %s\n", n, name, topic)
+			fmt.Fprintf(cmd.ErrOrStderr(), "published %d messages from %s to %s\n", n, name, to.topic)
 			return nil
 		},
 	}
-	d := config.Default()
-	cmd.Flags().StringVar(&brokers, "brokers", d.Kafka.EmbeddedAddr, "comma-separated Kafka brokers")
-	cmd.Flags().StringVar(&topic, "topic", d.Kafka.Topic, "topic to publish to")
+	kf.register(cmd, "topic to publish to (default: the configuration's)")
 	return cmd
 }
 

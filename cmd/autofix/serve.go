@@ -113,6 +113,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	brokers := cfg.Kafka.Brokers
+	sec, err := kafkaSecurity(&cfg.Kafka) // plaintext for the embedded broker: Validate saw to it
+	if err != nil {
+		return err
+	}
+	if len(brokers) > 0 {
+		log.Info("kafka connections", "tls", sec.TLS != nil, "sasl", cfg.Kafka.SASL.Mechanism, "user", cfg.Kafka.SASL.Username)
+	}
 	if len(brokers) == 0 {
 		b, err := ingest.StartBroker(ingest.BrokerOptions{Addr: cfg.Kafka.EmbeddedAddr, DataDir: filepath.Join(cfg.DataDir, "kafka")})
 		if err != nil {
@@ -189,6 +196,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	consumer, err := ingest.NewConsumer(ingest.ConsumerOptions{
 		Brokers: brokers, Topic: cfg.Kafka.Topic, GroupID: cfg.Kafka.GroupID, DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 		MaxBatch: cfg.Kafka.MaxBatch, SessionTimeout: cfg.Kafka.SessionTimeout, ShutdownGrace: cfg.ShutdownGrace, Logger: log,
+		Security: sec,
 	})
 	if err != nil {
 		return err
@@ -206,7 +214,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Ledger: store, Remediator: remediator, DryRun: cfg.Policy.DryRun, Log: log,
 		Limiter: policy.NewLimiter(cfg.Policy.RatePerMinute, cfg.Policy.Burst),
 	}
-	health := &health{store: store, consumer: consumer, brokers: brokers, kube: kube, simulated: simulated != nil}
+	health := &health{store: store, consumer: consumer, brokers: brokers, security: sec, kube: kube, simulated: simulated != nil}
 	authn, err := startAuth(ctx, cfg, kube, log)
 	if err != nil {
 		return err
@@ -252,7 +260,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		})
 		if kube != nil {
-			acting.Go(func() { runWatcher(ctx, cfg, kube, brokers, store, metrics, log) })
+			acting.Go(func() { runWatcher(ctx, cfg, kube, brokers, sec, store, metrics, log) })
 			acting.Go(func() { pipelines.Run(ctx) })
 		}
 		if simulated != nil {
@@ -279,7 +287,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1, Retention: cfg.Kafka.Retention},
 		}
 		if cfg.Kafka.CreateTopics && !untilOK(ctx, log, "create topics", func() error {
-			return ingest.EnsureTopics(ctx, brokers, topics...)
+			return ingest.EnsureTopics(ctx, brokers, sec, topics...)
 		}) {
 			return
 		}
@@ -374,6 +382,7 @@ type health struct {
 	store      *ledger.Store
 	consumer   *ingest.Consumer
 	brokers    []string
+	security   ingest.Security
 	kube       kubernetes.Interface
 	simulated  bool
 	consuming  atomic.Bool
@@ -387,7 +396,7 @@ func (h *health) probe(ctx context.Context, log *slog.Logger) {
 	defer t.Stop()
 	for {
 		msg := ""
-		if err := ingest.Reachable(ctx, h.brokers, 2*time.Second); err != nil {
+		if err := ingest.Reachable(ctx, h.brokers, h.security, 2*time.Second); err != nil {
 			msg = err.Error()
 		}
 		if old := h.kafkaErr.Swap(&msg); (old == nil || *old == "") != (msg == "") {
@@ -452,11 +461,11 @@ func (h *health) ready(ctx context.Context) (bool, map[string]string) {
 	return ready, checks
 }
 
-// runWatcher publishes the cluster's failures to the failures topic and records how
-// autofix's attempts end, until ctx ends.
-func runWatcher(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, brokers []string, store *ledger.Store,
-	metrics *api.Metrics, log *slog.Logger) {
-	p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: brokers, Topic: cfg.Kafka.Topic})
+// runWatcher publishes the cluster's failures (with their containers' log tails) to
+// the failures topic and records how autofix's attempts end, until ctx ends.
+func runWatcher(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, brokers []string, sec ingest.Security,
+	store *ledger.Store, metrics *api.Metrics, log *slog.Logger) {
+	p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: brokers, Security: sec, Topic: cfg.Kafka.Topic})
 	if err != nil {
 		log.Error("watcher", "err", err)
 		return

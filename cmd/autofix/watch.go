@@ -14,8 +14,9 @@ import (
 
 func newWatchCmd() *cobra.Command {
 	var (
-		kubeconfig, brokers, topic, namespaces, selector string
-		pendingGrace                                     time.Duration
+		kubeconfig, namespaces, selector string
+		pendingGrace                     time.Duration
+		kf                               kafkaFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "watch",
@@ -24,7 +25,12 @@ func newWatchCmd() *cobra.Command {
 start, every stuck or crash-looping rollout) in --namespaces matching --selector
 becomes a FailureEvent on --topic, once per Job (its id is the Job's uid). serve runs
 the same watcher on its leader; watch is for a cluster whose failures another autofix
-decides on, or to see what autofix would see. It does not submit anything.`,
+decides on, or to see what autofix would see. It does not submit anything. With
+--config it connects to Kafka as serve does (kafka.brokers, kafka.tls, kafka.sasl).
+
+The events carry the tail of each failed container's log (up to 64 KiB): whoever
+can read the topic reads those logs, and whatever secrets a job prints in them.
+Protect the topic as the logs are protected (TLS, SASL and ACLs on the brokers).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if kubeconfig == "" {
@@ -35,7 +41,11 @@ decides on, or to see what autofix would see. It does not submit anything.`,
 			if err != nil {
 				return err
 			}
-			p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: config.SplitList(brokers), Topic: topic})
+			to, err := kf.target(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: to.brokers, Security: to.sec, Topic: to.topic})
 			if err != nil {
 				return err
 			}
@@ -49,8 +59,7 @@ decides on, or to see what autofix would see. It does not submit anything.`,
 	d := config.Default()
 	f := cmd.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", `kubeconfig of the cluster ("in-cluster" in a pod)`)
-	f.StringVar(&brokers, "brokers", d.Kafka.EmbeddedAddr, "comma-separated Kafka brokers")
-	f.StringVar(&topic, "topic", d.Kafka.Topic, "topic to publish failures to")
+	kf.register(cmd, "topic to publish failures to (default: the configuration's)")
 	f.StringVar(&namespaces, "namespaces", "", "comma-separated namespaces to watch (default: all)")
 	f.StringVar(&selector, "selector", "", "label selector the watched Jobs must match")
 	f.DurationVar(&pendingGrace, "pending-grace", d.Kubernetes.PendingGrace, "how long a pod may fail to start before it is reported")
