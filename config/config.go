@@ -40,6 +40,10 @@ type Config struct {
 	Log        Log        `yaml:"log"`
 	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
+	// Retention is how long the ledger keeps a remediation that has ended (its
+	// event, audit trail, attempts and outcome); one that has not ended is kept
+	// until it does. Default 90 days.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // HTTP configures the HTTP listener.
@@ -131,6 +135,7 @@ func Default() Config {
 		Policy:        policy.Default(),
 		Log:           Log{Level: "info", Format: "text"},
 		ShutdownGrace: 30 * time.Second,
+		Retention:     90 * 24 * time.Hour,
 	}
 }
 
@@ -266,6 +271,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("backoffSeconds: %g, want positive", c.BackoffSeconds)
 	case c.ShutdownGrace <= 0:
 		return fmt.Errorf("shutdownGrace: %s, want positive", c.ShutdownGrace)
+	case c.Retention < time.Hour:
+		return fmt.Errorf("retention: %s, want at least 1h", c.Retention)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -73,6 +73,7 @@ func TestInvalid(t *testing.T) {
 		{"rule", "policy:\n  rules:\n    - name: x\n      verdict: sometimes\n", nil, "policy.rules[0].verdict:"},
 		{"env bool", "", map[string]string{"AUTOFIX_DRY_RUN": "perhaps"}, "AUTOFIX_DRY_RUN"},
 		{"not yaml", "kafka: [", nil, "yaml"},
+		{"retention", "retention: 10m\n", nil, "retention: 10m0s, want at least 1h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

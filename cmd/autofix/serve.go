@@ -259,6 +259,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				log.Error("dispatcher", "err", err)
 			}
 		})
+		acting.Go(func() { pruneLedger(ctx, store, cfg.Retention, log) })
 		if kube != nil {
 			acting.Go(func() { runWatcher(ctx, cfg, kube, brokers, sec, store, metrics, log) })
 			acting.Go(func() { pipelines.Run(ctx) })
