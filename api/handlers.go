@@ -530,11 +530,21 @@ func (s *Server) testRules(c *echo.Context) error {
 		}
 		fsys[name] = &fstest.MapFile{Data: []byte(text)}
 	}
-	rs, err := classifier.Load(fsys)
+	// The candidate is untrusted: the rule language bounds each rule's cost (see
+	// classifier's limits), and the request's deadline stops the whole run between
+	// rules, so a huge or slow candidate gets a 503 saying so, not a busy core.
+	ctx := c.Request().Context()
+	tooSlow := func(err error) error {
+		return apiErr(http.StatusServiceUnavailable, "files", "the candidate rules did not finish within the request's time limit: %v", err)
+	}
+	rs, err := classifier.LoadContext(ctx, fsys)
 	if err != nil {
 		var le *classifier.LoadError
-		if errors.As(err, &le) {
+		switch {
+		case errors.As(err, &le):
 			return badRequest("files."+le.File, "%v", err)
+		case ctx.Err() != nil:
+			return tooSlow(err)
 		}
 		return badRequest("files", "%v", err)
 	}
@@ -550,9 +560,16 @@ func (s *Server) testRules(c *echo.Context) error {
 		return badRequest("event", "%v", err)
 	}
 	cl := classifier.New(rs, classifier.Options{MinConfidence: 0.5})
-	cls, ruleErrs := cl.ClassifyErrors(&ev)
+	cls, ruleErrs, err := cl.ClassifyContext(ctx, &ev)
+	if err != nil {
+		return tooSlow(err)
+	}
+	failures, err := cl.CheckContext(ctx)
+	if err != nil {
+		return tooSlow(err)
+	}
 	res := RulesTestResult{Classification: cls, Rules: len(rs.Rules()), Tests: len(rs.Tests()), TestFailures: []string{}, RuleErrors: []string{}}
-	for _, f := range cl.Check() {
+	for _, f := range failures {
 		res.TestFailures = append(res.TestFailures, f.Error())
 	}
 	for _, e := range ruleErrs {

@@ -2,6 +2,7 @@ package classifier
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -60,6 +61,28 @@ func (c *Classifier) Classify(ev *failure.Event) failure.Classification {
 
 // ClassifyErrors is Classify that also returns the rules that failed to evaluate.
 func (c *Classifier) ClassifyErrors(ev *failure.Event) (failure.Classification, []RuleError) {
+	cl, errs, _ := c.classify(ev, nil)
+	return cl, errs
+}
+
+// ClassifyContext is ClassifyErrors for rule sets that may be expensive (an untrusted
+// candidate): it returns ctx's error, and no classification, once ctx is done. It
+// looks between rules; one rule's evaluation is bounded by the limits of the rule
+// language, so it overruns the deadline by at most that.
+func (c *Classifier) ClassifyContext(ctx context.Context, ev *failure.Event) (failure.Classification, []RuleError, error) {
+	if err := ctx.Err(); err != nil {
+		return failure.Classification{}, nil, err
+	}
+	cl, errs, stopped := c.classify(ev, ctx.Done())
+	if stopped {
+		return failure.Classification{}, nil, ctx.Err()
+	}
+	return cl, errs, nil
+}
+
+// classify evaluates every rule on ev; it stops, reporting stopped, when done is
+// closed (a nil done never is).
+func (c *Classifier) classify(ev *failure.Event, done <-chan struct{}) (_ failure.Classification, _ []RuleError, stopped bool) {
 	st := c.pool.Get().(*state)
 	defer c.pool.Put(st)
 	st.prepare(ev, c.rules)
@@ -67,9 +90,17 @@ func (c *Classifier) ClassifyErrors(ev *failure.Event) (failure.Classification, 
 	st.matched = st.matched[:0]
 	var errs []RuleError
 	for _, r := range c.rules.rules {
+		if done != nil {
+			select {
+			case <-done:
+				return failure.Classification{}, nil, true
+			default:
+			}
+		}
 		if r.trigger != nil && !st.triggered(r.trigger) {
 			continue // none of the literals the rule needs occurs
 		}
+		st.built = 0
 		out, err := st.vm.Run(r.program, st.vars)
 		if err != nil {
 			errs = append(errs, RuleError{Rule: r.ID, Err: err})
@@ -79,7 +110,7 @@ func (c *Classifier) ClassifyErrors(ev *failure.Event) (failure.Classification, 
 			st.matched = append(st.matched, r)
 		}
 	}
-	return c.decide(st), errs
+	return c.decide(st), errs, false
 }
 
 // group is the evidence for one category: its rules, strongest first.

@@ -6,7 +6,6 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -52,6 +51,7 @@ var hitPrefix = [...]string{scopeAny: "_any", scopeLog: "_log", scopeMessage: "_
 type helperPatcher struct {
 	reg      *literalRegistry
 	patterns []pattern
+	insts    int // RE2 instructions of the grep() patterns so far
 	err      error
 }
 
@@ -83,11 +83,24 @@ func (p *helperPatcher) Visit(node *ast.Node) {
 			p.fail(fmt.Errorf("%s(): empty pattern", callee.Value))
 			return
 		}
+		if len(s.Value) > maxPatternBytes {
+			p.fail(fmt.Errorf("%s(): a pattern of %d bytes, over the limit of %d", callee.Value, len(s.Value), maxPatternBytes))
+			return
+		}
 		var n ast.Node
 		if h.regex {
 			lowered, guard, err := lowerRegex(s.Value)
+			var insts int
+			if err == nil {
+				insts, err = regexInsts(lowered)
+			}
 			if err != nil {
 				p.fail(fmt.Errorf("%s(%q): %w", callee.Value, s.Value, err))
+				return
+			}
+			if p.insts += insts; p.insts > maxRegexInsts {
+				p.fail(fmt.Errorf("%s(%q): the condition's grep patterns compile to %d RE2 instructions, over the limit of %d in all",
+					callee.Value, s.Value, p.insts, maxRegexInsts))
 				return
 			}
 			id := p.reg.regex(h.scope, lowered, guard)
@@ -146,27 +159,44 @@ type compiled struct {
 	trigger []literal
 }
 
-// registerLiterals parses a condition and registers the literals its helpers use, so
-// that the variables they compile to can be declared before any rule is compiled. It
-// reports nothing: compileRule reports every problem.
-func registerLiterals(source string, reg *literalRegistry) {
-	tree, err := parser.Parse(source)
+// registerLiterals parses a condition, checking it against the limits of the rule
+// language (see parseRule), and registers the literals its helpers use, so that the
+// variables they compile to can be declared before any rule is compiled. It returns
+// the names of the variables this condition's helpers compile to, or parseRule's
+// error, which compileRule then reports.
+func registerLiterals(source string, reg *literalRegistry) ([]string, error) {
+	tree, err := parseRule(source)
 	if err != nil {
-		return
+		return nil, err
 	}
 	ast.Walk(&tree.Node, &helperPatcher{reg: reg})
+	idents := identVisitor{}
+	ast.Walk(&tree.Node, idents)
+	var vars []string
+	for name := range idents {
+		if _, ok := reg.byKey[name]; ok {
+			vars = append(vars, name)
+		}
+	}
+	return vars, nil
 }
 
-// compileRule compiles one condition against the rule set's variables, rewriting its
-// helpers.
+// compileRule compiles one condition, which registerLiterals has checked, against
+// env, the variables it may read, rewriting its helpers and its string
+// concatenations.
 func compileRule(source string, reg *literalRegistry, env map[string]any) (compiled, error) {
-	p := &helperPatcher{reg: reg}
-	program, err := expr.Compile(source, expr.Env(env), expr.AsBool(), expr.Patch(p), reg.grepFunc())
+	p, cp := &helperPatcher{reg: reg}, &concatPatcher{}
+	opts := append([]expr.Option{expr.Env(env), expr.AsBool(), expr.Patch(p), expr.Patch(cp), reg.grepFunc(), concatOption()},
+		builtinOptions()...)
+	program, err := expr.Compile(source, opts...)
 	if p.err != nil {
 		return compiled{}, p.err
 	}
 	if err != nil {
 		return compiled{}, err
+	}
+	if cp.err != nil {
+		return compiled{}, cp.err
 	}
 	c := compiled{program: program, patterns: p.patterns, idents: map[string]bool{}}
 	root := program.Node()

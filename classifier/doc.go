@@ -9,7 +9,9 @@
 // never loads at all. The rules' case-insensitive search helpers compile to one
 // Aho–Corasick scan of the event's text and to line-wise regexes that run only on the
 // lines that can match, so the cost of a classification grows with the length of the
-// log rather than with the number of rules.
+// log rather than with the number of rules. Rule files are untrusted: the language is
+// cut down to constructs that do not loop, with limits on size, built strings and
+// regexes, so that evaluating any rule is bounded (see limits.go and docs/rules.md).
 //
 // It also evaluates a classifier against labelled events (Evaluate) and runs the test
 // cases rule files carry (Classifier.Check).

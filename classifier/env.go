@@ -1,6 +1,7 @@
 package classifier
 
 import (
+	"maps"
 	"reflect"
 	"strings"
 
@@ -158,6 +159,19 @@ func envTypes(reg *literalRegistry) map[string]any {
 				m[k] = false
 			}
 		}
+	}
+	return m
+}
+
+// ruleEnv declares to the type checker the variables one rule may read: every field of
+// Env and the variables its helpers compile to (vars, from registerLiterals). Declaring
+// only its own, rather than the whole set's, keeps each compilation's cost independent
+// of the size of the set.
+func ruleEnv(fields map[string]any, vars []string) map[string]any {
+	m := make(map[string]any, len(fields)+len(vars))
+	maps.Copy(m, fields)
+	for _, v := range vars {
+		m[v] = false
 	}
 	return m
 }

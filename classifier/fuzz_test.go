@@ -16,6 +16,24 @@ import (
 func FuzzLoad(f *testing.F) {
 	f.Add("rules:\n  - id: r\n    description: d\n    expr: grep(`(a|b)+c`) and has(\"x\")\n    category: timeout\n    retryable: true\n    action: extend_timeout\n    confidence: 0.5\n    priority: 1\n")
 	f.Add("rules: [{id: r, description: d, expr: 'logGrep(\"^$\")', category: hardware, retryable: true, action: reschedule, confidence: 1, priority: 0}]")
+	// Conditions that would exhaust memory or a core if they compiled (Load refuses
+	// them) or that the string budget stops (the let and + chains).
+	for _, expr := range []string{
+		`repeat(log, 300000) != ""`,
+		`reduce(1..40, #acc + #acc, log) != ""`,
+		`let a = log + log; let b = a + a; let c = b + b; let d = c + c; let e = d + d; let f = e + e; len(f) > 0`,
+		`log + log + log + log + log + log + log + log + log + log + log + log + log + log + log + log + log != ""`,
+		`len(1..1000000000) > 0`,
+		`replace(log, "", log) != "" or join(lines, log) != ""`,
+		`count(lines, count(lines, true) > 0) > 0`,
+		`message matches log`,
+		`_grep(logLower, 9999, _st)`,
+		strings.Repeat("(", 5000) + "true" + strings.Repeat(")", 5000),
+		"exitCode == " + strings.Repeat("1+", 1000) + "1",
+	} {
+		f.Add("rules:\n  - id: r\n    description: d\n    expr: '" + strings.ReplaceAll(expr, "'", "''") +
+			"'\n    category: timeout\n    retryable: true\n    action: extend_timeout\n    confidence: 0.5\n    priority: 1\n")
+	}
 	ev := &failure.Event{ID: "e", Job: failure.Job{Name: "j"}, Failure: failure.Signals{
 		Reason: "Error", ExitCode: 137, Message: "m", LogTail: "a\nKilled\nCUDA out of memory\n"}}
 	f.Fuzz(func(t *testing.T, file string) {

@@ -113,8 +113,8 @@ func (l *lineRegex) match(text string, st *state) bool {
 	return found
 }
 
-// lines calls fn with the bounds of each line of text that matches, in no particular
-// order and possibly more than once, until fn returns false. The regex runs only on
+// lines calls fn with the bounds of each line of text that matches, once each, in no
+// particular order, until fn returns false. The regex runs only on
 // the lines that contain a literal of the clause whose literals occur least often in
 // this event (counted by the literal scan), found with strings.Index, so that a regex
 // over a long log costs about as much as a substring search.
@@ -140,7 +140,7 @@ func (l *lineRegex) lines(text string, st *state, fn func(start, end int) bool) 
 			anchors, fewest = c, n
 		}
 	}
-	for _, ref := range anchors {
+	for k, ref := range anchors {
 		if st.count(ref.literal) == 0 {
 			continue
 		}
@@ -150,12 +150,26 @@ func (l *lineRegex) lines(text string, st *state, fn func(start, end int) bool) 
 				break
 			}
 			start, end := lineAt(text, i+j)
-			if l.re.MatchString(text[start:end]) && !fn(start, end) {
+			// A line holding an earlier anchor has been tried: the regex runs at
+			// most once a line, so its cost stays the text's length times its
+			// program (see maxRegexInsts).
+			if !triedBefore(text[start:end], anchors[:k], st) && l.re.MatchString(text[start:end]) && !fn(start, end) {
 				return
 			}
 			i = end + 1
 		}
 	}
+}
+
+// triedBefore reports whether line holds one of the earlier anchors that lines
+// scanned for, so that the regex has run on it already.
+func triedBefore(line string, earlier []literalRef, st *state) bool {
+	for _, ref := range earlier {
+		if st.count(ref.literal) > 0 && strings.Contains(line, ref.text) {
+			return true
+		}
+	}
+	return false
 }
 
 // lineAt returns the bounds of the line of text that holds offset pos, without its

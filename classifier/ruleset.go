@@ -2,6 +2,7 @@ package classifier
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -101,6 +102,14 @@ const MaxPriority = 1000
 // whole load — a rule set never half-loads — and the error lists every problem found,
 // each a *LoadError naming the file, line and rule.
 func Load(fsys fs.FS) (*RuleSet, error) {
+	return LoadContext(context.Background(), fsys)
+}
+
+// LoadContext is Load for rule files that may be large or hostile (an untrusted
+// candidate): it gives up with ctx's error, naming the rule it stopped at, once ctx is
+// done. It looks between rules; compiling one rule is bounded by the limits of the
+// rule language.
+func LoadContext(ctx context.Context, fsys fs.FS) (*RuleSet, error) {
 	var names []string
 	for _, pat := range []string{"*.yaml", "*.yml"} {
 		m, err := fs.Glob(fsys, pat)
@@ -134,13 +143,26 @@ func Load(fsys fs.FS) (*RuleSet, error) {
 	// Every literal is registered before any rule compiles, so that the variables
 	// the helpers compile to can be declared to the type checker.
 	reg := &literalRegistry{}
-	for _, s := range specs {
-		registerLiterals(s.Expr, reg)
+	stopped := func(s *located) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("gave up loading the rules at %s:%d (%s): %w", s.file, s.line, s.ID, err)
+		}
+		return nil
 	}
-	env := envTypes(reg)
+	for i := range specs {
+		s := &specs[i]
+		if err := stopped(s); err != nil {
+			return nil, err
+		}
+		s.vars, s.exprErr = registerLiterals(s.Expr, reg)
+	}
+	fields := envTypes(&literalRegistry{})
 	where := map[string]string{} // rule id -> file:line of its first definition
 	for _, s := range specs {
-		r, err := s.compile(reg, env)
+		if err := stopped(&s); err != nil {
+			return nil, err
+		}
+		r, err := s.compile(reg, ruleEnv(fields, s.vars))
 		if err != nil {
 			errs = append(errs, &LoadError{File: s.file, Line: s.line, Rule: s.ID, Err: err})
 			continue
@@ -180,6 +202,10 @@ type located struct {
 	ruleSpec
 	file string
 	line int
+	// vars are the variables its helpers compile to; exprErr is why its condition
+	// is refused (see registerLiterals).
+	vars    []string
+	exprErr error
 }
 
 // parseFile decodes one rule file strictly.
@@ -265,6 +291,9 @@ func (s *located) compile(reg *literalRegistry, env map[string]any) (*Rule, erro
 	}
 	if r.Priority < 0 || r.Priority > MaxPriority {
 		return r, fmt.Errorf("priority %d: want 0 to %d", r.Priority, MaxPriority)
+	}
+	if s.exprErr != nil {
+		return r, fmt.Errorf("expr: %w", s.exprErr)
 	}
 	c, err := compileRule(s.Expr, reg, env)
 	if err != nil {

@@ -1,6 +1,7 @@
 package classifier
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,14 +99,25 @@ func (f TestFailure) Error() string {
 // Check classifies every test case of the rule set with c and returns those that
 // fail, in file order.
 func (c *Classifier) Check() []TestFailure {
+	out, _ := c.CheckContext(context.Background())
+	return out
+}
+
+// CheckContext is Check for rule sets that may be expensive (an untrusted candidate):
+// it returns ctx's error, naming the test case it stopped at, once ctx is done. It
+// looks between rules, as ClassifyContext does.
+func (c *Classifier) CheckContext(ctx context.Context) ([]TestFailure, error) {
 	var out []TestFailure
 	for _, tc := range c.rules.tests {
-		got := c.Classify(&tc.Event)
+		got, _, err := c.ClassifyContext(ctx, &tc.Event)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: test %q: %w", tc.File, tc.Line, tc.Name, err)
+		}
 		if problems := tc.Expect.check(got); len(problems) > 0 {
 			out = append(out, TestFailure{Case: tc, Got: got, Problems: problems})
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (e *Expectation) check(got failure.Classification) []string {

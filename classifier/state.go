@@ -20,6 +20,9 @@ type state struct {
 	gen     uint32
 	found   []int32
 	set     []string // hit variables set true for this event
+	// built counts the bytes of the strings the rule being evaluated has built with
+	// +; it is reset before each rule runs (see maxBuiltBytes).
+	built int
 }
 
 // prepare fills the variables the rules read for ev.
