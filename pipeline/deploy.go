@@ -168,12 +168,13 @@ func (d *Driver) getOwned(ctx context.Context, def *Definition, name string) (*a
 }
 
 // deleteOwned deletes dep, which the caller read and found autofix's: only that
-// object, as it was read (a Deployment replaced or changed since is left alone, and
-// the next step looks again).
+// object (one deleted and made again under the same name since, perhaps by a person,
+// is left alone, and the next step looks again). Not only that version of it: the
+// Deployment controller updates the status all the time.
 func (d *Driver) deleteOwned(ctx context.Context, dep *appsv1.Deployment) error {
-	uid, rv := dep.UID, dep.ResourceVersion
+	uid := dep.UID
 	err := d.Client.AppsV1().Deployments(dep.Namespace).Delete(ctx, dep.Name, metav1.DeleteOptions{
-		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+		Preconditions: &metav1.Preconditions{UID: &uid}})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
 	}
