@@ -31,6 +31,7 @@ type NotOwnedError struct {
 	Why string
 }
 
+// Error names the object, whose it should be, what it lacks and what to do.
 func (e *NotOwnedError) Error() string {
 	return fmt.Sprintf("%s %s/%s exists but is not autofix's for %s (%s); autofix does not touch it: "+
 		"rename the pipeline, or move the %s out of the way (see docs/kubernetes.md, \"What the driver owns\")",

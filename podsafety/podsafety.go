@@ -30,6 +30,7 @@ type Violation struct {
 	Switch string
 }
 
+// String is the violation as a message: the field, what it asks for, the switch.
 func (v Violation) String() string {
 	if v.Switch == SwitchCapabilities {
 		return fmt.Sprintf("%s: %s is refused (not in %s, and %s is off)", v.Field, v.Value, SwitchCapabilities, SwitchPrivileged)
@@ -45,6 +46,7 @@ type Error struct {
 // maxListed bounds how many violations Error's message lists.
 const maxListed = 5
 
+// Error lists the first violations (at most 5, then how many more).
 func (e *Error) Error() string {
 	n := min(len(e.Violations), maxListed)
 	parts := make([]string, 0, n+1)
