@@ -16,6 +16,7 @@ import (
 
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
+	"github.com/autofix/autofix/policy"
 )
 
 // Pipelines runs the pipeline runs started through the service. A run is recorded in
@@ -260,6 +261,15 @@ func (s *Server) startPipeline(c *echo.Context) error {
 	}
 	def, err := pipeline.Parse(src)
 	if err != nil {
+		return badRequest("definition", "%v", err)
+	}
+	// The driver checks again before it creates anything; refusing here tells the
+	// caller at once.
+	var pods policy.Pods // nothing allowed without a policy
+	if s.o.Policy != nil {
+		pods = s.o.Policy.Pods
+	}
+	if err := def.CheckPods(pods); err != nil {
 		return badRequest("definition", "%v", err)
 	}
 	if req.Run == "" {

@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/podsafety"
+	"github.com/autofix/autofix/policy"
 )
 
 // Definition is a pipeline as written in YAML.
@@ -117,6 +119,30 @@ func (d *Definition) Validate() error {
 			s.Deploy.ProgressDeadlineSeconds = 300
 		}
 		seen[s.Name] = true
+	}
+	return nil
+}
+
+// CheckPods reports the first stage whose pod template the policy's pod-safety
+// switches refuse, naming each refused field by its path in the definition (e.g.
+// "stages[2].deploy.template.spec.containers[0].securityContext.privileged"). The
+// service and the driver check every definition with it before creating anything.
+func (d *Definition) CheckPods(p policy.Pods) error {
+	for i := range d.Stages {
+		if err := d.Stages[i].checkPods(i, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPods checks stage i's pod template.
+func (s *Stage) checkPods(i int, p policy.Pods) error {
+	switch {
+	case s.Job != nil:
+		return podsafety.Check(&s.Job.Spec, fmt.Sprintf("stages[%d].job.spec", i), p)
+	case s.Deploy != nil:
+		return podsafety.Check(&s.Deploy.Template.Spec, fmt.Sprintf("stages[%d].deploy.template.spec", i), p)
 	}
 	return nil
 }

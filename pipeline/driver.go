@@ -73,7 +73,11 @@ type Driver struct {
 	Poll time.Duration
 	// Observe makes Step report only: it creates, updates and deletes nothing.
 	Observe bool
-	Log     *slog.Logger
+	// Pods are the pod-safety switches (the policy's): a stage whose pod template
+	// they refuse fails before anything is created. The zero value refuses every
+	// class.
+	Pods policy.Pods
+	Log  *slog.Logger
 }
 
 // Run drives run of def to its end and returns its final status. It can be
@@ -102,9 +106,27 @@ func (d *Driver) Run(ctx context.Context, def *Definition, run string) (Status, 
 	}
 }
 
-// Step looks at the run once, starts what is due, and reports the status.
+// Step looks at the run once, starts what is due, and reports the status. Unless it
+// only observes, it first checks every stage's pod template against the pod policy:
+// a refused one fails the run before anything is created or changed.
 func (d *Driver) Step(ctx context.Context, def *Definition, run string) (Status, error) {
 	st := Status{Pipeline: def.Name, Run: run, Phase: Running}
+	if !d.Observe {
+		for i := range def.Stages {
+			if err := def.Stages[i].checkPods(i, d.Pods); err != nil {
+				d.log().Warn("pipeline: the pod policy refuses a stage", "pipeline", def.Name, "run", run, "err", err)
+				st.Phase = Failed
+				for j := range def.Stages {
+					ss := StageStatus{Name: def.Stages[j].Name, Phase: Pending}
+					if j == i {
+						ss.Phase, ss.Message = Failed, "the pod policy refuses the stage's template: "+err.Error()
+					}
+					st.Stages = append(st.Stages, ss)
+				}
+				return st, nil
+			}
+		}
+	}
 	input := ""
 	for i := range def.Stages {
 		s := &def.Stages[i]
@@ -150,12 +172,20 @@ func artifact(def *Definition, run, stage string) string {
 }
 
 // job runs a Job stage: creates its Job once, then follows it and the attempts
-// remediation creates for it (they carry the same labels) to the end.
+// remediation creates for it (they carry the same labels) to the end. A Job labelled
+// as the stage's that autofix did not create for the run fails the stage.
 func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage, input string) (StageStatus, error) {
 	ss := StageStatus{Name: s.Name, Phase: Running, Artifact: artifact(def, run, s.Name)}
-	jobs, err := d.Client.BatchV1().Jobs(def.Namespace).List(ctx, metav1.ListOptions{LabelSelector: d.selector(def, run, s.Name)})
+	jc := d.Client.BatchV1().Jobs(def.Namespace)
+	jobs, err := jc.List(ctx, metav1.ListOptions{LabelSelector: d.selector(def, run, s.Name)})
 	if err != nil {
 		return ss, err
+	}
+	for i := range jobs.Items {
+		if err := jobOwner(&jobs.Items[i], def, run, s); err != nil {
+			ss.Object = jobs.Items[i].Name
+			return d.refuse(ss, err), nil
+		}
 	}
 	if len(jobs.Items) == 0 && d.Observe {
 		ss.Phase, ss.Message = Pending, "not started"
@@ -166,11 +196,26 @@ func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage,
 		if err != nil {
 			return ss, err
 		}
-		if _, err := d.Client.BatchV1().Jobs(def.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		ss.Object, ss.Attempts = job.Name, 1
+		_, err = jc.Create(ctx, job, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			// Not among the stage's Jobs listed above: whose is it?
+			existing, err := jc.Get(ctx, job.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return ss, nil // gone again: the next step creates it
+			}
+			if err != nil {
+				return ss, err
+			}
+			if err := jobOwner(existing, def, run, s); err != nil {
+				return d.refuse(ss, err), nil
+			}
+			return ss, nil // this run's, and the list was behind
+		}
+		if err != nil {
 			return ss, err
 		}
 		d.log().Info("stage started", "pipeline", def.Name, "run", run, "stage", s.Name, "job", job.Name)
-		ss.Object, ss.Attempts = job.Name, 1
 		return ss, nil
 	}
 	ss.Attempts = len(jobs.Items)
@@ -213,9 +258,10 @@ func (d *Driver) newJob(def *Definition, run string, s *Stage, input string) (*b
 	}
 	c := &tmpl.Spec.Containers[0]
 	c.Env = append(c.Env, corev1.EnvVar{Name: "ARTIFACT_IN", Value: input}, corev1.EnvVar{Name: "ARTIFACT_OUT", Value: artifact(def, run, s.Name)})
-	l := map[string]string{remediate.LabelPipeline: def.Name, LabelRun: run, remediate.LabelStage: s.Name,
-		remediate.LabelKind: string(s.Kind), remediate.LabelTemplate: def.Name + "-" + s.Name, LabelMaxAttempts: strconv.Itoa(s.MaxAttempts)}
-	ann := map[string]string{}
+	l := ownedLabels(def, s.Name)
+	l[LabelRun], l[remediate.LabelKind] = run, string(s.Kind)
+	l[remediate.LabelTemplate], l[LabelMaxAttempts] = def.Name+"-"+s.Name, strconv.Itoa(s.MaxAttempts)
+	ann := map[string]string{AnnotationPipelineRun: runID(def, run)}
 	if len(s.Tunables) > 0 {
 		b, err := json.Marshal(s.Tunables)
 		if err != nil {
@@ -232,7 +278,7 @@ func (d *Driver) newJob(def *Definition, run string, s *Stage, input string) (*b
 	}
 	zero := int32(0) // the first failed pod fails the Job: remediation decides what runs next
 	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: def.Name + "-" + run + "-" + s.Name, Namespace: def.Namespace, Labels: l, Annotations: ann},
+		ObjectMeta: metav1.ObjectMeta{Name: jobName(def, run, s), Namespace: def.Namespace, Labels: l, Annotations: ann},
 		Spec:       batchv1.JobSpec{BackoffLimit: &zero, Template: *tmpl},
 	}, nil
 }

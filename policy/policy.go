@@ -58,6 +58,8 @@ type Config struct {
 	Burst         int     `yaml:"burst"`
 	// DryRun decides and records everything and never acts.
 	DryRun bool `yaml:"dryRun"`
+	// Pods are the pod-safety switches (see Pods); all off by default.
+	Pods Pods `yaml:"pods"`
 }
 
 // Default returns the policy autofix runs with when none is configured: resource and
@@ -97,6 +99,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Burst < 1 {
 		return fmt.Errorf("policy.burst: %d, want at least 1", c.Burst)
+	}
+	if err := c.Pods.Validate(); err != nil {
+		return err
 	}
 	for i, r := range c.Rules {
 		field := fmt.Sprintf("policy.rules[%d]", i)
