@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/autofix/autofix/policy"
 )
@@ -287,6 +288,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("kubernetes.pendingGrace: %s, want positive", k.PendingGrace)
 		case k.GPUTypeLabel == "":
 			return errors.New("kubernetes.gpuTypeLabel: required")
+		}
+		for i, ns := range k.Namespaces {
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				return fmt.Errorf("kubernetes.namespaces[%d]: %q is not a namespace name: %s", i, ns, errs[0])
+			}
 		}
 		if k.Selector != "" {
 			if _, err := labels.Parse(k.Selector); err != nil {

@@ -74,6 +74,7 @@ func TestInvalid(t *testing.T) {
 		{"env bool", "", map[string]string{"AUTOFIX_DRY_RUN": "perhaps"}, "AUTOFIX_DRY_RUN"},
 		{"not yaml", "kafka: [", nil, "yaml"},
 		{"retention", "retention: 10m\n", nil, "retention: 10m0s, want at least 1h"},
+		{"namespace placeholder", "kubernetes:\n  namespaces: [ml, \"SET-ME:namespaces-to-watch\"]\n", nil, `kubernetes.namespaces[1]: "SET-ME:namespaces-to-watch" is not a namespace name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,6 +34,9 @@ const (
 	AnnotationContainer = "autofix.io/container"
 	// AnnotationChanges lists, for people, what the attempt changed.
 	AnnotationChanges = "autofix.io/changes"
+	// AnnotationPipelineRun names the pipeline run ("pipeline/run") whose stage a Job
+	// is; an attempt keeps it, so that the pipeline driver follows its stage's fix.
+	AnnotationPipelineRun = "autofix.io/pipeline-run"
 
 	// ResourceGPU is the extended resource of NVIDIA's device plugin.
 	ResourceGPU = "nvidia.com/gpu"

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/podsafety"
+	"github.com/autofix/autofix/policy"
 )
 
 // ErrCannotSubmit marks a submission that can never succeed (the failed Job is gone,
@@ -48,6 +50,10 @@ type SubmitterOptions struct {
 	// Specs, if set, holds the specs of failed Jobs the watcher saw: a fix is still
 	// submitted when its failed Job is gone.
 	Specs SpecStore
+	// Pods are the policy's pod-safety switches: autofix creates Jobs with its own
+	// identity, so it re-creates no privileged pod, host path or host namespace the
+	// policy does not allow, whoever wrote the failed Job.
+	Pods policy.Pods
 }
 
 // Submitter re-creates failed Jobs as new attempts.
@@ -158,6 +164,9 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 	if err != nil {
 		return nil, fmt.Errorf("job %s/%s: %w", failed.Namespace, failed.Name, err)
 	}
+	if err := podsafety.Check(&tmpl.Spec, "spec.template.spec", s.o.Pods); err != nil {
+		return nil, fmt.Errorf("job %s/%s: %w", failed.Namespace, failed.Name, err)
+	}
 	opt := sub.Option
 	applyResources(c, opt.Resources)
 	if opt.Resources.GPUType != "" && opt.Resources.GPUType != tmpl.Spec.NodeSelector[s.o.GPUTypeLabel] {
@@ -202,7 +211,7 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 		}
 		annotations[k] = v
 	}
-	for _, k := range []string{AnnotationTunables, AnnotationParams, AnnotationContainer} {
+	for _, k := range []string{AnnotationTunables, AnnotationParams, AnnotationContainer, AnnotationPipelineRun} {
 		if v, ok := failed.Annotations[k]; ok {
 			annotations[k] = v
 		}

@@ -19,6 +19,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/policy"
 )
 
 // withCondition returns job with a Job condition of type c set to True.
@@ -232,5 +233,27 @@ func TestSeenSetBounded(t *testing.T) {
 	s.add("late", now.Add(3*time.Hour))
 	if s.has("9999") || !s.has("late") {
 		t.Errorf("keys older than an hour are kept (%d kept)", s.len())
+	}
+}
+
+// TestNewAttemptPodPolicy: autofix does not re-create, with its own identity, a pod
+// the policy does not allow; what it does re-create keeps its pipeline run.
+func TestNewAttemptPodPolicy(t *testing.T) {
+	job := failedJob()
+	yes := true
+	job.Spec.Template.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: &yes}
+	s := NewSubmitter(fake.NewClientset(), SubmitterOptions{})
+	if _, err := s.NewAttempt(job, submission()); err == nil || !strings.Contains(err.Error(), "securityContext.privileged") {
+		t.Errorf("NewAttempt(privileged) = %v, want a refusal naming the field", err)
+	}
+	s = NewSubmitter(fake.NewClientset(), SubmitterOptions{Pods: policy.Pods{AllowPrivileged: true}})
+	if _, err := s.NewAttempt(job, submission()); err != nil {
+		t.Errorf("NewAttempt(privileged, allowed) = %v", err)
+	}
+	job = failedJob()
+	job.Annotations[AnnotationPipelineRun] = "vision/run4"
+	got, err := s.NewAttempt(job, submission())
+	if err != nil || got.Annotations[AnnotationPipelineRun] != "vision/run4" {
+		t.Errorf("NewAttempt kept annotations %v (%v), want the pipeline run", got.Annotations, err)
 	}
 }

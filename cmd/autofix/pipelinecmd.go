@@ -40,7 +40,7 @@ func (l ledgerChains) FailureState(ctx context.Context, job *batchv1.Job) (strin
 }
 
 func newPipelineCmd() *cobra.Command {
-	var kubeconfig, dataDir, db, run string
+	var kubeconfig, dataDir, db, run, configFile string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "pipeline",
@@ -54,11 +54,21 @@ func newPipelineCmd() *cobra.Command {
 		if err != nil {
 			return nil, nil, err
 		}
+		// The pod policy is serve's: the same file, so that the command refuses
+		// what the service would.
+		cfg, err := config.Load(configFile, os.LookupEnv)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := cfg.Policy.Pods.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("config: %w", err)
+		}
 		store, err := openLedgerAt(cmd.Context(), dataDir, db)
 		if err != nil {
 			return nil, nil, err
 		}
-		return &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))},
+		return &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Pods: cfg.Policy.Pods,
+				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))},
 			func() { _ = store.Close() }, nil
 	}
 	load := func(path string) (*pipeline.Definition, error) {
@@ -170,6 +180,7 @@ pipeline failed.`,
 		c.Flags().StringVar(&run, "run", "", "run id (default for run: a new one)")
 	}
 	runCmd.Flags().DurationVar(&timeout, "timeout", 6*time.Hour, "give up after this long")
+	runCmd.Flags().StringVar(&configFile, "config", "", "serve's YAML configuration file, for its pod policy (policy.pods)")
 	listCmd.Flags().StringVar(&namespace, "namespace", "", "namespace (default: all)")
 	return cmd
 }

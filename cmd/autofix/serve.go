@@ -183,7 +183,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("kubernetes.selector: %w", err)
 		}
 		remediator = kubeRemediator{s: remediate.NewSubmitter(kube, remediate.SubmitterOptions{GPUTypeLabel: k.GPUTypeLabel,
-			Specs: ledgerSpecs{store}}), v: verifier}
+			Specs: ledgerSpecs{store}, Pods: cfg.Policy.Pods}), v: verifier}
 		if gpuTypes = clusterGPUTypes(ctx, kube, cfg.Kubernetes.GPUTypeLabel); len(gpuTypes) > 0 {
 			log.Info("GPU models on the cluster's nodes", "types", gpuTypes)
 		}
@@ -222,7 +222,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	var pipelines *api.Pipelines
 	if kube != nil {
 		pipelines = &api.Pipelines{Ledger: store, Log: log,
-			Driver:   &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Log: log},
+			Driver:   &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Pods: cfg.Policy.Pods, Log: log},
 			Observer: &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Observe: true}}
 	}
 	apiServer, err := api.New(api.Options{
