@@ -11,7 +11,7 @@ import (
 
 // authenticate takes the bearer token of the request and sets its principal; a
 // missing or unknown token is a 401 before anything else happens. Failures are
-// rate-limited per address (10/s, burst 20): guessing tokens gets 429s.
+// rate-limited per client address (see failedAuth): guessing tokens gets 429s.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		h := c.Request().Header.Get("Authorization")
@@ -30,15 +30,25 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		if fail != nil {
-			if allowed, _ := s.failures.Allow(c.RealIP()); !allowed {
-				c.Response().Header().Set("Retry-After", "1")
-				return apiErr(http.StatusTooManyRequests, "", "too many failed authentications from this address")
+			if err := s.failedAuth(c); err != nil {
+				return err
 			}
 			return fail
 		}
 		c.Set(keyPrincipal, p)
 		return next(c)
 	}
+}
+
+// failedAuth counts a failed authentication — a bad bearer token or a failed login
+// to the review page — against the caller's address (10 per second, burst 20, one
+// budget for both) and returns a 429 once the address is over it.
+func (s *Server) failedAuth(c *echo.Context) *Error {
+	if allowed, _ := s.failures.Allow(c.RealIP()); !allowed {
+		c.Response().Header().Set("Retry-After", "1")
+		return apiErr(http.StatusTooManyRequests, "", "too many failed authentications from this address: wait and try again")
+	}
+	return nil
 }
 
 // require lets through principals whose role allows need: a 403 otherwise, before

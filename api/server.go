@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -51,6 +52,11 @@ type Options struct {
 	Ready func(ctx context.Context) (bool, map[string]string)
 	// OpenMetrics serves /metrics without a token.
 	OpenMetrics bool
+	// TrustedProxies are the proxies (an ingress, a load balancer) whose
+	// X-Forwarded-For is believed: a request from one of them is the right-most
+	// address of the header that is not a trusted proxy. Empty: every caller is the
+	// address of its connection and the header is ignored.
+	TrustedProxies []netip.Prefix
 	// RatePerSecond and Burst limit each caller (a token, or an address before it
 	// authenticates). Defaults 50 and 100.
 	RatePerSecond float64
@@ -71,7 +77,8 @@ type Server struct {
 	e   *echo.Echo
 	log *slog.Logger
 	ui  *ui
-	// failures limits failed authentications per address.
+	// failures limits failed authentications (bad bearer tokens, failed logins to
+	// the review page) per client address.
 	failures *middleware.RateLimiterMemoryStore
 }
 
@@ -106,6 +113,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{o: o, e: echo.New(), log: o.Log, failures: middleware.NewRateLimiterMemoryStoreWithConfig(
 		middleware.RateLimiterMemoryStoreConfig{Rate: 10, Burst: 20, ExpiresIn: 10 * time.Minute})}
 	s.e.Logger = o.Log
+	s.e.IPExtractor = clientAddress(o.TrustedProxies)
 	s.e.HTTPErrorHandler = s.errorHandler
 	ui, err := newUI(s)
 	if err != nil {

@@ -131,7 +131,11 @@ func (u *ui) login(c *echo.Context) error {
 	token := strings.TrimSpace(c.FormValue("token"))
 	p, ok := u.s.o.Auth.Authenticate(token)
 	if !ok {
-		return u.render(c, http.StatusUnauthorized, "login", map[string]any{"Failed": true, "Next": safeNext(c.FormValue("next"))})
+		status, data := http.StatusUnauthorized, map[string]any{"Failed": true, "Next": safeNext(c.FormValue("next"))}
+		if err := u.s.failedAuth(c); err != nil {
+			status, data["Throttled"] = err.Status, true
+		}
+		return u.render(c, status, "login", data)
 	}
 	id, csrf := randomHex(32), randomHex(32)
 	u.mu.Lock()
