@@ -212,7 +212,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Ledger: store, Recommender: br.rec, Classifier: br.classifier, Models: br.models, Policy: &cfg.Policy,
 		Catalogue: br.catalogue, Largest: br.largest, Auth: authn, Pipelines: pipelines, Metrics: metrics, Ready: health.ready,
 		OpenMetrics: cfg.HTTP.OpenMetrics, RatePerSecond: cfg.HTTP.RatePerSecond, Burst: cfg.HTTP.Burst,
-		Timeout: cfg.HTTP.RequestTimeout, SecureCookies: cfg.HTTP.SecureCookies, Log: log,
+		Timeout: cfg.HTTP.RequestTimeout, SecureCookies: cfg.HTTP.CookiesSecure(), Log: log,
 	})
 	if err != nil {
 		return err
