@@ -68,6 +68,9 @@ type Options struct {
 	Timeout time.Duration
 	// SecureCookies marks the review page's session cookie Secure (behind TLS).
 	SecureCookies bool
+	// MaxSessions caps the review page's live sessions; a login past it ends the
+	// oldest (default 10,000).
+	MaxSessions int
 	// Certificate, if set, makes the server serve HTTPS only (HTTPServer, Serve),
 	// with Strict-Transport-Security.
 	Certificate *Certificate
@@ -110,6 +113,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = defaultMaxSessions
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
