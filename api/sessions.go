@@ -100,14 +100,6 @@ func (s *sessions) end(id string) {
 	s.expire(s.now())
 }
 
-// len is how many sessions are live.
-func (s *sessions) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.expire(s.now())
-	return s.order.Len()
-}
-
 // expire drops the sessions that have ended by now; the caller holds mu.
 func (s *sessions) expire(now time.Time) {
 	for e := s.order.Front(); e != nil && !now.Before(e.Value.(*session).expires); e = s.order.Front() {

@@ -137,7 +137,9 @@ func TestAPIServerOverTLS(t *testing.T) {
 	go func() { done <- s.Serve(srv, ln) }()
 	defer func() {
 		_ = srv.Close()
-		<-done
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve = %v, want http.ErrServerClosed", err)
+		}
 	}()
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
