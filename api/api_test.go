@@ -33,6 +33,7 @@ const oomEvent = `{"id":"ev-oom-1","time":"2026-11-25T10:00:00Z","source":"kuber
 // token of each role.
 type env struct {
 	t      testing.TB
+	srv    *Server
 	url    string
 	auth   *auth.Authenticator
 	store  *ledger.Store
@@ -88,7 +89,7 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, client: srv.Client()}
+	return &env{t: t, srv: s, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, client: srv.Client()}
 }
 
 // call makes a request as role ("" sends no token), checks the response against

@@ -15,7 +15,9 @@ import (
 	"context"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -47,10 +49,15 @@ type Options struct {
 	// Pipelines runs pipelines through the service (nil: no cluster, 503).
 	Pipelines *Pipelines
 	Metrics   *Metrics
-	// Ready reports readiness and each check (/readyz).
-	Ready func(ctx context.Context) (bool, map[string]string)
+	// Ready reports readiness and each check by name (/readyz).
+	Ready func(ctx context.Context) (bool, map[string]Check)
 	// OpenMetrics serves /metrics without a token.
 	OpenMetrics bool
+	// TrustedProxies are the proxies (an ingress, a load balancer) whose
+	// X-Forwarded-For is believed: a request from one of them is the right-most
+	// address of the header that is not a trusted proxy. Empty: every caller is the
+	// address of its connection and the header is ignored.
+	TrustedProxies []netip.Prefix
 	// RatePerSecond and Burst limit each caller (a token, or an address before it
 	// authenticates). Defaults 50 and 100.
 	RatePerSecond float64
@@ -61,8 +68,14 @@ type Options struct {
 	Timeout time.Duration
 	// SecureCookies marks the review page's session cookie Secure (behind TLS).
 	SecureCookies bool
-	Log           *slog.Logger
-	Now           func() time.Time
+	// MaxSessions caps the review page's live sessions; a login past it ends the
+	// oldest (default 10,000).
+	MaxSessions int
+	// Certificate, if set, makes the server serve HTTPS only (HTTPServer, Serve),
+	// with Strict-Transport-Security.
+	Certificate *Certificate
+	Log         *slog.Logger
+	Now         func() time.Time
 }
 
 // Server is the HTTP API.
@@ -71,7 +84,8 @@ type Server struct {
 	e   *echo.Echo
 	log *slog.Logger
 	ui  *ui
-	// failures limits failed authentications per address.
+	// failures limits failed authentications (bad bearer tokens, failed logins to
+	// the review page) per client address.
 	failures *middleware.RateLimiterMemoryStore
 }
 
@@ -100,12 +114,16 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = defaultMaxSessions
+	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
 	s := &Server{o: o, e: echo.New(), log: o.Log, failures: middleware.NewRateLimiterMemoryStoreWithConfig(
 		middleware.RateLimiterMemoryStoreConfig{Rate: 10, Burst: 20, ExpiresIn: 10 * time.Minute})}
 	s.e.Logger = o.Log
+	s.e.IPExtractor = clientAddress(o.TrustedProxies)
 	s.e.HTTPErrorHandler = s.errorHandler
 	ui, err := newUI(s)
 	if err != nil {
@@ -122,10 +140,27 @@ func New(o Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.e }
 
 // HTTPServer wraps the handler in an http.Server with the timeouts a server facing
-// a network needs.
+// a network needs, and the TLS configuration when the options have a certificate.
 func (s *Server) HTTPServer(addr string) *http.Server {
-	return &http.Server{Addr: addr, Handler: s.e, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: s.o.Timeout + 15*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Addr: addr, Handler: s.e, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: s.o.Timeout + 15*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		// The server's own complaints are mostly clients that hang up mid-handshake
+		// (TCP health checks, scanners): debug, in the structured log.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	if s.o.Certificate != nil {
+		srv.TLSConfig = s.o.Certificate.tlsConfig()
+	}
+	return srv
+}
+
+// Serve serves srv (from HTTPServer) on ln until srv is shut down: HTTPS when the
+// options have a certificate, plain HTTP otherwise. It returns http.ErrServerClosed
+// after a shutdown.
+func (s *Server) Serve(srv *http.Server, ln net.Listener) error {
+	if srv.TLSConfig != nil {
+		return srv.ServeTLS(ln, "", "")
+	}
+	return srv.Serve(ln)
 }
 
 func (s *Server) routes() error {
@@ -133,11 +168,15 @@ func (s *Server) routes() error {
 	e.Use(middleware.Recover())
 	e.Use(middleware.RequestID())
 	e.Use(s.observe)
-	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+	secure := middleware.SecureConfig{
 		ContentTypeNosniff: "nosniff", XFrameOptions: "DENY", ReferrerPolicy: "no-referrer",
 		ContentSecurityPolicy: "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 			"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-	}))
+	}
+	if s.o.Certificate != nil {
+		secure.HSTSMaxAge, secure.HSTSExcludeSubdomains = 365*24*3600, true
+	}
+	e.Use(middleware.SecureWithConfig(secure))
 	timeout, err := middleware.ContextTimeoutConfig{Timeout: s.o.Timeout}.ToMiddleware()
 	if err != nil {
 		return err
@@ -255,21 +294,4 @@ func method(m string) string {
 		return m
 	}
 	return "OTHER"
-}
-
-func (s *Server) readyz(c *echo.Context) error {
-	if s.o.Ready == nil {
-		return c.JSON(http.StatusOK, map[string]any{"ready": true, "checks": map[string]string{}})
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
-	defer cancel()
-	ok, checks := s.o.Ready(ctx)
-	if checks == nil {
-		checks = map[string]string{}
-	}
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
-	}
-	return c.JSON(status, map[string]any{"ready": ok, "checks": checks})
 }

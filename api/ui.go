@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -33,7 +32,6 @@ var uiFiles embed.FS
 
 const (
 	sessionCookie = "autofix_session"
-	sessionTTL    = 8 * time.Hour
 	// manualRetryMinutes is what the savings panel assumes one fix done by hand costs
 	// an on-call engineer (look at the failure, change the spec, re-submit).
 	manualRetryMinutes = 20
@@ -43,20 +41,29 @@ const (
 // A token logs in once and gets a session cookie (HttpOnly, SameSite=Strict); forms
 // carry the session's CSRF token.
 type ui struct {
-	s     *Server
-	pages map[string]*template.Template
-
-	mu       sync.Mutex
-	sessions map[string]*session
+	s        *Server
+	pages    map[string]*template.Template
+	sessions *sessions
+	// history is what the history page reads, bounded: a page of fixes and the
+	// latest savingsWindow finished ones.
+	history       historyLedger
+	savingsWindow int
 }
 
-// session is a login: the fingerprint of its token (rechecked on every request, so a
-// revoked token or a changed role takes effect at once), its CSRF token and its end.
-type session struct {
-	token   auth.Fingerprint
-	csrf    string
-	expires time.Time
+// historyLedger is what the history page reads of the ledger: bounded queries only.
+type historyLedger interface {
+	List(ctx context.Context, f ledger.Filter) ([]ledger.Remediation, error)
+	Approvers(ctx context.Context, ids []string) (map[string]string, error)
 }
+
+// History page sizes.
+const (
+	// historyPage is how many fixes the history page shows at a time.
+	historyPage = 50
+	// savingsWindow is how many of the latest finished fixes the savings panel sums
+	// up (the ledger's largest page).
+	savingsWindow = 1000
+)
 
 func newUI(s *Server) (*ui, error) {
 	funcs := template.FuncMap{
@@ -69,7 +76,8 @@ func newUI(s *Server) (*ui, error) {
 		"allows":  func(p auth.Principal, r string) bool { return p.Role.Allows(auth.Role(r)) },
 		"path":    url.PathEscape,
 	}
-	u := &ui{s: s, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
+	u := &ui{s: s, pages: map[string]*template.Template{}, sessions: newSessions(s.o.MaxSessions, s.o.Now),
+		history: s.o.Ledger, savingsWindow: savingsWindow}
 	for _, page := range []string{"login", "queue", "remediation", "history", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(uiFiles, "ui/templates/layout.html", "ui/templates/"+page+".html")
 		if err != nil {
@@ -90,7 +98,7 @@ func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
 	in := g.Group("", u.authenticate)
 	in.POST("/logout", u.logout)
 	in.GET("/", u.queue)
-	in.GET("/history", u.history)
+	in.GET("/history", u.historyPage)
 	in.GET("/remediations/:id", u.remediation)
 	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver))
 	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver))
@@ -131,20 +139,15 @@ func (u *ui) login(c *echo.Context) error {
 	token := strings.TrimSpace(c.FormValue("token"))
 	p, ok := u.s.o.Auth.Authenticate(token)
 	if !ok {
-		return u.render(c, http.StatusUnauthorized, "login", map[string]any{"Failed": true, "Next": safeNext(c.FormValue("next"))})
-	}
-	id, csrf := randomHex(32), randomHex(32)
-	u.mu.Lock()
-	now := time.Now()
-	for k, s := range u.sessions { // drop expired sessions
-		if now.After(s.expires) {
-			delete(u.sessions, k)
+		status, data := http.StatusUnauthorized, map[string]any{"Failed": true, "Next": safeNext(c.FormValue("next"))}
+		if err := u.s.failedAuth(c); err != nil {
+			status, data["Throttled"] = err.Status, true
 		}
+		return u.render(c, status, "login", data)
 	}
-	u.sessions[id] = &session{token: auth.FingerprintOf(token), csrf: csrf, expires: now.Add(sessionTTL)}
-	u.mu.Unlock()
-	// #nosec G124 -- Secure with http.secureCookies (behind TLS); a plain-HTTP service cannot set it.
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: id, Path: "/ui", HttpOnly: true, Secure: u.s.o.SecureCookies,
+	sess := u.sessions.add(auth.FingerprintOf(token))
+	// #nosec G124 -- Secure with http.secureCookies (on by default under TLS); a plain-HTTP service cannot set it.
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: sess.id, Path: "/ui", HttpOnly: true, Secure: u.s.o.SecureCookies,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL.Seconds())})
 	u.s.log.Info("review page login", "who", p.Name, "role", p.Role)
 	return c.Redirect(http.StatusSeeOther, safeNext(c.FormValue("next")))
@@ -177,9 +180,7 @@ func safeNext(next string) string {
 
 func (u *ui) logout(c *echo.Context) error {
 	if ck, err := c.Cookie(sessionCookie); err == nil {
-		u.mu.Lock()
-		delete(u.sessions, ck.Value)
-		u.mu.Unlock()
+		u.sessions.end(ck.Value)
 	}
 	// #nosec G124 -- clears the cookie; Secure as when it was set.
 	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/ui", MaxAge: -1, HttpOnly: true, Secure: u.s.o.SecureCookies,
@@ -194,17 +195,10 @@ func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		var sess *session
 		var p auth.Principal
 		if ck, err := c.Cookie(sessionCookie); err == nil {
-			u.mu.Lock()
-			if s, ok := u.sessions[ck.Value]; ok && time.Now().Before(s.expires) {
-				sess = s
-			}
-			u.mu.Unlock()
-			if sess != nil {
-				var ok bool
+			var ok bool
+			if sess, ok = u.sessions.get(ck.Value); ok {
 				if p, ok = u.s.o.Auth.Recheck(sess.token); !ok { // revoked since the login
-					u.mu.Lock()
-					delete(u.sessions, ck.Value)
-					u.mu.Unlock()
+					u.sessions.end(ck.Value)
 					sess = nil
 				}
 			}
@@ -319,19 +313,26 @@ func (u *ui) reject(c *echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(id)+"?done=rejected")
 }
 
-// savings sums up what autofix did on its own.
+// savings sums up what autofix did on its own, over the latest Window fixes that
+// ended (Capped: there were more).
 type savings struct {
 	Fixed, Failed, Automatic, Reviewed int
 	FixRate                            float64
 	Spent, Original                    float64
 	HoursSaved                         float64
 	Minutes                            int
+	Window                             int
+	Capped                             bool
 }
 
-func (u *ui) history(c *echo.Context) error {
+// historyPage shows the fixes autofix made, newest first, a page at a time (the
+// query's after is the cursor: the last id of the page before), under the savings
+// panel. It reads a page and the savings window, whatever the ledger holds.
+func (u *ui) historyPage(c *echo.Context) error {
 	ctx := c.Request().Context()
-	list, err := u.s.o.Ledger.List(ctx, ledger.Filter{States: []ledger.State{ledger.Approved, ledger.Submitted, ledger.Succeeded,
-		ledger.Failed}, Limit: 200})
+	after := c.QueryParam("after")
+	list, err := u.history.List(ctx, ledger.Filter{States: []ledger.State{ledger.Approved, ledger.Submitted, ledger.Succeeded,
+		ledger.Failed}, Limit: historyPage, After: after})
 	if err != nil {
 		return u.fail(c, err)
 	}
@@ -343,18 +344,29 @@ func (u *ui) history(c *echo.Context) error {
 	for _, r := range list {
 		items = append(items, item{R: r, Rec: r.Recommendation})
 	}
-	return u.render(c, http.StatusOK, "history", map[string]any{"Items": items, "Savings": sv})
+	next := ""
+	if len(list) == historyPage {
+		next = list[len(list)-1].EventID
+	}
+	return u.render(c, http.StatusOK, "history", map[string]any{"Items": items, "Savings": sv, "Next": next, "Paged": after != ""})
 }
 
 func (u *ui) savings(ctx context.Context) (savings, error) {
 	sv := savings{Minutes: manualRetryMinutes}
-	approvers, err := u.s.o.Ledger.Approvers(ctx)
+	ended, err := u.history.List(ctx, ledger.Filter{States: []ledger.State{ledger.Succeeded, ledger.Failed}, Limit: u.savingsWindow})
 	if err != nil {
 		return sv, err
 	}
-	err = u.s.o.Ledger.Each(ctx, func(r ledger.Remediation) error {
-		switch r.State {
-		case ledger.Succeeded:
+	ids := make([]string, len(ended))
+	for i, r := range ended {
+		ids[i] = r.EventID
+	}
+	approvers, err := u.history.Approvers(ctx, ids)
+	if err != nil {
+		return sv, err
+	}
+	for _, r := range ended {
+		if r.State == ledger.Succeeded {
 			sv.Fixed++
 			if r.Recommendation != nil {
 				if o, ok := r.Recommendation.ChosenOption(); ok && o.CostMultiple > 0 {
@@ -362,23 +374,21 @@ func (u *ui) savings(ctx context.Context) (savings, error) {
 					sv.Original += o.RunCost / o.CostMultiple
 				}
 			}
-		case ledger.Failed:
+		} else {
 			sv.Failed++
-		default:
-			return nil
 		}
 		if _, ok := approvers[r.EventID]; ok {
 			sv.Reviewed++
 		} else {
 			sv.Automatic++
 		}
-		return nil
-	})
+	}
 	if sv.Fixed+sv.Failed > 0 {
 		sv.FixRate = float64(sv.Fixed) / float64(sv.Fixed+sv.Failed)
 	}
 	sv.HoursSaved = float64(sv.Automatic*manualRetryMinutes) / 60
-	return sv, err
+	sv.Window, sv.Capped = len(ended), len(ended) == u.savingsWindow
+	return sv, nil
 }
 
 func randomHex(n int) string {

@@ -42,13 +42,19 @@ type Token struct {
 
 // Store is the token file: JSON, written with mode 0600 to a temporary file that is
 // synced and then renamed over the old one, so that a reader (a running serve) sees
-// the old file or the new one, never half of one. A Store is a snapshot taken by
-// OpenStore: two processes changing the same file at once can lose one's change.
+// the old file or the new one, never half of one. A Store holds the tokens as last
+// read; its changes (Create, Revoke, FirstStart) each read the file afresh and write
+// it back under an exclusive lock on the file LockSuffix names beside it, so that
+// concurrent changes — from goroutines, or from processes such as two `autofix
+// token` commands — never undo one another. Readers take no lock.
 type Store struct {
 	path   string
 	mu     sync.Mutex
 	tokens []Token // sorted by name
 }
+
+// LockSuffix names the lock file of a token file: its path and this suffix.
+const LockSuffix = ".lock"
 
 // storeFile is the file's layout; an object rather than a bare list so that fields
 // can be added.
@@ -60,10 +66,18 @@ type storeFile struct {
 // written on the first change); a file that does not parse, or holds a token with a
 // bad name, role or hash, is an error naming the token.
 func OpenStore(path string) (*Store, error) {
-	s := &Store{path: path}
-	data, err := os.ReadFile(path)
+	tokens, err := readTokens(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{path: path, tokens: tokens}, nil
+}
+
+// readTokens reads and checks the token file (none: no tokens), sorted by name.
+func readTokens(path string) ([]Token, error) {
+	data, err := os.ReadFile(path) // #nosec G304 -- the operator names the data directory
 	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tokens file: %w", err)
@@ -82,36 +96,50 @@ func OpenStore(path string) (*Store, error) {
 		}
 		seen[t.Name] = true
 	}
-	s.tokens = f.Tokens
-	sortTokens(s.tokens)
-	return s, nil
+	sortTokens(f.Tokens)
+	return f.Tokens, nil
+}
+
+// locked runs fn with the token file locked and s.tokens freshly read from it; the
+// caller holds s.mu. fn saves what it changes (s.save).
+func (s *Store) locked(fn func() error) error {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("tokens file: %w", err)
+	}
+	unlock, err := lockFile(s.path + LockSuffix)
+	if err != nil {
+		return fmt.Errorf("tokens file: %w", err)
+	}
+	defer unlock()
+	tokens, err := readTokens(s.path)
+	if err != nil {
+		return err
+	}
+	s.tokens = tokens
+	return fn()
 }
 
 // Create adds a token of that name and role and returns its secret, which is not kept
 // anywhere: the caller shows it once. name must be a DNS label (what appears in the
 // audit trail) and not already taken.
 func (s *Store) Create(name string, role Role) (secret string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.create(name, role, time.Now())
-}
-
-func (s *Store) create(name string, role Role, now time.Time) (string, error) {
 	if !validName(name) {
 		return "", fmt.Errorf("name %q: want %s", name, nameRule)
 	}
 	if role.rank() == 0 {
 		return "", fmt.Errorf("role %q: want viewer, approver or admin", role)
 	}
-	if s.find(name) >= 0 {
-		return "", fmt.Errorf("name %q: a token of that name exists (revoke it first)", name)
-	}
-	secret := newSecret()
-	old := s.tokens
-	s.tokens = append(slices.Clone(old), Token{Name: name, Role: role, Hash: hashSecret(secret), Created: now.UTC().Truncate(time.Second)})
-	sortTokens(s.tokens)
-	if err := s.save(); err != nil {
-		s.tokens = old
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err = s.locked(func() error {
+		if s.find(name) >= 0 {
+			return fmt.Errorf("name %q: a token of that name exists (revoke it first)", name)
+		}
+		secret = newSecret()
+		return s.save(append(slices.Clone(s.tokens), Token{Name: name, Role: role, Hash: hashSecret(secret),
+			Created: time.Now().UTC().Truncate(time.Second)}))
+	})
+	if err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -122,21 +150,13 @@ func (s *Store) create(name string, role Role, now time.Time) (string, error) {
 func (s *Store) Revoke(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.revoke(name)
-}
-
-func (s *Store) revoke(name string) error {
-	i := s.find(name)
-	if i < 0 {
-		return fmt.Errorf("token %q: %w", name, ErrNoToken)
-	}
-	old := s.tokens
-	s.tokens = slices.Delete(slices.Clone(old), i, i+1)
-	if err := s.save(); err != nil {
-		s.tokens = old
-		return err
-	}
-	return nil
+	return s.locked(func() error {
+		i := s.find(name)
+		if i < 0 {
+			return fmt.Errorf("token %q: %w", name, ErrNoToken)
+		}
+		return s.save(slices.Delete(slices.Clone(s.tokens), i, i+1))
+	})
 }
 
 // List returns the tokens sorted by name, to show them.
@@ -153,14 +173,21 @@ func (s *Store) find(name string) int {
 	return slices.IndexFunc(s.tokens, func(t Token) bool { return t.Name == name })
 }
 
-func (s *Store) save() error {
-	data, err := json.MarshalIndent(storeFile{Tokens: s.tokens}, "", "  ")
+// save writes tokens to the file and makes them the Store's; the caller holds the
+// lock (locked).
+func (s *Store) save(tokens []Token) error {
+	if tokens == nil {
+		tokens = []Token{}
+	}
+	sortTokens(tokens)
+	data, err := json.MarshalIndent(storeFile{Tokens: tokens}, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := writeFileAtomic(s.path, append(data, '\n')); err != nil {
 		return fmt.Errorf("tokens file: %w", err)
 	}
+	s.tokens = tokens
 	return nil
 }
 
@@ -171,19 +198,27 @@ func (s *Store) save() error {
 func FirstStart(s *Store, dir string) (secret string, created bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.tokens) > 0 {
-		return "", false, nil
-	}
-	secret, err = s.create("admin", Admin, time.Now())
-	if err != nil {
-		return "", false, err
-	}
-	if err := writeFileAtomic(filepath.Join(dir, AdminTokenFile), []byte(secret)); err != nil {
-		// A token whose secret no one has would lock the API for good: take it back.
-		if rerr := s.revoke("admin"); rerr != nil {
-			return "", false, fmt.Errorf("admin token file: %w (and the token stays: %w)", err, rerr)
+	err = s.locked(func() error {
+		if len(s.tokens) > 0 {
+			return nil
 		}
-		return "", false, fmt.Errorf("admin token file: %w", err)
+		secret = newSecret()
+		if err := s.save([]Token{{Name: "admin", Role: Admin, Hash: hashSecret(secret),
+			Created: time.Now().UTC().Truncate(time.Second)}}); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(dir, AdminTokenFile), []byte(secret)); err != nil {
+			// A token whose secret no one has would lock the API for good: take it back.
+			if rerr := s.save(nil); rerr != nil {
+				return fmt.Errorf("admin token file: %w (and the token stays: %w)", err, rerr)
+			}
+			return fmt.Errorf("admin token file: %w", err)
+		}
+		created = true
+		return nil
+	})
+	if err != nil || !created {
+		return "", false, err
 	}
 	return secret, true, nil
 }

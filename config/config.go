@@ -47,24 +47,6 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 }
 
-// HTTP configures the HTTP listener.
-type HTTP struct {
-	Addr string `yaml:"addr"`
-	// OpenMetrics serves /metrics without a token (for a scraper inside the cluster's
-	// network); by default it needs a viewer token.
-	OpenMetrics bool `yaml:"openMetrics"`
-	// RatePerSecond and Burst limit each caller (a token; an address before one).
-	RatePerSecond float64 `yaml:"ratePerSecond"`
-	Burst         int     `yaml:"burst"`
-	// RequestTimeout bounds the handling of one request.
-	RequestTimeout time.Duration `yaml:"requestTimeout"`
-	// TokensSecret ("namespace/name") is a Kubernetes Secret of API tokens (each key a
-	// token's name, its value "<role>:<secret>"), read besides DATA_DIR/tokens.json.
-	TokensSecret string `yaml:"tokensSecret"`
-	// SecureCookies marks the review page's session cookie Secure (serve behind TLS).
-	SecureCookies bool `yaml:"secureCookies"`
-}
-
 // Kafka configures the event stream.
 type Kafka struct {
 	// Brokers of an external cluster; empty starts the embedded broker.
@@ -225,17 +207,7 @@ func (c *Config) Validate() error {
 		scheme, _, _ := strings.Cut(c.DB, ":")
 		return fmt.Errorf("db: a %q URL is not a postgres:// or postgresql:// URL (leave it empty for SQLite in dataDir)", scheme)
 	}
-	switch h := &c.HTTP; {
-	case h.RatePerSecond <= 0:
-		return fmt.Errorf("http.ratePerSecond: %g, want positive", h.RatePerSecond)
-	case h.Burst < 1:
-		return fmt.Errorf("http.burst: %d, want at least 1", h.Burst)
-	case h.RequestTimeout < time.Second:
-		return fmt.Errorf("http.requestTimeout: %s, want at least 1s", h.RequestTimeout)
-	case h.TokensSecret != "" && strings.Count(h.TokensSecret, "/") != 1:
-		return fmt.Errorf("http.tokensSecret: %q, want namespace/name", h.TokensSecret)
-	}
-	if err := checkAddr("http.addr", c.HTTP.Addr); err != nil {
+	if err := c.HTTP.validate(); err != nil {
 		return err
 	}
 	for i, b := range c.Kafka.Brokers {

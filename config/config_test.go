@@ -42,7 +42,8 @@ func TestLoadFileThenEnvironment(t *testing.T) {
 		t.Error("dryRun = true, want the environment's false")
 	}
 	if c.HTTP.Addr != "127.0.0.1:9999" || c.Kafka.Partitions != 12 || c.Kafka.Retention != 72*time.Hour ||
-		c.Policy.MaxAttempts != 4 || len(c.Policy.Rules) != 2 || c.Log.Format != "json" || c.Kafka.CreateTopics {
+		c.Policy.MaxAttempts != 4 || len(c.Policy.Rules) != 2 || c.Log.Format != "json" || c.Kafka.CreateTopics ||
+		!c.HTTP.CookiesSecure() || len(c.HTTP.TrustedProxies) != 2 {
 		t.Errorf("file values not applied: %+v", c)
 	}
 	if k := c.Kafka; !k.TLS.Enabled || k.TLS.CAFile != "testdata/kafka-ca.pem" || k.TLS.ServerName != "kafka.internal" ||
@@ -63,6 +64,8 @@ func TestInvalid(t *testing.T) {
 		{"unknown field", "kafka:\n  topics: x\n", nil, "field topics not found"},
 		{"bad db", "db: mysql://root:hunter2@x\n", nil, "db: a \"mysql\" URL"},
 		{"bad http addr", "http:\n  addr: localhost\n", nil, "http.addr:"},
+		{"tls without a key", "http:\n  tls:\n    certFile: /etc/autofix/tls.crt\n", nil, "http.tls.keyFile: required"},
+		{"bad trusted proxy", "http:\n  trustedProxies: [10.0.0.0/8, ingress]\n", nil, "http.trustedProxies[1]:"},
 		{"bad broker", "kafka:\n  brokers: [\"k:x\"]\n", nil, "kafka.brokers[0]:"},
 		{"same topics", "kafka:\n  deadLetterTopic: autofix.failures\n", nil, "kafka.deadLetterTopic:"},
 		{"partitions", "kafka:\n  partitions: 0\n", nil, "kafka.partitions:"},

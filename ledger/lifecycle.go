@@ -339,23 +339,23 @@ func (s *Store) PauseState(ctx context.Context) (Pause, error) {
 	return p, nil
 }
 
-// Approvers returns, per remediation a person approved, who did (the audit trail's
-// approve rows; the policy's own approvals are not among them).
-func (s *Store) Approvers(ctx context.Context) (map[string]string, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT event_id, actor FROM audit WHERE action = 'approve'")
+// Approvers returns, for each of the remediations ids a person approved, who did
+// (the audit trail's approve rows; the policy's own approvals are not among them).
+func (s *Store) Approvers(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	err := chunks(ids, func(c []string) error {
+		return queryEach(ctx, s.r, s.q("SELECT event_id, actor FROM audit WHERE action = 'approve' AND event_id IN ("+list(len(c))+")"),
+			anys(c), func(r *sql.Rows) error {
+				var id, actor string
+				err := r.Scan(&id, &actor)
+				out[id] = actor
+				return err
+			})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("approvers: %w", err)
 	}
-	defer func() { _ = rows.Close() }()
-	out := map[string]string{}
-	for rows.Next() {
-		var id, actor string
-		if err := rows.Scan(&id, &actor); err != nil {
-			return nil, fmt.Errorf("approvers: %w", err)
-		}
-		out[id] = actor
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func atOrNow(at time.Time) time.Time {

@@ -226,3 +226,21 @@ func TestPausedDefault(t *testing.T) {
 		}
 	})
 }
+
+func TestApprovers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustRecord(t, s, entry("auto", Approved, entryOpt{chain: "a"}), entry("manual", PendingReview, entryOpt{chain: "m"}),
+			entry("waiting", PendingReview, entryOpt{chain: "w"}))
+		if err := s.Approve(ctx, "manual", Attempt{Number: 2, JobName: "job-manual"}, "alice", "", t0); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Approvers(ctx, []string{"auto", "manual", "waiting", "none"})
+		if want := map[string]string{"manual": "alice"}; err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("Approvers = %v, %v; want %v", got, err, want)
+		}
+		if got, err := s.Approvers(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("Approvers(nil) = %v, %v; want none", got, err)
+		}
+	})
+}

@@ -20,6 +20,24 @@ import (
 	"github.com/autofix/autofix/ledger"
 )
 
+// newAPIServer builds serve's HTTP API: o says what it serves, the http section of
+// cfg the rest — limits, cookies, trusted proxies and the TLS certificate.
+func newAPIServer(cfg *config.Config, o api.Options) (*api.Server, error) {
+	h := &cfg.HTTP
+	proxies, err := h.Proxies()
+	if err != nil {
+		return nil, err
+	}
+	o.OpenMetrics, o.RatePerSecond, o.Burst, o.Timeout = h.OpenMetrics, h.RatePerSecond, h.Burst, h.RequestTimeout
+	o.SecureCookies, o.TrustedProxies = h.CookiesSecure(), proxies
+	if h.TLS.Enabled() {
+		if o.Certificate, err = api.LoadCertificate(h.TLS.CertFile, h.TLS.KeyFile, o.Log); err != nil {
+			return nil, fmt.Errorf("http.tls: %w", err)
+		}
+	}
+	return api.New(o)
+}
+
 // tokenReload is how often serve re-reads its token sources; staleTokens how long it
 // keeps a Secret's tokens it can no longer read (a revocation must not wait for the
 // API server to come back).

@@ -225,11 +225,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			Driver:   &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Pods: cfg.Policy.Pods, Log: log},
 			Observer: &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Observe: true}}
 	}
-	apiServer, err := api.New(api.Options{
+	apiServer, err := newAPIServer(cfg, api.Options{
 		Ledger: store, Recommender: br.rec, Classifier: br.classifier, Models: br.models, Policy: &cfg.Policy,
 		Catalogue: br.catalogue, Largest: br.largest, Auth: authn, Pipelines: pipelines, Metrics: metrics, Ready: health.ready,
-		OpenMetrics: cfg.HTTP.OpenMetrics, RatePerSecond: cfg.HTTP.RatePerSecond, Burst: cfg.HTTP.Burst,
-		Timeout: cfg.HTTP.RequestTimeout, SecureCookies: cfg.HTTP.SecureCookies, Log: log,
+		Log: log,
 	})
 	if err != nil {
 		return err
@@ -239,11 +238,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
-	log.Info("autofix serving", "http", ln.Addr().String(), "kafka", brokers, "topic", cfg.Kafka.Topic,
+	log.Info("autofix serving", "http", ln.Addr().String(), "tls", cfg.HTTP.TLS.Enabled(), "kafka", brokers, "topic", cfg.Kafka.Topic,
 		"dlq", cfg.Kafka.DeadLetterTopic, "dryRun", cfg.Policy.DryRun)
 
 	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := apiServer.Serve(srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
 		}
 	})
@@ -426,38 +425,42 @@ func (h *health) probe(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// ready answers /readyz: the broker, the ledger, the consumer and the cluster.
-func (h *health) ready(ctx context.Context) (bool, map[string]string) {
-	checks := map[string]string{"kafka": "ok", "ledger": "ok", "consumer": "ok", "cluster": "ok"}
+// ready answers /readyz: the broker, the ledger, the consumer and the cluster. The
+// details (errors' texts) are shown only to callers with a token.
+func (h *health) ready(ctx context.Context) (bool, map[string]api.Check) {
+	ok := api.Check{State: api.CheckOK, Detail: "ok"}
+	failing := func(detail string) api.Check { return api.Check{State: api.CheckFailing, Detail: detail} }
+	notReady := func(detail string) api.Check { return api.Check{State: api.CheckNotReady, Detail: detail} }
+	checks := map[string]api.Check{"kafka": ok, "ledger": ok, "consumer": ok, "cluster": ok}
 	if p := h.kafkaErr.Load(); p == nil {
-		checks["kafka"] = "not checked yet"
+		checks["kafka"] = notReady("not checked yet")
 	} else if *p != "" {
-		checks["kafka"] = *p
+		checks["kafka"] = failing(*p)
 	}
 	if err := h.store.Ping(ctx); err != nil {
-		checks["ledger"] = err.Error()
+		checks["ledger"] = failing(err.Error())
 	}
 	switch {
 	case !h.consuming.Load():
-		checks["consumer"] = "not consuming"
+		checks["consumer"] = notReady("not consuming")
 	case h.consumer.Stalled():
-		checks["consumer"] = "failing to record events; retrying"
+		checks["consumer"] = failing("failing to record events; retrying")
 	case h.consumer.FetchError() != "":
-		checks["consumer"] = "fetch failing: " + h.consumer.FetchError()
+		checks["consumer"] = failing("fetch failing: " + h.consumer.FetchError())
 	}
 	switch p := h.clusterErr.Load(); {
 	case h.kube == nil:
-		checks["cluster"] = "none (shadow mode)"
+		checks["cluster"] = api.Check{State: api.CheckOK, Detail: "none (shadow mode)"}
 	case h.simulated:
-		checks["cluster"] = "ok (simulated)"
+		checks["cluster"] = api.Check{State: api.CheckOK, Detail: "ok (simulated)"}
 	case p == nil:
-		checks["cluster"] = "not checked yet"
+		checks["cluster"] = notReady("not checked yet")
 	case *p != "":
-		checks["cluster"] = *p
+		checks["cluster"] = failing(*p)
 	}
 	ready := true
-	for k, v := range checks {
-		ready = ready && (v == "ok" || k == "cluster" && (h.kube == nil || h.simulated))
+	for _, c := range checks {
+		ready = ready && c.State == api.CheckOK
 	}
 	return ready, checks
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -106,5 +109,78 @@ func TestTokenListEmpty(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Error("token list created the data directory")
+	}
+}
+
+// helperArgs is the environment variable that makes TestTokenProcessHelper run one
+// `autofix token` command line (its arguments separated by newlines).
+const helperArgs = "AUTOFIX_TOKEN_HELPER_ARGS"
+
+// TestTokenProcessHelper is not a test: TestTokenChangesFromManyProcesses runs this
+// test binary as separate `autofix token` processes through it. Each waits for its
+// standard input to close, so that they all start their change together.
+func TestTokenProcessHelper(t *testing.T) {
+	args := os.Getenv(helperArgs)
+	if args == "" {
+		return
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	os.Exit(run(strings.Split(args, "\n"), strings.NewReader(""), io.Discard, os.Stderr))
+}
+
+// TestTokenChangesFromManyProcesses: `autofix token create` and `revoke` run as
+// separate processes at once never undo one another's change.
+func TestTokenChangesFromManyProcesses(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	for i := range n {
+		if _, _, err := runToken(t, "create", "--name", fmt.Sprintf("old-%d", i), "--role", "viewer", "--data-dir", dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type proc struct {
+		cmd    *exec.Cmd
+		stdin  io.WriteCloser
+		stderr bytes.Buffer
+	}
+	procs := make([]*proc, 0, 2*n)
+	var want []string
+	for i := range n {
+		want = append(want, fmt.Sprintf("new-%d", i))
+		for _, args := range [][]string{
+			{"token", "create", "--name", fmt.Sprintf("new-%d", i), "--role", "approver", "--data-dir", dir},
+			{"token", "revoke", fmt.Sprintf("old-%d", i), "--data-dir", dir},
+		} {
+			p := &proc{cmd: exec.Command(os.Args[0], "-test.run=^TestTokenProcessHelper$")} // #nosec G204 -- this test binary
+			p.cmd.Env = append(os.Environ(), helperArgs+"="+strings.Join(args, "\n"))
+			p.cmd.Stderr = &p.stderr
+			var err error
+			if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			procs = append(procs, p)
+		}
+	}
+	for _, p := range procs {
+		_ = p.stdin.Close()
+	}
+	for _, p := range procs {
+		if err := p.cmd.Wait(); err != nil {
+			t.Errorf("%v: %v\n%s", p.cmd.Env[len(p.cmd.Env)-1], err, p.stderr.String())
+		}
+	}
+	store, err := auth.OpenStore(filepath.Join(dir, auth.StoreFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tk := range store.List() {
+		got = append(got, tk.Name)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("after %d concurrent token creates and %d revokes in separate processes the file holds %v, want %v", n, n, got, want)
 	}
 }
