@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -315,6 +316,50 @@ func TestAdversarial(t *testing.T) {
 		code, body := h.call("POST", "/v1/pipelines", h.token, map[string]any{"yaml": evil, "run": "r1"})
 		if code != http.StatusBadRequest || !strings.Contains(body, "privileged") || !strings.Contains(body, "hostNetwork") {
 			t.Errorf("a privileged pipeline: %d %s; want 400 naming the fields", code, body)
+		}
+	})
+
+	t.Run("login guessing", func(t *testing.T) {
+		codes := make(chan int, 100)
+		var wg sync.WaitGroup
+		for i := range 100 {
+			wg.Go(func() {
+				form := url.Values{"token": {fmt.Sprintf("afx_guess%d", i)}}.Encode()
+				resp, err := http.Post("http://"+h.http+"/ui/login", "application/x-www-form-urlencoded", strings.NewReader(form))
+				if err != nil {
+					codes <- 0
+					return
+				}
+				_ = resp.Body.Close()
+				codes <- resp.StatusCode
+			})
+		}
+		wg.Wait()
+		close(codes)
+		throttled := 0
+		for c := range codes {
+			if c == http.StatusTooManyRequests {
+				throttled++
+			}
+		}
+		if throttled == 0 {
+			t.Error("100 parallel bad logins: none answered 429")
+		}
+	})
+
+	t.Run("readiness tells no internals", func(t *testing.T) {
+		code, body := h.call("GET", "/readyz", "", nil)
+		var r struct {
+			Ready  bool              `json:"ready"`
+			Checks map[string]string `json:"checks"`
+		}
+		if err := json.Unmarshal([]byte(body), &r); err != nil || code != http.StatusOK {
+			t.Fatalf("/readyz: %d %s (%v)", code, body, err)
+		}
+		for name, state := range r.Checks {
+			if state != "ok" && state != "failing" && state != "not ready" {
+				t.Errorf("/readyz without a token shows %s = %q, want a state only", name, state)
+			}
 		}
 	})
 }

@@ -67,7 +67,7 @@ The ledger is a fresh SQLite file with synchronous=FULL, or --db postgres://... 
 	f.Float64Var(&o.seconds, "seconds", 10, "length of the latency phase")
 	f.IntVar(&o.batch, "max-batch", 1000, "most events per ledger transaction")
 	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the throughput phase to this file")
-	cmd.AddCommand(ingestCmd, newBenchAPICmd())
+	cmd.AddCommand(ingestCmd, newBenchAPICmd(), newSoakCmd())
 	return cmd
 }
 
