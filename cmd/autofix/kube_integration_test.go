@@ -57,12 +57,16 @@ type stack struct {
 	cfg   *config.Config
 }
 
-func startStack(t *testing.T) *stack {
+// startStack starts the stack, autofix watching namespace ml and the others named.
+func startStack(t *testing.T, others ...string) *stack {
 	t.Helper()
 	c := kubetest.Start(t)
 	ctx := context.Background()
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	namespaces := append([]string{"ml"}, others...)
+	for _, ns := range namespaces {
+		if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	kubetest.RunKubelet(t, c.Client, truth,
 		simcluster.Node{Name: "gpu-node-1", Labels: map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}},
@@ -70,7 +74,7 @@ func startStack(t *testing.T) *stack {
 	cfg := config.Default()
 	cfg.DataDir, cfg.HTTP.Addr, cfg.Kafka.EmbeddedAddr = t.TempDir(), freeAddr(t), freeAddr(t)
 	cfg.Kafka.SessionTimeout = 6 * time.Second
-	cfg.Kubernetes.Kubeconfig, cfg.Kubernetes.Namespaces, cfg.Kubernetes.LeaseNamespace = c.Kubeconfig, []string{"ml"}, "default"
+	cfg.Kubernetes.Kubeconfig, cfg.Kubernetes.Namespaces, cfg.Kubernetes.LeaseNamespace = c.Kubeconfig, namespaces, "default"
 	cfg.Kubernetes.PendingGrace = time.Second
 	cfg.BackoffSeconds = 1
 	if err := cfg.Validate(); err != nil {
@@ -86,6 +90,8 @@ func startStack(t *testing.T) *stack {
 }
 
 type jobOpts struct {
+	namespace   string // default ml
+	labels      map[string]string
 	kind        string
 	memory      string
 	gpu         int
@@ -109,13 +115,19 @@ func (s *stack) createJob(t *testing.T, name string, o jobOpts) *batchv1.Job {
 		spec.Containers[0].Resources.Limits[remediate.ResourceGPU] = q
 		spec.NodeSelector = map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}
 	}
+	if o.namespace == "" {
+		o.namespace = "ml"
+	}
+	labels := map[string]string{remediate.LabelKind: o.kind}
+	for k, v := range o.labels {
+		labels[k] = v
+	}
 	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml", Labels: map[string]string{remediate.LabelKind: o.kind},
-			Annotations: o.annotations},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.namespace, Labels: labels, Annotations: o.annotations},
 		Spec: batchv1.JobSpec{BackoffLimit: &zero, Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Annotations: o.truth}, Spec: spec}},
 	}
-	created, err := s.c.Client.BatchV1().Jobs("ml").Create(context.Background(), job, metav1.CreateOptions{})
+	created, err := s.c.Client.BatchV1().Jobs(o.namespace).Create(context.Background(), job, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
