@@ -48,3 +48,25 @@ func TestApprovingAnotherOptionAppliesAllOfIt(t *testing.T) {
 		t.Errorf("the approved attempt runs with %+v; want option 1 whole (32Gi, deadline 2h, no delay, no nodes avoided)", opt)
 	}
 }
+
+// TestApproverPickHeldToTheCostCap: picking an option over the policy's cost cap is
+// refused, as an edit over it is. Before, only edited resources were checked.
+func TestApproverPickHeldToTheCostCap(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Policy.MaxCostMultiple = 2 })
+	ev, err := failure.Decode([]byte(oomEvent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := failure.Recommendation{EventID: ev.ID, Retry: true, Chosen: 0,
+		Classification: failure.Classification{Category: failure.OOMMemory, Retryable: true, Confidence: 0.9, Action: failure.IncreaseMemory},
+		Options: []failure.Option{
+			{Resources: failure.Resources{MemoryBytes: 24 << 30}, Pareto: true, PSuccess: 0.9, PFix: 0.9, CostMultiple: 1.5},
+			{Resources: failure.Resources{MemoryBytes: 64 << 30}, Pareto: true, PSuccess: 0.99, PFix: 0.99, CostMultiple: 3.8},
+		}}
+	if _, err := e.store.Record(context.Background(), []ledger.Entry{{EventID: ev.ID, Event: &ev, ChainID: "ml/" + ev.Job.Name,
+		Recommendation: &rec, State: ledger.PendingReview, Actor: "policy"}}); err != nil {
+		t.Fatal(err)
+	}
+	status, b, _ := e.call("POST", "/v1/remediations/"+ev.ID+"/approve", auth.Approver, `{"option":1}`)
+	wantError(t, status, b, 400, "option")
+}

@@ -262,6 +262,9 @@ func (s *Server) doApprove(ctx context.Context, id string, p auth.Principal, req
 			return badRequest("option", "option %d is not on the Pareto front (another is both likelier to work and cheaper)", i)
 		}
 		opt, picked = rec.Options[i], fmt.Sprintf("option %d", i)
+		if m := opt.CostMultiple; m > s.o.Policy.MaxCostMultiple {
+			return badRequest("option", "option %d costs %.2fx the failed run, over the policy's cap of %.2fx", i, m, s.o.Policy.MaxCostMultiple)
+		}
 	case rec.Chosen >= 0 && rec.Chosen < len(rec.Options):
 		opt, picked = rec.Options[rec.Chosen], fmt.Sprintf("the chosen option %d", rec.Chosen)
 	case req.Resources == nil && len(req.Params) == 0:

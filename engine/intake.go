@@ -83,10 +83,12 @@ type Intake struct {
 	// not bear out is recorded rejected, is not recommended for, and stays out of
 	// its template's history. Nil when there is no cluster (shadow mode).
 	Verifier Verifier
-	// VerifyTimeout bounds the verification of one batch (default 10 s); events it
-	// could not verify in time are decided as usual and verified again before any
-	// action (the Remediator does).
-	VerifyTimeout time.Duration
+	// VerifyTimeout bounds the verification of one batch (default 10 s). Events it
+	// could not verify (in time, or because the cluster did not answer) are not
+	// decided: they wait for the batch's next delivery, for VerifyPatience at most
+	// (default 15 minutes), after which they are recorded rejected.
+	VerifyTimeout  time.Duration
+	VerifyPatience time.Duration
 	// Workers decide in parallel (default GOMAXPROCS); the events of one template are
 	// decided in order by one worker, each seeing the ones before it.
 	Workers int
@@ -103,6 +105,10 @@ type Intake struct {
 	// ledger numbers each template's outcomes, whoever wrote them.
 	cacheMu sync.Mutex
 	cache   map[string]*cachedHistory
+
+	// waiting is when each event that could not be verified yet was first tried.
+	waitMu  sync.Mutex
+	waiting map[string]time.Time
 }
 
 type cachedHistory struct {
@@ -133,14 +139,75 @@ type item struct {
 	// when it did not; neither when it could not be asked.
 	verified   bool
 	unverified string
+	verifyErr  error // why the cluster could not be asked
 	// remediation is, for a Job autofix created, the remediation it answered.
 	remediation string
 	// original is the first Job of the event's chain.
 	original string
 }
 
-// Handle implements ingest.Handler.
+// Handle implements ingest.Handler. A batch that fails for a reason of its own
+// while the ledger answers is handled in halves, down to the one message that makes
+// it fail, which is quarantined: no message can fail its batch for good. Events the
+// cluster could not be asked about are left for the batch's next delivery (an error
+// wrapping ingest.ErrNotYet), the rest recorded.
 func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.Rejection, error) {
+	rejected, err := in.handle(ctx, batch)
+	if err == nil || ctx.Err() != nil || errors.Is(err, ingest.ErrNotYet) {
+		return rejected, err
+	}
+	if perr := in.Ledger.Ping(ctx); perr != nil {
+		return nil, err // the ledger, not the batch
+	}
+	return in.narrow(ctx, batch, err)
+}
+
+// narrow handles batch in halves after it failed with cause, quarantining the single
+// message that fails on its own.
+func (in *Intake) narrow(ctx context.Context, batch []ingest.Message, cause error) ([]ingest.Rejection, error) {
+	if len(batch) == 1 {
+		m := &batch[0]
+		it := &item{msg: m, entry: ledger.Entry{Source: ledger.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
+			ReceivedAt: in.now()}}
+		reason := "internal: cannot be processed: " + cause.Error()
+		quarantine(it, reason)
+		if err := in.recordAll(ctx, []*item{it}); err != nil {
+			return nil, fmt.Errorf("%w (and its quarantine: %w)", cause, err)
+		}
+		in.log().Warn("quarantined a message that fails its batch", "at", m.Position(), "err", cause)
+		return []ingest.Rejection{{Index: 0, Reason: reason}}, nil
+	}
+	var out []ingest.Rejection
+	notYet := false
+	half := len(batch) / 2
+	for _, part := range []struct {
+		msgs []ingest.Message
+		off  int
+	}{{batch[:half], 0}, {batch[half:], half}} {
+		rej, err := in.handle(ctx, part.msgs)
+		switch {
+		case errors.Is(err, ingest.ErrNotYet):
+			notYet = true
+			continue
+		case err != nil && ctx.Err() != nil:
+			return nil, err
+		case err != nil:
+			if rej, err = in.narrow(ctx, part.msgs, err); err != nil {
+				return nil, err
+			}
+		}
+		for _, r := range rej {
+			out = append(out, ingest.Rejection{Index: r.Index + part.off, Reason: r.Reason})
+		}
+	}
+	if notYet {
+		return nil, fmt.Errorf("events of the batch could not be verified yet: %w", ingest.ErrNotYet)
+	}
+	return out, nil
+}
+
+// handle is Handle without the narrowing.
+func (in *Intake) handle(ctx context.Context, batch []ingest.Message) ([]ingest.Rejection, error) {
 	now := in.now()
 	items := make([]*item, 0, len(batch))
 	byID := make(map[string]*item, len(batch))
@@ -186,7 +253,7 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 			rejected = append(rejected, ingest.Rejection{Index: it.index, Reason: it.entry.Error})
 		}
 	}
-	in.verify(ctx, fresh)
+	fresh, deferred := in.verify(ctx, fresh)
 	if err := in.decide(ctx, fresh); err != nil {
 		return nil, err
 	}
@@ -202,6 +269,9 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 		if it.fresh && it.ev != nil && in.Decided != nil {
 			in.Decided(&it.entry, done.Sub(it.msg.Time))
 		}
+	}
+	if deferred != nil {
+		return rejected, deferred
 	}
 	return rejected, nil
 }

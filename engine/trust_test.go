@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/policy"
 )
@@ -78,10 +79,19 @@ func TestChainsComeFromTheLedger(t *testing.T) {
 	})
 }
 
+// handleAt runs ev through in as the message at offset off and returns Handle's
+// rejections and error.
+func handleAt(t *testing.T, in *Intake, ev *failure.Event, off int64) (*ingest.Message, []ingest.Rejection, error) {
+	t.Helper()
+	m := &ingest.Message{Topic: "f", Offset: off, Value: mustJSON(t, ev), Time: time.Now()}
+	rej, err := in.Handle(context.Background(), []ingest.Message{*m})
+	return m, rej, err
+}
+
 // TestUnverifiedEventsAreRejected: what the cluster does not bear out is recorded
-// rejected, with the reason, is not recommended for, joins no history and no chain;
-// what it bears out is decided on the cluster's description of the job, not the
-// event's.
+// rejected (under its position), with the reason, is not recommended for, joins no
+// history and no chain; what it bears out is decided on the cluster's description
+// of the job, not the event's.
 func TestUnverifiedEventsAreRejected(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		ctx := context.Background()
@@ -89,9 +99,16 @@ func TestUnverifiedEventsAreRejected(t *testing.T) {
 		real := oomOf("real", "ml", "train", 1<<30, nil, 1)
 		onCluster := real.Job
 		onCluster.Resources.MemoryBytes = 64 << 30 // the event lies about the job's size
-		v := fakeVerifier{jobs: map[string]failure.Job{"real": onCluster}, unknown: map[string]bool{"later": true}}
+		v := fakeVerifier{jobs: map[string]failure.Job{"real": onCluster}}
 		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: v}
-		forged := handle(t, in, oomOf("forged", "ml", "train", 8<<30, nil, 5), 1)
+		m, rej, err := handleAt(t, in, oomOf("forged", "ml", "train", 8<<30, nil, 5), 1)
+		if err != nil || len(rej) != 0 {
+			t.Fatalf("Handle(forged) = %v, %v", rej, err)
+		}
+		forged, err := store.Get(ctx, RejectedID(m))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if forged.State != ledger.Rejected || !strings.Contains(forged.Reason, "not verified on the cluster") || forged.Recommendation != nil {
 			t.Errorf("forged: %s (%q), recommendation %v; want rejected as unverified, not recommended for", forged.State, forged.Reason, forged.Recommendation)
 		}
@@ -109,9 +126,117 @@ func TestUnverifiedEventsAreRejected(t *testing.T) {
 		if a, _ := OwnAttempt(&r); a.Resources.MemoryBytes <= 64<<30 {
 			t.Errorf("real: the fix asks for %s; want more than the 64Gi the cluster says the job had", failure.FormatBytes(a.Resources.MemoryBytes))
 		}
-		// The cluster cannot be asked: decided as usual (the remediator checks again).
-		if later := handle(t, in, oomOf("later", "ml", "etl", 8<<30, nil, 1), 3); later.State != ledger.Approved {
-			t.Errorf("unverifiable now: %s (%s), want decided as usual", later.State, later.Reason)
+	})
+}
+
+// TestEarlyForgeryDoesNotBlockTheRealFailure: a forged event that takes a real
+// failure's id before it happens is rejected without taking the id. Before, the
+// real event that followed was dropped as a duplicate of the forgery.
+func TestEarlyForgeryDoesNotBlockTheRealFailure(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		pol := policy.Default()
+		v := fakeVerifier{jobs: map[string]failure.Job{}}
+		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: v}
+		ev := oomOf("k8s-job-u1", "ml", "train", 8<<30, nil, 1)
+		if _, _, err := handleAt(t, in, ev, 1); err != nil { // the Job has not failed yet
+			t.Fatal(err)
+		}
+		v.jobs["k8s-job-u1"] = ev.Job // now it has
+		if r := handle(t, in, ev, 2); r.State != ledger.Approved {
+			t.Errorf("the real failure after a forgery of its id: %s (%s), want decided and approved", r.State, r.Reason)
+		}
+	})
+}
+
+// TestUnverifiableEventsWait: an event the cluster cannot be asked about is not
+// decided — no attempt, no history, no chain — but waits for the batch's next
+// delivery; the rest of its batch is recorded. After VerifyPatience it is rejected.
+// Before, it was decided from its own description, and a flood or one malformed
+// name made events pass unverified.
+func TestUnverifiableEventsWait(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		ctx := context.Background()
+		pol := policy.Default()
+		now := time.Unix(1000, 0)
+		good := oomOf("good", "ml", "good", 8<<30, nil, 1)
+		v := fakeVerifier{jobs: map[string]failure.Job{"good": good.Job}, unknown: map[string]bool{"later": true}}
+		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: v, VerifyPatience: time.Hour,
+			Now: func() time.Time { return now }}
+		later := oomOf("later", "ml", "etl", 400<<30, nil, 1)
+		batch := []ingest.Message{{Topic: "f", Offset: 1, Value: mustJSON(t, good)}, {Topic: "f", Offset: 2, Value: mustJSON(t, later)}}
+		if _, err := in.Handle(ctx, batch); !errors.Is(err, ingest.ErrNotYet) {
+			t.Fatalf("Handle with an unverifiable event = %v, want ErrNotYet", err)
+		}
+		if r, err := store.Get(ctx, "good"); err != nil || r.State != ledger.Approved {
+			t.Errorf("good: %v, %v; want recorded and approved while its neighbour waits", r.State, err)
+		}
+		if _, err := store.Get(ctx, "later"); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("later was recorded (%v) before it could be verified", err)
+		}
+		hist, _ := store.History(ctx, []string{"ml/etl"}, 0)
+		runs, _ := store.ChainAttempts(ctx, []string{"ml/etl"})
+		if len(hist["ml/etl"]) != 0 || runs["ml/etl"] != 0 {
+			t.Errorf("the unverified event reached the history (%d) or the chain (%d)", len(hist["ml/etl"]), runs["ml/etl"])
+		}
+		now = now.Add(2 * time.Hour)
+		if _, err := in.Handle(ctx, batch); err != nil {
+			t.Fatalf("Handle after the patience = %v", err)
+		}
+		r, err := store.Get(ctx, RejectedID(&batch[1]))
+		if err != nil || r.State != ledger.Rejected || !strings.Contains(r.Reason, "could not be verified") {
+			t.Errorf("later after the patience: %+v, %v; want rejected as not verifiable", r.State, err)
+		}
+	})
+}
+
+// failingLookup is a ledger whose AttemptsByJob fails, as a database refusing a
+// value would, whenever it is asked about one job name.
+type failingLookup struct {
+	*ledger.Store
+	name string
+}
+
+func (l failingLookup) AttemptsByJob(ctx context.Context, jobs []ledger.JobKey) (map[ledger.JobKey]ledger.Attempt, error) {
+	for _, j := range jobs {
+		if j.Name == l.name {
+			return nil, errors.New("ERROR: invalid byte sequence (SQLSTATE 22021)")
+		}
+	}
+	return l.Store.AttemptsByJob(ctx, jobs)
+}
+
+// TestAFailingStageIsNarrowedDown: a deterministic failure before recording (a
+// lookup the ledger refuses for one message) quarantines that message, not the
+// batch. Before, such a failure was handed again forever.
+func TestAFailingStageIsNarrowedDown(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		pol := policy.Default()
+		in := &Intake{Ledger: failingLookup{store, "poison"}, Recommender: newRecommender(t), Policy: &pol}
+		var batch []ingest.Message
+		for i := range 1000 { // a full batch, and one lookup of a thousand jobs
+			name := fmt.Sprintf("job-%d", i)
+			if i == 617 {
+				name = "poison"
+			}
+			batch = append(batch, ingest.Message{Topic: "f", Offset: int64(i), Value: mustJSON(t, oomOf(fmt.Sprintf("e%d", i), "ml", name, 8<<30, nil, 1))})
+		}
+		rej, err := in.Handle(context.Background(), batch)
+		if err != nil {
+			t.Fatalf("Handle = %v", err)
+		}
+		if len(rej) != 1 || rej[0].Index != 617 || !strings.Contains(rej[0].Reason, "SQLSTATE 22021") {
+			t.Errorf("rejections %+v, want message 617 alone, with the reason", rej)
+		}
+		counts, err := store.Counts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, n := range counts {
+			total += n
+		}
+		if total != 1000 {
+			t.Errorf("%d messages recorded, want all 1000 (999 decided, 1 quarantined)", total)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
 )
 
@@ -17,24 +18,26 @@ const ActorVerifier = "verifier"
 
 // verify checks the fresh valid events against the cluster, in parallel, within
 // VerifyTimeout. A verified event's job is replaced by the cluster's description of
-// it; one the cluster does not bear out is marked; one that could not be checked is
-// left as it is (the Remediator checks again before acting).
-func (in *Intake) verify(ctx context.Context, items []*item) {
+// it; one the cluster does not bear out is marked. Events that could not be
+// checked are taken out of items (they are neither decided nor recorded) and the
+// returned error, wrapping ingest.ErrNotYet, asks for the batch again — unless an
+// event has waited VerifyPatience, in which case it is recorded rejected.
+func (in *Intake) verify(ctx context.Context, items []*item) ([]*item, error) {
 	if in.Verifier == nil {
-		return
+		return items, nil
 	}
 	timeout := in.VerifyTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	vctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	work := make(chan *item)
 	var wg sync.WaitGroup
 	for range min(8, len(items)) {
 		wg.Go(func() {
 			for it := range work {
-				in.verifyOne(ctx, it)
+				in.verifyOne(vctx, it)
 			}
 		})
 	}
@@ -45,24 +48,75 @@ func (in *Intake) verify(ctx context.Context, items []*item) {
 	}
 	close(work)
 	wg.Wait()
+
+	kept := items[:0]
+	var waiting []*item
+	for _, it := range items {
+		if it.ev == nil || it.verified || it.unverified != "" {
+			kept = append(kept, it)
+		} else {
+			waiting = append(waiting, it)
+		}
+	}
+	if len(waiting) == 0 {
+		return kept, nil
+	}
+	now := in.now()
+	in.waitMu.Lock()
+	defer in.waitMu.Unlock()
+	if in.waiting == nil || len(in.waiting) > maxWaiting {
+		in.waiting = map[string]time.Time{}
+	}
+	patience := in.VerifyPatience
+	if patience <= 0 {
+		patience = 15 * time.Minute
+	}
+	still := 0
+	for _, it := range waiting {
+		first, ok := in.waiting[it.ev.ID]
+		if !ok {
+			in.waiting[it.ev.ID], first = now, now
+		}
+		if now.Sub(first) >= patience {
+			delete(in.waiting, it.ev.ID)
+			it.unverified = fmt.Sprintf("could not be verified on the cluster for %s: %v", patience, it.verifyErr)
+			kept = append(kept, it)
+			continue
+		}
+		still++
+	}
+	if still == 0 {
+		return kept, nil
+	}
+	return kept, fmt.Errorf("%d events could not be verified yet (%v): %w", still, waiting[0].verifyErr, ingest.ErrNotYet)
 }
+
+// maxWaiting bounds the events remembered as waiting for verification.
+const maxWaiting = 100_000
 
 func (in *Intake) verifyOne(ctx context.Context, it *item) {
 	defer func() {
 		if p := recover(); p != nil {
 			in.log().Error("verification panicked", "event", it.ev.ID, "panic", p, "stack", string(debug.Stack()))
+			it.unverified = fmt.Sprintf("internal: the verification failed: %v", p)
 		}
 	}()
 	v, err := in.Verifier.Verify(ctx, it.ev)
 	switch {
 	case err == nil:
-		v.Job.Attempt = it.ev.Job.Attempt // the ledger's to say: see chains
+		if it.ev.Job.Kind != failure.Deployment || v.Job.Kind != failure.Deployment {
+			v.Job.Attempt = it.ev.Job.Attempt // the ledger's to say: see chains
+		}
 		it.ev.Job = v.Job
 		it.verified, it.remediation = true, v.Remediation
+		in.waitMu.Lock()
+		delete(in.waiting, it.ev.ID)
+		in.waitMu.Unlock()
 	case errors.Is(err, ErrUnverified):
 		it.unverified = err.Error()
 	default:
-		in.log().Warn("cannot verify an event now; it will be verified before any action", "event", it.ev.ID, "err", err)
+		it.verifyErr = err
+		in.log().Warn("cannot verify an event yet; it waits for the batch's next delivery", "event", it.ev.ID, "err", err)
 	}
 }
 
@@ -94,7 +148,10 @@ func (in *Intake) chains(ctx context.Context, items []*item) error {
 		j := &it.ev.Job
 		it.entry.ChainID, it.original = j.Namespace+"/"+j.Name, j.Name
 		if it.unverified != "" {
+			// Recorded under its position, not its id: an early forgery of a real
+			// failure's id must not make the real event a duplicate.
 			j.Attempt = 0 // counts for no chain
+			it.entry.EventID = RejectedID(it.msg)
 			it.entry.State, it.entry.Actor, it.entry.Reason, it.entry.NoHistory = ledger.Rejected, ActorVerifier, it.unverified, true
 			continue
 		}
@@ -103,7 +160,7 @@ func (in *Intake) chains(ctx context.Context, items []*item) error {
 		case ok && (!it.verified || it.remediation == a.EventID):
 			it.entry.ChainID, j.Attempt = a.ChainID, a.Number
 			it.original = ChainOriginal(a.ChainID, j.Namespace, j.Name)
-		case j.Kind != failure.Deployment: // a rollout's attempt is its generation, from the cluster
+		case j.Kind != failure.Deployment || !it.verified: // a verified rollout's attempt is its generation
 			j.Attempt = 1
 		}
 	}

@@ -46,7 +46,10 @@ type ConsumerOptions struct {
 	// retried as it is. Past it the message is given up on (the Handler hears of it,
 	// see DeadLetterFailer) and committed.
 	DeadLetterPatience time.Duration
-	Logger             *slog.Logger
+	// NotYetPatience is how long the Handler may keep asking for a batch again
+	// (ErrNotYet) before the consumer reports itself stalled (default 5 minutes).
+	NotYetPatience time.Duration
+	Logger         *slog.Logger
 
 	// Security is how the reader and the dead-letter producer connect (TLS, SASL).
 	Security Security
@@ -61,6 +64,9 @@ func (o *ConsumerOptions) setDefaults() {
 	}
 	if o.DeadLetterPatience <= 0 {
 		o.DeadLetterPatience = 5 * time.Minute
+	}
+	if o.NotYetPatience <= 0 {
+		o.NotYetPatience = 5 * time.Minute
 	}
 	if o.Linger <= 0 {
 		o.Linger = 5 * time.Millisecond
@@ -108,6 +114,8 @@ type Consumer struct {
 	// one that joins before its topic is visible is assigned nothing.
 	r   atomic.Pointer[kafka.Reader]
 	dlq *Producer
+	// deadLetterTo writes dead-letter copies: dlq.Publish (tests replace it).
+	deadLetterTo func(ctx context.Context, msgs ...Message) error
 
 	consumed, deadLettered, batches, commits, retries, deadLetterFailed atomic.Int64
 	// failing is set while the Handler keeps failing (the consumer is not making progress).
@@ -164,7 +172,7 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 		// Set only when wanted: kafka-go needs an untyped nil Logger to stay quiet.
 		cfg.Logger = kafka.LoggerFunc(func(msg string, args ...any) { log.Debug(fmt.Sprintf(msg, args...)) })
 	}
-	return &Consumer{o: o, cfg: cfg, dlq: dlq}, nil
+	return &Consumer{o: o, cfg: cfg, dlq: dlq, deadLetterTo: dlq.Publish}, nil
 }
 
 // Stats returns the consumer's counters.
@@ -364,9 +372,11 @@ func (c *Consumer) deadLetterAll(work, stop context.Context, h Handler, in []Mes
 		copies = append(copies, deadLetter(&in[r.Index], r.Reason, false))
 	}
 	publish := func(msgs ...Message) func(context.Context) error {
-		return func(ctx context.Context) error { return c.dlq.Publish(ctx, msgs...) }
+		return func(ctx context.Context) error { return c.deadLetterTo(ctx, msgs...) }
 	}
-	err := c.retryTransient(work, stop, "dead-letter", publish(copies...))
+	// One patience for the whole batch: past it, what is left is given up on at once.
+	deadline := time.Now().Add(c.o.DeadLetterPatience)
+	err := c.retryTransient(work, stop, "dead-letter", deadline, publish(copies...))
 	if err == nil {
 		c.deadLettered.Add(int64(len(copies)))
 		return nil
@@ -378,10 +388,10 @@ func (c *Consumer) deadLetterAll(work, stop context.Context, h Handler, in []Mes
 	// refuses does not hold the others back.
 	for i, r := range rejected {
 		m := &in[r.Index]
-		err := c.retryTransient(work, stop, "dead-letter", publish(copies[i]))
+		err := c.retryTransient(work, stop, "dead-letter", deadline, publish(copies[i]))
 		if err != nil && stop.Err() == nil {
 			c.o.Logger.Warn("dead-letter copy refused; sending its headers only", "at", m.Position(), "err", err)
-			err = c.retryTransient(work, stop, "dead-letter", publish(deadLetter(m, r.Reason, true)))
+			err = c.retryTransient(work, stop, "dead-letter", deadline, publish(deadLetter(m, r.Reason, true)))
 		}
 		if stop.Err() != nil {
 			return fmt.Errorf("dead-letter: %w", stop.Err())
@@ -409,18 +419,23 @@ func (c *Consumer) deadLetterAll(work, stop context.Context, h Handler, in []Mes
 }
 
 // retryTransient runs fn until it succeeds, fails with an error that is not
-// transient, DeadLetterPatience has passed, or stop is cancelled, backing off as
-// retry does.
-func (c *Consumer) retryTransient(work, stop context.Context, what string, fn func(context.Context) error) error {
-	deadline := time.Now().Add(c.o.DeadLetterPatience)
+// transient, deadline passes, or stop is cancelled, backing off as retry does. While
+// it waits the consumer reports itself stalled.
+func (c *Consumer) retryTransient(work, stop context.Context, what string, deadline time.Time, fn func(context.Context) error) error {
 	wait := c.o.Backoff
+	defer c.failing.Store(false)
 	for {
-		ctx, cancel := context.WithTimeout(work, c.o.AttemptTimeout)
+		try := time.Now().Add(c.o.AttemptTimeout)
+		if deadline.Before(try) {
+			try = deadline
+		}
+		ctx, cancel := context.WithDeadline(work, try)
 		err := fn(ctx)
 		cancel()
 		if err == nil || !transient(err) || !time.Now().Add(wait).Before(deadline) {
 			return err
 		}
+		c.failing.Store(true)
 		c.retries.Add(1)
 		c.o.Logger.Warn(what+" failed; retrying", "err", err, "in", wait)
 		select {
@@ -437,6 +452,7 @@ func (c *Consumer) retryTransient(work, stop context.Context, what string, fn fu
 // the last error) when stop is cancelled.
 func (c *Consumer) retry(work, stop context.Context, what string, fn func(context.Context) error) error {
 	wait := c.o.Backoff
+	var notYetSince time.Time
 	for {
 		ctx, cancel := context.WithTimeout(work, c.o.AttemptTimeout)
 		err := fn(ctx)
@@ -445,8 +461,22 @@ func (c *Consumer) retry(work, stop context.Context, what string, fn func(contex
 			c.failing.Store(false)
 			return nil
 		}
-		c.failing.Store(true)
 		c.retries.Add(1)
+		if errors.Is(err, ErrNotYet) {
+			// Progress, with something outstanding: not a stall unless it lasts.
+			if notYetSince.IsZero() {
+				notYetSince = time.Now()
+			}
+			c.failing.Store(time.Since(notYetSince) > c.o.NotYetPatience)
+			c.o.Logger.Info(what+": part of the batch must wait; handing it again", "err", err, "in", c.o.Backoff)
+			select {
+			case <-stop.Done():
+				return fmt.Errorf("%s: %w", what, err)
+			case <-time.After(min(c.o.Backoff*10, c.o.MaxBackoff)):
+			}
+			continue
+		}
+		c.failing.Store(true)
 		c.o.Logger.Warn(what+" failed; retrying", "err", err, "in", wait)
 		select {
 		case <-stop.Done():

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -167,4 +168,40 @@ func TestTransientClassification(t *testing.T) {
 			t.Errorf("transient(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
+}
+
+// TestDeadLetterPatienceIsPerBatch: with the broker unreachable, a batch of
+// rejected messages is given up on after one patience, not one per message. Before,
+// each message (and its headers-only copy) waited a patience of its own: 19 times
+// the patience for 10 messages. The clock is synctest's, so the figure is exact.
+func TestDeadLetterPatienceIsPerBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const patience = 5 * time.Minute
+		calls := 0
+		c := &Consumer{o: ConsumerOptions{DeadLetterPatience: patience}, deadLetterTo: func(context.Context, ...Message) error {
+			calls++
+			return kafka.LeaderNotAvailable // transient: retried while the patience lasts
+		}}
+		c.o.setDefaults()
+		h := &failRecorder{recorder: newRecorder()}
+		var in []Message
+		var rej []Rejection
+		for i := range 10 {
+			in = append(in, Message{Topic: "t", Offset: int64(i), Value: []byte("x")})
+			rej = append(rej, Rejection{Index: i, Reason: "bad"})
+		}
+		start := time.Now()
+		if err := c.deadLetterAll(context.Background(), context.Background(), h, in, rej); err != nil {
+			t.Fatal(err)
+		}
+		if len(h.failures()) != 10 {
+			t.Errorf("%d messages given up on, want 10", len(h.failures()))
+		}
+		if d := time.Since(start); d > patience {
+			t.Errorf("dead-lettering 10 messages to an unreachable broker took %s (%d tries); want one patience, %s", d, calls, patience)
+		}
+		if c.Stalled() {
+			t.Error("the consumer still reports itself stalled after giving up")
+		}
+	})
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -61,3 +62,9 @@ func toKafka(m *Message) kafka.Message {
 	}
 	return out
 }
+
+// ErrNotYet, wrapped in a Handler's error, says that part of a batch cannot be
+// handled yet — it waits on something outside autofix, such as the cluster answering
+// — while the rest was: the Consumer hands the same batch again after a backoff, and
+// reports itself stalled only when that lasts NotYetPatience.
+var ErrNotYet = errors.New("not yet")

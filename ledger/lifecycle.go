@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +14,7 @@ import (
 	"github.com/autofix/autofix/failure"
 )
 
-const attemptCols = "chain_id, number, event_id, job_name, resources, params, submitted_at, outcome, finished_at, namespace, option_json"
+const attemptCols = "chain_id, number, event_id, job_name, resources, params, submitted_at, outcome, finished_at, namespace, option_json, token"
 
 // attemptRow checks a and returns its attempts row.
 func attemptRow(a Attempt) ([]any, error) {
@@ -40,8 +42,15 @@ func attemptRow(a Attempt) ([]any, error) {
 		}
 		option = string(b)
 	}
+	if a.Token == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("attempt token: %w", err)
+		}
+		a.Token = hex.EncodeToString(b)
+	}
 	return []any{a.ChainID, a.Number, a.EventID, a.JobName, string(res), string(params),
-		nanos(a.SubmittedAt), a.Outcome, nanos(a.FinishedAt), a.Namespace, option}, nil
+		nanos(a.SubmittedAt), a.Outcome, nanos(a.FinishedAt), a.Namespace, option, a.Token}, nil
 }
 
 // outcomeRow is an outcome to append to a template's history.

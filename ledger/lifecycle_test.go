@@ -160,6 +160,12 @@ func TestApproveFinishGet(t *testing.T) {
 			{ChainID: "ch", Number: 3, EventID: "e2", JobName: "bert-af3", Namespace: "team-a", Resources: a.Resources, Params: a.Params,
 				SubmittedAt: t2, Outcome: "succeeded", FinishedAt: t3},
 		}
+		if len(m.Attempts) == 2 && (len(m.Attempts[0].Token) != 32 || m.Attempts[0].Token == m.Attempts[1].Token) {
+			t.Errorf("attempt tokens %q, %q: want two random 32-hex-digit tokens", m.Attempts[0].Token, m.Attempts[1].Token)
+		}
+		for i := range m.Attempts {
+			m.Attempts[i].Token = ""
+		}
 		if !reflect.DeepEqual(m.Attempts, wantAttempts) {
 			t.Errorf("attempts =\n%+v\nwant\n%+v", m.Attempts, wantAttempts)
 		}

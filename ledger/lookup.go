@@ -284,33 +284,47 @@ type JobKey struct{ Namespace, Name string }
 // opposed to what the Job's labels claim. Jobs with no attempt are not in the map.
 func (s *Store) AttemptsByJob(ctx context.Context, jobs []JobKey) (map[JobKey]Attempt, error) {
 	out := make(map[JobKey]Attempt)
-	const per = 2 // arguments per job
-	for start := 0; start < len(jobs); start += maxBind / per {
-		part := jobs[start:min(len(jobs), start+maxBind/per)]
-		conds := make([]string, len(part))
-		args := make([]any, 0, per*len(part))
-		for i, j := range part {
-			conds[i] = "(namespace = ? AND job_name = ?)"
-			args = append(args, j.Namespace, j.Name)
+	byNS := map[string][]string{}
+	var namespaces []string
+	seen := map[JobKey]bool{}
+	for _, j := range jobs {
+		if seen[j] {
+			continue
 		}
-		err := queryEach(ctx, s.r, s.q("SELECT "+attemptCols+" FROM attempts WHERE "+strings.Join(conds, " OR ")), args,
-			func(r *sql.Rows) error {
-				var (
-					chain, event, job, res, params, outcome, namespace, option string
-					number                                                     int
-					sub, fin                                                   int64
-				)
-				if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option); err != nil {
-					return err
-				}
-				a, _ := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin, option) // chain and number are what is asked for
-				a.Namespace = namespace
-				out[JobKey{namespace, job}] = a
-				return nil
-			})
+		seen[j] = true
+		if _, ok := byNS[j.Namespace]; !ok {
+			namespaces = append(namespaces, j.Namespace)
+		}
+		byNS[j.Namespace] = append(byNS[j.Namespace], j.Name)
+	}
+	// One namespace and a flat IN list of names per query, which the (namespace,
+	// job_name) index answers (an OR of pairs grows SQLite's expression tree past its
+	// depth limit at about a thousand terms).
+	var err error
+	for _, ns := range namespaces {
+		err = chunks(byNS[ns], func(c []string) error {
+			return queryEach(ctx, s.r, s.q("SELECT "+attemptCols+" FROM attempts WHERE namespace = ? AND job_name IN ("+list(len(c))+")"),
+				append([]any{ns}, anys(c)...), func(r *sql.Rows) error {
+					var (
+						chain, event, job, res, params, outcome, namespace, option, token string
+						number                                                            int
+						sub, fin                                                          int64
+					)
+					if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option, &token); err != nil {
+						return err
+					}
+					a, _ := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin, option, token) // chain and number are what is asked for
+					a.Namespace = namespace
+					out[JobKey{namespace, job}] = a
+					return nil
+				})
+		})
 		if err != nil {
-			return nil, fmt.Errorf("attempts by job: %w", err)
+			break
 		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attempts by job: %w", err)
 	}
 	return out, nil
 }

@@ -56,7 +56,7 @@ type AuditEntry struct {
 const selectRemediation = `SELECT e.event_id, e.chain_id, e.namespace, e.job_name, e.template, e.kind, e.attempt,
 	e.state, e.category, e.confidence, e.reason, e.error, e.kafka_topic, e.kafka_partition, e.kafka_offset,
 	e.received_at, e.updated_at, e.event_json, e.recommendation_json,
-	a.chain_id, a.number, a.event_id, a.job_name, a.resources, a.params, a.submitted_at, a.outcome, a.finished_at, a.namespace, a.option_json
+	a.chain_id, a.number, a.event_id, a.job_name, a.resources, a.params, a.submitted_at, a.outcome, a.finished_at, a.namespace, a.option_json, a.token
 	FROM events e LEFT JOIN attempts a ON a.event_id = e.event_id`
 
 // scanRow reads a row of selectRemediation: the remediation and its attempt, if any.
@@ -68,6 +68,7 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 		evJSON, recJSON      sql.NullString
 		aChain, aEvent, aJob sql.NullString
 		aNamespace, aOption  sql.NullString
+		aToken               sql.NullString
 		aRes, aParams, aOut  sql.NullString
 		aNum                 sql.NullInt64
 		aSub, aFin           sql.NullInt64
@@ -75,7 +76,7 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 	err := r.Scan(&m.EventID, &m.ChainID, &m.Namespace, &m.JobName, &m.Template, &m.Kind, &m.Attempt,
 		&state, &cat, &m.Confidence, &m.Reason, &m.Error, &m.Source.Topic, &m.Source.Partition, &m.Source.Offset,
 		&recv, &upd, &evJSON, &recJSON,
-		&aChain, &aNum, &aEvent, &aJob, &aRes, &aParams, &aSub, &aOut, &aFin, &aNamespace, &aOption)
+		&aChain, &aNum, &aEvent, &aJob, &aRes, &aParams, &aSub, &aOut, &aFin, &aNamespace, &aOption, &aToken)
 	if err != nil {
 		return Remediation{}, nil, err
 	}
@@ -99,7 +100,7 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 		return m, nil, nil
 	}
 	a, err := decodeAttempt(aChain.String, int(aNum.Int64), aEvent.String, aJob.String, aRes.String, aParams.String,
-		aSub.Int64, aOut.String, aFin.Int64, aOption.String)
+		aSub.Int64, aOut.String, aFin.Int64, aOption.String, aToken.String)
 	a.Namespace = aNamespace.String
 	if err != nil {
 		m.Unreadable = err.Error()
@@ -107,8 +108,8 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 	return m, &a, nil
 }
 
-func decodeAttempt(chain string, number int, eventID, job, res, params string, submitted int64, outcome string, finished int64, option string) (Attempt, error) {
-	a := Attempt{ChainID: chain, Number: number, EventID: eventID, JobName: job, Outcome: outcome,
+func decodeAttempt(chain string, number int, eventID, job, res, params string, submitted int64, outcome string, finished int64, option, token string) (Attempt, error) {
+	a := Attempt{ChainID: chain, Number: number, EventID: eventID, JobName: job, Outcome: outcome, Token: token,
 		SubmittedAt: fromNanos(submitted), FinishedAt: fromNanos(finished)}
 	if err := json.Unmarshal([]byte(res), &a.Resources); err != nil {
 		return a, fmt.Errorf("the stored resources of attempt %s: %w", job, err)
@@ -181,14 +182,14 @@ func (s *Store) Get(ctx context.Context, id string) (Remediation, error) {
 			err = queryEach(ctx, tx, s.q("SELECT "+attemptCols+" FROM attempts WHERE chain_id = ? ORDER BY number"),
 				[]any{m.ChainID}, func(r *sql.Rows) error {
 					var (
-						chain, event, job, res, params, outcome, namespace, option string
-						number                                                     int
-						sub, fin                                                   int64
+						chain, event, job, res, params, outcome, namespace, option, token string
+						number                                                            int
+						sub, fin                                                          int64
 					)
-					if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option); err != nil {
+					if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option, &token); err != nil {
 						return err
 					}
-					a, err := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin, option)
+					a, err := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin, option, token)
 					a.Namespace = namespace
 					if err != nil && event == m.EventID {
 						m.Unreadable = err.Error()

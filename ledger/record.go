@@ -36,6 +36,9 @@ type Attempt struct {
 	// Namespace is where the job runs: the failed job's (set by the ledger from the
 	// remediation's event).
 	Namespace string
+	// Token is a random value, made by the ledger, that the attempt's Job carries
+	// (an annotation): it tells autofix's Job from one that copied its labels.
+	Token string
 	// Option is the whole option the attempt runs with: besides Resources and
 	// Params (which it repeats), its deadline, the nodes to avoid, the delay and
 	// what it changes. Nil for attempts recorded before it was kept.

@@ -129,6 +129,12 @@ func TestRecordFields(t *testing.T) {
 				{At: t0, Actor: "policy", Action: "decide", From: Recommended, To: Approved, Detail: e.Reason},
 			},
 		}
+		if len(m.Attempts) == 1 && len(m.Attempts[0].Token) != 32 {
+			t.Errorf("attempt token %q, want 32 hex digits", m.Attempts[0].Token)
+		}
+		for i := range m.Attempts {
+			m.Attempts[i].Token = ""
+		}
 		if !reflect.DeepEqual(m, want) {
 			t.Errorf("Get(ev-1) =\n%+v\nwant\n%+v", m, want)
 		}
@@ -296,6 +302,28 @@ func TestSameJobNameInTwoNamespaces(t *testing.T) {
 		mustRecord(t, s, c)
 		if m := mustGet(t, s, "c"); m.State != Abandoned {
 			t.Errorf("c is %s, want abandoned: its job name is taken in team-a", m.State)
+		}
+	})
+}
+
+// TestAttemptsByJobManyKeys: a full batch of lookups (and more, with duplicates)
+// works. Before, an OR of 999 pairs exceeded SQLite's expression depth, and intake
+// failed every batch of a thousand events for good.
+func TestAttemptsByJobManyKeys(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		a := entry("a", Approved, entryOpt{ns: "team-a", chain: "team-a/train"})
+		a.Attempt.JobName = "job-1500"
+		mustRecord(t, s, a)
+		var keys []JobKey
+		for i := range 3000 {
+			keys = append(keys, JobKey{Namespace: []string{"team-a", "team-b"}[i%2], Name: fmt.Sprintf("job-%d", i%2000)})
+		}
+		got, err := s.AttemptsByJob(context.Background(), keys)
+		if err != nil {
+			t.Fatalf("AttemptsByJob(3000 keys) = %v", err)
+		}
+		if len(got) != 1 || got[JobKey{"team-a", "job-1500"}].EventID != "a" {
+			t.Errorf("AttemptsByJob = %v, want a's attempt only", got)
 		}
 	})
 }

@@ -11,8 +11,10 @@ import (
 // transaction holds the ledger for long.
 const pruneBatch = 2000
 
-// Prune deletes what the ledger holds of remediations received before before that
-// have ended (rejected, succeeded, failed or abandoned): the event, its attempts,
+// Prune deletes what the ledger holds of remediations that ended (rejected,
+// succeeded, failed or abandoned) before before — by their last change, so that a
+// fix that waited long for review keeps its trail for the whole retention after it
+// ended: the event, its attempts,
 // its audit trail and its outcome in its template's history. A remediation that has
 // not ended is kept, however old: someone may still act on it. Pipeline runs that
 // ended before before go too. It returns how many remediations it deleted.
@@ -20,7 +22,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	total := 0
 	for {
 		var ids []string
-		err := queryEach(ctx, s.r, s.q("SELECT event_id FROM events WHERE received_at < ? AND state IN (?, ?, ?, ?) LIMIT ?"),
+		err := queryEach(ctx, s.r, s.q("SELECT event_id FROM events WHERE updated_at < ? AND state IN (?, ?, ?, ?) LIMIT ?"),
 			[]any{nanos(before), string(Rejected), string(Succeeded), string(Failed), string(Abandoned), pruneBatch},
 			func(r *sql.Rows) error {
 				var id string

@@ -18,9 +18,14 @@ func TestPrune(t *testing.T) {
 			entry("old-approved", Approved, entryOpt{at: old, tmpl: "a"}),
 			entry("old-review", PendingReview, entryOpt{at: old, tmpl: "a"}),
 			entry("new-rejected", Rejected, entryOpt{at: recent, tmpl: "a"}),
+			entry("late-review", PendingReview, entryOpt{at: old, tmpl: "a"}),
 			rejected("kafka:f/0/7", old),
 		)
 		if err := s.Transition(ctx, "old-approved", Approved, Abandoned, "dispatcher", "gone", old); err != nil {
+			t.Fatal(err)
+		}
+		// Received long ago, rejected by a person just now: its trail is kept.
+		if err := s.Reject(ctx, "late-review", "oncall", "not worth it", recent); err != nil {
 			t.Fatal(err)
 		}
 		n, err := s.Prune(ctx, recent.Add(-90*24*time.Hour))
@@ -30,7 +35,7 @@ func TestPrune(t *testing.T) {
 		if n != 3 {
 			t.Errorf("Prune deleted %d remediations, want 3 (the old ones that ended)", n)
 		}
-		for id, want := range map[string]bool{"old-rejected": false, "old-approved": false, "kafka:f/0/7": false, "old-review": true, "new-rejected": true} {
+		for id, want := range map[string]bool{"old-rejected": false, "old-approved": false, "kafka:f/0/7": false, "old-review": true, "new-rejected": true, "late-review": true} {
 			_, err := s.Get(ctx, id)
 			if got := err == nil; got != want {
 				t.Errorf("after Prune, %s kept = %v (%v), want %v", id, got, err, want)
@@ -46,8 +51,8 @@ func TestPrune(t *testing.T) {
 			}
 		}
 		hist, err := s.History(ctx, []string{"team-a/a"}, 0)
-		if err != nil || len(hist["team-a/a"]) != 2 {
-			t.Errorf("history after Prune = %d outcomes (%v), want the 2 kept", len(hist["team-a/a"]), err)
+		if err != nil || len(hist["team-a/a"]) != 3 {
+			t.Errorf("history after Prune = %d outcomes (%v), want the 3 kept", len(hist["team-a/a"]), err)
 		}
 	})
 }

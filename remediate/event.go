@@ -177,9 +177,13 @@ func (w *Watcher) jobOf(job *batchv1.Job) failure.Job { return describeJob(job, 
 // GPU models.
 func describeJob(job *batchv1.Job, gpuLabel string) failure.Job {
 	l := job.Labels
+	kind := failure.JobKind(l[LabelKind])
+	if !kind.Valid() || kind == failure.Deployment { // a Job is never a Deployment, whatever its label says
+		kind = failure.Batch
+	}
 	j := failure.Job{
 		Namespace: job.Namespace, Name: job.Name, UID: string(job.UID),
-		Kind:     failure.JobKind(cmp.Or(l[LabelKind], string(failure.Batch))),
+		Kind:     kind,
 		Template: cmp.Or(l[LabelTemplate], l[LabelOriginal], job.Name),
 		Pipeline: l[LabelPipeline], Stage: l[LabelStage], Attempt: attemptOf(job),
 		Labels: map[string]string{},

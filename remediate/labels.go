@@ -32,6 +32,10 @@ const (
 	// AnnotationContainer names the container whose resources autofix sizes
 	// (default: the first).
 	AnnotationContainer = "autofix.io/container"
+	// AnnotationAttemptToken is the attempt's token, from the ledger: a Job that
+	// carries autofix's labels and the remediation's annotation, which anyone can
+	// copy, is autofix's attempt only with it.
+	AnnotationAttemptToken = "autofix.io/attempt-token"
 	// AnnotationChanges lists, for people, what the attempt changed.
 	AnnotationChanges = "autofix.io/changes"
 	// AnnotationPipelineRun names the pipeline run ("pipeline/run") whose stage a Job

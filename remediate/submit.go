@@ -39,7 +39,10 @@ type Submission struct {
 	// FailedUID is the failed Job's uid, when known: a Job of the same name with
 	// another uid is another Job, not a base for this fix.
 	FailedUID string
-	Option    failure.Option
+	// Token is the attempt's token (AnnotationAttemptToken); "" for attempts
+	// recorded before tokens, which are recognised by their labels alone.
+	Token  string
+	Option failure.Option
 }
 
 // SubmitterOptions configure a Submitter.
@@ -81,7 +84,7 @@ func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
 		return fmt.Errorf("the failed job %s/%s has no uid: %w", sub.Namespace, sub.FailedJob, ErrCannotSubmit)
 	}
 	jobs := s.client.BatchV1().Jobs(sub.Namespace)
-	if done, err := s.created(ctx, sub); done || err != nil {
+	if done, err := s.Created(ctx, sub); done || err != nil {
 		return err
 	}
 	failed, _, err := findJob(ctx, s.client, s.o.Specs, sub.Namespace, sub.FailedJob, sub.FailedUID)
@@ -98,7 +101,7 @@ func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
 	}
 	_, err = jobs.Create(ctx, job, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		if done, err := s.created(ctx, sub); done || err != nil {
+		if done, err := s.Created(ctx, sub); done || err != nil {
 			return err
 		}
 	}
@@ -108,17 +111,19 @@ func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
 	return nil
 }
 
-// created reports whether the attempt's Job exists and is autofix's for this
-// remediation; a Job of that name that is not is an error that wraps ErrCannotSubmit
-// (autofix never takes another's Job for its own).
-func (s *Submitter) created(ctx context.Context, sub *Submission) (bool, error) {
+// Created reports whether the attempt's Job exists and is autofix's for this
+// remediation (its labels, its remediation annotation and its token); a Job of that
+// name that is not is an error that wraps ErrCannotSubmit (autofix never takes
+// another's Job for its own).
+func (s *Submitter) Created(ctx context.Context, sub *Submission) (bool, error) {
 	got, err := s.client.BatchV1().Jobs(sub.Namespace).Get(ctx, sub.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return false, nil
 	case err != nil:
 		return false, classify(fmt.Errorf("look for job %s/%s: %w", sub.Namespace, sub.Name, err))
-	case got.Labels[LabelManaged] == "true" && got.Annotations[AnnotationRemediation] == sub.Remediation:
+	case got.Labels[LabelManaged] == "true" && got.Annotations[AnnotationRemediation] == sub.Remediation &&
+		got.Annotations[AnnotationAttemptToken] == sub.Token:
 		return true, nil
 	}
 	return false, fmt.Errorf("a Job %s/%s exists that autofix did not create for remediation %s: %w",
@@ -218,6 +223,9 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 	}
 	annotations[AnnotationChain] = sub.Chain
 	annotations[AnnotationRemediation] = sub.Remediation
+	if sub.Token != "" {
+		annotations[AnnotationAttemptToken] = sub.Token
+	}
 	if len(opt.Changes) > 0 {
 		changes, _ := json.Marshal(opt.Changes)
 		annotations[AnnotationChanges] = string(changes)

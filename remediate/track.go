@@ -31,7 +31,8 @@ func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job) error {
 	if job.Status.StartTime != nil {
 		o.DurationSeconds = cond.LastTransitionTime.Sub(job.Status.StartTime.Time).Seconds()
 	}
-	if err := w.sink.Finished(ctx, id, job.Namespace, job.Name, succeeded, o); err != nil {
+	claim := AttemptJob{Remediation: id, Namespace: job.Namespace, Name: job.Name, Token: job.Annotations[AnnotationAttemptToken]}
+	if err := w.sink.Finished(ctx, claim, succeeded, o); err != nil {
 		return err
 	}
 	w.finished.add(string(job.UID), time.Now())

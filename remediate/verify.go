@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/autofix/autofix/failure"
@@ -82,6 +83,10 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 		return Verified{}, unverified("job.uid: required to act on a cluster")
 	case j.Namespace == "":
 		return Verified{}, unverified("job.namespace: required to act on a cluster")
+	case len(validation.IsDNS1123Label(j.Namespace)) > 0:
+		return Verified{}, unverified("job.namespace: %q is not a namespace name", j.Namespace)
+	case len(validation.IsDNS1123Subdomain(j.Name)) > 0:
+		return Verified{}, unverified("job.name: %q is not the name of a Kubernetes object", j.Name)
 	case !v.watched(j.Namespace):
 		return Verified{}, unverified("namespace %q is not one autofix watches", j.Namespace)
 	}
@@ -110,7 +115,9 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 			return Verified{}, unverified("no pod of Job %s/%s is stuck (pulling its image, or waiting for a node)", j.Namespace, j.Name)
 		}
 	case stuck:
-		// The watcher keeps a Job's spec only when it reports the Job stuck or failed.
+		// A Job whose pods could not start and that is gone needs no fix: whoever
+		// deleted it did not want it run.
+		return Verified{}, unverified("Job %s/%s is gone; a Job that could not start is not re-created once deleted", j.Namespace, j.Name)
 	default:
 		if _, failed := jobFailed(job); !failed {
 			return Verified{}, unverified("Job %s/%s has not failed (no Failed condition)", j.Namespace, j.Name)

@@ -257,3 +257,67 @@ func TestNewAttemptPodPolicy(t *testing.T) {
 		t.Errorf("NewAttempt kept annotations %v (%v), want the pipeline run", got.Annotations, err)
 	}
 }
+
+// TestVerifyReviewFindings: what a review found getting past verification. A name
+// that is not a Kubernetes name made client-go fail before asking, which read as "the
+// cluster cannot be asked"; a stuck event was taken on trust from a failed Job's kept
+// spec; a kind label made a Job pass for a Deployment.
+func TestVerifyReviewFindings(t *testing.T) {
+	ctx := context.Background()
+	kept := withCondition(failedJob(), batchv1.JobFailed)
+	labelled := withCondition(failedJob(), batchv1.JobFailed)
+	labelled.Name, labelled.UID = "kinded", "k1"
+	labelled.Labels[LabelKind] = "deployment"
+	v, err := NewVerifier(fake.NewClientset(labelled), VerifierOptions{Specs: specs{string(kept.UID): kept}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slash := eventFor(kept)
+	slash.Job.Name = "x/1"
+	stuck := eventFor(kept)
+	stuck.ID = StuckEventID(kept)
+	for _, tt := range []struct {
+		name string
+		ev   *failure.Event
+		want string
+	}{
+		{"a name with a slash", slash, `job.name: "x/1" is not the name`},
+		{"a stuck event for a failed Job that is gone", stuck, "could not start is not re-created"},
+	} {
+		if _, err := v.Verify(ctx, tt.ev); !errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Verify = %v, want ErrUnverified saying %q", tt.name, err, tt.want)
+		}
+	}
+	got, err := v.Verify(ctx, eventFor(labelled))
+	if err != nil || got.Job.Kind != failure.Batch {
+		t.Errorf("a Job labelled kind deployment: %v, kind %q; want verified as a batch Job", err, got.Job.Kind)
+	}
+}
+
+// TestSubmitRefusesCopiedMarks: a Job that copied autofix's label and the
+// remediation's annotation (both predictable) is not the attempt without its token.
+// Before, Submit took it for the attempt, and its outcome became the attempt's.
+func TestSubmitRefusesCopiedMarks(t *testing.T) {
+	ctx := context.Background()
+	sub := submission()
+	sub.Token = "3f9a"
+	squat := failedJob()
+	squat.Name, squat.UID = sub.Name, "s1"
+	squat.Labels[LabelManaged] = "true"
+	squat.Annotations[AnnotationRemediation] = sub.Remediation
+	s := NewSubmitter(fake.NewClientset(failedJob(), squat), SubmitterOptions{})
+	if err := s.Submit(ctx, sub); !errors.Is(err, ErrCannotSubmit) {
+		t.Errorf("Submit with a copied-marks Job of the attempt's name = %v, want ErrCannotSubmit", err)
+	}
+	client := fake.NewClientset(failedJob())
+	s = NewSubmitter(client, SubmitterOptions{})
+	for range 2 { // the second finds its own Job: done
+		if err := s.Submit(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := client.BatchV1().Jobs("ml").Get(ctx, sub.Name, metav1.GetOptions{})
+	if err != nil || j.Annotations[AnnotationAttemptToken] != "3f9a" {
+		t.Errorf("the attempt's Job: %v, token %q; want the attempt's token", err, j.Annotations[AnnotationAttemptToken])
+	}
+}

@@ -33,10 +33,20 @@ type Publisher interface {
 
 // OutcomeSink learns how the attempts autofix created end.
 type OutcomeSink interface {
-	// Finished reports that Job namespace/name, which claims to be the attempt of
-	// remediation id, succeeded or failed. The sink must check the claim against
-	// its own records: the labels and annotations of a Job are anyone's to set.
-	Finished(ctx context.Context, remediation, namespace, name string, succeeded bool, outcome failure.Outcome) error
+	// Finished reports that a Job that claims to be an attempt autofix created
+	// succeeded or failed. The sink must check the claim against its own records:
+	// the labels and annotations of a Job are anyone's to set.
+	Finished(ctx context.Context, job AttemptJob, succeeded bool, outcome failure.Outcome) error
+}
+
+// AttemptJob is a finished Job that claims to be an attempt autofix created.
+type AttemptJob struct {
+	// Remediation is the remediation it claims to answer (AnnotationRemediation).
+	Remediation string
+	Namespace   string
+	Name        string
+	// Token is its AnnotationAttemptToken, "" if it has none.
+	Token string
 }
 
 // SpecStore keeps the specs of failed Jobs by uid, so that a fix can be submitted
@@ -273,6 +283,9 @@ func (w *Watcher) next(ctx context.Context) bool {
 	case err != nil:
 		w.o.Log.Error("watch: giving up", "key", key, "err", err)
 		w.queue.Forget(key)
+		w.mu.Lock()
+		delete(w.gone, key) // the last state of a deleted Job is no longer wanted
+		w.mu.Unlock()
 	case retry:
 		w.queue.Forget(key)
 		w.queue.AddAfter(key, after)

@@ -122,23 +122,29 @@ func (h *hostile) stillWorks(after string) {
 	h.n++
 	id := fmt.Sprintf("canary-%d", h.n)
 	h.publish([]byte(`{"id":"` + id + `","job":{"namespace":"ml","name":"canary"},"failure":{"reason":"OOMKilled","exitCode":137}}`))
-	waitFor(h.t, "a valid event after "+after+" to be recorded", 30*time.Second, func() bool {
-		_, err := h.store.Get(context.Background(), id)
-		return err == nil
-	})
+	h.about(id, "ml", "canary") // recorded (rejected: no such Job on the cluster)
 	if r, code := getReady(h.http); code != http.StatusOK {
 		h.t.Errorf("after %s: /readyz %d %+v, want 200", after, code, r)
 	}
 }
 
-// remediation waits for remediation id to be recorded and returns it.
-func (h *hostile) remediation(id string) ledger.Remediation {
+// about waits for an event about job namespace/name with id to be recorded — under
+// its id, or, rejected by the verifier, under its position — and returns it.
+func (h *hostile) about(id, namespace, name string) ledger.Remediation {
 	h.t.Helper()
 	var r ledger.Remediation
 	waitFor(h.t, id+" to be recorded", 30*time.Second, func() bool {
-		var err error
-		r, err = h.store.Get(context.Background(), id)
-		return err == nil
+		list, err := h.store.List(context.Background(), ledger.Filter{Namespace: namespace, Job: name, Limit: 100})
+		if err != nil {
+			return false
+		}
+		for _, m := range list {
+			if m.Event != nil && m.Event.ID == id {
+				r = m
+				return true
+			}
+		}
+		return false
 	})
 	return r
 }
@@ -211,7 +217,7 @@ func TestAdversarial(t *testing.T) {
 	t.Run("forged failure of a Job that succeeded", func(t *testing.T) {
 		id := "k8s-job-" + doneUID
 		h.publish(forgedOOM(id, demoNamespace, "resnet50-train-nightly-af2", doneUID))
-		r := h.remediation(id)
+		r := h.about(id, demoNamespace, "resnet50-train-nightly-af2")
 		if r.State != ledger.Rejected || !strings.Contains(r.Reason, "has not failed") || len(r.Attempts) != 0 {
 			t.Errorf("forged OOM of a complete Job: %s (%q), %d attempts; want rejected, nothing submitted", r.State, r.Reason, len(r.Attempts))
 		}
@@ -221,7 +227,7 @@ func TestAdversarial(t *testing.T) {
 	t.Run("kept spec claimed in another namespace", func(t *testing.T) {
 		id := "k8s-job-" + etlUID + "-stuck" // the real id is taken; the forger uses the other the watcher gives
 		h.publish(forgedOOM(id, "team-b", "feature-etl", etlUID))
-		r := h.remediation(id)
+		r := h.about(id, "team-b", "feature-etl")
 		if r.State != ledger.Rejected || !strings.Contains(r.Reason, "no Job team-b/feature-etl with uid") {
 			t.Errorf("team-a's spec claimed for team-b: %s (%q); want rejected", r.State, r.Reason)
 		}
@@ -234,7 +240,7 @@ func TestAdversarial(t *testing.T) {
 			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}}
 		b, _ := json.Marshal(ev)
 		h.publish(b)
-		r := h.remediation("labelled")
+		r := h.about("labelled", demoNamespace, "evil")
 		if r.State != ledger.Rejected || r.ChainID == demoNamespace+"/resnet50-train-nightly" {
 			t.Errorf("labelled event: %s in chain %s; want rejected, in no one else's chain", r.State, r.ChainID)
 		}

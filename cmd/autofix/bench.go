@@ -154,7 +154,7 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 		return err
 	}
 	defer func() { _ = store.Close() }()
-	br, err := newBrain(o.scenario, nil, config.Default().BackoffSeconds)
+	br, err := newBrain(o.scenario, nil, config.Default().BackoffSeconds, config.Default().Policy.MaxCostMultiple)
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,12 @@ func (k kubeRemediator) Submit(ctx context.Context, r *ledger.Remediation) error
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, engine.ErrCannotSubmit)
 	}
+	// The attempt's own Job first: once it exists (a retry after a crash, or after a
+	// create that timed out but went through) the submission is done, whatever the
+	// failed Job has become meanwhile.
+	if done, err := k.s.Created(ctx, sub); done || err != nil {
+		return engineError(err)
+	}
 	if _, err := k.v.Verify(ctx, r.Event); err != nil {
 		return engineError(err)
 	}
@@ -103,7 +109,7 @@ func submission(r *ledger.Remediation) (*remediate.Submission, error) {
 	return &remediate.Submission{
 		Namespace: ev.Job.Namespace, FailedJob: ev.Job.Name, Name: a.JobName,
 		Chain: a.ChainID, Original: engine.ChainOriginal(a.ChainID, ev.Job.Namespace, ev.Job.Name), Attempt: a.Number,
-		Remediation: r.EventID, FailedUID: ev.Job.UID, Option: opt,
+		Remediation: r.EventID, FailedUID: ev.Job.UID, Token: a.Token, Option: opt,
 	}, nil
 }
 
@@ -124,9 +130,11 @@ type ledgerSink struct {
 	metrics *api.Metrics
 }
 
-func (l ledgerSink) Finished(ctx context.Context, id, namespace, name string, succeeded bool, o failure.Outcome) error {
-	// Only the Job autofix created for remediation id speaks for it: its labels and
-	// annotations are anyone's to copy, its namespace and name are not.
+func (l ledgerSink) Finished(ctx context.Context, job remediate.AttemptJob, succeeded bool, o failure.Outcome) error {
+	// Only the Job autofix created for the remediation speaks for it: its labels and
+	// annotations are anyone's to copy; its namespace, its name and the attempt's
+	// token are not.
+	id := job.Remediation
 	r, err := l.store.Get(ctx, id)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil
@@ -134,7 +142,8 @@ func (l ledgerSink) Finished(ctx context.Context, id, namespace, name string, su
 		return err
 	}
 	a, ok := engine.OwnAttempt(&r)
-	if !ok || a.JobName != name || r.Namespace != namespace || a.Namespace != "" && a.Namespace != namespace {
+	if !ok || a.JobName != job.Name || r.Namespace != job.Namespace || a.Namespace != "" && a.Namespace != job.Namespace ||
+		a.Token != job.Token {
 		return nil // not the attempt: a Job claiming another's remediation
 	}
 	if r.State == ledger.Approved {

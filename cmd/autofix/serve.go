@@ -189,7 +189,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
-	br, err := newBrain(cfg.Scenario, gpuTypes, cfg.BackoffSeconds)
+	br, err := newBrain(cfg.Scenario, gpuTypes, cfg.BackoffSeconds, cfg.Policy.MaxCostMultiple)
 	if err != nil {
 		return err
 	}
@@ -327,7 +327,7 @@ type brain struct {
 // newBrain builds the recommender with the embedded rules, models and fallback, and
 // the named scenario's cluster limits and prices. With gpuTypes (the models the
 // cluster's nodes have), only those GPUs are proposed.
-func newBrain(scenario string, gpuTypes []string, backoffSeconds float64) (*brain, error) {
+func newBrain(scenario string, gpuTypes []string, backoffSeconds, maxCostMultiple float64) (*brain, error) {
 	s, err := loadScenario(scenario)
 	if err != nil {
 		return nil, err
@@ -353,7 +353,11 @@ func newBrain(scenario string, gpuTypes []string, backoffSeconds float64) (*brai
 	if err != nil {
 		return nil, err
 	}
-	rec := recommenderFor(s, c, m, fb, func(o *recommender.Options) { o.BackoffSeconds = backoffSeconds })
+	// The recommender proposes nothing over the policy's cost cap, which no fix may
+	// pass, reviewed or not.
+	rec := recommenderFor(s, c, m, fb, func(o *recommender.Options) {
+		o.BackoffSeconds, o.MaxCostMultiple = backoffSeconds, maxCostMultiple
+	})
 	largest := failure.Resources{MemoryBytes: int64(s.Cluster.MaxMemoryGiB * (1 << 30)), CPUMillis: int64(s.Cluster.MaxCPU * 1000),
 		GPU: s.Cluster.MaxGPUs, EphemeralStorageBytes: int64(s.Cluster.MaxEphemeralGiB * (1 << 30))}
 	return &brain{rec: rec, classifier: c, models: m, catalogue: s.Catalogue, largest: largest}, nil

@@ -39,11 +39,23 @@ func TestServeRejectsBadConfig(t *testing.T) {
 type readiness struct {
 	Ready  bool              `json:"ready"`
 	Checks map[string]string `json:"checks"`
+	// Details are shown to token holders only.
+	Details map[string]string `json:"details"`
 }
 
-func getReady(addr string) (readiness, int) {
+func getReady(addr string) (readiness, int) { return getReadyAs(addr, "") }
+
+// getReadyAs asks /readyz with a token ("" for none), which shows the details.
+func getReadyAs(addr, token string) (readiness, int) {
 	var r readiness
-	resp, err := http.Get("http://" + addr + "/readyz") // #nosec G107 -- the test's own server
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/readyz", nil)
+	if err != nil {
+		return r, 0
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return r, 0
 	}
