@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/labstack/echo/v5/middleware"
 )
 
 // badLogin posts a wrong token to the review page's login form, with xff (if not "")
@@ -124,8 +127,14 @@ func TestClientAddress(t *testing.T) {
 		{"two trusted hops", "10.0.0.2:5000", []string{"203.0.113.7, 10.9.9.9"}, "203.0.113.7"},
 		{"header repeated", "10.0.0.2:5000", []string{"1.2.3.4", "203.0.113.7"}, "203.0.113.7"},
 		{"hop with port", "10.0.0.2:5000", []string{"203.0.113.7:443"}, "203.0.113.7"},
-		{"IPv6 hop", "[fd00::1]:5000", []string{"[2001:db8::7]:443"}, "2001:db8::7"},
+		{"IPv6 hop: its /64", "[fd00::1]:5000", []string{"[2001:db8::7]:443"}, "2001:db8::/64"},
+		{"IPv6 peer: its /64", "[2001:db8:1:2:3:4:5:6]:5000", nil, "2001:db8:1:2::/64"},
+		{"IPv6 peer with a zone", "[fe80::1%eth0]:5000", nil, "fe80::/64"},
+		{"trusted IPv6 hops, full addresses", "[fd00::1]:5000", []string{"2001:db8:9::1, fd00::2"}, "2001:db8:9::/64"},
 		{"IPv4-mapped peer", "[::ffff:10.0.0.2]:5000", []string{"203.0.113.7"}, "203.0.113.7"},
+		{"IPv4-mapped client", "[::ffff:198.51.100.1]:5000", nil, "198.51.100.1"},
+		{"IPv4-mapped hop", "10.0.0.2:5000", []string{"::ffff:203.0.113.7"}, "203.0.113.7"},
+		{"unreadable peer", "somewhere", nil, "somewhere"},
 		{"garbage right of the client", "10.0.0.2:5000", []string{"203.0.113.7, nonsense"}, "10.0.0.2"},
 		{"garbage behind a trusted hop", "10.0.0.2:5000", []string{"nonsense, 10.0.0.3"}, "10.0.0.3"},
 		{"all trusted", "10.0.0.2:5000", []string{"10.0.0.4, 10.0.0.3"}, "10.0.0.4"},
@@ -141,5 +150,50 @@ func TestClientAddress(t *testing.T) {
 				t.Errorf("clientAddress(%q, X-Forwarded-For %q) = %q, want %q", tt.remote, tt.xff, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestIPv6ClientsAreLimitedByTheir64: the failed-authentication limit keys an IPv6
+// client by its /64, which one holder usually has whole: a second address of the same
+// /64 gets a 429 once the first has used the budget; another /64 has its own. IPv4
+// clients (also when written IPv4-mapped) keep one budget per address.
+func TestIPv6ClientsAreLimitedByTheir64(t *testing.T) {
+	e := newEnv(t)
+	// A budget of 3 that does not refill while the test runs, so that no step
+	// depends on how fast the machine is. The key is what is under test.
+	const budget = 3
+	e.srv.failures = middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: 1e-9, Burst: budget})
+	login := func(remote string) int {
+		t.Helper()
+		req := httptest.NewRequest("POST", "/ui/login", strings.NewReader(url.Values{"token": {"afx_guess"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		e.srv.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, first := range []string{"[2001:db8:1:2::1]:40000", "198.51.100.1:40000"} {
+		for i := range budget {
+			if got := login(first); got != http.StatusUnauthorized {
+				t.Fatalf("bad login %d of %s: %d, want 401 (within the budget)", i+1, first, got)
+			}
+		}
+	}
+	tests := []struct {
+		name, remote string
+		want         int
+	}{
+		{"the same address", "[2001:db8:1:2::1]:40001", http.StatusTooManyRequests},
+		{"another address of the same /64", "[2001:db8:1:2:ffff:ffff:ffff:fffe]:40000", http.StatusTooManyRequests},
+		{"the next /64", "[2001:db8:1:3::1]:40000", http.StatusUnauthorized},
+		{"another /64 of the same /48", "[2001:db8:1:ffff::1]:40000", http.StatusUnauthorized},
+		{"the IPv4 address", "198.51.100.1:40001", http.StatusTooManyRequests},
+		{"the IPv4 address, IPv4-mapped", "[::ffff:198.51.100.1]:40000", http.StatusTooManyRequests},
+		{"the next IPv4 address", "198.51.100.2:40000", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		if got := login(tt.remote); got != tt.want {
+			t.Errorf("%s (%s) after %d bad logins: %d, want %d", tt.name, tt.remote, budget, got, tt.want)
+		}
 	}
 }

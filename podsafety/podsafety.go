@@ -61,13 +61,34 @@ func (e *Error) Error() string {
 
 // Check reports the fields of spec that p refuses, as an *Error whose fields are named
 // by their path under path (the spec's own path, e.g. "spec.template.spec"); nil when
-// p allows all of spec.
+// p allows all of spec. A spec that is part of a pod template should be checked with
+// CheckTemplate, which also reads the template's annotations.
 func Check(spec *corev1.PodSpec, path string, p policy.Pods) error {
-	c := checker{p: p, allowedCaps: map[string]bool{}}
+	c := newChecker(p)
+	c.pod(spec, path)
+	return c.result()
+}
+
+// CheckTemplate is Check for a pod template: its spec, and the annotations of its
+// metadata that loosen a container's confinement (the legacy AppArmor and seccomp
+// ones). path is the template's own path (e.g. "spec.template"); the spec's fields
+// are named under path+".spec", the annotations under path+".metadata.annotations".
+func CheckTemplate(tmpl *corev1.PodTemplateSpec, path string, p policy.Pods) error {
+	c := newChecker(p)
+	c.annotations(tmpl.Annotations, path+".metadata.annotations")
+	c.pod(&tmpl.Spec, path+".spec")
+	return c.result()
+}
+
+func newChecker(p policy.Pods) *checker {
+	c := &checker{p: p, allowedCaps: map[string]bool{}}
 	for _, name := range p.AllowedCapabilities {
 		c.allowedCaps[policy.CapabilityName(name)] = true
 	}
-	c.pod(spec, path)
+	return c
+}
+
+func (c *checker) result() error {
 	if len(c.found) == 0 {
 		return nil
 	}
@@ -96,8 +117,11 @@ func (c *checker) pod(spec *corev1.PodSpec, path string) {
 	if spec.HostIPC {
 		c.refuse(c.p.AllowHostNamespaces, path+".hostIPC", "true", SwitchHostNamespaces)
 	}
-	if sc := spec.SecurityContext; sc != nil && hostProcess(sc.WindowsOptions) {
-		c.refuse(c.p.AllowPrivileged, path+".securityContext.windowsOptions.hostProcess", "true", SwitchPrivileged)
+	if sc := spec.SecurityContext; sc != nil {
+		if hostProcess(sc.WindowsOptions) {
+			c.refuse(c.p.AllowPrivileged, path+".securityContext.windowsOptions.hostProcess", "true", SwitchPrivileged)
+		}
+		c.podConfinement(path+".securityContext", sc)
 	}
 	for i := range spec.Volumes {
 		if hp := spec.Volumes[i].HostPath; hp != nil {
@@ -105,29 +129,32 @@ func (c *checker) pod(spec *corev1.PodSpec, path string) {
 		}
 	}
 	for i := range spec.InitContainers {
-		k := &spec.InitContainers[i]
-		c.container(fmt.Sprintf("%s.initContainers[%d]", path, i), k.SecurityContext, k.Ports)
+		c.container(fmt.Sprintf("%s.initContainers[%d]", path, i), &spec.InitContainers[i])
 	}
 	for i := range spec.Containers {
-		k := &spec.Containers[i]
-		c.container(fmt.Sprintf("%s.containers[%d]", path, i), k.SecurityContext, k.Ports)
+		c.container(fmt.Sprintf("%s.containers[%d]", path, i), &spec.Containers[i])
 	}
 	for i := range spec.EphemeralContainers {
-		k := &spec.EphemeralContainers[i].EphemeralContainerCommon
-		c.container(fmt.Sprintf("%s.ephemeralContainers[%d]", path, i), k.SecurityContext, k.Ports)
+		// An ephemeral container has a container's fields (the same struct, under
+		// another name).
+		k := (*corev1.Container)(&spec.EphemeralContainers[i].EphemeralContainerCommon)
+		c.container(fmt.Sprintf("%s.ephemeralContainers[%d]", path, i), k)
 	}
 }
 
-func (c *checker) container(path string, sc *corev1.SecurityContext, ports []corev1.ContainerPort) {
-	for i, port := range ports {
+func (c *checker) container(path string, k *corev1.Container) {
+	for i, port := range k.Ports {
 		if port.HostPort != 0 {
 			c.refuse(c.p.AllowHostPorts, fmt.Sprintf("%s.ports[%d].hostPort", path, i), strconv.Itoa(int(port.HostPort)), SwitchHostPorts)
 		}
 	}
+	c.probeHosts(path, k)
+	sc := k.SecurityContext
 	if sc == nil {
 		return
 	}
 	path += ".securityContext"
+	c.confinement(path, sc.SeccompProfile, sc.AppArmorProfile, sc.SELinuxOptions)
 	if sc.Privileged != nil && *sc.Privileged {
 		c.refuse(c.p.AllowPrivileged, path+".privileged", "true", SwitchPrivileged)
 	}
@@ -154,9 +181,12 @@ func hostProcess(w *corev1.WindowsSecurityContextOptions) bool {
 }
 
 // quote quotes a value taken from the spec for a message, cut to 64 bytes.
-func quote(s string) string {
-	if len(s) > 64 {
-		return strconv.Quote(s[:64]) + "..."
+func quote(s string) string { return quoteCut(s, 64) }
+
+// quoteCut quotes s, cut to n bytes.
+func quoteCut(s string, n int) string {
+	if len(s) > n {
+		return strconv.Quote(s[:n]) + "..."
 	}
 	return strconv.Quote(s)
 }
