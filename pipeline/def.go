@@ -140,9 +140,9 @@ func (d *Definition) CheckPods(p policy.Pods) error {
 func (s *Stage) checkPods(i int, p policy.Pods) error {
 	switch {
 	case s.Job != nil:
-		return podsafety.Check(&s.Job.Spec, fmt.Sprintf("stages[%d].job.spec", i), p)
+		return podsafety.CheckTemplate(s.Job, fmt.Sprintf("stages[%d].job", i), p)
 	case s.Deploy != nil:
-		return podsafety.Check(&s.Deploy.Template.Spec, fmt.Sprintf("stages[%d].deploy.template.spec", i), p)
+		return podsafety.CheckTemplate(&s.Deploy.Template, fmt.Sprintf("stages[%d].deploy.template", i), p)
 	}
 	return nil
 }

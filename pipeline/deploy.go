@@ -236,7 +236,7 @@ func (d *Driver) rollback(ctx context.Context, dep *appsv1.Deployment, run strin
 	if prev == nil {
 		return fmt.Sprintf("rollout of run %s unhealthy (%s); no previous revision to go back to", run, why), nil
 	}
-	if err := podsafety.Check(&prev.Spec.Template.Spec, "replicaset "+prev.Name+" spec.template.spec", d.Pods); err != nil {
+	if err := podsafety.CheckTemplate(&prev.Spec.Template, "replicaset "+prev.Name+" spec.template", d.Pods); err != nil {
 		return fmt.Sprintf("rollout of run %s unhealthy (%s); not rolled back to revision %d: the pod policy refuses its template: %v",
 			run, why, best, err), nil
 	}

@@ -12,7 +12,10 @@ import (
 // checks pod specs against them.
 type Pods struct {
 	// AllowPrivileged allows privileged containers, allowPrivilegeEscalation: true,
-	// procMount: Unmasked, Windows host-process containers, and any added capability.
+	// procMount: Unmasked, Windows host-process containers, any added capability,
+	// seccomp or AppArmor profiles other than RuntimeDefault or Localhost (fields and
+	// legacy annotations), SELinux types other than the container ones or a user or
+	// role, sysctls outside the safe set, and probe or lifecycle hosts.
 	AllowPrivileged bool `yaml:"allowPrivileged"`
 	// AllowHostPath allows hostPath volumes.
 	AllowHostPath bool `yaml:"allowHostPath"`

@@ -169,7 +169,7 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 	if err != nil {
 		return nil, fmt.Errorf("job %s/%s: %w", failed.Namespace, failed.Name, err)
 	}
-	if err := podsafety.Check(&tmpl.Spec, "spec.template.spec", s.o.Pods); err != nil {
+	if err := podsafety.CheckTemplate(tmpl, "spec.template", s.o.Pods); err != nil {
 		return nil, fmt.Errorf("job %s/%s: %w", failed.Namespace, failed.Name, err)
 	}
 	opt := sub.Option
