@@ -51,21 +51,19 @@ func TestIntegrationAdversarial(t *testing.T) {
 		})
 		publish(&failure.Event{ID: remediate.JobEventID(done), Job: failure.Job{Namespace: "ml", Name: "done", UID: string(done.UID),
 			Resources: failure.Resources{MemoryBytes: 16 << 30}}, Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}})
-		r := s.remediation(t, done, 30*time.Second, ledger.Rejected, ledger.Approved, ledger.Submitted)
+		r := s.about(t, remediate.JobEventID(done), "ml", "done")
 		if r.State != ledger.Rejected || !strings.Contains(r.Reason, "has not failed") {
 			t.Errorf("forged OOM of a complete Job: %s (%q), want rejected", r.State, r.Reason)
 		}
 	})
 
 	t.Run("a kept spec is not created in another namespace", func(t *testing.T) {
-		failed := s.createJob(t, "secret-train", jobOpts{kind: "training", memory: "16Gi", truth: map[string]string{truthUserCode: "1"}})
+		failed := s.createJob(t, "secret-train", jobOpts{kind: "training", memory: "16Gi", truth: map[string]string{truthUserCode: "true"}})
 		s.remediation(t, failed, 60*time.Second, ledger.Rejected) // user code: not retried, but its spec is kept
 		id := remediate.StuckEventID(failed)
 		publish(&failure.Event{ID: id, Job: failure.Job{Namespace: "team-b", Name: "secret-train", UID: string(failed.UID),
 			Resources: failure.Resources{MemoryBytes: 16 << 30}}, Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}})
-		var r ledger.Remediation
-		waitFor(t, id+" recorded", 30*time.Second, func() bool { r, err = s.store.Get(ctx, id); return err == nil })
-		if r.State != ledger.Rejected {
+		if r := s.about(t, id, "team-b", "secret-train"); r.State != ledger.Rejected {
 			t.Errorf("team-a's spec claimed in team-b: %s (%q), want rejected", r.State, r.Reason)
 		}
 		if _, err := s.c.Client.BatchV1().Jobs("team-b").Get(ctx, "secret-train-af2", metav1.GetOptions{}); err == nil {
@@ -114,7 +112,7 @@ func TestIntegrationAdversarial(t *testing.T) {
 	t.Run("a forged outcome", func(t *testing.T) {
 		victim := s.createJob(t, "slow-victim", jobOpts{kind: "batch", memory: "16Gi", truth: oom})
 		// A Job that claims to be the victim's attempt, and fails at once.
-		s.createJob(t, "claimant", jobOpts{kind: "batch", memory: "1Gi", truth: map[string]string{truthUserCode: "1"},
+		s.createJob(t, "claimant", jobOpts{kind: "batch", memory: "1Gi", truth: map[string]string{truthUserCode: "true"},
 			labels:      map[string]string{remediate.LabelManaged: "true"},
 			annotations: map[string]string{remediate.AnnotationRemediation: remediate.JobEventID(victim)}})
 		r := s.remediation(t, victim, 90*time.Second, ledger.Succeeded, ledger.Failed)
@@ -162,3 +160,24 @@ func TestIntegrationAdversarial(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// about waits for the event id about Job namespace/name to be recorded — under its
+// id, or, rejected by the verifier, under its position — and returns it.
+func (s *stack) about(t *testing.T, id, namespace, name string) ledger.Remediation {
+	t.Helper()
+	var r ledger.Remediation
+	waitFor(t, id+" recorded", 30*time.Second, func() bool {
+		list, err := s.store.List(context.Background(), ledger.Filter{Namespace: namespace, Job: name, Limit: 100})
+		if err != nil {
+			return false
+		}
+		for _, m := range list {
+			if m.Event != nil && m.Event.ID == id {
+				r = m
+				return true
+			}
+		}
+		return false
+	})
+	return r
+}
