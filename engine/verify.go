@@ -88,7 +88,7 @@ func (in *Intake) verify(ctx context.Context, items []*item) ([]*item, error) {
 	if still == 0 {
 		return kept, nil
 	}
-	return kept, fmt.Errorf("%d events could not be verified yet (%v): %w", still, waiting[0].verifyErr, ingest.ErrNotYet)
+	return kept, fmt.Errorf("%d events could not be verified yet (%w): %w", still, waiting[0].verifyErr, ingest.ErrNotYet)
 }
 
 // maxWaiting bounds the events remembered as waiting for verification.

@@ -63,7 +63,7 @@ func toKafka(m *Message) kafka.Message {
 	return out
 }
 
-// ErrNotYet, wrapped in a Handler's error, says that part of a batch cannot be
+// ErrNotYet is wrapped in a Handler's error to say that part of a batch cannot be
 // handled yet — it waits on something outside autofix, such as the cluster answering
 // — while the rest was: the Consumer hands the same batch again after a backoff, and
 // reports itself stalled only when that lasts NotYetPatience.

@@ -30,7 +30,15 @@ const maxBind = 2000
 // connection of a pool gets them: write-ahead log, an fsync at every commit, wait up
 // to 5 s for another process's lock, and enforced foreign keys.
 const sqlitePragmas = "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
-	"&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(8192)"
+	"&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(8192)"
+
+// Page caches, in KiB (a negative cache_size): the writer's is the hot one; the
+// readers' are small, so that the process's memory stays bounded as the ledger
+// grows — at most 64 + 4 x 16 MiB of cache in all.
+const (
+	sqliteWriterCache = "&_pragma=cache_size(-65536)"
+	sqliteReaderCache = "&_pragma=cache_size(-16384)"
+)
 
 // sqliteReaders is the size of the SQLite read pool.
 const sqliteReaders = 4
@@ -105,14 +113,14 @@ func openSQLite(path string) (*Store, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("open ledger %s: %s is not a directory", path, filepath.Dir(path))
 	}
-	w, err := sql.Open("sqlite", path+"?"+sqlitePragmas+"&_txlock=immediate")
+	w, err := sql.Open("sqlite", path+"?"+sqlitePragmas+sqliteWriterCache+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
-	r, err := sql.Open("sqlite", path+"?"+sqlitePragmas+"&_pragma=query_only(1)")
+	r, err := sql.Open("sqlite", path+"?"+sqlitePragmas+sqliteReaderCache+"&_pragma=query_only(1)")
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)

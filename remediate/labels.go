@@ -35,7 +35,7 @@ const (
 	// AnnotationAttemptToken is the attempt's token, from the ledger: a Job that
 	// carries autofix's labels and the remediation's annotation, which anyone can
 	// copy, is autofix's attempt only with it.
-	AnnotationAttemptToken = "autofix.io/attempt-token"
+	AnnotationAttemptToken = "autofix.io/attempt-token" // #nosec G101 -- an annotation's name, not a credential
 	// AnnotationChanges lists, for people, what the attempt changed.
 	AnnotationChanges = "autofix.io/changes"
 	// AnnotationPipelineRun names the pipeline run ("pipeline/run") whose stage a Job
