@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -23,14 +22,15 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	_ "modernc.org/sqlite" // the bench reads serve's ledger
 
 	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/ledger"
 )
 
 type soakOptions struct {
+	db         string
 	events     int
 	templates  int
 	sample     time.Duration
@@ -45,7 +45,7 @@ func newSoakCmd() *cobra.Command {
 		Use:   "soak",
 		Short: "Push events through a real serve process and sample its memory (RSS) as they go",
 		Long: `Bench soak starts a broker of its own and this binary's serve as a separate process
-(shadow mode: no cluster; SQLite ledger in a temporary directory; the broker outside
+(shadow mode: no cluster; SQLite ledger in a temporary directory, or --db; the broker outside
 serve, so that its records do not count as serve's memory), publishes --events
 failure events rendered by the simulator — unique ids over --templates recurring
 jobs, 1% cut short, 0.5% with absurd numbers — keeping at most --max-lag unrecorded,
@@ -58,6 +58,7 @@ events): the least-squares slope in MiB per 100,000 events and the spread.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.events, "events", 1_000_000, "events to push through")
+	f.StringVar(&o.db, "db", "", "PostgreSQL URL for serve's ledger (default: SQLite in a temporary directory)")
 	f.IntVar(&o.templates, "templates", 5000, "recurring jobs the events belong to")
 	f.DurationVar(&o.sample, "sample", 5*time.Second, "how often serve's RSS is read")
 	f.IntVar(&o.maxLag, "max-lag", 50_000, "most events published and not yet recorded")
@@ -122,8 +123,13 @@ func benchSoak(ctx context.Context, out io.Writer, o soakOptions) error {
 	}
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
-	srv := exec.CommandContext(serveCtx, self, "serve", "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"), // #nosec G204 -- this binary
-		"--http-addr", httpAddr, "--kafka-brokers", broker.Addr(), "--log-level", "error")
+	args := []string{"serve", "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"),
+		"--http-addr", httpAddr, "--kafka-brokers", broker.Addr(), "--log-level", "error"}
+	dsn := filepath.Join(dir, "data", "ledger.db")
+	if o.db != "" {
+		args, dsn = append(args, "--db", o.db), o.db
+	}
+	srv := exec.CommandContext(serveCtx, self, args...) // #nosec G204 -- this binary
 	srv.Cancel = func() error { return srv.Process.Signal(os.Interrupt) }
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {
@@ -133,15 +139,25 @@ func benchSoak(ctx context.Context, out io.Writer, o soakOptions) error {
 	if err := waitReady(ctx, "http://"+httpAddr+"/readyz", time.Minute); err != nil {
 		return err
 	}
-	db, err := sql.Open("sqlite", filepath.Join(dir, "data", "ledger.db")+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
+	store, err := ledger.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = db.Close() }()
+	defer func() { _ = store.Close() }()
+	before, err := store.Counts(ctx) // a reused PostgreSQL database may hold earlier runs
+	if err != nil {
+		return err
+	}
+	total := func(m map[ledger.State]int) int {
+		n := 0
+		for _, c := range m {
+			n += c
+		}
+		return n
+	}
 	recorded := func() (int, error) {
-		var n int
-		err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM events").Scan(&n)
-		return n, err
+		m, err := store.Counts(ctx)
+		return total(m) - total(before), err
 	}
 
 	p, err := ingest.NewProducer(ingest.ProducerOptions{Brokers: brokers, Topic: "autofix.failures"})
@@ -194,7 +210,7 @@ func benchSoak(ctx context.Context, out io.Writer, o soakOptions) error {
 			return err
 		}
 		sent += len(msgs)
-		for {
+		for sent%(10*chunk) == 0 { // look at the lag every 10,000 events: counting is not free
 			if time.Now().After(nextSample) {
 				if err := sample(); err != nil {
 					return err
@@ -210,7 +226,7 @@ func benchSoak(ctx context.Context, out io.Writer, o soakOptions) error {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(250 * time.Millisecond):
 			}
 		}
 	}
@@ -227,7 +243,7 @@ func benchSoak(ctx context.Context, out io.Writer, o soakOptions) error {
 				return err
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
 	if err := sample(); err != nil {
 		return err
