@@ -70,3 +70,35 @@ func TestApproverPickHeldToTheCostCap(t *testing.T) {
 	status, b, _ := e.call("POST", "/v1/remediations/"+ev.ID+"/approve", auth.Approver, `{"option":1}`)
 	wantError(t, status, b, 400, "option")
 }
+
+// TestApprovalsHeldToTheCostCapEveryWay: the cap holds for an edit of an option
+// whose run is longer (its cost is price times runtime), and for the chosen option
+// approved as it is. A second review found both getting past it.
+func TestApprovalsHeldToTheCostCapEveryWay(t *testing.T) {
+	record := func(e *env, rec failure.Recommendation) string {
+		ev, err := failure.Decode([]byte(oomEvent)) // 8 CPU, 16Gi
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.EventID = ev.ID
+		if _, err := e.store.Record(context.Background(), []ledger.Entry{{EventID: ev.ID, Event: &ev, ChainID: "ml/" + ev.Job.Name,
+			Recommendation: &rec, State: ledger.PendingReview, Actor: "policy"}}); err != nil {
+			t.Fatal(err)
+		}
+		return ev.ID
+	}
+	e := newEnv(t)
+	id := record(e, failure.Recommendation{Retry: true, Chosen: 0,
+		Classification: failure.Classification{Category: failure.Timeout, Retryable: true, Confidence: 0.9, Action: failure.ExtendTimeout},
+		Options: []failure.Option{{Resources: failure.Resources{CPUMillis: 8000, MemoryBytes: 16 << 30}, DeadlineSeconds: 4 * 3600,
+			RuntimeSeconds: 3.5 * 1834, Pareto: true, PSuccess: 0.9, PFix: 0.9, CostMultiple: 3.5}}})
+	status, b, _ := e.call("POST", "/v1/remediations/"+id+"/approve", auth.Approver, `{"resources":{"memory":"200Gi"}}`)
+	wantError(t, status, b, 400, "resources")
+
+	e = newEnv(t, func(o *Options) { o.Policy.MaxCostMultiple = 2 })
+	id = record(e, failure.Recommendation{Retry: true, Chosen: 0,
+		Classification: failure.Classification{Category: failure.OOMMemory, Retryable: true, Confidence: 0.9, Action: failure.IncreaseMemory},
+		Options: []failure.Option{{Resources: failure.Resources{CPUMillis: 8000, MemoryBytes: 64 << 30}, Pareto: true, PSuccess: 0.99, PFix: 0.99, CostMultiple: 3.8}}})
+	status, b, _ = e.call("POST", "/v1/remediations/"+id+"/approve", auth.Approver, `{}`)
+	wantError(t, status, b, 400, "option")
+}

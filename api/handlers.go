@@ -262,9 +262,6 @@ func (s *Server) doApprove(ctx context.Context, id string, p auth.Principal, req
 			return badRequest("option", "option %d is not on the Pareto front (another is both likelier to work and cheaper)", i)
 		}
 		opt, picked = rec.Options[i], fmt.Sprintf("option %d", i)
-		if m := opt.CostMultiple; m > s.o.Policy.MaxCostMultiple {
-			return badRequest("option", "option %d costs %.2fx the failed run, over the policy's cap of %.2fx", i, m, s.o.Policy.MaxCostMultiple)
-		}
 	case rec.Chosen >= 0 && rec.Chosen < len(rec.Options):
 		opt, picked = rec.Options[rec.Chosen], fmt.Sprintf("the chosen option %d", rec.Chosen)
 	case req.Resources == nil && len(req.Params) == 0:
@@ -308,13 +305,28 @@ func (s *Server) doApprove(ctx context.Context, id string, p auth.Principal, req
 				return badRequest("resources.gpuType", "%q: GPUs need a GPU model of the catalogue, which prices them", res.GPUType)
 			}
 		}
-		base := s.o.Catalogue.HourlyCost(ev.Job.Resources)
-		if base <= 0 {
+		if s.o.Catalogue.HourlyCost(ev.Job.Resources) <= 0 {
 			return badRequest("resources", "the failed run asked for no priced resources, so an edit cannot be held to the policy's cost cap")
 		}
-		if m := s.o.Catalogue.HourlyCost(res) / base; m > s.o.Policy.MaxCostMultiple {
-			return badRequest("resources", "%.2fx the failed run's hourly cost, over the policy's cap of %.2fx", m, s.o.Policy.MaxCostMultiple)
+	}
+	// The cap holds for what is approved, whichever way: a run's cost is its hourly
+	// price times its runtime, so an edit scales the option's run cost (which has
+	// its predicted runtime, a longer one for a longer deadline) by the change of
+	// price.
+	field, m := "option", opt.CostMultiple
+	if m <= 0 {
+		m = 1 // the failed run's own configuration
+	}
+	if req.Resources != nil {
+		field = "resources"
+		if was := s.o.Catalogue.HourlyCost(opt.Resources); was > 0 {
+			m *= s.o.Catalogue.HourlyCost(res) / was
+		} else {
+			m = s.o.Catalogue.HourlyCost(res) / s.o.Catalogue.HourlyCost(ev.Job.Resources)
 		}
+	}
+	if m > s.o.Policy.MaxCostMultiple {
+		return badRequest(field, "%.2fx the failed run's cost, over the policy's cap of %.2fx", m, s.o.Policy.MaxCostMultiple)
 	}
 	runs, err := s.o.Ledger.ChainAttempts(ctx, []string{r.ChainID})
 	if err != nil {

@@ -88,6 +88,9 @@ type Kubernetes struct {
 	GPUTypeLabel string `yaml:"gpuTypeLabel"`
 	// PendingGrace is how long a pod may fail to start before it is reported.
 	PendingGrace time.Duration `yaml:"pendingGrace"`
+	// VerifyPatience is how long an event may wait for the cluster to answer
+	// whether it is real before it is recorded rejected as not verifiable.
+	VerifyPatience time.Duration `yaml:"verifyPatience"`
 	// LeaseNamespace and LeaseName locate the leader-election Lease; Identity names
 	// this replica (default: the host name, which is the pod name in a cluster).
 	LeaseNamespace string `yaml:"leaseNamespace"`
@@ -113,7 +116,7 @@ func Default() Config {
 		},
 		Scenario:       "default",
 		BackoffSeconds: 60,
-		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute,
+		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute, VerifyPatience: 15 * time.Minute,
 			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},
 		Policy:        policy.Default(),
 		Log:           Log{Level: "info", Format: "text"},
@@ -258,6 +261,8 @@ func (c *Config) Validate() error {
 			return errors.New("kubernetes.leaseNamespace, kubernetes.leaseName: required with a cluster")
 		case k.PendingGrace <= 0:
 			return fmt.Errorf("kubernetes.pendingGrace: %s, want positive", k.PendingGrace)
+		case k.VerifyPatience < time.Minute:
+			return fmt.Errorf("kubernetes.verifyPatience: %s, want at least 1m", k.VerifyPatience)
 		case k.GPUTypeLabel == "":
 			return errors.New("kubernetes.gpuTypeLabel: required")
 		}

@@ -293,7 +293,7 @@ func TestPoisonEventsAreRejected(t *testing.T) {
 				t.Fatalf("round %d: rejections %+v, want messages 1 and 2", round, rej)
 			}
 		}
-		for id, want := range map[string]string{"kafka:f/0/2": "internal: the decision failed", "kafka:f/0/3": "reserved"} {
+		for id, want := range map[string]string{RejectedID(&batch[1]): "internal: the decision failed", RejectedID(&batch[2]): "reserved"} {
 			r, err := store.Get(context.Background(), id)
 			if err != nil || r.State != ledger.Rejected || !strings.Contains(r.Error, want) {
 				t.Errorf("%s: %v %s %q; want rejected with %q", id, err, r.State, r.Error, want)

@@ -49,8 +49,10 @@ var ErrUnverified = errors.New("not verified on the cluster")
 type Verified struct {
 	// Job is the event's job as the cluster describes it; it replaces the event's.
 	Job failure.Job
-	// Remediation is, for a Job autofix created, the remediation it answered.
+	// Remediation is, for a Job autofix created, the remediation it answered, and
+	// Token the attempt token it carries ("" if none).
 	Remediation string
+	Token       string
 }
 
 // Verifier checks failure events against the cluster before autofix acts on them.
@@ -62,7 +64,7 @@ type Verifier interface {
 
 // IntakeLedger is what Intake needs of the ledger.
 type IntakeLedger interface {
-	Seen(ctx context.Context, ids []string) (map[string]bool, error)
+	SeenErrors(ctx context.Context, ids []string) (map[string]string, error)
 	HistorySince(ctx context.Context, after map[string]int64, limit int) (map[string]ledger.TemplateHistory, error)
 	ChainAttempts(ctx context.Context, chains []string) (map[string]int, error)
 	AttemptsByJob(ctx context.Context, jobs []ledger.JobKey) (map[ledger.JobKey]ledger.Attempt, error)
@@ -71,6 +73,8 @@ type IntakeLedger interface {
 	// Ping reports whether the ledger can be reached: it tells a failing entry from
 	// a failing ledger.
 	Ping(ctx context.Context) error
+	// Check does what Record would and rolls it back.
+	Check(ctx context.Context, entries []ledger.Entry) error
 	Note(ctx context.Context, id, actor, action, detail string, at time.Time) error
 }
 
@@ -121,7 +125,14 @@ const maxCachedTemplates = 50000
 
 // RejectedID is the ledger id of a message that could not be decoded or decided: its
 // position. Events may not use ids with this prefix.
-func RejectedID(m *ingest.Message) string { return rejectedPrefix + m.Position() }
+//
+// It is "kafka:<topic>/<partition>/<offset>#<hash>", the hash a short digest of the
+// value: the same message delivered again has the same id, another message at the
+// same position (a topic deleted and made again) another.
+func RejectedID(m *ingest.Message) string {
+	sum := sha256.Sum256(m.Value)
+	return rejectedPrefix + m.Position() + "#" + hex.EncodeToString(sum[:4])
+}
 
 const rejectedPrefix = "kafka:"
 
@@ -140,8 +151,9 @@ type item struct {
 	verified   bool
 	unverified string
 	verifyErr  error // why the cluster could not be asked
-	// remediation is, for a Job autofix created, the remediation it answered.
-	remediation string
+	// remediation is, for a Job autofix created, the remediation it answered, and
+	// token its attempt token.
+	remediation, token string
 	// original is the first Job of the event's chain.
 	original string
 }
@@ -166,15 +178,24 @@ func (in *Intake) Handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 // message that fails on its own.
 func (in *Intake) narrow(ctx context.Context, batch []ingest.Message, cause error) ([]ingest.Rejection, error) {
 	if len(batch) == 1 {
+		// Once more on its own: a failure that does not come back was the ledger's
+		// moment, not the message.
+		rej, err := in.handle(ctx, batch)
+		if err == nil || errors.Is(err, ingest.ErrNotYet) || ctx.Err() != nil {
+			return rej, err
+		}
+		if perr := in.probe(ctx); perr != nil {
+			return nil, fmt.Errorf("%w (the ledger fails a made-up event too: %w)", err, perr)
+		}
 		m := &batch[0]
 		it := &item{msg: m, entry: ledger.Entry{Source: ledger.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
 			ReceivedAt: in.now()}}
-		reason := "internal: cannot be processed: " + cause.Error()
+		reason := "internal: cannot be processed: " + err.Error()
 		quarantine(it, reason)
 		if err := in.recordAll(ctx, []*item{it}); err != nil {
 			return nil, fmt.Errorf("%w (and its quarantine: %w)", cause, err)
 		}
-		in.log().Warn("quarantined a message that fails its batch", "at", m.Position(), "err", cause)
+		in.log().Warn("quarantined a message that fails its batch", "at", m.Position(), "err", err)
 		return []ingest.Rejection{{Index: 0, Reason: reason}}, nil
 	}
 	var out []ingest.Rejection
@@ -232,28 +253,44 @@ func (in *Intake) handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 		}
 		decoded[i] = it
 	})
+	// Each message is looked up by its position too: one recorded under it (rejected
+	// by the verifier, or quarantined) is done, whatever its event id.
 	for _, it := range decoded {
-		if _, dup := byID[it.entry.EventID]; dup {
-			continue // a duplicate within the batch: the first one stands for both
+		pos := RejectedID(it.msg)
+		if _, dup := byID[pos]; dup {
+			continue
 		}
-		byID[it.entry.EventID] = it
-		ids = append(ids, it.entry.EventID)
+		byID[pos] = it
+		ids = append(ids, pos)
+		if it.ev != nil {
+			ids = append(ids, it.ev.ID)
+		}
 		items = append(items, it)
 	}
-	seen, err := in.Ledger.Seen(ctx, ids)
+	seen, err := in.Ledger.SeenErrors(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d events: %w", len(ids), err)
 	}
 	fresh := items[:0]
 	for _, it := range items {
-		if !seen[it.entry.EventID] {
+		pos := RejectedID(it.msg)
+		stored, atPos := seen[pos]
+		_, asEvent := seen[it.entry.EventID]
+		switch {
+		case atPos && stored != "":
+			// Rejected with an error (undecodable, quarantined) before a crash, perhaps
+			// not yet dead-lettered: send it again.
+			rejected = append(rejected, ingest.Rejection{Index: it.index, Reason: stored})
+		case atPos || asEvent:
+			// Done: this message before (decided, or rejected by the verifier), or this
+			// event from another message.
+		default:
 			fresh = append(fresh, it)
-		} else if it.ev == nil {
-			// Recorded before a crash, perhaps not yet dead-lettered: send it again.
-			rejected = append(rejected, ingest.Rejection{Index: it.index, Reason: it.entry.Error})
 		}
 	}
-	fresh, deferred := in.verify(ctx, fresh)
+	fresh, waiting := in.verify(ctx, fresh)
+	fresh, waiting = onePerEvent(fresh, waiting, in.Verifier != nil)
+	fresh, deferred := in.wait(fresh, waiting)
 	if err := in.decide(ctx, fresh); err != nil {
 		return nil, err
 	}

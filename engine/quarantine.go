@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
 )
@@ -56,6 +57,16 @@ func (in *Intake) isolate(ctx context.Context, items []*item, cause error) error
 	}
 	if len(items) == 1 {
 		it := items[0]
+		// Once more on its own, then the ledger with a made-up entry: only an entry
+		// that fails again while the ledger records others is quarantined.
+		err := in.recordAll(ctx, items)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if perr := in.probe(ctx); perr != nil {
+			return fmt.Errorf("record event %s: %w (the ledger fails a made-up event too: %w)", it.entry.EventID, err, perr)
+		}
+		cause = err
 		saved := *it
 		quarantine(it, "internal: cannot be recorded: "+cause.Error())
 		if err := in.recordAll(ctx, items); err != nil {
@@ -104,4 +115,41 @@ func (in *Intake) recordAll(ctx context.Context, items []*item) error {
 func (in *Intake) DeadLetterFailed(ctx context.Context, m *ingest.Message, reason string, cause error) error {
 	return in.Ledger.Note(ctx, RejectedID(m), "intake", "dead-letter",
 		fmt.Sprintf("not dead-lettered (%v); the message is committed without a copy", cause), in.now())
+}
+
+// probeID is the event of the made-up entries probe records and rolls back.
+const probeID = "autofix-probe"
+
+// probe asks the ledger what intake asks of it for a made-up, valid event — its
+// lookups, and its recording, rolled back — to tell a failing ledger (an outage, a
+// schema it does not have) from a failing message: nil when the ledger would
+// handle such an event now.
+func (in *Intake) probe(ctx context.Context) error {
+	const ns, name = "autofix-probe", "probe"
+	chain, key := ns+"/"+name, ns+"/"+name
+	if _, err := in.Ledger.SeenErrors(ctx, []string{probeID}); err != nil {
+		return err
+	}
+	if _, err := in.Ledger.AttemptsByJob(ctx, []ledger.JobKey{{Namespace: ns, Name: name}}); err != nil {
+		return err
+	}
+	if _, err := in.Ledger.HistorySince(ctx, map[string]int64{key: 0}, in.historyLimit()); err != nil {
+		return err
+	}
+	if _, err := in.Ledger.ChainAttempts(ctx, []string{chain}); err != nil {
+		return err
+	}
+	if _, err := in.Ledger.Paused(ctx); err != nil {
+		return err
+	}
+	res := failure.Resources{CPUMillis: 1000, MemoryBytes: 1 << 30}
+	opt := failure.Option{Resources: failure.Resources{CPUMillis: 1000, MemoryBytes: 2 << 30}, PSuccess: 0.9, PFix: 0.9, CostMultiple: 2,
+		Changes: []string{"memory 1Gi -> 2Gi"}, Pareto: true}
+	ev := failure.Event{ID: probeID, Job: failure.Job{Namespace: ns, Name: name, Template: name, Kind: failure.Batch, Attempt: 1, Resources: res},
+		Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}}
+	rec := failure.Recommendation{EventID: probeID, Retry: true, Chosen: 0, Options: []failure.Option{opt},
+		Classification: failure.Classification{Category: failure.OOMMemory, Retryable: true, Confidence: 1, Action: failure.IncreaseMemory}}
+	return in.Ledger.Check(ctx, []ledger.Entry{{EventID: probeID, Event: &ev, ChainID: chain, Recommendation: &rec,
+		State: ledger.Approved, Actor: ActorPolicy, ReceivedAt: in.now(),
+		Attempt: &ledger.Attempt{Number: 2, JobName: name + "-af2", Resources: opt.Resources, Option: &opt}}})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,11 +19,9 @@ const ActorVerifier = "verifier"
 
 // verify checks the fresh valid events against the cluster, in parallel, within
 // VerifyTimeout. A verified event's job is replaced by the cluster's description of
-// it; one the cluster does not bear out is marked. Events that could not be
-// checked are taken out of items (they are neither decided nor recorded) and the
-// returned error, wrapping ingest.ErrNotYet, asks for the batch again — unless an
-// event has waited VerifyPatience, in which case it is recorded rejected.
-func (in *Intake) verify(ctx context.Context, items []*item) ([]*item, error) {
+// it; one the cluster does not bear out is marked. Events that could not be checked
+// are returned apart, in waiting: they are neither decided nor recorded (see wait).
+func (in *Intake) verify(ctx context.Context, items []*item) (kept, waiting []*item) {
 	if in.Verifier == nil {
 		return items, nil
 	}
@@ -32,6 +31,27 @@ func (in *Intake) verify(ctx context.Context, items []*item) ([]*item, error) {
 	}
 	vctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// Events that waited before go first, oldest first: no batch of newcomers can
+	// keep them waiting for ever.
+	order := slices.Clone(items)
+	in.waitMu.Lock()
+	first := func(it *item) time.Time {
+		if t, ok := in.waiting[RejectedID(it.msg)]; ok {
+			return t
+		}
+		return time.Time{}
+	}
+	slices.SortStableFunc(order, func(a, b *item) int {
+		ta, tb := first(a), first(b)
+		switch {
+		case ta.IsZero() == tb.IsZero():
+			return ta.Compare(tb)
+		case ta.IsZero():
+			return 1
+		}
+		return -1
+	})
+	in.waitMu.Unlock()
 	work := make(chan *item)
 	var wg sync.WaitGroup
 	for range min(8, len(items)) {
@@ -41,16 +61,13 @@ func (in *Intake) verify(ctx context.Context, items []*item) ([]*item, error) {
 			}
 		})
 	}
-	for _, it := range items {
+	for _, it := range order {
 		if it.ev != nil {
 			work <- it
 		}
 	}
 	close(work)
 	wg.Wait()
-
-	kept := items[:0]
-	var waiting []*item
 	for _, it := range items {
 		if it.ev == nil || it.verified || it.unverified != "" {
 			kept = append(kept, it)
@@ -58,6 +75,43 @@ func (in *Intake) verify(ctx context.Context, items []*item) ([]*item, error) {
 			waiting = append(waiting, it)
 		}
 	}
+	return kept, waiting
+}
+
+// onePerEvent keeps, of the messages that carry one event id, the one that stands
+// for it: the first verified (without a verifier, the first). Messages the verifier
+// rejected stay, each to be recorded under its position: a forgery ahead of a real
+// failure in the batch cannot take the real one's id. Messages waiting with the id
+// of one that stands are dropped too.
+func onePerEvent(kept, waiting []*item, verifying bool) ([]*item, []*item) {
+	stands := map[string]bool{}
+	out := kept[:0]
+	for _, it := range kept {
+		switch {
+		case it.ev == nil || it.unverified != "":
+			out = append(out, it)
+		case !stands[it.ev.ID]:
+			stands[it.ev.ID] = true
+			out = append(out, it)
+		}
+	}
+	if !verifying {
+		return out, waiting
+	}
+	still := waiting[:0]
+	for _, it := range waiting {
+		if !stands[it.ev.ID] {
+			still = append(still, it)
+		}
+	}
+	return out, still
+}
+
+// wait deals with the events that could not be verified: each waits for its
+// message's next delivery, for VerifyPatience from its first try at most, after
+// which it is recorded rejected. It returns the items to decide and, while some
+// wait, an error wrapping ingest.ErrNotYet that asks for the batch again.
+func (in *Intake) wait(kept, waiting []*item) ([]*item, error) {
 	if len(waiting) == 0 {
 		return kept, nil
 	}
@@ -72,23 +126,26 @@ func (in *Intake) verify(ctx context.Context, items []*item) ([]*item, error) {
 		patience = 15 * time.Minute
 	}
 	still := 0
+	var why error
 	for _, it := range waiting {
-		first, ok := in.waiting[it.ev.ID]
+		pos := RejectedID(it.msg)
+		first, ok := in.waiting[pos]
 		if !ok {
-			in.waiting[it.ev.ID], first = now, now
+			in.waiting[pos], first = now, now
 		}
 		if now.Sub(first) >= patience {
-			delete(in.waiting, it.ev.ID)
+			delete(in.waiting, pos)
 			it.unverified = fmt.Sprintf("could not be verified on the cluster for %s: %v", patience, it.verifyErr)
 			kept = append(kept, it)
 			continue
 		}
 		still++
+		why = it.verifyErr
 	}
 	if still == 0 {
 		return kept, nil
 	}
-	return kept, fmt.Errorf("%d events could not be verified yet (%w): %w", still, waiting[0].verifyErr, ingest.ErrNotYet)
+	return kept, fmt.Errorf("%d events could not be verified yet (%w): %w", still, why, ingest.ErrNotYet)
 }
 
 // maxWaiting bounds the events remembered as waiting for verification.
@@ -108,16 +165,22 @@ func (in *Intake) verifyOne(ctx context.Context, it *item) {
 			v.Job.Attempt = it.ev.Job.Attempt // the ledger's to say: see chains
 		}
 		it.ev.Job = v.Job
-		it.verified, it.remediation = true, v.Remediation
-		in.waitMu.Lock()
-		delete(in.waiting, it.ev.ID)
-		in.waitMu.Unlock()
+		it.verified, it.remediation, it.token = true, v.Remediation, v.Token
+		in.settled(it)
 	case errors.Is(err, ErrUnverified):
 		it.unverified = err.Error()
+		in.settled(it)
 	default:
 		it.verifyErr = err
 		in.log().Warn("cannot verify an event yet; it waits for the batch's next delivery", "event", it.ev.ID, "err", err)
 	}
+}
+
+// settled forgets that its message waited for verification.
+func (in *Intake) settled(it *item) {
+	in.waitMu.Lock()
+	delete(in.waiting, RejectedID(it.msg))
+	in.waitMu.Unlock()
 }
 
 // chains places each fresh valid event in its chain from autofix's own records: a
@@ -157,7 +220,7 @@ func (in *Intake) chains(ctx context.Context, items []*item) error {
 		}
 		a, ok := known[ledger.JobKey{Namespace: j.Namespace, Name: j.Name}]
 		switch {
-		case ok && (!it.verified || it.remediation == a.EventID):
+		case ok && (!it.verified || it.remediation == a.EventID && (a.Token == "" || a.Token == it.token)):
 			it.entry.ChainID, j.Attempt = a.ChainID, a.Number
 			it.original = ChainOriginal(a.ChainID, j.Namespace, j.Name)
 		case j.Kind != failure.Deployment || !it.verified: // a verified rollout's attempt is its generation

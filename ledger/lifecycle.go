@@ -43,14 +43,22 @@ func attemptRow(a Attempt) ([]any, error) {
 		option = string(b)
 	}
 	if a.Token == "" {
-		b := make([]byte, 16)
-		if _, err := rand.Read(b); err != nil {
-			return nil, fmt.Errorf("attempt token: %w", err)
+		var err error
+		if a.Token, err = newToken(); err != nil {
+			return nil, err
 		}
-		a.Token = hex.EncodeToString(b)
 	}
 	return []any{a.ChainID, a.Number, a.EventID, a.JobName, string(res), string(params),
 		nanos(a.SubmittedAt), a.Outcome, nanos(a.FinishedAt), a.Namespace, option, a.Token}, nil
+}
+
+// newToken returns a random attempt token: 128 bits, hex.
+func newToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("attempt token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // outcomeRow is an outcome to append to a template's history.

@@ -31,6 +31,26 @@ func (s *Store) Seen(ctx context.Context, ids []string) (map[string]bool, error)
 	return out, nil
 }
 
+// SeenErrors is Seen with, for each id the ledger holds, the error it was rejected
+// with ("" for an event that was decided, or rejected for a reason rather than an
+// error).
+func (s *Store) SeenErrors(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string)
+	err := chunks(ids, func(c []string) error {
+		return queryEach(ctx, s.r, s.q("SELECT event_id, error FROM events WHERE event_id IN ("+list(len(c))+")"), anys(c),
+			func(r *sql.Rows) error {
+				var id, e string
+				err := r.Scan(&id, &e)
+				out[id] = e
+				return err
+			})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seen: %w", err)
+	}
+	return out, nil
+}
+
 // History returns, per template key (namespace + "/" + template), its last limit
 // outcomes (all of them when limit <= 0), oldest first. Templates without history
 // are not in the map.

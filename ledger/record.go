@@ -144,6 +144,21 @@ type pending struct {
 // An entry that is inconsistent (no id, an Event without ChainID, a state the policy
 // cannot leave an event in, Approved without an Attempt) fails the whole call.
 func (s *Store) Record(ctx context.Context, entries []Entry) (fresh []bool, err error) {
+	return s.recordEntries(ctx, entries, true)
+}
+
+// errDryRun rolls back the transaction of Check.
+var errDryRun = errors.New("dry run")
+
+// Check does all that Record would do with entries, in a transaction it then rolls
+// back: nil if they could be recorded now. Intake asks it, with an entry of its own
+// making, whether a failure it sees is the ledger's or an entry's.
+func (s *Store) Check(ctx context.Context, entries []Entry) error {
+	_, err := s.recordEntries(ctx, entries, false)
+	return err
+}
+
+func (s *Store) recordEntries(ctx context.Context, entries []Entry, commit bool) (fresh []bool, err error) {
 	fresh = make([]bool, len(entries))
 	var batch []*pending
 	first := make(map[string]bool, len(entries))
@@ -172,8 +187,14 @@ func (s *Store) Record(ctx context.Context, entries []Entry) (fresh []bool, err 
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		clear(fresh)
 		clear(seq)
-		return s.record(ctx, tx, batch, fresh, seq)
+		if err := s.record(ctx, tx, batch, fresh, seq); err != nil || commit {
+			return err
+		}
+		return errDryRun
 	})
+	if !commit && errors.Is(err, errDryRun) {
+		return fresh, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("record %d entries: %w", len(entries), err)
 	}

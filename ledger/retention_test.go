@@ -56,3 +56,35 @@ func TestPrune(t *testing.T) {
 		}
 	})
 }
+
+// TestUpgradeFromTheLedgerBeforeTokens: a ledger migrated before attempt tokens
+// (through 0005) opens, gets the column, and its attempts not yet submitted get a
+// token; submitted ones keep none. A second review found that adding the column to a
+// migration a ledger had already applied left it without one, and every event was
+// then quarantined.
+func TestUpgradeFromTheLedgerBeforeTokens(t *testing.T) {
+	forEachDSN(t, func(tb testing.TB, dsn string) {
+		t := tb.(*testing.T)
+		ctx := context.Background()
+		s := openTest(t, dsn)
+		mustRecord(t, s, entry("waiting", Approved, entryOpt{}), entry("sent", Approved, entryOpt{}))
+		if err := s.Transition(ctx, "sent", Approved, Submitted, "dispatcher", "", t0); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{"ALTER TABLE attempts DROP COLUMN token", "DELETE FROM schema_migrations WHERE version = 6"} {
+			if _, err := s.w.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = openTest(t, dsn)
+		if a := mustGet(t, s, "waiting").Attempts[0]; len(a.Token) != 32 {
+			t.Errorf("an attempt not yet submitted has token %q after the upgrade, want one", a.Token)
+		}
+		if a := mustGet(t, s, "sent").Attempts[0]; a.Token != "" {
+			t.Errorf("a submitted attempt has token %q after the upgrade, want none (its Job has none)", a.Token)
+		}
+	})
+}

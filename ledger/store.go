@@ -82,7 +82,39 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		_ = s.Close()
 		return nil, fmt.Errorf("migrate ledger: %w", err)
 	}
+	if err := s.fillTokens(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("migrate ledger: %w", err)
+	}
 	return s, nil
+}
+
+// fillTokens gives a token to the attempts recorded before tokens that have not been
+// submitted yet (their Jobs will carry it). Submitted ones keep none: their Jobs do not.
+func (s *Store) fillTokens(ctx context.Context) error {
+	var ids []string
+	err := queryEach(ctx, s.w, s.q("SELECT event_id FROM attempts WHERE token = '' AND submitted_at = 0 AND outcome = ''"), nil,
+		func(r *sql.Rows) error {
+			var id string
+			err := r.Scan(&id)
+			ids = append(ids, id)
+			return err
+		})
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			token, err := newToken()
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, s.q("UPDATE attempts SET token = ? WHERE event_id = ? AND token = ''"), token, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func isPostgres(dsn string) bool {

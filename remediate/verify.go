@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -41,8 +40,11 @@ type Verified struct {
 	// declared tunables and labels. Attempt numbers are not the cluster's to say.
 	Job failure.Job
 	// Remediation is, for a Job autofix created, the id of the remediation it
-	// answered (its managed label and remediation annotation); "" otherwise.
+	// answered (its managed label and remediation annotation), and Token its attempt
+	// token (AnnotationAttemptToken); "" otherwise. Both are claims the caller checks
+	// against its records: anyone who can create Jobs can copy the first.
 	Remediation string
+	Token       string
 }
 
 // Verifier checks failure events against the cluster: everything on the failures
@@ -125,7 +127,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 	}
 	out := Verified{Job: describeJob(job, v.o.GPUTypeLabel)}
 	if job.Labels[LabelManaged] == "true" {
-		out.Remediation = job.Annotations[AnnotationRemediation]
+		out.Remediation, out.Token = job.Annotations[AnnotationRemediation], job.Annotations[AnnotationAttemptToken]
 	}
 	return out, nil
 }
@@ -191,16 +193,17 @@ func (v *Verifier) podsStuck(ctx context.Context, job *batchv1.Job) (bool, error
 // rollouts), so its rollout state is not checked again.
 func (v *Verifier) verifyDeployment(ctx context.Context, ev *failure.Event) (Verified, error) {
 	j := &ev.Job
-	if !strings.HasPrefix(ev.ID, "k8s-deploy-"+j.UID+"-") {
-		return Verified{}, unverified("id %q: a rollout failure of Deployment %s/%s is reported as %q", ev.ID, j.Namespace, j.Name,
-			"k8s-deploy-"+j.UID+"-<generation>")
-	}
 	d, err := v.client.AppsV1().Deployments(j.Namespace).Get(ctx, j.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) || err == nil && string(d.UID) != j.UID {
 		return Verified{}, unverified("no Deployment %s/%s with uid %s exists", j.Namespace, j.Name, j.UID)
 	}
 	if err != nil {
 		return Verified{}, fmt.Errorf("read deployment %s/%s: %w", j.Namespace, j.Name, err)
+	}
+	// One failure per rollout: the id names the Deployment's current generation.
+	if id := DeploymentEventID(d); ev.ID != id && ev.ID != id+"-crashloop" {
+		return Verified{}, unverified("id %q: the rollout of Deployment %s/%s now failing is reported as %q (or %q)", ev.ID,
+			j.Namespace, j.Name, id, id+"-crashloop")
 	}
 	if !v.sel.Matches(labels.Set(d.Labels)) {
 		return Verified{}, unverified("Deployment %s/%s does not match the selector %q", j.Namespace, j.Name, v.o.Selector)

@@ -90,7 +90,7 @@ type kubeVerifier struct{ v *remediate.Verifier }
 
 func (k kubeVerifier) Verify(ctx context.Context, ev *failure.Event) (engine.Verified, error) {
 	v, err := k.v.Verify(ctx, ev)
-	return engine.Verified{Job: v.Job, Remediation: v.Remediation}, engineError(err)
+	return engine.Verified{Job: v.Job, Remediation: v.Remediation, Token: v.Token}, engineError(err)
 }
 
 // submission is what the Submitter needs of a remediation: the failed Job, the

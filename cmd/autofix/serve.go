@@ -208,7 +208,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	intake := &engine.Intake{Ledger: store, Recommender: br.rec, Policy: &cfg.Policy, Log: log, Decided: metrics.Decided}
 	if verifier != nil {
-		intake.Verifier = kubeVerifier{verifier}
+		intake.Verifier, intake.VerifyPatience = kubeVerifier{verifier}, cfg.Kubernetes.VerifyPatience
 	}
 	dispatcher := &engine.Dispatcher{
 		Ledger: store, Remediator: remediator, DryRun: cfg.Policy.DryRun, Log: log,

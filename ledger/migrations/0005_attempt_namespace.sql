@@ -9,7 +9,3 @@ CREATE UNIQUE INDEX attempts_job ON attempts (namespace, job_name);
 -- changes), as JSON: an approver who picks another option gets all of it. '' for
 -- attempts recorded before, which ran with the recommendation's chosen option.
 ALTER TABLE attempts ADD COLUMN option_json TEXT NOT NULL DEFAULT '';
--- A random token per attempt, written on the Job autofix creates for it: a Job that
--- carries autofix's labels and the remediation's annotation (anyone can copy those)
--- but not the token is not the attempt. '' for attempts recorded before.
-ALTER TABLE attempts ADD COLUMN token TEXT NOT NULL DEFAULT '';
