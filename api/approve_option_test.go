@@ -98,7 +98,7 @@ func TestApprovalsHeldToTheCostCapEveryWay(t *testing.T) {
 	e = newEnv(t, func(o *Options) { o.Policy.MaxCostMultiple = 2 })
 	id = record(e, failure.Recommendation{Retry: true, Chosen: 0,
 		Classification: failure.Classification{Category: failure.OOMMemory, Retryable: true, Confidence: 0.9, Action: failure.IncreaseMemory},
-		Options: []failure.Option{{Resources: failure.Resources{CPUMillis: 8000, MemoryBytes: 64 << 30}, Pareto: true, PSuccess: 0.99, PFix: 0.99, CostMultiple: 3.8}}})
+		Options:        []failure.Option{{Resources: failure.Resources{CPUMillis: 8000, MemoryBytes: 64 << 30}, Pareto: true, PSuccess: 0.99, PFix: 0.99, CostMultiple: 3.8}}})
 	status, b, _ = e.call("POST", "/v1/remediations/"+id+"/approve", auth.Approver, `{}`)
 	wantError(t, status, b, 400, "option")
 }
