@@ -43,9 +43,17 @@ func start(t *testing.T, path string) (*Cluster, kubernetes.Interface, context.C
 	return c, c.Client(), stop
 }
 
+// waitFor waits for cond as long as the test may run (go test's -timeout): how fast
+// the controllers get there depends on the machine and the race detector, and a
+// wall-clock limit of its own would be a timing threshold. A condition that never
+// holds fails the test at its deadline, naming what it waited for.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline, ok := t.Deadline()
+	if !ok {
+		deadline = time.Now().Add(10 * time.Minute)
+	}
+	deadline = deadline.Add(-10 * time.Second) // time to report
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

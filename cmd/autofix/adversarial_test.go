@@ -65,13 +65,31 @@ type hostile struct {
 	token                 string
 	store                 *ledger.Store
 	producer              *ingest.Producer
-	logs                  *bytes.Buffer
+	logs                  *lockedBuffer
 	n                     int
+}
+
+// lockedBuffer is a bytes.Buffer the child process writes while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startHostile(t *testing.T) *hostile {
 	bin := autofixBinary(t)
-	h := &hostile{t: t, data: t.TempDir(), kafkaAddr: freeAddr(t), http: freeAddr(t), logs: &bytes.Buffer{}}
+	h := &hostile{t: t, data: t.TempDir(), kafkaAddr: freeAddr(t), http: freeAddr(t), logs: &lockedBuffer{}}
 	cmd := exec.Command(bin, "serve", "--data-dir", h.data, "--http-addr", h.http, "--embedded-kafka-addr", h.kafkaAddr, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = h.logs, h.logs
 	if err := cmd.Start(); err != nil {
