@@ -138,7 +138,9 @@ const rejectedPrefix = "kafka:"
 
 // item is one message on its way through Handle.
 type item struct {
-	msg   *ingest.Message
+	msg *ingest.Message
+	// pos is the message's RejectedID, computed once (it hashes the value).
+	pos   string
 	index int
 	ev    *failure.Event
 	entry ledger.Entry
@@ -156,6 +158,12 @@ type item struct {
 	remediation, token string
 	// original is the first Job of the event's chain.
 	original string
+}
+
+// newItem starts the item of message m, the index-th of its batch, received at now.
+func newItem(m *ingest.Message, index int, now time.Time) *item {
+	return &item{msg: m, pos: RejectedID(m), index: index, entry: ledger.Entry{ReceivedAt: now,
+		Source: ledger.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}}}
 }
 
 // Handle implements ingest.Handler. A batch that fails for a reason of its own
@@ -188,8 +196,7 @@ func (in *Intake) narrow(ctx context.Context, batch []ingest.Message, cause erro
 			return nil, fmt.Errorf("%w (the ledger fails a made-up event too: %w)", err, perr)
 		}
 		m := &batch[0]
-		it := &item{msg: m, entry: ledger.Entry{Source: ledger.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
-			ReceivedAt: in.now()}}
+		it := newItem(m, 0, in.now())
 		reason := "internal: cannot be processed: " + err.Error()
 		quarantine(it, reason)
 		if err := in.recordAll(ctx, []*item{it}); err != nil {
@@ -231,21 +238,19 @@ func (in *Intake) narrow(ctx context.Context, batch []ingest.Message, cause erro
 func (in *Intake) handle(ctx context.Context, batch []ingest.Message) ([]ingest.Rejection, error) {
 	now := in.now()
 	items := make([]*item, 0, len(batch))
-	byID := make(map[string]*item, len(batch))
+	byPos := make(map[string]*item, len(batch))
 	ids := make([]string, 0, len(batch))
 	var rejected []ingest.Rejection
 	decoded := make([]*item, len(batch))
 	in.parallel(len(batch), func(i int) {
 		m := &batch[i]
-		it := &item{msg: m, index: i}
-		it.entry.Source = ledger.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
-		it.entry.ReceivedAt = now
+		it := newItem(m, i, now)
 		ev, err := failure.Decode(m.Value)
 		if err == nil && strings.HasPrefix(ev.ID, rejectedPrefix) {
 			err = fmt.Errorf("id: %q: the prefix %q is reserved for messages autofix rejects", ev.ID, rejectedPrefix)
 		}
 		if err != nil {
-			it.entry.EventID, it.entry.State, it.entry.Error = RejectedID(m), ledger.Rejected, "decode: "+err.Error()
+			it.entry.EventID, it.entry.State, it.entry.Error = it.pos, ledger.Rejected, "decode: "+err.Error()
 			it.entry.Actor = "intake"
 		} else {
 			it.ev = &ev
@@ -256,12 +261,11 @@ func (in *Intake) handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 	// Each message is looked up by its position too: one recorded under it (rejected
 	// by the verifier, or quarantined) is done, whatever its event id.
 	for _, it := range decoded {
-		pos := RejectedID(it.msg)
-		if _, dup := byID[pos]; dup {
+		if _, dup := byPos[it.pos]; dup {
 			continue
 		}
-		byID[pos] = it
-		ids = append(ids, pos)
+		byPos[it.pos] = it
+		ids = append(ids, it.pos)
 		if it.ev != nil {
 			ids = append(ids, it.ev.ID)
 		}
@@ -273,8 +277,7 @@ func (in *Intake) handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 	}
 	fresh := items[:0]
 	for _, it := range items {
-		pos := RejectedID(it.msg)
-		stored, atPos := seen[pos]
+		stored, atPos := seen[it.pos]
 		_, asEvent := seen[it.entry.EventID]
 		switch {
 		case atPos && stored != "":

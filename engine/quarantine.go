@@ -15,7 +15,7 @@ import (
 // the dead letter was written) is dead-lettered again rather than taken for a
 // decided event, and sent to the dead-letter topic.
 func quarantine(it *item, reason string) {
-	it.entry = ledger.Entry{EventID: RejectedID(it.msg), Source: it.entry.Source, ReceivedAt: it.entry.ReceivedAt,
+	it.entry = ledger.Entry{EventID: it.pos, Source: it.entry.Source, ReceivedAt: it.entry.ReceivedAt,
 		State: ledger.Rejected, Actor: "intake", Error: reason}
 	it.ev = nil
 }

@@ -36,7 +36,7 @@ func (in *Intake) verify(ctx context.Context, items []*item) (kept, waiting []*i
 	order := slices.Clone(items)
 	in.waitMu.Lock()
 	first := func(it *item) time.Time {
-		if t, ok := in.waiting[RejectedID(it.msg)]; ok {
+		if t, ok := in.waiting[it.pos]; ok {
 			return t
 		}
 		return time.Time{}
@@ -128,13 +128,12 @@ func (in *Intake) wait(kept, waiting []*item) ([]*item, error) {
 	still := 0
 	var why error
 	for _, it := range waiting {
-		pos := RejectedID(it.msg)
-		first, ok := in.waiting[pos]
+		first, ok := in.waiting[it.pos]
 		if !ok {
-			in.waiting[pos], first = now, now
+			in.waiting[it.pos], first = now, now
 		}
 		if now.Sub(first) >= patience {
-			delete(in.waiting, pos)
+			delete(in.waiting, it.pos)
 			it.unverified = fmt.Sprintf("could not be verified on the cluster for %s: %v", patience, it.verifyErr)
 			kept = append(kept, it)
 			continue
@@ -179,7 +178,7 @@ func (in *Intake) verifyOne(ctx context.Context, it *item) {
 // settled forgets that its message waited for verification.
 func (in *Intake) settled(it *item) {
 	in.waitMu.Lock()
-	delete(in.waiting, RejectedID(it.msg))
+	delete(in.waiting, it.pos)
 	in.waitMu.Unlock()
 }
 
@@ -214,7 +213,7 @@ func (in *Intake) chains(ctx context.Context, items []*item) error {
 			// Recorded under its position, not its id: an early forgery of a real
 			// failure's id must not make the real event a duplicate.
 			j.Attempt = 0 // counts for no chain
-			it.entry.EventID = RejectedID(it.msg)
+			it.entry.EventID = it.pos
 			it.entry.State, it.entry.Actor, it.entry.Reason, it.entry.NoHistory = ledger.Rejected, ActorVerifier, it.unverified, true
 			continue
 		}
