@@ -320,31 +320,21 @@ func (s *Store) AttemptsByJob(ctx context.Context, jobs []JobKey) (map[JobKey]At
 	// One namespace and a flat IN list of names per query, which the (namespace,
 	// job_name) index answers (an OR of pairs grows SQLite's expression tree past its
 	// depth limit at about a thousand terms).
-	var err error
 	for _, ns := range namespaces {
-		err = chunks(byNS[ns], func(c []string) error {
+		err := chunks(byNS[ns], func(c []string) error {
 			return queryEach(ctx, s.r, s.q("SELECT "+attemptCols+" FROM attempts WHERE namespace = ? AND job_name IN ("+list(len(c))+")"),
 				append([]any{ns}, anys(c)...), func(r *sql.Rows) error {
-					var (
-						chain, event, job, res, params, outcome, namespace, option, token string
-						number                                                            int
-						sub, fin                                                          int64
-					)
-					if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option, &token); err != nil {
+					a, _, err := scanAttempt(r) // chain and number are what is asked for; they always decode
+					if err != nil {
 						return err
 					}
-					a, _ := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin, option, token) // chain and number are what is asked for
-					a.Namespace = namespace
-					out[JobKey{namespace, job}] = a
+					out[JobKey{a.Namespace, a.JobName}] = a
 					return nil
 				})
 		})
 		if err != nil {
-			break
+			return nil, fmt.Errorf("attempts by job: %w", err)
 		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("attempts by job: %w", err)
 	}
 	return out, nil
 }

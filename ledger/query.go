@@ -99,17 +99,32 @@ func scanRow(r *sql.Rows) (Remediation, *Attempt, error) {
 	if !aNum.Valid {
 		return m, nil, nil
 	}
-	a, err := decodeAttempt(aChain.String, int(aNum.Int64), aEvent.String, aJob.String, aRes.String, aParams.String,
+	a, err := decodeAttempt(aChain.String, int(aNum.Int64), aEvent.String, aJob.String, aNamespace.String, aRes.String, aParams.String,
 		aSub.Int64, aOut.String, aFin.Int64, aOption.String, aToken.String)
-	a.Namespace = aNamespace.String
 	if err != nil {
 		m.Unreadable = err.Error()
 	}
 	return m, &a, nil
 }
 
-func decodeAttempt(chain string, number int, eventID, job, res, params string, submitted int64, outcome string, finished int64, option, token string) (Attempt, error) {
-	a := Attempt{ChainID: chain, Number: number, EventID: eventID, JobName: job, Outcome: outcome, Token: token,
+// scanAttempt reads a row of attemptCols. A row whose stored JSON does not decode is
+// returned as far as it goes, with the reason in unreadable.
+func scanAttempt(r *sql.Rows) (a Attempt, unreadable error, err error) {
+	var (
+		chain, event, job, res, params, outcome, namespace, option, token string
+		number                                                            int
+		sub, fin                                                          int64
+	)
+	if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option, &token); err != nil {
+		return Attempt{}, nil, err
+	}
+	a, unreadable = decodeAttempt(chain, number, event, job, namespace, res, params, sub, outcome, fin, option, token)
+	return a, unreadable, nil
+}
+
+func decodeAttempt(chain string, number int, eventID, job, namespace, res, params string, submitted int64, outcome string,
+	finished int64, option, token string) (Attempt, error) {
+	a := Attempt{ChainID: chain, Number: number, EventID: eventID, JobName: job, Namespace: namespace, Outcome: outcome, Token: token,
 		SubmittedAt: fromNanos(submitted), FinishedAt: fromNanos(finished)}
 	if err := json.Unmarshal([]byte(res), &a.Resources); err != nil {
 		return a, fmt.Errorf("the stored resources of attempt %s: %w", job, err)
@@ -181,18 +196,12 @@ func (s *Store) Get(ctx context.Context, id string) (Remediation, error) {
 			m.Attempts = nil
 			err = queryEach(ctx, tx, s.q("SELECT "+attemptCols+" FROM attempts WHERE chain_id = ? ORDER BY number"),
 				[]any{m.ChainID}, func(r *sql.Rows) error {
-					var (
-						chain, event, job, res, params, outcome, namespace, option, token string
-						number                                                            int
-						sub, fin                                                          int64
-					)
-					if err := r.Scan(&chain, &number, &event, &job, &res, &params, &sub, &outcome, &fin, &namespace, &option, &token); err != nil {
+					a, unreadable, err := scanAttempt(r)
+					if err != nil {
 						return err
 					}
-					a, err := decodeAttempt(chain, number, event, job, res, params, sub, outcome, fin, option, token)
-					a.Namespace = namespace
-					if err != nil && event == m.EventID {
-						m.Unreadable = err.Error()
+					if unreadable != nil && a.EventID == m.EventID {
+						m.Unreadable = unreadable.Error()
 					}
 					m.Attempts = append(m.Attempts, a)
 					return nil
