@@ -83,7 +83,6 @@ func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
 	if sub.FailedUID == "" {
 		return fmt.Errorf("the failed job %s/%s has no uid: %w", sub.Namespace, sub.FailedJob, ErrCannotSubmit)
 	}
-	jobs := s.client.BatchV1().Jobs(sub.Namespace)
 	if done, err := s.Created(ctx, sub); done || err != nil {
 		return err
 	}
@@ -95,11 +94,17 @@ func (s *Submitter) Submit(ctx context.Context, sub *Submission) error {
 	if err != nil {
 		return classify(err)
 	}
+	return s.CreateFrom(ctx, sub, failed)
+}
+
+// CreateFrom creates the attempt's Job from failed, the failed Job (or its kept
+// spec) as the caller found and checked it. The errors are Submit's.
+func (s *Submitter) CreateFrom(ctx context.Context, sub *Submission, failed *batchv1.Job) error {
 	job, err := s.NewAttempt(failed, sub)
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, ErrCannotSubmit)
 	}
-	_, err = jobs.Create(ctx, job, metav1.CreateOptions{})
+	_, err = s.client.BatchV1().Jobs(sub.Namespace).Create(ctx, job, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		if done, err := s.Created(ctx, sub); done || err != nil {
 			return err

@@ -45,6 +45,9 @@ type Verified struct {
 	// against its records: anyone who can create Jobs can copy the first.
 	Remediation string
 	Token       string
+	// Base is the Job as verified — the live one, or the spec the watcher kept of
+	// it — from which a fix is built (Submitter.CreateFrom); nil for a Deployment.
+	Base *batchv1.Job
 }
 
 // Verifier checks failure events against the cluster: everything on the failures
@@ -100,7 +103,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 		return Verified{}, unverified("id %q: the failure of Job %s/%s is reported as %q (or %q when its pods cannot start)",
 			ev.ID, j.Namespace, j.Name, "k8s-job-"+j.UID, "k8s-job-"+j.UID+"-stuck")
 	}
-	job, kept, err := v.job(ctx, j.Namespace, j.Name, j.UID)
+	job, kept, err := findJob(ctx, v.client, v.o.Specs, j.Namespace, j.Name, j.UID)
 	if err != nil {
 		return Verified{}, err
 	}
@@ -125,17 +128,11 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 			return Verified{}, unverified("Job %s/%s has not failed (no Failed condition)", j.Namespace, j.Name)
 		}
 	}
-	out := Verified{Job: describeJob(job, v.o.GPUTypeLabel)}
+	out := Verified{Job: describeJob(job, v.o.GPUTypeLabel), Base: job}
 	if job.Labels[LabelManaged] == "true" {
 		out.Remediation, out.Token = job.Annotations[AnnotationRemediation], job.Annotations[AnnotationAttemptToken]
 	}
 	return out, nil
-}
-
-// job returns the Job namespace/name with uid: the live one, or the spec the watcher
-// kept of it (kept is then true).
-func (v *Verifier) job(ctx context.Context, namespace, name, uid string) (job *batchv1.Job, kept bool, err error) {
-	return findJob(ctx, v.client, v.o.Specs, namespace, name, uid)
 }
 
 // findJob returns the Job namespace/name with uid: the live one, or the spec the

@@ -68,10 +68,12 @@ func (k kubeRemediator) Submit(ctx context.Context, r *ledger.Remediation) error
 	if done, err := k.s.Created(ctx, sub); done || err != nil {
 		return engineError(err)
 	}
-	if _, err := k.v.Verify(ctx, r.Event); err != nil {
+	v, err := k.v.Verify(ctx, r.Event)
+	if err != nil {
 		return engineError(err)
 	}
-	return engineError(k.s.Submit(ctx, sub))
+	// Built from the Job just verified, not read again.
+	return engineError(k.s.CreateFrom(ctx, sub, v.Base))
 }
 
 // engineError maps remediate's sentinel errors to the engine's.
