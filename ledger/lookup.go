@@ -13,27 +13,9 @@ import (
 	"github.com/autofix/autofix/failure"
 )
 
-// Seen reports which of ids are already in the ledger (only those are in the map).
-func (s *Store) Seen(ctx context.Context, ids []string) (map[string]bool, error) {
-	out := make(map[string]bool)
-	err := chunks(ids, func(c []string) error {
-		return queryEach(ctx, s.r, s.q("SELECT event_id FROM events WHERE event_id IN ("+list(len(c))+")"), anys(c),
-			func(r *sql.Rows) error {
-				var id string
-				err := r.Scan(&id)
-				out[id] = true
-				return err
-			})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("seen: %w", err)
-	}
-	return out, nil
-}
-
-// SeenErrors is Seen with, for each id the ledger holds, the error it was rejected
-// with ("" for an event that was decided, or rejected for a reason rather than an
-// error).
+// SeenErrors reports which of ids are already in the ledger (only those are in the
+// map), each with the error it was rejected with ("" for an event that was decided,
+// or rejected for a reason rather than an error).
 func (s *Store) SeenErrors(ctx context.Context, ids []string) (map[string]string, error) {
 	out := make(map[string]string)
 	err := chunks(ids, func(c []string) error {
