@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/policy"
 )
 
@@ -28,9 +30,14 @@ type Config struct {
 	DB    string `yaml:"db"`
 	HTTP  HTTP   `yaml:"http"`
 	Kafka Kafka  `yaml:"kafka"`
-	// Scenario names the simulator scenario whose cluster limits and prices the
-	// recommender uses (a built-in name or a YAML file).
-	Scenario string `yaml:"scenario"`
+	// Catalogue prices resources: CPU, memory, local storage and each GPU model (by
+	// the value of kubernetes.gpuTypeLabel its nodes carry). The operator's: never
+	// discovered. Default: failure.DefaultCatalogue's list prices.
+	Catalogue failure.Catalogue `yaml:"catalogue"`
+	// Cluster is what the nodes offer: discovered on a cluster, or as configured.
+	Cluster Cluster `yaml:"cluster"`
+	// Classifier configures the classification of failures.
+	Classifier Classifier `yaml:"classifier"`
 	// BackoffSeconds is how long a retry of a transient failure (preemption, network,
 	// a dependency) waits before it is submitted.
 	BackoffSeconds float64       `yaml:"backoffSeconds"`
@@ -108,13 +115,15 @@ type Log struct {
 func Default() Config {
 	return Config{
 		DataDir: "./autofix-data",
-		HTTP:    HTTP{Addr: "127.0.0.1:8080", RatePerSecond: 50, Burst: 100, RequestTimeout: 15 * time.Second},
+		HTTP:    HTTP{Addr: "127.0.0.1:8080"}, // limits and timeouts: the api package's defaults
 		Kafka: Kafka{
 			EmbeddedAddr: "127.0.0.1:9092", Topic: "autofix.failures", DeadLetterTopic: "autofix.failures.dlq",
 			GroupID: "autofix", Partitions: 6, Retention: 7 * 24 * time.Hour, CreateTopics: true,
 			MaxBatch: 1000, SessionTimeout: 10 * time.Second,
 		},
-		Scenario:       "default",
+		Catalogue:      failure.DefaultCatalogue(),
+		Cluster:        defaultCluster(),
+		Classifier:     Classifier{MinConfidence: 0.5},
 		BackoffSeconds: 60,
 		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute, VerifyPatience: 15 * time.Minute,
 			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},
@@ -146,6 +155,13 @@ func Load(path string, lookup func(string) (string, bool)) (Config, error) {
 }
 
 func decodeStrict(data []byte, c *Config) error {
+	var top map[string]any
+	if yaml.Unmarshal(data, &top) == nil {
+		if _, ok := top["scenario"]; ok {
+			return errors.New("scenario: no longer read: the recommender's prices are catalogue's, the node limits cluster's " +
+				"(discovered from the nodes by default); see docs/service.md")
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
@@ -205,7 +221,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("dataDir: required")
 	}
-	if c.DB != "" && !IsPostgres(c.DB) {
+	if c.DB != "" && !ledger.IsPostgres(c.DB) {
 		// Name the scheme only: the rest may hold a password.
 		scheme, _, _ := strings.Cut(c.DB, ":")
 		return fmt.Errorf("db: a %q URL is not a postgres:// or postgresql:// URL (leave it empty for SQLite in dataDir)", scheme)
@@ -240,6 +256,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("kafka.retention: %s, want positive (0 keeps the broker's default)", c.Kafka.Retention)
 	}
 	if err := c.Kafka.validateSecurity(); err != nil {
+		return err
+	}
+	if err := c.validateCatalogue(); err != nil {
 		return err
 	}
 	switch {
@@ -290,11 +309,6 @@ func (c *Config) LedgerDSN() string {
 		return c.DB
 	}
 	return filepath.Join(c.DataDir, "ledger.db")
-}
-
-// IsPostgres reports whether dsn is a PostgreSQL URL.
-func IsPostgres(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
 func checkAddr(field, addr string) error {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autofix/autofix/failure"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -53,6 +55,13 @@ func TestLoadFileThenEnvironment(t *testing.T) {
 	if c.LedgerDSN() != c.DB {
 		t.Errorf("LedgerDSN() = %q, want the postgres URL", c.LedgerDSN())
 	}
+	if g, ok := c.Catalogue.GPU("NVIDIA-L4"); !ok || g.PerHour != 0.7 || len(c.Catalogue.GPUs) != 2 || c.Catalogue.CPUPerCoreHour != 0.04 {
+		t.Errorf("catalogue not applied: %+v", c.Catalogue)
+	}
+	if c.Cluster.Discover || c.Cluster.LargestNode.Resources() != (failure.Resources{MemoryBytes: 512 << 30, CPUMillis: 64000, GPU: 4,
+		EphemeralStorageBytes: 800 << 30}) || c.Classifier.MinConfidence != 0.6 {
+		t.Errorf("cluster, classifier not applied: %+v, %+v", c.Cluster, c.Classifier)
+	}
 }
 
 func TestInvalid(t *testing.T) {
@@ -62,6 +71,13 @@ func TestInvalid(t *testing.T) {
 		want       string
 	}{
 		{"unknown field", "kafka:\n  topics: x\n", nil, "field topics not found"},
+		{"scenario", "scenario: default\n", nil, "scenario: no longer read"},
+		{"catalogue price", "catalogue:\n  cpuPerCoreHour: -1\n", nil, "catalogue.cpuPerCoreHour:"},
+		{"catalogue gpu", "catalogue:\n  gpus: [{name: x, memoryGiB: 0, perHour: 1}]\n", nil, "catalogue.gpus[0].memoryGiB:"},
+		{"largest node", "cluster:\n  largestNode: {memoryGiB: -4}\n", nil, "cluster.largestNode.memoryGiB:"},
+		{"largest node gpus", "cluster:\n  largestNode: {gpus: 100000}\n", nil, "cluster.largestNode.gpus:"},
+		{"confidence", "classifier:\n  minConfidence: 1.5\n", nil, "classifier.minConfidence:"},
+		{"http rate", "http:\n  ratePerSecond: -1\n", nil, "http.ratePerSecond:"},
 		{"bad db", "db: mysql://root:hunter2@x\n", nil, "db: a \"mysql\" URL"},
 		{"bad http addr", "http:\n  addr: localhost\n", nil, "http.addr:"},
 		{"tls without a key", "http:\n  tls:\n    certFile: /etc/autofix/tls.crt\n", nil, "http.tls.keyFile: required"},

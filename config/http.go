@@ -19,9 +19,11 @@ type HTTP struct {
 	// network); by default it needs a viewer token.
 	OpenMetrics bool `yaml:"openMetrics"`
 	// RatePerSecond and Burst limit each caller (a token; an address before one).
+	// Zero: the api package's defaults (50 per second, a burst of 100).
 	RatePerSecond float64 `yaml:"ratePerSecond"`
 	Burst         int     `yaml:"burst"`
-	// RequestTimeout bounds the handling of one request.
+	// RequestTimeout bounds the handling of one request. Zero: the api package's
+	// default (15 s).
 	RequestTimeout time.Duration `yaml:"requestTimeout"`
 	// TokensSecret ("namespace/name") is a Kubernetes Secret of API tokens (each key a
 	// token's name, its value "<role>:<secret>"), read besides DATA_DIR/tokens.json.
@@ -88,12 +90,12 @@ func (h *HTTP) Proxies() ([]netip.Prefix, error) {
 
 func (h *HTTP) validate() error {
 	switch {
-	case h.RatePerSecond <= 0:
-		return fmt.Errorf("http.ratePerSecond: %g, want positive", h.RatePerSecond)
-	case h.Burst < 1:
-		return fmt.Errorf("http.burst: %d, want at least 1", h.Burst)
-	case h.RequestTimeout < time.Second:
-		return fmt.Errorf("http.requestTimeout: %s, want at least 1s", h.RequestTimeout)
+	case !(h.RatePerSecond >= 0 && h.RatePerSecond <= 1e6):
+		return fmt.Errorf("http.ratePerSecond: %g, want 0 (the default) to 1e6", h.RatePerSecond)
+	case h.Burst < 0:
+		return fmt.Errorf("http.burst: %d, want 0 (the default) or more", h.Burst)
+	case h.RequestTimeout != 0 && h.RequestTimeout < time.Second:
+		return fmt.Errorf("http.requestTimeout: %s, want 0 (the default) or at least 1s", h.RequestTimeout)
 	case h.TokensSecret != "" && strings.Count(h.TokensSecret, "/") != 1:
 		return fmt.Errorf("http.tokensSecret: %q, want namespace/name", h.TokensSecret)
 	}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // State is where a remediation is in its life.
@@ -24,7 +25,9 @@ const (
 	Abandoned     State = "abandoned"
 )
 
-// states lists every state, in the order of a remediation's life.
+// States lists every state, in the order of a remediation's life.
+func States() []State { return slices.Clone(states) }
+
 var states = []State{
 	Received, Classified, Recommended, PendingReview, Approved, Rejected,
 	Submitted, Succeeded, Failed, Abandoned,

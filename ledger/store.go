@@ -66,7 +66,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		s   *Store
 		err error
 	)
-	if isPostgres(dsn) {
+	if IsPostgres(dsn) {
 		s, err = openPostgres(dsn)
 	} else {
 		s, err = openSQLite(strings.TrimPrefix(dsn, "sqlite:"))
@@ -117,7 +117,9 @@ func (s *Store) fillTokens(ctx context.Context) error {
 	})
 }
 
-func isPostgres(dsn string) bool {
+// IsPostgres reports whether dsn names a PostgreSQL database (a postgres:// or
+// postgresql:// URL) rather than a SQLite file.
+func IsPostgres(dsn string) bool {
 	d := strings.ToLower(dsn)
 	return strings.HasPrefix(d, "postgres://") || strings.HasPrefix(d, "postgresql://")
 }

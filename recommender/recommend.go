@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/models"
@@ -26,7 +27,7 @@ type Fallback interface {
 type Options struct {
 	Catalogue failure.Catalogue
 	// MaxMemoryBytes, MaxCPUMillis, MaxEphemeralBytes and MaxGPUs describe the
-	// largest node.
+	// largest node, until SetCluster says otherwise.
 	MaxMemoryBytes    int64
 	MaxCPUMillis      int64
 	MaxEphemeralBytes int64
@@ -73,6 +74,7 @@ type Recommender struct {
 	opts       Options
 	scorers    []optimizer.Scorer
 	scratch    sync.Pool
+	cluster    atomic.Pointer[view]
 }
 
 // New returns a recommender. fallback may be nil.
@@ -104,6 +106,8 @@ func New(c Classifier, m *models.Models, fallback Fallback, opts Options) *Recom
 		r.scorers = append(r.scorers, optimizer.Runtime{})
 	}
 	r.scratch.New = func() any { return new(models.Scratch) }
+	r.SetCluster(Cluster{Largest: failure.Resources{MemoryBytes: opts.MaxMemoryBytes, CPUMillis: opts.MaxCPUMillis,
+		EphemeralStorageBytes: opts.MaxEphemeralBytes, GPU: opts.MaxGPUs}})
 	return r
 }
 
@@ -130,7 +134,8 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		return rec
 	}
 	ctx := models.NewContext(ev, cl.Category, history, r.opts.Catalogue)
-	space := r.space(ev, &ctx, cl)
+	nodes := r.cluster.Load()
+	space := r.space(ev, &ctx, cl, nodes)
 	scratch := r.scratch.Get().(*models.Scratch)
 	defer r.scratch.Put(scratch)
 	baseCost := r.opts.Catalogue.Cost(ev.Job.Resources, r.models.BaseRuntime(&ctx, &r.opts.Catalogue))
@@ -138,8 +143,8 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		Space:     space,
 		Predictor: predictor{r.models, &ctx, &r.opts.Catalogue, scratch, baseCost},
 		Filters: []optimizer.Filter{
-			optimizer.NodeFit{MaxMemoryBytes: r.opts.MaxMemoryBytes, MaxCPUMillis: r.opts.MaxCPUMillis,
-				MaxEphemeralBytes: r.opts.MaxEphemeralBytes, MaxGPUs: r.opts.MaxGPUs},
+			optimizer.NodeFit{MaxMemoryBytes: nodes.largest.MemoryBytes, MaxCPUMillis: nodes.largest.CPUMillis,
+				MaxEphemeralBytes: nodes.largest.EphemeralStorageBytes, MaxGPUs: nodes.largest.GPU},
 			optimizer.MaxCostMultiple{Max: r.opts.MaxCostMultiple},
 			optimizer.Quota{Limit: r.opts.Quotas[ev.Job.Namespace]},
 		},
@@ -200,7 +205,7 @@ func (r *Recommender) classify(ev *failure.Event) failure.Classification {
 }
 
 // space is what a retry of a failure of this category may change.
-func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.Classification) *optimizer.Space {
+func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.Classification, nodes *view) *optimizer.Space {
 	res := ev.Job.Resources
 	s := &optimizer.Space{
 		Failed:   failure.Option{Resources: res, Params: ev.Job.Params},
@@ -213,10 +218,7 @@ func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.
 		s.Memory = true
 	case failure.OOMGPU:
 		s.GPU = true
-		for _, g := range r.opts.Catalogue.GPUs {
-			s.GPUTypes = append(s.GPUTypes, g.Name)
-		}
-		s.MaxGPUs = r.opts.MaxGPUs
+		s.GPUTypes, s.MaxGPUs = nodes.gpuTypes, nodes.largest.GPU
 	case failure.Timeout:
 		if ctx.Deadline > 0 {
 			s.Deadline, s.DeadlineMultiples = ctx.Deadline, []float64{1.25, 1.5, 2, 3, 4}
@@ -238,14 +240,14 @@ func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.
 	if s.Memory || memoryAtRisk {
 		s.Memory = true
 		s.MemoryFloor, s.MemoryCap, s.MemoryStep = r.limits(float64(res.MemoryBytes), ctx.MemEstimate,
-			cl.Category == failure.OOMMemory, r.opts.MaxMemoryBytes)
+			cl.Category == failure.OOMMemory, nodes.largest.MemoryBytes)
 	}
 	// Local storage that failed, or that the template's runs are about to outgrow
 	// (a run can be short of both memory and storage), varies the same way.
 	disk := float64(res.EphemeralStorageBytes)
 	if disk > 0 && (cl.Category == failure.DiskFull || ctx.Disk.Estimate > 0.9*disk) {
 		s.Disk = true
-		s.DiskFloor, s.DiskCap, s.DiskStep = r.limits(disk, ctx.Disk.Estimate, cl.Category == failure.DiskFull, r.opts.MaxEphemeralBytes)
+		s.DiskFloor, s.DiskCap, s.DiskStep = r.limits(disk, ctx.Disk.Estimate, cl.Category == failure.DiskFull, nodes.largest.EphemeralStorageBytes)
 	}
 	return s
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
@@ -19,7 +20,90 @@ type LeaderOptions struct {
 	Identity string
 	// LeaseDuration, RenewDeadline and RetryPeriod default to 15 s, 10 s and 2 s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	Log                                       *slog.Logger
+	// Status, if set, is kept current: leading, following another replica, or
+	// failing to take part at all (the Lease cannot be read or written).
+	Status *LeaderStatus
+	Log    *slog.Logger
+}
+
+// LeaderStatus is where a replica stands in the election. Safe for concurrent use.
+type LeaderStatus struct {
+	mu      sync.Mutex
+	started bool
+	leading bool
+	holder  string
+	err     error
+}
+
+// State reports whether this replica leads, which replica holds the Lease as far as
+// this one last read it, and the error that keeps it from taking part (nil once a
+// read or write of the Lease succeeds). started is false until the first attempt
+// has ended.
+func (s *LeaderStatus) State() (started, leading bool, holder string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started, s.leading, s.holder, s.err
+}
+
+func (s *LeaderStatus) setLeading(v bool) {
+	s.mu.Lock()
+	s.leading = v
+	s.mu.Unlock()
+}
+
+// Record records the result of a read or write of the Lease by holder (or "" when
+// it failed); it reports whether err is news (a first failure, or another one than
+// before) to be logged. The election calls it; so may a test of what reads s.
+func (s *LeaderStatus) Record(holder string, err error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	news := err != nil && (s.err == nil || s.err.Error() != err.Error())
+	s.started, s.err = true, err
+	if err == nil && holder != "" {
+		s.holder = holder
+	}
+	return news
+}
+
+// statusLock is the Lease lock with its reads' and writes' outcomes recorded: client-
+// go's election retries a failing lock forever and only says so in its own log.
+type statusLock struct {
+	resourcelock.Interface
+	status *LeaderStatus
+	where  string
+	log    *slog.Logger
+}
+
+func (l statusLock) report(holder string, err error) {
+	if l.status.Record(holder, err) {
+		l.log.Error("leader election cannot run: nothing will be acted on until it can (another replica leading is fine; "+
+			"this is not). Check that the namespace of kubernetes.leaseNamespace exists and that autofix may get, create "+
+			"and update the Lease", "lease", l.where, "err", err)
+	}
+}
+
+func (l statusLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	rec, raw, err := l.Interface.Get(ctx)
+	switch {
+	case apierrors.IsNotFound(err): // not created yet: Create comes next
+	case err != nil:
+		l.report("", err)
+	default:
+		l.report(rec.HolderIdentity, nil)
+	}
+	return rec, raw, err
+}
+
+func (l statusLock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Create(ctx, rec)
+	l.report(rec.HolderIdentity, err)
+	return err
+}
+
+func (l statusLock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Update(ctx, rec)
+	l.report(rec.HolderIdentity, err)
+	return err
 }
 
 // Lead runs work while this replica holds the Lease, with a context that is cancelled
@@ -32,11 +116,14 @@ func Lead(ctx context.Context, client kubernetes.Interface, o LeaderOptions, wor
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	lock := &resourcelock.LeaseLock{
+	if o.Status == nil {
+		o.Status = &LeaderStatus{}
+	}
+	lock := statusLock{Interface: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name},
 		Client:     client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
-	}
+	}, status: o.Status, where: o.Namespace + "/" + o.Name, log: o.Log}
 	for ctx.Err() == nil {
 		// client-go starts OnStartedLeading in a goroutine and does not wait for it:
 		// wait here, so that this replica never runs two copies of work (after a lost
@@ -61,6 +148,8 @@ func Lead(ctx context.Context, client kubernetes.Interface, o LeaderOptions, wor
 					running = done
 					mu.Unlock()
 					defer close(done)
+					o.Status.setLeading(true)
+					defer o.Status.setLeading(false)
 					o.Log.Info("leading: acting on the cluster", "identity", o.Identity)
 					work(ctx)
 				},

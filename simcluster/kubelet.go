@@ -83,7 +83,8 @@ func (k *Kubelet) Start(ctx context.Context) error {
 	return nil
 }
 
-// Register creates the nodes (ready, with room for anything) that do not exist yet.
+// Register creates the nodes that do not exist yet: ready, each with 96 cores, 1 TiB,
+// 8 GPUs and 1500 GiB of local storage to allocate.
 func (k *Kubelet) Register(ctx context.Context) error {
 	for _, n := range k.nodes {
 		l := map[string]string{corev1.LabelHostname: n.Name}
@@ -99,7 +100,8 @@ func (k *Kubelet) Register(ctx context.Context) error {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		created.Status.Capacity = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("96"),
-			corev1.ResourceMemory: resource.MustParse("1Ti"), "nvidia.com/gpu": resource.MustParse("8"), corev1.ResourcePods: resource.MustParse("500")}
+			corev1.ResourceMemory: resource.MustParse("1Ti"), "nvidia.com/gpu": resource.MustParse("8"), corev1.ResourcePods: resource.MustParse("500"),
+			corev1.ResourceEphemeralStorage: resource.MustParse("1500Gi")}
 		created.Status.Allocatable = created.Status.Capacity
 		created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
 			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}

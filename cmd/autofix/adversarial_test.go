@@ -25,6 +25,7 @@ import (
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/service"
 )
 
 var (
@@ -220,11 +221,11 @@ func TestAdversarial(t *testing.T) {
 	var doneUID, etlUID string
 	waitFor(t, "the cluster's file to show the fix complete", 30*time.Second, func() bool {
 		kube := openCluster(t, h.data)
-		done, err := kube.BatchV1().Jobs(demoNamespace).Get(ctx, "resnet50-train-nightly-af2", metav1.GetOptions{})
+		done, err := kube.BatchV1().Jobs(service.DemoNamespace).Get(ctx, "resnet50-train-nightly-af2", metav1.GetOptions{})
 		if err != nil || !complete(done) {
 			return false
 		}
-		etl, err := kube.BatchV1().Jobs(demoNamespace).Get(ctx, "feature-etl", metav1.GetOptions{})
+		etl, err := kube.BatchV1().Jobs(service.DemoNamespace).Get(ctx, "feature-etl", metav1.GetOptions{})
 		if err != nil {
 			return false
 		}
@@ -234,8 +235,8 @@ func TestAdversarial(t *testing.T) {
 
 	t.Run("forged failure of a Job that succeeded", func(t *testing.T) {
 		id := "k8s-job-" + doneUID
-		h.publish(forgedOOM(id, demoNamespace, "resnet50-train-nightly-af2", doneUID))
-		r := h.about(id, demoNamespace, "resnet50-train-nightly-af2")
+		h.publish(forgedOOM(id, service.DemoNamespace, "resnet50-train-nightly-af2", doneUID))
+		r := h.about(id, service.DemoNamespace, "resnet50-train-nightly-af2")
 		if r.State != ledger.Rejected || !strings.Contains(r.Reason, "has not failed") || len(r.Attempts) != 0 {
 			t.Errorf("forged OOM of a complete Job: %s (%q), %d attempts; want rejected, nothing submitted", r.State, r.Reason, len(r.Attempts))
 		}
@@ -253,18 +254,18 @@ func TestAdversarial(t *testing.T) {
 	})
 
 	t.Run("chain labels and attempt 99", func(t *testing.T) {
-		ev := failure.Event{ID: "labelled", Job: failure.Job{Namespace: demoNamespace, Name: "evil", Attempt: 99,
-			Labels: map[string]string{"autofix.io/chain": demoNamespace + "/resnet50-train-nightly"}},
+		ev := failure.Event{ID: "labelled", Job: failure.Job{Namespace: service.DemoNamespace, Name: "evil", Attempt: 99,
+			Labels: map[string]string{"autofix.io/chain": service.DemoNamespace + "/resnet50-train-nightly"}},
 			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}}
 		b, _ := json.Marshal(ev)
 		h.publish(b)
-		r := h.about("labelled", demoNamespace, "evil")
-		if r.State != ledger.Rejected || r.ChainID == demoNamespace+"/resnet50-train-nightly" {
+		r := h.about("labelled", service.DemoNamespace, "evil")
+		if r.State != ledger.Rejected || r.ChainID == service.DemoNamespace+"/resnet50-train-nightly" {
 			t.Errorf("labelled event: %s in chain %s; want rejected, in no one else's chain", r.State, r.ChainID)
 		}
-		runs, err := h.store.ChainAttempts(ctx, []string{demoNamespace + "/resnet50-train-nightly"})
-		if err != nil || runs[demoNamespace+"/resnet50-train-nightly"] != 2 {
-			t.Errorf("the victim's chain counts %d runs (%v), want 2", runs[demoNamespace+"/resnet50-train-nightly"], err)
+		runs, err := h.store.ChainAttempts(ctx, []string{service.DemoNamespace + "/resnet50-train-nightly"})
+		if err != nil || runs[service.DemoNamespace+"/resnet50-train-nightly"] != 2 {
+			t.Errorf("the victim's chain counts %d runs (%v), want 2", runs[service.DemoNamespace+"/resnet50-train-nightly"], err)
 		}
 		h.stillWorks("a labelled event")
 	})

@@ -16,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
@@ -154,7 +153,7 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 		return err
 	}
 	defer func() { _ = store.Close() }()
-	br, err := newBrain(o.scenario, nil, config.Default().BackoffSeconds, config.Default().Policy.MaxCostMultiple)
+	br, err := newScenarioBrain(s)
 	if err != nil {
 		return err
 	}

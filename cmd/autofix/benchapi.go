@@ -128,7 +128,7 @@ func startBenchServer(ctx context.Context, s *sim.Scenario) (string, string, fun
 		return "", "", nil, err
 	}
 	cleanup = append(cleanup, func() { _ = store.Close() })
-	br, err := newBrain(s.Name, nil, config.Default().BackoffSeconds, config.Default().Policy.MaxCostMultiple)
+	br, err := newScenarioBrain(s)
 	if err != nil {
 		stop()
 		return "", "", nil, err

@@ -1,35 +1,12 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/spf13/cobra"
 
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/service"
 )
-
-// kafkaSecurity builds, from kafka.tls and kafka.sasl (validated), how every client
-// of the brokers connects. Both off: the zero Security, plaintext.
-func kafkaSecurity(k *config.Kafka) (ingest.Security, error) {
-	var sec ingest.Security
-	var err error
-	if sec.TLS, err = k.TLS.ClientConfig(); err != nil {
-		return sec, err
-	}
-	if k.SASL.Mechanism == "" {
-		return sec, nil
-	}
-	password, err := k.SASL.ReadPassword()
-	if err != nil {
-		return sec, err
-	}
-	if sec.SASL, err = ingest.NewSASL(k.SASL.Mechanism, k.SASL.Username, password); err != nil {
-		return sec, fmt.Errorf("kafka.sasl: %w", err)
-	}
-	return sec, nil
-}
 
 // kafkaTarget is where publish and watch send messages and how they connect.
 type kafkaTarget struct {
@@ -38,41 +15,30 @@ type kafkaTarget struct {
 	sec     ingest.Security
 }
 
-// kafkaFlags are the flags of a command that publishes to Kafka.
-type kafkaFlags struct {
-	config, brokers, topic string
-}
+// kafkaFlags are the flags of a command that publishes to Kafka: serve's
+// configuration (its kafka section: brokers, topic, tls, sasl — the password from
+// kafka.sasl.passwordFile or AUTOFIX_KAFKA_SASL_PASSWORD), --brokers and --topic over it.
+type kafkaFlags struct{ configFlags }
 
-func (f *kafkaFlags) register(cmd *cobra.Command, topicUsage string) {
-	d := config.Default()
+func (f *kafkaFlags) register(cmd *cobra.Command, topicUsage string, more ...string) {
+	f.configFlags.register(cmd, more...)
 	fl := cmd.Flags()
-	fl.StringVar(&f.config, "config", "", "YAML configuration (serve's) whose kafka section is used: brokers, topic, tls, sasl "+
-		"(the password from kafka.sasl.passwordFile or AUTOFIX_KAFKA_SASL_PASSWORD)")
-	fl.StringVar(&f.brokers, "brokers", d.Kafka.EmbeddedAddr, "comma-separated Kafka brokers (default: the configuration's, or the embedded broker's address)")
-	fl.StringVar(&f.topic, "topic", d.Kafka.Topic, topicUsage)
+	brokers := fl.String("brokers", "", "comma-separated Kafka brokers (default: the configuration's, or the embedded broker's address)")
+	f.add(cmd, "brokers", func(cfg *config.Config) { cfg.Kafka.Brokers = config.SplitList(*brokers) })
+	topic := fl.String("topic", config.Default().Kafka.Topic, topicUsage)
+	f.add(cmd, "topic", func(cfg *config.Config) { cfg.Kafka.Topic = *topic })
 }
 
-// target loads the configuration as serve does (the file, then the AUTOFIX_*
-// environment), puts --brokers and --topic over it, and validates it.
-func (f *kafkaFlags) target(cmd *cobra.Command) (kafkaTarget, error) {
-	cfg, err := config.Load(f.config, os.LookupEnv)
+// target loads the configuration and says where to send messages and how.
+func (f *kafkaFlags) target(cmd *cobra.Command) (kafkaTarget, config.Config, error) {
+	cfg, err := f.load(cmd)
 	if err != nil {
-		return kafkaTarget{}, err
-	}
-	fl := cmd.Flags()
-	if fl.Changed("brokers") {
-		cfg.Kafka.Brokers = config.SplitList(f.brokers)
-	}
-	if fl.Changed("topic") {
-		cfg.Kafka.Topic = f.topic
-	}
-	if err := cfg.Validate(); err != nil {
-		return kafkaTarget{}, fmt.Errorf("config: %w", err)
+		return kafkaTarget{}, cfg, err
 	}
 	t := kafkaTarget{brokers: cfg.Kafka.Brokers, topic: cfg.Kafka.Topic}
 	if len(t.brokers) == 0 {
 		t.brokers = []string{cfg.Kafka.EmbeddedAddr}
 	}
-	t.sec, err = kafkaSecurity(&cfg.Kafka)
-	return t, err
+	t.sec, err = service.KafkaSecurity(&cfg.Kafka)
+	return t, cfg, err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/internal/testpki"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/service"
 )
 
 // TestServeOverSASLSSL runs serve against an external broker that takes SASL_SSL
@@ -136,7 +137,7 @@ kafka:
 	if code, _, stderr := runCmd(t, poison+"\n", "publish", "--config", file, "-"); code != 0 {
 		t.Fatalf("publish --config -: exit %d: %s", code, stderr)
 	}
-	sec, err := kafkaSecurity(&cfg.Kafka)
+	sec, err := service.KafkaSecurity(&cfg.Kafka)
 	if err != nil {
 		t.Fatal(err)
 	}

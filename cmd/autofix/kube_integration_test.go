@@ -33,6 +33,7 @@ import (
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/service"
 	"github.com/autofix/autofix/simcluster"
 )
 
@@ -401,7 +402,7 @@ stages:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
-		d := &pipeline.Driver{Client: s.c.Client, Chains: ledgerChains{s.store}, Poll: 200 * time.Millisecond}
+		d := &pipeline.Driver{Client: s.c.Client, Chains: service.LedgerChains(s.store), Poll: 200 * time.Millisecond}
 		// The driver is interrupted mid-pipeline and started again.
 		short, stop := context.WithTimeout(ctx, 1500*time.Millisecond)
 		if _, err := d.Run(short, def(""), "run1"); err == nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
 )
@@ -36,7 +34,7 @@ type ledgerAttempt struct {
 }
 
 func newLedgerCmd() *cobra.Command {
-	var dataDir, db string
+	var cf configFlags
 	var asJSON, outcomes bool
 	cmd := &cobra.Command{
 		Use:   "ledger",
@@ -50,7 +48,7 @@ outcomes of attempts), one JSON object per line: the format "recommend --history
 and training read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := openLedgerAt(cmd.Context(), dataDir, db)
+			store, err := cf.openLedger(cmd)
 			if err != nil {
 				return err
 			}
@@ -99,24 +97,25 @@ and training read.`,
 			return tw.Flush()
 		},
 	}
-	d := config.Default()
-	cmd.Flags().StringVar(&dataDir, "data-dir", d.DataDir, "data directory holding the SQLite ledger")
-	cmd.Flags().StringVar(&db, "db", "", "PostgreSQL URL of the ledger (instead of SQLite in the data directory)")
+	cf.register(cmd, "data-dir", "db")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
 	cmd.Flags().BoolVar(&outcomes, "outcomes", false, "print the recorded runs (history) instead of the events")
 	return cmd
 }
 
-// openLedgerAt opens an existing ledger: the PostgreSQL one at db, or the SQLite file
-// in dataDir (which must exist: a typo should not create an empty ledger).
-func openLedgerAt(ctx context.Context, dataDir, db string) (*ledger.Store, error) {
-	c := config.Default()
-	c.DataDir, c.DB = dataDir, db
-	dsn := c.LedgerDSN()
-	if db == "" {
+// openLedger opens the existing ledger of the configuration: the PostgreSQL one of
+// db, or the SQLite file in dataDir (which must exist: a typo should not create an
+// empty ledger).
+func (c *configFlags) openLedger(cmd *cobra.Command) (*ledger.Store, error) {
+	cfg, err := c.load(cmd)
+	if err != nil {
+		return nil, err
+	}
+	dsn := cfg.LedgerDSN()
+	if cfg.DB == "" {
 		if _, err := os.Stat(dsn); err != nil {
 			return nil, fmt.Errorf("no ledger at %s: %w", dsn, err)
 		}
 	}
-	return ledger.Open(ctx, dsn)
+	return ledger.Open(cmd.Context(), dsn)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,62 +11,46 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/autofix/autofix/config"
-	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/service"
 )
 
-// ledgerChains answers the driver from the ledger (pipeline.Chains).
-type ledgerChains struct{ store *ledger.Store }
-
-func (l ledgerChains) FailureState(ctx context.Context, job *batchv1.Job) (string, string, error) {
-	// The Job's failure, or else its pods' failing to start.
-	for _, id := range []string{remediate.JobEventID(job), remediate.StuckEventID(job)} {
-		r, err := l.store.Get(ctx, id)
-		if errors.Is(err, ledger.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return "", "", err
-		}
-		return string(r.State), r.Reason, nil
-	}
-	return "", "", nil
-}
-
 func newPipelineCmd() *cobra.Command {
-	var kubeconfig, dataDir, db, run, configFile string
+	var cf configFlags
+	var run, namespace string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "pipeline",
 		Short: "Run ML pipelines (train -> compress -> deploy) on Kubernetes, remediating failed stages",
 	}
+	// cluster is serve's cluster, from its configuration.
+	cluster := func(cmd *cobra.Command) (kubernetes.Interface, config.Config, error) {
+		cfg, err := cf.load(cmd)
+		if err != nil {
+			return nil, cfg, err
+		}
+		if k := cfg.Kubernetes.Kubeconfig; k == "" || k == config.NoCluster {
+			return nil, cfg, fmt.Errorf("--kubeconfig: required (a file, or in-cluster)")
+		}
+		kube, err := service.KubeClient(&cfg.Kubernetes)
+		return kube, cfg, err
+	}
 	driver := func(cmd *cobra.Command) (*pipeline.Driver, func(), error) {
-		if kubeconfig == "" {
-			return nil, nil, fmt.Errorf("--kubeconfig: required (a file, or in-cluster)")
-		}
-		kube, err := kubeClient(&config.Kubernetes{Kubeconfig: kubeconfig})
+		// The pod policy is serve's, so that the command refuses what the service would.
+		kube, cfg, err := cluster(cmd)
 		if err != nil {
 			return nil, nil, err
 		}
-		// The pod policy is serve's: the same file, so that the command refuses
-		// what the service would.
-		cfg, err := config.Load(configFile, os.LookupEnv)
+		store, err := cf.openLedger(cmd)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := cfg.Policy.Pods.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("config: %w", err)
-		}
-		store, err := openLedgerAt(cmd.Context(), dataDir, db)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Pods: cfg.Policy.Pods,
+		return &pipeline.Driver{Client: kube, Chains: service.LedgerChains(store), Pods: cfg.Policy.Pods,
 				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))},
 			func() { _ = store.Close() }, nil
 	}
@@ -139,13 +122,12 @@ pipeline failed.`,
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(st)
 		},
 	}
-	var namespace string
 	listCmd := &cobra.Command{
 		Use:   "list",
 		Short: "The pipeline runs in a namespace, from the labels of their Jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			kube, err := kubeClient(&config.Kubernetes{Kubeconfig: kubeconfig})
+			kube, _, err := cluster(cmd)
 			if err != nil {
 				return err
 			}
@@ -169,18 +151,16 @@ pipeline failed.`,
 			return nil
 		},
 	}
-	d := config.Default()
+	cf.register(runCmd, "kubeconfig", "data-dir", "db")
+	cf.register(statusCmd, "kubeconfig", "data-dir", "db")
+	cf.register(listCmd, "kubeconfig")
 	for _, c := range []*cobra.Command{runCmd, statusCmd, listCmd} {
-		c.Flags().StringVar(&kubeconfig, "kubeconfig", "", `kubeconfig of the cluster ("in-cluster" in a pod)`)
 		cmd.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{runCmd, statusCmd} {
-		c.Flags().StringVar(&dataDir, "data-dir", d.DataDir, "data directory of the SQLite ledger serve uses")
-		c.Flags().StringVar(&db, "db", "", "PostgreSQL URL of the ledger")
 		c.Flags().StringVar(&run, "run", "", "run id (default for run: a new one)")
 	}
 	runCmd.Flags().DurationVar(&timeout, "timeout", 6*time.Hour, "give up after this long")
-	runCmd.Flags().StringVar(&configFile, "config", "", "serve's YAML configuration file, for its pod policy (policy.pods)")
 	listCmd.Flags().StringVar(&namespace, "namespace", "", "namespace (default: all)")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/optimizer"
@@ -87,3 +88,32 @@ func (e *explorer) Retry(ev *failure.Event, history []failure.Outcome) (failure.
 }
 
 func (e *explorer) uniform(lo, hi float64) float64 { return lo + (hi-lo)*e.rng.Float64() }
+
+// scenarioBrain is serve's recommender for a scenario's cluster and prices, for the
+// benchmarks that drive serve's parts on a scenario's events.
+type scenarioBrain struct {
+	rec        *recommender.Recommender
+	classifier *classifier.Classifier
+	models     *models.Models
+	catalogue  failure.Catalogue
+}
+
+func newScenarioBrain(s *sim.Scenario) (*scenarioBrain, error) {
+	d := config.Default()
+	c, err := loadClassifier("", d.Classifier.MinConfidence)
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadModels("")
+	if err != nil {
+		return nil, err
+	}
+	fb, err := models.DefaultFallback()
+	if err != nil {
+		return nil, err
+	}
+	rec := recommenderFor(s, c, m, fb, func(o *recommender.Options) {
+		o.BackoffSeconds, o.MaxCostMultiple = d.BackoffSeconds, d.Policy.MaxCostMultiple
+	})
+	return &scenarioBrain{rec: rec, classifier: c, models: m, catalogue: s.Catalogue}, nil
+}

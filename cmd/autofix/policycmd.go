@@ -7,12 +7,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ledger"
 )
 
 func newPolicyCmd() *cobra.Command {
-	var dataDir, db, reason, by string
+	var cf configFlags
+	var reason, by string
 	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "The kill switch: pause or resume automatic actions, and see where things stand",
@@ -26,7 +26,7 @@ each state.`,
 			if reason == "" {
 				return fmt.Errorf("--reason: required (it goes in the audit trail)")
 			}
-			store, err := openLedgerAt(cmd.Context(), dataDir, db)
+			store, err := cf.openLedger(cmd)
 			if err != nil {
 				return err
 			}
@@ -42,7 +42,7 @@ each state.`,
 	resume := &cobra.Command{Use: "resume", Short: "Resume automatic actions", Args: cobra.NoArgs, RunE: set(false)}
 	status := &cobra.Command{Use: "status", Short: "Whether automatic actions are paused, and remediations by state", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := openLedgerAt(cmd.Context(), dataDir, db)
+			store, err := cf.openLedger(cmd)
 			if err != nil {
 				return err
 			}
@@ -57,20 +57,20 @@ each state.`,
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "paused: %v\n", paused)
-			for _, st := range []ledger.State{ledger.PendingReview, ledger.Approved, ledger.Submitted, ledger.Succeeded,
-				ledger.Failed, ledger.Rejected, ledger.Abandoned} {
+			for _, st := range ledger.States() {
+				if st == ledger.Received || st == ledger.Classified || st == ledger.Recommended {
+					continue // passing states: an event is in them only within a transaction
+				}
 				fmt.Fprintf(out, "%-15s %d\n", st, counts[st])
 			}
 			return nil
 		}}
-	d := config.Default()
 	user := os.Getenv("USER")
 	if user == "" {
 		user = "cli"
 	}
 	for _, c := range []*cobra.Command{pause, resume, status} {
-		c.Flags().StringVar(&dataDir, "data-dir", d.DataDir, "data directory holding the SQLite ledger")
-		c.Flags().StringVar(&db, "db", "", "PostgreSQL URL of the ledger")
+		cf.register(c, "data-dir", "db")
 		cmd.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{pause, resume} {

@@ -32,7 +32,7 @@ does (kafka.brokers, kafka.tls, kafka.sasl).`,
 				return err
 			}
 			defer closeIn()
-			to, err := kf.target(cmd)
+			to, _, err := kf.target(cmd)
 			if err != nil {
 				return err
 			}

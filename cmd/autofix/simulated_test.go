@@ -21,6 +21,7 @@ import (
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
+	"github.com/autofix/autofix/service"
 	"github.com/autofix/autofix/simcluster"
 )
 
@@ -103,14 +104,14 @@ func TestServeWithTheSimulatedCluster(t *testing.T) {
 
 	// The cluster as it was left: the fixes are Jobs that asked for what they needed.
 	kube := openCluster(t, cfg.DataDir)
-	j, err := kube.BatchV1().Jobs(demoNamespace).Get(ctx, "resnet50-train-nightly-af2", metav1.GetOptions{})
+	j, err := kube.BatchV1().Jobs(service.DemoNamespace).Get(ctx, "resnet50-train-nightly-af2", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m := j.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; m.Cmp(resource.MustParse("21Gi")) < 0 || !complete(j) {
 		t.Errorf("resnet50-train-nightly-af2 asks for %s (complete %v); want at least the 21Gi it needs, and complete", m.String(), complete(j))
 	}
-	j, err = kube.BatchV1().Jobs(demoNamespace).Get(ctx, "bert-large-prune-af2", metav1.GetOptions{})
+	j, err = kube.BatchV1().Jobs(service.DemoNamespace).Get(ctx, "bert-large-prune-af2", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestServeWithTheSimulatedCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := kube.BatchV1().Jobs(demoNamespace).List(ctx, metav1.ListOptions{})
+	jobs, err := kube.BatchV1().Jobs(service.DemoNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func TestServeWithTheSimulatedCluster(t *testing.T) {
 		t.Errorf("ledger before the restart %v, after %v; want the same", before, after)
 	}
 	kube = openCluster(t, cfg.DataDir)
-	again, err := kube.BatchV1().Jobs(demoNamespace).List(ctx, metav1.ListOptions{})
+	again, err := kube.BatchV1().Jobs(service.DemoNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,12 +170,12 @@ func openCluster(t *testing.T, dir string) kubernetes.Interface {
 
 // demoDeployment reports whether the demo pipeline's run has rolled out its model.
 func demoDeployment(t *testing.T, dir string) bool {
-	d, err := openCluster(t, dir).AppsV1().Deployments(demoNamespace).Get(context.Background(), "resnet50", metav1.GetOptions{})
+	d, err := openCluster(t, dir).AppsV1().Deployments(service.DemoNamespace).Get(context.Background(), "resnet50", metav1.GetOptions{})
 	if err != nil {
 		return false
 	}
 	want := *d.Spec.Replicas
-	return d.Spec.Template.Annotations[pipeline.LabelRun] == demoRun && d.Status.ObservedGeneration == d.Generation &&
+	return d.Spec.Template.Annotations[pipeline.LabelRun] == service.DemoRun && d.Status.ObservedGeneration == d.Generation &&
 		d.Status.UpdatedReplicas == want && d.Status.AvailableReplicas == want && d.Status.UnavailableReplicas == 0
 }
 

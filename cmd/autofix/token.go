@@ -8,11 +8,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autofix/autofix/auth"
-	"github.com/autofix/autofix/config"
 )
 
 func newTokenCmd() *cobra.Command {
-	var dataDir, name, role string
+	var cf configFlags
+	var name, role string
+	// tokenFile is serve's token file, in the data directory of its configuration.
+	tokenFile := func(cmd *cobra.Command) (string, error) {
+		cfg, err := cf.load(cmd)
+		return filepath.Join(cfg.DataDir, auth.StoreFile), err
+	}
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Create, list and revoke the bearer tokens of the HTTP API",
@@ -22,8 +27,9 @@ admin, each allowed everything the one before it is.
 
 The tokens live in DATA_DIR/` + auth.StoreFile + `, which holds only the SHA-256 of
 each secret: create prints the secret once, and it cannot be shown again. A running
-serve re-reads the file every 10 seconds, so a created token works, and a revoked
-one stops working, within 10 seconds and without a restart.
+serve reads the file again when it is shown a token it does not know (at most once a
+second) and every 10 seconds, so a created token works at once, and a revoked one
+stops working within 10 seconds, without a restart.
 
 In a cluster, tokens can also come from the Secret autofix-tokens in autofix's
 namespace (each key a token's name, its value "<role>:<secret>"); change that Secret
@@ -38,7 +44,10 @@ to change them, as these commands only edit the file.`,
 			if err != nil {
 				return fmt.Errorf("--role: %w", err)
 			}
-			path := filepath.Join(dataDir, auth.StoreFile)
+			path, err := tokenFile(cmd)
+			if err != nil {
+				return err
+			}
 			store, err := auth.OpenStore(path)
 			if err != nil {
 				return err
@@ -53,13 +62,16 @@ to change them, as these commands only edit the file.`,
 			fmt.Fprintf(cmd.ErrOrStderr(), `created token %q (role %s) in %s.
 This is the only time its secret is shown: store it now (a secret manager, not a file
 in the repository). Send it as "Authorization: Bearer <secret>". A running serve
-accepts it within 10 seconds; "autofix token revoke %s" takes it back.
+accepts it at once; "autofix token revoke %s" takes it back.
 `, name, r, path, name)
 			return nil
 		}}
 	list := &cobra.Command{Use: "list", Short: "List the tokens: name, role and creation time", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path := filepath.Join(dataDir, auth.StoreFile)
+			path, err := tokenFile(cmd)
+			if err != nil {
+				return err
+			}
 			store, err := auth.OpenStore(path)
 			if err != nil {
 				return err
@@ -85,7 +97,11 @@ accepts it within 10 seconds; "autofix token revoke %s" takes it back.
 		}}
 	revoke := &cobra.Command{Use: "revoke NAME", Short: "Revoke a token", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := auth.OpenStore(filepath.Join(dataDir, auth.StoreFile))
+			path, err := tokenFile(cmd)
+			if err != nil {
+				return err
+			}
+			store, err := auth.OpenStore(path)
 			if err != nil {
 				return err
 			}
@@ -95,9 +111,8 @@ accepts it within 10 seconds; "autofix token revoke %s" takes it back.
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %q; a running serve refuses it within 10 seconds\n", args[0])
 			return nil
 		}}
-	d := config.Default()
 	for _, c := range []*cobra.Command{create, list, revoke} {
-		c.Flags().StringVar(&dataDir, "data-dir", d.DataDir, "data directory holding "+auth.StoreFile)
+		cf.register(c, "data-dir")
 		cmd.AddCommand(c)
 	}
 	create.Flags().StringVar(&name, "name", "", "the token's name, recorded in the audit trail (required; lowercase letters, digits and '-')")

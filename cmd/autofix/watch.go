@@ -3,21 +3,17 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/service"
 )
 
 func newWatchCmd() *cobra.Command {
-	var (
-		kubeconfig, namespaces, selector string
-		pendingGrace                     time.Duration
-		kf                               kafkaFlags
-	)
+	var kf kafkaFlags
 	cmd := &cobra.Command{
 		Use:   "watch",
 		Short: "Publish the failures of a cluster's Jobs, pods and rollouts to Kafka, without acting",
@@ -33,15 +29,15 @@ can read the topic reads those logs, and whatever secrets a job prints in them.
 Protect the topic as the logs are protected (TLS, SASL and ACLs on the brokers).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if kubeconfig == "" {
-				return fmt.Errorf("--kubeconfig: required (a file, or in-cluster)")
-			}
-			kc := config.Kubernetes{Kubeconfig: kubeconfig}
-			kube, err := kubeClient(&kc)
+			to, cfg, err := kf.target(cmd)
 			if err != nil {
 				return err
 			}
-			to, err := kf.target(cmd)
+			k := &cfg.Kubernetes
+			if k.Kubeconfig == "" || k.Kubeconfig == config.NoCluster {
+				return fmt.Errorf("--kubeconfig: required (a file, or in-cluster)")
+			}
+			kube, err := service.KubeClient(k)
 			if err != nil {
 				return err
 			}
@@ -51,17 +47,11 @@ Protect the topic as the logs are protected (TLS, SASL and ACLs on the brokers).
 			}
 			defer func() { _ = p.Close() }()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			w := remediate.NewWatcher(kube, kafkaPublisher{p}, nil, remediate.WatcherOptions{
-				Namespaces: config.SplitList(namespaces), Selector: selector, PendingGrace: pendingGrace, Log: log})
+			w := remediate.NewWatcher(kube, service.KafkaPublisher(p), nil, remediate.WatcherOptions{
+				Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel, Log: log})
 			return w.Run(cmd.Context())
 		},
 	}
-	d := config.Default()
-	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", `kubeconfig of the cluster ("in-cluster" in a pod)`)
-	kf.register(cmd, "topic to publish failures to (default: the configuration's)")
-	f.StringVar(&namespaces, "namespaces", "", "comma-separated namespaces to watch (default: all)")
-	f.StringVar(&selector, "selector", "", "label selector the watched Jobs must match")
-	f.DurationVar(&pendingGrace, "pending-grace", d.Kubernetes.PendingGrace, "how long a pod may fail to start before it is reported")
+	kf.register(cmd, "topic to publish failures to (default: the configuration's)", "kubeconfig", "namespaces", "selector", "pending-grace")
 	return cmd
 }

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
-	"sort"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -22,11 +19,12 @@ import (
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/remediate"
 )
 
-// kubeClient connects to the configured cluster.
-func kubeClient(c *config.Kubernetes) (kubernetes.Interface, error) {
+// KubeClient connects to the configured cluster.
+func KubeClient(c *config.Kubernetes) (kubernetes.Interface, error) {
 	var (
 		cfg *rest.Config
 		err error
@@ -115,7 +113,10 @@ func submission(r *ledger.Remediation) (*remediate.Submission, error) {
 	}, nil
 }
 
-// kafkaPublisher sends the watcher's events to the failures topic (remediate.Publisher).
+// KafkaPublisher sends the watcher's events to p's topic (remediate.Publisher), keyed
+// so that the events of one chain stay in order.
+func KafkaPublisher(p *ingest.Producer) remediate.Publisher { return kafkaPublisher{p} }
+
 type kafkaPublisher struct{ p *ingest.Producer }
 
 func (k kafkaPublisher) Publish(ctx context.Context, ev *failure.Event) error {
@@ -202,6 +203,47 @@ func (l ledgerSpecs) Spec(ctx context.Context, uid string) (*batchv1.Job, error)
 	return &job, nil
 }
 
+// LedgerChains answers the pipeline driver from the ledger (pipeline.Chains).
+func LedgerChains(store *ledger.Store) pipeline.Chains { return ledgerChains{store} }
+
+type ledgerChains struct{ store *ledger.Store }
+
+func (l ledgerChains) FailureState(ctx context.Context, job *batchv1.Job) (string, string, error) {
+	// The Job's failure, or else its pods' failing to start.
+	for _, id := range []string{remediate.JobEventID(job), remediate.StuckEventID(job)} {
+		r, err := l.store.Get(ctx, id)
+		if errors.Is(err, ledger.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", "", err
+		}
+		return string(r.State), r.Reason, nil
+	}
+	return "", "", nil
+}
+
+// KafkaSecurity builds, from kafka.tls and kafka.sasl (validated), how every client
+// of the brokers connects. Both off: the zero Security, plaintext.
+func KafkaSecurity(k *config.Kafka) (ingest.Security, error) {
+	var sec ingest.Security
+	var err error
+	if sec.TLS, err = k.TLS.ClientConfig(); err != nil {
+		return sec, err
+	}
+	if k.SASL.Mechanism == "" {
+		return sec, nil
+	}
+	password, err := k.SASL.ReadPassword()
+	if err != nil {
+		return sec, err
+	}
+	if sec.SASL, err = ingest.NewSASL(k.SASL.Mechanism, k.SASL.Username, password); err != nil {
+		return sec, fmt.Errorf("kafka.sasl: %w", err)
+	}
+	return sec, nil
+}
+
 // identity names this replica for leader election.
 func identity(c *config.Kubernetes) string {
 	if c.Identity != "" {
@@ -209,23 +251,4 @@ func identity(c *config.Kubernetes) string {
 	}
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
-}
-
-// clusterGPUTypes lists the values of the GPU-model node label on the cluster's nodes
-// (nil if it cannot tell: then every model of the catalogue may be proposed).
-func clusterGPUTypes(ctx context.Context, kube kubernetes.Interface, label string) []string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	nodes, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: label})
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, n := range nodes.Items {
-		if v := n.Labels[label]; v != "" && !slices.Contains(out, v) {
-			out = append(out, v)
-		}
-	}
-	sort.Strings(out)
-	return out
 }

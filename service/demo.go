@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -27,36 +27,37 @@ import (
 // The simulated cluster `serve` runs when it is given no cluster: a CPU node and
 // GPU nodes of three models, the namespace "ml" where the demo's jobs run.
 const (
-	demoNamespace = "ml"
+	// DemoNamespace is where the demo's jobs run.
+	DemoNamespace = "ml"
 	// demoProdNamespace holds the demo's jobs whose fixes a person reviews (demoRule).
 	demoProdNamespace = "ml-prod"
-	demoRun           = "demo"
+	// DemoRun is the demo's pipeline run.
+	DemoRun = "demo"
 )
 
 // demoRule is the policy rule the demo adds in front of the default policy: fixes in
 // the production namespace wait for a person, so the review page has work.
 var demoRule = policy.Rule{Name: "demo-prod-reviewed", Namespaces: []string{demoProdNamespace}, Verdict: policy.Review}
 
+// newSimulatedCluster is the cluster of the embedded default: its pods use the
+// memory of the catalogue's GPU models, and its nodes are discovered like a real
+// cluster's.
 func newSimulatedCluster(cfg *config.Config, log *slog.Logger) (*simcluster.Cluster, error) {
-	s, err := loadScenario(cfg.Scenario)
-	if err != nil {
-		return nil, err
-	}
 	label := cfg.Kubernetes.GPUTypeLabel
 	nodes := []simcluster.Node{{Name: "cpu-node-1"}}
 	for i, model := range []string{"nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-l4"} {
 		nodes = append(nodes, simcluster.Node{Name: fmt.Sprintf("gpu-node-%d", i+1), Labels: map[string]string{label: model}})
 	}
 	return simcluster.New(simcluster.Options{
-		Path: filepath.Join(cfg.DataDir, "cluster.json"), Truth: simcluster.GroundTruth(s.Catalogue.GPUs, label),
-		Nodes: nodes, Namespaces: []string{demoNamespace, demoProdNamespace, cfg.Kubernetes.LeaseNamespace}, Log: log,
+		Path: filepath.Join(cfg.DataDir, "cluster.json"), Truth: simcluster.GroundTruth(cfg.Catalogue.GPUs, label),
+		Nodes: nodes, Namespaces: []string{DemoNamespace, demoProdNamespace, cfg.Kubernetes.LeaseNamespace}, Log: log,
 	})
 }
 
 // demoJob is one failing job of the demo and the truth it fails by.
 type demoJob struct {
 	name, kind, memory string
-	namespace          string // default demoNamespace
+	namespace          string // default DemoNamespace
 	cpu                string // default 4
 	gpu                bool
 	env                map[string]string
@@ -88,7 +89,7 @@ var demoJobs = []demoJob{
 // seedDemo creates the demo's jobs and starts its pipeline run, once: when the
 // namespace has no jobs yet.
 func seedDemo(ctx context.Context, kube kubernetes.Interface, pipelines *api.Pipelines, log *slog.Logger) error {
-	jobs, err := kube.BatchV1().Jobs(demoNamespace).List(ctx, metav1.ListOptions{})
+	jobs, err := kube.BatchV1().Jobs(DemoNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func seedDemo(ctx context.Context, kube kubernetes.Interface, pipelines *api.Pip
 	if err != nil {
 		return err
 	}
-	if _, err := pipelines.Start(ctx, def, demoRun, "demo"); err != nil && !errors.Is(err, ledger.ErrConflict) {
+	if _, err := pipelines.Start(ctx, def, DemoRun, "demo"); err != nil && !errors.Is(err, ledger.ErrConflict) {
 		return err
 	}
 	for _, d := range demoJobs {
@@ -142,7 +143,7 @@ func (d demoJob) job() *batchv1.Job {
 	}
 	ns := d.namespace
 	if ns == "" {
-		ns = demoNamespace
+		ns = DemoNamespace
 	}
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns, Annotations: ann,

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,24 +47,24 @@ const (
 	staleTokens = 5 * time.Minute
 )
 
-// startAuth loads the API tokens — DATA_DIR/tokens.json and, if configured, a
-// Kubernetes Secret — and re-reads them every 10 seconds until ctx ends. On a first
-// start with no token anywhere it creates an admin token in DATA_DIR/admin-token and
-// shows it once: on the terminal, never in the log.
-func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, log *slog.Logger) (*auth.Authenticator, error) {
+// loadAuth loads the API tokens — DATA_DIR/tokens.json and, if configured, a
+// Kubernetes Secret. On a first start with no token anywhere it creates an admin
+// token in DATA_DIR/admin-token and shows it once: on the terminal, never in the
+// log. The sources' run re-reads them until the service stops.
+func loadAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, log *slog.Logger) (*auth.Authenticator, *tokenSources, error) {
 	path := filepath.Join(cfg.DataDir, auth.StoreFile)
 	secretNS, secretName, fromSecret := strings.Cut(cfg.HTTP.TokensSecret, "/")
 	if fromSecret && kube == nil {
-		return nil, fmt.Errorf("http.tokensSecret: %s needs a cluster (kubernetes.kubeconfig)", cfg.HTTP.TokensSecret)
+		return nil, nil, fmt.Errorf("http.tokensSecret: %s needs a cluster (kubernetes.kubeconfig)", cfg.HTTP.TokensSecret)
 	}
 	if !fromSecret {
 		s, err := auth.OpenStore(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		secret, created, err := auth.FirstStart(s, cfg.DataDir)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if created {
 			file := filepath.Join(cfg.DataDir, auth.AdminTokenFile)
@@ -84,28 +85,31 @@ func startAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interfac
 		}
 	}
 	if err := src.reload(ctx, true); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	a := auth.NewAuthenticator(src.tokens())
 	log.Info("API tokens loaded", "count", a.Len(), "file", path, "secret", cfg.HTTP.TokensSecret)
-	go func() {
-		t := time.NewTicker(tokenReload)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			_ = src.reload(ctx, false)
-			tokens := src.tokens()
-			if len(tokens) != a.Len() {
-				log.Info("API tokens reloaded", "count", len(tokens))
-			}
-			a.Set(tokens)
+	return a, src, nil
+}
+
+// run re-reads the token sources every tokenReload until ctx ends, and gives a
+// what it read.
+func (t *tokenSources) run(ctx context.Context, a *auth.Authenticator) {
+	tick := time.NewTicker(tokenReload)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
-	}()
-	return a, nil
+		_ = t.reload(ctx, false)
+		tokens := t.tokens()
+		if len(tokens) != a.Len() {
+			t.log.Info("API tokens reloaded", "count", len(tokens))
+		}
+		a.Set(tokens)
+	}
 }
 
 // tokenSources are the token file and, if configured, the Secret, each with the
@@ -115,6 +119,7 @@ type tokenSources struct {
 	secret func(context.Context) ([]auth.Token, error)
 	log    *slog.Logger
 
+	mu               sync.Mutex // reload runs on the timer and on an unknown token
 	file, fromSecret []auth.Token
 	secretReadAt     time.Time
 }
@@ -123,6 +128,8 @@ type tokenSources struct {
 // later it keeps the file's last tokens. A deleted Secret revokes its tokens; one
 // that cannot be read keeps them for staleTokens at most.
 func (t *tokenSources) reload(ctx context.Context, first bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	s, err := auth.OpenStore(t.path)
 	switch {
 	case err == nil:
@@ -152,6 +159,8 @@ func (t *tokenSources) reload(ctx context.Context, first bool) error {
 }
 
 func (t *tokenSources) tokens() []auth.Token {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	return append(append([]auth.Token(nil), t.file...), t.fromSecret...)
 }
 

@@ -1,0 +1,67 @@
+package config
+
+import (
+	"fmt"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Cluster is what autofix assumes of the cluster's nodes when it cannot see them,
+// and whether it looks.
+type Cluster struct {
+	// Discover reads the nodes of the cluster autofix acts on (the real one, or the
+	// simulated one) and keeps what they offer current as nodes come and go: the
+	// largest allocatable memory, CPU, local storage and GPU count, and the GPU
+	// models (kubernetes.gpuTypeLabel). On by default. Until the first node list,
+	// and when it is off or there is no cluster, LargestNode holds.
+	Discover bool `yaml:"discover"`
+	// LargestNode bounds what one retry may ask for.
+	LargestNode Node `yaml:"largestNode"`
+}
+
+// Node is the size of a node. Zero fields do not limit.
+type Node struct {
+	MemoryGiB           float64 `yaml:"memoryGiB"`
+	CPU                 float64 `yaml:"cpu"`
+	GPUs                int     `yaml:"gpus"`
+	EphemeralStorageGiB float64 `yaml:"ephemeralStorageGiB"`
+}
+
+// Resources is the node as a resource request.
+func (n Node) Resources() failure.Resources {
+	return failure.Resources{MemoryBytes: int64(n.MemoryGiB * (1 << 30)), CPUMillis: int64(n.CPU * 1000), GPU: n.GPUs,
+		EphemeralStorageBytes: int64(n.EphemeralStorageGiB * (1 << 30))}
+}
+
+// Classifier configures the classification of failures.
+type Classifier struct {
+	// MinConfidence is the confidence below which a failure is classified unknown
+	// (and not retried for a cause it may not have). Default 0.5.
+	MinConfidence float64 `yaml:"minConfidence"`
+}
+
+// defaultCluster is a node of a large GPU pool: 8 GPUs, 96 cores, 1 TiB, 1.5 TB of
+// local SSD.
+func defaultCluster() Cluster {
+	return Cluster{Discover: true, LargestNode: Node{MemoryGiB: 1024, CPU: 96, GPUs: 8, EphemeralStorageGiB: 1500}}
+}
+
+func (c *Config) validateCatalogue() error {
+	if err := c.Catalogue.Validate(); err != nil {
+		return fmt.Errorf("catalogue.%w", err)
+	}
+	n := c.Cluster.LargestNode
+	switch {
+	case !(n.MemoryGiB >= 0 && n.MemoryGiB <= float64(failure.MaxMemoryBytes>>30)):
+		return fmt.Errorf("cluster.largestNode.memoryGiB: %g, want 0 (no limit) to %d", n.MemoryGiB, failure.MaxMemoryBytes>>30)
+	case !(n.CPU >= 0 && n.CPU <= failure.MaxCPUMillis/1000):
+		return fmt.Errorf("cluster.largestNode.cpu: %g, want 0 (no limit) to %d", n.CPU, failure.MaxCPUMillis/1000)
+	case n.GPUs < 0 || n.GPUs > 1024:
+		return fmt.Errorf("cluster.largestNode.gpus: %d, want 0 (no limit) to 1024", n.GPUs)
+	case !(n.EphemeralStorageGiB >= 0 && n.EphemeralStorageGiB <= float64(failure.MaxMemoryBytes>>30)):
+		return fmt.Errorf("cluster.largestNode.ephemeralStorageGiB: %g, want 0 (no limit) to %d", n.EphemeralStorageGiB, failure.MaxMemoryBytes>>30)
+	case !(c.Classifier.MinConfidence > 0 && c.Classifier.MinConfidence < 1):
+		return fmt.Errorf("classifier.minConfidence: %g, want between 0 and 1", c.Classifier.MinConfidence)
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package remediate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// Offer is what a cluster's nodes offer to one pod.
+type Offer struct {
+	// Largest is, for each resource, the most any schedulable node can allocate:
+	// memory, CPU, local (ephemeral) storage and GPUs (nvidia.com/gpu).
+	Largest failure.Resources
+	// GPUTypes are the values of the GPU-model label on the schedulable nodes,
+	// sorted; empty when no node has one.
+	GPUTypes []string
+	// Nodes is how many nodes are schedulable (Ready and not cordoned).
+	Nodes int
+}
+
+// NodeOptions configure DiscoverNodes.
+type NodeOptions struct {
+	// GPUTypeLabel is the node label naming the GPU model.
+	GPUTypeLabel string
+	// MinInterval spaces out the offers made as nodes change (heartbeats and
+	// status updates come in bursts): default 1 s.
+	MinInterval time.Duration
+	Log         *slog.Logger
+}
+
+// DiscoverNodes watches the cluster's nodes and calls apply with what they offer:
+// once the first list is in, and again whenever the offer changes (a node added,
+// removed, cordoned, not ready, resized or relabelled), at most once per
+// MinInterval. No schedulable node at all is not an offer: apply keeps what it had.
+// It returns when ctx ends; it needs list and watch on nodes.
+func DiscoverNodes(ctx context.Context, kube kubernetes.Interface, apply func(Offer), o NodeOptions) error {
+	if o.MinInterval <= 0 {
+		o.MinInterval = time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	f := informers.NewSharedInformerFactory(kube, 0)
+	inf := f.Core().V1().Nodes()
+	changed := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { poke() },
+		UpdateFunc: func(old, cur any) {
+			if o, ok := old.(*corev1.Node); ok {
+				if n, ok := cur.(*corev1.Node); ok && o.ResourceVersion == n.ResourceVersion {
+					return // a resync
+				}
+			}
+			poke()
+		},
+		DeleteFunc: func(any) { poke() },
+	}); err != nil {
+		return err
+	}
+	f.Start(ctx.Done())
+	defer f.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+		return ctx.Err()
+	}
+	lister := inf.Lister()
+	var last *Offer
+	for {
+		nodes, err := lister.List(labels.Everything())
+		if err != nil {
+			return fmt.Errorf("nodes: %w", err)
+		}
+		offer := NodeOffer(nodes, o.GPUTypeLabel)
+		switch {
+		case offer.Nodes == 0:
+			if last == nil || last.Nodes > 0 {
+				o.Log.Warn("no schedulable node: keeping what the nodes offered last (or the configured cluster.largestNode)")
+			}
+		case last == nil || !offer.equal(last):
+			o.Log.Info("nodes discovered", "schedulable", offer.Nodes, "memory", failure.FormatBytes(offer.Largest.MemoryBytes),
+				"cpuMillis", offer.Largest.CPUMillis, "gpus", offer.Largest.GPU, "ephemeralStorage",
+				failure.FormatBytes(offer.Largest.EphemeralStorageBytes), "gpuTypes", offer.GPUTypes)
+			apply(offer)
+		}
+		last = &offer
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+		select { // let a burst of changes settle into one offer
+		case <-ctx.Done():
+			return nil
+		case <-time.After(o.MinInterval):
+		}
+	}
+}
+
+// NodeOffer is what nodes offer to one pod: of the schedulable ones (Ready, not
+// cordoned), the largest allocatable amount of each resource and the GPU models.
+func NodeOffer(nodes []*corev1.Node, gpuTypeLabel string) Offer {
+	var o Offer
+	for _, n := range nodes {
+		if n.Spec.Unschedulable || !nodeReady(n) {
+			continue
+		}
+		o.Nodes++
+		a := n.Status.Allocatable
+		o.Largest.MemoryBytes = max(o.Largest.MemoryBytes, a.Memory().Value())
+		o.Largest.CPUMillis = max(o.Largest.CPUMillis, a.Cpu().MilliValue())
+		o.Largest.EphemeralStorageBytes = max(o.Largest.EphemeralStorageBytes, a.StorageEphemeral().Value())
+		if q, ok := a[ResourceGPU]; ok {
+			o.Largest.GPU = max(o.Largest.GPU, int(q.Value()))
+		}
+		if t := n.Labels[gpuTypeLabel]; t != "" && !slices.Contains(o.GPUTypes, t) {
+			o.GPUTypes = append(o.GPUTypes, t)
+		}
+	}
+	slices.Sort(o.GPUTypes)
+	return o
+}
+
+func (o *Offer) equal(p *Offer) bool {
+	return o.Largest == p.Largest && o.Nodes == p.Nodes && slices.Equal(o.GPUTypes, p.GPUTypes)
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -1,0 +1,115 @@
+package remediate
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/autofix/autofix/failure"
+)
+
+const gpuLabel = "nvidia.com/gpu.product"
+
+func node(name, mem, cpu, gpus, disk, model string, ready bool) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}}}
+	if model != "" {
+		n.Labels[gpuLabel] = model
+	}
+	n.Status.Allocatable = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(mem), corev1.ResourceCPU: resource.MustParse(cpu)}
+	if gpus != "" {
+		n.Status.Allocatable[ResourceGPU] = resource.MustParse(gpus)
+	}
+	if disk != "" {
+		n.Status.Allocatable[corev1.ResourceEphemeralStorage] = resource.MustParse(disk)
+	}
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status}}
+	return n
+}
+
+func TestNodeOffer(t *testing.T) {
+	cordoned := node("cordoned", "4Ti", "512", "16", "", "nvidia-h200", true)
+	cordoned.Spec.Unschedulable = true
+	nodes := []*corev1.Node{
+		node("cpu", "251Gi", "63900m", "", "900Gi", "", true),
+		node("a100", "1000Gi", "95", "8", "1400Gi", "NVIDIA-A100-SXM4-80GB", true),
+		node("l4", "180Gi", "47", "4", "", "NVIDIA-L4", true),
+		node("l4-2", "180Gi", "47", "4", "", "NVIDIA-L4", true),
+		node("down", "8Ti", "1000", "64", "", "nvidia-b200", false),
+		cordoned,
+	}
+	got := NodeOffer(nodes, gpuLabel)
+	want := Offer{Largest: failure.Resources{MemoryBytes: 1000 << 30, CPUMillis: 95000, GPU: 8, EphemeralStorageBytes: 1400 << 30},
+		GPUTypes: []string{"NVIDIA-A100-SXM4-80GB", "NVIDIA-L4"}, Nodes: 4}
+	if got.Largest != want.Largest || !slices.Equal(got.GPUTypes, want.GPUTypes) || got.Nodes != want.Nodes {
+		t.Errorf("NodeOffer = %+v\nwant %+v (not ready and cordoned nodes do not count)", got, want)
+	}
+	if o := NodeOffer(nil, gpuLabel); o.Nodes != 0 || o.Largest != (failure.Resources{}) {
+		t.Errorf("no nodes: %+v", o)
+	}
+}
+
+// DiscoverNodes offers what the nodes have when it starts and again as they change;
+// a cluster with no schedulable node left offers nothing new.
+func TestDiscoverNodesFollowsChanges(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kube := fake.NewClientset(node("a", "64Gi", "16", "", "", "", true))
+	offers := make(chan Offer, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- DiscoverNodes(ctx, kube, func(o Offer) { offers <- o }, NodeOptions{GPUTypeLabel: gpuLabel, MinInterval: time.Millisecond})
+	}()
+	next := func(what string) Offer {
+		t.Helper()
+		select {
+		case o := <-offers:
+			return o
+		case err := <-done:
+			t.Fatalf("%s: DiscoverNodes returned %v", what, err)
+		}
+		return Offer{}
+	}
+	if o := next("first list"); o.Largest.MemoryBytes != 64<<30 || o.Nodes != 1 {
+		t.Errorf("first offer %+v, want node a's 64Gi", o)
+	}
+	big := node("b", "512Gi", "64", "8", "", "nvidia-a100-80gb", true)
+	if _, err := kube.CoreV1().Nodes().Create(ctx, big, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if o := next("node b added"); o.Largest.MemoryBytes != 512<<30 || o.Largest.GPU != 8 || !slices.Equal(o.GPUTypes, []string{"nvidia-a100-80gb"}) {
+		t.Errorf("after b joined: %+v", o)
+	}
+	big.Spec.Unschedulable = true
+	big.ResourceVersion = "2"
+	if _, err := kube.CoreV1().Nodes().Update(ctx, big, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if o := next("node b cordoned"); o.Largest.MemoryBytes != 64<<30 || o.Largest.GPU != 0 || len(o.GPUTypes) != 0 {
+		t.Errorf("after b was cordoned: %+v", o)
+	}
+	// The last schedulable node goes: nothing is offered (apply keeps the last), and
+	// when one comes back, it is.
+	if err := kube.CoreV1().Nodes().Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Nodes().Create(ctx, node("c", "32Gi", "8", "", "", "", true), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if o := next("node c added"); o.Largest.MemoryBytes != 32<<30 || o.Nodes != 1 {
+		t.Errorf("after a went and c came: %+v (an offer of no node must never be made)", o)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("DiscoverNodes = %v after its context ended", err)
+	}
+}

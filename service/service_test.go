@@ -1,0 +1,156 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/autofix/autofix/api"
+	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/remediate"
+)
+
+func testConfig(t *testing.T, kubeconfig string) *config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.Kafka.EmbeddedAddr = "127.0.0.1:0"
+	cfg.Kubernetes.Kubeconfig = kubeconfig
+	cfg.ShutdownGrace = 5 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &cfg
+}
+
+// waitFor polls cond for as long as the test may run.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline, ok := t.Deadline()
+	if !ok {
+		deadline = time.Now().Add(10 * time.Minute)
+	}
+	for !cond() {
+		if time.Now().After(deadline.Add(-5 * time.Second)) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readyz(t *testing.T, s *Service) (int, map[string]api.Check) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://%s/readyz", s.Addr()))
+	if err != nil {
+		return 0, nil
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var body struct{ Checks map[string]api.Check }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Checks
+}
+
+// New, Run, Stop: the service becomes ready, and Stop ends Run (which returns nil)
+// with everything it started; a second Run is refused.
+func TestRunStop(t *testing.T) {
+	s, err := New(context.Background(), testConfig(t, config.NoCluster), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(context.Background()) }()
+	waitFor(t, "/readyz 200", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
+	s.Stop()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("Run = %v after Stop, want nil", err)
+		}
+	default:
+		t.Fatal("Stop returned before Run")
+	}
+	if resp, err := http.Get(fmt.Sprintf("http://%s/healthz", s.Addr())); err == nil {
+		_ = resp.Body.Close()
+		t.Error("the HTTP listener still answers after Stop")
+	}
+	if err := s.Run(context.Background()); err == nil {
+		t.Error("a second Run was not refused")
+	}
+	s.Stop() // idempotent
+}
+
+// Stop without Run closes what New opened: the ledger, the broker, the listener.
+func TestStopWithoutRun(t *testing.T) {
+	cfg := testConfig(t, config.NoCluster)
+	s, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	if err := s.store.Ping(context.Background()); err == nil {
+		t.Error("the ledger is still open")
+	}
+	// The same data directory and ports can be used again at once.
+	again, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("New after Stop: %v", err)
+	}
+	again.Stop()
+}
+
+// On the simulated cluster of the embedded default, the recommender learns what the
+// nodes offer from the nodes, like on a real cluster: the configured largest node
+// holds only until then.
+func TestNodesAreDiscovered(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.Cluster.LargestNode = config.Node{MemoryGiB: 64, CPU: 8}
+	s, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(context.Background()) }()
+	defer func() {
+		s.Stop()
+		if err := <-ran; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	want := failure.Resources{MemoryBytes: 1 << 40, CPUMillis: 96000, GPU: 8, EphemeralStorageBytes: 1500 << 30}
+	waitFor(t, "the nodes' offer", func() bool { return s.brain.rec.Cluster().Largest == want })
+	if got := s.brain.rec.Cluster().GPUTypes; !slices.Equal(got, []string{"nvidia-l4", "nvidia-a100-40gb", "nvidia-a100-80gb"}) {
+		t.Errorf("GPU models %v, want the simulated nodes' three, in catalogue order", got)
+	}
+}
+
+func TestReadyNeedsAnElectionThatRuns(t *testing.T) {
+	s, err := New(context.Background(), testConfig(t, config.NoCluster), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	h := s.health
+	ok := ""
+	h.kafkaErr.Store(&ok)
+	h.consuming.Store(true)
+	h.election = &remediate.LeaderStatus{}
+	if ready, checks := h.ready(context.Background()); ready || checks["leader"].State != api.CheckNotReady {
+		t.Errorf("before the first election: ready %v, leader %+v", ready, checks["leader"])
+	}
+	h.election.Record("", fmt.Errorf(`namespaces "autofix" not found`))
+	ready, checks := h.ready(context.Background())
+	if ready || checks["leader"].State != api.CheckFailing || checks["leader"].Detail != `leader election cannot run: namespaces "autofix" not found` {
+		t.Errorf("election failing: ready %v, leader %+v; want not ready, the cause named", ready, checks["leader"])
+	}
+	h.election.Record("autofix-1", nil)
+	if ready, checks := h.ready(context.Background()); !ready || checks["leader"].Detail != "following autofix-1" {
+		t.Errorf("another replica leading: ready %v, leader %+v; want ready", ready, checks["leader"])
+	}
+}
