@@ -136,7 +136,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	// submitted (retries of preemptions wait out their backoff, a minute, and may
 	// still be approved; they must not have been submitted twice either).
 	var ledgerOut []ledgerLine
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := testDeadline(t)
 	for {
 		ledgerOut = readLedger(t, bin, data)
 		recorded, pending := 0, 0
@@ -152,8 +152,8 @@ func TestCrashLosesNothing(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %d of %d valid events recorded, %d approved not submitted\nlogs:\n%s",
-				90*time.Second, recorded, len(valid), pending, tail(logs.String(), 40))
+			t.Fatalf("at the test's deadline: %d of %d valid events recorded, %d approved not submitted\nlogs:\n%s",
+				recorded, len(valid), pending, tail(logs.String(), 40))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -243,20 +243,16 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func waitHTTP(t *testing.T, url string, within time.Duration) {
+func waitHTTP(t *testing.T, url string, usually time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	waitFor(t, url+" ready", usually, func() bool {
 		resp, err := http.Get(url) // #nosec G107 -- the test's own server
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready within %s", url, within)
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func readLedger(t *testing.T, bin, data string) []ledgerLine {
