@@ -19,7 +19,6 @@ import (
 
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/classifier"
-	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
 )
@@ -41,12 +40,12 @@ func (s *Server) recommend(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	hist, err := s.o.Ledger.History(c.Request().Context(), []string{engine.TemplateKey(&ev)}, historyLimit)
+	hist, err := s.o.Ledger.History(c.Request().Context(), []string{ev.HistoryKey()}, historyLimit)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	rec := s.o.Recommender.Recommend(&ev, hist[engine.TemplateKey(&ev)])
+	rec := s.o.Recommender.Recommend(&ev, hist[ev.HistoryKey()])
 	s.o.Metrics.recommended(&rec, time.Since(start))
 	return c.JSON(http.StatusOK, rec)
 }
@@ -85,7 +84,7 @@ func (s *Server) recommendBatch(c *echo.Context) error {
 			continue
 		}
 		evs[i] = &ev
-		if k := engine.TemplateKey(&ev); !slices.Contains(keys, k) {
+		if k := ev.HistoryKey(); !slices.Contains(keys, k) {
 			keys = append(keys, k)
 		}
 	}
@@ -98,7 +97,7 @@ func (s *Server) recommendBatch(c *echo.Context) error {
 			continue
 		}
 		start := time.Now()
-		rec := s.o.Recommender.Recommend(ev, hist[engine.TemplateKey(ev)])
+		rec := s.o.Recommender.Recommend(ev, hist[ev.HistoryKey()])
 		s.o.Metrics.recommended(&rec, time.Since(start))
 		out[i].Recommendation = &rec
 	}
@@ -349,9 +348,9 @@ func (s *Server) doApprove(ctx context.Context, id string, p auth.Principal, req
 	if len(edits) > 0 {
 		opt.Changes = append(slices.Clone(opt.Changes), "edited by "+p.Name+": "+strings.Join(edits, ", "))
 	}
-	original := engine.ChainOriginal(r.ChainID, ev.Job.Namespace, ev.Job.Name)
+	original := failure.ChainOriginal(r.ChainID, ev.Job.Namespace, ev.Job.Name)
 	a := ledger.Attempt{ChainID: r.ChainID, Number: n + 1, EventID: r.EventID,
-		JobName: engine.AttemptName(original, n+1), Resources: res, Params: params, Option: &opt}
+		JobName: failure.AttemptName(original, n+1), Resources: res, Params: params, Option: &opt}
 	if err := s.o.Ledger.Approve(ctx, r.EventID, a, p.Name, detail, s.o.Now()); err != nil {
 		return err
 	}
@@ -478,7 +477,7 @@ func (s *Server) jobHistory(c *echo.Context) error {
 		}
 	}
 	if h.Template != "" {
-		key := h.Namespace + "/" + h.Template
+		key := failure.TemplateKey(h.Namespace, h.Template)
 		out, err := s.o.Ledger.History(ctx, []string{key}, 0)
 		if err != nil {
 			return err

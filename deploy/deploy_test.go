@@ -198,8 +198,8 @@ func checkRBAC(t *testing.T, objs []object, c config.Config) {
 					if !slices.Equal(r.ResourceNames, []string{c.Kubernetes.LeaseName}) {
 						t.Errorf("%s %s rules[%d]: leases %v of %v, want only %q", o.Kind, o.Metadata.Name, i, r.Verbs, r.ResourceNames, c.Kubernetes.LeaseName)
 					}
-				case o.Kind == "ClusterRole" && o.Metadata.Name == "autofix-nodes" && (res != "nodes" || !slices.Equal(r.Verbs, []string{"list"})):
-					t.Errorf("ClusterRole autofix-nodes rules[%d]: %v of %s; want list of nodes only", i, r.Verbs, res)
+				case o.Kind == "ClusterRole" && o.Metadata.Name == "autofix-nodes" && (res != "nodes" || !slices.Equal(r.Verbs, []string{"list", "watch"})):
+					t.Errorf("ClusterRole autofix-nodes rules[%d]: %v of %s; want list and watch of nodes only", i, r.Verbs, res)
 				}
 			}
 		}

@@ -43,7 +43,7 @@ func retryEvent(r ledger.Remediation, id, reason string, exit int, log string) *
 	ev := *r.Event
 	ev.ID = id
 	ev.Job.Name, ev.Job.Attempt, ev.Job.Resources = a.JobName, a.Number, a.Resources
-	ev.Job.Labels = map[string]string{LabelChain: r.ChainID, LabelOriginal: r.Event.Job.Name}
+	ev.Job.Labels = map[string]string{failure.AnnotationChain: r.ChainID, failure.LabelOriginal: r.Event.Job.Name}
 	ev.Failure = failure.Signals{Reason: reason, ExitCode: exit, LogTail: log, DurationSeconds: 900, Node: "node-2"}
 	if reason == "OOMKilled" {
 		ev.Failure.Usage.PeakMemoryBytes = a.Resources.MemoryBytes

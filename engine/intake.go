@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,15 +18,6 @@ import (
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/policy"
-)
-
-// Labels a re-submitted job carries. They help people and partitioning; the chain
-// an event joins is what the ledger recorded, never what labels claim.
-const (
-	// LabelChain names the job chain: "namespace/original-job".
-	LabelChain = "autofix.io/chain"
-	// LabelOriginal names the chain's first job.
-	LabelOriginal = "autofix.io/original-job"
 )
 
 // Actors that appear in the audit trail.
@@ -328,7 +318,7 @@ func (in *Intake) decide(ctx context.Context, fresh []*item) error {
 		if it.ev == nil || it.unverified != "" {
 			continue
 		}
-		key := TemplateKey(it.ev)
+		key := it.ev.HistoryKey()
 		if _, ok := groups[key]; !ok {
 			templates = append(templates, key)
 		}
@@ -433,7 +423,7 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 		opt, _ := rec.ChosenOption()
 		it.entry.State = ledger.Approved
 		it.entry.Attempt = &ledger.Attempt{ChainID: it.entry.ChainID, Number: n + 1, EventID: ev.ID,
-			JobName: AttemptName(it.original, n+1), Resources: opt.Resources, Params: opt.Params, Option: &opt}
+			JobName: failure.AttemptName(it.original, n+1), Resources: opt.Resources, Params: opt.Params, Option: &opt}
 		mu.Lock()
 		runs[it.entry.ChainID] = n + 1
 		mu.Unlock()
@@ -462,7 +452,7 @@ func (in *Intake) remember(fresh []*item) {
 		if seq == 0 || it.ev == nil {
 			continue
 		}
-		key := TemplateKey(it.ev)
+		key := it.ev.HistoryKey()
 		c := in.cache[key]
 		if c == nil {
 			continue
@@ -477,39 +467,6 @@ func (in *Intake) remember(fresh []*item) {
 		}
 		c.seq = seq
 	}
-}
-
-// TemplateKey is the history key of an event's job: namespace/template.
-func TemplateKey(ev *failure.Event) string {
-	return ev.Job.Namespace + "/" + cmp.Or(ev.Job.Template, ev.Job.Name)
-}
-
-// PartitionKey is the Kafka key of ev: its chain as its labels name it, so that the
-// events of one chain are in order on one partition. (Only a key: the chain an event
-// joins is decided by the ledger.)
-func PartitionKey(ev *failure.Event) string {
-	return cmp.Or(ev.Job.Labels[LabelChain], ev.Job.Namespace+"/"+cmp.Or(ev.Job.Labels[LabelOriginal], ev.Job.Name))
-}
-
-// ChainOriginal is the first Job of chain ("namespace/original") in namespace, or
-// fallback when chain is not of that form.
-func ChainOriginal(chain, namespace, fallback string) string {
-	if o, ok := strings.CutPrefix(chain, namespace+"/"); ok && o != "" {
-		return o
-	}
-	return fallback
-}
-
-// AttemptName is the deterministic name of attempt n of the chain that began with job
-// original: "<original>-af<n>", shortened with a hash to fit Kubernetes' 63 characters.
-func AttemptName(original string, n int) string {
-	suffix := fmt.Sprintf("-af%d", n)
-	if len(original)+len(suffix) <= 63 {
-		return original + suffix
-	}
-	sum := sha256.Sum256([]byte(original))
-	h := hex.EncodeToString(sum[:4])
-	return original[:63-len(suffix)-len(h)-1] + "-" + h + suffix
 }
 
 func (in *Intake) now() time.Time {

@@ -126,7 +126,7 @@ const probeID = "autofix-probe"
 // handle such an event now.
 func (in *Intake) probe(ctx context.Context) error {
 	const ns, name = "autofix-probe", "probe"
-	chain, key := ns+"/"+name, ns+"/"+name
+	chain, key := failure.ChainID(ns, name), failure.TemplateKey(ns, name)
 	if _, err := in.Ledger.SeenErrors(ctx, []string{probeID}); err != nil {
 		return err
 	}

@@ -67,8 +67,8 @@ func TestCopiedMarksJoinTheVictimsChain(t *testing.T) {
 			t.Fatalf("victim: %s %+v", r.State, a)
 		}
 		squat := failedK8sJob("train-af2", "u-squat")
-		squat.Labels[remediate.LabelManaged] = "true"
-		squat.Annotations[remediate.AnnotationRemediation] = r.EventID // copied; the token is not
+		squat.Labels[failure.LabelManaged] = "true"
+		squat.Annotations[failure.AnnotationRemediation] = r.EventID // copied; the token is not
 		if _, err := client.BatchV1().Jobs("ml").Create(ctx, squat, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}

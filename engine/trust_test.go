@@ -51,7 +51,7 @@ func TestChainsComeFromTheLedger(t *testing.T) {
 		if victim.State != ledger.Approved || victim.Attempts[0].JobName != "victim-af2" {
 			t.Fatalf("victim: %s %+v, want approved attempt victim-af2", victim.State, victim.Attempts)
 		}
-		forged := handle(t, in, oomOf("f1", "ml", "evil", 8<<30, map[string]string{LabelChain: "ml/victim", LabelOriginal: "victim"}, 99), 2)
+		forged := handle(t, in, oomOf("f1", "ml", "evil", 8<<30, map[string]string{failure.AnnotationChain: "ml/victim", failure.LabelOriginal: "victim"}, 99), 2)
 		if forged.ChainID != "ml/evil" || forged.Attempt != 1 {
 			t.Errorf("labelled event: chain %s attempt %d, want its own chain ml/evil, attempt 1", forged.ChainID, forged.Attempt)
 		}

@@ -208,7 +208,7 @@ func (in *Intake) chains(ctx context.Context, items []*item) error {
 			continue
 		}
 		j := &it.ev.Job
-		it.entry.ChainID, it.original = j.Namespace+"/"+j.Name, j.Name
+		it.entry.ChainID, it.original = failure.ChainID(j.Namespace, j.Name), j.Name
 		if it.unverified != "" {
 			// Recorded under its position, not its id: an early forgery of a real
 			// failure's id must not make the real event a duplicate.
@@ -221,7 +221,7 @@ func (in *Intake) chains(ctx context.Context, items []*item) error {
 		switch {
 		case ok && (!it.verified || it.remediation == a.EventID && (a.Token == "" || a.Token == it.token)):
 			it.entry.ChainID, j.Attempt = a.ChainID, a.Number
-			it.original = ChainOriginal(a.ChainID, j.Namespace, j.Name)
+			it.original = failure.ChainOriginal(a.ChainID, j.Namespace, j.Name)
 		case j.Kind != failure.Deployment || !it.verified: // a verified rollout's attempt is its generation
 			j.Attempt = 1
 		}

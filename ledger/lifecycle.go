@@ -209,7 +209,7 @@ func (s *Store) Finish(ctx context.Context, id string, to State, outcome failure
 			outcome.Template = template
 		}
 		outcome.Succeeded = to == Succeeded
-		_, err := s.appendOutcomes(ctx, tx, []outcomeRow{{key: templateKey(namespace, template), eventID: id, at: atOrNow(at), o: outcome}})
+		_, err := s.appendOutcomes(ctx, tx, []outcomeRow{{key: failure.TemplateKey(namespace, template), eventID: id, at: atOrNow(at), o: outcome}})
 		return err
 	})
 }

@@ -329,7 +329,7 @@ func prepare(i int, e Entry) (*pending, error) {
 		}
 		recJSON, category, confidence = string(b), r.Classification.Category, r.Classification.Confidence
 	}
-	key := templateKey(ev.Job.Namespace, ev.Job.Template)
+	key := failure.TemplateKey(ev.Job.Namespace, ev.Job.Template)
 	p.event = []any{p.id, ev.Job.Namespace, ev.Job.Name, ev.Job.Template, key, string(ev.Job.Kind), e.ChainID,
 		ev.Job.Attempt, string(category), confidence, string(e.State), e.Reason, e.Error, string(evJSON), recJSON,
 		nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset}
@@ -382,9 +382,6 @@ func pathAudit(p *pending) [][]any {
 		{p.id, 4, at, actor, "decide", string(Recommended), string(e.State), e.Reason},
 	}
 }
-
-// templateKey is the key of a template's history: namespace + "/" + template.
-func templateKey(namespace, template string) string { return namespace + "/" + template }
 
 // parallel calls fn(i) for i in [0, n) on up to GOMAXPROCS goroutines.
 func parallel(n int, fn func(i int)) {

@@ -13,8 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/podsafety"
-	"github.com/autofix/autofix/remediate"
 )
 
 // Annotations the deploy stage keeps on its Deployments.
@@ -138,7 +138,7 @@ func (d *Driver) deploy(ctx context.Context, def *Definition, run string, s *Sta
 	stable.Spec.ProgressDeadlineSeconds = &s.Deploy.ProgressDeadlineSeconds
 	setStarted(&stable.ObjectMeta)
 	stable.Annotations[LabelRun] = run
-	stable.Annotations[AnnotationPipelineRun] = runID(def, run)
+	stable.Annotations[failure.AnnotationPipelineRun] = runID(def, run)
 	// The update carries the resource version read and checked above: a Deployment
 	// changed since (a person's edit) is a conflict, and the next step looks again.
 	if _, err := dc.Update(ctx, stable, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
@@ -283,14 +283,14 @@ func (d *Driver) deployment(def *Definition, name string, replicas int32, tmpl c
 		sel["autofix.io/track"] = "canary"
 	}
 	labels := ownedLabels(def, "deploy")
-	labels[remediate.LabelKind] = "deployment"
+	labels[failure.LabelKind] = "deployment"
 	tmpl = *tmpl.DeepCopy()
 	for k, v := range sel {
 		tmpl.Labels[k] = v
 	}
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: def.Namespace, Labels: labels,
-			Annotations: map[string]string{LabelRun: run, AnnotationPipelineRun: runID(def, run)}},
+			Annotations: map[string]string{LabelRun: run, failure.AnnotationPipelineRun: runID(def, run)}},
 		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: sel}, Template: tmpl,
 			ProgressDeadlineSeconds: &deadline,
 			Strategy:                appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}},

@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/policy"
-	"github.com/autofix/autofix/remediate"
 )
 
 // Labels and annotations of pipeline objects.
@@ -164,7 +164,7 @@ func (d *Driver) rest(st Status, def *Definition, i int) Status {
 }
 
 func (d *Driver) selector(def *Definition, run, stage string) string {
-	return labels.SelectorFromSet(labels.Set{remediate.LabelPipeline: def.Name, LabelRun: run, remediate.LabelStage: stage}).String()
+	return labels.SelectorFromSet(labels.Set{failure.LabelPipeline: def.Name, LabelRun: run, failure.LabelStage: stage}).String()
 }
 
 func artifact(def *Definition, run, stage string) string {
@@ -259,22 +259,22 @@ func (d *Driver) newJob(def *Definition, run string, s *Stage, input string) (*b
 	c := &tmpl.Spec.Containers[0]
 	c.Env = append(c.Env, corev1.EnvVar{Name: "ARTIFACT_IN", Value: input}, corev1.EnvVar{Name: "ARTIFACT_OUT", Value: artifact(def, run, s.Name)})
 	l := ownedLabels(def, s.Name)
-	l[LabelRun], l[remediate.LabelKind] = run, string(s.Kind)
-	l[remediate.LabelTemplate], l[LabelMaxAttempts] = def.Name+"-"+s.Name, strconv.Itoa(s.MaxAttempts)
-	ann := map[string]string{AnnotationPipelineRun: runID(def, run)}
+	l[LabelRun], l[failure.LabelKind] = run, string(s.Kind)
+	l[failure.LabelTemplate], l[LabelMaxAttempts] = def.Name+"-"+s.Name, strconv.Itoa(s.MaxAttempts)
+	ann := map[string]string{failure.AnnotationPipelineRun: runID(def, run)}
 	if len(s.Tunables) > 0 {
 		b, err := json.Marshal(s.Tunables)
 		if err != nil {
 			return nil, err
 		}
-		ann[remediate.AnnotationTunables] = string(b)
+		ann[failure.AnnotationTunables] = string(b)
 	}
 	if len(s.Params) > 0 {
 		b, err := json.Marshal(s.Params)
 		if err != nil {
 			return nil, err
 		}
-		ann[remediate.AnnotationParams] = string(b)
+		ann[failure.AnnotationParams] = string(b)
 	}
 	zero := int32(0) // the first failed pod fails the Job: remediation decides what runs next
 	return &batchv1.Job{
@@ -293,7 +293,7 @@ func done(j *batchv1.Job, t batchv1.JobConditionType) bool {
 }
 
 func attemptOf(j *batchv1.Job) int {
-	if n, err := strconv.Atoi(j.Labels[remediate.LabelAttempt]); err == nil {
+	if n, err := strconv.Atoi(j.Labels[failure.LabelAttempt]); err == nil {
 		return n
 	}
 	return 1

@@ -8,14 +8,8 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/failure"
 )
-
-// AnnotationPipelineRun names, on every object the driver creates, the pipeline run
-// that created it or, for a Deployment, last changed it: "<pipeline>/<run>". With
-// the label autofix.io/managed=true it is what makes an object autofix's: the driver
-// updates, scales or deletes nothing that lacks them.
-const AnnotationPipelineRun = "autofix.io/pipeline-run"
 
 // NotOwnedError is an object the driver would update, scale, delete or follow that
 // autofix did not create for the pipeline (or, for a Job, for the run). The driver
@@ -42,7 +36,7 @@ func runID(def *Definition, run string) string { return def.Name + "/" + run }
 
 // ownedLabels are the labels the driver puts on every object it creates.
 func ownedLabels(def *Definition, stage string) map[string]string {
-	return map[string]string{remediate.LabelManaged: "true", remediate.LabelPipeline: def.Name, remediate.LabelStage: stage}
+	return map[string]string{failure.LabelManaged: "true", failure.LabelPipeline: def.Name, failure.LabelStage: stage}
 }
 
 // deploymentOwner checks that a Deployment is autofix's for the pipeline: created (or
@@ -50,13 +44,13 @@ func ownedLabels(def *Definition, stage string) map[string]string {
 // this run's to update; one a person created is nobody's but theirs.
 func deploymentOwner(m *metav1.ObjectMeta, def *Definition) error {
 	why := ""
-	switch ann := m.Annotations[AnnotationPipelineRun]; {
-	case m.Labels[remediate.LabelManaged] != "true":
-		why = "no label " + remediate.LabelManaged + "=true"
-	case m.Labels[remediate.LabelPipeline] != def.Name:
-		why = fmt.Sprintf("label %s is %s", remediate.LabelPipeline, quote(m.Labels[remediate.LabelPipeline]))
+	switch ann := m.Annotations[failure.AnnotationPipelineRun]; {
+	case m.Labels[failure.LabelManaged] != "true":
+		why = "no label " + failure.LabelManaged + "=true"
+	case m.Labels[failure.LabelPipeline] != def.Name:
+		why = fmt.Sprintf("label %s is %s", failure.LabelPipeline, quote(m.Labels[failure.LabelPipeline]))
 	case !strings.HasPrefix(ann, def.Name+"/"):
-		why = fmt.Sprintf("annotation %s is %s, not a run of %s", AnnotationPipelineRun, quote(ann), def.Name)
+		why = fmt.Sprintf("annotation %s is %s, not a run of %s", failure.AnnotationPipelineRun, quote(ann), def.Name)
 	default:
 		return nil
 	}
@@ -68,18 +62,18 @@ func deploymentOwner(m *metav1.ObjectMeta, def *Definition) error {
 // carries the managed label, the remediation's id and the stage Job as its original).
 func jobOwner(j *batchv1.Job, def *Definition, run string, s *Stage) error {
 	why := ""
-	switch ann := j.Annotations[AnnotationPipelineRun]; {
-	case j.Labels[remediate.LabelManaged] != "true":
-		why = "no label " + remediate.LabelManaged + "=true"
-	case j.Labels[remediate.LabelPipeline] != def.Name || j.Labels[LabelRun] != run || j.Labels[remediate.LabelStage] != s.Name:
-		why = fmt.Sprintf("labels %s, %s, %s are %s, %s, %s", remediate.LabelPipeline, LabelRun, remediate.LabelStage,
-			quote(j.Labels[remediate.LabelPipeline]), quote(j.Labels[LabelRun]), quote(j.Labels[remediate.LabelStage]))
+	switch ann := j.Annotations[failure.AnnotationPipelineRun]; {
+	case j.Labels[failure.LabelManaged] != "true":
+		why = "no label " + failure.LabelManaged + "=true"
+	case j.Labels[failure.LabelPipeline] != def.Name || j.Labels[LabelRun] != run || j.Labels[failure.LabelStage] != s.Name:
+		why = fmt.Sprintf("labels %s, %s, %s are %s, %s, %s", failure.LabelPipeline, LabelRun, failure.LabelStage,
+			quote(j.Labels[failure.LabelPipeline]), quote(j.Labels[LabelRun]), quote(j.Labels[failure.LabelStage]))
 	case ann == runID(def, run):
-	case ann == "" && j.Annotations[remediate.AnnotationRemediation] != "" && j.Labels[remediate.LabelOriginal] == jobName(def, run, s):
+	case ann == "" && j.Annotations[failure.AnnotationRemediation] != "" && j.Labels[failure.LabelOriginal] == jobName(def, run, s):
 		// an attempt remediation made of the stage's Job
 	default:
 		why = fmt.Sprintf("annotation %s is %s, and it is no remediation attempt of %s",
-			AnnotationPipelineRun, quote(ann), jobName(def, run, s))
+			failure.AnnotationPipelineRun, quote(ann), jobName(def, run, s))
 	}
 	if why == "" {
 		return nil

@@ -103,7 +103,7 @@ func (w *Watcher) deploymentJob(d *appsv1.Deployment) failure.Job {
 func describeDeployment(d *appsv1.Deployment, gpuLabel string) failure.Job {
 	l := d.Labels
 	j := failure.Job{Namespace: d.Namespace, Name: d.Name, UID: string(d.UID), Kind: failure.Deployment,
-		Template: cmp.Or(l[LabelTemplate], d.Name), Pipeline: l[LabelPipeline], Stage: l[LabelStage],
+		Template: cmp.Or(l[failure.LabelTemplate], d.Name), Pipeline: l[failure.LabelPipeline], Stage: l[failure.LabelStage],
 		Attempt: int(max(d.Generation, 1)), Labels: map[string]string{}}
 	for k, v := range l {
 		j.Labels[k] = v

@@ -177,22 +177,22 @@ func (w *Watcher) jobOf(job *batchv1.Job) failure.Job { return describeJob(job, 
 // GPU models.
 func describeJob(job *batchv1.Job, gpuLabel string) failure.Job {
 	l := job.Labels
-	kind := failure.JobKind(l[LabelKind])
+	kind := failure.JobKind(l[failure.LabelKind])
 	if !kind.Valid() || kind == failure.Deployment { // a Job is never a Deployment, whatever its label says
 		kind = failure.Batch
 	}
 	j := failure.Job{
 		Namespace: job.Namespace, Name: job.Name, UID: string(job.UID),
 		Kind:     kind,
-		Template: cmp.Or(l[LabelTemplate], l[LabelOriginal], job.Name),
-		Pipeline: l[LabelPipeline], Stage: l[LabelStage], Attempt: attemptOf(job),
+		Template: cmp.Or(l[failure.LabelTemplate], l[failure.LabelOriginal], job.Name),
+		Pipeline: l[failure.LabelPipeline], Stage: l[failure.LabelStage], Attempt: attemptOf(job),
 		Labels: map[string]string{},
 	}
 	for k, v := range l {
 		j.Labels[k] = v
 	}
-	if chain := job.Annotations[AnnotationChain]; chain != "" {
-		j.Labels[AnnotationChain] = chain
+	if chain := job.Annotations[failure.AnnotationChain]; chain != "" {
+		j.Labels[failure.AnnotationChain] = chain
 	}
 	spec := &job.Spec.Template.Spec
 	if c, err := mainContainer(spec, job.Annotations); err == nil {

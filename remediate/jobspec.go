@@ -27,7 +27,7 @@ func mainContainer(spec *corev1.PodSpec, annotations map[string]string) (*corev1
 	if len(spec.Containers) == 0 {
 		return nil, fmt.Errorf("pod template has no containers")
 	}
-	name := annotations[AnnotationContainer]
+	name := annotations[failure.AnnotationContainer]
 	if name == "" {
 		return &spec.Containers[0], nil
 	}
@@ -36,15 +36,15 @@ func mainContainer(spec *corev1.PodSpec, annotations map[string]string) (*corev1
 			return &spec.Containers[i], nil
 		}
 	}
-	return nil, fmt.Errorf("annotation %s names container %q, which the pod template does not have", AnnotationContainer, name)
+	return nil, fmt.Errorf("annotation %s names container %q, which the pod template does not have", failure.AnnotationContainer, name)
 }
 
 // bindings reads the Job's parameter bindings.
 func bindings(annotations map[string]string) (map[string]Binding, error) {
 	out := map[string]Binding{}
-	if raw := annotations[AnnotationParams]; raw != "" {
+	if raw := annotations[failure.AnnotationParams]; raw != "" {
 		if err := json.Unmarshal([]byte(raw), &out); err != nil {
-			return nil, fmt.Errorf("annotation %s: %w", AnnotationParams, err)
+			return nil, fmt.Errorf("annotation %s: %w", failure.AnnotationParams, err)
 		}
 	}
 	return out, nil
@@ -52,13 +52,13 @@ func bindings(annotations map[string]string) (map[string]Binding, error) {
 
 // tunables reads the Job's declared tunables.
 func tunables(annotations map[string]string) (map[string]failure.Tunable, error) {
-	raw := annotations[AnnotationTunables]
+	raw := annotations[failure.AnnotationTunables]
 	if raw == "" {
 		return nil, nil
 	}
 	var out map[string]failure.Tunable
 	if err := json.Unmarshal([]byte(raw), &out); err != nil {
-		return nil, fmt.Errorf("annotation %s: %w", AnnotationTunables, err)
+		return nil, fmt.Errorf("annotation %s: %w", failure.AnnotationTunables, err)
 	}
 	return out, nil
 }
@@ -207,7 +207,7 @@ func avoidNodes(spec *corev1.PodSpec, nodes []string) {
 
 // attemptOf reads a Job's attempt number (1 for a Job autofix did not create).
 func attemptOf(job *batchv1.Job) int {
-	if n, err := strconv.Atoi(job.Labels[LabelAttempt]); err == nil && n > 0 {
+	if n, err := strconv.Atoi(job.Labels[failure.LabelAttempt]); err == nil && n > 0 {
 		return n
 	}
 	return 1

@@ -18,8 +18,8 @@ import (
 func TestVerifyReportsTheAttemptToken(t *testing.T) {
 	copyJob := withCondition(failedJob(), batchv1.JobFailed)
 	copyJob.Name, copyJob.UID = "llm-ft-af2", "c0py"
-	copyJob.Labels[LabelManaged] = "true"
-	copyJob.Annotations[AnnotationRemediation] = "k8s-job-0b1c" // the victim's remediation; no token
+	copyJob.Labels[failure.LabelManaged] = "true"
+	copyJob.Annotations[failure.AnnotationRemediation] = "k8s-job-0b1c" // the victim's remediation; no token
 	v, err := NewVerifier(fake.NewClientset(copyJob), VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ type Submission struct {
 	// FailedUID is the failed Job's uid, when known: a Job of the same name with
 	// another uid is another Job, not a base for this fix.
 	FailedUID string
-	// Token is the attempt's token (AnnotationAttemptToken); "" for attempts
+	// Token is the attempt's token (failure.AnnotationAttemptToken); "" for attempts
 	// recorded before tokens, which are recognised by their labels alone.
 	Token  string
 	Option failure.Option
@@ -127,8 +127,8 @@ func (s *Submitter) Created(ctx context.Context, sub *Submission) (bool, error) 
 		return false, nil
 	case err != nil:
 		return false, classify(fmt.Errorf("look for job %s/%s: %w", sub.Namespace, sub.Name, err))
-	case got.Labels[LabelManaged] == "true" && got.Annotations[AnnotationRemediation] == sub.Remediation &&
-		got.Annotations[AnnotationAttemptToken] == sub.Token:
+	case got.Labels[failure.LabelManaged] == "true" && got.Annotations[failure.AnnotationRemediation] == sub.Remediation &&
+		got.Annotations[failure.AnnotationAttemptToken] == sub.Token:
 		return true, nil
 	}
 	return false, fmt.Errorf("a Job %s/%s exists that autofix did not create for remediation %s: %w",
@@ -194,7 +194,7 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 		switch {
 		case !ok:
 			if value != paramsOf(c, b)[name] {
-				return nil, fmt.Errorf("parameter %s: the job declares no way to pass it (annotation %s)", name, AnnotationParams)
+				return nil, fmt.Errorf("parameter %s: the job declares no way to pass it (annotation %s)", name, failure.AnnotationParams)
 			}
 		case bd.Env != "":
 			c.Env = setEnv(c.Env, bd.Env, value)
@@ -221,19 +221,19 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 		}
 		annotations[k] = v
 	}
-	for _, k := range []string{AnnotationTunables, AnnotationParams, AnnotationContainer, AnnotationPipelineRun} {
+	for _, k := range []string{failure.AnnotationTunables, failure.AnnotationParams, failure.AnnotationContainer, failure.AnnotationPipelineRun} {
 		if v, ok := failed.Annotations[k]; ok {
 			annotations[k] = v
 		}
 	}
-	annotations[AnnotationChain] = sub.Chain
-	annotations[AnnotationRemediation] = sub.Remediation
+	annotations[failure.AnnotationChain] = sub.Chain
+	annotations[failure.AnnotationRemediation] = sub.Remediation
 	if sub.Token != "" {
-		annotations[AnnotationAttemptToken] = sub.Token
+		annotations[failure.AnnotationAttemptToken] = sub.Token
 	}
 	if len(opt.Changes) > 0 {
 		changes, _ := json.Marshal(opt.Changes)
-		annotations[AnnotationChanges] = string(changes)
+		annotations[failure.AnnotationChanges] = string(changes)
 	}
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: sub.Name, Namespace: sub.Namespace, Labels: withChain(labels, sub), Annotations: annotations},
@@ -246,11 +246,11 @@ func withChain(l map[string]string, sub *Submission) map[string]string {
 	if l == nil {
 		l = map[string]string{}
 	}
-	l[LabelManaged] = "true"
-	l[LabelOriginal] = sub.Original
-	l[LabelAttempt] = strconv.Itoa(sub.Attempt)
-	if l[LabelTemplate] == "" {
-		l[LabelTemplate] = sub.Original
+	l[failure.LabelManaged] = "true"
+	l[failure.LabelOriginal] = sub.Original
+	l[failure.LabelAttempt] = strconv.Itoa(sub.Attempt)
+	if l[failure.LabelTemplate] == "" {
+		l[failure.LabelTemplate] = sub.Original
 	}
 	return l
 }

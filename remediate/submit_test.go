@@ -22,8 +22,8 @@ func failedJob() *batchv1.Job {
 		ObjectMeta: metav1.ObjectMeta{Name: "llm-ft", Namespace: "ml", UID: "0b1c",
 			Labels: map[string]string{"team": "nlp", batchv1.ControllerUidLabel: uid, batchv1.JobNameLabel: "llm-ft"},
 			Annotations: map[string]string{
-				AnnotationParams:   `{"micro_batch_size":{"env":"MBS"},"precision":{"arg":"--precision"}}`,
-				AnnotationTunables: `{"micro_batch_size":{"role":"micro_batch","min":1,"max":64}}`,
+				failure.AnnotationParams:                           `{"micro_batch_size":{"env":"MBS"},"precision":{"arg":"--precision"}}`,
+				failure.AnnotationTunables:                         `{"micro_batch_size":{"role":"micro_batch","min":1,"max":64}}`,
 				"kubectl.kubernetes.io/last-applied-configuration": "{}",
 			}},
 		Spec: batchv1.JobSpec{
@@ -61,9 +61,9 @@ func TestNewAttempt(t *testing.T) {
 		j.Spec.Template.Labels["controller-uid"] != "" || j.Spec.Template.Labels[batchv1.JobNameLabel] != "" {
 		t.Errorf("server-generated fields kept: selector %v, labels %v, template labels %v", j.Spec.Selector, j.Labels, j.Spec.Template.Labels)
 	}
-	if j.Name != "llm-ft-af2" || j.Labels["team"] != "nlp" || j.Labels[LabelAttempt] != "2" || j.Labels[LabelOriginal] != "llm-ft" ||
-		j.Spec.Template.Labels[LabelAttempt] != "2" || j.Annotations[AnnotationChain] != "ml/llm-ft" ||
-		j.Annotations[AnnotationRemediation] != "k8s-job-0b1c" || j.Annotations["kubectl.kubernetes.io/last-applied-configuration"] != "" {
+	if j.Name != "llm-ft-af2" || j.Labels["team"] != "nlp" || j.Labels[failure.LabelAttempt] != "2" || j.Labels[failure.LabelOriginal] != "llm-ft" ||
+		j.Spec.Template.Labels[failure.LabelAttempt] != "2" || j.Annotations[failure.AnnotationChain] != "ml/llm-ft" ||
+		j.Annotations[failure.AnnotationRemediation] != "k8s-job-0b1c" || j.Annotations["kubectl.kubernetes.io/last-applied-configuration"] != "" {
 		t.Errorf("metadata: labels %v annotations %v", j.Labels, j.Annotations)
 	}
 	c := j.Spec.Template.Spec.Containers[0]
@@ -121,7 +121,7 @@ func TestSubmitIsIdempotent(t *testing.T) {
 
 func TestJobEvent(t *testing.T) {
 	job := failedJob()
-	job.Labels[LabelKind] = "training"
+	job.Labels[failure.LabelKind] = "training"
 	cond := batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonBackoffLimitExceeded,
 		Message: "Job has reached the specified backoff limit"}
 	job.Status.Conditions = []batchv1.JobCondition{cond}

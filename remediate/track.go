@@ -11,8 +11,8 @@ import (
 
 // trackOutcome reports how a Job autofix created ended, once it has.
 func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job) error {
-	id := job.Annotations[AnnotationRemediation]
-	if w.sink == nil || job.Labels[LabelManaged] != "true" || id == "" {
+	id := job.Annotations[failure.AnnotationRemediation]
+	if w.sink == nil || job.Labels[failure.LabelManaged] != "true" || id == "" {
 		return nil
 	}
 	cond, done := jobCondition(job, batchv1.JobComplete)
@@ -31,7 +31,7 @@ func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job) error {
 	if job.Status.StartTime != nil {
 		o.DurationSeconds = cond.LastTransitionTime.Sub(job.Status.StartTime.Time).Seconds()
 	}
-	claim := AttemptJob{Remediation: id, Namespace: job.Namespace, Name: job.Name, Token: job.Annotations[AnnotationAttemptToken]}
+	claim := AttemptJob{Remediation: id, Namespace: job.Namespace, Name: job.Name, Token: job.Annotations[failure.AnnotationAttemptToken]}
 	if err := w.sink.Finished(ctx, claim, succeeded, o); err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ type Verified struct {
 	Job failure.Job
 	// Remediation is, for a Job autofix created, the id of the remediation it
 	// answered (its managed label and remediation annotation), and Token its attempt
-	// token (AnnotationAttemptToken); "" otherwise. Both are claims the caller checks
+	// token (failure.AnnotationAttemptToken); "" otherwise. Both are claims the caller checks
 	// against its records: anyone who can create Jobs can copy the first.
 	Remediation string
 	Token       string
@@ -129,8 +129,8 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 		}
 	}
 	out := Verified{Job: describeJob(job, v.o.GPUTypeLabel), Base: job}
-	if job.Labels[LabelManaged] == "true" {
-		out.Remediation, out.Token = job.Annotations[AnnotationRemediation], job.Annotations[AnnotationAttemptToken]
+	if job.Labels[failure.LabelManaged] == "true" {
+		out.Remediation, out.Token = job.Annotations[failure.AnnotationRemediation], job.Annotations[failure.AnnotationAttemptToken]
 	}
 	return out, nil
 }

@@ -251,9 +251,9 @@ func TestNewAttemptPodPolicy(t *testing.T) {
 		t.Errorf("NewAttempt(privileged, allowed) = %v", err)
 	}
 	job = failedJob()
-	job.Annotations[AnnotationPipelineRun] = "vision/run4"
+	job.Annotations[failure.AnnotationPipelineRun] = "vision/run4"
 	got, err := s.NewAttempt(job, submission())
-	if err != nil || got.Annotations[AnnotationPipelineRun] != "vision/run4" {
+	if err != nil || got.Annotations[failure.AnnotationPipelineRun] != "vision/run4" {
 		t.Errorf("NewAttempt kept annotations %v (%v), want the pipeline run", got.Annotations, err)
 	}
 }
@@ -267,7 +267,7 @@ func TestVerifyReviewFindings(t *testing.T) {
 	kept := withCondition(failedJob(), batchv1.JobFailed)
 	labelled := withCondition(failedJob(), batchv1.JobFailed)
 	labelled.Name, labelled.UID = "kinded", "k1"
-	labelled.Labels[LabelKind] = "deployment"
+	labelled.Labels[failure.LabelKind] = "deployment"
 	v, err := NewVerifier(fake.NewClientset(labelled), VerifierOptions{Specs: specs{string(kept.UID): kept}})
 	if err != nil {
 		t.Fatal(err)
@@ -303,8 +303,8 @@ func TestSubmitRefusesCopiedMarks(t *testing.T) {
 	sub.Token = "3f9a"
 	squat := failedJob()
 	squat.Name, squat.UID = sub.Name, "s1"
-	squat.Labels[LabelManaged] = "true"
-	squat.Annotations[AnnotationRemediation] = sub.Remediation
+	squat.Labels[failure.LabelManaged] = "true"
+	squat.Annotations[failure.AnnotationRemediation] = sub.Remediation
 	s := NewSubmitter(fake.NewClientset(failedJob(), squat), SubmitterOptions{})
 	if err := s.Submit(ctx, sub); !errors.Is(err, ErrCannotSubmit) {
 		t.Errorf("Submit with a copied-marks Job of the attempt's name = %v, want ErrCannotSubmit", err)
@@ -317,7 +317,7 @@ func TestSubmitRefusesCopiedMarks(t *testing.T) {
 		}
 	}
 	j, err := client.BatchV1().Jobs("ml").Get(ctx, sub.Name, metav1.GetOptions{})
-	if err != nil || j.Annotations[AnnotationAttemptToken] != "3f9a" {
-		t.Errorf("the attempt's Job: %v, token %q; want the attempt's token", err, j.Annotations[AnnotationAttemptToken])
+	if err != nil || j.Annotations[failure.AnnotationAttemptToken] != "3f9a" {
+		t.Errorf("the attempt's Job: %v, token %q; want the attempt's token", err, j.Annotations[failure.AnnotationAttemptToken])
 	}
 }

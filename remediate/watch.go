@@ -41,11 +41,11 @@ type OutcomeSink interface {
 
 // AttemptJob is a finished Job that claims to be an attempt autofix created.
 type AttemptJob struct {
-	// Remediation is the remediation it claims to answer (AnnotationRemediation).
+	// Remediation is the remediation it claims to answer (failure.AnnotationRemediation).
 	Remediation string
 	Namespace   string
 	Name        string
-	// Token is its AnnotationAttemptToken, "" if it has none.
+	// Token is its failure.AnnotationAttemptToken, "" if it has none.
 	Token string
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/examples"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/policy"
@@ -134,8 +135,8 @@ func (d demoJob) job() *batchv1.Job {
 	if d.gpu {
 		spec.Containers[0].Resources.Limits[remediate.ResourceGPU] = resource.MustParse("1")
 		spec.NodeSelector = map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb"}
-		ann[remediate.AnnotationTunables] = `{"micro_batch_size":{"role":"micro_batch","min":1,"max":512},"grad_accum_steps":{"role":"grad_accum","min":1,"max":64}}`
-		ann[remediate.AnnotationParams] = `{"micro_batch_size":{"env":"MICRO_BATCH_SIZE"},"grad_accum_steps":{"env":"GRAD_ACCUM_STEPS"}}`
+		ann[failure.AnnotationTunables] = `{"micro_batch_size":{"role":"micro_batch","min":1,"max":512},"grad_accum_steps":{"role":"grad_accum","min":1,"max":64}}`
+		ann[failure.AnnotationParams] = `{"micro_batch_size":{"env":"MICRO_BATCH_SIZE"},"grad_accum_steps":{"env":"GRAD_ACCUM_STEPS"}}`
 	}
 	truth := map[string]string{simcluster.TruthRunSeconds: "2"}
 	for k, v := range d.truth {
@@ -147,7 +148,7 @@ func (d demoJob) job() *batchv1.Job {
 	}
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns, Annotations: ann,
-			Labels: map[string]string{remediate.LabelKind: d.kind, "app.kubernetes.io/part-of": "autofix-demo"}},
+			Labels: map[string]string{failure.LabelKind: d.kind, "app.kubernetes.io/part-of": "autofix-demo"}},
 		Spec: batchv1.JobSpec{BackoffLimit: &zero, Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Annotations: truth}, Spec: spec}},
 	}

@@ -108,7 +108,7 @@ func submission(r *ledger.Remediation) (*remediate.Submission, error) {
 	ev := r.Event
 	return &remediate.Submission{
 		Namespace: ev.Job.Namespace, FailedJob: ev.Job.Name, Name: a.JobName,
-		Chain: a.ChainID, Original: engine.ChainOriginal(a.ChainID, ev.Job.Namespace, ev.Job.Name), Attempt: a.Number,
+		Chain: a.ChainID, Original: failure.ChainOriginal(a.ChainID, ev.Job.Namespace, ev.Job.Name), Attempt: a.Number,
 		Remediation: r.EventID, FailedUID: ev.Job.UID, Token: a.Token, Option: opt,
 	}, nil
 }
@@ -124,7 +124,7 @@ func (k kafkaPublisher) Publish(ctx context.Context, ev *failure.Event) error {
 	if err != nil {
 		return err
 	}
-	return k.p.Publish(ctx, ingest.Message{Key: []byte(engine.PartitionKey(ev)), Value: b})
+	return k.p.Publish(ctx, ingest.Message{Key: []byte(failure.PartitionKey(ev)), Value: b})
 }
 
 // ledgerSink records how attempts end (remediate.OutcomeSink), and counts them.

@@ -37,10 +37,6 @@ const (
 	TruthRunSeconds = "sim.autofix.io/run-seconds"
 )
 
-// labelAttempt is remediate.LabelAttempt (not imported: the cluster does not know
-// autofix).
-const labelAttempt = "autofix.io/attempt"
-
 // GroundTruth is the Truth of the annotations above, with the GPU memory of the
 // catalogue's models (by the value of the node selector gpuLabel).
 func GroundTruth(gpus []failure.GPUModel, gpuLabel string) Truth {
@@ -60,10 +56,10 @@ func GroundTruth(gpus []failure.GPUModel, gpuLabel string) Truth {
 func outcome(p *corev1.Pod, gpuMem map[string]float64, gpuLabel string) Outcome {
 	a := p.Annotations
 	c := p.Spec.Containers[0]
-	if a[TruthPreemptedAt] != "" && a[TruthPreemptedAt] == p.Labels[labelAttempt] {
+	if a[TruthPreemptedAt] != "" && a[TruthPreemptedAt] == p.Labels[failure.LabelAttempt] {
 		return Outcome{Preempted: true}
 	}
-	if a[TruthEvicted] == "true" && p.Labels[labelAttempt] == "" {
+	if a[TruthEvicted] == "true" && p.Labels[failure.LabelAttempt] == "" {
 		return Outcome{Evicted: true}
 	}
 	if a[TruthImageMissing] == "true" {

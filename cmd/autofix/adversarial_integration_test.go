@@ -75,7 +75,7 @@ func TestIntegrationAdversarial(t *testing.T) {
 		victim := s.createJob(t, "victim", jobOpts{kind: "batch", memory: "16Gi", truth: oom})
 		s.remediation(t, victim, 90*time.Second, ledger.Succeeded)
 		evil := s.createJob(t, "evil", jobOpts{kind: "batch", memory: "16Gi", truth: oom,
-			labels: map[string]string{"autofix.io/chain": "victim", remediate.LabelOriginal: "victim", remediate.LabelAttempt: "99"}})
+			labels: map[string]string{"autofix.io/chain": "victim", failure.LabelOriginal: "victim", failure.LabelAttempt: "99"}})
 		r := s.remediation(t, evil, 90*time.Second, ledger.Succeeded)
 		if r.ChainID != "ml/evil" || r.Attempt != 1 || r.Attempts[len(r.Attempts)-1].JobName != "evil-af2" {
 			t.Errorf("evil: chain %s attempt %d attempts %+v; want a chain of its own", r.ChainID, r.Attempt, r.Attempts)
@@ -113,8 +113,8 @@ func TestIntegrationAdversarial(t *testing.T) {
 		victim := s.createJob(t, "slow-victim", jobOpts{kind: "batch", memory: "16Gi", truth: oom})
 		// A Job that claims to be the victim's attempt, and fails at once.
 		s.createJob(t, "claimant", jobOpts{kind: "batch", memory: "1Gi", truth: map[string]string{truthUserCode: "true"},
-			labels:      map[string]string{remediate.LabelManaged: "true"},
-			annotations: map[string]string{remediate.AnnotationRemediation: remediate.JobEventID(victim)}})
+			labels:      map[string]string{failure.LabelManaged: "true"},
+			annotations: map[string]string{failure.AnnotationRemediation: remediate.JobEventID(victim)}})
 		r := s.remediation(t, victim, 90*time.Second, ledger.Succeeded, ledger.Failed)
 		if r.State != ledger.Succeeded {
 			t.Errorf("the victim's fix: %s (%s), want succeeded: another Job's outcome was taken for it", r.State, r.Audit[len(r.Audit)-1].Detail)

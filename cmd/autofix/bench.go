@@ -126,7 +126,7 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 		if i%100 == 99 {
 			b, malformed = b[:len(b)/2], malformed+1 // cut short: a poison message
 		}
-		msgs[i] = ingest.Message{Key: []byte(engine.PartitionKey(&ev)), Value: b}
+		msgs[i] = ingest.Message{Key: []byte(failure.PartitionKey(&ev)), Value: b}
 	}
 
 	dir, err := os.MkdirTemp("", "autofix-bench-")

@@ -119,7 +119,7 @@ func (s *stack) createJob(t *testing.T, name string, o jobOpts) *batchv1.Job {
 	if o.namespace == "" {
 		o.namespace = "ml"
 	}
-	labels := map[string]string{remediate.LabelKind: o.kind}
+	labels := map[string]string{failure.LabelKind: o.kind}
 	for k, v := range o.labels {
 		labels[k] = v
 	}
@@ -180,8 +180,8 @@ func TestIntegrationKubernetes(t *testing.T) {
 		if m := memoryOf(j); m.Cmp(resource.MustParse("16Gi")) <= 0 {
 			t.Errorf("attempt 2 asks for %s, want more than 16Gi", m.String())
 		}
-		if j.Labels[remediate.LabelOriginal] != "resnet-train" || j.Labels[remediate.LabelAttempt] != "2" ||
-			j.Annotations[remediate.AnnotationRemediation] != r.EventID || j.Annotations[remediate.AnnotationChain] != "ml/resnet-train" {
+		if j.Labels[failure.LabelOriginal] != "resnet-train" || j.Labels[failure.LabelAttempt] != "2" ||
+			j.Annotations[failure.AnnotationRemediation] != r.EventID || j.Annotations[failure.AnnotationChain] != "ml/resnet-train" {
 			t.Errorf("attempt 2 labels %v annotations %v do not link the chain", j.Labels, j.Annotations)
 		}
 		if j.Spec.Selector.MatchLabels[batchv1.ControllerUidLabel] != string(j.UID) {
@@ -197,8 +197,8 @@ func TestIntegrationKubernetes(t *testing.T) {
 			truth: map[string]string{truthGPUBase: "10Gi", truthGPUSample: "512Mi"},
 			env:   map[string]string{"MICRO_BATCH_SIZE": "64", "GRAD_ACCUM_STEPS": "1"},
 			annotations: map[string]string{
-				remediate.AnnotationTunables: `{"micro_batch_size":{"role":"micro_batch","min":1,"max":512},"grad_accum_steps":{"role":"grad_accum","min":1,"max":64}}`,
-				remediate.AnnotationParams:   `{"micro_batch_size":{"env":"MICRO_BATCH_SIZE"},"grad_accum_steps":{"env":"GRAD_ACCUM_STEPS"}}`,
+				failure.AnnotationTunables: `{"micro_batch_size":{"role":"micro_batch","min":1,"max":512},"grad_accum_steps":{"role":"grad_accum","min":1,"max":64}}`,
+				failure.AnnotationParams:   `{"micro_batch_size":{"env":"MICRO_BATCH_SIZE"},"grad_accum_steps":{"env":"GRAD_ACCUM_STEPS"}}`,
 			}})
 		r := s.remediation(t, failed, 90*time.Second, ledger.Succeeded)
 		if r.Category != "oom_gpu" {
@@ -265,7 +265,7 @@ func TestIntegrationKubernetes(t *testing.T) {
 
 	t.Run("a failed job deleted at once by its TTL is still reported, and fixed from the spec the watcher kept", func(t *testing.T) {
 		zero := int32(0)
-		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "ttl-train", Namespace: "ml", Labels: map[string]string{remediate.LabelKind: "training"}},
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "ttl-train", Namespace: "ml", Labels: map[string]string{failure.LabelKind: "training"}},
 			Spec: batchv1.JobSpec{BackoffLimit: &zero, TTLSecondsAfterFinished: &zero, Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{truthMemory: "9Gi"}},
 				Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "main", Image: "t:1",

@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/pipeline"
-	"github.com/autofix/autofix/remediate"
 	"github.com/autofix/autofix/service"
 )
 
@@ -131,14 +131,14 @@ pipeline failed.`,
 			if err != nil {
 				return err
 			}
-			jobs, err := kube.BatchV1().Jobs(namespace).List(cmd.Context(), metav1.ListOptions{LabelSelector: remediate.LabelPipeline})
+			jobs, err := kube.BatchV1().Jobs(namespace).List(cmd.Context(), metav1.ListOptions{LabelSelector: failure.LabelPipeline})
 			if err != nil {
 				return err
 			}
 			runs := map[string][]string{}
 			for _, j := range jobs.Items {
-				key := j.Labels[remediate.LabelPipeline] + " " + j.Labels[pipeline.LabelRun]
-				runs[key] = append(runs[key], j.Labels[remediate.LabelStage]+"="+j.Name)
+				key := j.Labels[failure.LabelPipeline] + " " + j.Labels[pipeline.LabelRun]
+				runs[key] = append(runs[key], j.Labels[failure.LabelStage]+"="+j.Name)
 			}
 			keys := make([]string, 0, len(runs))
 			for k := range runs {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 )
@@ -96,5 +95,5 @@ func keyOf(line []byte) []byte {
 	if err != nil {
 		return nil
 	}
-	return []byte(engine.PartitionKey(&ev))
+	return []byte(failure.PartitionKey(&ev))
 }

@@ -14,11 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/internal/kubetest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/ledger/ledgertest"
-	"github.com/autofix/autofix/remediate"
 	"github.com/autofix/autofix/simcluster"
 )
 
@@ -107,7 +107,7 @@ func TestIntegrationTwoReplicas(t *testing.T) {
 
 	for _, n := range []string{"a-1", "a-2", "a-3", "b-1", "b-2"} {
 		j := s.job(t, n+"-af2")
-		r, err := store.Get(ctx, j.Annotations[remediate.AnnotationRemediation])
+		r, err := store.Get(ctx, j.Annotations[failure.AnnotationRemediation])
 		if err != nil {
 			t.Fatal(err)
 		}

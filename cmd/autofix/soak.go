@@ -23,7 +23,6 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
-	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
@@ -204,7 +203,7 @@ func benchSoak(ctx context.Context, out io.Writer, o soakOptions) error {
 			if i%100 == 99 {
 				b = b[:len(b)/2] // cut short
 			}
-			msgs = append(msgs, ingest.Message{Key: []byte(engine.PartitionKey(&ev)), Value: b})
+			msgs = append(msgs, ingest.Message{Key: []byte(failure.PartitionKey(&ev)), Value: b})
 		}
 		if err := p.Publish(ctx, msgs...); err != nil {
 			return err
