@@ -4,8 +4,9 @@
 // /metrics, /healthz and /readyz.
 //
 // Every /v1 and /ui request is authenticated (a bearer token, or the review page's
-// session cookie) and its role checked before anything is looked up, so a viewer
-// asking to approve gets 403 whether or not the remediation exists. Bodies are
+// session cookie) and its role checked before anything is looked up and before its
+// body is read, so a viewer asking to approve gets 403 whether or not the
+// remediation exists and whatever the body. Bodies are
 // size-limited, requests time-limited and rate-limited per caller, responses carry
 // secure headers, and errors have one JSON shape naming the field at fault. The
 // request log has request ids and who asked, never a token or a request body.
@@ -195,18 +196,21 @@ func (s *Server) routes() error {
 	if err != nil {
 		return err
 	}
-	body := middleware.BodyLimit(s.o.BodyLimit)
-	v1 := e.Group("/v1", s.authenticate, limit, jsonOnly)
+	// Each route checks, in order: the token (the group), the caller's rate, the
+	// role, and only then the request's content type and size (jsonBody): a caller
+	// who may not do something is told so whatever it sent.
+	v1 := e.Group("/v1", s.authenticate, limit)
 	viewer, approver, admin := s.require(auth.Viewer), s.require(auth.Approver), s.require(auth.Admin)
+	body := s.jsonBody(1)
 	v1.POST(`/recommendations`, s.recommend, viewer, body)
-	v1.POST(`/recommendations\:batch`, s.recommendBatch, viewer, middleware.BodyLimit(8*s.o.BodyLimit))
+	v1.POST(`/recommendations\:batch`, s.recommendBatch, viewer, s.jsonBody(8))
 	v1.GET("/remediations", s.listRemediations, viewer)
 	v1.GET("/remediations/:id", s.getRemediation, viewer)
 	v1.POST("/remediations/:id/approve", s.approve, approver, body)
 	v1.POST("/remediations/:id/reject", s.reject, approver, body)
 	v1.GET("/jobs/:namespace/:name/history", s.jobHistory, viewer)
 	v1.GET("/rules", s.listRules, viewer)
-	v1.POST(`/rules\:test`, s.testRules, admin, middleware.BodyLimit(4*s.o.BodyLimit))
+	v1.POST(`/rules\:test`, s.testRules, admin, s.jsonBody(4))
 	v1.GET("/models", s.listModels, viewer)
 	v1.GET("/policy/pause", s.getPause, viewer)
 	v1.POST("/policy/pause", s.setPause, admin, body)
@@ -216,6 +220,13 @@ func (s *Server) routes() error {
 	v1.RouteNotFound("/*", func(*echo.Context) error { return apiErr(http.StatusNotFound, "", "no such endpoint") })
 	s.ui.routes(e, limit)
 	return nil
+}
+
+// jsonBody is what a route that takes a JSON body checks of it, after the role: that
+// it says it is JSON, and that it is at most times BodyLimit bytes.
+func (s *Server) jsonBody(times int64) echo.MiddlewareFunc {
+	size := middleware.BodyLimit(times * s.o.BodyLimit)
+	return func(next echo.HandlerFunc) echo.HandlerFunc { return jsonOnly(size(next)) }
 }
 
 // jsonOnly refuses request bodies that do not say they are JSON (415), so that a

@@ -92,16 +92,18 @@ func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
 	static, _ := fs.Sub(uiFiles, "ui/static")
 	e.GET("/ui/static/*", echo.WrapHandler(http.StripPrefix("/ui/static/", http.FileServerFS(static))))
 	e.GET("/", func(c *echo.Context) error { return c.Redirect(http.StatusSeeOther, "/ui/") })
-	g := e.Group("/ui", limit, middleware.BodyLimit(uiBodyLimit), formsOnly)
+	// As on the JSON API, each route checks the session, then the role, and only
+	// then the form (formBody) and its CSRF token.
+	g := e.Group("/ui", limit)
 	g.GET("/login", u.loginPage)
-	g.POST("/login", u.login)
+	g.POST("/login", u.login, formBody)
 	in := g.Group("", u.authenticate)
-	in.POST("/logout", u.logout)
+	in.POST("/logout", u.logout, formBody, u.csrf)
 	in.GET("/", u.queue)
 	in.GET("/history", u.historyPage)
 	in.GET("/remediations/:id", u.remediation)
-	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver))
-	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver))
+	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver), formBody, u.csrf)
+	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver), formBody, u.csrf)
 }
 
 func (u *ui) render(c *echo.Context, status int, page string, data map[string]any) error {
@@ -156,8 +158,15 @@ func (u *ui) login(c *echo.Context) error {
 // uiBodyLimit bounds the review page's form posts (a token, a reason, an option).
 const uiBodyLimit = 16 << 10
 
-// formsOnly takes the review page's posts as URL-encoded forms only: no multipart
-// bodies (which would be spooled to disk).
+// formBody takes the review page's posts as small URL-encoded forms only: at most
+// uiBodyLimit bytes, and no multipart bodies (which would be spooled to disk).
+func formBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return formsOnly(uiSize(next))
+}
+
+var uiSize = middleware.BodyLimit(uiBodyLimit)
+
+// formsOnly refuses a post that is not a URL-encoded form (415).
 func formsOnly(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		if c.Request().Method == http.MethodPost {
@@ -189,7 +198,7 @@ func (u *ui) logout(c *echo.Context) error {
 }
 
 // authenticate takes the session cookie; without a live one it sends the browser to
-// the login form. A POST must carry the session's CSRF token.
+// the login form (a post gets 401).
 func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		var sess *session
@@ -209,12 +218,19 @@ func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return c.Redirect(http.StatusSeeOther, "/ui/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
 		}
-		if c.Request().Method == http.MethodPost &&
-			subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(sess.csrf)) != 1 {
-			return u.fail(c, apiErr(http.StatusForbidden, "csrf", "the form's token does not match your session: reload the page"))
-		}
 		c.Set(keyPrincipal, p)
 		c.Set("autofix.session", sess)
+		return next(c)
+	}
+}
+
+// csrf refuses a post whose form does not carry the session's CSRF token (403).
+func (u *ui) csrf(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		sess, ok := c.Get("autofix.session").(*session)
+		if !ok || subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(sess.csrf)) != 1 {
+			return u.fail(c, apiErr(http.StatusForbidden, "csrf", "the form's token does not match your session: reload the page"))
+		}
 		return next(c)
 	}
 }
