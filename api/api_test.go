@@ -39,7 +39,9 @@ type env struct {
 	store  *ledger.Store
 	rec    *recommender.Recommender
 	tokens map[auth.Role]string
-	client *http.Client
+	// tokenFile is the token file the tokens are in.
+	tokenFile string
+	client    *http.Client
 }
 
 func newEnv(t testing.TB, set ...func(*Options)) *env {
@@ -66,7 +68,8 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 	}
 	cat := failure.DefaultCatalogue()
 	rec := recommender.New(cl, m, fb, recommender.Options{Catalogue: cat, MaxMemoryBytes: 512 << 30, MaxCPUMillis: 64000, MaxGPUs: 8})
-	ts, err := auth.OpenStore(filepath.Join(dir, auth.StoreFile))
+	tokenFile := filepath.Join(dir, auth.StoreFile)
+	ts, err := auth.OpenStore(tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +92,7 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: s, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, client: srv.Client()}
+	return &env{t: t, srv: s, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, tokenFile: tokenFile, client: srv.Client()}
 }
 
 // call makes a request as role ("" sends no token), checks the response against

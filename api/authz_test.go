@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -8,6 +9,36 @@ import (
 
 	"github.com/autofix/autofix/auth"
 )
+
+// TestANewTokenWorksOnItsFirstRequest: with a refreshing Authenticator over the
+// token file, a token created after the server started is accepted by the API and
+// the review page at once.
+func TestANewTokenWorksOnItsFirstRequest(t *testing.T) {
+	var file string
+	e := newEnv(t, func(o *Options) {
+		o.Auth = auth.New(nil, auth.Options{Refresh: func(context.Context) ([]auth.Token, error) {
+			s, err := auth.OpenStore(file)
+			if err != nil {
+				return nil, err
+			}
+			return s.Tokens(), nil
+		}})
+	})
+	file = e.tokenFile
+	ts, err := auth.OpenStore(e.tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := ts.Create("newcomer", auth.Approver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tokens[auth.Approver] = secret
+	if status, b, _ := e.call("GET", "/v1/models", auth.Approver, ""); status != http.StatusOK {
+		t.Errorf("GET /v1/models with a token created a moment ago: %d %s", status, b)
+	}
+	e.login(auth.Approver)
+}
 
 // badBodies are request bodies of every kind a check of the body could refuse:
 // none, the wrong content type, a body that does not parse, one over the size limit.

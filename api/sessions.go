@@ -19,11 +19,11 @@ const (
 	maxSessionsPerToken = 32
 )
 
-// session is a login: the fingerprint of its token (rechecked on every request, so a
+// session is a login: the id of its token (rechecked on every request, so a
 // revoked token or a changed role takes effect at once), its CSRF token and its end.
 type session struct {
 	id      string
-	token   auth.Fingerprint
+	token   auth.TokenID
 	csrf    string
 	expires time.Time
 }
@@ -41,16 +41,16 @@ type sessions struct {
 	mu       sync.Mutex
 	byID     map[string]*list.Element // of order
 	order    *list.List               // *session, oldest first
-	perToken map[auth.Fingerprint]int
+	perToken map[auth.TokenID]int
 }
 
 func newSessions(maxLive int, now func() time.Time) *sessions {
 	return &sessions{max: maxLive, now: now, byID: map[string]*list.Element{}, order: list.New(),
-		perToken: map[auth.Fingerprint]int{}}
+		perToken: map[auth.TokenID]int{}}
 }
 
 // add starts a session for the token and returns it.
-func (s *sessions) add(token auth.Fingerprint) *session {
+func (s *sessions) add(token auth.TokenID) *session {
 	sess := &session{id: randomHex(32), token: token, csrf: randomHex(32)}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -139,7 +139,7 @@ func (u *ui) loginPage(c *echo.Context) error {
 
 func (u *ui) login(c *echo.Context) error {
 	token := strings.TrimSpace(c.FormValue("token"))
-	p, ok := u.s.o.Auth.Authenticate(token)
+	p, ok := u.s.o.Auth.AuthenticateContext(c.Request().Context(), token)
 	if !ok {
 		status, data := http.StatusUnauthorized, map[string]any{"Failed": true, "Next": safeNext(c.FormValue("next"))}
 		if err := u.s.failedAuth(c); err != nil {
@@ -147,7 +147,7 @@ func (u *ui) login(c *echo.Context) error {
 		}
 		return u.render(c, status, "login", data)
 	}
-	sess := u.sessions.add(auth.FingerprintOf(token))
+	sess := u.sessions.add(auth.IDOf(token))
 	// #nosec G124 -- Secure with http.secureCookies (on by default under TLS); a plain-HTTP service cannot set it.
 	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: sess.id, Path: "/ui", HttpOnly: true, Secure: u.s.o.SecureCookies,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL.Seconds())})
@@ -206,7 +206,7 @@ func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if ck, err := c.Cookie(sessionCookie); err == nil {
 			var ok bool
 			if sess, ok = u.sessions.get(ck.Value); ok {
-				if p, ok = u.s.o.Auth.Recheck(sess.token); !ok { // revoked since the login
+				if p, ok = u.s.o.Auth.RecheckContext(c.Request().Context(), sess.token); !ok { // revoked since the login
 					u.sessions.end(ck.Value)
 					sess = nil
 				}
