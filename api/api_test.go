@@ -39,8 +39,10 @@ type env struct {
 	store  *ledger.Store
 	rec    *recommender.Recommender
 	tokens map[auth.Role]string
-	// tokenFile is the token file the tokens are in.
+	// tokenFile is the token file the tokens are in; opts what the server was made
+	// of.
 	tokenFile string
+	opts      Options
 	client    *http.Client
 }
 
@@ -92,7 +94,8 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: s, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, tokenFile: tokenFile, client: srv.Client()}
+	return &env{t: t, srv: s, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, tokenFile: tokenFile, opts: o,
+		client: srv.Client()}
 }
 
 // call makes a request as role ("" sends no token), checks the response against

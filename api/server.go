@@ -69,9 +69,14 @@ type Options struct {
 	Timeout time.Duration
 	// SecureCookies marks the review page's session cookie Secure (behind TLS).
 	SecureCookies bool
-	// MaxSessions caps the review page's live sessions; a login past it ends the
-	// oldest (default 10,000).
-	MaxSessions int
+	// SessionKeys sign the review page's session cookies (and their CSRF tokens),
+	// each at least MinSessionKeyLen bytes: the first signs, all verify, so a key is
+	// rotated by adding the new one second, then moving it first, then dropping the
+	// old one once its sessions have expired (8 hours). Every replica must have the
+	// same keys (ParseSessionKeys reads them from a file). None: a random key made
+	// at New, which only this process knows — a single replica works, and a
+	// restart logs everyone out.
+	SessionKeys [][]byte
 	// Certificate, if set, makes the server serve HTTPS only (HTTPServer, Serve),
 	// with Strict-Transport-Security.
 	Certificate *Certificate
@@ -93,6 +98,7 @@ type Server struct {
 // Context keys.
 const (
 	keyPrincipal = "autofix.principal"
+	keySession   = "autofix.session"
 )
 
 // New builds the server and its routes.
@@ -115,11 +121,11 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MaxSessions <= 0 {
-		o.MaxSessions = defaultMaxSessions
-	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
+	}
+	if len(o.SessionKeys) == 0 {
+		o.Log.Info("review page: no session keys given; sessions are signed with a random key, valid on this replica until it restarts")
 	}
 	s := &Server{o: o, e: echo.New(), log: o.Log, failures: middleware.NewRateLimiterMemoryStoreWithConfig(
 		middleware.RateLimiterMemoryStoreConfig{Rate: 10, Burst: 20, ExpiresIn: 10 * time.Minute})}

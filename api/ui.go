@@ -3,10 +3,9 @@ package api
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"embed"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -38,12 +37,12 @@ const (
 )
 
 // ui is the on-call review page: server-rendered, no JavaScript, assets embedded.
-// A token logs in once and gets a session cookie (HttpOnly, SameSite=Strict); forms
-// carry the session's CSRF token.
+// A token logs in once and gets a signed session cookie (HttpOnly, SameSite=Strict)
+// that every replica can verify; forms carry the session's CSRF token.
 type ui struct {
-	s        *Server
-	pages    map[string]*template.Template
-	sessions *sessions
+	s     *Server
+	pages map[string]*template.Template
+	keys  *sessionKeys
 	// history is what the history page reads, bounded: a page of fixes and the
 	// latest savingsWindow finished ones.
 	history       historyLedger
@@ -76,8 +75,11 @@ func newUI(s *Server) (*ui, error) {
 		"allows":  func(p auth.Principal, r string) bool { return p.Role.Allows(auth.Role(r)) },
 		"path":    url.PathEscape,
 	}
-	u := &ui{s: s, pages: map[string]*template.Template{}, sessions: newSessions(s.o.MaxSessions, s.o.Now),
-		history: s.o.Ledger, savingsWindow: savingsWindow}
+	keys, err := newSessionKeys(s.o.SessionKeys, s.o.Now)
+	if err != nil {
+		return nil, err
+	}
+	u := &ui{s: s, pages: map[string]*template.Template{}, keys: keys, history: s.o.Ledger, savingsWindow: savingsWindow}
 	for _, page := range []string{"login", "queue", "remediation", "history", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(uiFiles, "ui/templates/layout.html", "ui/templates/"+page+".html")
 		if err != nil {
@@ -112,7 +114,7 @@ func (u *ui) render(c *echo.Context, status int, page string, data map[string]an
 	}
 	if p, ok := principal(c); ok {
 		data["Principal"] = p
-		if sess, ok := c.Get("autofix.session").(*session); ok {
+		if sess, ok := c.Get(keySession).(session); ok {
 			data["CSRF"] = sess.csrf
 		}
 	}
@@ -147,9 +149,9 @@ func (u *ui) login(c *echo.Context) error {
 		}
 		return u.render(c, status, "login", data)
 	}
-	sess := u.sessions.add(auth.IDOf(token))
+	value, _ := u.keys.issue(auth.IDOf(token), p.Role)
 	// #nosec G124 -- Secure with http.secureCookies (on by default under TLS); a plain-HTTP service cannot set it.
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: sess.id, Path: "/ui", HttpOnly: true, Secure: u.s.o.SecureCookies,
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: value, Path: "/ui", HttpOnly: true, Secure: u.s.o.SecureCookies,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL.Seconds())})
 	u.s.log.Info("review page login", "who", p.Name, "role", p.Role)
 	return c.Redirect(http.StatusSeeOther, safeNext(c.FormValue("next")))
@@ -187,47 +189,59 @@ func safeNext(next string) string {
 	return next
 }
 
+// logout ends the session in this browser by clearing its cookie. The session is
+// not recorded anywhere, so a copy of the cookie taken before stays valid until it
+// expires or its token is revoked.
 func (u *ui) logout(c *echo.Context) error {
-	if ck, err := c.Cookie(sessionCookie); err == nil {
-		u.sessions.end(ck.Value)
-	}
 	// #nosec G124 -- clears the cookie; Secure as when it was set.
 	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/ui", MaxAge: -1, HttpOnly: true, Secure: u.s.o.SecureCookies,
 		SameSite: http.SameSiteStrictMode})
 	return c.Redirect(http.StatusSeeOther, "/ui/login")
 }
 
-// authenticate takes the session cookie; without a live one it sends the browser to
-// the login form (a post gets 401).
+// authenticate takes the session cookie: signed by one of the session keys, not
+// expired, and its token still there with the role it logged in with. Without one
+// it sends the browser to the login form (a post gets 401).
 func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		var sess *session
-		var p auth.Principal
-		if ck, err := c.Cookie(sessionCookie); err == nil {
-			var ok bool
-			if sess, ok = u.sessions.get(ck.Value); ok {
-				if p, ok = u.s.o.Auth.RecheckContext(c.Request().Context(), sess.token); !ok { // revoked since the login
-					u.sessions.end(ck.Value)
-					sess = nil
-				}
-			}
-		}
-		if sess == nil {
+		sess, p, ok := u.session(c)
+		if !ok {
 			if c.Request().Method != http.MethodGet {
 				return u.fail(c, apiErr(http.StatusUnauthorized, "", "your session has ended: log in again"))
 			}
 			return c.Redirect(http.StatusSeeOther, "/ui/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
 		}
 		c.Set(keyPrincipal, p)
-		c.Set("autofix.session", sess)
+		c.Set(keySession, sess)
 		return next(c)
 	}
+}
+
+// session is the request's live session and who holds it, if it has one.
+func (u *ui) session(c *echo.Context) (session, auth.Principal, bool) {
+	ck, err := c.Cookie(sessionCookie)
+	if err != nil {
+		return session{}, auth.Principal{}, false
+	}
+	sess, err := u.keys.open(ck.Value)
+	if err != nil {
+		if !errors.Is(err, errSessionExpired) {
+			u.s.log.Debug("review page: a session cookie refused", "err", err)
+		}
+		return session{}, auth.Principal{}, false
+	}
+	// Revoked since the login, or its role changed: the session ends.
+	p, ok := u.s.o.Auth.RecheckContext(c.Request().Context(), sess.token)
+	if !ok || p.Role != sess.role {
+		return session{}, auth.Principal{}, false
+	}
+	return sess, p, true
 }
 
 // csrf refuses a post whose form does not carry the session's CSRF token (403).
 func (u *ui) csrf(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		sess, ok := c.Get("autofix.session").(*session)
+		sess, ok := c.Get(keySession).(session)
 		if !ok || subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(sess.csrf)) != 1 {
 			return u.fail(c, apiErr(http.StatusForbidden, "csrf", "the form's token does not match your session: reload the page"))
 		}
@@ -405,14 +419,6 @@ func (u *ui) savings(ctx context.Context) (savings, error) {
 	sv.HoursSaved = float64(sv.Automatic*manualRetryMinutes) / 60
 	sv.Window, sv.Capped = len(ended), len(ended) == u.savingsWindow
 	return sv, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	return hex.EncodeToString(b)
 }
 
 func ago(t time.Time) string {
