@@ -116,3 +116,19 @@ func TestRolesAreCheckedBeforeTheBody(t *testing.T) {
 		t.Errorf("after the refused posts: %s with %d audit rows, want %s with %d", got.State, len(got.Audit), r.State, len(r.Audit))
 	}
 }
+
+// TestNewNamesWhatIsMissing: New refuses options without what the routes need,
+// naming each missing field.
+func TestNewNamesWhatIsMissing(t *testing.T) {
+	_, err := New(Options{})
+	for _, field := range []string{"Ledger", "Review", "Recommender", "Classifier", "Models", "Auth"} {
+		if err == nil || !strings.Contains(err.Error(), "Options."+field+": required") {
+			t.Errorf("New(Options{}) = %v, want an error naming %s", err, field)
+		}
+	}
+	o := newEnv(t).opts
+	o.Review = nil
+	if _, err := New(o); err == nil || strings.Contains(err.Error(), "Ledger") || !strings.Contains(err.Error(), "Review") {
+		t.Errorf("New without Review = %v, want an error naming Review alone", err)
+	}
+}

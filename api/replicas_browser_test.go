@@ -121,7 +121,7 @@ func (e *env) replica() string {
 		e.t.Fatal(err)
 	}
 	o := e.opts
-	o.Ledger, o.Auth, o.Metrics = store, auth.NewAuthenticator(ts.Tokens()), nil
+	o.Ledger, o.Review, o.Auth, o.Metrics = store, newReview(e.t, store), auth.NewAuthenticator(ts.Tokens()), nil
 	s, err := New(o)
 	if err != nil {
 		e.t.Fatal(err)

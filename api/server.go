@@ -10,10 +10,16 @@
 // size-limited, requests time-limited and rate-limited per caller, responses carry
 // secure headers, and errors have one JSON shape naming the field at fault. The
 // request log has request ids and who asked, never a token or a request body.
+//
+// api keeps to HTTP: binding requests, roles, sessions, statuses. The rules of a
+// review decision (which option, what edits, the caps, the attempt's number) are the
+// review package's, which the JSON API and the page both call.
 package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net"
@@ -25,32 +31,33 @@ import (
 	"github.com/labstack/echo/v5/middleware"
 
 	"github.com/autofix/autofix/auth"
-	"github.com/autofix/autofix/classifier"
 	"github.com/autofix/autofix/failure"
-	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/policy"
-	"github.com/autofix/autofix/recommender"
 )
 
 // Options are what the server serves.
 type Options struct {
-	Ledger      *ledger.Store
-	Recommender *recommender.Recommender
-	// Classifier holds the rules in use (GET /v1/rules); Models the models in use.
-	Classifier *classifier.Classifier
-	Models     *models.Models
-	// Policy caps what an approver may choose: attempts and the cost multiple.
-	Policy *policy.Config
-	// Catalogue prices resources (the cost cap on an approver's edits); Largest is
-	// the largest node, which an edit may not exceed (zero fields: no limit).
-	Catalogue failure.Catalogue
-	Largest   failure.Resources
-	Auth      *auth.Authenticator
+	// Ledger holds the remediations and the kill switch. Required.
+	Ledger Ledger
+	// Review approves and rejects remediations kept for review. Required.
+	Review Reviewer
+	// Recommender advises on events (POST /v1/recommendations). Required.
+	Recommender Recommender
+	// Classifier holds the rules in use (GET /v1/rules). Required.
+	Classifier Rules
+	// Models are the models in use (GET /v1/models). Required.
+	Models *models.Models
+	// Auth authenticates bearer tokens and review-page sessions. Required.
+	Auth Authenticator
+	// Pods is what a pipeline's pods may do (POST /v1/pipelines refuses the rest):
+	// the policy's pod switches; the zero value refuses every class they can allow.
+	Pods policy.Pods
 	// Pipelines runs pipelines through the service (nil: no cluster, 503).
 	Pipelines *Pipelines
-	Metrics   *Metrics
-	// Ready reports readiness and each check by name (/readyz).
+	// Metrics are the service's metrics (default: new ones).
+	Metrics *Metrics
+	// Ready reports readiness and each check by name (/readyz; nil: always ready).
 	Ready func(ctx context.Context) (bool, map[string]Check)
 	// OpenMetrics serves /metrics without a token.
 	OpenMetrics bool
@@ -80,8 +87,9 @@ type Options struct {
 	// Certificate, if set, makes the server serve HTTPS only (HTTPServer, Serve),
 	// with Strict-Transport-Security.
 	Certificate *Certificate
-	Log         *slog.Logger
-	Now         func() time.Time
+	// Log is the server's log (default: none); Now its clock (default time.Now).
+	Log *slog.Logger
+	Now func() time.Time
 }
 
 // Server is the HTTP API.
@@ -101,8 +109,12 @@ const (
 	keySession   = "autofix.session"
 )
 
-// New builds the server and its routes.
+// New builds the server and its routes, or returns an error naming each required
+// Options field that is missing.
 func New(o Options) (*Server, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	if o.RatePerSecond <= 0 {
 		o.RatePerSecond = 50
 	}
@@ -141,6 +153,21 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// check names the required fields that are missing.
+func (o *Options) check() error {
+	var errs []error
+	for _, f := range []struct {
+		name    string
+		missing bool
+	}{{"Ledger", o.Ledger == nil}, {"Review", o.Review == nil}, {"Recommender", o.Recommender == nil},
+		{"Classifier", o.Classifier == nil}, {"Models", o.Models == nil}, {"Auth", o.Auth == nil}} {
+		if f.missing {
+			errs = append(errs, fmt.Errorf("api: Options.%s: required", f.name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Handler is the server's http.Handler.

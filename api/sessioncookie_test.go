@@ -114,7 +114,9 @@ func TestSessionKeysMustBeLongEnough(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "SessionKeys[1]") {
 		t.Errorf("a short second key: %v, want an error naming SessionKeys[1]", err)
 	}
-	if _, err := New(Options{SessionKeys: [][]byte{[]byte("short")}}); err == nil || !strings.Contains(err.Error(), "SessionKeys[0]") {
+	o := newEnv(t).opts
+	o.SessionKeys = [][]byte{[]byte("short")}
+	if _, err := New(o); err == nil || !strings.Contains(err.Error(), "SessionKeys[0]") {
 		t.Errorf("New with a short key: %v, want an error naming SessionKeys[0]", err)
 	}
 }

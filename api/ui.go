@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -312,20 +311,16 @@ func (u *ui) remediation(c *echo.Context) error {
 }
 
 func (u *ui) approve(c *echo.Context) error {
-	req := ApproveRequest{Reason: c.FormValue("reason")}
-	if v := c.FormValue("option"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return u.fail(c, badRequest("option", "%q is not an option number", v))
-		}
-		req.Option = &n
+	choice, err := formChoice(c)
+	if err != nil {
+		return u.fail(c, err)
 	}
 	p, _ := principal(c)
 	id, err := remediationID(c)
 	if err != nil {
 		return u.fail(c, err)
 	}
-	if err := u.s.doApprove(c.Request().Context(), id, p, req); err != nil {
+	if err := u.s.approveFor(c.Request().Context(), id, p, choice); err != nil {
 		return u.fail(c, err)
 	}
 	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(id)+"?done=approved")
@@ -337,7 +332,7 @@ func (u *ui) reject(c *echo.Context) error {
 	if err != nil {
 		return u.fail(c, err)
 	}
-	if err := u.s.doReject(c.Request().Context(), id, p, c.FormValue("reason")); err != nil {
+	if err := u.s.rejectFor(c.Request().Context(), id, p, c.FormValue("reason")); err != nil {
 		return u.fail(c, err)
 	}
 	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(id)+"?done=rejected")

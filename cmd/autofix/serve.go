@@ -31,6 +31,7 @@ import (
 	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/recommender"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/review"
 	"github.com/autofix/autofix/simcluster"
 )
 
@@ -225,10 +226,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			Driver:   &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Pods: cfg.Policy.Pods, Log: log},
 			Observer: &pipeline.Driver{Client: kube, Chains: ledgerChains{store}, Observe: true}}
 	}
+	reviews, err := review.New(review.Options{Ledger: store, Policy: &cfg.Policy, Catalogue: br.catalogue,
+		Largest: func() failure.Resources { return br.largest }})
+	if err != nil {
+		return err
+	}
 	apiServer, err := newAPIServer(cfg, api.Options{
-		Ledger: store, Recommender: br.rec, Classifier: br.classifier, Models: br.models, Policy: &cfg.Policy,
-		Catalogue: br.catalogue, Largest: br.largest, Auth: authn, Pipelines: pipelines, Metrics: metrics, Ready: health.ready,
-		Log: log,
+		Ledger: store, Review: reviews, Recommender: br.rec, Classifier: br.classifier, Models: br.models, Pods: cfg.Policy.Pods,
+		Auth: authn, Pipelines: pipelines, Metrics: metrics, Ready: health.ready, Log: log,
 	})
 	if err != nil {
 		return err
