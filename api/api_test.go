@@ -22,6 +22,7 @@ import (
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/recommender"
+	"github.com/autofix/autofix/review"
 	"github.com/autofix/autofix/rules"
 )
 
@@ -39,7 +40,11 @@ type env struct {
 	store  *ledger.Store
 	rec    *recommender.Recommender
 	tokens map[auth.Role]string
-	client *http.Client
+	// tokenFile is the token file the tokens are in; opts what the server was made
+	// of.
+	tokenFile string
+	opts      Options
+	client    *http.Client
 }
 
 func newEnv(t testing.TB, set ...func(*Options)) *env {
@@ -66,7 +71,8 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 	}
 	cat := failure.DefaultCatalogue()
 	rec := recommender.New(cl, m, fb, recommender.Options{Catalogue: cat, MaxMemoryBytes: 512 << 30, MaxCPUMillis: 64000, MaxGPUs: 8})
-	ts, err := auth.OpenStore(filepath.Join(dir, auth.StoreFile))
+	tokenFile := filepath.Join(dir, auth.StoreFile)
+	ts, err := auth.OpenStore(tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +82,13 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 			t.Fatal(err)
 		}
 	}
-	pol := policy.Default()
 	authn := auth.NewAuthenticator(ts.Tokens())
-	o := Options{Ledger: store, Recommender: rec, Classifier: cl, Models: m, Policy: &pol, Catalogue: cat,
-		Auth: authn, RatePerSecond: 1000, Burst: 1000, Largest: failure.Resources{MemoryBytes: 512 << 30, CPUMillis: 64000, GPU: 8}}
+	o := Options{Ledger: store, Recommender: rec, Classifier: cl, Models: m, Auth: authn, RatePerSecond: 1000, Burst: 1000}
 	for _, f := range set {
 		f(&o)
+	}
+	if o.Review == nil {
+		o.Review = newReview(t, store)
 	}
 	s, err := New(o)
 	if err != nil {
@@ -89,7 +96,21 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: s, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, client: srv.Client()}
+	return &env{t: t, srv: s, url: srv.URL, auth: authn, store: store, rec: rec, tokens: tokens, tokenFile: tokenFile, opts: o,
+		client: srv.Client()}
+}
+
+// newReview is the review service of the tests: the default policy and catalogue,
+// and a largest node of 512 GiB, 64 CPUs and 8 GPUs.
+func newReview(t testing.TB, store review.Ledger) *review.Service {
+	t.Helper()
+	pol := policy.Default()
+	rev, err := review.New(review.Options{Ledger: store, Policy: &pol, Catalogue: failure.DefaultCatalogue(),
+		Largest: func() failure.Resources { return failure.Resources{MemoryBytes: 512 << 30, CPUMillis: 64000, GPU: 8} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }
 
 // call makes a request as role ("" sends no token), checks the response against

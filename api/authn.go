@@ -35,7 +35,7 @@ func (s *Server) bearer(c *echo.Context) error {
 	}
 	var p auth.Principal
 	if fail == nil {
-		if p, ok = s.o.Auth.Authenticate(strings.TrimSpace(secret)); !ok {
+		if p, ok = s.o.Auth.AuthenticateContext(c.Request().Context(), strings.TrimSpace(secret)); !ok {
 			fail = apiErr(http.StatusUnauthorized, "", "unknown or revoked token")
 		}
 	}

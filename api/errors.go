@@ -12,6 +12,7 @@ import (
 
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/review"
 )
 
 // Error is every error the API returns, as {"error": {"code", "message", "field"}}.
@@ -56,8 +57,8 @@ func badRequest(field, format string, args ...any) *Error {
 }
 
 // errorHandler writes every error in the one shape. Errors of the ledger, the event
-// decoder and echo itself (404, 405, 413, 429, timeouts) get their status; anything
-// else is a 500 whose details stay in the server's log.
+// decoder, the review service and echo itself (404, 405, 413, 429, timeouts) get
+// their status; anything else is a 500 whose details stay in the server's log.
 func (s *Server) errorHandler(c *echo.Context, err error) {
 	if resp, uErr := echo.UnwrapResponse(c.Response()); uErr == nil && resp.Committed {
 		return
@@ -82,11 +83,17 @@ func (s *Server) toError(err error) *Error {
 	var te *ledger.TransitionError
 	var he *echo.HTTPError
 	var sc echo.HTTPStatusCoder
+	var rf *review.FieldError
+	var rc *review.ConflictError
 	switch {
 	case errors.As(err, &e):
 		return e
 	case errors.As(err, &fe):
 		return badRequest(fe.Field, "%s", fe.Problem)
+	case errors.As(err, &rf):
+		return badRequest(rf.Field, "%s", rf.Problem)
+	case errors.As(err, &rc):
+		return apiErr(http.StatusConflict, "", "%s", rc.Problem)
 	case errors.As(err, &te), errors.Is(err, ledger.ErrConflict):
 		return apiErr(http.StatusConflict, "", "%s", strings.TrimPrefix(err.Error(), "ledger: "))
 	case errors.Is(err, ledger.ErrNotFound):

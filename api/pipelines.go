@@ -16,7 +16,6 @@ import (
 
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
-	"github.com/autofix/autofix/policy"
 )
 
 // Pipelines runs the pipeline runs started through the service. A run is recorded in
@@ -265,11 +264,7 @@ func (s *Server) startPipeline(c *echo.Context) error {
 	}
 	// The driver checks again before it creates anything; refusing here tells the
 	// caller at once.
-	var pods policy.Pods // nothing allowed without a policy
-	if s.o.Policy != nil {
-		pods = s.o.Policy.Pods
-	}
-	if err := def.CheckPods(pods); err != nil {
+	if err := def.CheckPods(s.o.Pods); err != nil {
 		return badRequest("definition", "%v", err)
 	}
 	if req.Run == "" {

@@ -7,17 +7,16 @@ import (
 	"testing"
 
 	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/policy"
 )
 
-// withPipelines gives the server pipelines with a policy whose pod switches are pods.
+// withPipelines gives the server pipelines whose pods may do what pods allows.
 // No driver runs: these tests are about what is accepted.
 func withPipelines(pods policy.Pods) func(*Options) {
 	return func(o *Options) {
-		o.Pipelines = &Pipelines{Ledger: o.Ledger}
-		pol := policy.Default()
-		pol.Pods = pods
-		o.Policy = &pol
+		o.Pipelines = &Pipelines{Ledger: o.Ledger.(*ledger.Store)}
+		o.Pods = pods
 	}
 }
 

@@ -4,15 +4,22 @@
 // /metrics, /healthz and /readyz.
 //
 // Every /v1 and /ui request is authenticated (a bearer token, or the review page's
-// session cookie) and its role checked before anything is looked up, so a viewer
-// asking to approve gets 403 whether or not the remediation exists. Bodies are
+// session cookie) and its role checked before anything is looked up and before its
+// body is read, so a viewer asking to approve gets 403 whether or not the
+// remediation exists and whatever the body. Bodies are
 // size-limited, requests time-limited and rate-limited per caller, responses carry
 // secure headers, and errors have one JSON shape naming the field at fault. The
 // request log has request ids and who asked, never a token or a request body.
+//
+// api keeps to HTTP: binding requests, roles, sessions, statuses. The rules of a
+// review decision (which option, what edits, the caps, the attempt's number) are the
+// review package's, which the JSON API and the page both call.
 package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net"
@@ -24,32 +31,33 @@ import (
 	"github.com/labstack/echo/v5/middleware"
 
 	"github.com/autofix/autofix/auth"
-	"github.com/autofix/autofix/classifier"
 	"github.com/autofix/autofix/failure"
-	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/policy"
-	"github.com/autofix/autofix/recommender"
 )
 
 // Options are what the server serves.
 type Options struct {
-	Ledger      *ledger.Store
-	Recommender *recommender.Recommender
-	// Classifier holds the rules in use (GET /v1/rules); Models the models in use.
-	Classifier *classifier.Classifier
-	Models     *models.Models
-	// Policy caps what an approver may choose: attempts and the cost multiple.
-	Policy *policy.Config
-	// Catalogue prices resources (the cost cap on an approver's edits); Largest is
-	// the largest node, which an edit may not exceed (zero fields: no limit).
-	Catalogue failure.Catalogue
-	Largest   failure.Resources
-	Auth      *auth.Authenticator
+	// Ledger holds the remediations and the kill switch. Required.
+	Ledger Ledger
+	// Review approves and rejects remediations kept for review. Required.
+	Review Reviewer
+	// Recommender advises on events (POST /v1/recommendations). Required.
+	Recommender Recommender
+	// Classifier holds the rules in use (GET /v1/rules). Required.
+	Classifier Rules
+	// Models are the models in use (GET /v1/models). Required.
+	Models *models.Models
+	// Auth authenticates bearer tokens and review-page sessions. Required.
+	Auth Authenticator
+	// Pods is what a pipeline's pods may do (POST /v1/pipelines refuses the rest):
+	// the policy's pod switches; the zero value refuses every class they can allow.
+	Pods policy.Pods
 	// Pipelines runs pipelines through the service (nil: no cluster, 503).
 	Pipelines *Pipelines
-	Metrics   *Metrics
-	// Ready reports readiness and each check by name (/readyz).
+	// Metrics are the service's metrics (default: new ones).
+	Metrics *Metrics
+	// Ready reports readiness and each check by name (/readyz; nil: always ready).
 	Ready func(ctx context.Context) (bool, map[string]Check)
 	// OpenMetrics serves /metrics without a token.
 	OpenMetrics bool
@@ -68,14 +76,20 @@ type Options struct {
 	Timeout time.Duration
 	// SecureCookies marks the review page's session cookie Secure (behind TLS).
 	SecureCookies bool
-	// MaxSessions caps the review page's live sessions; a login past it ends the
-	// oldest (default 10,000).
-	MaxSessions int
+	// SessionKeys sign the review page's session cookies (and their CSRF tokens),
+	// each at least MinSessionKeyLen bytes: the first signs, all verify, so a key is
+	// rotated by adding the new one second, then moving it first, then dropping the
+	// old one once its sessions have expired (8 hours). Every replica must have the
+	// same keys (ParseSessionKeys reads them from a file). None: a random key made
+	// at New, which only this process knows — a single replica works, and a
+	// restart logs everyone out.
+	SessionKeys [][]byte
 	// Certificate, if set, makes the server serve HTTPS only (HTTPServer, Serve),
 	// with Strict-Transport-Security.
 	Certificate *Certificate
-	Log         *slog.Logger
-	Now         func() time.Time
+	// Log is the server's log (default: none); Now its clock (default time.Now).
+	Log *slog.Logger
+	Now func() time.Time
 }
 
 // Server is the HTTP API.
@@ -92,10 +106,15 @@ type Server struct {
 // Context keys.
 const (
 	keyPrincipal = "autofix.principal"
+	keySession   = "autofix.session"
 )
 
-// New builds the server and its routes.
+// New builds the server and its routes, or returns an error naming each required
+// Options field that is missing.
 func New(o Options) (*Server, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	if o.RatePerSecond <= 0 {
 		o.RatePerSecond = 50
 	}
@@ -114,11 +133,11 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MaxSessions <= 0 {
-		o.MaxSessions = defaultMaxSessions
-	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
+	}
+	if len(o.SessionKeys) == 0 {
+		o.Log.Info("review page: no session keys given; sessions are signed with a random key, valid on this replica until it restarts")
 	}
 	s := &Server{o: o, e: echo.New(), log: o.Log, failures: middleware.NewRateLimiterMemoryStoreWithConfig(
 		middleware.RateLimiterMemoryStoreConfig{Rate: 10, Burst: 20, ExpiresIn: 10 * time.Minute})}
@@ -134,6 +153,21 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// check names the required fields that are missing.
+func (o *Options) check() error {
+	var errs []error
+	for _, f := range []struct {
+		name    string
+		missing bool
+	}{{"Ledger", o.Ledger == nil}, {"Review", o.Review == nil}, {"Recommender", o.Recommender == nil},
+		{"Classifier", o.Classifier == nil}, {"Models", o.Models == nil}, {"Auth", o.Auth == nil}} {
+		if f.missing {
+			errs = append(errs, fmt.Errorf("api: Options.%s: required", f.name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Handler is the server's http.Handler.
@@ -195,18 +229,21 @@ func (s *Server) routes() error {
 	if err != nil {
 		return err
 	}
-	body := middleware.BodyLimit(s.o.BodyLimit)
-	v1 := e.Group("/v1", s.authenticate, limit, jsonOnly)
+	// Each route checks, in order: the token (the group), the caller's rate, the
+	// role, and only then the request's content type and size (jsonBody): a caller
+	// who may not do something is told so whatever it sent.
+	v1 := e.Group("/v1", s.authenticate, limit)
 	viewer, approver, admin := s.require(auth.Viewer), s.require(auth.Approver), s.require(auth.Admin)
+	body := s.jsonBody(1)
 	v1.POST(`/recommendations`, s.recommend, viewer, body)
-	v1.POST(`/recommendations\:batch`, s.recommendBatch, viewer, middleware.BodyLimit(8*s.o.BodyLimit))
+	v1.POST(`/recommendations\:batch`, s.recommendBatch, viewer, s.jsonBody(8))
 	v1.GET("/remediations", s.listRemediations, viewer)
 	v1.GET("/remediations/:id", s.getRemediation, viewer)
 	v1.POST("/remediations/:id/approve", s.approve, approver, body)
 	v1.POST("/remediations/:id/reject", s.reject, approver, body)
 	v1.GET("/jobs/:namespace/:name/history", s.jobHistory, viewer)
 	v1.GET("/rules", s.listRules, viewer)
-	v1.POST(`/rules\:test`, s.testRules, admin, middleware.BodyLimit(4*s.o.BodyLimit))
+	v1.POST(`/rules\:test`, s.testRules, admin, s.jsonBody(4))
 	v1.GET("/models", s.listModels, viewer)
 	v1.GET("/policy/pause", s.getPause, viewer)
 	v1.POST("/policy/pause", s.setPause, admin, body)
@@ -216,6 +253,13 @@ func (s *Server) routes() error {
 	v1.RouteNotFound("/*", func(*echo.Context) error { return apiErr(http.StatusNotFound, "", "no such endpoint") })
 	s.ui.routes(e, limit)
 	return nil
+}
+
+// jsonBody is what a route that takes a JSON body checks of it, after the role: that
+// it says it is JSON, and that it is at most times BodyLimit bytes.
+func (s *Server) jsonBody(times int64) echo.MiddlewareFunc {
+	size := middleware.BodyLimit(times * s.o.BodyLimit)
+	return func(next echo.HandlerFunc) echo.HandlerFunc { return jsonOnly(size(next)) }
 }
 
 // jsonOnly refuses request bodies that do not say they are JSON (415), so that a

@@ -73,62 +73,6 @@ func (e *env) page(session, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// held is how many sessions the store holds, expired or not, without dropping any.
-func (s *sessions) held() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.byID)
-}
-
-// TestReviewPageSessionsAreBounded: many logins leave at most MaxSessions live (the
-// oldest end), one token cannot hold more than its share, and expired sessions go
-// on the next request without waiting for another login.
-func TestReviewPageSessionsAreBounded(t *testing.T) {
-	clk := &clock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
-	e := newEnv(t, func(o *Options) { o.MaxSessions, o.Now = 5, clk.Now })
-	store := e.srv.ui.sessions
-	var ids []string
-	for range 12 {
-		ids = append(ids, e.login(auth.Approver))
-		clk.add(time.Second)
-	}
-	if got := store.held(); got != 5 {
-		t.Errorf("after 12 logins with MaxSessions 5: %d sessions held, want 5", got)
-	}
-	if status, _ := e.page(ids[0], "/ui/"); status != http.StatusSeeOther {
-		t.Errorf("the oldest session after 12 logins: %d, want a redirect to the login (ended)", status)
-	}
-	if status, _ := e.page(ids[11], "/ui/"); status != http.StatusOK {
-		t.Errorf("the newest session: %d, want 200", status)
-	}
-
-	clk.add(sessionTTL)
-	if status, _ := e.page(ids[11], "/ui/"); status != http.StatusSeeOther {
-		t.Errorf("a session past its TTL: %d, want a redirect to the login", status)
-	}
-	if got := store.held(); got != 0 {
-		t.Errorf("after the TTL and one request, no login: %d sessions held, want 0", got)
-	}
-}
-
-func TestOneTokenCannotPushOutEveryoneElse(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.MaxSessions = 100 })
-	viewer := e.login(auth.Viewer)
-	var ids []string
-	for range maxSessionsPerToken + 8 {
-		ids = append(ids, e.login(auth.Approver))
-	}
-	if got := e.srv.ui.sessions.held(); got != maxSessionsPerToken+1 {
-		t.Errorf("after %d logins of one token and one of another: %d sessions, want %d", maxSessionsPerToken+8, got, maxSessionsPerToken+1)
-	}
-	if status, _ := e.page(viewer, "/ui/"); status != http.StatusOK {
-		t.Errorf("the other token's session: %d, want 200", status)
-	}
-	if status, _ := e.page(ids[0], "/ui/"); status != http.StatusSeeOther {
-		t.Errorf("the token's oldest session: %d, want ended", status)
-	}
-}
-
 // countingLedger counts the rows the history page reads.
 type countingLedger struct {
 	historyLedger

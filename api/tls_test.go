@@ -132,7 +132,9 @@ func TestServesTLSAndReloadsTheCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Certificate: cert, Log: slog.New(logs)})
+	o := newEnv(t).opts
+	o.Certificate, o.Log = cert, slog.New(logs)
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,24 +3,18 @@ package api
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"math"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
-	"github.com/labstack/echo/v5/middleware"
 
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/failure"
@@ -38,12 +32,12 @@ const (
 )
 
 // ui is the on-call review page: server-rendered, no JavaScript, assets embedded.
-// A token logs in once and gets a session cookie (HttpOnly, SameSite=Strict); forms
-// carry the session's CSRF token.
+// A token logs in once and gets a signed session cookie (HttpOnly, SameSite=Strict)
+// that every replica can verify; forms carry the session's CSRF token.
 type ui struct {
-	s        *Server
-	pages    map[string]*template.Template
-	sessions *sessions
+	s     *Server
+	pages map[string]*template.Template
+	keys  *sessionKeys
 	// history is what the history page reads, bounded: a page of fixes and the
 	// latest savingsWindow finished ones.
 	history       historyLedger
@@ -76,8 +70,11 @@ func newUI(s *Server) (*ui, error) {
 		"allows":  func(p auth.Principal, r string) bool { return p.Role.Allows(auth.Role(r)) },
 		"path":    url.PathEscape,
 	}
-	u := &ui{s: s, pages: map[string]*template.Template{}, sessions: newSessions(s.o.MaxSessions, s.o.Now),
-		history: s.o.Ledger, savingsWindow: savingsWindow}
+	keys, err := newSessionKeys(s.o.SessionKeys, s.o.Now)
+	if err != nil {
+		return nil, err
+	}
+	u := &ui{s: s, pages: map[string]*template.Template{}, keys: keys, history: s.o.Ledger, savingsWindow: savingsWindow}
 	for _, page := range []string{"login", "queue", "remediation", "history", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(uiFiles, "ui/templates/layout.html", "ui/templates/"+page+".html")
 		if err != nil {
@@ -92,16 +89,18 @@ func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
 	static, _ := fs.Sub(uiFiles, "ui/static")
 	e.GET("/ui/static/*", echo.WrapHandler(http.StripPrefix("/ui/static/", http.FileServerFS(static))))
 	e.GET("/", func(c *echo.Context) error { return c.Redirect(http.StatusSeeOther, "/ui/") })
-	g := e.Group("/ui", limit, middleware.BodyLimit(uiBodyLimit), formsOnly)
+	// As on the JSON API, each route checks the session, then the role, and only
+	// then the form (formBody) and its CSRF token.
+	g := e.Group("/ui", limit)
 	g.GET("/login", u.loginPage)
-	g.POST("/login", u.login)
+	g.POST("/login", u.login, formBody)
 	in := g.Group("", u.authenticate)
-	in.POST("/logout", u.logout)
+	in.POST("/logout", u.logout, formBody, u.csrf)
 	in.GET("/", u.queue)
 	in.GET("/history", u.historyPage)
 	in.GET("/remediations/:id", u.remediation)
-	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver))
-	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver))
+	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver), formBody, u.csrf)
+	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver), formBody, u.csrf)
 }
 
 func (u *ui) render(c *echo.Context, status int, page string, data map[string]any) error {
@@ -110,7 +109,7 @@ func (u *ui) render(c *echo.Context, status int, page string, data map[string]an
 	}
 	if p, ok := principal(c); ok {
 		data["Principal"] = p
-		if sess, ok := c.Get("autofix.session").(*session); ok {
+		if sess, ok := c.Get(keySession).(session); ok {
 			data["CSRF"] = sess.csrf
 		}
 	}
@@ -129,106 +128,6 @@ func (u *ui) fail(c *echo.Context, err error) error {
 		u.s.log.Error("review page", "err", err)
 	}
 	return u.render(c, e.Status, "error", map[string]any{"Error": e})
-}
-
-func (u *ui) loginPage(c *echo.Context) error {
-	return u.render(c, http.StatusOK, "login", map[string]any{"Next": safeNext(c.QueryParam("next"))})
-}
-
-func (u *ui) login(c *echo.Context) error {
-	token := strings.TrimSpace(c.FormValue("token"))
-	p, ok := u.s.o.Auth.Authenticate(token)
-	if !ok {
-		status, data := http.StatusUnauthorized, map[string]any{"Failed": true, "Next": safeNext(c.FormValue("next"))}
-		if err := u.s.failedAuth(c); err != nil {
-			status, data["Throttled"] = err.Status, true
-		}
-		return u.render(c, status, "login", data)
-	}
-	sess := u.sessions.add(auth.FingerprintOf(token))
-	// #nosec G124 -- Secure with http.secureCookies (on by default under TLS); a plain-HTTP service cannot set it.
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: sess.id, Path: "/ui", HttpOnly: true, Secure: u.s.o.SecureCookies,
-		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL.Seconds())})
-	u.s.log.Info("review page login", "who", p.Name, "role", p.Role)
-	return c.Redirect(http.StatusSeeOther, safeNext(c.FormValue("next")))
-}
-
-// uiBodyLimit bounds the review page's form posts (a token, a reason, an option).
-const uiBodyLimit = 16 << 10
-
-// formsOnly takes the review page's posts as URL-encoded forms only: no multipart
-// bodies (which would be spooled to disk).
-func formsOnly(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		if c.Request().Method == http.MethodPost {
-			ct, _, _ := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
-			if ct != "application/x-www-form-urlencoded" {
-				return apiErr(http.StatusUnsupportedMediaType, "Content-Type", "the review page takes forms only")
-			}
-		}
-		return next(c)
-	}
-}
-
-// safeNext keeps redirects on the review page.
-func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
-		return "/ui/"
-	}
-	return next
-}
-
-func (u *ui) logout(c *echo.Context) error {
-	if ck, err := c.Cookie(sessionCookie); err == nil {
-		u.sessions.end(ck.Value)
-	}
-	// #nosec G124 -- clears the cookie; Secure as when it was set.
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/ui", MaxAge: -1, HttpOnly: true, Secure: u.s.o.SecureCookies,
-		SameSite: http.SameSiteStrictMode})
-	return c.Redirect(http.StatusSeeOther, "/ui/login")
-}
-
-// authenticate takes the session cookie; without a live one it sends the browser to
-// the login form. A POST must carry the session's CSRF token.
-func (u *ui) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		var sess *session
-		var p auth.Principal
-		if ck, err := c.Cookie(sessionCookie); err == nil {
-			var ok bool
-			if sess, ok = u.sessions.get(ck.Value); ok {
-				if p, ok = u.s.o.Auth.Recheck(sess.token); !ok { // revoked since the login
-					u.sessions.end(ck.Value)
-					sess = nil
-				}
-			}
-		}
-		if sess == nil {
-			if c.Request().Method != http.MethodGet {
-				return u.fail(c, apiErr(http.StatusUnauthorized, "", "your session has ended: log in again"))
-			}
-			return c.Redirect(http.StatusSeeOther, "/ui/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
-		}
-		if c.Request().Method == http.MethodPost &&
-			subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(sess.csrf)) != 1 {
-			return u.fail(c, apiErr(http.StatusForbidden, "csrf", "the form's token does not match your session: reload the page"))
-		}
-		c.Set(keyPrincipal, p)
-		c.Set("autofix.session", sess)
-		return next(c)
-	}
-}
-
-func (u *ui) require(need auth.Role) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c *echo.Context) error {
-			p, _ := principal(c)
-			if !p.Role.Allows(need) {
-				return u.fail(c, apiErr(http.StatusForbidden, "", "the %s role cannot do this: it needs %s", p.Role, need))
-			}
-			return next(c)
-		}
-	}
 }
 
 // item is one remediation on the page, with what the page shows of it.
@@ -282,20 +181,16 @@ func (u *ui) remediation(c *echo.Context) error {
 }
 
 func (u *ui) approve(c *echo.Context) error {
-	req := ApproveRequest{Reason: c.FormValue("reason")}
-	if v := c.FormValue("option"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return u.fail(c, badRequest("option", "%q is not an option number", v))
-		}
-		req.Option = &n
+	choice, err := formChoice(c)
+	if err != nil {
+		return u.fail(c, err)
 	}
 	p, _ := principal(c)
 	id, err := remediationID(c)
 	if err != nil {
 		return u.fail(c, err)
 	}
-	if err := u.s.doApprove(c.Request().Context(), id, p, req); err != nil {
+	if err := u.s.approveFor(c.Request().Context(), id, p, choice); err != nil {
 		return u.fail(c, err)
 	}
 	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(id)+"?done=approved")
@@ -307,7 +202,7 @@ func (u *ui) reject(c *echo.Context) error {
 	if err != nil {
 		return u.fail(c, err)
 	}
-	if err := u.s.doReject(c.Request().Context(), id, p, c.FormValue("reason")); err != nil {
+	if err := u.s.rejectFor(c.Request().Context(), id, p, c.FormValue("reason")); err != nil {
 		return u.fail(c, err)
 	}
 	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(id)+"?done=rejected")
@@ -389,14 +284,6 @@ func (u *ui) savings(ctx context.Context) (savings, error) {
 	sv.HoursSaved = float64(sv.Automatic*manualRetryMinutes) / 60
 	sv.Window, sv.Capped = len(ended), len(ended) == u.savingsWindow
 	return sv, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	return hex.EncodeToString(b)
 }
 
 func ago(t time.Time) string {

@@ -106,37 +106,44 @@ func (b tab) logIn(token string) {
 		chromedp.WaitVisible(chromedp.ID("pending-count")))
 }
 
-// TestReviewPageInChromium walks the review page the way on-call uses it, in a real
-// browser: log in, read a fix, approve it, and check that a viewer cannot.
-func TestReviewPageInChromium(t *testing.T) {
+// startBrowser starts headless Chromium for the test (or skips the test without
+// one, unless AUTOFIX_REQUIRE_BROWSER=1) and returns its tab, whose context has the
+// test's timeout.
+func startBrowser(t *testing.T, timeout time.Duration) tab {
+	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("AUTOFIX_REQUIRE_BROWSER") == "1" {
 			t.Fatalf("AUTOFIX_REQUIRE_BROWSER=1 and no browser: %v", err)
 		}
 		t.Skipf("no browser (set AUTOFIX_REQUIRE_BROWSER=1 to fail instead): %v", err)
 	}
-	e := newEnv(t)
-	first := e.pending(oomEvent)
-	second := e.pending(strings.Replace(oomEvent, "ev-oom-1", "ev-oom-2", 1))
-	article := "#fix-" + first.EventID
-
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromiumOptions(t.TempDir())...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
+	t.Cleanup(cancelBrowser)
 	// The first action starts the browser and binds it to browserCtx, which has the
 	// test's timeout; each step after it has its own.
 	if err := chromedp.Do(browserCtx, chromedp.EmulateViewport(1280, 900)); err != nil {
 		t.Fatalf("start %s: %v", chromiumPath, err)
 	}
-	b := tab{t: t, ctx: browserCtx}
+	return tab{t: t, ctx: browserCtx}
+}
+
+// TestReviewPageInChromium walks the review page the way on-call uses it, in a real
+// browser: log in, read a fix, approve it, and check that a viewer cannot.
+func TestReviewPageInChromium(t *testing.T) {
+	b := startBrowser(t, 60*time.Second)
+	e := newEnv(t)
+	first := e.pending(oomEvent)
+	second := e.pending(strings.Replace(oomEvent, "ev-oom-1", "ev-oom-2", 1))
+	article := "#fix-" + first.EventID
 
 	// 1. No session: the queue sends the browser to the login form; a wrong token
 	// says so.
 	b.do("open the queue", chromedp.Navigate(e.url+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
-	if where, err := chromedp.Run(browserCtx, chromedp.Location()); err != nil || !strings.HasPrefix(where, e.url+"/ui/login") {
+	if where, err := chromedp.Run(b.ctx, chromedp.Location()); err != nil || !strings.HasPrefix(where, e.url+"/ui/login") {
 		t.Errorf("GET /ui/ without a session ended on %s (%v), want the login form", where, err)
 	}
 	b.do("log in with a wrong token",
@@ -167,7 +174,7 @@ func TestReviewPageInChromium(t *testing.T) {
 		t.Errorf("chart has %d option points, want %d", got, want)
 	}
 	if path := os.Getenv("AUTOFIX_SCREENSHOT"); path != "" {
-		shotCtx, cancelShot := context.WithTimeout(browserCtx, stepTimeout)
+		shotCtx, cancelShot := context.WithTimeout(b.ctx, stepTimeout)
 		png, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100)) // 100: PNG
 		cancelShot()
 		if err != nil {
@@ -191,7 +198,7 @@ func TestReviewPageInChromium(t *testing.T) {
 	if got := b.text("#state"); got != "approved" {
 		t.Errorf("state after approving = %q, want approved", got)
 	}
-	got, err := e.store.Get(ctx, first.EventID)
+	got, err := e.store.Get(t.Context(), first.EventID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +244,7 @@ func TestReviewPageInChromium(t *testing.T) {
 	if h := b.text("section.errorpage h1"); !strings.HasPrefix(h, "403") {
 		t.Errorf("a viewer approving got %q, want a 403 page", h)
 	}
-	got, err = e.store.Get(ctx, second.EventID)
+	got, err = e.store.Get(t.Context(), second.EventID)
 	if err != nil {
 		t.Fatal(err)
 	}

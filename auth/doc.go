@@ -9,6 +9,12 @@
 // no one can guess from their hash; it would not be for passwords, and that is why a
 // secret taken from a Secret must be at least 32 characters long.
 //
-// auth does not parse HTTP requests, decide which role a route needs or reload the
-// token sources: the HTTP layer and serve do. It decides nothing about jobs.
+// The Authenticator can refresh its tokens on its own (Options.Refresh): a secret it
+// does not know makes it read the sources again — one read at a time, shared by the
+// requests that wait for it, at most once a second on misses — so a new token works
+// on its first request. How the sources are read is the caller's function.
+//
+// auth does not parse HTTP requests, decide which role a route needs, keep login
+// sessions or know where the token sources are: the HTTP layer and serve do. It
+// decides nothing about jobs.
 package auth

@@ -32,6 +32,11 @@ type HTTP struct {
 	// when the listener serves TLS (TLS below) and off otherwise: set it to true
 	// behind a proxy that terminates TLS. See CookiesSecure.
 	SecureCookies *bool `yaml:"secureCookies"`
+	// SessionKeyFile holds the keys that sign the review page's session cookies: one
+	// base64 key of at least 32 random bytes a line (head -c 32 /dev/urandom | base64),
+	// the signing key first, the others still accepted (a rotation). Every replica
+	// must read the same keys (a Secret); empty: a random key of this process only.
+	SessionKeyFile string `yaml:"sessionKeyFile"`
 	// TLS makes the listener serve HTTPS.
 	TLS TLS `yaml:"tls"`
 	// TrustedProxies are the addresses (CIDRs, or single addresses) of the proxies in

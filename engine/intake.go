@@ -413,7 +413,7 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	ev := it.ev
 	rec := in.Recommender.Recommend(ev, *history)
 	mu.Lock()
-	n := max(runs[it.entry.ChainID], ev.Job.Attempt, 1)
+	n, next := NextAttempt(runs[it.entry.ChainID], ev.Job.Attempt)
 	mu.Unlock()
 	d := in.Policy.Decide(policy.Input{Event: ev, Recommendation: &rec, Runs: n, Paused: paused})
 	it.entry.Recommendation = &rec
@@ -422,10 +422,10 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	case policy.Auto:
 		opt, _ := rec.ChosenOption()
 		it.entry.State = ledger.Approved
-		it.entry.Attempt = &ledger.Attempt{ChainID: it.entry.ChainID, Number: n + 1, EventID: ev.ID,
-			JobName: failure.AttemptName(it.original, n+1), Resources: opt.Resources, Params: opt.Params, Option: &opt}
+		it.entry.Attempt = &ledger.Attempt{ChainID: it.entry.ChainID, Number: next, EventID: ev.ID,
+			JobName: failure.AttemptName(it.original, next), Resources: opt.Resources, Params: opt.Params, Option: &opt}
 		mu.Lock()
-		runs[it.entry.ChainID] = n + 1
+		runs[it.entry.ChainID] = next
 		mu.Unlock()
 	case policy.Review:
 		it.entry.State = ledger.PendingReview

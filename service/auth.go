@@ -31,6 +31,18 @@ func newAPIServer(cfg *config.Config, o api.Options) (*api.Server, error) {
 	}
 	o.OpenMetrics, o.RatePerSecond, o.Burst, o.Timeout = h.OpenMetrics, h.RatePerSecond, h.Burst, h.RequestTimeout
 	o.SecureCookies, o.TrustedProxies = h.CookiesSecure(), proxies
+	if h.SessionKeyFile != "" {
+		data, err := os.ReadFile(h.SessionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("http.sessionKeyFile: %w", err)
+		}
+		if o.SessionKeys, err = api.ParseSessionKeys(data); err != nil {
+			return nil, fmt.Errorf("http.sessionKeyFile: %s: %w", h.SessionKeyFile, err)
+		}
+	} else if o.Log != nil {
+		o.Log.Warn("http.sessionKeyFile is not set: review-page sessions are signed with a key of this process only " +
+			"(with more than one replica, a login works on one of them; a restart logs everyone out)")
+	}
 	if h.TLS.Enabled() {
 		if o.Certificate, err = api.LoadCertificate(h.TLS.CertFile, h.TLS.KeyFile, o.Log); err != nil {
 			return nil, fmt.Errorf("http.tls: %w", err)
@@ -87,13 +99,20 @@ func loadAuth(ctx context.Context, cfg *config.Config, kube kubernetes.Interface
 	if err := src.reload(ctx, true); err != nil {
 		return nil, nil, err
 	}
-	a := auth.NewAuthenticator(src.tokens())
+	// A token the authenticator does not know makes it read the sources again (at
+	// most once a second), so a token just created works at once.
+	a := auth.New(src.tokens(), auth.Options{Refresh: func(ctx context.Context) ([]auth.Token, error) {
+		if err := src.reload(ctx, false); err != nil {
+			return nil, err
+		}
+		return src.tokens(), nil
+	}})
 	log.Info("API tokens loaded", "count", a.Len(), "file", path, "secret", cfg.HTTP.TokensSecret)
 	return a, src, nil
 }
 
-// run re-reads the token sources every tokenReload until ctx ends, and gives a
-// what it read.
+// run has a re-read the token sources every tokenReload until ctx ends: a revoked
+// token stops working within tokenReload even if no one shows a new one.
 func (t *tokenSources) run(ctx context.Context, a *auth.Authenticator) {
 	tick := time.NewTicker(tokenReload)
 	defer tick.Stop()
@@ -103,12 +122,11 @@ func (t *tokenSources) run(ctx context.Context, a *auth.Authenticator) {
 			return
 		case <-tick.C:
 		}
-		_ = t.reload(ctx, false)
-		tokens := t.tokens()
-		if len(tokens) != a.Len() {
-			t.log.Info("API tokens reloaded", "count", len(tokens))
+		before := a.Len()
+		_ = a.Reload(ctx) // through the refresher: one read at a time
+		if n := a.Len(); n != before {
+			t.log.Info("API tokens reloaded", "count", n)
 		}
-		a.Set(tokens)
 	}
 }
 

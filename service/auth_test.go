@@ -26,6 +26,8 @@ import (
 	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/review"
 )
 
 // TestTokenSourcesRevoke: the Secret's tokens go when it is deleted, and when it has
@@ -124,7 +126,21 @@ func TestAPIServerOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newAPIServer(&cfg, api.Options{Auth: auth.NewAuthenticator(store.Tokens())})
+	ledgerStore, err := ledger.Open(t.Context(), filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ledgerStore.Close() }()
+	br, err := newBrain(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reviews, err := review.New(review.Options{Ledger: ledgerStore, Policy: &cfg.Policy, Catalogue: cfg.Catalogue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newAPIServer(&cfg, api.Options{Ledger: ledgerStore, Review: reviews, Recommender: br.rec, Classifier: br.classifier,
+		Models: br.models, Auth: auth.NewAuthenticator(store.Tokens()), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

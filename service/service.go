@@ -29,11 +29,13 @@ import (
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/engine"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/review"
 	"github.com/autofix/autofix/simcluster"
 )
 
@@ -74,11 +76,11 @@ type Service struct {
 // simulated one, or records submissions in shadow mode), loads the rules and models,
 // the API tokens, and listens on http.addr. Nothing is consumed or acted on until
 // Run. On an error, what was opened is closed again.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (s *Service, err error) {
-	s = &Service{cfg: cfg, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Service, err error) {
+	s := &Service{cfg: cfg, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			s.close()
+			s.close() // what was opened before the error
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
@@ -196,10 +198,16 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 			Driver:   &pipeline.Driver{Client: s.kube, Chains: chains, Pods: cfg.Policy.Pods, Log: log},
 			Observer: &pipeline.Driver{Client: s.kube, Chains: chains, Observe: true}}
 	}
+	// Reviewers' edits are held to the nodes as discovery finds them, like the
+	// recommender's options.
+	reviews, err := review.New(review.Options{Ledger: s.store, Policy: &cfg.Policy, Catalogue: cfg.Catalogue,
+		Largest: func() failure.Resources { return s.brain.rec.Cluster().Largest }})
+	if err != nil {
+		return err
+	}
 	s.apiServer, err = newAPIServer(cfg, api.Options{
-		Ledger: s.store, Recommender: s.brain.rec, Classifier: s.brain.classifier, Models: s.brain.models, Policy: &cfg.Policy,
-		Catalogue: cfg.Catalogue, Largest: s.brain.rec.Cluster().Largest, Auth: s.authn, Pipelines: s.pipelines,
-		Metrics: s.metrics, Ready: s.health.ready, Log: log,
+		Ledger: s.store, Review: reviews, Recommender: s.brain.rec, Classifier: s.brain.classifier, Models: s.brain.models,
+		Pods: cfg.Policy.Pods, Auth: s.authn, Pipelines: s.pipelines, Metrics: s.metrics, Ready: s.health.ready, Log: log,
 	})
 	if err != nil {
 		return err

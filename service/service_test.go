@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/autofix/autofix/api"
+	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/remediate"
@@ -152,5 +156,61 @@ func TestReadyNeedsAnElectionThatRuns(t *testing.T) {
 	h.election.Record("autofix-1", nil)
 	if ready, checks := h.ready(context.Background()); !ready || checks["leader"].Detail != "following autofix-1" {
 		t.Errorf("another replica leading: ready %v, leader %+v; want ready", ready, checks["leader"])
+	}
+}
+
+// A token created while the service runs (autofix token create) works on its first
+// request, not after the next periodic reload.
+func TestNewTokenWorksAtOnce(t *testing.T) {
+	cfg := testConfig(t, config.NoCluster)
+	s, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(context.Background()) }()
+	defer func() { s.Stop(); <-ran }()
+	waitFor(t, "/readyz 200", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
+	store, err := auth.OpenStore(filepath.Join(cfg.DataDir, auth.StoreFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := store.Create("oncall", auth.Viewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/v1/remediations", s.Addr()), nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the new token's first request: %d, want 200", resp.StatusCode)
+	}
+}
+
+// Review-page sessions are signed with the keys of http.sessionKeyFile, which every
+// replica shares; a file that is not keys stops the start, naming the field.
+func TestSessionKeyFile(t *testing.T) {
+	cfg := testConfig(t, config.NoCluster)
+	cfg.HTTP.SessionKeyFile = filepath.Join(cfg.DataDir, "session-keys")
+	if err := os.WriteFile(cfg.HTTP.SessionKeyFile, []byte("c2hvcnQ=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "http.sessionKeyFile") ||
+		strings.Contains(err.Error(), "c2hvcnQ") {
+		if s != nil {
+			s.Stop()
+		}
+		t.Errorf("a short key: %v; want an error naming http.sessionKeyFile, not the key", err)
+	}
+	cfg.HTTP.SessionKeyFile = filepath.Join(cfg.DataDir, "missing")
+	if s, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "http.sessionKeyFile") {
+		if s != nil {
+			s.Stop()
+		}
+		t.Errorf("a missing file: %v; want an error naming http.sessionKeyFile", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/review"
 	"github.com/autofix/autofix/sim"
 )
 
@@ -144,8 +145,13 @@ func startBenchServer(ctx context.Context, s *sim.Scenario) (string, string, fun
 		return "", "", nil, err
 	}
 	pol := config.Default().Policy
-	srv, err := api.New(api.Options{Ledger: store, Recommender: br.rec, Classifier: br.classifier, Models: br.models,
-		Policy: &pol, Catalogue: br.catalogue, Auth: auth.NewAuthenticator(ts.Tokens()), RatePerSecond: 1e9, Burst: 1 << 30})
+	reviews, err := review.New(review.Options{Ledger: store, Policy: &pol, Catalogue: br.catalogue})
+	if err != nil {
+		stop()
+		return "", "", nil, err
+	}
+	srv, err := api.New(api.Options{Ledger: store, Review: reviews, Recommender: br.rec, Classifier: br.classifier, Models: br.models,
+		Pods: pol.Pods, Auth: auth.NewAuthenticator(ts.Tokens()), RatePerSecond: 1e9, Burst: 1 << 30})
 	if err != nil {
 		stop()
 		return "", "", nil, err

@@ -1,0 +1,53 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/review"
+)
+
+// What the server calls, each as small as its routes need. *ledger.Store,
+// *review.Service, *recommender.Recommender, *classifier.Classifier and
+// *auth.Authenticator are the real ones.
+
+// Ledger is what the API and the review page read of the ledger, and the kill
+// switch they set.
+type Ledger interface {
+	Get(ctx context.Context, id string) (ledger.Remediation, error)
+	List(ctx context.Context, f ledger.Filter) ([]ledger.Remediation, error)
+	History(ctx context.Context, templates []string, limit int) (map[string][]failure.Outcome, error)
+	Approvers(ctx context.Context, ids []string) (map[string]string, error)
+	PauseState(ctx context.Context) (ledger.Pause, error)
+	SetPaused(ctx context.Context, paused bool, actor, reason string, at time.Time) error
+}
+
+// Reviewer decides the remediations kept for review, for the JSON API and the
+// review page alike: review.Service. Its review.FieldError is a 400 naming the
+// field, its review.ConflictError a 409.
+type Reviewer interface {
+	Approve(ctx context.Context, id, who string, c review.Choice) (ledger.Attempt, error)
+	Reject(ctx context.Context, id, who, reason string) error
+}
+
+// Recommender advises on a failure, given its template's history; it records
+// nothing.
+type Recommender interface {
+	Recommend(ev *failure.Event, history []failure.Outcome) failure.Recommendation
+}
+
+// Rules are the rules in use.
+type Rules interface {
+	RuleSet() *classifier.RuleSet
+}
+
+// Authenticator checks bearer tokens, and the tokens of review-page sessions on
+// every request.
+type Authenticator interface {
+	AuthenticateContext(ctx context.Context, secret string) (auth.Principal, bool)
+	RecheckContext(ctx context.Context, id auth.TokenID) (auth.Principal, bool)
+}
