@@ -155,7 +155,32 @@ func TestBaseIsSafeAsShipped(t *testing.T) {
 		if sc := d.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 			t.Errorf("deployment %s: want runAsNonRoot", d.Name)
 		}
+		if d.Spec.Replicas != nil && *d.Spec.Replicas > 1 && !sessionKeysFromSecret(&d, c.HTTP.SessionKeyFile) {
+			t.Errorf("deployment %s: %d replicas, and http.sessionKeyFile %q is not in a mounted Secret: a review-page login "+
+				"on one pod would be unknown to the others", d.Name, *d.Spec.Replicas, c.HTTP.SessionKeyFile)
+		}
 	}
+}
+
+// sessionKeysFromSecret reports whether file is in a directory where the Deployment
+// mounts a Secret.
+func sessionKeysFromSecret(d *appsv1.Deployment, file string) bool {
+	if file == "" {
+		return false
+	}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret == nil {
+			continue
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, m := range c.VolumeMounts {
+				if m.Name == v.Name && filepath.Dir(file) == filepath.Clean(m.MountPath) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // checkRBAC holds the base's RBAC to least privilege: no wildcards, nothing bound
