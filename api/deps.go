@@ -43,6 +43,9 @@ type Recommender interface {
 // Rules are the rules in use.
 type Rules interface {
 	RuleSet() *classifier.RuleSet
+	// WithRules is a classifier of other rules with the same options (the minimum
+	// confidence): POST /v1/rules:test tries candidates as the service would.
+	WithRules(rs *classifier.RuleSet) *classifier.Classifier
 }
 
 // Authenticator checks bearer tokens, and the tokens of review-page sessions on

@@ -319,7 +319,7 @@ func (s *Server) testRules(c *echo.Context) error {
 		}
 		return badRequest("event", "%v", err)
 	}
-	cl := classifier.New(rs, classifier.Options{MinConfidence: 0.5})
+	cl := s.o.Classifier.WithRules(rs)
 	cls, ruleErrs, err := cl.ClassifyContext(ctx, &ev)
 	if err != nil {
 		return tooSlow(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/classifier"
 )
 
 // candidate is a rule file with one rule whose condition is expr.
@@ -84,5 +85,30 @@ func TestRulesTestGivesUpAtTheDeadline(t *testing.T) {
 	if !strings.Contains(got.Message, "the candidate rules did not finish within the request's time limit") ||
 		!strings.Contains(got.Message, "deadline exceeded") {
 		t.Errorf("message %q does not say the candidate ran out of time", got.Message)
+	}
+}
+
+// Candidate rules are tried as the service applies rules: with its minimum
+// confidence (classifier.minConfidence), not a fixed 0.5.
+func TestRulesTestUsesTheServicesMinConfidence(t *testing.T) {
+	for _, c := range []struct {
+		min  float64
+		want string
+	}{{0.5, "oom_memory"}, {0.95, "unknown"}} {
+		e := newEnv(t, func(o *Options) {
+			rs := o.Classifier.RuleSet()
+			o.Classifier = classifier.New(rs, classifier.Options{MinConfidence: c.min})
+		})
+		status, b, _ := e.call("POST", "/v1/rules:test", auth.Admin, rulesTestBody(t, map[string]string{"mine.yaml": candidate("my-oom", `reason == "OOMKilled"`)}))
+		if status != http.StatusOK {
+			t.Fatalf("rules:test: %d %s", status, b)
+		}
+		var res RulesTestResult
+		if err := json.Unmarshal(b, &res); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(res.Classification.Category); got != c.want {
+			t.Errorf("a 0.9 rule with the service's minimum %g: %s, want %s", c.min, got, c.want)
+		}
 	}
 }

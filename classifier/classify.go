@@ -40,6 +40,10 @@ func New(rs *RuleSet, opts Options) *Classifier {
 	return c
 }
 
+// WithRules returns a classifier of rs with c's options: to try candidate rules
+// exactly as c would apply them.
+func (c *Classifier) WithRules(rs *RuleSet) *Classifier { return New(rs, c.opts) }
+
 // RuleSet returns the classifier's rules.
 func (c *Classifier) RuleSet() *RuleSet { return c.rules }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/examples"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/rules"
@@ -73,7 +74,7 @@ recall, category accuracy, retry-decision accuracy and the false-retry count.`,
 	f.StringVar(&o.rulesDir, "rules", "", "directory of rule files (*.yaml) to use instead of the embedded defaults")
 	f.StringVar(&o.evalFile, "eval", "", "evaluate the rules on a labelled file and print the scores")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "with --eval, list every event classified wrongly")
-	f.Float64Var(&o.minConfidence, "min-confidence", 0.5, "confidence below which a failure is classified unknown")
+	f.Float64Var(&o.minConfidence, "min-confidence", config.Default().Classifier.MinConfidence, "confidence below which a failure is classified unknown (classifier.minConfidence)")
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/recommender"
@@ -48,7 +49,7 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 			if err != nil {
 				return err
 			}
-			c, err := loadClassifier(o.rulesDir, 0.5)
+			c, err := loadClassifier(o.rulesDir, config.Default().Classifier.MinConfidence)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/sim"
 )
@@ -117,7 +118,7 @@ func (o *simulateOptions) policyFor(name string, s *sim.Scenario) (sim.Policy, e
 	if name != "autofix" {
 		return sim.Baseline(name)
 	}
-	c, err := loadClassifier("", 0.5)
+	c, err := loadClassifier("", config.Default().Classifier.MinConfidence)
 	if err != nil {
 		return nil, err
 	}

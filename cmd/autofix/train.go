@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autofix/autofix/classifier"
+	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/sim"
@@ -103,7 +104,7 @@ func loadScenario(nameOrPath string) (*sim.Scenario, error) {
 // simulateExamples runs the scenario with the exploring policy and classifies each
 // retry's failure as the ledger would.
 func simulateExamples(s *sim.Scenario, jobs int) ([]models.Example, error) {
-	c, err := loadClassifier("", 0.5)
+	c, err := loadClassifier("", config.Default().Classifier.MinConfidence)
 	if err != nil {
 		return nil, err
 	}
