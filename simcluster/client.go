@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -68,19 +69,41 @@ func (p pods) GetLogs(name string, opts *corev1.PodLogOptions) *restclient.Reque
 
 // drained is a watch that never makes its source wait: the fake tracker's watchers
 // hold 100 events and panic when full, so a goroutine moves each event at once into
-// a queue of any length.
+// a queue of any length, and every write first waits until each drain has taken
+// what its source holds (see drains.settle).
 type drained struct {
-	src  watch.Interface
-	out  chan watch.Event
-	stop chan struct{}
-	once sync.Once
+	src    watch.Interface
+	in     <-chan watch.Event // src's
+	out    chan watch.Event
+	stop   chan struct{}
+	exited chan struct{} // closed when the goroutine has returned
+	once   sync.Once
 }
 
-func drain(src watch.Interface) *drained {
-	d := &drained{src: src, out: make(chan watch.Event), stop: make(chan struct{})}
+// drains are the live drains of a cluster's watches.
+type drains struct {
+	mu  sync.Mutex
+	set map[*drained]struct{}
+}
+
+// drain starts draining src.
+func (ds *drains) drain(src watch.Interface) *drained {
+	d := &drained{src: src, in: src.ResultChan(), out: make(chan watch.Event), stop: make(chan struct{}), exited: make(chan struct{})}
+	ds.mu.Lock()
+	if ds.set == nil {
+		ds.set = map[*drained]struct{}{}
+	}
+	ds.set[d] = struct{}{}
+	ds.mu.Unlock()
 	go func() {
+		defer func() {
+			ds.mu.Lock()
+			delete(ds.set, d)
+			ds.mu.Unlock()
+			close(d.exited)
+		}()
 		defer close(d.out)
-		in := src.ResultChan()
+		in := d.in
 		var queue []watch.Event
 		for in != nil || len(queue) > 0 {
 			var out chan watch.Event
@@ -103,6 +126,33 @@ func drain(src watch.Interface) *drained {
 		}
 	}()
 	return d
+}
+
+// settle waits until every live drain has taken all that its source holds. Writes
+// run one at a time (under the fake clientset's lock), each puts at most one event
+// into a source, and each waits for this first: so a source never holds more than
+// one event, however many goroutines write and however the scheduler runs them.
+func (ds *drains) settle() {
+	ds.mu.Lock()
+	live := make([]*drained, 0, len(ds.set))
+	for d := range ds.set {
+		live = append(live, d)
+	}
+	ds.mu.Unlock()
+	for _, d := range live {
+		for len(d.in) > 0 && !d.done() {
+			runtime.Gosched() // the drain's goroutine takes it without any lock the writer holds
+		}
+	}
+}
+
+func (d *drained) done() bool {
+	select {
+	case <-d.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 func (d *drained) Stop() {

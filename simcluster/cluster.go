@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	goruntime "runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -60,6 +59,7 @@ type Cluster struct {
 	kubelet *Kubelet
 	version atomic.Int64 // the last resourceVersion given out
 	changed atomic.Int64 // writes since the start
+	drains  drains       // of the watches served
 }
 
 // New builds the cluster, with the objects of its file if it has one, its nodes and
@@ -86,7 +86,7 @@ func New(o Options) (*Cluster, error) {
 		if err != nil {
 			return false, nil, err
 		}
-		return true, drain(w), nil
+		return true, c.drains.drain(w), nil
 	})
 	ctx := context.Background()
 	for _, ns := range o.Namespaces {
@@ -136,10 +136,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 // under the clientset's lock, before the object tracker.
 func (c *Cluster) react(action k8stesting.Action) (bool, runtime.Object, error) {
 	if action.GetVerb() != "get" && action.GetVerb() != "list" && action.GetVerb() != "watch" {
-		// Let the watches' drains take the last write's event before the next: the
-		// tracker's watchers panic past 100 events, and a loop of writes on one
-		// core would otherwise outrun them.
-		goruntime.Gosched()
+		c.drains.settle() // the tracker's watchers panic past 100 events
 	}
 	tracker := c.client.Tracker()
 	// Create and update actions have the same methods: tell them by their verb.
@@ -168,6 +165,7 @@ func (c *Cluster) react(action k8stesting.Action) (bool, runtime.Object, error) 
 		if m.GetUID() == "" {
 			m.SetUID(uuid.NewUUID())
 		}
+		defaultTemplate(a.GetObject())
 		m.SetCreationTimestamp(metav1.Now())
 		m.SetGeneration(1)
 		m.SetResourceVersion(strconv.FormatInt(c.version.Add(1), 10))
@@ -188,6 +186,8 @@ func (c *Cluster) react(action k8stesting.Action) (bool, runtime.Object, error) 
 			return true, nil, apierrors.NewConflict(a.GetResource().GroupResource(), m.GetName(),
 				errors.New("the object has been modified; please apply your changes to the latest version and try again"))
 		}
+		obj = obj.DeepCopyObject() // the caller's copy stays as it was
+		defaultTemplate(obj)
 		merged, err := mergeUpdate(old, obj, a.GetSubresource() == "status")
 		if err != nil {
 			return true, nil, err
@@ -198,6 +198,25 @@ func (c *Cluster) react(action k8stesting.Action) (bool, runtime.Object, error) 
 		return false, nil, nil
 	}
 	return false, nil, nil
+}
+
+// defaultTemplate sets what the API server's defaulting sets and the simulated
+// controllers and kubelet read: the restart policy of a Deployment's or ReplicaSet's
+// pod template is Always when none is given (a server's pods run on; without it
+// the kubelet would end them as if they were a Job's).
+func defaultTemplate(obj runtime.Object) {
+	var spec *corev1.PodSpec
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		spec = &o.Spec.Template.Spec
+	case *appsv1.ReplicaSet:
+		spec = &o.Spec.Template.Spec
+	default:
+		return
+	}
+	if spec.RestartPolicy == "" {
+		spec.RestartPolicy = corev1.RestartPolicyAlways
+	}
 }
 
 // store writes obj with a new resourceVersion.
