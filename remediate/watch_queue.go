@@ -16,6 +16,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/autofix/autofix/failure"
 )
 
 // objectKind is the kind of object a queue key names.
@@ -221,7 +223,7 @@ func (c *controller) onJobDelete(obj any) {
 	}
 	_, failed := jobFailed(job)
 	_, complete := jobCondition(job, batchv1.JobComplete)
-	if report := failed || complete && job.Labels[LabelManaged] == "true"; !report {
+	if report := failed || complete && job.Labels[failure.LabelManaged] == "true"; !report {
 		return
 	}
 	key := queueKey{kind: deletedJobKey, namespace: job.Namespace, name: job.Name, uid: job.UID}

@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/autofix/autofix/failure"
 )
 
 // TestADeletedJobsFailureIsReported: a Job deleted before its key was handled (a
@@ -59,7 +61,7 @@ func TestDeletedJobsKeptAreBounded(t *testing.T) {
 	done := failedAt("done", 0)
 	done.Status.Conditions[0].Type = batchv1.JobComplete
 	attempt := done.DeepCopy()
-	attempt.Name, attempt.UID, attempt.Labels[LabelManaged] = "attempt", "uid-attempt", "true"
+	attempt.Name, attempt.UID, attempt.Labels[failure.LabelManaged] = "attempt", "uid-attempt", "true"
 	c, _ := testController(t, WatcherOptions{}, &events{}, nil)
 	c.gone = newGoneJobs(2)
 	for _, j := range []*batchv1.Job{running, done, attempt, failedAt("a", 0), failedAt("b", 0)} {

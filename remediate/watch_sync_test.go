@@ -316,8 +316,8 @@ func TestSyncDeployment(t *testing.T) {
 func TestSyncReportsAnAttemptsOutcomeOnce(t *testing.T) {
 	job := failedAt("llm-ft-af2", 0)
 	job.Status.Conditions[0].Type = batchv1.JobComplete
-	job.Labels[LabelManaged] = "true"
-	job.Annotations[AnnotationRemediation] = "k8s-job-0b1c"
+	job.Labels[failure.LabelManaged] = "true"
+	job.Annotations[failure.AnnotationRemediation] = "k8s-job-0b1c"
 	sink := &outcomes{}
 	c, _ := testController(t, WatcherOptions{}, &events{}, sink, job)
 	for range 2 {
