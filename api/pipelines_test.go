@@ -8,6 +8,7 @@ import (
 
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/policy"
 )
 
@@ -15,7 +16,7 @@ import (
 // No driver runs: these tests are about what is accepted.
 func withPipelines(pods policy.Pods) func(*Options) {
 	return func(o *Options) {
-		o.Pipelines = &Pipelines{Ledger: o.Ledger.(*ledger.Store)}
+		o.Pipelines = &pipeline.Supervisor{Runs: o.Ledger.(*ledger.Store)}
 		o.Pods = pods
 	}
 }

@@ -54,7 +54,7 @@ type Options struct {
 	// the policy's pod switches; the zero value refuses every class they can allow.
 	Pods policy.Pods
 	// Pipelines runs pipelines through the service (nil: no cluster, 503).
-	Pipelines *Pipelines
+	Pipelines PipelineRuns
 	// Metrics are the service's metrics (default: new ones).
 	Metrics *Metrics
 	// Ready reports readiness and each check by name (/readyz; nil: always ready).

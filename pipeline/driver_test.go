@@ -44,10 +44,10 @@ stages:
       template: {spec: {containers: [{name: server, image: triton}]}}
 `
 
-// ledger is the remediation state of failed Jobs, by name: {state, reason}.
-type ledger map[string][2]string
+// chains is the remediation state of failed Jobs, by name: {state, reason}.
+type chains map[string][2]string
 
-func (l ledger) FailureState(_ context.Context, job *batchv1.Job) (string, string, error) {
+func (l chains) FailureState(_ context.Context, job *batchv1.Job) (string, string, error) {
 	s := l[job.Name]
 	return s[0], s[1], nil
 }
@@ -152,7 +152,7 @@ func env(c corev1.Container) map[string]string {
 
 func TestStepRunsThePipelineToTheEnd(t *testing.T) {
 	c := fake.NewClientset()
-	d := &Driver{Client: c, Chains: ledger{}}
+	d := &Driver{Client: c, Chains: chains{}}
 	drive(t, d, mustParse(t, threeStages), "run1", []step{
 		{name: "start", phase: Running, stages: []Phase{Running, Pending, Pending}, writes: []string{"create jobs vision-run1-train"}},
 		{name: "training", phase: Running, stages: []Phase{Running, Pending, Pending}},
@@ -199,7 +199,7 @@ func TestStepRunsThePipelineToTheEnd(t *testing.T) {
 // success is the stage's.
 func TestStepFollowsAFailedStagesRemediation(t *testing.T) {
 	c := fake.NewClientset()
-	l := ledger{}
+	l := chains{}
 	d := &Driver{Client: c, Chains: l}
 	running := []Phase{Running, Pending, Pending}
 	drive(t, d, mustParse(t, threeStages), "run1", []step{
@@ -232,7 +232,7 @@ func TestStepEndsARunWhoseStageIsNotRetried(t *testing.T) {
 	for _, state := range []string{"rejected", "abandoned"} {
 		t.Run(state, func(t *testing.T) {
 			c := fake.NewClientset()
-			l := ledger{}
+			l := chains{}
 			d := &Driver{Client: c, Chains: l}
 			drive(t, d, mustParse(t, threeStages), "run1", []step{
 				{name: "start", phase: Running, stages: []Phase{Running, Pending, Pending}, writes: []string{"create jobs vision-run1-train"}},
@@ -290,7 +290,7 @@ func TestRunPollsUntilTheRunEnds(t *testing.T) {
 				time.AfterFunc(tt.cancelAt, cancel)
 			}
 			start := time.Now()
-			st, err := (&Driver{Client: c, Chains: ledger{}, Poll: time.Second}).Run(ctx, trainOnly(t), "run1")
+			st, err := (&Driver{Client: c, Chains: chains{}, Poll: time.Second}).Run(ctx, trainOnly(t), "run1")
 			if st.Phase != tt.want || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s: Run = %s, %v; want %s, an error containing %q", tt.name, st.Phase, err, tt.want, tt.wantErr)
 			}

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/examples"
 	"github.com/autofix/autofix/failure"
@@ -89,7 +88,7 @@ var demoJobs = []demoJob{
 
 // seedDemo creates the demo's jobs and starts its pipeline run, once: when the
 // namespace has no jobs yet.
-func seedDemo(ctx context.Context, kube kubernetes.Interface, pipelines *api.Pipelines, log *slog.Logger) error {
+func seedDemo(ctx context.Context, kube kubernetes.Interface, pipelines *pipeline.Supervisor, log *slog.Logger) error {
 	jobs, err := kube.BatchV1().Jobs(DemoNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err

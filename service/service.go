@@ -59,7 +59,7 @@ type Service struct {
 	health     *health
 	tokens     *tokenSources
 	authn      *auth.Authenticator
-	pipelines  *api.Pipelines
+	pipelines  *pipeline.Supervisor
 	apiServer  *api.Server
 	srv        *http.Server
 	ln         net.Listener
@@ -194,7 +194,7 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	}
 	if s.kube != nil {
 		chains := LedgerChains(s.store)
-		s.pipelines = &api.Pipelines{Ledger: s.store, Log: log,
+		s.pipelines = &pipeline.Supervisor{Runs: s.store, Log: log,
 			Driver:   &pipeline.Driver{Client: s.kube, Chains: chains, Pods: cfg.Policy.Pods, Log: log},
 			Observer: &pipeline.Driver{Client: s.kube, Chains: chains, Observe: true}}
 	}
