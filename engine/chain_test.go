@@ -218,9 +218,12 @@ func TestTwoDispatchersSubmitOnce(t *testing.T) {
 			handle(t, in, ev, int64(i))
 		}
 		cluster := &countingCluster{jobs: map[string]int{}}
+		// The dispatchers' clock stands still: a claim (30 s) cannot lapse however
+		// slowly the machine runs, so one submission each is what the claims ensure.
+		now := time.Now()
 		var wg sync.WaitGroup
 		for _, owner := range []string{"replica-a", "replica-b"} {
-			d := &Dispatcher{Ledger: store, Remediator: cluster, Owner: owner}
+			d := &Dispatcher{Ledger: store, Remediator: cluster, Owner: owner, Now: func() time.Time { return now }}
 			wg.Go(func() {
 				for range 5 {
 					if _, err := d.Once(ctx); err != nil {
