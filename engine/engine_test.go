@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -24,23 +25,36 @@ import (
 	"github.com/autofix/autofix/rules"
 )
 
-func newRecommender(t testing.TB) *recommender.Recommender {
+// sharedRecommender returns the recommender the tests share. Building one compiles
+// every rule, which takes seconds under the race detector (6-10 s each on a loaded
+// 2-core machine): once per test, that alone took the package towards go test's
+// 10-minute limit. A Recommender keeps nothing between calls and is safe for
+// concurrent use, as serve uses it.
+func sharedRecommender(t testing.TB) *recommender.Recommender {
 	t.Helper()
-	rs, err := classifier.Load(rules.FS)
+	r, err := buildRecommender()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+var buildRecommender = sync.OnceValues(func() (*recommender.Recommender, error) {
+	rs, err := classifier.Load(rules.FS)
+	if err != nil {
+		return nil, err
 	}
 	m, err := models.Default()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	fb, err := models.DefaultFallback()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	return recommender.New(classifier.New(rs, classifier.Options{MinConfidence: 0.5}), m, fb,
-		recommender.Options{Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8})
-}
+		recommender.Options{Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8}), nil
+})
 
 // forEachLedger runs fn with an empty ledger of every backend.
 func forEachLedger(t *testing.T, fn func(t *testing.T, s *ledger.Store)) {
@@ -161,7 +175,8 @@ func TestLoopOverKafka(t *testing.T) {
 		done := make(chan error, 2)
 		changed := &testwait.Signal{}
 		watched := signalling{Store: store, changed: changed}
-		go func() { done <- c.Run(runCtx, &Intake{Ledger: watched, Recommender: newRecommender(t), Policy: &pol}) }()
+		in := &Intake{Ledger: watched, Recommender: sharedRecommender(t), Policy: &pol}
+		go func() { done <- c.Run(runCtx, in) }()
 		// The dispatcher's clock runs ten minutes ahead, past the backoff that retries
 		// of transient failures wait (TestDispatcherWaitsForTheBackoff covers that).
 		d := &Dispatcher{Ledger: watched, Remediator: rem, Limiter: policy.NewLimiter(6000, 100), Interval: 20 * time.Millisecond,

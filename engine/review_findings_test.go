@@ -61,7 +61,7 @@ func TestForgeriesAreVerifiedOnceNotOnEveryDelivery(t *testing.T) {
 			batch = append(batch, ingest.Message{Topic: "f", Offset: int64(i), Value: mustJSON(t, oomOf(id, "ml", "x", 8<<30, nil, 1))})
 		}
 		batch = append(batch, ingest.Message{Topic: "f", Offset: 300, Value: mustJSON(t, real)})
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: v,
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Verifier: v,
 			VerifyTimeout: 100 * time.Millisecond, VerifyPatience: 15 * time.Minute, Now: func() time.Time { return now }}
 		var err error
 		for delivery := 1; delivery <= 6; delivery++ { // the consumer hands the same batch again
@@ -105,7 +105,7 @@ func TestForgeryInTheSameBatchDropsTheRealFailure(t *testing.T) {
 		pol := policy.Default()
 		real := oomOf("k8s-job-u1", "ml", "train", 8<<30, nil, 1)
 		forged := oomOf("k8s-job-u1", "team-x", "train", 8<<30, nil, 1) // not watched: rejected without asking the cluster
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: nsVerifier{ns: "ml", job: real.Job}}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Verifier: nsVerifier{ns: "ml", job: real.Job}}
 		batch := []ingest.Message{{Topic: "f", Offset: 1, Value: mustJSON(t, forged)}, {Topic: "f", Offset: 2, Value: mustJSON(t, real)}}
 		if _, err := in.Handle(ctx, batch); err != nil {
 			t.Fatal(err)
@@ -156,7 +156,7 @@ func TestTransientLedgerErrorIsNotPoison(t *testing.T) {
 		pol := policy.Default()
 		l := &blipLedger{Store: store}
 		l.n.Store(1)
-		in := &Intake{Ledger: l, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: l, Recommender: sharedRecommender(t), Policy: &pol}
 		batch := []ingest.Message{{Topic: "f", Offset: 1, Value: mustJSON(t, oomOf("good", "ml", "train", 8<<30, nil, 1))}}
 		for range 3 { // the consumer hands a failed batch again
 			rej, err := in.Handle(ctx, batch)
@@ -184,7 +184,7 @@ func TestForgeryDoesNotSpendTheRealFailuresPatience(t *testing.T) {
 		pol := policy.Default()
 		now := time.Unix(1000, 0)
 		v := fakeVerifier{jobs: map[string]failure.Job{}, unknown: map[string]bool{"k8s-job-u1": true}}
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: v, Now: func() time.Time { return now }}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Verifier: v, Now: func() time.Time { return now }}
 		ev := oomOf("k8s-job-u1", "ml", "train", 8<<30, nil, 1)
 		if _, _, err := handleAt(t, in, ev, 1); !errors.Is(err, ingest.ErrNotYet) { // the forgery, while the API server is slow
 			t.Fatalf("forgery: %v", err)
