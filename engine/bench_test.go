@@ -24,7 +24,7 @@ func BenchmarkIntake(b *testing.B) {
 	}
 	defer func() { _ = store.Close() }()
 	pol := policy.Default()
-	in := &Intake{Ledger: store, Recommender: newRecommender(b), Policy: &pol}
+	in := &Intake{Ledger: store, Recommender: sharedRecommender(b), Policy: &pol}
 	const batch = 1000
 	failures := []failure.Signals{
 		{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 1800},

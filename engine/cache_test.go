@@ -16,7 +16,7 @@ import (
 func TestHistoryCacheSeesOtherReplicas(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
-		rec := newRecommender(t)
+		rec := sharedRecommender(t)
 		a := &Intake{Ledger: store, Recommender: rec, Policy: &pol, HistoryLimit: 5}
 		b := &Intake{Ledger: store, Recommender: rec, Policy: &pol, HistoryLimit: 5}
 		key := "ml/etl"
@@ -64,7 +64,7 @@ func (r *racingLedger) HistorySince(ctx context.Context, after map[string]int64,
 func TestHistoryCacheWithAnInterleavedWriter(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
-		rec := newRecommender(t)
+		rec := sharedRecommender(t)
 		ev := func(i int) *failure.Event {
 			return &failure.Event{ID: fmt.Sprintf("r-%d", i), Job: failure.Job{Namespace: "ml", Name: fmt.Sprintf("etl-%d", i), Template: "etl",
 				Attempt: 1, Resources: failure.Resources{MemoryBytes: int64(i+1) << 30}},

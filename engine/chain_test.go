@@ -57,7 +57,7 @@ func retryEvent(r ledger.Remediation, id, reason string, exit int, log string) *
 func TestMemoryEscalationSurvivesPreemption(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 		ev := &failure.Event{ID: "oom-1", Job: failure.Job{Namespace: "ml", Name: "etl-42", Template: "etl", Kind: failure.Batch, Attempt: 1,
 			Resources: failure.Resources{CPUMillis: 4000, MemoryBytes: 8 << 30}},
 			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 1200, Usage: failure.Usage{PeakMemoryBytes: 8 << 30}}}
@@ -93,7 +93,7 @@ func TestAttemptBudget(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
 		pol.MaxAttempts = 2
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 		ev := &failure.Event{ID: "b-1", Job: failure.Job{Namespace: "ml", Name: "job", Attempt: 1, Resources: failure.Resources{MemoryBytes: 4 << 30}},
 			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 600}}
 		r1 := handle(t, in, ev, 1)
@@ -128,7 +128,7 @@ func TestDispatcher(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		ctx := context.Background()
 		pol := policy.Default()
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 		for i := range 3 {
 			ev := &failure.Event{ID: fmt.Sprintf("d-%d", i), Job: failure.Job{Namespace: "ml", Name: fmt.Sprintf("job-%d", i),
 				Resources: failure.Resources{MemoryBytes: 4 << 30}},
@@ -184,7 +184,7 @@ func TestDryRunActsOnNothing(t *testing.T) {
 		ctx := context.Background()
 		pol := policy.Default()
 		pol.DryRun = true
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 		ev := &failure.Event{ID: "dry", Job: failure.Job{Namespace: "ml", Name: "job", Resources: failure.Resources{MemoryBytes: 4 << 30}},
 			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 600}}
 		handle(t, in, ev, 0)
@@ -209,7 +209,7 @@ func TestTwoDispatchersSubmitOnce(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		ctx := context.Background()
 		pol := policy.Default()
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 		const n = 30
 		for i := range n {
 			ev := &failure.Event{ID: fmt.Sprintf("two-%d", i), Job: failure.Job{Namespace: "ml", Name: fmt.Sprintf("job-%d", i),
@@ -218,9 +218,12 @@ func TestTwoDispatchersSubmitOnce(t *testing.T) {
 			handle(t, in, ev, int64(i))
 		}
 		cluster := &countingCluster{jobs: map[string]int{}}
+		// The dispatchers' clock stands still: a claim (30 s) cannot lapse however
+		// slowly the machine runs, so one submission each is what the claims ensure.
+		now := time.Now()
 		var wg sync.WaitGroup
 		for _, owner := range []string{"replica-a", "replica-b"} {
-			d := &Dispatcher{Ledger: store, Remediator: cluster, Owner: owner}
+			d := &Dispatcher{Ledger: store, Remediator: cluster, Owner: owner, Now: func() time.Time { return now }}
 			wg.Go(func() {
 				for range 5 {
 					if _, err := d.Once(ctx); err != nil {
@@ -273,7 +276,7 @@ func (p panicky) Recommend(ev *failure.Event, h []failure.Outcome) failure.Recom
 func TestPoisonEventsAreRejected(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
-		in := &Intake{Ledger: store, Recommender: panicky{newRecommender(t), "boom"}, Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: panicky{sharedRecommender(t), "boom"}, Policy: &pol}
 		mk := func(id string) []byte {
 			b, _ := json.Marshal(&failure.Event{ID: id, Job: failure.Job{Name: "j-" + id, Resources: failure.Resources{MemoryBytes: 1 << 30}},
 				Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}})
@@ -312,7 +315,7 @@ func TestDispatcherWaitsForTheBackoff(t *testing.T) {
 		ctx := context.Background()
 		pol := policy.Default()
 		t0 := time.Now()
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Now: func() time.Time { return t0 }}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Now: func() time.Time { return t0 }}
 		ev := &failure.Event{ID: "pre", Job: failure.Job{Namespace: "ml", Name: "job", Resources: failure.Resources{MemoryBytes: 4 << 30}},
 			Failure: failure.Signals{Reason: "DisruptionTarget", ExitCode: 143, Message: "Pod was preempted", DurationSeconds: 600}}
 		r := handle(t, in, ev, 0)
@@ -355,7 +358,7 @@ func TestDispatcherAbandonsWhatCannotBeSubmitted(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		ctx := context.Background()
 		pol := policy.Default()
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 		ev := &failure.Event{ID: "gone", Job: failure.Job{Namespace: "ml", Name: "job", Resources: failure.Resources{MemoryBytes: 4 << 30}},
 			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 600}}
 		handle(t, in, ev, 0)

@@ -4,15 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/autofix/autofix/classifier"
 	"github.com/autofix/autofix/examples"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/internal/testwait"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/ledger/ledgertest"
 	"github.com/autofix/autofix/models"
@@ -21,23 +25,36 @@ import (
 	"github.com/autofix/autofix/rules"
 )
 
-func newRecommender(t testing.TB) *recommender.Recommender {
+// sharedRecommender returns the recommender the tests share. Building one compiles
+// every rule, which takes seconds under the race detector (6-10 s each on a loaded
+// 2-core machine): once per test, that alone took the package towards go test's
+// 10-minute limit. A Recommender keeps nothing between calls and is safe for
+// concurrent use, as serve uses it.
+func sharedRecommender(t testing.TB) *recommender.Recommender {
 	t.Helper()
-	rs, err := classifier.Load(rules.FS)
+	r, err := buildRecommender()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+var buildRecommender = sync.OnceValues(func() (*recommender.Recommender, error) {
+	rs, err := classifier.Load(rules.FS)
+	if err != nil {
+		return nil, err
 	}
 	m, err := models.Default()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	fb, err := models.DefaultFallback()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	return recommender.New(classifier.New(rs, classifier.Options{MinConfidence: 0.5}), m, fb,
-		recommender.Options{Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8})
-}
+		recommender.Options{Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8}), nil
+})
 
 // forEachLedger runs fn with an empty ledger of every backend.
 func forEachLedger(t *testing.T, fn func(t *testing.T, s *ledger.Store)) {
@@ -49,6 +66,39 @@ func forEachLedger(t *testing.T, fn func(t *testing.T, s *ledger.Store)) {
 		}
 		t.Cleanup(func() { _ = s.Close() })
 		fn(t, s)
+	})
+}
+
+// signalling is a ledger that signals each write that may change what a test
+// waits for: a record from the intake, a move by the dispatcher.
+type signalling struct {
+	*ledger.Store
+	changed *testwait.Signal
+}
+
+func (l signalling) Record(ctx context.Context, entries []ledger.Entry) ([]bool, error) {
+	defer l.changed.Notify()
+	return l.Store.Record(ctx, entries)
+}
+
+func (l signalling) Transition(ctx context.Context, id string, from, to ledger.State, actor, detail string, at time.Time) error {
+	defer l.changed.Notify()
+	return l.Store.Transition(ctx, id, from, to, actor, detail, at)
+}
+
+// forEachLedgerInBubble runs fn in a synctest bubble with an empty ledger of every
+// backend, opened and closed inside the bubble so that its connection pools belong
+// to it: the timers fn and the code under test start run on the bubble's clock.
+func forEachLedgerInBubble(t *testing.T, fn func(t *testing.T, s *ledger.Store)) {
+	ledgertest.ForEachDSN(t, func(tb testing.TB, dsn string) {
+		synctest.Test(tb.(*testing.T), func(t *testing.T) {
+			s, err := ledger.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			fn(t, s)
+		})
 	})
 }
 
@@ -78,8 +128,9 @@ func TestLoopOverKafka(t *testing.T) {
 		}
 		defer b.Close()
 		brokers := []string{b.Addr()}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
+		// Everything below waits as long as the test may run: how long the loop takes
+		// depends on the machine, and a wait of its own would be a timing threshold.
+		ctx := testwait.Context(t)
 		if err := ingest.EnsureTopics(ctx, brokers, ingest.Security{}, ingest.Topic{Name: "failures", Partitions: 3},
 			ingest.Topic{Name: "failures.dlq", Partitions: 1}); err != nil {
 			t.Fatal(err)
@@ -114,34 +165,40 @@ func TestLoopOverKafka(t *testing.T) {
 		}
 		defer func() { _ = rem.Close() }()
 		c, err := ingest.NewConsumer(ingest.ConsumerOptions{Brokers: brokers, Topic: "failures", GroupID: "autofix",
-			DeadLetterTopic: "failures.dlq", SessionTimeout: 2 * time.Second})
+			// A session long enough that no slow machine gets the consumer evicted
+			// (and a batch dead-lettered twice): see ingest's testSession.
+			DeadLetterTopic: "failures.dlq", SessionTimeout: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 2)
-		go func() { done <- c.Run(runCtx, &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}) }()
+		changed := &testwait.Signal{}
+		watched := signalling{Store: store, changed: changed}
+		in := &Intake{Ledger: watched, Recommender: sharedRecommender(t), Policy: &pol}
+		go func() { done <- c.Run(runCtx, in) }()
 		// The dispatcher's clock runs ten minutes ahead, past the backoff that retries
 		// of transient failures wait (TestDispatcherWaitsForTheBackoff covers that).
-		d := &Dispatcher{Ledger: store, Remediator: rem, Limiter: policy.NewLimiter(6000, 100), Interval: 20 * time.Millisecond,
+		d := &Dispatcher{Ledger: watched, Remediator: rem, Limiter: policy.NewLimiter(6000, 100), Interval: 20 * time.Millisecond,
 			Now: func() time.Time { return time.Now().Add(10 * time.Minute) }}
 		go func() { done <- d.Run(runCtx) }()
 
 		want := len(valid) + len(malformed) + 1
 		var all []ledger.Remediation
-		for {
+		var lastErr error
+		testwait.For(t, fmt.Sprintf("%d events recorded and none approved but not submitted", want), changed, func() bool {
 			all = all[:0]
-			if err := store.Each(ctx, func(r ledger.Remediation) error { all = append(all, r); return nil }); err != nil {
-				t.Fatal(err)
+			if lastErr = store.Each(ctx, func(r ledger.Remediation) error { all = append(all, r); return nil }); lastErr != nil {
+				return true
 			}
 			counts, err := store.Counts(ctx)
-			if err != nil {
-				t.Fatal(err)
+			if lastErr = err; err != nil {
+				return true
 			}
-			if len(all) >= want && counts[ledger.Approved] == 0 || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
+			return len(all) >= want && counts[ledger.Approved] == 0
+		})
+		if lastErr != nil {
+			t.Fatal(lastErr)
 		}
 		stop()
 		for range 2 {

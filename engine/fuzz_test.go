@@ -35,7 +35,7 @@ func FuzzIntake(f *testing.F) {
 	}
 	f.Cleanup(func() { _ = store.Close() })
 	pol := policy.Default()
-	in := &Intake{Ledger: store, Recommender: newRecommender(f), Policy: &pol}
+	in := &Intake{Ledger: store, Recommender: sharedRecommender(f), Policy: &pol}
 	var n atomic.Int64
 	f.Fuzz(func(t *testing.T, data []byte) {
 		round := n.Add(1)

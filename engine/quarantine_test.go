@@ -87,7 +87,7 @@ func TestPoisonIsQuarantined(t *testing.T) {
 		pol := policy.Default()
 		refusing := &refusingLedger{Store: store, refuse: map[string]bool{"db-poison": true}}
 		in := &Intake{Ledger: refusing, Policy: &pol,
-			Recommender: nanRecommender{newRecommender(t), map[string]bool{"nan-poison": true}}}
+			Recommender: nanRecommender{sharedRecommender(t), map[string]bool{"nan-poison": true}}}
 		msgs := batchOf(t, oomAt("nan-poison", "a"), oomAt("db-poison", "b"), oomAt("after", "c"))
 		rejected, err := in.Handle(context.Background(), msgs)
 		if err != nil {
@@ -133,7 +133,7 @@ func TestLedgerDownIsNotPoison(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
 		down := &refusingLedger{Store: store}
-		in := &Intake{Ledger: down, Policy: &pol, Recommender: newRecommender(t)}
+		in := &Intake{Ledger: down, Policy: &pol, Recommender: sharedRecommender(t)}
 		msgs := batchOf(t, oomAt("e1", "a"))
 		down.down.Store(true)
 		if _, err := in.Handle(context.Background(), msgs); err == nil {
@@ -167,7 +167,7 @@ func mustJSON(t *testing.T, v any) []byte {
 func TestDeadLetterFailedIsRecorded(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
-		in := &Intake{Ledger: store, Policy: &pol, Recommender: newRecommender(t)}
+		in := &Intake{Ledger: store, Policy: &pol, Recommender: sharedRecommender(t)}
 		msgs := []ingest.Message{{Topic: "f", Partition: 2, Offset: 7, Value: []byte(`{"id":`), Time: time.Now()}}
 		if rej, err := in.Handle(context.Background(), msgs); err != nil || len(rej) != 1 {
 			t.Fatalf("Handle = %v, %v; want one rejection", rej, err)

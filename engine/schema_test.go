@@ -32,7 +32,7 @@ func TestLedgerWideErrorIsNotPoison(t *testing.T) {
 	}
 	_ = db.Close()
 	pol := policy.Default()
-	in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+	in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 	batch := []ingest.Message{
 		{Topic: "f", Offset: 1, Value: mustJSON(t, oomOf("good-1", "ml", "train", 8<<30, nil, 1))},
 		{Topic: "f", Offset: 2, Value: mustJSON(t, oomOf("good-2", "ml", "etl", 8<<30, nil, 1))},

@@ -56,7 +56,7 @@ func TestCopiedMarksJoinTheVictimsChain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: realVerifier{rv}}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Verifier: realVerifier{rv}}
 		oom := func(j *batchv1.Job) *failure.Event {
 			return &failure.Event{ID: "k8s-job-" + string(j.UID), Job: failure.Job{Namespace: "ml", Name: j.Name, UID: string(j.UID), Kind: failure.Batch},
 				Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 600}}
@@ -92,7 +92,7 @@ func TestOneRolloutOneRemediation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: realVerifier{rv}}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Verifier: realVerifier{rv}}
 		for i := range 50 {
 			ev := &failure.Event{ID: fmt.Sprintf("k8s-deploy-dd-%d", 1000+i), Job: failure.Job{Namespace: "ml", Name: "serve", UID: "dd", Kind: failure.Deployment},
 				Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, Usage: failure.Usage{PeakMemoryBytes: 900 << 30}}}

@@ -46,7 +46,7 @@ func TestChainsComeFromTheLedger(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		ctx := context.Background()
 		pol := policy.Default()
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 		victim := handle(t, in, oomOf("v1", "ml", "victim", 8<<30, nil, 1), 1)
 		if victim.State != ledger.Approved || victim.Attempts[0].JobName != "victim-af2" {
 			t.Fatalf("victim: %s %+v, want approved attempt victim-af2", victim.State, victim.Attempts)
@@ -100,7 +100,7 @@ func TestUnverifiedEventsAreRejected(t *testing.T) {
 		onCluster := real.Job
 		onCluster.Resources.MemoryBytes = 64 << 30 // the event lies about the job's size
 		v := fakeVerifier{jobs: map[string]failure.Job{"real": onCluster}}
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: v}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Verifier: v}
 		m, rej, err := handleAt(t, in, oomOf("forged", "ml", "train", 8<<30, nil, 5), 1)
 		if err != nil || len(rej) != 0 {
 			t.Fatalf("Handle(forged) = %v, %v", rej, err)
@@ -136,7 +136,7 @@ func TestEarlyForgeryDoesNotBlockTheRealFailure(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
 		v := fakeVerifier{jobs: map[string]failure.Job{}}
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: v}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Verifier: v}
 		ev := oomOf("k8s-job-u1", "ml", "train", 8<<30, nil, 1)
 		if _, _, err := handleAt(t, in, ev, 1); err != nil { // the Job has not failed yet
 			t.Fatal(err)
@@ -160,7 +160,7 @@ func TestUnverifiableEventsWait(t *testing.T) {
 		now := time.Unix(1000, 0)
 		good := oomOf("good", "ml", "good", 8<<30, nil, 1)
 		v := fakeVerifier{jobs: map[string]failure.Job{"good": good.Job}, unknown: map[string]bool{"later": true}}
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol, Verifier: v, VerifyPatience: time.Hour,
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol, Verifier: v, VerifyPatience: time.Hour,
 			Now: func() time.Time { return now }}
 		later := oomOf("later", "ml", "etl", 400<<30, nil, 1)
 		batch := []ingest.Message{{Topic: "f", Offset: 1, Value: mustJSON(t, good)}, {Topic: "f", Offset: 2, Value: mustJSON(t, later)}}
@@ -211,7 +211,7 @@ func (l failingLookup) AttemptsByJob(ctx context.Context, jobs []ledger.JobKey) 
 func TestAFailingStageIsNarrowedDown(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		pol := policy.Default()
-		in := &Intake{Ledger: failingLookup{store, "poison"}, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: failingLookup{store, "poison"}, Recommender: sharedRecommender(t), Policy: &pol}
 		var batch []ingest.Message
 		for i := range 1000 { // a full batch, and one lookup of a thousand jobs
 			name := fmt.Sprintf("job-%d", i)
@@ -265,7 +265,7 @@ func TestDispatcherEndsWhatCannotSucceed(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		ctx := context.Background()
 		pol := policy.Default()
-		in := &Intake{Ledger: store, Recommender: newRecommender(t), Policy: &pol}
+		in := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
 		for i, name := range []string{"gone", "forbidden", "flaky", "fine"} {
 			if r := handle(t, in, oomOf(name, "ml", name, 4<<30, nil, 1), int64(i)); r.State != ledger.Approved {
 				t.Fatalf("%s: %s, want approved", name, r.State)

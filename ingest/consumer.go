@@ -122,6 +122,9 @@ type Consumer struct {
 	failing atomic.Bool
 	// fetchErr is the last fetch error, nil once a fetch succeeds again.
 	fetchErr atomic.Pointer[fetchFailure]
+	// processed, when set (by tests, before Run), is called after each batch is
+	// handled, dead-lettered and committed or given up on: what a test waits for.
+	processed func()
 }
 
 // NewConsumer returns a Consumer; it joins the group when Run starts. Run it once.
@@ -265,7 +268,11 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 				break fill
 			}
 		}
-		if err := c.process(work, ctx, h, batch); err != nil {
+		err := c.process(work, ctx, h, batch)
+		if c.processed != nil {
+			c.processed()
+		}
+		if err != nil {
 			// Only cancellation stops processing; the batch is not committed and
 			// will be handed out again after a restart.
 			return nil

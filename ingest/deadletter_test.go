@@ -14,6 +14,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
+
+	"github.com/autofix/autofix/internal/testwait"
 )
 
 // failRecorder is a recorder that also hears of messages that could not be
@@ -45,8 +47,7 @@ func publishGzip(t *testing.T, brokers []string, topic string, values ...[]byte)
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Compression: compress.Gzip, BatchBytes: 8 << 20,
 		BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
 	defer func() { _ = w.Close() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testwait.Context(t)
 	for _, v := range values {
 		if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("k"), Value: v}); err != nil {
 			t.Fatal(err)
@@ -59,8 +60,7 @@ func readDLQ(t *testing.T, brokers []string, dlq string, n int) []Message {
 	t.Helper()
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: dlq, MaxWait: 500 * time.Millisecond, MaxBytes: 8 << 20})
 	defer func() { _ = r.Close() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testwait.Context(t)
 	var out []Message
 	for range n {
 		m, err := r.ReadMessage(ctx)
@@ -99,7 +99,9 @@ func TestOversizedDeadLetter(t *testing.T) {
 		return ""
 	}
 	c := consumer(t, brokers, topic, dlq, group)
-	runUntil(t, c, h, func() bool { return c.Stats().Commits > 0 && h.distinct() >= 4 && c.Stats().Lag == 0 }, 60*time.Second)
+	runUntil(t, c, h, "4 messages handled and committed", func() bool {
+		return c.Stats().Commits > 0 && h.distinct() >= 4 && c.Stats().Lag == 0
+	})
 	if st := c.Stats(); st.DeadLettered != 2 || st.DeadLetterFailed != 0 {
 		t.Errorf("stats = %+v, want 2 dead-lettered, none failed", st)
 	}
@@ -115,7 +117,7 @@ func TestOversizedDeadLetter(t *testing.T) {
 	h2 := newRecorder()
 	publishN(t, brokers, topic, 3, 4, plain)
 	c2 := consumer(t, brokers, topic, dlq, group)
-	runUntil(t, c2, h2, func() bool { return h2.distinct() >= 1 }, 60*time.Second)
+	runUntil(t, c2, h2, "the new message", func() bool { return h2.distinct() >= 1 })
 	if h2.total() != 1 {
 		t.Errorf("a restarted consumer was handed %d messages, want only the new one (the rest committed)", h2.total())
 	}
@@ -127,9 +129,7 @@ func TestOversizedDeadLetter(t *testing.T) {
 func TestDeadLetterRefused(t *testing.T) {
 	brokers := testBrokers(t)
 	topic, dlq, group := names(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := EnsureTopics(ctx, brokers, Security{}, Topic{Name: topic, Partitions: 1}, Topic{Name: dlq, Partitions: 1, MaxMessageBytes: 64}); err != nil {
+	if err := EnsureTopics(testwait.Context(t), brokers, Security{}, Topic{Name: topic, Partitions: 1}, Topic{Name: dlq, Partitions: 1, MaxMessageBytes: 64}); err != nil {
 		t.Fatal(err)
 	}
 	publishN(t, brokers, topic, 0, 5, plain)
@@ -141,7 +141,9 @@ func TestDeadLetterRefused(t *testing.T) {
 		return ""
 	}
 	c := consumer(t, brokers, topic, dlq, group)
-	runUntil(t, c, h, func() bool { return h.distinct() >= 5 && c.Stats().Commits > 0 && len(h.failures()) > 0 }, 60*time.Second)
+	runUntil(t, c, h, "5 messages handled, the poison given up on", func() bool {
+		return h.distinct() >= 5 && c.Stats().Commits > 0 && len(h.failures()) > 0
+	})
 	if f := h.failures(); len(f) != 1 || !strings.Contains(f[0], "decode: poison") {
 		t.Errorf("dead-letter failures = %q, want the one poison message", f)
 	}

@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/autofix/autofix/internal/testwait"
 )
 
 // testBrokers returns the brokers to test against: KAFKA_BROKERS when set (a real
@@ -30,6 +35,13 @@ func testBrokers(t *testing.T) []string {
 	return []string{b.Addr()}
 }
 
+// testSession is the tests' consumer-group session timeout. It is the broker's
+// failure detector, a wall-clock threshold: a consumer not heard from for that long
+// is evicted, and its uncommitted batch delivered again. Half a minute without one
+// heartbeat (sent every 7.5 s) means a dead consumer, not a slow machine; 2 s could
+// be a loaded one.
+const testSession = 30 * time.Second
+
 // names returns topic and group names unique to the test.
 func names(t *testing.T) (topic, dlq, group string) {
 	base := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -38,9 +50,7 @@ func names(t *testing.T) (topic, dlq, group string) {
 
 func setup(t *testing.T, brokers []string, topic, dlq string, partitions int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := EnsureTopics(ctx, brokers, Security{}, Topic{Name: topic, Partitions: partitions, Retention: time.Hour},
+	if err := EnsureTopics(testwait.Context(t), brokers, Security{}, Topic{Name: topic, Partitions: partitions, Retention: time.Hour},
 		Topic{Name: dlq, Partitions: 1, Retention: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +67,7 @@ func publishN(t *testing.T, brokers []string, topic string, from, to int, value 
 	for i := from; i < to; i++ {
 		msgs = append(msgs, Message{Key: []byte("job-" + strconv.Itoa(i%17)), Value: []byte(value(i))})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.Publish(ctx, msgs...); err != nil {
+	if err := p.Publish(testwait.Context(t), msgs...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -68,14 +76,18 @@ func plain(i int) string { return fmt.Sprintf(`{"n":%d}`, i) }
 
 // recorder is a Handler that counts what it was handed and can be told to fail.
 type recorder struct {
-	mu        sync.Mutex
-	seen      map[string]int
-	batches   int
-	failNext  int                     // fail this many calls, then succeed
-	failUntil time.Time               // fail every call before this time
+	mu       sync.Mutex
+	seen     map[string]int
+	batches  int
+	failNext int // fail this many calls, then succeed
+	// failFor makes every call fail for this long from the first call: an outage
+	// of a length that does not depend on how long the test took to get there.
+	failFor   time.Duration
+	firstCall time.Time
 	reject    func(m *Message) string // non-empty: dead-letter with this reason
 	stopAt    int                     // after this many distinct values, call stop
 	stop      func()
+	onCall    func() // called at the start of each call
 }
 
 func newRecorder() *recorder { return &recorder{seen: map[string]int{}} }
@@ -83,6 +95,9 @@ func newRecorder() *recorder { return &recorder{seen: map[string]int{}} }
 func (r *recorder) Handle(ctx context.Context, batch []Message) ([]Rejection, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.onCall != nil {
+		r.onCall()
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err // as a ledger would: a dead context fails every call
 	}
@@ -90,7 +105,10 @@ func (r *recorder) Handle(ctx context.Context, batch []Message) ([]Rejection, er
 		r.failNext--
 		return nil, errors.New("ledger busy")
 	}
-	if time.Now().Before(r.failUntil) {
+	if r.firstCall.IsZero() {
+		r.firstCall = time.Now()
+	}
+	if time.Since(r.firstCall) < r.failFor {
 		return nil, errors.New("ledger down")
 	}
 	r.batches++
@@ -115,6 +133,13 @@ func (r *recorder) distinct() int {
 	return len(r.seen)
 }
 
+// count is how many times v was handed over.
+func (r *recorder) count(v string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[v]
+}
+
 func (r *recorder) total() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -127,31 +152,50 @@ func (r *recorder) total() int {
 
 func consumer(t *testing.T, brokers []string, topic, dlq, group string) *Consumer {
 	t.Helper()
-	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, DeadLetterTopic: dlq,
-		MaxBatch: 100, SessionTimeout: 2 * time.Second, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	return consumerLogging(t, brokers, topic, dlq, group, nil)
+}
+
+// consumerLogging is consumer with its log, as text, written to logs.
+func consumerLogging(t *testing.T, brokers []string, topic, dlq, group string, logs io.Writer) *Consumer {
+	t.Helper()
+	o := ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, DeadLetterTopic: dlq,
+		MaxBatch: 100, SessionTimeout: testSession, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	if logs != nil {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	c, err := NewConsumer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-// runUntil runs c with h until cond holds or the deadline passes, then stops it.
-func runUntil(t *testing.T, c *Consumer, h Handler, cond func() bool, within time.Duration) {
+// runUntil runs c with h until cond holds, then stops it. cond is checked after
+// each batch c processes, for as long as the test may run (see testwait): how soon
+// a consumer gets there depends on the machine, and a limit of the test's own would
+// be a timing threshold.
+func runUntil(t *testing.T, c *Consumer, h Handler, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	batches := watch(c)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, h) }()
-	deadline := time.Now().Add(within)
-	for !cond() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	err := testwait.Until(testwait.Context(t), batches, cond)
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run() = %v", err)
+	if rerr := <-done; rerr != nil {
+		t.Fatalf("Run() = %v", rerr)
 	}
-	if !cond() {
-		t.Fatalf("condition not reached within %s", within)
+	if err != nil {
+		t.Fatalf("timed out waiting for %s: %v", what, err)
 	}
+}
+
+// watch returns a Signal that c notifies after each batch it processes. Call it
+// before c runs.
+func watch(c *Consumer) *testwait.Signal {
+	s := &testwait.Signal{}
+	c.processed = s.Notify
+	return s
 }
 
 func TestAtLeastOnceAcrossRestart(t *testing.T) {
@@ -178,7 +222,7 @@ func TestAtLeastOnceAcrossRestart(t *testing.T) {
 	// the first one committed comes again.
 	second := newRecorder()
 	c2 := consumer(t, brokers, topic, dlq, group)
-	runUntil(t, c2, second, func() bool { return first.distinct()+second.distinct() >= n }, 60*time.Second)
+	runUntil(t, c2, second, fmt.Sprintf("all %d messages", n), func() bool { return first.distinct()+second.distinct() >= n })
 	missing := 0
 	for i := range n {
 		if first.seen[plain(i)] == 0 && second.seen[plain(i)] == 0 {
@@ -219,7 +263,7 @@ func TestDeadLetter(t *testing.T) {
 		return ""
 	}
 	c := consumer(t, brokers, topic, dlq, group)
-	runUntil(t, c, h, func() bool { return h.distinct() >= 200 }, 30*time.Second)
+	runUntil(t, c, h, "200 messages", func() bool { return h.distinct() >= 200 })
 	if got := c.Stats().DeadLettered; got != 20 {
 		t.Errorf("Stats().DeadLettered = %d, want 20", got)
 	}
@@ -232,8 +276,7 @@ func TestDeadLetter(t *testing.T) {
 			want[value(i)] = true
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testwait.Context(t)
 	for range 20 {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
@@ -264,15 +307,17 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	h := newRecorder()
 	h.failNext = 4
 	c := consumer(t, brokers, topic, dlq, group)
-	stalled := false
-	runUntil(t, c, h, func() bool {
-		stalled = stalled || c.Stalled()
-		return h.distinct() >= 50
-	}, 30*time.Second)
+	var stalled atomic.Bool // seen by a call that retries a failed one
+	h.onCall = func() {
+		if c.Stalled() {
+			stalled.Store(true)
+		}
+	}
+	runUntil(t, c, h, "50 messages", func() bool { return h.distinct() >= 50 })
 	if st := c.Stats(); st.Retries != 4 {
 		t.Errorf("Stats().Retries = %d, want 4", st.Retries)
 	}
-	if !stalled {
+	if !stalled.Load() {
 		t.Error("Stalled() never reported the failing handler")
 	}
 	if c.Stalled() {
@@ -308,7 +353,9 @@ func TestBrokerRestart(t *testing.T) {
 	publishN(t, brokers, topic, 0, 500, plain)
 
 	h := newRecorder()
-	c := consumer(t, brokers, topic, dlq, group)
+	var logs syncBuffer
+	c := consumerLogging(t, brokers, topic, dlq, group, &logs)
+	batches := watch(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, h) }()
@@ -319,26 +366,26 @@ func TestBrokerRestart(t *testing.T) {
 		}
 	}()
 	wait := func(n int) {
-		deadline := time.Now().Add(60 * time.Second)
-		for h.distinct() < n && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if h.distinct() < n {
-			t.Fatalf("handled %d distinct messages, want %d", h.distinct(), n)
-		}
+		t.Helper()
+		testwait.For(t, fmt.Sprintf("%d distinct messages", n), batches, func() bool { return h.distinct() >= n })
 	}
 	wait(500)
+	seen := logs.Len()
 	b.Close() // mid-stream: the consumer keeps running and reconnects
 	if err := Reachable(context.Background(), brokers, Security{}, 500*time.Millisecond); err == nil {
 		t.Fatal("Reachable() = nil with the broker down")
 	}
-	time.Sleep(time.Second)
+	// The broker comes back once the consumer has found it gone (its reader logs the
+	// failed fetch): an outage the consumer lived through, however long that took.
+	testwait.For(t, "the consumer to report the broker gone", &logs.changed, func() bool {
+		return strings.Contains(logs.From(seen), "level=WARN")
+	})
 	b = start()
 	defer b.Close()
 	publishN(t, brokers, topic, 500, 1000, plain)
 	wait(1000)
 	for i := range 1000 {
-		if h.seen[plain(i)] == 0 {
+		if h.count(plain(i)) == 0 { // the consumer still runs: a redelivery may come
 			t.Fatalf("message %d lost across the broker restart", i)
 		}
 	}
@@ -350,40 +397,47 @@ func TestTopicCreatedAfterStart(t *testing.T) {
 	brokers := testBrokers(t)
 	topic, dlq, group := names(t)
 	h := newRecorder()
-	c := consumer(t, brokers, topic, dlq, group)
+	var logs syncBuffer
+	c := consumerLogging(t, brokers, topic, dlq, group, &logs)
+	batches := watch(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, h) }()
-	time.Sleep(300 * time.Millisecond)
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}()
+	// The topic is created once the consumer has looked for it and found it missing.
+	testwait.For(t, "the consumer to wait for its topic", &logs.changed, func() bool {
+		return strings.Contains(logs.String(), "waiting for the topic")
+	})
 	setup(t, brokers, topic, dlq, 3)
 	publishN(t, brokers, topic, 0, 100, plain)
-	deadline := time.Now().Add(30 * time.Second)
-	for h.distinct() < 100 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	testwait.For(t, "the 100 messages published after the consumer started", batches, func() bool { return h.distinct() >= 100 })
 	if h.distinct() != 100 {
-		t.Fatalf("consumed %d of 100 messages published after the consumer started", h.distinct())
+		t.Fatalf("consumed %d distinct messages, want the 100 published", h.distinct())
 	}
 }
 
 // TestOutageLongerThanATry: the handler fails for several times the per-try timeout;
-// once it recovers, the consumer goes on (each try has a deadline of its own).
+// once it recovers, the consumer goes on (each try has a deadline of its own). The
+// outage is timed from the handler's first call, so it always outlasts a try, and a
+// shared deadline would fail every call after it for good.
 func TestOutageLongerThanATry(t *testing.T) {
 	brokers := testBrokers(t)
 	topic, dlq, group := names(t)
 	setup(t, brokers, topic, dlq, 1)
 	publishN(t, brokers, topic, 0, 20, plain)
+	const try = 300 * time.Millisecond
 	h := newRecorder()
-	h.failUntil = time.Now().Add(1500 * time.Millisecond)
+	h.failFor = 5 * try
 	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, DeadLetterTopic: dlq,
-		SessionTimeout: 2 * time.Second, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		AttemptTimeout: 300 * time.Millisecond})
+		SessionTimeout: testSession, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		AttemptTimeout: try})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntil(t, c, h, func() bool { return h.distinct() >= 20 }, 30*time.Second)
+	runUntil(t, c, h, "the 20 messages after the outage", func() bool { return h.distinct() >= 20 })
 }

@@ -17,11 +17,12 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/autofix/autofix/internal/testpki"
+	"github.com/autofix/autofix/internal/testwait"
 )
 
 // These tests run the embedded broker with TLS and SASL turned on and go through the
-// producer, the consumer, EnsureTopics and Reachable as serve does. A bound such as
-// 60 s only stops a test that would otherwise hang; nothing is timed.
+// producer, the consumer, EnsureTopics and Reachable as serve does. Nothing is timed:
+// waits last as long as the test may run (see testwait).
 
 // pki is a CA with a server certificate for loopback and a client certificate.
 type pki struct {
@@ -109,9 +110,8 @@ func (c *collector) count() int {
 // dead-lettered.
 func roundTrip(t *testing.T, brokers []string, sec Security) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := Reachable(ctx, brokers, sec, 30*time.Second); err != nil {
+	ctx := testwait.Context(t)
+	if err := Reachable(ctx, brokers, sec, testwait.Timeout(t)); err != nil {
 		t.Fatalf("Reachable() = %v", err)
 	}
 	topic, dlq, group := secureNames(t)
@@ -134,21 +134,14 @@ func roundTrip(t *testing.T, brokers []string, sec Security) {
 		t.Errorf("Producer.Close() = %v", err)
 	}
 	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Security: sec, Topic: topic, GroupID: group, DeadLetterTopic: dlq,
-		SessionTimeout: 2 * time.Second, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+		SessionTimeout: testSession, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &collector{got: map[string]bool{}}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx, h) }()
-	for (h.count() < n || c.Stats().DeadLettered < 1) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	stop()
-	if err := <-done; err != nil {
-		t.Errorf("Consumer.Run() = %v", err)
-	}
+	runUntil(t, c, h, fmt.Sprintf("%d messages consumed and one dead-lettered", n), func() bool {
+		return h.count() >= n && c.Stats().DeadLettered >= 1
+	})
 	if got, dead := h.count(), c.Stats().DeadLettered; got != n || dead != 1 {
 		t.Errorf("consumed %d and dead-lettered %d, want %d and 1", got, dead, n)
 	}
@@ -232,7 +225,7 @@ func TestSecureBrokerRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Reachable(context.Background(), tt.brokers, tt.client, 30*time.Second)
+			err := Reachable(testwait.Context(t), tt.brokers, tt.client, testwait.Timeout(t))
 			if err == nil {
 				t.Fatal("Reachable() = nil, want an error")
 			}
@@ -247,7 +240,7 @@ func TestSecureBrokerRefuses(t *testing.T) {
 	}
 	// A TLS client of a plaintext listener: the broker never answers (kfake waits for
 	// the 369 MB "request" a ClientHello announces; Kafka refuses it at once), so the
-	// timeout ends it.
+	// timeout ends it (on a slow machine, sooner in the exchange: an error either way).
 	if err := Reachable(context.Background(), saslPlaintext, right, 100*time.Millisecond); err == nil {
 		t.Error("Reachable() of a plaintext listener with TLS = nil, want an error")
 	}
@@ -256,7 +249,7 @@ func TestSecureBrokerRefuses(t *testing.T) {
 		brokers []string
 		client  Security
 	}{{saslSSL, right}, {saslPlaintext, Security{SASL: right.SASL}}, {mTLS, Security{TLS: p.clientTLS(true)}}} {
-		if err := Reachable(context.Background(), b.brokers, b.client, 30*time.Second); err != nil {
+		if err := Reachable(testwait.Context(t), b.brokers, b.client, testwait.Timeout(t)); err != nil {
 			t.Errorf("Reachable(%v) with the right client = %v", b.brokers, err)
 		}
 	}
@@ -269,8 +262,7 @@ func TestWrongPasswordEverywhere(t *testing.T) {
 	brokers := startSecureBroker(t, p.serverTLS(false), User{SASLScramSHA256, "autofix", "s3cret"})
 	right := Security{TLS: p.clientTLS(false), SASL: mustSASL(t, SASLScramSHA256, "autofix", "s3cret").SASL}
 	wrong := Security{TLS: right.TLS, SASL: mustSASL(t, SASLScramSHA256, "autofix", "guess").SASL}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testwait.Context(t)
 	topic, dlq, group := secureNames(t)
 
 	err := EnsureTopics(ctx, brokers, wrong, Topic{Name: topic, Partitions: 1}, Topic{Name: dlq, Partitions: 1})
@@ -304,28 +296,31 @@ func TestWrongPasswordEverywhere(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(runCtx, h) }()
-	for !strings.Contains(logs.String(), kafka.SASLAuthenticationFailed.Error()) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	reported := testwait.Until(ctx, &logs.changed, func() bool {
+		return strings.Contains(logs.String(), kafka.SASLAuthenticationFailed.Error())
+	})
 	stop()
 	if err := <-done; err != nil {
 		t.Errorf("Consumer.Run() = %v", err)
 	}
-	if !strings.Contains(logs.String(), kafka.SASLAuthenticationFailed.Error()) {
-		t.Errorf("consumer log does not report the failed authentication:\n%s", logs.String())
+	if reported != nil {
+		t.Errorf("consumer log does not report the failed authentication (%v):\n%s", reported, logs.String())
 	}
 	if h.count() != 0 {
 		t.Errorf("the Handler was handed %d messages", h.count())
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once; changed is
+// notified after each write.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed testwait.Signal
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
+	defer s.changed.Notify()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
@@ -335,4 +330,18 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Len is how many bytes were written so far.
+func (s *syncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
+}
+
+// From is what was written after the first off bytes.
+func (s *syncBuffer) From(off int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b.Bytes()[off:])
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/autofix/autofix/internal/testwait"
 )
 
 func TestNewSASL(t *testing.T) {
@@ -98,7 +100,7 @@ func TestReachableGivesUpOnASilentBroker(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Reachable() = %v, want context.DeadlineExceeded", err)
 		}
-	case <-time.After(time.Minute):
+	case <-testwait.Context(t).Done():
 		t.Fatal("Reachable() has not returned: the SASL exchange is not bounded by its timeout")
 	}
 }

@@ -2,12 +2,17 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/internal/testwait"
 	"github.com/autofix/autofix/ledger/ledgertest"
 )
 
@@ -36,6 +41,24 @@ func openTest(t testing.TB, dsn string) *Store {
 		}
 	})
 	return s
+}
+
+// retryBusy calls fn again while it fails with SQLITE_BUSY, until the test's
+// deadline: another connection held the write lock for longer than the ledger's
+// busy_timeout (5 s), as one can on a loaded machine. The ledger's callers try again
+// (the consumer hands the batch again; a replica that cannot start is restarted); a
+// test that counted on the lock coming within 5 s would be timing the machine.
+func retryBusy(t *testing.T, fn func() error) error {
+	t.Helper()
+	ctx := testwait.Context(t)
+	for {
+		err := fn()
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || ctx.Err() != nil {
+			return err
+		}
+		t.Logf("the ledger was busy for longer than its busy_timeout; trying again: %v", err)
+	}
 }
 
 // t0 is the time the test fixtures happen around.

@@ -16,16 +16,19 @@ func TestOpenTwiceMigratesOnce(t *testing.T) {
 	forEachDSN(t, func(tb testing.TB, dsn string) {
 		t := tb.(*testing.T)
 		ctx := context.Background()
-		// Replicas starting at once on an empty database.
+		// Replicas starting at once on an empty database (one that finds the file
+		// locked for longer than busy_timeout is restarted).
 		var wg sync.WaitGroup
 		errs := make([]error, 4)
 		for i := range errs {
 			wg.Go(func() {
-				s, err := Open(ctx, dsn)
-				if err == nil {
-					err = s.Close()
-				}
-				errs[i] = err
+				errs[i] = retryBusy(t, func() error {
+					s, err := Open(ctx, dsn)
+					if err == nil {
+						err = s.Close()
+					}
+					return err
+				})
 			})
 		}
 		wg.Wait()
@@ -244,7 +247,11 @@ func TestConcurrentRecord(t *testing.T) {
 			wg.Go(func() {
 				for start := 0; start < len(mine); start += batch {
 					part := mine[start:min(start+batch, len(mine))]
-					f, err := stores[r].Record(context.Background(), part)
+					var f []bool
+					err := retryBusy(t, func() (err error) {
+						f, err = stores[r].Record(context.Background(), part)
+						return err
+					})
 					if err != nil {
 						t.Errorf("replica %d: Record = %v", r, err)
 						return

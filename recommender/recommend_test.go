@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/autofix/autofix/classifier"
@@ -23,11 +24,7 @@ func newRecommender(t testing.TB, fb recommender.Fallback) *recommender.Recommen
 // newRecommenderWith lets set change the options before the recommender is made.
 func newRecommenderWith(t testing.TB, fb recommender.Fallback, set func(*recommender.Options)) *recommender.Recommender {
 	t.Helper()
-	rs, err := classifier.Load(rules.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.Default()
+	l, err := loadShared()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +32,25 @@ func newRecommenderWith(t testing.TB, fb recommender.Fallback, set func(*recomme
 	if set != nil {
 		set(&opts)
 	}
-	return recommender.New(classifier.New(rs, classifier.Options{}), m, fb, opts)
+	return recommender.New(classifier.New(l.rules, classifier.Options{}), l.models, fb, opts)
+}
+
+// loadShared loads the rules and the models once for all the tests: compiling the
+// rules takes seconds under the race detector, and once per recommender it made
+// this package take three minutes on a loaded 2-core machine, a good part of go
+// test's 10-minute limit. Both are only read once loaded, as serve shares them.
+var loadShared = sync.OnceValues(func() (loaded, error) {
+	rs, err := classifier.Load(rules.FS)
+	if err != nil {
+		return loaded{}, err
+	}
+	m, err := models.Default()
+	return loaded{rs, m}, err
+})
+
+type loaded struct {
+	rules  *classifier.RuleSet
+	models *models.Models
 }
 
 func oomEvent() *failure.Event {

@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/autofix/autofix/internal/testwait"
 )
 
 // Cluster is a running control plane.
@@ -131,9 +133,20 @@ func (c *Cluster) run(t testing.TB, name string, args ...string) {
 	})
 }
 
+// waitReady asks the API server's /readyz until it answers ok, for as long as the
+// test may run (go test's -timeout; 10 minutes without one): how long etcd and the
+// API server take to start depends on the machine, and a limit of the test's own
+// would be a timing threshold. Each try gets 2 s, and a try that fails is simply
+// followed by another.
 func (c *Cluster) waitReady(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(10 * time.Minute)
+	if d, ok := t.(testwait.T); ok {
+		if end, ok := testwait.Deadline(d); ok {
+			deadline = end
+		}
+	}
+	var last error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
@@ -141,9 +154,10 @@ func (c *Cluster) waitReady(t testing.TB) {
 		if err == nil && strings.TrimSpace(string(body)) == "ok" {
 			return
 		}
+		last = err
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatal("kube-apiserver not ready within 60 s")
+	t.Fatalf("kube-apiserver not ready by the test's deadline: %v", last)
 }
 
 // Kubectl runs the built kubectl against the cluster.
