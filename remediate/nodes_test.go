@@ -58,6 +58,34 @@ func TestNodeOffer(t *testing.T) {
 	}
 }
 
+// A node's allocatable amounts are anyone's who can write its status (a kubelet, a
+// device plugin): an absurd one counts as the most a job may ask for, and a negative
+// one as nothing. Quantities past int64 once came out of Value and MilliValue
+// wrapped (1e18 cores as 0 millicores: no limit at all), and a GPU count of 2^62
+// made the recommender's GPU counts overflow and grow until the process died.
+func TestNodeOfferBoundsAbsurdAllocatable(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		mem, cpu, gpus, disk string
+		want                 failure.Resources
+	}{
+		{"max int64", "9223372036854775807", "9223372036854775807", "9223372036854775807", "9223372036854775807",
+			failure.Resources{MemoryBytes: failure.MaxMemoryBytes, CPUMillis: failure.MaxCPUMillis, GPU: failure.MaxGPUs,
+				EphemeralStorageBytes: failure.MaxMemoryBytes}},
+		{"past int64", "1e30", "1e18", "1e23", "1e30",
+			failure.Resources{MemoryBytes: failure.MaxMemoryBytes, CPUMillis: failure.MaxCPUMillis, GPU: failure.MaxGPUs,
+				EphemeralStorageBytes: failure.MaxMemoryBytes}},
+		{"negative", "-1Gi", "-4", "-8", "-1Ti", failure.Resources{}},
+		{"ordinary", "64Gi", "15500m", "4", "100Gi",
+			failure.Resources{MemoryBytes: 64 << 30, CPUMillis: 15500, GPU: 4, EphemeralStorageBytes: 100 << 30}},
+	} {
+		got := NodeOffer([]*corev1.Node{node("n", c.mem, c.cpu, c.gpus, c.disk, "", true)}, gpuLabel)
+		if got.Largest != c.want {
+			t.Errorf("%s: Largest = %+v, want %+v", c.name, got.Largest, c.want)
+		}
+	}
+}
+
 // DiscoverNodes offers what the nodes have when it starts and again as they change;
 // a cluster with no schedulable node left offers nothing new.
 func TestDiscoverNodesFollowsChanges(t *testing.T) {
