@@ -93,7 +93,13 @@ func DiscoverNodes(ctx context.Context, kube kubernetes.Interface, apply func(Of
 				o.Log.Warn("no schedulable node: keeping what the nodes offered last (or the configured cluster.largestNode)")
 			}
 		case last == nil || !offer.equal(last):
-			o.Log.Info("nodes discovered", "schedulable", offer.Nodes, "memory", failure.FormatBytes(offer.Largest.MemoryBytes),
+			// Only a new largest node or GPU models is news: nodes coming and going
+			// (an autoscaler, a node flapping) would log a line a MinInterval.
+			level := slog.LevelInfo
+			if last != nil && last.Nodes > 0 && offer.Largest == last.Largest && slices.Equal(offer.GPUTypes, last.GPUTypes) {
+				level = slog.LevelDebug
+			}
+			o.Log.Log(ctx, level, "nodes discovered", "schedulable", offer.Nodes, "memory", failure.FormatBytes(offer.Largest.MemoryBytes),
 				"cpuMillis", offer.Largest.CPUMillis, "gpus", offer.Largest.GPU, "ephemeralStorage",
 				failure.FormatBytes(offer.Largest.EphemeralStorageBytes), "gpuTypes", offer.GPUTypes)
 			apply(offer)

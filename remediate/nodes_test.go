@@ -2,7 +2,9 @@ package remediate
 
 import (
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +141,44 @@ func TestDiscoverNodesFollowsChanges(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("DiscoverNodes = %v after its context ended", err)
+	}
+}
+
+// Nodes coming and going (an autoscaler, a node flapping between Ready and not) that
+// change neither the largest node nor the GPU models are not news: one log line
+// when what the recommender is told changes, not one a second while a node flaps.
+func TestDiscoverNodesLogsWhatChangesTheOffer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kube := fake.NewClientset(node("a", "64Gi", "16", "", "", "", true))
+	var logs syncBuffer
+	offers := make(chan Offer, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- DiscoverNodes(ctx, kube, func(o Offer) { offers <- o }, NodeOptions{GPUTypeLabel: gpuLabel, MinInterval: time.Millisecond,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	}()
+	<-offers
+	for i := range 5 { // a node of a's size joins and leaves, five times
+		twin := node("twin", "64Gi", "16", "", "", "", true)
+		if _, err := kube.CoreV1().Nodes().Create(ctx, twin, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if o := <-offers; o.Nodes != 2 {
+			t.Fatalf("round %d: %d nodes offered, want 2", i, o.Nodes)
+		}
+		if err := kube.CoreV1().Nodes().Delete(ctx, "twin", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if o := <-offers; o.Nodes != 1 {
+			t.Fatalf("round %d: %d nodes offered, want 1", i, o.Nodes)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "nodes discovered"); n != 1 {
+		t.Errorf("%d log lines of nodes discovered, want 1 (the largest node never changed):\n%s", n, logs.String())
 	}
 }
