@@ -101,7 +101,8 @@ func DiscoverNodes(ctx context.Context, kube kubernetes.Interface, apply func(Of
 			}
 			o.Log.Log(ctx, level, "nodes discovered", "schedulable", offer.Nodes, "memory", failure.FormatBytes(offer.Largest.MemoryBytes),
 				"cpuMillis", offer.Largest.CPUMillis, "gpus", offer.Largest.GPU, "ephemeralStorage",
-				failure.FormatBytes(offer.Largest.EphemeralStorageBytes), "gpuTypes", offer.GPUTypes)
+				failure.FormatBytes(offer.Largest.EphemeralStorageBytes), "gpuTypes", len(offer.GPUTypes),
+				"firstGPUTypes", offer.GPUTypes[:min(len(offer.GPUTypes), maxLoggedGPUTypes)])
 			apply(offer)
 		}
 		last = &offer
@@ -118,11 +119,16 @@ func DiscoverNodes(ctx context.Context, kube kubernetes.Interface, apply func(Of
 	}
 }
 
+// maxLoggedGPUTypes bounds the GPU models the log names: node labels are anyone's
+// who may label nodes.
+const maxLoggedGPUTypes = 16
+
 // NodeOffer is what nodes offer to one pod: of the schedulable ones (Ready, not
 // cordoned), the largest allocatable amount of each resource (held to the most one
 // job may ask for: failure.MaxMemoryBytes, MaxCPUMillis, MaxGPUs) and the GPU models.
 func NodeOffer(nodes []*corev1.Node, gpuTypeLabel string) Offer {
 	var o Offer
+	types := map[string]bool{} // a set, not a search of GPUTypes: a value per node is quadratic
 	for _, n := range nodes {
 		if n.Spec.Unschedulable || !nodeReady(n) {
 			continue
@@ -134,7 +140,8 @@ func NodeOffer(nodes []*corev1.Node, gpuTypeLabel string) Offer {
 		o.Largest.EphemeralStorageBytes = max(o.Largest.EphemeralStorageBytes,
 			bounded(a[corev1.ResourceEphemeralStorage], failure.MaxMemoryBytes, false))
 		o.Largest.GPU = max(o.Largest.GPU, int(bounded(a[ResourceGPU], failure.MaxGPUs, false)))
-		if t := n.Labels[gpuTypeLabel]; t != "" && !slices.Contains(o.GPUTypes, t) {
+		if t := n.Labels[gpuTypeLabel]; t != "" && !types[t] {
+			types[t] = true
 			o.GPUTypes = append(o.GPUTypes, t)
 		}
 	}

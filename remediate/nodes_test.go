@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/autofix/autofix/failure"
@@ -180,5 +182,35 @@ func TestDiscoverNodesLogsWhatChangesTheOffer(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "nodes discovered"); n != 1 {
 		t.Errorf("%d log lines of nodes discovered, want 1 (the largest node never changed):\n%s", n, logs.String())
+	}
+}
+
+// Node labels are anyone's who may label nodes: thousands of distinct GPU-model
+// values are named in the log by count and the first few, not in a line of
+// megabytes.
+func TestDiscoverNodesLogsManyGPUModelsBriefly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var objs []runtime.Object
+	for i := range 2000 {
+		objs = append(objs, node(fmt.Sprint("n", i), "64Gi", "16", "1", "", fmt.Sprintf("gpu-model-%050d", i), true))
+	}
+	kube := fake.NewClientset(objs...)
+	var logs syncBuffer
+	offers := make(chan Offer, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- DiscoverNodes(ctx, kube, func(o Offer) { offers <- o }, NodeOptions{GPUTypeLabel: gpuLabel,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	}()
+	if o := <-offers; len(o.GPUTypes) != 2000 {
+		t.Errorf("%d GPU models offered, want all 2000", len(o.GPUTypes))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logs.String()); n > 4096 {
+		t.Errorf("the log of the offer is %d bytes, want at most 4 KiB", n)
 	}
 }
