@@ -2,6 +2,7 @@ package failure
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -57,15 +58,19 @@ func DefaultCatalogue() Catalogue {
 	}
 }
 
-// Validate checks that prices are not negative and GPU models are named, sized and unique.
+// Validate checks that prices (and speeds) are finite and not negative, and GPU models
+// named, sized and unique.
 func (c Catalogue) Validate() error {
+	// NaN and infinities (YAML's .nan, .inf) pass a sign check and make every cost,
+	// and so every cost multiple, NaN or infinite.
+	priced := func(x float64) bool { return x >= 0 && !math.IsInf(x, 1) }
 	switch {
-	case !(c.CPUPerCoreHour >= 0):
-		return fmt.Errorf("cpuPerCoreHour: must not be negative")
-	case !(c.MemoryPerGiBHour >= 0):
-		return fmt.Errorf("memoryPerGiBHour: must not be negative")
-	case !(c.EphemeralPerGiBHour >= 0):
-		return fmt.Errorf("ephemeralPerGiBHour: must not be negative")
+	case !priced(c.CPUPerCoreHour):
+		return fmt.Errorf("cpuPerCoreHour: must be a finite number, not negative")
+	case !priced(c.MemoryPerGiBHour):
+		return fmt.Errorf("memoryPerGiBHour: must be a finite number, not negative")
+	case !priced(c.EphemeralPerGiBHour):
+		return fmt.Errorf("ephemeralPerGiBHour: must be a finite number, not negative")
 	}
 	seen := map[string]bool{}
 	for i, g := range c.GPUs {
@@ -74,12 +79,12 @@ func (c Catalogue) Validate() error {
 			return fmt.Errorf("gpus[%d].name: required", i)
 		case seen[g.Name]:
 			return fmt.Errorf("gpus[%d].name: %q listed twice", i, g.Name)
-		case g.MemoryGiB <= 0:
-			return fmt.Errorf("gpus[%d].memoryGiB: must be positive", i)
-		case g.PerHour < 0:
-			return fmt.Errorf("gpus[%d].perHour: must not be negative", i)
-		case g.RelativeSpeed < 0:
-			return fmt.Errorf("gpus[%d].relativeSpeed: must not be negative", i)
+		case !(g.MemoryGiB > 0 && priced(g.MemoryGiB)):
+			return fmt.Errorf("gpus[%d].memoryGiB: must be a finite positive number", i)
+		case !priced(g.PerHour):
+			return fmt.Errorf("gpus[%d].perHour: must be a finite number, not negative", i)
+		case !priced(g.RelativeSpeed):
+			return fmt.Errorf("gpus[%d].relativeSpeed: must be a finite number, not negative", i)
 		}
 		seen[g.Name] = true
 	}

@@ -23,8 +23,8 @@ const (
 	MaxLogTail = 64 << 10
 	// MaxIDLength is the longest event id accepted, in bytes.
 	MaxIDLength = 256
-	// maxGPUs bounds the GPU count of one job.
-	maxGPUs = 4096
+	// MaxGPUs bounds the GPU count of one job.
+	MaxGPUs = 4096
 )
 
 // ErrPayloadTooLarge is wrapped by the error Decode returns for a payload over MaxPayload.
@@ -319,8 +319,8 @@ func (w *wireResources) resources(prefix string) (Resources, error) {
 	if err != nil {
 		return Resources{}, err
 	}
-	if gpuMillis%1000 != 0 || gpuMillis/1000 > maxGPUs {
-		return Resources{}, fieldErr(prefix+"gpu", "want a whole number of GPUs from 0 to %d, got %s", maxGPUs, w.GPU)
+	if gpuMillis%1000 != 0 || gpuMillis/1000 > MaxGPUs {
+		return Resources{}, fieldErr(prefix+"gpu", "want a whole number of GPUs from 0 to %d, got %s", MaxGPUs, w.GPU)
 	}
 	r.GPU = int(gpuMillis / 1000)
 	if err := checkName(prefix+"gpuType", w.GPUType); err != nil {

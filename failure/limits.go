@@ -147,7 +147,7 @@ func (o *Option) Check() error {
 	}
 	if o.Resources.MemoryBytes < 0 || o.Resources.MemoryBytes > MaxMemoryBytes ||
 		o.Resources.EphemeralStorageBytes < 0 || o.Resources.EphemeralStorageBytes > MaxMemoryBytes ||
-		o.Resources.CPUMillis < 0 || o.Resources.CPUMillis > MaxCPUMillis || o.Resources.GPU < 0 || o.Resources.GPU > maxGPUs {
+		o.Resources.CPUMillis < 0 || o.Resources.CPUMillis > MaxCPUMillis || o.Resources.GPU < 0 || o.Resources.GPU > MaxGPUs {
 		return fmt.Errorf("resources: %+v is outside the limits of a job", o.Resources)
 	}
 	return nil

@@ -398,3 +398,22 @@ func TestChoiceIsOnTheExactFront(t *testing.T) {
 		t.Errorf("chose %d GiB (Pareto %v); want 11 GiB, flagged", got.Resources.MemoryBytes>>30, got.Pareto)
 	}
 }
+
+// The GPU counts double from the failed run's up to MaxGPUs, whatever MaxGPUs is: a
+// node that advertises an absurd GPU count (2^62 or more) once made the doubling
+// overflow and loop for ever, appending, until the process ran out of memory.
+func TestGPUCountsStopAtAHugeMaxGPUs(t *testing.T) {
+	for _, maxGPUs := range []int{math.MaxInt, math.MaxInt/2 + 1, 1 << 62, 8} {
+		s := gpuSpace()
+		s.GPUTypes, s.MaxGPUs = []string{"a"}, maxGPUs
+		g := s.grid()
+		if len(g.counts) > 63 {
+			t.Fatalf("MaxGPUs %d: %d GPU counts, want at most 63", maxGPUs, len(g.counts))
+		}
+		for i, n := range g.counts {
+			if n < 2 || n > maxGPUs || (i > 0 && n != 2*g.counts[i-1]) {
+				t.Fatalf("MaxGPUs %d: counts %v, want the failed run's 2 doubling up to at most %d", maxGPUs, g.counts, maxGPUs)
+			}
+		}
+	}
+}

@@ -221,8 +221,12 @@ func (s *Space) gpuDims(g *grid) {
 		g.types = s.GPUTypes
 	}
 	g.counts = g.counts[:0]
-	for n := g.base.Resources.GPU; n <= max(s.MaxGPUs, g.base.Resources.GPU); n *= 2 {
+	limit := max(s.MaxGPUs, g.base.Resources.GPU)
+	for n := g.base.Resources.GPU; ; n *= 2 {
 		g.counts = append(g.counts, n)
+		if n > limit/2 { // the next doubling would pass the limit (or overflow)
+			break
+		}
 	}
 }
 

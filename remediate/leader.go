@@ -1,6 +1,7 @@
 package remediate
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"sync"
@@ -33,12 +34,17 @@ type LeaderStatus struct {
 	leading bool
 	holder  string
 	err     error
+	// wrote: err is a failed write (create or update) of the Lease, which a read of
+	// it does not clear unless another replica is seen renewing it.
+	wrote bool
+	seen  []byte // the Lease's record as last read
 }
 
 // State reports whether this replica leads, which replica holds the Lease as far as
-// this one last read it, and the error that keeps it from taking part (nil once a
-// read or write of the Lease succeeds). started is false until the first attempt
-// has ended.
+// this one last read it, and the error that keeps it from taking part: nil once a
+// write of the Lease succeeds, or a read shows another replica holding and renewing
+// it (a failed read is cleared by any read that succeeds). started is false until
+// the first attempt has ended.
 func (s *LeaderStatus) State() (started, leading bool, holder string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,12 +63,43 @@ func (s *LeaderStatus) setLeading(v bool) {
 func (s *LeaderStatus) Record(holder string, err error) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.record(holder, err, false)
+}
+
+func (s *LeaderStatus) record(holder string, err error, write bool) bool {
 	news := err != nil && (s.err == nil || s.err.Error() != err.Error())
-	s.started, s.err = true, err
+	s.started, s.err, s.wrote = true, err, write && err != nil
 	if err == nil && holder != "" {
 		s.holder = holder
 	}
 	return news
+}
+
+// read records a read of the Lease whose record (raw) names holder. It clears a
+// failed read; a failed write only if another replica holds the Lease and renews
+// it (its record changed since the last read, or is seen for the first time): a
+// stale Lease, which this replica must write to take over, leaves the write's
+// failure standing.
+func (s *LeaderStatus) read(holder, self string, raw []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	renewing := holder != "" && holder != self && !bytes.Equal(raw, s.seen)
+	s.seen = bytes.Clone(raw)
+	if s.wrote && !renewing {
+		s.started = true
+		if holder != "" {
+			s.holder = holder
+		}
+		return
+	}
+	s.record(holder, nil, false)
+}
+
+// write records a write of the Lease for holder; it reports whether err is news.
+func (s *LeaderStatus) write(holder string, err error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.record(holder, err, true)
 }
 
 // statusLock is the Lease lock with its reads' and writes' outcomes recorded: client-
@@ -74,8 +111,14 @@ type statusLock struct {
 	log    *slog.Logger
 }
 
-func (l statusLock) report(holder string, err error) {
-	if l.status.Record(holder, err) {
+func (l statusLock) report(holder string, err error, write bool) {
+	var news bool
+	if write {
+		news = l.status.write(holder, err)
+	} else {
+		news = l.status.Record(holder, err)
+	}
+	if news {
 		l.log.Error("leader election cannot run: nothing will be acted on until it can (another replica leading is fine; "+
 			"this is not). Check that the namespace of kubernetes.leaseNamespace exists and that autofix may get, create "+
 			"and update the Lease", "lease", l.where, "err", err)
@@ -87,23 +130,34 @@ func (l statusLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord
 	switch {
 	case apierrors.IsNotFound(err): // not created yet: Create comes next
 	case err != nil:
-		l.report("", err)
+		l.report("", err, false)
 	default:
-		l.report(rec.HolderIdentity, nil)
+		l.status.read(rec.HolderIdentity, l.Identity(), raw)
 	}
 	return rec, raw, err
 }
 
 func (l statusLock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
 	err := l.Interface.Create(ctx, rec)
-	l.report(rec.HolderIdentity, err)
+	l.wrote(rec.HolderIdentity, err)
 	return err
 }
 
 func (l statusLock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
 	err := l.Interface.Update(ctx, rec)
-	l.report(rec.HolderIdentity, err)
+	l.wrote(rec.HolderIdentity, err)
 	return err
+}
+
+// wrote records a write's outcome. Another replica's create or update coming first
+// (AlreadyExists, Conflict) is the election at work, and the API server checks
+// permissions before it says so: the write could be made.
+func (l statusLock) wrote(holder string, err error) {
+	if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+		l.report("", nil, true)
+		return
+	}
+	l.report(holder, err, true)
 }
 
 // Lead runs work while this replica holds the Lease, with a context that is cancelled

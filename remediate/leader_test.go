@@ -3,17 +3,21 @@ package remediate
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 type syncBuffer struct {
@@ -106,3 +110,114 @@ func TestLeaderStatusShowsAnElectionThatCannotRun(t *testing.T) {
 		t.Error("still leading after Lead returned")
 	}
 }
+
+// A Lease left by a replica that is gone, which this one may read but not write (a
+// Role without update): the election cannot run, and the status says so between
+// tries too — a read of the same stale Lease is not a replica leading. It once
+// cleared the error on every read, so /readyz flapped and each retry logged the
+// failure again.
+func TestLeaderStatusKeepsAWriteFailureWhileTheLeaseIsStale(t *testing.T) {
+	stale := metav1.NewMicroTime(time.Now().Add(-time.Hour))
+	dur := int32(1)
+	holder := "gone"
+	kube := fake.NewClientset(&coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "autofix", Name: "autofix-leader"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &dur, RenewTime: &stale,
+			AcquireTime: &stale},
+	})
+	status := &LeaderStatus{}
+	var mu sync.Mutex
+	var updates int
+	var betweenTries []error // the status as the next write begins: after the read before it
+	kube.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		_, _, _, err := status.State()
+		mu.Lock()
+		defer mu.Unlock()
+		updates++
+		if updates > 1 {
+			betweenTries = append(betweenTries, err)
+		}
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"},
+			"autofix-leader", errors.New("no update"))
+	})
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Lead(ctx, kube, LeaderOptions{Namespace: "autofix", Name: "autofix-leader", Identity: "a", Status: status,
+			LeaseDuration: 300 * time.Millisecond, RenewDeadline: 200 * time.Millisecond, RetryPeriod: 10 * time.Millisecond,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))}, func(ctx context.Context) { <-ctx.Done() })
+	}()
+	until(t, "a few failed writes", func() bool { mu.Lock(); defer mu.Unlock(); return updates >= 5 })
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for i, err := range betweenTries {
+		if err == nil || !apierrors.IsForbidden(err) {
+			t.Errorf("after failed write %d and a read of the same stale Lease: status error %v, want the write's Forbidden", i+1, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "leader election cannot run"); n != 1 {
+		t.Errorf("the failure logged %d times, want once", n)
+	}
+}
+
+// Two replicas starting at once race to create the Lease, and then to update it: the
+// loser's AlreadyExists or Conflict is the election working, not failing. It once
+// made the loser unready, with an error logged, until its next read.
+func TestLeaderStatusLosingARaceIsNotAFailure(t *testing.T) {
+	for _, c := range []struct {
+		verb string
+		err  error
+	}{
+		{"create", apierrors.NewAlreadyExists(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "autofix-leader")},
+		{"update", apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "autofix-leader",
+			errors.New("the object has been modified"))},
+	} {
+		status := &LeaderStatus{}
+		var logs syncBuffer
+		lock := statusLock{Interface: failingLock{c.verb, c.err}, status: status, where: "autofix/autofix-leader",
+			log: slog.New(slog.NewTextHandler(&logs, nil))}
+		if c.verb == "create" {
+			_ = lock.Create(context.Background(), resourcelock.LeaderElectionRecord{HolderIdentity: "a"})
+		} else {
+			_ = lock.Update(context.Background(), resourcelock.LeaderElectionRecord{HolderIdentity: "a"})
+		}
+		if started, _, _, err := status.State(); err != nil || !started {
+			t.Errorf("%s lost to another replica: status started %v, error %v; want started, no error", c.verb, started, err)
+		}
+		if logs.String() != "" {
+			t.Errorf("%s lost to another replica: logged %q, want nothing", c.verb, logs.String())
+		}
+	}
+}
+
+// failingLock is a Lease lock whose create or update fails with err.
+type failingLock struct {
+	verb string
+	err  error
+}
+
+func (f failingLock) Get(context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	return nil, nil, errors.New("not used")
+}
+
+func (f failingLock) Create(context.Context, resourcelock.LeaderElectionRecord) error {
+	if f.verb == "create" {
+		return f.err
+	}
+	return nil
+}
+
+func (f failingLock) Update(context.Context, resourcelock.LeaderElectionRecord) error {
+	if f.verb == "update" {
+		return f.err
+	}
+	return nil
+}
+
+func (failingLock) RecordEvent(string) {}
+func (failingLock) Identity() string   { return "a" }
+func (failingLock) Describe() string   { return "autofix/autofix-leader" }

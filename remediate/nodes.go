@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -92,9 +93,16 @@ func DiscoverNodes(ctx context.Context, kube kubernetes.Interface, apply func(Of
 				o.Log.Warn("no schedulable node: keeping what the nodes offered last (or the configured cluster.largestNode)")
 			}
 		case last == nil || !offer.equal(last):
-			o.Log.Info("nodes discovered", "schedulable", offer.Nodes, "memory", failure.FormatBytes(offer.Largest.MemoryBytes),
+			// Only a new largest node or GPU models is news: nodes coming and going
+			// (an autoscaler, a node flapping) would log a line a MinInterval.
+			level := slog.LevelInfo
+			if last != nil && last.Nodes > 0 && offer.Largest == last.Largest && slices.Equal(offer.GPUTypes, last.GPUTypes) {
+				level = slog.LevelDebug
+			}
+			o.Log.Log(ctx, level, "nodes discovered", "schedulable", offer.Nodes, "memory", failure.FormatBytes(offer.Largest.MemoryBytes),
 				"cpuMillis", offer.Largest.CPUMillis, "gpus", offer.Largest.GPU, "ephemeralStorage",
-				failure.FormatBytes(offer.Largest.EphemeralStorageBytes), "gpuTypes", offer.GPUTypes)
+				failure.FormatBytes(offer.Largest.EphemeralStorageBytes), "gpuTypes", len(offer.GPUTypes),
+				"firstGPUTypes", offer.GPUTypes[:min(len(offer.GPUTypes), maxLoggedGPUTypes)])
 			apply(offer)
 		}
 		last = &offer
@@ -111,28 +119,53 @@ func DiscoverNodes(ctx context.Context, kube kubernetes.Interface, apply func(Of
 	}
 }
 
+// maxLoggedGPUTypes bounds the GPU models the log names: node labels are anyone's
+// who may label nodes.
+const maxLoggedGPUTypes = 16
+
 // NodeOffer is what nodes offer to one pod: of the schedulable ones (Ready, not
-// cordoned), the largest allocatable amount of each resource and the GPU models.
+// cordoned), the largest allocatable amount of each resource (held to the most one
+// job may ask for: failure.MaxMemoryBytes, MaxCPUMillis, MaxGPUs) and the GPU models.
 func NodeOffer(nodes []*corev1.Node, gpuTypeLabel string) Offer {
 	var o Offer
+	types := map[string]bool{} // a set, not a search of GPUTypes: a value per node is quadratic
 	for _, n := range nodes {
 		if n.Spec.Unschedulable || !nodeReady(n) {
 			continue
 		}
 		o.Nodes++
 		a := n.Status.Allocatable
-		o.Largest.MemoryBytes = max(o.Largest.MemoryBytes, a.Memory().Value())
-		o.Largest.CPUMillis = max(o.Largest.CPUMillis, a.Cpu().MilliValue())
-		o.Largest.EphemeralStorageBytes = max(o.Largest.EphemeralStorageBytes, a.StorageEphemeral().Value())
-		if q, ok := a[ResourceGPU]; ok {
-			o.Largest.GPU = max(o.Largest.GPU, int(q.Value()))
-		}
-		if t := n.Labels[gpuTypeLabel]; t != "" && !slices.Contains(o.GPUTypes, t) {
+		o.Largest.MemoryBytes = max(o.Largest.MemoryBytes, bounded(a[corev1.ResourceMemory], failure.MaxMemoryBytes, false))
+		o.Largest.CPUMillis = max(o.Largest.CPUMillis, bounded(a[corev1.ResourceCPU], failure.MaxCPUMillis, true))
+		o.Largest.EphemeralStorageBytes = max(o.Largest.EphemeralStorageBytes,
+			bounded(a[corev1.ResourceEphemeralStorage], failure.MaxMemoryBytes, false))
+		o.Largest.GPU = max(o.Largest.GPU, int(bounded(a[ResourceGPU], failure.MaxGPUs, false)))
+		if t := n.Labels[gpuTypeLabel]; t != "" && !types[t] {
+			types[t] = true
 			o.GPUTypes = append(o.GPUTypes, t)
 		}
 	}
 	slices.Sort(o.GPUTypes)
 	return o
+}
+
+// bounded is q in units (millis: thousandths) held to [0, most]: a node's status is
+// anyone's who can write it, and a quantity past int64 comes out of Value and
+// MilliValue wrapped. Negative is nothing.
+func bounded(q resource.Quantity, most int64, millis bool) int64 {
+	if q.Sign() <= 0 {
+		return 0
+	}
+	if millis {
+		if q.Cmp(*resource.NewMilliQuantity(most, resource.DecimalSI)) >= 0 {
+			return most
+		}
+		return q.MilliValue()
+	}
+	if q.Cmp(*resource.NewQuantity(most, resource.DecimalSI)) >= 0 {
+		return most
+	}
+	return q.Value()
 }
 
 func (o *Offer) equal(p *Offer) bool {

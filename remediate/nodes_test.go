@@ -2,13 +2,17 @@ package remediate
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/autofix/autofix/failure"
@@ -55,6 +59,34 @@ func TestNodeOffer(t *testing.T) {
 	}
 	if o := NodeOffer(nil, gpuLabel); o.Nodes != 0 || o.Largest != (failure.Resources{}) {
 		t.Errorf("no nodes: %+v", o)
+	}
+}
+
+// A node's allocatable amounts are anyone's who can write its status (a kubelet, a
+// device plugin): an absurd one counts as the most a job may ask for, and a negative
+// one as nothing. Quantities past int64 once came out of Value and MilliValue
+// wrapped (1e18 cores as 0 millicores: no limit at all), and a GPU count of 2^62
+// made the recommender's GPU counts overflow and grow until the process died.
+func TestNodeOfferBoundsAbsurdAllocatable(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		mem, cpu, gpus, disk string
+		want                 failure.Resources
+	}{
+		{"max int64", "9223372036854775807", "9223372036854775807", "9223372036854775807", "9223372036854775807",
+			failure.Resources{MemoryBytes: failure.MaxMemoryBytes, CPUMillis: failure.MaxCPUMillis, GPU: failure.MaxGPUs,
+				EphemeralStorageBytes: failure.MaxMemoryBytes}},
+		{"past int64", "1e30", "1e18", "1e23", "1e30",
+			failure.Resources{MemoryBytes: failure.MaxMemoryBytes, CPUMillis: failure.MaxCPUMillis, GPU: failure.MaxGPUs,
+				EphemeralStorageBytes: failure.MaxMemoryBytes}},
+		{"negative", "-1Gi", "-4", "-8", "-1Ti", failure.Resources{}},
+		{"ordinary", "64Gi", "15500m", "4", "100Gi",
+			failure.Resources{MemoryBytes: 64 << 30, CPUMillis: 15500, GPU: 4, EphemeralStorageBytes: 100 << 30}},
+	} {
+		got := NodeOffer([]*corev1.Node{node("n", c.mem, c.cpu, c.gpus, c.disk, "", true)}, gpuLabel)
+		if got.Largest != c.want {
+			t.Errorf("%s: Largest = %+v, want %+v", c.name, got.Largest, c.want)
+		}
 	}
 }
 
@@ -111,5 +143,74 @@ func TestDiscoverNodesFollowsChanges(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("DiscoverNodes = %v after its context ended", err)
+	}
+}
+
+// Nodes coming and going (an autoscaler, a node flapping between Ready and not) that
+// change neither the largest node nor the GPU models are not news: one log line
+// when what the recommender is told changes, not one a second while a node flaps.
+func TestDiscoverNodesLogsWhatChangesTheOffer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kube := fake.NewClientset(node("a", "64Gi", "16", "", "", "", true))
+	var logs syncBuffer
+	offers := make(chan Offer, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- DiscoverNodes(ctx, kube, func(o Offer) { offers <- o }, NodeOptions{GPUTypeLabel: gpuLabel, MinInterval: time.Millisecond,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	}()
+	<-offers
+	for i := range 5 { // a node of a's size joins and leaves, five times
+		twin := node("twin", "64Gi", "16", "", "", "", true)
+		if _, err := kube.CoreV1().Nodes().Create(ctx, twin, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if o := <-offers; o.Nodes != 2 {
+			t.Fatalf("round %d: %d nodes offered, want 2", i, o.Nodes)
+		}
+		if err := kube.CoreV1().Nodes().Delete(ctx, "twin", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if o := <-offers; o.Nodes != 1 {
+			t.Fatalf("round %d: %d nodes offered, want 1", i, o.Nodes)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "nodes discovered"); n != 1 {
+		t.Errorf("%d log lines of nodes discovered, want 1 (the largest node never changed):\n%s", n, logs.String())
+	}
+}
+
+// Node labels are anyone's who may label nodes: thousands of distinct GPU-model
+// values are named in the log by count and the first few, not in a line of
+// megabytes.
+func TestDiscoverNodesLogsManyGPUModelsBriefly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var objs []runtime.Object
+	for i := range 2000 {
+		objs = append(objs, node(fmt.Sprint("n", i), "64Gi", "16", "1", "", fmt.Sprintf("gpu-model-%050d", i), true))
+	}
+	kube := fake.NewClientset(objs...)
+	var logs syncBuffer
+	offers := make(chan Offer, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- DiscoverNodes(ctx, kube, func(o Offer) { offers <- o }, NodeOptions{GPUTypeLabel: gpuLabel,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	}()
+	if o := <-offers; len(o.GPUTypes) != 2000 {
+		t.Errorf("%d GPU models offered, want all 2000", len(o.GPUTypes))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logs.String()); n > 4096 {
+		t.Errorf("the log of the offer is %d bytes, want at most 4 KiB", n)
 	}
 }

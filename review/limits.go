@@ -42,22 +42,31 @@ func (s *Service) edit(res, e failure.Resources) (failure.Resources, []string, e
 	return res, edits, nil
 }
 
-// withinLimits holds edited resources to the largest node and to what the
-// catalogue prices.
-func (s *Service) withinLimits(res failure.Resources, ev *failure.Event) error {
+// fitsLargest holds resources to the largest node now, which may have shrunk since
+// the recommendation: an edit's field is named, an unedited option is "option".
+func (s *Service) fitsLargest(res failure.Resources, edited bool, picked string) error {
 	var l failure.Resources
 	if s.o.Largest != nil {
 		l = s.o.Largest()
 	}
 	for _, c := range []struct {
-		field     string
-		got, most int64
-	}{{"resources.memory", res.MemoryBytes, l.MemoryBytes}, {"resources.cpu", res.CPUMillis, l.CPUMillis},
-		{"resources.gpu", int64(res.GPU), int64(l.GPU)}, {"resources.ephemeralStorage", res.EphemeralStorageBytes, l.EphemeralStorageBytes}} {
+		field, what string
+		got, most   int64
+	}{{"resources.memory", "memory", res.MemoryBytes, l.MemoryBytes}, {"resources.cpu", "CPU", res.CPUMillis, l.CPUMillis},
+		{"resources.gpu", "GPUs", int64(res.GPU), int64(l.GPU)},
+		{"resources.ephemeralStorage", "local storage", res.EphemeralStorageBytes, l.EphemeralStorageBytes}} {
 		if c.most > 0 && c.got > c.most {
+			if !edited {
+				return fieldErr("option", "%s asks for more %s than the largest node has now: edit its resources, or reject", picked, c.what)
+			}
 			return fieldErr(c.field, "more than the largest node has")
 		}
 	}
+	return nil
+}
+
+// withinLimits holds edited resources to what the catalogue prices.
+func (s *Service) withinLimits(res failure.Resources, ev *failure.Event) error {
 	if res.GPU > 0 {
 		if _, ok := s.o.Catalogue.GPU(res.GPUType); !ok {
 			return fieldErr("resources.gpuType", "%q: GPUs need a GPU model of the catalogue, which prices them", res.GPUType)

@@ -150,6 +150,9 @@ func (s *Service) Approve(ctx context.Context, id, who string, c Choice) (ledger
 		params[k] = v
 		edits = append(edits, k+"="+v)
 	}
+	if err := s.fitsLargest(res, c.Resources != nil, picked); err != nil {
+		return ledger.Attempt{}, err
+	}
 	if c.Resources != nil {
 		if err := s.withinLimits(res, ev); err != nil {
 			return ledger.Attempt{}, err

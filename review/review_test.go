@@ -146,6 +146,44 @@ func TestApproveRefusesWhatTheRulesDoNot(t *testing.T) {
 	}
 }
 
+// TestApproveHoldsAnOptionToTheNodesOfNow: the nodes may have shrunk since the
+// recommendation (a node pool gone, discovery's latest offer smaller): approving an
+// option no node can hold any more, unedited, is refused like an edit past the
+// largest node, rather than submitted to wait unschedulable. An option that fits is
+// approved.
+func TestApproveHoldsAnOptionToTheNodesOfNow(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		c       Choice
+		largest failure.Resources
+		wantOK  bool
+	}{
+		{"the chosen option, now larger than any node", Choice{}, failure.Resources{MemoryBytes: 20 << 30}, false},
+		{"another option, now larger than any node", Choice{Option: intp(1)}, failure.Resources{MemoryBytes: 28 << 30}, false},
+		{"a node with fewer CPUs than the option needs", Choice{}, failure.Resources{CPUMillis: 4000}, false},
+		{"the chosen option, which still fits", Choice{}, failure.Resources{MemoryBytes: 28 << 30}, true},
+		{"no bound known", Choice{}, failure.Resources{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.largest = tc.largest
+			id := f.pending(event(t, "ev-1", 1), twoOptions())
+			_, err := f.svc.Approve(t.Context(), id, "val", tc.c)
+			var fe *FieldError
+			switch {
+			case tc.wantOK && err != nil:
+				t.Errorf("Approve = %v, want it approved", err)
+			case !tc.wantOK && (!errors.As(err, &fe) || fe.Field != "option" || !strings.Contains(fe.Problem, "largest node")):
+				t.Errorf("Approve = %v, want a FieldError of option naming the largest node", err)
+			case !tc.wantOK:
+				if r := f.get(id); r.State != ledger.PendingReview || len(r.Attempts) != 0 {
+					t.Errorf("after a refusal: %s with %d attempts, want pending_review with none", r.State, len(r.Attempts))
+				}
+			}
+		})
+	}
+}
+
 // TestApprovingAnotherOptionAppliesAllOfIt: a reviewer who picks option 1 gets
 // option 1's deadline, nodes to avoid and delay, not the policy's choice's.
 func TestApprovingAnotherOptionAppliesAllOfIt(t *testing.T) {

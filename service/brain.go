@@ -48,13 +48,20 @@ func newBrain(cfg *config.Config) (*brain, error) {
 }
 
 // offer tells the recommender what the nodes offer, as discovery found it. A resource
-// no node reports (local storage on a cluster that does not account for it) keeps
-// the configured bound.
+// no node reports keeps the configured bound: local storage on a cluster that does
+// not account for it, and memory or CPU, which every node's status has (zero would
+// be no limit at all). No GPU on any node is what it says.
 func (b *brain) offer(o remediate.Offer, configured config.Node) {
 	c := configured.Resources()
 	largest := o.Largest
 	if largest.EphemeralStorageBytes == 0 {
 		largest.EphemeralStorageBytes = c.EphemeralStorageBytes
+	}
+	if largest.MemoryBytes == 0 {
+		largest.MemoryBytes = c.MemoryBytes
+	}
+	if largest.CPUMillis == 0 {
+		largest.CPUMillis = c.CPUMillis
 	}
 	types := o.GPUTypes
 	if types == nil {

@@ -100,3 +100,20 @@ func TestOfferReachesTheRecommender(t *testing.T) {
 		t.Errorf("GPU models %v on a cluster without any", got)
 	}
 }
+
+// Memory and CPU are on every node's status: an offer without them (nodes whose
+// allocatable is missing, or negative, or zero) keeps the configured bounds
+// instead of lifting them (zero is "no limit" to the recommender).
+func TestOfferWithoutMemoryOrCPUKeepsTheConfiguredBounds(t *testing.T) {
+	cfg := config.Default()
+	b, err := newBrain(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.offer(remediate.Offer{Largest: failure.Resources{GPU: 4}, GPUTypes: []string{"nvidia-l4"}, Nodes: 2}, cfg.Cluster.LargestNode)
+	c := cfg.Cluster.LargestNode.Resources()
+	want := failure.Resources{MemoryBytes: c.MemoryBytes, CPUMillis: c.CPUMillis, GPU: 4, EphemeralStorageBytes: c.EphemeralStorageBytes}
+	if got := b.rec.Cluster().Largest; got != want {
+		t.Errorf("largest node %+v, want %+v (the configured memory and CPU)", got, want)
+	}
+}

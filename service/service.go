@@ -65,10 +65,13 @@ type Service struct {
 	ln         net.Listener
 	election   *remediate.LeaderStatus
 
-	stopOnce sync.Once
-	stop     chan struct{}
-	done     chan struct{}
-	ran      bool
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+	mu        sync.Mutex // Run and Stop may be called from different goroutines
+	ran       bool       // Run has begun
+	stopped   bool       // Stop has been called
 }
 
 // New builds the service from cfg (validated): it starts the embedded broker if no
@@ -230,10 +233,17 @@ func (s *Service) Addr() net.Addr { return s.ln.Addr() }
 // nil. Work still running after shutdownGrace (and 5 s more) is abandoned: its
 // uncommitted events are delivered again.
 func (s *Service) Run(ctx context.Context) error {
-	if s.ran {
+	s.mu.Lock()
+	switch {
+	case s.ran:
+		s.mu.Unlock()
 		return errors.New("service: Run called twice")
+	case s.stopped:
+		s.mu.Unlock()
+		return ErrStopped
 	}
 	s.ran = true
+	s.mu.Unlock()
 	defer close(s.done)
 	cfg, log := s.cfg, s.log
 	runCtx, cancel := context.WithCancel(ctx)
@@ -363,23 +373,28 @@ func (s *Service) act(ctx context.Context) {
 }
 
 // Stop ends Run as the end of its context does, and waits for it to return. Called
-// without Run, it closes what New opened.
+// before Run, it closes what New opened, and a later Run returns ErrStopped. It may
+// be called from any goroutine, more than once.
 func (s *Service) Stop() {
 	s.stopOnce.Do(func() { close(s.stop) })
-	if s.ran {
+	s.mu.Lock()
+	ran := s.ran
+	s.stopped = true
+	s.mu.Unlock()
+	if ran {
 		<-s.done
 		return
 	}
 	s.close()
 }
 
-// close runs the closers once.
+// close runs the closers, once.
 func (s *Service) close() {
-	cs := s.closers
-	s.closers = nil
-	for _, c := range cs {
-		c()
-	}
+	s.closeOnce.Do(func() {
+		for _, c := range s.closers {
+			c()
+		}
+	})
 }
 
 // runWatcher publishes the cluster's failures (with their containers' log tails) to
@@ -417,3 +432,6 @@ func untilOK(ctx context.Context, log *slog.Logger, what string, fn func() error
 		wait = min(2*wait, 5*time.Second)
 	}
 }
+
+// ErrStopped is Run's answer after Stop: the service was stopped before it ran.
+var ErrStopped = errors.New("service: stopped before Run")

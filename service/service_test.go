@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -212,5 +213,26 @@ func TestSessionKeyFile(t *testing.T) {
 			s.Stop()
 		}
 		t.Errorf("a missing file: %v; want an error naming http.sessionKeyFile", err)
+	}
+}
+
+// Stop may come before Run has begun (a signal at start-up): Run then does nothing
+// and says so; either way nothing runs on what Stop closed. Run and Stop once
+// raced on the service's state, and a Run after Stop served on the closed
+// listener and ledger and failed with "use of closed network connection".
+func TestStopBeforeRunHasBegun(t *testing.T) {
+	s, err := New(context.Background(), testConfig(t, config.NoCluster), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(context.Background()) }()
+	s.Stop()
+	if err := <-ran; err != nil && !errors.Is(err, ErrStopped) {
+		t.Errorf("Run = %v; want nil (it ran, and was stopped) or ErrStopped (it had not begun)", err)
+	}
+	s.Stop() // idempotent
+	if err := s.Run(context.Background()); err == nil {
+		t.Error("a Run after Stop was not refused")
 	}
 }
