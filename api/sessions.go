@@ -38,7 +38,8 @@ const (
 var roleCodes = []auth.Role{"", auth.Viewer, auth.Approver, auth.Admin}
 
 // session is a login, as its cookie says: the id of its token and the role it had,
-// rechecked on every request (a revoked token, or a changed role, ends it at once),
+// rechecked on every request (a revoked token, or a changed role, ends it when the
+// tokens are next read),
 // its life, and its CSRF token, derived from the cookie.
 type session struct {
 	token   auth.TokenID

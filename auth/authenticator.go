@@ -87,7 +87,8 @@ func (a *Authenticator) Recheck(id TokenID) (Principal, bool) {
 
 // RecheckContext returns who holds the token id names now: a login session keeps
 // its token's id and asks on every request, so that a revoked token, or one whose
-// role changed, ends its sessions at once. An id it does not know makes it refresh
+// role changed, ends its sessions once this authenticator has read its tokens again
+// (serve does every 10 seconds). An id it does not know makes it refresh
 // as AuthenticateContext does: a session made on another replica a moment ago, from
 // a token this one has not read yet, is not refused.
 func (a *Authenticator) RecheckContext(ctx context.Context, id TokenID) (Principal, bool) {

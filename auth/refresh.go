@@ -68,6 +68,9 @@ func (r *refresher) onMiss(ctx context.Context) bool {
 	return r.do(ctx, true) == nil
 }
 
+// refreshTimeout bounds one read of the token sources.
+const refreshTimeout = 15 * time.Second
+
 // errTooSoon is onMiss's answer within the interval.
 var errTooSoon = errors.New("auth: the tokens were refreshed less than the minimum interval ago")
 
@@ -101,7 +104,11 @@ func (r *refresher) do(ctx context.Context, limited bool) error {
 		close(c.done)
 	}()
 	c.err = errors.New("auth: the refresh panicked") // until it returns
-	tokens, err := r.fn(ctx)
+	// The read is everyone's who waits for it: the request that started it going
+	// away must not cancel it for the others (nor spend the interval on nothing).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+	defer cancel()
+	tokens, err := r.fn(rctx)
 	if err == nil {
 		r.a.Set(tokens)
 	}

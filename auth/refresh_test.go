@@ -256,3 +256,28 @@ func TestReloadAndFailedReads(t *testing.T) {
 		t.Errorf("Reload without a refresh function = %v, want nil", err)
 	}
 }
+
+// TestTheStartersCancellationDoesNotCancelTheRead: the request that starts a read
+// may go away (a client that disconnects); the read goes on for those who wait for
+// it, and the new token works for them.
+func TestTheStartersCancellationDoesNotCancelTheRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &source{release: make(chan struct{})}
+		a := New(nil, Options{Refresh: src.read, Now: newClock().Now})
+		secret := src.add("new", Viewer)
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = a.AuthenticateContext(ctx, secret) }) // the starter
+		synctest.Wait()
+		var waiter bool
+		wg.Go(func() { _, waiter = a.AuthenticateContext(t.Context(), secret) })
+		synctest.Wait()
+		cancel() // the starter goes away
+		synctest.Wait()
+		close(src.release)
+		wg.Wait()
+		if !waiter || src.count() != 1 {
+			t.Errorf("the waiter: authenticated %v after %d reads; want true after the one read the starter began", waiter, src.count())
+		}
+	})
+}
