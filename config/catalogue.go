@@ -17,6 +17,17 @@ type Cluster struct {
 	Discover bool `yaml:"discover"`
 	// LargestNode bounds what one retry may ask for.
 	LargestNode Node `yaml:"largestNode"`
+	// NodePools are node shapes an autoscaler (cluster-autoscaler, Karpenter) can
+	// add that may not exist now — a GPU pool scaled to zero: discovery sees only
+	// the nodes there are, and what they offer is widened by these.
+	NodePools []NodePool `yaml:"nodePools"`
+}
+
+// NodePool is a node shape an autoscaler can add, and its GPU model (the value of
+// kubernetes.gpuTypeLabel its nodes carry).
+type NodePool struct {
+	Node     `yaml:",inline"`
+	GPUModel string `yaml:"gpuModel"`
 }
 
 // Node is the size of a node. Zero fields do not limit.
@@ -50,18 +61,33 @@ func (c *Config) validateCatalogue() error {
 	if err := c.Catalogue.Validate(); err != nil {
 		return fmt.Errorf("catalogue.%w", err)
 	}
-	n := c.Cluster.LargestNode
+	for i, p := range c.Cluster.NodePools {
+		if err := p.validate(fmt.Sprintf("cluster.nodePools[%d]", i)); err != nil {
+			return err
+		}
+		if p.GPUs > 0 && p.GPUModel == "" {
+			return fmt.Errorf("cluster.nodePools[%d].gpuModel: required with gpus", i)
+		}
+	}
+	if err := c.Cluster.LargestNode.validate("cluster.largestNode"); err != nil {
+		return err
+	}
+	if !(c.Classifier.MinConfidence > 0 && c.Classifier.MinConfidence < 1) {
+		return fmt.Errorf("classifier.minConfidence: %g, want between 0 and 1", c.Classifier.MinConfidence)
+	}
+	return nil
+}
+
+func (n Node) validate(field string) error {
 	switch {
 	case !(n.MemoryGiB >= 0 && n.MemoryGiB <= float64(failure.MaxMemoryBytes>>30)):
-		return fmt.Errorf("cluster.largestNode.memoryGiB: %g, want 0 (no limit) to %d", n.MemoryGiB, failure.MaxMemoryBytes>>30)
+		return fmt.Errorf("%s.memoryGiB: %g, want 0 (no limit) to %d", field, n.MemoryGiB, failure.MaxMemoryBytes>>30)
 	case !(n.CPU >= 0 && n.CPU <= failure.MaxCPUMillis/1000):
-		return fmt.Errorf("cluster.largestNode.cpu: %g, want 0 (no limit) to %d", n.CPU, failure.MaxCPUMillis/1000)
+		return fmt.Errorf("%s.cpu: %g, want 0 (no limit) to %d", field, n.CPU, failure.MaxCPUMillis/1000)
 	case n.GPUs < 0 || n.GPUs > 1024:
-		return fmt.Errorf("cluster.largestNode.gpus: %d, want 0 (no limit) to 1024", n.GPUs)
+		return fmt.Errorf("%s.gpus: %d, want 0 (no limit) to 1024", field, n.GPUs)
 	case !(n.EphemeralStorageGiB >= 0 && n.EphemeralStorageGiB <= float64(failure.MaxMemoryBytes>>30)):
-		return fmt.Errorf("cluster.largestNode.ephemeralStorageGiB: %g, want 0 (no limit) to %d", n.EphemeralStorageGiB, failure.MaxMemoryBytes>>30)
-	case !(c.Classifier.MinConfidence > 0 && c.Classifier.MinConfidence < 1):
-		return fmt.Errorf("classifier.minConfidence: %g, want between 0 and 1", c.Classifier.MinConfidence)
+		return fmt.Errorf("%s.ephemeralStorageGiB: %g, want 0 (no limit) to %d", field, n.EphemeralStorageGiB, failure.MaxMemoryBytes>>30)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -51,7 +52,9 @@ func DiscoverNodes(ctx context.Context, kube kubernetes.Interface, apply func(Of
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	f := informers.NewSharedInformerFactory(kube, 0)
+	// Only what an offer reads is kept of each node: on a large cluster, whole Nodes
+	// (their image lists, managed fields, annotations) are tens of MB per replica.
+	f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(slimNode))
 	inf := f.Core().V1().Nodes()
 	changed := make(chan struct{}, 1)
 	poke := func() {
@@ -76,7 +79,15 @@ func DiscoverNodes(ctx context.Context, kube kubernetes.Interface, apply func(Of
 	}
 	f.Start(ctx.Done())
 	defer f.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+	// Until the first list, the configured bounds hold; say so if it takes long (no
+	// right to list or watch nodes, most likely), rather than only in client-go's log.
+	slow := time.AfterFunc(time.Minute, func() {
+		o.Log.Warn("nodes not listed after a minute: the configured cluster.largestNode holds until they are; " +
+			"autofix needs list and watch on nodes (cluster-wide, read-only), or cluster.discover: false")
+	})
+	synced := cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced)
+	slow.Stop()
+	if !synced {
 		return ctx.Err()
 	}
 	lister := inf.Lister()
@@ -166,6 +177,20 @@ func bounded(q resource.Quantity, most int64, millis bool) int64 {
 		return most
 	}
 	return q.Value()
+}
+
+// slimNode keeps of a node its name, version, labels, spec and allocatable
+// resources and conditions.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil // a tombstone
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Labels: n.Labels},
+		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable},
+		Status:     corev1.NodeStatus{Allocatable: n.Status.Allocatable, Conditions: n.Status.Conditions},
+	}, nil
 }
 
 func (o *Offer) equal(p *Offer) bool {

@@ -214,3 +214,22 @@ func TestDiscoverNodesLogsManyGPUModelsBriefly(t *testing.T) {
 		t.Errorf("the log of the offer is %d bytes, want at most 4 KiB", n)
 	}
 }
+
+// The informer keeps of each node only what an offer reads.
+func TestSlimNodeKeepsWhatAnOfferReads(t *testing.T) {
+	n := node("a", "64Gi", "16", "8", "100Gi", "nvidia-l4", true)
+	n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.example.com/big:1"}, SizeBytes: 1 << 30}}
+	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+	n.Annotations = map[string]string{"node.alpha.kubernetes.io/ttl": "0"}
+	got, err := slimNode(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := got.(*corev1.Node)
+	if len(s.Status.Images) != 0 || len(s.ManagedFields) != 0 || len(s.Annotations) != 0 {
+		t.Errorf("slim node keeps images %v, managed fields %v, annotations %v", s.Status.Images, s.ManagedFields, s.Annotations)
+	}
+	if a, b := NodeOffer([]*corev1.Node{n}, gpuLabel), NodeOffer([]*corev1.Node{s}, gpuLabel); !a.equal(&b) {
+		t.Errorf("offer of the slim node %+v, of the node %+v: want the same", b, a)
+	}
+}

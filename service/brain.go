@@ -2,9 +2,13 @@ package service
 
 import (
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/autofix/autofix/classifier"
 	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/recommender"
 	"github.com/autofix/autofix/remediate"
@@ -17,6 +21,7 @@ type brain struct {
 	rec        *recommender.Recommender
 	classifier *classifier.Classifier
 	models     *models.Models
+	unpriced   string // the GPU models without a price last logged (discovery's goroutine only)
 }
 
 // newBrain builds the recommender from the configuration: the embedded rules (with
@@ -38,7 +43,7 @@ func newBrain(cfg *config.Config) (*brain, error) {
 	if err != nil {
 		return nil, err
 	}
-	largest := cfg.Cluster.LargestNode.Resources()
+	largest, _ := withPools(cfg.Cluster.LargestNode.Resources(), nil, cfg.Cluster.NodePools)
 	rec := recommender.New(c, m, fb, recommender.Options{
 		Catalogue:      cfg.Catalogue,
 		MaxMemoryBytes: largest.MemoryBytes, MaxCPUMillis: largest.CPUMillis, MaxEphemeralBytes: largest.EphemeralStorageBytes,
@@ -47,25 +52,55 @@ func newBrain(cfg *config.Config) (*brain, error) {
 	return &brain{rec: rec, classifier: c, models: m}, nil
 }
 
-// offer tells the recommender what the nodes offer, as discovery found it. A resource
-// no node reports keeps the configured bound: local storage on a cluster that does
-// not account for it, and memory or CPU, which every node's status has (zero would
-// be no limit at all). No GPU on any node is what it says.
-func (b *brain) offer(o remediate.Offer, configured config.Node) {
-	c := configured.Resources()
+// offer tells the recommender what the nodes offer, as discovery found it, widened
+// by cluster.nodePools (what an autoscaler can add). A resource no node reports
+// keeps the configured bound: local storage on a cluster that does not account for
+// it, and memory or CPU, which every node's status has (zero would be no limit at
+// all). No GPU on any node or pool is what it says. GPU models without a price in
+// the catalogue are logged, once per set: they cannot be proposed.
+func (b *brain) offer(o remediate.Offer, c *config.Cluster, catalogue failure.Catalogue, log *slog.Logger) {
+	conf := c.LargestNode.Resources()
 	largest := o.Largest
 	if largest.EphemeralStorageBytes == 0 {
-		largest.EphemeralStorageBytes = c.EphemeralStorageBytes
+		largest.EphemeralStorageBytes = conf.EphemeralStorageBytes
 	}
 	if largest.MemoryBytes == 0 {
-		largest.MemoryBytes = c.MemoryBytes
+		largest.MemoryBytes = conf.MemoryBytes
 	}
 	if largest.CPUMillis == 0 {
-		largest.CPUMillis = c.CPUMillis
+		largest.CPUMillis = conf.CPUMillis
 	}
-	types := o.GPUTypes
+	largest, types := withPools(largest, o.GPUTypes, c.NodePools)
 	if types == nil {
 		types = []string{} // discovered: no GPU model at all
 	}
+	var unpriced []string
+	for _, t := range types {
+		if _, ok := catalogue.GPU(t); !ok {
+			unpriced = append(unpriced, t)
+		}
+	}
+	if key := strings.Join(unpriced, ","); key != b.unpriced {
+		b.unpriced = key
+		if len(unpriced) > 0 {
+			log.Warn("GPU models on the nodes have no price in catalogue.gpus (named by the node label's values): autofix "+
+				"does not propose them", "models", unpriced[:min(len(unpriced), 16)], "count", len(unpriced))
+		}
+	}
 	b.rec.SetCluster(recommender.Cluster{Largest: largest, GPUTypes: types})
+}
+
+// withPools widens what the nodes offer by the node pools an autoscaler can add.
+func withPools(largest failure.Resources, types []string, pools []config.NodePool) (failure.Resources, []string) {
+	for _, p := range pools {
+		r := p.Resources()
+		largest.MemoryBytes = max(largest.MemoryBytes, r.MemoryBytes)
+		largest.CPUMillis = max(largest.CPUMillis, r.CPUMillis)
+		largest.GPU = max(largest.GPU, r.GPU)
+		largest.EphemeralStorageBytes = max(largest.EphemeralStorageBytes, r.EphemeralStorageBytes)
+		if p.GPUModel != "" && !slices.Contains(types, p.GPUModel) {
+			types = append(slices.Clone(types), p.GPUModel)
+		}
+	}
+	return largest, types
 }

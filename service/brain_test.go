@@ -1,6 +1,9 @@
 package service
 
 import (
+	"bytes"
+	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -83,7 +86,7 @@ func TestOfferReachesTheRecommender(t *testing.T) {
 		t.Errorf("before discovery: %+v, want cluster.largestNode %+v", got, cfg.Cluster.LargestNode.Resources())
 	}
 	b.offer(remediate.Offer{Largest: failure.Resources{MemoryBytes: 256 << 30, CPUMillis: 32000, GPU: 4},
-		GPUTypes: []string{"nvidia-l4"}, Nodes: 3}, cfg.Cluster.LargestNode)
+		GPUTypes: []string{"nvidia-l4"}, Nodes: 3}, &cfg.Cluster, cfg.Catalogue, slog.New(slog.DiscardHandler))
 	got := b.rec.Cluster()
 	want := failure.Resources{MemoryBytes: 256 << 30, CPUMillis: 32000, GPU: 4, EphemeralStorageBytes: cfg.Cluster.LargestNode.Resources().EphemeralStorageBytes}
 	if got.Largest != want || len(got.GPUTypes) != 1 || got.GPUTypes[0] != "nvidia-l4" {
@@ -95,7 +98,7 @@ func TestOfferReachesTheRecommender(t *testing.T) {
 		}
 	}
 	// A cluster with no GPU model: only the failed run's.
-	b.offer(remediate.Offer{Largest: failure.Resources{MemoryBytes: 256 << 30, CPUMillis: 32000}, Nodes: 1}, cfg.Cluster.LargestNode)
+	b.offer(remediate.Offer{Largest: failure.Resources{MemoryBytes: 256 << 30, CPUMillis: 32000}, Nodes: 1}, &cfg.Cluster, cfg.Catalogue, slog.New(slog.DiscardHandler))
 	if got := b.rec.Cluster().GPUTypes; len(got) != 0 {
 		t.Errorf("GPU models %v on a cluster without any", got)
 	}
@@ -110,10 +113,44 @@ func TestOfferWithoutMemoryOrCPUKeepsTheConfiguredBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.offer(remediate.Offer{Largest: failure.Resources{GPU: 4}, GPUTypes: []string{"nvidia-l4"}, Nodes: 2}, cfg.Cluster.LargestNode)
+	b.offer(remediate.Offer{Largest: failure.Resources{GPU: 4}, GPUTypes: []string{"nvidia-l4"}, Nodes: 2}, &cfg.Cluster, cfg.Catalogue, slog.New(slog.DiscardHandler))
 	c := cfg.Cluster.LargestNode.Resources()
 	want := failure.Resources{MemoryBytes: c.MemoryBytes, CPUMillis: c.CPUMillis, GPU: 4, EphemeralStorageBytes: c.EphemeralStorageBytes}
 	if got := b.rec.Cluster().Largest; got != want {
 		t.Errorf("largest node %+v, want %+v (the configured memory and CPU)", got, want)
+	}
+}
+
+// A GPU pool an autoscaler can add (scaled to zero now) is offered with the nodes
+// there are; GPU models without a price are logged once, and not proposed.
+func TestNodePoolsWidenTheOffer(t *testing.T) {
+	cfg := config.Default()
+	cfg.Cluster.NodePools = []config.NodePool{{Node: config.Node{MemoryGiB: 1800, CPU: 192, GPUs: 8}, GPUModel: "nvidia-h100-80gb"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := newBrain(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	for range 3 {
+		b.offer(remediate.Offer{Largest: failure.Resources{MemoryBytes: 256 << 30, CPUMillis: 32000, GPU: 4},
+			GPUTypes: []string{"NVIDIA-A100-SXM4-80GB", "nvidia-a100-40gb"}, Nodes: 5}, &cfg.Cluster, cfg.Catalogue, log)
+	}
+	got := b.rec.Cluster()
+	if got.Largest.MemoryBytes != 1800<<30 || got.Largest.GPU != 8 || got.Largest.CPUMillis != 192000 {
+		t.Errorf("largest %+v, want the H100 pool's 1800 GiB, 192 cores, 8 GPUs", got.Largest)
+	}
+	if !slices.Contains(got.GPUTypes, "nvidia-h100-80gb") || !slices.Contains(got.GPUTypes, "nvidia-a100-40gb") {
+		t.Errorf("GPU models %v, want the nodes' and the pool's", got.GPUTypes)
+	}
+	if n := strings.Count(logs.String(), "no price in catalogue.gpus"); n != 1 || !strings.Contains(logs.String(), "NVIDIA-A100-SXM4-80GB") {
+		t.Errorf("the unpriced model logged %d times, want once, naming it:\n%s", n, logs.String())
+	}
+	cfg.Cluster.NodePools[0].GPUModel = ""
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "cluster.nodePools[0].gpuModel") {
+		t.Errorf("a GPU pool without its model: %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 // Package service assembles autofix serve: it builds every part from one
 // configuration (New), runs them (Run) and stops them in order (Stop). It owns every
-// goroutine the service starts: all of them end before Run returns.
+// goroutine the service starts: all of them end before Run returns, unless they
+// outlast shutdownGrace (and 5 s more): then Run returns with them abandoned, and the
+// process is expected to exit (what they had not committed is delivered again).
 //
 // What it runs: the Kafka consumer that decides events (engine.Intake) on every
 // replica; the HTTP API; readiness probes; the token reload; node discovery; and, on
@@ -295,7 +297,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { s.tokens.run(gctx, s.authn); return nil })
 	if s.kube != nil && cfg.Cluster.Discover {
 		g.Go(func() error {
-			err := remediate.DiscoverNodes(gctx, s.kube, func(o remediate.Offer) { s.brain.offer(o, cfg.Cluster.LargestNode) },
+			err := remediate.DiscoverNodes(gctx, s.kube, func(o remediate.Offer) { s.brain.offer(o, &cfg.Cluster, cfg.Catalogue, log) },
 				remediate.NodeOptions{GPUTypeLabel: cfg.Kubernetes.GPUTypeLabel, Log: log})
 			if err != nil && gctx.Err() == nil {
 				log.Error("node discovery stopped: the configured cluster.largestNode holds", "err", err)

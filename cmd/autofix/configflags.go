@@ -10,7 +10,7 @@ import (
 )
 
 // configFlags give a command serve's configuration: the defaults, then --config FILE
-// (YAML), then the AUTOFIX_* environment variables, then the command's own flags,
+// (YAML; default $AUTOFIX_CONFIG), then the AUTOFIX_* environment variables, then the command's own flags,
 // each of which overrides one field. Every command that touches what serve touches
 // (the ledger, the cluster, the token file, Kafka) loads it this way, so that they
 // all see what serve sees.
@@ -83,7 +83,11 @@ func (c *configFlags) add(cmd *cobra.Command, flag string, set func(*config.Conf
 
 // load returns the configuration, validated.
 func (c *configFlags) load(cmd *cobra.Command) (config.Config, error) {
-	cfg, err := config.Load(c.file, os.LookupEnv)
+	file := c.file
+	if !cmd.Flags().Changed("config") {
+		file = os.Getenv("AUTOFIX_CONFIG") // a pod's: kubectl exec ... autofix ledger
+	}
+	cfg, err := config.Load(file, os.LookupEnv)
 	if err != nil {
 		return cfg, err
 	}

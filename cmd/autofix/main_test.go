@@ -234,3 +234,42 @@ func TestBadUsage(t *testing.T) {
 		t.Errorf("missing rules dir: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// Every command that touches what serve touches reads serve's configuration: from
+// --config, or from $AUTOFIX_CONFIG (set in the pod), with its flags over it.
+func TestCommandsReadServesConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "autofix.yaml")
+	data := filepath.Join(dir, "serve-data")
+	if err := os.WriteFile(file, []byte("dataDir: "+data+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"ledger"}, {"policy", "status"}, {"token", "list"}} {
+		t.Setenv("AUTOFIX_CONFIG", file)
+		code, out, errOut := runCmd(t, "", args...)
+		switch args[0] {
+		case "token": // the token file is created where serve's is
+			if code != 0 || !strings.Contains(out+errOut, "no tokens") && !strings.Contains(out, "NAME") {
+				t.Errorf("%v: %d %q %q", args, code, out, errOut)
+			}
+		default:
+			if code == 0 || !strings.Contains(errOut, filepath.Join(data, "ledger.db")) {
+				t.Errorf("%v with AUTOFIX_CONFIG: exit %d, %q; want it to look for serve's ledger in %s", args, code, errOut, data)
+			}
+		}
+		// A flag over the file.
+		other := filepath.Join(dir, "other")
+		if args[0] != "token" {
+			if _, _, errOut := runCmd(t, "", append(args, "--data-dir", other)...); !strings.Contains(errOut, filepath.Join(other, "ledger.db")) {
+				t.Errorf("%v --data-dir: %q; want the flag's directory", args, errOut)
+			}
+		}
+	}
+	// A configuration that is not valid stops every command, naming the field.
+	if err := os.WriteFile(file, []byte("kafka:\n  partitions: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCmd(t, "", "ledger", "--config", file); code == 0 || !strings.Contains(errOut, "kafka.partitions") {
+		t.Errorf("ledger with a bad config: %d %q", code, errOut)
+	}
+}
