@@ -34,7 +34,9 @@ func (l *wakeLedger) Claim(context.Context, string, string, time.Time, time.Time
 	return true, 0, nil
 }
 
-func (l *wakeLedger) Defer(context.Context, string, string, time.Time, bool, string) error { return nil }
+func (l *wakeLedger) Defer(context.Context, string, string, time.Time, bool, string) error {
+	return nil
+}
 
 func (l *wakeLedger) Transition(_ context.Context, id string, _, _ ledger.State, _, _ string, _ time.Time) error {
 	l.mu.Lock()
