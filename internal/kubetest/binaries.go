@@ -38,10 +38,38 @@ func BinDir() (string, error) {
 }
 
 // EnsureBinaries returns the directory of the control-plane binaries, building them
-// with test/cluster/build.sh first if they are not there (minutes, the first time).
-// Concurrent callers, in one process or many (go test runs test packages in
-// parallel), build once: the others wait for the build and use it.
+// first if they are not there (minutes, the first time). The build runs in a child
+// process (test/cluster/build.sh, which runs BuildBinaries) that finishes it even
+// if this process is killed meanwhile (go test kills a test binary a minute past
+// its timeout): the build is not lost, and the next caller uses it or waits for it.
 func EnsureBinaries(ctx context.Context, log io.Writer) (string, error) {
+	dir, err := BinDir()
+	if err != nil {
+		return "", err
+	}
+	if complete(dir) {
+		return dir, nil
+	}
+	root, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/autofix/autofix").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the module root: %w", err)
+	}
+	script := filepath.Join(strings.TrimSpace(string(root)), "test", "cluster", "build.sh")
+	cmd := exec.Command(script) // #nosec G204 -- the repository's own build script
+	cmd.Stderr = log
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", script, err)
+	}
+	if got := strings.TrimSpace(string(out)); got != dir {
+		return "", fmt.Errorf("%s built into %s, want %s", script, got, dir)
+	}
+	return dir, nil
+}
+
+// BuildBinaries is EnsureBinaries in this process: it builds the binaries, if they
+// are not there, with test/cluster/build.sh DIR, and returns their directory.
+func BuildBinaries(ctx context.Context, log io.Writer) (string, error) {
 	dir, err := BinDir()
 	if err != nil {
 		return "", err
