@@ -1,9 +1,9 @@
 // Package kubetest runs a real Kubernetes control plane for integration tests: etcd,
 // kube-apiserver (RBAC on) and kube-controller-manager with the real Job, Deployment
-// and ReplicaSet controllers, from binaries test/cluster/build.sh builds from Go
-// modules and caches (see Main). There is no kubelet and no scheduler: Kubelet, a small test
-// agent, binds pods to a node and moves them to Running and then Succeeded or Failed
-// as the test's ground truth says.
+// and ReplicaSet controllers, from binaries built from Go modules once and cached
+// (EnsureBinaries, Main). There is no kubelet and no scheduler: Kubelet, a small
+// test agent, binds pods to a node and moves them to Running and then Succeeded or
+// Failed as the test's ground truth says.
 package kubetest
 
 import (

@@ -5,10 +5,11 @@
 #   build.sh DIR   builds them into DIR. Cold: ~8-10 minutes and ~3 GB of RAM on
 #                  2 cores; with Go's build cache warm: about a minute.
 #   build.sh       makes sure the cache ($AUTOFIX_K8S_BIN, or
-#                  ~/.cache/autofix/k8s-VERSION) holds them and prints its directory:
-#                  internal/kubetest builds into a temporary directory under a lock
-#                  and renames it into place, so concurrent callers (test packages
-#                  run in parallel) build once and nobody sees a half-built cache.
+#                  ~/.cache/autofix/k8s-VERSION) holds them and prints its directory,
+#                  through internal/kubetest/cmd/controlplane: it builds into a
+#                  temporary directory under a lock and renames it into place, so
+#                  concurrent callers (test packages run in parallel) build once and
+#                  nobody sees a half-built cache. The integration tests run this.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ $# -eq 0 ]; then
