@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/autofix/autofix/failure"
@@ -44,7 +45,9 @@ type Dispatcher struct {
 	Limiter *policy.Limiter
 	// DryRun abandons approved remediations instead of submitting them.
 	DryRun bool
-	// Interval is how often the ledger is polled when there is nothing to do (default 200 ms).
+	// Interval is how often the ledger is polled when there is nothing to do (default
+	// 200 ms): what is approved elsewhere (another replica) waits for it, what Wake
+	// announces does not.
 	Interval time.Duration
 	// MaxBackoff caps the wait before a remediation whose submission failed is tried
 	// again (default 1 minute); other remediations go on meanwhile.
@@ -56,6 +59,9 @@ type Dispatcher struct {
 	Owner string
 	Now   func() time.Time
 	Log   *slog.Logger
+
+	wakeOnce sync.Once
+	wakeCh   chan struct{}
 }
 
 // claimFor is how long a claim keeps other dispatchers off an attempt while its
@@ -64,7 +70,8 @@ type Dispatcher struct {
 // before the crash makes that a no-op: names are deterministic).
 const claimFor = 30 * time.Second
 
-// Run dispatches until ctx is cancelled.
+// Run dispatches until ctx is cancelled: at once when woken (Wake), and every
+// Interval otherwise.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	interval := d.Interval
 	if interval <= 0 {
@@ -72,6 +79,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	wake := d.wake()
 	for {
 		busy, err := d.Once(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -84,8 +92,26 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-wake:
 		}
 	}
+}
+
+// Wake makes Run look for approved remediations now rather than at its next tick:
+// call it when one was approved in this process (the intake's decision, an
+// approval through the API), so that its submission does not wait out the
+// interval. It never blocks; wakes that come while Run is busy make one more look.
+// Approvals in other processes are found by the polling alone.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake() <- struct{}{}:
+	default: // a look is already due
+	}
+}
+
+func (d *Dispatcher) wake() chan struct{} {
+	d.wakeOnce.Do(func() { d.wakeCh = make(chan struct{}, 1) })
+	return d.wakeCh
 }
 
 // Once submits what is approved and due. It reports whether it did anything, so the

@@ -1,9 +1,9 @@
 // Package kubetest runs a real Kubernetes control plane for integration tests: etcd,
 // kube-apiserver (RBAC on) and kube-controller-manager with the real Job, Deployment
-// and ReplicaSet controllers, from binaries test/cluster/build.sh builds from Go
-// modules and caches. There is no kubelet and no scheduler: Kubelet, a small test
-// agent, binds pods to a node and moves them to Running and then Succeeded or Failed
-// as the test's ground truth says.
+// and ReplicaSet controllers, from binaries built from Go modules once and cached
+// (EnsureBinaries, Main). There is no kubelet and no scheduler: Kubelet, a small
+// test agent, binds pods to a node and moves them to Running and then Succeeded or
+// Failed as the test's ground truth says.
 package kubetest
 
 import (
@@ -87,27 +87,28 @@ current-context: test
 	return c
 }
 
-// binaries returns the directory of the control-plane binaries, building them with
-// test/cluster/build.sh when they are not cached (minutes, the first time).
+// binaries returns the directory of the control-plane binaries, building them when
+// they are not cached (minutes, the first time: call Main from TestMain to build
+// before the test timeout starts).
 func binaries(t testing.TB) string {
 	t.Helper()
-	if dir := os.Getenv("AUTOFIX_K8S_BIN"); dir != "" {
-		if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err == nil { // #nosec G703 -- the developer names it
-			return dir
-		}
-	}
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/autofix/autofix").Output()
+	dir, err := EnsureBinaries(context.Background(), os.Stderr)
 	if err != nil {
-		t.Fatalf("find the module root: %v", err)
+		t.Fatal(err)
 	}
-	script := filepath.Join(strings.TrimSpace(string(root)), "test", "cluster", "build.sh")
-	cmd := exec.Command(script) // #nosec G204 -- the repository's own build script
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s: %v", script, err)
+	return dir
+}
+
+// Main runs a test package's tests once the control plane is built: call it from
+// the package's TestMain. A build, when one is needed, runs before m.Run, so the
+// test binary's own timeout (go test -timeout, 10 minutes by default) does not
+// count it; go test's backstop, one minute past that timeout, still does.
+func Main(m *testing.M) {
+	if _, err := EnsureBinaries(context.Background(), os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "kubetest:", err)
+		os.Exit(1)
 	}
-	return strings.TrimSpace(string(out))
+	os.Exit(m.Run())
 }
 
 func (c *Cluster) run(t testing.TB, name string, args ...string) {
