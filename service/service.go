@@ -186,11 +186,18 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	if s.intake == nil {
 		s.intake = &engine.Intake{}
 	}
-	s.intake.Ledger, s.intake.Recommender, s.intake.Policy, s.intake.Log, s.intake.Decided =
-		s.store, s.brain.rec, &cfg.Policy, log, s.metrics.Decided
 	s.dispatcher = &engine.Dispatcher{
 		Ledger: s.store, Remediator: remediator, DryRun: cfg.Policy.DryRun, Log: log,
 		Limiter: policy.NewLimiter(cfg.Policy.RatePerMinute, cfg.Policy.Burst),
+	}
+	// A fix approved here is submitted at once, not at the dispatcher's next poll
+	// (which stays, for approvals made on other replicas).
+	s.intake.Ledger, s.intake.Recommender, s.intake.Policy, s.intake.Log = s.store, s.brain.rec, &cfg.Policy, log
+	s.intake.Decided = func(e *ledger.Entry, latency time.Duration) {
+		s.metrics.Decided(e, latency)
+		if e.State == ledger.Approved {
+			s.dispatcher.Wake()
+		}
 	}
 	s.health = &health{store: s.store, consumer: s.consumer, brokers: s.brokers, security: s.sec, kube: s.kube,
 		simulated: s.simulated != nil, election: s.election}
@@ -211,7 +218,7 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 		return err
 	}
 	s.apiServer, err = newAPIServer(cfg, api.Options{
-		Ledger: s.store, Review: reviews, Recommender: s.brain.rec, Classifier: s.brain.classifier, Models: s.brain.models,
+		Ledger: s.store, Review: wakingReviewer{reviews, s.dispatcher}, Recommender: s.brain.rec, Classifier: s.brain.classifier, Models: s.brain.models,
 		Pods: cfg.Policy.Pods, Auth: s.authn, Pipelines: s.pipelines, Metrics: s.metrics, Ready: s.health.ready, Log: log,
 	})
 	if err != nil {
@@ -223,6 +230,20 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	}
 	s.closers = append([]func(){func() { _ = s.ln.Close() }}, s.closers...)
 	return nil
+}
+
+// wakingReviewer wakes the dispatcher when a person approves a fix.
+type wakingReviewer struct {
+	*review.Service
+	d *engine.Dispatcher
+}
+
+func (w wakingReviewer) Approve(ctx context.Context, id, who string, c review.Choice) (ledger.Attempt, error) {
+	a, err := w.Service.Approve(ctx, id, who, c)
+	if err == nil {
+		w.d.Wake()
+	}
+	return a, err
 }
 
 // Addr is the HTTP listener's address.

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/internal/kubetest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/remediate"
@@ -229,7 +230,7 @@ func (j *jobTimes) observe(job *batchv1.Job) {
 	now := time.Now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if orig := job.Labels[remediate.LabelOriginal]; orig != "" {
+	if orig := job.Labels[failure.LabelOriginal]; orig != "" {
 		if _, ok := j.fixed[orig]; !ok {
 			j.fixed[orig], j.fixedAPI[orig] = now, job.CreationTimestamp.Time
 		}
@@ -314,7 +315,7 @@ func createOOMJob(ctx context.Context, b *testing.B, c *kubetest.Cluster, name s
 	zero := int32(0)
 	mem := resource.MustParse("16Gi")
 	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml", Labels: map[string]string{remediate.LabelKind: "training"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml", Labels: map[string]string{failure.LabelKind: "training"}},
 		Spec: batchv1.JobSpec{BackoffLimit: &zero, Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{truthMemory: "20Gi"}},
 			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "main", Image: "registry.local/" + name + ":1.0",
