@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -94,7 +95,7 @@ func TestSupervisorDrivesRunsToTheirEnd(t *testing.T) {
 		if _, err := s.Start(ctx, def, "run1", "alice"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Start(ctx, def, "run1", "bob"); err != ledger.ErrConflict {
+		if _, err := s.Start(ctx, def, "run1", "bob"); !errors.Is(err, ledger.ErrConflict) {
 			t.Errorf("a second start of run1: %v, want a conflict", err)
 		}
 		bad := ledger.PipelineRun{Pipeline: "broken", Run: "r", Phase: string(Running), Definition: json.RawMessage(`{"name": 7}`)}
