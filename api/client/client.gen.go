@@ -1534,7 +1534,10 @@ type ClientInterface interface {
 	// Readyz Readiness
 	//
 	// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-	// cluster), with each check's state: 200 when ready, 503 when not.
+	// cluster and, on a real cluster, leader election), with each check's state:
+	// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+	// says whom it follows); an election this replica cannot take part in (the
+	// Lease's namespace missing, no right to the Lease) is not.
 	//
 	// No authentication is needed (probes send none), and then `checks` is all there
 	// is: states only, never an error's text, which may name hosts or a DSN. A request
@@ -1818,7 +1821,10 @@ func (c *Client) Metrics(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 // Readyz Readiness
 //
 // Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-// cluster), with each check's state: 200 when ready, 503 when not.
+// cluster and, on a real cluster, leader election), with each check's state:
+// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+// says whom it follows); an election this replica cannot take part in (the
+// Lease's namespace missing, no right to the Lease) is not.
 //
 // No authentication is needed (probes send none), and then `checks` is all there
 // is: states only, never an error's text, which may name hosts or a DSN. A request
@@ -3096,7 +3102,10 @@ type ClientWithResponsesInterface interface {
 	// ReadyzWithResponse Readiness
 	//
 	// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-	// cluster), with each check's state: 200 when ready, 503 when not.
+	// cluster and, on a real cluster, leader election), with each check's state:
+	// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+	// says whom it follows); an election this replica cannot take part in (the
+	// Lease's namespace missing, no right to the Lease) is not.
 	//
 	// No authentication is needed (probes send none), and then `checks` is all there
 	// is: states only, never an error's text, which may name hosts or a DSN. A request
@@ -5126,7 +5135,10 @@ func (c *ClientWithResponses) MetricsWithResponse(ctx context.Context, reqEditor
 // ReadyzWithResponse Readiness
 //
 // Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-// cluster), with each check's state: 200 when ready, 503 when not.
+// cluster and, on a real cluster, leader election), with each check's state:
+// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+// says whom it follows); an election this replica cannot take part in (the
+// Lease's namespace missing, no right to the Lease) is not.
 //
 // No authentication is needed (probes send none), and then `checks` is all there
 // is: states only, never an error's text, which may name hosts or a DSN. A request
