@@ -170,7 +170,12 @@ func TestNewTokenWorksAtOnce(t *testing.T) {
 	}
 	ran := make(chan error, 1)
 	go func() { ran <- s.Run(context.Background()) }()
-	defer func() { s.Stop(); _ = <-ran }()
+	defer func() {
+		s.Stop()
+		if err := <-ran; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
 	waitFor(t, "/readyz 200", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
 	store, err := auth.OpenStore(filepath.Join(cfg.DataDir, auth.StoreFile))
 	if err != nil {
