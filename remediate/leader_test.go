@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/autofix/autofix/internal/testwait"
 )
 
 type syncBuffer struct {
@@ -35,21 +37,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// until polls cond until it holds, for as long as the test may run.
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline, ok := t.Deadline()
-	if !ok {
-		deadline = time.Now().Add(10 * time.Minute)
-	}
-	for !cond() {
-		if time.Now().After(deadline.Add(-5 * time.Second)) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // A replica that cannot take part in the election (its Lease's namespace does not
@@ -84,13 +71,13 @@ func TestLeaderStatusShowsAnElectionThatCannotRun(t *testing.T) {
 			<-ctx.Done()
 		})
 	}()
-	until(t, "the failing election to be seen", func() bool { started, _, _, err := status.State(); return started && err != nil })
+	testwait.Poll(t, "the failing election to be seen", func() bool { started, _, _, err := status.State(); return started && err != nil })
 	_, leading, _, err := status.State()
 	if leading || !strings.Contains(err.Error(), `namespaces "autofix" not found`) {
 		t.Errorf("status: leading %v, err %v; want not leading, the missing namespace named", leading, err)
 	}
 	// Let it retry a few times: still one log line.
-	until(t, "a few retries", func() bool {
+	testwait.Poll(t, "a few retries", func() bool {
 		return len(kube.Actions()) > 10
 	})
 	if n := strings.Count(logs.String(), "leader election cannot run"); n != 1 {
@@ -100,7 +87,7 @@ func TestLeaderStatusShowsAnElectionThatCannotRun(t *testing.T) {
 	missing = false
 	mu.Unlock()
 	<-led
-	until(t, "the status to show leading", func() bool { _, leading, _, err := status.State(); return leading && err == nil })
+	testwait.Poll(t, "the status to show leading", func() bool { _, leading, _, err := status.State(); return leading && err == nil })
 	if _, _, holder, _ := status.State(); holder != "a" {
 		t.Errorf("holder %q, want a", holder)
 	}
@@ -149,7 +136,7 @@ func TestLeaderStatusKeepsAWriteFailureWhileTheLeaseIsStale(t *testing.T) {
 			LeaseDuration: 300 * time.Millisecond, RenewDeadline: 200 * time.Millisecond, RetryPeriod: 10 * time.Millisecond,
 			Log: slog.New(slog.NewTextHandler(&logs, nil))}, func(ctx context.Context) { <-ctx.Done() })
 	}()
-	until(t, "a few failed writes", func() bool { mu.Lock(); defer mu.Unlock(); return updates >= 5 })
+	testwait.Poll(t, "a few failed writes", func() bool { mu.Lock(); defer mu.Unlock(); return updates >= 5 })
 	cancel()
 	<-done
 	mu.Lock()

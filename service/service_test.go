@@ -18,6 +18,7 @@ import (
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/internal/testwait"
 	"github.com/autofix/autofix/remediate"
 )
 
@@ -33,21 +34,6 @@ func testConfig(t *testing.T, kubeconfig string) *config.Config {
 		t.Fatal(err)
 	}
 	return &cfg
-}
-
-// waitFor polls cond for as long as the test may run.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline, ok := t.Deadline()
-	if !ok {
-		deadline = time.Now().Add(10 * time.Minute)
-	}
-	for !cond() {
-		if time.Now().After(deadline.Add(-5 * time.Second)) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func readyz(t *testing.T, s *Service) (int, map[string]api.Check) {
@@ -71,7 +57,7 @@ func TestRunStop(t *testing.T) {
 	}
 	ran := make(chan error, 1)
 	go func() { ran <- s.Run(context.Background()) }()
-	waitFor(t, "/readyz 200", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
+	testwait.Poll(t, "/readyz 200", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
 	s.Stop()
 	select {
 	case err := <-ran:
@@ -129,7 +115,7 @@ func TestNodesAreDiscovered(t *testing.T) {
 		}
 	}()
 	want := failure.Resources{MemoryBytes: 1 << 40, CPUMillis: 96000, GPU: 8, EphemeralStorageBytes: 1500 << 30}
-	waitFor(t, "the nodes' offer", func() bool { return s.brain.rec.Cluster().Largest == want })
+	testwait.Poll(t, "the nodes' offer", func() bool { return s.brain.rec.Cluster().Largest == want })
 	if got := s.brain.rec.Cluster().GPUTypes; !slices.Equal(got, []string{"nvidia-l4", "nvidia-a100-40gb", "nvidia-a100-80gb"}) {
 		t.Errorf("GPU models %v, want the simulated nodes' three, in catalogue order", got)
 	}
@@ -176,7 +162,7 @@ func TestNewTokenWorksAtOnce(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	}()
-	waitFor(t, "/readyz 200", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
+	testwait.Poll(t, "/readyz 200", func() bool { code, _ := readyz(t, s); return code == http.StatusOK })
 	store, err := auth.OpenStore(filepath.Join(cfg.DataDir, auth.StoreFile))
 	if err != nil {
 		t.Fatal(err)

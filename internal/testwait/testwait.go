@@ -119,3 +119,16 @@ func Until(ctx context.Context, s *Signal, cond func() bool) error {
 		}
 	}
 }
+
+// Poll checks cond every 20 ms until it holds, and fails the test at Deadline(t):
+// for conditions nothing signals (a server's readiness, another process's state).
+func Poll(t T, what string, cond func() bool) {
+	t.Helper()
+	d, ok := Deadline(t)
+	for !cond() {
+		if ok && time.Now().After(d) {
+			t.Fatalf("gave up waiting for %s at the test's deadline", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
