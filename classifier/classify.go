@@ -18,6 +18,15 @@ type Options struct {
 	MinConfidence float64
 	// MaxEvidence bounds the evidence lines of a result. Default 8.
 	MaxEvidence int
+	// Knowledge are the knowledge tables whose hits are evidence and features of
+	// the model; nil for none.
+	Knowledge *Knowledge
+	// Model is the learned classifier that decides the failures the rules are not
+	// sure of; nil for rules alone.
+	Model *Model
+	// Authority is the confidence at or above which the rules decide alone, without
+	// the model. Default 0.9.
+	Authority float64
 }
 
 // Classifier classifies failure events with a rule set. It is safe for concurrent use.
@@ -35,6 +44,9 @@ func New(rs *RuleSet, opts Options) *Classifier {
 	if opts.MaxEvidence <= 0 {
 		opts.MaxEvidence = 8
 	}
+	if opts.Authority <= 0 {
+		opts.Authority = 0.9
+	}
 	c := &Classifier{rules: rs, opts: opts}
 	c.pool.New = func() any { return new(state) }
 	return c
@@ -43,6 +55,17 @@ func New(rs *RuleSet, opts Options) *Classifier {
 // WithRules returns a classifier of rs with c's options: to try candidate rules
 // exactly as c would apply them.
 func (c *Classifier) WithRules(rs *RuleSet) *Classifier { return New(rs, c.opts) }
+
+// WithModel returns a classifier with c's rules, knowledge and options and the model
+// m (nil: rules and knowledge alone).
+func (c *Classifier) WithModel(m *Model) *Classifier {
+	o := c.opts
+	o.Model = m
+	return New(c.rules, o)
+}
+
+// Model returns the classifier's learned model, nil if it has none.
+func (c *Classifier) Model() *Model { return c.opts.Model }
 
 // RuleSet returns the classifier's rules.
 func (c *Classifier) RuleSet() *RuleSet { return c.rules }
@@ -91,13 +114,22 @@ func (c *Classifier) classify(ev *failure.Event, done <-chan struct{}) (_ failur
 	defer c.pool.Put(st)
 	st.prepare(ev, c.rules)
 	defer st.release()
+	errs, stopped := c.match(st, done)
+	if stopped {
+		return failure.Classification{}, nil, true
+	}
+	return c.decide(st, ev), errs, false
+}
+
+// match evaluates the rules on the prepared state, collecting in st.matched those
+// that match, until done is closed.
+func (c *Classifier) match(st *state, done <-chan struct{}) (errs []RuleError, stopped bool) {
 	st.matched = st.matched[:0]
-	var errs []RuleError
 	for _, r := range c.rules.rules {
 		if done != nil {
 			select {
 			case <-done:
-				return failure.Classification{}, nil, true
+				return nil, true
 			default:
 			}
 		}
@@ -114,7 +146,7 @@ func (c *Classifier) classify(ev *failure.Event, done <-chan struct{}) (_ failur
 			st.matched = append(st.matched, r)
 		}
 	}
-	return c.decide(st), errs, false
+	return errs, false
 }
 
 // group is the evidence for one category: its rules, strongest first.
@@ -125,40 +157,63 @@ type group struct {
 	rules      []*Rule
 }
 
-// decide turns the matched rules into a classification. The category of the
-// highest-priority matching rule wins (ties: higher confidence). A category's
-// confidence combines its rules as independent evidence, 1 - Π(1 - c), capped at 0.99.
-func (c *Classifier) decide(st *state) failure.Classification {
-	var groups []*group
+// groups collects the matched rules by category, the winning category first: the
+// category of the highest-priority matching rule (ties: higher confidence). A
+// category's confidence combines its rules as independent evidence, 1 - Π(1 - c),
+// capped at 0.99.
+func groups(st *state) []*group {
+	var gs []*group
 	for _, r := range st.matched { // in priority order
-		i := slices.IndexFunc(groups, func(g *group) bool { return g.category == r.Category })
+		i := slices.IndexFunc(gs, func(g *group) bool { return g.category == r.Category })
 		if i < 0 {
-			groups = append(groups, &group{category: r.Category, priority: r.Priority, confidence: 1})
-			i = len(groups) - 1
+			gs = append(gs, &group{category: r.Category, priority: r.Priority, confidence: 1})
+			i = len(gs) - 1
 		}
-		g := groups[i]
+		g := gs[i]
 		g.rules = append(g.rules, r)
 		g.confidence *= 1 - r.Confidence
 	}
-	for _, g := range groups {
+	for _, g := range gs {
 		g.confidence = round(min(1-g.confidence, 0.99))
 		slices.SortStableFunc(g.rules, func(a, b *Rule) int {
 			return cmp.Or(b.Priority-a.Priority, cmp.Compare(b.Confidence, a.Confidence))
 		})
 	}
-	slices.SortStableFunc(groups, func(a, b *group) int {
+	slices.SortStableFunc(gs, func(a, b *group) int {
 		return cmp.Or(b.priority-a.priority, cmp.Compare(b.confidence, a.confidence))
 	})
+	return gs
+}
 
+// decide turns the matched rules, the knowledge tables' hits and the model's
+// prediction into a classification. Rules at least as confident as Authority decide
+// alone; otherwise the model, when there is one, decides; a model below its minimum
+// confidence abstains (unknown, not retried). Without a model the rules decide.
+func (c *Classifier) decide(st *state, ev *failure.Event) failure.Classification {
+	gs := groups(st)
+	if k := c.opts.Knowledge; k != nil {
+		st.hits = k.find(&st.knowledge, ev.Failure.Reason, ev.Failure.ExitCode, st.hits[:0], st.env.MessageLower, st.env.LogLower)
+	}
+	out := c.fromRules(st, gs)
+	if m := c.opts.Model; m != nil && (len(gs) == 0 || gs[0].confidence < c.opts.Authority) {
+		out = c.fromModel(st, ev, gs, out)
+	}
+	c.knowledgeEvidence(st, &out)
+	return out
+}
+
+// fromRules is the rules' classification: the winning group's category when it is
+// confident enough, else unknown with every group as an alternative.
+func (c *Classifier) fromRules(st *state, gs []*group) failure.Classification {
 	out := failure.Classification{
 		Category: failure.Unknown, Action: failure.NoRetry,
 		Rules: []string{}, Evidence: []string{},
 	}
-	if len(groups) == 0 {
+	if len(gs) == 0 {
 		return out
 	}
-	win := groups[0]
-	alts := groups[1:]
+	win := gs[0]
+	alts := gs[1:]
 	if win.confidence >= c.opts.MinConfidence {
 		top := win.rules[0]
 		out.Category, out.Retryable, out.Action = win.category, top.Retryable, top.Action
@@ -167,7 +222,7 @@ func (c *Classifier) decide(st *state) failure.Classification {
 			out.Rules = append(out.Rules, r.ID)
 		}
 	} else {
-		alts = groups // nothing confident: every candidate is an alternative
+		alts = gs // nothing confident: every candidate is an alternative
 	}
 	out.Evidence = c.evidence(st, win.rules)
 	for _, g := range alts {

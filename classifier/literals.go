@@ -118,3 +118,20 @@ func (m *literalSet) scan(text string, seen []uint32, count []uint16, gen uint32
 	}
 	return found
 }
+
+// each calls fn with the id and end offset of every occurrence of a pattern in text,
+// in the order they end, until fn returns false.
+func (m *literalSet) each(text string, fn func(id int32, end int) bool) {
+	row := int32(0)
+	for i := 0; i < len(text); i++ {
+		row = m.delta[row+m.class[text[i]]]
+		if row < 0 {
+			row = ^row
+			for _, id := range m.out[row/m.nclass] {
+				if !fn(id, i+1) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -20,6 +20,11 @@ type state struct {
 	gen     uint32
 	found   []int32
 	set     []string // hit variables set true for this event
+	// The knowledge tables' hits and the model's features, with their scratch.
+	hits      []KnowledgeHit
+	knowledge knowledgeScratch
+	features  featureScratch
+	signals   signals
 	// built counts the bytes of the strings the rule being evaluated has built with
 	// +; it is reset before each rule runs (see maxBuiltBytes).
 	built int

@@ -49,6 +49,15 @@ type Classifier struct {
 	// MinConfidence is the confidence below which a failure is classified unknown
 	// (and not retried for a cause it may not have). Default 0.5.
 	MinConfidence float64 `yaml:"minConfidence"`
+	// Authority is the confidence at or above which the rules decide alone; below
+	// it the learned model decides. Default 0.9.
+	Authority float64 `yaml:"authority"`
+	// Knowledge is a directory of knowledge tables (*.yaml) layered over the
+	// embedded ones: an entry replaces the embedded entry of the same table and key.
+	Knowledge string `yaml:"knowledge"`
+	// Model is the learned classifier's artifact (from autofix train-classifier),
+	// "none" for the rules and knowledge tables alone; empty means the embedded one.
+	Model string `yaml:"model"`
 }
 
 // defaultCluster is a node of a large GPU pool: 8 GPUs, 96 cores, 1 TiB, 1.5 TB of
@@ -74,6 +83,9 @@ func (c *Config) validateCatalogue() error {
 	}
 	if !(c.Classifier.MinConfidence > 0 && c.Classifier.MinConfidence < 1) {
 		return fmt.Errorf("classifier.minConfidence: %g, want between 0 and 1", c.Classifier.MinConfidence)
+	}
+	if !(c.Classifier.Authority > 0 && c.Classifier.Authority <= 1) {
+		return fmt.Errorf("classifier.authority: %g, want more than 0 and at most 1", c.Classifier.Authority)
 	}
 	return nil
 }

@@ -13,3 +13,16 @@ import "embed"
 //
 //go:embed *.yaml
 var FS embed.FS
+
+// Knowledge holds the default knowledge tables (knowledge/*.yaml): the error
+// vocabularies — errno, gRPC, HTTP, exception types, accelerator errors, Kubernetes
+// reasons, exit codes — mapped to categories and retry decisions.
+//
+//go:embed knowledge/*.yaml
+var Knowledge embed.FS
+
+// Model is the default learned classifier's artifact (classifier.Model), trained by
+// `autofix train-classifier` on the labelled corpus of testdata/.
+//
+//go:embed model.json
+var Model []byte

@@ -12,7 +12,6 @@ import (
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/recommender"
 	"github.com/autofix/autofix/remediate"
-	"github.com/autofix/autofix/rules"
 )
 
 // brain is what decides: the rules, the models and the recommender, which prices its
@@ -30,18 +29,21 @@ type brain struct {
 // that nothing over it is proposed (and a cheaper option under it is chosen instead
 // of one the policy would refuse); and backoffSeconds.
 func newBrain(cfg *config.Config) (*brain, error) {
-	rs, err := classifier.Load(rules.FS)
+	c, err := NewClassifier(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
+		return nil, err
 	}
-	c := classifier.New(rs, classifier.Options{MinConfidence: cfg.Classifier.MinConfidence})
 	m, err := models.Default()
 	if err != nil {
 		return nil, err
 	}
-	fb, err := models.DefaultFallback()
-	if err != nil {
-		return nil, err
+	var fb recommender.Fallback
+	if c.Model() == nil {
+		f, err := models.DefaultFallback()
+		if err != nil {
+			return nil, err
+		}
+		fb = f
 	}
 	largest, _ := withPools(cfg.Cluster.LargestNode.Resources(), nil, cfg.Cluster.NodePools)
 	rec := recommender.New(c, m, fb, recommender.Options{
@@ -50,6 +52,20 @@ func newBrain(cfg *config.Config) (*brain, error) {
 		MaxGPUs: largest.GPU, MaxCostMultiple: cfg.Policy.MaxCostMultiple, BackoffSeconds: cfg.BackoffSeconds,
 	})
 	return &brain{rec: rec, classifier: c, models: m}, nil
+}
+
+// NewClassifier builds the classifier the configuration describes: the embedded
+// rules, the knowledge tables (with classifier.knowledge layered over them) and the
+// learned model (classifier.model), with classifier.minConfidence and
+// classifier.authority.
+func NewClassifier(cfg *config.Config) (*classifier.Classifier, error) {
+	c, err := classifier.LoadDefault(
+		classifier.Sources{KnowledgeDir: cfg.Classifier.Knowledge, ModelFile: cfg.Classifier.Model},
+		classifier.Options{MinConfidence: cfg.Classifier.MinConfidence, Authority: cfg.Classifier.Authority})
+	if err != nil {
+		return nil, fmt.Errorf("classifier.%w", err)
+	}
+	return c, nil
 }
 
 // offer tells the recommender what the nodes offer, as discovery found it, widened

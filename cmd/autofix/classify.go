@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -15,14 +14,16 @@ import (
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/examples"
 	"github.com/autofix/autofix/failure"
-	"github.com/autofix/autofix/rules"
+	"github.com/autofix/autofix/models"
+	"github.com/autofix/autofix/recommender"
 )
 
 type classifyOptions struct {
-	rulesDir      string
+	src           classifier.Sources
 	evalFile      string
 	verbose       bool
 	minConfidence float64
+	authority     float64
 }
 
 func newClassifyCmd() *cobra.Command {
@@ -44,7 +45,10 @@ recall, category accuracy, retry-decision accuracy and the false-retry count.`,
 			if !(o.minConfidence > 0 && o.minConfidence <= 1) {
 				return fmt.Errorf("--min-confidence %v: want a number in (0, 1]", o.minConfidence)
 			}
-			c, err := loadClassifier(o.rulesDir, o.minConfidence)
+			if !(o.authority > 0 && o.authority <= 1) {
+				return fmt.Errorf("--authority %v: want a number in (0, 1]", o.authority)
+			}
+			c, err := classifier.LoadDefault(o.src, classifier.Options{MinConfidence: o.minConfidence, Authority: o.authority})
 			if err != nil {
 				return err
 			}
@@ -71,24 +75,30 @@ recall, category accuracy, retry-decision accuracy and the false-retry count.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.rulesDir, "rules", "", "directory of rule files (*.yaml) to use instead of the embedded defaults")
+	f.StringVar(&o.src.RulesDir, "rules", "", "directory of rule files (*.yaml) to use instead of the embedded defaults")
+	f.StringVar(&o.src.KnowledgeDir, "knowledge", "", "directory of knowledge tables (*.yaml) layered over the embedded ones (classifier.knowledge)")
+	f.StringVar(&o.src.ModelFile, "model", "", `learned classifier artifact to use instead of the embedded one, "none" for rules and knowledge alone (classifier.model)`)
+	f.Float64Var(&o.authority, "authority", config.Default().Classifier.Authority, "confidence at which the rules decide without the model (classifier.authority)")
 	f.StringVar(&o.evalFile, "eval", "", "evaluate the rules on a labelled file and print the scores")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "with --eval, list every event classified wrongly")
 	f.Float64Var(&o.minConfidence, "min-confidence", config.Default().Classifier.MinConfidence, "confidence below which a failure is classified unknown (classifier.minConfidence)")
 	return cmd
 }
 
-// loadClassifier compiles the rules of dir, or the embedded defaults when dir is "".
+// loadClassifier builds the classifier of the default configuration, with the rules
+// of dir instead of the embedded ones when dir is not "".
 func loadClassifier(dir string, minConfidence float64) (*classifier.Classifier, error) {
-	var fsys fs.FS = rules.FS
-	if dir != "" {
-		fsys = os.DirFS(dir)
+	return classifier.LoadDefault(classifier.Sources{RulesDir: dir},
+		classifier.Options{MinConfidence: minConfidence, Authority: config.Default().Classifier.Authority})
+}
+
+// fallbackFor is the learned text fallback of the recommender for c: none when c has
+// a learned model of its own.
+func fallbackFor(c *classifier.Classifier) (recommender.Fallback, error) {
+	if c.Model() != nil {
+		return nil, nil
 	}
-	rs, err := classifier.Load(fsys)
-	if err != nil {
-		return nil, fmt.Errorf("load rules: %w", err)
-	}
-	return classifier.New(rs, classifier.Options{MinConfidence: minConfidence}), nil
+	return models.DefaultFallback()
 }
 
 // openInput opens the named file, standard input for "-", or the bundled samples.

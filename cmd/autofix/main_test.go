@@ -230,7 +230,7 @@ func TestBadUsage(t *testing.T) {
 	if code, _, errOut := runCmd(t, "", "classify", "--min-confidence", "1.5"); code != 1 || !strings.Contains(errOut, "--min-confidence 1.5: want a number in (0, 1]") {
 		t.Errorf("bad --min-confidence: exit %d, stderr %q", code, errOut)
 	}
-	if code, _, errOut := runCmd(t, "", "classify", "--rules", "/no/such/dir"); code != 1 || !strings.Contains(errOut, "load rules") {
+	if code, _, errOut := runCmd(t, "", "classify", "--rules", "/no/such/dir"); code != 1 || !strings.Contains(errOut, "rules: no rule files") {
 		t.Errorf("missing rules dir: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -108,7 +108,7 @@ func newScenarioBrain(s *sim.Scenario) (*scenarioBrain, error) {
 	if err != nil {
 		return nil, err
 	}
-	fb, err := models.DefaultFallback()
+	fb, err := fallbackFor(c)
 	if err != nil {
 		return nil, err
 	}

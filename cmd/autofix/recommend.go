@@ -11,7 +11,6 @@ import (
 
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
-	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/recommender"
 )
 
@@ -57,7 +56,7 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 			if err != nil {
 				return err
 			}
-			fb, err := models.DefaultFallback()
+			fb, err := fallbackFor(c)
 			if err != nil {
 				return err
 			}

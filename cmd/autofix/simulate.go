@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autofix/autofix/config"
-	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/sim"
 )
 
@@ -126,7 +125,7 @@ func (o *simulateOptions) policyFor(name string, s *sim.Scenario) (sim.Policy, e
 	if err != nil {
 		return nil, err
 	}
-	fb, err := models.DefaultFallback()
+	fb, err := fallbackFor(c)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,89 @@
+package classifier
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/autofix/autofix/rules"
+)
+
+// Sources say where a classifier's parts come from; empty fields mean the embedded
+// defaults.
+type Sources struct {
+	// RulesDir replaces the embedded rules with the *.yaml files of a directory.
+	RulesDir string
+	// KnowledgeDir holds knowledge tables layered over the embedded ones: an entry
+	// replaces the embedded entry of the same table and key.
+	KnowledgeDir string
+	// ModelFile replaces the embedded model; NoModel classifies with the rules and
+	// the knowledge tables alone.
+	ModelFile string
+}
+
+// NoModel as Sources.ModelFile means no learned model.
+const NoModel = "none"
+
+// maxModelFileBytes bounds a model artifact read from a file.
+const maxModelFileBytes = 64 << 20
+
+// LoadDefault builds a classifier from the embedded rules, knowledge tables and
+// model, or the replacements src names, with opts (whose Knowledge and Model it sets).
+func LoadDefault(src Sources, opts Options) (*Classifier, error) {
+	var rfs fs.FS = rules.FS
+	if src.RulesDir != "" {
+		rfs = os.DirFS(src.RulesDir)
+	}
+	rs, err := Load(rfs)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	embedded, err := fs.Sub(rules.Knowledge, "knowledge")
+	if err != nil {
+		return nil, err
+	}
+	layers := []fs.FS{embedded}
+	if src.KnowledgeDir != "" {
+		layers = append(layers, os.DirFS(src.KnowledgeDir))
+	}
+	if opts.Knowledge, err = LoadKnowledge(layers...); err != nil {
+		return nil, fmt.Errorf("knowledge: %w", err)
+	}
+	opts.Model = nil
+	switch src.ModelFile {
+	case NoModel:
+	case "":
+		if opts.Model, err = ReadModel(bytes.NewReader(rules.Model), "(embedded)"); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+	default:
+		f, err := os.Open(src.ModelFile)
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		if opts.Model, err = ReadModel(f, src.ModelFile); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+	}
+	return New(rs, opts), nil
+}
+
+// ReadModel reads a model artifact of at most 64 MiB; name is for errors.
+func ReadModel(r io.Reader, name string) (*Model, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxModelFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(data) > maxModelFileBytes {
+		return nil, fmt.Errorf("%s: over the %d-byte limit", name, maxModelFileBytes)
+	}
+	m := new(Model)
+	if err := json.Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/autofix/autofix/classifier"
+)
+
+type trainClassifierOptions struct {
+	out          string
+	knowledgeDir string
+	rulesDir     string
+	opts         classifier.TrainOptions
+	cv           bool
+	authority    float64
+}
+
+func newTrainClassifierCmd() *cobra.Command {
+	var o trainClassifierOptions
+	cmd := &cobra.Command{
+		Use:   "train-classifier FILE...",
+		Short: "Train the learned failure classifier on labelled failure messages",
+		Long: `Train-classifier trains the learned classifier — a multinomial logistic regression
+over hashed word and character n-grams of a failure's message and error lines and its
+structured signals (reason, exit code, exception type, knowledge-table hits) — on
+labelled files (the format of classify --eval). Cross-validation folds, grouped by
+source thread, calibrate its probabilities and choose its retry threshold; the report
+shows the held-out figures, the reliability tables and the false-retry / missed-retry
+curve. With --out it writes the versioned artifact.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			items, err := readLabelledFiles(args)
+			if err != nil {
+				return err
+			}
+			base, err := classifier.LoadDefault(classifier.Sources{RulesDir: o.rulesDir, KnowledgeDir: o.knowledgeDir, ModelFile: classifier.NoModel},
+				classifier.Options{Authority: o.authority})
+			if err != nil {
+				return err
+			}
+			if o.cv {
+				rep, err := classifier.CrossValidate(base, items, o.opts)
+				if err != nil {
+					return err
+				}
+				return rep.Write(cmd.OutOrStdout(), false)
+			}
+			m, rep, err := classifier.Train(base, items, o.opts)
+			if err != nil {
+				return err
+			}
+			if err := writeTrainReport(cmd.OutOrStdout(), rep); err != nil {
+				return err
+			}
+			if o.out == "" {
+				return nil
+			}
+			data, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(o.out, append(data, '\n'), 0o644); err != nil { //nolint:gosec // a model artifact is not secret
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "trained on %d labelled messages; wrote %s\n", len(items), o.out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.out, "out", "", "write the trained classifier to this file")
+	f.StringVar(&o.rulesDir, "rules", "", "directory of rule files to use instead of the embedded rules")
+	f.StringVar(&o.knowledgeDir, "knowledge", "", "directory of knowledge tables layered over the embedded ones")
+	f.BoolVar(&o.cv, "cv", false, "instead of training, cross-validate the rules with a model trained on the other folds")
+	f.Float64Var(&o.authority, "authority", 0, "with --cv, the rules' confidence at which they decide without the model (default 0.9)")
+	f.BoolVar(&o.opts.RuleFeatures, "rule-features", false, "make the rules that matched features of the model")
+	f.Float64Var(&o.opts.L2, "l2", 0, "L2 penalty on the weights (default 1e-3)")
+	f.IntVar(&o.opts.MinDocFreq, "min-doc-freq", 0, "failures a feature must occur in to get a weight (default 2)")
+	f.Float64Var(&o.opts.TargetFalseRetry, "target-false-retry", 0, "held-out false-retry rate the retry threshold may reach (default 0.05)")
+	return cmd
+}
+
+// readLabelledFiles reads labelled events from each file in turn.
+func readLabelledFiles(paths []string) ([]classifier.Labelled, error) {
+	var out []classifier.Labelled
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		items, err := classifier.ReadLabelled(f)
+		_ = f.Close() // read-only
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, items...)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no labelled events")
+	}
+	return out, nil
+}
+
+// writeTrainReport prints the cross-validated figures, the reliability tables and the
+// retry trade-off curve.
+func writeTrainReport(w io.Writer, rep *classifier.TrainReport) error {
+	fmt.Fprintln(w, rep.String())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\nconfidence\tcount\tmean p\tright\t\tP(retry)\tcount\tmean p\tretryable\t")
+	for i := range rep.Reliability {
+		c, r := rep.Reliability[i], rep.RetryReliability[i]
+		fmt.Fprintf(tw, "%.1f-%.1f\t%d\t%.3f\t%.3f\t\t%.1f-%.1f\t%d\t%.3f\t%.3f\t\n",
+			c.Low, c.High, c.Count, c.MeanPredict, c.Observed, r.Low, r.High, r.Count, r.MeanPredict, r.Observed)
+	}
+	fmt.Fprintln(tw, "\nretry threshold\tfalse retries\tmissed retries\t")
+	for _, p := range rep.RetryCurve {
+		mark := ""
+		if p.Threshold == rep.RetryThreshold {
+			mark = " <- chosen"
+		}
+		fmt.Fprintf(tw, "%.2f\t%.3f\t%.3f\t%s\n", p.Threshold, p.FalseRetryRate, p.MissedRate, mark)
+	}
+	return tw.Flush()
+}
