@@ -44,13 +44,15 @@ func benchEvents(b *testing.B) [][]byte {
 	return out
 }
 
+// defaultClassifier is the classifier serve runs: the embedded rules, knowledge
+// tables and model.
 func defaultClassifier(b *testing.B) *classifier.Classifier {
 	b.Helper()
-	rs, err := classifier.Load(rules.FS)
+	c, err := classifier.LoadDefault(classifier.Sources{}, classifier.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return classifier.New(rs, classifier.Options{})
+	return c
 }
 
 // plainEvent mirrors the FailureEvent schema with plain JSON types: the baseline cost
@@ -111,9 +113,30 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkClassify is classification alone with the full default rule set.
-func BenchmarkClassify(b *testing.B) {
-	c := defaultClassifier(b)
+// BenchmarkClassify is classification alone with the default classifier: the rules
+// decide alone where they are sure, the model is consulted on the rest.
+func BenchmarkClassify(b *testing.B) { benchClassify(b, defaultClassifier(b)) }
+
+// BenchmarkClassifyRulesOnly is the rules and knowledge tables without the model.
+func BenchmarkClassifyRulesOnly(b *testing.B) {
+	c, err := classifier.LoadDefault(classifier.Sources{ModelFile: classifier.NoModel}, classifier.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchClassify(b, c)
+}
+
+// BenchmarkClassifyModelAlways consults the model on every event (no rule has the
+// authority to decide alone): the worst case.
+func BenchmarkClassifyModelAlways(b *testing.B) {
+	c, err := classifier.LoadDefault(classifier.Sources{}, classifier.Options{Authority: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchClassify(b, c)
+}
+
+func benchClassify(b *testing.B, c *classifier.Classifier) {
 	var evs []failure.Event
 	for _, data := range benchEvents(b) {
 		ev, err := failure.Decode(data)

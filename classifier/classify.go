@@ -33,6 +33,7 @@ type Options struct {
 type Classifier struct {
 	rules *RuleSet
 	opts  Options
+	scan  *scanner
 	pool  sync.Pool // *state
 }
 
@@ -47,7 +48,11 @@ func New(rs *RuleSet, opts Options) *Classifier {
 	if opts.Authority <= 0 {
 		opts.Authority = 0.9
 	}
-	c := &Classifier{rules: rs, opts: opts}
+	k := opts.Knowledge
+	if k == nil {
+		k = emptyKnowledge
+	}
+	c := &Classifier{rules: rs, opts: opts, scan: newScanner(rs, k)}
 	c.pool.New = func() any { return new(state) }
 	return c
 }
@@ -63,6 +68,9 @@ func (c *Classifier) WithModel(m *Model) *Classifier {
 	o.Model = m
 	return New(c.rules, o)
 }
+
+// Knowledge returns the classifier's knowledge tables, nil if it has none.
+func (c *Classifier) Knowledge() *Knowledge { return c.opts.Knowledge }
 
 // Model returns the classifier's learned model, nil if it has none.
 func (c *Classifier) Model() *Model { return c.opts.Model }
@@ -112,7 +120,7 @@ func (c *Classifier) ClassifyContext(ctx context.Context, ev *failure.Event) (fa
 func (c *Classifier) classify(ev *failure.Event, done <-chan struct{}) (_ failure.Classification, _ []RuleError, stopped bool) {
 	st := c.pool.Get().(*state)
 	defer c.pool.Put(st)
-	st.prepare(ev, c.rules)
+	st.prepare(ev, c.rules, c.scan)
 	defer st.release()
 	errs, stopped := c.match(st, done)
 	if stopped {
@@ -191,9 +199,6 @@ func groups(st *state) []*group {
 // confidence abstains (unknown, not retried). Without a model the rules decide.
 func (c *Classifier) decide(st *state, ev *failure.Event) failure.Classification {
 	gs := groups(st)
-	if k := c.opts.Knowledge; k != nil {
-		st.hits = k.find(&st.knowledge, ev.Failure.Reason, ev.Failure.ExitCode, st.hits[:0], st.env.MessageLower, st.env.LogLower)
-	}
 	out := c.fromRules(st, gs)
 	if m := c.opts.Model; m != nil && (len(gs) == 0 || gs[0].confidence < c.opts.Authority) {
 		out = c.fromModel(st, ev, gs, out)

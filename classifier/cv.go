@@ -51,6 +51,8 @@ func mergeReports(rs []Report) Report {
 		out.RetryCorrect += r.RetryCorrect
 		out.FalseRetries += r.FalseRetries
 		out.MissedRetries += r.MissedRetries
+		out.NotRetryable += r.NotRetryable
+		out.Unknown += r.Unknown
 		out.Mistakes = append(out.Mistakes, r.Mistakes...)
 		for _, s := range r.PerCategory {
 			t, ok := stats[string(s.Category)]

@@ -26,7 +26,7 @@ const maxKnowledgeEvidence = 3
 // not retried, when they have none).
 func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules failure.Classification) failure.Classification {
 	m := c.opts.Model
-	pred := m.predict(c.features(st, ev, m.ruleFeatures), nil)
+	pred := m.predict(&st.features, c.features(st, ev, m.ruleFeatures), nil)
 	out := failure.Classification{
 		Category: failure.Unknown, Action: failure.NoRetry,
 		Rules: []string{}, Learned: true,
@@ -71,9 +71,9 @@ func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules 
 		}
 	}
 	out.Evidence = append([]string{line}, c.evidence(st, support)...)
-	if len(support) == 0 {
+	if len(support) == 0 && !st.features.lowered {
 		// No rule points at the lines that say it: show the last error lines the model read.
-		lines := st.features.words
+		lines := st.features.lines
 		for i := max(0, len(lines)-2); i < len(lines) && len(out.Evidence) < c.opts.MaxEvidence; i++ {
 			if s := clip(strings.TrimSpace(lines[i]), maxEvidenceLine); s != "" && !slices.Contains(out.Evidence, s) {
 				out.Evidence = append(out.Evidence, s)
@@ -133,11 +133,8 @@ func (c *Classifier) features(st *state, ev *failure.Event, ruleFeatures bool) [
 func (c *Classifier) modelFeatures(ev *failure.Event, ruleFeatures bool) []uint32 {
 	st := c.pool.Get().(*state)
 	defer c.pool.Put(st)
-	st.prepare(ev, c.rules)
+	st.prepare(ev, c.rules, c.scan)
 	defer st.release()
 	c.match(st, nil)
-	if k := c.opts.Knowledge; k != nil {
-		st.hits = k.find(&st.knowledge, ev.Failure.Reason, ev.Failure.ExitCode, st.hits[:0], st.env.MessageLower, st.env.LogLower)
-	}
 	return slices.Clone(c.features(st, ev, ruleFeatures))
 }

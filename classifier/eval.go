@@ -70,8 +70,12 @@ type Report struct {
 	// MissedRetries are retryable failures that were not.
 	FalseRetries  int
 	MissedRetries int
-	PerCategory   []CategoryStats
-	Mistakes      []Mistake
+	// NotRetryable counts the events labelled not retryable; Unknown those
+	// classified unknown.
+	NotRetryable int
+	Unknown      int
+	PerCategory  []CategoryStats
+	Mistakes     []Mistake
 }
 
 // CategoryStats are the precision and recall of one category.
@@ -124,6 +128,12 @@ func Evaluate(c *Classifier, items []Labelled) Report {
 		stat(want.Category).Support++
 		stat(got.Category).Predicted++
 		catOK, retryOK := got.Category == want.Category, got.Retryable == want.Retryable
+		if !want.Retryable {
+			r.NotRetryable++
+		}
+		if got.Category == failure.Unknown {
+			r.Unknown++
+		}
 		if catOK {
 			r.CategoryCorrect++
 			stat(got.Category).Correct++
@@ -160,8 +170,9 @@ func (r Report) Write(w io.Writer, verbose bool) error {
 	fmt.Fprintf(w, "\nevents:                   %d\n", r.Total)
 	fmt.Fprintf(w, "category accuracy:        %.3f (%d/%d)\n", r.CategoryAccuracy(), r.CategoryCorrect, r.Total)
 	fmt.Fprintf(w, "retry-decision accuracy:  %.3f (%d/%d)\n", r.RetryAccuracy(), r.RetryCorrect, r.Total)
-	fmt.Fprintf(w, "false retries:            %d (not retryable, called retryable)\n", r.FalseRetries)
-	fmt.Fprintf(w, "missed retries:           %d (retryable, called not retryable)\n", r.MissedRetries)
+	fmt.Fprintf(w, "false retries:            %d (%.1f%% of the %d not retryable)\n", r.FalseRetries, 100*ratio(r.FalseRetries, r.NotRetryable), r.NotRetryable)
+	fmt.Fprintf(w, "missed retries:           %d (%.1f%% of the %d retryable)\n", r.MissedRetries, 100*ratio(r.MissedRetries, r.Total-r.NotRetryable), r.Total-r.NotRetryable)
+	fmt.Fprintf(w, "answered unknown:         %d (%.1f%%)\n", r.Unknown, 100*ratio(r.Unknown, r.Total))
 	if verbose && len(r.Mistakes) > 0 {
 		fmt.Fprintf(w, "\nmistakes:\n")
 		for _, m := range r.Mistakes {

@@ -59,7 +59,13 @@ var errorWords = newLiteralSet([]string{
 type featureScratch struct {
 	marks []int // starts of the log's error lines
 	out   []uint32
-	words []string
+	// lines are the error lines read, from the log itself unless lowered: when
+	// lower-casing changed the log's length, they are lines of the lower-cased text.
+	lines   []string
+	lowered bool
+	// rowSeen marks, with rowGen, the model rows a prediction has counted.
+	rowSeen []uint32
+	rowGen  uint32
 }
 
 // fnv32 is FNV-1a over a namespace and s.
@@ -93,8 +99,8 @@ type signals struct {
 	gpuHigh   bool
 }
 
-// features appends to st.out the hashed features of a failure, deduplicated and
-// sorted: the message, the lower-cased log lower (whose lines match log's), and sig.
+// features sets st.out to the hashed features of a failure — of the message, of the
+// log (lower is it lower-cased) and of sig — in no order and possibly repeated.
 func (st *featureScratch) features(message, log, lower string, sig *signals) []uint32 {
 	st.out = st.out[:0]
 	st.text(clipBytes(message, maxMessageBytes))
@@ -132,27 +138,19 @@ func (st *featureScratch) features(message, log, lower string, sig *signals) []u
 	if sig.gpuHigh {
 		add(nsShape, "gpu-memory-at-limit")
 	}
-	slices.Sort(st.out)
-	st.out = slices.Compact(st.out)
-	return st.out
+	return st.out // with repeats: the model counts each row once
 }
 
-// errorLines returns the log's lines that say something went wrong, and its last
-// lines, at most maxErrorLines of them, the last ones.
+// errorLines returns the log's lines that say something went wrong (st.marks, whose
+// starts the scan of the log found) and its last lines, at most maxErrorLines of
+// them, the last ones. It sorts and extends st.marks.
 func (st *featureScratch) errorLines(log, lower string) []string {
-	if log == "" || len(log) != len(lower) {
-		// ToLower changed the length (some runes lower to other widths): read the
-		// lower-cased text itself.
+	st.lowered = len(log) != len(lower)
+	if st.lowered {
+		// ToLower changed the length (some runes lower to other widths, invalid
+		// UTF-8 becomes U+FFFD): read the lower-cased text itself.
 		log = lower
 	}
-	st.marks = st.marks[:0]
-	errorWords.each(lower, func(_ int32, end int) bool {
-		start := strings.LastIndexByte(lower[:end], '\n') + 1
-		if n := len(st.marks); n == 0 || st.marks[n-1] != start {
-			st.marks = append(st.marks, start)
-		}
-		return true
-	})
 	// The last lines.
 	end := len(lower)
 	for range tailLines {
@@ -169,12 +167,12 @@ func (st *featureScratch) errorLines(log, lower string) []string {
 	if len(st.marks) > maxErrorLines {
 		st.marks = st.marks[len(st.marks)-maxErrorLines:]
 	}
-	st.words = st.words[:0]
+	st.lines = st.lines[:0]
 	for _, s := range st.marks {
 		line, _, _ := strings.Cut(log[s:], "\n")
-		st.words = append(st.words, line)
+		st.lines = append(st.lines, line)
 	}
-	return st.words
+	return st.lines
 }
 
 // text appends the word, bigram and character n-gram features of one line.

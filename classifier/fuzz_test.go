@@ -8,7 +8,6 @@ import (
 
 	"github.com/autofix/autofix/classifier"
 	"github.com/autofix/autofix/failure"
-	"github.com/autofix/autofix/rules"
 )
 
 // FuzzLoad feeds arbitrary rule files to Load: it must return a rule set or an error,
@@ -51,11 +50,13 @@ func FuzzLoad(f *testing.F) {
 var (
 	defaultOnce sync.Once
 	defaultC    *classifier.Classifier
+	tables      = map[string]bool{} // the knowledge tables' names, which start their evidence lines
 )
 
-// FuzzClassify runs the default rules on arbitrary failure text: the result must be a
-// valid category with a confidence in [0, 1], unknown exactly when no rule supports it,
-// and every evidence line must come from the event.
+// FuzzClassify runs the default classifier (rules, knowledge tables, model) on
+// arbitrary failure text: the result must be a valid category with a confidence in
+// [0, 1], with supporting rules unless unknown or learned, and every evidence line
+// must come from the event or say what the model or a knowledge table found.
 func FuzzClassify(f *testing.F) {
 	f.Add("Error", 1, "", "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
 	f.Add("OOMKilled", 137, "", "")
@@ -63,11 +64,14 @@ func FuzzClassify(f *testing.F) {
 	f.Add("Error", 1, "", "NVRM: Xid (PCI:0000:3b:00): 79\n\xff\xfe invalid utf8 Killed")
 	f.Fuzz(func(t *testing.T, reason string, exitCode int, message, log string) {
 		defaultOnce.Do(func() {
-			rs, err := classifier.Load(rules.FS)
+			c, err := classifier.LoadDefault(classifier.Sources{}, classifier.Options{})
 			if err != nil {
 				panic(err)
 			}
-			defaultC = classifier.New(rs, classifier.Options{})
+			defaultC = c
+			for _, e := range c.Knowledge().Entries() {
+				tables[e.Table] = true
+			}
 		})
 		ev := &failure.Event{ID: "e", Job: failure.Job{Name: "j", Attempt: 1},
 			Failure: failure.Signals{Reason: reason, ExitCode: exitCode, Message: message, LogTail: log}}
@@ -78,12 +82,13 @@ func FuzzClassify(f *testing.F) {
 		if !got.Category.Valid() || got.Confidence < 0 || got.Confidence > 1 {
 			t.Fatalf("Classify = %+v", got)
 		}
-		if (got.Category == failure.Unknown) != (len(got.Rules) == 0) {
-			t.Fatalf("category %s with rules %v", got.Category, got.Rules)
+		if got.Category == failure.Unknown && len(got.Rules) > 0 || got.Category != failure.Unknown && len(got.Rules) == 0 && !got.Learned {
+			t.Fatalf("category %s with rules %v, learned %v", got.Category, got.Rules, got.Learned)
 		}
 		for _, line := range got.Evidence {
 			line = strings.TrimSuffix(line, "…")
-			if strings.HasPrefix(line, "reason: ") || strings.HasPrefix(line, "peak ") {
+			if strings.HasPrefix(line, "reason: ") || strings.HasPrefix(line, "peak ") ||
+				strings.HasPrefix(line, "the learned model says ") || tables[strings.SplitN(line, " ", 2)[0]] {
 				continue
 			}
 			if !strings.Contains(message, line) && !strings.Contains(log, line) {

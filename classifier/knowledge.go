@@ -67,8 +67,8 @@ var (
 )
 
 type knowledgeFile struct {
-	Table   string      `yaml:"table"`
-	Entries []yaml.Node `yaml:"entries"`
+	Table   string          `yaml:"table"`
+	Entries []knowledgeSpec `yaml:"entries"`
 }
 
 type knowledgeSpec struct {
@@ -114,9 +114,14 @@ func LoadKnowledge(layers ...fs.FS) (*Knowledge, error) {
 				errs = append(errs, &LoadError{File: name, Err: err})
 				continue
 			}
+			var doc yaml.Node
 			var kf knowledgeFile
 			dec := yaml.NewDecoder(bytes.NewReader(data))
 			dec.KnownFields(true)
+			if err := yaml.Unmarshal(data, &doc); err != nil {
+				errs = append(errs, &LoadError{File: name, Err: err})
+				continue
+			}
 			if err := dec.Decode(&kf); err != nil {
 				errs = append(errs, &LoadError{File: name, Err: err})
 				continue
@@ -125,24 +130,24 @@ func LoadKnowledge(layers ...fs.FS) (*Knowledge, error) {
 				errs = append(errs, &LoadError{File: name, Err: fmt.Errorf("table: %q: want a lower-case name of at most 40 characters", kf.Table)})
 				continue
 			}
+			lines := itemLines(&doc, "entries")
 			for i := range kf.Entries {
-				node := &kf.Entries[i]
-				var spec knowledgeSpec
-				if err := node.Decode(&spec); err != nil {
-					errs = append(errs, &LoadError{File: name, Line: node.Line, Err: err})
-					continue
+				spec := &kf.Entries[i]
+				line := 0
+				if i < len(lines) {
+					line = lines[i]
 				}
 				e, err := spec.entry(kf.Table)
 				if err != nil {
-					errs = append(errs, &LoadError{File: name, Line: node.Line, Rule: spec.Key, Err: err})
+					errs = append(errs, &LoadError{File: name, Line: line, Rule: spec.Key, Err: err})
 					continue
 				}
-				e.File, e.Line = name, node.Line
+				e.File, e.Line = name, line
 				id := kf.Table + "/" + spec.Key
 				if _, ok := byKey[id]; !ok {
 					order = append(order, id)
 				}
-				byKey[id] = located{e, spec}
+				byKey[id] = located{e, *spec}
 			}
 		}
 	}
@@ -304,6 +309,20 @@ type knowledgeScratch struct {
 // find appends to dst one hit per entry that the reason, the exit code or one of the
 // lower-cased texts match; strongest first.
 func (k *Knowledge) find(st *knowledgeScratch, reason string, exit int, dst []KnowledgeHit, texts ...string) []KnowledgeHit {
+	first := len(dst)
+	dst = k.begin(st, reason, exit, dst)
+	for _, lower := range texts {
+		k.phrases.each(lower, func(id int32, end int) bool {
+			dst = k.phraseAt(st, id, lower, end, dst)
+			return true
+		})
+	}
+	sortHits(dst[first:])
+	return dst
+}
+
+// begin starts a search: it appends the entries of the reason and the exit code.
+func (k *Knowledge) begin(st *knowledgeScratch, reason string, exit int, dst []KnowledgeHit) []KnowledgeHit {
 	if len(st.seen) != len(k.entries) {
 		st.seen, st.gen = make([]uint32, len(k.entries)), 0
 	}
@@ -312,40 +331,69 @@ func (k *Knowledge) find(st *knowledgeScratch, reason string, exit int, dst []Kn
 		clear(st.seen)
 		st.gen = 1
 	}
-	first := len(dst)
-	add := func(e int32, match string) {
-		if st.seen[e] != st.gen {
-			st.seen[e] = st.gen
-			dst = append(dst, KnowledgeHit{Entry: &k.entries[e], Match: match})
-		}
-	}
-	if reason != "" {
+	if reason != "" && len(k.reasons) > 0 {
 		for _, e := range k.reasons[strings.ToLower(reason)] {
-			add(e, "reason "+reason)
+			dst = k.add(st, e, "reason "+reason, dst)
 		}
 	}
 	if exit != 0 {
 		for _, e := range k.exits[exit] {
-			add(e, "exit code "+strconv.Itoa(exit))
+			dst = k.add(st, e, "exit code "+strconv.Itoa(exit), dst)
 		}
 	}
-	for _, lower := range texts {
-		k.phrases.each(lower, func(id int32, end int) bool {
-			p := k.phrases.patterns[id]
-			start := end - len(p)
-			if k.bound[id]&1 != 0 && start > 0 && isWordByte(lower[start-1]) ||
-				k.bound[id]&2 != 0 && end < len(lower) && isWordByte(lower[end]) {
-				return true // inside a longer word
-			}
-			add(k.phraseEntry[id], p)
-			return true
-		})
-	}
-	slices.SortStableFunc(dst[first:], func(a, b KnowledgeHit) int {
-		return cmp.Compare(b.Entry.Confidence, a.Entry.Confidence)
-	})
 	return dst
 }
+
+// phraseAt appends the entry of phrase id, found ending at end of the lower-cased
+// text, unless it is part of a longer word or its entry was already found.
+func (k *Knowledge) phraseAt(st *knowledgeScratch, id int32, lower string, end int, dst []KnowledgeHit) []KnowledgeHit {
+	p := k.phrases.patterns[id]
+	start := end - len(p)
+	if k.bound[id]&1 != 0 && start > 0 && isWordByte(lower[start-1]) ||
+		k.bound[id]&2 != 0 && end < len(lower) && isWordByte(lower[end]) {
+		return dst // inside a longer word
+	}
+	return k.add(st, k.phraseEntry[id], p, dst)
+}
+
+func (k *Knowledge) add(st *knowledgeScratch, e int32, match string, dst []KnowledgeHit) []KnowledgeHit {
+	if st.seen[e] == st.gen {
+		return dst
+	}
+	st.seen[e] = st.gen
+	return append(dst, KnowledgeHit{Entry: &k.entries[e], Match: match})
+}
+
+// sortHits orders hits strongest first.
+func sortHits(hits []KnowledgeHit) {
+	slices.SortStableFunc(hits, func(a, b KnowledgeHit) int {
+		return cmp.Compare(b.Entry.Confidence, a.Entry.Confidence)
+	})
+}
+
+// scanner is one Aho–Corasick automaton over the rules' literals, the knowledge
+// tables' phrases and the words that mark a log's error lines, so that each text of
+// an event is scanned once for all three.
+type scanner struct {
+	all       *literalSet
+	knowledge *Knowledge
+	// Patterns first.. are the knowledge phrases, errorWords.. the error words.
+	first, errorWords int32
+}
+
+// newScanner builds the scanner of rs's literals and k's phrases (k may be empty).
+func newScanner(rs *RuleSet, k *Knowledge) *scanner {
+	pats := slices.Clone(rs.literals.patterns)
+	sc := &scanner{knowledge: k, first: int32(len(pats))} //nolint:gosec // bounded by the rule limits
+	pats = append(pats, k.phrases.patterns...)
+	sc.errorWords = int32(len(pats)) //nolint:gosec // bounded by the table limits
+	pats = append(pats, errorWords.patterns...)
+	sc.all = newLiteralSet(pats)
+	return sc
+}
+
+// emptyKnowledge is the knowledge of a classifier given no tables.
+var emptyKnowledge = &Knowledge{phrases: newLiteralSet(nil), reasons: map[string][]int32{}, exits: map[int][]int32{}}
 
 func isWordByte(b byte) bool {
 	return b == '_' || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9')

@@ -205,7 +205,7 @@ func TestRegexRunsOncePerLine(t *testing.T) {
 	}
 	log := strings.Repeat("alpha 1 bravo 2 charl 3\n", 5)
 	st := new(state)
-	st.prepare(event("Error", 1, "", log), rs)
+	st.prepare(event("Error", 1, "", log), rs, nil)
 	defer st.release()
 	runs := 0
 	re.lines(strings.ToLower(log), st, func(int, int) bool { runs++; return true })

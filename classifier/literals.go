@@ -119,6 +119,35 @@ func (m *literalSet) scan(text string, seen []uint32, count []uint16, gen uint32
 	return found
 }
 
+// scanExtra is scan over an automaton whose patterns from first on are not rules'
+// literals: for each occurrence of one of those, extra gets its id and end offset
+// instead. seen and count need only first entries.
+func (m *literalSet) scanExtra(text string, seen []uint32, count []uint16, gen uint32, found []int32,
+	first int32, extra func(id int32, end int)) []int32 {
+	row := int32(0)
+	for i := 0; i < len(text); i++ {
+		row = m.delta[row+m.class[text[i]]]
+		if row < 0 {
+			row = ^row
+			for _, id := range m.out[row/m.nclass] {
+				if id >= first {
+					extra(id, i+1)
+					continue
+				}
+				if seen[id] != gen {
+					seen[id] = gen
+					count[id] = 0
+					found = append(found, id)
+				}
+				if count[id] < 1<<16-1 {
+					count[id]++
+				}
+			}
+		}
+	}
+	return found
+}
+
 // each calls fn with the id and end offset of every occurrence of a pattern in text,
 // in the order they end, until fn returns false.
 func (m *literalSet) each(text string, fn func(id int32, end int) bool) {

@@ -82,9 +82,17 @@ func (m *Model) Info() ModelInfo { return m.info }
 // a failure retryable.
 func (m *Model) RetryThreshold() float64 { return m.retryThreshold }
 
-// predict scores a failure's features. probs, if not nil, receives the calibrated
-// probability of each class.
-func (m *Model) predict(feats []uint32, probs []float64) Prediction {
+// predict scores a failure's features, counting each row of weights once (st marks
+// them). probs, if not nil, receives the calibrated probability of each class.
+func (m *Model) predict(st *featureScratch, feats []uint32, probs []float64) Prediction {
+	if len(st.rowSeen) < len(m.weights)/(len(m.classes)+1) {
+		st.rowSeen, st.rowGen = make([]uint32, len(m.weights)/(len(m.classes)+1)), 0
+	}
+	st.rowGen++
+	if st.rowGen == 0 {
+		clear(st.rowSeen)
+		st.rowGen = 1
+	}
 	nc := len(m.classes)
 	var buf [32]float64
 	z := buf[:nc+1]
@@ -93,9 +101,10 @@ func (m *Model) predict(feats []uint32, probs []float64) Prediction {
 	mask := m.buckets - 1
 	for _, f := range feats {
 		r := m.rowOf[f&mask]
-		if r < 0 {
+		if r < 0 || st.rowSeen[r] == st.rowGen {
 			continue
 		}
+		st.rowSeen[r] = st.rowGen
 		w := m.weights[int(r)*width : int(r+1)*width]
 		for c := range z {
 			z[c] += float64(w[c])
@@ -168,7 +177,7 @@ const (
 type modelJSON struct {
 	Kind           string             `json:"kind"`
 	Version        int                `json:"version"`
-	Classes        []failure.Category `json:"classes"`
+	Classes        []string           `json:"classes"`
 	Buckets        uint32             `json:"buckets"`
 	RuleFeatures   bool               `json:"ruleFeatures"`
 	Temperature    float64            `json:"temperature"`
@@ -203,7 +212,7 @@ func (m *Model) MarshalJSON() ([]byte, error) {
 		}
 	}
 	return json.Marshal(modelJSON{
-		Kind: modelKind, Version: modelVersion, Classes: m.classes, Buckets: m.buckets,
+		Kind: modelKind, Version: modelVersion, Classes: classNames(m.classes), Buckets: m.buckets,
 		RuleFeatures: m.ruleFeatures, Temperature: m.temperature, RetryA: m.retryA, RetryB: m.retryB,
 		RetryThreshold: m.retryThreshold, MinConfidence: m.minConfidence, Bias: m.bias,
 		Rows: base64.StdEncoding.EncodeToString(rowBytes), Weights: base64.StdEncoding.EncodeToString(wBytes),
@@ -234,15 +243,17 @@ func (m *Model) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("retryThreshold: %v: want (0, 1)", j.RetryThreshold)
 	case !(j.MinConfidence >= 0 && j.MinConfidence < 1):
 		return fmt.Errorf("minConfidence: %v: want [0, 1)", j.MinConfidence)
-	case len(j.Bias) != len(j.Classes)+1:
-		return fmt.Errorf("bias: %d values: want %d", len(j.Bias), len(j.Classes)+1)
 	}
-	seen := map[failure.Category]bool{}
-	for i, c := range j.Classes {
-		if !c.Valid() || seen[c] {
-			return fmt.Errorf("classes[%d]: %q: unknown or repeated", i, c)
+	classes := make([]failure.Category, len(j.Classes))
+	for i, name := range j.Classes {
+		c := failure.Category(name)
+		if !c.Valid() || slices.Contains(classes[:i], c) {
+			return fmt.Errorf("classes[%d]: %q: unknown or repeated", i, name)
 		}
-		seen[c] = true
+		classes[i] = c
+	}
+	if len(j.Bias) != len(j.Classes)+1 {
+		return fmt.Errorf("bias: %d values: want %d", len(j.Bias), len(j.Classes)+1)
 	}
 	for i, b := range j.Bias {
 		if !finite(b) {
@@ -266,7 +277,7 @@ func (m *Model) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("weights: %d bytes: want %d (%d rows of %d)", len(wBytes), 4*n*width, n, width)
 	}
 	*m = Model{
-		classes: j.Classes, buckets: j.Buckets, bias: j.Bias, temperature: j.Temperature,
+		classes: classes, buckets: j.Buckets, bias: j.Bias, temperature: j.Temperature,
 		retryA: j.RetryA, retryB: j.RetryB, retryThreshold: j.RetryThreshold,
 		minConfidence: j.MinConfidence, ruleFeatures: j.RuleFeatures, info: j.Info,
 		rowOf: make([]int32, j.Buckets), weights: make([]float32, n*width),
@@ -289,6 +300,14 @@ func (m *Model) UnmarshalJSON(data []byte) error {
 		}
 	}
 	return nil
+}
+
+func classNames(cs []failure.Category) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return out
 }
 
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }

@@ -25,13 +25,20 @@ type state struct {
 	knowledge knowledgeScratch
 	features  featureScratch
 	signals   signals
+	// The text being scanned, for extra.
+	scanning  *scanner
+	scanText  string
+	scanScope int
+	extraFn   func(id int32, end int)
 	// built counts the bytes of the strings the rule being evaluated has built with
 	// +; it is reset before each rule runs (see maxBuiltBytes).
 	built int
 }
 
-// prepare fills the variables the rules read for ev.
-func (st *state) prepare(ev *failure.Event, rs *RuleSet) {
+// prepare fills the variables the rules read for ev, and with sc (nil: the rules'
+// literals alone) the knowledge tables' hits and the log's error lines, in the same
+// scan of each text.
+func (st *state) prepare(ev *failure.Event, rs *RuleSet, sc *scanner) {
 	if st.vars == nil {
 		st.vars = envTypes(&literalRegistry{keys: rs.keys})
 		for sc := range st.seen {
@@ -53,12 +60,43 @@ func (st *state) prepare(ev *failure.Event, rs *RuleSet) {
 		st.gen = 1
 	}
 	texts := [3]string{scopeAny: strings.ToLower(ev.Failure.Reason), scopeLog: st.env.LogLower, scopeMessage: st.env.MessageLower}
-	for sc, text := range texts {
-		st.found = rs.literals.scan(text, st.seen[sc], st.counts[sc], st.gen, st.found[:0])
+	if sc != nil {
+		if st.extraFn == nil {
+			st.extraFn = st.onExtra
+		}
+		st.hits = sc.knowledge.begin(&st.knowledge, ev.Failure.Reason, ev.Failure.ExitCode, st.hits[:0])
+		st.features.marks = st.features.marks[:0]
+	}
+	for scope, text := range texts {
+		if sc == nil || scope == int(scopeAny) {
+			st.found = rs.literals.scan(text, st.seen[scope], st.counts[scope], st.gen, st.found[:0])
+		} else {
+			st.scanning, st.scanText, st.scanScope = sc, text, scope
+			st.found = sc.all.scanExtra(text, st.seen[scope], st.counts[scope], st.gen, st.found[:0], sc.first, st.extraFn)
+		}
 		for _, id := range st.found {
 			keys := &rs.keys[id]
-			st.hit(keys[sc])
+			st.hit(keys[scope])
 			st.hit(keys[scopeAny])
+		}
+	}
+	if sc != nil {
+		sortHits(st.hits)
+	}
+}
+
+// onExtra handles an occurrence of a pattern that is not a rule's literal: a
+// knowledge table's phrase, or a word that marks an error line of the log.
+func (st *state) onExtra(id int32, end int) {
+	sc := st.scanning
+	if id < sc.errorWords {
+		st.hits = sc.knowledge.phraseAt(&st.knowledge, id-sc.first, st.scanText, end, st.hits)
+		return
+	}
+	if st.scanScope == int(scopeLog) {
+		start := strings.LastIndexByte(st.scanText[:end], '\n') + 1
+		if n := len(st.features.marks); n == 0 || st.features.marks[n-1] != start {
+			st.features.marks = append(st.features.marks, start)
 		}
 	}
 }
