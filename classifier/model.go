@@ -175,17 +175,17 @@ const (
 )
 
 type modelJSON struct {
-	Kind           string             `json:"kind"`
-	Version        int                `json:"version"`
-	Classes        []string           `json:"classes"`
-	Buckets        uint32             `json:"buckets"`
-	RuleFeatures   bool               `json:"ruleFeatures"`
-	Temperature    float64            `json:"temperature"`
-	RetryA         float64            `json:"retryA"`
-	RetryB         float64            `json:"retryB"`
-	RetryThreshold float64            `json:"retryThreshold"`
-	MinConfidence  float64            `json:"minConfidence"`
-	Bias           []float64          `json:"bias"`
+	Kind           string    `json:"kind"`
+	Version        int       `json:"version"`
+	Classes        []string  `json:"classes"`
+	Buckets        uint32    `json:"buckets"`
+	RuleFeatures   bool      `json:"ruleFeatures"`
+	Temperature    float64   `json:"temperature"`
+	RetryA         float64   `json:"retryA"`
+	RetryB         float64   `json:"retryB"`
+	RetryThreshold float64   `json:"retryThreshold"`
+	MinConfidence  float64   `json:"minConfidence"`
+	Bias           []float64 `json:"bias"`
 	// Rows are the buckets that have weights (little-endian uint32, base64) and
 	// Weights theirs, row by row (little-endian float32, base64).
 	Rows    string    `json:"rows"`
