@@ -65,12 +65,8 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb, err := models.DefaultFallback()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cat := failure.DefaultCatalogue()
-	rec := recommender.New(cl, m, fb, recommender.Options{Catalogue: cat, MaxMemoryBytes: 512 << 30, MaxCPUMillis: 64000, MaxGPUs: 8})
+	rec := recommender.New(cl, m, recommender.Options{Catalogue: cat, MaxMemoryBytes: 512 << 30, MaxCPUMillis: 64000, MaxGPUs: 8})
 	tokenFile := filepath.Join(dir, auth.StoreFile)
 	ts, err := auth.OpenStore(tokenFile)
 	if err != nil {

@@ -41,9 +41,11 @@ type Model struct {
 
 // ModelInfo describes how a model was trained.
 type ModelInfo struct {
-	// Examples is how many labelled failures it was trained on; Sources the files.
-	Examples int      `json:"examples"`
-	Sources  []string `json:"sources,omitempty"`
+	// Examples is how many labelled failures it was trained on; Sources the files
+	// (as given to train-classifier) and Options the options.
+	Examples int           `json:"examples"`
+	Sources  []string      `json:"sources,omitempty"`
+	Options  *TrainOptions `json:"options,omitempty"`
 	// Trained is when, RFC 3339.
 	Trained string `json:"trained,omitempty"`
 	// CrossValidation are the figures of the held-out folds that calibrated it.
@@ -64,16 +66,18 @@ type CVFigures struct {
 // Prediction is what the model makes of one failure.
 type Prediction struct {
 	// Category is the most probable category and Confidence its calibrated
-	// probability; Second the runner-up.
+	// probability.
 	Category   failure.Category
 	Confidence float64
-	Second     failure.Category
 	// PRetry is the calibrated probability that a retry can fix the failure.
 	PRetry float64
 }
 
 // Classes returns the categories the model tells apart.
 func (m *Model) Classes() []failure.Category { return m.classes }
+
+// AddSource records a file the model was trained on (by name, for the record).
+func (m *Model) AddSource(name string) { m.info.Sources = append(m.info.Sources, name) }
 
 // Info returns how the model was trained.
 func (m *Model) Info() ModelInfo { return m.info }
@@ -112,15 +116,10 @@ func (m *Model) predict(st *featureScratch, feats []uint32, probs []float64) Pre
 	}
 	p := buf[nc+1 : 2*nc+1]
 	softmax(z[:nc], m.temperature, p)
-	best, second := 0, -1
+	best := 0
 	for c := 1; c < nc; c++ {
 		if p[c] > p[best] {
 			best = c
-		}
-	}
-	for c := range nc {
-		if c != best && (second < 0 || p[c] > p[second]) {
-			second = c
 		}
 	}
 	if probs != nil {
@@ -128,9 +127,6 @@ func (m *Model) predict(st *featureScratch, feats []uint32, probs []float64) Pre
 	}
 	out := Prediction{Category: m.classes[best], Confidence: p[best],
 		PRetry: pRetry(m.classes, p, sigmoid(m.retryA*z[nc]+m.retryB))}
-	if second >= 0 {
-		out.Second = m.classes[second]
-	}
 	return out
 }
 

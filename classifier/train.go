@@ -18,25 +18,25 @@ import (
 type TrainOptions struct {
 	// Buckets is the size of the hash space of features, a power of two (default
 	// 2^18).
-	Buckets uint32
+	Buckets uint32 `json:"buckets"`
 	// MinDocFreq is how many training failures must have a feature for it to get a
 	// weight (default 2).
-	MinDocFreq int
+	MinDocFreq int `json:"minDocFreq"`
 	// L2 is the weight of the L2 penalty on the feature weights (default 1e-3).
-	L2 float64
+	L2 float64 `json:"l2"`
 	// Folds is the number of cross-validation folds, grouped by source thread, that
 	// calibrate the model and choose its thresholds (default 5).
-	Folds int
+	Folds int `json:"folds"`
 	// MaxIterations bounds L-BFGS's iterations per fit (default 300).
-	MaxIterations int
+	MaxIterations int `json:"maxIterations"`
 	// TargetFalseRetry is the share of failures no retry can fix that the retry
 	// threshold may call retryable on the held-out folds (default 0.05).
-	TargetFalseRetry float64
+	TargetFalseRetry float64 `json:"targetFalseRetry"`
 	// MinConfidence is the calibrated probability below which the model abstains
 	// (default 0.5).
-	MinConfidence float64
+	MinConfidence float64 `json:"minConfidence"`
 	// RuleFeatures makes the rules that matched features of the model.
-	RuleFeatures bool
+	RuleFeatures bool `json:"ruleFeatures"`
 }
 
 func (o *TrainOptions) defaults() error {
@@ -181,7 +181,7 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 	m := f.model(classes, opts)
 	m.temperature, m.retryA, m.retryB, m.retryThreshold = rep.Temperature, a, b, rep.RetryThreshold
 	cv := rep.CV
-	m.info = ModelInfo{Examples: len(items), CrossValidation: &cv}
+	m.info = ModelInfo{Examples: len(items), CrossValidation: &cv, Options: &opts}
 	return m, rep, nil
 }
 
@@ -345,7 +345,10 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 	// usable weights; anything not finite does not.
 	for _, v := range res.X {
 		if !finite(v) {
-			return nil, fmt.Errorf("fit: %v", cmp.Or(err, errors.New("weights not finite")))
+			if err == nil {
+				err = errors.New("weights not finite")
+			}
+			return nil, fmt.Errorf("fit: %w", err)
 		}
 	}
 	f.w = res.X

@@ -48,11 +48,7 @@ var buildRecommender = sync.OnceValues(func() (*recommender.Recommender, error) 
 	if err != nil {
 		return nil, err
 	}
-	fb, err := models.DefaultFallback()
-	if err != nil {
-		return nil, err
-	}
-	return recommender.New(classifier.New(rs, classifier.Options{MinConfidence: 0.5}), m, fb,
+	return recommender.New(classifier.New(rs, classifier.Options{MinConfidence: 0.5}), m,
 		recommender.Options{Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8}), nil
 })
 

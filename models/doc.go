@@ -3,8 +3,7 @@
 // the chance that a candidate configuration succeeds (memory, GPU memory and deadline
 // models, logistic regressions fitted with gonum, combined with the rate of failures no
 // configuration prevents), and the runtime model gives how long it runs and so what it
-// costs. A learned text classifier (Fallback, golearn's Bernoulli naive Bayes) names
-// failures no rule explains.
+// costs.
 //
 // Models are trained from examples of retries and their outcomes (Train), evaluated on
 // jobs held out from training (AUC, Brier score, reliability tables, runtime error),

@@ -12,7 +12,7 @@ import (
 // What the nodes offer changes while the service runs: a recommendation made after
 // SetCluster fits the new largest node and proposes only the GPU models the nodes have.
 func TestSetClusterBoundsLaterRecommendations(t *testing.T) {
-	r := newRecommender(t, nil)
+	r := newRecommender(t)
 	ev, history := gpuEvent()
 	before := r.Recommend(ev, history)
 	if len(before.Options) == 0 {
@@ -59,7 +59,7 @@ func TestSetClusterBoundsLaterRecommendations(t *testing.T) {
 
 // Discovery calls SetCluster from its own goroutine while events are decided.
 func TestSetClusterWhileRecommending(t *testing.T) {
-	r := newRecommender(t, nil)
+	r := newRecommender(t)
 	ev := oomEvent()
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -18,11 +18,6 @@ type Classifier interface {
 	Classify(ev *failure.Event) failure.Classification
 }
 
-// Fallback names the category of a failure from its text alone.
-type Fallback interface {
-	Predict(text string) (failure.Category, float64)
-}
-
 // Options tune recommendations. Sizes are bytes, times seconds, costs dollars.
 type Options struct {
 	Catalogue failure.Catalogue
@@ -49,9 +44,6 @@ type Options struct {
 	// Runtime adds the runtime of a successful retry as a third objective: faster
 	// options (more or faster GPUs) join the Pareto front.
 	Runtime bool
-	// FallbackThreshold is the probability above which the learned fallback's
-	// category is used for a failure no rule explains. Default 0.8.
-	FallbackThreshold float64
 	// MinPFix is the probability of fixing what failed below which no retry is
 	// made at all: nothing the search found is likely to work. Default 0.3.
 	MinPFix float64
@@ -69,7 +61,6 @@ type Options struct {
 // Recommender makes recommendations. It is safe for concurrent use.
 type Recommender struct {
 	classifier Classifier
-	fallback   Fallback
 	models     *models.Models
 	opts       Options
 	scorers    []optimizer.Scorer
@@ -77,16 +68,13 @@ type Recommender struct {
 	cluster    atomic.Pointer[view]
 }
 
-// New returns a recommender. fallback may be nil.
-func New(c Classifier, m *models.Models, fallback Fallback, opts Options) *Recommender {
+// New returns a recommender.
+func New(c Classifier, m *models.Models, opts Options) *Recommender {
 	if opts.MaxCostMultiple <= 0 {
 		opts.MaxCostMultiple = 4
 	}
 	if opts.MinPSuccess <= 0 {
 		opts.MinPSuccess = 0.95
-	}
-	if opts.FallbackThreshold <= 0 {
-		opts.FallbackThreshold = 0.8
 	}
 	if opts.MaxOptions <= 0 {
 		opts.MaxOptions = 12
@@ -100,7 +88,7 @@ func New(c Classifier, m *models.Models, fallback Fallback, opts Options) *Recom
 	if opts.BackoffSeconds <= 0 {
 		opts.BackoffSeconds = 60
 	}
-	r := &Recommender{classifier: c, fallback: fallback, models: m, opts: opts,
+	r := &Recommender{classifier: c, models: m, opts: opts,
 		scorers: []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}}}
 	if opts.Runtime {
 		r.scorers = append(r.scorers, optimizer.Runtime{})
@@ -118,7 +106,7 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 		EventID: ev.ID, Chosen: -1, ModelVersion: r.models.Name,
 		Job: failure.JobRef{Namespace: ev.Job.Namespace, Name: ev.Job.Name, Template: ev.Job.Template, Attempt: ev.Job.Attempt},
 	}
-	rec.Classification = r.classify(ev)
+	rec.Classification = r.classifier.Classify(ev)
 	cl := &rec.Classification
 	if !cl.Retryable {
 		rec.Options = []failure.Option{}
@@ -186,22 +174,6 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	}
 	rec.Explanation = explain(cl, &ctx, &rec.Options[0], considered(res))
 	return rec
-}
-
-// classify uses the rules, and the learned fallback for failures they leave unknown.
-func (r *Recommender) classify(ev *failure.Event) failure.Classification {
-	cl := r.classifier.Classify(ev)
-	if cl.Category != failure.Unknown || r.fallback == nil {
-		return cl
-	}
-	cat, p := r.fallback.Predict(models.FallbackText(ev))
-	if cat == failure.Unknown || !cat.Valid() || p < r.opts.FallbackThreshold {
-		return cl
-	}
-	cl.Category, cl.Retryable, cl.Action = cat, cat.DefaultRetryable(), cat.DefaultAction()
-	cl.Confidence, cl.Learned = math.Round(p*1000)/1000, true
-	cl.Evidence = append([]string{fmt.Sprintf("no rule matched; the learned text classifier says %s (p=%.2f)", cat, p)}, cl.Evidence...)
-	return cl
 }
 
 // space is what a retry of a failure of this category may change.
@@ -374,12 +346,12 @@ func seconds(s float64) string {
 func what(cl *failure.Classification) string {
 	how := fmt.Sprintf("rules %s", strings.Join(cl.Rules, ", "))
 	if cl.Learned {
-		how = "the learned text classifier"
+		how = "the learned model"
 	}
 	out := fmt.Sprintf("The job failed with %s (confidence %.2f, from %s)", cl.Category, cl.Confidence, how)
-	// The first line of evidence that is not the fallback's own note.
+	// The first line of evidence that is not the model's own note.
 	for _, ev := range cl.Evidence {
-		if cl.Learned && strings.HasPrefix(ev, "no rule matched") {
+		if strings.HasPrefix(ev, "the learned model says") {
 			continue
 		}
 		if r := []rune(ev); len(r) > maxQuote {

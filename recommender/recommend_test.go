@@ -16,13 +16,13 @@ import (
 	"github.com/autofix/autofix/rules"
 )
 
-func newRecommender(t testing.TB, fb recommender.Fallback) *recommender.Recommender {
+func newRecommender(t testing.TB) *recommender.Recommender {
 	t.Helper()
-	return newRecommenderWith(t, fb, nil)
+	return newRecommenderWith(t, nil)
 }
 
 // newRecommenderWith lets set change the options before the recommender is made.
-func newRecommenderWith(t testing.TB, fb recommender.Fallback, set func(*recommender.Options)) *recommender.Recommender {
+func newRecommenderWith(t testing.TB, set func(*recommender.Options)) *recommender.Recommender {
 	t.Helper()
 	l, err := loadShared()
 	if err != nil {
@@ -32,7 +32,7 @@ func newRecommenderWith(t testing.TB, fb recommender.Fallback, set func(*recomme
 	if set != nil {
 		set(&opts)
 	}
-	return recommender.New(classifier.New(l.rules, classifier.Options{}), l.models, fb, opts)
+	return recommender.New(classifier.New(l.rules, classifier.Options{}), l.models, opts)
 }
 
 // loadShared loads the rules and the models once for all the tests: compiling the
@@ -69,7 +69,7 @@ func succeeded(gib float64) failure.Outcome {
 }
 
 func TestMemoryOOM(t *testing.T) {
-	r := newRecommender(t, nil)
+	r := newRecommender(t)
 	blind := r.Recommend(oomEvent(), nil)
 	if !blind.Retry || blind.Chosen != 0 || blind.Classification.Category != failure.OOMMemory {
 		t.Fatalf("Recommend = %+v", blind)
@@ -99,7 +99,7 @@ func TestMemoryOOM(t *testing.T) {
 }
 
 func TestNotRetryable(t *testing.T) {
-	r := newRecommender(t, nil)
+	r := newRecommender(t)
 	ev := oomEvent()
 	ev.Failure = failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "Traceback (most recent call last):\nModuleNotFoundError: No module named 'flash_attn'"}
 	rec := r.Recommend(ev, nil)
@@ -112,7 +112,7 @@ func TestNotRetryable(t *testing.T) {
 }
 
 func TestHardwareAvoidsTheNode(t *testing.T) {
-	r := newRecommender(t, nil)
+	r := newRecommender(t)
 	ev := oomEvent()
 	ev.Job.Resources.GPU, ev.Job.Resources.GPUType = 1, "nvidia-a100-80gb"
 	ev.Failure = failure.Signals{Reason: "Error", ExitCode: 1, Node: "gpu-7", LogTail: "NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus."}
@@ -124,7 +124,7 @@ func TestHardwareAvoidsTheNode(t *testing.T) {
 }
 
 func TestTimeoutExtendsTheDeadline(t *testing.T) {
-	r := newRecommender(t, nil)
+	r := newRecommender(t)
 	ev := oomEvent()
 	ev.Failure = failure.Signals{Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline", DurationSeconds: 3600}
 	history := []failure.Outcome{succeeded(10), succeeded(10), succeeded(10)}
@@ -139,24 +139,27 @@ func TestTimeoutExtendsTheDeadline(t *testing.T) {
 	}
 }
 
-type fakeFallback struct {
-	cat failure.Category
-	p   float64
-}
+// learnedClassifier answers as the classifier does when its model decides.
+type learnedClassifier struct{ cl failure.Classification }
 
-func (f fakeFallback) Predict(string) (failure.Category, float64) { return f.cat, f.p }
+func (l learnedClassifier) Classify(*failure.Event) failure.Classification { return l.cl }
 
-func TestLearnedFallback(t *testing.T) {
+// A category the learned model chose is acted on like the rules', and the
+// explanation quotes the evidence rather than the model's own note.
+func TestLearnedClassification(t *testing.T) {
+	l, err := loadShared()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ev := oomEvent()
 	ev.Failure = failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "the storage gateway hiccuped"}
-	rec := newRecommender(t, fakeFallback{failure.NetworkTransient, 0.9}).Recommend(ev, nil)
-	cl := rec.Classification
-	if cl.Category != failure.NetworkTransient || !cl.Learned || !rec.Retry || !strings.Contains(cl.Evidence[0], "learned text classifier") {
-		t.Errorf("with a confident fallback: %+v", cl)
-	}
-	rec = newRecommender(t, fakeFallback{failure.NetworkTransient, 0.6}).Recommend(ev, nil)
-	if rec.Classification.Category != failure.Unknown || rec.Retry {
-		t.Errorf("below the threshold the failure must stay unknown and unretried: %+v", rec.Classification)
+	c := learnedClassifier{failure.Classification{Category: failure.NetworkTransient, Retryable: true, Action: failure.RetryBackoff,
+		Confidence: 0.83, Rules: []string{}, Learned: true,
+		Evidence: []string{"the learned model says network_transient (p=0.83; P(a retry fixes it)=0.91)", "the storage gateway hiccuped"}}}
+	rec := recommender.New(c, l.models, recommender.Options{Catalogue: failure.DefaultCatalogue(), MaxMemoryBytes: 1 << 40, MaxCPUMillis: 96000, MaxGPUs: 8}).Recommend(ev, nil)
+	if !rec.Retry || !strings.Contains(rec.Explanation, "from the learned model") || !strings.Contains(rec.Explanation, "storage gateway hiccuped") ||
+		strings.Contains(rec.Explanation, "P(a retry") {
+		t.Errorf("Recommend = retry %v, %q: want a retry explained by the model and the quoted evidence", rec.Retry, rec.Explanation)
 	}
 }
 
@@ -164,7 +167,7 @@ func TestLearnedFallback(t *testing.T) {
 // at risk: classification, context, and the optimisation over every GPU model and
 // count, tunable setting and memory step (thousands of candidates).
 func BenchmarkRecommendGPU(b *testing.B) {
-	r := newRecommender(b, nil)
+	r := newRecommender(b)
 	ev, history := gpuEvent()
 	rec := r.Recommend(ev, history)
 	if !rec.Retry {
@@ -180,7 +183,7 @@ func BenchmarkRecommendGPU(b *testing.B) {
 // BenchmarkRecommendMemory is the common case: an OOM-killed CPU job with a history of
 // twelve runs; the space is the memory steps.
 func BenchmarkRecommendMemory(b *testing.B) {
-	r := newRecommender(b, nil)
+	r := newRecommender(b)
 	var history []failure.Outcome
 	for i := range 12 {
 		history = append(history, succeeded(17+float64(i)/4))
@@ -221,7 +224,7 @@ func gpuEvent() (*failure.Event, []failure.Outcome) {
 func TestQuotaLimitsTheOptions(t *testing.T) {
 	ev, history := gpuEvent()
 	ev.Job.Namespace = "team-a"
-	unlimited := newRecommender(t, nil).Recommend(ev, history)
+	unlimited := newRecommender(t).Recommend(ev, history)
 	free, ok := unlimited.ChosenOption()
 	if !ok {
 		t.Fatal("no retry without a quota")
@@ -231,7 +234,7 @@ func TestQuotaLimitsTheOptions(t *testing.T) {
 	if limit.GPU < ev.Job.Resources.GPU {
 		limit.GPU = 0 // the count is not what grew: limit the memory only
 	}
-	limited := newRecommenderWith(t, nil, func(o *recommender.Options) {
+	limited := newRecommenderWith(t, func(o *recommender.Options) {
 		o.Quotas = map[string]failure.Resources{"team-a": limit}
 	})
 	rec := limited.Recommend(ev, history)
@@ -258,7 +261,7 @@ func TestQuotaLimitsTheOptions(t *testing.T) {
 	// A quota below what the job needs leaves nothing to retry with, and says so.
 	oom := oomEvent()
 	oom.Job.Namespace = "tiny"
-	none := newRecommenderWith(t, nil, func(o *recommender.Options) {
+	none := newRecommenderWith(t, func(o *recommender.Options) {
 		o.Quotas = map[string]failure.Resources{"tiny": {MemoryBytes: 16 << 30}}
 	}).Recommend(oom, nil)
 	if none.Retry || !strings.Contains(none.Explanation, "quota") {
@@ -268,8 +271,8 @@ func TestQuotaLimitsTheOptions(t *testing.T) {
 
 func TestLargeSpacesAreSearched(t *testing.T) {
 	ev, history := gpuEvent()
-	all := newRecommender(t, nil).Recommend(ev, history)
-	searched := newRecommenderWith(t, nil, func(o *recommender.Options) {
+	all := newRecommender(t).Recommend(ev, history)
+	searched := newRecommenderWith(t, func(o *recommender.Options) {
 		o.Search = optimizer.Search{MaxExhaustive: 1000, Budget: 800}
 	}).Recommend(ev, history)
 	if all.Considered != 2400 || searched.Considered > 800 || !strings.Contains(searched.Explanation, "configurations searched (of 2400)") {
@@ -283,7 +286,7 @@ func TestLargeSpacesAreSearched(t *testing.T) {
 }
 
 func TestDiskFullGrowsTheEphemeralStorage(t *testing.T) {
-	r := newRecommender(t, nil)
+	r := newRecommender(t)
 	ev := oomEvent()
 	ev.Job.Resources.EphemeralStorageBytes = 20 << 30
 	ev.Failure = failure.Signals{Reason: "Evicted", ExitCode: 137, Node: "n3", DurationSeconds: 1200,
@@ -324,7 +327,7 @@ func TestSharedMemoryIsLeftToAPerson(t *testing.T) {
 	ev := oomEvent()
 	ev.Failure = failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "ERROR: Unexpected bus error encountered in worker. " +
 		"This might be caused by insufficient shared memory (shm).\nRuntimeError: DataLoader worker (pid 41) is killed by signal: Bus error."}
-	rec := newRecommender(t, nil).Recommend(ev, nil)
+	rec := newRecommender(t).Recommend(ev, nil)
 	if rec.Classification.Action != failure.IncreaseShm || rec.Retry || !strings.Contains(rec.Explanation, "/dev/shm") {
 		t.Errorf("Recommend = action %s, retry %v, %q: want no blind retry and the fix named", rec.Classification.Action, rec.Retry, rec.Explanation)
 	}
@@ -341,14 +344,14 @@ func TestRuntimeObjectiveAndWeights(t *testing.T) {
 		}
 		return fastest
 	}
-	plain := newRecommender(t, nil).Recommend(ev, history)
-	timed := newRecommenderWith(t, nil, func(o *recommender.Options) { o.Runtime, o.MaxOptions = true, 200 }).Recommend(ev, history)
+	plain := newRecommender(t).Recommend(ev, history)
+	timed := newRecommenderWith(t, func(o *recommender.Options) { o.Runtime, o.MaxOptions = true, 200 }).Recommend(ev, history)
 	if !(onFront(timed) < onFront(plain)) {
 		t.Errorf("with runtime as an objective the front's fastest option takes %.0f s, without %.0f s; want faster",
 			onFront(timed), onFront(plain))
 	}
 	// Weighting time heavily picks a faster option than the cost target does.
-	fast := newRecommenderWith(t, nil, func(o *recommender.Options) { o.Runtime, o.Weights = true, []float64{1, 0.1, 5} }).Recommend(ev, history)
+	fast := newRecommenderWith(t, func(o *recommender.Options) { o.Runtime, o.Weights = true, []float64{1, 0.1, 5} }).Recommend(ev, history)
 	a, _ := plain.ChosenOption()
 	b, ok := fast.ChosenOption()
 	if !ok || b.RuntimeSeconds >= a.RuntimeSeconds || b.ExpectedCost <= a.ExpectedCost {
@@ -362,7 +365,7 @@ func TestRuntimeObjectiveAndWeights(t *testing.T) {
 // still finite, so that it can be recorded: +Inf once failed json.Marshal and, with
 // it, the whole batch the event came in.
 func TestExtremeInputsStayEncodable(t *testing.T) {
-	r := newRecommender(t, nil)
+	r := newRecommender(t)
 	timeout := func(d float64) *failure.Event {
 		return &failure.Event{ID: "t", Job: failure.Job{Name: "etl-1", Template: "etl", Attempt: 1, Kind: failure.Batch,
 			Resources: failure.Resources{CPUMillis: 4000, MemoryBytes: 16 << 30}},

@@ -37,16 +37,8 @@ func newBrain(cfg *config.Config) (*brain, error) {
 	if err != nil {
 		return nil, err
 	}
-	var fb recommender.Fallback
-	if c.Model() == nil {
-		f, err := models.DefaultFallback()
-		if err != nil {
-			return nil, err
-		}
-		fb = f
-	}
 	largest, _ := withPools(cfg.Cluster.LargestNode.Resources(), nil, cfg.Cluster.NodePools)
-	rec := recommender.New(c, m, fb, recommender.Options{
+	rec := recommender.New(c, m, recommender.Options{
 		Catalogue:      cfg.Catalogue,
 		MaxMemoryBytes: largest.MemoryBytes, MaxCPUMillis: largest.CPUMillis, MaxEphemeralBytes: largest.EphemeralStorageBytes,
 		MaxGPUs: largest.GPU, MaxCostMultiple: cfg.Policy.MaxCostMultiple, BackoffSeconds: cfg.BackoffSeconds,

@@ -14,8 +14,6 @@ import (
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/examples"
 	"github.com/autofix/autofix/failure"
-	"github.com/autofix/autofix/models"
-	"github.com/autofix/autofix/recommender"
 )
 
 type classifyOptions struct {
@@ -90,15 +88,6 @@ recall, category accuracy, retry-decision accuracy and the false-retry count.`,
 func loadClassifier(dir string, minConfidence float64) (*classifier.Classifier, error) {
 	return classifier.LoadDefault(classifier.Sources{RulesDir: dir},
 		classifier.Options{MinConfidence: minConfidence, Authority: config.Default().Classifier.Authority})
-}
-
-// fallbackFor is the learned text fallback of the recommender for c: none when c has
-// a learned model of its own.
-func fallbackFor(c *classifier.Classifier) (recommender.Fallback, error) {
-	if c.Model() != nil {
-		return nil, nil
-	}
-	return models.DefaultFallback()
 }
 
 // openInput opens the named file, standard input for "-", or the bundled samples.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/autofix/autofix/classifier"
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/models"
 )
@@ -200,36 +201,49 @@ func TestRecommendBadHistory(t *testing.T) {
 	}
 }
 
-func TestTrainFallback(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "fb.json")
-	sets, err := filepath.Glob("../../rules/testdata/*.jsonl")
-	if err != nil || len(sets) < 5 {
-		t.Fatalf("labelled sets: %v %v", sets, err)
-	}
-	code, stdout, errOut := runCmd(t, "", append([]string{"train-fallback", "--out", out}, sets...)...)
-	if code != 0 || !strings.Contains(stdout, "trained on 674 labelled messages") {
+func TestTrainClassifier(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "model.json")
+	code, stdout, errOut := runCmd(t, "", "train-classifier", "--out", out, "--folds", "3", "--max-iterations", "60",
+		"../../rules/testdata/dev.jsonl", "../../rules/testdata/holdout-1.jsonl")
+	if code != 0 || !strings.Contains(stdout, "trained on 341 labelled messages") || !strings.Contains(stdout, "cross-validated (3 folds)") ||
+		!strings.Contains(stdout, "<- chosen") {
 		t.Fatalf("exit %d: %s %s", code, stdout, errOut)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := classifier.ReadModel(f, out)
+	_ = f.Close()
+	if err != nil {
+		t.Fatalf("artifact does not load: %v", err)
+	}
+	if info := m.Info(); info.Examples != 341 || len(info.Sources) != 2 || info.Sources[0] != "../../rules/testdata/dev.jsonl" {
+		t.Errorf("artifact info %+v: want 341 examples from dev.jsonl and holdout-1.jsonl", info)
+	}
+	// The artifact is what classify --model reads.
+	code, stdout, errOut = runCmd(t, `{"id":"e","job":{"name":"j"},"failure":{"reason":"Error","exitCode":1,"logTail":"the job died\nthe storage gateway said: OSError: [Errno 28] No space left on device"}}`,
+		"classify", "--model", out, "-")
+	if code != 0 || !strings.Contains(stdout, `"category":"disk_full"`) {
+		t.Errorf("classify --model: exit %d, %s %s", code, stdout, errOut)
+	}
+	// --check retrains from what the artifact records: the same bytes pass, any change fails.
+	if code, stdout, errOut := runCmd(t, "", "train-classifier", "--check", out); code != 0 || !strings.Contains(stdout, "is what 341 labelled messages train") {
+		t.Errorf("--check of a fresh artifact: exit %d, %s %s", code, stdout, errOut)
 	}
 	data, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The embedded fallback must be what the labelled sets make today: regenerate it
-	// (see README) when they change.
-	if shipped, err := os.ReadFile("../../models/fallback.json"); err != nil || !bytes.Equal(shipped, data) {
-		t.Errorf("models/fallback.json is stale (or unreadable: %v); retrain it from rules/testdata", err)
+	stale := filepath.Join(t.TempDir(), "stale.json")
+	if err := os.WriteFile(stale, bytes.Replace(data, []byte(`"temperature":`), []byte(`"temperature":1.5e0,"x":`), 1), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	var fb models.Fallback
-	if err := json.Unmarshal(data, &fb); err != nil {
-		t.Fatalf("artifact does not load: %v", err)
+	if code, _, errOut := runCmd(t, "", "train-classifier", "--check", stale); code == 0 || !strings.Contains(errOut, "is stale") {
+		t.Errorf("--check of a changed artifact: exit %d, %q", code, errOut)
 	}
-	cat, p := fb.Predict("Error\n\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB " +
-		"(GPU 0; 15.78 GiB total capacity; 14.2 GiB already allocated)")
-	if cat != failure.OOMGPU || p < 0.5 {
-		t.Errorf("trained fallback says %s (%.2f) for a CUDA OOM", cat, p)
-	}
-	if code, _, errOut := runCmd(t, "", "train-fallback", "../../rules/testdata/dev.jsonl"); code == 0 || !strings.Contains(errOut, "--out") {
-		t.Errorf("without --out: exit %d, %q", code, errOut)
+	if code, _, errOut := runCmd(t, "", "train-classifier", "/no/such.jsonl"); code == 0 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("a missing file: exit %d, %q", code, errOut)
 	}
 }
 

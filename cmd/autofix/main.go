@@ -55,7 +55,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newTrainFallbackCmd(), newTrainClassifierCmd(), newSimulateCmd(), newRecommendCmd(),
+	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newTrainClassifierCmd(), newSimulateCmd(), newRecommendCmd(),
 		newServeCmd(), newWatchCmd(), newPublishCmd(), newLedgerCmd(), newPolicyCmd(), newPipelineCmd(), newBenchCmd(), newTokenCmd())
 	return root
 }

@@ -25,7 +25,7 @@ func (p autofixPolicy) Retry(ev *failure.Event, history []failure.Outcome) (fail
 
 // recommenderFor builds the recommender for a scenario's cluster and prices; set, if
 // not nil, changes the options first.
-func recommenderFor(s *sim.Scenario, c *classifier.Classifier, m *models.Models, fb recommender.Fallback,
+func recommenderFor(s *sim.Scenario, c *classifier.Classifier, m *models.Models,
 	set func(*recommender.Options)) *recommender.Recommender {
 	opts := recommender.Options{
 		Catalogue:         s.Catalogue,
@@ -37,7 +37,7 @@ func recommenderFor(s *sim.Scenario, c *classifier.Classifier, m *models.Models,
 	if set != nil {
 		set(&opts)
 	}
-	return recommender.New(c, m, fb, opts)
+	return recommender.New(c, m, opts)
 }
 
 // explorer retries with random configurations around the failed one, to collect
@@ -108,11 +108,7 @@ func newScenarioBrain(s *sim.Scenario) (*scenarioBrain, error) {
 	if err != nil {
 		return nil, err
 	}
-	fb, err := fallbackFor(c)
-	if err != nil {
-		return nil, err
-	}
-	rec := recommenderFor(s, c, m, fb, func(o *recommender.Options) {
+	rec := recommenderFor(s, c, m, func(o *recommender.Options) {
 		o.BackoffSeconds, o.MaxCostMultiple = d.BackoffSeconds, d.Policy.MaxCostMultiple
 	})
 	return &scenarioBrain{rec: rec, classifier: c, models: m, catalogue: s.Catalogue}, nil

@@ -56,10 +56,6 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 			if err != nil {
 				return err
 			}
-			fb, err := fallbackFor(c)
-			if err != nil {
-				return err
-			}
 			history := map[string][]failure.Outcome{}
 			if o.history != "" {
 				if history, err = readHistory(o.history); err != nil {
@@ -84,7 +80,7 @@ A line that cannot be decoded yields {"line":N,"error":"..."} and the exit statu
 				return err
 			}
 			defer closeIn()
-			bad, err := recommendStream(recommenderFor(s, c, m, fb, func(opts *recommender.Options) {
+			bad, err := recommendStream(recommenderFor(s, c, m, func(opts *recommender.Options) {
 				opts.Quotas, opts.MinPSuccess, opts.Weights, opts.Runtime = quotas, o.target, o.weights, o.runtime
 			}), history, in, cmd.OutOrStdout())
 			if err != nil {

@@ -125,11 +125,7 @@ func (o *simulateOptions) policyFor(name string, s *sim.Scenario) (sim.Policy, e
 	if err != nil {
 		return nil, err
 	}
-	fb, err := fallbackFor(c)
-	if err != nil {
-		return nil, err
-	}
-	return autofixPolicy{recommenderFor(s, c, m, fb, nil)}, nil
+	return autofixPolicy{recommenderFor(s, c, m, nil)}, nil
 }
 
 func writeResults(w io.Writer, results []sim.Result) {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -20,6 +23,7 @@ type trainClassifierOptions struct {
 	opts         classifier.TrainOptions
 	cv           bool
 	authority    float64
+	check        string
 }
 
 func newTrainClassifierCmd() *cobra.Command {
@@ -34,8 +38,16 @@ labelled files (the format of classify --eval). Cross-validation folds, grouped 
 source thread, calibrate its probabilities and choose its retry threshold; the report
 shows the held-out figures, the reliability tables and the false-retry / missed-retry
 curve. With --out it writes the versioned artifact.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if o.check != "" {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.MinimumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.check != "" {
+				return checkModel(cmd.OutOrStdout(), o.check)
+			}
 			items, err := readLabelledFiles(args)
 			if err != nil {
 				return err
@@ -56,6 +68,9 @@ curve. With --out it writes the versioned artifact.`,
 			if err != nil {
 				return err
 			}
+			for _, path := range args {
+				m.AddSource(filepath.ToSlash(filepath.Clean(path)))
+			}
 			if err := writeTrainReport(cmd.OutOrStdout(), rep); err != nil {
 				return err
 			}
@@ -75,11 +90,14 @@ curve. With --out it writes the versioned artifact.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.out, "out", "", "write the trained classifier to this file")
+	f.StringVar(&o.check, "check", "", "retrain the artifact FILE from the files and options it records and fail unless the result is the same")
 	f.StringVar(&o.rulesDir, "rules", "", "directory of rule files to use instead of the embedded rules")
 	f.StringVar(&o.knowledgeDir, "knowledge", "", "directory of knowledge tables layered over the embedded ones")
 	f.BoolVar(&o.cv, "cv", false, "instead of training, cross-validate the rules with a model trained on the other folds")
 	f.Float64Var(&o.authority, "authority", 0, "with --cv, the rules' confidence at which they decide without the model (default 0.9)")
 	f.BoolVar(&o.opts.RuleFeatures, "rule-features", false, "make the rules that matched features of the model")
+	f.IntVar(&o.opts.Folds, "folds", 0, "cross-validation folds (default 5)")
+	f.IntVar(&o.opts.MaxIterations, "max-iterations", 0, "L-BFGS iterations per fit (default 300)")
 	f.Float64Var(&o.opts.L2, "l2", 0, "L2 penalty on the weights (default 1e-3)")
 	f.IntVar(&o.opts.MinDocFreq, "min-doc-freq", 0, "failures a feature must occur in to get a weight (default 2)")
 	f.Float64Var(&o.opts.TargetFalseRetry, "target-false-retry", 0, "held-out false-retry rate the retry threshold may reach (default 0.05)")
@@ -127,4 +145,45 @@ func writeTrainReport(w io.Writer, rep *classifier.TrainReport) error {
 		fmt.Fprintf(tw, "%.2f\t%.3f\t%.3f\t%s\n", p.Threshold, p.FalseRetryRate, p.MissedRate, mark)
 	}
 	return tw.Flush()
+}
+
+// checkModel retrains the artifact at path from the labelled files and options it
+// records, and fails unless the result is byte for byte the artifact.
+func checkModel(w io.Writer, path string) error {
+	data, err := os.ReadFile(path) //nolint:gosec // a path the user names
+	if err != nil {
+		return err
+	}
+	m, err := classifier.ReadModel(bytes.NewReader(data), path)
+	if err != nil {
+		return err
+	}
+	info := m.Info()
+	if len(info.Sources) == 0 || info.Options == nil {
+		return fmt.Errorf("%s: records no training files or options to retrain from", path)
+	}
+	items, err := readLabelledFiles(info.Sources)
+	if err != nil {
+		return err
+	}
+	base, err := classifier.LoadDefault(classifier.Sources{ModelFile: classifier.NoModel}, classifier.Options{})
+	if err != nil {
+		return err
+	}
+	again, _, err := classifier.Train(base, items, *info.Options)
+	if err != nil {
+		return err
+	}
+	for _, s := range info.Sources {
+		again.AddSource(s)
+	}
+	out, err := json.Marshal(again)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(append(out, '\n'), data) {
+		return fmt.Errorf("%s is stale: retrain it with: autofix train-classifier --out %s %s", path, path, strings.Join(info.Sources, " "))
+	}
+	fmt.Fprintf(w, "%s is what %d labelled messages train\n", path, info.Examples)
+	return nil
 }
