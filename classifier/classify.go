@@ -24,8 +24,11 @@ type Options struct {
 	// Model is the learned classifier that decides the failures the rules are not
 	// sure of; nil for rules alone.
 	Model *Model
+	// ModelMinConfidence is the calibrated probability below which the model
+	// abstains; 0 means the model's own, chosen when it was trained.
+	ModelMinConfidence float64
 	// Authority is the confidence at or above which the rules decide alone, without
-	// the model. Default 0.9.
+	// the model. Default 0.95.
 	Authority float64
 }
 
@@ -46,7 +49,7 @@ func New(rs *RuleSet, opts Options) *Classifier {
 		opts.MaxEvidence = 8
 	}
 	if opts.Authority <= 0 {
-		opts.Authority = 0.9
+		opts.Authority = 0.95
 	}
 	k := opts.Knowledge
 	if k == nil {

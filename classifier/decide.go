@@ -46,7 +46,11 @@ func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules 
 		}
 		return rules
 	}
-	if pred.Confidence < max(m.minConfidence, c.opts.MinConfidence) || pred.Category == failure.Unknown {
+	minConf := m.minConfidence
+	if c.opts.ModelMinConfidence > 0 {
+		minConf = c.opts.ModelMinConfidence
+	}
+	if pred.Confidence < minConf || pred.Category == failure.Unknown {
 		// The model abstains: the rules' answer stands, unknown when they have none.
 		rules.Evidence = append(rules.Evidence, line+", too unsure to act on")
 		if pred.Category != rules.Category {

@@ -20,7 +20,9 @@ type Sources struct {
 	// replaces the embedded entry of the same table and key.
 	KnowledgeDir string
 	// ModelFile replaces the embedded model; NoModel classifies with the rules and
-	// the knowledge tables alone.
+	// the knowledge tables alone. The embedded model reads the embedded rules'
+	// matches, so with RulesDir it is not used: name a model trained with those
+	// rules.
 	ModelFile string
 }
 
@@ -59,6 +61,12 @@ func LoadDefault(src Sources, opts Options) (*Classifier, error) {
 		if opts.Model, err = ReadModel(bytes.NewReader(rules.Model), "(embedded)"); err != nil {
 			return nil, fmt.Errorf("model: %w", err)
 		}
+		if !opts.Model.Fits(rs) {
+			// The embedded model reads the embedded rules' matches: other rules
+			// classify with the knowledge tables alone, unless a model trained with
+			// them is named.
+			opts.Model = nil
+		}
 	default:
 		f, err := os.Open(src.ModelFile)
 		if err != nil {
@@ -67,6 +75,9 @@ func LoadDefault(src Sources, opts Options) (*Classifier, error) {
 		defer func() { _ = f.Close() }()
 		if opts.Model, err = ReadModel(f, src.ModelFile); err != nil {
 			return nil, fmt.Errorf("model: %w", err)
+		}
+		if !opts.Model.Fits(rs) {
+			return nil, fmt.Errorf("model: %s was trained with other rules (its features include which rules matched); retrain it with these", src.ModelFile)
 		}
 	}
 	return New(rs, opts), nil

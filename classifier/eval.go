@@ -18,6 +18,9 @@ type Labelled struct {
 	// Source is where the event's text came from; Line is its line in the file.
 	Source string
 	Line   int
+	// Ambiguous is set when two people labelled the event independently and
+	// disagreed; Expected is then the first's (who read the whole thread).
+	Ambiguous bool
 }
 
 // Label is the expected category and retry decision of a labelled event.
@@ -43,8 +46,9 @@ func ReadLabelled(r io.Reader) ([]Labelled, error) {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		var extra struct {
-			Expected *Label `json:"expected"`
-			Source   string `json:"source"`
+			Expected  *Label `json:"expected"`
+			Source    string `json:"source"`
+			Ambiguous bool   `json:"ambiguous"`
 		}
 		if err := json.Unmarshal(line, &extra); err != nil {
 			return nil, fmt.Errorf("line %d: expected: %w", n, err)
@@ -52,7 +56,10 @@ func ReadLabelled(r io.Reader) ([]Labelled, error) {
 		if extra.Expected == nil {
 			return nil, fmt.Errorf("line %d: expected: required", n)
 		}
-		out = append(out, Labelled{Event: ev, Expected: *extra.Expected, Source: extra.Source, Line: n})
+		if !extra.Expected.Category.Valid() {
+			return nil, fmt.Errorf("line %d: expected.category: %q is not a category of the taxonomy", n, extra.Expected.Category)
+		}
+		out = append(out, Labelled{Event: ev, Expected: *extra.Expected, Source: extra.Source, Line: n, Ambiguous: extra.Ambiguous})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -76,6 +83,9 @@ type Report struct {
 	Unknown      int
 	PerCategory  []CategoryStats
 	Mistakes     []Mistake
+	// Unambiguous scores the events whose two labels agreed (nil when no event was
+	// marked ambiguous).
+	Unambiguous *Report
 }
 
 // CategoryStats are the precision and recall of one category.
@@ -112,6 +122,27 @@ func ratio(a, b int) float64 {
 
 // Evaluate classifies every item with c and scores the results.
 func Evaluate(c *Classifier, items []Labelled) Report {
+	got := make([]failure.Classification, len(items))
+	for i := range items {
+		got[i] = c.Classify(&items[i].Event)
+	}
+	r := score(items, got)
+	var agreed []Labelled
+	var agreedGot []failure.Classification
+	for i, it := range items {
+		if !it.Ambiguous {
+			agreed, agreedGot = append(agreed, it), append(agreedGot, got[i])
+		}
+	}
+	if len(agreed) < len(items) {
+		u := score(agreed, agreedGot)
+		r.Unambiguous = &u
+	}
+	return r
+}
+
+// score scores the classifications got of items.
+func score(items []Labelled, results []failure.Classification) Report {
 	stats := map[failure.Category]*CategoryStats{}
 	stat := func(cat failure.Category) *CategoryStats {
 		if s, ok := stats[cat]; ok {
@@ -122,8 +153,8 @@ func Evaluate(c *Classifier, items []Labelled) Report {
 		return s
 	}
 	r := Report{Total: len(items)}
-	for _, it := range items {
-		got := c.Classify(&it.Event)
+	for i, it := range items {
+		got := results[i]
 		want := it.Expected
 		stat(want.Category).Support++
 		stat(got.Category).Predicted++
@@ -173,10 +204,18 @@ func (r Report) Write(w io.Writer, verbose bool) error {
 	fmt.Fprintf(w, "false retries:            %d (%.1f%% of the %d not retryable)\n", r.FalseRetries, 100*ratio(r.FalseRetries, r.NotRetryable), r.NotRetryable)
 	fmt.Fprintf(w, "missed retries:           %d (%.1f%% of the %d retryable)\n", r.MissedRetries, 100*ratio(r.MissedRetries, r.Total-r.NotRetryable), r.Total-r.NotRetryable)
 	fmt.Fprintf(w, "answered unknown:         %d (%.1f%%)\n", r.Unknown, 100*ratio(r.Unknown, r.Total))
+	if u := r.Unambiguous; u != nil {
+		fmt.Fprintf(w, "unambiguous events:       %d (the two labellers agreed): category %.3f, retry decision %.3f, false retries %d (%.1f%%)\n",
+			u.Total, u.CategoryAccuracy(), u.RetryAccuracy(), u.FalseRetries, 100*ratio(u.FalseRetries, u.NotRetryable))
+	}
 	if verbose && len(r.Mistakes) > 0 {
 		fmt.Fprintf(w, "\nmistakes:\n")
 		for _, m := range r.Mistakes {
-			fmt.Fprintf(w, "  line %d %s: want %s/%v, got %s/%v (rules %v) %s\n", m.Item.Line, m.Item.Event.ID,
+			amb := ""
+			if m.Item.Ambiguous {
+				amb = " (ambiguous)"
+			}
+			fmt.Fprintf(w, "  line %d %s%s: want %s/%v, got %s/%v (rules %v) %s\n", m.Item.Line, m.Item.Event.ID, amb,
 				m.Item.Expected.Category, m.Item.Expected.Retryable, m.Got.Category, m.Got.Retryable,
 				m.Got.Rules, m.Item.Source)
 		}

@@ -35,6 +35,9 @@ type Model struct {
 	retryThreshold float64
 	minConfidence  float64
 	ruleFeatures   bool
+	// rulesDigest is the digest of the rules whose matches are features (with
+	// ruleFeatures).
+	rulesDigest string
 
 	info ModelInfo
 }
@@ -75,6 +78,10 @@ type Prediction struct {
 
 // Classes returns the categories the model tells apart.
 func (m *Model) Classes() []failure.Category { return m.classes }
+
+// Fits reports whether the model can be used with rs: a model that reads the rules'
+// matches only with the rules it was trained with.
+func (m *Model) Fits(rs *RuleSet) bool { return !m.ruleFeatures || m.rulesDigest == rs.Digest() }
 
 // AddSource records a file the model was trained on (by name, for the record).
 func (m *Model) AddSource(name string) { m.info.Sources = append(m.info.Sources, name) }
@@ -176,6 +183,7 @@ type modelJSON struct {
 	Classes        []string  `json:"classes"`
 	Buckets        uint32    `json:"buckets"`
 	RuleFeatures   bool      `json:"ruleFeatures"`
+	RulesDigest    string    `json:"rulesDigest,omitempty"`
 	Temperature    float64   `json:"temperature"`
 	RetryA         float64   `json:"retryA"`
 	RetryB         float64   `json:"retryB"`
@@ -209,7 +217,7 @@ func (m *Model) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(modelJSON{
 		Kind: modelKind, Version: modelVersion, Classes: classNames(m.classes), Buckets: m.buckets,
-		RuleFeatures: m.ruleFeatures, Temperature: m.temperature, RetryA: m.retryA, RetryB: m.retryB,
+		RuleFeatures: m.ruleFeatures, RulesDigest: m.rulesDigest, Temperature: m.temperature, RetryA: m.retryA, RetryB: m.retryB,
 		RetryThreshold: m.retryThreshold, MinConfidence: m.minConfidence, Bias: m.bias,
 		Rows: base64.StdEncoding.EncodeToString(rowBytes), Weights: base64.StdEncoding.EncodeToString(wBytes),
 		Info: m.info,
@@ -275,7 +283,7 @@ func (m *Model) UnmarshalJSON(data []byte) error {
 	*m = Model{
 		classes: classes, buckets: j.Buckets, bias: j.Bias, temperature: j.Temperature,
 		retryA: j.RetryA, retryB: j.RetryB, retryThreshold: j.RetryThreshold,
-		minConfidence: j.MinConfidence, ruleFeatures: j.RuleFeatures, info: j.Info,
+		minConfidence: j.MinConfidence, ruleFeatures: j.RuleFeatures, rulesDigest: j.RulesDigest, info: j.Info,
 		rowOf: make([]int32, j.Buckets), weights: make([]float32, n*width),
 	}
 	for i := range m.rowOf {

@@ -81,9 +81,9 @@ func TestTrainReportIsConsistent(t *testing.T) {
 	switch {
 	case chosen < 0:
 		t.Fatalf("threshold %.2f is not on the curve", rep.RetryThreshold)
-	case rep.RetryCurve[chosen].FalseRetryRate > 0.05 && chosen != len(rep.RetryCurve)-1:
-		t.Errorf("threshold %.2f has %.3f false retries, over the 0.05 target", rep.RetryThreshold, rep.RetryCurve[chosen].FalseRetryRate)
-	case chosen > 0 && rep.RetryCurve[chosen-1].FalseRetryRate <= 0.05:
+	case rep.RetryCurve[chosen].FalseRetryRate > 0.1 && chosen != len(rep.RetryCurve)-1:
+		t.Errorf("threshold %.2f has %.3f false retries, over the 0.1 target", rep.RetryThreshold, rep.RetryCurve[chosen].FalseRetryRate)
+	case chosen > 0 && rep.RetryCurve[chosen-1].FalseRetryRate <= 0.1:
 		t.Errorf("threshold %.2f is not the lowest within the target", rep.RetryThreshold)
 	}
 	if m.RetryThreshold() != rep.RetryThreshold {
@@ -179,7 +179,7 @@ func TestModelDecidesOnlyWhereTheRulesAreNotSure(t *testing.T) {
 	learned := 0
 	for _, it := range readLabelled(t, "../rules/testdata/holdout-2.jsonl") {
 		rulesOnly, both := base.Classify(&it.Event), c.Classify(&it.Event)
-		if rulesOnly.Confidence >= 0.9 && rulesOnly.Category != failure.Unknown {
+		if rulesOnly.Confidence >= 0.95 && rulesOnly.Category != failure.Unknown {
 			if both.Category != rulesOnly.Category || both.Retryable != rulesOnly.Retryable || both.Learned {
 				t.Errorf("%s: rules sure of %s/%v (%.2f), with the model %s/%v", it.Event.ID,
 					rulesOnly.Category, rulesOnly.Retryable, rulesOnly.Confidence, both.Category, both.Retryable)
@@ -236,7 +236,7 @@ func TestEmbeddedModelLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Model() == nil || c.Model().Info().Examples < 600 {
+	if c.Model() == nil || c.Model().Info().Examples < 1000 {
 		t.Fatalf("embedded model %+v: want one trained on the labelled corpus", c.Model())
 	}
 	for _, it := range readLabelled(t, "../rules/testdata/holdout-3.jsonl") {

@@ -3,6 +3,8 @@ package classifier
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -47,6 +49,17 @@ type RuleSet struct {
 
 // Rules returns the rules, highest priority first.
 func (rs *RuleSet) Rules() []*Rule { return rs.rules }
+
+// Digest identifies the rules: a SHA-256 over each rule's id, condition, category,
+// retry decision, action, confidence and priority, in order. A model trained with
+// the rules' matches as features records it, and is used only with the same rules.
+func (rs *RuleSet) Digest() string {
+	h := sha256.New()
+	for _, r := range rs.rules {
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v\x00%s\x00%g\x00%d\n", r.ID, r.Expr, r.Category, r.Retryable, r.Action, r.Confidence, r.Priority)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // Tests returns the test cases of the rule files.
 func (rs *RuleSet) Tests() []TestCase { return rs.tests }

@@ -22,7 +22,7 @@ type TrainOptions struct {
 	// MinDocFreq is how many training failures must have a feature for it to get a
 	// weight (default 2).
 	MinDocFreq int `json:"minDocFreq"`
-	// L2 is the weight of the L2 penalty on the feature weights (default 1e-3).
+	// L2 is the weight of the L2 penalty on the feature weights (default 3e-2).
 	L2 float64 `json:"l2"`
 	// Folds is the number of cross-validation folds, grouped by source thread, that
 	// calibrate the model and choose its thresholds (default 5).
@@ -30,30 +30,35 @@ type TrainOptions struct {
 	// MaxIterations bounds L-BFGS's iterations per fit (default 300).
 	MaxIterations int `json:"maxIterations"`
 	// TargetFalseRetry is the share of failures no retry can fix that the retry
-	// threshold may call retryable on the held-out folds (default 0.05).
+	// threshold may call retryable on the held-out folds (default 0.1).
 	TargetFalseRetry float64 `json:"targetFalseRetry"`
 	// MinConfidence is the calibrated probability below which the model abstains
-	// (default 0.5).
+	// (default 0.3).
 	MinConfidence float64 `json:"minConfidence"`
 	// RuleFeatures makes the rules that matched features of the model.
 	RuleFeatures bool `json:"ruleFeatures"`
+	// ClassBalance weighs each example's category loss by (n / (k * n_c))^ClassBalance,
+	// n_c the examples of its category among n of k categories: 0 weighs all alike,
+	// 1 makes every category count as much as any other.
+	ClassBalance float64 `json:"classBalance,omitempty"`
 }
 
 func (o *TrainOptions) defaults() error {
 	o.Buckets = cmp.Or(o.Buckets, 1<<18)
 	o.MinDocFreq = cmp.Or(o.MinDocFreq, 2)
-	o.L2 = cmp.Or(o.L2, 1e-3)
+	o.L2 = cmp.Or(o.L2, 3e-2)
 	o.Folds = cmp.Or(o.Folds, 5)
 	o.MaxIterations = cmp.Or(o.MaxIterations, 300)
-	o.TargetFalseRetry = cmp.Or(o.TargetFalseRetry, 0.05)
-	o.MinConfidence = cmp.Or(o.MinConfidence, 0.5)
+	o.TargetFalseRetry = cmp.Or(o.TargetFalseRetry, 0.1)
+	o.MinConfidence = cmp.Or(o.MinConfidence, 0.3)
 	switch {
 	case o.Buckets < 2 || o.Buckets > maxModelBuckets || o.Buckets&(o.Buckets-1) != 0:
 		return fmt.Errorf("buckets %d: want a power of two up to %d", o.Buckets, maxModelBuckets)
 	case o.MinDocFreq < 1, o.Folds < 2, o.MaxIterations < 1:
 		return fmt.Errorf("options %+v: minDocFreq, folds and maxIterations must be positive (folds at least 2)", *o)
-	case !(o.L2 > 0), !(o.TargetFalseRetry > 0 && o.TargetFalseRetry < 1), !(o.MinConfidence >= 0 && o.MinConfidence < 1):
-		return fmt.Errorf("options %+v: l2 > 0, targetFalseRetry in (0, 1), minConfidence in [0, 1)", *o)
+	case !(o.L2 > 0), !(o.TargetFalseRetry > 0 && o.TargetFalseRetry < 1), !(o.MinConfidence >= 0 && o.MinConfidence < 1),
+		!(o.ClassBalance >= 0 && o.ClassBalance <= 1):
+		return fmt.Errorf("options %+v: l2 > 0, targetFalseRetry in (0, 1), minConfidence in [0, 1), classBalance in [0, 1]", *o)
 	}
 	return nil
 }
@@ -180,6 +185,9 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 	rep.Features = len(f.cols)
 	m := f.model(classes, opts)
 	m.temperature, m.retryA, m.retryB, m.retryThreshold = rep.Temperature, a, b, rep.RetryThreshold
+	if opts.RuleFeatures {
+		m.rulesDigest = base.rules.Digest()
+	}
 	cv := rep.CV
 	m.info = ModelInfo{Examples: len(items), CrossValidation: &cv, Options: &opts}
 	return m, rep, nil
@@ -278,6 +286,28 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 	width := nc + 1
 	nw := len(kept) * width
 	n := float64(len(idx))
+	// Category weights, scaled to average 1 over the examples.
+	counts := make([]float64, nc)
+	for _, i := range idx {
+		counts[exs[i].class]++
+	}
+	present := 0
+	for _, c := range counts {
+		if c > 0 {
+			present++
+		}
+	}
+	weight := make([]float64, nc)
+	var total float64
+	for c, k := range counts {
+		if k > 0 {
+			weight[c] = math.Pow(n/(float64(present)*k), opts.ClassBalance)
+			total += weight[c] * k
+		}
+	}
+	for c := range weight {
+		weight[c] *= n / total
+	}
 	z := make([]float64, width)
 	p := make([]float64, nc)
 	var lastX []float64
@@ -298,13 +328,14 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 			}
 			softmax(z[:nc], 1, p)
 			y := exs[i].class
-			loss -= math.Log(max(p[y], 1e-300))
+			wy := weight[y]
+			loss -= wy * math.Log(max(p[y], 1e-300))
 			// d/dz of the class loss is p - onehot(y); of the retry loss, sigma - r.
 			dz := make([]float64, width)
 			for j := range nc {
-				dz[j] = p[j]
+				dz[j] = wy * p[j]
 			}
-			dz[y]--
+			dz[y] -= wy
 			s := sigmoid(z[nc])
 			r := 0.0
 			if exs[i].retry {

@@ -49,8 +49,12 @@ type Classifier struct {
 	// MinConfidence is the confidence below which a failure is classified unknown
 	// (and not retried for a cause it may not have). Default 0.5.
 	MinConfidence float64 `yaml:"minConfidence"`
+	// ModelMinConfidence is the calibrated probability below which the learned
+	// model abstains (unknown, not retried); 0 means the model's own, chosen when it
+	// was trained (0.3 for the embedded one).
+	ModelMinConfidence float64 `yaml:"modelMinConfidence"`
 	// Authority is the confidence at or above which the rules decide alone; below
-	// it the learned model decides. Default 0.9.
+	// it the learned model decides. Default 0.95.
 	Authority float64 `yaml:"authority"`
 	// Knowledge is a directory of knowledge tables (*.yaml) layered over the
 	// embedded ones: an entry replaces the embedded entry of the same table and key.
@@ -83,6 +87,9 @@ func (c *Config) validateCatalogue() error {
 	}
 	if !(c.Classifier.MinConfidence > 0 && c.Classifier.MinConfidence < 1) {
 		return fmt.Errorf("classifier.minConfidence: %g, want between 0 and 1", c.Classifier.MinConfidence)
+	}
+	if !(c.Classifier.ModelMinConfidence >= 0 && c.Classifier.ModelMinConfidence < 1) {
+		return fmt.Errorf("classifier.modelMinConfidence: %g, want at least 0 and below 1", c.Classifier.ModelMinConfidence)
 	}
 	if !(c.Classifier.Authority > 0 && c.Classifier.Authority <= 1) {
 		return fmt.Errorf("classifier.authority: %g, want more than 0 and at most 1", c.Classifier.Authority)

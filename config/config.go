@@ -123,7 +123,7 @@ func Default() Config {
 		},
 		Catalogue:      failure.DefaultCatalogue(),
 		Cluster:        defaultCluster(),
-		Classifier:     Classifier{MinConfidence: 0.5, Authority: 0.9},
+		Classifier:     Classifier{MinConfidence: 0.5, Authority: 0.95},
 		BackoffSeconds: 60,
 		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute, VerifyPatience: 15 * time.Minute,
 			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},

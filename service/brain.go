@@ -53,7 +53,8 @@ func newBrain(cfg *config.Config) (*brain, error) {
 func NewClassifier(cfg *config.Config) (*classifier.Classifier, error) {
 	c, err := classifier.LoadDefault(
 		classifier.Sources{KnowledgeDir: cfg.Classifier.Knowledge, ModelFile: cfg.Classifier.Model},
-		classifier.Options{MinConfidence: cfg.Classifier.MinConfidence, Authority: cfg.Classifier.Authority})
+		classifier.Options{MinConfidence: cfg.Classifier.MinConfidence, ModelMinConfidence: cfg.Classifier.ModelMinConfidence,
+			Authority: cfg.Classifier.Authority})
 	if err != nil {
 		return nil, fmt.Errorf("classifier.%w", err)
 	}

@@ -62,7 +62,7 @@ func TestMinConfidenceFromTheConfiguration(t *testing.T) {
 		Failure: failure.Signals{Reason: "Error", ExitCode: 1, DurationSeconds: 10, Message: "something odd happened"}}
 	for _, min := range []float64{0.5, 0.99} {
 		cfg := config.Default()
-		cfg.Classifier.MinConfidence = min
+		cfg.Classifier.MinConfidence, cfg.Classifier.ModelMinConfidence = min, min
 		b, err := newBrain(&cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -175,7 +175,7 @@ func TestClassifyEval(t *testing.T) {
 	labelled := writeFile(t, dir, "l.jsonl",
 		`{"id":"a","job":{"name":"j"},"failure":{"reason":"OOMKilled"},"expected":{"category":"oom_memory","retryable":true}}`+"\n"+
 			`{"id":"b","job":{"name":"j"},"failure":{"logTail":"nothing to see"},"expected":{"category":"timeout","retryable":true}}`+"\n")
-	code, out, errOut := runCmd(t, "", "classify", "--eval", labelled, "-v")
+	code, out, errOut := runCmd(t, "", "classify", "--model", "none", "--eval", labelled, "-v")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

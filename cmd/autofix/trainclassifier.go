@@ -94,13 +94,15 @@ curve. With --out it writes the versioned artifact.`,
 	f.StringVar(&o.rulesDir, "rules", "", "directory of rule files to use instead of the embedded rules")
 	f.StringVar(&o.knowledgeDir, "knowledge", "", "directory of knowledge tables layered over the embedded ones")
 	f.BoolVar(&o.cv, "cv", false, "instead of training, cross-validate the rules with a model trained on the other folds")
-	f.Float64Var(&o.authority, "authority", 0, "with --cv, the rules' confidence at which they decide without the model (default 0.9)")
+	f.Float64Var(&o.authority, "authority", 0, "with --cv, the rules' confidence at which they decide without the model (default 0.95)")
 	f.BoolVar(&o.opts.RuleFeatures, "rule-features", false, "make the rules that matched features of the model")
+	f.Float64Var(&o.opts.MinConfidence, "min-confidence", 0, "calibrated probability below which the model abstains (default 0.3)")
+	f.Float64Var(&o.opts.ClassBalance, "class-balance", 0, "weigh rare categories up: 0 none, 1 every category alike")
 	f.IntVar(&o.opts.Folds, "folds", 0, "cross-validation folds (default 5)")
 	f.IntVar(&o.opts.MaxIterations, "max-iterations", 0, "L-BFGS iterations per fit (default 300)")
-	f.Float64Var(&o.opts.L2, "l2", 0, "L2 penalty on the weights (default 1e-3)")
+	f.Float64Var(&o.opts.L2, "l2", 0, "L2 penalty on the weights (default 3e-2)")
 	f.IntVar(&o.opts.MinDocFreq, "min-doc-freq", 0, "failures a feature must occur in to get a weight (default 2)")
-	f.Float64Var(&o.opts.TargetFalseRetry, "target-false-retry", 0, "held-out false-retry rate the retry threshold may reach (default 0.05)")
+	f.Float64Var(&o.opts.TargetFalseRetry, "target-false-retry", 0, "held-out false-retry rate the retry threshold may reach (default 0.1)")
 	return cmd
 }
 
