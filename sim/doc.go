@@ -8,6 +8,13 @@
 // preemption, an Xid on a bad node, a deadline) and hands each failure, as a
 // FailureEvent encoded and decoded exactly as Kafka carries it, to a retry policy.
 //
+// The failure text (reason, exit code, message, log tail) is the simulator's own by
+// default, the text the rules were written for. A scenario with text: real gives each
+// failure instead the text of a real labelled message of its cause's category, drawn
+// with the scenario's seed from the messages embedded from realtext/messages.jsonl;
+// the job, its usage and the ground truth stay the simulator's, so that a policy
+// whose classifier misreads the real text pays for it as it would on a cluster.
+//
 // Policies see only what a real cluster gives them: the FailureEvent and the observed
 // outcomes of earlier runs of the same job (failure.Outcome). The true needs stay
 // inside this package; the oracle policy, which knows them, is the yardstick of cost.

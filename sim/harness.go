@@ -29,6 +29,9 @@ type Options struct {
 	// Record, when set, is called after every retry with what the policy saw, what it
 	// chose and what happened: the examples the models are trained on.
 	Record func(Retry)
+	// Corpus is the real messages failures draw their text from when the scenario's
+	// text is real; nil means the embedded ones (RealText). Unused for rendered text.
+	Corpus *Corpus
 }
 
 // Retry is one retry as a policy and the cluster see it.
@@ -72,6 +75,15 @@ type Result struct {
 	WastedCost   float64 `json:"wastedCost"`
 	// ByCause breaks the failures down by their true cause.
 	ByCause map[failure.Category]*CauseResult `json:"byCause"`
+	// Text is where the failure events' text came from (Scenario.Text). With real
+	// text, RealText counts the failure events shown to the policy that carried a
+	// real message, and RenderedFallback those that kept the simulator's text because
+	// no real message has their cause's category (and retry decision); NoRealText
+	// lists those causes.
+	Text             Text               `json:"text"`
+	RealText         int                `json:"realText,omitempty"`
+	RenderedFallback int                `json:"renderedFallback,omitempty"`
+	NoRealText       []failure.Category `json:"noRealText,omitempty"`
 }
 
 // CauseResult is the part of a Result for one true cause of failure.
@@ -94,7 +106,18 @@ func Run(s *Scenario, p Policy, opts Options) (Result, error) {
 	if opts.Jobs > 0 {
 		jobs = opts.Jobs
 	}
-	res := Result{Policy: p.Name(), Scenario: s.Name, Seed: s.Seed, ByCause: map[failure.Category]*CauseResult{}}
+	res := Result{Policy: p.Name(), Scenario: s.Name, Seed: s.Seed, ByCause: map[failure.Category]*CauseResult{},
+		Text: s.TextSource()}
+	switch {
+	case res.Text != TextReal:
+		opts.Corpus = nil
+	case opts.Corpus == nil:
+		c, err := RealText()
+		if err != nil {
+			return res, err
+		}
+		opts.Corpus = c
+	}
 	ts := s.templates()
 	histories := make([][]failure.Outcome, len(ts))
 	for k := 0; res.Jobs < jobs; k++ {
@@ -144,10 +167,12 @@ func (s *Scenario) episode(t *template, k int, p Policy, history *[]failure.Outc
 		return s.oracleEpisode(ru, opt, out, remediable, history, res, cr)
 	}
 	for a := 1; a <= s.RetryBudget; a++ {
-		ev, err := wire(s.event(ru, a-1, opt, out))
+		rendered, use := s.failureEvent(ru, a-1, opt, out, opts.Corpus)
+		ev, err := wire(rendered)
 		if err != nil {
 			return err
 		}
+		countText(res, use, out.cause)
 		seen := recent(*history, opts.HistoryLimit)
 		next, retry := p.Retry(&ev, seen)
 		if !retry {
@@ -160,7 +185,8 @@ func (s *Scenario) episode(t *template, k int, p Policy, history *[]failure.Outc
 		if opts.Record != nil {
 			rec := Retry{Event: &ev, History: seen, Option: opt, Outcome: o}
 			if !out.ok {
-				fev, err := wire(s.event(ru, a, opt, out))
+				rendered, _ := s.failureEvent(ru, a, opt, out, opts.Corpus)
+				fev, err := wire(rendered)
 				if err != nil {
 					return err
 				}

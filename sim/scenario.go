@@ -66,6 +66,9 @@ type Scenario struct {
 	Cluster Cluster `yaml:"cluster"`
 	// Catalogue prices resources and lists the GPU models.
 	Catalogue failure.Catalogue `yaml:"catalogue"`
+	// Text is where failures' text comes from: "rendered" (the default when empty)
+	// by the simulator, or "real", labelled messages of each failure's category.
+	Text Text `yaml:"text"`
 }
 
 // LogNormal is a lognormal distribution by its median and the sigma of its log.
@@ -207,6 +210,10 @@ func (s *Scenario) Validate() error {
 	check(s.DeadlineMargin.valid() && s.DeadlineMargin.Median >= 1, "deadlineMargin", "want median >= 1 and sigma >= 0")
 	check(s.Drift.Sigma >= 0 && math.Abs(s.Drift.Median) < 0.5, "drift", "want |median| < 0.5 and sigma >= 0")
 	check(s.Noise >= 0 && s.Noise < 1, "noise", "want 0 to 1, got %v", s.Noise)
+	if s.Text != "" {
+		_, err := ParseText(string(s.Text))
+		check(err == nil, "text", "%v", err)
+	}
 	check(s.MaxRuntimeHours >= 0, "maxRuntimeHours", "must not be negative")
 	f := s.Failures
 	for _, class := range []struct {
@@ -251,6 +258,15 @@ func (s *Scenario) Validate() error {
 		check(c.Weight >= 0, fmt.Sprintf("gpuCounts[%d].weight", i), "must not be negative")
 	}
 	return errors.Join(errs...)
+}
+
+// TextSource is where the scenario's failure text comes from: Text, or TextRendered
+// when it is not set.
+func (s *Scenario) TextSource() Text {
+	if s.Text == "" {
+		return TextRendered
+	}
+	return s.Text
 }
 
 func (d LogNormal) valid() bool { return d.Median > 0 && d.Sigma >= 0 }

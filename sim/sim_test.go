@@ -48,6 +48,7 @@ func TestParseScenarioNamesTheBadField(t *testing.T) {
 		{"- {value: nvidia-l4, weight: 0.25}", "- {value: nvidia-x9, weight: 0.25}", `gpuTypes[0]: "nvidia-x9" is not in the catalogue`},
 		{"- {value: 8, weight: 0.14}", "- {value: 16, weight: 0.14}", "gpuCounts[3]: want 1 to cluster.maxGPUs (8), got 16"},
 		{"noise: 0.05", "noise: 0.05\nnoize: 1", "field noize not found"},
+		{"noise: 0.05", "noise: 0.05\ntext: printed", `text: want rendered or real, got "printed"`},
 		{"diskLimitShare: 0.25", "diskLimitShare: 2", "diskLimitShare: want 0 to 1, got 2"},
 		{"maxEphemeralStorageGiB: 1500", "maxEphemeralStorageGiB: 0", "cluster.maxEphemeralStorageGiB: want a positive size"},
 		{"batch: 0.35}", "batch: 0.35, serving: 1}", `kinds: unknown kind "serving"`},

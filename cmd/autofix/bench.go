@@ -32,6 +32,7 @@ type benchOptions struct {
 	seconds  float64
 	batch    int
 	profile  string
+	text     string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -66,6 +67,7 @@ The ledger is a fresh SQLite file with synchronous=FULL, or --db postgres://... 
 	f.Float64Var(&o.seconds, "seconds", 10, "length of the latency phase")
 	f.IntVar(&o.batch, "max-batch", 1000, "most events per ledger transaction")
 	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the throughput phase to this file")
+	addTextFlag(ingestCmd, &o.text)
 	cmd.AddCommand(ingestCmd, newBenchAPICmd(), newSoakCmd())
 	return cmd
 }
@@ -108,6 +110,9 @@ func benchIngest(ctx context.Context, out io.Writer, o benchOptions) error {
 	}
 	s, err := loadScenario(o.scenario)
 	if err != nil {
+		return err
+	}
+	if err := setText(s, o.text); err != nil {
 		return err
 	}
 	latencyEvents := int(o.rate * o.seconds)

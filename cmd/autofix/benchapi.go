@@ -32,6 +32,7 @@ type benchAPIOptions struct {
 	rates        []float64
 	scenario     string
 	distinctEvts int
+	text         string
 }
 
 func newBenchAPICmd() *cobra.Command {
@@ -63,12 +64,16 @@ The events are the simulator's (--scenario), each a different failure.`,
 	f.Float64Var(&o.seconds, "seconds", 5, "length of each run")
 	f.StringVar(&o.scenario, "scenario", "default", "simulator scenario that renders the events")
 	f.IntVar(&o.distinctEvts, "events", 2000, "distinct events to send (round robin)")
+	addTextFlag(cmd, &o.text)
 	return cmd
 }
 
 func benchAPI(ctx context.Context, out io.Writer, o benchAPIOptions) error {
 	s, err := loadScenario(o.scenario)
 	if err != nil {
+		return err
+	}
+	if err := setText(s, o.text); err != nil {
 		return err
 	}
 	bodies, err := captureEvents(s, o.distinctEvts)

@@ -28,6 +28,9 @@ var policyColors = []color.RGBA{
 func plotResults(path, scenario string, results []sim.Result) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Retry policies on the %q scenario", scenario)
+	if len(results) > 0 && results[0].Text == sim.TextReal {
+		p.Title.Text += ", real failure text"
+	}
 	p.X.Label.Text = "fix rate (remediable failures fixed)"
 	p.Y.Label.Text = "retry cost / oracle's retry cost"
 	p.X.Min, p.X.Max = 0, 1.05

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -24,6 +25,7 @@ type simulateOptions struct {
 	compare  bool
 	plot     string
 	models   string
+	text     string
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -39,7 +41,12 @@ of retries. It prints the fix rate, first-retry fix rate, cost against the oracl
 wasted cost and false retries.
 
 --compare runs every policy on the same jobs, prints a table and writes a PNG plot of
-cost against fix rate (policies-SCENARIO.png, or --plot FILE; --plot "" for none).`,
+cost against fix rate (policies-SCENARIO.png, or --plot FILE; --plot "" for none).
+
+--text real gives each failure the text (reason, exit code, message, log tail) of a
+real labelled message of its true cause's category instead of the simulator's own,
+so that the classifier's real mistakes cost what they would on a cluster; the table
+is followed by how many failure events carried real text.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := loadScenario(o.scenario)
@@ -48,6 +55,9 @@ cost against fix rate (policies-SCENARIO.png, or --plot FILE; --plot "" for none
 			}
 			if o.seed != 0 {
 				s.Seed = o.seed
+			}
+			if err := setText(s, o.text); err != nil {
+				return err
 			}
 			if o.jobs < 0 {
 				return fmt.Errorf("--jobs %d: want a positive number (0: the scenario's)", o.jobs)
@@ -63,6 +73,9 @@ cost against fix rate (policies-SCENARIO.png, or --plot FILE; --plot "" for none
 			}
 			if o.compare && !cmd.Flags().Changed("plot") {
 				o.plot = "policies-" + fileSafe(s.Name) + ".png"
+				if s.TextSource() == sim.TextReal {
+					o.plot = "policies-" + fileSafe(s.Name) + "-realtext.png"
+				}
 			}
 			policies := []string{o.policy}
 			if o.compare {
@@ -110,7 +123,26 @@ cost against fix rate (policies-SCENARIO.png, or --plot FILE; --plot "" for none
 	f.BoolVar(&o.compare, "compare", false, "run every policy and print a table")
 	f.StringVar(&o.plot, "plot", "", "with --compare, the PNG plot to write (default policies-SCENARIO.png)")
 	f.StringVar(&o.models, "models", "", "models artifact to use (default: the embedded models)")
+	addTextFlag(cmd, &o.text)
 	return cmd
+}
+
+// addTextFlag registers --text, where simulated failures' text comes from.
+func addTextFlag(cmd *cobra.Command, text *string) {
+	cmd.Flags().StringVar(text, "text", "", "failure text: rendered (the simulator's) or real (labelled real messages of each failure's category); default the scenario's")
+}
+
+// setText applies a --text value to s; empty keeps the scenario's.
+func setText(s *sim.Scenario, text string) error {
+	if text == "" {
+		return nil
+	}
+	t, err := sim.ParseText(text)
+	if err != nil {
+		return fmt.Errorf("--text: %w", err)
+	}
+	s.Text = t
+	return nil
 }
 
 func (o *simulateOptions) policyFor(name string, s *sim.Scenario) (sim.Policy, error) {
@@ -136,6 +168,36 @@ func writeResults(w io.Writer, results []sim.Result) {
 			r.Policy, r.Jobs, r.Failed, r.Remediable, r.Fixed, r.FixRate, r.FirstRetryRate, r.Retries, r.Cost, r.CostVsOracle, r.WastedCost, r.FalseRetries)
 	}
 	_ = tw.Flush()
+	writeTextCounts(w, results)
+}
+
+// writeTextCounts says, for results with real text, how many of the failure events the
+// policies saw carried a real message and how many kept the rendered text, and of
+// which causes.
+func writeTextCounts(w io.Writer, results []sim.Result) {
+	var real, fallback int
+	var missing []string
+	for _, r := range results {
+		if r.Text != sim.TextReal {
+			continue
+		}
+		real += r.RealText
+		fallback += r.RenderedFallback
+		for _, c := range r.NoRealText {
+			if !slices.Contains(missing, string(c)) {
+				missing = append(missing, string(c))
+			}
+		}
+	}
+	if real+fallback == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\ntext: real. Of the %d failure events the policies saw, %d carried a real labelled message", real+fallback, real)
+	if fallback == 0 {
+		fmt.Fprintln(w, "; none kept the rendered text.")
+		return
+	}
+	fmt.Fprintf(w, " and %d kept the rendered text: no real message of %s.\n", fallback, strings.Join(missing, ", "))
 }
 
 // fileSafe keeps the letters, digits, '-' and '_' of name, for a file name.
