@@ -245,3 +245,29 @@ func TestAnUnreadableCorrectedEventIsReported(t *testing.T) {
 		}
 	})
 }
+
+// TestUpgradeToCorrections: a ledger migrated before corrections (through 0006)
+// opens with the table, and its remediations can be corrected.
+func TestUpgradeToCorrections(t *testing.T) {
+	forEachDSN(t, func(tb testing.TB, dsn string) {
+		t := tb.(*testing.T)
+		ctx := context.Background()
+		s := openTest(t, dsn)
+		mustRecord(t, s, entry("old", PendingReview, entryOpt{}))
+		for _, q := range []string{"DROP TABLE corrections", "DELETE FROM schema_migrations WHERE version = 7"} {
+			if _, err := s.w.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = openTest(t, dsn)
+		if err := s.Correct(ctx, "old", failure.Timeout, true, "val", "", t0); err != nil {
+			t.Fatalf("Correct after the upgrade = %v", err)
+		}
+		if c := mustGet(t, s, "old").Correction; c == nil || c.Category != failure.Timeout {
+			t.Errorf("the correction after the upgrade: %+v, want timeout", c)
+		}
+	})
+}
