@@ -52,7 +52,7 @@ func checkCorrection(category failure.Category, actor, note string) error {
 	case len(note) > MaxCorrectionNote:
 		return &CorrectionError{"note", fmt.Sprintf("%d bytes is over the %d-byte limit", len(note), MaxCorrectionNote)}
 	case !utf8.ValidString(note) || hasControl(note, true):
-		return &CorrectionError{"note", "want text: valid UTF-8 without control characters other than tab and newline"}
+		return &CorrectionError{"note", "want text: valid UTF-8 without control characters other than tabs and line breaks"}
 	}
 	return nil
 }

@@ -449,7 +449,7 @@ type CorrectRequest struct {
 	// Category The class of a failure.
 	Category Category `json:"category"`
 
-	// Note Why (optional; at most 1000 bytes, no control characters but tab and newline).
+	// Note Why (optional; at most 1000 bytes, no control characters but tabs and line breaks).
 	Note *string `json:"note,omitempty"`
 
 	// Retryable Whether a retry (with more resources, or after a wait) can fix the failure.
