@@ -74,6 +74,9 @@ func TestRolesAreCheckedBeforeTheBody(t *testing.T) {
 			}
 		}
 	}
+	for _, id := range []string{r.EventID, "no-such-id"} {
+		routes = append(routes, route{"/v1/remediations/" + id + ":correct", auth.Viewer}, route{"/ui/remediations/" + id + "/correct", auth.Viewer})
+	}
 	for _, path := range []string{"/v1/policy/pause", "/v1/rules:test", "/v1/pipelines"} {
 		routes = append(routes, route{path, auth.Viewer}, route{path, auth.Approver})
 	}

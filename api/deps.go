@@ -15,8 +15,8 @@ import (
 // *review.Service, *recommender.Recommender, *classifier.Classifier and
 // *auth.Authenticator are the real ones.
 
-// Ledger is what the API and the review page read of the ledger, and the kill
-// switch they set.
+// Ledger is what the API and the review page read of the ledger, and what they
+// write to it themselves: the kill switch and corrections.
 type Ledger interface {
 	Get(ctx context.Context, id string) (ledger.Remediation, error)
 	List(ctx context.Context, f ledger.Filter) ([]ledger.Remediation, error)
@@ -24,6 +24,9 @@ type Ledger interface {
 	Approvers(ctx context.Context, ids []string) (map[string]string, error)
 	PauseState(ctx context.Context) (ledger.Pause, error)
 	SetPaused(ctx context.Context, paused bool, actor, reason string, at time.Time) error
+	// Correct records a person's correction of a remediation's classification. Its
+	// *ledger.CorrectionError is a 400 naming the field.
+	Correct(ctx context.Context, id string, category failure.Category, retryable bool, actor, note string, at time.Time) error
 }
 
 // Reviewer decides the remediations kept for review, for the JSON API and the

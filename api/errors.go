@@ -85,6 +85,7 @@ func (s *Server) toError(err error) *Error {
 	var sc echo.HTTPStatusCoder
 	var rf *review.FieldError
 	var rc *review.ConflictError
+	var ce *ledger.CorrectionError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -92,6 +93,8 @@ func (s *Server) toError(err error) *Error {
 		return badRequest(fe.Field, "%s", fe.Problem)
 	case errors.As(err, &rf):
 		return badRequest(rf.Field, "%s", rf.Problem)
+	case errors.As(err, &ce):
+		return badRequest(ce.Field, "%s", ce.Problem)
 	case errors.As(err, &rc):
 		return apiErr(http.StatusConflict, "", "%s", rc.Problem)
 	case errors.As(err, &te), errors.Is(err, ledger.ErrConflict):

@@ -56,7 +56,7 @@ func NewMetrics() *Metrics {
 		Help:    "From an event's Kafka timestamp to its decision being durable in the ledger.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}})
 	m.reviews = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "autofix_reviews_total",
-		Help: "Fixes approved or rejected by a person."}, []string{"action"})
+		Help: "Fixes approved or rejected, and classifications corrected, by a person."}, []string{"action"})
 	m.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "autofix_remediation_outcomes_total",
 		Help: "How re-submitted jobs ended, by the category of the failure they fixed."}, []string{"category", "outcome"})
 	m.spent = prometheus.NewCounter(prometheus.CounterOpts{Name: "autofix_retry_cost_dollars_total",

@@ -288,6 +288,21 @@ func testClientReviews(t *testing.T, e *env, base string) {
 		t.Errorf("rejected: state %s, last audit line %+v; want rejected by val with the reason", v.State, last)
 	}
 
+	// Correct the rejected one's classification: the correction comes back, and is on
+	// the remediation.
+	c, err := approver.CorrectRemediationWithResponse(ctx, second.EventID, client.CorrectRequest{
+		Category: client.CategoryUserCode, Retryable: false, Note: ptr("the loader leaks: a code bug")})
+	corr := ok(t, "correct", c.StatusCode(), c.JSON200, c.Body, err)
+	if corr.Category != client.CategoryUserCode || corr.Retryable || corr.By != "val" || corr.At.IsZero() ||
+		corr.Note == nil || *corr.Note != "the loader leaks: a code bug" {
+		t.Errorf("correction %+v; want user_code, not retryable, by val, with the note", corr)
+	}
+	g, err = viewer.GetRemediationWithResponse(ctx, second.EventID)
+	v = ok(t, "get the corrected", g.StatusCode(), g.JSON200, g.Body, err)
+	if v.Correction == nil || v.Correction.Category != client.CategoryUserCode || !v.Correction.At.Equal(corr.At) {
+		t.Errorf("the corrected remediation's correction is %+v, want %+v", v.Correction, corr)
+	}
+
 	// The job's history shows its one failure, now approved.
 	h, err := viewer.GetJobHistoryWithResponse(ctx, "ml", "resnet50-train-7")
 	hist := ok(t, "job history", h.StatusCode(), h.JSON200, h.Body, err)

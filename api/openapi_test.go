@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -33,8 +34,76 @@ var loadSpec = sync.OnceValues(func() (*openAPISpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", specPath, err)
 	}
-	return &openAPISpec{doc: doc, router: router}, nil
+	return &openAPISpec{doc: doc, router: withVerbs(doc, router)}, nil
 })
+
+// verbRouter is kin-openapi's legacy router and the paths it cannot match: those
+// whose last segment is a path parameter followed by a custom verb
+// ("/v1/remediations/{id}:correct", the way Google's API design guide writes custom
+// methods). The legacy router's parameter takes the whole segment, verb and all.
+type verbRouter struct {
+	routers.Router
+	doc   *openapi3.T
+	verbs []verbPath
+}
+
+// verbPath is one path of the document with a parameter and a verb in a segment.
+type verbPath struct {
+	template string
+	re       *regexp.Regexp
+	names    []string
+}
+
+// withVerbs wraps router with the document's paths that hold "}:".
+func withVerbs(doc *openapi3.T, router routers.Router) routers.Router {
+	vr := &verbRouter{Router: router, doc: doc}
+	param := regexp.MustCompile(`\{([^}]+)\}`)
+	for _, template := range doc.Paths.InMatchingOrder() {
+		if !strings.Contains(template, "}:") {
+			continue
+		}
+		var names []string
+		expr := "^"
+		last := 0
+		for _, m := range param.FindAllStringSubmatchIndex(template, -1) {
+			expr += regexp.QuoteMeta(template[last:m[0]]) + "([^/]+?)"
+			names = append(names, template[m[2]:m[3]])
+			last = m[1]
+		}
+		expr += regexp.QuoteMeta(template[last:]) + "$"
+		vr.verbs = append(vr.verbs, verbPath{template: template, re: regexp.MustCompile(expr), names: names})
+	}
+	return vr
+}
+
+// FindRoute is the legacy router's route, or else that of a path with a verb.
+func (r *verbRouter) FindRoute(req *http.Request) (*routers.Route, map[string]string, error) {
+	route, params, err := r.Router.FindRoute(req)
+	if err == nil {
+		return route, params, nil
+	}
+	server, _, path := r.doc.Servers.MatchURL(req.URL)
+	if server == nil {
+		return nil, nil, err
+	}
+	for _, v := range r.verbs {
+		m := v.re.FindStringSubmatch(path)
+		if m == nil {
+			continue
+		}
+		item := r.doc.Paths.Value(v.template)
+		op := item.GetOperation(req.Method)
+		if op == nil {
+			return nil, nil, routers.ErrMethodNotAllowed
+		}
+		params := make(map[string]string, len(v.names))
+		for i, name := range v.names {
+			params[name] = m[i+1]
+		}
+		return &routers.Route{Spec: r.doc, Server: server, Path: v.template, PathItem: item, Method: req.Method, Operation: op}, params, nil
+	}
+	return nil, nil, err
+}
 
 type openAPISpec struct {
 	doc    *openapi3.T

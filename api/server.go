@@ -241,6 +241,7 @@ func (s *Server) routes() error {
 	v1.GET("/remediations/:id", s.getRemediation, viewer)
 	v1.POST("/remediations/:id/approve", s.approve, approver, body)
 	v1.POST("/remediations/:id/reject", s.reject, approver, body)
+	v1.POST(`/remediations/:id\:correct`, s.correct, approver, body)
 	v1.GET("/jobs/:namespace/:name/history", s.jobHistory, viewer)
 	v1.GET("/rules", s.listRules, viewer)
 	v1.POST(`/rules\:test`, s.testRules, admin, s.jsonBody(4))

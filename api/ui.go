@@ -61,14 +61,15 @@ const (
 
 func newUI(s *Server) (*ui, error) {
 	funcs := template.FuncMap{
-		"pct":     func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
-		"dollars": func(f float64) string { return fmt.Sprintf("$%.2f", f) },
-		"ago":     ago,
-		"res":     resources,
-		"chart":   chart,
-		"front":   front,
-		"allows":  func(p auth.Principal, r string) bool { return p.Role.Allows(auth.Role(r)) },
-		"path":    url.PathEscape,
+		"pct":        func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+		"dollars":    func(f float64) string { return fmt.Sprintf("$%.2f", f) },
+		"ago":        ago,
+		"res":        resources,
+		"chart":      chart,
+		"front":      front,
+		"allows":     func(p auth.Principal, r string) bool { return p.Role.Allows(auth.Role(r)) },
+		"path":       url.PathEscape,
+		"categories": failure.Categories,
 	}
 	keys, err := newSessionKeys(s.o.SessionKeys, s.o.Now)
 	if err != nil {
@@ -101,6 +102,7 @@ func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
 	in.GET("/remediations/:id", u.remediation)
 	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver), formBody, u.csrf)
 	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver), formBody, u.csrf)
+	in.POST("/remediations/:id/correct", u.correct, u.require(auth.Approver), formBody, u.csrf)
 }
 
 func (u *ui) render(c *echo.Context, status int, page string, data map[string]any) error {
@@ -177,7 +179,7 @@ func (u *ui) remediation(c *echo.Context) error {
 	if err != nil {
 		return u.fail(c, err)
 	}
-	return u.render(c, http.StatusOK, "remediation", map[string]any{"Item": newItem(r), "Done": c.QueryParam("done")})
+	return u.render(c, http.StatusOK, "remediation", map[string]any{"Item": newItem(r), "Done": c.QueryParam("done"), "Label": labelOf(&r)})
 }
 
 func (u *ui) approve(c *echo.Context) error {

@@ -65,6 +65,9 @@ type RemediationView struct {
 	Attempts []AttemptView `json:"attempts"`
 	Audit    []AuditView   `json:"audit"`
 	Source   SourceView    `json:"source"`
+	// Correction is a person's correction of the classification in force (the
+	// latest), when there is one.
+	Correction *CorrectionView `json:"correction,omitempty"`
 }
 
 // SourceView is where the event came from on Kafka.
@@ -93,7 +96,8 @@ func summary(r *ledger.Remediation) RemediationSummary {
 func view(r *ledger.Remediation) RemediationView {
 	v := RemediationView{RemediationSummary: summary(r), Event: r.Event, Recommendation: r.Recommendation,
 		Attempts: []AttemptView{}, Audit: []AuditView{},
-		Source: SourceView{Topic: r.Source.Topic, Partition: r.Source.Partition, Offset: r.Source.Offset}}
+		Source:     SourceView{Topic: r.Source.Topic, Partition: r.Source.Partition, Offset: r.Source.Offset},
+		Correction: correctionView(r.Correction)}
 	for _, a := range r.Attempts {
 		v.Attempts = append(v.Attempts, attemptView(a))
 	}

@@ -1,8 +1,9 @@
 // Package ledger is the durable record of autofix: every failure event received from
 // Kafka (valid or rejected), its classification and recommendation, the policy's
 // decision, the remediation attempts of each job chain and their outcomes, the outcome
-// history of each job template, an audit trail of who or what decided, and the
-// settings replicas share (the kill switch).
+// history of each job template, an audit trail of who or what decided, people's
+// corrections of classifications (labelled examples for training), and the settings
+// replicas share (the kill switch).
 //
 // It owns the schema and its migrations, the remediation state machine (which state
 // may follow which, see State.CanMoveTo) and the compare-and-set transitions that

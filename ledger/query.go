@@ -34,6 +34,9 @@ type Remediation struct {
 	Attempts []Attempt
 	// Audit is the remediation's audit trail, oldest first (Get only).
 	Audit []AuditEntry
+	// Correction is the correction of its classification in force (the latest a
+	// person made), nil if none (Get only).
+	Correction *Correction
 	// Unreadable, when set, says which stored part of the remediation could not be
 	// decoded (written under older, looser limits, or damaged): such a remediation is
 	// listed, so that nothing is hidden, but never acted on.
@@ -44,7 +47,7 @@ type Remediation struct {
 // classify, recommend, decide (the policy's verdict) and reject (a malformed
 // message) from Record; transition, approve, reject and finish from the calls of
 // those names; abandon when Record found an approved attempt already taken; pause
-// and resume (event id "") from SetPaused.
+// and resume (event id "") from SetPaused; correct from Correct.
 type AuditEntry struct {
 	At            time.Time
 	Actor, Action string
@@ -209,6 +212,9 @@ func (s *Store) Get(ctx context.Context, id string) (Remediation, error) {
 			if err != nil {
 				return err
 			}
+		}
+		if m.Correction, err = s.latestCorrection(ctx, tx, id); err != nil {
+			return err
 		}
 		return queryEach(ctx, tx, s.q("SELECT created_at, actor, action, from_state, to_state, detail FROM audit WHERE event_id = ? ORDER BY seq"),
 			[]any{id}, func(r *sql.Rows) error {

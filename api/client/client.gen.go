@@ -316,6 +316,38 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
 	RejectRemediation(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// CorrectRemediationWithBody Correct the classification of a failure
+	//
+	// Role: **approver**. Says what the failure really was: its category (one of the
+	// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+	// is kept in the ledger with who made it and when, and a line in the remediation's
+	// audit trail; a later correction supersedes it (both stay in the audit trail).
+	// Neither the remediation's state nor autofix's own classification changes. The
+	// correction in force labels the remediation's event for training
+	// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+	// Returns the correction.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+	CorrectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CorrectRemediation Correct the classification of a failure
+	//
+	// Role: **approver**. Says what the failure really was: its category (one of the
+	// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+	// is kept in the ledger with who made it and when, and a line in the remediation's
+	// audit trail; a later correction supersedes it (both stay in the audit trail).
+	// Neither the remediation's state nor autofix's own classification changes. The
+	// correction in force labels the remediation's event for training
+	// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+	// Returns the correction.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+	CorrectRemediation(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListRules The rule set in use
 	//
 	// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
@@ -574,50 +606,6 @@ func (c *Client) SetPauseWithBody(ctx context.Context, contentType string, body 
 // Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
 func (c *Client) SetPause(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetPauseRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RecommendWithBody Recommend a fix for one failed job
-//
-// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
-// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
-// An event that does not decode is a 400 naming the field at fault (`payload` for
-// the document as a whole).
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
-func (c *Client) RecommendWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRecommendRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// Recommend Recommend a fix for one failed job
-//
-// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
-// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
-// An event that does not decode is a 400 naming the field at fault (`payload` for
-// the document as a whole).
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
-func (c *Client) Recommend(ctx context.Context, body RecommendJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRecommendRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,50 @@ import (
 	"net/url"
 )
 
+// RecommendWithBody Recommend a fix for one failed job
+//
+// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+// An event that does not decode is a 400 naming the field at fault (`payload` for
+// the document as a whole).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+func (c *Client) RecommendWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRecommendRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Recommend Recommend a fix for one failed job
+//
+// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+// An event that does not decode is a 400 naming the field at fault (`payload` for
+// the document as a whole).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+func (c *Client) Recommend(ctx context.Context, body RecommendJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRecommendRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // RecommendBatchWithBody Recommend fixes for up to 100 failed jobs
 //
 // Role: **viewer**. One answer per event, in order: a recommendation, or the error
@@ -174,6 +218,58 @@ func (c *Client) RejectRemediationWithBody(ctx context.Context, id RemediationID
 // Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
 func (c *Client) RejectRemediation(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRejectRemediationRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CorrectRemediationWithBody Correct the classification of a failure
+//
+// Role: **approver**. Says what the failure really was: its category (one of the
+// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+// is kept in the ledger with who made it and when, and a line in the remediation's
+// audit trail; a later correction supersedes it (both stay in the audit trail).
+// Neither the remediation's state nor autofix's own classification changes. The
+// correction in force labels the remediation's event for training
+// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+// Returns the correction.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+func (c *Client) CorrectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCorrectRemediationRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CorrectRemediation Correct the classification of a failure
+//
+// Role: **approver**. Says what the failure really was: its category (one of the
+// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+// is kept in the ledger with who made it and when, and a line in the remediation's
+// audit trail; a later correction supersedes it (both stay in the audit trail).
+// Neither the remediation's state nor autofix's own classification changes. The
+// correction in force labels the remediation's event for training
+// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+// Returns the correction.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+func (c *Client) CorrectRemediation(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCorrectRemediationRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}

@@ -495,6 +495,17 @@ func NewRejectRemediationRequest(server string, id RemediationID, body RejectRem
 	return NewRejectRemediationRequestWithBody(server, id, "application/json", bodyReader)
 }
 
+// NewCorrectRemediationRequest calls the generic CorrectRemediation builder with application/json body
+func NewCorrectRemediationRequest(server string, id RemediationID, body CorrectRemediationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCorrectRemediationRequestWithBody(server, id, "application/json", bodyReader)
+}
+
 // NewListRulesRequest constructs an http.Request for the ListRules method
 func NewListRulesRequest(server string) (*http.Request, error) {
 	var err error

@@ -284,6 +284,38 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
 	RejectRemediationWithResponse(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*RejectRemediationResponse, error)
 
+	// CorrectRemediationWithBodyWithResponse Correct the classification of a failure
+	//
+	// Role: **approver**. Says what the failure really was: its category (one of the
+	// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+	// is kept in the ledger with who made it and when, and a line in the remediation's
+	// audit trail; a later correction supersedes it (both stay in the audit trail).
+	// Neither the remediation's state nor autofix's own classification changes. The
+	// correction in force labels the remediation's event for training
+	// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+	// Returns the correction.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+	CorrectRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CorrectRemediationResponse, error)
+
+	// CorrectRemediationWithResponse Correct the classification of a failure
+	//
+	// Role: **approver**. Says what the failure really was: its category (one of the
+	// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+	// is kept in the ledger with who made it and when, and a line in the remediation's
+	// audit trail; a later correction supersedes it (both stay in the audit trail).
+	// Neither the remediation's state nor autofix's own classification changes. The
+	// correction in force labels the remediation's event for training
+	// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+	// Returns the correction.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+	CorrectRemediationWithResponse(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*CorrectRemediationResponse, error)
+
 	// ListRulesWithResponse The rule set in use
 	//
 	// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
@@ -619,20 +651,4 @@ func (r ListModelsResponse) Status() string {
 		return r.HTTPResponse.Status
 	}
 	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r ListModelsResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ListModelsResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
 }

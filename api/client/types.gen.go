@@ -444,6 +444,32 @@ type Classification struct {
 	Rules *[]string `json:"rules"`
 }
 
+// CorrectRequest A person's correction of a failure's classification.
+type CorrectRequest struct {
+	// Category The class of a failure.
+	Category Category `json:"category"`
+
+	// Note Why (optional; at most 1000 bytes, no control characters but tabs and line breaks).
+	Note *string `json:"note,omitempty"`
+
+	// Retryable Whether a retry (with more resources, or after a wait) can fix the failure.
+	Retryable bool `json:"retryable"`
+}
+
+// Correction A person's correction of a failure's classification; on a remediation, the one in
+// force (the latest).
+type Correction struct {
+	At time.Time `json:"at"`
+
+	// By The name of the token that made it.
+	By string `json:"by"`
+
+	// Category The class of a failure.
+	Category  Category `json:"category"`
+	Note      *string  `json:"note,omitempty"`
+	Retryable bool     `json:"retryable"`
+}
+
 // Error What went wrong. There is one code per HTTP status.
 type Error struct {
 	Code ErrorCode `json:"code"`
@@ -630,26 +656,4 @@ type Option struct {
 
 	// RuntimeSeconds The predicted runtime of a successful run.
 	RuntimeSeconds float64 `json:"runtimeSeconds"`
-}
-
-// Outcome One finished run of a job.
-type Outcome struct {
-	Attempt int `json:"attempt"`
-
-	// Category The class of a failure.
-	Category *Category `json:"category,omitempty"`
-
-	// Cost Dollars.
-	Cost            float64    `json:"cost"`
-	DurationSeconds float64    `json:"durationSeconds"`
-	Node            *string    `json:"node,omitempty"`
-	Params          *StringMap `json:"params,omitempty"`
-
-	// Resources Resources as autofix writes them; a field not set is absent.
-	Resources Resources `json:"resources"`
-	Succeeded bool      `json:"succeeded"`
-	Template  string    `json:"template"`
-
-	// Usage What the job was seen to use before it failed, in bytes; a peak not known is absent.
-	Usage Usage `json:"usage"`
 }

@@ -9,6 +9,28 @@ import (
 	"time"
 )
 
+// Outcome One finished run of a job.
+type Outcome struct {
+	Attempt int `json:"attempt"`
+
+	// Category The class of a failure.
+	Category *Category `json:"category,omitempty"`
+
+	// Cost Dollars.
+	Cost            float64    `json:"cost"`
+	DurationSeconds float64    `json:"durationSeconds"`
+	Node            *string    `json:"node,omitempty"`
+	Params          *StringMap `json:"params,omitempty"`
+
+	// Resources Resources as autofix writes them; a field not set is absent.
+	Resources Resources `json:"resources"`
+	Succeeded bool      `json:"succeeded"`
+	Template  string    `json:"template"`
+
+	// Usage What the job was seen to use before it failed, in bytes; a peak not known is absent.
+	Usage Usage `json:"usage"`
+}
+
 // PauseRequest defines model for PauseRequest.
 type PauseRequest struct {
 	// Paused true stops automatic fixes, false resumes them.
@@ -169,7 +191,8 @@ type RemediationSummary struct {
 }
 
 // RemediationView One remediation with its whole chain: the fields of a RemediationSummary, and its
-// event, recommendation, attempts, audit trail and Kafka source.
+// event, recommendation, attempts, audit trail and Kafka source, and the correction of
+// its classification in force, if a person made one.
 type RemediationView struct {
 	Attempt int `json:"attempt"`
 
@@ -184,7 +207,11 @@ type RemediationView struct {
 	// Chosen A configuration a retry could run with, and what the models predict of it.
 	Chosen     *Option `json:"chosen,omitempty"`
 	Confidence float64 `json:"confidence"`
-	Error      *string `json:"error,omitempty"`
+
+	// Correction A person's correction of a failure's classification; on a remediation, the one in
+	// force (the latest).
+	Correction *Correction `json:"correction,omitempty"`
+	Error      *string     `json:"error,omitempty"`
 
 	// Event One failed attempt of one job (schema version 1). Required are `id`, `job.name`
 	// and `failure`; unknown fields are ignored. At most 1 MiB encoded; a log tail over
@@ -455,6 +482,9 @@ type ApproveRemediationJSONRequestBody = ApproveRequest
 // RejectRemediationJSONRequestBody defines body for RejectRemediation for application/json ContentType.
 type RejectRemediationJSONRequestBody = RejectRequest
 
+// CorrectRemediationJSONRequestBody defines body for CorrectRemediation for application/json ContentType.
+type CorrectRemediationJSONRequestBody = CorrectRequest
+
 // TestRulesJSONRequestBody defines body for TestRules for application/json ContentType.
 type TestRulesJSONRequestBody = RulesTestRequest
 
@@ -640,32 +670,6 @@ func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams0() (FailedJobPa
 
 // FromFailedJobParams0 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams0
 func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams0(v FailedJobParams0) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeFailedJobParams0 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams0
-func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams0(v FailedJobParams0) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsFailedJobParams1 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams1
-func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams1() (FailedJobParams1, error) {
-	var body FailedJobParams1
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromFailedJobParams1 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams1
-func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams1(v FailedJobParams1) error {
 	b, err := json.Marshal(v)
 	t.union = b
 	return err

@@ -11,6 +11,32 @@ import (
 	"net/url"
 )
 
+// MergeFailedJobParams0 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams0
+func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams0(v FailedJobParams0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsFailedJobParams1 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams1
+func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams1() (FailedJobParams1, error) {
+	var body FailedJobParams1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFailedJobParams1 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams1
+func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams1(v FailedJobParams1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
 // MergeFailedJobParams1 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams1
 func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams1(v FailedJobParams1) error {
 	b, err := json.Marshal(v)
@@ -309,6 +335,42 @@ func NewRejectRemediationRequestWithBody(server string, id RemediationID, conten
 	return req, nil
 }
 
+// NewCorrectRemediationRequestWithBody constructs an http.Request for the CorrectRemediation method, with any body, and a specified content type
+func NewCorrectRemediationRequestWithBody(server string, id RemediationID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/remediations/%s:correct", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewTestRulesRequestWithBody constructs an http.Request for the TestRules method, with any body, and a specified content type
 func NewTestRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -480,6 +542,16 @@ type RejectRemediationResponse401Headers struct {
 
 // RejectRemediationResponse429Headers the declared response headers of an HTTP 429 response for RejectRemediation
 type RejectRemediationResponse429Headers struct {
+	RetryAfter int
+}
+
+// CorrectRemediationResponse401Headers the declared response headers of an HTTP 401 response for CorrectRemediation
+type CorrectRemediationResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// CorrectRemediationResponse429Headers the declared response headers of an HTTP 429 response for CorrectRemediation
+type CorrectRemediationResponse429Headers struct {
 	RetryAfter int
 }
 

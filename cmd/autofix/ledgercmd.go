@@ -45,7 +45,8 @@ with when it was submitted and its outcome. --json writes one JSON object per li
 {"eventId","state","category","error","attempts":[{"attempt","resources","submittedAt","outcome"}]}.
 --outcomes prints instead the recorded runs of every template (failed runs and the
 outcomes of attempts), one JSON object per line: the format "recommend --history"
-and training read.`,
+and training read. "ledger corrections" writes people's corrections of
+classifications as labelled events for training.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			store, err := cf.openLedger(cmd)
@@ -100,6 +101,7 @@ and training read.`,
 	cf.register(cmd, "data-dir", "db")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
 	cmd.Flags().BoolVar(&outcomes, "outcomes", false, "print the recorded runs (history) instead of the events")
+	cmd.AddCommand(newLedgerCorrectionsCmd())
 	return cmd
 }
 
