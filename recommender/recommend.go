@@ -50,7 +50,8 @@ type Options struct {
 	// options (more or faster GPUs) join the Pareto front.
 	Runtime bool
 	// FallbackThreshold is the probability above which the learned fallback's
-	// category is used for a failure no rule explains. Default 0.8.
+	// category is used for a failure no rule explains. Default
+	// DefaultFallbackThreshold.
 	FallbackThreshold float64
 	// MinPFix is the probability of fixing what failed below which no retry is
 	// made at all: nothing the search found is likely to work. Default 0.3.
@@ -65,6 +66,9 @@ type Options struct {
 	// Search configures the search of spaces too large to enumerate.
 	Search optimizer.Search
 }
+
+// DefaultFallbackThreshold is Options.FallbackThreshold's default.
+const DefaultFallbackThreshold = 0.8
 
 // Recommender makes recommendations. It is safe for concurrent use.
 type Recommender struct {
@@ -86,7 +90,7 @@ func New(c Classifier, m *models.Models, fallback Fallback, opts Options) *Recom
 		opts.MinPSuccess = 0.95
 	}
 	if opts.FallbackThreshold <= 0 {
-		opts.FallbackThreshold = 0.8
+		opts.FallbackThreshold = DefaultFallbackThreshold
 	}
 	if opts.MaxOptions <= 0 {
 		opts.MaxOptions = 12
@@ -190,12 +194,18 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 
 // classify uses the rules, and the learned fallback for failures they leave unknown.
 func (r *Recommender) classify(ev *failure.Event) failure.Classification {
-	cl := r.classifier.Classify(ev)
-	if cl.Category != failure.Unknown || r.fallback == nil {
+	return WithFallback(r.classifier.Classify(ev), ev, r.fallback, r.opts.FallbackThreshold)
+}
+
+// WithFallback is how a recommendation classifies ev, given cl, the classifier's
+// classification of it: cl, unless cl is unknown and fallback (nil: none) names a
+// category with a probability of at least threshold, which then replaces it.
+func WithFallback(cl failure.Classification, ev *failure.Event, fallback Fallback, threshold float64) failure.Classification {
+	if cl.Category != failure.Unknown || fallback == nil {
 		return cl
 	}
-	cat, p := r.fallback.Predict(models.FallbackText(ev))
-	if cat == failure.Unknown || !cat.Valid() || p < r.opts.FallbackThreshold {
+	cat, p := fallback.Predict(models.FallbackText(ev))
+	if cat == failure.Unknown || !cat.Valid() || p < threshold {
 		return cl
 	}
 	cl.Category, cl.Retryable, cl.Action = cat, cat.DefaultRetryable(), cat.DefaultAction()
