@@ -56,11 +56,19 @@ func Replay(ctx context.Context, l Lister, n int, current, candidate Classifier)
 // defaultFallback is the learned text fallback that ships with autofix, decoded once.
 var defaultFallback = sync.OnceValues(models.DefaultFallback)
 
+// Modelled is a classifier that may have a learned model of its own:
+// *classifier.Classifier.
+type Modelled interface {
+	Classifier
+	// Model returns the classifier's learned model, nil if it has none.
+	Model() *classifier.Model
+}
+
 // Serving returns c as serve classifies with it: when c has no learned model of its
 // own (classifier.model: none), serve's recommender names the category of what c
 // leaves unknown with the learned text fallback that ships with autofix, and so does
 // what Serving returns.
-func Serving(c *classifier.Classifier) (Classifier, error) {
+func Serving(c Modelled) (Classifier, error) {
 	if c.Model() != nil {
 		return c, nil
 	}
@@ -73,7 +81,7 @@ func Serving(c *classifier.Classifier) (Classifier, error) {
 
 // withFallback is a classifier and the fallback for what it leaves unknown.
 type withFallback struct {
-	c  *classifier.Classifier
+	c  Classifier
 	fb recommender.Fallback
 }
 
