@@ -3,10 +3,43 @@
 package client
 
 import (
-	"context"
-	"io"
 	"net/http"
 )
+
+type ListRemediationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RemediationPage
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListRemediationsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListRemediationsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListRemediationsResponse) GetJSON200() *RemediationPage {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListRemediationsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
 func (r ListRemediationsResponse) GetJSON401() *Unauthorized {
@@ -464,6 +497,107 @@ func (r ListRulesResponse) ContentType() string {
 	return ""
 }
 
+type DiffRulesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RulesDiffReport
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DiffRulesResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DiffRulesResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DiffRulesResponse) GetJSON200() *RulesDiffReport {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DiffRulesResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DiffRulesResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DiffRulesResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DiffRulesResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DiffRulesResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DiffRulesResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DiffRulesResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DiffRulesResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DiffRulesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DiffRulesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DiffRulesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DiffRulesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type TestRulesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -563,126 +697,4 @@ func (r TestRulesResponse) ContentType() string {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
-}
-
-// HealthzWithResponse Liveness
-//
-// No authentication. The process is up and serving.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /healthz (the `Healthz` operationId).
-func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error) {
-	rsp, err := c.Healthz(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseHealthzResponse(rsp)
-}
-
-// MetricsWithResponse Prometheus metrics
-//
-// Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
-// true` in the configuration it needs no token (and then answers neither 401 nor
-// 403).
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /metrics (the `Metrics` operationId).
-func (c *ClientWithResponses) MetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MetricsResponse, error) {
-	rsp, err := c.Metrics(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseMetricsResponse(rsp)
-}
-
-// ReadyzWithResponse Readiness
-//
-// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-// cluster and, on a real cluster, leader election), with each check's state:
-// 200 when ready, 503 when not. Another replica leading is ready (`leader`
-// says whom it follows); an election this replica cannot take part in (the
-// Lease's namespace missing, no right to the Lease) is not.
-//
-// No authentication is needed (probes send none), and then `checks` is all there
-// is: states only, never an error's text, which may name hosts or a DSN. A request
-// with a token of any role also gets `details`, each check's detail. A request
-// that sends an Authorization header is authenticated like any other: a bad token
-// is a 401, and counts as a failed authentication (429 once over the limit).
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /readyz (the `Readyz` operationId).
-func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error) {
-	rsp, err := c.Readyz(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseReadyzResponse(rsp)
-}
-
-// GetJobHistoryWithResponse What autofix knows of one job
-//
-// Role: **viewer**. The job's recorded failures and their remediations (at most
-// 1000, newest first), and every recorded run of its template, oldest first. A job
-// with no recorded failure is a 404.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
-func (c *ClientWithResponses) GetJobHistoryWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetJobHistoryResponse, error) {
-	rsp, err := c.GetJobHistory(ctx, namespace, name, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGetJobHistoryResponse(rsp)
-}
-
-// ListModelsWithResponse The models in use
-//
-// Role: **viewer**. The model set in use and, when it has one, its held-out evaluation.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/models (the `ListModels` operationId).
-func (c *ClientWithResponses) ListModelsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListModelsResponse, error) {
-	rsp, err := c.ListModels(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseListModelsResponse(rsp)
-}
-
-// ListPipelinesWithResponse Pipeline runs
-//
-// Role: **viewer**. The last 200 pipeline runs started through the service, newest
-// first, without their stages. A server without a cluster answers 503.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
-func (c *ClientWithResponses) ListPipelinesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPipelinesResponse, error) {
-	rsp, err := c.ListPipelines(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseListPipelinesResponse(rsp)
-}
-
-// StartPipelineWithBodyWithResponse Start a pipeline run
-//
-// Role: **admin**. Records a new run of the definition (given as a JSON object in
-// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
-// id the pipeline already has is a 409. A server without a cluster answers 503.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
-func (c *ClientWithResponses) StartPipelineWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error) {
-	rsp, err := c.StartPipelineWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseStartPipelineResponse(rsp)
 }

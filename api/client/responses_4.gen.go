@@ -11,6 +11,128 @@ import (
 	"strings"
 )
 
+// HealthzWithResponse Liveness
+//
+// No authentication. The process is up and serving.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /healthz (the `Healthz` operationId).
+func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error) {
+	rsp, err := c.Healthz(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHealthzResponse(rsp)
+}
+
+// MetricsWithResponse Prometheus metrics
+//
+// Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
+// true` in the configuration it needs no token (and then answers neither 401 nor
+// 403).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /metrics (the `Metrics` operationId).
+func (c *ClientWithResponses) MetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MetricsResponse, error) {
+	rsp, err := c.Metrics(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseMetricsResponse(rsp)
+}
+
+// ReadyzWithResponse Readiness
+//
+// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
+// cluster and, on a real cluster, leader election), with each check's state:
+// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+// says whom it follows); an election this replica cannot take part in (the
+// Lease's namespace missing, no right to the Lease) is not.
+//
+// No authentication is needed (probes send none), and then `checks` is all there
+// is: states only, never an error's text, which may name hosts or a DSN. A request
+// with a token of any role also gets `details`, each check's detail. A request
+// that sends an Authorization header is authenticated like any other: a bad token
+// is a 401, and counts as a failed authentication (429 once over the limit).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /readyz (the `Readyz` operationId).
+func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error) {
+	rsp, err := c.Readyz(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReadyzResponse(rsp)
+}
+
+// GetJobHistoryWithResponse What autofix knows of one job
+//
+// Role: **viewer**. The job's recorded failures and their remediations (at most
+// 1000, newest first), and every recorded run of its template, oldest first. A job
+// with no recorded failure is a 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
+func (c *ClientWithResponses) GetJobHistoryWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetJobHistoryResponse, error) {
+	rsp, err := c.GetJobHistory(ctx, namespace, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetJobHistoryResponse(rsp)
+}
+
+// ListModelsWithResponse The models in use
+//
+// Role: **viewer**. The model set in use and, when it has one, its held-out evaluation.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/models (the `ListModels` operationId).
+func (c *ClientWithResponses) ListModelsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListModelsResponse, error) {
+	rsp, err := c.ListModels(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListModelsResponse(rsp)
+}
+
+// ListPipelinesWithResponse Pipeline runs
+//
+// Role: **viewer**. The last 200 pipeline runs started through the service, newest
+// first, without their stages. A server without a cluster answers 503.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
+func (c *ClientWithResponses) ListPipelinesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPipelinesResponse, error) {
+	rsp, err := c.ListPipelines(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPipelinesResponse(rsp)
+}
+
+// StartPipelineWithBodyWithResponse Start a pipeline run
+//
+// Role: **admin**. Records a new run of the definition (given as a JSON object in
+// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+// id the pipeline already has is a 409. A server without a cluster answers 503.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+func (c *ClientWithResponses) StartPipelineWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error) {
+	rsp, err := c.StartPipelineWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartPipelineResponse(rsp)
+}
+
 // StartPipelineWithResponse Start a pipeline run
 //
 // Role: **admin**. Records a new run of the definition (given as a JSON object in
@@ -289,6 +411,64 @@ func (c *ClientWithResponses) ListRulesWithResponse(ctx context.Context, reqEdit
 	return ParseListRulesResponse(rsp)
 }
 
+// DiffRulesWithBodyWithResponse Replay the ledger's last failure events through a candidate
+//
+// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+// messages rejected without an event are skipped and do not count) through the
+// classifier in use and through a candidate — the classifier in use with the rule
+// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+// layered over the embedded ones in place of the service's `classifier.knowledge` —
+// and reports each event whose category, retry decision or action changes (a change
+// of confidence alone is not one), with counts and the category-to-category matrix.
+// Both classify as the service does (its minimum confidence, authority and model;
+// the learned text fallback when it has no model). Nothing changes: the classifier
+// in use stays in force, and nothing is written to the ledger.
+//
+// A file that does not load is a 400 whose `field` is `files.<name>` or
+// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+// the same report from the command line.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+func (c *ClientWithResponses) DiffRulesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error) {
+	rsp, err := c.DiffRulesWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDiffRulesResponse(rsp)
+}
+
+// DiffRulesWithResponse Replay the ledger's last failure events through a candidate
+//
+// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+// messages rejected without an event are skipped and do not count) through the
+// classifier in use and through a candidate — the classifier in use with the rule
+// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+// layered over the embedded ones in place of the service's `classifier.knowledge` —
+// and reports each event whose category, retry decision or action changes (a change
+// of confidence alone is not one), with counts and the category-to-category matrix.
+// Both classify as the service does (its minimum confidence, authority and model;
+// the learned text fallback when it has no model). Nothing changes: the classifier
+// in use stays in force, and nothing is written to the ledger.
+//
+// A file that does not load is a 400 whose `field` is `files.<name>` or
+// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+// the same report from the command line.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+func (c *ClientWithResponses) DiffRulesWithResponse(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error) {
+	rsp, err := c.DiffRules(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDiffRulesResponse(rsp)
+}
+
 // TestRulesWithBodyWithResponse Try a candidate rule set on an event
 //
 // Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
@@ -446,181 +626,6 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers ReadyzResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
-}
-
-// ParseGetJobHistoryResponse parses an HTTP response from a GetJobHistoryWithResponse call
-func ParseGetJobHistoryResponse(rsp *http.Response) (*GetJobHistoryResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &GetJobHistoryResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest JobHistory
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers GetJobHistoryResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers GetJobHistoryResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
-}
-
-// ParseListModelsResponse parses an HTTP response from a ListModelsWithResponse call
-func ParseListModelsResponse(rsp *http.Response) (*ListModelsResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &ListModelsResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelList
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers ListModelsResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers ListModelsResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
