@@ -188,19 +188,19 @@ func (o *rulesDiffOptions) replay(cmd *cobra.Command) (rulesdiff.Report, error) 
 func (o *rulesDiffOptions) overLimits(s *rulesdiff.Summary) []string {
 	var over []string
 	if o.failOnChange && s.Changed > 0 {
-		over = append(over, fmt.Sprintf("%d events change (--fail-on-change)", s.Changed))
+		over = append(over, fmt.Sprintf("changed events: %d (--fail-on-change)", s.Changed))
 	}
 	for _, l := range []struct {
 		flag       string
 		max, count int
 		what       string
 	}{
-		{"--max-category-changes", o.maxCategory, s.CategoryChanges, "events change category"},
-		{"--max-retry-changes", o.maxRetry, s.RetryChanges, "retry decisions change"},
-		{"--max-newly-retried", o.maxNewlyRetried, s.NewlyRetried, "events would be retried that are not now"},
+		{"--max-category-changes", o.maxCategory, s.CategoryChanges, "category changes"},
+		{"--max-retry-changes", o.maxRetry, s.RetryChanges, "retry-decision changes"},
+		{"--max-newly-retried", o.maxNewlyRetried, s.NewlyRetried, "events newly retried"},
 	} {
 		if l.max >= 0 && l.count > l.max {
-			over = append(over, fmt.Sprintf("%d %s, over %s %d", l.count, l.what, l.flag, l.max))
+			over = append(over, fmt.Sprintf("%s: %d, over %s %d", l.what, l.count, l.flag, l.max))
 		}
 	}
 	return over

@@ -94,6 +94,21 @@ func oomKilledSaysUserCode(s string) string {
 		"    category: user_code\n    retryable: false\n    action: no_retry\n    confidence: 0.97", 1)
 }
 
+// userCodeIsTransient adds a rule that says the user-code sample's failure
+// (NameError: name 'build_model' ...) is transient, retried: newly retried.
+func userCodeIsTransient(s string) string {
+	return strings.Replace(s, "rules:\n", `rules:
+  - id: build-model-is-transient
+    description: a test's rule that retries what is not retried now
+    expr: has("name 'build_model' is not defined")
+    category: network_transient
+    retryable: true
+    action: retry_backoff
+    confidence: 0.99
+    priority: 500
+`, 1)
+}
+
 func TestRulesDiffTable(t *testing.T) {
 	data, oomKilled := diffLedger(t)
 	code, out, errOut := runCmd(t, "", "rules", "diff", "--data-dir", data, "--rules", diffCandidate(t, oomKilledSaysUserCode))
@@ -151,7 +166,7 @@ func TestRulesDiffJSON(t *testing.T) {
 
 func TestRulesDiffExitStatus(t *testing.T) {
 	data, _ := diffLedger(t)
-	changed, same := diffCandidate(t, oomKilledSaysUserCode), diffCandidate(t, nil)
+	changed, same, retried := diffCandidate(t, oomKilledSaysUserCode), diffCandidate(t, nil), diffCandidate(t, userCodeIsTransient)
 	broken := diffCandidate(t, func(s string) string { return strings.Replace(s, `reason == "OOMKilled"`, `reason ===`, 1) })
 	diff := func(args ...string) []string { return append([]string{"rules", "diff", "--data-dir", data}, args...) }
 	for _, c := range []struct {
@@ -162,11 +177,13 @@ func TestRulesDiffExitStatus(t *testing.T) {
 	}{
 		{"changes, no limit", diff("--rules", changed), 0, ""},
 		{"no change, fail on change", diff("--rules", same, "--fail-on-change"), 0, ""},
-		{"changes, fail on change", diff("--rules", changed, "--fail-on-change"), 1, "2 events change (--fail-on-change)"},
+		{"changes, fail on change", diff("--rules", changed, "--fail-on-change"), 1, "rules diff: changed events: 2 (--fail-on-change)"},
 		{"retry changes at the limit", diff("--rules", changed, "--max-retry-changes", "2"), 0, ""},
-		{"retry changes over the limit", diff("--rules", changed, "--max-retry-changes", "1"), 1, "2 retry decisions change, over --max-retry-changes 1"},
-		{"category changes over the limit", diff("--rules", changed, "--max-category-changes", "0"), 1, "2 events change category, over --max-category-changes 0"},
+		{"retry changes over the limit", diff("--rules", changed, "--max-retry-changes", "1"), 1, "rules diff: retry-decision changes: 2, over --max-retry-changes 1"},
+		{"category changes over the limit", diff("--rules", changed, "--max-category-changes", "0"), 1, "rules diff: category changes: 2, over --max-category-changes 0"},
 		{"none newly retried", diff("--rules", changed, "--max-newly-retried", "0"), 0, ""},
+		{"newly retried over the limit", diff("--rules", retried, "--max-newly-retried", "1"), 1, "rules diff: events newly retried: 2, over --max-newly-retried 1"},
+		{"newly retried at the limit", diff("--rules", retried, "--max-newly-retried", "2"), 0, ""},
 		{"no candidate", diff(), 2, "no candidate: give --rules DIR, --knowledge DIR or --model FILE|none"},
 		{"a candidate that does not load", diff("--rules", broken), 2, "the candidate's rules: memory.yaml:"},
 		{"a missing model", diff("--model", filepath.Join(data, "no-such-model.json")), 2, "the candidate's model:"},
