@@ -69,7 +69,7 @@ URL, or a SQLite file such as a copy of serve's ledger.db. Nothing is written to
 For CI: --fail-on-change exits 1 on any change; --max-category-changes,
 --max-retry-changes and --max-newly-retried N exit 1 when a count is over N. The
 exit status is 2 when the diff cannot be made (a candidate that does not load, no
-ledger), and 0 otherwise.`,
+ledger), and 0 otherwise (with a warning when the ledger holds no event to replay).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError(cmd, fmt.Errorf("rules diff takes no arguments (the candidate is --rules, --knowledge or --model), got %q", args))
@@ -94,6 +94,9 @@ ledger), and 0 otherwise.`,
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), "autofix:", err)
 				return diffTrouble
+			}
+			if rep.Summary.Replayed == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "autofix: rules diff: the ledger holds no failure event to replay: nothing was checked")
 			}
 			if over := o.overLimits(&rep.Summary); len(over) > 0 {
 				for _, s := range over {

@@ -61,6 +61,20 @@ func diffLedger(t *testing.T) (dataDir string, oomKilled []string) {
 	return dataDir, oomKilled
 }
 
+// emptyLedger creates an empty SQLite ledger and returns its file.
+func emptyLedger(t *testing.T) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "empty.db")
+	store, err := ledger.Open(t.Context(), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // diffCandidate writes the embedded rules to a directory, with the rule of
 // OOMKilled containers changed by edit (nil: unchanged).
 func diffCandidate(t *testing.T, edit func(string) string) string {
@@ -189,6 +203,7 @@ func TestRulesDiffExitStatus(t *testing.T) {
 		{"a missing model", diff("--model", filepath.Join(data, "no-such-model.json")), 2, "the candidate's model:"},
 		{"no ledger", []string{"rules", "diff", "--data-dir", filepath.Join(data, "nowhere"), "--rules", same}, 2, "no ledger at " + filepath.Join(data, "nowhere", "ledger.db")},
 		{"no ledger file", diff("--rules", same, "--db", filepath.Join(data, "copy.db")), 2, "no ledger at " + filepath.Join(data, "copy.db")},
+		{"an empty ledger", []string{"rules", "diff", "--db", emptyLedger(t), "--rules", changed, "--fail-on-change"}, 0, "the ledger holds no failure event to replay: nothing was checked"},
 		{"--last 0", diff("--rules", same, "--last", "0"), 2, "--last 0: want 1 to 100000"},
 		{"an argument", diff("--rules", same, "extra"), 2, "rules diff takes no arguments"},
 		{"an unknown flag", diff("--rules", same, "--no-such-flag"), 2, "unknown flag: --no-such-flag"},
