@@ -47,8 +47,8 @@ func newRulesDiffCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "diff --rules DIR | --knowledge DIR | --model FILE|none",
 		Short: "Replay the ledger's last failure events through a candidate classifier and show what would change",
-		Long: `Diff replays the last --last failure events the ledger recorded (newest first; messages
-rejected without an event are skipped) through the classifier serve builds from its
+		Long: `Diff replays the newest failure events the ledger recorded (--last N, default 1000;
+messages rejected without an event are skipped) through the classifier serve builds from its
 configuration (the embedded rules, classifier.knowledge over the embedded knowledge
 tables, classifier.model) and through a candidate: the same with the rules of
 --rules DIR, the knowledge tables of --knowledge DIR (layered over the embedded ones,
@@ -114,12 +114,12 @@ ledger), and 0 otherwise (with a warning when the ledger holds no event to repla
 	f.StringVar(&o.knowledge, "knowledge", "", "candidate: directory of knowledge tables (*.yaml) layered over the embedded ones, in place of classifier.knowledge")
 	f.StringVar(&o.model, "model", "", `candidate: learned classifier artifact in place of classifier.model, "none" for rules and knowledge alone`)
 	f.StringVar(&o.db, "db", "", "the ledger: a PostgreSQL URL, or a SQLite file (default: the configuration's)")
-	f.IntVar(&o.last, "last", rulesdiff.DefaultLast, fmt.Sprintf("how many of the newest failure events to replay (at most %d)", maxDiffEvents))
+	f.IntVar(&o.last, "last", rulesdiff.DefaultLast, fmt.Sprintf("replay the `N` newest failure events (at most %d)", maxDiffEvents))
 	f.BoolVar(&o.asJSON, "json", false, "print the report as one JSON document")
 	f.BoolVar(&o.failOnChange, "fail-on-change", false, "exit 1 if any event's category, retry decision or action changes")
-	f.IntVar(&o.maxCategory, "max-category-changes", -1, "exit 1 if more than N events change category (negative: no limit)")
-	f.IntVar(&o.maxRetry, "max-retry-changes", -1, "exit 1 if more than N retry decisions change, either way (negative: no limit)")
-	f.IntVar(&o.maxNewlyRetried, "max-newly-retried", -1, "exit 1 if more than N events not retried now would be (negative: no limit)")
+	f.IntVar(&o.maxCategory, "max-category-changes", -1, "exit 1 if more than `N` events change category (negative: no limit)")
+	f.IntVar(&o.maxRetry, "max-retry-changes", -1, "exit 1 if more than `N` retry decisions change, either way (negative: no limit)")
+	f.IntVar(&o.maxNewlyRetried, "max-newly-retried", -1, "exit 1 if more than `N` events not retried now would be (negative: no limit)")
 	return cmd
 }
 
