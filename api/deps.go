@@ -43,12 +43,19 @@ type Recommender interface {
 	Recommend(ev *failure.Event, history []failure.Outcome) failure.Recommendation
 }
 
-// Rules are the rules in use.
+// Rules are the classifier in use: its rules, knowledge tables and model.
 type Rules interface {
 	RuleSet() *classifier.RuleSet
 	// WithRules is a classifier of other rules with the same options (the minimum
 	// confidence): POST /v1/rules:test tries candidates as the service would.
 	WithRules(rs *classifier.RuleSet) *classifier.Classifier
+	// WithKnowledge is a classifier of other knowledge tables with the same rules,
+	// model and options: POST /v1/rules:diff tries candidate tables.
+	WithKnowledge(k *classifier.Knowledge) *classifier.Classifier
+	// ClassifyContext and Model are what POST /v1/rules:diff replays the ledger's
+	// events through (with the learned text fallback when there is no model).
+	ClassifyContext(ctx context.Context, ev *failure.Event) (failure.Classification, []classifier.RuleError, error)
+	Model() *classifier.Model
 }
 
 // Authenticator checks bearer tokens, and the tokens of review-page sessions on

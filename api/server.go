@@ -245,6 +245,7 @@ func (s *Server) routes() error {
 	v1.GET("/jobs/:namespace/:name/history", s.jobHistory, viewer)
 	v1.GET("/rules", s.listRules, viewer)
 	v1.POST(`/rules\:test`, s.testRules, admin, s.jsonBody(4))
+	v1.POST(`/rules\:diff`, s.diffRules, admin, s.jsonBody(4))
 	v1.GET("/models", s.listModels, viewer)
 	v1.GET("/policy/pause", s.getPause, viewer)
 	v1.POST("/policy/pause", s.setPause, admin, body)

@@ -9,6 +9,46 @@ import (
 	"net/url"
 )
 
+// SetPauseWithBody Pause or resume automatic fixes
+//
+// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+// Returns the kill switch as set.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+func (c *Client) SetPauseWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetPauseRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetPause Pause or resume automatic fixes
+//
+// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+// Returns the kill switch as set.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+func (c *Client) SetPause(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetPauseRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // RecommendWithBody Recommend a fix for one failed job
 //
 // Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
@@ -287,6 +327,72 @@ func (c *Client) CorrectRemediation(ctx context.Context, id RemediationID, body 
 // Corresponds with GET /v1/rules (the `ListRules` operationId).
 func (c *Client) ListRules(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListRulesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DiffRulesWithBody Replay the ledger's last failure events through a candidate
+//
+// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+// messages rejected without an event are skipped and do not count) through the
+// classifier in use and through a candidate — the classifier in use with the rule
+// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+// layered over the embedded ones in place of the service's `classifier.knowledge` —
+// and reports each event whose category, retry decision or action changes (a change
+// of confidence alone is not one), with counts and the category-to-category matrix.
+// Both classify as the service does (its minimum confidence, authority and model;
+// the learned text fallback when it has no model). Nothing changes: the classifier
+// in use stays in force, and nothing is written to the ledger.
+//
+// A file that does not load is a 400 whose `field` is `files.<name>` or
+// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+// the same report from the command line.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+func (c *Client) DiffRulesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDiffRulesRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DiffRules Replay the ledger's last failure events through a candidate
+//
+// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+// messages rejected without an event are skipped and do not count) through the
+// classifier in use and through a candidate — the classifier in use with the rule
+// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+// layered over the embedded ones in place of the service's `classifier.knowledge` —
+// and reports each event whose category, retry decision or action changes (a change
+// of confidence alone is not one), with counts and the category-to-category matrix.
+// Both classify as the service does (its minimum confidence, authority and model;
+// the learned text fallback when it has no model). Nothing changes: the classifier
+// in use stays in force, and nothing is written to the ledger.
+//
+// A file that does not load is a 400 whose `field` is `files.<name>` or
+// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+// the same report from the command line.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+func (c *Client) DiffRules(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDiffRulesRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}

@@ -533,6 +533,17 @@ func NewListRulesRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewDiffRulesRequest calls the generic DiffRules builder with application/json body
+func NewDiffRulesRequest(server string, body DiffRulesJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDiffRulesRequestWithBody(server, "application/json", bodyReader)
+}
+
 // NewTestRulesRequest calls the generic TestRules builder with application/json body
 func NewTestRulesRequest(server string, body TestRulesJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader

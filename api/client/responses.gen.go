@@ -325,6 +325,52 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/rules (the `ListRules` operationId).
 	ListRulesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListRulesResponse, error)
 
+	// DiffRulesWithBodyWithResponse Replay the ledger's last failure events through a candidate
+	//
+	// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+	// messages rejected without an event are skipped and do not count) through the
+	// classifier in use and through a candidate — the classifier in use with the rule
+	// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+	// layered over the embedded ones in place of the service's `classifier.knowledge` —
+	// and reports each event whose category, retry decision or action changes (a change
+	// of confidence alone is not one), with counts and the category-to-category matrix.
+	// Both classify as the service does (its minimum confidence, authority and model;
+	// the learned text fallback when it has no model). Nothing changes: the classifier
+	// in use stays in force, and nothing is written to the ledger.
+	//
+	// A file that does not load is a 400 whose `field` is `files.<name>` or
+	// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+	// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+	// the same report from the command line.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+	DiffRulesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error)
+
+	// DiffRulesWithResponse Replay the ledger's last failure events through a candidate
+	//
+	// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+	// messages rejected without an event are skipped and do not count) through the
+	// classifier in use and through a candidate — the classifier in use with the rule
+	// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+	// layered over the embedded ones in place of the service's `classifier.knowledge` —
+	// and reports each event whose category, retry decision or action changes (a change
+	// of confidence alone is not one), with counts and the category-to-category matrix.
+	// Both classify as the service does (its minimum confidence, authority and model;
+	// the learned text fallback when it has no model). Nothing changes: the classifier
+	// in use stays in force, and nothing is written to the ledger.
+	//
+	// A file that does not load is a 400 whose `field` is `files.<name>` or
+	// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+	// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+	// the same report from the command line.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+	DiffRulesWithResponse(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error)
+
 	// TestRulesWithBodyWithResponse Try a candidate rule set on an event
 	//
 	// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
@@ -587,68 +633,4 @@ func (r GetJobHistoryResponse) ContentType() string {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
-}
-
-type ListModelsResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ModelList
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON500 the response for an HTTP 500 `application/json` response
-	JSON500 *Internal
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *ListModelsResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *ListModelsResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListModelsResponse) GetJSON200() *ModelList {
-	return r.JSON200
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListModelsResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListModelsResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r ListModelsResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r ListModelsResponse) GetJSON500() *Internal {
-	return r.JSON500
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListModelsResponse) GetJSON503() *Unavailable {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r ListModelsResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r ListModelsResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
 }

@@ -5,7 +5,6 @@ package client
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/oapi-codegen/runtime"
 	"time"
 )
 
@@ -307,6 +306,105 @@ type RuleView struct {
 	Retryable   bool     `json:"retryable"`
 }
 
+// RulesDiffCell How many events the candidate moves from one category to another.
+type RulesDiffCell struct {
+	Count int `json:"count"`
+
+	// From The class of a failure.
+	From Category `json:"from"`
+
+	// To The class of a failure.
+	To Category `json:"to"`
+}
+
+// RulesDiffChange defines model for RulesDiffChange.
+type RulesDiffChange struct {
+	// Candidate What one classifier says of the event.
+	Candidate RulesDiffVerdict `json:"candidate"`
+
+	// Current What one classifier says of the event.
+	Current RulesDiffVerdict `json:"current"`
+
+	// Id The FailureEvent's id.
+	Id string `json:"id"`
+
+	// Job The failed job, `namespace/name`.
+	Job        string    `json:"job"`
+	ReceivedAt time.Time `json:"receivedAt"`
+
+	// Recorded The category autofix recorded when the event came in (absent when the ledger has none).
+	Recorded *Category `json:"recorded,omitempty"`
+}
+
+// RulesDiffReport defines model for RulesDiffReport.
+type RulesDiffReport struct {
+	// Changes The events whose category, retry decision or action changes, newest first.
+	Changes []RulesDiffChange `json:"changes"`
+
+	// Matrix The category changes, the most frequent first.
+	Matrix []RulesDiffCell `json:"matrix"`
+
+	// RuleErrors The distinct errors of candidate rules evaluating the events (at most 20); such a rule counts as not matched.
+	RuleErrors []string         `json:"ruleErrors"`
+	Summary    RulesDiffSummary `json:"summary"`
+}
+
+// RulesDiffRequest A candidate (rule files and/or knowledge tables) and how many events to replay; at least one of `files` and `knowledge`.
+type RulesDiffRequest struct {
+	// Files The candidate rule set, in place of the rules in use; file name (a plain name ending in `.yaml`, at most 100 bytes) -> YAML.
+	Files *map[string]string `json:"files,omitempty"`
+
+	// Knowledge Knowledge tables layered over the embedded ones, in place of the service's `classifier.knowledge`; file name -> YAML.
+	Knowledge *map[string]string `json:"knowledge,omitempty"`
+
+	// Last How many of the ledger's newest failure events to replay.
+	Last *int `json:"last,omitempty"`
+}
+
+// RulesDiffSummary defines model for RulesDiffSummary.
+type RulesDiffSummary struct {
+	ActionChanges   int `json:"actionChanges"`
+	CategoryChanges int `json:"categoryChanges"`
+
+	// Changed The events whose category, retry decision or action changes.
+	Changed int `json:"changed"`
+
+	// NewlyRetried The events the candidate would retry and the classifier in use does not.
+	NewlyRetried int `json:"newlyRetried"`
+
+	// NoLongerRetried The events the classifier in use retries and the candidate would not.
+	NoLongerRetried int `json:"noLongerRetried"`
+
+	// Replayed The failure events both classifiers classified.
+	Replayed int `json:"replayed"`
+
+	// RetryChanges The events whose retry decision changes, either way (newlyRetried + noLongerRetried).
+	RetryChanges int `json:"retryChanges"`
+
+	// RuleErrorEvents The events on which some candidate rule failed to evaluate.
+	RuleErrorEvents int `json:"ruleErrorEvents"`
+
+	// Skipped The messages among them the ledger holds without a readable event.
+	Skipped int `json:"skipped"`
+}
+
+// RulesDiffVerdict What one classifier says of the event.
+type RulesDiffVerdict struct {
+	// Action The kind of remediation a classification calls for.
+	Action Action `json:"action"`
+
+	// Category The class of a failure.
+	Category   Category `json:"category"`
+	Confidence float64  `json:"confidence"`
+
+	// Learned The category comes from a learned model, no rule being confident.
+	Learned   *bool `json:"learned,omitempty"`
+	Retryable bool  `json:"retryable"`
+
+	// Rules The ids of the rules that support the category, strongest first.
+	Rules []string `json:"rules"`
+}
+
 // RulesTestRequest defines model for RulesTestRequest.
 type RulesTestRequest struct {
 	// Event One failed attempt of one job (schema version 1). Required are `id`, `job.name`
@@ -485,6 +583,9 @@ type RejectRemediationJSONRequestBody = RejectRequest
 // CorrectRemediationJSONRequestBody defines body for CorrectRemediation for application/json ContentType.
 type CorrectRemediationJSONRequestBody = CorrectRequest
 
+// DiffRulesJSONRequestBody defines body for DiffRules for application/json ContentType.
+type DiffRulesJSONRequestBody = RulesDiffRequest
+
 // TestRulesJSONRequestBody defines body for TestRules for application/json ContentType.
 type TestRulesJSONRequestBody = RulesTestRequest
 
@@ -557,120 +658,4 @@ func (a *PipelineDefinition) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return nil
-}
-
-// Override default JSON handling for PipelineDefinition to handle AdditionalProperties
-func (a PipelineDefinition) MarshalJSON() ([]byte, error) {
-	var err error
-	object := make(map[string]json.RawMessage)
-
-	if a.Artifacts != nil {
-		object["artifacts"], err = json.Marshal(a.Artifacts)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'artifacts': %w", err)
-		}
-	}
-
-	object["name"], err = json.Marshal(a.Name)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'name': %w", err)
-	}
-
-	if a.Namespace != nil {
-		object["namespace"], err = json.Marshal(a.Namespace)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'namespace': %w", err)
-		}
-	}
-
-	if a.Stages != nil {
-		object["stages"], err = json.Marshal(a.Stages)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'stages': %w", err)
-		}
-	}
-
-	for fieldName, field := range a.AdditionalProperties {
-		object[fieldName], err = json.Marshal(field)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
-		}
-	}
-	return json.Marshal(object)
-}
-
-// AsJobKind returns the union data inside the FailedJob_Kind as a JobKind
-func (t FailedJob_Kind) AsJobKind() (JobKind, error) {
-	var body JobKind
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromJobKind overwrites any union data inside the FailedJob_Kind as the provided JobKind
-func (t *FailedJob_Kind) FromJobKind(v JobKind) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeJobKind performs a merge with any union data inside the FailedJob_Kind, using the provided JobKind
-func (t *FailedJob_Kind) MergeJobKind(v JobKind) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsFailedJobKind1 returns the union data inside the FailedJob_Kind as a FailedJobKind1
-func (t FailedJob_Kind) AsFailedJobKind1() (FailedJobKind1, error) {
-	var body FailedJobKind1
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromFailedJobKind1 overwrites any union data inside the FailedJob_Kind as the provided FailedJobKind1
-func (t *FailedJob_Kind) FromFailedJobKind1(v FailedJobKind1) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeFailedJobKind1 performs a merge with any union data inside the FailedJob_Kind, using the provided FailedJobKind1
-func (t *FailedJob_Kind) MergeFailedJobKind1(v FailedJobKind1) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-func (t FailedJob_Kind) MarshalJSON() ([]byte, error) {
-	b, err := t.union.MarshalJSON()
-	return b, err
-}
-
-func (t *FailedJob_Kind) UnmarshalJSON(b []byte) error {
-	err := t.union.UnmarshalJSON(b)
-	return err
-}
-
-// AsFailedJobParams0 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams0
-func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams0() (FailedJobParams0, error) {
-	var body FailedJobParams0
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromFailedJobParams0 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams0
-func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams0(v FailedJobParams0) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
 }

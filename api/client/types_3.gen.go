@@ -11,6 +11,122 @@ import (
 	"net/url"
 )
 
+// Override default JSON handling for PipelineDefinition to handle AdditionalProperties
+func (a PipelineDefinition) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Artifacts != nil {
+		object["artifacts"], err = json.Marshal(a.Artifacts)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'artifacts': %w", err)
+		}
+	}
+
+	object["name"], err = json.Marshal(a.Name)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'name': %w", err)
+	}
+
+	if a.Namespace != nil {
+		object["namespace"], err = json.Marshal(a.Namespace)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'namespace': %w", err)
+		}
+	}
+
+	if a.Stages != nil {
+		object["stages"], err = json.Marshal(a.Stages)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'stages': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// AsJobKind returns the union data inside the FailedJob_Kind as a JobKind
+func (t FailedJob_Kind) AsJobKind() (JobKind, error) {
+	var body JobKind
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromJobKind overwrites any union data inside the FailedJob_Kind as the provided JobKind
+func (t *FailedJob_Kind) FromJobKind(v JobKind) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeJobKind performs a merge with any union data inside the FailedJob_Kind, using the provided JobKind
+func (t *FailedJob_Kind) MergeJobKind(v JobKind) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsFailedJobKind1 returns the union data inside the FailedJob_Kind as a FailedJobKind1
+func (t FailedJob_Kind) AsFailedJobKind1() (FailedJobKind1, error) {
+	var body FailedJobKind1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFailedJobKind1 overwrites any union data inside the FailedJob_Kind as the provided FailedJobKind1
+func (t *FailedJob_Kind) FromFailedJobKind1(v FailedJobKind1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeFailedJobKind1 performs a merge with any union data inside the FailedJob_Kind, using the provided FailedJobKind1
+func (t *FailedJob_Kind) MergeFailedJobKind1(v FailedJobKind1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t FailedJob_Kind) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *FailedJob_Kind) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsFailedJobParams0 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams0
+func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams0() (FailedJobParams0, error) {
+	var body FailedJobParams0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFailedJobParams0 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams0
+func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams0(v FailedJobParams0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
 // MergeFailedJobParams0 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams0
 func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams0(v FailedJobParams0) error {
 	b, err := json.Marshal(v)
@@ -371,6 +487,35 @@ func NewCorrectRemediationRequestWithBody(server string, id RemediationID, conte
 	return req, nil
 }
 
+// NewDiffRulesRequestWithBody constructs an http.Request for the DiffRules method, with any body, and a specified content type
+func NewDiffRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/rules:diff")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewTestRulesRequestWithBody constructs an http.Request for the TestRules method, with any body, and a specified content type
 func NewTestRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -522,55 +667,5 @@ type GetRemediationResponse401Headers struct {
 
 // GetRemediationResponse429Headers the declared response headers of an HTTP 429 response for GetRemediation
 type GetRemediationResponse429Headers struct {
-	RetryAfter int
-}
-
-// ApproveRemediationResponse401Headers the declared response headers of an HTTP 401 response for ApproveRemediation
-type ApproveRemediationResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ApproveRemediationResponse429Headers the declared response headers of an HTTP 429 response for ApproveRemediation
-type ApproveRemediationResponse429Headers struct {
-	RetryAfter int
-}
-
-// RejectRemediationResponse401Headers the declared response headers of an HTTP 401 response for RejectRemediation
-type RejectRemediationResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// RejectRemediationResponse429Headers the declared response headers of an HTTP 429 response for RejectRemediation
-type RejectRemediationResponse429Headers struct {
-	RetryAfter int
-}
-
-// CorrectRemediationResponse401Headers the declared response headers of an HTTP 401 response for CorrectRemediation
-type CorrectRemediationResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// CorrectRemediationResponse429Headers the declared response headers of an HTTP 429 response for CorrectRemediation
-type CorrectRemediationResponse429Headers struct {
-	RetryAfter int
-}
-
-// ListRulesResponse401Headers the declared response headers of an HTTP 401 response for ListRules
-type ListRulesResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ListRulesResponse429Headers the declared response headers of an HTTP 429 response for ListRules
-type ListRulesResponse429Headers struct {
-	RetryAfter int
-}
-
-// TestRulesResponse401Headers the declared response headers of an HTTP 401 response for TestRules
-type TestRulesResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// TestRulesResponse429Headers the declared response headers of an HTTP 429 response for TestRules
-type TestRulesResponse429Headers struct {
 	RetryAfter int
 }

@@ -15,9 +15,9 @@ import (
 func newRulesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
-		Short: "Check and list classification rule sets",
+		Short: "Check, list and diff classification rule sets",
 	}
-	cmd.AddCommand(newRulesCheckCmd(), newRulesListCmd())
+	cmd.AddCommand(newRulesCheckCmd(), newRulesListCmd(), newRulesDiffCmd())
 	return cmd
 }
 
