@@ -189,8 +189,10 @@ const (
 )
 
 // failureEvent is the event of a failed attempt: rendered by the simulator and, with
-// a corpus, given the reason, exit code, message and log tail of a real message of the
-// cause's category. The job, its resources, the node, the duration and the usage stay
+// a corpus, given the message and log tail of a real message of the cause's category,
+// and its reason and exit code unless the simulated failure's reason is one
+// Kubernetes sets (OOMKilled, Evicted, DeadlineExceeded, ...), which it would report
+// whatever the program printed. The job, its resources, the node, the duration and the usage stay
 // the simulator's, and so does the ground truth: the cause.
 func (s *Scenario) failureEvent(ru *run, a int, opt failure.Option, res result, c *Corpus) (failure.Event, textUse) {
 	ev := s.event(ru, a, opt, res)
@@ -202,9 +204,23 @@ func (s *Scenario) failureEvent(ru *run, a int, opt failure.Option, res result, 
 		return ev, fallbackText
 	}
 	sig := &ev.Failure
-	sig.Reason, sig.ExitCode, sig.Message = m.Reason, m.ExitCode, m.Message
-	sig.LogTail, sig.LogTruncated = m.LogTail, m.LogTruncated
+	if !kubernetesReason(sig.Reason) {
+		// Kubernetes reports OOMKilled, Evicted, DeadlineExceeded and the like
+		// whatever the program printed: those reasons and their exit codes stay.
+		sig.Reason, sig.ExitCode = m.Reason, m.ExitCode
+	}
+	sig.Message, sig.LogTail, sig.LogTruncated = m.Message, m.LogTail, m.LogTruncated
 	return ev, realText
+}
+
+// kubernetesReason reports whether reason is one the kubelet or a controller sets
+// (rather than the container's own "Error").
+func kubernetesReason(reason string) bool {
+	switch reason {
+	case "", "Error", "Completed", "ContainerCannotRun":
+		return false
+	}
+	return true
 }
 
 // textRNG is the generator a failure's real text is drawn with. A recurring job fails
