@@ -74,7 +74,12 @@ func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules 
 			}
 		}
 	}
-	out.Evidence = append([]string{line}, c.evidence(st, support)...)
+	if len(gs) > 0 && gs[0].category == pred.Category {
+		// The rules' evidence is already of these rules.
+		out.Evidence = append([]string{line}, rules.Evidence...)
+	} else {
+		out.Evidence = append([]string{line}, c.evidence(st, support)...)
+	}
 	if len(support) == 0 && !st.features.lowered {
 		// No rule points at the lines that say it: show the last error lines the model read.
 		lines := st.features.lines
