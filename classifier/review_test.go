@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -259,6 +260,34 @@ func TestEvidenceIsBoundedWithTheModel(t *testing.T) {
 		cl := c.Classify(ev)
 		if len(cl.Evidence) > 2 {
 			t.Errorf("%s/%s (learned %v): %d evidence lines with MaxEvidence 2: %q", ev.Failure.Reason, cl.Category, cl.Learned, len(cl.Evidence), cl.Evidence)
+		}
+	}
+}
+
+// TestErrorLinesAreLinesOfTheLog: the model reads the log's error lines at the
+// offsets the scan of the lower-cased log found. Lower-casing can move bytes while
+// keeping the length (the Kelvin sign shrinks from 3 bytes to 1, each Ⱥ grows from 2
+// to 3), so offsets of the lower-cased text are not offsets of the log: the lines
+// read must still be the log's lines (the features, and the evidence shown when no
+// rule supports the model, come from them).
+func TestErrorLinesAreLinesOfTheLog(t *testing.T) {
+	rs := mustLoad(t, map[string]string{"a.yaml": "rules:\n" + rule("r", `has("zzz")`, "timeout", 1, 0.9)})
+	c := New(rs, Options{})
+	log := "\u212a units\nValueError: the batch is bad\nfatal: giving up\n\u023a\u023a"
+	if len(strings.ToLower(log)) != len(log) {
+		t.Fatal("lower-casing changes the log's length: the test needs one that keeps it")
+	}
+	ev := event("Error", 1, "", log)
+	st := c.pool.Get().(*state)
+	defer c.pool.Put(st)
+	st.prepare(ev, c.rules, c.scan)
+	defer st.release()
+	c.match(st, nil)
+	c.features(st, ev, false)
+	lines := strings.Split(log, "\n")
+	for _, got := range st.features.lines {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.EqualFold(l, got) }) {
+			t.Errorf("error line %q is not a line of the log %q (read: %q)", got, log, st.features.lines)
 		}
 	}
 }
