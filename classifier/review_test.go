@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -289,5 +290,34 @@ func TestErrorLinesAreLinesOfTheLog(t *testing.T) {
 		if !slices.ContainsFunc(lines, func(l string) bool { return strings.EqualFold(l, got) }) {
 			t.Errorf("error line %q is not a line of the log %q (read: %q)", got, log, st.features.lines)
 		}
+	}
+}
+
+// TestRulesAutomatonIsBoundedByItsInput: the rules' literals build the same dense
+// automaton (literals.go), and rule files are as untrusted (POST /v1/rules:test and
+// POST /v1/rules:diff take up to 4 MiB of them): the literals of this 73 KB file cost
+// about 100 MB, so a 4 MiB body some GB, twice (RuleSet, then New's merged scanner).
+func TestRulesAutomatonIsBoundedByItsInput(t *testing.T) {
+	var lits []string
+	for _, l := range strings.Split(hostileTable(64<<10), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "- '") {
+			lits = append(lits, strings.Trim(l[2:], "'"))
+		}
+	}
+	var b strings.Builder
+	b.WriteString("rules:\n")
+	for i := 0; i < len(lits); i += 10 {
+		var args []string
+		for _, l := range lits[i:min(i+10, len(lits))] {
+			args = append(args, strconv.Quote(l))
+		}
+		b.WriteString(rule(fmt.Sprintf("r%d", i), "has("+strings.Join(args, ", ")+")", "timeout", 1, 0.9))
+	}
+	src := b.String()
+	var loadErr error
+	n := allocated(func() { _, loadErr = Load(mapFS(map[string]string{"a.yaml": src})) })
+	if limit := uint64(200 * len(src)); n > limit {
+		t.Errorf("Load of a %d-byte rule file allocated %d MB (%dx its size; error %v), want at most 200x",
+			len(src), n>>20, n/uint64(len(src)), loadErr)
 	}
 }
