@@ -157,7 +157,7 @@ func (o *rulesDiffOptions) replay(cmd *cobra.Command) (rulesdiff.Report, error) 
 	if fl.Changed("model") {
 		src.ModelFile = o.model
 	}
-	cand, err := classifier.LoadDefault(src, classifier.Options{MinConfidence: cfg.Classifier.MinConfidence, Authority: cfg.Classifier.Authority})
+	cand, err := classifier.LoadDefault(src, classifier.Options{MinConfidence: cfg.Classifier.MinConfidence, ModelMinConfidence: cfg.Classifier.ModelMinConfidence, Authority: cfg.Classifier.Authority})
 	if err != nil {
 		return rulesdiff.Report{}, fmt.Errorf("the candidate's %w", err)
 	}
