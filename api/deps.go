@@ -53,7 +53,7 @@ type Rules interface {
 	// model and options: POST /v1/rules:diff tries candidate tables.
 	WithKnowledge(k *classifier.Knowledge) *classifier.Classifier
 	// ClassifyContext and Model are what POST /v1/rules:diff replays the ledger's
-	// events through (with the learned text fallback when there is no model).
+	// events through, as the service classifies them.
 	ClassifyContext(ctx context.Context, ev *failure.Event) (failure.Classification, []classifier.RuleError, error)
 	Model() *classifier.Model
 }

@@ -55,14 +55,22 @@ func New(rs *RuleSet, opts Options) *Classifier {
 	if k == nil {
 		k = emptyKnowledge
 	}
-	c := &Classifier{rules: rs, opts: opts, scan: newScanner(rs, k)}
+	c := &Classifier{rules: rs, opts: opts, scan: newScanner(rs, k, 2*maxAutomatonCells)}
 	c.pool.New = func() any { return new(state) }
 	return c
 }
 
 // WithRules returns a classifier of rs with c's options: to try candidate rules
 // exactly as c would apply them.
-func (c *Classifier) WithRules(rs *RuleSet) *Classifier { return New(rs, c.opts) }
+// A model trained with other rules' matches as features is left out: it would read
+// matches it was not trained on.
+func (c *Classifier) WithRules(rs *RuleSet) *Classifier {
+	o := c.opts
+	if o.Model != nil && !o.Model.Fits(rs) {
+		o.Model = nil
+	}
+	return New(rs, o)
+}
 
 // WithModel returns a classifier with c's rules, knowledge and options and the model
 // m (nil: rules and knowledge alone).
@@ -207,6 +215,9 @@ func (c *Classifier) decide(st *state, ev *failure.Event) failure.Classification
 		out = c.fromModel(st, ev, gs, out)
 	}
 	c.knowledgeEvidence(st, &out)
+	if len(out.Evidence) > c.opts.MaxEvidence {
+		out.Evidence = out.Evidence[:c.opts.MaxEvidence]
+	}
 	return out
 }
 

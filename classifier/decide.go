@@ -40,7 +40,7 @@ func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules 
 			rules.Retryable, rules.Action = false, failure.NoRetry
 			line += fmt.Sprintf(": a retry is unlikely to help (below %.2f), so none is made", retryVeto)
 		}
-		rules.Evidence = append(rules.Evidence, line)
+		rules.Evidence = c.withLine(rules.Evidence, line)
 		if pred.Category != rules.Category {
 			rules.Alternatives = append(rules.Alternatives, failure.Alternative{Category: pred.Category, Confidence: conf})
 		}
@@ -52,7 +52,7 @@ func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules 
 	}
 	if pred.Confidence < minConf || pred.Category == failure.Unknown {
 		// The model abstains: the rules' answer stands, unknown when they have none.
-		rules.Evidence = append(rules.Evidence, line+", too unsure to act on")
+		rules.Evidence = c.withLine(rules.Evidence, line+", too unsure to act on")
 		if pred.Category != rules.Category {
 			rules.Alternatives = append(rules.Alternatives, failure.Alternative{Category: pred.Category, Confidence: conf})
 		}
@@ -80,7 +80,7 @@ func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules 
 	} else {
 		out.Evidence = append([]string{line}, c.evidence(st, support)...)
 	}
-	if len(support) == 0 && !st.features.lowered {
+	if len(support) == 0 {
 		// No rule points at the lines that say it: show the last error lines the model read.
 		lines := st.features.lines
 		for i := max(0, len(lines)-2); i < len(lines) && len(out.Evidence) < c.opts.MaxEvidence; i++ {
@@ -103,6 +103,15 @@ func alternative(g *group) failure.Alternative {
 		a.Rules = append(a.Rules, r.ID)
 	}
 	return a
+}
+
+// withLine adds line to evidence, in place of its last line when it is full: what
+// the model said matters more than one more line of the log.
+func (c *Classifier) withLine(evidence []string, line string) []string {
+	if len(evidence) >= c.opts.MaxEvidence {
+		evidence = evidence[:c.opts.MaxEvidence-1]
+	}
+	return append(evidence, line)
 }
 
 // knowledgeEvidence adds the strongest knowledge hits to the evidence.

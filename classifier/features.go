@@ -59,10 +59,8 @@ var errorWords = newLiteralSet([]string{
 type featureScratch struct {
 	marks []int // starts of the log's error lines
 	out   []uint32
-	// lines are the error lines read, from the log itself unless lowered: when
-	// lower-casing changed the log's length, they are lines of the lower-cased text.
-	lines   []string
-	lowered bool
+	// lines are the error lines read, lines of the log itself.
+	lines []string
 	// rowSeen marks, with rowGen, the model rows a prediction has counted.
 	rowSeen []uint32
 	rowGen  uint32
@@ -145,12 +143,6 @@ func (st *featureScratch) features(message, log, lower string, sig *signals) []u
 // starts the scan of the log found) and its last lines, at most maxErrorLines of
 // them, the last ones. It sorts and extends st.marks.
 func (st *featureScratch) errorLines(log, lower string) []string {
-	st.lowered = len(log) != len(lower)
-	if st.lowered {
-		// ToLower changed the length (some runes lower to other widths, invalid
-		// UTF-8 becomes U+FFFD): read the lower-cased text itself.
-		log = lower
-	}
 	// The last lines.
 	end := len(lower)
 	for range tailLines {
@@ -167,9 +159,20 @@ func (st *featureScratch) errorLines(log, lower string) []string {
 	if len(st.marks) > maxErrorLines {
 		st.marks = st.marks[len(st.marks)-maxErrorLines:]
 	}
+	// The marks are offsets in lower, whose n-th line is the log's n-th line but not
+	// always at the same offset (lower-casing can change a rune's width): walk both
+	// line by line.
 	st.lines = st.lines[:0]
+	lpos, tpos := 0, 0
 	for _, s := range st.marks {
-		line, _, _ := strings.Cut(log[s:], "\n")
+		for lpos < s {
+			nl, tn := strings.IndexByte(lower[lpos:], '\n'), strings.IndexByte(log[tpos:], '\n')
+			if nl < 0 || tn < 0 {
+				return st.lines
+			}
+			lpos, tpos = lpos+nl+1, tpos+tn+1
+		}
+		line, _, _ := strings.Cut(log[tpos:], "\n")
 		st.lines = append(st.lines, line)
 	}
 	return st.lines

@@ -106,10 +106,7 @@ func LoadKnowledge(layers ...fs.FS) (*Knowledge, error) {
 		}
 		slices.Sort(names)
 		for _, name := range names {
-			data, err := fs.ReadFile(fsys, name)
-			if err == nil && len(data) > maxKnowledgeFileBytes {
-				err = fmt.Errorf("%d bytes: over the %d-byte limit", len(data), maxKnowledgeFileBytes)
-			}
+			data, err := readLimited(fsys, name, maxKnowledgeFileBytes)
 			if err != nil {
 				errs = append(errs, &LoadError{File: name, Err: err})
 				continue
@@ -185,6 +182,9 @@ func LoadKnowledge(layers ...fs.FS) (*Knowledge, error) {
 		return nil, fmt.Errorf("knowledge: %d entries: over the limit of %d", len(k.entries), maxKnowledgeEntries)
 	case len(phrases) > maxKnowledgePhrases:
 		return nil, fmt.Errorf("knowledge: %d phrases: over the limit of %d", len(phrases), maxKnowledgePhrases)
+	}
+	if err := checkAutomaton("knowledge: the phrases", phrases); err != nil {
+		return nil, err
 	}
 	k.bound = make([]uint8, len(phrases))
 	for i, p := range phrases {
@@ -379,13 +379,22 @@ type scanner struct {
 	knowledge *Knowledge
 	// Patterns first.. are the knowledge phrases, errorWords.. the error words.
 	first, errorWords int32
+	// separate is set when the three together would make too large an automaton:
+	// the knowledge phrases are then found in a scan of their own.
+	separate bool
 }
 
-// newScanner builds the scanner of rs's literals and k's phrases (k may be empty).
-func newScanner(rs *RuleSet, k *Knowledge) *scanner {
+// newScanner builds the scanner of rs's literals and k's phrases (k may be empty),
+// one automaton unless its table could exceed limit cells.
+func newScanner(rs *RuleSet, k *Knowledge, limit int) *scanner {
 	pats := slices.Clone(rs.literals.patterns)
 	sc := &scanner{knowledge: k, first: int32(len(pats))} //nolint:gosec // bounded by the rule limits
-	pats = append(pats, k.phrases.patterns...)
+	merged := append(slices.Clip(pats), k.phrases.patterns...)
+	if automatonCells(append(slices.Clip(merged), errorWords.patterns...)) > limit {
+		sc.separate = true
+	} else {
+		pats = merged
+	}
 	sc.errorWords = int32(len(pats)) //nolint:gosec // bounded by the table limits
 	pats = append(pats, errorWords.patterns...)
 	sc.all = newLiteralSet(pats)

@@ -1,5 +1,11 @@
 package classifier
 
+import (
+	"fmt"
+	"io"
+	"io/fs"
+)
+
 // literalSet finds which of a fixed set of byte strings occur in a text in one pass
 // (Aho–Corasick). The rules' has() helpers compile to lookups in the hits of one scan
 // per event, so the cost of literal matching does not grow with the number of rules.
@@ -163,4 +169,59 @@ func (m *literalSet) each(text string, fn func(id int32, end int) bool) {
 			}
 		}
 	}
+}
+
+// maxAutomatonCells bounds the table of a literal set built from untrusted patterns
+// (rule files, knowledge tables): states x byte classes. The table is dense, so
+// patterns of many distinct bytes sharing no prefix cost far more than their size;
+// 4M cells are 16 MiB a table.
+const maxAutomatonCells = 1 << 22
+
+// automatonCells is an upper bound on the cells of the automaton of patterns: their
+// bytes (each can add a state) times the distinct bytes among them.
+func automatonCells(patterns []string) int {
+	var seen [256]bool
+	total, distinct := 0, 0
+	for _, p := range patterns {
+		total += len(p)
+		for i := 0; i < len(p); i++ {
+			if !seen[p[i]] {
+				seen[p[i]] = true
+				distinct++
+			}
+		}
+	}
+	return (total + 1) * (distinct + 1)
+}
+
+// checkAutomaton refuses patterns whose automaton could exceed maxAutomatonCells.
+func checkAutomaton(what string, patterns []string) error {
+	if n := automatonCells(patterns); n > maxAutomatonCells {
+		return fmt.Errorf("%s: %d patterns whose automaton may take %d cells, over the limit of %d: use fewer, shorter or more alike strings",
+			what, len(patterns), n, maxAutomatonCells)
+	}
+	return nil
+}
+
+// readLimited reads the file name of fsys, refusing anything that is not a regular
+// file or is over max bytes without reading more than max+1 of it.
+func readLimited(fsys fs.FS, name string, max int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("over the %d-byte limit", max)
+	}
+	return data, nil
 }

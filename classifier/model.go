@@ -49,6 +49,10 @@ type ModelInfo struct {
 	Examples int           `json:"examples"`
 	Sources  []string      `json:"sources,omitempty"`
 	Options  *TrainOptions `json:"options,omitempty"`
+	// RulesDir and KnowledgeDir are the rules and knowledge tables it was trained
+	// with when not the embedded ones.
+	RulesDir     string `json:"rulesDir,omitempty"`
+	KnowledgeDir string `json:"knowledgeDir,omitempty"`
 	// Trained is when, RFC 3339.
 	Trained string `json:"trained,omitempty"`
 	// CrossValidation are the figures of the held-out folds that calibrated it.
@@ -85,6 +89,12 @@ func (m *Model) Fits(rs *RuleSet) bool { return !m.ruleFeatures || m.rulesDigest
 
 // AddSource records a file the model was trained on (by name, for the record).
 func (m *Model) AddSource(name string) { m.info.Sources = append(m.info.Sources, name) }
+
+// SetTrainedWith records the rules and knowledge directories the model was trained
+// with ("" for the embedded ones).
+func (m *Model) SetTrainedWith(rulesDir, knowledgeDir string) {
+	m.info.RulesDir, m.info.KnowledgeDir = rulesDir, knowledgeDir
+}
 
 // Info returns how the model was trained.
 func (m *Model) Info() ModelInfo { return m.info }

@@ -40,13 +40,11 @@ func embeddedRuleFiles(t *testing.T, edit func(name, text string) string) fstest
 // enforces). WithRules — what POST /v1/rules:test and POST /v1/rules:diff build their
 // candidate with — must not hand such a model other rules' matches.
 func TestWithRulesDropsAModelTheRulesDoNotFit(t *testing.T) {
-	c, err := LoadDefault(Sources{}, Options{})
+	c, err := LoadDefault(Sources{ModelFile: NoModel}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Model() == nil || !c.Model().ruleFeatures {
-		t.Fatal("the embedded model does not read the rules' matches: nothing to test")
-	}
+	c = c.WithModel(&Model{ruleFeatures: true, rulesDigest: c.RuleSet().Digest()})
 	rs := mustLoad(t, map[string]string{"a.yaml": "rules:\n" + rule("oom-killed", `reason == "OOMKilled"`, "oom_memory", 100, 0.9)})
 	cand := c.WithRules(rs)
 	if m := cand.Model(); m != nil && !m.Fits(rs) {
@@ -61,11 +59,11 @@ func TestWithRulesDropsAModelTheRulesDoNotFit(t *testing.T) {
 // silently drops the model (LoadDefault) and every learned decision shows as a change
 // in autofix rules diff.
 func TestModelFitsRulesThatDifferOnlyInWhatItDoesNotRead(t *testing.T) {
-	c, err := LoadDefault(Sources{}, Options{})
+	c, err := LoadDefault(Sources{ModelFile: NoModel}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := c.Model()
+	m := &Model{ruleFeatures: true, rulesDigest: c.RuleSet().Digest()}
 	const from, to = "    confidence: 0.97\n", "    confidence: 0.96\n"
 	edited := false
 	tuned, err := Load(embeddedRuleFiles(t, func(name, text string) string {
@@ -319,5 +317,30 @@ func TestRulesAutomatonIsBoundedByItsInput(t *testing.T) {
 	if limit := uint64(200 * len(src)); n > limit {
 		t.Errorf("Load of a %d-byte rule file allocated %d MB (%dx its size; error %v), want at most 200x",
 			len(src), n>>20, n/uint64(len(src)), loadErr)
+	}
+}
+
+// TestSeparateKnowledgeScanFindsTheSameHits: when rules and knowledge together would
+// make too large an automaton, the phrases are scanned on their own, with the same
+// hits and the same classification.
+func TestSeparateKnowledgeScanFindsTheSameHits(t *testing.T) {
+	c, err := LoadDefault(Sources{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sep := New(c.rules, c.opts)
+	sep.scan = newScanner(c.rules, c.opts.Knowledge, 0)
+	if !sep.scan.separate || c.scan.separate {
+		t.Fatalf("separate: forced %v, default %v", sep.scan.separate, c.scan.separate)
+	}
+	for _, ev := range []*failure.Event{
+		event("OOMKilled", 137, "", "Killed"),
+		event("Error", 1, "status code: 503", "OSError: [Errno 28] No space left on device\nthrottled by the server"),
+		event("Error", 1, "", "RuntimeError: CUDA error: an illegal memory access was encountered"),
+	} {
+		a, b := c.Classify(ev), sep.Classify(ev)
+		if !slices.Equal(a.Evidence, b.Evidence) || a.Category != b.Category || a.Confidence != b.Confidence {
+			t.Errorf("%s: merged scan %+v, separate %+v", ev.Failure.LogTail, a, b)
+		}
 	}
 }

@@ -50,13 +50,17 @@ type RuleSet struct {
 // Rules returns the rules, highest priority first.
 func (rs *RuleSet) Rules() []*Rule { return rs.rules }
 
-// Digest identifies the rules: a SHA-256 over each rule's id, condition, category,
-// retry decision, action, confidence and priority, in order. A model trained with
-// the rules' matches as features records it, and is used only with the same rules.
+// Digest identifies what a model that reads the rules' matches depends on: a SHA-256
+// over each rule's id, condition and category (the features are the ids and
+// categories of the rules that match), in id order. A model trained with the rules'
+// matches as features records it and is used only with rules of the same digest;
+// a change of confidence, priority, retry decision or action keeps it.
 func (rs *RuleSet) Digest() string {
+	rules := slices.Clone(rs.rules)
+	slices.SortFunc(rules, func(a, b *Rule) int { return strings.Compare(a.ID, b.ID) })
 	h := sha256.New()
-	for _, r := range rs.rules {
-		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v\x00%s\x00%g\x00%d\n", r.ID, r.Expr, r.Category, r.Retryable, r.Action, r.Confidence, r.Priority)
+	for _, r := range rules {
+		fmt.Fprintf(h, "%s\x00%s\x00%s\n", r.ID, r.Expr, r.Category)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -107,6 +111,9 @@ type ruleSpec struct {
 
 var ruleIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,79}$`)
 
+// maxRuleFileBytes bounds a rule file.
+const maxRuleFileBytes = 4 << 20
+
 // MaxPriority bounds a rule's priority.
 const MaxPriority = 1000
 
@@ -142,7 +149,7 @@ func LoadContext(ctx context.Context, fsys fs.FS) (*RuleSet, error) {
 		rs    = &RuleSet{}
 	)
 	for _, name := range names {
-		data, err := fs.ReadFile(fsys, name)
+		data, err := readLimited(fsys, name, maxRuleFileBytes)
 		if err != nil {
 			errs = append(errs, &LoadError{File: name, Err: err})
 			continue
@@ -198,6 +205,9 @@ func LoadContext(ctx context.Context, fsys fs.FS) (*RuleSet, error) {
 		return nil, errors.Join(errs...)
 	}
 	slices.SortStableFunc(rs.rules, func(a, b *Rule) int { return b.Priority - a.Priority })
+	if err := checkAutomaton("the literals of the rules' search helpers", reg.literals); err != nil {
+		return nil, err
+	}
 	rs.literals = newLiteralSet(reg.literals)
 	rs.keys = reg.keys
 	rs.uses = map[string]bool{}

@@ -29,7 +29,10 @@ type state struct {
 	scanning  *scanner
 	scanText  string
 	scanScope int
-	extraFn   func(id int32, end int)
+	// lineSeen is how far the text has been searched for line breaks, lineStart
+	// where the line of the last occurrence starts.
+	lineSeen, lineStart int
+	extraFn             func(id int32, end int)
 	// built counts the bytes of the strings the rule being evaluated has built with
 	// +; it is reset before each rule runs (see maxBuiltBytes).
 	built int
@@ -72,6 +75,7 @@ func (st *state) prepare(ev *failure.Event, rs *RuleSet, sc *scanner) {
 			st.found = rs.literals.scan(text, st.seen[scope], st.counts[scope], st.gen, st.found[:0])
 		} else {
 			st.scanning, st.scanText, st.scanScope = sc, text, scope
+			st.lineSeen, st.lineStart = 0, 0
 			st.found = sc.all.scanExtra(text, st.seen[scope], st.counts[scope], st.gen, st.found[:0], sc.first, st.extraFn)
 		}
 		for _, id := range st.found {
@@ -81,6 +85,15 @@ func (st *state) prepare(ev *failure.Event, rs *RuleSet, sc *scanner) {
 		}
 	}
 	if sc != nil {
+		if sc.separate {
+			k := sc.knowledge
+			for _, text := range [...]string{st.env.MessageLower, st.env.LogLower} {
+				k.phrases.each(text, func(id int32, end int) bool {
+					st.hits = k.phraseAt(&st.knowledge, id, text, end, st.hits)
+					return true
+				})
+			}
+		}
 		sortHits(st.hits)
 	}
 }
@@ -94,9 +107,14 @@ func (st *state) onExtra(id int32, end int) {
 		return
 	}
 	if st.scanScope == int(scopeLog) {
-		start := strings.LastIndexByte(st.scanText[:end], '\n') + 1
-		if n := len(st.features.marks); n == 0 || st.features.marks[n-1] != start {
-			st.features.marks = append(st.features.marks, start)
+		// Ends only move forward: look for the line's start in what is new since
+		// the last occurrence, so that a long line is not searched again and again.
+		if i := strings.LastIndexByte(st.scanText[st.lineSeen:end], '\n'); i >= 0 {
+			st.lineStart = st.lineSeen + i + 1
+		}
+		st.lineSeen = end
+		if n := len(st.features.marks); n == 0 || st.features.marks[n-1] != st.lineStart {
+			st.features.marks = append(st.features.marks, st.lineStart)
 		}
 	}
 }

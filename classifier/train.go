@@ -54,14 +54,17 @@ func (o *TrainOptions) defaults() error {
 	switch {
 	case o.Buckets < 2 || o.Buckets > maxModelBuckets || o.Buckets&(o.Buckets-1) != 0:
 		return fmt.Errorf("buckets %d: want a power of two up to %d", o.Buckets, maxModelBuckets)
-	case o.MinDocFreq < 1, o.Folds < 2, o.MaxIterations < 1:
-		return fmt.Errorf("options %+v: minDocFreq, folds and maxIterations must be positive (folds at least 2)", *o)
+	case o.MinDocFreq < 1, o.Folds < 2, o.Folds > maxFolds, o.MaxIterations < 1:
+		return fmt.Errorf("options %+v: minDocFreq and maxIterations must be positive, folds 2 to %d", *o, maxFolds)
 	case !(o.L2 > 0), !(o.TargetFalseRetry > 0 && o.TargetFalseRetry < 1), !(o.MinConfidence >= 0 && o.MinConfidence < 1),
 		!(o.ClassBalance >= 0 && o.ClassBalance <= 1):
 		return fmt.Errorf("options %+v: l2 > 0, targetFalseRetry in (0, 1), minConfidence in [0, 1), classBalance in [0, 1]", *o)
 	}
 	return nil
 }
+
+// maxFolds bounds the cross-validation folds.
+const maxFolds = 100
 
 // TrainReport is what cross-validation found while training a model: its figures on
 // the held-out folds, the reliability of its confidences and the trade-off between
@@ -169,7 +172,7 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 		softmax(z[:nc], rep.Temperature, probs[i])
 		pRetries[i] = pRetry(classes, probs[i], sigmoid(a*z[nc]+b))
 	}
-	rep.RetryCurve = retryCurve(pRetries, exs)
+	rep.RetryCurve = retryCurve(probs, pRetries, exs, classes, opts.MinConfidence)
 	rep.RetryThreshold = chooseThreshold(rep.RetryCurve, opts.TargetFalseRetry)
 	rep.Reliability, rep.RetryReliability = reliability(probs, pRetries, exs)
 	rep.CV = cvFigures(probs, pRetries, exs, classes, rep.RetryThreshold, opts.MinConfidence, opts.Folds)
@@ -462,7 +465,7 @@ func goldenMin(f func(float64) float64, lo, hi float64) float64 {
 }
 
 // retryCurve is the false-retry and missed-retry rates at thresholds 0.05 to 0.95.
-func retryCurve(p []float64, exs []example) []CurvePoint {
+func retryCurve(probs [][]float64, p []float64, exs []example, classes []failure.Category, minConf float64) []CurvePoint {
 	var pos, neg int
 	for _, ex := range exs {
 		if ex.retry {
@@ -476,16 +479,30 @@ func retryCurve(p []float64, exs []example) []CurvePoint {
 		th := float64(t) / 100
 		var fr, mr int
 		for i, ex := range exs {
+			retry := modelRetries(classes, probs[i], p[i], th, minConf)
 			switch {
-			case !ex.retry && p[i] >= th:
+			case !ex.retry && retry:
 				fr++
-			case ex.retry && p[i] < th:
+			case ex.retry && !retry:
 				mr++
 			}
 		}
 		out = append(out, CurvePoint{Threshold: th, FalseRetryRate: ratio(fr, neg), MissedRate: ratio(mr, pos)})
 	}
 	return out
+}
+
+// modelRetries is the retry decision of a model that gives the classes probs and a
+// retry pRetry, as fromModel makes it: at or above the threshold, for a category it
+// does not abstain on and that a retry can fix.
+func modelRetries(classes []failure.Category, probs []float64, pRetry, threshold, minConf float64) bool {
+	best := 0
+	for c, v := range probs {
+		if v > probs[best] {
+			best = c
+		}
+	}
+	return pRetry >= threshold && probs[best] >= minConf && classes[best].DefaultRetryable()
 }
 
 // chooseThreshold is the lowest threshold whose false-retry rate is at most target
@@ -543,17 +560,18 @@ func cvFigures(probs [][]float64, pRetry []float64, exs []example, classes []fai
 	out := CVFigures{Folds: folds}
 	var catOK, retryOK, fr, mr, pos, neg int
 	for i, ex := range exs {
+		p, pr := probs[i], pRetry[i] //nolint:gosec // one entry per example
 		best := 0
-		for c, v := range probs[i] {
-			if v > probs[i][best] {
+		for c, v := range p {
+			if v > p[best] {
 				best = c
 			}
 		}
-		cat := classes[best]
-		if probs[i][best] < minConf {
+		cat := classes[best] //nolint:gosec // best indexes p, one probability per class
+		if p[best] < minConf {
 			cat = failure.Unknown
 		}
-		retry := pRetry[i] >= threshold && cat != failure.Unknown
+		retry := modelRetries(classes, p, pr, threshold, minConf)
 		if cat == classes[ex.class] {
 			catOK++
 		}
@@ -570,8 +588,8 @@ func cvFigures(probs [][]float64, pRetry []float64, exs []example, classes []fai
 		default:
 			mr++
 		}
-		out.LogLoss -= math.Log(max(probs[i][ex.class], 1e-300))
-		for c, v := range probs[i] {
+		out.LogLoss -= math.Log(max(p[ex.class], 1e-300))
+		for c, v := range p {
 			d := v
 			if c == ex.class {
 				d--

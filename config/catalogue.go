@@ -46,8 +46,9 @@ func (n Node) Resources() failure.Resources {
 
 // Classifier configures the classification of failures.
 type Classifier struct {
-	// MinConfidence is the confidence below which a failure is classified unknown
-	// (and not retried for a cause it may not have). Default 0.5.
+	// MinConfidence is the confidence below which the rules do not decide: the
+	// failure is unknown (and not retried for a cause it may not have) unless the
+	// learned model is sure enough of it (ModelMinConfidence). Default 0.5.
 	MinConfidence float64 `yaml:"minConfidence"`
 	// ModelMinConfidence is the calibrated probability below which the learned
 	// model abstains (unknown, not retried); 0 means the model's own, chosen when it

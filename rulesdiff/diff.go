@@ -13,7 +13,7 @@ import (
 )
 
 // Classifier classifies an event, giving up with ctx's error once ctx is done:
-// *classifier.Classifier, or what Serving returns.
+// *classifier.Classifier.
 type Classifier interface {
 	ClassifyContext(ctx context.Context, ev *failure.Event) (failure.Classification, []classifier.RuleError, error)
 }

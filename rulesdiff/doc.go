@@ -4,8 +4,8 @@
 // change: `autofix rules diff` and POST /v1/rules:diff, the check a team runs before
 // a rule change lands.
 //
-// It owns the comparison (Diff), reading the last events from the ledger (Replay)
-// and how serve classifies with a classifier (Serving). It does not own loading a
+// It owns the comparison (Diff) and reading the last events from the ledger
+// (Replay). It does not own loading a
 // candidate (classifier.LoadDefault, the API's request), printing the report, or
 // deciding how much change is too much (the command's limits): its callers do.
 // Nothing it does writes to the ledger.

@@ -346,8 +346,8 @@ func (c *Client) ListRules(ctx context.Context, reqEditors ...RequestEditorFn) (
 // layered over the embedded ones in place of the service's `classifier.knowledge` —
 // and reports each event whose category, retry decision or action changes (a change
 // of confidence alone is not one), with counts and the category-to-category matrix.
-// Both classify as the service does (its minimum confidence, authority and model;
-// the learned text fallback when it has no model). Nothing changes: the classifier
+// Both classify as the service does (its minimum confidences, authority and model;
+// a model trained on other rules' matches is left out). Nothing changes: the classifier
 // in use stays in force, and nothing is written to the ledger.
 //
 // A file that does not load is a 400 whose `field` is `files.<name>` or
@@ -379,8 +379,8 @@ func (c *Client) DiffRulesWithBody(ctx context.Context, contentType string, body
 // layered over the embedded ones in place of the service's `classifier.knowledge` —
 // and reports each event whose category, retry decision or action changes (a change
 // of confidence alone is not one), with counts and the category-to-category matrix.
-// Both classify as the service does (its minimum confidence, authority and model;
-// the learned text fallback when it has no model). Nothing changes: the classifier
+// Both classify as the service does (its minimum confidences, authority and model;
+// a model trained on other rules' matches is left out). Nothing changes: the classifier
 // in use stays in force, and nothing is written to the ledger.
 //
 // A file that does not load is a 400 whose `field` is `files.<name>` or

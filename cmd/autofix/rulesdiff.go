@@ -54,7 +54,9 @@ tables, classifier.model) and through a candidate: the same with the rules of
 --rules DIR, the knowledge tables of --knowledge DIR (layered over the embedded ones,
 in place of classifier.knowledge) and/or the model of --model FILE ("none": rules and
 knowledge alone). Both classify as serve does, with classifier.minConfidence and
-classifier.authority, and the learned text fallback when there is no model.
+classifier.authority and modelMinConfidence. Candidate rules run without a model
+trained on other rules' matches (the embedded model reads only the text and
+knowledge, so it stays).
 
 It prints each event whose category, retry decision or action changes (a change of
 confidence alone is not one), and a summary: events replayed, category changes,

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -71,6 +72,7 @@ curve. With --out it writes the versioned artifact.`,
 			for _, path := range args {
 				m.AddSource(filepath.ToSlash(filepath.Clean(path)))
 			}
+			m.SetTrainedWith(o.rulesDir, o.knowledgeDir)
 			if err := writeTrainReport(cmd.OutOrStdout(), rep); err != nil {
 				return err
 			}
@@ -81,7 +83,12 @@ curve. With --out it writes the versioned artifact.`,
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(o.out, append(data, '\n'), 0o644); err != nil { //nolint:gosec // a model artifact is not secret
+			// Whole or not at all: a cut-short artifact would stop every command
+			// that loads it.
+			if err := writeWhole(o.out, func(w io.Writer) error {
+				_, err := w.Write(append(data, '\n'))
+				return err
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trained on %d labelled messages; wrote %s\n", len(items), o.out)
@@ -98,6 +105,7 @@ curve. With --out it writes the versioned artifact.`,
 	f.BoolVar(&o.opts.RuleFeatures, "rule-features", false, "make the rules that matched features of the model")
 	f.Float64Var(&o.opts.MinConfidence, "min-confidence", 0, "calibrated probability below which the model abstains (default 0.3)")
 	f.Float64Var(&o.opts.ClassBalance, "class-balance", 0, "weigh rare categories up: 0 none, 1 every category alike")
+	f.Uint32Var(&o.opts.Buckets, "buckets", 0, "size of the feature hash space, a power of two (default 262144)")
 	f.IntVar(&o.opts.Folds, "folds", 0, "cross-validation folds (default 5)")
 	f.IntVar(&o.opts.MaxIterations, "max-iterations", 0, "L-BFGS iterations per fit (default 300)")
 	f.Float64Var(&o.opts.L2, "l2", 0, "L2 penalty on the weights (default 3e-2)")
@@ -168,7 +176,8 @@ func checkModel(w io.Writer, path string) error {
 	if err != nil {
 		return err
 	}
-	base, err := classifier.LoadDefault(classifier.Sources{ModelFile: classifier.NoModel}, classifier.Options{})
+	base, err := classifier.LoadDefault(classifier.Sources{RulesDir: info.RulesDir, KnowledgeDir: info.KnowledgeDir, ModelFile: classifier.NoModel},
+		classifier.Options{})
 	if err != nil {
 		return err
 	}
@@ -179,13 +188,36 @@ func checkModel(w io.Writer, path string) error {
 	for _, s := range info.Sources {
 		again.AddSource(s)
 	}
+	again.SetTrainedWith(info.RulesDir, info.KnowledgeDir)
 	out, err := json.Marshal(again)
 	if err != nil {
 		return err
 	}
 	if !bytes.Equal(append(out, '\n'), data) {
-		return fmt.Errorf("%s is stale: retrain it with: autofix train-classifier --out %s %s", path, path, strings.Join(info.Sources, " "))
+		return fmt.Errorf("%s is stale: retrain it with: autofix %s", path, strings.Join(retrainArgs(path, info), " "))
 	}
 	fmt.Fprintf(w, "%s is what %d labelled messages train\n", path, info.Examples)
 	return nil
+}
+
+// retrainArgs is the train-classifier command line that makes the artifact at path
+// again from what it records: its files, options, rules and knowledge tables.
+func retrainArgs(path string, info classifier.ModelInfo) []string {
+	o := info.Options
+	args := []string{"train-classifier"}
+	if o.RuleFeatures {
+		args = append(args, "--rule-features")
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	args = append(args, "--buckets", strconv.FormatUint(uint64(o.Buckets), 10), "--min-doc-freq", strconv.Itoa(o.MinDocFreq),
+		"--l2", f(o.L2), "--folds", strconv.Itoa(o.Folds), "--max-iterations", strconv.Itoa(o.MaxIterations),
+		"--target-false-retry", f(o.TargetFalseRetry), "--min-confidence", f(o.MinConfidence), "--class-balance", f(o.ClassBalance))
+	if info.RulesDir != "" {
+		args = append(args, "--rules", info.RulesDir)
+	}
+	if info.KnowledgeDir != "" {
+		args = append(args, "--knowledge", info.KnowledgeDir)
+	}
+	args = append(args, "--out", path)
+	return append(args, info.Sources...)
 }
