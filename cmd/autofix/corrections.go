@@ -147,13 +147,16 @@ func writeCorrections(cmd *cobra.Command, store *ledger.Store, since time.Time, 
 			warn(c.EventID, "the category %q is not one of the taxonomy's", corr.Category)
 			return nil
 		}
-		note := fmt.Sprintf("corrected by %s at %s", corr.Actor, corr.At.UTC().Format(time.RFC3339))
+		note := fmt.Sprintf("corrected by %s at %s (remediation %s)", corr.Actor, corr.At.UTC().Format(time.RFC3339), c.EventID)
 		if corr.Note != "" {
 			note += ": " + corr.Note
 		}
 		buf.Reset()
 		if err := enc.Encode(labelledLine{Event: *c.Event, Expected: classifier.Label{Category: corr.Category, Retryable: corr.Retryable},
-			Source: "ledger:" + c.EventID, Note: note}); err != nil {
+			// The source is the job's template, not the remediation: retries of one job
+			// print the same text, and cross-validation groups by source, so a
+			// template's corrections must stay in one fold.
+			Source: "ledger:" + c.Event.HistoryKey(), Note: note}); err != nil {
 			return fmt.Errorf("encode the correction of %s: %w", c.EventID, err)
 		}
 		if buf.Len()-1 > failure.MaxPayload { // without its newline

@@ -119,8 +119,8 @@ func TestLedgerCorrectionsAreLabelledEvents(t *testing.T) {
 			label classifier.Label
 			note  string
 		}{
-			{b, classifier.Label{Category: failure.Hardware, Retryable: true}, "corrected by ada at 2026-03-01T12:01:00Z"},
-			{a, classifier.Label{Category: failure.UserCode}, "corrected by ada at 2026-03-01T12:02:00Z: no: the loader drops the batch"},
+			{b, classifier.Label{Category: failure.Hardware, Retryable: true}, "corrected by ada at 2026-03-01T12:01:00Z (remediation ev-b)"},
+			{a, classifier.Label{Category: failure.UserCode}, "corrected by ada at 2026-03-01T12:02:00Z (remediation ev-a): no: the loader drops the batch"},
 		}
 		if len(items) != len(want) {
 			t.Fatalf("ReadLabelled read %d events, want %d", len(items), len(want))
@@ -132,14 +132,15 @@ func TestLedgerCorrectionsAreLabelledEvents(t *testing.T) {
 		lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
 		for i, w := range want {
 			got := items[i]
-			// The corpus's "source" is where the text came from: the remediation.
+			// The corpus's "source" groups what cross-validation must keep together:
+			// the job's template, whose retries print the same text.
 			wantEvent := *w.ev
-			wantEvent.Source = "ledger:" + w.ev.ID
+			wantEvent.Source = "ledger:" + w.ev.HistoryKey()
 			if !reflect.DeepEqual(got.Event, wantEvent) {
 				t.Errorf("line %d: event %+v, want the recorded %+v", i+1, got.Event, wantEvent)
 			}
-			if got.Expected != w.label || got.Source != "ledger:"+w.ev.ID {
-				t.Errorf("line %d: expected %+v, source %q; want %+v, ledger:%s", i+1, got.Expected, got.Source, w.label, w.ev.ID)
+			if got.Expected != w.label || got.Source != "ledger:"+w.ev.HistoryKey() {
+				t.Errorf("line %d: expected %+v, source %q; want %+v, ledger:%s", i+1, got.Expected, got.Source, w.label, w.ev.HistoryKey())
 			}
 			var extra struct{ Note string }
 			if err := json.Unmarshal([]byte(lines[i]), &extra); err != nil || extra.Note != w.note {
