@@ -76,14 +76,6 @@ func fnv32(ns byte, s string) uint32 {
 	return h
 }
 
-// fnvAdd continues h over a separator and s (for bigrams).
-func fnvAdd(h uint32, s string) uint32 {
-	h = (h ^ ' ') * 16777619
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint32(s[i])) * 16777619
-	}
-	return h
-}
 
 // signals is what features read of a failure beyond its text.
 type signals struct {
@@ -178,11 +170,13 @@ func (st *featureScratch) errorLines(log, lower string) []string {
 	return st.lines
 }
 
-// text appends the word, bigram and character n-gram features of one line.
+// text appends the word, bigram and character n-gram features of one line. Words are
+// ASCII (isWordByte), so lower-casing is a byte at a time, into buf, without
+// allocating.
 func (st *featureScratch) text(line string) {
 	var prev uint32
 	havePrev := false
-	var buf [64]byte
+	var buf [maxWordBytes]byte
 	for i := 0; i < len(line) && len(st.out) < maxFeatureTokens; {
 		for i < len(line) && !isWordByte(line[i]) {
 			i++
@@ -197,29 +191,34 @@ func (st *featureScratch) text(line string) {
 		raw := line[i:j]
 		i = j
 		tok := normalise(raw, buf[:0])
-		h := fnv32(nsWord, tok)
+		h := fnv32b(nsWord, tok)
 		st.out = append(st.out, h)
 		if havePrev {
-			st.out = append(st.out, fnvAdd(prev^uint32(nsBigram), tok))
+			st.out = append(st.out, fnvAddb(prev^uint32(nsBigram), tok))
 		}
 		prev, havePrev = h, true
 		// The parts of a camelCase or snake_case name are words too.
-		if parts := splitName(raw); len(parts) > 1 {
-			for _, p := range parts {
-				st.out = append(st.out, fnv32(nsWord, strings.ToLower(p)))
-			}
-		}
+		st.nameParts(raw)
 		if len(tok) >= minCharGramWord && tok[0] != '#' {
 			for k := 0; k+charGram <= len(tok); k++ {
-				st.out = append(st.out, fnv32(nsChar, tok[k:k+charGram]))
+				st.out = append(st.out, fnv32b(nsChar, tok[k:k+charGram]))
 			}
 		}
 	}
 }
 
-// normalise lower-cases a word and folds numbers: up to three digits stay (exit codes,
-// statuses, errno), longer numbers and hex strings become "#n" and "#h".
-func normalise(w string, buf []byte) string {
+// maxWordBytes bounds a word: the longest text read (a line is cut to
+// maxFeatureLine, the message to maxMessageBytes).
+const maxWordBytes = maxMessageBytes
+
+var (
+	numberToken = []byte("#n")
+	hexToken    = []byte("#h")
+)
+
+// normalise lower-cases a word into buf and folds numbers: up to three digits stay
+// (exit codes, statuses, errno), longer numbers and hex strings become "#n" and "#h".
+func normalise(w string, buf []byte) []byte {
 	digits, hex := 0, true
 	for i := 0; i < len(w); i++ {
 		c := w[i]
@@ -233,50 +232,90 @@ func normalise(w string, buf []byte) string {
 	}
 	switch {
 	case digits == len(w) && len(w) > 3:
-		return "#n"
+		return numberToken
 	case digits > 0 && hex && len(w) >= 6:
-		return "#h"
+		return hexToken
 	case digits > 0 && digits*2 >= len(w) && len(w) > 3:
-		return "#n"
+		return numberToken
 	}
-	if len(w) > cap(buf) {
-		return strings.ToLower(w)
+	for i := 0; i < len(w) && len(buf) < cap(buf); i++ {
+		buf = append(buf, lowerByte(w[i]))
 	}
-	for i := 0; i < len(w); i++ {
-		c := w[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf = append(buf, c)
-	}
-	return string(buf)
+	return buf
 }
 
-// splitName splits "OutOfMemoryError" and "out_of_memory" into their parts; a word
-// with no inner boundary is one part.
-func splitName(w string) []string {
-	var parts []string
-	start := 0
+func lowerByte(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// nameParts appends the word features of the parts of "OutOfMemoryError" or
+// "out_of_memory", if the word has more than one.
+func (st *featureScratch) nameParts(w string) {
+	start, parts := 0, 0
+	emit := func(p string) {
+		if p != "" {
+			st.out = append(st.out, fnvLower(nsWord, p))
+		}
+	}
+	first := len(st.out)
 	for i := 1; i < len(w); i++ {
 		c, p := w[i], w[i-1]
 		switch {
 		case c == '_':
 			if i > start {
-				parts = append(parts, w[start:i])
+				emit(w[start:i])
+				parts++
 			}
 			start = i + 1
 		case c >= 'A' && c <= 'Z' && p >= 'a' && p <= 'z':
-			parts = append(parts, w[start:i])
+			emit(w[start:i])
+			parts++
 			start = i
 		}
 	}
 	if start == 0 {
-		return nil
+		st.out = st.out[:first] // one part: the word itself
+		return
 	}
 	if start < len(w) {
-		parts = append(parts, w[start:])
+		emit(w[start:])
+		parts++
 	}
-	return parts
+	if parts < 2 {
+		st.out = st.out[:first]
+	}
+}
+
+// fnv32b is fnv32 over bytes.
+func fnv32b(ns byte, s []byte) uint32 {
+	h := uint32(2166136261)
+	h = (h ^ uint32(ns)) * 16777619
+	for _, c := range s {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return h
+}
+
+// fnvLower is fnv32 of s lower-cased.
+func fnvLower(ns byte, s string) uint32 {
+	h := uint32(2166136261)
+	h = (h ^ uint32(ns)) * 16777619
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(lowerByte(s[i]))) * 16777619
+	}
+	return h
+}
+
+// fnvAddb continues h over a separator and s (for bigrams).
+func fnvAddb(h uint32, s []byte) uint32 {
+	h = (h ^ ' ') * 16777619
+	for _, c := range s {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return h
 }
 
 func clipBytes(s string, n int) string {
