@@ -76,7 +76,6 @@ func fnv32(ns byte, s string) uint32 {
 	return h
 }
 
-
 // signals is what features read of a failure beyond its text.
 type signals struct {
 	reason    string
