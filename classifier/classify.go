@@ -245,11 +245,7 @@ func (c *Classifier) fromRules(st *state, gs []*group) failure.Classification {
 	}
 	out.Evidence = c.evidence(st, win.rules)
 	for _, g := range alts {
-		a := failure.Alternative{Category: g.category, Confidence: g.confidence}
-		for _, r := range g.rules {
-			a.Rules = append(a.Rules, r.ID)
-		}
-		out.Alternatives = append(out.Alternatives, a)
+		out.Alternatives = append(out.Alternatives, alternative(g))
 	}
 	return out
 }

@@ -310,14 +310,19 @@ type knowledgeScratch struct {
 // lower-cased texts match; strongest first.
 func (k *Knowledge) find(st *knowledgeScratch, reason string, exit int, dst []KnowledgeHit, texts ...string) []KnowledgeHit {
 	first := len(dst)
-	dst = k.begin(st, reason, exit, dst)
+	dst = k.phrasesIn(st, k.begin(st, reason, exit, dst), texts...)
+	sortHits(dst[first:])
+	return dst
+}
+
+// phrasesIn appends the entries whose phrases the lower-cased texts hold, in a scan
+// of the phrases' own automaton.
+func (k *Knowledge) phrasesIn(st *knowledgeScratch, dst []KnowledgeHit, texts ...string) []KnowledgeHit {
 	for _, lower := range texts {
-		k.phrases.each(lower, func(id int32, end int) bool {
+		k.phrases.each(lower, func(id int32, end int) {
 			dst = k.phraseAt(st, id, lower, end, dst)
-			return true
 		})
 	}
-	sortHits(dst[first:])
 	return dst
 }
 

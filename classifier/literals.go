@@ -105,24 +105,7 @@ func newLiteralSet(patterns []string) *literalSet {
 // seen marks the ids found in this scan with gen, which must differ from every mark a
 // previous scan left (so neither is ever cleared).
 func (m *literalSet) scan(text string, seen []uint32, count []uint16, gen uint32, found []int32) []int32 {
-	row := int32(0)
-	for i := 0; i < len(text); i++ {
-		row = m.delta[row+m.class[text[i]]]
-		if row < 0 {
-			row = ^row
-			for _, id := range m.out[row/m.nclass] {
-				if seen[id] != gen {
-					seen[id] = gen
-					count[id] = 0
-					found = append(found, id)
-				}
-				if count[id] < 1<<16-1 {
-					count[id]++
-				}
-			}
-		}
-	}
-	return found
+	return m.scanExtra(text, seen, count, gen, found, int32(len(m.patterns)), nil) //nolint:gosec // patterns number at most the rules' literals
 }
 
 // scanExtra is scan over an automaton whose patterns from first on are not rules'
@@ -155,20 +138,9 @@ func (m *literalSet) scanExtra(text string, seen []uint32, count []uint16, gen u
 }
 
 // each calls fn with the id and end offset of every occurrence of a pattern in text,
-// in the order they end, until fn returns false.
-func (m *literalSet) each(text string, fn func(id int32, end int) bool) {
-	row := int32(0)
-	for i := 0; i < len(text); i++ {
-		row = m.delta[row+m.class[text[i]]]
-		if row < 0 {
-			row = ^row
-			for _, id := range m.out[row/m.nclass] {
-				if !fn(id, i+1) {
-					return
-				}
-			}
-		}
-	}
+// in the order they end.
+func (m *literalSet) each(text string, fn func(id int32, end int)) {
+	m.scanExtra(text, nil, nil, 0, nil, 0, fn)
 }
 
 // maxAutomatonCells bounds the table of a literal set built from untrusted patterns

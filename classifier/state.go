@@ -29,10 +29,9 @@ type state struct {
 	scanning  *scanner
 	scanText  string
 	scanScope int
-	// lineSeen is how far the text has been searched for line breaks, lineStart
-	// where the line of the last occurrence starts.
-	lineSeen, lineStart int
-	extraFn             func(id int32, end int)
+	// line finds where the line of each occurrence starts.
+	line    lineCursor
+	extraFn func(id int32, end int)
 	// built counts the bytes of the strings the rule being evaluated has built with
 	// +; it is reset before each rule runs (see maxBuiltBytes).
 	built int
@@ -69,13 +68,13 @@ func (st *state) prepare(ev *failure.Event, rs *RuleSet, sc *scanner) {
 		}
 		st.hits = sc.knowledge.begin(&st.knowledge, ev.Failure.Reason, ev.Failure.ExitCode, st.hits[:0])
 		st.features.marks = st.features.marks[:0]
+		st.line = lineCursor{} // only the log's occurrences move it
 	}
 	for scope, text := range texts {
 		if sc == nil || scope == int(scopeAny) {
 			st.found = rs.literals.scan(text, st.seen[scope], st.counts[scope], st.gen, st.found[:0])
 		} else {
 			st.scanning, st.scanText, st.scanScope = sc, text, scope
-			st.lineSeen, st.lineStart = 0, 0
 			st.found = sc.all.scanExtra(text, st.seen[scope], st.counts[scope], st.gen, st.found[:0], sc.first, st.extraFn)
 		}
 		for _, id := range st.found {
@@ -86,13 +85,7 @@ func (st *state) prepare(ev *failure.Event, rs *RuleSet, sc *scanner) {
 	}
 	if sc != nil {
 		if sc.separate {
-			k := sc.knowledge
-			for _, text := range [...]string{st.env.MessageLower, st.env.LogLower} {
-				k.phrases.each(text, func(id int32, end int) bool {
-					st.hits = k.phraseAt(&st.knowledge, id, text, end, st.hits)
-					return true
-				})
-			}
+			st.hits = sc.knowledge.phrasesIn(&st.knowledge, st.hits, st.env.MessageLower, st.env.LogLower)
 		}
 		sortHits(st.hits)
 	}
@@ -107,16 +100,30 @@ func (st *state) onExtra(id int32, end int) {
 		return
 	}
 	if st.scanScope == int(scopeLog) {
-		// Ends only move forward: look for the line's start in what is new since
-		// the last occurrence, so that a long line is not searched again and again.
-		if i := strings.LastIndexByte(st.scanText[st.lineSeen:end], '\n'); i >= 0 {
-			st.lineStart = st.lineSeen + i + 1
-		}
-		st.lineSeen = end
-		if n := len(st.features.marks); n == 0 || st.features.marks[n-1] != st.lineStart {
-			st.features.marks = append(st.features.marks, st.lineStart)
+		start := st.line.startOf(st.scanText, end)
+		if n := len(st.features.marks); n == 0 || st.features.marks[n-1] != start {
+			st.features.marks = append(st.features.marks, start)
 		}
 	}
+}
+
+// lineCursor finds the starts of the lines of occurrences that end further and
+// further into a text: it looks for a line break only in what is new since the last
+// one, so that a long line is not searched again and again.
+type lineCursor struct {
+	start int // where the line of the last occurrence starts
+	// searched is how far the text has been searched: every byte once.
+	searched int
+}
+
+// startOf returns where the line that holds text[end-1] starts; end must not be
+// before the last end given.
+func (l *lineCursor) startOf(text string, end int) int {
+	if i := strings.LastIndexByte(text[l.searched:end], '\n'); i >= 0 {
+		l.start = l.searched + i + 1
+	}
+	l.searched = end
+	return l.start
 }
 
 func (st *state) hit(key string) {
