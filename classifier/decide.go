@@ -27,24 +27,24 @@ const maxKnowledgeEvidence = 3
 func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules failure.Classification) failure.Classification {
 	m := c.opts.Model
 	pred := m.predict(&st.features, c.features(st, ev, m.ruleFeatures), nil)
-	out := failure.Classification{
-		Category: failure.Unknown, Action: failure.NoRetry,
-		Rules: []string{}, Learned: true,
-	}
 	conf := math.Round(pred.Confidence*1000) / 1000
 	line := fmt.Sprintf("the learned model says %s (p=%.2f; P(a retry fixes it)=%.2f)", pred.Category, pred.Confidence, pred.PRetry)
+	// keep is the rules' answer, with what the model said after it.
+	keep := func(note string) failure.Classification {
+		rules.Evidence = c.withLine(rules.Evidence, line+note)
+		if pred.Category != rules.Category {
+			rules.Alternatives = append(rules.Alternatives, failure.Alternative{Category: pred.Category, Confidence: conf})
+		}
+		return rules
+	}
 	if rules.Category != failure.Unknown && rules.Confidence >= pred.Confidence {
 		// The rules are surer than the model: their category stands, but not a retry
 		// the model thinks unlikely to help.
 		if rules.Retryable && pred.PRetry < retryVeto {
 			rules.Retryable, rules.Action = false, failure.NoRetry
-			line += fmt.Sprintf(": a retry is unlikely to help (below %.2f), so none is made", retryVeto)
+			return keep(fmt.Sprintf(": a retry is unlikely to help (below %.2f), so none is made", retryVeto))
 		}
-		rules.Evidence = c.withLine(rules.Evidence, line)
-		if pred.Category != rules.Category {
-			rules.Alternatives = append(rules.Alternatives, failure.Alternative{Category: pred.Category, Confidence: conf})
-		}
-		return rules
+		return keep("")
 	}
 	minConf := m.minConfidence
 	if c.opts.ModelMinConfidence > 0 {
@@ -52,13 +52,9 @@ func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules 
 	}
 	if pred.Confidence < minConf || pred.Category == failure.Unknown {
 		// The model abstains: the rules' answer stands, unknown when they have none.
-		rules.Evidence = c.withLine(rules.Evidence, line+", too unsure to act on")
-		if pred.Category != rules.Category {
-			rules.Alternatives = append(rules.Alternatives, failure.Alternative{Category: pred.Category, Confidence: conf})
-		}
-		return rules
+		return keep(", too unsure to act on")
 	}
-	out.Category, out.Confidence = pred.Category, conf
+	out := failure.Classification{Category: pred.Category, Confidence: conf, Action: failure.NoRetry, Rules: []string{}, Learned: true}
 	if pred.PRetry >= m.retryThreshold && pred.Category.DefaultRetryable() {
 		out.Retryable, out.Action = true, pred.Category.DefaultAction()
 	}
