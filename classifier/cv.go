@@ -1,7 +1,6 @@
 package classifier
 
 import (
-	"cmp"
 	"fmt"
 
 	"github.com/autofix/autofix/failure"
@@ -17,18 +16,12 @@ func CrossValidate(base *Classifier, items []Labelled, opts TrainOptions) (Repor
 	if err := opts.defaults(); err != nil {
 		return Report{}, fmt.Errorf("cross-validate: %w", err)
 	}
-	exs := make([]example, len(items))
-	for i, it := range items {
-		exs[i].group = cmp.Or(it.Source, fmt.Sprint(i))
-	}
-	folds := assignFolds(exs, opts.Folds)
-	var results []Report
+	folds := assignFolds(items, opts.Folds)
+	got := make([]failure.Classification, len(items))
 	for k := range opts.Folds {
-		var train, test []Labelled
+		var train []Labelled
 		for i, f := range folds {
-			if f == k {
-				test = append(test, items[i])
-			} else {
+			if f != k {
 				train = append(train, items[i])
 			}
 		}
@@ -36,39 +29,12 @@ func CrossValidate(base *Classifier, items []Labelled, opts TrainOptions) (Repor
 		if err != nil {
 			return Report{}, fmt.Errorf("cross-validate: fold %d: %w", k, err)
 		}
-		results = append(results, Evaluate(base.WithModel(m), test))
-	}
-	return mergeReports(results), nil
-}
-
-// mergeReports adds reports of disjoint sets of events.
-func mergeReports(rs []Report) Report {
-	var out Report
-	stats := map[string]*CategoryStats{}
-	for _, r := range rs {
-		out.Total += r.Total
-		out.CategoryCorrect += r.CategoryCorrect
-		out.RetryCorrect += r.RetryCorrect
-		out.FalseRetries += r.FalseRetries
-		out.MissedRetries += r.MissedRetries
-		out.NotRetryable += r.NotRetryable
-		out.Unknown += r.Unknown
-		out.Mistakes = append(out.Mistakes, r.Mistakes...)
-		for _, s := range r.PerCategory {
-			t, ok := stats[string(s.Category)]
-			if !ok {
-				t = &CategoryStats{Category: s.Category}
-				stats[string(s.Category)] = t
+		c := base.WithModel(m)
+		for i, f := range folds {
+			if f == k {
+				got[i] = c.Classify(&items[i].Event)
 			}
-			t.Support += s.Support
-			t.Predicted += s.Predicted
-			t.Correct += s.Correct
 		}
 	}
-	for _, cat := range failure.Categories() {
-		if s, ok := stats[string(cat)]; ok {
-			out.PerCategory = append(out.PerCategory, *s)
-		}
-	}
-	return out
+	return report(items, got), nil
 }

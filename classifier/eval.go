@@ -126,6 +126,11 @@ func Evaluate(c *Classifier, items []Labelled) Report {
 	for i := range items {
 		got[i] = c.Classify(&items[i].Event)
 	}
+	return report(items, got)
+}
+
+// report scores got, the classifications of items, all of them and the unambiguous.
+func report(items []Labelled, got []failure.Classification) Report {
 	r := score(items, got)
 	var agreed []Labelled
 	var agreedGot []failure.Classification

@@ -104,7 +104,6 @@ type example struct {
 	feats []uint32
 	class int
 	retry bool
-	group string
 }
 
 // Train trains a model on labelled failures. base supplies the knowledge tables and,
@@ -137,14 +136,13 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 	for i := range items {
 		it := &items[i]
 		feats := plain.modelFeatures(&it.Event, opts.RuleFeatures)
-		exs[i] = example{feats: feats, class: slices.Index(classes, it.Expected.Category),
-			retry: it.Expected.Retryable, group: cmp.Or(it.Source, fmt.Sprint(i))}
+		exs[i] = example{feats: feats, class: slices.Index(classes, it.Expected.Category), retry: it.Expected.Retryable}
 	}
 
 	// Held-out scores: each fold predicted by a fit on the others.
 	nc := len(classes)
 	oof := make([][]float64, len(exs)) // per example: class logits, then the retry logit
-	folds := assignFolds(exs, opts.Folds)
+	folds := assignFolds(items, opts.Folds)
 	for k := range opts.Folds {
 		var train, test []int
 		for i, f := range folds {
@@ -196,13 +194,13 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 	return m, rep, nil
 }
 
-// assignFolds puts each example in a fold, all the examples of a source thread in
+// assignFolds puts each labelled event in a fold, all those of a source thread in
 // the same one, deterministically.
-func assignFolds(exs []example, k int) []int {
-	out := make([]int, len(exs))
-	for i, ex := range exs {
+func assignFolds(items []Labelled, k int) []int {
+	out := make([]int, len(items))
+	for i, it := range items {
 		h := fnv.New32a()
-		_, _ = h.Write([]byte(ex.group))
+		_, _ = h.Write([]byte(cmp.Or(it.Source, fmt.Sprint(i))))
 		out[i] = int(h.Sum32() % uint32(k)) //nolint:gosec // k is small and positive
 	}
 	return out
