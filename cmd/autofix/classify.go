@@ -162,14 +162,9 @@ func eachEvent(in io.Reader, out io.Writer, do func(*failure.Event) any) (int, e
 }
 
 func runEval(out io.Writer, c *classifier.Classifier, file string, verbose bool) error {
-	f, err := os.Open(file)
+	items, err := readLabelledFiles([]string{file})
 	if err != nil {
 		return err
-	}
-	items, err := classifier.ReadLabelled(f)
-	_ = f.Close() // read-only: nothing to lose
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
 	}
 	return classifier.Evaluate(c, items).Write(out, verbose)
 }

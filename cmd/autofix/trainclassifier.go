@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -128,9 +127,6 @@ func readLabelledFiles(paths []string) ([]classifier.Labelled, error) {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		out = append(out, items...)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no labelled events")
 	}
 	return out, nil
 }
