@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/autofix/autofix/rules"
 )
@@ -20,9 +21,8 @@ type Sources struct {
 	// replaces the embedded entry of the same table and key.
 	KnowledgeDir string
 	// ModelFile replaces the embedded model; NoModel classifies with the rules and
-	// the knowledge tables alone. The embedded model reads the embedded rules'
-	// matches, so with RulesDir it is not used: name a model trained with those
-	// rules.
+	// the knowledge tables alone. A model that reads which rules matched is used
+	// only with the rules it was trained with.
 	ModelFile string
 }
 
@@ -62,18 +62,16 @@ func LoadDefault(src Sources, opts Options) (*Classifier, error) {
 			return nil, fmt.Errorf("model: %w", err)
 		}
 		if !opts.Model.Fits(rs) {
-			// The embedded model reads the embedded rules' matches: other rules
-			// classify with the knowledge tables alone, unless a model trained with
-			// them is named.
+			// An embedded model that read the embedded rules' matches: other rules
+			// classify without it, unless a model trained with them is named.
 			opts.Model = nil
 		}
 	default:
-		f, err := os.Open(src.ModelFile)
+		data, err := readLimited(os.DirFS(filepath.Dir(src.ModelFile)), filepath.Base(src.ModelFile), maxModelFileBytes)
 		if err != nil {
-			return nil, fmt.Errorf("model: %w", err)
+			return nil, fmt.Errorf("model: %s: %w", src.ModelFile, err)
 		}
-		defer func() { _ = f.Close() }()
-		if opts.Model, err = ReadModel(f, src.ModelFile); err != nil {
+		if opts.Model, err = ReadModel(bytes.NewReader(data), src.ModelFile); err != nil {
 			return nil, fmt.Errorf("model: %w", err)
 		}
 		if !opts.Model.Fits(rs) {
