@@ -26,7 +26,7 @@ const maxKnowledgeEvidence = 3
 // not retried, when they have none).
 func (c *Classifier) fromModel(st *state, ev *failure.Event, gs []*group, rules failure.Classification) failure.Classification {
 	m := c.opts.Model
-	pred := m.predict(&st.features, c.features(st, ev, m.ruleFeatures), nil)
+	pred := m.predict(&st.features, c.features(st, ev, m.ruleFeatures))
 	conf := math.Round(pred.Confidence*1000) / 1000
 	line := fmt.Sprintf("the learned model says %s (p=%.2f; P(a retry fixes it)=%.2f)", pred.Category, pred.Confidence, pred.PRetry)
 	// keep is the rules' answer, with what the model said after it.

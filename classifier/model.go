@@ -104,8 +104,8 @@ func (m *Model) Info() ModelInfo { return m.info }
 func (m *Model) RetryThreshold() float64 { return m.retryThreshold }
 
 // predict scores a failure's features, counting each row of weights once (st marks
-// them). probs, if not nil, receives the calibrated probability of each class.
-func (m *Model) predict(st *featureScratch, feats []uint32, probs []float64) Prediction {
+// them).
+func (m *Model) predict(st *featureScratch, feats []uint32) Prediction {
 	if len(st.rowSeen) < len(m.weights)/(len(m.classes)+1) {
 		st.rowSeen, st.rowGen = make([]uint32, len(m.weights)/(len(m.classes)+1)), 0
 	}
@@ -138,9 +138,6 @@ func (m *Model) predict(st *featureScratch, feats []uint32, probs []float64) Pre
 		if p[c] > p[best] {
 			best = c
 		}
-	}
-	if probs != nil {
-		copy(probs, p)
 	}
 	out := Prediction{Category: m.classes[best], Confidence: p[best],
 		PRetry: pRetry(m.classes, p, sigmoid(m.retryA*z[nc]+m.retryB))}
