@@ -48,30 +48,30 @@ curve. With --out it writes the versioned artifact.`,
 			if o.check != "" {
 				return checkModel(cmd.OutOrStdout(), o.check)
 			}
-			items, err := readLabelledFiles(args)
-			if err != nil {
-				return err
-			}
-			base, err := classifier.LoadDefault(classifier.Sources{RulesDir: o.rulesDir, KnowledgeDir: o.knowledgeDir, ModelFile: classifier.NoModel},
-				classifier.Options{Authority: o.authority})
-			if err != nil {
-				return err
-			}
 			if o.cv {
+				items, err := readLabelledFiles(args)
+				if err != nil {
+					return err
+				}
+				base, err := classifier.LoadDefault(classifier.Sources{RulesDir: o.rulesDir, KnowledgeDir: o.knowledgeDir, ModelFile: classifier.NoModel},
+					classifier.Options{Authority: o.authority})
+				if err != nil {
+					return err
+				}
 				rep, err := classifier.CrossValidate(base, items, o.opts)
 				if err != nil {
 					return err
 				}
 				return rep.Write(cmd.OutOrStdout(), false)
 			}
-			m, rep, err := classifier.Train(base, items, o.opts)
+			sources := make([]string, len(args))
+			for i, path := range args {
+				sources[i] = filepath.ToSlash(filepath.Clean(path))
+			}
+			m, rep, err := trainFrom(sources, o.rulesDir, o.knowledgeDir, o.opts)
 			if err != nil {
 				return err
 			}
-			for _, path := range args {
-				m.AddSource(filepath.ToSlash(filepath.Clean(path)))
-			}
-			m.SetTrainedWith(o.rulesDir, o.knowledgeDir)
 			if err := writeTrainReport(cmd.OutOrStdout(), rep); err != nil {
 				return err
 			}
@@ -90,7 +90,7 @@ curve. With --out it writes the versioned artifact.`,
 			}); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "trained on %d labelled messages; wrote %s\n", len(items), o.out)
+			fmt.Fprintf(cmd.OutOrStdout(), "trained on %d labelled messages; wrote %s\n", m.Info().Examples, o.out)
 			return nil
 		},
 	}
@@ -153,6 +153,29 @@ func writeTrainReport(w io.Writer, rep *classifier.TrainReport) error {
 	return tw.Flush()
 }
 
+// trainFrom trains a model on the labelled files sources with the rules and knowledge
+// of rulesDir and knowledgeDir ("": the embedded ones), recording all three in it.
+func trainFrom(sources []string, rulesDir, knowledgeDir string, opts classifier.TrainOptions) (*classifier.Model, *classifier.TrainReport, error) {
+	items, err := readLabelledFiles(sources)
+	if err != nil {
+		return nil, nil, err
+	}
+	base, err := classifier.LoadDefault(classifier.Sources{RulesDir: rulesDir, KnowledgeDir: knowledgeDir, ModelFile: classifier.NoModel},
+		classifier.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	m, rep, err := classifier.Train(base, items, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range sources {
+		m.AddSource(s)
+	}
+	m.SetTrainedWith(rulesDir, knowledgeDir)
+	return m, rep, nil
+}
+
 // checkModel retrains the artifact at path from the labelled files and options it
 // records, and fails unless the result is byte for byte the artifact.
 func checkModel(w io.Writer, path string) error {
@@ -168,23 +191,10 @@ func checkModel(w io.Writer, path string) error {
 	if len(info.Sources) == 0 || info.Options == nil {
 		return fmt.Errorf("%s: records no training files or options to retrain from", path)
 	}
-	items, err := readLabelledFiles(info.Sources)
+	again, _, err := trainFrom(info.Sources, info.RulesDir, info.KnowledgeDir, *info.Options)
 	if err != nil {
 		return err
 	}
-	base, err := classifier.LoadDefault(classifier.Sources{RulesDir: info.RulesDir, KnowledgeDir: info.KnowledgeDir, ModelFile: classifier.NoModel},
-		classifier.Options{})
-	if err != nil {
-		return err
-	}
-	again, _, err := classifier.Train(base, items, *info.Options)
-	if err != nil {
-		return err
-	}
-	for _, s := range info.Sources {
-		again.AddSource(s)
-	}
-	again.SetTrainedWith(info.RulesDir, info.KnowledgeDir)
 	out, err := json.Marshal(again)
 	if err != nil {
 		return err
