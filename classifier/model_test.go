@@ -78,12 +78,13 @@ func TestTrainReportIsConsistent(t *testing.T) {
 			chosen = i
 		}
 	}
+	target := m.Info().Options.TargetFalseRetry
 	switch {
 	case chosen < 0:
 		t.Fatalf("threshold %.2f is not on the curve", rep.RetryThreshold)
-	case rep.RetryCurve[chosen].FalseRetryRate > 0.1 && chosen != len(rep.RetryCurve)-1:
-		t.Errorf("threshold %.2f has %.3f false retries, over the 0.1 target", rep.RetryThreshold, rep.RetryCurve[chosen].FalseRetryRate)
-	case chosen > 0 && rep.RetryCurve[chosen-1].FalseRetryRate <= 0.1:
+	case rep.RetryCurve[chosen].FalseRetryRate > target && chosen != len(rep.RetryCurve)-1:
+		t.Errorf("threshold %.2f has %.3f false retries, over the %.2f target", rep.RetryThreshold, rep.RetryCurve[chosen].FalseRetryRate, target)
+	case chosen > 0 && rep.RetryCurve[chosen-1].FalseRetryRate <= target:
 		t.Errorf("threshold %.2f is not the lowest within the target", rep.RetryThreshold)
 	}
 	if m.RetryThreshold() != rep.RetryThreshold {

@@ -22,7 +22,7 @@ type TrainOptions struct {
 	// MinDocFreq is how many training failures must have a feature for it to get a
 	// weight (default 2).
 	MinDocFreq int `json:"minDocFreq"`
-	// L2 is the weight of the L2 penalty on the feature weights (default 3e-2).
+	// L2 is the weight of the L2 penalty on the feature weights (default 1e-2).
 	L2 float64 `json:"l2"`
 	// Folds is the number of cross-validation folds, grouped by source thread, that
 	// calibrate the model and choose its thresholds (default 5).
@@ -30,7 +30,7 @@ type TrainOptions struct {
 	// MaxIterations bounds L-BFGS's iterations per fit (default 300).
 	MaxIterations int `json:"maxIterations"`
 	// TargetFalseRetry is the share of failures no retry can fix that the retry
-	// threshold may call retryable on the held-out folds (default 0.1).
+	// threshold may call retryable on the held-out folds (default 0.05).
 	TargetFalseRetry float64 `json:"targetFalseRetry"`
 	// MinConfidence is the calibrated probability below which the model abstains
 	// (default 0.3).
@@ -46,10 +46,10 @@ type TrainOptions struct {
 func (o *TrainOptions) defaults() error {
 	o.Buckets = cmp.Or(o.Buckets, 1<<18)
 	o.MinDocFreq = cmp.Or(o.MinDocFreq, 2)
-	o.L2 = cmp.Or(o.L2, 3e-2)
+	o.L2 = cmp.Or(o.L2, 1e-2)
 	o.Folds = cmp.Or(o.Folds, 5)
 	o.MaxIterations = cmp.Or(o.MaxIterations, 300)
-	o.TargetFalseRetry = cmp.Or(o.TargetFalseRetry, 0.1)
+	o.TargetFalseRetry = cmp.Or(o.TargetFalseRetry, 0.05)
 	o.MinConfidence = cmp.Or(o.MinConfidence, 0.3)
 	switch {
 	case o.Buckets < 2 || o.Buckets > maxModelBuckets || o.Buckets&(o.Buckets-1) != 0:

@@ -61,9 +61,10 @@ func TestClassifyBundledSamples(t *testing.T) {
 		"sample-registry-timeout": {"image_pull", "retry_backoff", true},
 		"sample-preempted":        {"preempted", "retry_backoff", true},
 		// A service account missing for now (retry) or for good (configuration):
-		// the rules say the first, the model, having seen both such messages of the
-		// blind rounds turn out to be the second, doubts a retry and vetoes it.
-		"sample-missing-sa": {"dependency_unavailable", "no_retry", false},
+		// the rules say the first, as the labelling guide does; the model doubts it
+		// (P(a retry fixes it) about 0.35) but not below its veto (0.3, tested in
+		// the classifier's own tests).
+		"sample-missing-sa": {"dependency_unavailable", "retry_backoff", true},
 		"sample-user-code":  {"user_code", "no_retry", false},
 	}
 	res := parseLines(t, out)
@@ -79,8 +80,8 @@ func TestClassifyBundledSamples(t *testing.T) {
 		if r.Category != w.category || r.Action != w.action || r.Retryable != w.retryable {
 			t.Errorf("%s = %s/%s/%v, want %s/%s/%v", r.ID, r.Category, r.Action, r.Retryable, w.category, w.action, w.retryable)
 		}
-		if r.ID == "sample-missing-sa" && !slices.ContainsFunc(r.Evidence, func(e string) bool { return strings.Contains(e, "a retry is unlikely to help") }) {
-			t.Errorf("%s: evidence %q does not say why no retry is made", r.ID, r.Evidence)
+		if r.ID == "sample-missing-sa" && !slices.ContainsFunc(r.Evidence, func(e string) bool { return strings.Contains(e, "the learned model says") }) {
+			t.Errorf("%s: evidence %q does not say what the model thought", r.ID, r.Evidence)
 		}
 		if len(r.Rules) == 0 || len(r.Evidence) == 0 || r.Confidence < 0.5 {
 			t.Errorf("%s: rules %v, evidence %q, confidence %v: want rules, evidence and confidence >= 0.5", r.ID, r.Rules, r.Evidence, r.Confidence)

@@ -23,7 +23,7 @@ func TestRulesDiffCandidateKeepsModelMinConfidence(t *testing.T) {
 		Job: failure.Job{Namespace: "ml", Name: "odd", Kind: failure.Batch, Attempt: 1,
 			Resources: failure.Resources{CPUMillis: 1000, MemoryBytes: 1 << 30}},
 		Failure: failure.Signals{Reason: "Error", ExitCode: 1, DurationSeconds: 10,
-			LogTail: "Traceback (most recent call last):\n  File \"train.py\", line 3, in <module>\nsomething odd happened while reading the batches"}}
+			LogTail: "Traceback (most recent call last):\n  File \"train.py\", line 3, in <module>\nRuntimeError: worker stopped while reading the batches"}}
 	c, err := classifier.LoadDefault(classifier.Sources{}, classifier.Options{})
 	if err != nil {
 		t.Fatal(err)

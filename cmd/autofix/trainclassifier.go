@@ -107,9 +107,9 @@ curve. With --out it writes the versioned artifact.`,
 	f.Uint32Var(&o.opts.Buckets, "buckets", 0, "size of the feature hash space, a power of two (default 262144)")
 	f.IntVar(&o.opts.Folds, "folds", 0, "cross-validation folds (default 5)")
 	f.IntVar(&o.opts.MaxIterations, "max-iterations", 0, "L-BFGS iterations per fit (default 300)")
-	f.Float64Var(&o.opts.L2, "l2", 0, "L2 penalty on the weights (default 3e-2)")
+	f.Float64Var(&o.opts.L2, "l2", 0, "L2 penalty on the weights (default 1e-2)")
 	f.IntVar(&o.opts.MinDocFreq, "min-doc-freq", 0, "failures a feature must occur in to get a weight (default 2)")
-	f.Float64Var(&o.opts.TargetFalseRetry, "target-false-retry", 0, "held-out false-retry rate the retry threshold may reach (default 0.1)")
+	f.Float64Var(&o.opts.TargetFalseRetry, "target-false-retry", 0, "held-out false-retry rate the retry threshold may reach (default 0.05)")
 	return cmd
 }
 
