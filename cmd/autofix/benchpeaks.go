@@ -51,8 +51,11 @@ of its container, each policy chooses its limit from those earlier runs only:
 and is scored by coverage (runs whose peak is within the limit: no OOM kill), the
 over-provisioning of covered runs (limit / peak - 1, mean and median) and GB-hours
 provisioned over the oracle's, with and without a rerun at the peak for each run
-killed. Runs stop at gaps of over 10 minutes; incomplete windows and runs that used
-no memory are left out. docs/benchmark.md describes the assumptions.`,
+killed; also by its coverage of spikes, runs that peak over 1.3x the median of their
+container's last 12 runs. For autofix, "predicted" is the coverage it expected: the
+mean chance its models gave its limits. Runs stop at gaps of over 10 minutes;
+incomplete windows and runs that used no memory are left out. docs/benchmark.md
+describes the assumptions.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBenchPeaks(cmd.OutOrStdout(), o)
