@@ -168,6 +168,8 @@ type wireFailure struct {
 	DurationSeconds float64   `json:"durationSeconds"`
 	Node            string    `json:"node"`
 	Usage           wireUsage `json:"usage"`
+	Cost            float64   `json:"cost"`
+	Unpriced        string    `json:"unpriced"`
 }
 
 type wireUsage struct {
@@ -453,6 +455,12 @@ func (w *wireFailure) signals() (Signals, error) {
 	if err := checkName("failure.node", w.Node); err != nil {
 		return Signals{}, err
 	}
+	if err := checkFinite("failure.cost", w.Cost, 0, MaxCost); err != nil {
+		return Signals{}, err
+	}
+	if err := checkValue("failure.unpriced", w.Unpriced); err != nil {
+		return Signals{}, err
+	}
 	s := Signals{
 		Reason:          w.Reason,
 		ExitCode:        int(w.ExitCode),
@@ -460,6 +468,8 @@ func (w *wireFailure) signals() (Signals, error) {
 		LogTruncated:    w.LogTruncated,
 		DurationSeconds: w.DurationSeconds,
 		Node:            w.Node,
+		Cost:            w.Cost,
+		Unpriced:        w.Unpriced,
 	}
 	s.Message, _ = tail(w.Message, MaxMessageLength)
 	s.LogTail, s.LogTruncated = tail(w.LogTail, MaxLogTail)

@@ -29,7 +29,8 @@ const fullEvent = `{
   "failure": {
     "reason": "OOMKilled", "exitCode": 137, "message": "m",
     "logTail": "a\nb", "durationSeconds": 1834.5, "node": "gpu-node-3",
-    "usage": {"peakMemory": "15.9Gi", "peakGPUMemory": 42000000000}
+    "usage": {"peakMemory": "15.9Gi", "peakGPUMemory": 42000000000},
+    "cost": 2.75, "unpriced": "pod x has not ended"
   }
 }`
 
@@ -61,6 +62,7 @@ func TestDecodeFullEvent(t *testing.T) {
 			Reason: "OOMKilled", ExitCode: 137, Message: "m", LogTail: "a\nb",
 			DurationSeconds: 1834.5, Node: "gpu-node-3",
 			Usage: Usage{PeakMemoryBytes: 17072495002, PeakGPUMemoryBytes: 42_000_000_000},
+			Cost:  2.75, Unpriced: "pod x has not ended",
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -120,6 +122,11 @@ func TestDecodeRejects(t *testing.T) {
 		{"exit code overflow", `{"id":"e1","job":{"name":"j"},"failure":{"exitCode":99999999999}}`, "failure.exitCode", "want a number"},
 		{"negative duration", `{"id":"e1","job":{"name":"j"},"failure":{"durationSeconds":-3}}`, "failure.durationSeconds", "negative"},
 		{"bad peak", `{"id":"e1","job":{"name":"j"},"failure":{"usage":{"peakMemory":"x"}}}`, "failure.usage.peakMemory", "invalid quantity"},
+		{"negative cost", `{"id":"e1","job":{"name":"j"},"failure":{"cost":-1}}`, "failure.cost", "outside"},
+		{"absurd cost", `{"id":"e1","job":{"name":"j"},"failure":{"cost":1e300}}`, "failure.cost", "outside"},
+		{"cost string", `{"id":"e1","job":{"name":"j"},"failure":{"cost":"2"}}`, "failure.cost", "want a number"},
+		{"long unpriced note", `{"id":"e1","job":{"name":"j"},"failure":{"unpriced":"` + strings.Repeat("u", MaxValueLength+1) + `"}}`, "failure.unpriced", "limit"},
+		{"unpriced note with NUL", `{"id":"e1","job":{"name":"j"},"failure":{"unpriced":"a\u0000b"}}`, "failure.unpriced", "control"},
 		{"bad disk peak", `{"id":"e1","job":{"name":"j"},"failure":{"usage":{"peakEphemeralStorage":"-1Gi"}}}`, "failure.usage.peakEphemeralStorage", ""},
 		// Absurd numbers: each would overflow, or reach +Inf, in the arithmetic downstream.
 		{"absurd duration", `{"id":"e1","job":{"name":"j"},"failure":{"reason":"DeadlineExceeded","durationSeconds":1e308}}`, "failure.durationSeconds", "outside"},

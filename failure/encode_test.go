@@ -41,6 +41,48 @@ func TestOutcomeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestOutcomeJSONLeavesOutWhatWasNotMeasured: an outcome without usage has no usage
+// field (not zero peaks, not an empty object); its cost and unpriced note are kept.
+func TestOutcomeJSONLeavesOutWhatWasNotMeasured(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      Outcome
+		has     []string
+		hasNone []string
+	}{
+		{"nothing measured", Outcome{Template: "t", Attempt: 1, Cost: 0.5}, []string{`"cost":0.5`}, []string{`"usage"`, `"unpriced"`}},
+		{"a peak measured", Outcome{Template: "t", Attempt: 1, Usage: Usage{PeakMemoryBytes: 8 << 30}},
+			[]string{`"usage":{"peakMemory":"8Gi"}`, `"cost":0`}, nil},
+		{"not priced", Outcome{Template: "t", Attempt: 1, Unpriced: "the Job started no pod"},
+			[]string{`"cost":0`, `"unpriced":"the Job started no pod"`}, []string{`"usage"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tt.has {
+				if !strings.Contains(string(b), s) {
+					t.Errorf("%s: want %s in it", b, s)
+				}
+			}
+			for _, s := range tt.hasNone {
+				if strings.Contains(string(b), s) {
+					t.Errorf("%s: want no %s in it", b, s)
+				}
+			}
+			var back Outcome
+			if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, tt.in) {
+				t.Errorf("round trip of %s = %+v, %v; want %+v", b, back, err, tt.in)
+			}
+		})
+	}
+	if err := (&Outcome{Unpriced: strings.Repeat("u", MaxValueLength+1)}).Check(); err == nil || !strings.HasPrefix(err.Error(), "unpriced: ") {
+		t.Errorf("Check of an outcome with a note past the limit = %v, want an error naming unpriced", err)
+	}
+}
+
 func TestCatalogue(t *testing.T) {
 	c := DefaultCatalogue()
 	if err := c.Validate(); err != nil {

@@ -71,6 +71,14 @@ type Signals struct {
 	DurationSeconds float64 `json:"durationSeconds,omitempty"`
 	Node            string  `json:"node,omitempty"`
 	Usage           Usage   `json:"usage,omitzero"`
+	// Cost is what the failed run cost, in dollars, as its publisher priced it (the
+	// Kubernetes watcher: the catalogue's price of what the Job's pods requested,
+	// over how long each ran); 0 when it was not priced.
+	Cost float64 `json:"cost,omitempty"`
+	// Unpriced says why Cost is 0, or what it leaves out (a pod gone before it was
+	// priced, GPUs of a type the catalogue does not list); empty when the whole run
+	// was priced, or when the publisher does not price runs.
+	Unpriced string `json:"unpriced,omitempty"`
 }
 
 // Usage is what the job was seen to use before it failed. Zero means unknown.

@@ -34,7 +34,8 @@ const (
 	MaxNameLength = 512
 	// MaxEntries bounds the number of params, tunables, labels and tunable values.
 	MaxEntries = 256
-	// MaxValueLength bounds a param or label value and a reason, in bytes.
+	// MaxValueLength bounds a param or label value, a reason and an unpriced note, in
+	// bytes.
 	MaxValueLength = 4096
 	// MaxMessageLength bounds failure.message, in bytes; a longer one keeps its end.
 	MaxMessageLength = 32 << 10
@@ -113,12 +114,15 @@ func checkParam(name, v string, t Tunable, declared bool) error {
 }
 
 // Check reports the first value of o that no real run has: a negative or non-finite
-// duration or cost, or one past the limits above.
+// duration or cost, or one past the limits above (an unpriced note included).
 func (o *Outcome) Check() error {
 	if err := checkFinite("durationSeconds", o.DurationSeconds, 0, MaxDurationSeconds); err != nil {
 		return err
 	}
 	if err := checkFinite("cost", o.Cost, 0, MaxCost); err != nil {
+		return err
+	}
+	if err := checkValue("unpriced", o.Unpriced); err != nil {
 		return err
 	}
 	if o.Attempt < 0 || o.Attempt > MaxAttempt {

@@ -83,8 +83,12 @@ type Outcome struct {
 	Category Category `json:"category,omitempty"`
 	// DurationSeconds is how long the run lasted, to success or failure.
 	DurationSeconds float64 `json:"durationSeconds"`
-	Usage           Usage   `json:"usage"`
-	Node            string  `json:"node,omitempty"`
+	// Usage is what the run was measured to use; absent when nothing measured it.
+	Usage Usage  `json:"usage,omitzero"`
+	Node  string `json:"node,omitempty"`
 	// Cost is what the run cost, in dollars.
 	Cost float64 `json:"cost"`
+	// Unpriced says why Cost is 0, or what it leaves out; empty when the whole run
+	// was priced (Signals.Unpriced).
+	Unpriced string `json:"unpriced,omitempty"`
 }

@@ -350,7 +350,7 @@ func prepare(i int, e Entry) (*pending, error) {
 	p.outcome = &outcomeRow{key: key, eventID: p.id, at: p.at, o: failure.Outcome{
 		Template: ev.Job.Template, Attempt: ev.Job.Attempt, Resources: ev.Job.Resources, Params: ev.Job.Params,
 		Succeeded: false, Category: category, DurationSeconds: ev.Failure.DurationSeconds,
-		Usage: ev.Failure.Usage, Node: ev.Failure.Node,
+		Usage: ev.Failure.Usage, Node: ev.Failure.Node, Cost: ev.Failure.Cost, Unpriced: ev.Failure.Unpriced,
 	}}
 	return p, nil
 }

@@ -27,6 +27,10 @@ func deploymentStuck(d *appsv1.Deployment) *appsv1.DeploymentCondition {
 	return nil
 }
 
+// unpricedRollout is the unpriced note of a rollout's failure: a Deployment's pods
+// serve until they are replaced, and no run of theirs ends to be priced.
+const unpricedRollout = "a rollout is not priced: autofix prices the runs of Jobs"
+
 // DeploymentEventID names the failure of one rollout (a Deployment's generation).
 func DeploymentEventID(d *appsv1.Deployment) string {
 	return "k8s-deploy-" + string(d.UID) + "-" + strconv.FormatInt(d.Generation, 10)
@@ -42,7 +46,7 @@ func (w *Watcher) handleDeployment(ctx context.Context, d *appsv1.Deployment) er
 		return nil
 	}
 	ev := &failure.Event{ID: DeploymentEventID(d), Time: c.LastUpdateTime.UTC(), Source: "kubernetes", Job: w.deploymentJob(d),
-		Failure: failure.Signals{Reason: c.Reason, Message: c.Message}}
+		Failure: failure.Signals{Reason: c.Reason, Message: c.Message, Unpriced: unpricedRollout}}
 	return w.publish(ctx, ev)
 }
 
@@ -91,6 +95,7 @@ func (w *Watcher) crashLooping(ctx context.Context, pod *corev1.Pod, rs appslist
 	if ev.Failure.Reason == "" || ev.Failure.Reason == "CrashLoopBackOff" {
 		ev.Failure.Reason = "CrashLoopBackOff"
 	}
+	ev.Failure.Unpriced = unpricedRollout
 	return false, 0, w.publish(ctx, ev)
 }
 

@@ -5,12 +5,14 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/autofix/autofix/failure"
 )
 
-// trackOutcome reports how a Job autofix created ended, once it has.
-func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job) error {
+// trackOutcome reports how a Job autofix created ended, once it has, priced from its
+// pods (those the cache holds, as podsOf lists them).
+func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job, podsOf func() ([]*corev1.Pod, error)) error {
 	id := job.Annotations[failure.AnnotationRemediation]
 	if w.sink == nil || job.Labels[failure.LabelManaged] != "true" || id == "" {
 		return nil
@@ -31,6 +33,11 @@ func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job) error {
 	if job.Status.StartTime != nil {
 		o.DurationSeconds = cond.LastTransitionTime.Sub(job.Status.StartTime.Time).Seconds()
 	}
+	pods, err := podsOf()
+	if err != nil {
+		return err
+	}
+	o.Cost, o.Unpriced = priceJob(w.o.Catalogue, job, pods, cond.LastTransitionTime.Time, w.o.GPUTypeLabel)
 	claim := AttemptJob{Remediation: id, Namespace: job.Namespace, Name: job.Name, Token: job.Annotations[failure.AnnotationAttemptToken]}
 	if err := w.sink.Finished(ctx, claim, succeeded, o); err != nil {
 		return err

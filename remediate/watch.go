@@ -68,7 +68,11 @@ type WatcherOptions struct {
 	MaxAge time.Duration
 	// Specs, if set, keeps the spec of every failed Job it reports.
 	Specs SpecStore
-	Log   *slog.Logger
+	// Catalogue prices every attempt it reports, failed or finished: what the
+	// Job's pods requested, for as long as each ran (docs/kubernetes.md, "What a
+	// run costs"). Nil: runs go unpriced, and their events and outcomes say so.
+	Catalogue *failure.Catalogue
+	Log       *slog.Logger
 }
 
 // Source is a shared informer factory limited to one namespace

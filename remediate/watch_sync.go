@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	batchlisters "k8s.io/client-go/listers/batch/v1"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -37,7 +36,7 @@ func (c *controller) sync(ctx context.Context, key queueKey) (after time.Duratio
 		if retry, after, err := c.crashLooping(ctx, pod, s.sets, s.deploys); retry || err != nil {
 			return after, err
 		}
-		return c.syncPod(ctx, pod, s.jobs)
+		return c.syncPod(ctx, pod, s)
 	case deploymentKey:
 		d, err := s.deploys.Deployments(key.namespace).Get(key.name)
 		if apierrors.IsNotFound(err) {
@@ -78,14 +77,29 @@ func (c *controller) syncJob(ctx context.Context, key queueKey, s *scope, job *b
 	if !c.selected(job) {
 		return nil
 	}
-	if err := c.trackOutcome(ctx, job); err != nil {
+	// The pods of a finished Job price it, and say why it failed: read once, and only
+	// when there is something to report.
+	var (
+		cached []*corev1.Pod
+		listed bool
+	)
+	podsOf := func() ([]*corev1.Pod, error) {
+		if listed {
+			return cached, nil
+		}
+		var err error
+		cached, err = s.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))
+		listed = err == nil
+		return cached, err
+	}
+	if err := c.trackOutcome(ctx, job, podsOf); err != nil {
 		return err
 	}
 	cond, failed := jobFailed(job)
 	if !failed || c.sent(JobEventID(job)) || time.Since(cond.LastTransitionTime.Time) > c.o.MaxAge {
 		return nil
 	}
-	pods, err := s.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))
+	pods, err := podsOf()
 	if err != nil {
 		return err
 	}
@@ -101,7 +115,7 @@ func (c *controller) syncJob(ctx context.Context, key queueKey, s *scope, job *b
 
 // syncPod reports a pod of a watched Job that cannot start: an image that cannot be
 // pulled, or no node it fits on, for longer than PendingGrace.
-func (c *controller) syncPod(ctx context.Context, pod *corev1.Pod, jl batchlisters.JobLister) (time.Duration, error) {
+func (c *controller) syncPod(ctx context.Context, pod *corev1.Pod, s *scope) (time.Duration, error) {
 	if pod.Status.Phase != corev1.PodPending {
 		return 0, nil
 	}
@@ -109,7 +123,7 @@ func (c *controller) syncPod(ctx context.Context, pod *corev1.Pod, jl batchliste
 	if owner == nil || owner.Kind != "Job" {
 		return 0, nil
 	}
-	job, err := jl.Jobs(pod.Namespace).Get(owner.Name)
+	job, err := s.jobs.Jobs(pod.Namespace).Get(owner.Name)
 	if apierrors.IsNotFound(err) {
 		return 0, nil
 	}
@@ -119,9 +133,9 @@ func (c *controller) syncPod(ctx context.Context, pod *corev1.Pod, jl batchliste
 	if !c.selected(job) || c.sent(StuckEventID(job)) {
 		return 0, nil
 	}
-	var s failure.Signals
-	c.podSignals(ctx, pod, job.Annotations, &s)
-	if !stuckReason(s.Reason) {
+	var sig failure.Signals
+	c.podSignals(ctx, pod, job.Annotations, &sig)
+	if !stuckReason(sig.Reason) {
 		return 0, nil
 	}
 	age := time.Since(pod.CreationTimestamp.Time)
@@ -129,8 +143,15 @@ func (c *controller) syncPod(ctx context.Context, pod *corev1.Pod, jl batchliste
 		return c.o.PendingGrace - age, nil // look again when the grace is over
 	}
 	ev := &failure.Event{ID: StuckEventID(job), Time: time.Now().UTC(), Source: "kubernetes",
-		Job: c.jobOf(job), Failure: s}
+		Job: c.jobOf(job), Failure: sig}
 	ev.Failure.DurationSeconds = age.Seconds()
+	// What its pods cost so far: those that ran before (a retry within the Job);
+	// the one waiting has not ended.
+	pods, err := s.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))
+	if err != nil {
+		return 0, err
+	}
+	ev.Failure.Cost, ev.Failure.Unpriced = priceJob(c.o.Catalogue, job, pods, time.Time{}, c.o.GPUTypeLabel)
 	c.keepSpec(ctx, job)
 	return 0, c.publish(ctx, ev)
 }

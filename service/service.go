@@ -432,7 +432,7 @@ func (s *Service) runWatcher(ctx context.Context) {
 	k := &s.cfg.Kubernetes
 	w := remediate.NewWatcher(s.kube, KafkaPublisher(p), ledgerSink{s.store, s.metrics}, remediate.WatcherOptions{
 		Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel,
-		Specs: ledgerSpecs{s.store}, Log: s.log})
+		Specs: ledgerSpecs{s.store}, Catalogue: &s.cfg.Catalogue, Log: s.log})
 	if err := w.Run(ctx); err != nil {
 		s.log.Error("watcher", "err", err)
 	}

@@ -563,6 +563,10 @@ type FailureEvent struct {
 
 // FailureSignals What the cluster reported about the failure.
 type FailureSignals struct {
+	// Cost What the failed run cost, in dollars, as its publisher priced it: autofix's
+	// watcher prices the Job's pods at the catalogue's prices, for as long as each
+	// ran. Absent (0) when not priced.
+	Cost            *float64 `json:"cost,omitempty"`
 	DurationSeconds *float64 `json:"durationSeconds,omitempty"`
 	ExitCode        *int     `json:"exitCode,omitempty"`
 
@@ -574,6 +578,11 @@ type FailureSignals struct {
 
 	// Reason The container termination reason, or the Job / Pod condition reason.
 	Reason *string `json:"reason,omitempty"`
+
+	// Unpriced Why `cost` is 0, or what it leaves out (a pod that never started or has not
+	// ended, pods deleted before they were priced, GPUs of a model the catalogue
+	// does not list). Absent when the whole run was priced.
+	Unpriced *string `json:"unpriced,omitempty"`
 
 	// Usage What the job was seen to use before it failed: `peakMemory`,
 	// `peakGPUMemory` and `peakEphemeralStorage`, Kubernetes quantities in bytes
@@ -616,44 +625,4 @@ type ModelView struct {
 	Kind       string                  `json:"kind"`
 	Name       string                  `json:"name"`
 	Version    int                     `json:"version"`
-}
-
-// Option A configuration a retry could run with, and what the models predict of it.
-type Option struct {
-	// AvoidNodes Nodes the retry must not be scheduled on.
-	AvoidNodes *[]string `json:"avoidNodes,omitempty"`
-
-	// Changes What differs from the failed run, for people.
-	Changes *[]string `json:"changes"`
-
-	// CostMultiple runCost over the cost of a run of the failed configuration.
-	CostMultiple float64 `json:"costMultiple"`
-
-	// DeadlineSeconds The retry's activeDeadlineSeconds; absent keeps the job's own.
-	DeadlineSeconds *float64 `json:"deadlineSeconds,omitempty"`
-
-	// DelaySeconds How long to wait before retrying.
-	DelaySeconds *float64 `json:"delaySeconds,omitempty"`
-
-	// ExpectedCost The expected cost of retrying with this option, in dollars, failures included.
-	ExpectedCost float64 `json:"expectedCost"`
-
-	// PFix The predicted probability that it fixes what failed.
-	PFix float64 `json:"pFix"`
-
-	// PSuccess The predicted probability that a retry with this option succeeds.
-	PSuccess float64    `json:"pSuccess"`
-	Params   *StringMap `json:"params,omitempty"`
-
-	// Pareto No other option is both likelier to succeed and cheaper.
-	Pareto bool `json:"pareto"`
-
-	// Resources Resources as autofix writes them; a field not set is absent.
-	Resources Resources `json:"resources"`
-
-	// RunCost The cost of one successful run, in dollars.
-	RunCost float64 `json:"runCost"`
-
-	// RuntimeSeconds The predicted runtime of a successful run.
-	RuntimeSeconds float64 `json:"runtimeSeconds"`
 }

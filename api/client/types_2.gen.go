@@ -4,9 +4,48 @@ package client
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 )
+
+// Option A configuration a retry could run with, and what the models predict of it.
+type Option struct {
+	// AvoidNodes Nodes the retry must not be scheduled on.
+	AvoidNodes *[]string `json:"avoidNodes,omitempty"`
+
+	// Changes What differs from the failed run, for people.
+	Changes *[]string `json:"changes"`
+
+	// CostMultiple runCost over the cost of a run of the failed configuration.
+	CostMultiple float64 `json:"costMultiple"`
+
+	// DeadlineSeconds The retry's activeDeadlineSeconds; absent keeps the job's own.
+	DeadlineSeconds *float64 `json:"deadlineSeconds,omitempty"`
+
+	// DelaySeconds How long to wait before retrying.
+	DelaySeconds *float64 `json:"delaySeconds,omitempty"`
+
+	// ExpectedCost The expected cost of retrying with this option, in dollars, failures included.
+	ExpectedCost float64 `json:"expectedCost"`
+
+	// PFix The predicted probability that it fixes what failed.
+	PFix float64 `json:"pFix"`
+
+	// PSuccess The predicted probability that a retry with this option succeeds.
+	PSuccess float64    `json:"pSuccess"`
+	Params   *StringMap `json:"params,omitempty"`
+
+	// Pareto No other option is both likelier to succeed and cheaper.
+	Pareto bool `json:"pareto"`
+
+	// Resources Resources as autofix writes them; a field not set is absent.
+	Resources Resources `json:"resources"`
+
+	// RunCost The cost of one successful run, in dollars.
+	RunCost float64 `json:"runCost"`
+
+	// RuntimeSeconds The predicted runtime of a successful run.
+	RuntimeSeconds float64 `json:"runtimeSeconds"`
+}
 
 // Outcome One finished run of a job.
 type Outcome struct {
@@ -15,7 +54,8 @@ type Outcome struct {
 	// Category The class of a failure.
 	Category *Category `json:"category,omitempty"`
 
-	// Cost Dollars.
+	// Cost What the run cost, in dollars: on a cluster, the catalogue's price of what
+	// its pods requested, for as long as each ran (docs/kubernetes.md).
 	Cost            float64    `json:"cost"`
 	DurationSeconds float64    `json:"durationSeconds"`
 	Node            *string    `json:"node,omitempty"`
@@ -26,8 +66,11 @@ type Outcome struct {
 	Succeeded bool      `json:"succeeded"`
 	Template  string    `json:"template"`
 
+	// Unpriced Why `cost` is 0, or what it leaves out; absent when the whole run was priced.
+	Unpriced *string `json:"unpriced,omitempty"`
+
 	// Usage What the job was seen to use before it failed, in bytes; a peak not known is absent.
-	Usage Usage `json:"usage"`
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // PauseRequest defines model for PauseRequest.
@@ -604,58 +647,4 @@ func (a *PipelineDefinition) Set(fieldName string, value interface{}) {
 		a.AdditionalProperties = make(map[string]interface{})
 	}
 	a.AdditionalProperties[fieldName] = value
-}
-
-// Override default JSON handling for PipelineDefinition to handle AdditionalProperties
-func (a *PipelineDefinition) UnmarshalJSON(b []byte) error {
-	object := make(map[string]json.RawMessage)
-	err := json.Unmarshal(b, &object)
-	if err != nil {
-		return err
-	}
-
-	if raw, found := object["artifacts"]; found {
-		err = json.Unmarshal(raw, &a.Artifacts)
-		if err != nil {
-			return fmt.Errorf("error reading 'artifacts': %w", err)
-		}
-		delete(object, "artifacts")
-	}
-
-	if raw, found := object["name"]; found {
-		err = json.Unmarshal(raw, &a.Name)
-		if err != nil {
-			return fmt.Errorf("error reading 'name': %w", err)
-		}
-		delete(object, "name")
-	}
-
-	if raw, found := object["namespace"]; found {
-		err = json.Unmarshal(raw, &a.Namespace)
-		if err != nil {
-			return fmt.Errorf("error reading 'namespace': %w", err)
-		}
-		delete(object, "namespace")
-	}
-
-	if raw, found := object["stages"]; found {
-		err = json.Unmarshal(raw, &a.Stages)
-		if err != nil {
-			return fmt.Errorf("error reading 'stages': %w", err)
-		}
-		delete(object, "stages")
-	}
-
-	if len(object) != 0 {
-		a.AdditionalProperties = make(map[string]interface{})
-		for fieldName, fieldBuf := range object {
-			var fieldVal interface{}
-			err := json.Unmarshal(fieldBuf, &fieldVal)
-			if err != nil {
-				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
-			}
-			a.AdditionalProperties[fieldName] = fieldVal
-		}
-	}
-	return nil
 }

@@ -12,6 +12,60 @@ import (
 )
 
 // Override default JSON handling for PipelineDefinition to handle AdditionalProperties
+func (a *PipelineDefinition) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["artifacts"]; found {
+		err = json.Unmarshal(raw, &a.Artifacts)
+		if err != nil {
+			return fmt.Errorf("error reading 'artifacts': %w", err)
+		}
+		delete(object, "artifacts")
+	}
+
+	if raw, found := object["name"]; found {
+		err = json.Unmarshal(raw, &a.Name)
+		if err != nil {
+			return fmt.Errorf("error reading 'name': %w", err)
+		}
+		delete(object, "name")
+	}
+
+	if raw, found := object["namespace"]; found {
+		err = json.Unmarshal(raw, &a.Namespace)
+		if err != nil {
+			return fmt.Errorf("error reading 'namespace': %w", err)
+		}
+		delete(object, "namespace")
+	}
+
+	if raw, found := object["stages"]; found {
+		err = json.Unmarshal(raw, &a.Stages)
+		if err != nil {
+			return fmt.Errorf("error reading 'stages': %w", err)
+		}
+		delete(object, "stages")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for PipelineDefinition to handle AdditionalProperties
 func (a PipelineDefinition) MarshalJSON() ([]byte, error) {
 	var err error
 	object := make(map[string]json.RawMessage)
@@ -603,69 +657,4 @@ type StartPipelineResponse429Headers struct {
 // GetPipelineRunResponse401Headers the declared response headers of an HTTP 401 response for GetPipelineRun
 type GetPipelineRunResponse401Headers struct {
 	WWWAuthenticate string
-}
-
-// GetPipelineRunResponse429Headers the declared response headers of an HTTP 429 response for GetPipelineRun
-type GetPipelineRunResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetPauseResponse401Headers the declared response headers of an HTTP 401 response for GetPause
-type GetPauseResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetPauseResponse429Headers the declared response headers of an HTTP 429 response for GetPause
-type GetPauseResponse429Headers struct {
-	RetryAfter int
-}
-
-// SetPauseResponse401Headers the declared response headers of an HTTP 401 response for SetPause
-type SetPauseResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// SetPauseResponse429Headers the declared response headers of an HTTP 429 response for SetPause
-type SetPauseResponse429Headers struct {
-	RetryAfter int
-}
-
-// RecommendResponse401Headers the declared response headers of an HTTP 401 response for Recommend
-type RecommendResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// RecommendResponse429Headers the declared response headers of an HTTP 429 response for Recommend
-type RecommendResponse429Headers struct {
-	RetryAfter int
-}
-
-// RecommendBatchResponse401Headers the declared response headers of an HTTP 401 response for RecommendBatch
-type RecommendBatchResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// RecommendBatchResponse429Headers the declared response headers of an HTTP 429 response for RecommendBatch
-type RecommendBatchResponse429Headers struct {
-	RetryAfter int
-}
-
-// ListRemediationsResponse401Headers the declared response headers of an HTTP 401 response for ListRemediations
-type ListRemediationsResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ListRemediationsResponse429Headers the declared response headers of an HTTP 429 response for ListRemediations
-type ListRemediationsResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetRemediationResponse401Headers the declared response headers of an HTTP 401 response for GetRemediation
-type GetRemediationResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetRemediationResponse429Headers the declared response headers of an HTTP 429 response for GetRemediation
-type GetRemediationResponse429Headers struct {
-	RetryAfter int
 }

@@ -2,6 +2,71 @@
 
 package client
 
+// GetPipelineRunResponse429Headers the declared response headers of an HTTP 429 response for GetPipelineRun
+type GetPipelineRunResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetPauseResponse401Headers the declared response headers of an HTTP 401 response for GetPause
+type GetPauseResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetPauseResponse429Headers the declared response headers of an HTTP 429 response for GetPause
+type GetPauseResponse429Headers struct {
+	RetryAfter int
+}
+
+// SetPauseResponse401Headers the declared response headers of an HTTP 401 response for SetPause
+type SetPauseResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// SetPauseResponse429Headers the declared response headers of an HTTP 429 response for SetPause
+type SetPauseResponse429Headers struct {
+	RetryAfter int
+}
+
+// RecommendResponse401Headers the declared response headers of an HTTP 401 response for Recommend
+type RecommendResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RecommendResponse429Headers the declared response headers of an HTTP 429 response for Recommend
+type RecommendResponse429Headers struct {
+	RetryAfter int
+}
+
+// RecommendBatchResponse401Headers the declared response headers of an HTTP 401 response for RecommendBatch
+type RecommendBatchResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RecommendBatchResponse429Headers the declared response headers of an HTTP 429 response for RecommendBatch
+type RecommendBatchResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListRemediationsResponse401Headers the declared response headers of an HTTP 401 response for ListRemediations
+type ListRemediationsResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListRemediationsResponse429Headers the declared response headers of an HTTP 429 response for ListRemediations
+type ListRemediationsResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetRemediationResponse401Headers the declared response headers of an HTTP 401 response for GetRemediation
+type GetRemediationResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetRemediationResponse429Headers the declared response headers of an HTTP 429 response for GetRemediation
+type GetRemediationResponse429Headers struct {
+	RetryAfter int
+}
+
 // ApproveRemediationResponse401Headers the declared response headers of an HTTP 401 response for ApproveRemediation
 type ApproveRemediationResponse401Headers struct {
 	WWWAuthenticate string

@@ -48,7 +48,8 @@ Protect the topic as the logs are protected (TLS, SASL and ACLs on the brokers).
 			defer func() { _ = p.Close() }()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			w := remediate.NewWatcher(kube, service.KafkaPublisher(p), nil, remediate.WatcherOptions{
-				Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel, Log: log})
+				Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel,
+				Catalogue: &cfg.Catalogue, Log: log})
 			return w.Run(cmd.Context())
 		},
 	}

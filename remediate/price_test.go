@@ -1,0 +1,208 @@
+package remediate
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// priceCatalogue has round prices, so that the wanted costs below are sums anyone
+// can check: $1 a core-hour, $0.5 a GiB-hour of memory, $0.25 a GiB-hour of local
+// storage, $10 and $20 a GPU-hour.
+var priceCatalogue = failure.Catalogue{CPUPerCoreHour: 1, MemoryPerGiBHour: 0.5, EphemeralPerGiBHour: 0.25,
+	GPUs: []failure.GPUModel{{Name: "gpu-a", MemoryGiB: 40, PerHour: 10}, {Name: "gpu-b", MemoryGiB: 80, PerHour: 20}}}
+
+var t0 = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+
+// at is t0 plus minutes, as the API reports times.
+func at(minutes float64) metav1.Time {
+	return metav1.NewTime(t0.Add(time.Duration(minutes * float64(time.Minute))))
+}
+
+func atp(minutes float64) *metav1.Time { t := at(minutes); return &t }
+
+// ctr is a container with requests and limits ("cpu=2,memory=8Gi").
+func ctr(name, requests, limits string) corev1.Container {
+	return corev1.Container{Name: name, Image: name + ":1", Resources: corev1.ResourceRequirements{
+		Requests: resourceList(requests), Limits: resourceList(limits)}}
+}
+
+func resourceList(s string) corev1.ResourceList {
+	if s == "" {
+		return nil
+	}
+	out := corev1.ResourceList{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		out[corev1.ResourceName(k)] = resource.MustParse(v)
+	}
+	return out
+}
+
+// ranPod is a pod that started at from and whose one container ended at to
+// (minutes after t0), in phase.
+func ranPod(name string, phase corev1.PodPhase, from, to float64, containers ...corev1.Container) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml"},
+		Spec:   corev1.PodSpec{Containers: containers},
+		Status: corev1.PodStatus{Phase: phase, StartTime: atp(from)}}
+	for _, c := range containers {
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: c.Name,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: at(from), FinishedAt: at(to)}}})
+	}
+	return p
+}
+
+func pricedJob(succeeded, failed int32) *batchv1.Job {
+	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "train", Namespace: "ml", UID: "u1"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{ctr("main", "cpu=2", "memory=8Gi")}}}},
+		Status: batchv1.JobStatus{Succeeded: succeeded, Failed: failed, StartTime: atp(0)}}
+}
+
+func TestPriceJob(t *testing.T) {
+	main := ctr("main", "cpu=2,memory=4Gi", "memory=8Gi") // priced as the optimizer sizes it: 2 cores, 8Gi
+	gpu := func(n, model string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			p.Spec.Containers[0].Resources.Limits[ResourceGPU] = resource.MustParse(n)
+			if model != "" {
+				p.Spec.NodeSelector = map[string]string{"nvidia.com/gpu.product": model}
+			}
+		}
+	}
+	pod := func(phase corev1.PodPhase, from, to float64, edits ...func(*corev1.Pod)) *corev1.Pod {
+		p := ranPod("train-x", phase, from, to, *main.DeepCopy())
+		for _, e := range edits {
+			e(p)
+		}
+		return p
+	}
+	noStart := func(p *corev1.Pod) {
+		p.Status.StartTime = nil
+		p.Status.ContainerStatuses = nil
+	}
+	tests := []struct {
+		name     string
+		job      *batchv1.Job
+		pods     []*corev1.Pod
+		end      float64 // the Job's end, minutes after t0; <0: it has not ended
+		cat      *failure.Catalogue
+		want     float64
+		unpriced string // a part of the note; "" wants none
+	}{
+		{name: "one container, an hour", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60)}, want: 2 + 4},
+		{name: "from the pod's start, not its container's: image pull and init time hold the node too", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60, func(p *corev1.Pod) {
+				p.Status.ContainerStatuses[0].State.Terminated.StartedAt = at(30)
+			})}, want: 6},
+		{name: "no start time: nothing ran, priced 0 and said so", job: pricedJob(0, 1), end: 10,
+			pods: []*corev1.Pod{pod(corev1.PodFailed, 0, 0, noStart)}, unpriced: "no pod of the Job started"},
+		{name: "no pod start time: the earliest container start stands for it", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60, func(p *corev1.Pod) {
+				p.Status.StartTime = nil
+				p.Status.ContainerStatuses[0].State.Terminated.StartedAt = at(30)
+			})}, want: 3},
+		{name: "several containers: their sum", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{ranPod("train-x", corev1.PodSucceeded, 0, 60, main,
+				ctr("logger", "cpu=500m,memory=1Gi", ""), ctr("proxy", "cpu=1", "cpu=2,memory=2Gi"))},
+			want: (2 + 0.5 + 2) + (8+1+2)*0.5},
+		{name: "an init container bigger than the rest counts alone; a sidecar counts with both", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60, func(p *corev1.Pod) {
+				always := corev1.ContainerRestartPolicyAlways
+				sidecar := ctr("mesh", "cpu=1,memory=1Gi", "")
+				sidecar.RestartPolicy = &always
+				p.Spec.InitContainers = []corev1.Container{sidecar, ctr("fetch", "cpu=6,memory=2Gi", "")}
+			})},
+			// running: 2+1 cores, 8+1 GiB; the fetch step: 6+1 cores, 2+1 GiB.
+			want: 7 + 9*0.5},
+		{name: "pod-level resources stand for the containers'; overhead adds", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60, func(p *corev1.Pod) {
+				p.Spec.Resources = &corev1.ResourceRequirements{Limits: resourceList("memory=16Gi")}
+				p.Spec.Overhead = resourceList("cpu=250m,memory=512Mi")
+			})}, want: 2.25 + 16.5*0.5},
+		{name: "local storage", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60, func(p *corev1.Pod) {
+				p.Spec.Containers[0].Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse("100Gi")
+			})}, want: 6 + 25},
+		{name: "GPUs from the extended resource, of the node selector's model", job: pricedJob(1, 0), end: 31,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 30, gpu("2", "gpu-b"))}, want: (2 + 4 + 2*20) / 2.0},
+		{name: "GPUs of a model the catalogue does not list are left out, and said so", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60, gpu("2", "gpu-z"))}, want: 6,
+			unpriced: `pod train-x: its 2 GPUs are not priced: the catalogue has no GPU model "gpu-z"`},
+		{name: "GPUs of no named model are left out, and said so", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60, gpu("1", ""))}, want: 6,
+			unpriced: "node selector names no GPU model"},
+		{name: "every pod of the Job: retries within it add up", job: pricedJob(0, 2), end: 100,
+			pods: []*corev1.Pod{pod(corev1.PodFailed, 0, 30), ranPod("train-y", corev1.PodFailed, 40, 100, main)}, want: 3 + 6},
+		{name: "a pod killed with its Job, its status not updated, ends with the Job", job: pricedJob(0, 1), end: 45,
+			pods: []*corev1.Pod{pod(corev1.PodRunning, 0, 0, func(p *corev1.Pod) {
+				p.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at(0)}}
+			})}, want: 4.5},
+		{name: "a pod still waiting when the Job has not ended is not priced", job: pricedJob(0, 0), end: -1,
+			pods:     []*corev1.Pod{pod(corev1.PodPending, 0, 0, func(p *corev1.Pod) { p.Status.ContainerStatuses = nil })},
+			unpriced: "pod train-x has not ended"},
+		{name: "pods deleted before pricing are said to be missing", job: pricedJob(0, 3), end: 100,
+			pods: []*corev1.Pod{pod(corev1.PodFailed, 0, 60)}, want: 6, unpriced: "2 of the Job's finished pods were not there to price"},
+		{name: "no pod left: the Job's times and its pod template", job: pricedJob(0, 1), end: 90, want: 9},
+		{name: "no pod left and no start time: 0, said so", end: 90, unpriced: "no status.startTime",
+			job: func() *batchv1.Job { j := pricedJob(0, 0); j.Status.StartTime = nil; return j }()},
+		{name: "no pod left of a Job that ran several: 0, said so", job: pricedJob(0, 3), end: 90, unpriced: "it ran 3 of them"},
+		{name: "no pod left of a parallel Job: 0, said so", end: 90, unpriced: "parallelism 4",
+			job: func() *batchv1.Job { j := pricedJob(0, 1); four := int32(4); j.Spec.Parallelism = &four; return j }()},
+		{name: "an end before the start (a clock gone wrong) is not priced", job: pricedJob(1, 0), end: 61,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 60, 0)}, unpriced: "ended (2026-03-01T08:00:00Z) before it started (2026-03-01T09:00:00Z)"},
+		{name: "a price past the bound of one run is not recorded", job: pricedJob(1, 0), end: 61,
+			cat:  &failure.Catalogue{CPUPerCoreHour: 1e12},
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60)}, unpriced: "past the 1e+09-dollar bound"},
+		{name: "a catalogue with no prices", job: pricedJob(1, 0), end: 61, cat: &failure.Catalogue{}, want: 0,
+			pods: []*corev1.Pod{pod(corev1.PodSucceeded, 0, 60)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cat := tt.cat
+			if cat == nil {
+				cat = &priceCatalogue
+			}
+			var end time.Time
+			if tt.end >= 0 {
+				end = at(tt.end).Time
+			}
+			got, note := priceJob(cat, tt.job, tt.pods, end, "nvidia.com/gpu.product")
+			if math.Abs(got-tt.want) > 1e-9 {
+				t.Errorf("cost = %v, want %v (note %q)", got, tt.want, note)
+			}
+			if tt.unpriced == "" && note != "" || !strings.Contains(note, tt.unpriced) {
+				t.Errorf("unpriced = %q, want %q", note, tt.unpriced)
+			}
+		})
+	}
+}
+
+func TestPriceJobWithoutACatalogue(t *testing.T) {
+	got, note := priceJob(nil, pricedJob(1, 0), []*corev1.Pod{ranPod("p", corev1.PodSucceeded, 0, 60, ctr("main", "cpu=1", ""))}, at(61).Time, "")
+	if got != 0 || note == "" {
+		t.Errorf("priceJob without a catalogue = %v, %q; want 0 and a reason", got, note)
+	}
+}
+
+// TestPriceJobNotesAreBounded: a Job with many pods that cannot be priced says so in
+// a note short enough for an event (failure.MaxValueLength).
+func TestPriceJobNotesAreBounded(t *testing.T) {
+	var pods []*corev1.Pod
+	for i := range 500 {
+		p := ranPod(strings.Repeat("p", 240)+string(rune('a'+i%26)), corev1.PodRunning, 0, 0, ctr("main", "cpu=1", ""))
+		pods = append(pods, p)
+	}
+	_, note := priceJob(&priceCatalogue, pricedJob(0, 0), pods, time.Time{}, "")
+	if len(note) > failure.MaxValueLength || !strings.HasSuffix(note, "and 497 more") {
+		t.Errorf("note of %d bytes ending %q; want at most %d, the rest counted", len(note), note[max(0, len(note)-20):], failure.MaxValueLength)
+	}
+}
