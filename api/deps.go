@@ -22,6 +22,9 @@ type Ledger interface {
 	List(ctx context.Context, f ledger.Filter) ([]ledger.Remediation, error)
 	History(ctx context.Context, templates []string, limit int) (map[string][]failure.Outcome, error)
 	Approvers(ctx context.Context, ids []string) (map[string]string, error)
+	// AttemptOutcomes is, per remediation, how its own attempt ended as the watcher
+	// measured it (its cost among it): the history page's savings.
+	AttemptOutcomes(ctx context.Context, ids []string) (map[string]failure.Outcome, error)
 	PauseState(ctx context.Context) (ledger.Pause, error)
 	SetPaused(ctx context.Context, paused bool, actor, reason string, at time.Time) error
 	// Correct records a person's correction of a remediation's classification. Its

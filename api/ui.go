@@ -48,6 +48,7 @@ type ui struct {
 type historyLedger interface {
 	List(ctx context.Context, f ledger.Filter) ([]ledger.Remediation, error)
 	Approvers(ctx context.Context, ids []string) (map[string]string, error)
+	AttemptOutcomes(ctx context.Context, ids []string) (map[string]failure.Outcome, error)
 }
 
 // History page sizes.
@@ -210,18 +211,6 @@ func (u *ui) reject(c *echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/ui/remediations/"+url.PathEscape(id)+"?done=rejected")
 }
 
-// savings sums up what autofix did on its own, over the latest Window fixes that
-// ended (Capped: there were more).
-type savings struct {
-	Fixed, Failed, Automatic, Reviewed int
-	FixRate                            float64
-	Spent, Original                    float64
-	HoursSaved                         float64
-	Minutes                            int
-	Window                             int
-	Capped                             bool
-}
-
 // historyPage shows the fixes autofix made, newest first, a page at a time (the
 // query's after is the cursor: the last id of the page before), under the savings
 // panel. It reads a page and the savings window, whatever the ledger holds.
@@ -246,46 +235,6 @@ func (u *ui) historyPage(c *echo.Context) error {
 		next = list[len(list)-1].EventID
 	}
 	return u.render(c, http.StatusOK, "history", map[string]any{"Items": items, "Savings": sv, "Next": next, "Paged": after != ""})
-}
-
-func (u *ui) savings(ctx context.Context) (savings, error) {
-	sv := savings{Minutes: manualRetryMinutes}
-	ended, err := u.history.List(ctx, ledger.Filter{States: []ledger.State{ledger.Succeeded, ledger.Failed}, Limit: u.savingsWindow})
-	if err != nil {
-		return sv, err
-	}
-	ids := make([]string, len(ended))
-	for i, r := range ended {
-		ids[i] = r.EventID
-	}
-	approvers, err := u.history.Approvers(ctx, ids)
-	if err != nil {
-		return sv, err
-	}
-	for _, r := range ended {
-		if r.State == ledger.Succeeded {
-			sv.Fixed++
-			if r.Recommendation != nil {
-				if o, ok := r.Recommendation.ChosenOption(); ok && o.CostMultiple > 0 {
-					sv.Spent += o.RunCost
-					sv.Original += o.RunCost / o.CostMultiple
-				}
-			}
-		} else {
-			sv.Failed++
-		}
-		if _, ok := approvers[r.EventID]; ok {
-			sv.Reviewed++
-		} else {
-			sv.Automatic++
-		}
-	}
-	if sv.Fixed+sv.Failed > 0 {
-		sv.FixRate = float64(sv.Fixed) / float64(sv.Fixed+sv.Failed)
-	}
-	sv.HoursSaved = float64(sv.Automatic*manualRetryMinutes) / 60
-	sv.Window, sv.Capped = len(ended), len(ended) == u.savingsWindow
-	return sv, nil
 }
 
 func ago(t time.Time) string {

@@ -188,7 +188,8 @@ func (s *Store) Reject(ctx context.Context, id, actor, detail string, at time.Ti
 // submitted to to (succeeded, failed or abandoned) with an audit row, its attempt
 // gets its Outcome and FinishedAt, and, for succeeded and failed, outcome is
 // appended to the history of the remediation's template (namespace/template; its
-// Template defaults to the remediation's and its Succeeded is set from to).
+// Template defaults to the remediation's, its Attempt is the attempt's number and its
+// Succeeded is set from to).
 func (s *Store) Finish(ctx context.Context, id string, to State, outcome failure.Outcome, actor, detail string, at time.Time) error {
 	if err := checkMove(id, Submitted, to); err != nil {
 		return err
@@ -200,15 +201,21 @@ func (s *Store) Finish(ctx context.Context, id string, to State, outcome failure
 		if to == Abandoned {
 			return nil
 		}
-		var namespace, template string
-		if err := tx.QueryRowContext(ctx, s.q("SELECT namespace, template FROM events WHERE event_id = ?"), id).
-			Scan(&namespace, &template); err != nil {
+		var (
+			namespace, template string
+			number              int
+		)
+		// A submitted remediation has its attempt (move checked it): the outcome is
+		// that attempt's, numbered as the ledger numbered it (see AttemptOutcomes).
+		if err := tx.QueryRowContext(ctx, s.q("SELECT e.namespace, e.template, a.number FROM events e"+
+			" JOIN attempts a ON a.event_id = e.event_id WHERE e.event_id = ? ORDER BY a.number LIMIT 1"), id).
+			Scan(&namespace, &template, &number); err != nil {
 			return err
 		}
 		if outcome.Template == "" {
 			outcome.Template = template
 		}
-		outcome.Succeeded = to == Succeeded
+		outcome.Attempt, outcome.Succeeded = number, to == Succeeded
 		_, err := s.appendOutcomes(ctx, tx, []outcomeRow{{key: failure.TemplateKey(namespace, template), eventID: id, at: atOrNow(at), o: outcome}})
 		return err
 	})
