@@ -206,3 +206,46 @@ func TestPriceJobNotesAreBounded(t *testing.T) {
 		t.Errorf("note of %d bytes ending %q; want at most %d, the rest counted", len(note), note[max(0, len(note)-20):], failure.MaxValueLength)
 	}
 }
+
+// TestPriceJobRefusesRequestsNoRunHas: a pod spec asking for more than any job can
+// hold (a typo, or a forgery) is not priced, and the note says so — its sum must not
+// wrap around int64 into a small, plausible price.
+func TestPriceJobRefusesRequestsNoRunHas(t *testing.T) {
+	// Three containers of a third of 2^64 bytes each: their sum wraps to 2 bytes.
+	third := "memory=6148914691236517206"
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+	}{
+		{"a sum that wraps around", ranPod("train-x", corev1.PodSucceeded, 0, 60,
+			ctr("a", "cpu=1", third), ctr("b", "cpu=1", third), ctr("c", "cpu=1", third))},
+		{"memory past a petabyte, cheap enough to pass the cost bound", ranPod("train-x", corev1.PodSucceeded, 0, 1,
+			ctr("main", "cpu=1", "memory=2Pi"))},
+		{"more cores than any job", ranPod("train-x", corev1.PodSucceeded, 0, 1,
+			ctr("main", "cpu=200000", ""))},
+		{"a quantity past int64, which Quantity.Value makes 0", ranPod("train-x", corev1.PodSucceeded, 0, 60,
+			ctr("main", "cpu=1", "memory=1e30"))},
+		{"containers each within the bounds whose sum is past int64", func() *corev1.Pod {
+			var cs []corev1.Container
+			for range 8200 { // 8200 PiB > 2^63 bytes
+				cs = append(cs, ctr("c", "", "memory=1Pi"))
+			}
+			return ranPod("train-x", corev1.PodSucceeded, 0, 60, cs...)
+		}()},
+		{"cores whose millicores are past int64", ranPod("train-x", corev1.PodSucceeded, 0, 60,
+			ctr("main", "cpu=1", "cpu=1e18"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, note := priceJob(&priceCatalogue, pricedJob(1, 0), []*corev1.Pod{tt.pod}, at(61).Time, "")
+			if got != 0 || !strings.Contains(note, "pod train-x: it asks for more than any job holds") {
+				t.Errorf("priceJob = %v, %q; want 0 and a note saying pod train-x asks for more than any job holds", got, note)
+			}
+		})
+	}
+	job := pricedJob(0, 1)
+	job.Spec.Template.Spec.Containers = []corev1.Container{ctr("a", "", third), ctr("b", "", third), ctr("c", "", third)}
+	if got, note := priceJob(&priceCatalogue, job, nil, at(61).Time, ""); got != 0 || !strings.Contains(note, "its pod: it asks for more than any job holds") {
+		t.Errorf("priceJob of a Job with no pod left = %v, %q; want 0 and a note saying its pod asks for more than any job holds", got, note)
+	}
+}
