@@ -20,8 +20,9 @@ import (
 // from then on the node holds its requests, while images are pulled and init
 // containers run too — to the latest finishedAt of its containers, when the last one
 // ended. A pod of a finished Job that has no end of its own (killed with its Job, by
-// a deadline, before its status said so) ends when the Job did. The API gives these
-// times to the second.
+// a deadline, before its status said so) ends when the Job did; no pod runs before
+// its Job was created or after it ended (pricePod). The API gives these times to the
+// second.
 
 // maxNotes bounds the reasons an unpriced note lists; the rest are counted.
 const maxNotes = 3
@@ -48,7 +49,7 @@ func priceJob(cat *failure.Catalogue, job *batchv1.Job, pods []*corev1.Pod, end 
 		ran     int
 	)
 	for _, p := range pods {
-		c, started, note := pricePod(cat, p, end, gpuLabel)
+		c, started, note := pricePod(cat, p, job.CreationTimestamp.Time, end, gpuLabel)
 		dollars += c
 		if started {
 			ran++
@@ -99,15 +100,24 @@ func parallelism(job *batchv1.Job) int32 {
 	return *job.Spec.Parallelism
 }
 
-// pricePod prices one pod of a Job that ended at jobEnd (zero: it has not): what it
-// cost, whether it started, and what its price leaves out.
-func pricePod(cat *failure.Catalogue, p *corev1.Pod, jobEnd time.Time, gpuLabel string) (dollars float64, started bool, note string) {
+// pricePod prices one pod of a Job created at jobStart that ended at jobEnd (zero:
+// it has not): what it cost, whether it started, and what its price leaves out.
+//
+// A pod runs within its Job's life, and is priced within it: its times come from its
+// node's clock, which may be wrong (a node that booted in 1970 and set its clock
+// mid-run; a status written by hand), and the Job's from the control plane's. A node
+// clock a few seconds off moves the price by those seconds; one decades off does not
+// make a run of an hour cost decades.
+func pricePod(cat *failure.Catalogue, p *corev1.Pod, jobStart, jobEnd time.Time, gpuLabel string) (dollars float64, started bool, note string) {
 	from := podStart(p)
 	if from.IsZero() {
 		return 0, false, "" // never admitted to a node: it held nothing
 	}
+	if from.Before(jobStart) {
+		from = jobStart
+	}
 	to := podEnd(p)
-	if to.IsZero() {
+	if to.IsZero() || !jobEnd.IsZero() && to.After(jobEnd) {
 		to = jobEnd
 	}
 	switch {

@@ -249,3 +249,38 @@ func TestPriceJobRefusesRequestsNoRunHas(t *testing.T) {
 		t.Errorf("priceJob of a Job with no pod left = %v, %q; want 0 and a note saying its pod asks for more than any job holds", got, note)
 	}
 }
+
+// TestPriceJobBoundsAPodByItsJob: a pod's times come from its node's clock; one gone
+// wrong (a node that booted in 1970 and synced its clock mid-run, a status written
+// by hand) must not price a run of an hour as decades. A pod runs within its Job's
+// life: not before the Job was created, not after it ended.
+func TestPriceJobBoundsAPodByItsJob(t *testing.T) {
+	main := ctr("main", "cpu=2", "memory=8Gi") // $6 an hour
+	pod := func(from, to time.Time) *corev1.Pod {
+		p := ranPod("train-x", corev1.PodSucceeded, 0, 60, main)
+		p.Status.StartTime = &metav1.Time{Time: from}
+		p.Status.ContainerStatuses[0].State.Terminated.StartedAt = metav1.Time{Time: from}
+		p.Status.ContainerStatuses[0].State.Terminated.FinishedAt = metav1.Time{Time: to}
+		return p
+	}
+	tests := []struct {
+		name     string
+		from, to time.Time
+		want     float64
+	}{
+		{"started in 1970", time.Unix(0, 0), at(60).Time, 6},
+		{"started before the epoch", time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), at(60).Time, 6},
+		{"ended in 2200", at(0).Time, time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), 6.1},
+		{"a clock a second off either way changes a second", at(0).Add(-time.Second), at(61).Add(time.Second), 6.1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job := pricedJob(1, 0)
+			job.CreationTimestamp = at(0)
+			got, note := priceJob(&priceCatalogue, job, []*corev1.Pod{pod(tt.from, tt.to)}, at(61).Time, "")
+			if math.Abs(got-tt.want) > 1e-9 || note != "" {
+				t.Errorf("priceJob = %v, %q; want %v, within the Job's life (created %s, ended %s)", got, note, tt.want, stamp(at(0).Time), stamp(at(61).Time))
+			}
+		})
+	}
+}
