@@ -432,3 +432,29 @@ func BenchmarkBenchPeaksTrace(b *testing.B) {
 	b.ReportMetric(rep.Policies[0].Coverage, "autofix-coverage")
 	b.ReportMetric(rep.Policies[0].GBHours, "autofix-GBh/oracle")
 }
+
+// TestVPAPolicyDoesNotDependOnTheClocksOrigin: the trace's timestamps are
+// anonymised; moving its origin (times from 0, or before it) must not change a limit.
+func TestVPAPolicyDoesNotDependOnTheClocksOrigin(t *testing.T) {
+	vpa := policyNamed(t, baselinePolicies(), "vpa p95")
+	// Spikes to 40 GiB, then 60 hours at 20: forgotten after 2.5 half-lives.
+	peaks := []float64{40, 40, 40, 40, 40}
+	for range 60 {
+		peaks = append(peaks, 20)
+	}
+	limitFrom := func(origin float64) float64 {
+		e := vpa.new()
+		for i, pk := range peaks {
+			start := origin + 3600*float64(i)
+			e.observe(peakRun{start: start, end: start + 3540, samples: 60, peak: pk * gib})
+		}
+		l, _ := e.limit(origin + 3600*float64(len(peaks)))
+		return l / gib
+	}
+	want := limitFrom(1662858720) // the real trace's origin
+	for _, origin := range []float64{0, -3600 * 100, -1e9} {
+		if got := limitFrom(origin); got != want {
+			t.Errorf("times from %g s: limit %.3f GiB, want %.3f as from the trace's origin", origin, got, want)
+		}
+	}
+}
