@@ -458,3 +458,20 @@ func TestVPAPolicyDoesNotDependOnTheClocksOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestReadPeaksCSVRefusesValuesNoGPUHolds: a sample past a petabyte is a unit error
+// or a corrupt file; read as bytes it would overflow the recommender's int64 history
+// and score autofix as killing every run.
+func TestReadPeaksCSVRefusesValuesNoGPUHolds(t *testing.T) {
+	for _, v := range []string{"1e19", "2e15", "1e300"} {
+		in := "timestamp_anon,value,container_ip\n1,2,a\n60," + v + ",a\n"
+		_, err := readPeaksCSV(strings.NewReader(in), func([]byte, float64, float64) error { return nil })
+		if want := `line 3: value "` + v + `"`; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("value %s: error %v, want one containing %q", v, err, want)
+		}
+	}
+	in := fmt.Sprintf("timestamp_anon,value,container_ip\n1,%d,a\n", int64(failure.MaxMemoryBytes))
+	if _, err := readPeaksCSV(strings.NewReader(in), func([]byte, float64, float64) error { return nil }); err != nil {
+		t.Errorf("a petabyte: %v, want it read", err)
+	}
+}
