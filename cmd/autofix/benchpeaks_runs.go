@@ -55,7 +55,7 @@ func (c *runCutter) add(id []byte, t, v float64) error {
 	if ct.seen {
 		switch {
 		case t < ct.last:
-			return fmt.Errorf("container %s: sample at %v s comes after one at %v s; want each container's samples in time order", id, t, ct.last)
+			return fmt.Errorf("container_ip %q: sample at %v s comes after one at %v s; want each container's samples in time order", id, t, ct.last)
 		case t-ct.last > maxRunGap:
 			c.dropped += int64(ct.open.samples)
 			ct.open = peakRun{}

@@ -475,3 +475,15 @@ func TestReadPeaksCSVRefusesValuesNoGPUHolds(t *testing.T) {
 		t.Errorf("a petabyte: %v, want it read", err)
 	}
 }
+
+// TestReadPeaksCSVErrorsQuoteTheContainer: a container id is the file's to say; an
+// error naming it must not pass its bytes (a terminal escape) to stderr.
+func TestReadPeaksCSVErrorsQuoteTheContainer(t *testing.T) {
+	id := "a\x1b]0;owned\x07b"
+	in := "timestamp_anon,value,container_ip\n100,1," + id + "\n50,1," + id + "\n"
+	c := newRunCutter(3, func(*cutContainer, peakRun) error { return nil })
+	_, err := readPeaksCSV(strings.NewReader(in), c.add)
+	if err == nil || strings.ContainsAny(err.Error(), "\x1b\x07") || !strings.Contains(err.Error(), `"a\x1b]0;owned\ab"`) {
+		t.Errorf("error %q, want the container quoted", err)
+	}
+}
