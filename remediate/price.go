@@ -20,7 +20,8 @@ import (
 // from then on the node holds its requests, while images are pulled and init
 // containers run too — to the latest finishedAt of its containers, when the last one
 // ended. A pod of a finished Job that has no end of its own (killed with its Job, by
-// a deadline, before its status said so) ends when the Job did; no pod runs before
+// a deadline, before its status said so) ends when the Job did, or when it was
+// deleted if that is earlier (a pod lost with its node); no pod runs before
 // its Job was created or after it ended (pricePod). The API gives these times to the
 // second.
 
@@ -117,7 +118,17 @@ func pricePod(cat *failure.Catalogue, p *corev1.Pod, jobStart, jobEnd time.Time,
 		from = jobStart
 	}
 	to := podEnd(p)
-	if to.IsZero() || !jobEnd.IsZero() && to.After(jobEnd) {
+	switch {
+	case to.IsZero():
+		to = jobEnd
+		if d := p.DeletionTimestamp; d != nil && !to.IsZero() && d.Time.Before(to) {
+			// Deleted, and no end recorded: a pod on a node that stopped answering
+			// keeps its last status (Running) until the node is back or removed, often
+			// past its Job, which ran a replacement meanwhile. It ended when it was
+			// deleted (its deletionTimestamp: the request plus its grace period).
+			to = d.Time
+		}
+	case !jobEnd.IsZero() && to.After(jobEnd):
 		to = jobEnd
 	}
 	switch {

@@ -284,3 +284,30 @@ func TestPriceJobBoundsAPodByItsJob(t *testing.T) {
 		})
 	}
 }
+
+// TestPriceJobEndsALostPodWhenItWasDeleted: a pod on a node that stopped answering
+// is deleted (the taint manager, after its toleration) but keeps its last status,
+// Running, until the node comes back or is removed — often past the end of its Job,
+// which ran a replacement meanwhile. It ended when it was deleted, not when the Job
+// did: priced to the Job's end, a node lost an hour into a ten-hour run would be paid
+// for twice over the nine hours the replacement ran.
+func TestPriceJobEndsALostPodWhenItWasDeleted(t *testing.T) {
+	main := ctr("main", "cpu=2", "memory=8Gi") // $6 an hour
+	lost := ranPod("train-a", corev1.PodRunning, 0, 0, main)
+	lost.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at(0)}}
+	lost.DeletionTimestamp = atp(65) // the node stopped answering at 60
+	replacement := ranPod("train-b", corev1.PodSucceeded, 61, 600, main)
+	job := pricedJob(1, 1)
+	got, note := priceJob(&priceCatalogue, job, []*corev1.Pod{lost, replacement}, at(601).Time, "")
+	if want := (65.0 + 539) / 60 * 6; math.Abs(got-want) > 1e-9 || note != "" {
+		t.Errorf("priceJob = %v, %q; want %v: the lost pod to its deletion (65 min), the replacement's 539 min", got, note, want)
+	}
+	// A pod killed with its Job (a deadline) is deleted with a grace period after the
+	// Job's end: it still ends when the Job did.
+	killed := ranPod("train-c", corev1.PodRunning, 0, 0, main)
+	killed.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at(0)}}
+	killed.DeletionTimestamp = atp(45.5)
+	if got, note := priceJob(&priceCatalogue, pricedJob(0, 1), []*corev1.Pod{killed}, at(45).Time, ""); math.Abs(got-4.5) > 1e-9 || note != "" {
+		t.Errorf("priceJob of a pod killed with its Job = %v, %q; want 4.5, to the Job's end", got, note)
+	}
+}
