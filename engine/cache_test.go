@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -94,6 +95,34 @@ func TestHistoryCacheWithAnInterleavedWriter(t *testing.T) {
 		}
 		if g, w := mem(got["ml/etl"]), mem(want["ml/etl"]); !slices.Equal(g, w) {
 			t.Errorf("replica A's history (GiB) = %v, the ledger's = %v", g, w)
+		}
+	})
+}
+
+// TestHistoryCacheHoldsWhatTheLedgerHolds: the cached history is the ledger's, field
+// for field — a failed run's price and unpriced note included — so that what the
+// recommender is given does not depend on whether the cache was warm.
+func TestHistoryCacheHoldsWhatTheLedgerHolds(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
+		pol := policy.Default()
+		a := &Intake{Ledger: store, Recommender: sharedRecommender(t), Policy: &pol}
+		for i := range 3 {
+			ev := &failure.Event{ID: fmt.Sprintf("c-%d", i), Job: failure.Job{Namespace: "ml", Name: fmt.Sprintf("etl-%d", i), Template: "etl",
+				Attempt: 1, Resources: failure.Resources{MemoryBytes: int64(i+1) << 30}},
+				Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 60, Node: "n1",
+					Cost: 1.25 * float64(i+1), Unpriced: "1 of the Job's finished pods were not there to price"}}
+			handle(t, a, ev, int64(i))
+		}
+		got, err := a.history(context.Background(), []string{"ml/etl"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := store.History(context.Background(), []string{"ml/etl"}, 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := got["ml/etl"], want["ml/etl"]; len(w) != 3 || !reflect.DeepEqual(g, w) {
+			t.Errorf("the cached history:\n%+v\nthe ledger's:\n%+v", g, w)
 		}
 	})
 }

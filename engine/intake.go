@@ -435,7 +435,7 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	it.outcome = failure.Outcome{
 		Template: ev.Job.Template, Attempt: ev.Job.Attempt, Resources: ev.Job.Resources, Params: ev.Job.Params,
 		Category: rec.Classification.Category, DurationSeconds: ev.Failure.DurationSeconds, Usage: ev.Failure.Usage,
-		Node: ev.Failure.Node,
+		Node: ev.Failure.Node, Cost: ev.Failure.Cost, Unpriced: ev.Failure.Unpriced, // as the ledger records it
 	}
 	*history = append(*history, it.outcome)
 }

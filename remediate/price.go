@@ -8,6 +8,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -19,8 +20,10 @@ import (
 // from then on the node holds its requests, while images are pulled and init
 // containers run too — to the latest finishedAt of its containers, when the last one
 // ended. A pod of a finished Job that has no end of its own (killed with its Job, by
-// a deadline, before its status said so) ends when the Job did. The API gives these
-// times to the second.
+// a deadline, before its status said so) ends when the Job did, or when it was
+// deleted if that is earlier (a pod lost with its node); no pod runs before
+// its Job was created or after it ended (pricePod). The API gives these times to the
+// second.
 
 // maxNotes bounds the reasons an unpriced note lists; the rest are counted.
 const maxNotes = 3
@@ -47,7 +50,7 @@ func priceJob(cat *failure.Catalogue, job *batchv1.Job, pods []*corev1.Pod, end 
 		ran     int
 	)
 	for _, p := range pods {
-		c, started, note := pricePod(cat, p, end, gpuLabel)
+		c, started, note := pricePod(cat, p, job.CreationTimestamp.Time, end, gpuLabel)
 		dollars += c
 		if started {
 			ran++
@@ -80,7 +83,10 @@ func priceJobAlone(cat *failure.Catalogue, job *batchv1.Job, end time.Time, gpuL
 		return 0, fmt.Sprintf("the Job ended (%s) before it started (%s)", stamp(end), stamp(job.Status.StartTime.Time))
 	}
 	spec := &job.Spec.Template.Spec
-	res := podResources(spec, gpuLabel)
+	res, note := boundedResources(spec, gpuLabel, "its pod")
+	if note != "" {
+		return 0, note
+	}
 	var notes []string
 	if note := unpricedGPUs(cat, res, "its pod"); note != "" {
 		notes = append(notes, note)
@@ -95,15 +101,34 @@ func parallelism(job *batchv1.Job) int32 {
 	return *job.Spec.Parallelism
 }
 
-// pricePod prices one pod of a Job that ended at jobEnd (zero: it has not): what it
-// cost, whether it started, and what its price leaves out.
-func pricePod(cat *failure.Catalogue, p *corev1.Pod, jobEnd time.Time, gpuLabel string) (dollars float64, started bool, note string) {
+// pricePod prices one pod of a Job created at jobStart that ended at jobEnd (zero:
+// it has not): what it cost, whether it started, and what its price leaves out.
+//
+// A pod runs within its Job's life, and is priced within it: its times come from its
+// node's clock, which may be wrong (a node that booted in 1970 and set its clock
+// mid-run; a status written by hand), and the Job's from the control plane's. A node
+// clock a few seconds off moves the price by those seconds; one decades off does not
+// make a run of an hour cost decades.
+func pricePod(cat *failure.Catalogue, p *corev1.Pod, jobStart, jobEnd time.Time, gpuLabel string) (dollars float64, started bool, note string) {
 	from := podStart(p)
 	if from.IsZero() {
 		return 0, false, "" // never admitted to a node: it held nothing
 	}
+	if from.Before(jobStart) {
+		from = jobStart
+	}
 	to := podEnd(p)
-	if to.IsZero() {
+	switch {
+	case to.IsZero():
+		to = jobEnd
+		if d := p.DeletionTimestamp; d != nil && !to.IsZero() && d.Time.Before(to) {
+			// Deleted, and no end recorded: a pod on a node that stopped answering
+			// keeps its last status (Running) until the node is back or removed, often
+			// past its Job, which ran a replacement meanwhile. It ended when it was
+			// deleted (its deletionTimestamp: the request plus its grace period).
+			to = d.Time
+		}
+	case !jobEnd.IsZero() && to.After(jobEnd):
 		to = jobEnd
 	}
 	switch {
@@ -112,7 +137,10 @@ func pricePod(cat *failure.Catalogue, p *corev1.Pod, jobEnd time.Time, gpuLabel 
 	case to.Before(from):
 		return 0, true, fmt.Sprintf("pod %s ended (%s) before it started (%s)", p.Name, stamp(to), stamp(from))
 	}
-	res := podResources(&p.Spec, gpuLabel)
+	res, note := boundedResources(&p.Spec, gpuLabel, "pod "+p.Name)
+	if note != "" {
+		return 0, true, note
+	}
 	return cat.Cost(res, to.Sub(from).Seconds()), true, unpricedGPUs(cat, res, "pod "+p.Name)
 }
 
@@ -209,12 +237,65 @@ func sets(r *corev1.ResourceRequirements, name corev1.ResourceName) bool {
 	return limited || requested
 }
 
+// addResources is a plus b, each quantity saturating at the bounds of int64: a spec
+// no API server would admit must not wrap around into a small, plausible price
+// (boundedResources then refuses it).
 func addResources(a, b failure.Resources) failure.Resources {
-	a.CPUMillis += b.CPUMillis
-	a.MemoryBytes += b.MemoryBytes
-	a.EphemeralStorageBytes += b.EphemeralStorageBytes
-	a.GPU += b.GPU
+	a.CPUMillis = addSat(a.CPUMillis, b.CPUMillis)
+	a.MemoryBytes = addSat(a.MemoryBytes, b.MemoryBytes)
+	a.EphemeralStorageBytes = addSat(a.EphemeralStorageBytes, b.EphemeralStorageBytes)
+	a.GPU = int(addSat(int64(a.GPU), int64(b.GPU)))
 	return a
+}
+
+func addSat(a, b int64) int64 {
+	switch {
+	case b > 0 && a > math.MaxInt64-b:
+		return math.MaxInt64
+	case b < 0 && a < math.MinInt64-b:
+		return math.MinInt64
+	}
+	return a + b
+}
+
+// boundedResources is podResources(spec), or a note when spec asks for more than
+// any job holds (failure.MaxCPUMillis, MaxMemoryBytes, MaxGPUs), in one quantity or
+// in all: a typo or a forgery, not a run to price. The quantities are checked as
+// written, for Quantity.Value and MilliValue turn one past int64 into 0 or a
+// negative number.
+func boundedResources(spec *corev1.PodSpec, gpuLabel, who string) (failure.Resources, string) {
+	bounds := []struct {
+		name  corev1.ResourceName
+		bound *resource.Quantity
+	}{
+		{corev1.ResourceCPU, resource.NewMilliQuantity(failure.MaxCPUMillis, resource.DecimalSI)},
+		{corev1.ResourceMemory, resource.NewQuantity(failure.MaxMemoryBytes, resource.BinarySI)},
+		{corev1.ResourceEphemeralStorage, resource.NewQuantity(failure.MaxMemoryBytes, resource.BinarySI)},
+		{ResourceGPU, resource.NewQuantity(failure.MaxGPUs, resource.DecimalSI)},
+	}
+	lists := []corev1.ResourceList{spec.Overhead}
+	if spec.Resources != nil {
+		lists = append(lists, spec.Resources.Limits, spec.Resources.Requests)
+	}
+	for _, cs := range [][]corev1.Container{spec.Containers, spec.InitContainers} {
+		for i := range cs {
+			lists = append(lists, cs[i].Resources.Limits, cs[i].Resources.Requests)
+		}
+	}
+	for _, l := range lists {
+		for _, b := range bounds {
+			if q, ok := l[b.name]; ok && (q.Sign() < 0 || q.Cmp(*b.bound) > 0) {
+				return failure.Resources{}, fmt.Sprintf("%s: it asks for more than any job holds (%s %s): not priced", who, b.name, q.String())
+			}
+		}
+	}
+	res := podResources(spec, gpuLabel)
+	if res.CPUMillis < 0 || res.CPUMillis > failure.MaxCPUMillis || res.MemoryBytes < 0 || res.MemoryBytes > failure.MaxMemoryBytes ||
+		res.EphemeralStorageBytes < 0 || res.EphemeralStorageBytes > failure.MaxMemoryBytes || res.GPU < 0 || res.GPU > failure.MaxGPUs {
+		return failure.Resources{}, fmt.Sprintf("%s: it asks for more than any job holds (%d millicores, %d bytes of memory, %d of local storage, %d GPUs in all): not priced",
+			who, res.CPUMillis, res.MemoryBytes, res.EphemeralStorageBytes, res.GPU)
+	}
+	return res, ""
 }
 
 func maxResources(a, b failure.Resources) failure.Resources {

@@ -206,3 +206,108 @@ func TestPriceJobNotesAreBounded(t *testing.T) {
 		t.Errorf("note of %d bytes ending %q; want at most %d, the rest counted", len(note), note[max(0, len(note)-20):], failure.MaxValueLength)
 	}
 }
+
+// TestPriceJobRefusesRequestsNoRunHas: a pod spec asking for more than any job can
+// hold (a typo, or a forgery) is not priced, and the note says so — its sum must not
+// wrap around int64 into a small, plausible price.
+func TestPriceJobRefusesRequestsNoRunHas(t *testing.T) {
+	// Three containers of a third of 2^64 bytes each: their sum wraps to 2 bytes.
+	third := "memory=6148914691236517206"
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+	}{
+		{"a sum that wraps around", ranPod("train-x", corev1.PodSucceeded, 0, 60,
+			ctr("a", "cpu=1", third), ctr("b", "cpu=1", third), ctr("c", "cpu=1", third))},
+		{"memory past a petabyte, cheap enough to pass the cost bound", ranPod("train-x", corev1.PodSucceeded, 0, 1,
+			ctr("main", "cpu=1", "memory=2Pi"))},
+		{"more cores than any job", ranPod("train-x", corev1.PodSucceeded, 0, 1,
+			ctr("main", "cpu=200000", ""))},
+		{"a quantity past int64, which Quantity.Value makes 0", ranPod("train-x", corev1.PodSucceeded, 0, 60,
+			ctr("main", "cpu=1", "memory=1e30"))},
+		{"containers each within the bounds whose sum is past int64", func() *corev1.Pod {
+			var cs []corev1.Container
+			for range 8200 { // 8200 PiB > 2^63 bytes
+				cs = append(cs, ctr("c", "", "memory=1Pi"))
+			}
+			return ranPod("train-x", corev1.PodSucceeded, 0, 60, cs...)
+		}()},
+		{"cores whose millicores are past int64", ranPod("train-x", corev1.PodSucceeded, 0, 60,
+			ctr("main", "cpu=1", "cpu=1e18"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, note := priceJob(&priceCatalogue, pricedJob(1, 0), []*corev1.Pod{tt.pod}, at(61).Time, "")
+			if got != 0 || !strings.Contains(note, "pod train-x: it asks for more than any job holds") {
+				t.Errorf("priceJob = %v, %q; want 0 and a note saying pod train-x asks for more than any job holds", got, note)
+			}
+		})
+	}
+	job := pricedJob(0, 1)
+	job.Spec.Template.Spec.Containers = []corev1.Container{ctr("a", "", third), ctr("b", "", third), ctr("c", "", third)}
+	if got, note := priceJob(&priceCatalogue, job, nil, at(61).Time, ""); got != 0 || !strings.Contains(note, "its pod: it asks for more than any job holds") {
+		t.Errorf("priceJob of a Job with no pod left = %v, %q; want 0 and a note saying its pod asks for more than any job holds", got, note)
+	}
+}
+
+// TestPriceJobBoundsAPodByItsJob: a pod's times come from its node's clock; one gone
+// wrong (a node that booted in 1970 and synced its clock mid-run, a status written
+// by hand) must not price a run of an hour as decades. A pod runs within its Job's
+// life: not before the Job was created, not after it ended.
+func TestPriceJobBoundsAPodByItsJob(t *testing.T) {
+	main := ctr("main", "cpu=2", "memory=8Gi") // $6 an hour
+	pod := func(from, to time.Time) *corev1.Pod {
+		p := ranPod("train-x", corev1.PodSucceeded, 0, 60, main)
+		p.Status.StartTime = &metav1.Time{Time: from}
+		p.Status.ContainerStatuses[0].State.Terminated.StartedAt = metav1.Time{Time: from}
+		p.Status.ContainerStatuses[0].State.Terminated.FinishedAt = metav1.Time{Time: to}
+		return p
+	}
+	tests := []struct {
+		name     string
+		from, to time.Time
+		want     float64
+	}{
+		{"started in 1970", time.Unix(0, 0), at(60).Time, 6},
+		{"started before the epoch", time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), at(60).Time, 6},
+		{"ended in 2200", at(0).Time, time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), 6.1},
+		{"a clock a second off either way changes a second", at(0).Add(-time.Second), at(61).Add(time.Second), 6.1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job := pricedJob(1, 0)
+			job.CreationTimestamp = at(0)
+			got, note := priceJob(&priceCatalogue, job, []*corev1.Pod{pod(tt.from, tt.to)}, at(61).Time, "")
+			if math.Abs(got-tt.want) > 1e-9 || note != "" {
+				t.Errorf("priceJob = %v, %q; want %v, within the Job's life (created %s, ended %s)", got, note, tt.want, stamp(at(0).Time), stamp(at(61).Time))
+			}
+		})
+	}
+}
+
+// TestPriceJobEndsALostPodWhenItWasDeleted: a pod on a node that stopped answering
+// is deleted (the taint manager, after its toleration) but keeps its last status,
+// Running, until the node comes back or is removed — often past the end of its Job,
+// which ran a replacement meanwhile. It ended when it was deleted, not when the Job
+// did: priced to the Job's end, a node lost an hour into a ten-hour run would be paid
+// for twice over the nine hours the replacement ran.
+func TestPriceJobEndsALostPodWhenItWasDeleted(t *testing.T) {
+	main := ctr("main", "cpu=2", "memory=8Gi") // $6 an hour
+	lost := ranPod("train-a", corev1.PodRunning, 0, 0, main)
+	lost.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at(0)}}
+	lost.DeletionTimestamp = atp(65) // the node stopped answering at 60
+	replacement := ranPod("train-b", corev1.PodSucceeded, 61, 600, main)
+	job := pricedJob(1, 1)
+	got, note := priceJob(&priceCatalogue, job, []*corev1.Pod{lost, replacement}, at(601).Time, "")
+	if want := (65.0 + 539) / 60 * 6; math.Abs(got-want) > 1e-9 || note != "" {
+		t.Errorf("priceJob = %v, %q; want %v: the lost pod to its deletion (65 min), the replacement's 539 min", got, note, want)
+	}
+	// A pod killed with its Job (a deadline) is deleted with a grace period after the
+	// Job's end: it still ends when the Job did.
+	killed := ranPod("train-c", corev1.PodRunning, 0, 0, main)
+	killed.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at(0)}}
+	killed.DeletionTimestamp = atp(45.5)
+	if got, note := priceJob(&priceCatalogue, pricedJob(0, 1), []*corev1.Pod{killed}, at(45).Time, ""); math.Abs(got-4.5) > 1e-9 || note != "" {
+		t.Errorf("priceJob of a pod killed with its Job = %v, %q; want 4.5, to the Job's end", got, note)
+	}
+}

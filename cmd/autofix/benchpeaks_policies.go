@@ -100,7 +100,7 @@ const (
 type vpaPeaks struct {
 	weights []float64 // by bucket
 	total   float64
-	at      float64 // the time weights are decayed to; 0: no sample yet
+	at      float64 // the time weights are decayed to (total 0: no sample yet)
 }
 
 // vpaBucket is the bucket holding v bytes: bucket n starts at
@@ -126,6 +126,9 @@ func (v *vpaPeaks) observe(r peakRun) {
 			v.weights[i] *= f
 		}
 		v.total *= f
+	}
+	if v.total == 0 {
+		v.at = r.end // the trace's times may be 0 or less: 0 is no "not yet"
 	}
 	v.at = math.Max(v.at, r.end)
 	b := vpaBucket(r.peak)

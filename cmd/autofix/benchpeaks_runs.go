@@ -9,6 +9,8 @@ import (
 	"math"
 	"slices"
 	"strconv"
+
+	"github.com/autofix/autofix/failure"
 )
 
 // maxRunGap ends a run: samples further apart than this (seconds) are not one run.
@@ -53,7 +55,7 @@ func (c *runCutter) add(id []byte, t, v float64) error {
 	if ct.seen {
 		switch {
 		case t < ct.last:
-			return fmt.Errorf("container %s: sample at %v s comes after one at %v s; want each container's samples in time order", id, t, ct.last)
+			return fmt.Errorf("container_ip %q: sample at %v s comes after one at %v s; want each container's samples in time order", id, t, ct.last)
 		case t-ct.last > maxRunGap:
 			c.dropped += int64(ct.open.samples)
 			ct.open = peakRun{}
@@ -129,8 +131,10 @@ func readPeaksCSV(r io.Reader, each func(id []byte, t, v float64) error) (int64,
 			return rows, fmt.Errorf("line %d: timestamp_anon %q: want a number of seconds", line, fields[cols[0]])
 		}
 		v, err := strconv.ParseFloat(string(fields[cols[1]]), 64)
-		if err != nil || !(v >= 0) || math.IsInf(v, 0) {
-			return rows, fmt.Errorf("line %d: value %q: want bytes, a number at least 0", line, fields[cols[1]])
+		// Past a petabyte a sample is a unit error or a corrupt file, not GPU memory:
+		// the recommender's history holds peaks as int64 bytes.
+		if err != nil || !(v >= 0 && v <= failure.MaxMemoryBytes) {
+			return rows, fmt.Errorf("line %d: value %q: want bytes, from 0 to %d (1 PiB)", line, fields[cols[1]], int64(failure.MaxMemoryBytes))
 		}
 		id := fields[cols[2]]
 		if len(id) == 0 || len(id) > maxContainerID {

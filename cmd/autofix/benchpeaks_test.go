@@ -432,3 +432,58 @@ func BenchmarkBenchPeaksTrace(b *testing.B) {
 	b.ReportMetric(rep.Policies[0].Coverage, "autofix-coverage")
 	b.ReportMetric(rep.Policies[0].GBHours, "autofix-GBh/oracle")
 }
+
+// TestVPAPolicyDoesNotDependOnTheClocksOrigin: the trace's timestamps are
+// anonymised; moving its origin (times from 0, or before it) must not change a limit.
+func TestVPAPolicyDoesNotDependOnTheClocksOrigin(t *testing.T) {
+	vpa := policyNamed(t, baselinePolicies(), "vpa p95")
+	// Spikes to 40 GiB, then 60 hours at 20: forgotten after 2.5 half-lives.
+	peaks := []float64{40, 40, 40, 40, 40}
+	for range 60 {
+		peaks = append(peaks, 20)
+	}
+	limitFrom := func(origin float64) float64 {
+		e := vpa.new()
+		for i, pk := range peaks {
+			start := origin + 3600*float64(i)
+			e.observe(peakRun{start: start, end: start + 3540, samples: 60, peak: pk * gib})
+		}
+		l, _ := e.limit(origin + 3600*float64(len(peaks)))
+		return l / gib
+	}
+	want := limitFrom(1662858720) // the real trace's origin
+	for _, origin := range []float64{0, -3600 * 100, -1e9} {
+		if got := limitFrom(origin); got != want {
+			t.Errorf("times from %g s: limit %.3f GiB, want %.3f as from the trace's origin", origin, got, want)
+		}
+	}
+}
+
+// TestReadPeaksCSVRefusesValuesNoGPUHolds: a sample past a petabyte is a unit error
+// or a corrupt file; read as bytes it would overflow the recommender's int64 history
+// and score autofix as killing every run.
+func TestReadPeaksCSVRefusesValuesNoGPUHolds(t *testing.T) {
+	for _, v := range []string{"1e19", "2e15", "1e300"} {
+		in := "timestamp_anon,value,container_ip\n1,2,a\n60," + v + ",a\n"
+		_, err := readPeaksCSV(strings.NewReader(in), func([]byte, float64, float64) error { return nil })
+		if want := `line 3: value "` + v + `"`; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("value %s: error %v, want one containing %q", v, err, want)
+		}
+	}
+	in := fmt.Sprintf("timestamp_anon,value,container_ip\n1,%d,a\n", int64(failure.MaxMemoryBytes))
+	if _, err := readPeaksCSV(strings.NewReader(in), func([]byte, float64, float64) error { return nil }); err != nil {
+		t.Errorf("a petabyte: %v, want it read", err)
+	}
+}
+
+// TestReadPeaksCSVErrorsQuoteTheContainer: a container id is the file's to say; an
+// error naming it must not pass its bytes (a terminal escape) to stderr.
+func TestReadPeaksCSVErrorsQuoteTheContainer(t *testing.T) {
+	id := "a\x1b]0;owned\x07b"
+	in := "timestamp_anon,value,container_ip\n100,1," + id + "\n50,1," + id + "\n"
+	c := newRunCutter(3, func(*cutContainer, peakRun) error { return nil })
+	_, err := readPeaksCSV(strings.NewReader(in), c.add)
+	if err == nil || strings.ContainsAny(err.Error(), "\x1b\x07") || !strings.Contains(err.Error(), `"a\x1b]0;owned\ab"`) {
+		t.Errorf("error %q, want the container quoted", err)
+	}
+}
