@@ -113,3 +113,38 @@ func TestSyncPricesEveryAttempt(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncReadsOnlyPodsTheJobControls: a pod that copies a Job's controller-uid
+// label, without the Job as its controller, neither prices the Job nor says why it
+// failed; a stuck pod naming the Job of an earlier uid reports nothing.
+func TestSyncReadsOnlyPodsTheJobControls(t *testing.T) {
+	end := time.Now().Add(-time.Minute).Truncate(time.Second)
+	job := failedAt("llm-ft", time.Minute)
+	real := ranFor(job, oomKilled(podOf(job, "llm-ft-x", corev1.PodFailed)), end.Add(-time.Hour), end)
+	forged := podOf(job, "llm-ft-forged", corev1.PodFailed)
+	forged.OwnerReferences = nil
+	forged.CreationTimestamp = metav1.NewTime(time.Now()) // the newest failed pod: it would say why
+	forged = ranFor(job, forged, end.Add(-100*time.Hour), end)
+	forged.Status.ContainerStatuses[0].State.Terminated.Reason, forged.Status.ContainerStatuses[0].State.Terminated.ExitCode = "Error", 3
+	pub := &events{}
+	c, _ := testController(t, WatcherOptions{Catalogue: &a100Catalogue}, pub, nil, job, real, forged)
+	if _, err := c.sync(context.Background(), jobKeyOf(job)); err != nil || len(pub.evs) != 1 {
+		t.Fatalf("sync = %v, published %q; want the failure", err, pub.ids())
+	}
+	if f := pub.evs[0].Failure; math.Abs(f.Cost-50) > 1e-9 || f.Reason != "OOMKilled" || f.ExitCode != 137 {
+		t.Errorf("event: cost %v, reason %s, exit %d; want $50 for the Job's own pod, OOMKilled, 137", f.Cost, f.Reason, f.ExitCode)
+	}
+
+	stuckJob := failedAt("j", 0)
+	stuckJob.Status = batchv1.JobStatus{Active: 1, StartTime: &metav1.Time{Time: end}}
+	p := podOf(stuckJob, "j-x", corev1.PodPending)
+	p.OwnerReferences[0].UID = "uid-of-an-earlier-j"
+	p.CreationTimestamp = metav1.NewTime(time.Now().Add(-time.Hour))
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "train",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}
+	pub = &events{}
+	c, _ = testController(t, WatcherOptions{Catalogue: &a100Catalogue}, pub, nil, stuckJob, p)
+	if _, err := c.sync(context.Background(), queueKey{kind: podKey, namespace: "ml", name: "j-x"}); err != nil || len(pub.evs) != 0 {
+		t.Errorf("sync of a pod another uid controls = %v, published %q; want nothing", err, pub.ids())
+	}
+}

@@ -169,7 +169,7 @@ func (v *Verifier) podsStuck(ctx context.Context, job *batchv1.Job) (bool, error
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.Status.Phase != corev1.PodPending {
+		if p.Status.Phase != corev1.PodPending || len(controlledBy([]*corev1.Pod{p}, job)) == 0 {
 			continue
 		}
 		if unschedulable(p) != nil {

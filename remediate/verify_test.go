@@ -104,9 +104,24 @@ func TestVerifyKeptAndStuck(t *testing.T) {
 	kept := withCondition(failedJob(), batchv1.JobFailed)
 	running := failedJob()
 	running.Name, running.UID, running.Status = "pulling", "p1", batchv1.JobStatus{Active: 1}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pulling-x", Namespace: "ml", Labels: map[string]string{batchv1.ControllerUidLabel: "p1"}},
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pulling-x", Namespace: "ml", Labels: map[string]string{batchv1.ControllerUidLabel: "p1"},
+		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(running, batchv1.SchemeGroupVersion.WithKind("Job"))}},
 		Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "train",
 			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}}}
+	// A pod that only copies the label is not the Job's: it does not make a running
+	// Job stuck.
+	copied := pod.DeepCopy()
+	copied.Name, copied.OwnerReferences = "copied-x", nil
+	otherClient := fake.NewClientset(running.DeepCopy(), copied)
+	ov, err := NewVerifier(otherClient, VerifierOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := eventFor(running)
+	forged.ID = StuckEventID(running)
+	if _, err := ov.Verify(ctx, forged); !errors.Is(err, ErrUnverified) {
+		t.Errorf("a Job whose only stuck pod copies its label: %v, want ErrUnverified", err)
+	}
 	client := fake.NewClientset(running, pod)
 	v, err := NewVerifier(client, VerifierOptions{Specs: specs{string(kept.UID): kept}})
 	if err != nil {

@@ -3,6 +3,7 @@ package remediate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -90,6 +91,7 @@ func (c *controller) syncJob(ctx context.Context, key queueKey, s *scope, job *b
 		var err error
 		cached, err = s.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))
 		listed = err == nil
+		cached = controlledBy(cached, job)
 		return cached, err
 	}
 	if err := c.trackOutcome(ctx, job, podsOf); err != nil {
@@ -130,6 +132,9 @@ func (c *controller) syncPod(ctx context.Context, pod *corev1.Pod, s *scope) (ti
 	if err != nil {
 		return 0, err
 	}
+	if job.UID != owner.UID {
+		return 0, nil // a pod of an earlier Job of that name, or one that names it falsely
+	}
 	if !c.selected(job) || c.sent(StuckEventID(job)) {
 		return 0, nil
 	}
@@ -151,6 +156,7 @@ func (c *controller) syncPod(ctx context.Context, pod *corev1.Pod, s *scope) (ti
 	if err != nil {
 		return 0, err
 	}
+	pods = controlledBy(pods, job)
 	ev.Failure.Cost, ev.Failure.Unpriced = priceJob(c.o.Catalogue, job, pods, time.Time{}, c.o.GPUTypeLabel)
 	c.keepSpec(ctx, job)
 	return 0, c.publish(ctx, ev)
@@ -186,3 +192,13 @@ func (w *Watcher) publish(ctx context.Context, ev *failure.Event) error {
 }
 
 func (w *Watcher) sent(id string) bool { return w.published.has(id) }
+
+// controlledBy keeps the pods whose controller is job, as the Job controller itself
+// counts them: the controller-uid label alone is copied by anyone who can create a
+// pod, and such a pod must neither price the Job nor say why it failed.
+func controlledBy(pods []*corev1.Pod, job *batchv1.Job) []*corev1.Pod {
+	return slices.DeleteFunc(pods, func(p *corev1.Pod) bool {
+		owner := metav1.GetControllerOfNoCopy(p)
+		return owner == nil || owner.UID != job.UID
+	})
+}
