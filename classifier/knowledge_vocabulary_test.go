@@ -1,0 +1,93 @@
+package classifier_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// TestKnowledgeFindsPlatformVocabularies: the cloud, Kafka, Hadoop / Spark and
+// distributed-runtime tables find their systems' documented error texts, as the
+// systems print them, and stay silent on the look-alikes that mean something else.
+func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
+	k := defaultKnowledge(t)
+	for _, tc := range []struct {
+		name      string
+		log       string
+		want, not []string
+	}{
+		// Cloud capacity, quota and reclaim.
+		{name: "ec2 capacity", log: "botocore.exceptions.ClientError: An error occurred (InsufficientInstanceCapacity) when calling the RunInstances operation (reached max retries: 4): We currently do not have sufficient p4d.24xlarge capacity in the Availability Zone you requested (us-east-1a).",
+			want: []string{"cloud/ec2-insufficient-capacity"}},
+		{name: "ec2 vcpu limit", log: "An error occurred (VcpuLimitExceeded) when calling the RunInstances operation: You have requested more vCPU capacity than your current vCPU limit of 32 allows",
+			want: []string{"cloud/ec2-limit-exceeded"}},
+		{name: "ec2 spot interruption", log: "GET http://169.254.169.254/latest/meta-data/spot/instance-action -> {\"action\": \"terminate\", \"time\": \"2024-05-01T12:00:00Z\"}",
+			want: []string{"cloud/ec2-spot-interruption"}},
+		{name: "gce stockout", log: "ERROR: (gcloud.compute.instances.create) Could not fetch resource:\n - The zone 'projects/p/zones/us-central1-a' does not have enough resources available to fulfill the request.  '(resource type:compute)'.",
+			want: []string{"cloud/gce-zone-resource-pool-exhausted"}},
+		{name: "gce stockout code with details", log: "code: ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", want: []string{"cloud/gce-zone-resource-pool-exhausted"}},
+		{name: "tpu stockout", log: "ERROR: (gcloud.compute.tpus.tpu-vm.create) {\"code\": 8, \"message\": \"There is no more capacity in the zone \\\"us-central2-b\\\"; you can try in another zone where Cloud TPU Nodes are offered\"}",
+			want: []string{"cloud/tpu-no-capacity"}},
+		{name: "gcp quota", log: "Quota 'NVIDIA_A100_GPUS' exceeded. Limit: 0.0 in region us-central1.", want: []string{"cloud/gcp-quota-exceeded"}},
+		{name: "gce preemption", log: "compute.instances.preempted: Instance was preempted.", want: []string{"cloud/gce-preempted"}},
+		{name: "azure allocation", log: "Code=\"ZonalAllocationFailed\" Message=\"Allocation failed. We do not have sufficient capacity for the requested VM size in this zone.\"",
+			want: []string{"cloud/azure-allocation-failed"}},
+		{name: "azure quota", log: "Code=\"QuotaExceeded\" Message=\"Operation could not be completed as it results in exceeding approved Total Regional Cores quota.\"",
+			want: []string{"cloud/azure-quota-exceeded"}},
+		{name: "azure spot eviction", log: "{\"EventId\": \"A123\", \"EventType\": \"Preempt\", \"ResourceType\": \"VirtualMachine\"}", want: []string{"cloud/azure-spot-preempt"}},
+		{name: "databricks stockout", log: "Cluster terminated. Reason: CLOUD_PROVIDER_RESOURCE_STOCKOUT", want: []string{"cloud/databricks-cloud-capacity"}},
+		{name: "a quota that asks for limits is no capacity", log: "pods \"x\" is forbidden: failed quota: compute-resources: must specify limits.memory",
+			not: []string{"cloud/gcp-quota-exceeded", "cloud/azure-quota-exceeded"}},
+		{name: "an azure resource-group count quota is not the core quota", log: "Code=ResourceQuotaExceeded", not: []string{"cloud/azure-quota-exceeded"}},
+		{name: "the gke node pool quota code", log: "GCE_QUOTA_EXCEEDED", want: []string{"cloud/gcp-quota-exceeded"}},
+		// Kafka.
+		{name: "kafka leader election", log: "org.apache.kafka.common.errors.NotLeaderOrFollowerException: For requests intended only for the leader, this error indicates that the broker is not the current leader.",
+			want: []string{"kafka/leader-not-available"}},
+		{name: "librdkafka leader", log: "KafkaError{code=LEADER_NOT_AVAILABLE,val=5,str=\"Broker: Leader not available\"}", want: []string{"kafka/leader-not-available"}},
+		{name: "kafka transport", log: "cimpl.KafkaException: KafkaError{code=_TRANSPORT,val=-195,str=\"Local: Broker transport failure\"}", want: []string{"kafka/network-exception"}},
+		{name: "kafka missing topic", log: "org.apache.kafka.common.errors.UnknownTopicOrPartitionException: This server does not host this topic-partition.",
+			want: []string{"kafka/unknown-topic-or-partition"}},
+		{name: "kafka record too large", log: "org.apache.kafka.common.errors.RecordTooLargeException: The message is 2097152 bytes when serialized which is larger than 1048576, which is the value of the max.request.size configuration.",
+			want: []string{"kafka/record-too-large"}},
+		{name: "kafka authorization", log: "org.apache.kafka.common.errors.TopicAuthorizationException: Not authorized to access topics: [events]", want: []string{"kafka/authorization-failed"}},
+		// Hadoop, YARN, Spark, Hive.
+		{name: "yarn physical memory", log: "Container [pid=8788,containerID=container_1598507699008_0094_01_000010] is running beyond physical memory limits. Current usage: 9.8 GB of 9.8 GB physical memory used",
+			want: []string{"dataplatform/yarn-container-memory-kill"}},
+		{name: "spark on yarn memory", log: "ExecutorLostFailure (executor 7 exited caused by one of the running tasks) Reason: Container killed by YARN for exceeding physical memory limits. 12.1 GB of 12 GB physical memory used.",
+			want: []string{"dataplatform/yarn-container-memory-kill"}},
+		{name: "yarn lost node", log: "Reason: Container marked as failed: container_e46_1545125871120_21448_01_000282 on host: 10.160.140.153. Exit status: -100. Diagnostics: Container released on a *lost* node",
+			want: []string{"dataplatform/yarn-container-lost-node"}},
+		{name: "yarn am limit", log: "diagnostics: Application is added to the scheduler and is not yet activated. Queue's AM resource limit exceeded.", want: []string{"dataplatform/yarn-application-waiting"}},
+		{name: "hdfs standby", log: "org.apache.hadoop.ipc.RemoteException(org.apache.hadoop.ipc.StandbyException): Operation category READ is not supported in state standby",
+			want: []string{"dataplatform/hdfs-standby"}},
+		{name: "spark futures", log: "java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]", want: []string{"dataplatform/spark-futures-timed-out"}},
+		{name: "a longer exit status is another one", log: "Exit status: -1000. Diagnostics: invalid", not: []string{"dataplatform/yarn-container-lost-node"}},
+		// Ray, Dask, Airflow, W&B, Kubernetes.
+		{name: "ray oom", log: "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", want: []string{"distributed/ray-out-of-memory"}},
+		{name: "ray node dead", log: "The node with node id: 5ad7 and address: 10.0.0.3 has been marked dead because the detector has missed too many heartbeats from it.",
+			want: []string{"distributed/ray-node-died"}},
+		{name: "dask memory budget", log: "distributed.nanny.memory - WARNING - Worker tcp://127.0.0.1:49477 (pid=59029) exceeded 95% memory budget. Restarting...",
+			want: []string{"distributed/dask-memory-budget"}},
+		{name: "airflow zombie", log: "ERROR - Detected zombie job: {'full_filepath': '/opt/dags/etl.py', 'msg': 'Detected as zombie'}", want: []string{"distributed/airflow-zombie"}},
+		{name: "wandb init", log: "wandb: ERROR Run initialization has timed out after 90.0 sec.", want: []string{"distributed/wandb-communication"}},
+		{name: "pod deleted under a client", log: "HTTP response body: {\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"train-0\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"train-0\",\"kind\":\"pods\"},\"code\":404}",
+			want: []string{"kubernetes/pod-deleted"}},
+		{name: "a configmap not found is no pod deletion", log: "Error from server (NotFound): configmaps \"settings\" not found", not: []string{"kubernetes/pod-deleted"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := &failure.Event{Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: tc.log}}
+			got := hitKeys(k.Find(ev))
+			for _, w := range tc.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("Find = %v, want %s among them", got, w)
+				}
+			}
+			for _, n := range tc.not {
+				if slices.Contains(got, n) {
+					t.Errorf("Find = %v, want no %s", got, n)
+				}
+			}
+		})
+	}
+}
