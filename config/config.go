@@ -45,7 +45,9 @@ type Config struct {
 	// Kubernetes is the cluster autofix watches and acts on; without a kubeconfig
 	// (and outside a cluster) serve records the jobs it would submit instead.
 	Kubernetes Kubernetes `yaml:"kubernetes"`
-	Log        Log        `yaml:"log"`
+	// Metrics is the Prometheus server the peaks of runs are read from.
+	Metrics Metrics `yaml:"metrics"`
+	Log     Log     `yaml:"log"`
 	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
 	// Retention is how long the ledger keeps a remediation that has ended (its
@@ -127,6 +129,7 @@ func Default() Config {
 		BackoffSeconds: 60,
 		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute, VerifyPatience: 15 * time.Minute,
 			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},
+		Metrics:       defaultMetrics(),
 		Policy:        policy.Default(),
 		Log:           Log{Level: "info", Format: "text"},
 		ShutdownGrace: 30 * time.Second,
@@ -188,6 +191,7 @@ var envVars = []struct {
 	{"AUTOFIX_KUBECONFIG", func(c *Config, v string) error { c.Kubernetes.Kubeconfig = v; return nil }},
 	{"AUTOFIX_NAMESPACES", func(c *Config, v string) error { c.Kubernetes.Namespaces = SplitList(v); return nil }},
 	{"AUTOFIX_IDENTITY", func(c *Config, v string) error { c.Kubernetes.Identity = v; return nil }},
+	{"AUTOFIX_METRICS_URL", func(c *Config, v string) error { c.Metrics.URL = v; return nil }},
 	{"AUTOFIX_LOG_FORMAT", func(c *Config, v string) error { c.Log.Format = v; return nil }},
 }
 
@@ -298,6 +302,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return fmt.Errorf("log.format: %q, want text or json", c.Log.Format)
+	}
+	if err := c.Metrics.validate(); err != nil {
+		return err
 	}
 	return c.Policy.Validate()
 }

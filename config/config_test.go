@@ -52,6 +52,12 @@ func TestLoadFileThenEnvironment(t *testing.T) {
 		k.SASL.Mechanism != SASLScramSHA512 || k.SASL.Username != "autofix" || k.SASL.PasswordFile != "testdata/kafka-password" {
 		t.Errorf("kafka.tls, kafka.sasl not applied: %+v, %+v", k.TLS, k.SASL)
 	}
+	if m := c.Metrics; m.URL != "https://prometheus-k8s.monitoring.svc:9091/" || m.BearerTokenFile != "testdata/metrics-token" ||
+		m.TLS.ServerName != "prometheus-k8s.monitoring.svc" || m.Timeout != 1500*time.Millisecond || m.FailureThreshold != 5 ||
+		m.Cooldown != 30*time.Second || m.GPUMemory.PodLabel != "exported_pod" || m.GPUMemory.UnitBytes != 1<<20 ||
+		m.Memory.Metric != "container_memory_working_set_bytes" {
+		t.Errorf("metrics not applied: %+v", m)
+	}
 	if c.LedgerDSN() != c.DB {
 		t.Errorf("LedgerDSN() = %q, want the postgres URL", c.LedgerDSN())
 	}

@@ -151,33 +151,41 @@ func (t *KafkaTLS) ClientConfig() (*tls.Config, error) {
 	if !t.Enabled {
 		return nil, nil
 	}
-	if t.InsecureSkipVerify && (t.CAFile != "" || t.ServerName != "") {
-		return nil, errors.New("kafka.tls.insecureSkipVerify: verifies nothing, so kafka.tls.caFile and kafka.tls.serverName would be ignored; unset one or the other")
+	return clientTLS("kafka.tls", t.CAFile, t.CertFile, t.KeyFile, t.ServerName, t.InsecureSkipVerify)
+}
+
+// clientTLS is the TLS configuration of a client: the CAs of caFile (the system's
+// roots if empty), the client certificate of certFile and keyFile (both or neither;
+// read again whenever they change), serverName. Errors name the fields under
+// prefix.
+func clientTLS(prefix, caFile, certFile, keyFile, serverName string, insecureSkipVerify bool) (*tls.Config, error) {
+	if insecureSkipVerify && (caFile != "" || serverName != "") {
+		return nil, fmt.Errorf("%[1]s.insecureSkipVerify: verifies nothing, so %[1]s.caFile and %[1]s.serverName would be ignored; unset one or the other", prefix)
 	}
 	c := &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		ServerName: t.ServerName,
+		ServerName: serverName,
 		// #nosec G402 -- the operator's explicit choice, off by default and documented as unsafe
-		InsecureSkipVerify: t.InsecureSkipVerify,
+		InsecureSkipVerify: insecureSkipVerify,
 	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("kafka.tls.caFile: %w", err)
+			return nil, fmt.Errorf("%s.caFile: %w", prefix, err)
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka.tls.caFile: no PEM certificate in %s", t.CAFile)
+			return nil, fmt.Errorf("%s.caFile: no PEM certificate in %s", prefix, caFile)
 		}
 	}
 	switch {
-	case t.CertFile == "" && t.KeyFile == "":
-	case t.CertFile == "":
-		return nil, errors.New("kafka.tls.certFile: required with kafka.tls.keyFile")
-	case t.KeyFile == "":
-		return nil, errors.New("kafka.tls.keyFile: required with kafka.tls.certFile")
+	case certFile == "" && keyFile == "":
+	case certFile == "":
+		return nil, fmt.Errorf("%[1]s.certFile: required with %[1]s.keyFile", prefix)
+	case keyFile == "":
+		return nil, fmt.Errorf("%[1]s.keyFile: required with %[1]s.certFile", prefix)
 	default:
-		kp := &keyPair{certFile: t.CertFile, keyFile: t.KeyFile}
+		kp := &keyPair{prefix: prefix, certFile: certFile, keyFile: keyFile}
 		if _, err := kp.load(); err != nil {
 			return nil, err
 		}
@@ -188,6 +196,7 @@ func (t *KafkaTLS) ClientConfig() (*tls.Config, error) {
 
 // keyPair is a client certificate read from its files, again whenever they change.
 type keyPair struct {
+	prefix            string // of the fields in errors: kafka.tls
 	certFile, keyFile string
 
 	mu              sync.Mutex
@@ -198,11 +207,11 @@ type keyPair struct {
 func (k *keyPair) load() (*tls.Certificate, error) {
 	certPEM, err := os.ReadFile(k.certFile)
 	if err != nil {
-		return nil, fmt.Errorf("kafka.tls.certFile: %w", err)
+		return nil, fmt.Errorf("%s.certFile: %w", k.prefix, err)
 	}
 	keyPEM, err := os.ReadFile(k.keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("kafka.tls.keyFile: %w", err)
+		return nil, fmt.Errorf("%s.keyFile: %w", k.prefix, err)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -212,7 +221,7 @@ func (k *keyPair) load() (*tls.Certificate, error) {
 	// tls.X509KeyPair's errors describe the PEM blocks, never the key's bytes.
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("kafka.tls.certFile, kafka.tls.keyFile: %w", err)
+		return nil, fmt.Errorf("%[1]s.certFile, %[1]s.keyFile: %[2]w", k.prefix, err)
 	}
 	k.certPEM, k.keyPEM, k.cert = certPEM, keyPEM, &cert
 	return k.cert, nil

@@ -5,6 +5,6 @@
 // so that only one replica acts.
 //
 // It does not decide anything (the recommender and the policy do) and does not record
-// anything itself: it declares the small interfaces it needs (Publisher, OutcomeSink)
-// and cmd wires them to Kafka and the ledger.
+// anything itself: it declares the small interfaces it needs (Publisher, OutcomeSink,
+// UsageSource) and the service wires them to Kafka, the ledger and Prometheus.
 package remediate

@@ -39,14 +39,16 @@ func JobEventID(job *batchv1.Job) string { return "k8s-job-" + string(job.UID) }
 func StuckEventID(job *batchv1.Job) string { return JobEventID(job) + "-stuck" }
 
 // jobEvent builds the FailureEvent of a failed Job from its Failed condition and its
-// last failed Pod (pods: the Job's pods), priced from all of them.
-func (w *Watcher) jobEvent(ctx context.Context, job *batchv1.Job, cond *batchv1.JobCondition, pods []*corev1.Pod) *failure.Event {
+// last failed Pod (pods: the Job's pods), priced and measured (the peaks of the
+// UsageSource, once for u) from all of them.
+func (w *Watcher) jobEvent(ctx context.Context, job *batchv1.Job, cond *batchv1.JobCondition, pods []*corev1.Pod, u *runUsage) *failure.Event {
 	ev := &failure.Event{ID: JobEventID(job), Time: cond.LastTransitionTime.UTC(), Source: "kubernetes", Job: w.jobOf(job)}
 	ev.Failure = failure.Signals{Reason: cond.Reason, Message: cond.Message}
 	if job.Status.StartTime != nil {
 		ev.Failure.DurationSeconds = cond.LastTransitionTime.Sub(job.Status.StartTime.Time).Seconds()
 	}
 	ev.Failure.Cost, ev.Failure.Unpriced = priceJob(w.o.Catalogue, job, pods, cond.LastTransitionTime.Time, w.o.GPUTypeLabel)
+	ev.Failure.Usage = w.measure(ctx, u, job, pods, cond.LastTransitionTime.Time)
 	pod := lastFailed(pods)
 	if pod == nil || cond.Reason == batchv1.JobReasonDeadlineExceeded {
 		return ev // a deadline is the Job's failure, not its pods'

@@ -131,7 +131,7 @@ func TestJobEvent(t *testing.T) {
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "OOMKilled", ExitCode: 137,
 				StartedAt: metav1.Unix(1000, 0), FinishedAt: metav1.Unix(1600, 0)}}}}}}
 	w := NewWatcher(fake.NewClientset(), nil, nil, WatcherOptions{LogLines: -1})
-	ev := w.jobEvent(context.Background(), job, &cond, []*corev1.Pod{pod})
+	ev := w.jobEvent(context.Background(), job, &cond, []*corev1.Pod{pod}, nil)
 	if ev.ID != "k8s-job-0b1c" || ev.Job.Kind != failure.Training || ev.Job.Template != "llm-ft" || ev.Job.Attempt != 1 {
 		t.Errorf("event job = %+v", ev.Job)
 	}

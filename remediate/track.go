@@ -10,9 +10,9 @@ import (
 	"github.com/autofix/autofix/failure"
 )
 
-// trackOutcome reports how a Job autofix created ended, once it has, priced from its
-// pods (those the cache holds, as podsOf lists them).
-func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job, podsOf func() ([]*corev1.Pod, error)) error {
+// trackOutcome reports how a Job autofix created ended, once it has, priced and
+// measured (once for u) from its pods (those the cache holds, as podsOf lists them).
+func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job, podsOf func() ([]*corev1.Pod, error), u *runUsage) error {
 	id := job.Annotations[failure.AnnotationRemediation]
 	if w.sink == nil || job.Labels[failure.LabelManaged] != "true" || id == "" {
 		return nil
@@ -38,6 +38,7 @@ func (w *Watcher) trackOutcome(ctx context.Context, job *batchv1.Job, podsOf fun
 		return err
 	}
 	o.Cost, o.Unpriced = priceJob(w.o.Catalogue, job, pods, cond.LastTransitionTime.Time, w.o.GPUTypeLabel)
+	o.Usage = w.measure(ctx, u, job, pods, cond.LastTransitionTime.Time)
 	claim := AttemptJob{Remediation: id, Namespace: job.Namespace, Name: job.Name, Token: job.Annotations[failure.AnnotationAttemptToken]}
 	if err := w.sink.Finished(ctx, claim, succeeded, o); err != nil {
 		return err

@@ -72,7 +72,11 @@ type WatcherOptions struct {
 	// Job's pods requested, for as long as each ran (docs/kubernetes.md, "What a
 	// run costs"). Nil: runs go unpriced, and their events and outcomes say so.
 	Catalogue *failure.Catalogue
-	Log       *slog.Logger
+	// Usage, if set, measures the peaks (memory, GPU memory, local storage) of
+	// every run the watcher reports, failed or finished (docs/kubernetes.md, "Peak
+	// usage"). Nil: the peaks are unknown, and events and outcomes go without.
+	Usage UsageSource
+	Log   *slog.Logger
 }
 
 // Source is a shared informer factory limited to one namespace

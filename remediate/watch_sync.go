@@ -78,8 +78,8 @@ func (c *controller) syncJob(ctx context.Context, key queueKey, s *scope, job *b
 	if !c.selected(job) {
 		return nil
 	}
-	// The pods of a finished Job price it, and say why it failed: read once, and only
-	// when there is something to report.
+	// The pods of a finished Job price and measure it, and say why it failed: read
+	// once, and only when there is something to report.
 	var (
 		cached []*corev1.Pod
 		listed bool
@@ -94,7 +94,8 @@ func (c *controller) syncJob(ctx context.Context, key queueKey, s *scope, job *b
 		cached = controlledBy(cached, job)
 		return cached, err
 	}
-	if err := c.trackOutcome(ctx, job, podsOf); err != nil {
+	var usage runUsage // looked up once, for the outcome and the event both
+	if err := c.trackOutcome(ctx, job, podsOf, &usage); err != nil {
 		return err
 	}
 	cond, failed := jobFailed(job)
@@ -112,7 +113,7 @@ func (c *controller) syncJob(ctx context.Context, key queueKey, s *scope, job *b
 		return fmt.Errorf("job %s failed, its failed pod is not in the cache yet", job.Name)
 	}
 	c.keepSpec(ctx, job)
-	return c.publish(ctx, c.jobEvent(ctx, job, cond, pods))
+	return c.publish(ctx, c.jobEvent(ctx, job, cond, pods, &usage))
 }
 
 // syncPod reports a pod of a watched Job that cannot start: an image that cannot be
@@ -187,7 +188,8 @@ func (w *Watcher) publish(ctx context.Context, ev *failure.Event) error {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)
 	}
 	w.published.add(ev.ID, time.Now())
-	w.o.Log.Info("failure published", "event", ev.ID, "job", ev.Job.Namespace+"/"+ev.Job.Name, "reason", ev.Failure.Reason)
+	attrs := []any{"event", ev.ID, "job", ev.Job.Namespace + "/" + ev.Job.Name, "reason", ev.Failure.Reason}
+	w.o.Log.Info("failure published", append(attrs, peakAttrs(ev.Failure.Usage)...)...)
 	return nil
 }
 

@@ -53,6 +53,7 @@ type Service struct {
 	store      *ledger.Store
 	kube       kubernetes.Interface
 	simulated  *simcluster.Cluster
+	usage      remediate.UsageSource // nil: no peaks
 	brain      *brain
 	consumer   *ingest.Consumer
 	intake     *engine.Intake
@@ -116,6 +117,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Service,
 	if err != nil {
 		return nil, err
 	}
+	if err := s.connectMetrics(); err != nil {
+		return nil, err
+	}
 	if s.brain, err = newBrain(cfg); err != nil {
 		return nil, err
 	}
@@ -164,6 +168,27 @@ func (s *Service) connect() (engine.Remediator, error) {
 	s.intake = &engine.Intake{Verifier: kubeVerifier{v}, VerifyPatience: k.VerifyPatience}
 	return kubeRemediator{s: remediate.NewSubmitter(s.kube, remediate.SubmitterOptions{GPUTypeLabel: k.GPUTypeLabel,
 		Specs: ledgerSpecs{s.store}, Pods: cfg.Policy.Pods}), v: v}, nil
+}
+
+// connectMetrics sets up where the watcher reads the peaks of runs: metrics.url,
+// or, with none, the simulated cluster's own series when it runs.
+func (s *Service) connectMetrics() error {
+	m := s.cfg.Metrics
+	if m.URL == "" && s.simulated != nil {
+		addr, stop, err := s.serveSimulatedMetrics()
+		if err != nil {
+			return err
+		}
+		s.closers = append([]func(){stop}, s.closers...)
+		m.URL = addr
+		s.log.Info("the simulated cluster serves its pods' series as Prometheus would", "url", addr)
+	}
+	var err error
+	s.usage, err = UsageSource(&m, s.log)
+	if err == nil && s.usage == nil && s.kube != nil {
+		s.log.Info("no metrics.url: runs are reported without usage peaks")
+	}
+	return err
 }
 
 // assemble builds the consumer, the engine, the API and its listener.
@@ -432,7 +457,7 @@ func (s *Service) runWatcher(ctx context.Context) {
 	k := &s.cfg.Kubernetes
 	w := remediate.NewWatcher(s.kube, KafkaPublisher(p), ledgerSink{s.store, s.metrics}, remediate.WatcherOptions{
 		Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel,
-		Specs: ledgerSpecs{s.store}, Catalogue: &s.cfg.Catalogue, Log: s.log})
+		Specs: ledgerSpecs{s.store}, Catalogue: &s.cfg.Catalogue, Usage: s.usage, Log: s.log})
 	if err := w.Run(ctx); err != nil {
 		s.log.Error("watcher", "err", err)
 	}

@@ -6,7 +6,10 @@
 // as the ground truth (truth.go) says for the resources it asks for. `autofix serve`
 // runs it when it is given no cluster, so the whole loop — watch, classify,
 // recommend, decide, re-submit, follow the outcome, drive a pipeline — works on a
-// laptop. It keeps its objects in a file, so it survives a restart of the process.
+// laptop. Its nodes also expose the series of their pods that a real cluster's
+// exporters would (memory working set, GPU memory, local storage), through the part
+// of Prometheus's query API the metrics source uses (MetricsAPI). It keeps its
+// objects in a file, so it survives a restart of the process.
 package simcluster
 
 import (
@@ -273,6 +276,7 @@ type snapshot struct {
 	Deployments []appsv1.Deployment `json:"deployments"`
 	ReplicaSets []appsv1.ReplicaSet `json:"replicaSets"`
 	Logs        map[string]string   `json:"logs,omitempty"`
+	Usage       []podUsage          `json:"usage,omitempty"`
 }
 
 func (c *Cluster) save() error {
@@ -313,6 +317,7 @@ func (c *Cluster) save() error {
 	}
 	s.ReplicaSets = sets.Items
 	s.Logs = c.kubelet.allLogs()
+	s.Usage = c.kubelet.allUsage()
 	b, err := json.Marshal(&s)
 	if err != nil {
 		return err
@@ -387,5 +392,6 @@ func (c *Cluster) load() error {
 		}
 	}
 	c.kubelet.setLogs(s.Logs)
+	c.kubelet.setUsage(s.Usage)
 	return nil
 }

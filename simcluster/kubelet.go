@@ -35,6 +35,15 @@ type Outcome struct {
 	Waiting string
 	// RunFor is how long it runs before it ends (default 300 ms).
 	RunFor time.Duration
+	// Peaks is what its main container uses at its highest while it runs: the
+	// series the nodes expose for it (MetricsAPI). Zero: no series.
+	Peaks Peaks
+}
+
+// Peaks is what a pod's main container uses at its highest, in bytes: its memory
+// working set, its memory on each of its GPUs, the local storage it wrote.
+type Peaks struct {
+	MemoryBytes, GPUMemoryBytes, StorageBytes int64
 }
 
 // Truth decides a pod's outcome.
@@ -57,6 +66,7 @@ type Kubelet struct {
 	mu     sync.Mutex
 	seen   map[string]bool
 	logs   map[string]string
+	usage  map[string]*podUsage // by namespace/name
 }
 
 // NewKubelet returns a kubelet for nodes (one node, "node-1", if none).
@@ -64,7 +74,8 @@ func NewKubelet(client kubernetes.Interface, truth Truth, nodes ...Node) *Kubele
 	if len(nodes) == 0 {
 		nodes = []Node{{Name: "node-1"}}
 	}
-	return &Kubelet{client: client, truth: truth, nodes: nodes, seen: map[string]bool{}, logs: map[string]string{}}
+	return &Kubelet{client: client, truth: truth, nodes: nodes, seen: map[string]bool{}, logs: map[string]string{},
+		usage: map[string]*podUsage{}}
 }
 
 // Start registers the nodes and plays them until ctx ends.
@@ -195,6 +206,7 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod) {
 		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: cond(o.Succeed), LastTransitionTime: started},
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: started}}
 	})
+	k.started(pod, node, started.Time, o.Peaks)
 	if pod.Spec.RestartPolicy == corev1.RestartPolicyAlways && o.Succeed {
 		return // a healthy server runs on
 	}
@@ -207,9 +219,11 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod) {
 		return
 	case <-time.After(run):
 	}
+	finished := metav1.Now()
+	k.ended(pod, finished.Time)
 	k.status(ctx, pod, func(p *corev1.Pod) {
 		term := &corev1.ContainerStateTerminated{ExitCode: o.ExitCode, Reason: o.Reason, Message: o.Message,
-			StartedAt: started, FinishedAt: metav1.Now()}
+			StartedAt: started, FinishedAt: finished}
 		cs := &p.Status.ContainerStatuses[0]
 		cs.Ready = false
 		switch {
@@ -224,12 +238,12 @@ func (k *Kubelet) run(ctx context.Context, pod *corev1.Pod) {
 				Status: corev1.ConditionTrue, Reason: "PreemptionByScheduler", LastTransitionTime: metav1.Now(),
 				Message: "Preempted in order to admit critical pod"})
 			cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 143, Reason: "Error",
-				StartedAt: started, FinishedAt: metav1.Now()}}
+				StartedAt: started, FinishedAt: finished}}
 		case o.Evicted:
 			p.Status.Phase, p.Status.Reason = corev1.PodFailed, "Evicted"
 			p.Status.Message = "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: 812Mi."
 			cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "Error",
-				StartedAt: started, FinishedAt: metav1.Now()}}
+				StartedAt: started, FinishedAt: finished}}
 		case o.Succeed:
 			term.Reason, term.ExitCode = "Completed", 0
 			p.Status.Phase = corev1.PodSucceeded

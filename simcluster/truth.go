@@ -35,6 +35,8 @@ const (
 	TruthCrash = "sim.autofix.io/crash"
 	// TruthRunSeconds is how long the main container runs before it ends.
 	TruthRunSeconds = "sim.autofix.io/run-seconds"
+	// TruthStorage is the local storage the job writes (a quantity): its peak.
+	TruthStorage = "sim.autofix.io/storage-need"
 )
 
 // GroundTruth is the Truth of the annotations above, with the GPU memory of the
@@ -54,6 +56,64 @@ func GroundTruth(gpus []failure.GPUModel, gpuLabel string) Truth {
 }
 
 func outcome(p *corev1.Pod, gpuMem map[string]float64, gpuLabel string) Outcome {
+	o := decide(p, gpuMem, gpuLabel)
+	if o.Waiting == "" {
+		o.Peaks = peaks(p, gpuMem, gpuLabel)
+	}
+	return o
+}
+
+// peaks is what a pod that runs uses at its highest, by its truth: its memory need,
+// up to its limit (where the OOM killer stops it); its GPU memory need, up to what
+// the GPU has when it runs out (the allocation that failed did not happen); the
+// local storage it writes. A need the truth does not name has no series.
+func peaks(p *corev1.Pod, gpuMem map[string]float64, gpuLabel string) Peaks {
+	var pk Peaks
+	c := p.Spec.Containers[0]
+	if need, err := resource.ParseQuantity(p.Annotations[TruthMemory]); err == nil && need.Sign() > 0 {
+		pk.MemoryBytes = need.Value()
+		if limit, ok := c.Resources.Limits[corev1.ResourceMemory]; ok && limit.Value() < pk.MemoryBytes {
+			pk.MemoryBytes = limit.Value()
+		}
+	}
+	if need, ok := gpuNeed(p); ok && need > 0 {
+		pk.GPUMemoryBytes = need
+		if have, ok := gpuMem[p.Spec.NodeSelector[gpuLabel]]; ok && cudaOOM(need, have) {
+			pk.GPUMemoryBytes = int64((have - gpuFreeAtOOM) * (1 << 30))
+		}
+	}
+	if need, err := resource.ParseQuantity(p.Annotations[TruthStorage]); err == nil && need.Sign() > 0 {
+		pk.StorageBytes = need.Value()
+	}
+	return pk
+}
+
+// gpuFreeAtOOM is the GPU memory left, in GiB, when a job runs out of it (what the
+// CUDA error says is free).
+const gpuFreeAtOOM = 1.10
+
+// gpuNeed is the GPU memory a pod needs on each GPU, in bytes: the model's and
+// optimiser's, and each sample's of its micro-batch (env MICRO_BATCH_SIZE).
+func gpuNeed(p *corev1.Pod) (int64, bool) {
+	base, err := resource.ParseQuantity(p.Annotations[TruthGPUBase])
+	if err != nil {
+		return 0, false
+	}
+	per, _ := resource.ParseQuantity(p.Annotations[TruthGPUPerSample])
+	mb := 0
+	for _, e := range p.Spec.Containers[0].Env {
+		if e.Name == "MICRO_BATCH_SIZE" {
+			mb, _ = strconv.Atoi(e.Value)
+		}
+	}
+	return base.Value() + per.Value()*int64(mb), true
+}
+
+// cudaOOM reports whether a need (bytes) does not fit a GPU of have GiB.
+func cudaOOM(need int64, have float64) bool { return float64(need)/(1<<30) > have*0.96 }
+
+// decide is how the pod ends, by its truth.
+func decide(p *corev1.Pod, gpuMem map[string]float64, gpuLabel string) Outcome {
 	a := p.Annotations
 	c := p.Spec.Containers[0]
 	if a[TruthPreemptedAt] != "" && a[TruthPreemptedAt] == p.Labels[failure.LabelAttempt] {
@@ -81,19 +141,11 @@ func outcome(p *corev1.Pod, gpuMem map[string]float64, gpuLabel string) Outcome 
 				Message: "Epoch 3: 41% | 2113/5005 [12:31<17:08, 2.81it/s]\nKilled"}
 		}
 	}
-	if base, err := resource.ParseQuantity(a[TruthGPUBase]); err == nil {
-		per, _ := resource.ParseQuantity(a[TruthGPUPerSample])
-		mb := 0
-		for _, e := range c.Env {
-			if e.Name == "MICRO_BATCH_SIZE" {
-				mb, _ = strconv.Atoi(e.Value)
-			}
-		}
-		need := float64(base.Value()+per.Value()*int64(mb)) / (1 << 30)
-		have, ok := gpuMem[p.Spec.NodeSelector[gpuLabel]]
-		if ok && need > have*0.96 {
+	if need, ok := gpuNeed(p); ok {
+		if have, ok := gpuMem[p.Spec.NodeSelector[gpuLabel]]; ok && cudaOOM(need, have) {
 			return Outcome{Reason: "Error", ExitCode: 1, Message: fmt.Sprintf(
-				"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of %.2f GiB of which 1.10 GiB is free.", have)}
+				"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of %.2f GiB of which %.2f GiB is free.",
+				have, gpuFreeAtOOM)}
 		}
 	}
 	return Outcome{Succeed: true}

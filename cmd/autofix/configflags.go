@@ -67,6 +67,9 @@ func (c *configFlags) register(cmd *cobra.Command, names ...string) {
 		case "pending-grace":
 			v := fl.Duration(name, d.Kubernetes.PendingGrace, "how long a pod may fail to start before it is reported")
 			add(name, func(cfg *config.Config) { cfg.Kubernetes.PendingGrace = *v })
+		case "metrics-url":
+			v := fl.String(name, "", "Prometheus to read the peaks of runs from (metrics.url; default: none, or the simulated cluster's)")
+			add(name, func(cfg *config.Config) { cfg.Metrics.URL = *v })
 		case "log-level":
 			v := fl.String(name, d.Log.Level, "debug, info, warn or error")
 			add(name, func(cfg *config.Config) { cfg.Log.Level = *v })

@@ -38,7 +38,7 @@ variables, then flags. /healthz and /readyz are served on --http-addr.`,
 			return serve(cmd.Context(), &cfg, newLogger(cmd.ErrOrStderr(), &cfg.Log))
 		},
 	}
-	cf.register(cmd, "data-dir", "http-addr", "embedded-kafka-addr", "kafka-brokers", "db", "dry-run", "log-level", "kubeconfig")
+	cf.register(cmd, "data-dir", "http-addr", "embedded-kafka-addr", "kafka-brokers", "db", "dry-run", "log-level", "kubeconfig", "metrics-url")
 	cmd.Flags().Lookup("kubeconfig").Usage = `kubeconfig of the cluster to watch and act on ("in-cluster" in a pod; "none": no cluster, submissions recorded; default: the simulated cluster)`
 	return cmd
 }

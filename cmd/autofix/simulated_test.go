@@ -76,6 +76,22 @@ func TestServeWithTheSimulatedCluster(t *testing.T) {
 	if r := got["feature-etl"]; r.Category != "user_code" || len(r.Attempts) != 0 {
 		t.Errorf("feature-etl: %s with %d attempts, want user_code and none", r.Category, len(r.Attempts))
 	}
+	// The simulated cluster answers the watcher's metrics source: the failures carry
+	// their peaks (an OOM its limit, a CUDA OOM all but what the error says is free),
+	// and so do the outcomes of their fixes.
+	if u := got["resnet50-train-nightly"].Event.Failure.Usage; u.PeakMemoryBytes != 16<<30 {
+		t.Errorf("resnet50-train-nightly's failure: usage %+v, want the 16Gi limit it was killed at", u)
+	}
+	if u := got["bert-large-prune"].Event.Failure.Usage; u.PeakGPUMemoryBytes != 39834<<20 {
+		t.Errorf("bert-large-prune's failure: usage %+v, want 39834 MiB of the 40 GB GPU", u)
+	}
+	history, err := store.History(ctx, []string{service.DemoNamespace + "/resnet50-train-nightly"}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := history[service.DemoNamespace+"/resnet50-train-nightly"]; len(h) != 2 || !h[1].Succeeded || h[1].Usage.PeakMemoryBytes != 21<<30 {
+		t.Errorf("resnet50-train-nightly's history: %+v; want its fix's run at its 21Gi need", h)
+	}
 	waitFor(t, "the demo pipeline's rollout", 60*time.Second, func() bool { return demoDeployment(t, cfg.DataDir) })
 	// The same through the service's API, with the admin token of the first start.
 	token, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))

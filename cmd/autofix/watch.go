@@ -22,7 +22,8 @@ start, every stuck or crash-looping rollout) in --namespaces matching --selector
 becomes a FailureEvent on --topic, once per Job (its id is the Job's uid). serve runs
 the same watcher on its leader; watch is for a cluster whose failures another autofix
 decides on, or to see what autofix would see. It does not submit anything. With
---config it connects to Kafka as serve does (kafka.brokers, kafka.tls, kafka.sasl).
+--config it connects to Kafka as serve does (kafka.brokers, kafka.tls, kafka.sasl),
+and reads the peaks of runs from Prometheus as serve does (metrics; --metrics-url).
 
 The events carry the tail of each failed container's log (up to 64 KiB): whoever
 can read the topic reads those logs, and whatever secrets a job prints in them.
@@ -47,12 +48,17 @@ Protect the topic as the logs are protected (TLS, SASL and ACLs on the brokers).
 			}
 			defer func() { _ = p.Close() }()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			usage, err := service.UsageSource(&cfg.Metrics, log)
+			if err != nil {
+				return err
+			}
 			w := remediate.NewWatcher(kube, service.KafkaPublisher(p), nil, remediate.WatcherOptions{
 				Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel,
-				Catalogue: &cfg.Catalogue, Log: log})
+				Catalogue: &cfg.Catalogue, Usage: usage, Log: log})
 			return w.Run(cmd.Context())
 		},
 	}
-	kf.register(cmd, "topic to publish failures to (default: the configuration's)", "kubeconfig", "namespaces", "selector", "pending-grace")
+	kf.register(cmd, "topic to publish failures to (default: the configuration's)", "kubeconfig", "namespaces", "selector", "pending-grace",
+		"metrics-url")
 	return cmd
 }

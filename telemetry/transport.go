@@ -1,0 +1,99 @@
+package telemetry
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// maxResponse bounds the body of one answer: a query of a maximum returns one
+// sample, and an answer past this is not Prometheus's.
+const maxResponse = 1 << 20
+
+// transport adds the configured credentials to requests to Prometheus's own
+// address (never to a host a redirect names), and bounds the answers' bodies.
+type transport struct {
+	base   http.RoundTripper
+	target *url.URL // scheme and host the credentials are for
+
+	bearerFile           string
+	username, passwdFile string
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == t.target.Scheme && req.URL.Host == t.target.Host {
+		switch {
+		case t.bearerFile != "":
+			token, err := readSecret(t.bearerFile, "bearer token file")
+			if err != nil {
+				return nil, err
+			}
+			req = req.Clone(req.Context()) // a RoundTripper must not change the caller's request
+			req.Header.Set("Authorization", "Bearer "+token)
+		case t.username != "":
+			password, err := readSecret(t.passwdFile, "basic auth password file")
+			if err != nil {
+				return nil, err
+			}
+			req = req.Clone(req.Context())
+			req.SetBasicAuth(t.username, password)
+		}
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: maxResponse}
+	return resp, nil
+}
+
+// readSecret reads a credential from its file, every time (a mounted Secret or a
+// projected token is replaced when it rotates), without its trailing newline.
+// Errors name the file, never its content.
+func readSecret(path, what string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if s == "" {
+		return "", fmt.Errorf("%s %s: empty", what, path)
+	}
+	if strings.ContainsAny(s, "\r\n") {
+		return "", fmt.Errorf("%s %s: more than one line", what, path)
+	}
+	return s, nil
+}
+
+// errTooLarge is the error of an answer longer than maxResponse.
+var errTooLarge = errors.New("telemetry: answer over 1 MiB: not a Prometheus query result")
+
+// limitedBody reads at most left bytes of rc, and fails past them.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more says whether the body really is longer.
+		var one [1]byte
+		n, err := b.rc.Read(one[:])
+		if n > 0 {
+			return 0, errTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
