@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,5 +252,44 @@ func TestNew(t *testing.T) {
 	}
 	if _, err := New(Options{URL: "https://prometheus.monitoring.svc:9090/prefix", Memory: DefaultMemory()}); err != nil {
 		t.Errorf("New(a valid URL) = %v", err)
+	}
+}
+
+// TestSecretFilesThatCannotBeRead: a token file that is not a regular file of one
+// short line is refused before it is read, so that no lookup waits past Timeout
+// on it: a FIFO no one writes to would hold every lookup, and the watcher behind
+// it, for good.
+func TestSecretFilesThatCannotBeRead(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	huge := writeFile(t, strings.Repeat("x", 1<<20)+"\n")
+	f := newFake(t, answer(200, vector))
+	for _, tt := range []struct{ name, path, want string }{
+		{"a FIFO", fifo, "not a regular file"},
+		{"a device", os.DevNull, "not a regular file"},
+		{"over 64 KiB", huge, "over 64 KiB"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := memoryOnly(t, f.URL, Options{BearerTokenFile: tt.path, Timeout: 100 * time.Millisecond})
+			done := make(chan error, 1)
+			go func() {
+				_, err := src.Usage(context.Background(), run("p"))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "bearer token file") || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("Usage = %v, want an error naming the token file and saying %q", err, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Usage still waiting 5s on the token file, with a Timeout of 100ms")
+			}
+		})
+	}
+	if got := f.headers(); len(got) != 0 {
+		t.Errorf("Prometheus got %d requests, want none without a token", len(got))
 	}
 }
