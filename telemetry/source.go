@@ -134,28 +134,34 @@ func (s *Source) Usage(ctx context.Context, q Query) (failure.Usage, error) {
 	if err := q.check(); err != nil {
 		return u, fmt.Errorf("telemetry: query: %w", err)
 	}
-	if !s.breaker.allow(s.now()) {
-		return u, ErrShortCircuited
-	}
 	memBound, gpuBound, diskBound := bounds(&q)
-	lookups := []struct {
+	type lookup struct {
 		peak   string
 		series Series
 		bound  int64
 		into   *int64
-	}{
+	}
+	var lookups []lookup
+	for _, l := range []lookup{
 		{"memory", s.o.Memory, memBound, &u.PeakMemoryBytes},
 		{"gpuMemory", s.o.GPUMemory, gpuBound, &u.PeakGPUMemoryBytes},
 		{"ephemeralStorage", s.o.EphemeralStorage, diskBound, &u.PeakEphemeralStorageBytes},
+	} {
+		if l.series.Metric != "" && (l.peak != "gpuMemory" || q.GPUs > 0) {
+			lookups = append(lookups, l)
+		}
+	}
+	if len(lookups) == 0 {
+		return u, nil // nothing to ask: no word on Prometheus, for the breaker either (no probe)
+	}
+	if !s.breaker.allow(s.now()) {
+		return u, ErrShortCircuited
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
 	errs := make([]error, len(lookups))
 	var wg sync.WaitGroup
 	for i, l := range lookups {
-		if l.series.Metric == "" || l.peak == "gpuMemory" && q.GPUs == 0 {
-			continue
-		}
 		wg.Go(func() {
 			*l.into, errs[i] = s.peak(qctx, l.peak, l.series, &q, l.bound)
 		})

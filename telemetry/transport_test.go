@@ -293,3 +293,37 @@ func TestSecretFilesThatCannotBeRead(t *testing.T) {
 		t.Errorf("Prometheus got %d requests, want none without a token", len(got))
 	}
 }
+
+// TestALookupOfNothingIsNoProbe: with only the GPU peak configured, a run without
+// GPUs queries nothing, so it says nothing of Prometheus: while lookups are
+// short-circuited it must not close the breaker (and log that Prometheus answers
+// again), which would send the next GPU lookups to a Prometheus still down.
+func TestALookupOfNothingIsNoProbe(t *testing.T) {
+	f := newFake(t, answer(503, "down"))
+	src, err := New(Options{URL: f.URL, GPUMemory: DefaultGPUMemory(), Timeout: testwait.Timeout(t), FailureThreshold: 2, Cooldown: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	src.now = func() time.Time { return now }
+	gpu := run("p")
+	gpu.GPUs = 1
+	for range 2 {
+		if _, err := src.Usage(testwait.Context(t), gpu); err == nil || errors.Is(err, ErrShortCircuited) {
+			t.Fatalf("a GPU lookup, Prometheus down = %v, want its error", err)
+		}
+	}
+	now = now.Add(time.Minute)
+	if _, err := src.Usage(testwait.Context(t), run("p")); err != nil {
+		t.Fatalf("a lookup without GPUs = %v, want nil (nothing to look up)", err)
+	}
+	if _, err := src.Usage(testwait.Context(t), gpu); err == nil || errors.Is(err, ErrShortCircuited) {
+		t.Fatalf("the probe after the cooldown = %v, want it tried (and failed)", err)
+	}
+	if _, err := src.Usage(testwait.Context(t), gpu); !errors.Is(err, ErrShortCircuited) {
+		t.Errorf("after a failed probe = %v, want ErrShortCircuited", err)
+	}
+	if got := len(f.headers()); got != 3 {
+		t.Errorf("Prometheus got %d queries, want 3 (two failures and one probe)", got)
+	}
+}
