@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
@@ -325,5 +327,35 @@ func TestALookupOfNothingIsNoProbe(t *testing.T) {
 	}
 	if got := len(f.headers()); got != 3 {
 		t.Errorf("Prometheus got %d queries, want 3 (two failures and one probe)", got)
+	}
+}
+
+// TestADeadConnectionIsNotUsedAgain: over https, when the connection to Prometheus
+// goes dead without being closed (its node died; no FIN, no RST), the lookup
+// waiting on it times out, and the next one dials again and is answered by the
+// Prometheus that is back behind the same address, rather than waiting on the dead
+// connection (HTTP/2 keeps it, and sends every lookup down it, until TCP gives up
+// on it about 15 minutes later).
+func TestADeadConnectionIsNotUsedAgain(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(answer(200, vector)))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	proxy := newFreezer(t, srv.Listener.Addr().String())
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	src := memoryOnly(t, "https://"+proxy.addr, Options{TLS: &tls.Config{RootCAs: roots, ServerName: "example.com", MinVersion: tls.VersionTLS12},
+		Timeout: 500 * time.Millisecond, FailureThreshold: 100})
+	if _, err := src.Usage(testwait.Context(t), run("p")); err != nil {
+		t.Fatalf("Usage = %v", err)
+	}
+	proxy.freeze()
+	if _, err := src.Usage(testwait.Context(t), run("p")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Usage on a dead connection = %v, want the timeout's error", err)
+	}
+	for i := range 3 {
+		if got, err := src.Usage(testwait.Context(t), run("p")); err != nil || got.PeakMemoryBytes != 1<<30 {
+			t.Fatalf("lookup %d after the dead connection = %+v, %v; want 1 GiB from a new connection", i+1, got, err)
+		}
 	}
 }
