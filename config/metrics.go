@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/autofix/autofix/telemetry"
@@ -166,18 +164,11 @@ func (m *Metrics) validate() error {
 	return nil
 }
 
-// checkSecretFile checks that a secret's file can be read and holds one line.
+// checkSecretFile checks that a secret's file can be read as package telemetry
+// reads it for every request: a regular file of one line.
 func checkSecretFile(field, path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	if _, err := telemetry.ReadSecretFile(path); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	switch {
-	case s == "":
-		return fmt.Errorf("%s: %s is empty", field, path)
-	case strings.ContainsAny(s, "\r\n"):
-		return fmt.Errorf("%s: %s holds more than one line", field, path)
 	}
 	return nil
 }

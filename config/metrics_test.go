@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -110,5 +111,26 @@ func TestMetricsTurnedOff(t *testing.T) {
 	c.Metrics.GPUMemory = MetricSeries{}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate() with gpuMemory off = %v", err)
+	}
+}
+
+// TestMetricsSecretFileThatIsAFIFO: a FIFO as the token file is refused, not read:
+// reading it would hold the start until something writes to it.
+func TestMetricsSecretFileThatIsAFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "token")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	c := Default()
+	c.Metrics.URL, c.Metrics.BearerTokenFile = "http://prometheus:9090", fifo
+	done := make(chan error, 1)
+	go func() { done <- c.Validate() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "metrics.bearerTokenFile: ") || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("Validate() = %v, want metrics.bearerTokenFile: ... not a regular file", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Validate() still reading the FIFO after 5s")
 	}
 }

@@ -105,12 +105,19 @@ func New(o Options) (*Source, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	// HTTP/1.1 only: a request that times out closes its connection, so the next
+	// lookup dials again. HTTP/2 keeps a connection that went dead without being
+	// closed (the server's node died) and sends every later lookup down it, until
+	// TCP gives up on it many minutes later. A lookup is three small requests: it
+	// gains nothing from HTTP/2.
+	var http1 http.Protocols
+	http1.SetHTTP1(true)
 	base := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       o.TLS,
 		TLSHandshakeTimeout:   10 * time.Second,
-		ForceAttemptHTTP2:     true,
+		Protocols:             &http1,
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
@@ -134,28 +141,34 @@ func (s *Source) Usage(ctx context.Context, q Query) (failure.Usage, error) {
 	if err := q.check(); err != nil {
 		return u, fmt.Errorf("telemetry: query: %w", err)
 	}
-	if !s.breaker.allow(s.now()) {
-		return u, ErrShortCircuited
-	}
 	memBound, gpuBound, diskBound := bounds(&q)
-	lookups := []struct {
+	type lookup struct {
 		peak   string
 		series Series
 		bound  int64
 		into   *int64
-	}{
+	}
+	var lookups []lookup
+	for _, l := range []lookup{
 		{"memory", s.o.Memory, memBound, &u.PeakMemoryBytes},
 		{"gpuMemory", s.o.GPUMemory, gpuBound, &u.PeakGPUMemoryBytes},
 		{"ephemeralStorage", s.o.EphemeralStorage, diskBound, &u.PeakEphemeralStorageBytes},
+	} {
+		if l.series.Metric != "" && (l.peak != "gpuMemory" || q.GPUs > 0) {
+			lookups = append(lookups, l)
+		}
+	}
+	if len(lookups) == 0 {
+		return u, nil // nothing to ask: no word on Prometheus, for the breaker either (no probe)
+	}
+	if !s.breaker.allow(s.now()) {
+		return u, ErrShortCircuited
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
 	errs := make([]error, len(lookups))
 	var wg sync.WaitGroup
 	for i, l := range lookups {
-		if l.series.Metric == "" || l.peak == "gpuMemory" && q.GPUs == 0 {
-			continue
-		}
 		wg.Go(func() {
 			*l.into, errs[i] = s.peak(qctx, l.peak, l.series, &q, l.bound)
 		})

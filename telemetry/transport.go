@@ -52,19 +52,50 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // readSecret reads a credential from its file, every time (a mounted Secret or a
-// projected token is replaced when it rotates), without its trailing newline.
-// Errors name the file, never its content.
+// projected token is replaced when it rotates), what naming the file in errors.
 func readSecret(path, what string) (string, error) {
-	b, err := os.ReadFile(path)
+	s, err := ReadSecretFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if s == "" {
-		return "", fmt.Errorf("%s %s: empty", what, path)
+	return s, nil
+}
+
+// maxSecret bounds a secret's file, in bytes: a token or a password is one line (a
+// service account's token, a few KiB).
+const maxSecret = 64 << 10
+
+// ReadSecretFile reads the credential in the file at path, without its trailing
+// newline: one line, in a regular file of at most 64 KiB. Anything else is refused
+// before it is read — a FIFO would hold the read (and the lookup, and the watcher
+// behind it) until something writes to it, and a device such as /dev/zero never
+// ends. Errors name the file, never its content.
+func ReadSecretFile(path string) (string, error) {
+	fi, err := os.Stat(path) // the file a symlink (a mounted Secret's) names
+	if err != nil {
+		return "", err
 	}
-	if strings.ContainsAny(s, "\r\n") {
-		return "", fmt.Errorf("%s %s: more than one line", what, path)
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	f, err := os.Open(path) // #nosec G304 -- the operator names the file
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = f.Close() }()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecret+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("read %s: %w", path, err)
+	case len(b) > maxSecret:
+		return "", fmt.Errorf("%s is over %d KiB", path, maxSecret>>10)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	switch {
+	case s == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case strings.ContainsAny(s, "\r\n"):
+		return "", fmt.Errorf("%s holds more than one line", path)
 	}
 	return s, nil
 }

@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,5 +254,108 @@ func TestNew(t *testing.T) {
 	}
 	if _, err := New(Options{URL: "https://prometheus.monitoring.svc:9090/prefix", Memory: DefaultMemory()}); err != nil {
 		t.Errorf("New(a valid URL) = %v", err)
+	}
+}
+
+// TestSecretFilesThatCannotBeRead: a token file that is not a regular file of one
+// short line is refused before it is read, so that no lookup waits past Timeout
+// on it: a FIFO no one writes to would hold every lookup, and the watcher behind
+// it, for good.
+func TestSecretFilesThatCannotBeRead(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	huge := writeFile(t, strings.Repeat("x", 1<<20)+"\n")
+	f := newFake(t, answer(200, vector))
+	for _, tt := range []struct{ name, path, want string }{
+		{"a FIFO", fifo, "not a regular file"},
+		{"a device", os.DevNull, "not a regular file"},
+		{"over 64 KiB", huge, "over 64 KiB"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := memoryOnly(t, f.URL, Options{BearerTokenFile: tt.path, Timeout: 100 * time.Millisecond})
+			done := make(chan error, 1)
+			go func() {
+				_, err := src.Usage(context.Background(), run("p"))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "bearer token file") || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("Usage = %v, want an error naming the token file and saying %q", err, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Usage still waiting 5s on the token file, with a Timeout of 100ms")
+			}
+		})
+	}
+	if got := f.headers(); len(got) != 0 {
+		t.Errorf("Prometheus got %d requests, want none without a token", len(got))
+	}
+}
+
+// TestALookupOfNothingIsNoProbe: with only the GPU peak configured, a run without
+// GPUs queries nothing, so it says nothing of Prometheus: while lookups are
+// short-circuited it must not close the breaker (and log that Prometheus answers
+// again), which would send the next GPU lookups to a Prometheus still down.
+func TestALookupOfNothingIsNoProbe(t *testing.T) {
+	f := newFake(t, answer(503, "down"))
+	src, err := New(Options{URL: f.URL, GPUMemory: DefaultGPUMemory(), Timeout: testwait.Timeout(t), FailureThreshold: 2, Cooldown: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	src.now = func() time.Time { return now }
+	gpu := run("p")
+	gpu.GPUs = 1
+	for range 2 {
+		if _, err := src.Usage(testwait.Context(t), gpu); err == nil || errors.Is(err, ErrShortCircuited) {
+			t.Fatalf("a GPU lookup, Prometheus down = %v, want its error", err)
+		}
+	}
+	now = now.Add(time.Minute)
+	if _, err := src.Usage(testwait.Context(t), run("p")); err != nil {
+		t.Fatalf("a lookup without GPUs = %v, want nil (nothing to look up)", err)
+	}
+	if _, err := src.Usage(testwait.Context(t), gpu); err == nil || errors.Is(err, ErrShortCircuited) {
+		t.Fatalf("the probe after the cooldown = %v, want it tried (and failed)", err)
+	}
+	if _, err := src.Usage(testwait.Context(t), gpu); !errors.Is(err, ErrShortCircuited) {
+		t.Errorf("after a failed probe = %v, want ErrShortCircuited", err)
+	}
+	if got := len(f.headers()); got != 3 {
+		t.Errorf("Prometheus got %d queries, want 3 (two failures and one probe)", got)
+	}
+}
+
+// TestADeadConnectionIsNotUsedAgain: over https, when the connection to Prometheus
+// goes dead without being closed (its node died; no FIN, no RST), the lookup
+// waiting on it times out, and the next one dials again and is answered by the
+// Prometheus that is back behind the same address, rather than waiting on the dead
+// connection (HTTP/2 keeps it, and sends every lookup down it, until TCP gives up
+// on it about 15 minutes later).
+func TestADeadConnectionIsNotUsedAgain(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(answer(200, vector)))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	proxy := newFreezer(t, srv.Listener.Addr().String())
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	src := memoryOnly(t, "https://"+proxy.addr, Options{TLS: &tls.Config{RootCAs: roots, ServerName: "example.com", MinVersion: tls.VersionTLS12},
+		Timeout: 500 * time.Millisecond, FailureThreshold: 100})
+	if _, err := src.Usage(testwait.Context(t), run("p")); err != nil {
+		t.Fatalf("Usage = %v", err)
+	}
+	proxy.freeze()
+	if _, err := src.Usage(testwait.Context(t), run("p")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Usage on a dead connection = %v, want the timeout's error", err)
+	}
+	for i := range 3 {
+		if got, err := src.Usage(testwait.Context(t), run("p")); err != nil || got.PeakMemoryBytes != 1<<30 {
+			t.Fatalf("lookup %d after the dead connection = %+v, %v; want 1 GiB from a new connection", i+1, got, err)
+		}
 	}
 }
