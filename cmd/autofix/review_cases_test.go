@@ -187,10 +187,11 @@ func jsonInt(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 func testReviewReject(t *testing.T, e *reviewEnv) {
 	id := e.pending(t, reviewEvent("reject-1", "team-reject", "resnet50-train-6"), nil)
-	for _, args := range [][]string{{"reject", id}, {"reject", id, "--reason", "   "}} {
+	// Refused before anything is sent (-v would show the request).
+	for _, args := range [][]string{{"reject", id, "-v"}, {"reject", id, "-v", "--reason", "   "}} {
 		code, stdout, stderr := e.cli(t, auth.Approver, args...)
-		if code != 1 || stdout != "" || !strings.Contains(stderr, "--reason: required") {
-			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 1: --reason is required", args, code, stdout, stderr)
+		if code != 1 || stdout != "" || !strings.Contains(stderr, "--reason: required") || strings.Contains(stderr, "> POST") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 1: --reason is required, and no request", args, code, stdout, stderr)
 		}
 	}
 	if st := e.remediation(t, id).State; st != ledger.PendingReview {
