@@ -13,6 +13,7 @@ import (
 )
 
 func testReviewList(t *testing.T, e *reviewEnv) {
+	elsewhere := e.pending(t, reviewEvent("list-0", "team-list-other", "resnet50-train-0"), nil)
 	older := e.pending(t, reviewEvent("list-1", "team-list", "resnet50-train-1"), nil)
 	newer := e.pending(t, reviewEvent("list-2", "team-list", "resnet50-train-2"), nil)
 	gone := e.pending(t, reviewEvent("list-3", "team-list", "resnet50-train-3"), nil)
@@ -31,7 +32,7 @@ func testReviewList(t *testing.T, e *reviewEnv) {
 		t.Errorf("list header = %q, want %q", got, want)
 	}
 	if len(lines) != 3 || !strings.HasPrefix(lines[1], newer+" ") || !strings.HasPrefix(lines[2], older+" ") {
-		t.Errorf("list rows:\n%s\nwant %s then %s, and not the rejected %s", stdout, newer, older, gone)
+		t.Errorf("list rows:\n%s\nwant %s then %s, and neither the rejected %s nor %s of another namespace", stdout, newer, older, gone, elsewhere)
 	}
 	if row := rowOf(stdout, older); len(row) < 7 || row[1] != "team-list" || row[2] != "resnet50-train-1" || row[3] != "oom_memory" ||
 		!strings.HasPrefix(row[4], "0.") || !strings.Contains(strings.Join(row[5:], " "), "memory 16Gi") {
