@@ -245,7 +245,7 @@ func testReviewBadToken(t *testing.T, e *reviewEnv) {
 		t.Errorf("no token: exit %d, stderr %q; want exit 1 saying how to give one", code, stderr)
 	}
 	dir := t.TempDir()
-	for name, data := range map[string]string{"empty": "\n", "two": e.tokens[auth.Viewer] + " " + e.tokens[auth.Viewer]} {
+	for name, data := range map[string]string{"empty": "\n", "two": e.tokens[auth.Viewer] + "\n" + e.tokens[auth.Viewer]} {
 		code, _, stderr = e.cli(t, "", "list", "--token-file", writeSecret(t, dir, name, data))
 		if code != 1 || !strings.Contains(stderr, "the token from --token-file ") {
 			t.Errorf("a token file %s: exit %d, stderr %q; want exit 1 naming the file", name, code, stderr)

@@ -216,3 +216,26 @@ func TestReviewOutputFlags(t *testing.T) {
 		t.Errorf("age of 200 s = %q, want 3m20s", got)
 	}
 }
+
+func TestCheckToken(t *testing.T) {
+	tests := []struct {
+		token   string
+		wantErr string
+	}{
+		{"afx_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG", ""},
+		{"a pass phrase from a Secret, typed by people", ""}, // a Secret's token may hold spaces
+		{"", "is empty"},
+		{"afx_one\nafx_two", "control character (a line break?) at byte 7"},
+		{"afx_\x1b[2J", "control character"},
+		{"afx_\x7f", "control character"},
+	}
+	for _, tt := range tests {
+		err := checkToken(tt.token)
+		if (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("checkToken(%q) = %v, want an error with %q", tt.token, err, tt.wantErr)
+		}
+		if err != nil && tt.token != "" && strings.Contains(err.Error(), tt.token) {
+			t.Errorf("checkToken(%q) shows the token: %v", tt.token, err)
+		}
+	}
+}

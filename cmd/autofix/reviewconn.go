@@ -104,14 +104,15 @@ func readTokenFile(path string) (string, error) {
 }
 
 // checkToken refuses a token that cannot be one — and says so without showing it,
-// as the mistake may be a file holding something else.
+// as the mistake may be a file holding something else. A Secret's token may hold
+// spaces (docs/api.md); a control character, a line break included, it may not.
 func checkToken(s string) error {
 	if s == "" {
 		return errors.New("is empty")
 	}
 	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > '~' {
-			return fmt.Errorf("holds a space, a control or a non-ASCII character at byte %d: a token is one word of printable ASCII", i)
+		if s[i] < ' ' || s[i] == 0x7f {
+			return fmt.Errorf("holds a control character (a line break?) at byte %d: a token is one line", i)
 		}
 	}
 	return nil
@@ -222,7 +223,7 @@ type verboseDoer struct {
 }
 
 func (d verboseDoer) Do(req *http.Request) (*http.Response, error) {
-	fmt.Fprintf(d.w, "> %s %s (Authorization: Bearer <hidden>)\n", req.Method, req.URL.Redacted())
+	fmt.Fprintf(d.w, "> %s %s (Authorization: Bearer <hidden>)\n", req.Method, sanitizeLine(req.URL.Redacted()))
 	start := time.Now()
 	resp, err := d.c.Do(req) // #nosec G704 -- the URL is the user's --server
 	if err != nil {
@@ -288,7 +289,7 @@ func (c *reviewClient) transportError(op string, err error) error {
 		msg += " (pass the certificate of the authority that signed the server's with --ca-file)"
 	case errors.As(err, &hostname):
 		msg += " (the certificate is not for the host of --server)"
-	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
 		msg = fmt.Sprintf("%s: no answer from %s in time (--timeout)", op, c.server)
 	case errors.Is(err, context.Canceled):
 		msg = op + ": interrupted"

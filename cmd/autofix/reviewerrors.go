@@ -42,7 +42,9 @@ func reviewExit(cmd *cobra.Command, err error) error {
 	if re, ok := errors.AsType[*reviewError](err); ok {
 		code = re.code
 	}
-	fmt.Fprintln(cmd.ErrOrStderr(), "autofix:", err)
+	// The messages are sanitized where they take text from the server; this is the
+	// last line of that defence, for errors from elsewhere (a decoder, the network).
+	fmt.Fprintln(cmd.ErrOrStderr(), "autofix:", sanitizeLine(err.Error()))
 	return exitError(code)
 }
 
