@@ -239,3 +239,12 @@ func TestCheckToken(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewErrorLinesAreSanitized: an error that quotes text from elsewhere (here a
+// file name, in the operating system's error) reaches the terminal escaped too.
+func TestReviewErrorLinesAreSanitized(t *testing.T) {
+	code, _, stderr := runCmd(t, "", "review", "list", "--token", "afx_x", "--ca-file", "/nonexistent/\x1b]0;owned\x07")
+	if code != 1 || strings.ContainsAny(stderr, "\x1b\x07") || !strings.Contains(stderr, `--ca-file: open /nonexistent/\x1b]0;owned\x07`) {
+		t.Errorf("exit %d, stderr %q; want exit 1, the file name escaped", code, stderr)
+	}
+}
