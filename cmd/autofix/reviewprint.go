@@ -187,3 +187,36 @@ func resourcesText(r client.Resources) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// writeDecision says what a decision did: the remediation's state now and, for an
+// approval, the job that will run and what it changes (option: the option asked for,
+// nil for the chosen one).
+func writeDecision(w io.Writer, verb string, v *client.RemediationView, option *int) error {
+	id := sanitizeLine(v.Id)
+	state := sanitizeLine(string(v.State))
+	if verb != "approve" || v.Retry == nil {
+		past := map[string]string{"approve": "approved", "reject": "rejected"}[verb]
+		_, err := fmt.Fprintf(w, "remediation %s %s (now %s)\n", id, past, state)
+		return err
+	}
+	job := v.Retry.Job
+	if ns := deref(v.Namespace); ns != "" {
+		job = ns + "/" + job
+	}
+	what := ""
+	if r := v.Recommendation; r != nil {
+		n := r.Chosen
+		if option != nil {
+			n = *option
+		}
+		if opts := deref(r.Options); n >= 0 && n < len(opts) {
+			what = changesOf(&opts[n])
+		}
+	}
+	if what == "" {
+		what = resourcesText(v.Retry.Resources)
+	}
+	_, err := fmt.Fprintf(w, "remediation %s approved (now %s): attempt %d runs as job %s (%s)\n", id, state, v.Retry.Number,
+		sanitizeLine(job), orDash(sanitizeLine(what)))
+	return err
+}
