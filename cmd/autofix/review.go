@@ -95,8 +95,7 @@ func newReviewListCmd(cf *connFlags, out *outputFlags) *cobra.Command {
 (pending_review), up to --limit. ACTION is what the chosen option changes (cut at
 40 characters; -o wide shows it whole). -o wide adds the state, the attempt, the
 chosen option's chance of success and expected cost, and the reason of the last
-decision;
--o json prints the API's objects, {"items": [...]}.`,
+decision; -o json prints the API's objects, {"items": [...]}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return reviewExit(cmd, runReviewList(cmd, cf, out, lo))
@@ -159,11 +158,22 @@ func runReviewList(cmd *cobra.Command, cf *connFlags, out *outputFlags, lo listO
 		if next == deref(params.After) || n == 0 {
 			return fmt.Errorf("list remediations: the page cursor of %s does not advance (%q)", c.server, sanitizeLine(clip(next, 100)))
 		}
+		params.After = &next
 		if lo.limit > 0 && len(items) >= lo.limit {
-			more = true
+			// A full page has a cursor whether or not anything follows it: one more
+			// item says.
+			one := 1
+			params.Limit = &one
+			a, err := c.call(cmd.Context(), "list remediations", func(ctx context.Context) (*http.Response, error) {
+				return c.api.ListRemediations(ctx, &params)
+			})
+			if err != nil {
+				return err
+			}
+			var probe client.RemediationPage
+			more = json.Unmarshal(a.body, &probe) == nil && len(probe.Items) > 0
 			break
 		}
-		params.After = &next
 	}
 	w := cmd.OutOrStdout()
 	if more {

@@ -78,6 +78,7 @@ func testReviewList(t *testing.T, e *reviewEnv) {
 		{[]string{"--state", "rejected"}, 0, []string{gone}, ""},
 		{[]string{"--state", "rejected,pending_review"}, 0, []string{gone, newer, older}, ""},
 		{[]string{"--limit", "1"}, 0, []string{newer}, "more remediations match than --limit 1"},
+		{[]string{"--limit", "2"}, 0, []string{newer, older}, ""}, // exactly 2: nothing more to say
 		{[]string{"--job", "nothing-here"}, 0, nil, "no remediations found"},
 		{[]string{"--state", "pending"}, 1, nil, `--state "pending": not a state`},
 		{[]string{"--category", "oom"}, 1, nil, `--category "oom"`},
@@ -91,7 +92,7 @@ func testReviewList(t *testing.T, e *reviewEnv) {
 				ids = append(ids, f[0])
 			}
 		}
-		if code != tt.code || !slices.Equal(ids, tt.ids) || !strings.Contains(stderr, tt.wantStderr) {
+		if code != tt.code || !slices.Equal(ids, tt.ids) || !strings.Contains(stderr, tt.wantStderr) || tt.wantStderr == "" && stderr != "" {
 			t.Errorf("list %v: exit %d, rows %q, stderr %q; want exit %d, rows %q, stderr with %q", tt.args, code, ids, stderr, tt.code, tt.ids, tt.wantStderr)
 		}
 	}
