@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/autofix/autofix/internal/boundedfile"
 )
 
 // HTTP configures the HTTP listener.
@@ -123,11 +124,11 @@ func (t TLS) validate() error {
 	case t.KeyFile == "":
 		return errors.New("http.tls.keyFile: required with http.tls.certFile")
 	}
-	certPEM, err := os.ReadFile(t.CertFile) // #nosec G304 -- the operator names the file
+	certPEM, err := boundedfile.Read(t.CertFile, maxPEMBytes)
 	if err != nil {
 		return fmt.Errorf("http.tls.certFile: %w", err)
 	}
-	keyPEM, err := os.ReadFile(t.KeyFile) // #nosec G304 -- the operator names the file
+	keyPEM, err := boundedfile.Read(t.KeyFile, maxPEMBytes)
 	if err != nil {
 		return fmt.Errorf("http.tls.keyFile: %w", err)
 	}

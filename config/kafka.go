@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
+
+	"github.com/autofix/autofix/internal/boundedfile"
 )
 
 // KafkaTLS configures TLS to the brokers of kafka.brokers.
@@ -123,6 +124,15 @@ func (k *Kafka) validateSecurity() error {
 	return err
 }
 
+// Bounds on the files the configuration names and the service reads, again while it
+// runs for some (a client certificate at each handshake, a rotated password): only
+// regular files of at most these sizes, so that a FIFO or a device named by mistake
+// cannot hold a connection, nor a huge file fill memory.
+const (
+	maxSecretBytes = 64 << 10 // a password or a token: one line
+	maxPEMBytes    = 1 << 20  // a certificate chain, a key or a CA bundle
+)
+
 // ReadPassword returns the SASL password: AUTOFIX_KAFKA_SASL_PASSWORD's value if it
 // was set, else the content of PasswordFile without its trailing newline. Errors
 // name the field, never the password.
@@ -133,7 +143,7 @@ func (s *KafkaSASL) ReadPassword() (string, error) {
 	if s.PasswordFile == "" {
 		return "", errors.New("kafka.sasl.passwordFile: required with kafka.sasl.mechanism (or AUTOFIX_KAFKA_SASL_PASSWORD)")
 	}
-	b, err := os.ReadFile(s.PasswordFile)
+	b, err := boundedfile.Read(s.PasswordFile, maxSecretBytes)
 	if err != nil {
 		return "", fmt.Errorf("kafka.sasl.passwordFile: %w", err)
 	}
@@ -169,7 +179,7 @@ func clientTLS(prefix, caFile, certFile, keyFile, serverName string, insecureSki
 		InsecureSkipVerify: insecureSkipVerify,
 	}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pem, err := boundedfile.Read(caFile, maxPEMBytes)
 		if err != nil {
 			return nil, fmt.Errorf("%s.caFile: %w", prefix, err)
 		}
@@ -205,11 +215,11 @@ type keyPair struct {
 }
 
 func (k *keyPair) load() (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(k.certFile)
+	certPEM, err := boundedfile.Read(k.certFile, maxPEMBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s.certFile: %w", k.prefix, err)
 	}
-	keyPEM, err := os.ReadFile(k.keyFile)
+	keyPEM, err := boundedfile.Read(k.keyFile, maxPEMBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s.keyFile: %w", k.prefix, err)
 	}

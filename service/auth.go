@@ -18,6 +18,7 @@ import (
 	"github.com/autofix/autofix/auth"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ingest"
+	"github.com/autofix/autofix/internal/boundedfile"
 	"github.com/autofix/autofix/ledger"
 )
 
@@ -32,7 +33,7 @@ func newAPIServer(cfg *config.Config, o api.Options) (*api.Server, error) {
 	o.OpenMetrics, o.RatePerSecond, o.Burst, o.Timeout = h.OpenMetrics, h.RatePerSecond, h.Burst, h.RequestTimeout
 	o.SecureCookies, o.TrustedProxies = h.CookiesSecure(), proxies
 	if h.SessionKeyFile != "" {
-		data, err := os.ReadFile(h.SessionKeyFile)
+		data, err := boundedfile.Read(h.SessionKeyFile, 1<<20)
 		if err != nil {
 			return nil, fmt.Errorf("http.sessionKeyFile: %w", err)
 		}

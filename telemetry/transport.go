@@ -6,8 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
+
+	"github.com/autofix/autofix/internal/boundedfile"
 )
 
 // maxResponse bounds the body of one answer: a query of a maximum returns one
@@ -71,24 +72,9 @@ const maxSecret = 64 << 10
 // behind it) until something writes to it, and a device such as /dev/zero never
 // ends. Errors name the file, never its content.
 func ReadSecretFile(path string) (string, error) {
-	fi, err := os.Stat(path) // the file a symlink (a mounted Secret's) names
+	b, err := boundedfile.Read(path, maxSecret)
 	if err != nil {
 		return "", err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
-	}
-	f, err := os.Open(path) // #nosec G304 -- the operator names the file
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = f.Close() }()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecret+1))
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("read %s: %w", path, err)
-	case len(b) > maxSecret:
-		return "", fmt.Errorf("%s is over %d KiB", path, maxSecret>>10)
 	}
 	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 	switch {

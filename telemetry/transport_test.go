@@ -272,7 +272,7 @@ func TestSecretFilesThatCannotBeRead(t *testing.T) {
 	for _, tt := range []struct{ name, path, want string }{
 		{"a FIFO", fifo, "not a regular file"},
 		{"a device", os.DevNull, "not a regular file"},
-		{"over 64 KiB", huge, "over 64 KiB"},
+		{"over 64 KiB", huge, "over the 65536-byte limit"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src := memoryOnly(t, f.URL, Options{BearerTokenFile: tt.path, Timeout: 100 * time.Millisecond})
