@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -197,9 +198,16 @@ func TestDeploymentRollsOutAndABadRevisionKeepsTheOldPods(t *testing.T) {
 			return d.Status.AvailableReplicas == 2 && d.Status.UpdatedReplicas == 2 && d.Status.ObservedGeneration == d.Generation
 		})
 		bad := deployment(true)
-		d.Spec.Template = bad.Spec.Template
-		if d, _ = dc.Update(ctx, d, metav1.UpdateOptions{}); d == nil || d.Generation != 2 {
-			t.Fatalf("a new template did not bump the generation: %+v", d)
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := dc.Get(ctx, "srv", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Spec.Template = bad.Spec.Template
+			d, err = dc.Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		}); err != nil || d.Generation != 2 {
+			t.Fatalf("a new template did not bump the generation: %v, %+v", err, d)
 		}
 		waitFor(t, "the bad rollout to pass its deadline", 10*time.Second, func() bool {
 			d, _ = dc.Get(ctx, "srv", metav1.GetOptions{})
@@ -214,8 +222,17 @@ func TestDeploymentRollsOutAndABadRevisionKeepsTheOldPods(t *testing.T) {
 			t.Errorf("after a crashing rollout: %d available, %d unavailable, revision %s; want the 2 old pods serving, 2 new unavailable, revision 2",
 				d.Status.AvailableReplicas, d.Status.UnavailableReplicas, d.Annotations[revisionAnnotation])
 		}
-		d.Spec.Template = deployment(false).Spec.Template // undo
-		if _, err := dc.Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+		// Undo, as a client does: the controller writes the Deployment's status too, so
+		// an update of a copy read before may conflict; read it again and retry.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := dc.Get(ctx, "srv", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Spec.Template = deployment(false).Spec.Template
+			_, err = dc.Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the undo", 10*time.Second, func() bool {
