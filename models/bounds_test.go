@@ -325,3 +325,24 @@ func TestNeedAtRiskAndLevel(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkContextWithoutPeaks: what the bounds add to planning an OOM retry on a
+// cluster without metrics: the context of a job with 12 runs to fit, and the chances
+// of the 48 memory candidates the recommender asks about.
+func BenchmarkContextWithoutPeaks(b *testing.B) {
+	m, err := Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cat := failure.DefaultCatalogue()
+	h, ev := runs(12, 4, 5)
+	s := &Scratch{}
+	for b.Loop() {
+		c := NewContext(ev, failure.OOMMemory, h, cat)
+		for i := range 48 {
+			r := c.Failed
+			r.MemoryBytes += int64(i+1) << 27
+			m.Predict(&c, &failure.Option{Resources: r}, &cat, s)
+		}
+	}
+}

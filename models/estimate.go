@@ -250,12 +250,13 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 	// risk, not GPUs), and bounds that foresee a GPU shortage there would only
 	// make every candidate look as bad.
 	gpuBounded := cat == failure.OOMGPU && job.Resources.GPU > 0 && len(c.GPURuns) == 0
-	if c.MemEstimate == 0 || c.Disk.Estimate == 0 || gpuBounded {
+	diskBounded := c.Disk.Estimate == 0 && job.Resources.EphemeralStorageBytes > 0
+	if c.MemEstimate == 0 || diskBounded || gpuBounded {
 		runs, current := runsOf(history, job.Attempt)
 		if c.MemEstimate == 0 {
 			c.MemBounds = memoryBounds(runs, current, c.MemFloor)
 		}
-		if c.Disk.Estimate == 0 && job.Resources.EphemeralStorageBytes > 0 {
+		if diskBounded {
 			c.Disk.Bounds = diskBounds(runs, current, c.Disk.Floor)
 		}
 		if gpuBounded {
