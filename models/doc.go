@@ -5,6 +5,14 @@
 // configuration prevents), and the runtime model gives how long it runs and so what it
 // costs.
 //
+// Where no run's peak usage was measured (a cluster without metrics), the limits the
+// template's runs were given and whether each was enough bound its need: a run that
+// succeeded at a limit needed no more, one that ran out needed more. Bounds holds
+// the posterior of a lognormal need with a trend given those intervals, and its
+// chance that a candidate limit is enough stands in for the memory, local-storage and
+// (for a GPU out-of-memory) GPU models: a posterior does not depend on the policy that
+// chose the limits, where a mapping learned from training histories would.
+//
 // Models are trained from examples of retries and their outcomes (Train), evaluated on
 // jobs held out from training (AUC, Brier score, reliability tables, runtime error),
 // and saved as versioned JSON artifacts; the default models, trained on the default

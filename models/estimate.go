@@ -22,13 +22,18 @@ type Context struct {
 	// MemFloor is the largest memory limit the run has been OOM-killed at (its need is
 	// above it); 0 if it has not been.
 	MemFloor float64
-	// MemEstimate is the need predicted from the template's recent successful runs,
-	// grown by their trend; 0 without history. MemSpread is the spread (sigma of log)
-	// of those runs' peaks around the trend.
+	// MemEstimate is the need predicted from the peaks of the template's recent
+	// successful runs, grown by their trend; 0 without such peaks. MemSpread is the
+	// spread (sigma of log) of those runs' peaks around the trend.
 	MemEstimate, MemSpread float64
+	// MemBounds is, when no run's peak was measured, what the memory limits the
+	// template's runs succeeded and ran out at say of the need; nil when there is
+	// a peak estimate or no run succeeded.
+	MemBounds *Bounds
 	// Disk is what is known of the local-storage need, as the Mem fields are of the
-	// memory need: the largest ephemeral-storage limit the run was evicted at, and
-	// the estimate and spread from its successful runs' peaks.
+	// memory need: the largest ephemeral-storage limit the run was evicted at, the
+	// estimate and spread from its successful runs' peaks, or the bounds from their
+	// limits.
 	Disk Need
 	// GPUFloor is the per-GPU memory at which the run ran out of GPU memory, at the
 	// failed tunables; 0 if it has not.
@@ -39,6 +44,10 @@ type Context struct {
 	// GPURuns are recent successful runs with the failed run's GPU count: the per-GPU
 	// memory they peaked at with their tunables.
 	GPURuns []GPURun
+	// GPUBounds is, when no such run's peak was measured, what the GPU setups the
+	// template's runs with the failed run's GPU count succeeded and ran out of GPU
+	// memory with say of the per-GPU need at the failed tunables; nil otherwise.
+	GPUBounds *Bounds
 	// Runtime is the expected runtime at the failed configuration and RuntimeKnown
 	// whether successful runs with that configuration back it; otherwise it is a
 	// guess from the failure, improved by the models from RuntimeRuns. Deadline is
@@ -56,10 +65,40 @@ type Context struct {
 var contexts atomic.Uint64
 
 // Need is what is known of a run's need for a resource: Floor, the largest limit it
-// failed for lack of (0: none); Estimate, the need its template's recent successful
-// runs predict (0: no history); Spread, their spread around the trend (sigma of log).
+// failed for lack of (0: none); Estimate, the need the peaks of its template's recent
+// successful runs predict (0: no peaks); Spread, their spread around the trend (sigma
+// of log); Bounds, without peaks, what the limits of those runs say (nil: nothing).
 type Need struct {
 	Floor, Estimate, Spread float64
+	Bounds                  *Bounds
+}
+
+// Memory is what is known of the memory need, as a Need.
+func (c *Context) Memory() Need {
+	return Need{Floor: c.MemFloor, Estimate: c.MemEstimate, Spread: c.MemSpread, Bounds: c.MemBounds}
+}
+
+// AtRisk reports whether the need may exceed limit: the peak estimate comes above
+// 90% of it or, without peaks, the bounds give it less than a 90% chance of being
+// enough.
+func (n Need) AtRisk(limit float64) bool {
+	if n.Estimate > 0 {
+		return n.Estimate > 0.9*limit
+	}
+	return n.Bounds != nil && n.Bounds.P(limit) < 0.9
+}
+
+// Level is the need to size candidate limits by: the peak estimate or, without
+// peaks, the size the bounds give a 95% chance of being enough; 0 when neither is
+// known.
+func (n Need) Level() float64 {
+	switch {
+	case n.Estimate > 0:
+		return n.Estimate
+	case n.Bounds != nil:
+		return n.Bounds.Quantile(0.95)
+	}
+	return 0
 }
 
 // RuntimeRun is a successful run's configuration and runtime.
@@ -204,6 +243,25 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 	}
 	if len(durations) > 0 {
 		c.Runtime, c.RuntimeKnown = median(durations), true
+	}
+	// Without peaks, the limits the runs were given, and whether each was enough.
+	// The GPU setups' bounds serve a failure of GPU memory only: the retry of any
+	// other keeps the setup (the recommender varies memory and local storage at
+	// risk, not GPUs), and bounds that foresee a GPU shortage there would only
+	// make every candidate look as bad.
+	gpuBounded := cat == failure.OOMGPU && job.Resources.GPU > 0 && len(c.GPURuns) == 0
+	diskBounded := c.Disk.Estimate == 0 && job.Resources.EphemeralStorageBytes > 0
+	if c.MemEstimate == 0 || diskBounded || gpuBounded {
+		runs, current := runsOf(history, job.Attempt)
+		if c.MemEstimate == 0 {
+			c.MemBounds = memoryBounds(runs, current, c.MemFloor)
+		}
+		if diskBounded {
+			c.Disk.Bounds = diskBounds(runs, current, c.Disk.Floor)
+		}
+		if gpuBounded {
+			c.GPUBounds = gpuBounds(runs, current, job.Resources, c.Tun, job.Tunables, cat2)
+		}
 	}
 	if c.Runtime == 0 {
 		// Without history: the failed run got this far. A run stopped at its deadline

@@ -60,7 +60,7 @@ const (
 // estimate in units of the estimate's spread; with neither, its distance from the
 // failed limit (a run that failed for another reason may not have reached its peak).
 func memoryFeatures(c *Context, mem float64, x []float64) []float64 {
-	return needFeatures(Need{Floor: c.MemFloor, Estimate: c.MemEstimate, Spread: c.MemSpread}, float64(c.Failed.MemoryBytes), mem, x)
+	return needFeatures(c.Memory(), float64(c.Failed.MemoryBytes), mem, x)
 }
 
 // diskFeatures describe a candidate ephemeral-storage limit as memoryFeatures do a

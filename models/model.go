@@ -120,9 +120,10 @@ type Scratch struct {
 	x     []float64
 	key   setupKey
 	setup setupPrediction
-	// memCtx is the context pMemory holds predictions for (0: none).
+	// memCtx is the context pMemory and pDisk hold predictions for (0: none).
 	memCtx  uint64
 	pMemory map[int64]float64
+	pDisk   map[int64]float64
 	// baseCtx is the context baseRuntime was computed for (0: none).
 	baseCtx     uint64
 	baseRuntime float64
@@ -162,8 +163,16 @@ func (m *Models) predictSetup(c *Context, opt *failure.Option, cat *failure.Cata
 	tu := s.tu
 	sp := setupPrediction{pGPU: 1, pDeadline: 1}
 	if res.GPU > 0 {
-		s.x = gpuFeatureVec(c, res, tu, float64(cat.GPUMemory(res.GPUType)), s.x)
-		sp.pGPU = m.GPU.Predict(s.x)
+		capacity := float64(cat.GPUMemory(res.GPUType))
+		if c.GPUBounds != nil && res.GPU == c.Failed.GPU {
+			// No peak measured: the chance the bounds give the need at these
+			// tunables, carried over from the failed ones. (Another GPU count may
+			// shard the memory: the model, which learned how often it does, says.)
+			sp.pGPU = c.GPUBounds.P(capacity * usableGPU / gpuScale(c.Tun, tu))
+		} else {
+			s.x = gpuFeatureVec(c, res, tu, capacity, s.x)
+			sp.pGPU = m.GPU.Predict(s.x)
+		}
 	}
 	s.x = runtimeFeatureVec(c, res, tu, cat, s.x)
 	if c.id == 0 || s.baseCtx != c.id {
@@ -195,8 +204,7 @@ func (m *Models) Predict(c *Context, opt *failure.Option, cat *failure.Catalogue
 	p.PMemory = m.predictMemory(c, res.MemoryBytes, s)
 	p.PDisk = 1 // without a limit, local storage does not fail a run
 	if res.EphemeralStorageBytes > 0 {
-		s.x = diskFeatures(c, float64(res.EphemeralStorageBytes), s.x)
-		p.PDisk = m.Disk.Predict(s.x)
+		p.PDisk = m.predictDisk(c, res.EphemeralStorageBytes, s)
 	}
 
 	// What depends on the GPU setup and the deadline, not on the memory, is the same
@@ -244,25 +252,50 @@ func (m *Models) successOf(product float64) float64 {
 	return sigmoid(w[0] + w[1]*math.Log(q/(1-q)))
 }
 
-// predictMemory is the chance that memory bytes are enough, remembered per context.
+// predictMemory is the chance that memory bytes are enough, remembered per context:
+// without peaks, the chance the bounds of the template's runs give it; else the
+// memory model's.
 func (m *Models) predictMemory(c *Context, bytes int64, s *Scratch) float64 {
-	if c.id != 0 {
-		if s.memCtx != c.id || s.pMemory == nil {
-			if s.pMemory == nil {
-				s.pMemory = make(map[int64]float64, 64)
-			}
-			clear(s.pMemory)
-			s.memCtx = c.id
+	return s.remember(c, &s.pMemory, bytes, func() float64 {
+		if c.MemBounds != nil {
+			return c.MemBounds.P(float64(bytes))
 		}
-		if p, ok := s.pMemory[bytes]; ok {
-			return p
+		s.x = memoryFeatures(c, float64(bytes), s.x)
+		return m.Memory.Predict(s.x)
+	})
+}
+
+// predictDisk is the chance that an ephemeral-storage limit of bytes is enough, as
+// predictMemory is for memory.
+func (m *Models) predictDisk(c *Context, bytes int64, s *Scratch) float64 {
+	return s.remember(c, &s.pDisk, bytes, func() float64 {
+		if c.Disk.Bounds != nil {
+			return c.Disk.Bounds.P(float64(bytes))
 		}
+		s.x = diskFeatures(c, float64(bytes), s.x)
+		return m.Disk.Predict(s.x)
+	})
+}
+
+// remember returns the prediction for size bytes held in *cache for context c, or
+// computes and holds it; a new context empties the caches.
+func (s *Scratch) remember(c *Context, cache *map[int64]float64, bytes int64, predict func() float64) float64 {
+	if c.id == 0 {
+		return predict()
 	}
-	s.x = memoryFeatures(c, float64(bytes), s.x)
-	p := m.Memory.Predict(s.x)
-	if c.id != 0 {
-		s.pMemory[bytes] = p
+	if s.memCtx != c.id {
+		clear(s.pMemory)
+		clear(s.pDisk)
+		s.memCtx = c.id
 	}
+	if *cache == nil {
+		*cache = make(map[int64]float64, 64)
+	}
+	if p, ok := (*cache)[bytes]; ok {
+		return p
+	}
+	p := predict()
+	(*cache)[bytes] = p
 	return p
 }
 

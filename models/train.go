@@ -32,6 +32,11 @@ type Evaluation struct {
 	Disk          Calibration `json:"disk"`
 	GPU           Calibration `json:"gpu"`
 	Deadline      Calibration `json:"deadline"`
+	// Bounds is the calibration of the chances the bounds give (memory, local storage
+	// and GPU memory together) on the retries whose need was known only from the
+	// limits earlier runs were given, no peak having been measured; the four above
+	// score the chance a prediction uses, from the bounds or from the model.
+	Bounds Calibration `json:"bounds"`
 	// Success is the calibration of the whole P(success) on every held-out retry.
 	Success Calibration `json:"success"`
 	// RuntimeMAE is the mean absolute error of predicted runtimes, as a share of the
@@ -129,20 +134,33 @@ func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Mode
 }
 
 // fitSuccess fits the recalibration of P(success) (Platt scaling of the product of
-// the chances) to the training examples.
+// the chances) to the training examples whose chances come from the models alone:
+// the bounds' chances are cautious, by design, and recalibrating the product to
+// them would make the models' over-confident.
 func (m *Models) fitSuccess(train []*prepared, cat *failure.Catalogue, lambda float64) (*Logistic, error) {
 	raw := *m
 	raw.Success = nil
 	s := &Scratch{}
-	xs, ys := make([][]float64, len(train)), make([]float64, len(train))
-	for i, p := range train {
-		q := clamp(raw.Predict(&p.ctx, &p.ex.Option, cat, s).PSuccess, 1e-6, 1-1e-6)
-		xs[i] = []float64{1, math.Log(q / (1 - q))}
-		if p.ex.Outcome.Succeeded {
-			ys[i] = 1
+	var xs [][]float64
+	var ys []float64
+	for _, p := range train {
+		if p.bounded() {
+			continue
 		}
+		q := clamp(raw.Predict(&p.ctx, &p.ex.Option, cat, s).PSuccess, 1e-6, 1-1e-6)
+		y := 0.0
+		if p.ex.Outcome.Succeeded {
+			y = 1
+		}
+		xs, ys = append(xs, []float64{1, math.Log(q / (1 - q))}), append(ys, y)
 	}
 	return fitLogistic(xs, ys, lambda)
+}
+
+// bounded reports whether the bounds, not the models, give one of the chances of
+// the example's retry.
+func (p *prepared) bounded() bool {
+	return p.ctx.MemBounds != nil || p.ctx.Disk.Bounds != nil && p.ex.Option.Resources.EphemeralStorageBytes > 0 || p.gpuBounded()
 }
 
 func isOther(c failure.Category) bool {
@@ -176,45 +194,77 @@ func prepare(ex *Example, cat *failure.Catalogue) *prepared {
 	return p
 }
 
-// memoryExample labels memory as enough (success) or not (an OOM); other failures
-// say nothing about the memory and are left out.
-func (p *prepared) memoryExample() ([]float64, float64, bool) {
+// memoryLabel labels memory as enough (success) or not (an OOM); other failures say
+// nothing about the memory.
+func (p *prepared) memoryLabel() (float64, bool) {
 	switch {
 	case p.ex.Outcome.Succeeded:
-		return memoryFeatures(&p.ctx, float64(p.ex.Option.Resources.MemoryBytes), nil), 1, true
+		return 1, true
 	case p.ex.Result == failure.OOMMemory:
-		return memoryFeatures(&p.ctx, float64(p.ex.Option.Resources.MemoryBytes), nil), 0, true
+		return 0, true
 	}
-	return nil, 0, false
+	return 0, false
 }
 
-// diskExample labels an ephemeral-storage limit as enough or not (an eviction);
+// memoryExample is the memory model's example: a labelled retry whose chance the
+// model gives (not the bounds).
+func (p *prepared) memoryExample() ([]float64, float64, bool) {
+	y, ok := p.memoryLabel()
+	if !ok || p.ctx.MemBounds != nil {
+		return nil, 0, false
+	}
+	return memoryFeatures(&p.ctx, float64(p.ex.Option.Resources.MemoryBytes), nil), y, true
+}
+
+// diskLabel labels an ephemeral-storage limit as enough or not (an eviction);
 // retries without a limit say nothing about it.
-func (p *prepared) diskExample() ([]float64, float64, bool) {
-	disk := float64(p.ex.Option.Resources.EphemeralStorageBytes)
+func (p *prepared) diskLabel() (float64, bool) {
 	switch {
-	case disk == 0:
-		return nil, 0, false
+	case p.ex.Option.Resources.EphemeralStorageBytes == 0:
+		return 0, false
 	case p.ex.Outcome.Succeeded:
-		return diskFeatures(&p.ctx, disk, nil), 1, true
+		return 1, true
 	case p.ex.Result == failure.DiskFull:
-		return diskFeatures(&p.ctx, disk, nil), 0, true
+		return 0, true
 	}
-	return nil, 0, false
+	return 0, false
 }
 
-func (p *prepared) gpuExample() ([]float64, float64, bool) {
-	if p.ex.Option.Resources.GPU == 0 {
+// diskExample is the local-storage model's example, as memoryExample is memory's.
+func (p *prepared) diskExample() ([]float64, float64, bool) {
+	y, ok := p.diskLabel()
+	if !ok || p.ctx.Disk.Bounds != nil {
 		return nil, 0, false
 	}
-	x := gpuFeatureVec(&p.ctx, p.ex.Option.Resources, p.tu, p.cap, nil)
+	return diskFeatures(&p.ctx, float64(p.ex.Option.Resources.EphemeralStorageBytes), nil), y, true
+}
+
+// gpuLabel labels a GPU setup as enough or not (a GPU out-of-memory).
+func (p *prepared) gpuLabel() (float64, bool) {
 	switch {
+	case p.ex.Option.Resources.GPU == 0:
+		return 0, false
 	case p.ex.Outcome.Succeeded:
-		return x, 1, true
+		return 1, true
 	case p.ex.Result == failure.OOMGPU:
-		return x, 0, true
+		return 0, true
 	}
-	return nil, 0, false
+	return 0, false
+}
+
+// gpuBounded reports whether the bounds, not the GPU model, give the chance of the
+// retry's GPU setup.
+func (p *prepared) gpuBounded() bool {
+	return p.ctx.GPUBounds != nil && p.ex.Option.Resources.GPU == p.ctx.Failed.GPU
+}
+
+// gpuExample is the GPU model's example, as memoryExample is memory's.
+func (p *prepared) gpuExample() ([]float64, float64, bool) {
+	y, ok := p.gpuLabel()
+	if !ok || p.gpuBounded() {
+		return nil, 0, false
+	}
+	return gpuFeatureVec(&p.ctx, p.ex.Option.Resources, p.tu, p.cap, nil), y, true
 }
 
 func (p *prepared) deadlineExample() ([]float64, float64, bool) {
@@ -256,15 +306,30 @@ func (m *Models) evaluate(train, test []*prepared, cat *failure.Catalogue) *Eval
 		}
 		return calibrate(ps, ys)
 	}
-	e.Memory = score(m.Memory, (*prepared).memoryExample)
-	e.Disk = score(m.Disk, (*prepared).diskExample)
-	e.GPU = score(m.GPU, (*prepared).gpuExample)
 	e.Deadline = score(m.Deadline, (*prepared).deadlineExample)
 	var ps, ys []float64
 	var errs []float64
+	var chances [3]struct{ ps, ys []float64 } // memory, local storage, GPU memory
+	var bounded struct{ ps, ys []float64 }
 	s := &Scratch{}
 	for _, p := range test {
 		pred := m.Predict(&p.ctx, &p.ex.Option, cat, s)
+		for i, r := range []struct {
+			p       float64
+			label   func() (float64, bool)
+			bounded bool
+		}{
+			{pred.PMemory, p.memoryLabel, p.ctx.MemBounds != nil},
+			{pred.PDisk, p.diskLabel, p.ctx.Disk.Bounds != nil},
+			{pred.PGPU, p.gpuLabel, p.gpuBounded()},
+		} {
+			if y, ok := r.label(); ok {
+				chances[i].ps, chances[i].ys = append(chances[i].ps, r.p), append(chances[i].ys, y)
+				if r.bounded {
+					bounded.ps, bounded.ys = append(bounded.ps, r.p), append(bounded.ys, y)
+				}
+			}
+		}
 		y := 0.0
 		if p.ex.Outcome.Succeeded {
 			y = 1
@@ -275,6 +340,10 @@ func (m *Models) evaluate(train, test []*prepared, cat *failure.Catalogue) *Eval
 		}
 	}
 	e.Success = calibrate(ps, ys)
+	e.Memory = calibrate(chances[0].ps, chances[0].ys)
+	e.Disk = calibrate(chances[1].ps, chances[1].ys)
+	e.GPU = calibrate(chances[2].ps, chances[2].ys)
+	e.Bounds = calibrate(bounded.ps, bounded.ys)
 	e.RuntimeN = len(errs)
 	if len(errs) > 0 {
 		e.RuntimeMAE = mean(errs)
@@ -301,5 +370,6 @@ func (e *Evaluation) Write(w io.Writer) {
 	e.Disk.Write(w, "local storage is enough")
 	e.GPU.Write(w, "GPU memory is enough")
 	e.Deadline.Write(w, "deadline is enough")
+	e.Bounds.Write(w, "the bounds' chance (no peak measured), of the three above")
 	fmt.Fprintf(w, "runtime: mean absolute error %.1f%% over %d successful retries\n", 100*e.RuntimeMAE, e.RuntimeN)
 }

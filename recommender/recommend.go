@@ -184,7 +184,8 @@ func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.
 		Declared: ev.Job.Tunables,
 		Node:     ev.Failure.Node,
 	}
-	memoryAtRisk := ctx.MemEstimate > 0.9*float64(res.MemoryBytes)
+	mem := ctx.Memory()
+	memoryAtRisk := mem.AtRisk(float64(res.MemoryBytes))
 	switch cl.Category {
 	case failure.OOMMemory:
 		s.Memory = true
@@ -211,15 +212,15 @@ func (r *Recommender) space(ev *failure.Event, ctx *models.Context, cl *failure.
 	}
 	if s.Memory || memoryAtRisk {
 		s.Memory = true
-		s.MemoryFloor, s.MemoryCap, s.MemoryStep = r.limits(float64(res.MemoryBytes), ctx.MemEstimate,
+		s.MemoryFloor, s.MemoryCap, s.MemoryStep = r.limits(float64(res.MemoryBytes), mem.Level(),
 			cl.Category == failure.OOMMemory, nodes.largest.MemoryBytes)
 	}
 	// Local storage that failed, or that the template's runs are about to outgrow
 	// (a run can be short of both memory and storage), varies the same way.
 	disk := float64(res.EphemeralStorageBytes)
-	if disk > 0 && (cl.Category == failure.DiskFull || ctx.Disk.Estimate > 0.9*disk) {
+	if disk > 0 && (cl.Category == failure.DiskFull || ctx.Disk.AtRisk(disk)) {
 		s.Disk = true
-		s.DiskFloor, s.DiskCap, s.DiskStep = r.limits(disk, ctx.Disk.Estimate, cl.Category == failure.DiskFull, nodes.largest.EphemeralStorageBytes)
+		s.DiskFloor, s.DiskCap, s.DiskStep = r.limits(disk, ctx.Disk.Level(), cl.Category == failure.DiskFull, nodes.largest.EphemeralStorageBytes)
 	}
 	return s
 }
@@ -389,12 +390,18 @@ func explain(cl *failure.Classification, ctx *models.Context, o *failure.Option,
 	switch {
 	case ctx.MemFloor > 0 && ctx.MemEstimate > 0:
 		fmt.Fprintf(&b, " It was killed at its %s memory limit; its recent runs peaked near %s.", failure.FormatBytes(int64(ctx.MemFloor)), failure.FormatBytes(int64(ctx.MemEstimate)))
+	case ctx.MemFloor > 0 && ctx.MemBounds != nil:
+		fmt.Fprintf(&b, " It was killed at its %s memory limit; its runs have no recorded peak, and the limits they succeeded and were killed at put its need at or below %s with probability 0.95.",
+			failure.FormatBytes(int64(ctx.MemFloor)), failure.FormatBytes(int64(ctx.MemBounds.Quantile(0.95))))
 	case ctx.MemFloor > 0 && ctx.History > 0:
 		fmt.Fprintf(&b, " It was killed at its %s memory limit; its successful runs have no recorded peak to learn its need from.", failure.FormatBytes(int64(ctx.MemFloor)))
 	case ctx.MemFloor > 0:
 		fmt.Fprintf(&b, " It was killed at its %s memory limit and has no successful runs to learn its need from.", failure.FormatBytes(int64(ctx.MemFloor)))
 	case ctx.Disk.Floor > 0 && ctx.Disk.Estimate > 0:
 		fmt.Fprintf(&b, " It was evicted at its %s ephemeral-storage limit; its recent runs used up to %s.", failure.FormatBytes(int64(ctx.Disk.Floor)), failure.FormatBytes(int64(ctx.Disk.Estimate)))
+	case ctx.Disk.Floor > 0 && ctx.Disk.Bounds != nil:
+		fmt.Fprintf(&b, " It was evicted at its %s ephemeral-storage limit; its runs have no recorded usage, and the limits they succeeded and were evicted at put its need at or below %s with probability 0.95.",
+			failure.FormatBytes(int64(ctx.Disk.Floor)), failure.FormatBytes(int64(ctx.Disk.Bounds.Quantile(0.95))))
 	case ctx.Disk.Floor > 0:
 		fmt.Fprintf(&b, " It was evicted at its %s ephemeral-storage limit and has no successful runs to learn its need from.", failure.FormatBytes(int64(ctx.Disk.Floor)))
 	case ctx.GPUFloor > 0:

@@ -15,6 +15,12 @@
 // the job, its usage and the ground truth stay the simulator's, so that a policy
 // whose classifier misreads the real text pays for it as it would on a cluster.
 //
+// What the cluster measures of usage is the scenario's telemetry: all (the default: a
+// cluster with Prometheus and the DCGM exporter, whose failures and outcomes carry
+// peak host memory, per-GPU memory and local storage), failures (a cluster without
+// metrics, as the Kubernetes watcher sees it: an OOMKilled run's limit as its peak,
+// the limit an eviction names, nothing else, nothing on outcomes) or none.
+//
 // Policies see only what a real cluster gives them: the FailureEvent and the observed
 // outcomes of earlier runs of the same job (failure.Outcome). The true needs stay
 // inside this package; the oracle policy, which knows them, is the yardstick of cost.

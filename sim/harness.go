@@ -32,6 +32,11 @@ type Options struct {
 	// Corpus is the real messages failures draw their text from when the scenario's
 	// text is real; nil means the embedded ones (RealText). Unused for rendered text.
 	Corpus *Corpus
+	// Classify, when set, labels the outcome of every failed attempt in the job's
+	// history with the category it gives the attempt's failure event, as the ledger
+	// records each failure with its classification (engine, ledger). Nil leaves
+	// them unlabelled: what the cluster alone records.
+	Classify func(*failure.Event) failure.Category
 }
 
 // Retry is one retry as a policy and the cluster see it.
@@ -84,6 +89,8 @@ type Result struct {
 	RealText         int                `json:"realText,omitempty"`
 	RenderedFallback int                `json:"renderedFallback,omitempty"`
 	NoRealText       []failure.Category `json:"noRealText,omitempty"`
+	// Telemetry is what the cluster measured of the runs' usage (Scenario.Telemetry).
+	Telemetry Telemetry `json:"telemetry"`
 }
 
 // CauseResult is the part of a Result for one true cause of failure.
@@ -107,7 +114,7 @@ func Run(s *Scenario, p Policy, opts Options) (Result, error) {
 		jobs = opts.Jobs
 	}
 	res := Result{Policy: p.Name(), Scenario: s.Name, Seed: s.Seed, ByCause: map[failure.Category]*CauseResult{},
-		Text: s.TextSource()}
+		Text: s.TextSource(), Telemetry: s.TelemetrySource()}
 	switch {
 	case res.Text != TextReal:
 		opts.Corpus = nil
@@ -144,7 +151,16 @@ func (s *Scenario) episode(t *template, k int, p Policy, history *[]failure.Outc
 	ru := s.newRun(t, k)
 	opt := t.config
 	out := s.attempt(ru, 0, opt)
-	*history = append(*history, s.outcome(t, 0, opt, out))
+	first := s.outcome(t, 0, opt, out)
+	var ev *failure.Event
+	var use textUse
+	if !out.ok {
+		var err error
+		if ev, use, err = s.observe(ru, 0, opt, out, opts, &first); err != nil {
+			return err
+		}
+	}
+	*history = append(*history, first)
 	if out.ok {
 		return nil
 	}
@@ -167,39 +183,49 @@ func (s *Scenario) episode(t *template, k int, p Policy, history *[]failure.Outc
 		return s.oracleEpisode(ru, opt, out, remediable, history, res, cr)
 	}
 	for a := 1; a <= s.RetryBudget; a++ {
-		rendered, use := s.failureEvent(ru, a-1, opt, out, opts.Corpus)
-		ev, err := wire(rendered)
-		if err != nil {
-			return err
-		}
 		countText(res, use, out.cause)
 		seen := recent(*history, opts.HistoryLimit)
-		next, retry := p.Retry(&ev, seen)
+		next, retry := p.Retry(ev, seen)
 		if !retry {
 			break
 		}
 		opt = next
 		out = s.attempt(ru, a, opt)
 		o := s.outcome(t, a, opt, out)
+		// The retry's own failure: the next retry answers it, and the recorder and
+		// the classifier read it.
+		var fev *failure.Event
+		if !out.ok && (a < s.RetryBudget || opts.Record != nil || opts.Classify != nil) {
+			var err error
+			if fev, use, err = s.observe(ru, a, opt, out, opts, &o); err != nil {
+				return err
+			}
+		}
 		*history = append(*history, o)
 		if opts.Record != nil {
-			rec := Retry{Event: &ev, History: seen, Option: opt, Outcome: o}
-			if !out.ok {
-				rendered, _ := s.failureEvent(ru, a, opt, out, opts.Corpus)
-				fev, err := wire(rendered)
-				if err != nil {
-					return err
-				}
-				rec.Failure = &fev
-			}
-			opts.Record(rec)
+			opts.Record(Retry{Event: ev, History: seen, Option: opt, Outcome: o, Failure: fev})
 		}
 		s.count(res, cr, remediable, a, out)
 		if out.ok {
 			break
 		}
+		ev = fev
 	}
 	return nil
+}
+
+// observe renders the failure of attempt a as the policies receive it, through the
+// wire, and, with opts.Classify, labels its outcome o with the category it is given.
+func (s *Scenario) observe(ru *run, a int, opt failure.Option, out result, opts Options, o *failure.Outcome) (*failure.Event, textUse, error) {
+	rendered, use := s.failureEvent(ru, a, opt, out, opts.Corpus)
+	ev, err := wire(rendered)
+	if err != nil {
+		return nil, use, err
+	}
+	if opts.Classify != nil {
+		o.Category = opts.Classify(&ev)
+	}
+	return &ev, use, nil
 }
 
 // count adds one retry to the result.
@@ -243,11 +269,12 @@ func (s *Scenario) outcome(t *template, a int, opt failure.Option, out result) f
 	o := failure.Outcome{
 		Template: t.name, Attempt: a + 1, Resources: opt.Resources, Params: copyParams(opt.Params),
 		Succeeded: out.ok, DurationSeconds: math.Round(out.seconds), Node: out.node, Cost: out.cost,
-		Usage: failure.Usage{PeakMemoryBytes: int64(out.peakMem), PeakGPUMemoryBytes: int64(out.peakGPU),
-			PeakEphemeralStorageBytes: int64(out.peakDisk)},
+		Usage: s.TelemetrySource().outcomeUsage(failure.Usage{PeakMemoryBytes: int64(out.peakMem),
+			PeakGPUMemoryBytes: int64(out.peakGPU), PeakEphemeralStorageBytes: int64(out.peakDisk)}),
 	}
 	// Category stays empty: a cluster records what failed, not why; policies
-	// classify the events themselves.
+	// classify the events themselves (Options.Classify labels them as the ledger
+	// does).
 	return o
 }
 

@@ -188,13 +188,14 @@ const (
 	fallbackText                // real text asked for, but none of the cause's category
 )
 
-// failureEvent is the event of a failed attempt: rendered by the simulator and, with
+// failureText is the event of a failed attempt: rendered by the simulator and, with
 // a corpus, given the message and log tail of a real message of the cause's category,
 // and its reason and exit code unless the simulated failure's reason is one
 // Kubernetes sets (OOMKilled, Evicted, DeadlineExceeded, ...), which it would report
 // whatever the program printed. The job, its resources, the node, the duration and the usage stay
-// the simulator's, and so does the ground truth: the cause.
-func (s *Scenario) failureEvent(ru *run, a int, opt failure.Option, res result, c *Corpus) (failure.Event, textUse) {
+// the simulator's, and so does the ground truth: the cause. It carries every peak;
+// failureEvent keeps those the scenario's telemetry measures.
+func (s *Scenario) failureText(ru *run, a int, opt failure.Option, res result, c *Corpus) (failure.Event, textUse) {
 	ev := s.event(ru, a, opt, res)
 	if c == nil {
 		return ev, renderedText

@@ -69,6 +69,11 @@ type Scenario struct {
 	// Text is where failures' text comes from: "rendered" (the default when empty)
 	// by the simulator, or "real", labelled messages of each failure's category.
 	Text Text `yaml:"text"`
+	// Telemetry is what the cluster measures of the runs' usage: "all" (the default
+	// when empty: peaks on every failure and outcome), "failures" (only what a
+	// cluster without metrics shows: the limit of an OOMKilled run, the kubelet's
+	// figure on an eviction) or "none".
+	Telemetry Telemetry `yaml:"telemetry"`
 }
 
 // LogNormal is a lognormal distribution by its median and the sigma of its log.
@@ -213,6 +218,10 @@ func (s *Scenario) Validate() error {
 	if s.Text != "" {
 		_, err := ParseText(string(s.Text))
 		check(err == nil, "text", "%v", err)
+	}
+	if s.Telemetry != "" {
+		_, err := ParseTelemetry(string(s.Telemetry))
+		check(err == nil, "telemetry", "%v", err)
 	}
 	check(s.MaxRuntimeHours >= 0, "maxRuntimeHours", "must not be negative")
 	f := s.Failures

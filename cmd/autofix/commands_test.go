@@ -280,9 +280,12 @@ func TestRecommendChooserFlags(t *testing.T) {
 			t.Errorf("recommend %v: exit %d, %q; want an error with %q", c.args, code, errOut, c.want)
 		}
 	}
-	// A lower target picks a smaller, cheaper limit.
-	_, strict, _ := runCmd(t, oomEvent, "recommend", "-")
-	_, lax, _ := runCmd(t, oomEvent, "recommend", "--target", "0.6", "-")
+	// A lower target picks a smaller, cheaper limit, when memory is most of the run's
+	// cost (otherwise the likelier retry is also the cheaper in expectation).
+	const memoryBound = `{"id":"m2","job":{"name":"etl-8","template":"etl","kind":"batch","resources":{"cpu":"1","memory":"64Gi"}},` +
+		`"failure":{"reason":"OOMKilled","exitCode":137,"durationSeconds":600}}`
+	_, strict, _ := runCmd(t, memoryBound, "recommend", "-")
+	_, lax, _ := runCmd(t, memoryBound, "recommend", "--target", "0.6", "-")
 	var a, b failure.Recommendation
 	if json.Unmarshal([]byte(strict), &a) != nil || json.Unmarshal([]byte(lax), &b) != nil {
 		t.Fatalf("output:\n%s\n%s", strict, lax)

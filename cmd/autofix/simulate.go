@@ -12,20 +12,23 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/sim"
 )
 
 type simulateOptions struct {
-	policy   string
-	scenario string
-	seed     uint64
-	jobs     int
-	retries  int
-	json     bool
-	compare  bool
-	plot     string
-	models   string
-	text     string
+	policy    string
+	scenario  string
+	seed      uint64
+	jobs      int
+	retries   int
+	json      bool
+	compare   bool
+	plot      string
+	models    string
+	text      string
+	telemetry string
+	seeds     int
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -46,7 +49,15 @@ cost against fix rate (policies-SCENARIO.png, or --plot FILE; --plot "" for none
 --text real gives each failure the text (reason, exit code, message, log tail) of a
 real labelled message of its true cause's category instead of the simulator's own,
 so that the classifier's real mistakes cost what they would on a cluster; the table
-is followed by how many failure events carried real text.`,
+is followed by how many failure events carried real text.
+
+--telemetry failures publishes only what a cluster without metrics shows (an
+OOMKilled run's limit as its peak, an eviction's figure; no usage on outcomes),
+--telemetry none no usage at all; the default, all, peaks on every failure and outcome.
+
+--seeds N runs the scenario with N seeds (the scenario's, or --seed, and the next
+ones) and prints each policy's mean and 95% interval over them. --policy takes a
+comma-separated list of policies.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := loadScenario(o.scenario)
@@ -58,6 +69,15 @@ is followed by how many failure events carried real text.`,
 			}
 			if err := setText(s, o.text); err != nil {
 				return err
+			}
+			if err := setTelemetry(s, o.telemetry); err != nil {
+				return err
+			}
+			if o.seeds < 0 || o.seeds > maxSeeds {
+				return fmt.Errorf("--seeds %d: want 1 to %d (0: one)", o.seeds, maxSeeds)
+			}
+			if o.seeds > 1 && o.plot != "" {
+				return errors.New("--plot needs a single seed")
 			}
 			if o.jobs < 0 {
 				return fmt.Errorf("--jobs %d: want a positive number (0: the scenario's)", o.jobs)
@@ -71,27 +91,41 @@ is followed by how many failure events carried real text.`,
 			if o.plot != "" && !o.compare {
 				return errors.New("--plot needs --compare")
 			}
-			if o.compare && !cmd.Flags().Changed("plot") {
+			if o.compare && !cmd.Flags().Changed("plot") && o.seeds <= 1 {
 				o.plot = "policies-" + fileSafe(s.Name) + ".png"
 				if s.TextSource() == sim.TextReal {
 					o.plot = "policies-" + fileSafe(s.Name) + "-realtext.png"
 				}
 			}
-			policies := []string{o.policy}
+			policies := strings.Split(o.policy, ",")
 			if o.compare {
 				policies = append(sim.Baselines()[:4:4], "autofix", "oracle")
 			}
+			seeds := []uint64{s.Seed}
+			for i := 1; i < o.seeds; i++ {
+				seeds = append(seeds, s.Seed+uint64(i))
+			}
+			// The history a policy sees labels each failure with its classification,
+			// as the ledger's does.
+			c, err := loadClassifier("", config.Default().Classifier.MinConfidence)
+			if err != nil {
+				return err
+			}
+			classify := func(ev *failure.Event) failure.Category { return c.Classify(ev).Category }
 			var results []sim.Result
 			for _, name := range policies {
 				p, err := o.policyFor(name, s)
 				if err != nil {
 					return err
 				}
-				r, err := sim.Run(s, p, sim.Options{Jobs: o.jobs})
-				if err != nil {
-					return err
+				for _, seed := range seeds {
+					s.Seed = seed
+					r, err := sim.Run(s, p, sim.Options{Jobs: o.jobs, Classify: classify})
+					if err != nil {
+						return err
+					}
+					results = append(results, r)
 				}
-				results = append(results, r)
 			}
 			if o.plot != "" {
 				if err := plotResults(o.plot, s.Name, results); err != nil {
@@ -99,6 +133,14 @@ is followed by how many failure events carried real text.`,
 				}
 			}
 			out := cmd.OutOrStdout()
+			if len(seeds) > 1 {
+				sums := summarize(results)
+				if o.json {
+					return json.NewEncoder(out).Encode(map[string]any{"summaries": sums, "results": results})
+				}
+				writeSummaries(out, sums)
+				return nil
+			}
 			if o.json {
 				enc := json.NewEncoder(out)
 				if len(results) == 1 {
@@ -114,7 +156,7 @@ is followed by how many failure events carried real text.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.policy, "policy", "autofix", "none, same, double, vpa, autofix or oracle")
+	f.StringVar(&o.policy, "policy", "autofix", "none, same, double, vpa, autofix or oracle; several, comma-separated")
 	f.StringVar(&o.scenario, "scenario", "default", "built-in scenario name or scenario file")
 	f.Uint64Var(&o.seed, "seed", 0, "override the scenario's seed")
 	f.IntVar(&o.jobs, "jobs", 0, "runs to simulate (default: the scenario's)")
@@ -123,7 +165,9 @@ is followed by how many failure events carried real text.`,
 	f.BoolVar(&o.compare, "compare", false, "run every policy and print a table")
 	f.StringVar(&o.plot, "plot", "", "with --compare, the PNG plot to write (default policies-SCENARIO.png)")
 	f.StringVar(&o.models, "models", "", "models artifact to use (default: the embedded models)")
+	f.IntVar(&o.seeds, "seeds", 0, "run this many seeds, from the scenario's (or --seed) up, and print means with 95% intervals")
 	addTextFlag(cmd, &o.text)
+	addTelemetryFlag(cmd, &o.telemetry)
 	return cmd
 }
 

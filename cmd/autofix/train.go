@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +27,7 @@ type trainOptions struct {
 	outcomes  string
 	out       string
 	dump      string
+	telemetry string
 }
 
 func newTrainCmd() *cobra.Command {
@@ -36,7 +39,16 @@ func newTrainCmd() *cobra.Command {
 outcomes: from the simulator (a scenario, built in or a file; retries explore random
 configurations around each failure) or from a file of recorded examples (--examples,
 JSON lines of models.Example). It prints the evaluation on held-out jobs — AUC, Brier
-score and reliability tables, runtime error — and writes the versioned artifact to --out.`,
+score and reliability tables, runtime error — and writes the versioned artifact to --out.
+
+The simulator's examples come from each telemetry setting of --telemetry in turn
+(default all, failures and none: a cluster with metrics, one with only what the
+watcher sees, one with nothing), --jobs runs each, the first with the scenario's seed
+(or --seed) and each next with the seed after: the models learn to use peaks where a
+cluster measures them, and where it does not, they are fitted to what is left to
+them (a failure no successful run bounds) while the bounds the limits tried set give
+the rest, and the evaluation scores both. The history of each example labels its
+failures with their classification, as the ledger does.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := loadScenario(o.scenario)
@@ -50,10 +62,11 @@ score and reliability tables, runtime error — and writes the versioned artifac
 				s.Templates = o.templates
 			}
 			var examples []models.Example
+			telemetry := "examples"
 			if o.outcomes != "" {
 				examples, err = readExamples(o.outcomes)
 			} else {
-				examples, err = simulateExamples(s, o.jobs)
+				examples, telemetry, err = simulateTelemetries(s, o.jobs, o.telemetry)
 			}
 			if err != nil {
 				return err
@@ -63,7 +76,7 @@ score and reliability tables, runtime error — and writes the versioned artifac
 					return err
 				}
 			}
-			name := fmt.Sprintf("%s-seed%d-%dex", s.Name, s.Seed, len(examples))
+			name := fmt.Sprintf("%s-seed%d-%s-%dex", s.Name, s.Seed, telemetry, len(examples))
 			m, err := models.Train(examples, &s.Catalogue, models.TrainOptions{Name: name})
 			if err != nil {
 				return err
@@ -90,6 +103,7 @@ score and reliability tables, runtime error — and writes the versioned artifac
 	f.StringVar(&o.outcomes, "examples", "", "train from a file of recorded examples (JSON lines) instead of the simulator")
 	f.StringVar(&o.out, "out", "", "write the trained models to this file")
 	f.StringVar(&o.dump, "dump-examples", "", "also write the training examples to this file (JSON lines)")
+	f.StringVar(&o.telemetry, "telemetry", "all,failures,none", "telemetry settings to simulate examples with, comma-separated (all, failures, none)")
 	return cmd
 }
 
@@ -99,6 +113,36 @@ func loadScenario(nameOrPath string) (*sim.Scenario, error) {
 		return sim.LoadScenario(nameOrPath)
 	}
 	return sim.Builtin(nameOrPath)
+}
+
+// simulateTelemetries simulates examples with each telemetry setting of the
+// comma-separated list, the first with the scenario's seed and each next with the
+// seed after; it returns them with the settings joined by "+", for the models' name.
+func simulateTelemetries(s *sim.Scenario, jobs int, list string) ([]models.Example, string, error) {
+	var settings []sim.Telemetry
+	for _, name := range strings.Split(list, ",") {
+		t, err := sim.ParseTelemetry(strings.TrimSpace(name))
+		if err != nil {
+			return nil, "", fmt.Errorf("--telemetry: %w", err)
+		}
+		if slices.Contains(settings, t) {
+			return nil, "", fmt.Errorf("--telemetry: %s twice", t)
+		}
+		settings = append(settings, t)
+	}
+	var all []models.Example
+	names := make([]string, len(settings))
+	for i, t := range settings {
+		c := *s
+		c.Seed, c.Telemetry = s.Seed+uint64(i), t
+		ex, err := simulateExamples(&c, jobs)
+		if err != nil {
+			return nil, "", err
+		}
+		all = append(all, ex...)
+		names[i] = string(t)
+	}
+	return all, strings.Join(names, "+"), nil
 }
 
 // simulateExamples runs the scenario with the exploring policy and classifies each
@@ -111,7 +155,8 @@ func simulateExamples(s *sim.Scenario, jobs int) ([]models.Example, error) {
 	var examples []models.Example
 	var cerr error
 	p := &explorer{c: c, s: s, rng: rand.New(rand.NewPCG(s.Seed, 7))}
-	_, err = sim.Run(s, p, sim.Options{Jobs: jobs, Record: func(r sim.Retry) {
+	classify := func(ev *failure.Event) failure.Category { return c.Classify(ev).Category }
+	_, err = sim.Run(s, p, sim.Options{Jobs: jobs, Classify: classify, Record: func(r sim.Retry) {
 		ex := models.Example{Event: *r.Event, History: r.History, Option: r.Option, Outcome: r.Outcome}
 		ex.Category = c.Classify(r.Event).Category
 		if r.Failure != nil {
