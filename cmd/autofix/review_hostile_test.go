@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/autofix/autofix/api/client"
 )
 
 // TestReviewListCursorLoop: a server whose page cursors go round in a circle (a, b,
@@ -29,5 +34,52 @@ func TestReviewListCursorLoop(t *testing.T) {
 	if code != 1 || stdout != "" || !strings.Contains(stderr, "the page cursor of "+srv.URL) || calls.Load() > 3 {
 		t.Errorf("cursors a, b, a: exit %d after %d requests, stdout %q, stderr %q; want exit 1 at the third page, "+
 			"saying the cursor does not advance", code, calls.Load(), stdout, stderr)
+	}
+}
+
+// TestReviewIDsNameOneRemediation: the id list and show print is the one approve
+// acts on. Event ids may hold format characters (a zero-width space, an override),
+// which are shown escaped; an id spelling that escape out literally must not look
+// the same, and the id shown, pasted into a shell, must be the id itself — not the
+// other remediation's.
+func TestReviewIDsNameOneRemediation(t *testing.T) {
+	ids := []string{
+		"ev-1\u200b", `ev-1\u200b`, // a zero-width space, and its escape spelled out
+		"ev-2\u202eexe.txt", `ev-2\u202eexe.txt`,
+		`$'ev-1\u200b'`, "it's", "a b", "x\u2028y", "plain-3",
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	items := make([]client.RemediationSummary, len(ids))
+	for i, id := range ids {
+		items[i] = client.RemediationSummary{Id: id, State: client.StatePendingReview, ReceivedAt: now}
+	}
+	var list bytes.Buffer
+	if err := writeList(&list, items, false, now); err != nil {
+		t.Fatal(err)
+	}
+	rows := strings.Split(strings.TrimSpace(list.String()), "\n")[1:]
+	bash, bashErr := exec.LookPath("bash")
+	shown := map[string]string{}
+	for i, id := range ids {
+		var show bytes.Buffer
+		if err := writeShow(&show, &client.RemediationView{Id: id, State: client.StatePendingReview}, now); err != nil {
+			t.Fatal(err)
+		}
+		_, after, _ := strings.Cut(show.String(), "autofix review approve ")
+		word, _, _ := strings.Cut(after, " [--option N]")
+		if other, ok := shown[word]; ok {
+			t.Errorf("ids %q and %q are both shown as %s", other, id, word)
+		}
+		shown[word] = id
+		if !strings.Contains(show.String(), "Remediation:     "+word+"\n") || !strings.HasPrefix(rows[i], word+" ") {
+			t.Errorf("id %q: show's hint says %s, but its Remediation line or list row differs:\n%s\n%s", id, word, show.String(), rows[i])
+		}
+		if bashErr != nil {
+			continue
+		}
+		out, err := exec.Command(bash, "-c", "printf %s "+word).Output() // #nosec G204 -- the word under test
+		if err != nil || string(out) != id {
+			t.Errorf("id %q is shown as %s, which the shell reads as %q (%v)", id, word, out, err)
+		}
 	}
 }
