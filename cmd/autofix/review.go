@@ -347,10 +347,15 @@ role. A remediation in another state is refused (exit status 4).`,
 	return cmd
 }
 
-// checkID refuses an ID argument that names no remediation.
+// checkID refuses an ID argument that names no remediation, or that the API's
+// paths cannot carry: "." and ".." are path segments a URL resolves away (approve ..
+// would POST to /v1/approve), and the generated client does not escape them.
 func checkID(id string) error {
-	if strings.TrimSpace(id) == "" {
+	switch {
+	case strings.TrimSpace(id) == "":
 		return errors.New("ID: empty (autofix review list shows the ids)")
+	case id == "." || id == "..":
+		return fmt.Errorf("ID %q: a path segment of its own, which this command cannot send as an id", id)
 	}
 	return nil
 }

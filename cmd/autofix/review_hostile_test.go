@@ -83,3 +83,24 @@ func TestReviewIDsNameOneRemediation(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewDotIDsGoNowhereElse: an id of "." or ".." (the service takes such an
+// event id) is a path segment a URL resolves away: approve .. would POST to
+// /v1/approve. No request goes to a path other than the remediation's own.
+func TestReviewDotIDsGoNowhereElse(t *testing.T) {
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.Method+" "+r.URL.EscapedPath())
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no such endpoint"}}`))
+	}))
+	defer srv.Close()
+	for _, args := range [][]string{{"show", "."}, {"show", ".."}, {"approve", "."}, {"approve", ".."}, {"reject", "..", "--reason", "r"}} {
+		paths = nil
+		code, stdout, stderr := runCmd(t, "", append([]string{"review", "--server", srv.URL + "/base", "--token", "afx_x"}, args...)...)
+		if len(paths) != 0 || code != 1 || stdout != "" || !strings.Contains(stderr, fmt.Sprintf("ID %q", args[1])) {
+			t.Errorf("%q: requests %q, exit %d, stdout %q, stderr %q; want no request and exit 1 naming the ID", args, paths, code, stdout, stderr)
+		}
+	}
+}
