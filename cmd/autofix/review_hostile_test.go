@@ -104,3 +104,45 @@ func TestReviewDotIDsGoNowhereElse(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewNotFoundIsTheRemediation: exit status 3 says the remediation does not
+// exist. A 404 that says something else — the API has no such endpoint (a --server
+// with /v1 on it), or what answered is not the API (a proxy's page) — is exit 1,
+// pointing at --server, whatever the command.
+func TestReviewNotFoundIsTheRemediation(t *testing.T) {
+	endpoint := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no such endpoint"}}`))
+	}
+	page := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte("<html>404</html>"))
+	}
+	gone := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"remediation ev-9 not found"}}`))
+	}
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		args    []string
+		code    int
+		want    string
+	}{
+		{"list, no such endpoint", endpoint, []string{"list"}, 1, "--server"},
+		{"approve, no such endpoint", endpoint, []string{"approve", "ev-9"}, 1, "--server"},
+		{"reject, a proxy's page", page, []string{"reject", "ev-9", "--reason", "r"}, 1, "--server"},
+		{"show, the API's not found", gone, []string{"show", "ev-9"}, exitNotFound, "show ev-9: not found: remediation ev-9 not found"},
+	}
+	for _, tt := range tests {
+		srv := httptest.NewServer(tt.handler)
+		code, _, stderr := runCmd(t, "", append([]string{"review", "--server", srv.URL, "--token", "afx_x"}, tt.args...)...)
+		srv.Close()
+		if code != tt.code || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d saying %q", tt.name, code, stderr, tt.code, tt.want)
+		}
+	}
+}
