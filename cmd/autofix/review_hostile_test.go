@@ -146,3 +146,22 @@ func TestReviewNotFoundIsTheRemediation(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewTokenInTheWrongPlace: a token given where a file or a URL goes (the
+// easy slip of --token-file for --token) is not echoed back in the error: the
+// error may land in a CI log that the command line does not.
+func TestReviewTokenInTheWrongPlace(t *testing.T) {
+	t.Setenv("AUTOFIX_TOKEN", "")
+	t.Setenv("AUTOFIX_SERVER", "")
+	secret := "afx_Zm9vYmFyYmF6cXV4MDEyMzQ1Njc4OWFiY2RlZmdoaWo"
+	for _, args := range [][]string{
+		{"list", "--token-file", secret},
+		{"list", "--server", secret, "--token", "afx_x"},
+		{"list", "--ca-file", secret, "--token", "afx_x"},
+	} {
+		code, stdout, stderr := runCmd(t, "", append([]string{"review"}, args...)...)
+		if code != 1 || strings.Contains(stdout+stderr, secret[len(secret)/2:]) || !strings.Contains(stderr, args[1]) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 1 naming %s, without the token", args, code, stdout, stderr, args[1])
+		}
+	}
+}

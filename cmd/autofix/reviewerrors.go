@@ -44,8 +44,18 @@ func reviewExit(cmd *cobra.Command, err error) error {
 	}
 	// The messages are sanitized where they take text from the server; this is the
 	// last line of that defence, for errors from elsewhere (a decoder, the network).
-	fmt.Fprintln(cmd.ErrOrStderr(), "autofix:", sanitizeLine(err.Error()))
+	fmt.Fprintln(cmd.ErrOrStderr(), "autofix:", hideTokens(sanitizeLine(err.Error())))
 	return exitError(code)
+}
+
+// tokenShape is an autofix token (auth's "afx_" and base64url), or most of one.
+var tokenShape = regexp.MustCompile(`afx_[A-Za-z0-9_-]{16,}`)
+
+// hideTokens hides in an error message whatever has the shape of a token: one given
+// where a file or a URL goes (--token-file for --token) is quoted back by the error
+// that the file or the URL is wrong.
+func hideTokens(msg string) string {
+	return tokenShape.ReplaceAllString(msg, "afx_<hidden: a token?>")
 }
 
 // apiNoEndpoint is the API's 404 message for a path it has no route for
