@@ -127,6 +127,9 @@ func runReviewList(cmd *cobra.Command, cf *connFlags, out *outputFlags, lo listO
 	var items []client.RemediationSummary
 	var raw []json.RawMessage
 	more := false
+	// The cursors followed: one that comes back would be followed round for ever
+	// with --limit 0.
+	seen := map[string]bool{}
 	for {
 		page := 1000
 		if lo.limit > 0 {
@@ -155,9 +158,10 @@ func runReviewList(cmd *cobra.Command, cf *connFlags, out *outputFlags, lo listO
 		if next == "" {
 			break
 		}
-		if next == deref(params.After) || n == 0 {
+		if seen[next] || n == 0 {
 			return fmt.Errorf("list remediations: the page cursor of %s does not advance (%q)", c.server, sanitizeLine(clip(next, 100)))
 		}
+		seen[next] = true
 		params.After = &next
 		if lo.limit > 0 && len(items) >= lo.limit {
 			// A full page has a cursor whether or not anything follows it: one more
@@ -343,10 +347,15 @@ role. A remediation in another state is refused (exit status 4).`,
 	return cmd
 }
 
-// checkID refuses an ID argument that names no remediation.
+// checkID refuses an ID argument that names no remediation, or that the API's
+// paths cannot carry: "." and ".." are path segments a URL resolves away (approve ..
+// would POST to /v1/approve), and the generated client does not escape them.
 func checkID(id string) error {
-	if strings.TrimSpace(id) == "" {
+	switch {
+	case strings.TrimSpace(id) == "":
 		return errors.New("ID: empty (autofix review list shows the ids)")
+	case id == "." || id == "..":
+		return fmt.Errorf("ID %q: a path segment of its own, which this command cannot send as an id", id)
 	}
 	return nil
 }

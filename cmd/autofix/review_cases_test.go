@@ -9,6 +9,7 @@ import (
 
 	"github.com/autofix/autofix/api/client"
 	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
 )
 
@@ -182,6 +183,25 @@ func testReviewApprove(t *testing.T, e *reviewEnv) {
 	var v client.RemediationView
 	if err := json.Unmarshal([]byte(stdout), &v); code != 0 || err != nil || v.Id != other || v.Retry == nil {
 		t.Errorf("approve --option %d -o json: exit %d (%v), stdout %s, stderr %s; want the approved remediation", rec.Chosen, code, err, stdout, stderr)
+	}
+
+	// --option N of the front, not the chosen one: what runs is option N.
+	var pick int
+	third := e.pending(t, reviewEvent("approve-3", "team-approve", "resnet50-train-6"), func(_ *failure.Event, r *failure.Recommendation) {
+		pick = len(r.Options) - 1
+		r.Options[pick].Pareto = true
+	})
+	rec = e.remediation(t, third).Recommendation
+	if pick == rec.Chosen {
+		t.Fatalf("the recommendation of %s has one option: no other to pick", third)
+	}
+	want := rec.Options[pick]
+	code, stdout, stderr = e.cli(t, auth.Approver, "approve", third, "--option", jsonInt(pick))
+	r = e.remediation(t, third)
+	if n := len(r.Attempts); code != 0 || n == 0 || r.Attempts[n-1].Resources != want.Resources ||
+		!strings.Contains(stdout, strings.Join(want.Changes, ", ")) {
+		t.Errorf("approve --option %d: exit %d, stdout %q, stderr %q, attempts %+v; want it to run option %d, %v (%s)",
+			pick, code, stdout, stderr, r.Attempts, pick, want.Resources, strings.Join(want.Changes, ", "))
 	}
 }
 

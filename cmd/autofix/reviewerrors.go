@@ -44,9 +44,23 @@ func reviewExit(cmd *cobra.Command, err error) error {
 	}
 	// The messages are sanitized where they take text from the server; this is the
 	// last line of that defence, for errors from elsewhere (a decoder, the network).
-	fmt.Fprintln(cmd.ErrOrStderr(), "autofix:", sanitizeLine(err.Error()))
+	fmt.Fprintln(cmd.ErrOrStderr(), "autofix:", hideTokens(sanitizeLine(err.Error())))
 	return exitError(code)
 }
+
+// tokenShape is an autofix token (auth's "afx_" and base64url), or most of one.
+var tokenShape = regexp.MustCompile(`afx_[A-Za-z0-9_-]{16,}`)
+
+// hideTokens hides in an error message whatever has the shape of a token: one given
+// where a file or a URL goes (--token-file for --token) is quoted back by the error
+// that the file or the URL is wrong.
+func hideTokens(msg string) string {
+	return tokenShape.ReplaceAllString(msg, "afx_<hidden: a token?>")
+}
+
+// apiNoEndpoint is the API's 404 message for a path it has no route for
+// (api.Server's RouteNotFound), as against a remediation it does not hold.
+const apiNoEndpoint = "no such endpoint"
 
 // roleRefusal is the API's 403 message (api.require); what it names is shown as
 // the role of the token.
@@ -67,7 +81,8 @@ func (c *reviewClient) statusError(op string, a answer) error {
 			field = sanitizeLine(clip(*body.Error.Field, 100))
 		}
 	}
-	if apiMsg == "" {
+	fromAPI := apiMsg != ""
+	if !fromAPI {
 		apiMsg = fmt.Sprintf("%d %s with %s, not the API's error JSON", a.status, http.StatusText(a.status),
 			orDash(sanitizeLine(clip(a.header.Get("Content-Type"), 100))))
 	}
@@ -81,6 +96,13 @@ func (c *reviewClient) statusError(op string, a answer) error {
 		}
 		return &reviewError{exitFailure, fmt.Sprintf("%s: refused: %s (the token came from %s)", op, apiMsg, c.token.from)}
 	case http.StatusNotFound:
+		// Exit status 3 says the remediation does not exist: only the API's answer
+		// about one says that. A list has none to miss; any other 404 is a --server
+		// that is not the API's base URL (one ending in /v1, a proxy's page).
+		if verb, _, _ := strings.Cut(op, " "); verb == "list" || !fromAPI || apiMsg == apiNoEndpoint {
+			return &reviewError{exitFailure, fmt.Sprintf("%s: %s answered 404 (%s): is --server the API's base URL (without /v1)?",
+				op, c.server, apiMsg)}
+		}
 		return &reviewError{exitNotFound, fmt.Sprintf("%s: not found: %s", op, apiMsg)}
 	case http.StatusConflict:
 		return &reviewError{exitConflict, fmt.Sprintf("%s: %s", op, apiMsg)}

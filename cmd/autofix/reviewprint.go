@@ -149,7 +149,7 @@ func writeList(w io.Writer, items []client.RemediationSummary, wide bool, now ti
 		if !wide {
 			action = clip(action, maxActionCell)
 		}
-		row := []string{cell(it.Id), cell(deref(it.Namespace)), cell(deref(it.Job)), cell(string(deref(it.Category))),
+		row := []string{idWord(it.Id), cell(deref(it.Namespace)), cell(deref(it.Job)), cell(string(deref(it.Category))),
 			fmt.Sprintf("%.2f", it.Confidence), action, age(now, it.ReceivedAt)}
 		if wide {
 			pSuccess, cost, multiple := "-", "-", "-"
@@ -192,7 +192,7 @@ func resourcesText(r client.Resources) string {
 // approval, the job that will run and what it changes (option: the option asked for,
 // nil for the chosen one).
 func writeDecision(w io.Writer, verb string, v *client.RemediationView, option *int) error {
-	id := sanitizeLine(v.Id)
+	id := idWord(v.Id)
 	state := sanitizeLine(string(v.State))
 	if verb != "approve" || v.Retry == nil {
 		past := map[string]string{"approve": "approved", "reject": "rejected"}[verb]

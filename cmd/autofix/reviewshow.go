@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/autofix/autofix/api/client"
 )
@@ -67,7 +68,7 @@ func (s *showWriter) table(indent int, rows [][]string) {
 
 func writeShow(w io.Writer, v *client.RemediationView, now time.Time) error {
 	s := &showWriter{w: w, now: now}
-	s.field(0, "Remediation", v.Id)
+	s.field(0, "Remediation", idWord(v.Id))
 	s.field(0, "State", string(v.State))
 	s.field(0, "Reason", deref(v.Reason))
 	if v.Error != nil {
@@ -135,9 +136,9 @@ func writeShow(w io.Writer, v *client.RemediationView, now time.Time) error {
 	}
 	s.table(2, rows)
 	if v.State == client.StatePendingReview {
-		id := sanitizeLine(v.Id)
+		id := idWord(v.Id)
 		s.printf("\nTo decide: autofix review approve %s [--option N] [--reason TEXT]\n"+
-			"           autofix review reject %s --reason TEXT\n", shellWord(id), shellWord(id))
+			"           autofix review reject %s --reason TEXT\n", id, id)
 	}
 	return s.err
 }
@@ -276,6 +277,33 @@ func stamp(now, t time.Time) string {
 // seconds is a duration in seconds as people read it: "30m34s".
 func seconds(s float64) string {
 	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
+}
+
+// idWord is how a remediation's id is printed: a shell word that is the id itself,
+// so that what list and show print, typed or pasted after "approve", names that
+// remediation and no other. An id with no unsafe rune is shellWord's; one with an
+// unsafe rune (event ids may hold format characters: a zero-width space, a
+// bidirectional override) is ANSI-C quoted, $'ev-1\u200b', with that rune escaped —
+// where sanitizeLine's plain escape would look the same as, and a shell would read
+// as, the id that spells the escape out (ev-1\u200b).
+func idWord(id string) string {
+	if strings.IndexFunc(id, unsafeRune) < 0 { // invalid UTF-8 decodes to utf8.RuneError, unsafe
+		return shellWord(id)
+	}
+	var b strings.Builder
+	b.WriteString("$'")
+	for i := 0; i < len(id); {
+		_, size := utf8.DecodeRuneInString(id[i:])
+		switch c := id[i : i+size]; c {
+		case `\`, `'`:
+			b.WriteString(`\` + c)
+		default:
+			b.WriteString(sanitizeLine(c))
+		}
+		i += size
+	}
+	b.WriteString("'")
+	return b.String()
 }
 
 // shellWord quotes an id for the shell when it needs it.
