@@ -18,7 +18,7 @@ func waiting(id, ns string, since time.Time) ledger.Remediation {
 	ev := &failure.Event{ID: id, Job: failure.Job{Namespace: ns, Name: "train-" + id, Template: "train",
 		Labels: map[string]string{"example.com/team": "vision"}}}
 	rec := &failure.Recommendation{EventID: id, Retry: true, Chosen: 0,
-		Classification: failure.Classification{Category: failure.OOMMemory, Confidence: 0.99, Evidence: []string{
+		Classification: failure.Classification{Category: failure.OOMMemory, Action: failure.IncreaseMemory, Confidence: 0.99, Evidence: []string{
 			"the learned model says oom_memory (0.97)", "torch.cuda.OutOfMemoryError: CUDA out of memory", "second line"}},
 		Options: []failure.Option{{Changes: []string{"memory 16Gi -> 27Gi"}, PSuccess: 0.93, CostMultiple: 1.7}}}
 	return ledger.Remediation{EventID: id, Namespace: ns, JobName: ev.Job.Name, Template: "train", State: ledger.PendingReview,
