@@ -2,7 +2,10 @@ package notify
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,4 +132,55 @@ func TestWithAlertmanager(t *testing.T) {
 		a, ok := alertIn(m, "ev-2", Critical)
 		return m.Receiver == "reviews-critical" && m.Status == "resolved" && ok && a.Status == "resolved"
 	})
+}
+
+// TestDocsRouteExample: the Alertmanager route docs/api.md shows is one
+// Alertmanager takes (amtool check-config), and it routes autofix's alerts by the
+// labels they carry.
+func TestDocsRouteExample(t *testing.T) {
+	amtool := amtest.Amtool(t)
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "**A route.**")
+	_, rest, ok2 := strings.Cut(rest, "```yaml\n")
+	example, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal(`docs/api.md: no yaml block after "**A route.**"`)
+	}
+	file := filepath.Join(t.TempDir(), "alertmanager.yml")
+	if err := os.WriteFile(file, []byte(example), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// #nosec G204 -- the test's own binary and file
+	if out, err := exec.Command(amtool, "check-config", file).CombinedOutput(); err != nil {
+		t.Fatalf("amtool check-config of docs/api.md's route: %v\n%s", err, out)
+	}
+	o := testOptions()
+	for _, tt := range []struct {
+		sev, team, want string
+	}{
+		{Warning, "nlp", "ml-oncall"},
+		{Critical, "nlp", "ml-oncall-pager"},
+		{Warning, "vision", "vision"},
+		{Critical, "vision", "ml-oncall-pager,vision"},
+	} {
+		r := waiting("ev-1", "ml", t0)
+		r.Event.Job.Labels["example.com/team"] = tt.team
+		o.EscalateAfter = time.Hour
+		if tt.sev == Critical {
+			o.EscalateAfter = time.Nanosecond
+		}
+		a := o.firing(&r, t0.Add(time.Minute))
+		args := []string{"config", "routes", "test", "--config.file=" + file}
+		for k, v := range a.Labels {
+			args = append(args, k+"="+v)
+		}
+		// #nosec G204 -- the test's own binary and file
+		out, err := exec.Command(amtool, args...).Output() // stdout: the receivers
+		if got := strings.TrimSpace(string(out)); err != nil || got != tt.want {
+			t.Errorf("a %s alert of team %s is routed to %q (%v), want %q", tt.sev, tt.team, got, err, tt.want)
+		}
+	}
 }

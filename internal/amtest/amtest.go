@@ -4,7 +4,7 @@
 // receiver that records what Alertmanager notifies.
 //
 // The binary is $AUTOFIX_ALERTMANAGER_BIN, else prometheus-alertmanager (Debian's
-// name) or alertmanager on PATH. Without it a test skips, unless
+// name) or alertmanager on PATH; amtool, $AUTOFIX_AMTOOL_BIN or on PATH. Without it a test skips, unless
 // AUTOFIX_REQUIRE_ALERTMANAGER=1 (as in CI, which installs the package), which
 // makes its absence a failure.
 package amtest
@@ -43,6 +43,25 @@ func Binary(t testing.TB) string {
 		}
 	}
 	msg := "no Alertmanager ($AUTOFIX_ALERTMANAGER_BIN, or prometheus-alertmanager or alertmanager on PATH; Debian: apt-get install prometheus-alertmanager)"
+	if os.Getenv("AUTOFIX_REQUIRE_ALERTMANAGER") == "1" {
+		t.Fatalf("AUTOFIX_REQUIRE_ALERTMANAGER=1 and %s", msg)
+	}
+	t.Skipf("%s; set AUTOFIX_REQUIRE_ALERTMANAGER=1 to fail instead", msg)
+	return ""
+}
+
+// Amtool returns the path of amtool (Debian's prometheus-alertmanager has it):
+// $AUTOFIX_AMTOOL_BIN, else amtool on PATH; it skips or fails t as Binary does.
+func Amtool(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("AUTOFIX_AMTOOL_BIN"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("amtool")
+	if err == nil {
+		return p
+	}
+	msg := "no amtool ($AUTOFIX_AMTOOL_BIN, or on PATH; Debian: apt-get install prometheus-alertmanager)"
 	if os.Getenv("AUTOFIX_REQUIRE_ALERTMANAGER") == "1" {
 		t.Fatalf("AUTOFIX_REQUIRE_ALERTMANAGER=1 and %s", msg)
 	}
