@@ -316,7 +316,7 @@ func (n *Notifier) build(ctx context.Context, now time.Time) ([]Alert, error) {
 // ended says whether the alert s, firing last round and not this one, is to be
 // resolved, and when it ended. Its review still waits (waiting) when only its
 // severity changed: it ends now. Otherwise the ledger says: a review decided ended
-// when its state changed; one gone from the ledger, now; one that still waits but
+// when it left pending_review; one gone from the ledger, now; one that still waits but
 // was not among this round's MaxAlerts is not resolved (it is not over) but
 // forgotten: it expires at its EndsAt unless a later round has room for it.
 func (n *Notifier) ended(ctx context.Context, s *sentAlert, waiting bool, now time.Time) (end time.Time, resolve bool, err error) {
@@ -333,7 +333,15 @@ func (n *Notifier) ended(ctx context.Context, s *sentAlert, waiting bool, now ti
 		n.log.Debug("review alerts: a review beyond maxAlerts is no longer sent", "remediation", s.id)
 		return time.Time{}, false, nil
 	}
+	// When it left pending_review, from its audit trail; the state's last change
+	// is later if it has moved on since (approved, then submitted).
 	end = r.UpdatedAt
+	for _, e := range r.Audit {
+		if e.From == ledger.PendingReview {
+			end = e.At
+			break
+		}
+	}
 	if end.IsZero() || end.After(now) {
 		end = now
 	}

@@ -68,11 +68,12 @@ func (l *fakeLedger) Get(_ context.Context, id string) (ledger.Remediation, erro
 	return r, nil
 }
 
-// decide moves id to state at.
+// decide moves id to state at, with its audit row, as the ledger does.
 func (l *fakeLedger) decide(id string, state ledger.State, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := l.rems[id]
+	r.Audit = append(r.Audit, ledger.AuditEntry{At: at, Actor: "alice", Action: "move", From: r.State, To: state})
 	r.State, r.UpdatedAt = state, at
 	l.rems[id] = r
 }
@@ -194,8 +195,11 @@ func TestRoundsFireThenResolve(t *testing.T) {
 	n := newTestNotifier(t, l, am, nil)
 	runSteps(t, n, l, am, []step{
 		{at: 2 * time.Minute, want: []string{"ev-1/warning firing", "ev-2/warning firing"}},
-		{at: 3 * time.Minute, before: func(l *fakeLedger) { l.decide("ev-1", ledger.Approved, t0.Add(150*time.Second)) },
-			want: []string{"ev-2/warning firing", "ev-1/warning resolved@2m30s"}},
+		// Approved, then submitted before the round: resolved as of the approval.
+		{at: 3 * time.Minute, before: func(l *fakeLedger) {
+			l.decide("ev-1", ledger.Approved, t0.Add(150*time.Second))
+			l.decide("ev-1", ledger.Submitted, t0.Add(170*time.Second))
+		}, want: []string{"ev-2/warning firing", "ev-1/warning resolved@2m30s"}},
 		{at: 4 * time.Minute, before: func(l *fakeLedger) { l.decide("ev-2", ledger.Rejected, t0.Add(230*time.Second)) },
 			want: []string{"ev-1/warning resolved@2m30s", "ev-2/warning resolved@3m50s"}},
 		// ev-1 last fired at +2m: that alert ended at +5m; ev-2's at +6m.
