@@ -54,6 +54,8 @@ type Config struct {
 	// event, audit trail, attempts and outcome); one that has not ended is kept
 	// until it does. Default 90 days.
 	Retention time.Duration `yaml:"retention"`
+	// Notify is how on-call hears of the fixes that wait for review.
+	Notify Notify `yaml:"notify"`
 }
 
 // Kafka configures the event stream.
@@ -130,6 +132,7 @@ func Default() Config {
 		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute, VerifyPatience: 15 * time.Minute,
 			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},
 		Metrics:       defaultMetrics(),
+		Notify:        defaultNotify(),
 		Policy:        policy.Default(),
 		Log:           Log{Level: "info", Format: "text"},
 		ShutdownGrace: 30 * time.Second,
@@ -193,6 +196,8 @@ var envVars = []struct {
 	{"AUTOFIX_IDENTITY", func(c *Config, v string) error { c.Kubernetes.Identity = v; return nil }},
 	{"AUTOFIX_METRICS_URL", func(c *Config, v string) error { c.Metrics.URL = v; return nil }},
 	{"AUTOFIX_LOG_FORMAT", func(c *Config, v string) error { c.Log.Format = v; return nil }},
+	{"AUTOFIX_EXTERNAL_URL", func(c *Config, v string) error { c.HTTP.ExternalURL = v; return nil }},
+	{"AUTOFIX_ALERTMANAGER_URLS", func(c *Config, v string) error { c.Notify.Alertmanager.URLs = SplitList(v); return nil }},
 }
 
 func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
@@ -304,6 +309,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("log.format: %q, want text or json", c.Log.Format)
 	}
 	if err := c.Metrics.validate(); err != nil {
+		return err
+	}
+	if err := c.Notify.validate(c.HTTP.ExternalURL); err != nil {
 		return err
 	}
 	return c.Policy.Validate()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/autofix/autofix/internal/boundedfile"
+	"github.com/autofix/autofix/notify"
 )
 
 // HTTP configures the HTTP listener.
@@ -40,6 +41,10 @@ type HTTP struct {
 	SessionKeyFile string `yaml:"sessionKeyFile"`
 	// TLS makes the listener serve HTTPS.
 	TLS TLS `yaml:"tls"`
+	// ExternalURL is autofix's address as people's browsers reach it (through an
+	// ingress, say), e.g. https://autofix.example.com: the links in alerts open
+	// the review page under it. Required with notify.alertmanager.urls.
+	ExternalURL string `yaml:"externalURL"`
 	// TrustedProxies are the addresses (CIDRs, or single addresses) of the proxies in
 	// front of autofix (an ingress, a load balancer) whose X-Forwarded-For it believes:
 	// a request from one of them counts as the right-most address of the header that
@@ -110,6 +115,11 @@ func (h *HTTP) validate() error {
 	}
 	if _, err := h.Proxies(); err != nil {
 		return err
+	}
+	if h.ExternalURL != "" {
+		if err := notify.CheckURL(h.ExternalURL); err != nil {
+			return fmt.Errorf("http.externalURL: %w", err)
+		}
 	}
 	return h.TLS.validate()
 }

@@ -7,8 +7,8 @@
 // What it runs: the Kafka consumer that decides events (engine.Intake) on every
 // replica; the HTTP API; readiness probes; the token reload; node discovery; and, on
 // the leader only, what acts on the cluster — the dispatcher, the watcher, the
-// pipeline supervisor, retention. It holds no domain logic: the packages it wires
-// do.
+// pipeline supervisor, retention — and the review alerts to Alertmanager. It holds
+// no domain logic: the packages it wires do.
 package service
 
 import (
@@ -34,6 +34,7 @@ import (
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/notify"
 	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/remediate"
@@ -67,6 +68,7 @@ type Service struct {
 	srv        *http.Server
 	ln         net.Listener
 	election   *remediate.LeaderStatus
+	notifier   *notify.Notifier // nil without notify.alertmanager.urls
 
 	stopOnce  sync.Once
 	closeOnce sync.Once
@@ -208,6 +210,14 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	if err := s.metrics.Register(consumerCollector(s.consumer)); err != nil {
 		return err
 	}
+	if s.notifier, err = newNotifier(cfg, s.store, log); err != nil {
+		return err
+	}
+	if s.notifier != nil {
+		if err := s.metrics.Register(s.notifier); err != nil {
+			return err
+		}
+	}
 	if s.intake == nil {
 		s.intake = &engine.Intake{}
 	}
@@ -220,8 +230,11 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	s.intake.Ledger, s.intake.Recommender, s.intake.Policy, s.intake.Log = s.store, s.brain.rec, &cfg.Policy, log
 	s.intake.Decided = func(e *ledger.Entry, latency time.Duration) {
 		s.metrics.Decided(e, latency)
-		if e.State == ledger.Approved {
+		switch e.State {
+		case ledger.Approved:
 			s.dispatcher.Wake()
+		case ledger.PendingReview:
+			s.wakeNotifier()
 		}
 	}
 	s.health = &health{store: s.store, consumer: s.consumer, brokers: s.brokers, security: s.sec, kube: s.kube,
@@ -243,7 +256,7 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 		return err
 	}
 	s.apiServer, err = newAPIServer(cfg, api.Options{
-		Ledger: s.store, Review: wakingReviewer{reviews, s.dispatcher}, Recommender: s.brain.rec, Classifier: s.brain.classifier, Models: s.brain.models,
+		Ledger: s.store, Review: wakingReviewer{reviews, s.dispatcher, s.wakeNotifier}, Recommender: s.brain.rec, Classifier: s.brain.classifier, Models: s.brain.models,
 		Pods: cfg.Policy.Pods, Auth: s.authn, Pipelines: s.pipelines, Metrics: s.metrics, Ready: s.health.ready, Log: log,
 	})
 	if err != nil {
@@ -257,16 +270,19 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	return nil
 }
 
-// wakingReviewer wakes the dispatcher when a person approves a fix.
+// wakingReviewer wakes the dispatcher when a person approves a fix, and the
+// notifier when a person decides one.
 type wakingReviewer struct {
 	*review.Service
-	d *engine.Dispatcher
+	d       *engine.Dispatcher
+	decided func()
 }
 
 func (w wakingReviewer) Approve(ctx context.Context, id, who string, c review.Choice) (ledger.Attempt, error) {
 	a, err := w.Service.Approve(ctx, id, who, c)
 	if err == nil {
 		w.d.Wake()
+		w.decided()
 	}
 	return a, err
 }
@@ -396,8 +412,8 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // act is what acts on the cluster — the dispatcher, the watcher that reports failures
-// and outcomes, the pipeline runs, retention — which runs on the leader only and
-// stops the moment the lease is lost.
+// and outcomes, the pipeline runs, retention — and the review alerts, which run on
+// the leader only and stop the moment the lease is lost.
 func (s *Service) act(ctx context.Context) {
 	var acting sync.WaitGroup
 	acting.Go(func() {
@@ -406,6 +422,7 @@ func (s *Service) act(ctx context.Context) {
 		}
 	})
 	acting.Go(func() { pruneLedger(ctx, s.store, s.cfg.Retention, s.log) })
+	acting.Go(func() { s.runNotifier(ctx) })
 	if s.kube != nil {
 		acting.Go(func() { s.runWatcher(ctx) })
 		acting.Go(func() { s.pipelines.Run(ctx) })
