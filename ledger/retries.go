@@ -80,13 +80,15 @@ const retryQuery = `SELECT e.template_key, e.event_id, e.received_at, e.category
 	WHERE e.state IN (?, ?) AND a.outcome IN (?, ?) AND a.finished_at < ? AND e.received_at >= ? AND e.received_at < ?
 	ORDER BY e.template_key%s, e.received_at, e.event_id`
 
-// historyQuery reads every outcome recorded before the cutoff, by template then in
-// the order of its history, saying whether it is an attempt's (one Finish recorded:
+// historyQuery reads every outcome recorded before the cutoff, by template then by
+// the time it was recorded (in the order of its history for those recorded at once:
+// a history is in time order but for the clocks of replicas, and the cut by time
+// needs the order of time), saying whether it is an attempt's (one Finish recorded:
 // its event's attempt carries its number) or a failed run an event reported.
 const historyQuery = `SELECT o.template_key, o.recorded_at, o.outcome,
 	CASE WHEN EXISTS (SELECT 1 FROM attempts a WHERE a.event_id = o.event_id AND a.number = o.attempt) THEN 1 ELSE 0 END
 	FROM outcomes o WHERE o.recorded_at < ?
-	ORDER BY o.template_key%s, o.seq`
+	ORDER BY o.template_key%s, o.recorded_at, o.seq`
 
 // EachRetry calls fn, template by template and by received time within each, for
 // every remediation received in f's window whose own attempt succeeded or failed,
@@ -246,6 +248,7 @@ type historyStream struct {
 	// last, or of a later template.
 	next    *historyRow
 	lastKey string
+	lastAt  int64
 	done    bool
 }
 
@@ -279,9 +282,7 @@ func (h *historyStream) before(key string, received int64) ([]failure.Outcome, e
 			h.next = nil // a template without retries in the window, or past its last one
 			continue
 		}
-		// The history is in the order of its sequence numbers; one recorded out of time
-		// order (clocks of replicas) waits, and so do those after it: never one
-		// recorded at or after received.
+		// In time order: the first recorded at or after received ends the window.
 		if n.key > key || n.recorded >= received {
 			break
 		}
@@ -310,10 +311,10 @@ func (h *historyStream) read() (*historyRow, error) {
 	if err := h.rows.Scan(&r.key, &r.recorded, &data, &measured); err != nil {
 		return nil, err
 	}
-	if r.key < h.lastKey {
-		return nil, fmt.Errorf("outcomes out of template order (%q after %q)", r.key, h.lastKey)
+	if r.key < h.lastKey || r.key == h.lastKey && r.recorded < h.lastAt {
+		return nil, fmt.Errorf("outcomes out of order (%q at %d after %q at %d)", r.key, r.recorded, h.lastKey, h.lastAt)
 	}
-	h.lastKey = r.key
+	h.lastKey, h.lastAt = r.key, r.recorded
 	r.o, r.ok = decodeOutcome(data)
 	if r.ok && measured == 0 {
 		// A failed run as its event reported it: what it says it used and cost is its

@@ -299,3 +299,32 @@ func TestEachRetryTemplates(t *testing.T) {
 		}
 	})
 }
+
+// TestEachRetryHistoryInTimeOrder: a history is cut by when its outcomes were
+// recorded, whatever order they were appended in (a fix's end recorded late, with
+// the time it ended; replicas' clocks).
+func TestEachRetryHistoryInTimeOrder(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		mustRecord(t, s, entry("r1", Approved, entryOpt{at: t0}))
+		mustRecord(t, s, entry("r3", Approved, entryOpt{at: t0.Add(3 * time.Hour)}))
+		mustRecord(t, s, entry("r2", Approved, entryOpt{at: t0.Add(2 * time.Hour)}))
+		// Appended last, ended first.
+		finish(t, s, "r3", Succeeded, measured(30, 40, 1), t0.Add(4*time.Hour))
+		finish(t, s, "r2", Succeeded, measured(20, 40, 1), t0.Add(150*time.Minute))
+		finish(t, s, "r1", Succeeded, measured(10, 40, 1), t0.Add(time.Hour))
+		got, _, _ := retries(t, s, RetryFilter{HistoryLimit: 20})
+		for id, want := range map[string][]float64{
+			"r1": nil,
+			"r2": {5400, 10},           // r1's failure and fix
+			"r3": {5400, 10, 5400, 20}, // and r2's
+		} {
+			var durations []float64
+			for _, o := range got[id].History {
+				durations = append(durations, o.DurationSeconds)
+			}
+			if !reflect.DeepEqual(durations, want) {
+				t.Errorf("%s: history durations %v, want %v", id, durations, want)
+			}
+		}
+	})
+}
