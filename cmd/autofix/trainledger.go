@@ -39,7 +39,7 @@ func (lo *ledgerTrainOptions) register(cmd *cobra.Command) {
 	lo.cf.register(cmd, "data-dir", "db")
 	f.StringVar(&lo.since, "since", "", "with --from-ledger: failures received at or after a time (RFC 3339) or within a duration ago (720h)")
 	f.StringVar(&lo.until, "until", "", "with --from-ledger: failures received before a time (RFC 3339; default now), and only what was recorded before it")
-	f.IntVar(&lo.maxExamples, "max-examples", 100_000, "with --from-ledger: keep at most the latest N retries (each holds its history: about 10 KB)")
+	f.IntVar(&lo.maxExamples, "max-examples", 100_000, "with --from-ledger: keep at most the latest N retries (each, with a history of 20, takes about 5 KB)")
 	f.IntVar(&lo.withSim, "with-sim", 0, "with --from-ledger: add the retries of N simulated runs (per --telemetry setting) to the training part")
 	f.Float64Var(&lo.testShare, "test-share", 0.2, "with --from-ledger: the latest share of the retries to evaluate on")
 	f.StringVar(&lo.prior, "models", "", "with --from-ledger: the models kept for what too few retries fit (default: the embedded models)")
