@@ -20,15 +20,17 @@ type Retry struct {
 	ReceivedAt time.Time
 	// Event is the failure as recorded, keeping what the models read (the job, the
 	// reason, the exit code, the duration, the node) and leaving out what its
-	// publisher claimed of usage and cost (Usage, Cost, Unpriced) and its text
-	// (Message, LogTail: the classification in Category stands for it).
+	// publisher claimed of usage and cost (Usage and Cost are zero, Unpriced is
+	// UnpricedClaim) and its text (Message, LogTail: the classification in Category
+	// stands for it).
 	Event failure.Event
 	// Category is the failure's classification, as the remediation recorded it.
 	Category failure.Category
 	// History is the template's history as it was before the failure was received:
 	// its last outcomes (at most the limit asked for) recorded strictly earlier,
 	// oldest first. Outcomes of attempts autofix ran are as their Finish recorded
-	// them; failed runs recorded from events keep neither usage nor cost.
+	// them; failed runs recorded from events keep neither usage nor cost (Unpriced
+	// is UnpricedClaim).
 	History []failure.Outcome
 	// Option is the whole option the attempt ran with.
 	Option failure.Option
@@ -41,6 +43,10 @@ type Retry struct {
 	// attempt's chain at its number. Empty otherwise.
 	Result failure.Category
 }
+
+// UnpricedClaim is the Unpriced of a run whose event's claims of usage and cost
+// Retry leaves out: its Cost of 0 is not a price.
+const UnpricedClaim = "what its event claimed of usage and cost is not used"
 
 // RetryFilter selects the remediations EachRetry reads.
 type RetryFilter struct {
@@ -201,7 +207,7 @@ func (rr *retryRow) retry() (*Retry, retryStatus) {
 		return nil, retryUnreadable
 	}
 	sig := &r.Event.Failure
-	sig.Usage, sig.Cost, sig.Unpriced = failure.Usage{}, 0, ""
+	sig.Usage, sig.Cost, sig.Unpriced = failure.Usage{}, 0, UnpricedClaim
 	sig.Message, sig.LogTail, sig.LogTruncated = "", "", false
 	a, err := decodeAttempt("", rr.number, rr.id, rr.job, "", rr.res, rr.params, 0, rr.ended, 0, rr.option, "")
 	if err != nil {
@@ -319,7 +325,7 @@ func (h *historyStream) read() (*historyRow, error) {
 	if r.ok && measured == 0 {
 		// A failed run as its event reported it: what it says it used and cost is its
 		// publisher's claim, which no model learns from.
-		r.o.Usage, r.o.Cost, r.o.Unpriced = failure.Usage{}, 0, ""
+		r.o.Usage, r.o.Cost, r.o.Unpriced = failure.Usage{}, 0, UnpricedClaim
 	}
 	return &r, nil
 }

@@ -172,7 +172,7 @@ func TestEachRetryTrust(t *testing.T) {
 				t.Fatalf("%s not passed", id)
 			}
 			sig := r.Event.Failure
-			if sig.Cost != 0 || sig.Unpriced != "" || sig.Usage != (failure.Usage{}) {
+			if sig.Cost != 0 || sig.Unpriced != UnpricedClaim || sig.Usage != (failure.Usage{}) {
 				t.Errorf("%s: the event's claims passed on: cost %v unpriced %q usage %+v", id, sig.Cost, sig.Unpriced, sig.Usage)
 			}
 			if sig.LogTail != "" || sig.Message != "" {
@@ -186,7 +186,7 @@ func TestEachRetryTrust(t *testing.T) {
 		if len(h) != 2 {
 			t.Fatalf("r2's history %+v, want r1's failure and its fix", h)
 		}
-		if h[0].Cost != 0 || h[0].Usage != (failure.Usage{}) || h[0].Unpriced != "" {
+		if h[0].Cost != 0 || h[0].Usage != (failure.Usage{}) || h[0].Unpriced != UnpricedClaim {
 			t.Errorf("the failure its event reported is in the history with its claims: %+v", h[0])
 		}
 		if want := (failure.Outcome{Template: "train-llm", Attempt: 2, DurationSeconds: 600,
