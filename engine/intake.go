@@ -86,7 +86,8 @@ type Intake struct {
 	// Workers decide in parallel (default GOMAXPROCS); the events of one template are
 	// decided in order by one worker, each seeing the ones before it.
 	Workers int
-	// HistoryLimit is how many earlier outcomes of a template the recommender sees (default 20).
+	// HistoryLimit is how many earlier outcomes of a template the recommender sees
+	// (default DefaultHistoryLimit).
 	HistoryLimit int
 	Now          func() time.Time
 	Log          *slog.Logger
@@ -497,11 +498,15 @@ func (in *Intake) workers() int {
 	return runtime.GOMAXPROCS(0)
 }
 
+// DefaultHistoryLimit is how many earlier outcomes of a template the recommender
+// sees by default; training from the ledger gives its examples as many.
+const DefaultHistoryLimit = 20
+
 func (in *Intake) historyLimit() int {
 	if in.HistoryLimit > 0 {
 		return in.HistoryLimit
 	}
-	return 20
+	return DefaultHistoryLimit
 }
 
 func (in *Intake) log() *slog.Logger {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strings"
+	"time"
 
 	"gonum.org/v1/gonum/integrate"
 	"gonum.org/v1/gonum/stat"
@@ -99,4 +101,68 @@ func (c Calibration) Write(w io.Writer, name string) {
 	for _, b := range c.Reliability {
 		fmt.Fprintf(w, "  [%.2f,%.2f) %7d %9.3f %8.3f\n", b.Lo, math.Min(b.Hi, 1), b.Count, b.Predicted, b.Observed)
 	}
+}
+
+// Evaluation is how the models score on examples held out from their training.
+type Evaluation struct {
+	TrainExamples int         `json:"trainExamples"`
+	TestExamples  int         `json:"testExamples"`
+	Memory        Calibration `json:"memory"`
+	Disk          Calibration `json:"disk"`
+	GPU           Calibration `json:"gpu"`
+	Deadline      Calibration `json:"deadline"`
+	// Bounds is the calibration of the chances the bounds give (memory, local storage
+	// and GPU memory together) on the retries whose need was known only from the
+	// limits earlier runs were given, no peak having been measured; the four above
+	// score the chance a prediction uses, from the bounds or from the model.
+	Bounds Calibration `json:"bounds"`
+	// Success is the calibration of the whole P(success) on every held-out retry.
+	Success Calibration `json:"success"`
+	// RuntimeMAE is the mean absolute error of predicted runtimes, as a share of the
+	// actual runtime (0.1 is 10%), over successful held-out retries of jobs with a
+	// successful run to start from.
+	RuntimeMAE float64 `json:"runtimeMAE"`
+	RuntimeN   int     `json:"runtimeN"`
+	// Kept names the models kept from TrainOptions.Prior for want of examples
+	// (memory, disk, gpu, deadline, runtime, success).
+	Kept []string `json:"kept,omitempty"`
+	// Window, for examples split by time, says when their failures were received.
+	Window *Window `json:"window,omitempty"`
+}
+
+// Window is when the failures of a time-ordered split were received: training on
+// the earlier, evaluation on the later.
+type Window struct {
+	TrainFrom time.Time `json:"trainFrom"`
+	TrainTo   time.Time `json:"trainTo"`
+	TestFrom  time.Time `json:"testFrom"`
+	TestTo    time.Time `json:"testTo"`
+	// Simulated is how many of the training examples are simulated retries, which
+	// have no time.
+	Simulated int `json:"simulated,omitempty"`
+}
+
+// Write prints the evaluation.
+func (e *Evaluation) Write(w io.Writer) {
+	if win := e.Window; win != nil {
+		day := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+		fmt.Fprintf(w, "trained on %d retries received %s to %s", e.TrainExamples-win.Simulated, day(win.TrainFrom), day(win.TrainTo))
+		if win.Simulated > 0 {
+			fmt.Fprintf(w, " and %d simulated", win.Simulated)
+		}
+		fmt.Fprintf(w, ",\nevaluated on the %d received after them, %s to %s\n", e.TestExamples, day(win.TestFrom), day(win.TestTo))
+	} else {
+		fmt.Fprintf(w, "trained on %d retries, evaluated on %d retries of held-out jobs\n", e.TrainExamples, e.TestExamples)
+	}
+	if len(e.Kept) > 0 {
+		fmt.Fprintf(w, "too few examples to fit, kept from the prior: %s\n", strings.Join(e.Kept, ", "))
+	}
+	fmt.Fprintln(w)
+	e.Success.Write(w, "P(success), all retries")
+	e.Memory.Write(w, "memory is enough")
+	e.Disk.Write(w, "local storage is enough")
+	e.GPU.Write(w, "GPU memory is enough")
+	e.Deadline.Write(w, "deadline is enough")
+	e.Bounds.Write(w, "the bounds' chance (no peak measured), of the three above")
+	fmt.Fprintf(w, "runtime: mean absolute error %.1f%% over %d successful retries\n", 100*e.RuntimeMAE, e.RuntimeN)
 }

@@ -24,28 +24,6 @@ type Example struct {
 	Result failure.Category `json:"result,omitempty"`
 }
 
-// Evaluation is how the models score on examples held out from their training.
-type Evaluation struct {
-	TrainExamples int         `json:"trainExamples"`
-	TestExamples  int         `json:"testExamples"`
-	Memory        Calibration `json:"memory"`
-	Disk          Calibration `json:"disk"`
-	GPU           Calibration `json:"gpu"`
-	Deadline      Calibration `json:"deadline"`
-	// Bounds is the calibration of the chances the bounds give (memory, local storage
-	// and GPU memory together) on the retries whose need was known only from the
-	// limits earlier runs were given, no peak having been measured; the four above
-	// score the chance a prediction uses, from the bounds or from the model.
-	Bounds Calibration `json:"bounds"`
-	// Success is the calibration of the whole P(success) on every held-out retry.
-	Success Calibration `json:"success"`
-	// RuntimeMAE is the mean absolute error of predicted runtimes, as a share of the
-	// actual runtime (0.1 is 10%), over successful held-out retries of jobs with a
-	// successful run to start from.
-	RuntimeMAE float64 `json:"runtimeMAE"`
-	RuntimeN   int     `json:"runtimeN"`
-}
-
 // TrainOptions tune training.
 type TrainOptions struct {
 	// Name names the models (for recommendations and the artifact).
@@ -54,6 +32,17 @@ type TrainOptions struct {
 	Lambda float64
 	// TestShare is the share of templates held out for evaluation. Default 0.2.
 	TestShare float64
+	// HeldOut, when set, says which examples (by index) are held out for evaluation,
+	// instead of a share of the templates: a time-ordered split holds out the latest.
+	HeldOut func(i int) bool
+	// Prior, when set, gives the models that have too few examples to be fitted:
+	// fewer than MinExamples, or all of one label (a ledger of a cluster without GPUs
+	// has no GPU retries, one without timeouts no deadline to learn). Without it such
+	// a model is fitted to what there is, or fails for want of any example.
+	Prior *Models
+	// MinExamples is how many training examples a model needs when Prior is set.
+	// Default 30.
+	MinExamples int
 }
 
 // Train fits the models to examples. Examples are split by template, so that the
@@ -65,21 +54,41 @@ func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Mode
 	if opts.TestShare <= 0 || opts.TestShare >= 1 {
 		opts.TestShare = 0.2
 	}
+	if opts.MinExamples <= 0 {
+		opts.MinExamples = 30
+	}
+	held := opts.HeldOut
+	if held == nil {
+		held = func(i int) bool { return heldOut(examples[i].Event.Job.Template, opts.TestShare) }
+	}
 	var train, test []*prepared
 	for i := range examples {
 		p := prepare(&examples[i], cat)
-		if heldOut(examples[i].Event.Job.Template, opts.TestShare) {
+		if held(i) {
 			test = append(test, p)
 		} else {
 			train = append(train, p)
 		}
 	}
 	if len(train) == 0 || len(test) == 0 {
+		if opts.HeldOut != nil {
+			return nil, fmt.Errorf("need examples both to train on and to hold out, got %d and %d", len(train), len(test))
+		}
 		return nil, fmt.Errorf("need examples from several templates to train and evaluate, got %d", len(examples))
 	}
 	m := &Models{Kind: ArtifactKind, Version: ArtifactVersion, Name: opts.Name, FailAt: map[failure.Category]float64{}}
+	var kept []string
+	// enough reports whether a model has the examples to be fitted; when it has not
+	// and there is a prior, the model is kept from the prior.
+	enough := func(name string, ys []float64) bool {
+		if opts.Prior == nil || len(ys) >= opts.MinExamples && slices.Contains(ys, 0) && slices.Contains(ys, 1) {
+			return true
+		}
+		kept = append(kept, name)
+		return false
+	}
 	var err error
-	fit := func(sel func(*prepared) ([]float64, float64, bool)) (*Logistic, error) {
+	fit := func(name string, sel func(*prepared) ([]float64, float64, bool), prior *Logistic) (*Logistic, error) {
 		var xs [][]float64
 		var ys []float64
 		for _, p := range train {
@@ -87,22 +96,29 @@ func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Mode
 				xs, ys = append(xs, x), append(ys, y)
 			}
 		}
+		if !enough(name, ys) {
+			return prior.clone(), nil
+		}
 		return fitLogistic(xs, ys, opts.Lambda)
 	}
-	if m.Memory, err = fit((*prepared).memoryExample); err != nil {
+	var prior Models
+	if opts.Prior != nil {
+		prior = *opts.Prior
+	}
+	if m.Memory, err = fit("memory", (*prepared).memoryExample, prior.Memory); err != nil {
 		return nil, fmt.Errorf("memory model: %w", err)
 	}
-	if !slices.ContainsFunc(train, func(p *prepared) bool { _, _, ok := p.diskExample(); return ok }) {
+	if opts.Prior == nil && !slices.ContainsFunc(train, func(p *prepared) bool { _, _, ok := p.diskExample(); return ok }) {
 		// No retry ran with a local-storage limit: the features mean the same for
 		// memory, so its model is the best prior.
 		m.Disk = &Logistic{Weights: slices.Clone(m.Memory.Weights)}
-	} else if m.Disk, err = fit((*prepared).diskExample); err != nil {
+	} else if m.Disk, err = fit("disk", (*prepared).diskExample, prior.Disk); err != nil {
 		return nil, fmt.Errorf("disk model: %w", err)
 	}
-	if m.GPU, err = fit((*prepared).gpuExample); err != nil {
+	if m.GPU, err = fit("gpu", (*prepared).gpuExample, prior.GPU); err != nil {
 		return nil, fmt.Errorf("gpu model: %w", err)
 	}
-	if m.Deadline, err = fit((*prepared).deadlineExample); err != nil {
+	if m.Deadline, err = fit("deadline", (*prepared).deadlineExample, prior.Deadline); err != nil {
 		return nil, fmt.Errorf("deadline model: %w", err)
 	}
 	var rxs [][]float64
@@ -119,25 +135,43 @@ func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Mode
 			fails[p.ex.Category] = append(fails[p.ex.Category], math.Min(1, p.ex.Outcome.DurationSeconds/p.ctx.Runtime))
 		}
 	}
-	if m.Runtime, err = fitLinear(rxs, rys, 1e-3); err != nil {
+	if opts.Prior != nil && len(rys) < opts.MinExamples {
+		kept = append(kept, "runtime")
+		m.Runtime = &Linear{Weights: slices.Clone(prior.Runtime.Weights)}
+	} else if m.Runtime, err = fitLinear(rxs, rys, 1e-3); err != nil {
 		return nil, fmt.Errorf("runtime model: %w", err)
 	}
 	m.Other = float64(other) / float64(len(train))
+	for c, f := range prior.FailAt {
+		m.FailAt[c] = f // categories no failed retry of the training examples had
+	}
 	for c, fs := range fails {
 		m.FailAt[c] = mean(fs)
 	}
-	if m.Success, err = m.fitSuccess(train, cat, opts.Lambda); err != nil {
+	xs, ys := m.successExamples(train, cat)
+	if !enough("success", ys) {
+		m.Success = prior.Success.clone()
+	} else if m.Success, err = fitLogistic(xs, ys, opts.Lambda); err != nil {
 		return nil, fmt.Errorf("success calibration: %w", err)
 	}
 	m.Evaluation = m.evaluate(train, test, cat)
+	m.Evaluation.Kept = kept
 	return m, nil
 }
 
-// fitSuccess fits the recalibration of P(success) (Platt scaling of the product of
-// the chances) to the training examples whose chances come from the models alone:
-// the bounds' chances are cautious, by design, and recalibrating the product to
-// them would make the models' over-confident.
-func (m *Models) fitSuccess(train []*prepared, cat *failure.Catalogue, lambda float64) (*Logistic, error) {
+// clone returns a copy of l (nil for nil).
+func (l *Logistic) clone() *Logistic {
+	if l == nil {
+		return nil
+	}
+	return &Logistic{Weights: slices.Clone(l.Weights)}
+}
+
+// successExamples are the examples of the recalibration of P(success) (Platt
+// scaling of the product of the chances): the training examples whose chances come
+// from the models alone — the bounds' chances are cautious, by design, and
+// recalibrating the product to them would make the models' over-confident.
+func (m *Models) successExamples(train []*prepared, cat *failure.Catalogue) ([][]float64, []float64) {
 	raw := *m
 	raw.Success = nil
 	s := &Scratch{}
@@ -154,7 +188,7 @@ func (m *Models) fitSuccess(train []*prepared, cat *failure.Catalogue, lambda fl
 		}
 		xs, ys = append(xs, []float64{1, math.Log(q / (1 - q))}), append(ys, y)
 	}
-	return fitLogistic(xs, ys, lambda)
+	return xs, ys
 }
 
 // bounded reports whether the bounds, not the models, give one of the chances of
@@ -360,16 +394,4 @@ func mean(xs []float64) float64 {
 		s += x
 	}
 	return s / float64(len(xs))
-}
-
-// Write prints the evaluation.
-func (e *Evaluation) Write(w io.Writer) {
-	fmt.Fprintf(w, "trained on %d retries, evaluated on %d retries of held-out jobs\n\n", e.TrainExamples, e.TestExamples)
-	e.Success.Write(w, "P(success), all retries")
-	e.Memory.Write(w, "memory is enough")
-	e.Disk.Write(w, "local storage is enough")
-	e.GPU.Write(w, "GPU memory is enough")
-	e.Deadline.Write(w, "deadline is enough")
-	e.Bounds.Write(w, "the bounds' chance (no peak measured), of the three above")
-	fmt.Fprintf(w, "runtime: mean absolute error %.1f%% over %d successful retries\n", 100*e.RuntimeMAE, e.RuntimeN)
 }

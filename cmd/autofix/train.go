@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -31,7 +32,10 @@ type trainOptions struct {
 }
 
 func newTrainCmd() *cobra.Command {
-	var o trainOptions
+	var (
+		o  trainOptions
+		lo ledgerTrainOptions
+	)
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Train the retry-success and runtime models and print their evaluation",
@@ -48,9 +52,28 @@ watcher sees, one with nothing), --jobs runs each, the first with the scenario's
 cluster measures them, and where it does not, they are fitted to what is left to
 them (a failure no successful run bounds) while the bounds the limits tried set give
 the rest, and the evaluation scores both. The history of each example labels its
-failures with their classification, as the ledger does.`,
+failures with their classification, as the ledger does.
+
+--from-ledger trains instead on what happened in production: every remediation of
+serve's ledger (--config, --data-dir, --db) whose attempt succeeded or failed is a
+retry, with the failure as recorded, its template's history as it was when the
+failure was received (nothing recorded later), the option the attempt ran and its
+outcome as autofix's watcher measured it. What an event claimed of usage and cost is
+never used. The retries are split by time: the earliest (1 - --test-share) train,
+the latest are evaluated on (AUC, Brier, log-loss and reliability tables), and the
+report says how many there were and when they were received. --with-sim N adds the
+retries of N simulated runs per --telemetry setting (--scenario, --seed) to the
+training part only. A model too few retries fit (none of GPUs on a cluster without
+them) is kept from --models (default: the embedded models), and the report names it.
+--since and --until choose the window, --max-examples keeps the latest N.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := lo.check(cmd, &o); err != nil {
+				return err
+			}
+			if lo.on {
+				return trainFromLedger(cmd, &o, &lo)
+			}
 			s, err := loadScenario(o.scenario)
 			if err != nil {
 				return err
@@ -83,14 +106,7 @@ failures with their classification, as the ledger does.`,
 			}
 			m.Evaluation.Write(cmd.OutOrStdout())
 			if o.out != "" {
-				data, err := m.Save()
-				if err != nil {
-					return err
-				}
-				if err := os.WriteFile(o.out, append(data, '\n'), 0o644); err != nil { //nolint:gosec // a model artifact is not secret
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "\nwrote %s (%s)\n", o.out, m.Name)
+				return writeModels(cmd.OutOrStdout(), m, o.out)
 			}
 			return nil
 		},
@@ -104,7 +120,21 @@ failures with their classification, as the ledger does.`,
 	f.StringVar(&o.out, "out", "", "write the trained models to this file")
 	f.StringVar(&o.dump, "dump-examples", "", "also write the training examples to this file (JSON lines)")
 	f.StringVar(&o.telemetry, "telemetry", "all,failures,none", "telemetry settings to simulate examples with, comma-separated (all, failures, none)")
+	lo.register(cmd)
 	return cmd
+}
+
+// writeModels writes the models' artifact to path and says so on w.
+func writeModels(w io.Writer, m *models.Models, path string) error {
+	data, err := m.Save()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil { //nolint:gosec // a model artifact is not secret
+		return err
+	}
+	fmt.Fprintf(w, "\nwrote %s (%s)\n", path, m.Name)
+	return nil
 }
 
 // loadScenario reads a built-in scenario by name, or a scenario file.
