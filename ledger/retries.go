@@ -96,7 +96,9 @@ const historyQuery = `SELECT o.template_key, o.recorded_at, o.outcome,
 	FROM outcomes o WHERE o.recorded_at < ?
 	ORDER BY o.template_key%s, o.recorded_at, o.seq`
 
-// EachRetry calls fn, template by template and by received time within each, for
+// EachRetry calls fn, template by template (in byte order of their keys,
+// namespace/template, so that the templates of a namespace come together) and by
+// received time within each, for
 // every remediation received in f's window whose own attempt succeeded or failed,
 // with what the models learn from (see Retry). Nothing recorded at or after the
 // failure's received time is in its history: a retry that ended later, another

@@ -32,6 +32,7 @@ const (
 // received, its fix of memory mem (the need being need) ending at ended.
 type plannedRetry struct {
 	id, tmpl        string
+	ns              string // "data" when empty
 	received, ended time.Time
 	need, mem       int64
 }
@@ -56,13 +57,17 @@ func fillLedger(t *testing.T, store *ledger.Store, plan []plannedRetry) []record
 	order := rand.New(rand.NewPCG(3, 4)).Perm(len(plan))
 	for _, k := range order {
 		p := plan[k]
+		ns := p.ns
+		if ns == "" {
+			ns = "data"
+		}
 		res := func(mem int64) failure.Resources { return failure.Resources{CPUMillis: 4000, MemoryBytes: mem} }
 		ev := &failure.Event{ID: p.id, Time: p.received, Source: "watcher",
-			Job: failure.Job{Namespace: "data", Name: p.id, Kind: failure.Batch, Template: p.tmpl, Attempt: 1, Resources: res(p.need * 9 / 10)},
+			Job: failure.Job{Namespace: ns, Name: p.id, Kind: failure.Batch, Template: p.tmpl, Attempt: 1, Resources: res(p.need * 9 / 10)},
 			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, Message: "container was OOM-killed", LogTail: "Killed\n",
 				DurationSeconds: 1200, Cost: forgedCost, Usage: failure.Usage{PeakMemoryBytes: forgedPeak}}}
 		opt := failure.Option{Resources: res(p.mem), Changes: []string{"more memory"}, PSuccess: 0.9, PFix: 0.9}
-		rec := &failure.Recommendation{EventID: p.id, Job: failure.JobRef{Namespace: "data", Name: p.id, Template: p.tmpl, Attempt: 1},
+		rec := &failure.Recommendation{EventID: p.id, Job: failure.JobRef{Namespace: ns, Name: p.id, Template: p.tmpl, Attempt: 1},
 			Classification: failure.Classification{Category: failure.OOMMemory, Retryable: true, Confidence: 0.95},
 			Retry:          true, Options: []failure.Option{opt}, Chosen: 0}
 		fix := p.id + "-af2"
@@ -268,6 +273,45 @@ func TestTrainFromLedgerOptions(t *testing.T) {
 	}
 }
 
+// TestTrainFromLedgerNamespaceFlood: one tenant who fails a template's Jobs on
+// purpose, many times and lately, cannot push every other tenant's retries out of
+// --max-examples and have the models learn from its retries alone (whose outcomes
+// its own code decides): --max-per-namespace keeps only its latest.
+func TestTrainFromLedgerNamespaceFlood(t *testing.T) {
+	dir := t.TempDir()
+	store, err := ledger.Open(context.Background(), filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := trainPlan(60, 12)
+	// The flood: 200 failures of one template in another namespace, a minute apart,
+	// after the rest; every fix "fails", whatever its memory.
+	flood := trainT0.Add(61 * time.Hour)
+	for i := range 200 {
+		at := flood.Add(time.Duration(i) * time.Minute)
+		plan = append(plan, plannedRetry{id: fmt.Sprintf("m%03d", i), ns: "mallory", tmpl: "poison",
+			received: at, ended: at.Add(10 * time.Minute), need: 64 << 30, mem: 8 << 30})
+	}
+	fillLedger(t, store, plan)
+	_ = store.Close()
+	dump := filepath.Join(dir, "examples.jsonl")
+	code, stdout, stderr := runCmd(t, "", "train", "--from-ledger", "--data-dir", dir, "--until", trainT0.Add(1000*time.Hour).Format(time.RFC3339),
+		"--max-examples", "200", "--max-per-namespace", "60", "--dump-examples", dump)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, stdout)
+	}
+	count := map[string]int{}
+	for _, ex := range readDump(t, dump) {
+		count[ex.Event.Job.Namespace]++
+	}
+	if count["mallory"] != 60 || count["data"] != 60 {
+		t.Errorf("examples by namespace %v, want mallory's latest 60 and data's 60", count)
+	}
+	if want := "left out: 140 retries past the latest --max-per-namespace 60 of their namespace (mallory)\n"; !strings.Contains(stdout, want) {
+		t.Errorf("the report does not say %q:\n%s", want, stdout)
+	}
+}
+
 // TestTrainFromLedgerRefuses: flags of --from-ledger without it, conflicting ones,
 // values out of range, and a ledger with too little to split are refused by name.
 func TestTrainFromLedgerRefuses(t *testing.T) {
@@ -287,6 +331,8 @@ func TestTrainFromLedgerRefuses(t *testing.T) {
 		{[]string{"--from-ledger", "--data-dir", dir, "--examples", "x.jsonl"}, "--examples: not with --from-ledger"},
 		{[]string{"--from-ledger", "--data-dir", dir, "--test-share", "1"}, "--test-share: 1, want"},
 		{[]string{"--from-ledger", "--data-dir", dir, "--max-examples", "1"}, "--max-examples: 1, want"},
+		{[]string{"--from-ledger", "--data-dir", dir, "--max-per-namespace", "0"}, "--max-per-namespace: 0, want"},
+		{[]string{"--max-per-namespace", "10"}, "--max-per-namespace: only with --from-ledger"},
 		{[]string{"--from-ledger", "--data-dir", dir, "--until", "yesterday"}, `--until: "yesterday"`},
 		{[]string{"--from-ledger", "--data-dir", filepath.Join(dir, "nothing")}, "no ledger at"},
 		{[]string{"--from-ledger", "--data-dir", dir}, "1 retries, received at 1 different times: too few"},
