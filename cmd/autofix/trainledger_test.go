@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,17 +46,21 @@ type recordedAt struct {
 	at   time.Time
 }
 
-// fillLedger records the retries in an order of their own (not their time's), each
-// as serve does: the failure (its event claiming a cost and peaks of its own
-// making), the fix approved, submitted and finished as the watcher measured it,
+// fillLedger records the retries as serve does, in the order of time (of plan's
+// retries, interleaved): the failure (its event claiming a cost and peaks of its
+// own making), the fix approved, submitted and finished as the watcher measured it,
 // and, for a fix that failed, the fix's own failure a minute later. It returns every
 // outcome it put in a history.
 func fillLedger(t *testing.T, store *ledger.Store, plan []plannedRetry) []recordedAt {
 	t.Helper()
 	ctx := context.Background()
 	var history []recordedAt
-	order := rand.New(rand.NewPCG(3, 4)).Perm(len(plan))
-	for _, k := range order {
+	type step struct {
+		at time.Time
+		do func()
+	}
+	var steps []step
+	for k := range plan {
 		p := plan[k]
 		ns := p.ns
 		if ns == "" {
@@ -71,23 +76,28 @@ func fillLedger(t *testing.T, store *ledger.Store, plan []plannedRetry) []record
 			Classification: failure.Classification{Category: failure.OOMMemory, Retryable: true, Confidence: 0.95},
 			Retry:          true, Options: []failure.Option{opt}, Chosen: 0}
 		fix := p.id + "-af2"
-		_, err := store.Record(ctx, []ledger.Entry{{EventID: p.id, ReceivedAt: p.received, Event: ev, ChainID: "chain-" + p.id,
-			Recommendation: rec, State: ledger.Approved, Actor: "policy", Reason: "automatic",
-			Attempt: &ledger.Attempt{Number: 2, JobName: fix, Resources: opt.Resources, Option: &opt}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := store.Transition(ctx, p.id, ledger.Approved, ledger.Submitted, "dispatcher", "", p.received.Add(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		steps = append(steps, step{p.received, func() {
+			_, err := store.Record(ctx, []ledger.Entry{{EventID: p.id, ReceivedAt: p.received, Event: ev, ChainID: "chain-" + p.id,
+				Recommendation: rec, State: ledger.Approved, Actor: "policy", Reason: "automatic",
+				Attempt: &ledger.Attempt{Number: 2, JobName: fix, Resources: opt.Resources, Option: &opt}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}}, step{p.received.Add(time.Minute), func() {
+			if err := store.Transition(ctx, p.id, ledger.Approved, ledger.Submitted, "dispatcher", "", p.received.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}})
 		to, o := ledger.Failed, failure.Outcome{Resources: opt.Resources, DurationSeconds: 600, Cost: watcherCost,
 			Usage: failure.Usage{PeakMemoryBytes: p.mem}}
 		if p.succeeded() {
 			to, o.DurationSeconds, o.Usage.PeakMemoryBytes = ledger.Succeeded, 3000, p.need
 		}
-		if err := store.Finish(ctx, p.id, to, o, "watcher", "", p.ended); err != nil {
-			t.Fatal(err)
-		}
+		steps = append(steps, step{p.ended, func() {
+			if err := store.Finish(ctx, p.id, to, o, "watcher", "", p.ended); err != nil {
+				t.Fatal(err)
+			}
+		}})
 		history = append(history, recordedAt{p.tmpl, p.received}, recordedAt{p.tmpl, p.ended})
 		if p.succeeded() {
 			continue
@@ -98,11 +108,17 @@ func fillLedger(t *testing.T, store *ledger.Store, plan []plannedRetry) []record
 		at := p.ended.Add(time.Minute)
 		frec := *rec
 		frec.EventID, frec.Retry, frec.Options, frec.Chosen = fev.ID, false, nil, -1
-		if _, err := store.Record(ctx, []ledger.Entry{{EventID: fev.ID, ReceivedAt: at, Event: &fev, ChainID: "chain-" + p.id,
-			Recommendation: &frec, State: ledger.PendingReview, Actor: "policy", Reason: "budget"}}); err != nil {
-			t.Fatal(err)
-		}
+		steps = append(steps, step{at, func() {
+			if _, err := store.Record(ctx, []ledger.Entry{{EventID: fev.ID, ReceivedAt: at, Event: &fev, ChainID: "chain-" + p.id,
+				Recommendation: &frec, State: ledger.PendingReview, Actor: "policy", Reason: "budget"}}); err != nil {
+				t.Fatal(err)
+			}
+		}})
 		history = append(history, recordedAt{p.tmpl, at})
+	}
+	slices.SortStableFunc(steps, func(a, b step) int { return a.at.Compare(b.at) })
+	for _, st := range steps {
+		st.do()
 	}
 	return history
 }
