@@ -26,9 +26,10 @@ type Retry struct {
 	Event failure.Event
 	// Category is the failure's classification, as the remediation recorded it.
 	Category failure.Category
-	// History is the template's history as it was before the failure was received:
-	// its last outcomes (at most the limit asked for) recorded strictly earlier,
-	// oldest first. Outcomes of attempts autofix ran are as their Finish recorded
+	// History is the template's history as serve's decision of the failure read it:
+	// its last outcomes (at most the limit asked for) appended to it before the
+	// failure's own run was, in the order they were appended — not by their times,
+	// which come from the clocks of the replicas that recorded them. Outcomes of attempts autofix ran are as their Finish recorded
 	// them; failed runs recorded from events keep neither usage nor cost (Unpriced
 	// is UnpricedClaim).
 	History []failure.Outcome
@@ -68,41 +69,48 @@ type RetryStats struct {
 	// run has.
 	Unreadable int
 	// NoOutcome are remediations whose attempt ended without an outcome in the
-	// history (one recorded before outcomes were kept, or pruned).
+	// history, or whose failed run is not in it (recorded before outcomes were
+	// kept, or pruned): without its place, what its decision saw is not known.
 	NoOutcome int
 }
 
 // retryQuery reads the remediations whose own attempt succeeded or failed before the
-// cutoff, with that attempt, the outcome its Finish recorded, and the classification
-// of the attempt's own failure, by template then by received time.
+// cutoff, with that attempt, the outcome its Finish recorded, the classification of
+// the attempt's own failure, and the place of the failed run in its template's
+// history (NULL when it has none), by template then by that place.
 const retryQuery = `SELECT e.template_key, e.event_id, e.received_at, e.category, e.event_json, e.recommendation_json,
-	a.number, a.resources, a.params, a.option_json, a.outcome, a.job_name, fo.outcome,
+	a.number, a.resources, a.params, a.option_json, a.outcome, a.job_name, fo.outcome, fs.seq,
 	(SELECT r.category FROM events r WHERE r.chain_id = a.chain_id AND r.attempt = a.number
 		AND r.namespace = e.namespace AND r.job_name = a.job_name AND r.category <> '' AND r.received_at < ?
 		ORDER BY r.received_at, r.event_id LIMIT 1)
 	FROM events e
 	JOIN attempts a ON a.event_id = e.event_id
 	LEFT JOIN outcomes fo ON fo.event_id = e.event_id AND fo.attempt = a.number AND fo.recorded_at < ?
+	LEFT JOIN outcomes fs ON fs.event_id = e.event_id AND fs.template_key = e.template_key AND fs.attempt = e.attempt
 	WHERE e.state IN (?, ?) AND a.outcome IN (?, ?) AND a.finished_at < ? AND e.received_at >= ? AND e.received_at < ?
-	ORDER BY e.template_key%s, e.received_at, e.event_id`
+	ORDER BY e.template_key%s, fs.seq, e.event_id`
 
-// historyQuery reads every outcome recorded before the cutoff, by template then by
-// the time it was recorded (in the order of its history for those recorded at once:
-// a history is in time order but for the clocks of replicas, and the cut by time
-// needs the order of time), saying whether it is an attempt's (one Finish recorded:
-// its event's attempt carries its number) or a failed run an event reported.
-const historyQuery = `SELECT o.template_key, o.recorded_at, o.outcome,
+// historyQuery reads every outcome recorded before the cutoff, by template then in
+// the order it was appended to the template's history (seq), saying whether it is
+// an attempt's (one Finish recorded: its event's attempt carries its number) or a
+// failed run an event reported.
+const historyQuery = `SELECT o.template_key, o.seq, o.outcome,
 	CASE WHEN EXISTS (SELECT 1 FROM attempts a WHERE a.event_id = o.event_id AND a.number = o.attempt) THEN 1 ELSE 0 END
 	FROM outcomes o WHERE o.recorded_at < ?
-	ORDER BY o.template_key%s, o.recorded_at, o.seq`
+	ORDER BY o.template_key%s, o.seq`
 
-// EachRetry calls fn, template by template and by received time within each, for
+// EachRetry calls fn, template by template (in byte order of their keys,
+// namespace/template, so that the templates of a namespace come together) and in
+// the order their failures joined the template's history within each, for
 // every remediation received in f's window whose own attempt succeeded or failed,
-// with what the models learn from (see Retry). Nothing recorded at or after the
-// failure's received time is in its history: a retry that ended later, another
-// failure of the template received later. Remediations that were rejected, are not
-// over, were abandoned or whose attempt has no outcome are not passed; nor are
-// those whose stored parts do not decode (counted in the stats).
+// with what the models learn from (see Retry). A history is cut where the failure's
+// own run joined it, by the order of the history and not by time: nothing appended
+// after it (a retry that ended later, another failure of the template received
+// later) is in it, however far apart the clocks of the replicas that recorded them,
+// and what serve's decision saw is (a failure decided just before in the same
+// batch, received at the same instant). Remediations that were rejected, are not
+// over, were abandoned or whose attempt or failed run has no outcome are not
+// passed; nor are those whose stored parts do not decode (counted in the stats).
 //
 // It streams: it holds one retry and one template's window of history at a time.
 // It reads with two queries, each its own snapshot, bounded by f.Until.
@@ -136,7 +144,10 @@ func (s *Store) EachRetry(ctx context.Context, f RetryFilter, fn func(*Retry) er
 	}
 	defer func() { _ = rows.Close() }()
 	h := historyStream{rows: hist, limit: f.HistoryLimit}
-	var lastKey, lastID string
+	var (
+		lastKey, lastID string
+		lastSeq         int64
+	)
 	for rows.Next() {
 		var rr retryRow
 		if err := rr.scan(rows); err != nil {
@@ -148,8 +159,18 @@ func (s *Store) EachRetry(ctx context.Context, f RetryFilter, fn func(*Retry) er
 		if rr.id == lastID {
 			continue // one attempt, one outcome: a second row would be a damaged ledger
 		}
-		lastKey, lastID = rr.key, rr.id
-		history, err := h.before(rr.key, rr.received)
+		lastID = rr.id
+		if !rr.seq.Valid {
+			// Its failed run is not in the history (sorted first or last by the
+			// backend): nothing to cut the history at.
+			stats.NoOutcome++
+			continue
+		}
+		if rr.key == lastKey && rr.seq.Int64 < lastSeq {
+			return stats, fmt.Errorf("each retry: remediations out of history order (%d after %d of %q)", rr.seq.Int64, lastSeq, rr.key)
+		}
+		lastKey, lastSeq = rr.key, rr.seq.Int64
+		history, err := h.before(rr.key, rr.seq.Int64)
 		if err != nil {
 			return stats, fmt.Errorf("each retry: history: %w", err)
 		}
@@ -182,11 +203,12 @@ type retryRow struct {
 	number                          int
 	res, params, option, ended, job string
 	outcome, result                 sql.NullString
+	seq                             sql.NullInt64 // of the failed run in its template's history
 }
 
 func (rr *retryRow) scan(r *sql.Rows) error {
 	return r.Scan(&rr.key, &rr.id, &rr.received, &rr.category, &rr.event, &rr.rec,
-		&rr.number, &rr.res, &rr.params, &rr.option, &rr.ended, &rr.job, &rr.outcome, &rr.result)
+		&rr.number, &rr.res, &rr.params, &rr.option, &rr.ended, &rr.job, &rr.outcome, &rr.seq, &rr.result)
 }
 
 type retryStatus int
@@ -250,25 +272,24 @@ type historyStream struct {
 	limit  int
 	key    string // of the window
 	window []failure.Outcome
-	// The row read and not yet taken: one recorded at or after the time asked about
-	// last, or of a later template.
+	// The row read and not yet taken: one at or after the place asked about last,
+	// or of a later template.
 	next    *historyRow
 	lastKey string
-	lastAt  int64
+	lastSeq int64
 	done    bool
 }
 
 type historyRow struct {
-	key      string
-	recorded int64
-	o        failure.Outcome
-	ok       bool // decodes
+	key string
+	seq int64
+	o   failure.Outcome
+	ok  bool // decodes
 }
 
-// before returns a copy of the last outcomes of template key recorded before
-// received (unix nanoseconds). Calls come in the order of historyQuery: by key, and
-// by time within a key.
-func (h *historyStream) before(key string, received int64) ([]failure.Outcome, error) {
+// before returns a copy of the last outcomes of template key appended before seq.
+// Calls come in the order of historyQuery: by key, and by seq within a key.
+func (h *historyStream) before(key string, seq int64) ([]failure.Outcome, error) {
 	if key != h.key {
 		h.key, h.window = key, h.window[:0]
 	}
@@ -288,8 +309,8 @@ func (h *historyStream) before(key string, received int64) ([]failure.Outcome, e
 			h.next = nil // a template without retries in the window, or past its last one
 			continue
 		}
-		// In time order: the first recorded at or after received ends the window.
-		if n.key > key || n.recorded >= received {
+		// In history order: the failure's own run, or any after it, ends the window.
+		if n.key > key || n.seq >= seq {
 			break
 		}
 		h.next = nil
@@ -314,13 +335,13 @@ func (h *historyStream) read() (*historyRow, error) {
 		data     string
 		measured int
 	)
-	if err := h.rows.Scan(&r.key, &r.recorded, &data, &measured); err != nil {
+	if err := h.rows.Scan(&r.key, &r.seq, &data, &measured); err != nil {
 		return nil, err
 	}
-	if r.key < h.lastKey || r.key == h.lastKey && r.recorded < h.lastAt {
-		return nil, fmt.Errorf("outcomes out of order (%q at %d after %q at %d)", r.key, r.recorded, h.lastKey, h.lastAt)
+	if r.key < h.lastKey || r.key == h.lastKey && r.seq < h.lastSeq {
+		return nil, fmt.Errorf("outcomes out of order (%q %d after %q %d)", r.key, r.seq, h.lastKey, h.lastSeq)
 	}
-	h.lastKey, h.lastAt = r.key, r.recorded
+	h.lastKey, h.lastSeq = r.key, r.seq
 	r.o, r.ok = decodeOutcome(data)
 	if r.ok && measured == 0 {
 		// A failed run as its event reported it: what it says it used and cost is its

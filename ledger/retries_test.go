@@ -300,23 +300,31 @@ func TestEachRetryTemplates(t *testing.T) {
 	})
 }
 
-// TestEachRetryHistoryInTimeOrder: a history is cut by when its outcomes were
-// recorded, whatever order they were appended in (a fix's end recorded late, with
-// the time it ended; replicas' clocks).
-func TestEachRetryHistoryInTimeOrder(t *testing.T) {
+// TestEachRetryHistoryAsDecided: a history is what serve's decision of the failure
+// read — cut where the failure's run joined the template's history, not by the
+// clocks of the replicas that recorded it. A fix's end recorded after the failure
+// by a replica whose clock is behind is not in it (it leaked the future when the
+// cut was by time); a failure decided just before in the same batch, received at
+// the same instant, is.
+func TestEachRetryHistoryAsDecided(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		mustRecord(t, s, entry("r1", Approved, entryOpt{at: t0}))
-		mustRecord(t, s, entry("r3", Approved, entryOpt{at: t0.Add(3 * time.Hour)}))
 		mustRecord(t, s, entry("r2", Approved, entryOpt{at: t0.Add(2 * time.Hour)}))
-		// Appended last, ended first.
-		finish(t, s, "r3", Succeeded, measured(30, 40, 1), t0.Add(4*time.Hour))
-		finish(t, s, "r2", Succeeded, measured(20, 40, 1), t0.Add(150*time.Minute))
+		// r1's fix ends after r2 was decided; the replica that records it reads its
+		// clock 90 minutes behind.
 		finish(t, s, "r1", Succeeded, measured(10, 40, 1), t0.Add(time.Hour))
+		finish(t, s, "r2", Succeeded, measured(20, 40, 1), t0.Add(3*time.Hour))
+		// One batch of another template: r4 was decided after r3, seeing it.
+		batch := t0.Add(5 * time.Hour)
+		mustRecord(t, s, entry("r3", Approved, entryOpt{at: batch, tmpl: "etl"}), entry("r4", Approved, entryOpt{at: batch, tmpl: "etl"}))
+		finish(t, s, "r3", Succeeded, measured(30, 40, 1), batch.Add(time.Hour))
+		finish(t, s, "r4", Succeeded, measured(40, 40, 1), batch.Add(time.Hour))
 		got, _, _ := retries(t, s, RetryFilter{HistoryLimit: 20})
 		for id, want := range map[string][]float64{
 			"r1": nil,
-			"r2": {5400, 10},           // r1's failure and fix
-			"r3": {5400, 10, 5400, 20}, // and r2's
+			"r2": {5400}, // r1's failure; not its fix, which ended after r2 was decided
+			"r3": nil,
+			"r4": {5400}, // r3's failure
 		} {
 			var durations []float64
 			for _, o := range got[id].History {

@@ -65,7 +65,10 @@ report says how many there were and when they were received. --with-sim N adds t
 retries of N simulated runs per --telemetry setting (--scenario, --seed) to the
 training part only. A model too few retries fit (none of GPUs on a cluster without
 them) is kept from --models (default: the embedded models), and the report names it.
---since and --until choose the window, --max-examples keeps the latest N.`,
+--since and --until choose the window, --max-examples keeps the latest N, and
+--max-per-namespace at most the latest N of any one namespace: a tenant who fails its
+own Jobs on purpose, many times, decides those retries' outcomes and must not be all
+the models learn from.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := lo.check(cmd, &o); err != nil {

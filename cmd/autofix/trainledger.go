@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +25,7 @@ type ledgerTrainOptions struct {
 	since       string
 	until       string
 	maxExamples int
+	maxPerNS    int
 	withSim     int
 	testShare   float64
 	prior       string
@@ -31,7 +33,7 @@ type ledgerTrainOptions struct {
 }
 
 // ledgerOnly are the flags that mean something only with --from-ledger.
-var ledgerOnly = []string{"config", "data-dir", "db", "since", "until", "max-examples", "with-sim", "test-share", "models", "history"}
+var ledgerOnly = []string{"config", "data-dir", "db", "since", "until", "max-examples", "max-per-namespace", "with-sim", "test-share", "models", "history"}
 
 func (lo *ledgerTrainOptions) register(cmd *cobra.Command) {
 	f := cmd.Flags()
@@ -40,6 +42,7 @@ func (lo *ledgerTrainOptions) register(cmd *cobra.Command) {
 	f.StringVar(&lo.since, "since", "", "with --from-ledger: failures received at or after a time (RFC 3339) or within a duration ago (720h)")
 	f.StringVar(&lo.until, "until", "", "with --from-ledger: failures received before a time (RFC 3339; default now), and only what was recorded before it")
 	f.IntVar(&lo.maxExamples, "max-examples", 100_000, "with --from-ledger: keep at most the latest N retries (each, with a history of 20, takes about 5 KB)")
+	f.IntVar(&lo.maxPerNS, "max-per-namespace", 10_000, "with --from-ledger: keep at most the latest N retries of any one namespace, so that no tenant's failures, whose outcomes its own code decides, outweigh the others'")
 	f.IntVar(&lo.withSim, "with-sim", 0, "with --from-ledger: add the retries of N simulated runs (per --telemetry setting) to the training part")
 	f.Float64Var(&lo.testShare, "test-share", 0.2, "with --from-ledger: the latest share of the retries to evaluate on")
 	f.StringVar(&lo.prior, "models", "", "with --from-ledger: the models kept for what too few retries fit (default: the embedded models)")
@@ -63,6 +66,8 @@ func (lo *ledgerTrainOptions) check(cmd *cobra.Command, o *trainOptions) error {
 		return errors.New("--jobs: not with --from-ledger (--with-sim says how many runs to simulate)")
 	case lo.maxExamples < 2:
 		return fmt.Errorf("--max-examples: %d, want at least 2", lo.maxExamples)
+	case lo.maxPerNS < 1:
+		return fmt.Errorf("--max-per-namespace: %d, want at least 1", lo.maxPerNS)
 	case lo.withSim < 0:
 		return fmt.Errorf("--with-sim: %d, want 0 or more", lo.withSim)
 	case !(lo.testShare > 0 && lo.testShare < 1):
@@ -113,7 +118,12 @@ func (l *latestRetries) add(d *ledgerRetry) {
 }
 
 // ledgerExamples reads the retries of the ledger's window, the latest lo.maxExamples
-// of them, oldest first, and prints where they came from.
+// of them and at most the latest lo.maxPerNS of each namespace, oldest first, and
+// prints where they came from. The namespace's cap comes first: a tenant who fails
+// its Jobs on purpose, many times and lately, would otherwise push every other
+// tenant's retries out and be all the models learn from. It holds at most
+// lo.maxExamples + lo.maxPerNS retries: EachRetry passes the templates of a
+// namespace together (their keys are namespace/template, in byte order).
 func ledgerExamples(cmd *cobra.Command, store *ledger.Store, lo *ledgerTrainOptions, now time.Time) ([]*ledgerRetry, error) {
 	since, err := parseSince(lo.since, now)
 	if err != nil {
@@ -129,15 +139,35 @@ func ledgerExamples(cmd *cobra.Command, store *ledger.Store, lo *ledgerTrainOpti
 		return nil, fmt.Errorf("--since %s is not before --until %s", since.Format(time.RFC3339), until.Format(time.RFC3339))
 	}
 	keep := &latestRetries{cap: lo.maxExamples}
+	ns := &latestRetries{cap: lo.maxPerNS}
+	var (
+		nsName  string
+		capped  []string // namespaces past lo.maxPerNS
+		pastCap int
+	)
+	flush := func() {
+		for _, d := range ns.items {
+			keep.add(d)
+		}
+		if ns.dropped > 0 {
+			capped, pastCap = append(capped, nsName), pastCap+ns.dropped
+		}
+		ns = &latestRetries{cap: lo.maxPerNS}
+	}
 	stats, err := store.EachRetry(cmd.Context(), ledger.RetryFilter{Since: since, Until: until, HistoryLimit: lo.history},
 		func(r *ledger.Retry) error {
-			keep.add(&ledgerRetry{at: r.ReceivedAt, id: r.EventID, ex: models.Example{Event: r.Event, Category: r.Category,
+			if r.Event.Job.Namespace != nsName {
+				flush()
+				nsName = r.Event.Job.Namespace
+			}
+			ns.add(&ledgerRetry{at: r.ReceivedAt, id: r.EventID, ex: models.Example{Event: r.Event, Category: r.Category,
 				History: r.History, Option: r.Option, Outcome: r.Outcome, Result: r.Result}})
 			return nil
 		})
 	if err != nil {
 		return nil, err
 	}
+	flush()
 	items := keep.items
 	slices.SortFunc(items, func(a, b *ledgerRetry) int {
 		if c := a.at.Compare(b.at); c != 0 {
@@ -154,6 +184,13 @@ func ledgerExamples(cmd *cobra.Command, store *ledger.Store, lo *ledgerTrainOpti
 	if stats.Unreadable+stats.NoOutcome+keep.dropped > 0 {
 		fmt.Fprintf(w, "left out: %d unreadable, %d without the attempt's outcome, %d older than the latest --max-examples %d\n",
 			stats.Unreadable, stats.NoOutcome, keep.dropped, lo.maxExamples)
+	}
+	if pastCap > 0 {
+		names := strings.Join(capped[:min(len(capped), 5)], ", ")
+		if len(capped) > 5 {
+			names += fmt.Sprintf(" and %d more", len(capped)-5)
+		}
+		fmt.Fprintf(w, "left out: %d retries past the latest --max-per-namespace %d of their namespace (%s)\n", pastCap, lo.maxPerNS, names)
 	}
 	return items, nil
 }

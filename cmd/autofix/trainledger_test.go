@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ const (
 // received, its fix of memory mem (the need being need) ending at ended.
 type plannedRetry struct {
 	id, tmpl        string
+	ns              string // "data" when empty
 	received, ended time.Time
 	need, mem       int64
 }
@@ -44,45 +46,58 @@ type recordedAt struct {
 	at   time.Time
 }
 
-// fillLedger records the retries in an order of their own (not their time's), each
-// as serve does: the failure (its event claiming a cost and peaks of its own
-// making), the fix approved, submitted and finished as the watcher measured it,
+// fillLedger records the retries as serve does, in the order of time (of plan's
+// retries, interleaved): the failure (its event claiming a cost and peaks of its
+// own making), the fix approved, submitted and finished as the watcher measured it,
 // and, for a fix that failed, the fix's own failure a minute later. It returns every
 // outcome it put in a history.
 func fillLedger(t *testing.T, store *ledger.Store, plan []plannedRetry) []recordedAt {
 	t.Helper()
 	ctx := context.Background()
 	var history []recordedAt
-	order := rand.New(rand.NewPCG(3, 4)).Perm(len(plan))
-	for _, k := range order {
+	type step struct {
+		at time.Time
+		do func()
+	}
+	var steps []step
+	for k := range plan {
 		p := plan[k]
+		ns := p.ns
+		if ns == "" {
+			ns = "data"
+		}
 		res := func(mem int64) failure.Resources { return failure.Resources{CPUMillis: 4000, MemoryBytes: mem} }
 		ev := &failure.Event{ID: p.id, Time: p.received, Source: "watcher",
-			Job: failure.Job{Namespace: "data", Name: p.id, Kind: failure.Batch, Template: p.tmpl, Attempt: 1, Resources: res(p.need * 9 / 10)},
+			Job: failure.Job{Namespace: ns, Name: p.id, Kind: failure.Batch, Template: p.tmpl, Attempt: 1, Resources: res(p.need * 9 / 10)},
 			Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, Message: "container was OOM-killed", LogTail: "Killed\n",
 				DurationSeconds: 1200, Cost: forgedCost, Usage: failure.Usage{PeakMemoryBytes: forgedPeak}}}
 		opt := failure.Option{Resources: res(p.mem), Changes: []string{"more memory"}, PSuccess: 0.9, PFix: 0.9}
-		rec := &failure.Recommendation{EventID: p.id, Job: failure.JobRef{Namespace: "data", Name: p.id, Template: p.tmpl, Attempt: 1},
+		rec := &failure.Recommendation{EventID: p.id, Job: failure.JobRef{Namespace: ns, Name: p.id, Template: p.tmpl, Attempt: 1},
 			Classification: failure.Classification{Category: failure.OOMMemory, Retryable: true, Confidence: 0.95},
 			Retry:          true, Options: []failure.Option{opt}, Chosen: 0}
 		fix := p.id + "-af2"
-		_, err := store.Record(ctx, []ledger.Entry{{EventID: p.id, ReceivedAt: p.received, Event: ev, ChainID: "chain-" + p.id,
-			Recommendation: rec, State: ledger.Approved, Actor: "policy", Reason: "automatic",
-			Attempt: &ledger.Attempt{Number: 2, JobName: fix, Resources: opt.Resources, Option: &opt}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := store.Transition(ctx, p.id, ledger.Approved, ledger.Submitted, "dispatcher", "", p.received.Add(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		steps = append(steps, step{p.received, func() {
+			_, err := store.Record(ctx, []ledger.Entry{{EventID: p.id, ReceivedAt: p.received, Event: ev, ChainID: "chain-" + p.id,
+				Recommendation: rec, State: ledger.Approved, Actor: "policy", Reason: "automatic",
+				Attempt: &ledger.Attempt{Number: 2, JobName: fix, Resources: opt.Resources, Option: &opt}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}}, step{p.received.Add(time.Minute), func() {
+			if err := store.Transition(ctx, p.id, ledger.Approved, ledger.Submitted, "dispatcher", "", p.received.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}})
 		to, o := ledger.Failed, failure.Outcome{Resources: opt.Resources, DurationSeconds: 600, Cost: watcherCost,
 			Usage: failure.Usage{PeakMemoryBytes: p.mem}}
 		if p.succeeded() {
 			to, o.DurationSeconds, o.Usage.PeakMemoryBytes = ledger.Succeeded, 3000, p.need
 		}
-		if err := store.Finish(ctx, p.id, to, o, "watcher", "", p.ended); err != nil {
-			t.Fatal(err)
-		}
+		steps = append(steps, step{p.ended, func() {
+			if err := store.Finish(ctx, p.id, to, o, "watcher", "", p.ended); err != nil {
+				t.Fatal(err)
+			}
+		}})
 		history = append(history, recordedAt{p.tmpl, p.received}, recordedAt{p.tmpl, p.ended})
 		if p.succeeded() {
 			continue
@@ -93,11 +108,17 @@ func fillLedger(t *testing.T, store *ledger.Store, plan []plannedRetry) []record
 		at := p.ended.Add(time.Minute)
 		frec := *rec
 		frec.EventID, frec.Retry, frec.Options, frec.Chosen = fev.ID, false, nil, -1
-		if _, err := store.Record(ctx, []ledger.Entry{{EventID: fev.ID, ReceivedAt: at, Event: &fev, ChainID: "chain-" + p.id,
-			Recommendation: &frec, State: ledger.PendingReview, Actor: "policy", Reason: "budget"}}); err != nil {
-			t.Fatal(err)
-		}
+		steps = append(steps, step{at, func() {
+			if _, err := store.Record(ctx, []ledger.Entry{{EventID: fev.ID, ReceivedAt: at, Event: &fev, ChainID: "chain-" + p.id,
+				Recommendation: &frec, State: ledger.PendingReview, Actor: "policy", Reason: "budget"}}); err != nil {
+				t.Fatal(err)
+			}
+		}})
 		history = append(history, recordedAt{p.tmpl, at})
+	}
+	slices.SortStableFunc(steps, func(a, b step) int { return a.at.Compare(b.at) })
+	for _, st := range steps {
+		st.do()
 	}
 	return history
 }
@@ -268,6 +289,45 @@ func TestTrainFromLedgerOptions(t *testing.T) {
 	}
 }
 
+// TestTrainFromLedgerNamespaceFlood: one tenant who fails a template's Jobs on
+// purpose, many times and lately, cannot push every other tenant's retries out of
+// --max-examples and have the models learn from its retries alone (whose outcomes
+// its own code decides): --max-per-namespace keeps only its latest.
+func TestTrainFromLedgerNamespaceFlood(t *testing.T) {
+	dir := t.TempDir()
+	store, err := ledger.Open(context.Background(), filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := trainPlan(60, 12)
+	// The flood: 200 failures of one template in another namespace, a minute apart,
+	// after the rest; every fix "fails", whatever its memory.
+	flood := trainT0.Add(61 * time.Hour)
+	for i := range 200 {
+		at := flood.Add(time.Duration(i) * time.Minute)
+		plan = append(plan, plannedRetry{id: fmt.Sprintf("m%03d", i), ns: "mallory", tmpl: "poison",
+			received: at, ended: at.Add(10 * time.Minute), need: 64 << 30, mem: 8 << 30})
+	}
+	fillLedger(t, store, plan)
+	_ = store.Close()
+	dump := filepath.Join(dir, "examples.jsonl")
+	code, stdout, stderr := runCmd(t, "", "train", "--from-ledger", "--data-dir", dir, "--until", trainT0.Add(1000*time.Hour).Format(time.RFC3339),
+		"--max-examples", "200", "--max-per-namespace", "60", "--dump-examples", dump)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, stdout)
+	}
+	count := map[string]int{}
+	for _, ex := range readDump(t, dump) {
+		count[ex.Event.Job.Namespace]++
+	}
+	if count["mallory"] != 60 || count["data"] != 60 {
+		t.Errorf("examples by namespace %v, want mallory's latest 60 and data's 60", count)
+	}
+	if want := "left out: 140 retries past the latest --max-per-namespace 60 of their namespace (mallory)\n"; !strings.Contains(stdout, want) {
+		t.Errorf("the report does not say %q:\n%s", want, stdout)
+	}
+}
+
 // TestTrainFromLedgerRefuses: flags of --from-ledger without it, conflicting ones,
 // values out of range, and a ledger with too little to split are refused by name.
 func TestTrainFromLedgerRefuses(t *testing.T) {
@@ -287,6 +347,8 @@ func TestTrainFromLedgerRefuses(t *testing.T) {
 		{[]string{"--from-ledger", "--data-dir", dir, "--examples", "x.jsonl"}, "--examples: not with --from-ledger"},
 		{[]string{"--from-ledger", "--data-dir", dir, "--test-share", "1"}, "--test-share: 1, want"},
 		{[]string{"--from-ledger", "--data-dir", dir, "--max-examples", "1"}, "--max-examples: 1, want"},
+		{[]string{"--from-ledger", "--data-dir", dir, "--max-per-namespace", "0"}, "--max-per-namespace: 0, want"},
+		{[]string{"--max-per-namespace", "10"}, "--max-per-namespace: only with --from-ledger"},
 		{[]string{"--from-ledger", "--data-dir", dir, "--until", "yesterday"}, `--until: "yesterday"`},
 		{[]string{"--from-ledger", "--data-dir", filepath.Join(dir, "nothing")}, "no ledger at"},
 		{[]string{"--from-ledger", "--data-dir", dir}, "1 retries, received at 1 different times: too few"},
