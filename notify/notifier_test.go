@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -355,4 +356,38 @@ func counter(t *testing.T, n *Notifier, name, label, value string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestAnAlertmanagerThatDoesNotAnswerHoldsUpNoRound: one member of the cluster
+// that takes every post but never answers costs a round at most two resend
+// intervals, whatever the timeout and the number of batches: the round after
+// comes in time for the alerts at the members that do answer not to lapse
+// (they end three intervals after they were sent), and those get every alert.
+func TestAnAlertmanagerThatDoesNotAnswerHoldsUpNoRound(t *testing.T) {
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // read to its end, the server sees the client hang up
+		<-r.Context().Done()
+	}))
+	defer hung.Close()
+	am := newFakeAlertmanager(t)
+	var rs []ledger.Remediation
+	for i := range 2*maxBatch + 50 {
+		rs = append(rs, waiting(fmt.Sprintf("ev-%03d", i), "ml", t0))
+	}
+	l := newFakeLedger(rs...)
+	n := newTestNotifier(t, l, am, func(o *Options) {
+		o.URLs = append(o.URLs, hung.URL)
+		o.MaxAlerts, o.ResendInterval, o.Timeout = len(rs), 200*time.Millisecond, 3*time.Second
+	})
+	start := time.Now()
+	err := n.round(context.Background(), t0.Add(time.Minute))
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("a round with a member that does not answer took %v, want at most 2 resend intervals (400ms)", took.Round(time.Millisecond))
+	}
+	if resultOf(err) != ResultUnreachable {
+		t.Errorf("round = %v, want the silent member unreachable", err)
+	}
+	if got := len(states(am.take(), t0.Add(time.Minute))); got != len(rs) {
+		t.Errorf("the member that answers got %d alerts, want all %d", got, len(rs))
+	}
 }
