@@ -295,6 +295,10 @@ func (n *Notifier) build(ctx context.Context, now time.Time) ([]Alert, error) {
 	var lost error
 	for _, k := range keys {
 		s := n.sent[k]
+		if !now.Before(s.until) { // the firing version has expired: Alertmanager resolved it itself
+			delete(n.sent, k)
+			continue
+		}
 		if !s.resolved {
 			end, resolve, err := n.ended(ctx, s, waiting[s.id], now)
 			switch {
@@ -306,10 +310,6 @@ func (n *Notifier) build(ctx context.Context, now time.Time) ([]Alert, error) {
 				continue
 			}
 			s.resolved, s.alert.EndsAt = true, end
-		}
-		if !now.Before(s.until) { // the firing version has expired: Alertmanager resolved it itself
-			delete(n.sent, k)
-			continue
 		}
 		batch = append(batch, s.alert)
 	}

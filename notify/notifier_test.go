@@ -391,3 +391,30 @@ func TestAnAlertmanagerThatDoesNotAnswerHoldsUpNoRound(t *testing.T) {
 		t.Errorf("the member that answers got %d alerts, want all %d", got, len(rs))
 	}
 }
+
+// TestExpiredAlertForgottenWhenTheLedgerFails: an alert whose review cannot be
+// read is asked about again each round only while it still fires; once its
+// firing copy has ended on its own there is nothing to resolve, and it is
+// forgotten rather than asked about, and remembered, for ever.
+func TestExpiredAlertForgottenWhenTheLedgerFails(t *testing.T) {
+	l := newFakeLedger(waiting("ev-1", "ml", t0))
+	am := newFakeAlertmanager(t)
+	n := newTestNotifier(t, l, am, nil)
+	runSteps(t, n, l, am, []step{{at: time.Minute, want: []string{"ev-1/warning firing"}}})
+	l.decide("ev-1", ledger.Approved, t0.Add(90*time.Second))
+	l.failGet = errors.New("no such table: audit")
+	for _, at := range []time.Duration{2 * time.Minute, 3 * time.Minute} {
+		if err := n.round(context.Background(), t0.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(n.sent) != 1 {
+		t.Fatalf("%d alerts remembered while ev-1's still fires, want 1 (to resolve it)", len(n.sent))
+	}
+	if err := n.round(context.Background(), t0.Add(4*time.Minute)); err != nil { // ev-1's copy ended at +4m
+		t.Fatal(err)
+	}
+	if len(n.sent) != 0 {
+		t.Errorf("%d alerts remembered after ev-1's ended on its own, want 0", len(n.sent))
+	}
+}
