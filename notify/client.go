@@ -92,7 +92,9 @@ func newClient(o *Options) *client {
 }
 
 // postAll posts alerts to every Alertmanager, at once, maxBatch to a post, and
-// returns the result of each post (and its error, nil for ResultOK).
+// returns the result of each post (and its error, nil for ResultOK). An
+// Alertmanager that could not be reached is sent no more batches this round: each
+// would wait out the same timeout.
 func (c *client) postAll(ctx context.Context, alerts []Alert) []error {
 	var (
 		mu   sync.Mutex
@@ -106,6 +108,9 @@ func (c *client) postAll(ctx context.Context, alerts []Alert) []error {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
+				if resultOf(err) == ResultUnreachable {
+					break
+				}
 			}
 		})
 	}

@@ -157,3 +157,19 @@ func TestEveryAlertmanagerInBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreachableAlertmanagerOnePost: an Alertmanager that cannot be reached is
+// sent no more batches in that round, each of which would wait out the timeout.
+func TestUnreachableAlertmanagerOnePost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	_ = ln.Close() // nothing listens there now
+	c := newClient(&Options{URLs: []string{closed}, Timeout: time.Minute})
+	errs := c.postAll(context.Background(), alertsOf(2*maxBatch+1))
+	if len(errs) != 1 || resultOf(errs[0]) != ResultUnreachable {
+		t.Errorf("posts of 3 batches to an Alertmanager that is not there = %v, want one, unreachable", errs)
+	}
+}

@@ -41,7 +41,8 @@ type Options struct {
 	// MaxAlerts bounds the reviews alerted in one round, the longest waiting first
 	// (default 200).
 	MaxAlerts int
-	// Timeout bounds one post (default 10s).
+	// Timeout bounds one post (default 10s); the posts of a round end within two
+	// ResendIntervals whatever it is.
 	Timeout time.Duration
 	// BearerTokenFile, or BasicAuthUsername and BasicAuthPasswordFile, authenticate
 	// to the Alertmanagers; the files are read for every post (a rotated secret is
@@ -241,8 +242,13 @@ func (n *Notifier) round(ctx context.Context, now time.Time) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	// The posts end within two intervals, so that an Alertmanager that takes them
+	// and never answers does not hold up the next round for the others, whose
+	// copies end three intervals after they were sent.
+	pctx, cancel := context.WithTimeout(ctx, (resendMargin-1)*n.o.ResendInterval)
+	defer cancel()
 	var first error
-	for _, err := range n.client.postAll(ctx, batch) {
+	for _, err := range n.client.postAll(pctx, batch) {
 		n.posts.WithLabelValues(resultOf(err)).Inc()
 		if err != nil && first == nil {
 			first = err
@@ -289,6 +295,10 @@ func (n *Notifier) build(ctx context.Context, now time.Time) ([]Alert, error) {
 	var lost error
 	for _, k := range keys {
 		s := n.sent[k]
+		if !now.Before(s.until) { // the firing version has expired: Alertmanager resolved it itself
+			delete(n.sent, k)
+			continue
+		}
 		if !s.resolved {
 			end, resolve, err := n.ended(ctx, s, waiting[s.id], now)
 			switch {
@@ -300,10 +310,6 @@ func (n *Notifier) build(ctx context.Context, now time.Time) ([]Alert, error) {
 				continue
 			}
 			s.resolved, s.alert.EndsAt = true, end
-		}
-		if !now.Before(s.until) { // the firing version has expired: Alertmanager resolved it itself
-			delete(n.sent, k)
-			continue
 		}
 		batch = append(batch, s.alert)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -355,4 +356,65 @@ func counter(t *testing.T, n *Notifier, name, label, value string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestAnAlertmanagerThatDoesNotAnswerHoldsUpNoRound: one member of the cluster
+// that takes every post but never answers costs a round at most two resend
+// intervals, whatever the timeout and the number of batches: the round after
+// comes in time for the alerts at the members that do answer not to lapse
+// (they end three intervals after they were sent), and those get every alert.
+func TestAnAlertmanagerThatDoesNotAnswerHoldsUpNoRound(t *testing.T) {
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // read to its end, the server sees the client hang up
+		<-r.Context().Done()
+	}))
+	defer hung.Close()
+	am := newFakeAlertmanager(t)
+	var rs []ledger.Remediation
+	for i := range 2*maxBatch + 50 {
+		rs = append(rs, waiting(fmt.Sprintf("ev-%03d", i), "ml", t0))
+	}
+	l := newFakeLedger(rs...)
+	n := newTestNotifier(t, l, am, func(o *Options) {
+		o.URLs = append(o.URLs, hung.URL)
+		o.MaxAlerts, o.ResendInterval, o.Timeout = len(rs), 200*time.Millisecond, 3*time.Second
+	})
+	start := time.Now()
+	err := n.round(context.Background(), t0.Add(time.Minute))
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("a round with a member that does not answer took %v, want at most 2 resend intervals (400ms)", took.Round(time.Millisecond))
+	}
+	if resultOf(err) != ResultUnreachable {
+		t.Errorf("round = %v, want the silent member unreachable", err)
+	}
+	if got := len(states(am.take(), t0.Add(time.Minute))); got != len(rs) {
+		t.Errorf("the member that answers got %d alerts, want all %d", got, len(rs))
+	}
+}
+
+// TestExpiredAlertForgottenWhenTheLedgerFails: an alert whose review cannot be
+// read is asked about again each round only while it still fires; once its
+// firing copy has ended on its own there is nothing to resolve, and it is
+// forgotten rather than asked about, and remembered, for ever.
+func TestExpiredAlertForgottenWhenTheLedgerFails(t *testing.T) {
+	l := newFakeLedger(waiting("ev-1", "ml", t0))
+	am := newFakeAlertmanager(t)
+	n := newTestNotifier(t, l, am, nil)
+	runSteps(t, n, l, am, []step{{at: time.Minute, want: []string{"ev-1/warning firing"}}})
+	l.decide("ev-1", ledger.Approved, t0.Add(90*time.Second))
+	l.failGet = errors.New("no such table: audit")
+	for _, at := range []time.Duration{2 * time.Minute, 3 * time.Minute} {
+		if err := n.round(context.Background(), t0.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(n.sent) != 1 {
+		t.Fatalf("%d alerts remembered while ev-1's still fires, want 1 (to resolve it)", len(n.sent))
+	}
+	if err := n.round(context.Background(), t0.Add(4*time.Minute)); err != nil { // ev-1's copy ended at +4m
+		t.Fatal(err)
+	}
+	if len(n.sent) != 0 {
+		t.Errorf("%d alerts remembered after ev-1's ended on its own, want 0", len(n.sent))
+	}
 }
