@@ -10,20 +10,17 @@
 package amtest
 
 import (
-	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/autofix/autofix/internal/testserver"
 	"github.com/autofix/autofix/internal/testwait"
 )
 
@@ -70,15 +67,7 @@ func Amtool(t testing.TB) string {
 }
 
 // Server is an Alertmanager a test started.
-type Server struct {
-	// URL is its base URL, http://127.0.0.1:PORT.
-	URL string
-
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
-	exited chan struct{}
-	once   sync.Once
-}
+type Server = testserver.Server
 
 // Start starts Alertmanager with the configuration config (YAML) and waits until
 // it is ready. It is stopped when the test ends.
@@ -90,77 +79,11 @@ func Start(t testwait.T, config string) *Server {
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The port is free when chosen and taken by Alertmanager a moment later; another
-	// process may take it in between, and then the next try has another.
-	for try := 1; ; try++ {
-		s := start(t, bin, file, filepath.Join(dir, "data"), freePort(t))
-		if s.ready(t) {
-			return s
-		}
-		if try == 3 || !strings.Contains(s.log.String(), "address already in use") {
-			t.Fatalf("alertmanager exited before it was ready:\n%s", s.log.String())
-		}
-	}
-}
-
-func start(t testing.TB, bin, config, data string, port int) *Server {
-	t.Helper()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s := &Server{URL: "http://" + addr, log: &bytes.Buffer{}, exited: make(chan struct{})}
-	// #nosec G204 -- the test's own binary and files
-	s.cmd = exec.Command(bin, "--config.file="+config, "--storage.path="+data, "--web.listen-address="+addr,
-		"--cluster.listen-address=", "--log.level=warn")
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start alertmanager: %v", err)
-	}
-	go func() { _ = s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("alertmanager's log:\n%s", s.log.String())
-		}
+	data := filepath.Join(dir, "data")
+	return testserver.Start(t, "alertmanager", bin, func(addr string) []string {
+		return []string{"--config.file=" + file, "--storage.path=" + data, "--web.listen-address=" + addr,
+			"--cluster.listen-address=", "--log.level=warn"}
 	})
-	return s
-}
-
-// ready waits until Alertmanager answers /-/ready (true), or has exited (false).
-func (s *Server) ready(t testwait.T) bool {
-	t.Helper()
-	up := false
-	testwait.Poll(t, "alertmanager to be ready", func() bool {
-		select {
-		case <-s.exited:
-			return true
-		default:
-		}
-		resp, err := http.Get(s.URL + "/-/ready") // #nosec G107 -- the test's own server
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		up = resp.StatusCode == http.StatusOK
-		return up
-	})
-	return up
-}
-
-// Stop kills Alertmanager and waits for it to exit. It may be called more than once.
-func (s *Server) Stop() {
-	s.once.Do(func() {
-		_ = s.cmd.Process.Kill() // an error: it has exited already
-		<-s.exited
-	})
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Notification is what Alertmanager's webhook receiver posts (version 4).

@@ -9,31 +9,20 @@
 package promtest
 
 import (
-	"bytes"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/autofix/autofix/internal/testserver"
 	"github.com/autofix/autofix/internal/testwait"
 )
 
 // Server is a Prometheus server a test started.
-type Server struct {
-	// URL is its base URL, http://127.0.0.1:PORT.
-	URL string
-
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
-	exited chan struct{}
-	once   sync.Once
-}
+type Server = testserver.Server
 
 // Binaries returns the paths of prometheus and promtool, or skips t (fails it under
 // AUTOFIX_REQUIRE_PROMETHEUS=1) when they are not there.
@@ -84,72 +73,9 @@ func Start(t testwait.T, openMetrics string) *Server {
 	if err := os.WriteFile(config, []byte("global: {}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The port is free when chosen and taken by Prometheus a moment later; another
-	// process may take it in between, and then the next try has another.
-	for try := 1; ; try++ {
-		s := start(t, prometheus, config, data, freePort(t))
-		if s.ready(t) {
-			return s
-		}
-		if try == 3 || !strings.Contains(s.log.String(), "address already in use") {
-			t.Fatalf("prometheus exited before it was ready:\n%s", s.log.String())
-		}
-	}
-}
-
-func start(t testing.TB, prometheus, config, data string, port int) *Server {
-	t.Helper()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s := &Server{URL: "http://" + addr, log: &bytes.Buffer{}, exited: make(chan struct{})}
-	// #nosec G204 -- the test's own binary and files
-	s.cmd = exec.Command(prometheus, "--config.file="+config, "--storage.tsdb.path="+data,
-		"--web.listen-address="+addr, "--log.level=warn")
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	go func() { _ = s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(s.Stop)
-	return s
-}
-
-// ready waits until Prometheus answers /-/ready (true), or has exited (false).
-func (s *Server) ready(t testwait.T) bool {
-	t.Helper()
-	up := false
-	testwait.Poll(t, "prometheus to be ready", func() bool {
-		select {
-		case <-s.exited:
-			return true
-		default:
-		}
-		resp, err := http.Get(s.URL + "/-/ready") // #nosec G107 -- the test's own server
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		up = resp.StatusCode == http.StatusOK
-		return up
+	return testserver.Start(t, "prometheus", prometheus, func(addr string) []string {
+		return []string{"--config.file=" + config, "--storage.tsdb.path=" + data, "--web.listen-address=" + addr, "--log.level=warn"}
 	})
-	return up
-}
-
-// Stop kills the server and waits for it to exit. It may be called more than once.
-func (s *Server) Stop() {
-	s.once.Do(func() {
-		_ = s.cmd.Process.Kill() // an error: it has exited already
-		<-s.exited
-	})
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Label is one label of a sample.
