@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -62,20 +61,7 @@ type client struct {
 }
 
 func newClient(o *Options) *client {
-	// HTTP/1.1, as the metrics source: a post that times out closes its connection,
-	// where HTTP/2 would keep sending down one that went dead without a close.
-	var http1 http.Protocols
-	http1.SetHTTP1(true)
-	base := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       o.TLS,
-		TLSHandshakeTimeout:   10 * time.Second,
-		Protocols:             &http1,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
+	base := telemetry.HTTP1Transport(o.TLS, 2) // HTTP/1.1: a post that times out closes its connection
 	c := &client{
 		// A redirect is not followed: the credentials go only where the configuration
 		// says, and Alertmanager's API does not redirect.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -105,23 +104,7 @@ func New(o Options) (*Source, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	// HTTP/1.1 only: a request that times out closes its connection, so the next
-	// lookup dials again. HTTP/2 keeps a connection that went dead without being
-	// closed (the server's node died) and sends every later lookup down it, until
-	// TCP gives up on it many minutes later. A lookup is three small requests: it
-	// gains nothing from HTTP/2.
-	var http1 http.Protocols
-	http1.SetHTTP1(true)
-	base := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       o.TLS,
-		TLSHandshakeTimeout:   10 * time.Second,
-		Protocols:             &http1,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
+	base := HTTP1Transport(o.TLS, 4)
 	hc := &http.Client{Transport: &transport{base: base, target: u, bearerFile: o.BearerTokenFile,
 		username: o.BasicAuthUsername, passwdFile: o.BasicAuthPasswordFile}}
 	c, err := api.NewClient(api.Config{Address: o.URL, Client: hc})

@@ -1,12 +1,15 @@
 package telemetry
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/autofix/autofix/internal/boundedfile"
 )
@@ -114,3 +117,24 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// HTTP1Transport is the transport of a client of a monitoring service (Prometheus,
+// Alertmanager) with tlsConfig and at most maxIdlePerHost idle connections a host.
+// HTTP/1.1 only: a request that times out closes its connection, so the next one
+// dials again. HTTP/2 keeps a connection that went dead without being closed (the
+// server's node died) and sends every later request down it, until TCP gives up on
+// it many minutes later; small requests gain nothing from HTTP/2.
+func HTTP1Transport(tlsConfig *tls.Config, maxIdlePerHost int) *http.Transport {
+	var http1 http.Protocols
+	http1.SetHTTP1(true)
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   10 * time.Second,
+		Protocols:             &http1,
+		MaxIdleConnsPerHost:   maxIdlePerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
