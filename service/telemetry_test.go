@@ -71,7 +71,7 @@ func oomJob(name string, start, end time.Time) (*batchv1.Job, *corev1.Pod) {
 // (metrics.url), reports a failed Job with the peaks of its run; with Prometheus
 // stopped, the next failure is still reported, without them.
 func TestWatcherReadsPeaksFromPrometheus(t *testing.T) {
-	t0 := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	t0 := promtest.Epoch()
 	labels := func(pod string, more ...promtest.Label) []promtest.Label {
 		return append([]promtest.Label{{Name: "namespace", Value: "ml"}, {Name: "pod", Value: pod}}, more...)
 	}

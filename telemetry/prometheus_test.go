@@ -15,10 +15,9 @@ import (
 // The tests below run against a real Prometheus server holding the series of the
 // tests' pods, as cAdvisor (through the kubelet) and the DCGM exporter name them.
 
-// t0 is when the tests' runs start: a fixed time, so that the blocks and the
-// queries are the same on every run (Prometheus keeps blocks of any age until its
-// retention, counted from the newest block).
-var t0 = time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+// t0 is when the tests' runs start: an hour ago, so that Prometheus takes all of
+// their samples in one scrape.
+var t0 = promtest.Epoch()
 
 const (
 	gib = int64(1) << 30
@@ -127,6 +126,7 @@ func run(pods ...string) Query {
 }
 
 func TestPrometheusPeaks(t *testing.T) {
+	t.Parallel() // each with a Prometheus of its own
 	p := startPrometheus(t)
 	src := newSource(t, p.URL, Options{Timeout: testwait.Timeout(t)})
 	gpu := func(q Query) Query { q.GPUs, q.GPUMemoryBytes = 2, 40*gib; return q }
@@ -167,6 +167,7 @@ func TestPrometheusPeaks(t *testing.T) {
 }
 
 func TestPrometheusBadValuesAreRefused(t *testing.T) {
+	t.Parallel() // each with a Prometheus of its own
 	p := startPrometheus(t)
 	src := newSource(t, p.URL, Options{Timeout: testwait.Timeout(t)})
 	tests := []struct {
@@ -203,6 +204,7 @@ func TestPrometheusBadValuesAreRefused(t *testing.T) {
 // FailureThreshold failures lookups return at once without trying, until the
 // cooldown is over; then one tries again, and once Prometheus answers, all do.
 func TestPrometheusStopped(t *testing.T) {
+	t.Parallel() // each with a Prometheus of its own
 	p := startPrometheus(t)
 	src := newSource(t, p.URL, Options{Timeout: testwait.Timeout(t), FailureThreshold: 2, Cooldown: time.Minute})
 	now := t0
