@@ -31,8 +31,17 @@ import (
 var (
 	binOnce sync.Once
 	binPath string
+	binDir  string // the temporary directory binPath is in, when the tests built it
 	binErr  error
 )
+
+// removeBinary removes what autofixBinary built (140 MB a run, left in the
+// temporary directory otherwise); TestMain calls it once the tests are done.
+func removeBinary() {
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+}
 
 // autofixBinary builds the autofix binary once for the package's tests.
 func autofixBinary(t *testing.T) string {
@@ -47,6 +56,7 @@ func autofixBinary(t *testing.T) string {
 			binErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "autofix")
 		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %w\n%s", err, out)

@@ -10,4 +10,4 @@ import (
 
 // TestMain builds the control plane, if it is not cached, before the tests' timeout
 // starts.
-func TestMain(m *testing.M) { kubetest.Main(m) }
+func TestMain(m *testing.M) { kubetest.Main(m, removeBinary) }

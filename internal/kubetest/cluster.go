@@ -102,13 +102,18 @@ func binaries(t testing.TB) string {
 // Main runs a test package's tests once the control plane is built: call it from
 // the package's TestMain. A build, when one is needed, runs before m.Run, so the
 // test binary's own timeout (go test -timeout, 10 minutes by default) does not
-// count it; go test's backstop, one minute past that timeout, still does.
-func Main(m *testing.M) {
+// count it; go test's backstop, one minute past that timeout, still does. after runs
+// once the tests are done: the package's own clean-up.
+func Main(m *testing.M, after ...func()) {
 	if _, err := EnsureBinaries(context.Background(), os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	for _, f := range after {
+		f()
+	}
+	os.Exit(code)
 }
 
 func (c *Cluster) run(t testing.TB, name string, args ...string) {
