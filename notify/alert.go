@@ -62,8 +62,14 @@ const (
 // severity returns the severity of a review waiting since since, at now, and since
 // when it has had it.
 func (o *Options) severity(since, now time.Time) (string, time.Time) {
-	if o.EscalateAfter > 0 && !now.Before(since.Add(o.EscalateAfter)) {
-		return Critical, since.Add(o.EscalateAfter)
+	return severityAt(o.EscalateAfter, since, now)
+}
+
+// severityAt is the severity, at now, of a review waiting since since that escalates
+// after escalateAfter (never when 0), and since when it has had it.
+func severityAt(escalateAfter time.Duration, since, now time.Time) (string, time.Time) {
+	if escalateAfter > 0 && !now.Before(since.Add(escalateAfter)) {
+		return Critical, since.Add(escalateAfter)
 	}
 	return Warning, since
 }
@@ -163,14 +169,14 @@ func description(r *ledger.Remediation, since time.Time) string {
 const learnedNote = "the learned model says"
 
 // evidence is the first line of the failure that the classification rests on,
-// clipped; never more of the log.
+// clipped, with what looks like a credential redacted; never more of the log.
 func evidence(r *ledger.Remediation) string {
 	if r.Recommendation == nil {
 		return ""
 	}
 	for _, ev := range r.Recommendation.Classification.Evidence {
 		if !strings.HasPrefix(ev, learnedNote) {
-			return text(ev, maxEvidence)
+			return text(scrub(ev), maxEvidence)
 		}
 	}
 	return ""

@@ -1,0 +1,35 @@
+package notify
+
+import "regexp"
+
+// What scrub hides: the shapes credentials take in a log line. A failure's evidence
+// line is text a job printed, and a job may print its own secrets; what autofix
+// sends to Alertmanager and to webhooks is read by more people than the job's logs.
+var secretShapes = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	// key=value and key: value, for the names secrets go by.
+	{regexp.MustCompile(`(?i)\b((?:[a-z0-9]+[_-])*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|` +
+		`private[_-]?key|credentials?|auth)(?:[_-][a-z0-9]+)*)(["']?\s*[:=]\s*["']?)[^\s"',;&]+`), "${1}${2}[redacted]"},
+	// An Authorization header's value, and bearer tokens anywhere.
+	{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]{8,}`), "${1} [redacted]"},
+	// user:password@ in a URL.
+	{regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@`), "${1}[redacted]@"},
+	// Tokens recognisable by their prefix: AWS access key ids, GitHub, Slack,
+	// Hugging Face, OpenAI-style keys; and JSON web tokens.
+	{regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`), "[redacted]"},
+	{regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|` +
+		`hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,})`), "[redacted]"},
+	{regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+`), "[redacted]"},
+}
+
+// scrub returns s with what looks like a credential replaced by "[redacted]". It is
+// a net for the common shapes, not a guarantee: the evidence sent is one clipped line,
+// never more of the log.
+func scrub(s string) string {
+	for _, sh := range secretShapes {
+		s = sh.re.ReplaceAllString(s, sh.with)
+	}
+	return s
+}
