@@ -52,13 +52,7 @@ func TestMetricsPartialSeries(t *testing.T) {
 
 func TestMetricsInvalid(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	token := write("token", "hunter2\n")
 	twoLines := write("two", "hunter2\nhunter3\n")
 	empty := write("empty", "\n")

@@ -6,16 +6,65 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/notify"
 )
 
 // Notify configures how on-call hears of the fixes that wait for review.
 type Notify struct {
 	Alertmanager Alertmanager `yaml:"alertmanager"`
+	// Webhooks are told when a fix begins to wait for review, when it has waited
+	// long, and when its review ends (package notify; docs/api.md, "Webhooks").
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// Webhook is one receiver of review messages: autofix's signed JSON, or a Slack
+// incoming webhook's text. The review links in the messages are under
+// http.externalURL, which is then required; the team is the Job label that
+// notify.alertmanager.teamLabel names.
+type Webhook struct {
+	// Name names it in the ledger's delivery records, the metrics and the logs,
+	// which never show its URL: [a-z0-9-], at most 63 characters, one per webhook.
+	Name string `yaml:"name"`
+	// URL is where the messages are posted, http:// or https://; or URLFile holds
+	// it, for a URL that is a secret (a Slack webhook's is), read for every post.
+	URL     string `yaml:"url"`
+	URLFile string `yaml:"urlFile"`
+	// Format is json (default: notify.Message, signed) or slack ({"text": ...},
+	// which Mattermost and Rocket.Chat take too).
+	Format string `yaml:"format"`
+	// SecretFile holds the key of the HMAC-SHA256 signature, read for every post;
+	// required with the json format.
+	SecretFile string `yaml:"secretFile"`
+	// Events are the messages sent: pending, escalated, ended (default all).
+	Events []string `yaml:"events"`
+	// EscalateAfter is how long a review waits before the escalated message
+	// (default 30m); 0s: never.
+	EscalateAfter *time.Duration `yaml:"escalateAfter"`
+	// Timeout bounds one post (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxAttempts bounds the posts of one message (default 8, 5s to 10m apart).
+	MaxAttempts int `yaml:"maxAttempts"`
+	// TLS configures connections to an https:// URL.
+	TLS AlertmanagerTLS `yaml:"tls"`
+}
+
+// Defaults of a webhook.
+const (
+	defaultWebhookEscalateAfter = 30 * time.Minute
+)
+
+// EscalateAfterOrDefault is EscalateAfter, or its default when it is not set.
+func (w *Webhook) EscalateAfterOrDefault() time.Duration {
+	if w.EscalateAfter == nil {
+		return defaultWebhookEscalateAfter
+	}
+	return *w.EscalateAfter
 }
 
 // Alertmanager sends each fix waiting for review to Alertmanager as an alert, and
@@ -85,6 +134,86 @@ func defaultNotify() Notify {
 // validate checks notify, reading the files it names; errors name the field and
 // never show a secret. externalURL is http.externalURL.
 func (n *Notify) validate(externalURL string) error {
+	if err := n.validateAlertmanager(externalURL); err != nil {
+		return err
+	}
+	names := map[string]int{}
+	for i := range n.Webhooks {
+		w := &n.Webhooks[i]
+		p := fmt.Sprintf("notify.webhooks[%d].", i)
+		if j, dup := names[w.Name]; dup {
+			return fmt.Errorf(p+"name: %q is notify.webhooks[%d]'s too", w.Name, j)
+		}
+		names[w.Name] = i
+		if err := w.validate(p); err != nil {
+			return err
+		}
+		if externalURL == "" {
+			return errors.New("http.externalURL: required with notify.webhooks: the messages' review links point there")
+		}
+	}
+	return nil
+}
+
+// validate checks w, reading the files it names; errors begin with p and never show
+// its URL or secret.
+func (w *Webhook) validate(p string) error {
+	switch {
+	case !notify.ValidWebhookName(w.Name):
+		return fmt.Errorf(p+"name: %q, want [a-z0-9-] of at most 63 characters, beginning and ending with a letter or digit", w.Name)
+	case w.URL == "" && w.URLFile == "":
+		return errors.New(p + "url: required (or urlFile)")
+	case w.URL != "" && w.URLFile != "":
+		return errors.New(p + "url, " + p + "urlFile: one or the other")
+	case w.Format != "" && w.Format != notify.FormatJSON && w.Format != notify.FormatSlack:
+		return fmt.Errorf(p+"format: %q, want json or slack", w.Format)
+	case w.Format != notify.FormatSlack && w.SecretFile == "":
+		return errors.New(p + "secretFile: required with the json format: receivers verify the signature with it")
+	case w.EscalateAfter != nil && *w.EscalateAfter < 0:
+		return fmt.Errorf(p+"escalateAfter: %s, want 0s (never) or more", *w.EscalateAfter)
+	case w.Timeout != 0 && (w.Timeout < 100*time.Millisecond || w.Timeout > time.Minute):
+		return fmt.Errorf(p+"timeout: %s, want 100ms to 1m", w.Timeout)
+	case w.MaxAttempts < 0 || w.MaxAttempts > 20:
+		return fmt.Errorf(p+"maxAttempts: %d, want 1 to 20 (0: 8)", w.MaxAttempts)
+	}
+	for _, e := range w.Events {
+		if !ledger.DeliveryKind(e).Valid() {
+			return fmt.Errorf(p+"events: %q, want pending, escalated or ended", e)
+		}
+	}
+	u := w.URL
+	if w.URLFile != "" {
+		var err error
+		if u, err = notify.ReadWebhookURL(w.URLFile); err != nil {
+			return fmt.Errorf(p+"urlFile: %w", err)
+		}
+	} else if err := notify.CheckWebhookURL(u); err != nil {
+		return fmt.Errorf(p+"url: %w", err)
+	}
+	https := strings.HasPrefix(u, "https://")
+	if !https && w.TLS != (AlertmanagerTLS{}) && w.URLFile == "" {
+		return errors.New(p + "tls: set, but the url is not https://")
+	}
+	if _, err := w.ClientTLS(p + "tls"); err != nil {
+		return err
+	}
+	if w.SecretFile != "" {
+		return checkSecretFile(p+"secretFile", w.SecretFile)
+	}
+	return nil
+}
+
+// ClientTLS returns the TLS configuration of posts to w's https:// URL, nil for the
+// defaults; errors begin with field (notify.webhooks[i].tls).
+func (w *Webhook) ClientTLS(field string) (*tls.Config, error) {
+	if w.TLS == (AlertmanagerTLS{}) {
+		return nil, nil
+	}
+	return clientTLS(field, w.TLS.CAFile, w.TLS.CertFile, w.TLS.KeyFile, w.TLS.ServerName, w.TLS.InsecureSkipVerify)
+}
+
+// validateAlertmanager checks notify.alertmanager.
+func (n *Notify) validateAlertmanager(externalURL string) error {
 	a := &n.Alertmanager
 	const p = "notify.alertmanager."
 	switch {

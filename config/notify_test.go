@@ -33,6 +33,15 @@ func TestNotifyFromFileAndEnvironment(t *testing.T) {
 		c.HTTP.ExternalURL != "https://autofix.example.com" {
 		t.Errorf("notify.alertmanager = %+v, http.externalURL %q: the file's values not applied", a, c.HTTP.ExternalURL)
 	}
+	hooks := c.Notify.Webhooks
+	if len(hooks) != 2 || hooks[0].Name != "oncall" || hooks[0].EscalateAfterOrDefault() != 15*time.Minute ||
+		hooks[0].MaxAttempts != 6 || !slices.Equal(hooks[0].Events, []string{"pending", "escalated", "ended"}) ||
+		hooks[1].Format != "slack" || hooks[1].URLFile != "testdata/slack-url" || hooks[1].EscalateAfterOrDefault() != 0 {
+		t.Errorf("notify.webhooks = %+v: the file's values not applied", hooks)
+	}
+	if d := (&Webhook{}).EscalateAfterOrDefault(); d != 30*time.Minute {
+		t.Errorf("a webhook's default escalateAfter = %s, want 30m", d)
+	}
 	c, err = Load("", env(map[string]string{"AUTOFIX_ALERTMANAGER_URLS": "http://am-0:9093, http://am-1:9093",
 		"AUTOFIX_EXTERNAL_URL": "https://autofix.internal"}))
 	if err != nil {
@@ -49,13 +58,7 @@ func TestNotifyFromFileAndEnvironment(t *testing.T) {
 
 func TestNotifyInvalid(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	token := write("token", "hunter2\n")
 	empty := write("empty", "")
 	const ok = "urls: [http://am:9093]\n"
@@ -112,5 +115,61 @@ func TestExternalURLAlone(t *testing.T) {
 	c.HTTP.ExternalURL = "autofix.example.com"
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `http.externalURL: scheme ""`) {
 		t.Errorf("Validate() with a URL without a scheme = %v, want http.externalURL: scheme", err)
+	}
+}
+
+func TestWebhooksInvalid(t *testing.T) {
+	dir := t.TempDir()
+	write := fileWriter(t, dir)
+	secret := write("secret", "hunter2\n")
+	badURL := write("bad-url", "http://u:hunter2@hooks.example/x\n")
+	const ok = "{name: oncall, url: 'https://hooks.example/x', secretFile: " + "SECRET"
+	tests := []struct{ name, hooks, externalURL, want string }{
+		{"no external URL", "[" + ok + "}]", "", "http.externalURL: required with notify.webhooks"},
+		{"no name", "[{url: 'https://hooks.example/x', format: slack}]", "x", `notify.webhooks[0].name: ""`},
+		{"a bad name", "[{name: On_Call, url: 'https://hooks.example/x', format: slack}]", "x", `notify.webhooks[0].name: "On_Call"`},
+		{"two of one name", "[" + ok + "}, " + ok + "}]", "x", `notify.webhooks[1].name: "oncall" is notify.webhooks[0]'s too`},
+		{"no URL", "[{name: a, format: slack}]", "x", "notify.webhooks[0].url: required (or urlFile)"},
+		{"both URLs", "[{name: a, format: slack, url: 'https://h/x', urlFile: " + secret + "}]", "x", "notify.webhooks[0].url, notify.webhooks[0].urlFile: one or the other"},
+		{"credentials in the URL", "[{name: a, format: slack, url: 'https://u:hunter2@h/x'}]", "x", "notify.webhooks[0].url: holds credentials"},
+		{"credentials in the URL file", "[{name: a, format: slack, urlFile: " + badURL + "}]", "x", "notify.webhooks[0].urlFile: holds credentials"},
+		{"a missing URL file", "[{name: a, format: slack, urlFile: " + filepath.Join(dir, "nope") + "}]", "x", "notify.webhooks[0].urlFile:"},
+		{"another format", "[{name: a, format: teams, url: 'https://h/x'}]", "x", `notify.webhooks[0].format: "teams"`},
+		{"json without a secret", "[{name: a, url: 'https://h/x'}]", "x", "notify.webhooks[0].secretFile: required with the json format"},
+		{"a missing secret file", "[{name: a, url: 'https://h/x', secretFile: " + filepath.Join(dir, "nope") + "}]", "x", "notify.webhooks[0].secretFile:"},
+		{"another event", "[" + ok + ", events: [approved]}]", "x", `notify.webhooks[0].events: "approved"`},
+		{"a negative escalation", "[" + ok + ", escalateAfter: -1m}]", "x", "notify.webhooks[0].escalateAfter: -1m0s"},
+		{"a long timeout", "[" + ok + ", timeout: 2m}]", "x", "notify.webhooks[0].timeout: 2m0s"},
+		{"too many attempts", "[" + ok + ", maxAttempts: 100}]", "x", "notify.webhooks[0].maxAttempts: 100"},
+		{"TLS for http", "[{name: a, format: slack, url: 'http://h/x', tls: {serverName: h}}]", "x", "notify.webhooks[0].tls: set, but the url is not https://"},
+		{"a missing CA", "[{name: a, format: slack, url: 'https://h/x', tls: {caFile: " + filepath.Join(dir, "nope") + "}}]", "x", "notify.webhooks[0].tls.caFile:"},
+		{"an unknown field", "[" + ok + ", secret: hunter2}]", "x", "field secret not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			yaml := "notify:\n  webhooks: " + strings.ReplaceAll(tt.hooks, "SECRET", secret) + "\n"
+			if tt.externalURL != "" {
+				yaml += "http: {externalURL: 'https://autofix.example.com'}\n"
+			}
+			c, err := Load(write("c.yaml", yaml), env(nil))
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("Load+Validate = %v, want an error containing %q, without the secret", err, tt.want)
+			}
+		})
+	}
+}
+
+// fileWriter returns a function that writes a file of dir, readable by its owner
+// only, and returns its path.
+func fileWriter(t *testing.T, dir string) func(name, content string) string {
+	return func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
 }

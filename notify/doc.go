@@ -11,8 +11,12 @@
 //
 // It owns the alerts' labels and annotations (what a routing tree can match on,
 // and what a receiver shows) and the Alertmanager client. It does not route,
-// group, silence or deliver to people: Alertmanager does. It decides nothing and
-// changes nothing in the ledger; the review link it sends opens the review page,
-// where approving takes a logged-in person and a form, never the link alone. It
-// does not own generic webhooks or chat messages.
+// group, silence or deliver to people: Alertmanager does.
+//
+// Webhooks are the other way out: a signed JSON message (or a Slack text) for each
+// thing that happens to a review — begun, escalated, ended — queued once per webhook
+// in the ledger's deliveries table and delivered from there with retries. Those rows
+// are the only thing this package writes to the ledger; it decides nothing, and the
+// review link it sends opens the review page, where approving takes a logged-in
+// person and a form, never the link alone.
 package notify

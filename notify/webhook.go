@@ -70,6 +70,10 @@ const (
 
 var webhookName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// ValidWebhookName reports whether name can name a webhook: [a-z0-9-], at most 63
+// characters, beginning and ending with a letter or digit.
+func ValidWebhookName(name string) bool { return webhookName.MatchString(name) }
+
 // WebhookLedger is what webhooks read and write of the ledger: the reviews, and
 // the messages' outbox and delivery record.
 type WebhookLedger interface {

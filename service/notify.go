@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ledger"
@@ -36,18 +37,60 @@ func newNotifier(cfg *config.Config, store *ledger.Store, log *slog.Logger) (*no
 	return n, nil
 }
 
-// wakeNotifier asks the notifier, if there is one, for a round now.
+// newWebhooks builds the review messages of notify.webhooks; nil without any. They
+// run on the leader (act), like the alerts; each message is queued in the ledger
+// once per webhook, so a new leader neither repeats nor loses one (a post under
+// way when the lease changes hands may be made twice: receivers deduplicate by its
+// delivery id).
+func newWebhooks(cfg *config.Config, store *ledger.Store, log *slog.Logger) (*notify.Webhooks, error) {
+	hooks := cfg.Notify.Webhooks
+	if len(hooks) == 0 {
+		return nil, nil
+	}
+	opts := make([]notify.WebhookOptions, len(hooks))
+	for i := range hooks {
+		h := &hooks[i]
+		tlsConfig, err := h.ClientTLS(fmt.Sprintf("notify.webhooks[%d].tls", i))
+		if err != nil {
+			return nil, err
+		}
+		kinds := make([]ledger.DeliveryKind, len(h.Events))
+		for j, e := range h.Events {
+			kinds[j] = ledger.DeliveryKind(e)
+		}
+		opts[i] = notify.WebhookOptions{Name: h.Name, URL: h.URL, URLFile: h.URLFile, Format: h.Format, SecretFile: h.SecretFile,
+			Kinds: kinds, EscalateAfter: h.EscalateAfterOrDefault(), Timeout: h.Timeout, MaxAttempts: h.MaxAttempts,
+			ExternalURL: cfg.HTTP.ExternalURL, TeamLabel: cfg.Notify.Alertmanager.TeamLabel, TLS: tlsConfig}
+	}
+	w, err := notify.NewWebhooks(opts, store, log)
+	if err != nil {
+		return nil, fmt.Errorf("notify.%w", err)
+	}
+	return w, nil
+}
+
+// wakeNotifier asks the notifier and the webhooks, if there are any, for a round
+// now. It never blocks.
 func (s *Service) wakeNotifier() {
 	if s.notifier != nil {
 		s.notifier.Wake()
 	}
+	if s.webhooks != nil {
+		s.webhooks.Wake()
+	}
 }
 
-// runNotifier sends the review alerts until ctx ends, if there is a notifier.
+// runNotifier sends the review alerts and messages until ctx ends, if there is a
+// notifier or webhooks.
 func (s *Service) runNotifier(ctx context.Context) {
+	var wg sync.WaitGroup
 	if s.notifier != nil {
-		s.notifier.Run(ctx)
+		wg.Go(func() { s.notifier.Run(ctx) })
 	}
+	if s.webhooks != nil {
+		wg.Go(func() { s.webhooks.Run(ctx) })
+	}
+	wg.Wait()
 }
 
 // Reject rejects a fix and wakes the notifier: its alert is resolved at once.

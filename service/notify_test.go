@@ -3,13 +3,17 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/internal/testwait"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/notify"
@@ -45,18 +49,7 @@ func TestReviewAlerts(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(context.Background()) }()
-	defer func() {
-		s.Stop()
-		if err := <-ran; err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	}()
+	s := runService(t, cfg)
 	// find returns the first alert received that want accepts, firing or resolved
 	// when it arrived.
 	find := func(want func(a notify.Alert, resolved bool) bool) (notify.Alert, bool) {
@@ -100,4 +93,92 @@ func TestReviewAlerts(t *testing.T) {
 type posted struct {
 	alert notify.Alert
 	at    time.Time
+}
+
+// TestReviewWebhooks: serve with notify.webhooks tells a receiver of a demo fix that
+// waits for review, signed, and of its end once it is rejected; another receiver
+// that never answers holds up neither the decision nor the first one's messages.
+func TestReviewWebhooks(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		messages []notify.Message
+		changed  testwait.Signal
+	)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("k3y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var m notify.Message
+		if err := notify.Verify([]byte("k3y"), r.Header.Get(notify.HeaderTimestamp), r.Header.Get(notify.HeaderSignature), body,
+			time.Now(), 5*time.Minute); err != nil || json.Unmarshal(body, &m) != nil {
+			t.Errorf("a post that does not verify (%v) or is not a message: %s", err, body)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		messages = append(messages, m)
+		mu.Unlock()
+		changed.Notify()
+	}))
+	defer rcv.Close()
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	defer hang.Close()
+	defer close(release)
+
+	cfg := testConfig(t, "")
+	cfg.HTTP.ExternalURL = "https://autofix.example"
+	cfg.Notify.Webhooks = []config.Webhook{{Name: "hang", URL: hang.URL, Format: notify.FormatSlack, Timeout: time.Minute},
+		{Name: "oncall", URL: rcv.URL, SecretFile: secret}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := runService(t, cfg)
+	find := func(typ, id string) (notify.Message, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range messages {
+			if m.Type == typ && (id == "" || m.Remediation.ID == id) && m.Remediation.Namespace == demoProdNamespace {
+				return m, true
+			}
+		}
+		return notify.Message{}, false
+	}
+	var pending notify.Message
+	testwait.For(t, "a message of a demo review", &changed, func() bool {
+		var ok bool
+		pending, ok = find("review.pending", "")
+		return ok
+	})
+	id := pending.Remediation.ID
+	if pending.Remediation.ReviewURL != "https://autofix.example/ui/remediations/"+id || pending.Remediation.State != "pending_review" {
+		t.Errorf("the pending message = %+v, want a link to the review page", pending.Remediation)
+	}
+	if err := s.store.Reject(context.Background(), id, "alice", "not now", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "the rejected review's end", &changed, func() bool {
+		m, ok := find("review.ended", id)
+		return ok && m.Remediation.State == "rejected" && m.Remediation.DecidedBy == "alice"
+	})
+}
+
+// runService runs a service of cfg until the test ends.
+func runService(t *testing.T, cfg *config.Config) *Service {
+	t.Helper()
+	s, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(context.Background()) }()
+	t.Cleanup(func() {
+		s.Stop()
+		if err := <-ran; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	})
+	return s
 }

@@ -69,6 +69,7 @@ type Service struct {
 	ln         net.Listener
 	election   *remediate.LeaderStatus
 	notifier   *notify.Notifier // nil without notify.alertmanager.urls
+	webhooks   *notify.Webhooks // nil without notify.webhooks
 
 	stopOnce  sync.Once
 	closeOnce sync.Once
@@ -215,6 +216,14 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	}
 	if s.notifier != nil {
 		if err := s.metrics.Register(s.notifier); err != nil {
+			return err
+		}
+	}
+	if s.webhooks, err = newWebhooks(cfg, s.store, log); err != nil {
+		return err
+	}
+	if s.webhooks != nil {
+		if err := s.metrics.Register(s.webhooks); err != nil {
 			return err
 		}
 	}

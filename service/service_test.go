@@ -102,18 +102,7 @@ func TestStopWithoutRun(t *testing.T) {
 func TestNodesAreDiscovered(t *testing.T) {
 	cfg := testConfig(t, "")
 	cfg.Cluster.LargestNode = config.Node{MemoryGiB: 64, CPU: 8}
-	s, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(context.Background()) }()
-	defer func() {
-		s.Stop()
-		if err := <-ran; err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	}()
+	s := runService(t, cfg)
 	want := failure.Resources{MemoryBytes: 1 << 40, CPUMillis: 96000, GPU: 8, EphemeralStorageBytes: 1500 << 30}
 	testwait.Poll(t, "the nodes' offer", func() bool { return s.brain.rec.Cluster().Largest == want })
 	if got := s.brain.rec.Cluster().GPUTypes; !slices.Equal(got, []string{"nvidia-l4", "nvidia-a100-40gb", "nvidia-a100-80gb"}) {

@@ -101,7 +101,7 @@ classifications as labelled events for training.`,
 	cf.register(cmd, "data-dir", "db")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
 	cmd.Flags().BoolVar(&outcomes, "outcomes", false, "print the recorded runs (history) instead of the events")
-	cmd.AddCommand(newLedgerCorrectionsCmd())
+	cmd.AddCommand(newLedgerCorrectionsCmd(), newLedgerDeliveriesCmd())
 	return cmd
 }
 
