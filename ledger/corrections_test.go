@@ -224,6 +224,30 @@ func TestPruneTakesCorrections(t *testing.T) {
 	})
 }
 
+// TestPruneKeepsAFreshCorrection: a remediation that ended long ago and was
+// corrected within the retention is kept, labelled example and all, until the
+// retention has passed since the correction too. Before, its end alone decided,
+// and a correction made the day before pruning was lost with it.
+func TestPruneKeepsAFreshCorrection(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustRecord(t, s, entry("old", Rejected, entryOpt{}))
+		corrected := t0.Add(89 * 24 * time.Hour)
+		if err := s.Correct(ctx, "old", failure.UserCode, false, "val", "", corrected); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.Prune(ctx, t0.Add(24*time.Hour)); err != nil || n != 0 {
+			t.Fatalf("Prune before the correction's retention = %d, %v; want 0", n, err)
+		}
+		if got := corrections(t, s, time.Time{}); len(got) != 1 || got[0].EventID != "old" {
+			t.Errorf("corrections after Prune: %+v, want old's", got)
+		}
+		if n, err := s.Prune(ctx, corrected.Add(time.Second)); err != nil || n != 1 {
+			t.Errorf("Prune after the correction's retention = %d, %v; want 1", n, err)
+		}
+	})
+}
+
 // TestAnUnreadableCorrectedEventIsReported: a stored event that no longer decodes
 // is given with the reason, not dropped and not fatal.
 func TestAnUnreadableCorrectedEventIsReported(t *testing.T) {

@@ -16,14 +16,16 @@ const pruneBatch = 2000
 // fix that waited long for review keeps its trail for the whole retention after it
 // ended: the event, its attempts, its audit trail, its corrections, its webhook
 // messages and its outcome in its template's history. A remediation that has not
-// ended is kept, however old: someone may still act on it. Pipeline runs that ended before before go too. It
+// ended is kept, however old: someone may still act on it; so is one corrected since
+// before, a labelled example someone just made. Pipeline runs that ended before before go too. It
 // returns how many remediations it deleted.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	total := 0
 	for {
 		var ids []string
-		err := queryEach(ctx, s.r, s.q("SELECT event_id FROM events WHERE updated_at < ? AND state IN (?, ?, ?, ?) LIMIT ?"),
-			[]any{nanos(before), string(Rejected), string(Succeeded), string(Failed), string(Abandoned), pruneBatch},
+		err := queryEach(ctx, s.r, s.q(`SELECT event_id FROM events e WHERE updated_at < ? AND state IN (?, ?, ?, ?)
+			AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.event_id = e.event_id AND c.created_at >= ?) LIMIT ?`),
+			[]any{nanos(before), string(Rejected), string(Succeeded), string(Failed), string(Abandoned), nanos(before), pruneBatch},
 			func(r *sql.Rows) error {
 				var id string
 				err := r.Scan(&id)
