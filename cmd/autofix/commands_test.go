@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"os"
@@ -242,6 +244,24 @@ func TestTrainClassifier(t *testing.T) {
 	if code, _, errOut := runCmd(t, "", "train-classifier", "--check", stale); code == 0 || !strings.Contains(errOut, "is stale") {
 		t.Errorf("--check of a changed artifact: exit %d, %q", code, errOut)
 	}
+	// Retrained on a machine that rounds otherwise (arm64: 1.5e-8 at most), the
+	// artifact passes; a weight moved further is stale.
+	for _, tt := range []struct {
+		delta float32
+		ok    bool
+	}{{1e-8, true}, {1e-3, false}} {
+		moved := filepath.Join(t.TempDir(), "moved.json")
+		if err := os.WriteFile(moved, moveFirstWeight(t, data, tt.delta), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, errOut := runCmd(t, "", "train-classifier", "--check", moved)
+		if tt.ok && (code != 0 || !strings.Contains(stdout, "(not byte for byte")) {
+			t.Errorf("--check of an artifact with a weight moved %v: exit %d, %q %q; want it passed, not byte for byte", tt.delta, code, stdout, errOut)
+		}
+		if !tt.ok && (code == 0 || !strings.Contains(errOut, "is stale (.weights[0] differs)")) {
+			t.Errorf("--check of an artifact with a weight moved %v: exit %d, %q; want it stale at .weights[0]", tt.delta, code, errOut)
+		}
+	}
 	if code, _, errOut := runCmd(t, "", "train-classifier", "/no/such.jsonl"); code == 0 || !strings.Contains(errOut, "no such file") {
 		t.Errorf("a missing file: exit %d, %q", code, errOut)
 	}
@@ -299,4 +319,28 @@ func TestRecommendChooserFlags(t *testing.T) {
 	if _, out, _ := runCmd(t, oomEvent, "recommend", "--runtime-objective", "--weights", "1,1,1", "-"); !strings.Contains(out, `"retry":true`) {
 		t.Errorf("with three weights: %s", out)
 	}
+}
+
+// moveFirstWeight returns the model artifact data with delta added to its first weight.
+func moveFirstWeight(t *testing.T, data []byte, delta float32) []byte {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	var packed string
+	if err := json.Unmarshal(m["weights"], &packed); err != nil {
+		t.Fatal(err)
+	}
+	w, err := base64.StdEncoding.DecodeString(packed)
+	if err != nil || len(w) < 4 {
+		t.Fatalf("weights: %v", err)
+	}
+	binary.LittleEndian.PutUint32(w, math.Float32bits(math.Float32frombits(binary.LittleEndian.Uint32(w))+delta))
+	m["weights"], _ = json.Marshal(base64.StdEncoding.EncodeToString(w))
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, '\n')
 }
