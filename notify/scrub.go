@@ -1,6 +1,11 @@
 package notify
 
-import "regexp"
+import (
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
 
 // What scrub hides: the shapes credentials take in a log line. A failure's evidence
 // line is text a job printed, and a job may print its own secrets; what autofix
@@ -30,6 +35,43 @@ var secretShapes = []struct {
 func scrub(s string) string {
 	for _, sh := range secretShapes {
 		s = sh.re.ReplaceAllString(s, sh.with)
+	}
+	return s
+}
+
+// minURLPart is the shortest part of a webhook's URL that withoutURL hides: shorter
+// ones ("api", "v1") are no key, and hiding them would garble the rest.
+const minURLPart = 8
+
+// withoutURL returns s, a receiver's answer, without what of target, the URL it
+// was posted to, could be a secret: the URL itself, its path and query, and each
+// part of them (a path segment, a query value) of minURLPart bytes or more, the
+// way a chat webhook's key is. A receiver's error page may repeat the request
+// ("Cannot POST /services/T0/B0/key"), and what it says ends up in the ledger and
+// the log.
+func withoutURL(s, target string) string {
+	u, err := url.Parse(target)
+	if err != nil {
+		return "[answer hidden: the URL is not one]"
+	}
+	parts := []string{target, u.RequestURI(), u.EscapedPath(), u.Path, u.RawQuery}
+	for _, p := range []string{u.Path, u.EscapedPath()} {
+		parts = append(parts, strings.Split(p, "/")...)
+	}
+	for _, p := range strings.Split(u.RawQuery, "&") {
+		_, v, _ := strings.Cut(p, "=")
+		parts = append(parts, p, v)
+		if uv, err := url.QueryUnescape(v); err == nil {
+			parts = append(parts, uv)
+		}
+	}
+	// The longest first, so that a part of a longer one hidden first leaves no
+	// piece of it.
+	slices.SortFunc(parts, func(a, b string) int { return len(b) - len(a) })
+	for _, p := range parts {
+		if len(p) >= minURLPart {
+			s = strings.ReplaceAll(s, p, "[url]")
+		}
 	}
 	return s
 }

@@ -454,7 +454,7 @@ func (h *webhook) send(ctx context.Context, d *ledger.Delivery, now time.Time) (
 	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
 		result = ResultRefused
 	}
-	what := text(scrub(string(msg)), 200)
+	what := text(scrub(withoutURL(string(msg), target)), 200)
 	if what == "" {
 		what = "no message"
 	}

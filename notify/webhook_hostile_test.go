@@ -1,0 +1,64 @@
+package notify
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autofix/autofix/internal/testwait"
+	"github.com/autofix/autofix/ledger"
+)
+
+// TestWebhookURLEchoedByTheReceiverIsNotShown: a receiver's error page that repeats
+// the request (as Express's "Cannot POST /path" does, or a proxy's 404 with the
+// URL, JSON-escaped or not) does not put a secret URL's key in the ledger or the
+// log.
+func TestWebhookURLEchoedByTheReceiverIsNotShown(t *testing.T) {
+	ctx := testwait.Context(t)
+	since := time.Now().Add(-time.Minute).Truncate(time.Second)
+	const key = "Xq7KxSECRETk3yZ9Wv2"
+	path := "/services/T04ABCDEF/B05GHIJKL/" + key
+	for _, echo := range []func(r *http.Request) string{
+		func(r *http.Request) string { return "Cannot POST " + r.URL.Path },
+		func(r *http.Request) string { return "no route for http://" + r.Host + r.URL.RequestURI() },
+		func(r *http.Request) string {
+			return `{"error":"unknown hook","path":"` + strings.ReplaceAll(r.URL.Path, "/", `\/`) + `"}`
+		},
+		func(r *http.Request) string { return "unknown token " + key + " for this workspace" },
+		func(r *http.Request) string { return "bad query " + r.URL.RawQuery },
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, echo(r))
+		}))
+		store := hookLedger(t, since, "ev-1")
+		file := filepath.Join(t.TempDir(), "url")
+		if err := os.WriteFile(file, []byte(srv.URL+path+"?sig=Qz81SIGNATUREPART\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		w, err := NewWebhooks([]WebhookOptions{{Name: "chat", URLFile: file, Format: FormatSlack, MaxAttempts: 1,
+			ExternalURL: "https://autofix.example/"}}, store, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.round(ctx, w.hooks[0], since.Add(time.Minute))
+		srv.Close()
+		d := deliveries(t, store, "ev-1")["chat/pending"]
+		if d.Status != ledger.DeliveryFailed || !strings.HasPrefix(d.LastError, "404 Not Found") {
+			t.Errorf("the delivery = %s (%q), want failed with a 404", d.Status, d.LastError)
+		}
+		for _, secret := range []string{"SECRET", "SIGNATURE"} {
+			if strings.Contains(d.LastError, secret) || strings.Contains(logs.String(), secret) {
+				t.Errorf("the receiver's answer put the URL in the record %q or the log %q", d.LastError, logs.String())
+			}
+		}
+	}
+}
