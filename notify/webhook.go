@@ -105,6 +105,8 @@ type webhook struct {
 	// found queued), so that a round does not queue them again; only the hook's
 	// goroutine touches it, and it holds only reviews that are pending.
 	queued map[string]bool
+	// clock says when an attempt is signed: time.Now.
+	clock func() time.Time
 }
 
 // NewWebhooks returns the webhooks of opts, which tell of the reviews in l. Option
@@ -138,7 +140,7 @@ func NewWebhooks(opts []WebhookOptions, l WebhookLedger, log *slog.Logger) (*Web
 		if o.MaxAttempts == 0 {
 			o.MaxAttempts = DefaultMaxAttempts
 		}
-		w.hooks = append(w.hooks, &webhook{o: o, wake: make(chan struct{}, 1), queued: map[string]bool{},
+		w.hooks = append(w.hooks, &webhook{o: o, wake: make(chan struct{}, 1), queued: map[string]bool{}, clock: time.Now,
 			// A redirect is not followed: the messages go only where the
 			// configuration says.
 			hc: &http.Client{Transport: telemetry.HTTP1Transport(o.TLS, 2), CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -365,7 +367,7 @@ type postResult struct {
 // post posts d at now, and returns what to record: delivered, failed for good, or
 // queued for another attempt after a backoff.
 func (h *webhook) post(ctx context.Context, d *ledger.Delivery, now time.Time) postResult {
-	status, result, err := h.send(ctx, d, now)
+	status, result, err := h.send(ctx, d)
 	r := postResult{DeliveryResult: ledger.DeliveryResult{At: now, HTTPStatus: status}, result: result}
 	switch {
 	case err == nil:
@@ -406,10 +408,11 @@ type retryAfter struct {
 func (e *retryAfter) Error() string { return e.err.Error() }
 func (e *retryAfter) Unwrap() error { return e.err }
 
-// send makes one post of d, signed at now. It returns the answer's status (0
-// without one), the metric's result, and an error that never holds the URL or a
-// secret.
-func (h *webhook) send(ctx context.Context, d *ledger.Delivery, now time.Time) (int, string, error) {
+// send makes one post of d, signed as it is made (not when the round began: a
+// round's posts, one after another, may take longer than a receiver tolerates of
+// a timestamp). It returns the answer's status (0 without one), the metric's
+// result, and an error that never holds the URL or a secret.
+func (h *webhook) send(ctx context.Context, d *ledger.Delivery) (int, string, error) {
 	target := h.o.URL
 	if h.o.URLFile != "" {
 		u, err := ReadWebhookURL(h.o.URLFile)
@@ -433,7 +436,7 @@ func (h *webhook) send(ctx context.Context, d *ledger.Delivery, now time.Time) (
 		if err != nil {
 			return 0, ResultCredentials, fmt.Errorf("secret file: %w", err)
 		}
-		ts := now.Unix()
+		ts := h.clock().Unix()
 		req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
 		req.Header.Set(HeaderSignature, Sign([]byte(secret), ts, d.Payload))
 	}

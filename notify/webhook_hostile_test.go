@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -60,5 +61,33 @@ func TestWebhookURLEchoedByTheReceiverIsNotShown(t *testing.T) {
 				t.Errorf("the receiver's answer put the URL in the record %q or the log %q", d.LastError, logs.String())
 			}
 		}
+	}
+}
+
+// TestWebhookSignsWhenItPosts: a round's posts are made one after another, each
+// up to Timeout, so the last of a round of slow ones is made long after the round
+// began; it is signed when it is made, or a receiver that refuses old timestamps
+// (as docs/api.md tells it to) refuses it, and a refusal is not tried again.
+func TestWebhookSignsWhenItPosts(t *testing.T) {
+	ctx := testwait.Context(t)
+	began := time.Now().Add(-10 * time.Minute).Truncate(time.Second) // the round began 10 minutes ago
+	store := hookLedger(t, began.Add(-time.Minute), "ev-1")
+	var verified []error
+	strict := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		err := Verify([]byte(hookSecret), r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body, time.Now(), 5*time.Minute)
+		verified = append(verified, err)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		}
+	}))
+	defer strict.Close()
+	o := hookOptions(t, strict.URL)
+	o.EscalateAfter = 0
+	w := newHooks(t, store, o)
+	w.round(ctx, w.hooks[0], began)
+	d := deliveries(t, store, "ev-1")["oncall/pending"]
+	if len(verified) != 1 || verified[0] != nil || d.Status != ledger.DeliveryDelivered {
+		t.Errorf("the receiver's verdicts %v; the delivery %s (%q); want one post, verified and delivered", verified, d.Status, d.LastError)
 	}
 }

@@ -229,6 +229,7 @@ func TestWebhookRetriesWithBackoff(t *testing.T) {
 		{15 * time.Second, 2}, // the backoff's 10s are over, Retry-After's 120s are not
 		{124 * time.Second, 2}, {125 * time.Second, 3}, {time.Hour, 3}}
 	for _, st := range steps {
+		h.clock = func() time.Time { return now.Add(st.at) }
 		w.round(ctx, h, now.Add(st.at))
 		if got := len(rcv.got()); got != st.posts {
 			t.Fatalf("posts after a round at +%s = %d, want %d", st.at, got, st.posts)
