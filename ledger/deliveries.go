@@ -155,16 +155,21 @@ func (s *Store) EnqueueDelivery(ctx context.Context, d Delivery) (bool, error) {
 	return queued, nil
 }
 
+// kindOrder orders the messages about a review queued at one time as they happen:
+// pending, escalated, ended (a review first seen after its escalation time gets
+// its pending and escalated messages in one round).
+const kindOrder = "CASE kind WHEN 'pending' THEN 0 WHEN 'escalated' THEN 1 ELSE 2 END"
+
 // DueDeliveries returns up to limit queued messages to webhook whose next attempt is
 // due at now, the earliest queued first.
 func (s *Store) DueDeliveries(ctx context.Context, webhook string, now time.Time, limit int) ([]Delivery, error) {
-	return s.deliveries(ctx, "webhook = ? AND status = ? AND next_at <= ? ORDER BY created_at, event_id, kind LIMIT ?",
+	return s.deliveries(ctx, "webhook = ? AND status = ? AND next_at <= ? ORDER BY created_at, event_id, "+kindOrder+" LIMIT ?",
 		webhook, string(DeliveryQueued), nanos(now), limit)
 }
 
 // Deliveries returns the webhook messages about remediation id, oldest first.
 func (s *Store) Deliveries(ctx context.Context, id string) ([]Delivery, error) {
-	return s.deliveries(ctx, "event_id = ? ORDER BY created_at, webhook, kind", id)
+	return s.deliveries(ctx, "event_id = ? ORDER BY created_at, webhook, "+kindOrder, id)
 }
 
 func (s *Store) deliveries(ctx context.Context, where string, args ...any) ([]Delivery, error) {

@@ -170,3 +170,20 @@ func TestPruneDeletesDeliveries(t *testing.T) {
 		}
 	})
 }
+
+// TestDueDeliveriesInTheOrderTheyHappen: messages about one review queued at one
+// time come pending, escalated, ended, whatever their names' order.
+func TestDueDeliveriesInTheOrderTheyHappen(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		mustRecord(t, s, entry("a", PendingReview, entryOpt{}))
+		enqueue(t, s, "chat", "a", DeliveryEscalated, t0)
+		enqueue(t, s, "chat", "a", DeliveryPending, t0)
+		due, err := s.DueDeliveries(context.Background(), "chat", t0, 10)
+		if err != nil || len(due) != 2 || due[0].Kind != DeliveryPending || due[1].Kind != DeliveryEscalated {
+			t.Errorf("DueDeliveries = %+v, %v; want the pending message, then the escalated one", due, err)
+		}
+		if ds, _ := s.Deliveries(context.Background(), "a"); len(ds) != 2 || ds[0].Kind != DeliveryPending {
+			t.Errorf("Deliveries = %+v, want the pending message first", ds)
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +90,24 @@ func TestWebhookSignsWhenItPosts(t *testing.T) {
 	d := deliveries(t, store, "ev-1")["oncall/pending"]
 	if len(verified) != 1 || verified[0] != nil || d.Status != ledger.DeliveryDelivered {
 		t.Errorf("the receiver's verdicts %v; the delivery %s (%q); want one post, verified and delivered", verified, d.Status, d.LastError)
+	}
+}
+
+// TestWebhookBeginningBeforeEscalation: a review first seen after it has waited the
+// escalation time (the leader was down, the webhook is new) gets both its messages
+// in one round: the pending one first.
+func TestWebhookBeginningBeforeEscalation(t *testing.T) {
+	ctx := testwait.Context(t)
+	since := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	store := hookLedger(t, since, "ev-1")
+	rcv := newReceiver(t)
+	w := newHooks(t, store, hookOptions(t, rcv.URL))
+	w.round(ctx, w.hooks[0], since.Add(2*time.Hour))
+	var got []string
+	for _, m := range rcv.messages(t) {
+		got = append(got, m.Type)
+	}
+	if want := []string{"review.pending", "review.escalated"}; !slices.Equal(got, want) {
+		t.Errorf("messages in the order posted = %v, want %v", got, want)
 	}
 }
