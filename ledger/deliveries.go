@@ -46,7 +46,8 @@ const (
 	DeliverySuperseded DeliveryStatus = "superseded"
 	// DeliverySkipped: recorded, never sent: the webhook does not take messages of
 	// its kind. A skipped pending message is what tells that the webhook knew of the
-	// review, whose end it takes.
+	// review, whose end it takes; a skipped ended one, that the review ended while
+	// the webhook did not take ends (it is not told of it if it takes them later).
 	DeliverySkipped DeliveryStatus = "skipped"
 )
 

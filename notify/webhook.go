@@ -323,9 +323,11 @@ func (w *Webhooks) queue(ctx context.Context, h *webhook, now time.Time) error {
 			delete(h.queued, key)
 		}
 	}
-	if !wants(ledger.DeliveryEnded) {
-		return nil
-	}
+	// The end of a review is recorded even when it is not sent (skipped), as the
+	// beginning is: a webhook configured to take ends later is told of the reviews
+	// that end from then on, not of every one in the ledger that ended before. Its
+	// messages still queued are superseded all the same: the review is over.
+	skip := !wants(ledger.DeliveryEnded)
 	ended, err := w.ledger.EndedReviews(ctx, h.o.Name, maxEnded)
 	if err != nil {
 		return err
@@ -337,7 +339,7 @@ func (w *Webhooks) queue(ctx context.Context, h *webhook, now time.Time) error {
 		} else if err != nil {
 			return fmt.Errorf("remediation %s: %w", id, err)
 		}
-		if err := w.enqueue(ctx, h, &r, ledger.DeliveryEnded, now, false); err != nil {
+		if err := w.enqueue(ctx, h, &r, ledger.DeliveryEnded, now, skip); err != nil {
 			return err
 		}
 	}

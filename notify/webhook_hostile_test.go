@@ -111,3 +111,40 @@ func TestWebhookBeginningBeforeEscalation(t *testing.T) {
 		t.Errorf("messages in the order posted = %v, want %v", got, want)
 	}
 }
+
+// TestWebhookTakingEndsLaterIsNotToldOfOldOnes: a webhook that took only the
+// beginnings of reviews and is then configured to take their ends too is told of
+// the reviews that end from then on, not of every review in the ledger's history
+// that ended while it did not take ends.
+func TestWebhookTakingEndsLaterIsNotToldOfOldOnes(t *testing.T) {
+	ctx := testwait.Context(t)
+	since := time.Now().Add(-time.Hour).Truncate(time.Second)
+	store := hookLedger(t, since, "ev-1", "ev-2", "ev-3")
+	rcv := newReceiver(t)
+	o := hookOptions(t, rcv.URL)
+	o.EscalateAfter, o.Kinds = 0, []ledger.DeliveryKind{ledger.DeliveryPending}
+	before := newHooks(t, store, o)
+	before.round(ctx, before.hooks[0], since.Add(time.Minute))
+	for i, id := range []string{"ev-1", "ev-2"} {
+		if err := store.Reject(ctx, id, "bob", "no", since.Add(time.Duration(2+i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before.round(ctx, before.hooks[0], since.Add(5*time.Minute))
+
+	o.Kinds = nil // all: the new configuration
+	after := newHooks(t, store, o)
+	after.round(ctx, after.hooks[0], since.Add(10*time.Minute))
+	if err := store.Reject(ctx, "ev-3", "bob", "no", since.Add(11*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	after.round(ctx, after.hooks[0], since.Add(12*time.Minute))
+	var got []string
+	for _, m := range rcv.messages(t) {
+		got = append(got, m.Type+" "+m.Remediation.ID)
+	}
+	want := []string{"review.pending ev-1", "review.pending ev-2", "review.pending ev-3", "review.ended ev-3"}
+	if !slices.Equal(got, want) {
+		t.Errorf("messages = %v, want %v", got, want)
+	}
+}
