@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -146,5 +148,33 @@ func TestWebhookTakingEndsLaterIsNotToldOfOldOnes(t *testing.T) {
 	want := []string{"review.pending ev-1", "review.pending ev-2", "review.pending ev-3", "review.ended ev-3"}
 	if !slices.Equal(got, want) {
 		t.Errorf("messages = %v, want %v", got, want)
+	}
+}
+
+// TestSlackMessageMentionsNoOneAndLinksNowhere: Mattermost and Rocket.Chat, which
+// take the Slack format, read Markdown and plain mentions too: what a job printed
+// makes no mention of a channel and no link or image, in any of them.
+func TestSlackMessageMentionsNoOneAndLinksNowhere(t *testing.T) {
+	r := waiting("ev-1", "ml", t0)
+	r.Recommendation.Classification.Evidence = []string{
+		"CUDA out of memory @channel @here @all <!here> [Open the review](https://evil.example/approve) ![x](https://track.example/p.png)"}
+	o := WebhookOptions{Name: "chat", Format: FormatSlack, ExternalURL: "https://autofix.example/"}
+	b, err := o.body(&r, ledger.DeliveryPending, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	text := m["text"]
+	for _, bad := range []*regexp.Regexp{regexp.MustCompile(`@(channel|here|all|everyone)\b`), regexp.MustCompile(`<!`),
+		regexp.MustCompile(`\]\(`), regexp.MustCompile(`<https://evil`)} {
+		if bad.MatchString(text) {
+			t.Errorf("the Slack message %q matches %s", text, bad)
+		}
+	}
+	if !strings.Contains(text, "CUDA out of memory") || !strings.HasSuffix(text, "\n<https://autofix.example/ui/remediations/ev-1|Open the review>") {
+		t.Errorf("the Slack message %q: want the evidence and the review link", text)
 	}
 }
