@@ -14,20 +14,38 @@ var secretShapes = []struct {
 	re   *regexp.Regexp
 	with string
 }{
-	// key=value and key: value, for the names secrets go by.
-	{regexp.MustCompile(`(?i)\b((?:[a-z0-9]+[_-])*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|` +
-		`private[_-]?key|credentials?|auth)(?:[_-][a-z0-9]+)*)(["']?\s*[:=]\s*["']?)[^\s"',;&]+`), "${1}${2}[redacted]"},
-	// An Authorization header's value, and bearer tokens anywhere.
+	// A PEM private key, escaped onto one line (a service account's JSON).
+	{regexp.MustCompile(`-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|$)`), "[redacted]"},
+	// key=value and key: value, for the names secrets go by: words joined by _ or
+	// -, or glued (PGPASSWORD, camelCase accessToken); a quoted value whole.
+	{regexp.MustCompile(`(?i)\b(` + secretName + `)(["']?\s*[:=]\s*)(` + secretValue + `)`), "${1}${2}[redacted]"},
+	// --password value, on a command line.
+	{regexp.MustCompile(`(?i)((?:^|\s)--` + secretName + `)(\s+)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"'-][^\s"']*)`), "${1}${2}[redacted]"},
+	// An Authorization header's value, whatever its scheme, and bearer tokens
+	// anywhere.
 	{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]{8,}`), "${1} [redacted]"},
-	// user:password@ in a URL.
-	{regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@`), "${1}[redacted]@"},
-	// Tokens recognisable by their prefix: AWS access key ids, GitHub, Slack,
-	// Hugging Face, OpenAI-style keys; and JSON web tokens.
+	{regexp.MustCompile(`(?i)\b((?:proxy-)?authorization["']?\s*[:=]\s*["']?(?:[a-z0-9_-]+\s+)?)[^\s"',;]+`), "${1}[redacted]"},
+	// user:password@ in a URL (the user may be empty: redis://:password@), or a
+	// token as the user (https://<token>@github.com).
+	{regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)(?:[^/\s:@]*:[^/\s@]+|[^/\s:@]{16,})@`), "${1}[redacted]@"},
+	// Tokens recognisable by their prefix: AWS access key ids, GitHub, GitLab,
+	// Slack, Hugging Face, OpenAI-style, Stripe, Google API, npm and PyPI keys;
+	// and JSON web tokens.
 	{regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`), "[redacted]"},
-	{regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|` +
-		`hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,})`), "[redacted]"},
+	{regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}|` +
+		`xox[abprse]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|` +
+		`[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|AIza[0-9A-Za-z_-]{35}|npm_[A-Za-z0-9]{36}|pypi-[A-Za-z0-9_-]{50,})`), "[redacted]"},
 	{regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+`), "[redacted]"},
 }
+
+// secretName is the name of a setting that holds a secret; "pass" only as its last
+// word (DB_PASS), so that bypass_cache and pass_rate are not.
+const secretName = `(?:[a-z0-9]+[_-])*(?:[a-z0-9]*(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|` +
+	`private[_-]?key|credentials?|auth|cookie)(?:[_-][a-z0-9]+)*|pass)`
+
+// secretValue is its value: quoted, to the closing quote; or to a space or a
+// separator.
+const secretValue = `"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"',;&]+`
 
 // scrub returns s with what looks like a credential replaced by "[redacted]". It is
 // a net for the common shapes, not a guarantee: the evidence sent is one clipped line,
