@@ -109,8 +109,10 @@ const deliveryCols = "webhook, event_id, kind, payload, status, attempts, next_a
 // CreatedAt, now when zero; recorded as skipped instead when d.Status is
 // DeliverySkipped) unless that webhook already has that kind of message about that
 // remediation, and reports whether it queued it. Queuing an ended message
-// supersedes the webhook's queued messages about the remediation. A remediation the
-// ledger does not hold is ErrNotFound.
+// supersedes the webhook's queued messages about the remediation, and a pending or
+// escalated message about a remediation no longer in pending_review is recorded
+// superseded, never sent: its review ended (another replica may have queued the end
+// already). A remediation the ledger does not hold is ErrNotFound.
 func (s *Store) EnqueueDelivery(ctx context.Context, d Delivery) (bool, error) {
 	if err := checkDelivery(d.Webhook, d.EventID, d.Kind); err != nil {
 		return false, err
@@ -125,12 +127,19 @@ func (s *Store) EnqueueDelivery(ctx context.Context, d Delivery) (bool, error) {
 	at := nanos(atOrNow(d.CreatedAt))
 	queued := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var one int
-		err := tx.QueryRowContext(ctx, s.q("SELECT 1 FROM events WHERE event_id = ?"), d.EventID).Scan(&one)
+		query := "SELECT state FROM events WHERE event_id = ?"
+		if s.backend == backendPostgres {
+			query += " FOR UPDATE" // a decision that ends the review waits for this message, or comes first
+		}
+		var state string
+		err := tx.QueryRowContext(ctx, s.q(query), d.EventID).Scan(&state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("remediation %s: %w", d.EventID, ErrNotFound)
 		} else if err != nil {
 			return err
+		}
+		if d.Kind != DeliveryEnded && State(state) != PendingReview {
+			status = DeliverySuperseded
 		}
 		res, err := tx.ExecContext(ctx, s.q("INSERT INTO deliveries ("+deliveryCols+") VALUES "+placeholders(1, 11)+
 			" ON CONFLICT (webhook, event_id, kind) DO NOTHING"),

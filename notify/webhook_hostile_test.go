@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -176,5 +177,47 @@ func TestSlackMessageMentionsNoOneAndLinksNowhere(t *testing.T) {
 	}
 	if !strings.Contains(text, "CUDA out of memory") || !strings.HasSuffix(text, "\n<https://autofix.example/ui/remediations/ev-1|Open the review>") {
 		t.Errorf("the Slack message %q: want the evidence and the review link", text)
+	}
+}
+
+// staleLedger is a replica's view of the ledger whose read of the pending reviews
+// was made before another replica's round: during a hand-over of the lease, two
+// leaders run rounds at once.
+type staleLedger struct {
+	*ledger.Store
+	pending []ledger.Remediation
+}
+
+func (s *staleLedger) PendingReviews(context.Context, int) ([]ledger.Remediation, error) {
+	return s.pending, nil
+}
+
+// TestWebhookNothingAfterTheEnd: a replica that read a review as pending before it
+// ended, and queues its escalation after another replica queued its end, does not
+// tell the receiver the review escalated after it was told it ended.
+func TestWebhookNothingAfterTheEnd(t *testing.T) {
+	ctx := testwait.Context(t)
+	since := time.Now().Add(-time.Hour).Truncate(time.Second)
+	store := hookLedger(t, since, "ev-1")
+	rcv := newReceiver(t)
+	b := newHooks(t, store, hookOptions(t, rcv.URL))
+	b.round(ctx, b.hooks[0], since.Add(time.Minute))
+	read, err := store.PendingReviews(ctx, maxReviews) // replica a's read, at 45m
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Reject(ctx, "ev-1", "bob", "no", since.Add(45*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	b.round(ctx, b.hooks[0], since.Add(45*time.Minute))
+	a := newHooks(t, &staleLedger{Store: store, pending: read}, hookOptions(t, rcv.URL))
+	a.round(ctx, a.hooks[0], since.Add(45*time.Minute))
+	a.round(ctx, a.hooks[0], since.Add(46*time.Minute))
+	var got []string
+	for _, m := range rcv.messages(t) {
+		got = append(got, m.Type)
+	}
+	if want := []string{"review.pending", "review.ended"}; !slices.Equal(got, want) {
+		t.Errorf("messages = %v, want %v", got, want)
 	}
 }
