@@ -276,16 +276,27 @@ func (w *Webhooks) round(ctx context.Context, h *webhook, now time.Time) {
 			return
 		}
 		r := h.post(ctx, &d, now)
+		if r.HTTPStatus == 0 && ctx.Err() != nil {
+			return // cut short by the end of the round (a shutdown, the lease lost): no attempt
+		}
 		w.posts.WithLabelValues(h.o.Name, r.result).Inc()
 		if r.Status == ledger.DeliveryFailed {
 			w.log.Warn("webhook: a message was not delivered; giving up", "webhook", h.o.Name, "remediation", d.EventID,
 				"message", MessageType(d.Kind), "attempts", d.Attempts+1, "err", r.Err)
 		}
-		if err := w.ledger.RecordDelivery(ctx, h.o.Name, d.EventID, d.Kind, r.DeliveryResult); err != nil && ctx.Err() == nil {
+		// Recorded even if ctx ended after the answer: a delivered message left
+		// queued would be sent again by the next leader.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		err := w.ledger.RecordDelivery(rctx, h.o.Name, d.EventID, d.Kind, r.DeliveryResult)
+		cancel()
+		if err != nil {
 			w.log.Warn("webhook: record a delivery", "webhook", h.o.Name, "remediation", d.EventID, "err", err)
 		}
 	}
 }
+
+// recordTimeout bounds the record of an attempt made as the round's context ended.
+const recordTimeout = 5 * time.Second
 
 // queue queues the messages of the reviews pending at now, and of those that ended.
 func (w *Webhooks) queue(ctx context.Context, h *webhook, now time.Time) error {

@@ -221,3 +221,64 @@ func TestWebhookNothingAfterTheEnd(t *testing.T) {
 		t.Errorf("messages = %v, want %v", got, want)
 	}
 }
+
+// cancelAfter is a transport that ends the round's context once the receiver has
+// answered: the lease lost, or a shutdown, at that moment.
+type cancelAfter struct {
+	rt     http.RoundTripper
+	cancel context.CancelFunc
+}
+
+func (c cancelAfter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(r)
+	c.cancel()
+	return resp, err
+}
+
+// TestWebhookRoundCutShort: a post the receiver took just before the round's
+// context ended is recorded delivered (or the next leader sends it again); a post
+// cut short before any answer is no attempt: not counted, not logged as given up,
+// not recorded.
+func TestWebhookRoundCutShort(t *testing.T) {
+	since := time.Now().Add(-time.Minute).Truncate(time.Second)
+	t.Run("after the answer", func(t *testing.T) {
+		store := hookLedger(t, since, "ev-1")
+		rcv := newReceiver(t)
+		o := hookOptions(t, rcv.URL)
+		o.EscalateAfter = 0
+		w := newHooks(t, store, o)
+		ctx, cancel := context.WithCancel(testwait.Context(t))
+		defer cancel()
+		h := w.hooks[0]
+		h.hc.Transport = cancelAfter{rt: h.hc.Transport, cancel: cancel}
+		w.round(ctx, h, since.Add(time.Minute))
+		if d := deliveries(t, store, "ev-1")["oncall/pending"]; len(rcv.got()) != 1 || d.Status != ledger.DeliveryDelivered || d.Attempts != 1 {
+			t.Errorf("%d posts; the delivery = %s after %d attempts; want it delivered after 1", len(rcv.got()), d.Status, d.Attempts)
+		}
+	})
+	t.Run("before the answer", func(t *testing.T) {
+		store := hookLedger(t, since, "ev-1")
+		ctx, cancel := context.WithCancel(testwait.Context(t))
+		defer cancel()
+		srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body) // read to its end, the server sees the client hang up
+			cancel()
+			<-r.Context().Done()
+		}))
+		defer srv.Close()
+		o := hookOptions(t, srv.URL)
+		o.EscalateAfter, o.MaxAttempts = 0, 1
+		var logs bytes.Buffer
+		w, err := NewWebhooks([]WebhookOptions{o}, store, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.round(ctx, w.hooks[0], since.Add(time.Minute))
+		d := deliveries(t, store, "ev-1")["oncall/pending"]
+		if n := counter(t, w, "autofix_webhook_posts_total", "result", ResultUnreachable); n != 0 || strings.Contains(logs.String(), "giving up") ||
+			d.Status != ledger.DeliveryQueued || d.Attempts != 0 {
+			t.Errorf("unreachable posts %v, log %q, the delivery %s after %d attempts; want none, nothing, queued after 0",
+				n, logs.String(), d.Status, d.Attempts)
+		}
+	})
+}
