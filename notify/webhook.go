@@ -213,6 +213,24 @@ func ReadWebhookURL(path string) (string, error) {
 	return s, nil
 }
 
+// MinSecretBytes is the shortest key of a webhook's signature: a short one is found
+// by trying keys against one signed post, and then anyone can sign.
+const MinSecretBytes = 16
+
+// ReadWebhookSecret reads the key in a webhook's secret file (one line, its newline
+// dropped) and checks that it is at least MinSecretBytes long. Its errors never
+// show the key.
+func ReadWebhookSecret(path string) (string, error) {
+	s, err := telemetry.ReadSecretFile(path)
+	if err != nil {
+		return "", err
+	}
+	if len(s) < MinSecretBytes {
+		return "", fmt.Errorf("%d bytes, want at least %d (e.g. openssl rand -hex 32)", len(s), MinSecretBytes)
+	}
+	return s, nil
+}
+
 // Describe and Collect make the webhooks' metrics a prometheus.Collector.
 func (w *Webhooks) Describe(ch chan<- *prometheus.Desc) { w.posts.Describe(ch) }
 
@@ -445,7 +463,7 @@ func (h *webhook) send(ctx context.Context, d *ledger.Delivery) (int, string, er
 	req.Header.Set(HeaderDelivery, DeliveryID(h.o.Name, d.EventID, d.Kind))
 	req.Header.Set(HeaderEvent, MessageType(d.Kind))
 	if h.o.SecretFile != "" {
-		secret, err := telemetry.ReadSecretFile(h.o.SecretFile)
+		secret, err := ReadWebhookSecret(h.o.SecretFile)
 		if err != nil {
 			return 0, ResultCredentials, fmt.Errorf("secret file: %w", err)
 		}

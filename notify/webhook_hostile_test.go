@@ -282,3 +282,22 @@ func TestWebhookRoundCutShort(t *testing.T) {
 		}
 	})
 }
+
+// TestWebhookRefusesAShortKey: a signature keyed with a few guessable bytes is
+// forged by whoever sees one signed post and tries the keys; a key shorter than
+// MinSecretBytes is not used, and the error does not show it.
+func TestWebhookRefusesAShortKey(t *testing.T) {
+	ctx := testwait.Context(t)
+	since := time.Now().Add(-time.Minute).Truncate(time.Second)
+	store := hookLedger(t, since, "ev-1")
+	rcv := newReceiver(t)
+	o := hookOptions(t, rcv.URL)
+	o.SecretFile, o.MaxAttempts = secretFile(t, "hunter2"), 1
+	w := newHooks(t, store, o)
+	w.round(ctx, w.hooks[0], since.Add(time.Minute))
+	d := deliveries(t, store, "ev-1")["oncall/pending"]
+	if len(rcv.got()) != 0 || d.Status != ledger.DeliveryFailed || !strings.Contains(d.LastError, "want at least 16") ||
+		strings.Contains(d.LastError, "hunter2") {
+		t.Errorf("%d posts; the delivery %s (%q); want none, failed for the key's length, without the key", len(rcv.got()), d.Status, d.LastError)
+	}
+}
