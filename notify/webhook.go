@@ -414,8 +414,8 @@ func (h *webhook) post(ctx context.Context, d *ledger.Delivery, now time.Time) p
 	r.Status, r.Err = ledger.DeliveryQueued, err.Error()
 	wait := backoff(d.Attempts + 1)
 	var ra *retryAfter
-	if errors.As(err, &ra) && ra.wait > wait {
-		wait = min(ra.wait, maxBackoff)
+	if errors.As(err, &ra) {
+		wait = max(wait, ra.wait(now))
 	}
 	r.NextAt = now.Add(wait)
 	return r
@@ -430,14 +430,29 @@ func backoff(n int) time.Duration {
 	return min(d, maxBackoff)
 }
 
-// retryAfter is the error of an answer with a Retry-After header in seconds.
+// retryAfter is the error of an answer with a Retry-After header.
 type retryAfter struct {
-	err  error
-	wait time.Duration
+	err   error
+	value string
 }
 
 func (e *retryAfter) Error() string { return e.err.Error() }
 func (e *retryAfter) Unwrap() error { return e.err }
+
+// wait is how long the header asks to wait from now, at most maxBackoff: it is
+// seconds or an HTTP date (RFC 9110); 0 when it is neither, or past.
+func (e *retryAfter) wait(now time.Time) time.Duration {
+	if s, err := strconv.ParseUint(e.value, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		if err != nil || s > uint64(maxBackoff/time.Second) { // too large for a number: as large as can be
+			return maxBackoff
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(e.value); err == nil {
+		return min(max(t.Sub(now), 0), maxBackoff)
+	}
+	return 0
+}
 
 // send makes one post of d, signed as it is made (not when the round began: a
 // round's posts, one after another, may take longer than a receiver tolerates of
@@ -493,8 +508,8 @@ func (h *webhook) send(ctx context.Context, d *ledger.Delivery) (int, string, er
 		what = "no message"
 	}
 	err = fmt.Errorf("%d %s: %s", resp.StatusCode, http.StatusText(resp.StatusCode), what)
-	if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
-		err = &retryAfter{err: err, wait: time.Duration(min(s, int(maxBackoff/time.Second))) * time.Second}
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		err = &retryAfter{err: err, value: v}
 	}
 	return resp.StatusCode, result, err
 }

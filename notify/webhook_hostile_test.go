@@ -301,3 +301,36 @@ func TestWebhookRefusesAShortKey(t *testing.T) {
 		t.Errorf("%d posts; the delivery %s (%q); want none, failed for the key's length, without the key", len(rcv.got()), d.Status, d.LastError)
 	}
 }
+
+// TestWebhookRetryAfterForms: Retry-After is seconds or an HTTP date (RFC 9110);
+// either is honoured up to the 10 minutes' cap, a number too large for an int
+// included, and one in the past or negative is the backoff's.
+func TestWebhookRetryAfterForms(t *testing.T) {
+	ctx := testwait.Context(t)
+	since := time.Now().Add(-time.Minute).Truncate(time.Second)
+	now := since.Add(time.Minute)
+	for _, tt := range []struct {
+		name, value string
+		next        time.Duration // after now
+	}{
+		{"a date", now.Add(3 * time.Minute).UTC().Format(http.TimeFormat), 3 * time.Minute},
+		{"a date a day away", now.Add(24 * time.Hour).UTC().Format(http.TimeFormat), 10 * time.Minute},
+		{"a date in the past", now.Add(-time.Hour).UTC().Format(http.TimeFormat), 5 * time.Second},
+		{"huge seconds", "99999999999999999999", 10 * time.Minute},
+		{"negative seconds", "-30", 5 * time.Second},
+		{"not a value", "soon", 5 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := hookLedger(t, since, "ev-1")
+			rcv := newReceiver(t, 503)
+			rcv.header[503] = http.Header{"Retry-After": {tt.value}}
+			o := hookOptions(t, rcv.URL)
+			o.EscalateAfter = 0
+			w := newHooks(t, store, o)
+			w.round(ctx, w.hooks[0], now)
+			if d := deliveries(t, store, "ev-1")["oncall/pending"]; d.Status != ledger.DeliveryQueued || !d.NextAt.Equal(now.Add(tt.next)) {
+				t.Errorf("Retry-After %q: the delivery %s, next attempt at +%s; want queued, at +%s", tt.value, d.Status, d.NextAt.Sub(now), tt.next)
+			}
+		})
+	}
+}
