@@ -18,9 +18,9 @@ var secretShapes = []struct {
 	{regexp.MustCompile(`-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|$)`), "[redacted]"},
 	// key=value and key: value, for the names secrets go by: words joined by _ or
 	// -, or glued (PGPASSWORD, camelCase accessToken); a quoted value whole.
-	{regexp.MustCompile(`(?i)\b(` + secretName + `)(["']?\s*[:=]\s*)(` + secretValue + `)`), "${1}${2}[redacted]"},
+	{regexp.MustCompile(`(?i)\b(` + hiddenName + `)(["']?\s*[:=]\s*)(` + hiddenValue + `)`), "${1}${2}[redacted]"},
 	// --password value, on a command line.
-	{regexp.MustCompile(`(?i)((?:^|\s)--` + secretName + `)(\s+)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"'-][^\s"']*)`), "${1}${2}[redacted]"},
+	{regexp.MustCompile(`(?i)((?:^|\s)--` + hiddenName + `)(\s+)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"'-][^\s"']*)`), "${1}${2}[redacted]"},
 	// An Authorization header's value, whatever its scheme, and bearer tokens
 	// anywhere.
 	{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]{8,}`), "${1} [redacted]"},
@@ -38,14 +38,14 @@ var secretShapes = []struct {
 	{regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+`), "[redacted]"},
 }
 
-// secretName is the name of a setting that holds a secret; "pass" only as its last
+// hiddenName is the name of a setting that holds a secret; "pass" only as its last
 // word (DB_PASS), so that bypass_cache and pass_rate are not.
-const secretName = `(?:[a-z0-9]+[_-])*(?:[a-z0-9]*(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|` +
+const hiddenName = `(?:[a-z0-9]+[_-])*(?:[a-z0-9]*(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|` +
 	`private[_-]?key|credentials?|auth|cookie)(?:[_-][a-z0-9]+)*|pass)`
 
-// secretValue is its value: quoted, to the closing quote; or to a space or a
+// hiddenValue is its value: quoted, to the closing quote; or to a space or a
 // separator.
-const secretValue = `"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"',;&]+`
+const hiddenValue = `"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"',;&]+`
 
 // scrub returns s with what looks like a credential replaced by "[redacted]". It is
 // a net for the common shapes, not a guarantee: the evidence sent is one clipped line,
