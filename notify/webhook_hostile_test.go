@@ -3,14 +3,11 @@ package notify
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -44,16 +41,7 @@ func TestWebhookURLEchoedByTheReceiverIsNotShown(t *testing.T) {
 			fmt.Fprint(w, echo(r))
 		}))
 		store := hookLedger(t, since, "ev-1")
-		file := filepath.Join(t.TempDir(), "url")
-		if err := os.WriteFile(file, []byte(srv.URL+path+"?sig=Qz81SIGNATUREPART\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var logs bytes.Buffer
-		w, err := NewWebhooks([]WebhookOptions{{Name: "chat", URLFile: file, Format: FormatSlack, MaxAttempts: 1,
-			ExternalURL: "https://autofix.example/"}}, store, slog.New(slog.NewTextHandler(&logs, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		w, logs := urlFileHooks(t, store, srv.URL+path+"?sig=Qz81SIGNATUREPART")
 		w.round(ctx, w.hooks[0], since.Add(time.Minute))
 		srv.Close()
 		d := deliveries(t, store, "ev-1")["chat/pending"]
@@ -106,11 +94,7 @@ func TestWebhookBeginningBeforeEscalation(t *testing.T) {
 	rcv := newReceiver(t)
 	w := newHooks(t, store, hookOptions(t, rcv.URL))
 	w.round(ctx, w.hooks[0], since.Add(2*time.Hour))
-	var got []string
-	for _, m := range rcv.messages(t) {
-		got = append(got, m.Type)
-	}
-	if want := []string{"review.pending", "review.escalated"}; !slices.Equal(got, want) {
+	if got, want := rcv.types(t), []string{"review.pending", "review.escalated"}; !slices.Equal(got, want) {
 		t.Errorf("messages in the order posted = %v, want %v", got, want)
 	}
 }
@@ -159,16 +143,7 @@ func TestSlackMessageMentionsNoOneAndLinksNowhere(t *testing.T) {
 	r := waiting("ev-1", "ml", t0)
 	r.Recommendation.Classification.Evidence = []string{
 		"CUDA out of memory @channel @here @all <!here> [Open the review](https://evil.example/approve) ![x](https://track.example/p.png)"}
-	o := WebhookOptions{Name: "chat", Format: FormatSlack, ExternalURL: "https://autofix.example/"}
-	b, err := o.body(&r, ledger.DeliveryPending, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]string
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	text := m["text"]
+	text := slackBody(t, &r)["text"]
 	for _, bad := range []*regexp.Regexp{regexp.MustCompile(`@(channel|here|all|everyone)\b`), regexp.MustCompile(`<!`),
 		regexp.MustCompile(`\]\(`), regexp.MustCompile(`<https://evil`)} {
 		if bad.MatchString(text) {
@@ -213,11 +188,7 @@ func TestWebhookNothingAfterTheEnd(t *testing.T) {
 	a := newHooks(t, &staleLedger{Store: store, pending: read}, hookOptions(t, rcv.URL))
 	a.round(ctx, a.hooks[0], since.Add(45*time.Minute))
 	a.round(ctx, a.hooks[0], since.Add(46*time.Minute))
-	var got []string
-	for _, m := range rcv.messages(t) {
-		got = append(got, m.Type)
-	}
-	if want := []string{"review.pending", "review.ended"}; !slices.Equal(got, want) {
+	if got, want := rcv.types(t), []string{"review.pending", "review.ended"}; !slices.Equal(got, want) {
 		t.Errorf("messages = %v, want %v", got, want)
 	}
 }
