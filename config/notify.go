@@ -38,8 +38,8 @@ type Webhook struct {
 	// Format is json (default: notify.Message, signed) or slack ({"text": ...},
 	// which Mattermost and Rocket.Chat take too).
 	Format string `yaml:"format"`
-	// SecretFile holds the key of the HMAC-SHA256 signature, read for every post;
-	// required with the json format.
+	// SecretFile holds the key of the HMAC-SHA256 signature (one line, at least
+	// 16 bytes), read for every post; required with the json format.
 	SecretFile string `yaml:"secretFile"`
 	// Events are the messages sent: pending, escalated, ended (default all).
 	Events []string `yaml:"events"`
@@ -198,7 +198,9 @@ func (w *Webhook) validate(p string) error {
 		return err
 	}
 	if w.SecretFile != "" {
-		return checkSecretFile(p+"secretFile", w.SecretFile)
+		if _, err := notify.ReadWebhookSecret(w.SecretFile); err != nil {
+			return fmt.Errorf(p+"secretFile: %w", err)
+		}
 	}
 	return nil
 }

@@ -121,7 +121,8 @@ func TestExternalURLAlone(t *testing.T) {
 func TestWebhooksInvalid(t *testing.T) {
 	dir := t.TempDir()
 	write := fileWriter(t, dir)
-	secret := write("secret", "hunter2\n")
+	secret := write("secret", "hunter2-and-then-some\n")
+	short := write("short", "hunter2\n")
 	badURL := write("bad-url", "http://u:hunter2@hooks.example/x\n")
 	const ok = "{name: oncall, url: 'https://hooks.example/x', secretFile: " + "SECRET"
 	tests := []struct{ name, hooks, externalURL, want string }{
@@ -136,6 +137,7 @@ func TestWebhooksInvalid(t *testing.T) {
 		{"a missing URL file", "[{name: a, format: slack, urlFile: " + filepath.Join(dir, "nope") + "}]", "x", "notify.webhooks[0].urlFile:"},
 		{"another format", "[{name: a, format: teams, url: 'https://h/x'}]", "x", `notify.webhooks[0].format: "teams"`},
 		{"json without a secret", "[{name: a, url: 'https://h/x'}]", "x", "notify.webhooks[0].secretFile: required with the json format"},
+		{"a short secret", "[{name: a, url: 'https://h/x', secretFile: " + short + "}]", "x", "notify.webhooks[0].secretFile: 7 bytes, want at least 16"},
 		{"a missing secret file", "[{name: a, url: 'https://h/x', secretFile: " + filepath.Join(dir, "nope") + "}]", "x", "notify.webhooks[0].secretFile:"},
 		{"another event", "[" + ok + ", events: [approved]}]", "x", `notify.webhooks[0].events: "approved"`},
 		{"a negative escalation", "[" + ok + ", escalateAfter: -1m}]", "x", "notify.webhooks[0].escalateAfter: -1m0s"},

@@ -46,7 +46,8 @@ const (
 	DeliverySuperseded DeliveryStatus = "superseded"
 	// DeliverySkipped: recorded, never sent: the webhook does not take messages of
 	// its kind. A skipped pending message is what tells that the webhook knew of the
-	// review, whose end it takes.
+	// review, whose end it takes; a skipped ended one, that the review ended while
+	// the webhook did not take ends (it is not told of it if it takes them later).
 	DeliverySkipped DeliveryStatus = "skipped"
 )
 
@@ -108,8 +109,10 @@ const deliveryCols = "webhook, event_id, kind, payload, status, attempts, next_a
 // CreatedAt, now when zero; recorded as skipped instead when d.Status is
 // DeliverySkipped) unless that webhook already has that kind of message about that
 // remediation, and reports whether it queued it. Queuing an ended message
-// supersedes the webhook's queued messages about the remediation. A remediation the
-// ledger does not hold is ErrNotFound.
+// supersedes the webhook's queued messages about the remediation, and a pending or
+// escalated message about a remediation no longer in pending_review is recorded
+// superseded, never sent: its review ended (another replica may have queued the end
+// already). A remediation the ledger does not hold is ErrNotFound.
 func (s *Store) EnqueueDelivery(ctx context.Context, d Delivery) (bool, error) {
 	if err := checkDelivery(d.Webhook, d.EventID, d.Kind); err != nil {
 		return false, err
@@ -124,12 +127,19 @@ func (s *Store) EnqueueDelivery(ctx context.Context, d Delivery) (bool, error) {
 	at := nanos(atOrNow(d.CreatedAt))
 	queued := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var one int
-		err := tx.QueryRowContext(ctx, s.q("SELECT 1 FROM events WHERE event_id = ?"), d.EventID).Scan(&one)
+		query := "SELECT state FROM events WHERE event_id = ?"
+		if s.backend == backendPostgres {
+			query += " FOR UPDATE" // a decision that ends the review waits for this message, or comes first
+		}
+		var state string
+		err := tx.QueryRowContext(ctx, s.q(query), d.EventID).Scan(&state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("remediation %s: %w", d.EventID, ErrNotFound)
 		} else if err != nil {
 			return err
+		}
+		if d.Kind != DeliveryEnded && State(state) != PendingReview {
+			status = DeliverySuperseded
 		}
 		res, err := tx.ExecContext(ctx, s.q("INSERT INTO deliveries ("+deliveryCols+") VALUES "+placeholders(1, 11)+
 			" ON CONFLICT (webhook, event_id, kind) DO NOTHING"),
@@ -155,16 +165,21 @@ func (s *Store) EnqueueDelivery(ctx context.Context, d Delivery) (bool, error) {
 	return queued, nil
 }
 
+// kindOrder orders the messages about a review queued at one time as they happen:
+// pending, escalated, ended (a review first seen after its escalation time gets
+// its pending and escalated messages in one round).
+const kindOrder = "CASE kind WHEN 'pending' THEN 0 WHEN 'escalated' THEN 1 ELSE 2 END"
+
 // DueDeliveries returns up to limit queued messages to webhook whose next attempt is
 // due at now, the earliest queued first.
 func (s *Store) DueDeliveries(ctx context.Context, webhook string, now time.Time, limit int) ([]Delivery, error) {
-	return s.deliveries(ctx, "webhook = ? AND status = ? AND next_at <= ? ORDER BY created_at, event_id, kind LIMIT ?",
+	return s.deliveries(ctx, "webhook = ? AND status = ? AND next_at <= ? ORDER BY created_at, event_id, "+kindOrder+" LIMIT ?",
 		webhook, string(DeliveryQueued), nanos(now), limit)
 }
 
 // Deliveries returns the webhook messages about remediation id, oldest first.
 func (s *Store) Deliveries(ctx context.Context, id string) ([]Delivery, error) {
-	return s.deliveries(ctx, "event_id = ? ORDER BY created_at, webhook, kind", id)
+	return s.deliveries(ctx, "event_id = ? ORDER BY created_at, webhook, "+kindOrder, id)
 }
 
 func (s *Store) deliveries(ctx context.Context, where string, args ...any) ([]Delivery, error) {

@@ -170,3 +170,42 @@ func TestPruneDeletesDeliveries(t *testing.T) {
 		}
 	})
 }
+
+// TestDueDeliveriesInTheOrderTheyHappen: messages about one review queued at one
+// time come pending, escalated, ended, whatever their names' order.
+func TestDueDeliveriesInTheOrderTheyHappen(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		mustRecord(t, s, entry("a", PendingReview, entryOpt{}))
+		enqueue(t, s, "chat", "a", DeliveryEscalated, t0)
+		enqueue(t, s, "chat", "a", DeliveryPending, t0)
+		due, err := s.DueDeliveries(context.Background(), "chat", t0, 10)
+		if err != nil || len(due) != 2 || due[0].Kind != DeliveryPending || due[1].Kind != DeliveryEscalated {
+			t.Errorf("DueDeliveries = %+v, %v; want the pending message, then the escalated one", due, err)
+		}
+		if ds, _ := s.Deliveries(context.Background(), "a"); len(ds) != 2 || ds[0].Kind != DeliveryPending {
+			t.Errorf("Deliveries = %+v, want the pending message first", ds)
+		}
+	})
+}
+
+// TestDeliveriesAfterTheEndAreNotSent: a pending or escalated message queued after
+// its review ended (a replica that read the review as pending before another
+// queued its end) is recorded superseded, never due; the end is queued.
+func TestDeliveriesAfterTheEndAreNotSent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustRecord(t, s, entry("a", PendingReview, entryOpt{}))
+		if err := s.Reject(ctx, "a", "ada", "no", t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		enqueue(t, s, "chat", "a", DeliveryEnded, t0.Add(2*time.Minute))
+		enqueue(t, s, "chat", "a", DeliveryEscalated, t0.Add(3*time.Minute))
+		got := deliveryStates(t, s, "a")
+		if got["chat/escalated"].Status != DeliverySuperseded || got["chat/ended"].Status != DeliveryQueued {
+			t.Errorf("a's messages = %+v; want the escalated one superseded, the ended one queued", got)
+		}
+		if due, _ := s.DueDeliveries(ctx, "chat", t0.Add(time.Hour), 10); len(due) != 1 || due[0].Kind != DeliveryEnded {
+			t.Errorf("DueDeliveries = %+v, want only the ended message", due)
+		}
+	})
+}

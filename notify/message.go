@@ -147,8 +147,8 @@ func (o *WebhookOptions) body(r *ledger.Remediation, kind ledger.DeliveryKind, n
 		Time: at, Remediation: s})
 }
 
-// slackText is a Slack mrkdwn message; what came from the failure is escaped, so
-// that it cannot make a link or a mention (<!channel>).
+// slackText is a Slack mrkdwn message; what came from the failure is made inert
+// (chatText), so that it cannot make a link or a mention.
 func slackText(s *ReviewSummary, kind ledger.DeliveryKind) string {
 	icon := ":hourglass:"
 	switch kind {
@@ -158,11 +158,11 @@ func slackText(s *ReviewSummary, kind ledger.DeliveryKind) string {
 		icon = ":white_check_mark:"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s *%s*", icon, slackEscape(s.Summary))
+	fmt.Fprintf(&b, "%s *%s*", icon, chatText(s.Summary))
 	if kind != ledger.DeliveryEnded {
-		fmt.Fprintf(&b, "\n%s", slackEscape(s.Proposal))
+		fmt.Fprintf(&b, "\n%s", chatText(s.Proposal))
 		if s.Evidence != "" {
-			fmt.Fprintf(&b, "\n> %s", slackEscape(s.Evidence))
+			fmt.Fprintf(&b, "\n> %s", chatText(s.Evidence))
 		}
 	}
 	fmt.Fprintf(&b, "\n<%s|Open the review>", slackEscape(s.ReviewURL))
@@ -173,6 +173,17 @@ func slackText(s *ReviewSummary, kind ledger.DeliveryKind) string {
 func slackEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
+
+// chatText makes text that came from a failure inert in the chats that take the
+// Slack format: Slack's three characters escaped (no <!channel>, no <url|label>);
+// and, for Mattermost and Rocket.Chat, which read plain mentions and Markdown too,
+// a zero-width space after each "@" (no @channel, @here, @all) and between "]"
+// and "(" (no [label](url) link, no ![image](url) fetched by every reader).
+func chatText(s string) string {
+	return chatReplacer.Replace(s)
+}
+
+var chatReplacer = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "@", "@\u200b", "](", "]\u200b(")
 
 // Sign returns the signature header's value of body at timestamp (unix seconds),
 // keyed with secret.

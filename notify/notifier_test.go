@@ -335,8 +335,8 @@ func TestNewOptionsErrors(t *testing.T) {
 	}
 }
 
-// counter is the value of the notifier's counter name{label=value}.
-func counter(t *testing.T, n *Notifier, name, label, value string) float64 {
+// counter is the value of the counter name{label=value} of n, a notifier or webhooks.
+func counter(t *testing.T, n prometheus.Collector, name, label, value string) float64 {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(n); err != nil {

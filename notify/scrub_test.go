@@ -35,3 +35,46 @@ func TestScrubHidesCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestScrubHidesCommonForms: the shapes credentials take in real job logs beyond
+// key=value with a separated name: environment variables glued to a prefix,
+// camelCase keys of JSON and YAML, quoted values with spaces, command-line flags,
+// URLs with an empty user or a token for a user, other Authorization schemes, PEM
+// private keys, and other services' key prefixes.
+func TestScrubHidesCommonForms(t *testing.T) {
+	tests := []struct{ in, secret string }{
+		{`PGPASSWORD=hunter2xyz psql -h db failed`, "hunter2xyz"},
+		{`MYSQLPASSWORD=hunter2xyz`, "hunter2xyz"},
+		{`{"accessToken":"a1b2c3d4e5f6g7h8","expiresIn":3600}`, "a1b2c3d4e5f6g7h8"},
+		{`clientSecret: Zx8yW7vU6tS5 in config`, "Zx8yW7vU6tS5"},
+		{`dbPassword=hunter2xyz`, "hunter2xyz"},
+		{`DB_PASS=hunter2xyz`, "hunter2xyz"},
+		{`password="correct horse battery staple" rejected`, "battery"},
+		{`--db-password='p@ss w0rdsecret' given`, "w0rdsecret"},
+		{`mysql --password hunter2xyz -h db`, "hunter2xyz"},
+		{`wandb login --api-key 0123456789abcdef0123`, "0123456789abcdef0123"},
+		{`redis.exceptions.AuthenticationError: redis://:hunter2xyz@redis:6379/0`, "hunter2xyz"},
+		{`git clone https://0123456789abcdef0123456789abcdef01234567@github.com/org/repo`, "0123456789abcdef0123456789abcdef01234567"},
+		{`Authorization: token 0123456789abcdef0123456789abcdef01234567`, "0123456789abcdef0123456789abcdef01234567"},
+		{`"private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"`, "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"},
+		{`stripe.error.AuthenticationError: sk_live_4eC39HqLyjWDarjtT1zdp7dc`, "4eC39HqLyjWDarjtT1zdp7dc"},
+		{`gitlab: glpat-Abcdefghij0123456789 expired`, "glpat-Abcdefghij0123456789"},
+		{`googleapi: key=AIzaSyA1234567890abcdefghijklmnopqrstuv invalid`, "AIzaSyA1234567890abcdefghijklmnopqrstuv"},
+		{`Cookie: session=9f8e7d6c5b4a39281706 rejected`, "9f8e7d6c5b4a39281706"},
+	}
+	for _, tt := range tests {
+		if got := scrub(tt.in); strings.Contains(got, tt.secret) || !strings.Contains(got, "[redacted]") {
+			t.Errorf("scrub(%q) = %q, want %q redacted", tt.in, got, tt.secret)
+		}
+	}
+	for _, keep := range []string{
+		"generate(max_new_tokens=512) ran out of memory",
+		"num_tokens: 4096, passes: 3",
+		"author=alice bypass_cache=true",
+		"RuntimeError: CUDA error: an illegal memory access was encountered",
+	} {
+		if got := scrub(keep); got != keep {
+			t.Errorf("scrub(%q) = %q, want it unchanged", keep, got)
+		}
+	}
+}

@@ -105,6 +105,8 @@ type webhook struct {
 	// found queued), so that a round does not queue them again; only the hook's
 	// goroutine touches it, and it holds only reviews that are pending.
 	queued map[string]bool
+	// clock says when an attempt is signed: time.Now.
+	clock func() time.Time
 }
 
 // NewWebhooks returns the webhooks of opts, which tell of the reviews in l. Option
@@ -138,7 +140,7 @@ func NewWebhooks(opts []WebhookOptions, l WebhookLedger, log *slog.Logger) (*Web
 		if o.MaxAttempts == 0 {
 			o.MaxAttempts = DefaultMaxAttempts
 		}
-		w.hooks = append(w.hooks, &webhook{o: o, wake: make(chan struct{}, 1), queued: map[string]bool{},
+		w.hooks = append(w.hooks, &webhook{o: o, wake: make(chan struct{}, 1), queued: map[string]bool{}, clock: time.Now,
 			// A redirect is not followed: the messages go only where the
 			// configuration says.
 			hc: &http.Client{Transport: telemetry.HTTP1Transport(o.TLS, 2), CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -211,6 +213,24 @@ func ReadWebhookURL(path string) (string, error) {
 	return s, nil
 }
 
+// MinSecretBytes is the shortest key of a webhook's signature: a short one is found
+// by trying keys against one signed post, and then anyone can sign.
+const MinSecretBytes = 16
+
+// ReadWebhookSecret reads the key in a webhook's secret file (one line, its newline
+// dropped) and checks that it is at least MinSecretBytes long. Its errors never
+// show the key.
+func ReadWebhookSecret(path string) (string, error) {
+	s, err := telemetry.ReadSecretFile(path)
+	if err != nil {
+		return "", err
+	}
+	if len(s) < MinSecretBytes {
+		return "", fmt.Errorf("%d bytes, want at least %d (e.g. openssl rand -hex 32)", len(s), MinSecretBytes)
+	}
+	return s, nil
+}
+
 // Describe and Collect make the webhooks' metrics a prometheus.Collector.
 func (w *Webhooks) Describe(ch chan<- *prometheus.Desc) { w.posts.Describe(ch) }
 
@@ -274,16 +294,27 @@ func (w *Webhooks) round(ctx context.Context, h *webhook, now time.Time) {
 			return
 		}
 		r := h.post(ctx, &d, now)
+		if r.HTTPStatus == 0 && ctx.Err() != nil {
+			return // cut short by the end of the round (a shutdown, the lease lost): no attempt
+		}
 		w.posts.WithLabelValues(h.o.Name, r.result).Inc()
 		if r.Status == ledger.DeliveryFailed {
 			w.log.Warn("webhook: a message was not delivered; giving up", "webhook", h.o.Name, "remediation", d.EventID,
 				"message", MessageType(d.Kind), "attempts", d.Attempts+1, "err", r.Err)
 		}
-		if err := w.ledger.RecordDelivery(ctx, h.o.Name, d.EventID, d.Kind, r.DeliveryResult); err != nil && ctx.Err() == nil {
+		// Recorded even if ctx ended after the answer: a delivered message left
+		// queued would be sent again by the next leader.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		err := w.ledger.RecordDelivery(rctx, h.o.Name, d.EventID, d.Kind, r.DeliveryResult)
+		cancel()
+		if err != nil {
 			w.log.Warn("webhook: record a delivery", "webhook", h.o.Name, "remediation", d.EventID, "err", err)
 		}
 	}
 }
+
+// recordTimeout bounds the record of an attempt made as the round's context ended.
+const recordTimeout = 5 * time.Second
 
 // queue queues the messages of the reviews pending at now, and of those that ended.
 func (w *Webhooks) queue(ctx context.Context, h *webhook, now time.Time) error {
@@ -321,9 +352,11 @@ func (w *Webhooks) queue(ctx context.Context, h *webhook, now time.Time) error {
 			delete(h.queued, key)
 		}
 	}
-	if !wants(ledger.DeliveryEnded) {
-		return nil
-	}
+	// The end of a review is recorded even when it is not sent (skipped), as the
+	// beginning is: a webhook configured to take ends later is told of the reviews
+	// that end from then on, not of every one in the ledger that ended before. Its
+	// messages still queued are superseded all the same: the review is over.
+	skip := !wants(ledger.DeliveryEnded)
 	ended, err := w.ledger.EndedReviews(ctx, h.o.Name, maxEnded)
 	if err != nil {
 		return err
@@ -335,7 +368,7 @@ func (w *Webhooks) queue(ctx context.Context, h *webhook, now time.Time) error {
 		} else if err != nil {
 			return fmt.Errorf("remediation %s: %w", id, err)
 		}
-		if err := w.enqueue(ctx, h, &r, ledger.DeliveryEnded, now, false); err != nil {
+		if err := w.enqueue(ctx, h, &r, ledger.DeliveryEnded, now, skip); err != nil {
 			return err
 		}
 	}
@@ -365,7 +398,7 @@ type postResult struct {
 // post posts d at now, and returns what to record: delivered, failed for good, or
 // queued for another attempt after a backoff.
 func (h *webhook) post(ctx context.Context, d *ledger.Delivery, now time.Time) postResult {
-	status, result, err := h.send(ctx, d, now)
+	status, result, err := h.send(ctx, d)
 	r := postResult{DeliveryResult: ledger.DeliveryResult{At: now, HTTPStatus: status}, result: result}
 	switch {
 	case err == nil:
@@ -381,8 +414,8 @@ func (h *webhook) post(ctx context.Context, d *ledger.Delivery, now time.Time) p
 	r.Status, r.Err = ledger.DeliveryQueued, err.Error()
 	wait := backoff(d.Attempts + 1)
 	var ra *retryAfter
-	if errors.As(err, &ra) && ra.wait > wait {
-		wait = min(ra.wait, maxBackoff)
+	if errors.As(err, &ra) {
+		wait = max(wait, ra.wait(now))
 	}
 	r.NextAt = now.Add(wait)
 	return r
@@ -397,19 +430,35 @@ func backoff(n int) time.Duration {
 	return min(d, maxBackoff)
 }
 
-// retryAfter is the error of an answer with a Retry-After header in seconds.
+// retryAfter is the error of an answer with a Retry-After header.
 type retryAfter struct {
-	err  error
-	wait time.Duration
+	err   error
+	value string
 }
 
 func (e *retryAfter) Error() string { return e.err.Error() }
 func (e *retryAfter) Unwrap() error { return e.err }
 
-// send makes one post of d, signed at now. It returns the answer's status (0
-// without one), the metric's result, and an error that never holds the URL or a
-// secret.
-func (h *webhook) send(ctx context.Context, d *ledger.Delivery, now time.Time) (int, string, error) {
+// wait is how long the header asks to wait from now, at most maxBackoff: it is
+// seconds or an HTTP date (RFC 9110); 0 when it is neither, or past.
+func (e *retryAfter) wait(now time.Time) time.Duration {
+	if s, err := strconv.ParseUint(e.value, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		if err != nil || s > uint64(maxBackoff/time.Second) { // too large for a number: as large as can be
+			return maxBackoff
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(e.value); err == nil {
+		return min(max(t.Sub(now), 0), maxBackoff)
+	}
+	return 0
+}
+
+// send makes one post of d, signed as it is made (not when the round began: a
+// round's posts, one after another, may take longer than a receiver tolerates of
+// a timestamp). It returns the answer's status (0 without one), the metric's
+// result, and an error that never holds the URL or a secret.
+func (h *webhook) send(ctx context.Context, d *ledger.Delivery) (int, string, error) {
 	target := h.o.URL
 	if h.o.URLFile != "" {
 		u, err := ReadWebhookURL(h.o.URLFile)
@@ -429,11 +478,11 @@ func (h *webhook) send(ctx context.Context, d *ledger.Delivery, now time.Time) (
 	req.Header.Set(HeaderDelivery, DeliveryID(h.o.Name, d.EventID, d.Kind))
 	req.Header.Set(HeaderEvent, MessageType(d.Kind))
 	if h.o.SecretFile != "" {
-		secret, err := telemetry.ReadSecretFile(h.o.SecretFile)
+		secret, err := ReadWebhookSecret(h.o.SecretFile)
 		if err != nil {
 			return 0, ResultCredentials, fmt.Errorf("secret file: %w", err)
 		}
-		ts := now.Unix()
+		ts := h.clock().Unix()
 		req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
 		req.Header.Set(HeaderSignature, Sign([]byte(secret), ts, d.Payload))
 	}
@@ -454,13 +503,13 @@ func (h *webhook) send(ctx context.Context, d *ledger.Delivery, now time.Time) (
 	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
 		result = ResultRefused
 	}
-	what := text(scrub(string(msg)), 200)
+	what := text(scrub(withoutURL(string(msg), target)), 200)
 	if what == "" {
 		what = "no message"
 	}
 	err = fmt.Errorf("%d %s: %s", resp.StatusCode, http.StatusText(resp.StatusCode), what)
-	if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
-		err = &retryAfter{err: err, wait: time.Duration(min(s, int(maxBackoff/time.Second))) * time.Second}
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		err = &retryAfter{err: err, value: v}
 	}
 	return resp.StatusCode, result, err
 }

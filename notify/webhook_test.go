@@ -70,6 +70,33 @@ func (r *receiver) got() []hookPost {
 	return append([]hookPost(nil), r.posts...)
 }
 
+// types are the types of the messages received, in order.
+func (r *receiver) types(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, m := range r.messages(t) {
+		out = append(out, m.Type)
+	}
+	return out
+}
+
+// urlFileHooks returns webhooks of one Slack webhook, chat, whose URL is in a file
+// (a secret), tried once, and the buffer of their log.
+func urlFileHooks(t *testing.T, store WebhookLedger, url string) (*Webhooks, *bytes.Buffer) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "url")
+	if err := os.WriteFile(file, []byte(url+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	w, err := NewWebhooks([]WebhookOptions{{Name: "chat", URLFile: file, Format: FormatSlack, MaxAttempts: 1,
+		ExternalURL: "https://autofix.example/"}}, store, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, &logs
+}
+
 func (r *receiver) messages(t *testing.T) []Message {
 	t.Helper()
 	var out []Message
@@ -229,6 +256,7 @@ func TestWebhookRetriesWithBackoff(t *testing.T) {
 		{15 * time.Second, 2}, // the backoff's 10s are over, Retry-After's 120s are not
 		{124 * time.Second, 2}, {125 * time.Second, 3}, {time.Hour, 3}}
 	for _, st := range steps {
+		h.clock = func() time.Time { return now.Add(st.at) }
 		w.round(ctx, h, now.Add(st.at))
 		if got := len(rcv.got()); got != st.posts {
 			t.Fatalf("posts after a round at +%s = %d, want %d", st.at, got, st.posts)
@@ -292,17 +320,7 @@ func TestWebhookURLIsNeverShown(t *testing.T) {
 	gone.Close()
 	for _, base := range []string{gone.URL, redirect.URL} {
 		store := hookLedger(t, since, "ev-1")
-		url := base + "/services/T000/B000/XXXXSECRETXXXX"
-		file := filepath.Join(t.TempDir(), "url")
-		if err := os.WriteFile(file, []byte(url+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var logs bytes.Buffer
-		w, err := NewWebhooks([]WebhookOptions{{Name: "chat", URLFile: file, Format: FormatSlack, MaxAttempts: 1,
-			ExternalURL: "https://autofix.example/"}}, store, slog.New(slog.NewTextHandler(&logs, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		w, logs := urlFileHooks(t, store, base+"/services/T000/B000/XXXXSECRETXXXX")
 		w.round(ctx, w.hooks[0], since.Add(time.Minute))
 		d := deliveries(t, store, "ev-1")["chat/pending"]
 		if d.Status != ledger.DeliveryFailed || d.LastError == "" || strings.Contains(d.LastError, "SECRET") ||
@@ -334,11 +352,11 @@ func TestWebhookHangingReceiverHoldsUpNoOther(t *testing.T) {
 	testwait.For(t, "the other webhook's message", &rcv.changed, func() bool { return len(rcv.got()) == 1 })
 }
 
-func TestSlackMessageIsEscaped(t *testing.T) {
-	r := waiting("ev-1", "ml", t0)
-	r.JobName = "train <!channel> & <https://evil.example|click>"
+// slackBody is the body of the Slack format's pending message about r, decoded.
+func slackBody(t *testing.T, r *ledger.Remediation) map[string]string {
+	t.Helper()
 	o := WebhookOptions{Name: "chat", Format: FormatSlack, ExternalURL: "https://autofix.example/"}
-	b, err := o.body(&r, ledger.DeliveryPending, t0)
+	b, err := o.body(r, ledger.DeliveryPending, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,6 +364,13 @@ func TestSlackMessageIsEscaped(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+func TestSlackMessageIsEscaped(t *testing.T) {
+	r := waiting("ev-1", "ml", t0)
+	r.JobName = "train <!channel> & <https://evil.example|click>"
+	m := slackBody(t, &r)
 	want := ":hourglass: *A fix for job ml/train &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; (oom_memory) awaits review*\n" +
 		"autofix proposes a retry: memory 16Gi -&gt; 27Gi (P(success) 0.93, 1.7x the failed run's cost). Waiting for review since " +
 		"2026-03-01T12:00:00Z. Open the review link to approve or reject it.\n" +
@@ -439,16 +464,10 @@ func TestWebhookKinds(t *testing.T) {
 	}
 	rounds(since.Add(51 * time.Minute))
 	rounds(since.Add(52 * time.Minute))
-	typesOf := func(ms []Message) (out []string) {
-		for _, m := range ms {
-			out = append(out, m.Type)
-		}
-		return out
-	}
-	if got := typesOf(ends.messages(t)); len(got) != 1 || got[0] != "review.ended" {
+	if got := ends.types(t); len(got) != 1 || got[0] != "review.ended" {
 		t.Errorf("the ends webhook got %v, want [review.ended]", got)
 	}
-	if got := typesOf(begins.messages(t)); len(got) != 1 || got[0] != "review.pending" {
+	if got := begins.types(t); len(got) != 1 || got[0] != "review.pending" {
 		t.Errorf("the begins webhook got %v, want [review.pending]", got)
 	}
 	if d := deliveries(t, store, "ev-1")["ends/pending"]; d.Status != ledger.DeliverySkipped || d.Attempts != 0 {

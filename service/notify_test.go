@@ -105,13 +105,13 @@ func TestReviewWebhooks(t *testing.T) {
 		changed  testwait.Signal
 	)
 	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte("k3y\n"), 0o600); err != nil {
+	if err := os.WriteFile(secret, []byte("k3y-of-the-test-receiver\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var m notify.Message
-		if err := notify.Verify([]byte("k3y"), r.Header.Get(notify.HeaderTimestamp), r.Header.Get(notify.HeaderSignature), body,
+		if err := notify.Verify([]byte("k3y-of-the-test-receiver"), r.Header.Get(notify.HeaderTimestamp), r.Header.Get(notify.HeaderSignature), body,
 			time.Now(), 5*time.Minute); err != nil || json.Unmarshal(body, &m) != nil {
 			t.Errorf("a post that does not verify (%v) or is not a message: %s", err, body)
 			w.WriteHeader(http.StatusUnauthorized)
