@@ -157,6 +157,10 @@ func (s *Store) EnqueueDelivery(ctx context.Context, d Delivery) (bool, error) {
 		}
 		_, err = tx.ExecContext(ctx, s.q("UPDATE deliveries SET status = ?, updated_at = ? WHERE webhook = ? AND event_id = ? AND kind <> ? AND status = ?"),
 			string(DeliverySuperseded), at, d.Webhook, d.EventID, string(DeliveryEnded), string(DeliveryQueued))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q("UPDATE deliveries SET open = 0 WHERE webhook = ? AND event_id = ?"), d.Webhook, d.EventID)
 		return err
 	})
 	if err != nil {
@@ -245,16 +249,20 @@ func clipError(s string) string {
 	return s[:n]
 }
 
+// endedReviewsQuery is EndedReviews' query.
+const endedReviewsQuery = `SELECT d.event_id FROM deliveries d JOIN events e ON e.event_id = d.event_id
+	WHERE d.webhook = ? AND d.open = 1 AND d.kind = ? AND e.state <> ?
+	ORDER BY e.updated_at, d.event_id LIMIT ?`
+
 // EndedReviews returns up to limit remediations that webhook was told are pending
 // (a pending message, whatever its status) and that have left pending_review since,
-// without an ended message yet: the reviews whose end it is to be told.
+// without an ended message yet: the reviews whose end it is to be told. It reads the
+// open rows only (those without an ended message), so its cost is that of the
+// reviews under way, not of the ledger's history.
 func (s *Store) EndedReviews(ctx context.Context, webhook string, limit int) ([]string, error) {
 	var ids []string
-	err := queryEach(ctx, s.r, s.q(`SELECT d.event_id FROM deliveries d JOIN events e ON e.event_id = d.event_id
-		WHERE d.webhook = ? AND d.kind = ? AND e.state <> ?
-		AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.webhook = d.webhook AND x.event_id = d.event_id AND x.kind = ?)
-		ORDER BY e.updated_at, d.event_id LIMIT ?`),
-		[]any{webhook, string(DeliveryPending), string(PendingReview), string(DeliveryEnded), limit}, func(r *sql.Rows) error {
+	err := queryEach(ctx, s.r, s.q(endedReviewsQuery),
+		[]any{webhook, string(DeliveryPending), string(PendingReview), limit}, func(r *sql.Rows) error {
 			var id string
 			err := r.Scan(&id)
 			ids = append(ids, id)

@@ -17,7 +17,11 @@ CREATE TABLE deliveries (
     last_error  TEXT NOT NULL DEFAULT '',
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL,
+    -- 1 until the webhook's ended message about the review is recorded (sent or
+    -- not): the open pending rows are the reviews whose end is still to be told.
+    open        INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (webhook, event_id, kind)
 );
+CREATE INDEX deliveries_open ON deliveries (webhook, open, kind);
 CREATE INDEX deliveries_due ON deliveries (webhook, status, next_at);
 CREATE INDEX deliveries_event ON deliveries (event_id);
