@@ -74,6 +74,25 @@ func calibrate(p, y []float64) Calibration {
 	return c
 }
 
+// Calibrate scores probabilities p against outcomes y (0 or 1, as many): AUC, Brier
+// score, log-loss and the reliability table, as the evaluation of training does.
+func Calibrate(p, y []float64) Calibration { return calibrate(p, y) }
+
+// ECE is the expected calibration error: the gap between the mean prediction and
+// the observed rate of each bin of the reliability table, weighted by the bin's
+// count (0 without examples).
+func (c Calibration) ECE() float64 {
+	n, sum := 0, 0.0
+	for _, b := range c.Reliability {
+		n += b.Count
+		sum += float64(b.Count) * math.Abs(b.Predicted-b.Observed)
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
 // auc is the area under the ROC curve (gonum's stat.ROC needs sorted scores).
 func auc(p, y []float64) float64 {
 	idx := make([]int, len(p))
