@@ -54,7 +54,7 @@ type Gates struct {
 	// scored on. Default 200.
 	MinOutcomes int
 	// CalibrationMargin is how far the candidate's expected calibration error may
-	// be above the active's (0.02: two points of probability). Default 0.02.
+	// be above the active's (0.02: two points of probability; 0: not at all).
 	CalibrationMargin float64
 	// Window is how far back the retries scored were received. Default 30 days.
 	Window time.Duration
@@ -72,11 +72,7 @@ func (g *Gates) defaults() {
 	if g.MinOutcomes <= 0 {
 		g.MinOutcomes = 200
 	}
-	if g.CalibrationMargin < 0 {
-		g.CalibrationMargin = 0
-	} else if g.CalibrationMargin == 0 {
-		g.CalibrationMargin = 0.02
-	}
+	g.CalibrationMargin = max(g.CalibrationMargin, 0)
 	if g.Window <= 0 {
 		g.Window = 30 * 24 * time.Hour
 	}
@@ -135,13 +131,6 @@ func New(o Options) (*Registry, error) {
 	}
 	r.inUse.Store(&InUse{Models: in})
 	return r, nil
-}
-
-// Defaults are the gates with every default.
-func Defaults() Gates {
-	var g Gates
-	g.defaults()
-	return g
 }
 
 // CodeVersion is the VCS revision this binary was built from ("-dirty" added when
