@@ -189,3 +189,13 @@ func TestECE(t *testing.T) {
 		}
 	}
 }
+
+func TestBinEdges(t *testing.T) {
+	for _, tc := range []struct{ p, lo, hi float64 }{
+		{0, 0, 0.1}, {0.05, 0, 0.1}, {0.1, 0.1, 0.2}, {0.93, 0.9, 0.95}, {0.97, 0.95, 0.99}, {0.995, 0.99, 1}, {1, 0.99, 1},
+	} {
+		if lo, hi := BinEdges(tc.p); lo != tc.lo || hi != tc.hi {
+			t.Errorf("BinEdges(%v) = %v, %v; want %v, %v", tc.p, lo, hi, tc.lo, tc.hi)
+		}
+	}
+}

@@ -195,6 +195,9 @@ func metrics(c models.Calibration) ledger.ModelMetrics {
 	out := ledger.ModelMetrics{N: c.N, Positives: c.Positives, AUC: c.AUC, Brier: c.Brier, LogLoss: c.LogLoss, ECE: c.ECE(),
 		Reliability: make([]ledger.ReliabilityBin, len(c.Reliability))}
 	for i, b := range c.Reliability {
+		if b.Hi == 0 { // a saved table's: its edges are not kept
+			b.Lo, b.Hi = models.BinEdges(b.Predicted)
+		}
 		out.Reliability[i] = ledger.ReliabilityBin{Lo: b.Lo, Hi: min(b.Hi, 1), Count: b.Count, Predicted: b.Predicted, Observed: b.Observed}
 	}
 	return out
