@@ -33,6 +33,18 @@ func TestModelsSection(t *testing.T) {
 	}
 }
 
+func TestModelsInFullYAML(t *testing.T) {
+	c, err := Load("testdata/full.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Models{PollInterval: 15 * time.Second, Promotion: ModelGates{MinOutcomes: 300, CalibrationMargin: 0.01,
+		Window: 336 * time.Hour, MaxOutcomes: 50000, MaxPerNamespace: 5000}}
+	if c.Models != want {
+		t.Errorf("full.yaml's models = %+v, want %+v", c.Models, want)
+	}
+}
+
 func TestModelsInvalid(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, want string

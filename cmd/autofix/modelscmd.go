@@ -14,6 +14,7 @@ import (
 
 	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/registry"
 	"github.com/autofix/autofix/service"
 )
@@ -196,14 +197,26 @@ func (mc *modelsCmd) showCmd() *cobra.Command {
 
 func (mc *modelsCmd) registerCmd() *cobra.Command {
 	var (
-		parent int
-		note   string
+		parent   int
+		note     string
+		embedded bool
 	)
-	c := &cobra.Command{Use: "register FILE", Short: "Register a models artifact (autofix train --out) as the next version",
-		Args: cobra.ExactArgs(1),
+	c := &cobra.Command{Use: "register FILE | --embedded", Short: "Register a models artifact (autofix train --out) as the next version",
+		Args: func(_ *cobra.Command, args []string) error {
+			if embedded != (len(args) == 0) || len(args) > 1 {
+				return errors.New("want a file of models, or --embedded")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := readBounded(args[0], ledger.MaxModelContent)
-			if err != nil {
+			var (
+				data []byte
+				err  error
+			)
+			if embedded {
+				args = []string{"the embedded models"}
+				data = models.DefaultArtifact()
+			} else if data, err = readBounded(args[0], ledger.MaxModelContent); err != nil {
 				return err
 			}
 			reg, done, err := mc.open(cmd)
@@ -221,6 +234,7 @@ func (mc *modelsCmd) registerCmd() *cobra.Command {
 		}}
 	c.Flags().IntVar(&parent, "parent", 0, "the version it derives from (default: the active one)")
 	c.Flags().StringVar(&note, "note", "", "what it is (recorded)")
+	c.Flags().BoolVar(&embedded, "embedded", false, "register the models embedded in this binary (after an upgrade that changed them)")
 	return c
 }
 

@@ -99,6 +99,13 @@ func TestModelsLifecycle(t *testing.T) {
 	if len(views) != 3 || !views[2].Active || views[1].Source != ledger.SourceLedger || views[1].DataTo == nil || views[1].Note != "february" {
 		t.Errorf("list --json = %+v; want 3 versions, 1 active, 2 trained on the ledger with its window", views)
 	}
+	if code, _, stderr := runCmd(t, "", append([]string{"models", "register", "--embedded"}, at...)...); code == 0 ||
+		!strings.Contains(stderr, "already registered as version 1") {
+		t.Errorf("register --embedded when they are version 1: exit %d, %s; want them found registered", code, stderr)
+	}
+	if code, _, stderr := runCmd(t, "", append([]string{"models", "register"}, at...)...); code == 0 || !strings.Contains(stderr, "--embedded") {
+		t.Errorf("register without a file: exit %d, %s; want a file or --embedded asked for", code, stderr)
+	}
 	saved := filepath.Join(dir, "saved.json")
 	must("models", "show", "2", "--out", saved)
 	got, _ := os.ReadFile(saved)
