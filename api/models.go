@@ -18,7 +18,7 @@ import (
 // The model registry: the versions of the retry models, which one is active, and its
 // promotions (docs/models.md). Viewers read them; admins promote a version behind
 // the gates, force one past them with a reason, or roll back to an earlier one. The
-// review page's forms come through the same paths (promoteFor, rollbackFor).
+// review page's forms come through the same paths (changeActive).
 
 // ModelRegistry is the registry of the retry models: *registry.Registry.
 type ModelRegistry interface {
@@ -220,67 +220,52 @@ func (s *Server) getModel(c *echo.Context) error {
 	return c.JSON(http.StatusOK, NewModelVersionView(&v, active, reg.InUse().Version))
 }
 
-// promoteModel is POST /v1/models/{version}:promote.
-func (s *Server) promoteModel(c *echo.Context) error {
-	var req PromoteRequest
-	if err := decodeJSON(c, &req); err != nil {
-		return err
+// changeModel is POST /v1/models/{version}:promote, or :rollback when rollback is
+// set (its request has no force).
+func (s *Server) changeModel(rollback bool) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		var (
+			req  PromoteRequest
+			back RollbackRequest
+			body any = &req
+		)
+		if rollback {
+			body = &back
+		}
+		if err := decodeJSON(c, body); err != nil {
+			return err
+		}
+		if rollback {
+			req.Reason = back.Reason
+		}
+		version, err := modelVersion(c)
+		if err != nil {
+			return err
+		}
+		p, _ := principal(c)
+		rec, err := s.changeActive(c.Request().Context(), version, p, rollback, req.Force, req.Reason)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, promView(&rec))
 	}
-	version, err := modelVersion(c)
-	if err != nil {
-		return err
-	}
-	p, _ := principal(c)
-	rec, err := s.promoteFor(c.Request().Context(), version, p, req.Force, req.Reason)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, promView(&rec))
 }
 
-// rollbackModel is POST /v1/models/{version}:rollback.
-func (s *Server) rollbackModel(c *echo.Context) error {
-	var req RollbackRequest
-	if err := decodeJSON(c, &req); err != nil {
-		return err
-	}
-	version, err := modelVersion(c)
-	if err != nil {
-		return err
-	}
-	p, _ := principal(c)
-	rec, err := s.rollbackFor(c.Request().Context(), version, p, req.Reason)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, promView(&rec))
-}
-
-// promoteFor promotes version as p, and logs it: the JSON API and the review page
-// both come here.
-func (s *Server) promoteFor(ctx context.Context, version int, p auth.Principal, force bool, reason string) (ledger.ModelPromotion, error) {
+// changeActive promotes version as p, or rolls back to it, and logs it: the JSON API
+// and the review page both come here.
+func (s *Server) changeActive(ctx context.Context, version int, p auth.Principal, rollback, force bool, reason string) (ledger.ModelPromotion, error) {
 	reg, err := s.modelRegistry()
 	if err != nil {
 		return ledger.ModelPromotion{}, err
 	}
-	rec, _, err := reg.Promote(ctx, version, registry.Promotion{Actor: p.Name, Force: force, Reason: strings.TrimSpace(reason)})
+	change := reg.Promote
+	if rollback {
+		change = reg.Rollback
+	}
+	rec, _, err := change(ctx, version, registry.Promotion{Actor: p.Name, Force: force, Reason: strings.TrimSpace(reason)})
 	if err != nil {
 		return rec, err
 	}
-	s.log.Info("model version promoted", "from", rec.From, "to", rec.To, "action", rec.Action, "by", p.Name)
-	return rec, nil
-}
-
-// rollbackFor rolls back to version as p, and logs it.
-func (s *Server) rollbackFor(ctx context.Context, version int, p auth.Principal, reason string) (ledger.ModelPromotion, error) {
-	reg, err := s.modelRegistry()
-	if err != nil {
-		return ledger.ModelPromotion{}, err
-	}
-	rec, _, err := reg.Rollback(ctx, version, registry.Promotion{Actor: p.Name, Reason: strings.TrimSpace(reason)})
-	if err != nil {
-		return rec, err
-	}
-	s.log.Info("model version rolled back", "from", rec.From, "to", rec.To, "by", p.Name)
+	s.log.Info("the active model version changed", "from", rec.From, "to", rec.To, "action", rec.Action, "by", p.Name)
 	return rec, nil
 }

@@ -39,7 +39,7 @@ func (u *ui) promote(c *echo.Context) error {
 		return u.fail(c, badRequest("force", "%q is not a checkbox's value", v))
 	}
 	p, _ := principal(c)
-	if _, err := u.s.promoteFor(c.Request().Context(), version, p, force, c.FormValue("reason")); err != nil {
+	if _, err := u.s.changeActive(c.Request().Context(), version, p, false, force, c.FormValue("reason")); err != nil {
 		return u.fail(c, err)
 	}
 	return c.Redirect(http.StatusSeeOther, fmt.Sprintf("/ui/models?done=promoted#v%d", version))
@@ -52,7 +52,7 @@ func (u *ui) rollback(c *echo.Context) error {
 		return u.fail(c, err)
 	}
 	p, _ := principal(c)
-	if _, err := u.s.rollbackFor(c.Request().Context(), version, p, c.FormValue("reason")); err != nil {
+	if _, err := u.s.changeActive(c.Request().Context(), version, p, true, false, c.FormValue("reason")); err != nil {
 		return u.fail(c, err)
 	}
 	return c.Redirect(http.StatusSeeOther, fmt.Sprintf("/ui/models?done=rolledback#v%d", version))
