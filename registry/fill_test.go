@@ -47,7 +47,7 @@ func plan(n int) []retryPlan {
 // fill records the retries as serve does: the failure and its fix approved, the fix
 // submitted a minute later and finished ten minutes later as the watcher measured
 // it (with its peak). Each retry's fix ends before the next failure is received.
-func fill(t *testing.T, store *ledger.Store, plan []retryPlan) {
+func fill(t testing.TB, store *ledger.Store, plan []retryPlan) {
 	t.Helper()
 	ctx := context.Background()
 	for _, p := range plan {
@@ -80,7 +80,7 @@ func fill(t *testing.T, store *ledger.Store, plan []retryPlan) {
 }
 
 // artifact is the default models changed by edit, saved.
-func artifact(t *testing.T, edit func(m *models.Models)) []byte {
+func artifact(t testing.TB, edit func(m *models.Models)) []byte {
 	t.Helper()
 	m, err := models.Default()
 	if err != nil {
@@ -96,7 +96,7 @@ func artifact(t *testing.T, edit func(m *models.Models)) []byte {
 
 // constant are models whose P(success) is sigmoid(w0) whatever the retry: they know
 // nothing.
-func constant(t *testing.T, w0 float64) []byte {
+func constant(t testing.TB, w0 float64) []byte {
 	return artifact(t, func(m *models.Models) {
 		m.Name = fmt.Sprintf("constant-%g", w0)
 		m.Success = &models.Logistic{Weights: []float64{w0, 0}}
@@ -104,7 +104,7 @@ func constant(t *testing.T, w0 float64) []byte {
 }
 
 // openLedger opens a SQLite ledger at path, closed when the test ends.
-func openLedger(t *testing.T, path string) *ledger.Store {
+func openLedger(t testing.TB, path string) *ledger.Store {
 	t.Helper()
 	s, err := ledger.Open(context.Background(), path)
 	if err != nil {
