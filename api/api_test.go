@@ -22,6 +22,7 @@ import (
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/policy"
 	"github.com/autofix/autofix/recommender"
+	"github.com/autofix/autofix/registry"
 	"github.com/autofix/autofix/review"
 	"github.com/autofix/autofix/rules"
 )
@@ -79,7 +80,17 @@ func newEnv(t testing.TB, set ...func(*Options)) *env {
 		}
 	}
 	authn := auth.NewAuthenticator(ts.Tokens())
-	o := Options{Ledger: store, Recommender: rec, Classifier: cl, Models: m, Auth: authn, RatePerSecond: 1000, Burst: 1000}
+	reg, err := registry.New(registry.Options{Ledger: store, Catalogue: cat, InUse: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.EnsureDefault(ctx, "autofix"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Ledger: store, Recommender: rec, Classifier: cl, Models: m, ModelRegistry: reg, Auth: authn, RatePerSecond: 1000, Burst: 1000}
 	for _, f := range set {
 		f(&o)
 	}

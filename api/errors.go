@@ -86,6 +86,7 @@ func (s *Server) toError(err error) *Error {
 	var rf *review.FieldError
 	var rc *review.ConflictError
 	var ce *ledger.CorrectionError
+	var me *ledger.ModelError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -95,6 +96,8 @@ func (s *Server) toError(err error) *Error {
 		return badRequest(rf.Field, "%s", rf.Problem)
 	case errors.As(err, &ce):
 		return badRequest(ce.Field, "%s", ce.Problem)
+	case errors.As(err, &me):
+		return badRequest(me.Field, "%s", me.Problem)
 	case errors.As(err, &rc):
 		return apiErr(http.StatusConflict, "", "%s", rc.Problem)
 	case errors.As(err, &te), errors.Is(err, ledger.ErrConflict):

@@ -338,24 +338,6 @@ func (s *Server) testRules(c *echo.Context) error {
 	return c.JSON(http.StatusOK, res)
 }
 
-// ModelView is a model set and how it scored on held-out jobs.
-type ModelView struct {
-	Kind       string `json:"kind"`
-	Version    int    `json:"version"`
-	Name       string `json:"name"`
-	InUse      bool   `json:"inUse"`
-	Evaluation any    `json:"evaluation,omitempty"`
-}
-
-func (s *Server) listModels(c *echo.Context) error {
-	m := s.o.Models
-	out := []ModelView{{Kind: m.Kind, Version: m.Version, Name: m.Name, InUse: true}}
-	if m.Evaluation != nil {
-		out[0].Evaluation = m.Evaluation
-	}
-	return c.JSON(http.StatusOK, map[string]any{"models": out})
-}
-
 // PauseView is the kill switch.
 type PauseView struct {
 	Paused bool       `json:"paused"`

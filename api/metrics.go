@@ -64,7 +64,7 @@ func NewMetrics() *Metrics {
 	m.originalSpend = prometheus.NewCounter(prometheus.CounterOpts{Name: "autofix_retry_original_cost_dollars_total",
 		Help: "What the same successful runs would have cost at the failed configuration (had it been enough)."})
 	m.modelInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "autofix_model_info",
-		Help: "The retry models in use (value 1)."}, []string{"name", "version"})
+		Help: "The retry models in use (value 1): their name, and their version in the model registry (0: not from it)."}, []string{"name", "version"})
 	m.remediationsBy = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "autofix_remediations",
 		Help: "Remediations in the ledger by state (refreshed every 15 s)."}, []string{"state"})
 	m.fixRate = prometheus.NewGauge(prometheus.GaugeOpts{Name: "autofix_fix_rate",
@@ -126,7 +126,8 @@ func (m *Metrics) Finished(category failure.Category, succeeded bool, chosen *fa
 	}
 }
 
-// ModelInUse records the models' name and version.
+// ModelInUse records the models' name and their version in the model registry (0:
+// not from it).
 func (m *Metrics) ModelInUse(name string, version int) {
 	m.modelInfo.Reset()
 	m.modelInfo.WithLabelValues(name, strconv.Itoa(version)).Set(1)

@@ -331,9 +331,9 @@ func testClientReads(t *testing.T, e *env, base string) {
 		t.Error("no rule classifies oom_memory")
 	}
 
-	m, err := viewer.ListModelsWithResponse(ctx)
+	m, err := viewer.ListModelsWithResponse(ctx, nil)
 	models := ok(t, "models", m.StatusCode(), m.JSON200, m.Body, err)
-	if !slices.ContainsFunc(models.Models, func(m client.ModelView) bool { return m.InUse }) {
+	if !slices.ContainsFunc(models.Models, func(m client.ModelVersionView) bool { return m.InUse }) {
 		t.Errorf("models %+v: none in use", models.Models)
 	}
 

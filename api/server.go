@@ -46,8 +46,13 @@ type Options struct {
 	Recommender Recommender
 	// Classifier holds the rules in use (GET /v1/rules). Required.
 	Classifier Rules
-	// Models are the models in use (GET /v1/models). Required.
+	// Models are the models in use when the server starts: without a
+	// ModelRegistry, what GET /v1/models names as in use. Required.
 	Models *models.Models
+	// ModelRegistry holds the versions of the models, and promotes them (GET
+	// /v1/models, POST /v1/models/{version}:promote...; nil: none, and the routes
+	// that need one answer 503).
+	ModelRegistry ModelRegistry
 	// Auth authenticates bearer tokens and review-page sessions. Required.
 	Auth Authenticator
 	// Pods is what a pipeline's pods may do (POST /v1/pipelines refuses the rest):
@@ -247,6 +252,9 @@ func (s *Server) routes() error {
 	v1.POST(`/rules\:test`, s.testRules, admin, s.jsonBody(4))
 	v1.POST(`/rules\:diff`, s.diffRules, admin, s.jsonBody(4))
 	v1.GET("/models", s.listModels, viewer)
+	v1.GET("/models/:version", s.getModel, viewer)
+	v1.POST(`/models/:version\:promote`, s.changeModel(false), admin, body)
+	v1.POST(`/models/:version\:rollback`, s.changeModel(true), admin, body)
 	v1.GET("/policy/pause", s.getPause, viewer)
 	v1.POST("/policy/pause", s.setPause, admin, body)
 	v1.GET("/pipelines", s.listPipelines, viewer)

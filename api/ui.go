@@ -77,7 +77,7 @@ func newUI(s *Server) (*ui, error) {
 		return nil, err
 	}
 	u := &ui{s: s, pages: map[string]*template.Template{}, keys: keys, history: s.o.Ledger, savingsWindow: savingsWindow}
-	for _, page := range []string{"login", "queue", "remediation", "history", "error"} {
+	for _, page := range []string{"login", "queue", "remediation", "history", "models", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(uiFiles, "ui/templates/layout.html", "ui/templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("review page %s: %w", page, err)
@@ -104,6 +104,9 @@ func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
 	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver), formBody, u.csrf)
 	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver), formBody, u.csrf)
 	in.POST("/remediations/:id/correct", u.correct, u.require(auth.Approver), formBody, u.csrf)
+	in.GET("/models", u.models)
+	in.POST("/models/:version/promote", u.promote, u.require(auth.Admin), formBody, u.csrf)
+	in.POST("/models/:version/rollback", u.rollback, u.require(auth.Admin), formBody, u.csrf)
 }
 
 func (u *ui) render(c *echo.Context, status int, page string, data map[string]any) error {

@@ -56,6 +56,9 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// Notify is how on-call hears of the fixes that wait for review.
 	Notify Notify `yaml:"notify"`
+	// Models configures the model registry: following the active version, and the
+	// gates of a promotion.
+	Models Models `yaml:"models"`
 }
 
 // Kafka configures the event stream.
@@ -133,6 +136,7 @@ func Default() Config {
 			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},
 		Metrics:       defaultMetrics(),
 		Notify:        defaultNotify(),
+		Models:        defaultModels(),
 		Policy:        policy.Default(),
 		Log:           Log{Level: "info", Format: "text"},
 		ShutdownGrace: 30 * time.Second,
@@ -312,6 +316,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Notify.validate(c.HTTP.ExternalURL); err != nil {
+		return err
+	}
+	if err := c.Models.validate(); err != nil {
 		return err
 	}
 	return c.Policy.Validate()

@@ -2,8 +2,9 @@
 // Kafka (valid or rejected), its classification and recommendation, the policy's
 // decision, the remediation attempts of each job chain and their outcomes, the outcome
 // history of each job template, an audit trail of who or what decided, people's
-// corrections of classifications (labelled examples for training), and the settings
-// replicas share (the kill switch).
+// corrections of classifications (labelled examples for training), the settings
+// replicas share (the kill switch), and the model registry: the versions of the retry
+// models with their provenance, and the promotions that made one of them active.
 //
 // It owns the schema and its migrations, the remediation state machine (which state
 // may follow which, see State.CanMoveTo) and the compare-and-set transitions that

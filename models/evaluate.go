@@ -55,9 +55,8 @@ func calibrate(p, y []float64) Calibration {
 	if c.Positives > 0 && c.Positives < c.N {
 		c.AUC = auc(p, y)
 	}
-	edges := []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0000001}
-	for i := 0; i+1 < len(edges); i++ {
-		b := Bin{Lo: edges[i], Hi: edges[i+1]}
+	for i := 0; i+1 < len(binEdges); i++ {
+		b := Bin{Lo: binEdges[i], Hi: binEdges[i+1]}
 		for j := range p {
 			if p[j] >= b.Lo && p[j] < b.Hi {
 				b.Count++
@@ -72,6 +71,40 @@ func calibrate(p, y []float64) Calibration {
 		}
 	}
 	return c
+}
+
+// binEdges are the edges of the reliability table's bins (the last holds 1).
+var binEdges = []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0000001}
+
+// BinEdges returns the edges of the reliability table's bin that holds p, a
+// probability: a saved table keeps each bin's mean prediction, which its bin holds,
+// and not its edges. The last bin's upper edge is given as 1.
+func BinEdges(p float64) (lo, hi float64) {
+	for i := 0; i+1 < len(binEdges); i++ {
+		if p < binEdges[i+1] {
+			return binEdges[i], math.Min(binEdges[i+1], 1)
+		}
+	}
+	return binEdges[len(binEdges)-2], 1
+}
+
+// Calibrate scores probabilities p against outcomes y (0 or 1, as many): AUC, Brier
+// score, log-loss and the reliability table, as the evaluation of training does.
+func Calibrate(p, y []float64) Calibration { return calibrate(p, y) }
+
+// ECE is the expected calibration error: the gap between the mean prediction and
+// the observed rate of each bin of the reliability table, weighted by the bin's
+// count (0 without examples).
+func (c Calibration) ECE() float64 {
+	n, sum := 0, 0.0
+	for _, b := range c.Reliability {
+		n += b.Count
+		sum += float64(b.Count) * math.Abs(b.Predicted-b.Observed)
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
 }
 
 // auc is the area under the ROC curve (gonum's stat.ROC needs sorted scores).

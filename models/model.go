@@ -1,6 +1,7 @@
 package models
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -50,6 +51,9 @@ var defaultArtifact []byte
 
 // Default returns the models trained on the default scenario that ship with autofix.
 func Default() (*Models, error) { return Load(defaultArtifact) }
+
+// DefaultArtifact returns the saved form of the default models, as embedded.
+func DefaultArtifact() []byte { return bytes.Clone(defaultArtifact) }
 
 // Load reads models saved with Save.
 func Load(data []byte) (*Models, error) {

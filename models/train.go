@@ -159,6 +159,16 @@ func Train(examples []Example, cat *failure.Catalogue, opts TrainOptions) (*Mode
 	return m, nil
 }
 
+// PSuccess is the chance the models give that the example's retry succeeds, as its
+// decision would have had it: from the failure, its classification and the history
+// of its template as they were then, for the option the retry ran. Scoring two
+// models' PSuccess of the same examples against their outcomes compares them on the
+// same decisions.
+func (m *Models) PSuccess(ex *Example, cat *failure.Catalogue, s *Scratch) float64 {
+	c := NewContext(&ex.Event, ex.Category, ex.History, *cat)
+	return m.Predict(&c, &ex.Option, cat, s).PSuccess
+}
+
 // clone returns a copy of l (nil for nil).
 func (l *Logistic) clone() *Logistic {
 	if l == nil {

@@ -3,6 +3,7 @@ package models
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -143,5 +144,58 @@ func TestEvaluationWriteWindow(t *testing.T) {
 		"evaluated on the 20 received after them, 2026-03-09T00:00:00Z to 2026-03-10T00:00:00Z\n"
 	if !strings.HasPrefix(b.String(), want) {
 		t.Errorf("report starts\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// TestPSuccessScoresAsTheEvaluation: the models' PSuccess of the held-out examples,
+// calibrated, is the evaluation's P(success) calibration — what the registry's gates
+// compare two versions with is what training reports.
+func TestPSuccessScoresAsTheEvaluation(t *testing.T) {
+	examples := memoryRetries(400, func(i int) bool { return i%3 == 0 })
+	late := func(i int) bool { return i >= 300 }
+	cat := failure.DefaultCatalogue()
+	prior, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Train(examples, &cat, TrainOptions{Name: "t", HeldOut: late, Prior: prior})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p, y []float64
+	s := &Scratch{}
+	for i := 300; i < len(examples); i++ {
+		p = append(p, m.PSuccess(&examples[i], &cat, s))
+		y = append(y, map[bool]float64{true: 1}[examples[i].Outcome.Succeeded])
+	}
+	if got := Calibrate(p, y); !reflect.DeepEqual(got, m.Evaluation.Success) {
+		t.Errorf("Calibrate(PSuccess of the held-out examples) =\n%+v\nwant the evaluation's\n%+v", got, m.Evaluation.Success)
+	}
+}
+
+func TestECE(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    Calibration
+		want float64
+	}{
+		{"no examples", Calibration{}, 0},
+		{"calibrated", Calibration{Reliability: []Bin{{Count: 10, Predicted: 0.2, Observed: 0.2}, {Count: 30, Predicted: 0.9, Observed: 0.9}}}, 0},
+		// (10 x 0.1 + 30 x 0.2) / 40
+		{"off", Calibration{Reliability: []Bin{{Count: 10, Predicted: 0.2, Observed: 0.3}, {Count: 30, Predicted: 0.9, Observed: 0.7}}}, 0.175},
+	} {
+		if got := tc.c.ECE(); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("%s: ECE() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestBinEdges(t *testing.T) {
+	for _, tc := range []struct{ p, lo, hi float64 }{
+		{0, 0, 0.1}, {0.05, 0, 0.1}, {0.1, 0.1, 0.2}, {0.93, 0.9, 0.95}, {0.97, 0.95, 0.99}, {0.995, 0.99, 1}, {1, 0.99, 1},
+	} {
+		if lo, hi := BinEdges(tc.p); lo != tc.lo || hi != tc.hi {
+			t.Errorf("BinEdges(%v) = %v, %v; want %v, %v", tc.p, lo, hi, tc.lo, tc.hi)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/models"
 )
 
 // Cluster is what the cluster's nodes offer. It changes as nodes come and go
@@ -50,3 +51,11 @@ func (r *Recommender) Catalogue() failure.Catalogue { return r.opts.Catalogue }
 
 // MaxCostMultiple is the cap on a retry's run cost, as a multiple of the failed run's.
 func (r *Recommender) MaxCostMultiple() float64 { return r.opts.MaxCostMultiple }
+
+// SetModels replaces the models that predict what a retry will do; recommendations
+// begun before keep the models they started with. Safe to call while
+// recommendations are being made.
+func (r *Recommender) SetModels(m *models.Models) { r.models.Store(m) }
+
+// Models returns the models in use.
+func (r *Recommender) Models() *models.Models { return r.models.Load() }

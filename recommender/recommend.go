@@ -61,7 +61,7 @@ type Options struct {
 // Recommender makes recommendations. It is safe for concurrent use.
 type Recommender struct {
 	classifier Classifier
-	models     *models.Models
+	models     atomic.Pointer[models.Models]
 	opts       Options
 	scorers    []optimizer.Scorer
 	scratch    sync.Pool
@@ -88,8 +88,9 @@ func New(c Classifier, m *models.Models, opts Options) *Recommender {
 	if opts.BackoffSeconds <= 0 {
 		opts.BackoffSeconds = 60
 	}
-	r := &Recommender{classifier: c, models: m, opts: opts,
+	r := &Recommender{classifier: c, opts: opts,
 		scorers: []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}}}
+	r.models.Store(m)
 	if opts.Runtime {
 		r.scorers = append(r.scorers, optimizer.Runtime{})
 	}
@@ -102,8 +103,9 @@ func New(c Classifier, m *models.Models, opts Options) *Recommender {
 // Recommend advises how to retry the failure ev, given the outcomes of earlier runs
 // of its job's template (oldest first).
 func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) failure.Recommendation {
+	m := r.models.Load() // one set of models for the whole recommendation
 	rec := failure.Recommendation{
-		EventID: ev.ID, Chosen: -1, ModelVersion: r.models.Name,
+		EventID: ev.ID, Chosen: -1, ModelVersion: m.Name,
 		Job: failure.JobRef{Namespace: ev.Job.Namespace, Name: ev.Job.Name, Template: ev.Job.Template, Attempt: ev.Job.Attempt},
 	}
 	rec.Classification = r.classifier.Classify(ev)
@@ -126,10 +128,10 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	space := r.space(ev, &ctx, cl, nodes)
 	scratch := r.scratch.Get().(*models.Scratch)
 	defer r.scratch.Put(scratch)
-	baseCost := r.opts.Catalogue.Cost(ev.Job.Resources, r.models.BaseRuntime(&ctx, &r.opts.Catalogue))
+	baseCost := r.opts.Catalogue.Cost(ev.Job.Resources, m.BaseRuntime(&ctx, &r.opts.Catalogue))
 	prob := optimizer.Problem{
 		Space:     space,
-		Predictor: predictor{r.models, &ctx, &r.opts.Catalogue, scratch, baseCost},
+		Predictor: predictor{m, &ctx, &r.opts.Catalogue, scratch, baseCost},
 		Filters: []optimizer.Filter{
 			optimizer.NodeFit{MaxMemoryBytes: nodes.largest.MemoryBytes, MaxCPUMillis: nodes.largest.CPUMillis,
 				MaxEphemeralBytes: nodes.largest.EphemeralStorageBytes, MaxGPUs: nodes.largest.GPU},

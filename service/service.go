@@ -37,6 +37,7 @@ import (
 	"github.com/autofix/autofix/notify"
 	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/policy"
+	"github.com/autofix/autofix/registry"
 	"github.com/autofix/autofix/remediate"
 	"github.com/autofix/autofix/review"
 	"github.com/autofix/autofix/simcluster"
@@ -56,6 +57,7 @@ type Service struct {
 	simulated  *simcluster.Cluster
 	usage      remediate.UsageSource // nil: no peaks
 	brain      *brain
+	registry   *registry.Registry
 	consumer   *ingest.Consumer
 	intake     *engine.Intake
 	dispatcher *engine.Dispatcher
@@ -124,6 +126,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Service,
 		return nil, err
 	}
 	if s.brain, err = newBrain(cfg); err != nil {
+		return nil, err
+	}
+	if err := s.openRegistry(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.assemble(ctx, remediator); err != nil {
@@ -207,7 +212,8 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 		return err
 	}
 	s.metrics = api.NewMetrics()
-	s.metrics.ModelInUse(s.brain.models.Name, s.brain.models.Version)
+	in := s.registry.InUse()
+	s.metrics.ModelInUse(in.Models.Name, in.Version)
 	if err := s.metrics.Register(consumerCollector(s.consumer)); err != nil {
 		return err
 	}
@@ -266,7 +272,8 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	}
 	s.apiServer, err = newAPIServer(cfg, api.Options{
 		Ledger: s.store, Review: wakingReviewer{reviews, s.dispatcher, s.wakeNotifier}, Recommender: s.brain.rec, Classifier: s.brain.classifier, Models: s.brain.models,
-		Pods: cfg.Policy.Pods, Auth: s.authn, Pipelines: s.pipelines, Metrics: s.metrics, Ready: s.health.ready, Log: log,
+		ModelRegistry: s.registry,
+		Pods:          cfg.Policy.Pods, Auth: s.authn, Pipelines: s.pipelines, Metrics: s.metrics, Ready: s.health.ready, Log: log,
 	})
 	if err != nil {
 		return err
@@ -366,6 +373,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { refreshGauges(gctx, s.store, s.metrics); return nil })
 	g.Go(func() error { s.health.probe(gctx, log); return nil })
 	g.Go(func() error { s.tokens.run(gctx, s.authn); return nil })
+	g.Go(func() error { s.registry.Run(gctx, cfg.Models.PollInterval); return nil })
 	if s.kube != nil && cfg.Cluster.Discover {
 		g.Go(func() error {
 			err := remediate.DiscoverNodes(gctx, s.kube, func(o remediate.Offer) { s.brain.offer(o, &cfg.Cluster, cfg.Catalogue, log) },

@@ -125,12 +125,95 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
 	GetJobHistory(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListModels The models in use
+	// ListModels The model registry
 	//
-	// Role: **viewer**. The model set in use and, when it has one, its held-out evaluation.
+	// Role: **viewer**. The registered versions of the retry-success and runtime
+	// models, newest first (the latest `limit`), each with its provenance — parent,
+	// what it was trained on and when, the code that registered it, its held-out
+	// metrics — and whether it is the active version (every replica runs it once it
+	// has polled) and the one this replica runs; and the latest 20 promotions, newest
+	// first, with the figures each was decided on. A server without a registry lists
+	// no version, and names the models it runs in `inUse` (version 0).
 	//
 	// Corresponds with GET /v1/models (the `ListModels` operationId).
-	ListModels(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetModel A registered version of the models
+	//
+	// Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
+	//
+	// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
+	GetModel(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PromoteModelWithBody Make a version the active one, behind the gates
+	//
+	// Role: **admin**. Scores the version and the active one on the same retries the
+	// ledger recorded with their outcomes (received within `models.promotion.window`
+	// and after both versions' training data; the latest `maxOutcomes`, at most
+	// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+	// least `minOutcomes` outcomes scored, an expected calibration error at most the
+	// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+	// fails is a 409 whose message says which and by how much, unless `force` is set
+	// with a `reason`: then the version is made active all the same (action `force`).
+	// Every replica runs the active version after its next poll
+	// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+	// the figures, and in the audit trail. A version that is already active, that
+	// this autofix cannot load, or a promotion that another made first is a 409.
+	// Scoring reads the window's retries: on a large ledger it can take longer than
+	// the request timeout, and `autofix models promote` is the way.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+	PromoteModelWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PromoteModel Make a version the active one, behind the gates
+	//
+	// Role: **admin**. Scores the version and the active one on the same retries the
+	// ledger recorded with their outcomes (received within `models.promotion.window`
+	// and after both versions' training data; the latest `maxOutcomes`, at most
+	// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+	// least `minOutcomes` outcomes scored, an expected calibration error at most the
+	// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+	// fails is a 409 whose message says which and by how much, unless `force` is set
+	// with a `reason`: then the version is made active all the same (action `force`).
+	// Every replica runs the active version after its next poll
+	// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+	// the figures, and in the audit trail. A version that is already active, that
+	// this autofix cannot load, or a promotion that another made first is a 409.
+	// Scoring reads the window's retries: on a large ledger it can take longer than
+	// the request timeout, and `autofix models promote` is the way.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+	PromoteModel(ctx context.Context, version ModelVersion, body PromoteModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RollbackModelWithBody Make an earlier version the active one again
+	//
+	// Role: **admin**. Makes a version registered before the active one active again,
+	// whatever the gates say; a `reason` is required. The gates' figures are computed
+	// and recorded with the rollback all the same. A version that is not older than the
+	// active one is a 400 naming `version`; one this autofix cannot load, or a
+	// promotion another made first, a 409.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+	RollbackModelWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RollbackModel Make an earlier version the active one again
+	//
+	// Role: **admin**. Makes a version registered before the active one active again,
+	// whatever the gates say; a `reason` is required. The gates' figures are computed
+	// and recorded with the rollback all the same. A version that is not older than the
+	// active one is a 400 naming `version`; one this autofix cannot load, or a
+	// promotion another made first, a 409.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+	RollbackModel(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListPipelines Pipeline runs
 	//
@@ -510,108 +593,19 @@ func (c *Client) GetJobHistory(ctx context.Context, namespace string, name strin
 	return c.Client.Do(req)
 }
 
-// ListModels The models in use
+// ListModels The model registry
 //
-// Role: **viewer**. The model set in use and, when it has one, its held-out evaluation.
+// Role: **viewer**. The registered versions of the retry-success and runtime
+// models, newest first (the latest `limit`), each with its provenance — parent,
+// what it was trained on and when, the code that registered it, its held-out
+// metrics — and whether it is the active version (every replica runs it once it
+// has polled) and the one this replica runs; and the latest 20 promotions, newest
+// first, with the figures each was decided on. A server without a registry lists
+// no version, and names the models it runs in `inUse` (version 0).
 //
 // Corresponds with GET /v1/models (the `ListModels` operationId).
-func (c *Client) ListModels(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListModelsRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListPipelines Pipeline runs
-//
-// Role: **viewer**. The last 200 pipeline runs started through the service, newest
-// first, without their stages. A server without a cluster answers 503.
-//
-// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
-func (c *Client) ListPipelines(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListPipelinesRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// StartPipelineWithBody Start a pipeline run
-//
-// Role: **admin**. Records a new run of the definition (given as a JSON object in
-// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
-// id the pipeline already has is a 409. A server without a cluster answers 503.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
-func (c *Client) StartPipelineWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStartPipelineRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// StartPipeline Start a pipeline run
-//
-// Role: **admin**. Records a new run of the definition (given as a JSON object in
-// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
-// id the pipeline already has is a 409. A server without a cluster answers 503.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
-func (c *Client) StartPipeline(ctx context.Context, body StartPipelineJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStartPipelineRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetPipelineRun Where a pipeline run stands
-//
-// Role: **viewer**. The run as recorded, with its stages as the cluster shows them.
-// A server without a cluster answers 503.
-//
-// Corresponds with GET /v1/pipelines/{pipeline}/runs/{run} (the `GetPipelineRun` operationId).
-func (c *Client) GetPipelineRun(ctx context.Context, pipeline string, run string, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetPipelineRunRequest(c.Server, pipeline, run)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetPause The kill switch
-//
-// Role: **viewer**. Whether automatic fixes are paused, and by whom, when and why.
-//
-// Corresponds with GET /v1/policy/pause (the `GetPause` operationId).
-func (c *Client) GetPause(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetPauseRequest(c.Server)
+func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListModelsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}

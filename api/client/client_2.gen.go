@@ -6,8 +6,229 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/url"
 )
+
+// GetModel A registered version of the models
+//
+// Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
+//
+// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
+func (c *Client) GetModel(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetModelRequest(c.Server, version)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PromoteModelWithBody Make a version the active one, behind the gates
+//
+// Role: **admin**. Scores the version and the active one on the same retries the
+// ledger recorded with their outcomes (received within `models.promotion.window`
+// and after both versions' training data; the latest `maxOutcomes`, at most
+// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+// least `minOutcomes` outcomes scored, an expected calibration error at most the
+// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+// fails is a 409 whose message says which and by how much, unless `force` is set
+// with a `reason`: then the version is made active all the same (action `force`).
+// Every replica runs the active version after its next poll
+// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+// the figures, and in the audit trail. A version that is already active, that
+// this autofix cannot load, or a promotion that another made first is a 409.
+// Scoring reads the window's retries: on a large ledger it can take longer than
+// the request timeout, and `autofix models promote` is the way.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+func (c *Client) PromoteModelWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPromoteModelRequestWithBody(c.Server, version, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PromoteModel Make a version the active one, behind the gates
+//
+// Role: **admin**. Scores the version and the active one on the same retries the
+// ledger recorded with their outcomes (received within `models.promotion.window`
+// and after both versions' training data; the latest `maxOutcomes`, at most
+// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+// least `minOutcomes` outcomes scored, an expected calibration error at most the
+// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+// fails is a 409 whose message says which and by how much, unless `force` is set
+// with a `reason`: then the version is made active all the same (action `force`).
+// Every replica runs the active version after its next poll
+// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+// the figures, and in the audit trail. A version that is already active, that
+// this autofix cannot load, or a promotion that another made first is a 409.
+// Scoring reads the window's retries: on a large ledger it can take longer than
+// the request timeout, and `autofix models promote` is the way.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+func (c *Client) PromoteModel(ctx context.Context, version ModelVersion, body PromoteModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPromoteModelRequest(c.Server, version, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RollbackModelWithBody Make an earlier version the active one again
+//
+// Role: **admin**. Makes a version registered before the active one active again,
+// whatever the gates say; a `reason` is required. The gates' figures are computed
+// and recorded with the rollback all the same. A version that is not older than the
+// active one is a 400 naming `version`; one this autofix cannot load, or a
+// promotion another made first, a 409.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+func (c *Client) RollbackModelWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRollbackModelRequestWithBody(c.Server, version, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RollbackModel Make an earlier version the active one again
+//
+// Role: **admin**. Makes a version registered before the active one active again,
+// whatever the gates say; a `reason` is required. The gates' figures are computed
+// and recorded with the rollback all the same. A version that is not older than the
+// active one is a 400 naming `version`; one this autofix cannot load, or a
+// promotion another made first, a 409.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+func (c *Client) RollbackModel(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRollbackModelRequest(c.Server, version, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListPipelines Pipeline runs
+//
+// Role: **viewer**. The last 200 pipeline runs started through the service, newest
+// first, without their stages. A server without a cluster answers 503.
+//
+// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
+func (c *Client) ListPipelines(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListPipelinesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StartPipelineWithBody Start a pipeline run
+//
+// Role: **admin**. Records a new run of the definition (given as a JSON object in
+// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+// id the pipeline already has is a 409. A server without a cluster answers 503.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+func (c *Client) StartPipelineWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStartPipelineRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StartPipeline Start a pipeline run
+//
+// Role: **admin**. Records a new run of the definition (given as a JSON object in
+// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+// id the pipeline already has is a 409. A server without a cluster answers 503.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+func (c *Client) StartPipeline(ctx context.Context, body StartPipelineJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStartPipelineRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetPipelineRun Where a pipeline run stands
+//
+// Role: **viewer**. The run as recorded, with its stages as the cluster shows them.
+// A server without a cluster answers 503.
+//
+// Corresponds with GET /v1/pipelines/{pipeline}/runs/{run} (the `GetPipelineRun` operationId).
+func (c *Client) GetPipelineRun(ctx context.Context, pipeline string, run string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPipelineRunRequest(c.Server, pipeline, run)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetPause The kill switch
+//
+// Role: **viewer**. Whether automatic fixes are paused, and by whom, when and why.
+//
+// Corresponds with GET /v1/policy/pause (the `GetPause` operationId).
+func (c *Client) GetPause(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPauseRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
 
 // SetPauseWithBody Pause or resume automatic fixes
 //
@@ -401,76 +622,4 @@ func (c *Client) DiffRules(ctx context.Context, body DiffRulesJSONRequestBody, r
 		return nil, err
 	}
 	return c.Client.Do(req)
-}
-
-// TestRulesWithBody Try a candidate rule set on an event
-//
-// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
-// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
-// Nothing changes: the rules in use stay in force. A rule file that does not load is
-// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
-// `field` starts with `event.`. The body limit is 4x the usual one.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
-func (c *Client) TestRulesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewTestRulesRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// TestRules Try a candidate rule set on an event
-//
-// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
-// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
-// Nothing changes: the rules in use stay in force. A rule file that does not load is
-// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
-// `field` starts with `event.`. The body limit is 4x the usual one.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
-func (c *Client) TestRules(ctx context.Context, body TestRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewTestRulesRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
-	for _, r := range c.RequestEditors {
-		if err := r(ctx, req); err != nil {
-			return err
-		}
-	}
-	for _, r := range additionalEditors {
-		if err := r(ctx, req); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// WithBaseURL overrides the baseURL.
-func WithBaseURL(baseURL string) ClientOption {
-	return func(c *Client) error {
-		newBaseURL, err := url.Parse(baseURL)
-		if err != nil {
-			return err
-		}
-		c.Server = newBaseURL.String()
-		return nil
-	}
 }

@@ -81,14 +81,99 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
 	GetJobHistoryWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetJobHistoryResponse, error)
 
-	// ListModelsWithResponse The models in use
+	// ListModelsWithResponse The model registry
 	//
-	// Role: **viewer**. The model set in use and, when it has one, its held-out evaluation.
+	// Role: **viewer**. The registered versions of the retry-success and runtime
+	// models, newest first (the latest `limit`), each with its provenance — parent,
+	// what it was trained on and when, the code that registered it, its held-out
+	// metrics — and whether it is the active version (every replica runs it once it
+	// has polled) and the one this replica runs; and the latest 20 promotions, newest
+	// first, with the figures each was decided on. A server without a registry lists
+	// no version, and names the models it runs in `inUse` (version 0).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/models (the `ListModels` operationId).
-	ListModelsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListModelsResponse, error)
+	ListModelsWithResponse(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*ListModelsResponse, error)
+
+	// GetModelWithResponse A registered version of the models
+	//
+	// Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
+	GetModelWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetModelResponse, error)
+
+	// PromoteModelWithBodyWithResponse Make a version the active one, behind the gates
+	//
+	// Role: **admin**. Scores the version and the active one on the same retries the
+	// ledger recorded with their outcomes (received within `models.promotion.window`
+	// and after both versions' training data; the latest `maxOutcomes`, at most
+	// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+	// least `minOutcomes` outcomes scored, an expected calibration error at most the
+	// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+	// fails is a 409 whose message says which and by how much, unless `force` is set
+	// with a `reason`: then the version is made active all the same (action `force`).
+	// Every replica runs the active version after its next poll
+	// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+	// the figures, and in the audit trail. A version that is already active, that
+	// this autofix cannot load, or a promotion that another made first is a 409.
+	// Scoring reads the window's retries: on a large ledger it can take longer than
+	// the request timeout, and `autofix models promote` is the way.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+	PromoteModelWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PromoteModelResponse, error)
+
+	// PromoteModelWithResponse Make a version the active one, behind the gates
+	//
+	// Role: **admin**. Scores the version and the active one on the same retries the
+	// ledger recorded with their outcomes (received within `models.promotion.window`
+	// and after both versions' training data; the latest `maxOutcomes`, at most
+	// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+	// least `minOutcomes` outcomes scored, an expected calibration error at most the
+	// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+	// fails is a 409 whose message says which and by how much, unless `force` is set
+	// with a `reason`: then the version is made active all the same (action `force`).
+	// Every replica runs the active version after its next poll
+	// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+	// the figures, and in the audit trail. A version that is already active, that
+	// this autofix cannot load, or a promotion that another made first is a 409.
+	// Scoring reads the window's retries: on a large ledger it can take longer than
+	// the request timeout, and `autofix models promote` is the way.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+	PromoteModelWithResponse(ctx context.Context, version ModelVersion, body PromoteModelJSONRequestBody, reqEditors ...RequestEditorFn) (*PromoteModelResponse, error)
+
+	// RollbackModelWithBodyWithResponse Make an earlier version the active one again
+	//
+	// Role: **admin**. Makes a version registered before the active one active again,
+	// whatever the gates say; a `reason` is required. The gates' figures are computed
+	// and recorded with the rollback all the same. A version that is not older than the
+	// active one is a 400 naming `version`; one this autofix cannot load, or a
+	// promotion another made first, a 409.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+	RollbackModelWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error)
+
+	// RollbackModelWithResponse Make an earlier version the active one again
+	//
+	// Role: **admin**. Makes a version registered before the active one active again,
+	// whatever the gates say; a `reason` is required. The gates' figures are computed
+	// and recorded with the rollback all the same. A version that is not older than the
+	// active one is a 400 naming `version`; one this autofix cannot load, or a
+	// promotion another made first, a 409.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+	RollbackModelWithResponse(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error)
 
 	// ListPipelinesWithResponse Pipeline runs
 	//
@@ -542,93 +627,6 @@ func (r ReadyzResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ReadyzResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type GetJobHistoryResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *JobHistory
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
-	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON500 the response for an HTTP 500 `application/json` response
-	JSON500 *Internal
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *GetJobHistoryResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *GetJobHistoryResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetJobHistoryResponse) GetJSON200() *JobHistory {
-	return r.JSON200
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetJobHistoryResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetJobHistoryResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetJobHistoryResponse) GetJSON404() *NotFound {
-	return r.JSON404
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r GetJobHistoryResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r GetJobHistoryResponse) GetJSON500() *Internal {
-	return r.JSON500
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetJobHistoryResponse) GetJSON503() *Unavailable {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r GetJobHistoryResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r GetJobHistoryResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r GetJobHistoryResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r GetJobHistoryResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}

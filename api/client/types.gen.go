@@ -193,6 +193,51 @@ func (e JobKind) Valid() bool {
 	}
 }
 
+// Defines values for ModelPromotionViewAction.
+const (
+	ModelPromotionViewActionActivate ModelPromotionViewAction = "activate"
+	ModelPromotionViewActionForce    ModelPromotionViewAction = "force"
+	ModelPromotionViewActionPromote  ModelPromotionViewAction = "promote"
+	ModelPromotionViewActionRollback ModelPromotionViewAction = "rollback"
+)
+
+// Valid indicates whether the value is a known member of the ModelPromotionViewAction enum.
+func (e ModelPromotionViewAction) Valid() bool {
+	switch e {
+	case ModelPromotionViewActionActivate:
+		return true
+	case ModelPromotionViewActionForce:
+		return true
+	case ModelPromotionViewActionPromote:
+		return true
+	case ModelPromotionViewActionRollback:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ModelVersionViewSource.
+const (
+	ModelVersionViewSourceLedger    ModelVersionViewSource = "ledger"
+	ModelVersionViewSourceMixed     ModelVersionViewSource = "mixed"
+	ModelVersionViewSourceSimulator ModelVersionViewSource = "simulator"
+)
+
+// Valid indicates whether the value is a known member of the ModelVersionViewSource enum.
+func (e ModelVersionViewSource) Valid() bool {
+	switch e {
+	case ModelVersionViewSourceLedger:
+		return true
+	case ModelVersionViewSourceMixed:
+		return true
+	case ModelVersionViewSourceSimulator:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PipelineRunViewPhase.
 const (
 	PipelineRunViewPhaseFailed    PipelineRunViewPhase = "failed"
@@ -610,19 +655,4 @@ type JobRef struct {
 	Name      string  `json:"name"`
 	Namespace *string `json:"namespace,omitempty"`
 	Template  string  `json:"template"`
-}
-
-// ModelList defines model for ModelList.
-type ModelList struct {
-	Models []ModelView `json:"models"`
-}
-
-// ModelView defines model for ModelView.
-type ModelView struct {
-	// Evaluation How the models scored on examples held out from their training.
-	Evaluation *map[string]interface{} `json:"evaluation,omitempty"`
-	InUse      bool                    `json:"inUse"`
-	Kind       string                  `json:"kind"`
-	Name       string                  `json:"name"`
-	Version    int                     `json:"version"`
 }

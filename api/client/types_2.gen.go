@@ -7,6 +7,144 @@ import (
 	"time"
 )
 
+// ModelGates The figures of a promotion's gates, the two versions scored on the same retries.
+type ModelGates struct {
+	// Active How a version's P(success) scored against outcomes: on the retries held out
+	// from its training (a version's metrics), or on the retries of a promotion's
+	// gates.
+	Active            ModelMetrics `json:"active"`
+	CalibrationMargin float64      `json:"calibrationMargin"`
+
+	// Candidate How a version's P(success) scored against outcomes: on the retries held out
+	// from its training (a version's metrics), or on the retries of a promotion's
+	// gates.
+	Candidate ModelMetrics `json:"candidate"`
+
+	// Failed The gates that failed, one sentence each; empty when all passed.
+	Failed      []string `json:"failed"`
+	MinOutcomes int      `json:"minOutcomes"`
+	Outcomes    int      `json:"outcomes"`
+
+	// Since The retries of the failures received from since to until were scored.
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
+}
+
+// ModelList defines model for ModelList.
+type ModelList struct {
+	// Active The active version; 0 without a registry.
+	Active int `json:"active"`
+
+	// InUse The models this replica runs.
+	InUse ModelsInUse `json:"inUse"`
+
+	// Models The latest versions, newest first.
+	Models []ModelVersionView `json:"models"`
+
+	// Promotions The latest 20 changes of the active version, newest first.
+	Promotions []ModelPromotionView `json:"promotions"`
+}
+
+// ModelMetrics How a version's P(success) scored against outcomes: on the retries held out
+// from its training (a version's metrics), or on the retries of a promotion's
+// gates.
+type ModelMetrics struct {
+	// Auc Area under the ROC curve; 0 when the outcomes are all of one kind.
+	Auc   float64 `json:"auc"`
+	Brier float64 `json:"brier"`
+
+	// Ece Expected calibration error over the reliability table's bins.
+	Ece float64 `json:"ece"`
+
+	// LogLoss Mean negative log-likelihood, in nats.
+	LogLoss float64 `json:"logLoss"`
+
+	// N Outcomes scored.
+	N int `json:"n"`
+
+	// Positives Of them, retries that succeeded.
+	Positives   int              `json:"positives"`
+	Reliability []ReliabilityBin `json:"reliability"`
+}
+
+// ModelPromotionView defines model for ModelPromotionView.
+type ModelPromotionView struct {
+	// Action activate: the first version registered; promote: the gates passed; force:
+	// promoted past failed gates; rollback: an earlier version made active again.
+	Action ModelPromotionViewAction `json:"action"`
+	At     time.Time                `json:"at"`
+	By     string                   `json:"by"`
+
+	// From The version active before; 0 for none.
+	From int `json:"from"`
+
+	// Gates The figures of a promotion's gates, the two versions scored on the same retries.
+	Gates  *ModelGates `json:"gates,omitempty"`
+	Reason *string     `json:"reason,omitempty"`
+	Seq    int64       `json:"seq"`
+	To     int         `json:"to"`
+}
+
+// ModelPromotionViewAction activate: the first version registered; promote: the gates passed; force:
+// promoted past failed gates; rollback: an earlier version made active again.
+type ModelPromotionViewAction string
+
+// ModelVersionView defines model for ModelVersionView.
+type ModelVersionView struct {
+	// Active Every replica runs it, once it has polled.
+	Active bool `json:"active"`
+
+	// CodeVersion The VCS revision of the autofix that registered it, or "unknown".
+	CodeVersion string `json:"codeVersion"`
+
+	// Content The artifact (GET /v1/models/{version} only).
+	Content *map[string]interface{} `json:"content,omitempty"`
+
+	// DataFrom When the earliest of the ledger's failures it was trained on was received (ledger and mixed only).
+	DataFrom *time.Time `json:"dataFrom,omitempty"`
+
+	// DataTo When the latest of them was received.
+	DataTo *time.Time `json:"dataTo,omitempty"`
+
+	// InUse This replica runs it.
+	InUse bool `json:"inUse"`
+
+	// Metrics How a version's P(success) scored against outcomes: on the retries held out
+	// from its training (a version's metrics), or on the retries of a promotion's
+	// gates.
+	Metrics *ModelMetrics `json:"metrics,omitempty"`
+
+	// Name The artifact's own name (its training's scenario, seed and data).
+	Name string  `json:"name"`
+	Note *string `json:"note,omitempty"`
+
+	// Parent The version it derives from; 0 for none.
+	Parent       int       `json:"parent"`
+	RegisteredAt time.Time `json:"registeredAt"`
+	RegisteredBy string    `json:"registeredBy"`
+
+	// Sha256 Of the artifact, in hex.
+	Sha256 string `json:"sha256"`
+
+	// Size Of the artifact, in bytes.
+	Size int `json:"size"`
+
+	// Source What it was trained on.
+	Source  ModelVersionViewSource `json:"source"`
+	Version int                    `json:"version"`
+}
+
+// ModelVersionViewSource What it was trained on.
+type ModelVersionViewSource string
+
+// ModelsInUse The models this replica runs.
+type ModelsInUse struct {
+	Name string `json:"name"`
+
+	// Version The registry's version; 0 for models not from the registry.
+	Version int `json:"version"`
+}
+
 // Option A configuration a retry could run with, and what the models predict of it.
 type Option struct {
 	// AvoidNodes Nodes the retry must not be scheduled on.
@@ -129,6 +267,15 @@ type PipelineRunView struct {
 // PipelineRunViewPhase defines model for PipelineRunView.Phase.
 type PipelineRunViewPhase string
 
+// PromoteRequest defines model for PromoteRequest.
+type PromoteRequest struct {
+	// Force Promote even if a gate fails; needs a reason.
+	Force *bool `json:"force,omitempty"`
+
+	// Reason Why; required with force, at most 1000 bytes.
+	Reason *string `json:"reason,omitempty"`
+}
+
 // QuantityInput A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
 // negative. Null or `""` means not set.
 type QuantityInput struct {
@@ -185,6 +332,19 @@ type Recommendation struct {
 type RejectRequest struct {
 	// Reason Required (not blank), at most 1000 characters once trimmed; goes to the audit trail.
 	Reason string `json:"reason"`
+}
+
+// ReliabilityBin defines model for ReliabilityBin.
+type ReliabilityBin struct {
+	Count int     `json:"count"`
+	Hi    float64 `json:"hi"`
+	Lo    float64 `json:"lo"`
+
+	// Observed The share of its retries that succeeded.
+	Observed float64 `json:"observed"`
+
+	// Predicted The bin's mean P(success).
+	Predicted float64 `json:"predicted"`
 }
 
 // RemediationPage defines model for RemediationPage.
@@ -322,6 +482,12 @@ type ResourcesInput struct {
 	// Memory A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
 	// negative. Null or `""` means not set.
 	Memory *QuantityInput `json:"memory,omitempty"`
+}
+
+// RollbackRequest defines model for RollbackRequest.
+type RollbackRequest struct {
+	// Reason Why; at most 1000 bytes.
+	Reason string `json:"reason"`
 }
 
 // RuleList defines model for RuleList.
@@ -480,171 +646,4 @@ type SourceView struct {
 	Offset    int64   `json:"offset"`
 	Partition int     `json:"partition"`
 	Topic     *string `json:"topic,omitempty"`
-}
-
-// StageStatus defines model for StageStatus.
-type StageStatus struct {
-	// Artifact The URI the stage writes.
-	Artifact *string `json:"artifact,omitempty"`
-	Attempts *int    `json:"attempts,omitempty"`
-	Message  *string `json:"message,omitempty"`
-	Name     string  `json:"name"`
-
-	// Object The Kubernetes object running the stage.
-	Object *string          `json:"object,omitempty"`
-	Phase  StageStatusPhase `json:"phase"`
-}
-
-// StageStatusPhase defines model for StageStatus.Phase.
-type StageStatusPhase string
-
-// StartPipelineRequest A pipeline definition, as a JSON object or as YAML text (one of the two).
-type StartPipelineRequest struct {
-	// Definition A pipeline (docs/kubernetes.md): its name, namespace, artifacts URI and stages,
-	// each a Job stage (`job`, a Kubernetes pod template) or the deploy stage
-	// (`deploy`). Validated by the server, which names the fault.
-	Definition *PipelineDefinition `json:"definition,omitempty"`
-
-	// Run The run's id (default one made from the time).
-	Run *string `json:"run,omitempty"`
-
-	// Yaml The definition as YAML.
-	Yaml *string `json:"yaml,omitempty"`
-}
-
-// State Where a remediation is in its life.
-type State string
-
-// StringMap defines model for StringMap.
-type StringMap map[string]string
-
-// Tunable defines model for Tunable.
-type Tunable struct {
-	Max *float64 `json:"max,omitempty"`
-
-	// Min With max, bounds a numeric parameter; both zero (or absent) means unbounded.
-	Min  *float64    `json:"min,omitempty"`
-	Role TunableRole `json:"role"`
-
-	// Values The allowed values of an enumerated parameter.
-	Values *[]string `json:"values,omitempty"`
-}
-
-// TunableRole defines model for Tunable.Role.
-type TunableRole string
-
-// Usage What the job was seen to use before it failed, in bytes; a peak not known is absent.
-type Usage struct {
-	// PeakEphemeralStorage A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
-	PeakEphemeralStorage *ByteQuantity `json:"peakEphemeralStorage,omitempty"`
-
-	// PeakGPUMemory A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
-	PeakGPUMemory *ByteQuantity `json:"peakGPUMemory,omitempty"`
-
-	// PeakMemory A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
-	PeakMemory *ByteQuantity `json:"peakMemory,omitempty"`
-}
-
-// RemediationID defines model for RemediationID.
-type RemediationID = string
-
-// BadRequest defines model for BadRequest.
-type BadRequest = ErrorBody
-
-// Conflict defines model for Conflict.
-type Conflict = ErrorBody
-
-// Forbidden defines model for Forbidden.
-type Forbidden = ErrorBody
-
-// Internal defines model for Internal.
-type Internal = ErrorBody
-
-// NotFound defines model for NotFound.
-type NotFound = ErrorBody
-
-// RateLimited defines model for RateLimited.
-type RateLimited = ErrorBody
-
-// TooLarge defines model for TooLarge.
-type TooLarge = ErrorBody
-
-// Unauthorized defines model for Unauthorized.
-type Unauthorized = ErrorBody
-
-// Unavailable defines model for Unavailable.
-type Unavailable = ErrorBody
-
-// UnsupportedMediaType defines model for UnsupportedMediaType.
-type UnsupportedMediaType = ErrorBody
-
-// ListRemediationsParams defines parameters for ListRemediations.
-type ListRemediationsParams struct {
-	// State Only remediations in one of these states (comma-separated).
-	State *[]State `form:"state,omitempty" json:"state,omitempty"`
-
-	// Category Only failures of this category.
-	Category *Category `form:"category,omitempty" json:"category,omitempty"`
-
-	// Namespace Only jobs of this namespace.
-	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
-
-	// Job Only the job of this name.
-	Job *string `form:"job,omitempty" json:"job,omitempty"`
-
-	// Since Only failures received at or after this time (RFC 3339).
-	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
-
-	// Until Only failures received before this time (RFC 3339).
-	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
-
-	// After The cursor, the `next` of the previous page (the id of its last item).
-	After *string `form:"after,omitempty" json:"after,omitempty"`
-
-	// Limit The most items of the page.
-	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
-}
-
-// StartPipelineJSONRequestBody defines body for StartPipeline for application/json ContentType.
-type StartPipelineJSONRequestBody = StartPipelineRequest
-
-// SetPauseJSONRequestBody defines body for SetPause for application/json ContentType.
-type SetPauseJSONRequestBody = PauseRequest
-
-// RecommendJSONRequestBody defines body for Recommend for application/json ContentType.
-type RecommendJSONRequestBody = FailureEvent
-
-// RecommendBatchJSONRequestBody defines body for RecommendBatch for application/json ContentType.
-type RecommendBatchJSONRequestBody = BatchRequest
-
-// ApproveRemediationJSONRequestBody defines body for ApproveRemediation for application/json ContentType.
-type ApproveRemediationJSONRequestBody = ApproveRequest
-
-// RejectRemediationJSONRequestBody defines body for RejectRemediation for application/json ContentType.
-type RejectRemediationJSONRequestBody = RejectRequest
-
-// CorrectRemediationJSONRequestBody defines body for CorrectRemediation for application/json ContentType.
-type CorrectRemediationJSONRequestBody = CorrectRequest
-
-// DiffRulesJSONRequestBody defines body for DiffRules for application/json ContentType.
-type DiffRulesJSONRequestBody = RulesDiffRequest
-
-// TestRulesJSONRequestBody defines body for TestRules for application/json ContentType.
-type TestRulesJSONRequestBody = RulesTestRequest
-
-// Getter for additional properties for PipelineDefinition. Returns the specified
-// element and whether it was found
-func (a PipelineDefinition) Get(fieldName string) (value interface{}, found bool) {
-	if a.AdditionalProperties != nil {
-		value, found = a.AdditionalProperties[fieldName]
-	}
-	return
-}
-
-// Setter for additional properties for PipelineDefinition
-func (a *PipelineDefinition) Set(fieldName string, value interface{}) {
-	if a.AdditionalProperties == nil {
-		a.AdditionalProperties = make(map[string]interface{})
-	}
-	a.AdditionalProperties[fieldName] = value
 }

@@ -9,7 +9,190 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 )
+
+// StageStatus defines model for StageStatus.
+type StageStatus struct {
+	// Artifact The URI the stage writes.
+	Artifact *string `json:"artifact,omitempty"`
+	Attempts *int    `json:"attempts,omitempty"`
+	Message  *string `json:"message,omitempty"`
+	Name     string  `json:"name"`
+
+	// Object The Kubernetes object running the stage.
+	Object *string          `json:"object,omitempty"`
+	Phase  StageStatusPhase `json:"phase"`
+}
+
+// StageStatusPhase defines model for StageStatus.Phase.
+type StageStatusPhase string
+
+// StartPipelineRequest A pipeline definition, as a JSON object or as YAML text (one of the two).
+type StartPipelineRequest struct {
+	// Definition A pipeline (docs/kubernetes.md): its name, namespace, artifacts URI and stages,
+	// each a Job stage (`job`, a Kubernetes pod template) or the deploy stage
+	// (`deploy`). Validated by the server, which names the fault.
+	Definition *PipelineDefinition `json:"definition,omitempty"`
+
+	// Run The run's id (default one made from the time).
+	Run *string `json:"run,omitempty"`
+
+	// Yaml The definition as YAML.
+	Yaml *string `json:"yaml,omitempty"`
+}
+
+// State Where a remediation is in its life.
+type State string
+
+// StringMap defines model for StringMap.
+type StringMap map[string]string
+
+// Tunable defines model for Tunable.
+type Tunable struct {
+	Max *float64 `json:"max,omitempty"`
+
+	// Min With max, bounds a numeric parameter; both zero (or absent) means unbounded.
+	Min  *float64    `json:"min,omitempty"`
+	Role TunableRole `json:"role"`
+
+	// Values The allowed values of an enumerated parameter.
+	Values *[]string `json:"values,omitempty"`
+}
+
+// TunableRole defines model for Tunable.Role.
+type TunableRole string
+
+// Usage What the job was seen to use before it failed, in bytes; a peak not known is absent.
+type Usage struct {
+	// PeakEphemeralStorage A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
+	PeakEphemeralStorage *ByteQuantity `json:"peakEphemeralStorage,omitempty"`
+
+	// PeakGPUMemory A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
+	PeakGPUMemory *ByteQuantity `json:"peakGPUMemory,omitempty"`
+
+	// PeakMemory A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
+	PeakMemory *ByteQuantity `json:"peakMemory,omitempty"`
+}
+
+// ModelVersion defines model for ModelVersion.
+type ModelVersion = int
+
+// RemediationID defines model for RemediationID.
+type RemediationID = string
+
+// BadRequest defines model for BadRequest.
+type BadRequest = ErrorBody
+
+// Conflict defines model for Conflict.
+type Conflict = ErrorBody
+
+// Forbidden defines model for Forbidden.
+type Forbidden = ErrorBody
+
+// Internal defines model for Internal.
+type Internal = ErrorBody
+
+// NotFound defines model for NotFound.
+type NotFound = ErrorBody
+
+// RateLimited defines model for RateLimited.
+type RateLimited = ErrorBody
+
+// TooLarge defines model for TooLarge.
+type TooLarge = ErrorBody
+
+// Unauthorized defines model for Unauthorized.
+type Unauthorized = ErrorBody
+
+// Unavailable defines model for Unavailable.
+type Unavailable = ErrorBody
+
+// UnsupportedMediaType defines model for UnsupportedMediaType.
+type UnsupportedMediaType = ErrorBody
+
+// ListModelsParams defines parameters for ListModels.
+type ListModelsParams struct {
+	// Limit How many of the latest versions to list (default 100).
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// ListRemediationsParams defines parameters for ListRemediations.
+type ListRemediationsParams struct {
+	// State Only remediations in one of these states (comma-separated).
+	State *[]State `form:"state,omitempty" json:"state,omitempty"`
+
+	// Category Only failures of this category.
+	Category *Category `form:"category,omitempty" json:"category,omitempty"`
+
+	// Namespace Only jobs of this namespace.
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+
+	// Job Only the job of this name.
+	Job *string `form:"job,omitempty" json:"job,omitempty"`
+
+	// Since Only failures received at or after this time (RFC 3339).
+	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Only failures received before this time (RFC 3339).
+	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// After The cursor, the `next` of the previous page (the id of its last item).
+	After *string `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit The most items of the page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// PromoteModelJSONRequestBody defines body for PromoteModel for application/json ContentType.
+type PromoteModelJSONRequestBody = PromoteRequest
+
+// RollbackModelJSONRequestBody defines body for RollbackModel for application/json ContentType.
+type RollbackModelJSONRequestBody = RollbackRequest
+
+// StartPipelineJSONRequestBody defines body for StartPipeline for application/json ContentType.
+type StartPipelineJSONRequestBody = StartPipelineRequest
+
+// SetPauseJSONRequestBody defines body for SetPause for application/json ContentType.
+type SetPauseJSONRequestBody = PauseRequest
+
+// RecommendJSONRequestBody defines body for Recommend for application/json ContentType.
+type RecommendJSONRequestBody = FailureEvent
+
+// RecommendBatchJSONRequestBody defines body for RecommendBatch for application/json ContentType.
+type RecommendBatchJSONRequestBody = BatchRequest
+
+// ApproveRemediationJSONRequestBody defines body for ApproveRemediation for application/json ContentType.
+type ApproveRemediationJSONRequestBody = ApproveRequest
+
+// RejectRemediationJSONRequestBody defines body for RejectRemediation for application/json ContentType.
+type RejectRemediationJSONRequestBody = RejectRequest
+
+// CorrectRemediationJSONRequestBody defines body for CorrectRemediation for application/json ContentType.
+type CorrectRemediationJSONRequestBody = CorrectRequest
+
+// DiffRulesJSONRequestBody defines body for DiffRules for application/json ContentType.
+type DiffRulesJSONRequestBody = RulesDiffRequest
+
+// TestRulesJSONRequestBody defines body for TestRules for application/json ContentType.
+type TestRulesJSONRequestBody = RulesTestRequest
+
+// Getter for additional properties for PipelineDefinition. Returns the specified
+// element and whether it was found
+func (a PipelineDefinition) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for PipelineDefinition
+func (a *PipelineDefinition) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
 
 // Override default JSON handling for PipelineDefinition to handle AdditionalProperties
 func (a *PipelineDefinition) UnmarshalJSON(b []byte) error {
@@ -317,6 +500,78 @@ func (t *QuantityInput) UnmarshalJSON(b []byte) error {
 	return err
 }
 
+// NewPromoteModelRequestWithBody constructs an http.Request for the PromoteModel method, with any body, and a specified content type
+func NewPromoteModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models/%s:promote", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRollbackModelRequestWithBody constructs an http.Request for the RollbackModel method, with any body, and a specified content type
+func NewRollbackModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models/%s:rollback", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewStartPipelineRequestWithBody constructs an http.Request for the StartPipeline method, with any body, and a specified content type
 func NewStartPipelineRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -402,259 +657,4 @@ func NewRecommendRequestWithBody(server string, contentType string, body io.Read
 	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
-}
-
-// NewRecommendBatchRequestWithBody constructs an http.Request for the RecommendBatch method, with any body, and a specified content type
-func NewRecommendBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/recommendations:batch")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewApproveRemediationRequestWithBody constructs an http.Request for the ApproveRemediation method, with any body, and a specified content type
-func NewApproveRemediationRequestWithBody(server string, id RemediationID, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/remediations/%s/approve", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewRejectRemediationRequestWithBody constructs an http.Request for the RejectRemediation method, with any body, and a specified content type
-func NewRejectRemediationRequestWithBody(server string, id RemediationID, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/remediations/%s/reject", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewCorrectRemediationRequestWithBody constructs an http.Request for the CorrectRemediation method, with any body, and a specified content type
-func NewCorrectRemediationRequestWithBody(server string, id RemediationID, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/remediations/%s:correct", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewDiffRulesRequestWithBody constructs an http.Request for the DiffRules method, with any body, and a specified content type
-func NewDiffRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/rules:diff")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewTestRulesRequestWithBody constructs an http.Request for the TestRules method, with any body, and a specified content type
-func NewTestRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/rules:test")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// MetricsResponse401Headers the declared response headers of an HTTP 401 response for Metrics
-type MetricsResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ReadyzResponse401Headers the declared response headers of an HTTP 401 response for Readyz
-type ReadyzResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ReadyzResponse429Headers the declared response headers of an HTTP 429 response for Readyz
-type ReadyzResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetJobHistoryResponse401Headers the declared response headers of an HTTP 401 response for GetJobHistory
-type GetJobHistoryResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetJobHistoryResponse429Headers the declared response headers of an HTTP 429 response for GetJobHistory
-type GetJobHistoryResponse429Headers struct {
-	RetryAfter int
-}
-
-// ListModelsResponse401Headers the declared response headers of an HTTP 401 response for ListModels
-type ListModelsResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ListModelsResponse429Headers the declared response headers of an HTTP 429 response for ListModels
-type ListModelsResponse429Headers struct {
-	RetryAfter int
-}
-
-// ListPipelinesResponse401Headers the declared response headers of an HTTP 401 response for ListPipelines
-type ListPipelinesResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ListPipelinesResponse429Headers the declared response headers of an HTTP 429 response for ListPipelines
-type ListPipelinesResponse429Headers struct {
-	RetryAfter int
-}
-
-// StartPipelineResponse401Headers the declared response headers of an HTTP 401 response for StartPipeline
-type StartPipelineResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// StartPipelineResponse429Headers the declared response headers of an HTTP 429 response for StartPipeline
-type StartPipelineResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetPipelineRunResponse401Headers the declared response headers of an HTTP 401 response for GetPipelineRun
-type GetPipelineRunResponse401Headers struct {
-	WWWAuthenticate string
 }

@@ -2,6 +2,299 @@
 
 package client
 
+import (
+	"fmt"
+	"github.com/oapi-codegen/runtime"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// NewRecommendBatchRequestWithBody constructs an http.Request for the RecommendBatch method, with any body, and a specified content type
+func NewRecommendBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/recommendations:batch")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewApproveRemediationRequestWithBody constructs an http.Request for the ApproveRemediation method, with any body, and a specified content type
+func NewApproveRemediationRequestWithBody(server string, id RemediationID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/remediations/%s/approve", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRejectRemediationRequestWithBody constructs an http.Request for the RejectRemediation method, with any body, and a specified content type
+func NewRejectRemediationRequestWithBody(server string, id RemediationID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/remediations/%s/reject", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewCorrectRemediationRequestWithBody constructs an http.Request for the CorrectRemediation method, with any body, and a specified content type
+func NewCorrectRemediationRequestWithBody(server string, id RemediationID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/remediations/%s:correct", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDiffRulesRequestWithBody constructs an http.Request for the DiffRules method, with any body, and a specified content type
+func NewDiffRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/rules:diff")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewTestRulesRequestWithBody constructs an http.Request for the TestRules method, with any body, and a specified content type
+func NewTestRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/rules:test")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// MetricsResponse401Headers the declared response headers of an HTTP 401 response for Metrics
+type MetricsResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ReadyzResponse401Headers the declared response headers of an HTTP 401 response for Readyz
+type ReadyzResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ReadyzResponse429Headers the declared response headers of an HTTP 429 response for Readyz
+type ReadyzResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetJobHistoryResponse401Headers the declared response headers of an HTTP 401 response for GetJobHistory
+type GetJobHistoryResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetJobHistoryResponse429Headers the declared response headers of an HTTP 429 response for GetJobHistory
+type GetJobHistoryResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListModelsResponse401Headers the declared response headers of an HTTP 401 response for ListModels
+type ListModelsResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListModelsResponse429Headers the declared response headers of an HTTP 429 response for ListModels
+type ListModelsResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetModelResponse401Headers the declared response headers of an HTTP 401 response for GetModel
+type GetModelResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetModelResponse429Headers the declared response headers of an HTTP 429 response for GetModel
+type GetModelResponse429Headers struct {
+	RetryAfter int
+}
+
+// PromoteModelResponse401Headers the declared response headers of an HTTP 401 response for PromoteModel
+type PromoteModelResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// PromoteModelResponse429Headers the declared response headers of an HTTP 429 response for PromoteModel
+type PromoteModelResponse429Headers struct {
+	RetryAfter int
+}
+
+// RollbackModelResponse401Headers the declared response headers of an HTTP 401 response for RollbackModel
+type RollbackModelResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RollbackModelResponse429Headers the declared response headers of an HTTP 429 response for RollbackModel
+type RollbackModelResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListPipelinesResponse401Headers the declared response headers of an HTTP 401 response for ListPipelines
+type ListPipelinesResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListPipelinesResponse429Headers the declared response headers of an HTTP 429 response for ListPipelines
+type ListPipelinesResponse429Headers struct {
+	RetryAfter int
+}
+
+// StartPipelineResponse401Headers the declared response headers of an HTTP 401 response for StartPipeline
+type StartPipelineResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// StartPipelineResponse429Headers the declared response headers of an HTTP 429 response for StartPipeline
+type StartPipelineResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetPipelineRunResponse401Headers the declared response headers of an HTTP 401 response for GetPipelineRun
+type GetPipelineRunResponse401Headers struct {
+	WWWAuthenticate string
+}
+
 // GetPipelineRunResponse429Headers the declared response headers of an HTTP 429 response for GetPipelineRun
 type GetPipelineRunResponse429Headers struct {
 	RetryAfter int

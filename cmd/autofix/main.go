@@ -56,6 +56,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newClassifyCmd(), newRulesCmd(), newTrainCmd(), newTrainClassifierCmd(), newSimulateCmd(), newRecommendCmd(),
-		newServeCmd(), newWatchCmd(), newPublishCmd(), newLedgerCmd(), newPolicyCmd(), newPipelineCmd(), newBenchCmd(), newBenchPeaksCmd(), newTokenCmd(), newReviewCmd())
+		newServeCmd(), newWatchCmd(), newPublishCmd(), newLedgerCmd(), newPolicyCmd(), newPipelineCmd(), newBenchCmd(), newBenchPeaksCmd(), newTokenCmd(), newReviewCmd(), newModelsCmd())
 	return root
 }

@@ -1,0 +1,59 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v5"
+)
+
+// The review page's models section: the registry's versions, the active one and the
+// latest promotions; an admin's promote and roll-back forms, which go through the
+// same paths as POST /v1/models/{version}:promote and :rollback.
+
+// models shows the model registry.
+func (u *ui) models(c *echo.Context) error {
+	list, err := u.s.modelList(c.Request().Context(), modelVersionsShown)
+	if err != nil {
+		return u.fail(c, err)
+	}
+	done := c.QueryParam("done")
+	if done != "promoted" && done != "rolledback" {
+		done = ""
+	}
+	return u.render(c, http.StatusOK, "models", map[string]any{"List": list, "Done": done})
+}
+
+// promote is the promote form: a reason, and the force checkbox.
+func (u *ui) promote(c *echo.Context) error {
+	version, err := modelVersion(c)
+	if err != nil {
+		return u.fail(c, err)
+	}
+	force := false
+	switch v := c.FormValue("force"); v {
+	case "", "false":
+	case "true", "on":
+		force = true
+	default:
+		return u.fail(c, badRequest("force", "%q is not a checkbox's value", v))
+	}
+	p, _ := principal(c)
+	if _, err := u.s.changeActive(c.Request().Context(), version, p, false, force, c.FormValue("reason")); err != nil {
+		return u.fail(c, err)
+	}
+	return c.Redirect(http.StatusSeeOther, fmt.Sprintf("/ui/models?done=promoted#v%d", version))
+}
+
+// rollback is the roll-back form: a reason.
+func (u *ui) rollback(c *echo.Context) error {
+	version, err := modelVersion(c)
+	if err != nil {
+		return u.fail(c, err)
+	}
+	p, _ := principal(c)
+	if _, err := u.s.changeActive(c.Request().Context(), version, p, true, false, c.FormValue("reason")); err != nil {
+		return u.fail(c, err)
+	}
+	return c.Redirect(http.StatusSeeOther, fmt.Sprintf("/ui/models?done=rolledback#v%d", version))
+}

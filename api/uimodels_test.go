@@ -1,0 +1,92 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/registry"
+)
+
+// TestReviewPageModels: everyone sees the registry's versions and which is active;
+// admins alone get the promote and roll-back forms, whose posts need the session's
+// CSRF token and go through the API's gates: refused unless forced with a reason;
+// a rollback needs a reason.
+func TestReviewPageModels(t *testing.T) {
+	e := newEnv(t)
+	reg := e.opts.ModelRegistry.(*registry.Registry)
+	if _, err := reg.Register(context.Background(), constantModels(t, 1), registry.Registration{Actor: "ada", Note: "a constant"}); err != nil {
+		t.Fatal(err)
+	}
+	admin, approver, viewer := e.login(auth.Admin), e.login(auth.Approver), e.login(auth.Viewer)
+	status, body := e.page(admin, "/ui/models")
+	if status != http.StatusOK || !strings.Contains(body, `Active version: <strong>1</strong>`) || !strings.Contains(body, `id="v2"`) ||
+		!strings.Contains(body, `action="/ui/models/2/promote"`) || strings.Contains(body, `action="/ui/models/1/promote"`) ||
+		strings.Contains(body, `/rollback"`) || !strings.Contains(body, "a constant") {
+		t.Fatalf("the admin's models page: %d\n%s\nwant versions 1 (active) and 2, a promote form for 2 only, no rollback", status, body)
+	}
+	for name, cookie := range map[string]string{"approver": approver, "viewer": viewer} {
+		if _, b := e.page(cookie, "/ui/models"); !strings.Contains(b, `id="v2"`) || strings.Contains(b, "<form method=\"post\" action=\"/ui/models") {
+			t.Errorf("the %s's models page: want the versions without a form", name)
+		}
+	}
+
+	post := func(cookie, path, csrf string, form url.Values) (int, string) {
+		t.Helper()
+		form.Set("csrf", csrf)
+		req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+		resp, err := e.noRedirects().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	csrf := hiddenCSRF(t, body)
+	_, approverPage := e.page(approver, "/ui/models")
+	for _, tc := range []struct {
+		name         string
+		cookie, csrf string
+		path         string
+		form         url.Values
+		status       int
+	}{
+		{"without the CSRF token", admin, "", "/ui/models/2/promote", url.Values{"force": {"on"}, "reason": {"r"}}, http.StatusForbidden},
+		{"by an approver", approver, hiddenCSRF(t, approverPage), "/ui/models/2/promote", url.Values{"force": {"on"}, "reason": {"r"}},
+			http.StatusForbidden},
+		{"past the gates unforced", admin, csrf, "/ui/models/2/promote", url.Values{}, http.StatusConflict},
+		{"forced without a reason", admin, csrf, "/ui/models/2/promote", url.Values{"force": {"on"}}, http.StatusBadRequest},
+		{"force=maybe", admin, csrf, "/ui/models/2/promote", url.Values{"force": {"maybe"}, "reason": {"r"}}, http.StatusBadRequest},
+	} {
+		if status, _ := post(tc.cookie, tc.path, tc.csrf, tc.form); status != tc.status {
+			t.Errorf("a promotion %s: %d, want %d", tc.name, status, tc.status)
+		}
+	}
+	if _, active, _ := reg.List(context.Background(), 1); active != 1 {
+		t.Fatalf("refused posts made version %d active", active)
+	}
+	status, where := post(admin, "/ui/models/2/promote", csrf, url.Values{"force": {"on"}, "reason": {"no outcomes yet"}})
+	if status != http.StatusSeeOther || where != "/ui/models?done=promoted#v2" {
+		t.Fatalf("a forced promotion: %d to %q, want 303 to the models page", status, where)
+	}
+	_, body = e.page(admin, "/ui/models?done=promoted")
+	if !strings.Contains(body, `id="done"`) || !strings.Contains(body, `Active version: <strong>2</strong>`) ||
+		!strings.Contains(body, "no outcomes yet") || !strings.Contains(body, `action="/ui/models/1/rollback"`) {
+		t.Errorf("the page after the promotion:\n%s\nwant 2 active, the promotion listed, a rollback form for 1", body)
+	}
+	if status, _ := post(admin, "/ui/models/1/rollback", csrf, url.Values{}); status != http.StatusBadRequest {
+		t.Errorf("a rollback without a reason: %d, want 400", status)
+	}
+	status, where = post(admin, "/ui/models/1/rollback", csrf, url.Values{"reason": {"back to the default"}})
+	if status != http.StatusSeeOther || where != "/ui/models?done=rolledback#v1" {
+		t.Errorf("a rollback: %d to %q, want 303 to the models page", status, where)
+	}
+	if _, active, _ := reg.List(context.Background(), 1); active != 1 {
+		t.Errorf("after the rollback version %d is active, want 1", active)
+	}
+}
