@@ -94,11 +94,14 @@ func looksLikeGPUOOM(ev *failure.Event) bool {
 }
 
 // oracleCost is what the oracle spends to fix a remediable failure: the cost of its
-// attempts with the cheapest sufficient configuration, which can still meet bad luck.
-func (s *Scenario) oracleCost(ru *run, failed failure.Option, out result) float64 {
-	cost := 0.0
-	s.oracleAttempts(s.newRunLike(ru), failed, out, func(_ int, r result) { cost += r.cost })
-	return cost
+// attempts with the cheapest sufficient configuration, which can still meet bad luck
+// (fixed is false when bad luck outlasted the retry budget).
+func (s *Scenario) oracleCost(ru *run, failed failure.Option, out result) (cost float64, fixed bool) {
+	s.oracleAttempts(s.newRunLike(ru), failed, out, func(_ int, r result) {
+		cost += r.cost
+		fixed = fixed || r.ok
+	})
+	return cost, fixed
 }
 
 // newRunLike returns a fresh copy of ru (its bad node as the first attempt left it).

@@ -25,7 +25,9 @@
 // outcomes of earlier runs of the same job (failure.Outcome). The true needs stay
 // inside this package; the oracle policy, which knows them, is the yardstick of cost.
 // Metrics compare policies on fix rate, first-retry fix rate, cost against the oracle,
-// wasted cost and false retries.
+// wasted cost and false retries; Result.Price turns a result into the cost per fixed
+// failure, with what the policy left unfixed re-run by hand at the oracle's price and
+// a person's time (OnCall) added.
 //
 // It does not classify, predict or optimise: the policies under test do.
 package sim

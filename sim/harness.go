@@ -78,6 +78,14 @@ type Result struct {
 	// retries that failed.
 	FalseRetries int     `json:"falseRetries"`
 	WastedCost   float64 `json:"wastedCost"`
+	// RerunCost is what a person's re-runs of the remediable failures the policy left
+	// unfixed cost: for each, what the oracle spends on it (its configuration for the
+	// job, meeting the same luck the oracle meets). OracleUnfixed counts the remediable failures the oracle's retries did not fix
+	// (bad luck outlasting the budget), OracleRerunCost their re-runs. Price turns
+	// them, and a person's time, into the cost per fixed failure.
+	RerunCost       float64 `json:"rerunCost"`
+	OracleUnfixed   int     `json:"oracleUnfixed"`
+	OracleRerunCost float64 `json:"oracleRerunCost"`
 	// ByCause breaks the failures down by their true cause.
 	ByCause map[failure.Category]*CauseResult `json:"byCause"`
 	// Text is where the failure events' text came from (Scenario.Text). With real
@@ -101,6 +109,7 @@ type CauseResult struct {
 	FirstRetryFixed int     `json:"firstRetryFixed"`
 	Cost            float64 `json:"cost"`
 	OracleCost      float64 `json:"oracleCost"`
+	RerunCost       float64 `json:"rerunCost"`
 	FalseRetries    int     `json:"falseRetries"`
 }
 
@@ -172,13 +181,27 @@ func (s *Scenario) episode(t *template, k int, p Policy, history *[]failure.Outc
 		res.ByCause[out.cause] = cr
 	}
 	cr.Failed++
+	rerun := 0.0
 	if remediable {
 		res.Remediable++
 		cr.Remediable++
-		oc := s.oracleCost(ru, opt, out)
+		oc, fixed := s.oracleCost(ru, opt, out)
 		res.OracleCost += oc
 		cr.OracleCost += oc
+		rerun = oc
+		if !fixed {
+			res.OracleUnfixed++
+			res.OracleRerunCost += rerun
+		}
 	}
+	// A remediable failure the policy leaves unfixed is re-run by hand.
+	fixedBefore := res.Fixed
+	defer func() {
+		if remediable && res.Fixed == fixedBefore {
+			res.RerunCost += rerun
+			cr.RerunCost += rerun
+		}
+	}()
 	if _, isOracle := p.(oracle); isOracle {
 		return s.oracleEpisode(ru, opt, out, remediable, history, res, cr)
 	}

@@ -38,7 +38,7 @@ type benchOptions struct {
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure autofix's speed",
+		Short: "Measure autofix: its speed, and its retry policy against others",
 	}
 	var o benchOptions
 	ingestCmd := &cobra.Command{
@@ -68,7 +68,7 @@ The ledger is a fresh SQLite file with synchronous=FULL, or --db postgres://... 
 	f.IntVar(&o.batch, "max-batch", 1000, "most events per ledger transaction")
 	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the throughput phase to this file")
 	addTextFlag(ingestCmd, &o.text)
-	cmd.AddCommand(ingestCmd, newBenchAPICmd(), newSoakCmd())
+	cmd.AddCommand(ingestCmd, newBenchAPICmd(), newSoakCmd(), newBenchPoliciesCmd())
 	return cmd
 }
 

@@ -50,6 +50,15 @@ func TestSimulateJSON(t *testing.T) {
 	if num("wastedCost") > num("cost") {
 		t.Errorf("wasted %v more than spent %v", num("wastedCost"), num("cost"))
 	}
+	// The default price of a person's time: 30 minutes at $100 an hour.
+	priced, _ := r["priced"].(map[string]any)
+	pnum := func(k string) float64 { f, _ := priced[k].(float64); return f }
+	unfixed := num("remediable") - num("fixed")
+	total := num("cost") + num("rerunCost") + 50*unfixed
+	if pnum("unfixed") != unfixed || math.Abs(pnum("totalCost")-total) > 1e-6 ||
+		math.Abs(pnum("costPerFix")-total/num("remediable")) > 1e-6 || unfixed == 0 || num("rerunCost") == 0 {
+		t.Errorf("priced %v: want %v unfixed, total %v = cost + rerunCost + $50 each", priced, unfixed, total)
+	}
 }
 
 func TestSimulateCompareWritesTableAndPlot(t *testing.T) {
@@ -77,7 +86,13 @@ func TestSimulateRejectsBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--policy", "triple"}, "triple"},
+		{[]string{"--policy", "triple"}, `--policy: unknown policy "triple"`},
+		{[]string{"--policy", "double,double"}, "--policy: double twice"},
+		{[]string{"--on-call-minutes", "-1"}, "--on-call-minutes: want 0 to 10080, got -1"},
+		{[]string{"--on-call-minutes", "NaN"}, "--on-call-minutes: want 0 to 10080, got NaN"},
+		{[]string{"--on-call-minutes", "half"}, `"--on-call-minutes"`},
+		{[]string{"--on-call-rate", "-100"}, "--on-call-rate: want 0 to 10000 dollars, got -100"},
+		{[]string{"--on-call-rate", "+Inf"}, "--on-call-rate: want 0 to 10000 dollars, got +Inf"},
 		{[]string{"--jobs", "-5"}, "--jobs -5"},
 		{[]string{"--retries", "20"}, "retryBudget"},
 		{[]string{"--plot", "x.png"}, "--plot needs --compare"},

@@ -59,7 +59,7 @@ func TestSimulateSeeds(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "mean [95% interval]") || !strings.Contains(out, "double") {
 		t.Errorf("table: exit %d, %s %s", code, out, errOut)
 	}
-	for _, args := range [][]string{{"--seeds", "-1"}, {"--seeds", "101"}, {"--seeds", "2", "--compare", "--plot", "x.png"}} {
+	for _, args := range [][]string{{"--seeds", "-1"}, {"--seeds", "101"}, {"--seeds", "2", "--plot", "x.png"}} {
 		if code, _, _ := runCmd(t, "", append([]string{"simulate", "--jobs", "100"}, args...)...); code == 0 {
 			t.Errorf("simulate %v: exit 0, want an error", args)
 		}
@@ -90,6 +90,89 @@ func TestTrainTelemetryFlag(t *testing.T) {
 		code, _, errOut := runCmd(t, "", "train", "--jobs", "200", "--templates", "50", "--telemetry", c.value)
 		if code == 0 || !strings.Contains(errOut, c.want) {
 			t.Errorf("train --telemetry %s: exit %d, %q; want %q", c.value, code, errOut, c.want)
+		}
+	}
+}
+
+func TestInterval95ByHand(t *testing.T) {
+	for _, c := range []struct {
+		xs           []float64
+		mean, lo, hi float64
+	}{
+		// mean 4; squares 4+0+0+0+4 = 8, sd sqrt(8/4) = 1.414214, se 1.414214/sqrt(5)
+		// = 0.632456; t(0.975, 4) = 2.776445; half-width 1.755978.
+		{[]float64{2, 4, 4, 4, 6}, 4, 4 - 1.755978, 4 + 1.755978},
+		// mean 1.5; sd 0.707107, se 0.5; t(0.975, 1) = 12.706205; half-width 6.353102.
+		{[]float64{1, 2}, 1.5, 1.5 - 6.353102, 1.5 + 6.353102},
+		// No spread, no width.
+		{[]float64{0.25, 0.25, 0.25}, 0.25, 0.25, 0.25},
+		{nil, 0, 0, 0},
+	} {
+		got := interval95(c.xs)
+		if math.Abs(got.Mean-c.mean) > 1e-9 || math.Abs(got.Lo-c.lo) > 1e-5 || math.Abs(got.Hi-c.hi) > 1e-5 {
+			t.Errorf("interval95(%v) = %+v, want %v [%v, %v]", c.xs, got, c.mean, c.lo, c.hi)
+		}
+	}
+	if got, want := (Interval{Mean: 0.9, Lo: 0.7, Hi: 1.1}).within(0, 1), (Interval{Mean: 0.9, Lo: 0.7, Hi: 1}); got != want {
+		t.Errorf("within(0, 1) = %+v, want %+v", got, want)
+	}
+	if got, want := (Interval{Mean: 5, Lo: -3, Hi: 13}).within(0, math.Inf(1)), (Interval{Mean: 5, Lo: 0, Hi: 13}); got != want {
+		t.Errorf("within(0, +Inf) = %+v, want %+v", got, want)
+	}
+}
+
+// TestSummarizePricesEverySeed checks the cost per fixed failure over seeds against
+// hand-computed figures.
+func TestSummarizePricesEverySeed(t *testing.T) {
+	results := []sim.Result{
+		// Seed 1: 4 remediable, 3 fixed for $30; one re-run ($6) and $50 of time:
+		// $86, $21.50 a failure; the oracle's $20: 4.3x.
+		{Policy: "double", Seed: 1, Remediable: 4, Fixed: 3, FixRate: 0.75, Cost: 30, WastedCost: 10, OracleCost: 20, RerunCost: 6},
+		// Seed 2: 2 remediable, both fixed for $10; the oracle's $8: $5 a failure, 1.25x.
+		{Policy: "double", Seed: 2, Remediable: 2, Fixed: 2, FixRate: 1, Cost: 10, OracleCost: 8},
+		{Policy: "oracle", Seed: 1, Remediable: 4, Fixed: 4, FixRate: 1, Cost: 20, OracleCost: 20},
+		{Policy: "oracle", Seed: 2, Remediable: 2, Fixed: 2, FixRate: 1, Cost: 8, OracleCost: 8},
+	}
+	sums := summarize(results, sim.OnCall{Minutes: 30, RatePerHour: 100})
+	if len(sums) != 2 || sums[0].Policy != "double" || sums[1].Policy != "oracle" {
+		t.Fatalf("summaries %+v: want double, then oracle", sums)
+	}
+	d := sums[0]
+	// Two values a, b: mean (a+b)/2, half-width t(0.975, 1) x |a-b|/2 = 12.706205 x |a-b|/2.
+	half := func(a, b float64) float64 { return 12.706205 * math.Abs(a-b) / 2 }
+	for _, c := range []struct {
+		name      string
+		got       Interval
+		a, b, top float64
+	}{
+		{"cost per fix", d.CostPerFix, 21.5, 5, math.Inf(1)},
+		{"vs oracle", d.VsOracle, 4.3, 1.25, math.Inf(1)},
+		{"by hand", d.ManualCost, 56, 0, math.Inf(1)},
+		{"fix rate", d.FixRate, 0.75, 1, 1},
+		{"wasted", d.WastedCost, 10, 0, math.Inf(1)},
+	} {
+		mean := (c.a + c.b) / 2
+		lo, hi := max(0, mean-half(c.a, c.b)), min(c.top, mean+half(c.a, c.b))
+		if math.Abs(c.got.Mean-mean) > 1e-9 || math.Abs(c.got.Lo-lo) > 1e-4 || math.Abs(c.got.Hi-hi) > 1e-4 {
+			t.Errorf("%s: %+v, want %v [%v, %v]", c.name, c.got, mean, lo, hi)
+		}
+	}
+	if o := sums[1]; o.VsOracle != (Interval{Mean: 1, Lo: 1, Hi: 1}) || o.ManualCost != (Interval{}) {
+		t.Errorf("oracle: vs oracle %+v, by hand %+v; want exactly 1 and 0", o.VsOracle, o.ManualCost)
+	}
+}
+
+func TestDollars(t *testing.T) {
+	for _, c := range []struct {
+		x    float64
+		d    int
+		want string
+	}{
+		{0, 0, "0"}, {999.4, 0, "999"}, {1234.5, 2, "1,234.50"}, {1234567, 0, "1,234,567"},
+		{-4119, 0, "-4,119"}, {-0.001, 2, "0.00"}, {120134, 0, "120,134"},
+	} {
+		if got := dollars(c.d)(c.x); got != c.want {
+			t.Errorf("dollars(%d)(%v) = %q, want %q", c.d, c.x, got, c.want)
 		}
 	}
 }

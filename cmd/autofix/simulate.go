@@ -11,8 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/autofix/autofix/config"
-	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/sim"
 )
 
@@ -29,6 +27,7 @@ type simulateOptions struct {
 	text      string
 	telemetry string
 	seeds     int
+	onCall    sim.OnCall
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -40,11 +39,20 @@ func newSimulateCmd() *cobra.Command {
 retry them: none, same (plain retry), double (Argo-style memory x2 per retry, GPUs x2
 after a GPU OOM), vpa (max(1.2 x peak, peak + 100 MiB)), autofix, or oracle (knows the
 true needs). Each failed run gets at most the scenario's retry budget (3 by default)
-of retries. It prints the fix rate, first-retry fix rate, cost against the oracle,
-wasted cost and false retries.
+of retries. It prints the fix rate, first-retry fix rate, cost per fixed failure and
+its ratio to the oracle's, retry spend, wasted spend (retries that failed), what the
+failures left unfixed cost by hand, and false retries.
+
+The cost per fixed failure counts every remediable failure as fixed in the end: by
+the policy's retries, or by a person who re-runs the job at the right size (priced
+as the oracle's runs of it) after --on-call-minutes of work at --on-call-rate dollars
+an hour (30 minutes at $100 by default). It is the retry spend, false and failed
+retries included, plus those re-runs and that time, over the remediable failures.
+Retry spend alone ("spend vs oracle") makes a policy that fixes less look cheaper.
 
 --compare runs every policy on the same jobs, prints a table and writes a PNG plot of
-cost against fix rate (policies-SCENARIO.png, or --plot FILE; --plot "" for none).
+cost per fixed failure against fix rate (policies-SCENARIO.png, or --plot FILE;
+--plot "" for none).
 
 --text real gives each failure the text (reason, exit code, message, log tail) of a
 real labelled message of its true cause's category instead of the simulator's own,
@@ -56,103 +64,13 @@ OOMKilled run's limit as its peak, an eviction's figure; no usage on outcomes),
 --telemetry none no usage at all; the default, all, peaks on every failure and outcome.
 
 --seeds N runs the scenario with N seeds (the scenario's, or --seed, and the next
-ones) and prints each policy's mean and 95% interval over them. --policy takes a
-comma-separated list of policies.`,
+ones) and prints each policy's mean and 95% interval (Student's t over the seeds)
+instead; the plot then shows the means with their intervals. --policy takes a
+comma-separated list of policies. bench policies runs every scenario, telemetry
+setting and text source this way.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := loadScenario(o.scenario)
-			if err != nil {
-				return err
-			}
-			if o.seed != 0 {
-				s.Seed = o.seed
-			}
-			if err := setText(s, o.text); err != nil {
-				return err
-			}
-			if err := setTelemetry(s, o.telemetry); err != nil {
-				return err
-			}
-			if o.seeds < 0 || o.seeds > maxSeeds {
-				return fmt.Errorf("--seeds %d: want 1 to %d (0: one)", o.seeds, maxSeeds)
-			}
-			if o.seeds > 1 && o.plot != "" {
-				return errors.New("--plot needs a single seed")
-			}
-			if o.jobs < 0 {
-				return fmt.Errorf("--jobs %d: want a positive number (0: the scenario's)", o.jobs)
-			}
-			if o.retries != 0 {
-				s.RetryBudget = o.retries
-				if err := s.Validate(); err != nil {
-					return fmt.Errorf("--retries %d: %w", o.retries, err)
-				}
-			}
-			if o.plot != "" && !o.compare {
-				return errors.New("--plot needs --compare")
-			}
-			if o.compare && !cmd.Flags().Changed("plot") && o.seeds <= 1 {
-				o.plot = "policies-" + fileSafe(s.Name) + ".png"
-				if s.TextSource() == sim.TextReal {
-					o.plot = "policies-" + fileSafe(s.Name) + "-realtext.png"
-				}
-			}
-			policies := strings.Split(o.policy, ",")
-			if o.compare {
-				policies = append(sim.Baselines()[:4:4], "autofix", "oracle")
-			}
-			seeds := []uint64{s.Seed}
-			for i := 1; i < o.seeds; i++ {
-				seeds = append(seeds, s.Seed+uint64(i))
-			}
-			// The history a policy sees labels each failure with its classification,
-			// as the ledger's does.
-			c, err := loadClassifier("", config.Default().Classifier.MinConfidence)
-			if err != nil {
-				return err
-			}
-			classify := func(ev *failure.Event) failure.Category { return c.Classify(ev).Category }
-			var results []sim.Result
-			for _, name := range policies {
-				p, err := o.policyFor(name, s)
-				if err != nil {
-					return err
-				}
-				for _, seed := range seeds {
-					s.Seed = seed
-					r, err := sim.Run(s, p, sim.Options{Jobs: o.jobs, Classify: classify})
-					if err != nil {
-						return err
-					}
-					results = append(results, r)
-				}
-			}
-			if o.plot != "" {
-				if err := plotResults(o.plot, s.Name, results); err != nil {
-					return err
-				}
-			}
-			out := cmd.OutOrStdout()
-			if len(seeds) > 1 {
-				sums := summarize(results)
-				if o.json {
-					return json.NewEncoder(out).Encode(map[string]any{"summaries": sums, "results": results})
-				}
-				writeSummaries(out, sums)
-				return nil
-			}
-			if o.json {
-				enc := json.NewEncoder(out)
-				if len(results) == 1 {
-					return enc.Encode(results[0])
-				}
-				return enc.Encode(results)
-			}
-			writeResults(out, results)
-			if o.plot != "" {
-				fmt.Fprintf(out, "\nwrote %s\n", o.plot)
-			}
-			return nil
+			return o.run(cmd)
 		},
 	}
 	f := cmd.Flags()
@@ -168,7 +86,96 @@ comma-separated list of policies.`,
 	f.IntVar(&o.seeds, "seeds", 0, "run this many seeds, from the scenario's (or --seed) up, and print means with 95% intervals")
 	addTextFlag(cmd, &o.text)
 	addTelemetryFlag(cmd, &o.telemetry)
+	addOnCallFlags(cmd, &o.onCall)
 	return cmd
+}
+
+func (o *simulateOptions) run(cmd *cobra.Command) error {
+	s, err := loadScenario(o.scenario)
+	if err != nil {
+		return err
+	}
+	if o.seed != 0 {
+		s.Seed = o.seed
+	}
+	if err := setText(s, o.text); err != nil {
+		return err
+	}
+	if err := setTelemetry(s, o.telemetry); err != nil {
+		return err
+	}
+	if o.seeds < 0 || o.seeds > maxSeeds {
+		return fmt.Errorf("--seeds %d: want 1 to %d (0: one)", o.seeds, maxSeeds)
+	}
+	if o.jobs < 0 {
+		return fmt.Errorf("--jobs %d: want a positive number (0: the scenario's)", o.jobs)
+	}
+	if err := checkOnCall(o.onCall); err != nil {
+		return err
+	}
+	if o.retries != 0 {
+		s.RetryBudget = o.retries
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("--retries %d: %w", o.retries, err)
+		}
+	}
+	if o.plot != "" && !o.compare {
+		return errors.New("--plot needs --compare")
+	}
+	if o.compare && !cmd.Flags().Changed("plot") {
+		o.plot = "policies-" + fileSafe(s.Name) + ".png"
+		if s.TextSource() == sim.TextReal {
+			o.plot = "policies-" + fileSafe(s.Name) + "-realtext.png"
+		}
+	}
+	policies := comparedPolicies
+	if !o.compare {
+		if policies, err = parseList("--policy", o.policy, parsePolicy); err != nil {
+			return err
+		}
+	}
+	runner, err := newPolicyRunner(o.models)
+	if err != nil {
+		return err
+	}
+	seeds := seedsFrom(s.Seed, o.seeds)
+	results, err := runner.run(s, policies, seeds, o.jobs)
+	if err != nil {
+		return err
+	}
+	sums := summarize(results, o.onCall)
+	if o.plot != "" {
+		if err := plotSummaries(o.plot, s.Name, sums); err != nil {
+			return err
+		}
+	}
+	priced := make([]pricedResult, len(results))
+	for i, r := range results {
+		priced[i] = pricedResult{Result: r, Priced: r.Price(o.onCall)}
+	}
+	out := cmd.OutOrStdout()
+	switch {
+	case len(seeds) > 1 && o.json:
+		return json.NewEncoder(out).Encode(map[string]any{"summaries": sums, "results": priced})
+	case len(seeds) > 1:
+		writeSummaries(out, sums)
+	case o.json && len(priced) == 1:
+		return json.NewEncoder(out).Encode(priced[0])
+	case o.json:
+		return json.NewEncoder(out).Encode(priced)
+	default:
+		writeResults(out, results, o.onCall)
+	}
+	if o.plot != "" {
+		fmt.Fprintf(out, "\nwrote %s\n", o.plot)
+	}
+	return nil
+}
+
+// pricedResult is a result with its cost per fixed failure, as --json prints it.
+type pricedResult struct {
+	sim.Result
+	Priced sim.Priced `json:"priced"`
 }
 
 // addTextFlag registers --text, where simulated failures' text comes from.
@@ -189,29 +196,17 @@ func setText(s *sim.Scenario, text string) error {
 	return nil
 }
 
-func (o *simulateOptions) policyFor(name string, s *sim.Scenario) (sim.Policy, error) {
-	if name != "autofix" {
-		return sim.Baseline(name)
-	}
-	c, err := loadClassifier("", config.Default().Classifier.MinConfidence)
-	if err != nil {
-		return nil, err
-	}
-	m, err := loadModels(o.models)
-	if err != nil {
-		return nil, err
-	}
-	return autofixPolicy{recommenderFor(s, c, m, nil)}, nil
-}
-
-func writeResults(w io.Writer, results []sim.Result) {
+func writeResults(w io.Writer, results []sim.Result, o sim.OnCall) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tjobs\tfailed\tremediable\tfixed\tfix rate\tfirst-retry\tretries\tcost $\tvs oracle\twasted $\tfalse retries\t")
+	fmt.Fprintln(tw, "policy\tjobs\tfailed\tremediable\tfixed\tfix rate\tfirst-retry\tcost/fix $\tvs oracle\tretries\tspend $\twasted $\tby hand $\tfalse retries\tspend vs oracle\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.3f\t%.3f\t%d\t%.0f\t%.2fx\t%.0f\t%d\t\n",
-			r.Policy, r.Jobs, r.Failed, r.Remediable, r.Fixed, r.FixRate, r.FirstRetryRate, r.Retries, r.Cost, r.CostVsOracle, r.WastedCost, r.FalseRetries)
+		p := r.Price(o)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.3f\t%.3f\t%.2f\t%.2fx\t%d\t%.0f\t%.0f\t%.0f\t%d\t%.2fx\t\n",
+			r.Policy, r.Jobs, r.Failed, r.Remediable, r.Fixed, r.FixRate, r.FirstRetryRate, p.CostPerFix, p.VsOracle,
+			r.Retries, r.Cost, r.WastedCost, p.RerunCost+p.OnCallCost, r.FalseRetries, r.CostVsOracle)
 	}
 	_ = tw.Flush()
+	fmt.Fprintf(w, "\n%s.\n", onCallNote("cost/fix", o))
 	writeTextCounts(w, results)
 }
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -152,16 +151,9 @@ func loadScenario(nameOrPath string) (*sim.Scenario, error) {
 // comma-separated list, the first with the scenario's seed and each next with the
 // seed after; it returns them with the settings joined by "+", for the models' name.
 func simulateTelemetries(s *sim.Scenario, jobs int, list string) ([]models.Example, string, error) {
-	var settings []sim.Telemetry
-	for _, name := range strings.Split(list, ",") {
-		t, err := sim.ParseTelemetry(strings.TrimSpace(name))
-		if err != nil {
-			return nil, "", fmt.Errorf("--telemetry: %w", err)
-		}
-		if slices.Contains(settings, t) {
-			return nil, "", fmt.Errorf("--telemetry: %s twice", t)
-		}
-		settings = append(settings, t)
+	settings, err := parseList("--telemetry", list, sim.ParseTelemetry)
+	if err != nil {
+		return nil, "", err
 	}
 	var all []models.Example
 	names := make([]string, len(settings))
