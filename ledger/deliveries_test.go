@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -233,5 +234,39 @@ func TestEndedReviewsReadsOpenRowsOnly(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(plan, "\n"), "deliveries_open") {
 		t.Errorf("the plan of EndedReviews' query does not use deliveries_open:\n%s", strings.Join(plan, "\n"))
+	}
+}
+
+// BenchmarkEndedReviews: the lookup a webhook's round makes every 5 s, over a ledger
+// of 20,000 reviews whose ends were told and 20 still pending.
+func BenchmarkEndedReviews(b *testing.B) {
+	s := openTest(b, filepath.Join(b.TempDir(), "ledger.db"))
+	ctx := context.Background()
+	const n = 20000
+	var entries []Entry
+	for i := range n + 20 {
+		entries = append(entries, entry(fmt.Sprintf("ev-%05d", i), PendingReview, entryOpt{}))
+	}
+	mustRecord(b, s, entries...)
+	for i := range n + 20 {
+		id := fmt.Sprintf("ev-%05d", i)
+		if _, err := s.EnqueueDelivery(ctx, Delivery{Webhook: "chat", EventID: id, Kind: DeliveryPending, Payload: []byte("{}"), CreatedAt: t0}); err != nil {
+			b.Fatal(err)
+		}
+		if i >= n {
+			continue
+		}
+		if err := s.Reject(ctx, id, "ada", "no", t0.Add(time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.EnqueueDelivery(ctx, Delivery{Webhook: "chat", EventID: id, Kind: DeliveryEnded, Payload: []byte("{}"), CreatedAt: t0.Add(time.Minute)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if ids, err := s.EndedReviews(ctx, "chat", 100); err != nil || len(ids) != 0 {
+			b.Fatalf("EndedReviews = %v, %v", ids, err)
+		}
 	}
 }
