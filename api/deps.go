@@ -30,6 +30,9 @@ type Ledger interface {
 	// Correct records a person's correction of a remediation's classification. Its
 	// *ledger.CorrectionError is a 400 naming the field.
 	Correct(ctx context.Context, id string, category failure.Category, retryable bool, actor, note string, at time.Time) error
+	// RecentPredictedOutcomes is the latest ended attempts with the P(success) they
+	// were chosen with: the models page's drift.
+	RecentPredictedOutcomes(ctx context.Context, limit int) ([]ledger.PredictedOutcome, error)
 }
 
 // Reviewer decides the remediations kept for review, for the JSON API and the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/registry"
 )
 
 // Metrics are autofix's Prometheus metrics. Every label has a bounded set of
@@ -32,6 +33,8 @@ type Metrics struct {
 	modelInfo      *prometheus.GaugeVec
 	remediationsBy *prometheus.GaugeVec
 	fixRate        prometheus.Gauge
+	drift          *prometheus.GaugeVec
+	drifting       prometheus.Gauge
 }
 
 // NewMetrics registers the metrics (and the Go runtime's and the process's) in a
@@ -69,8 +72,13 @@ func NewMetrics() *Metrics {
 		Help: "Remediations in the ledger by state (refreshed every 15 s)."}, []string{"state"})
 	m.fixRate = prometheus.NewGauge(prometheus.GaugeOpts{Name: "autofix_fix_rate",
 		Help: "Share of the re-submissions that ended and succeeded, over the whole ledger (refreshed every 15 s)."})
+	m.drift = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "autofix_model_success_rate",
+		Help: "Over the latest ended attempts (up to 500): the mean P(success) the models predicted, and the share that succeeded (refreshed every minute)."},
+		[]string{"rate"})
+	m.drifting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "autofix_model_drifting",
+		Help: "1 when the predicted and observed success rates of the latest ended attempts are too far apart to be chance (at least 50 attempts, 0.10 apart, |z| >= 3), else 0."})
 	for _, c := range []prometheus.Collector{m.httpRequests, m.httpLatency, m.classified, m.recommendLat, m.decisions, m.decisionLat,
-		m.reviews, m.outcomes, m.spent, m.originalSpend, m.modelInfo, m.remediationsBy, m.fixRate} {
+		m.reviews, m.outcomes, m.spent, m.originalSpend, m.modelInfo, m.remediationsBy, m.fixRate, m.drift, m.drifting} {
 		f(c)
 	}
 	return m
@@ -131,6 +139,20 @@ func (m *Metrics) Finished(category failure.Category, succeeded bool, chosen *fa
 func (m *Metrics) ModelInUse(name string, version int) {
 	m.modelInfo.Reset()
 	m.modelInfo.WithLabelValues(name, strconv.Itoa(version)).Set(1)
+}
+
+// Drift sets the predicted and observed success rates of the latest ended attempts,
+// and whether the models drift. Nothing ended: the rates are not set.
+func (m *Metrics) Drift(d registry.Drift) {
+	if d.Attempts > 0 {
+		m.drift.WithLabelValues("predicted").Set(d.Predicted)
+		m.drift.WithLabelValues("observed").Set(d.Observed)
+	}
+	drifting := 0.0
+	if d.Drifting {
+		drifting = 1
+	}
+	m.drifting.Set(drifting)
 }
 
 // Remediations sets the per-state gauge (from the ledger's counts).

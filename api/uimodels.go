@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v5"
+
+	"github.com/autofix/autofix/registry"
 )
 
 // The review page's models section: the registry's versions, the active one and the
@@ -21,7 +23,25 @@ func (u *ui) models(c *echo.Context) error {
 	if done != "promoted" && done != "rolledback" {
 		done = ""
 	}
-	return u.render(c, http.StatusOK, "models", map[string]any{"List": list, "Done": done})
+	data := map[string]any{"List": list, "Done": done}
+	// The drift line is an aid: a ledger that cannot say leaves it out, not the page.
+	if outs, err := u.s.o.Ledger.RecentPredictedOutcomes(c.Request().Context(), registry.DriftWindow); err == nil {
+		data["Drift"] = newDriftView(registry.MeasureDrift(outs))
+	}
+	return u.render(c, http.StatusOK, "models", data)
+}
+
+// driftView is the models page's drift line.
+type driftView struct {
+	Attempts            int
+	Predicted, Observed string // percentages
+	Z                   string
+	Drifting            bool
+}
+
+func newDriftView(d registry.Drift) driftView {
+	return driftView{Attempts: d.Attempts, Predicted: fmt.Sprintf("%.1f%%", 100*d.Predicted), Observed: fmt.Sprintf("%.1f%%", 100*d.Observed),
+		Z: fmt.Sprintf("%.1f", d.Z), Drifting: d.Drifting}
 }
 
 // promote is the promote form: a reason, and the force checkbox.

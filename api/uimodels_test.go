@@ -2,12 +2,16 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/registry"
 )
 
@@ -88,5 +92,44 @@ func TestReviewPageModels(t *testing.T) {
 	}
 	if _, active, _ := reg.List(context.Background(), 1); active != 1 {
 		t.Errorf("after the rollback version %d is active, want 1", active)
+	}
+}
+
+// TestReviewPageModelsDrift: the models page compares what the models predicted of
+// the latest ended attempts with what happened, and flags a gap too large to be
+// chance; with nothing ended it says so.
+func TestReviewPageModelsDrift(t *testing.T) {
+	e := newEnv(t)
+	viewer := e.login(auth.Viewer)
+	if _, body := e.page(viewer, "/ui/models"); !strings.Contains(body, "No attempt has ended yet") {
+		t.Fatalf("the models page of an empty ledger:\n%s\nwant it to say no attempt has ended", body)
+	}
+	ctx := context.Background()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 60 {
+		id := fmt.Sprintf("ev-%02d", i)
+		ev, err := failure.Decode([]byte(fmt.Sprintf(`{"id":%q,"job":{"name":"train-%02d","namespace":"ml","kind":"training"},"failure":{"reason":"OOMKilled","exitCode":137}}`, id, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Record(ctx, []ledger.Entry{{EventID: id, Event: &ev, ChainID: "ml/train-" + id, State: ledger.Approved,
+			Reason: "auto", Actor: "policy", Attempt: &ledger.Attempt{Number: 2, JobName: "train-af2-" + id, Option: &failure.Option{PSuccess: 0.9}}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.Transition(ctx, id, ledger.Approved, ledger.Submitted, "dispatcher", "", at); err != nil {
+			t.Fatal(err)
+		}
+		to, o := ledger.Failed, failure.Outcome{}
+		if i%2 == 0 {
+			to, o = ledger.Succeeded, failure.Outcome{Succeeded: true}
+		}
+		if err := e.store.Finish(ctx, id, to, o, "watcher", "", at.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body := e.page(viewer, "/ui/models")
+	if !strings.Contains(body, "Over the latest 60 attempts that ended, the models\npredicted 90.0% success and 50.0% succeeded") ||
+		!strings.Contains(body, "The models are drifting") {
+		t.Errorf("the models page after 60 attempts predicted at 0.9 of which half succeeded:\n%s\nwant the rates and the drift flagged", body)
 	}
 }

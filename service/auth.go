@@ -20,6 +20,7 @@ import (
 	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/internal/boundedfile"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/registry"
 )
 
 // newAPIServer builds serve's HTTP API: o says what it serves, the http section of
@@ -216,13 +217,21 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
-// refreshGauges keeps the per-state remediation gauge current.
+// refreshGauges keeps the per-state remediation gauge current, and, every minute,
+// the models' drift.
 func refreshGauges(ctx context.Context, store *ledger.Store, m *api.Metrics) {
 	t := time.NewTicker(15 * time.Second)
 	defer t.Stop()
+	var drifted time.Time
 	for {
 		if counts, err := store.Counts(ctx); err == nil {
 			m.Remediations(counts)
+		}
+		if time.Since(drifted) >= time.Minute {
+			if outs, err := store.RecentPredictedOutcomes(ctx, registry.DriftWindow); err == nil {
+				m.Drift(registry.MeasureDrift(outs))
+				drifted = time.Now()
+			}
 		}
 		select {
 		case <-ctx.Done():
