@@ -223,6 +223,11 @@ func checkID(id string) error {
 			return fieldErr("id", "contains a control or invalid character")
 		}
 	}
+	if id == "." || id == ".." {
+		// A path segment no escaping changes: a review link to remediation ".."
+		// would open the page above it.
+		return fieldErr("id", "%q is a path's dot segment; want a name", id)
+	}
 	return nil
 }
 

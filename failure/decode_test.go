@@ -99,6 +99,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"blank id", `{"id":"  ","job":{"name":"j"},"failure":{}}`, "id", "required"},
 		{"id control char", `{"id":"a\u0007b","job":{"name":"j"},"failure":{}}`, "id", "control"},
 		{"id too long", `{"id":"` + strings.Repeat("x", MaxIDLength+1) + `","job":{"name":"j"},"failure":{}}`, "id", "limit"},
+		{"id a dot", `{"id":".","job":{"name":"j"},"failure":{}}`, "id", "dot segment"},
+		{"id two dots", `{"id":"..","job":{"name":"j"},"failure":{}}`, "id", "dot segment"},
 		{"id not string", `{"id":7,"job":{"name":"j"},"failure":{}}`, "id", "want a string, got number"},
 		{"missing job", `{"id":"e1","failure":{}}`, "job.name", "required"},
 		{"missing job name", `{"id":"e1","job":{},"failure":{}}`, "job.name", "required"},
