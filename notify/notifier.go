@@ -194,9 +194,13 @@ func (n *Notifier) Collect(ch chan<- prometheus.Metric) { n.posts.Collect(ch); n
 
 // Wake asks for a round now rather than at the next interval: a review began or
 // ended in this process. It never blocks.
-func (n *Notifier) Wake() {
+func (n *Notifier) Wake() { nudge(n.wake) }
+
+// nudge asks, without blocking, for a round of the loop that reads wake (a channel
+// of capacity 1: a nudge already waiting is enough).
+func nudge(wake chan<- struct{}) {
 	select {
-	case n.wake <- struct{}{}:
+	case wake <- struct{}{}:
 	default:
 	}
 }
@@ -205,24 +209,18 @@ func (n *Notifier) Wake() {
 // decisions makes one round, not one each.
 const minGap = time.Second
 
-// Run sends a round at once and then every ResendInterval (and on Wake), until
-// ctx ends. A round that fails is logged and the next one tries again: a failed
-// post never holds anything else up. On return nothing is resolved: the alerts of
-// the reviews still waiting are another replica's to send, or end on their own.
-func (n *Notifier) Run(ctx context.Context) {
-	n.log.Info("review alerts to Alertmanager", "alertmanagers", len(n.o.URLs), "resendInterval", n.o.ResendInterval,
-		"escalateAfter", n.o.EscalateAfter)
-	t := time.NewTicker(n.o.ResendInterval)
+// rounds calls round at once, then every interval and on a wake (at least minGap
+// after it), until ctx ends.
+func rounds(ctx context.Context, interval time.Duration, wake <-chan struct{}, round func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := n.round(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			n.log.Warn("review alerts", "err", err)
-		}
+		round()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-n.wake:
+		case <-wake:
 			select {
 			case <-ctx.Done():
 				return
@@ -230,6 +228,20 @@ func (n *Notifier) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Run sends a round at once and then every ResendInterval (and on Wake), until
+// ctx ends. A round that fails is logged and the next one tries again: a failed
+// post never holds anything else up. On return nothing is resolved: the alerts of
+// the reviews still waiting are another replica's to send, or end on their own.
+func (n *Notifier) Run(ctx context.Context) {
+	n.log.Info("review alerts to Alertmanager", "alertmanagers", len(n.o.URLs), "resendInterval", n.o.ResendInterval,
+		"escalateAfter", n.o.EscalateAfter)
+	rounds(ctx, n.o.ResendInterval, n.wake, func() {
+		if err := n.round(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			n.log.Warn("review alerts", "err", err)
+		}
+	})
 }
 
 // round sends, at now, the alert of every review waiting (up to MaxAlerts) and the

@@ -241,10 +241,7 @@ func (w *Webhooks) Collect(ch chan<- prometheus.Metric) { w.posts.Collect(ch) }
 // process. It never blocks.
 func (w *Webhooks) Wake() {
 	for _, h := range w.hooks {
-		select {
-		case h.wake <- struct{}{}:
-		default:
-		}
+		nudge(h.wake)
 	}
 }
 
@@ -255,22 +252,7 @@ func (w *Webhooks) Run(ctx context.Context) {
 	for _, h := range w.hooks {
 		wg.Go(func() {
 			w.log.Info("review messages to a webhook", "webhook", h.o.Name, "format", h.o.Format)
-			t := time.NewTicker(webhookPoll)
-			defer t.Stop()
-			for {
-				w.round(ctx, h, time.Now())
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				case <-h.wake:
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(minGap):
-					}
-				}
-			}
+			rounds(ctx, webhookPoll, h.wake, func() { w.round(ctx, h, time.Now()) })
 		})
 	}
 	wg.Wait()
