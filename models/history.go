@@ -62,33 +62,33 @@ func collect(runs [][]failure.Outcome, current int, ranOut, enough func(*failure
 
 // memoryBounds is what the memory limits of the template's runs say of the need.
 func memoryBounds(runs [][]failure.Outcome, current int, floor float64) *Bounds {
-	obs := collect(runs, current, func(h *failure.Outcome) float64 {
-		if lim := float64(h.Resources.MemoryBytes); !h.Succeeded && lim > 0 && (h.Category == failure.OOMMemory ||
-			h.Usage.PeakMemoryBytes > 0 && float64(h.Usage.PeakMemoryBytes) >= 0.98*lim) {
-			return lim
-		}
-		return 0
-	}, func(h *failure.Outcome) float64 {
-		if h.Succeeded {
-			return float64(h.Resources.MemoryBytes)
-		}
-		return 0
-	})
-	return fitBounds(obs, current, floor)
+	return limitBounds(runs, current, floor, failure.OOMMemory,
+		func(h *failure.Outcome) (limit, peak int64) { return h.Resources.MemoryBytes, h.Usage.PeakMemoryBytes })
 }
 
 // diskBounds is what the ephemeral-storage limits of the template's runs say of the
 // local-storage need. A run without a limit says nothing.
 func diskBounds(runs [][]failure.Outcome, current int, floor float64) *Bounds {
+	return limitBounds(runs, current, floor, failure.DiskFull,
+		func(h *failure.Outcome) (limit, peak int64) {
+			return h.Resources.EphemeralStorageBytes, h.Usage.PeakEphemeralStorageBytes
+		})
+}
+
+// limitBounds is what the limits of one resource (of) say of its need: a run that
+// failed for want of it (category, or a peak at 98% of its limit) needed more than
+// its limit, one that succeeded at most its limit. A run without a limit says nothing.
+func limitBounds(runs [][]failure.Outcome, current int, floor float64, category failure.Category,
+	of func(*failure.Outcome) (limit, peak int64)) *Bounds {
 	obs := collect(runs, current, func(h *failure.Outcome) float64 {
-		if lim := float64(h.Resources.EphemeralStorageBytes); !h.Succeeded && lim > 0 && (h.Category == failure.DiskFull ||
-			h.Usage.PeakEphemeralStorageBytes > 0 && float64(h.Usage.PeakEphemeralStorageBytes) >= 0.98*lim) {
+		limit, peak := of(h)
+		if lim := float64(limit); !h.Succeeded && lim > 0 && (h.Category == category || peak > 0 && float64(peak) >= 0.98*lim) {
 			return lim
 		}
 		return 0
 	}, func(h *failure.Outcome) float64 {
-		if h.Succeeded {
-			return float64(h.Resources.EphemeralStorageBytes)
+		if limit, _ := of(h); h.Succeeded {
+			return float64(limit)
 		}
 		return 0
 	})
