@@ -30,6 +30,22 @@ type trainOptions struct {
 	telemetry string
 }
 
+// loadScenario is the scenario the simulated examples come from, with the seed and
+// template count the options set.
+func (o *trainOptions) loadScenario() (*sim.Scenario, error) {
+	s, err := loadScenario(o.scenario)
+	if err != nil {
+		return s, err
+	}
+	if o.seed != 0 {
+		s.Seed = o.seed
+	}
+	if o.templates > 0 {
+		s.Templates = o.templates
+	}
+	return s, nil
+}
+
 func newTrainCmd() *cobra.Command {
 	var (
 		o  trainOptions
@@ -76,15 +92,9 @@ the models learn from.`,
 			if lo.on {
 				return trainFromLedger(cmd, &o, &lo)
 			}
-			s, err := loadScenario(o.scenario)
+			s, err := o.loadScenario()
 			if err != nil {
 				return err
-			}
-			if o.seed != 0 {
-				s.Seed = o.seed
-			}
-			if o.templates > 0 {
-				s.Templates = o.templates
 			}
 			var examples []models.Example
 			telemetry := "examples"

@@ -227,15 +227,9 @@ func trainFromLedger(cmd *cobra.Command, o *trainOptions, lo *ledgerTrainOptions
 	name := fmt.Sprintf("ledger-%s-%dex", items[n-1].at.UTC().Format("20060102T150405Z"), n)
 	simulated := 0
 	if lo.withSim > 0 {
-		s, err := loadScenario(o.scenario)
+		s, err := o.loadScenario()
 		if err != nil {
 			return err
-		}
-		if o.seed != 0 {
-			s.Seed = o.seed
-		}
-		if o.templates > 0 {
-			s.Templates = o.templates
 		}
 		sim, telemetry, err := simulateTelemetries(s, lo.withSim, o.telemetry)
 		if err != nil {
