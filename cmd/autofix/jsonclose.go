@@ -56,7 +56,7 @@ func (d *differ) number(path string, x, y float64) {
 	}
 	d.largest = math.Max(d.largest, rel)
 	if rel > d.tol {
-		d.differ(path)
+		d.mark(path)
 	}
 }
 
@@ -67,7 +67,7 @@ func (d *differ) floats32(path string, a, b any) {
 	bx, errx := base64.StdEncoding.DecodeString(x)
 	by, erry := base64.StdEncoding.DecodeString(y)
 	if !okx || !oky || errx != nil || erry != nil || len(bx) != len(by) || len(bx)%4 != 0 {
-		d.differ(path)
+		d.mark(path)
 		return
 	}
 	for i := 0; i < len(bx); i += 4 {
@@ -76,7 +76,7 @@ func (d *differ) floats32(path string, a, b any) {
 	}
 }
 
-func (d *differ) differ(path string) {
+func (d *differ) mark(path string) {
 	if path == "" {
 		path = "the document"
 	}
@@ -94,7 +94,7 @@ func (d *differ) walk(path string, a, b any) {
 	case map[string]any:
 		y, ok := b.(map[string]any)
 		if !ok || len(x) != len(y) {
-			d.differ(path)
+			d.mark(path)
 			return
 		}
 		keys := make([]string, 0, len(x))
@@ -105,7 +105,7 @@ func (d *differ) walk(path string, a, b any) {
 		for _, k := range keys {
 			v, ok := y[k]
 			if !ok {
-				d.differ(path + "." + k)
+				d.mark(path + "." + k)
 				continue
 			}
 			d.walk(path+"."+k, x[k], v)
@@ -113,7 +113,7 @@ func (d *differ) walk(path string, a, b any) {
 	case []any:
 		y, ok := b.([]any)
 		if !ok || len(x) != len(y) {
-			d.differ(path)
+			d.mark(path)
 			return
 		}
 		for i := range x {
@@ -122,21 +122,21 @@ func (d *differ) walk(path string, a, b any) {
 	case json.Number:
 		y, ok := b.(json.Number)
 		if !ok {
-			d.differ(path)
+			d.mark(path)
 			return
 		}
 		fx, errx := x.Float64()
 		fy, erry := y.Float64()
 		if errx != nil || erry != nil {
 			if x != y {
-				d.differ(path)
+				d.mark(path)
 			}
 			return
 		}
 		d.number(path, fx, fy)
 	default: // strings, booleans, null
 		if fmt.Sprint(a) != fmt.Sprint(b) || fmt.Sprintf("%T", a) != fmt.Sprintf("%T", b) {
-			d.differ(path)
+			d.mark(path)
 		}
 	}
 }
