@@ -29,6 +29,12 @@ type ModelRegistry interface {
 	Rollback(ctx context.Context, version int, p registry.Promotion) (ledger.ModelPromotion, registry.Evaluation, error)
 	// InUse are the models this replica runs.
 	InUse() registry.InUse
+	StartShadow(ctx context.Context, version int, c registry.ShadowChange) (ledger.ModelShadow, error)
+	StopShadow(ctx context.Context, c registry.ShadowChange) (ledger.ModelShadow, error)
+	ShadowState(ctx context.Context) (ledger.ModelShadow, error)
+	ShadowReport(ctx context.Context, version int) (registry.ShadowReport, error)
+	// Shadowed is the version this replica evaluates in shadow.
+	Shadowed() registry.InUse
 }
 
 // Listing sizes.
@@ -47,6 +53,8 @@ type ModelList struct {
 	Active     int                  `json:"active"`
 	InUse      InUseView            `json:"inUse"`
 	Promotions []ModelPromotionView `json:"promotions"`
+	// Shadow is the version evaluated in shadow.
+	Shadow ShadowView `json:"shadow"`
 }
 
 // InUseView is the models a replica runs.
@@ -169,6 +177,11 @@ func (s *Server) modelList(ctx context.Context, limit int) (ModelList, error) {
 	for i := range proms {
 		out.Promotions = append(out.Promotions, promView(&proms[i]))
 	}
+	st, err := reg.ShadowState(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.Shadow = shadowView(st, reg.Shadowed().Version)
 	return out, nil
 }
 

@@ -107,6 +107,8 @@ func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
 	in.GET("/models", u.models)
 	in.POST("/models/:version/promote", u.promote, u.require(auth.Admin), formBody, u.csrf)
 	in.POST("/models/:version/rollback", u.rollback, u.require(auth.Admin), formBody, u.csrf)
+	in.POST("/models/:version/shadow", u.shadow, u.require(auth.Admin), formBody, u.csrf)
+	in.POST("/models/shadow/stop", u.unshadow, u.require(auth.Admin), formBody, u.csrf)
 }
 
 func (u *ui) render(c *echo.Context, status int, page string, data map[string]any) error {

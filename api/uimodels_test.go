@@ -133,3 +133,60 @@ func TestReviewPageModelsDrift(t *testing.T) {
 		t.Errorf("the models page after 60 attempts predicted at 0.9 of which half succeeded:\n%s\nwant the rates and the drift flagged", body)
 	}
 }
+
+// TestReviewPageShadow: an admin puts a version in shadow and stops it from the
+// models page (with the session's CSRF token); the page then says which version is
+// evaluated and how it scores; an approver cannot.
+func TestReviewPageShadow(t *testing.T) {
+	e := newEnv(t)
+	reg := e.opts.ModelRegistry.(*registry.Registry)
+	if _, err := reg.Register(context.Background(), constantModels(t, 1), registry.Registration{Actor: "ada"}); err != nil {
+		t.Fatal(err)
+	}
+	admin, approver := e.login(auth.Admin), e.login(auth.Approver)
+	post := func(cookie, path, csrf string) (int, string) {
+		t.Helper()
+		form := url.Values{"csrf": {csrf}, "reason": {"march data"}}
+		req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+		resp, err := e.noRedirects().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	_, body := e.page(admin, "/ui/models")
+	if !strings.Contains(body, "No version is evaluated in shadow") || !strings.Contains(body, `action="/ui/models/2/shadow"`) ||
+		strings.Contains(body, `action="/ui/models/1/shadow"`) {
+		t.Fatalf("the admin's page before: want no shadow, a shadow form for version 2 alone\n%s", body)
+	}
+	_, approverPage := e.page(approver, "/ui/models")
+	if status, _ := post(approver, "/ui/models/2/shadow", hiddenCSRF(t, approverPage)); status != http.StatusForbidden {
+		t.Errorf("an approver's shadow form: %d, want 403", status)
+	}
+	if status, _ := post(admin, "/ui/models/2/shadow", "forged"); status != http.StatusForbidden {
+		t.Errorf("a shadow form without the session's CSRF token: %d, want 403", status)
+	}
+	csrf := hiddenCSRF(t, body)
+	if status, loc := post(admin, "/ui/models/2/shadow", csrf); status != http.StatusSeeOther || loc != "/ui/models?done=shadowed#shadow" {
+		t.Fatalf("the admin's shadow form: %d %s", status, loc)
+	}
+	_, body = e.page(admin, "/ui/models?done=shadowed")
+	for _, want := range []string{"Version <strong>2</strong> is evaluated in shadow", "Version <strong>2</strong> predicts every live decision",
+		"march data", `id="shadow-report"`, "On 0 decisions", `action="/ui/models/shadow/stop"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page after the shadow form lacks %q", want)
+		}
+	}
+	if status, loc := post(admin, "/ui/models/shadow/stop", csrf); status != http.StatusSeeOther || loc != "/ui/models?done=unshadowed#shadow" {
+		t.Fatalf("the admin's stop form: %d %s", status, loc)
+	}
+	if _, body = e.page(admin, "/ui/models"); !strings.Contains(body, "No version is evaluated in shadow") {
+		t.Error("the page after the stop form still shows a shadow")
+	}
+	if status, _ := post(admin, "/ui/models/shadow/stop", csrf); status != http.StatusConflict {
+		t.Errorf("stopping twice: %d, want 409", status)
+	}
+}

@@ -50,8 +50,35 @@ type Recommendation struct {
 	Considered int `json:"considered"`
 	// Explanation says in plain words what failed, why, and what the chosen option does.
 	Explanation string `json:"explanation"`
-	// ModelVersion names the models that made the predictions.
+	// ModelVersion names the models that made the predictions (the artifact's name).
 	ModelVersion string `json:"modelVersion,omitempty"`
+	// ModelRegistryVersion is those models' version in the model registry; 0 when
+	// they did not come from it (the embedded default before the registry is read).
+	ModelRegistryVersion int `json:"modelRegistryVersion,omitempty"`
+	// Shadow is what a candidate version of the models, evaluated in shadow, would
+	// have decided; nil when no candidate is shadowed or the decision did not come
+	// from the models (a failure no retry fixes).
+	Shadow *Shadow `json:"shadow,omitempty"`
+}
+
+// Shadow is a candidate version's view of a decision the active models made: it
+// changes nothing, and is scored against the outcome once the attempt ends.
+type Shadow struct {
+	// Version is the candidate's version in the model registry.
+	Version int `json:"version"`
+	// PSuccess is the candidate's P(success) of the option the active models chose;
+	// 0 when they chose none.
+	PSuccess float64 `json:"pSuccess"`
+	// Retry is whether the candidate would have retried, and Option what it would
+	// have chosen (nil when it would not have retried).
+	Retry  bool    `json:"retry"`
+	Option *Option `json:"option,omitempty"`
+	// Changed says the candidate's decision differs from the active's: it would
+	// (not) have retried, or with another configuration.
+	Changed bool `json:"changed"`
+	// Error says why the candidate decided nothing (its prediction failed); the
+	// other fields are then unset, and the decision is not scored.
+	Error string `json:"error,omitempty"`
 }
 
 // JobRef identifies a job and one attempt of it.

@@ -238,11 +238,13 @@ func (s *Store) RecordDelivery(ctx context.Context, webhook, id string, kind Del
 
 // clipError cuts an error message to maxDeliveryError bytes at a character's
 // boundary.
-func clipError(s string) string {
-	if len(s) <= maxDeliveryError {
+func clipError(s string) string { return clip(s, maxDeliveryError) }
+
+// clip cuts s to at most n bytes at a character's boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	n := maxDeliveryError
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}

@@ -42,8 +42,12 @@ type ModelPromotion struct {
 }
 
 // ModelGates are the figures of a promotion's gates: the candidate and the active
-// version scored on the same recorded retries.
+// version scored on the same decisions.
 type ModelGates struct {
+	// Basis is which decisions were scored: GatesShadow, the live decisions the
+	// candidate predicted in shadow, or GatesReplay, the recorded retries predicted
+	// now ("" in promotions recorded before shadow evaluation: replay).
+	Basis string `json:"basis,omitempty"`
 	// Since and Until: the retries of the failures received in [Since, Until) were
 	// scored.
 	Since time.Time `json:"since"`
@@ -60,6 +64,12 @@ type ModelGates struct {
 	// Failed says which gates failed, one sentence each; empty when all passed.
 	Failed []string `json:"failed"`
 }
+
+// The gates' bases.
+const (
+	GatesShadow = "shadow"
+	GatesReplay = "replay"
+)
 
 // Passed reports whether every gate passed.
 func (g *ModelGates) Passed() bool { return len(g.Failed) == 0 }

@@ -124,6 +124,7 @@ type pending struct {
 	at      time.Time
 	event   []any // the events row
 	attempt []any // the attempts row, nil if none
+	shadow  []any // the shadow_predictions row, nil if none
 	a       Attempt
 	outcome *outcomeRow
 }
@@ -221,7 +222,7 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh 
 		return err
 	}
 	var written []*pending
-	var attempts [][]any
+	var attempts, shadows [][]any
 	for _, p := range batch {
 		if inserted[p.id] {
 			fresh[p.index] = true
@@ -229,7 +230,13 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, batch []*pending, fresh 
 			if p.attempt != nil {
 				attempts = append(attempts, p.attempt)
 			}
+			if p.shadow != nil {
+				shadows = append(shadows, p.shadow)
+			}
 		}
+	}
+	if err := s.insertRows(ctx, tx, "shadow_predictions", shadowCols, shadows, "", nil); err != nil {
+		return err
 	}
 	// The attempts' keys may be taken by another event: those entries are abandoned.
 	took := map[string]bool{}
@@ -323,11 +330,13 @@ func prepare(i int, e Entry) (*pending, error) {
 		confidence float64
 	)
 	if r := e.Recommendation; r != nil {
+		r = checkedShadow(r)
 		b, err := json.Marshal(r)
 		if err != nil {
 			return nil, fmt.Errorf("encode recommendation: %w", err)
 		}
 		recJSON, category, confidence = string(b), r.Classification.Category, r.Classification.Confidence
+		p.shadow = shadowRow(p.id, r, p.at)
 	}
 	key := failure.TemplateKey(ev.Job.Namespace, ev.Job.Template)
 	p.event = []any{p.id, ev.Job.Namespace, ev.Job.Name, ev.Job.Template, key, string(ev.Job.Kind), e.ChainID,

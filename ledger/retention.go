@@ -15,10 +15,11 @@ const pruneBatch = 2000
 // succeeded, failed or abandoned) before before — by their last change, so that a
 // fix that waited long for review keeps its trail for the whole retention after it
 // ended: the event, its attempts, its audit trail, its corrections, its webhook
-// messages and its outcome in its template's history. A remediation that has not
-// ended is kept, however old: someone may still act on it; so is one corrected since
-// before, a labelled example someone just made. Pipeline runs that ended before before go too. It
-// returns how many remediations it deleted.
+// messages, its shadow predictions and its outcome in its template's history. A
+// remediation that has not ended is kept, however old: someone may still act on
+// it; so is one corrected since before, a labelled example someone just made.
+// Pipeline runs that ended before before go too. It returns how many remediations
+// it deleted.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	total := 0
 	for {
@@ -41,7 +42,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 		err = s.inTx(ctx, func(tx *sql.Tx) error {
 			return chunks(ids, func(c []string) error {
 				in := "(" + list(len(c)) + ")"
-				for _, table := range []string{"outcomes", "audit", "attempts", "corrections", "deliveries", "events"} {
+				for _, table := range []string{"outcomes", "audit", "attempts", "corrections", "deliveries", "shadow_predictions", "events"} {
 					if _, err := tx.ExecContext(ctx, s.q("DELETE FROM "+table+" WHERE event_id IN "+in), anys(c)...); err != nil {
 						return fmt.Errorf("prune %s: %w", table, err)
 					}

@@ -52,10 +52,16 @@ func (r *Recommender) Catalogue() failure.Catalogue { return r.opts.Catalogue }
 // MaxCostMultiple is the cap on a retry's run cost, as a multiple of the failed run's.
 func (r *Recommender) MaxCostMultiple() float64 { return r.opts.MaxCostMultiple }
 
-// SetModels replaces the models that predict what a retry will do; recommendations
-// begun before keep the models they started with. Safe to call while
-// recommendations are being made.
-func (r *Recommender) SetModels(m *models.Models) { r.models.Store(m) }
+// SetModels replaces the models that predict what a retry will do with models not
+// from the registry (version 0); recommendations begun before keep the models they
+// started with. Safe to call while recommendations are being made.
+func (r *Recommender) SetModels(m *models.Models) { r.SetVersion(0, m) }
+
+// SetVersion replaces the models with version of the model registry, which each
+// recommendation then names (ModelRegistryVersion).
+func (r *Recommender) SetVersion(version int, m *models.Models) {
+	r.models.Store(&versioned{version: version, m: m})
+}
 
 // Models returns the models in use.
-func (r *Recommender) Models() *models.Models { return r.models.Load() }
+func (r *Recommender) Models() *models.Models { return r.models.Load().m }

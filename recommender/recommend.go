@@ -61,7 +61,8 @@ type Options struct {
 // Recommender makes recommendations. It is safe for concurrent use.
 type Recommender struct {
 	classifier Classifier
-	models     atomic.Pointer[models.Models]
+	models     atomic.Pointer[versioned]
+	shadow     atomic.Pointer[versioned]
 	opts       Options
 	scorers    []optimizer.Scorer
 	scratch    sync.Pool
@@ -90,7 +91,7 @@ func New(c Classifier, m *models.Models, opts Options) *Recommender {
 	}
 	r := &Recommender{classifier: c, opts: opts,
 		scorers: []optimizer.Scorer{optimizer.PFailure{}, optimizer.ExpectedCost{}}}
-	r.models.Store(m)
+	r.models.Store(&versioned{m: m})
 	if opts.Runtime {
 		r.scorers = append(r.scorers, optimizer.Runtime{})
 	}
@@ -103,9 +104,9 @@ func New(c Classifier, m *models.Models, opts Options) *Recommender {
 // Recommend advises how to retry the failure ev, given the outcomes of earlier runs
 // of its job's template (oldest first).
 func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) failure.Recommendation {
-	m := r.models.Load() // one set of models for the whole recommendation
+	active := r.models.Load() // one set of models for the whole recommendation
 	rec := failure.Recommendation{
-		EventID: ev.ID, Chosen: -1, ModelVersion: m.Name,
+		EventID: ev.ID, Chosen: -1, ModelVersion: active.m.Name, ModelRegistryVersion: active.version,
 		Job: failure.JobRef{Namespace: ev.Job.Namespace, Name: ev.Job.Name, Template: ev.Job.Template, Attempt: ev.Job.Attempt},
 	}
 	rec.Classification = r.classifier.Classify(ev)
@@ -125,13 +126,23 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	}
 	ctx := models.NewContext(ev, cl.Category, history, r.opts.Catalogue)
 	nodes := r.cluster.Load()
-	space := r.space(ev, &ctx, cl, nodes)
 	scratch := r.scratch.Get().(*models.Scratch)
 	defer r.scratch.Put(scratch)
-	baseCost := r.opts.Catalogue.Cost(ev.Job.Resources, m.BaseRuntime(&ctx, &r.opts.Catalogue))
+	prob := r.problem(active.m, ev, &ctx, cl, nodes, scratch)
+	r.conclude(&rec, prob.Solve(), ev, &ctx)
+	if sh := r.shadow.Load(); sh != nil && sh.version != active.version {
+		rec.Shadow = r.shadowOf(sh, ev, &ctx, cl, nodes, &rec, scratch)
+	}
+	return rec
+}
+
+// problem is the search for a retry of ev with models m.
+func (r *Recommender) problem(m *models.Models, ev *failure.Event, ctx *models.Context, cl *failure.Classification, nodes *view,
+	scratch *models.Scratch) optimizer.Problem {
+	baseCost := r.opts.Catalogue.Cost(ev.Job.Resources, m.BaseRuntime(ctx, &r.opts.Catalogue))
 	prob := optimizer.Problem{
-		Space:     space,
-		Predictor: predictor{m, &ctx, &r.opts.Catalogue, scratch, baseCost},
+		Space:     r.space(ev, ctx, cl, nodes),
+		Predictor: predictor{m, ctx, &r.opts.Catalogue, scratch, baseCost},
 		Filters: []optimizer.Filter{
 			optimizer.NodeFit{MaxMemoryBytes: nodes.largest.MemoryBytes, MaxCPUMillis: nodes.largest.CPUMillis,
 				MaxEphemeralBytes: nodes.largest.EphemeralStorageBytes, MaxGPUs: nodes.largest.GPU},
@@ -146,19 +157,25 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	if len(r.opts.Weights) > 0 {
 		prob.Chooser = optimizer.Weighted{Weights: r.opts.Weights}
 	}
-	res := prob.Solve()
+	return prob
+}
+
+// conclude fills rec from the search's result: the options, the one chosen, and why
+// (or why not to retry).
+func (r *Recommender) conclude(rec *failure.Recommendation, res optimizer.Result, ev *failure.Event, ctx *models.Context) {
+	cl := &rec.Classification
 	rec.Considered = res.Considered
 	if res.Chosen < 0 {
 		rec.Options = []failure.Option{}
 		rec.Explanation = fmt.Sprintf("%s No configuration within the cluster's limits, the namespace's quota and the cost cap (%.1fx) was found among %d candidates; not retrying.",
 			what(cl), r.opts.MaxCostMultiple, res.Considered)
-		return rec
+		return
 	}
 	if best := res.Options[0]; best.PFix < r.opts.MinPFix {
 		rec.Options = []failure.Option{}
 		rec.Explanation = fmt.Sprintf("%s None of the %s is likely to fix it (the best has probability %.2f); not retrying.",
 			what(cl), considered(res), best.PFix)
-		return rec
+		return
 	}
 	rec.Retry, rec.Chosen = true, 0
 	rec.Options = res.Options
@@ -169,13 +186,12 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 			// The optimizer keeps such options out; rounding cannot bring one in.
 			rec.Retry, rec.Chosen, rec.Options = false, -1, []failure.Option{}
 			rec.Explanation = fmt.Sprintf("%s The predicted figures are out of range (%v); not retrying.", what(cl), err)
-			return rec
+			return
 		}
 		o.Params = copyMap(o.Params)
 		o.Changes = changes(ev, o, &r.opts.Catalogue)
 	}
-	rec.Explanation = explain(cl, &ctx, &rec.Options[0], considered(res))
-	return rec
+	rec.Explanation = explain(cl, ctx, &rec.Options[0], considered(res))
 }
 
 // space is what a retry of a failure of this category may change.

@@ -49,6 +49,13 @@ func plan(n int) []retryPlan {
 // it (with its peak). Each retry's fix ends before the next failure is received.
 func fill(t testing.TB, store *ledger.Store, plan []retryPlan) {
 	t.Helper()
+	fillShadowed(t, store, plan, nil)
+}
+
+// fillShadowed is fill with each decision made by version 1 and predicted in
+// shadow as shadow says, given whether its fix will succeed (nil: no shadow).
+func fillShadowed(t testing.TB, store *ledger.Store, plan []retryPlan, shadow func(succeeds bool) *failure.Shadow) {
+	t.Helper()
 	ctx := context.Background()
 	for _, p := range plan {
 		res := func(mem int64) failure.Resources { return failure.Resources{CPUMillis: 4000, MemoryBytes: mem} }
@@ -58,7 +65,10 @@ func fill(t testing.TB, store *ledger.Store, plan []retryPlan) {
 		opt := failure.Option{Resources: res(p.mem), PSuccess: 0.9, PFix: 0.9}
 		rec := &failure.Recommendation{EventID: p.id, Job: failure.JobRef{Namespace: p.ns, Name: p.id, Template: p.tmpl, Attempt: 1},
 			Classification: failure.Classification{Category: failure.OOMMemory, Retryable: true, Confidence: 0.95},
-			Retry:          true, Options: []failure.Option{opt}, Chosen: 0}
+			Retry:          true, Options: []failure.Option{opt}, Chosen: 0, ModelRegistryVersion: 1}
+		if shadow != nil {
+			rec.Shadow = shadow(p.mem >= p.need)
+		}
 		_, err := store.Record(ctx, []ledger.Entry{{EventID: p.id, ReceivedAt: p.at, Event: ev, ChainID: "chain-" + p.id,
 			Recommendation: rec, State: ledger.Approved, Actor: "policy", Reason: "automatic",
 			Attempt: &ledger.Attempt{Number: 2, JobName: p.id + "-af2", Resources: opt.Resources, Option: &opt}}})

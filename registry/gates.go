@@ -21,8 +21,10 @@ type Evaluation struct {
 	Stats ledger.RetryStats
 }
 
-// Evaluate scores version against the active one on the same recorded retries and
-// checks the gates. A version the registry does not hold is ledger.ErrNotFound; one
+// Evaluate scores version against the active one on the same decisions and checks
+// the gates: the live decisions it predicted in shadow next to the active version
+// when at least MinOutcomes of their attempts ended (Gates.Basis "shadow"), else the
+// recorded retries, predicted now by both ("replay"). A version the registry does not hold is ledger.ErrNotFound; one
 // that is active already, or that this autofix cannot load, an error wrapping
 // ledger.ErrConflict. An active version that does not load fails a gate.
 func (r *Registry) Evaluate(ctx context.Context, version int) (Evaluation, error) {
@@ -65,9 +67,20 @@ func (r *Registry) Evaluate(ctx context.Context, version int) (Evaluation, error
 		// Nothing to compare with: the figures are the candidate's alone.
 		g.Failed = append(g.Failed, unloadable.Error()+": nothing to compare with")
 	}
-	if !g.Since.Before(g.Until) {
+	g.Basis = ledger.GatesReplay
+	sh, err := r.ShadowReport(ctx, version)
+	if err != nil {
+		return ev, err
+	}
+	switch {
+	case activeModels != nil && sh.Candidate.N >= g.MinOutcomes:
+		// Enough live decisions predicted in shadow: they are what the candidate
+		// would really have seen.
+		g.Basis, g.Since, g.Until, g.Outcomes = ledger.GatesShadow, sh.Since, sh.Until, sh.Candidate.N
+		g.Active, g.Candidate = sh.Active, sh.Candidate
+	case !g.Since.Before(g.Until):
 		g.Since = g.Until // both trained on data up to now: nothing after it yet
-	} else {
+	default:
 		p, err := r.score(ctx, g.Since, g.Until, activeModels, candModels)
 		if err != nil {
 			return ev, err
@@ -106,8 +119,8 @@ func (e *LoadError) Unwrap() error { return e.Err }
 func check(g *ledger.ModelGates) []string {
 	var failed []string
 	if g.Outcomes < g.MinOutcomes {
-		failed = append(failed, fmt.Sprintf("%d outcomes scored (retries received %s to %s), fewer than the %d the gate asks for",
-			g.Outcomes, g.Since.Format(time.RFC3339), g.Until.Format(time.RFC3339), g.MinOutcomes))
+		failed = append(failed, fmt.Sprintf("%d outcomes scored (%s of the failures received %s to %s), fewer than the %d the gate asks for",
+			g.Outcomes, g.Basis, g.Since.Format(time.RFC3339), g.Until.Format(time.RFC3339), g.MinOutcomes))
 	}
 	if g.Outcomes == 0 {
 		return failed // nothing to compare

@@ -25,6 +25,9 @@ type Ledger interface {
 	PromoteModel(ctx context.Context, p ledger.ModelPromotion) (ledger.ModelPromotion, error)
 	ModelPromotions(ctx context.Context, limit int) ([]ledger.ModelPromotion, error)
 	EachRetry(ctx context.Context, f ledger.RetryFilter, fn func(*ledger.Retry) error) (ledger.RetryStats, error)
+	SetModelShadow(ctx context.Context, sh ledger.ModelShadow) (ledger.ModelShadow, error)
+	ModelShadowState(ctx context.Context) (ledger.ModelShadow, error)
+	EachShadowPrediction(ctx context.Context, f ledger.ShadowFilter, fn func(*ledger.ShadowPrediction) error) error
 }
 
 // Options configure a registry.
@@ -42,6 +45,10 @@ type Options struct {
 	// OnChange is called by Poll, after it has loaded a new active version, with
 	// the version and its models (nil: nothing to tell).
 	OnChange func(version int, m *models.Models)
+	// OnShadow is called by Poll, after it has loaded the version to evaluate in
+	// shadow, with the version and its models, or with 0 and nil when the evaluation
+	// stopped (nil: nothing to tell).
+	OnShadow func(version int, m *models.Models)
 	// Log is where Poll's problems go (default: none); Now the clock (default
 	// time.Now).
 	Log *slog.Logger
@@ -92,10 +99,13 @@ type Registry struct {
 	o   Options
 	log *slog.Logger
 
-	inUse atomic.Pointer[InUse]
-	// mu orders Poll's calls; failed is the active version last found not to load.
-	mu     sync.Mutex
-	failed int
+	inUse  atomic.Pointer[InUse]
+	shadow atomic.Pointer[InUse] // the version evaluated in shadow; nil: none
+	// mu orders Poll's calls; failed is the active version last found not to load,
+	// shadowFailed the version to evaluate in shadow.
+	mu           sync.Mutex
+	failed       int
+	shadowFailed int
 }
 
 // InUse is the version of the models a process runs.

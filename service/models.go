@@ -17,7 +17,7 @@ import (
 func (s *Service) openRegistry(ctx context.Context) error {
 	var err error
 	s.registry, err = registry.New(registry.Options{Ledger: s.store, Catalogue: s.cfg.Catalogue, Gates: Gates(&s.cfg.Models),
-		InUse: s.brain.models, OnChange: s.modelsChanged, Log: s.log})
+		InUse: s.brain.models, OnChange: s.modelsChanged, OnShadow: s.shadowChanged, Log: s.log})
 	if err != nil {
 		return err
 	}
@@ -46,8 +46,19 @@ func Gates(m *config.Models) registry.Gates {
 // modelsChanged makes the recommender predict with the registry's new active
 // version, and the metrics say so.
 func (s *Service) modelsChanged(version int, m *models.Models) {
-	s.brain.rec.SetModels(m)
+	s.brain.rec.SetVersion(version, m)
 	if s.metrics != nil {
 		s.metrics.ModelInUse(m.Name, version)
 	}
+}
+
+// shadowChanged makes the recommender evaluate the registry's version in shadow
+// (nil m: none).
+func (s *Service) shadowChanged(version int, m *models.Models) {
+	s.brain.rec.SetShadow(version, m)
+	if m == nil {
+		s.log.Info("models: no version is evaluated in shadow")
+		return
+	}
+	s.log.Info("models: evaluating a version in shadow", "version", version, "name", m.Name)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/autofix/autofix/config"
+	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/registry"
@@ -85,5 +86,51 @@ func TestReplicasRunTheActiveModels(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "the active model version does not load") {
 		t.Errorf("the log does not say the active version does not load:\n%s", logs.String())
+	}
+}
+
+// TestReplicasEvaluateTheShadowedVersion: a version put in shadow on one replica is
+// what the other's recommender also predicts with after its next poll — each
+// decision then carries the candidate's view and names the active version — and
+// stops when the shadow evaluation does.
+func TestReplicasEvaluateTheShadowedVersion(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	a, b := replica(t, path, slog.New(slog.DiscardHandler)), replica(t, path, slog.New(slog.DiscardHandler))
+	def, _ := models.Default()
+	m := *def
+	m.Name, m.Success = "pessimist", &models.Logistic{Weights: []float64{-3, 0}}
+	data, err := m.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := a.registry.Register(ctx, data, registry.Registration{Actor: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.registry.StartShadow(ctx, v.Version, registry.ShadowChange{Actor: "ada"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.registry.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.brain.rec.Shadowed(); got != v.Version {
+		t.Fatalf("replica b evaluates version %d in shadow; want %d", got, v.Version)
+	}
+	ev := &failure.Event{ID: "e1", Job: failure.Job{Name: "etl-7", Template: "etl", Attempt: 1, Kind: failure.Batch,
+		Resources: failure.Resources{CPUMillis: 4000, MemoryBytes: 16 << 30}},
+		Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137, DurationSeconds: 900}}
+	rec := b.brain.rec.Recommend(ev, nil)
+	if rec.ModelRegistryVersion != 1 || rec.Shadow == nil || rec.Shadow.Version != v.Version || rec.Shadow.PSuccess >= 0.5 {
+		t.Errorf("b's recommendation: models version %d, shadow %+v; want version 1 deciding, the pessimist's view", rec.ModelRegistryVersion, rec.Shadow)
+	}
+	if _, err := a.registry.StopShadow(ctx, registry.ShadowChange{Actor: "ada"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.registry.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rec := b.brain.rec.Recommend(ev, nil); rec.Shadow != nil || b.brain.rec.Shadowed() != 0 {
+		t.Errorf("after the evaluation stopped: shadow %+v; want none", rec.Shadow)
 	}
 }

@@ -145,6 +145,20 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
 	GetModel(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetShadowReport How a version evaluated in shadow scores next to the active one
+	//
+	// Role: **viewer**. The live decisions the version predicted in shadow next to the
+	// active version (made within `models.promotion.window`, the latest
+	// `maxOutcomes`): both versions' P(success) of the active's choices scored against
+	// how those attempts ended (at most `maxPerNamespace` of a namespace), and the
+	// decisions the version would have changed — retries it would have made or not
+	// made, other configurations — with what is known of their cost. Only the
+	// active's choices ran: what the candidate would have chosen instead is priced
+	// by its own prediction.
+	//
+	// Corresponds with GET /v1/models/{version}/shadow (the `GetShadowReport` operationId).
+	GetShadowReport(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// PromoteModelWithBody Make a version the active one, behind the gates
 	//
 	// Role: **admin**. Scores the version and the active one on the same retries the
@@ -214,6 +228,58 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
 	RollbackModel(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StartShadowWithBody Evaluate a version in shadow
+	//
+	// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+	// predicts each live decision with this version, which changes nothing; its
+	// predictions are recorded with the decisions and scored as the attempts end
+	// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+	// `minOutcomes` of them ended. One version at a time: this one replaces any
+	// other. Recorded, with who and why, in the audit trail. The active version, the
+	// version already evaluated, and one this autofix cannot load are a 409.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+	StartShadowWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StartShadow Evaluate a version in shadow
+	//
+	// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+	// predicts each live decision with this version, which changes nothing; its
+	// predictions are recorded with the decisions and scored as the attempts end
+	// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+	// `minOutcomes` of them ended. One version at a time: this one replaces any
+	// other. Recorded, with who and why, in the audit trail. The active version, the
+	// version already evaluated, and one this autofix cannot load are a 409.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+	StartShadow(ctx context.Context, version ModelVersion, body StartShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StopShadowWithBody Stop the shadow evaluation
+	//
+	// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+	// after their next poll; the predictions recorded stay, and its report still
+	// scores them. A 409 when no version is evaluated in shadow.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+	StopShadowWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StopShadow Stop the shadow evaluation
+	//
+	// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+	// after their next poll; the predictions recorded stay, and its report still
+	// scores them. A 409 when no version is evaluated in shadow.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+	StopShadow(ctx context.Context, body StopShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListPipelines Pipeline runs
 	//
@@ -537,75 +603,6 @@ func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 // Corresponds with GET /metrics (the `Metrics` operationId).
 func (c *Client) Metrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewMetricsRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// Readyz Readiness
-//
-// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-// cluster and, on a real cluster, leader election), with each check's state:
-// 200 when ready, 503 when not. Another replica leading is ready (`leader`
-// says whom it follows); an election this replica cannot take part in (the
-// Lease's namespace missing, no right to the Lease) is not.
-//
-// No authentication is needed (probes send none), and then `checks` is all there
-// is: states only, never an error's text, which may name hosts or a DSN. A request
-// with a token of any role also gets `details`, each check's detail. A request
-// that sends an Authorization header is authenticated like any other: a bad token
-// is a 401, and counts as a failed authentication (429 once over the limit).
-//
-// Corresponds with GET /readyz (the `Readyz` operationId).
-func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewReadyzRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetJobHistory What autofix knows of one job
-//
-// Role: **viewer**. The job's recorded failures and their remediations (at most
-// 1000, newest first), and every recorded run of its template, oldest first. A job
-// with no recorded failure is a 404.
-//
-// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
-func (c *Client) GetJobHistory(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetJobHistoryRequest(c.Server, namespace, name)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListModels The model registry
-//
-// Role: **viewer**. The registered versions of the retry-success and runtime
-// models, newest first (the latest `limit`), each with its provenance — parent,
-// what it was trained on and when, the code that registered it, its held-out
-// metrics — and whether it is the active version (every replica runs it once it
-// has polled) and the one this replica runs; and the latest 20 promotions, newest
-// first, with the figures each was decided on. A server without a registry lists
-// no version, and names the models it runs in `inUse` (version 0).
-//
-// Corresponds with GET /v1/models (the `ListModels` operationId).
-func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListModelsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}

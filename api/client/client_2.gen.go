@@ -8,6 +8,75 @@ import (
 	"net/http"
 )
 
+// Readyz Readiness
+//
+// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
+// cluster and, on a real cluster, leader election), with each check's state:
+// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+// says whom it follows); an election this replica cannot take part in (the
+// Lease's namespace missing, no right to the Lease) is not.
+//
+// No authentication is needed (probes send none), and then `checks` is all there
+// is: states only, never an error's text, which may name hosts or a DSN. A request
+// with a token of any role also gets `details`, each check's detail. A request
+// that sends an Authorization header is authenticated like any other: a bad token
+// is a 401, and counts as a failed authentication (429 once over the limit).
+//
+// Corresponds with GET /readyz (the `Readyz` operationId).
+func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReadyzRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetJobHistory What autofix knows of one job
+//
+// Role: **viewer**. The job's recorded failures and their remediations (at most
+// 1000, newest first), and every recorded run of its template, oldest first. A job
+// with no recorded failure is a 404.
+//
+// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
+func (c *Client) GetJobHistory(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetJobHistoryRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListModels The model registry
+//
+// Role: **viewer**. The registered versions of the retry-success and runtime
+// models, newest first (the latest `limit`), each with its provenance — parent,
+// what it was trained on and when, the code that registered it, its held-out
+// metrics — and whether it is the active version (every replica runs it once it
+// has polled) and the one this replica runs; and the latest 20 promotions, newest
+// first, with the figures each was decided on. A server without a registry lists
+// no version, and names the models it runs in `inUse` (version 0).
+//
+// Corresponds with GET /v1/models (the `ListModels` operationId).
+func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListModelsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetModel A registered version of the models
 //
 // Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
@@ -15,6 +84,30 @@ import (
 // Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
 func (c *Client) GetModel(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetModelRequest(c.Server, version)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetShadowReport How a version evaluated in shadow scores next to the active one
+//
+// Role: **viewer**. The live decisions the version predicted in shadow next to the
+// active version (made within `models.promotion.window`, the latest
+// `maxOutcomes`): both versions' P(success) of the active's choices scored against
+// how those attempts ended (at most `maxPerNamespace` of a namespace), and the
+// decisions the version would have changed — retries it would have made or not
+// made, other configurations — with what is known of their cost. Only the
+// active's choices ran: what the candidate would have chosen instead is priced
+// by its own prediction.
+//
+// Corresponds with GET /v1/models/{version}/shadow (the `GetShadowReport` operationId).
+func (c *Client) GetShadowReport(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetShadowReportRequest(c.Server, version)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +218,98 @@ func (c *Client) RollbackModelWithBody(ctx context.Context, version ModelVersion
 // Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
 func (c *Client) RollbackModel(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRollbackModelRequest(c.Server, version, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StartShadowWithBody Evaluate a version in shadow
+//
+// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+// predicts each live decision with this version, which changes nothing; its
+// predictions are recorded with the decisions and scored as the attempts end
+// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+// `minOutcomes` of them ended. One version at a time: this one replaces any
+// other. Recorded, with who and why, in the audit trail. The active version, the
+// version already evaluated, and one this autofix cannot load are a 409.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+func (c *Client) StartShadowWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStartShadowRequestWithBody(c.Server, version, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StartShadow Evaluate a version in shadow
+//
+// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+// predicts each live decision with this version, which changes nothing; its
+// predictions are recorded with the decisions and scored as the attempts end
+// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+// `minOutcomes` of them ended. One version at a time: this one replaces any
+// other. Recorded, with who and why, in the audit trail. The active version, the
+// version already evaluated, and one this autofix cannot load are a 409.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+func (c *Client) StartShadow(ctx context.Context, version ModelVersion, body StartShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStartShadowRequest(c.Server, version, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StopShadowWithBody Stop the shadow evaluation
+//
+// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+// after their next poll; the predictions recorded stay, and its report still
+// scores them. A 409 when no version is evaluated in shadow.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+func (c *Client) StopShadowWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStopShadowRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StopShadow Stop the shadow evaluation
+//
+// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+// after their next poll; the predictions recorded stay, and its report still
+// scores them. A 409 when no version is evaluated in shadow.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+func (c *Client) StopShadow(ctx context.Context, body StopShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStopShadowRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -437,183 +622,6 @@ func (c *Client) ApproveRemediationWithBody(ctx context.Context, id RemediationI
 // Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
 func (c *Client) ApproveRemediation(ctx context.Context, id RemediationID, body ApproveRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewApproveRemediationRequest(c.Server, id, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RejectRemediationWithBody Reject a fix kept for review
-//
-// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
-// goes to its audit trail. A remediation in any other state is a 409. Returns the
-// remediation as rejected.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
-func (c *Client) RejectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRejectRemediationRequestWithBody(c.Server, id, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RejectRemediation Reject a fix kept for review
-//
-// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
-// goes to its audit trail. A remediation in any other state is a 409. Returns the
-// remediation as rejected.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
-func (c *Client) RejectRemediation(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRejectRemediationRequest(c.Server, id, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// CorrectRemediationWithBody Correct the classification of a failure
-//
-// Role: **approver**. Says what the failure really was: its category (one of the
-// taxonomy's) and whether a retry can fix it, with an optional note. The correction
-// is kept in the ledger with who made it and when, and a line in the remediation's
-// audit trail; a later correction supersedes it (both stay in the audit trail).
-// Neither the remediation's state nor autofix's own classification changes. The
-// correction in force labels the remediation's event for training
-// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
-// Returns the correction.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
-func (c *Client) CorrectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCorrectRemediationRequestWithBody(c.Server, id, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// CorrectRemediation Correct the classification of a failure
-//
-// Role: **approver**. Says what the failure really was: its category (one of the
-// taxonomy's) and whether a retry can fix it, with an optional note. The correction
-// is kept in the ledger with who made it and when, and a line in the remediation's
-// audit trail; a later correction supersedes it (both stay in the audit trail).
-// Neither the remediation's state nor autofix's own classification changes. The
-// correction in force labels the remediation's event for training
-// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
-// Returns the correction.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
-func (c *Client) CorrectRemediation(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCorrectRemediationRequest(c.Server, id, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListRules The rule set in use
-//
-// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
-//
-// Corresponds with GET /v1/rules (the `ListRules` operationId).
-func (c *Client) ListRules(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListRulesRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// DiffRulesWithBody Replay the ledger's last failure events through a candidate
-//
-// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
-// messages rejected without an event are skipped and do not count) through the
-// classifier in use and through a candidate — the classifier in use with the rule
-// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
-// layered over the embedded ones in place of the service's `classifier.knowledge` —
-// and reports each event whose category, retry decision or action changes (a change
-// of confidence alone is not one), with counts and the category-to-category matrix.
-// Both classify as the service does (its minimum confidences, authority and model;
-// a model trained on other rules' matches is left out). Nothing changes: the classifier
-// in use stays in force, and nothing is written to the ledger.
-//
-// A file that does not load is a 400 whose `field` is `files.<name>` or
-// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
-// replay that runs out of the request's time is a 503. `autofix rules diff` makes
-// the same report from the command line.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
-func (c *Client) DiffRulesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDiffRulesRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// DiffRules Replay the ledger's last failure events through a candidate
-//
-// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
-// messages rejected without an event are skipped and do not count) through the
-// classifier in use and through a candidate — the classifier in use with the rule
-// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
-// layered over the embedded ones in place of the service's `classifier.knowledge` —
-// and reports each event whose category, retry decision or action changes (a change
-// of confidence alone is not one), with counts and the category-to-category matrix.
-// Both classify as the service does (its minimum confidences, authority and model;
-// a model trained on other rules' matches is left out). Nothing changes: the classifier
-// in use stays in force, and nothing is written to the ledger.
-//
-// A file that does not load is a 400 whose `field` is `files.<name>` or
-// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
-// replay that runs out of the request's time is a 503. `autofix rules diff` makes
-// the same report from the command line.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
-func (c *Client) DiffRules(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDiffRulesRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}

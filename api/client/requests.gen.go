@@ -223,6 +223,40 @@ func NewGetModelRequest(server string, version ModelVersion) (*http.Request, err
 	return req, nil
 }
 
+// NewGetShadowReportRequest constructs an http.Request for the GetShadowReport method
+func NewGetShadowReportRequest(server string, version ModelVersion) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models/%s/shadow", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewPromoteModelRequest calls the generic PromoteModel builder with application/json body
 func NewPromoteModelRequest(server string, version ModelVersion, body PromoteModelJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -243,6 +277,28 @@ func NewRollbackModelRequest(server string, version ModelVersion, body RollbackM
 	}
 	bodyReader = bytes.NewReader(buf)
 	return NewRollbackModelRequestWithBody(server, version, "application/json", bodyReader)
+}
+
+// NewStartShadowRequest calls the generic StartShadow builder with application/json body
+func NewStartShadowRequest(server string, version ModelVersion, body StartShadowJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewStartShadowRequestWithBody(server, version, "application/json", bodyReader)
+}
+
+// NewStopShadowRequest calls the generic StopShadow builder with application/json body
+func NewStopShadowRequest(server string, body StopShadowJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewStopShadowRequestWithBody(server, "application/json", bodyReader)
 }
 
 // NewListPipelinesRequest constructs an http.Request for the ListPipelines method
@@ -576,53 +632,4 @@ func NewRejectRemediationRequest(server string, id RemediationID, body RejectRem
 	}
 	bodyReader = bytes.NewReader(buf)
 	return NewRejectRemediationRequestWithBody(server, id, "application/json", bodyReader)
-}
-
-// NewCorrectRemediationRequest calls the generic CorrectRemediation builder with application/json body
-func NewCorrectRemediationRequest(server string, id RemediationID, body CorrectRemediationJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewCorrectRemediationRequestWithBody(server, id, "application/json", bodyReader)
-}
-
-// NewListRulesRequest constructs an http.Request for the ListRules method
-func NewListRulesRequest(server string) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/rules")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-
-	return req, nil
-}
-
-// NewDiffRulesRequest calls the generic DiffRules builder with application/json body
-func NewDiffRulesRequest(server string, body DiffRulesJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewDiffRulesRequestWithBody(server, "application/json", bodyReader)
 }

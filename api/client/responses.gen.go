@@ -105,6 +105,22 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
 	GetModelWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetModelResponse, error)
 
+	// GetShadowReportWithResponse How a version evaluated in shadow scores next to the active one
+	//
+	// Role: **viewer**. The live decisions the version predicted in shadow next to the
+	// active version (made within `models.promotion.window`, the latest
+	// `maxOutcomes`): both versions' P(success) of the active's choices scored against
+	// how those attempts ended (at most `maxPerNamespace` of a namespace), and the
+	// decisions the version would have changed — retries it would have made or not
+	// made, other configurations — with what is known of their cost. Only the
+	// active's choices ran: what the candidate would have chosen instead is priced
+	// by its own prediction.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/models/{version}/shadow (the `GetShadowReport` operationId).
+	GetShadowReportWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetShadowReportResponse, error)
+
 	// PromoteModelWithBodyWithResponse Make a version the active one, behind the gates
 	//
 	// Role: **admin**. Scores the version and the active one on the same retries the
@@ -174,6 +190,58 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
 	RollbackModelWithResponse(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error)
+
+	// StartShadowWithBodyWithResponse Evaluate a version in shadow
+	//
+	// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+	// predicts each live decision with this version, which changes nothing; its
+	// predictions are recorded with the decisions and scored as the attempts end
+	// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+	// `minOutcomes` of them ended. One version at a time: this one replaces any
+	// other. Recorded, with who and why, in the audit trail. The active version, the
+	// version already evaluated, and one this autofix cannot load are a 409.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+	StartShadowWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartShadowResponse, error)
+
+	// StartShadowWithResponse Evaluate a version in shadow
+	//
+	// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+	// predicts each live decision with this version, which changes nothing; its
+	// predictions are recorded with the decisions and scored as the attempts end
+	// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+	// `minOutcomes` of them ended. One version at a time: this one replaces any
+	// other. Recorded, with who and why, in the audit trail. The active version, the
+	// version already evaluated, and one this autofix cannot load are a 409.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+	StartShadowWithResponse(ctx context.Context, version ModelVersion, body StartShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*StartShadowResponse, error)
+
+	// StopShadowWithBodyWithResponse Stop the shadow evaluation
+	//
+	// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+	// after their next poll; the predictions recorded stay, and its report still
+	// scores them. A 409 when no version is evaluated in shadow.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+	StopShadowWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopShadowResponse, error)
+
+	// StopShadowWithResponse Stop the shadow evaluation
+	//
+	// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+	// after their next poll; the predictions recorded stay, and its report still
+	// scores them. A 409 when no version is evaluated in shadow.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+	StopShadowWithResponse(ctx context.Context, body StopShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*StopShadowResponse, error)
 
 	// ListPipelinesWithResponse Pipeline runs
 	//
@@ -549,86 +617,4 @@ func (r MetricsResponse) Status() string {
 		return r.HTTPResponse.Status
 	}
 	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r MetricsResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r MetricsResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type ReadyzResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Readiness
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Readiness
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *ReadyzResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *ReadyzResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ReadyzResponse) GetJSON200() *Readiness {
-	return r.JSON200
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ReadyzResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r ReadyzResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ReadyzResponse) GetJSON503() *Readiness {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r ReadyzResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r ReadyzResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r ReadyzResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ReadyzResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
 }

@@ -193,6 +193,24 @@ func (e JobKind) Valid() bool {
 	}
 }
 
+// Defines values for ModelGatesBasis.
+const (
+	ModelGatesBasisReplay ModelGatesBasis = "replay"
+	ModelGatesBasisShadow ModelGatesBasis = "shadow"
+)
+
+// Valid indicates whether the value is a known member of the ModelGatesBasis enum.
+func (e ModelGatesBasis) Valid() bool {
+	switch e {
+	case ModelGatesBasisReplay:
+		return true
+	case ModelGatesBasisShadow:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ModelPromotionViewAction.
 const (
 	ModelPromotionViewActionActivate ModelPromotionViewAction = "activate"
@@ -633,26 +651,4 @@ type FailureSignals struct {
 	// `peakGPUMemory` and `peakEphemeralStorage`, Kubernetes quantities in bytes
 	// (strings or numbers). Unknown fields are ignored.
 	Usage *map[string]interface{} `json:"usage,omitempty"`
-}
-
-// JobHistory What autofix knows of one job.
-type JobHistory struct {
-	Name      string `json:"name"`
-	Namespace string `json:"namespace"`
-
-	// Outcomes The recorded runs of the job's template, oldest first.
-	Outcomes     []Outcome            `json:"outcomes"`
-	Remediations []RemediationSummary `json:"remediations"`
-	Template     *string              `json:"template,omitempty"`
-}
-
-// JobKind defines model for JobKind.
-type JobKind string
-
-// JobRef defines model for JobRef.
-type JobRef struct {
-	Attempt   int     `json:"attempt"`
-	Name      string  `json:"name"`
-	Namespace *string `json:"namespace,omitempty"`
-	Template  string  `json:"template"`
 }

@@ -7,13 +7,41 @@ import (
 	"time"
 )
 
+// JobHistory What autofix knows of one job.
+type JobHistory struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+
+	// Outcomes The recorded runs of the job's template, oldest first.
+	Outcomes     []Outcome            `json:"outcomes"`
+	Remediations []RemediationSummary `json:"remediations"`
+	Template     *string              `json:"template,omitempty"`
+}
+
+// JobKind defines model for JobKind.
+type JobKind string
+
+// JobRef defines model for JobRef.
+type JobRef struct {
+	Attempt   int     `json:"attempt"`
+	Name      string  `json:"name"`
+	Namespace *string `json:"namespace,omitempty"`
+	Template  string  `json:"template"`
+}
+
 // ModelGates The figures of a promotion's gates, the two versions scored on the same retries.
 type ModelGates struct {
 	// Active How a version's P(success) scored against outcomes: on the retries held out
 	// from its training (a version's metrics), or on the retries of a promotion's
 	// gates.
-	Active            ModelMetrics `json:"active"`
-	CalibrationMargin float64      `json:"calibrationMargin"`
+	Active ModelMetrics `json:"active"`
+
+	// Basis Which decisions were scored: the live decisions the candidate predicted in
+	// shadow (once `minOutcomes` of their attempts ended), or the recorded retries
+	// predicted by both at promotion time. Absent in promotions recorded before
+	// shadow evaluation existed (replay).
+	Basis             *ModelGatesBasis `json:"basis,omitempty"`
+	CalibrationMargin float64          `json:"calibrationMargin"`
 
 	// Candidate How a version's P(success) scored against outcomes: on the retries held out
 	// from its training (a version's metrics), or on the retries of a promotion's
@@ -30,6 +58,12 @@ type ModelGates struct {
 	Until time.Time `json:"until"`
 }
 
+// ModelGatesBasis Which decisions were scored: the live decisions the candidate predicted in
+// shadow (once `minOutcomes` of their attempts ended), or the recorded retries
+// predicted by both at promotion time. Absent in promotions recorded before
+// shadow evaluation existed (replay).
+type ModelGatesBasis string
+
 // ModelList defines model for ModelList.
 type ModelList struct {
 	// Active The active version; 0 without a registry.
@@ -43,6 +77,9 @@ type ModelList struct {
 
 	// Promotions The latest 20 changes of the active version, newest first.
 	Promotions []ModelPromotionView `json:"promotions"`
+
+	// Shadow Which version is evaluated in shadow.
+	Shadow ShadowState `json:"shadow"`
 }
 
 // ModelMetrics How a version's P(success) scored against outcomes: on the retries held out
@@ -318,6 +355,9 @@ type Recommendation struct {
 	Explanation string `json:"explanation"`
 	Job         JobRef `json:"job"`
 
+	// ModelRegistryVersion Those models' version in the model registry; absent when they are not from it.
+	ModelRegistryVersion *int `json:"modelRegistryVersion,omitempty"`
+
 	// ModelVersion The models that made the predictions.
 	ModelVersion *string `json:"modelVersion,omitempty"`
 
@@ -326,6 +366,10 @@ type Recommendation struct {
 
 	// Retry Whether to retry at all.
 	Retry bool `json:"retry"`
+
+	// Shadow What the version evaluated in shadow would have decided; absent when none is,
+	// or when no model decided (a failure no retry fixes).
+	Shadow *Shadow `json:"shadow,omitempty"`
 }
 
 // RejectRequest defines model for RejectRequest.
@@ -595,55 +639,4 @@ type RulesDiffSummary struct {
 
 	// Skipped The messages among them the ledger holds without a readable event.
 	Skipped int `json:"skipped"`
-}
-
-// RulesDiffVerdict What one classifier says of the event.
-type RulesDiffVerdict struct {
-	// Action The kind of remediation a classification calls for.
-	Action Action `json:"action"`
-
-	// Category The class of a failure.
-	Category   Category `json:"category"`
-	Confidence float64  `json:"confidence"`
-
-	// Learned The category comes from a learned model, no rule being confident.
-	Learned   *bool `json:"learned,omitempty"`
-	Retryable bool  `json:"retryable"`
-
-	// Rules The ids of the rules that support the category, strongest first.
-	Rules []string `json:"rules"`
-}
-
-// RulesTestRequest defines model for RulesTestRequest.
-type RulesTestRequest struct {
-	// Event One failed attempt of one job (schema version 1). Required are `id`, `job.name`
-	// and `failure`; unknown fields are ignored. At most 1 MiB encoded; a log tail over
-	// 64 KiB keeps its last 64 KiB and is flagged `logTruncated`.
-	Event FailureEvent `json:"event"`
-
-	// Files The candidate rule set, file name (a plain name ending in `.yaml`, at most 100 bytes) -> YAML.
-	Files map[string]string `json:"files"`
-}
-
-// RulesTestResult defines model for RulesTestResult.
-type RulesTestResult struct {
-	// Classification What the classifier concluded about a failure, and why.
-	Classification Classification `json:"classification"`
-
-	// RuleErrors Errors of rules evaluating the event.
-	RuleErrors []string `json:"ruleErrors"`
-
-	// Rules How many rules the candidate has.
-	Rules        int      `json:"rules"`
-	TestFailures []string `json:"testFailures"`
-
-	// Tests How many test cases it has.
-	Tests int `json:"tests"`
-}
-
-// SourceView Where the event came from on Kafka.
-type SourceView struct {
-	Offset    int64   `json:"offset"`
-	Partition int     `json:"partition"`
-	Topic     *string `json:"topic,omitempty"`
 }

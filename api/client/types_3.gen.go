@@ -6,11 +6,165 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/oapi-codegen/runtime"
-	"io"
-	"net/http"
-	"net/url"
 	"time"
 )
+
+// RulesDiffVerdict What one classifier says of the event.
+type RulesDiffVerdict struct {
+	// Action The kind of remediation a classification calls for.
+	Action Action `json:"action"`
+
+	// Category The class of a failure.
+	Category   Category `json:"category"`
+	Confidence float64  `json:"confidence"`
+
+	// Learned The category comes from a learned model, no rule being confident.
+	Learned   *bool `json:"learned,omitempty"`
+	Retryable bool  `json:"retryable"`
+
+	// Rules The ids of the rules that support the category, strongest first.
+	Rules []string `json:"rules"`
+}
+
+// RulesTestRequest defines model for RulesTestRequest.
+type RulesTestRequest struct {
+	// Event One failed attempt of one job (schema version 1). Required are `id`, `job.name`
+	// and `failure`; unknown fields are ignored. At most 1 MiB encoded; a log tail over
+	// 64 KiB keeps its last 64 KiB and is flagged `logTruncated`.
+	Event FailureEvent `json:"event"`
+
+	// Files The candidate rule set, file name (a plain name ending in `.yaml`, at most 100 bytes) -> YAML.
+	Files map[string]string `json:"files"`
+}
+
+// RulesTestResult defines model for RulesTestResult.
+type RulesTestResult struct {
+	// Classification What the classifier concluded about a failure, and why.
+	Classification Classification `json:"classification"`
+
+	// RuleErrors Errors of rules evaluating the event.
+	RuleErrors []string `json:"ruleErrors"`
+
+	// Rules How many rules the candidate has.
+	Rules        int      `json:"rules"`
+	TestFailures []string `json:"testFailures"`
+
+	// Tests How many test cases it has.
+	Tests int `json:"tests"`
+}
+
+// Shadow What the version evaluated in shadow would have decided; absent when none is,
+// or when no model decided (a failure no retry fixes).
+type Shadow struct {
+	// Changed Its decision differs from the one made.
+	Changed bool `json:"changed"`
+
+	// Error Why it decided nothing (its prediction failed); the decision is not scored.
+	Error *string `json:"error,omitempty"`
+
+	// Option A configuration a retry could run with, and what the models predict of it.
+	Option *Option `json:"option,omitempty"`
+
+	// PSuccess Its P(success) of the option chosen; 0 when none was.
+	PSuccess float64 `json:"pSuccess"`
+
+	// Retry Whether it would have retried.
+	Retry bool `json:"retry"`
+
+	// Version The candidate's version in the registry.
+	Version int `json:"version"`
+}
+
+// ShadowChanges The decisions the candidate would have changed, and what is known of their cost (dollars).
+type ShadowChanges struct {
+	// ActiveExpectedCost The active's expected cost of its choices over them.
+	ActiveExpectedCost float64 `json:"activeExpectedCost"`
+
+	// CandidateExpectedCost The candidate's expected cost of its own choices over them.
+	CandidateExpectedCost float64 `json:"candidateExpectedCost"`
+
+	// Configuration Both retried, with other configurations.
+	Configuration      int `json:"configuration"`
+	ConfigurationEnded int `json:"configurationEnded"`
+
+	// ConfigurationSucceeded Of those that ended, how many succeeded with the active's choice.
+	ConfigurationSucceeded int `json:"configurationSucceeded"`
+
+	// LostFixes Of those, retries that ended and succeeded (fixes it would have given up).
+	LostFixes int `json:"lostFixes"`
+
+	// NoRetry It would not have retried where the active did.
+	NoRetry int `json:"noRetry"`
+
+	// Retry It would have retried where the active did not.
+	Retry int `json:"retry"`
+
+	// RetryExpectedCost Its expected cost of those retries.
+	RetryExpectedCost float64 `json:"retryExpectedCost"`
+
+	// SavedSpend What those that ended and failed cost (spend it would have saved).
+	SavedSpend float64 `json:"savedSpend"`
+	Total      int     `json:"total"`
+}
+
+// ShadowReport defines model for ShadowReport.
+type ShadowReport struct {
+	// Active How a version's P(success) scored against outcomes: on the retries held out
+	// from its training (a version's metrics), or on the retries of a promotion's
+	// gates.
+	Active ModelMetrics `json:"active"`
+
+	// ActiveVersion The version that made the decisions.
+	ActiveVersion int `json:"activeVersion"`
+
+	// Candidate How a version's P(success) scored against outcomes: on the retries held out
+	// from its training (a version's metrics), or on the retries of a promotion's
+	// gates.
+	Candidate ModelMetrics `json:"candidate"`
+
+	// Changes The decisions the candidate would have changed, and what is known of their cost (dollars).
+	Changes ShadowChanges `json:"changes"`
+
+	// Decisions Decisions the candidate saw.
+	Decisions int `json:"decisions"`
+
+	// Errors Of them, decisions its prediction failed on.
+	Errors int `json:"errors"`
+
+	// Pending The active's retries that have not ended yet.
+	Pending int       `json:"pending"`
+	Since   time.Time `json:"since"`
+	Until   time.Time `json:"until"`
+	Version int       `json:"version"`
+}
+
+// ShadowRequest defines model for ShadowRequest.
+type ShadowRequest struct {
+	// Reason Why (optional).
+	Reason *string `json:"reason,omitempty"`
+}
+
+// ShadowState Which version is evaluated in shadow.
+type ShadowState struct {
+	At *time.Time `json:"at,omitempty"`
+
+	// By Who made the latest change (absent when none was ever made).
+	By *string `json:"by,omitempty"`
+
+	// InUse The version this replica evaluates; 0 for none.
+	InUse  int     `json:"inUse"`
+	Reason *string `json:"reason,omitempty"`
+
+	// Version The version every replica evaluates in shadow once it has polled; 0 for none.
+	Version int `json:"version"`
+}
+
+// SourceView Where the event came from on Kafka.
+type SourceView struct {
+	Offset    int64   `json:"offset"`
+	Partition int     `json:"partition"`
+	Topic     *string `json:"topic,omitempty"`
+}
 
 // StageStatus defines model for StageStatus.
 type StageStatus struct {
@@ -149,6 +303,12 @@ type PromoteModelJSONRequestBody = PromoteRequest
 
 // RollbackModelJSONRequestBody defines body for RollbackModel for application/json ContentType.
 type RollbackModelJSONRequestBody = RollbackRequest
+
+// StartShadowJSONRequestBody defines body for StartShadow for application/json ContentType.
+type StartShadowJSONRequestBody = ShadowRequest
+
+// StopShadowJSONRequestBody defines body for StopShadow for application/json ContentType.
+type StopShadowJSONRequestBody = ShadowRequest
 
 // StartPipelineJSONRequestBody defines body for StartPipeline for application/json ContentType.
 type StartPipelineJSONRequestBody = StartPipelineRequest
@@ -498,163 +658,4 @@ func (t QuantityInput) MarshalJSON() ([]byte, error) {
 func (t *QuantityInput) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
-}
-
-// NewPromoteModelRequestWithBody constructs an http.Request for the PromoteModel method, with any body, and a specified content type
-func NewPromoteModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/models/%s:promote", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewRollbackModelRequestWithBody constructs an http.Request for the RollbackModel method, with any body, and a specified content type
-func NewRollbackModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/models/%s:rollback", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewStartPipelineRequestWithBody constructs an http.Request for the StartPipeline method, with any body, and a specified content type
-func NewStartPipelineRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/pipelines")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewSetPauseRequestWithBody constructs an http.Request for the SetPause method, with any body, and a specified content type
-func NewSetPauseRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/policy/pause")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewRecommendRequestWithBody constructs an http.Request for the Recommend method, with any body, and a specified content type
-func NewRecommendRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/recommendations")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
 }

@@ -10,6 +10,230 @@ import (
 	"net/url"
 )
 
+// NewPromoteModelRequestWithBody constructs an http.Request for the PromoteModel method, with any body, and a specified content type
+func NewPromoteModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models/%s:promote", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRollbackModelRequestWithBody constructs an http.Request for the RollbackModel method, with any body, and a specified content type
+func NewRollbackModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models/%s:rollback", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewStartShadowRequestWithBody constructs an http.Request for the StartShadow method, with any body, and a specified content type
+func NewStartShadowRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models/%s:shadow", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewStopShadowRequestWithBody constructs an http.Request for the StopShadow method, with any body, and a specified content type
+func NewStopShadowRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models:stopShadow")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewStartPipelineRequestWithBody constructs an http.Request for the StartPipeline method, with any body, and a specified content type
+func NewStartPipelineRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pipelines")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewSetPauseRequestWithBody constructs an http.Request for the SetPause method, with any body, and a specified content type
+func NewSetPauseRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/policy/pause")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRecommendRequestWithBody constructs an http.Request for the Recommend method, with any body, and a specified content type
+func NewRecommendRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/recommendations")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewRecommendBatchRequestWithBody constructs an http.Request for the RecommendBatch method, with any body, and a specified content type
 func NewRecommendBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -250,6 +474,16 @@ type GetModelResponse429Headers struct {
 	RetryAfter int
 }
 
+// GetShadowReportResponse401Headers the declared response headers of an HTTP 401 response for GetShadowReport
+type GetShadowReportResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetShadowReportResponse429Headers the declared response headers of an HTTP 429 response for GetShadowReport
+type GetShadowReportResponse429Headers struct {
+	RetryAfter int
+}
+
 // PromoteModelResponse401Headers the declared response headers of an HTTP 401 response for PromoteModel
 type PromoteModelResponse401Headers struct {
 	WWWAuthenticate string
@@ -267,6 +501,26 @@ type RollbackModelResponse401Headers struct {
 
 // RollbackModelResponse429Headers the declared response headers of an HTTP 429 response for RollbackModel
 type RollbackModelResponse429Headers struct {
+	RetryAfter int
+}
+
+// StartShadowResponse401Headers the declared response headers of an HTTP 401 response for StartShadow
+type StartShadowResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// StartShadowResponse429Headers the declared response headers of an HTTP 429 response for StartShadow
+type StartShadowResponse429Headers struct {
+	RetryAfter int
+}
+
+// StopShadowResponse401Headers the declared response headers of an HTTP 401 response for StopShadow
+type StopShadowResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// StopShadowResponse429Headers the declared response headers of an HTTP 429 response for StopShadow
+type StopShadowResponse429Headers struct {
 	RetryAfter int
 }
 
@@ -413,9 +667,4 @@ type DiffRulesResponse429Headers struct {
 // TestRulesResponse401Headers the declared response headers of an HTTP 401 response for TestRules
 type TestRulesResponse401Headers struct {
 	WWWAuthenticate string
-}
-
-// TestRulesResponse429Headers the declared response headers of an HTTP 429 response for TestRules
-type TestRulesResponse429Headers struct {
-	RetryAfter int
 }

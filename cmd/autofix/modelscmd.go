@@ -70,13 +70,15 @@ it passes the gates: at least minOutcomes outcomes, an expected calibration erro
 most the active's plus calibrationMargin, and a log-loss below the active's; --force
 with a --reason promotes past them. rollback makes an earlier version active again,
 with a reason. Each promotion and rollback is recorded with who, when, from, to and
-the figures, and in the audit trail. docs/models.md says why.`,
+the figures, and in the audit trail. shadow evaluates a version on the live
+decisions next to the active one, changing nothing; once enough of those decisions'
+attempts ended, promote's gates read them instead. docs/models.md says why.`,
 	}
 	user := os.Getenv("USER")
 	if user == "" {
 		user = "cli"
 	}
-	for _, c := range []*cobra.Command{mc.listCmd(), mc.showCmd(), mc.registerCmd(), mc.promoteCmd(), mc.rollbackCmd()} {
+	for _, c := range []*cobra.Command{mc.listCmd(), mc.showCmd(), mc.registerCmd(), mc.promoteCmd(), mc.rollbackCmd(), mc.shadowCmd()} {
 		mc.cf.register(c, "data-dir", "db")
 		if c.Name() != "list" && c.Name() != "show" {
 			c.Flags().StringVar(&mc.by, "by", user, "who is doing it (recorded)")
@@ -335,8 +337,13 @@ func (mc *modelsCmd) rollbackCmd() *cobra.Command {
 // gates failed.
 func writeGates(w io.Writer, ev *registry.Evaluation) {
 	g := &ev.Gates
-	fmt.Fprintf(w, "scored on %d retries received %s to %s (%d unreadable, %d without an outcome left out)\n", g.Outcomes,
-		g.Since.UTC().Format(time.RFC3339), g.Until.UTC().Format(time.RFC3339), ev.Stats.Unreadable, ev.Stats.NoOutcome)
+	if g.Basis == ledger.GatesShadow {
+		fmt.Fprintf(w, "scored on %d live decisions predicted in shadow, made %s to %s\n", g.Outcomes,
+			g.Since.UTC().Format(time.RFC3339), g.Until.UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(w, "scored on %d retries received %s to %s, replayed (%d unreadable, %d without an outcome left out)\n", g.Outcomes,
+			g.Since.UTC().Format(time.RFC3339), g.Until.UTC().Format(time.RFC3339), ev.Stats.Unreadable, ev.Stats.NoOutcome)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\tactive (version %d)\tcandidate (version %d)\n", ev.Active.Version, ev.Candidate.Version)
 	a, c := &g.Active, &g.Candidate

@@ -20,6 +20,7 @@ import (
 	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/models"
 	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/service"
 	"github.com/autofix/autofix/simcluster"
@@ -30,6 +31,8 @@ import (
 // OOMs fixed by one re-submission each, the user-code failure left alone, and the
 // example pipeline past a CUDA OOM in training all the way to a rolled-out deploy;
 // then that a restart resumes from the cluster's file without doing anything twice.
+// A candidate version of the models is evaluated in shadow all along: it changes
+// none of that, and its report scores it on the demo's decisions.
 func TestServeWithTheSimulatedCluster(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir, cfg.HTTP.Addr, cfg.Kafka.EmbeddedAddr = t.TempDir(), freeAddr(t), freeAddr(t)
@@ -37,6 +40,7 @@ func TestServeWithTheSimulatedCluster(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	shadowAPessimist(t, &cfg)
 	stop := runServe(t, &cfg, "serve")
 	ctx := context.Background()
 	store, err := ledger.Open(ctx, cfg.LedgerDSN())
@@ -115,6 +119,13 @@ func TestServeWithTheSimulatedCluster(t *testing.T) {
 	}
 	if r := got["ranker-train"]; r.State != ledger.PendingReview {
 		t.Errorf("ranker-train (production namespace): %s, want pending_review", r.State)
+	}
+	var shadow api.ShadowReportView
+	getJSON(t, "http://"+cfg.HTTP.Addr+"/v1/models/2/shadow", string(token), &shadow)
+	t.Logf("shadow report: %d decisions, %d scored; log-loss %.4f (active) vs %.4f (pessimist); changes %+v", shadow.Decisions,
+		shadow.Active.N, shadow.Active.LogLoss, shadow.Candidate.LogLoss, shadow.Changes)
+	if shadow.Decisions < 6 || shadow.Active.N < 5 || shadow.Candidate.N != shadow.Active.N || !(shadow.Candidate.LogLoss > shadow.Active.LogLoss) {
+		t.Errorf("the pessimist's shadow report: %+v; want the demo's decisions, its fixes scored, the pessimist worse", shadow)
 	}
 	stop()
 
@@ -206,4 +217,55 @@ func envOf(j *batchv1.Job, name string) string {
 		}
 	}
 	return ""
+}
+
+// shadowAPessimist registers, in the ledger of cfg (made new), models that expect
+// every retry to fail as version 2, and evaluates them in shadow, as an admin would
+// with the CLI.
+func shadowAPessimist(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	store, err := ledger.Open(context.Background(), cfg.LedgerDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = store.Close()
+	m, err := models.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Name, m.Success = "pessimist", &models.Logistic{Weights: []float64{-3, 0}}
+	data, err := m.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "pessimist.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"models", "register", path, "--by", "ada"}, {"models", "shadow", "2", "--by", "ada", "--reason", "a test"}} {
+		if code, stdout, stderr := runCmd(t, "", append(args, "--data-dir", cfg.DataDir)...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, stdout, stderr)
+		}
+	}
+}
+
+// getJSON decodes the answer to a GET of url with token into v.
+func getJSON(t *testing.T, url, token string, v any) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
 }
