@@ -26,7 +26,7 @@ func (a AttemptCounts) Total() int { return a.Succeeded + a.Failed }
 // KindStats are a kind of fix's figures over a window: how people decided its
 // fixes, and how its attempts ended.
 type KindStats struct {
-	Kind
+	Kind Kind `json:"kind"`
 	// JobKind is the kind of the template's jobs (the greatest recorded, by name,
 	// should they differ).
 	JobKind failure.JobKind `json:"jobKind,omitempty"`
@@ -110,11 +110,11 @@ func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error
 			k             KindStats
 			category, job string
 		)
-		if err := r.Scan(&category, &k.Template, &job, &k.Approved, &k.Rejected, &k.Reviewed.Succeeded, &k.Reviewed.Failed,
+		if err := r.Scan(&category, &k.Kind.Template, &job, &k.Approved, &k.Rejected, &k.Reviewed.Succeeded, &k.Reviewed.Failed,
 			&k.Automatic.Succeeded, &k.Automatic.Failed); err != nil {
 			return err
 		}
-		k.Category, k.JobKind = failure.Category(category), failure.JobKind(job)
+		k.Kind.Category, k.JobKind = failure.Category(category), failure.JobKind(job)
 		out = append(out, k)
 		return nil
 	})
