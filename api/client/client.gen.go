@@ -116,6 +116,88 @@ type ClientInterface interface {
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListAutonomy Every kind of fix, with its figures, and the grants of autonomy
+	//
+	// Role: **viewer**. Graduated autonomy: for every kind of fix (a failure category
+	// on one job template, `namespace/template`) that a person decided or whose
+	// attempt ended among the failures received within `policy.autonomy.window`, how
+	// many of its fixes people approved and rejected, and how its attempts ended,
+	// approved by a person or applied on their own; whether it meets every threshold
+	// (`passes`, with the ones it does not meet in `unmet`), whether it is granted,
+	// and whether it is `proposed` (it passes, is not granted, and autonomy is
+	// enabled). The kinds people decided most come first (at most 1000), then any
+	// granted kind not among them. Also the thresholds and the latest 20 grants and
+	// revocations.
+	//
+	// Corresponds with GET /v1/autonomy (the `ListAutonomy` operationId).
+	ListAutonomy(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GrantAutonomyWithBody Let a kind of fix apply without review
+	//
+	// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+	// keep for review applies on its own — if its classification's confidence is at
+	// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+	// budget; denials, the cost cap and the kill switch still win. Every replica
+	// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+	// the thresholds (else a 409 saying which it does not), unless `force` is set
+	// with a `reason`: the grant is then recorded as forced. A category outside the
+	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// 409. The grant is recorded with who, when, why and the figures, and in the
+	// audit trail.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+	GrantAutonomyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GrantAutonomy Let a kind of fix apply without review
+	//
+	// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+	// keep for review applies on its own — if its classification's confidence is at
+	// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+	// budget; denials, the cost cap and the kill switch still win. Every replica
+	// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+	// the thresholds (else a 409 saying which it does not), unless `force` is set
+	// with a `reason`: the grant is then recorded as forced. A category outside the
+	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// 409. The grant is recorded with who, when, why and the figures, and in the
+	// audit trail.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+	GrantAutonomy(ctx context.Context, body GrantAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeAutonomyWithBody Send a kind of fix back to review
+	//
+	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+	// where the rules send them again, on every replica within
+	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+	RevokeAutonomyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeAutonomy Send a kind of fix back to review
+	//
+	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+	// where the rules send them again, on every replica within
+	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+	RevokeAutonomy(ctx context.Context, body RevokeAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetJobHistory What autofix knows of one job
 	//
 	// Role: **viewer**. The job's recorded failures and their remediations (at most
@@ -518,94 +600,6 @@ type ClientInterface interface {
 // Corresponds with GET /healthz (the `Healthz` operationId).
 func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHealthzRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// Metrics Prometheus metrics
-//
-// Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
-// true` in the configuration it needs no token (and then answers neither 401 nor
-// 403).
-//
-// Corresponds with GET /metrics (the `Metrics` operationId).
-func (c *Client) Metrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewMetricsRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// Readyz Readiness
-//
-// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-// cluster and, on a real cluster, leader election), with each check's state:
-// 200 when ready, 503 when not. Another replica leading is ready (`leader`
-// says whom it follows); an election this replica cannot take part in (the
-// Lease's namespace missing, no right to the Lease) is not.
-//
-// No authentication is needed (probes send none), and then `checks` is all there
-// is: states only, never an error's text, which may name hosts or a DSN. A request
-// with a token of any role also gets `details`, each check's detail. A request
-// that sends an Authorization header is authenticated like any other: a bad token
-// is a 401, and counts as a failed authentication (429 once over the limit).
-//
-// Corresponds with GET /readyz (the `Readyz` operationId).
-func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewReadyzRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetJobHistory What autofix knows of one job
-//
-// Role: **viewer**. The job's recorded failures and their remediations (at most
-// 1000, newest first), and every recorded run of its template, oldest first. A job
-// with no recorded failure is a 404.
-//
-// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
-func (c *Client) GetJobHistory(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetJobHistoryRequest(c.Server, namespace, name)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListModels The model registry
-//
-// Role: **viewer**. The registered versions of the retry-success and runtime
-// models, newest first (the latest `limit`), each with its provenance — parent,
-// what it was trained on and when, the code that registered it, its held-out
-// metrics — and whether it is the active version (every replica runs it once it
-// has polled) and the one this replica runs; and the latest 20 promotions, newest
-// first, with the figures each was decided on. A server without a registry lists
-// no version, and names the models it runs in `inUse` (version 0).
-//
-// Corresponds with GET /v1/models (the `ListModels` operationId).
-func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListModelsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}

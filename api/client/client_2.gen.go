@@ -8,6 +8,226 @@ import (
 	"net/http"
 )
 
+// Metrics Prometheus metrics
+//
+// Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
+// true` in the configuration it needs no token (and then answers neither 401 nor
+// 403).
+//
+// Corresponds with GET /metrics (the `Metrics` operationId).
+func (c *Client) Metrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewMetricsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Readyz Readiness
+//
+// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
+// cluster and, on a real cluster, leader election), with each check's state:
+// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+// says whom it follows); an election this replica cannot take part in (the
+// Lease's namespace missing, no right to the Lease) is not.
+//
+// No authentication is needed (probes send none), and then `checks` is all there
+// is: states only, never an error's text, which may name hosts or a DSN. A request
+// with a token of any role also gets `details`, each check's detail. A request
+// that sends an Authorization header is authenticated like any other: a bad token
+// is a 401, and counts as a failed authentication (429 once over the limit).
+//
+// Corresponds with GET /readyz (the `Readyz` operationId).
+func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReadyzRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListAutonomy Every kind of fix, with its figures, and the grants of autonomy
+//
+// Role: **viewer**. Graduated autonomy: for every kind of fix (a failure category
+// on one job template, `namespace/template`) that a person decided or whose
+// attempt ended among the failures received within `policy.autonomy.window`, how
+// many of its fixes people approved and rejected, and how its attempts ended,
+// approved by a person or applied on their own; whether it meets every threshold
+// (`passes`, with the ones it does not meet in `unmet`), whether it is granted,
+// and whether it is `proposed` (it passes, is not granted, and autonomy is
+// enabled). The kinds people decided most come first (at most 1000), then any
+// granted kind not among them. Also the thresholds and the latest 20 grants and
+// revocations.
+//
+// Corresponds with GET /v1/autonomy (the `ListAutonomy` operationId).
+func (c *Client) ListAutonomy(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAutonomyRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GrantAutonomyWithBody Let a kind of fix apply without review
+//
+// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+// keep for review applies on its own — if its classification's confidence is at
+// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+// budget; denials, the cost cap and the kill switch still win. Every replica
+// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+// the thresholds (else a 409 saying which it does not), unless `force` is set
+// with a `reason`: the grant is then recorded as forced. A category outside the
+// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+// 409. The grant is recorded with who, when, why and the figures, and in the
+// audit trail.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+func (c *Client) GrantAutonomyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGrantAutonomyRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GrantAutonomy Let a kind of fix apply without review
+//
+// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+// keep for review applies on its own — if its classification's confidence is at
+// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+// budget; denials, the cost cap and the kill switch still win. Every replica
+// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+// the thresholds (else a 409 saying which it does not), unless `force` is set
+// with a `reason`: the grant is then recorded as forced. A category outside the
+// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+// 409. The grant is recorded with who, when, why and the figures, and in the
+// audit trail.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+func (c *Client) GrantAutonomy(ctx context.Context, body GrantAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGrantAutonomyRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevokeAutonomyWithBody Send a kind of fix back to review
+//
+// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+// where the rules send them again, on every replica within
+// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+func (c *Client) RevokeAutonomyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeAutonomyRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevokeAutonomy Send a kind of fix back to review
+//
+// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+// where the rules send them again, on every replica within
+// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+func (c *Client) RevokeAutonomy(ctx context.Context, body RevokeAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeAutonomyRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetJobHistory What autofix knows of one job
+//
+// Role: **viewer**. The job's recorded failures and their remediations (at most
+// 1000, newest first), and every recorded run of its template, oldest first. A job
+// with no recorded failure is a 404.
+//
+// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
+func (c *Client) GetJobHistory(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetJobHistoryRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListModels The model registry
+//
+// Role: **viewer**. The registered versions of the retry-success and runtime
+// models, newest first (the latest `limit`), each with its provenance — parent,
+// what it was trained on and when, the code that registered it, its held-out
+// metrics — and whether it is the active version (every replica runs it once it
+// has polled) and the one this replica runs; and the latest 20 promotions, newest
+// first, with the figures each was decided on. A server without a registry lists
+// no version, and names the models it runs in `inUse` (version 0).
+//
+// Corresponds with GET /v1/models (the `ListModels` operationId).
+func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListModelsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetModel A registered version of the models
 //
 // Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
@@ -385,235 +605,6 @@ func (c *Client) ListRemediations(ctx context.Context, params *ListRemediationsP
 // Corresponds with GET /v1/remediations/{id} (the `GetRemediation` operationId).
 func (c *Client) GetRemediation(ctx context.Context, id RemediationID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetRemediationRequest(c.Server, id)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ApproveRemediationWithBody Approve a fix kept for review
-//
-// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
-// chosen option (the default), another option on its Pareto front (`option`), and
-// resources or params edited within the policy's caps (the cost multiple over the
-// failed run's hourly cost, the chain's attempt budget). Edited params must be
-// tunables the job declares. Returns the remediation as approved.
-//
-// A remediation in any other state, or whose chain has used its attempt budget, is a
-// 409.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
-func (c *Client) ApproveRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewApproveRemediationRequestWithBody(c.Server, id, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ApproveRemediation Approve a fix kept for review
-//
-// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
-// chosen option (the default), another option on its Pareto front (`option`), and
-// resources or params edited within the policy's caps (the cost multiple over the
-// failed run's hourly cost, the chain's attempt budget). Edited params must be
-// tunables the job declares. Returns the remediation as approved.
-//
-// A remediation in any other state, or whose chain has used its attempt budget, is a
-// 409.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
-func (c *Client) ApproveRemediation(ctx context.Context, id RemediationID, body ApproveRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewApproveRemediationRequest(c.Server, id, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RejectRemediationWithBody Reject a fix kept for review
-//
-// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
-// goes to its audit trail. A remediation in any other state is a 409. Returns the
-// remediation as rejected.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
-func (c *Client) RejectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRejectRemediationRequestWithBody(c.Server, id, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RejectRemediation Reject a fix kept for review
-//
-// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
-// goes to its audit trail. A remediation in any other state is a 409. Returns the
-// remediation as rejected.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
-func (c *Client) RejectRemediation(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRejectRemediationRequest(c.Server, id, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// CorrectRemediationWithBody Correct the classification of a failure
-//
-// Role: **approver**. Says what the failure really was: its category (one of the
-// taxonomy's) and whether a retry can fix it, with an optional note. The correction
-// is kept in the ledger with who made it and when, and a line in the remediation's
-// audit trail; a later correction supersedes it (both stay in the audit trail).
-// Neither the remediation's state nor autofix's own classification changes. The
-// correction in force labels the remediation's event for training
-// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
-// Returns the correction.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
-func (c *Client) CorrectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCorrectRemediationRequestWithBody(c.Server, id, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// CorrectRemediation Correct the classification of a failure
-//
-// Role: **approver**. Says what the failure really was: its category (one of the
-// taxonomy's) and whether a retry can fix it, with an optional note. The correction
-// is kept in the ledger with who made it and when, and a line in the remediation's
-// audit trail; a later correction supersedes it (both stay in the audit trail).
-// Neither the remediation's state nor autofix's own classification changes. The
-// correction in force labels the remediation's event for training
-// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
-// Returns the correction.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
-func (c *Client) CorrectRemediation(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCorrectRemediationRequest(c.Server, id, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListRules The rule set in use
-//
-// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
-//
-// Corresponds with GET /v1/rules (the `ListRules` operationId).
-func (c *Client) ListRules(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListRulesRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// DiffRulesWithBody Replay the ledger's last failure events through a candidate
-//
-// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
-// messages rejected without an event are skipped and do not count) through the
-// classifier in use and through a candidate — the classifier in use with the rule
-// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
-// layered over the embedded ones in place of the service's `classifier.knowledge` —
-// and reports each event whose category, retry decision or action changes (a change
-// of confidence alone is not one), with counts and the category-to-category matrix.
-// Both classify as the service does (its minimum confidences, authority and model;
-// a model trained on other rules' matches is left out). Nothing changes: the classifier
-// in use stays in force, and nothing is written to the ledger.
-//
-// A file that does not load is a 400 whose `field` is `files.<name>` or
-// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
-// replay that runs out of the request's time is a 503. `autofix rules diff` makes
-// the same report from the command line.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
-func (c *Client) DiffRulesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDiffRulesRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// DiffRules Replay the ledger's last failure events through a candidate
-//
-// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
-// messages rejected without an event are skipped and do not count) through the
-// classifier in use and through a candidate — the classifier in use with the rule
-// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
-// layered over the embedded ones in place of the service's `classifier.knowledge` —
-// and reports each event whose category, retry decision or action changes (a change
-// of confidence alone is not one), with counts and the category-to-category matrix.
-// Both classify as the service does (its minimum confidences, authority and model;
-// a model trained on other rules' matches is left out). Nothing changes: the classifier
-// in use stays in force, and nothing is written to the ledger.
-//
-// A file that does not load is a 400 whose `field` is `files.<name>` or
-// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
-// replay that runs out of the request's time is a 503. `autofix rules diff` makes
-// the same report from the command line.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
-func (c *Client) DiffRules(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDiffRulesRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,235 @@ import (
 	"net/url"
 )
 
+// ApproveRemediationWithBody Approve a fix kept for review
+//
+// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+// chosen option (the default), another option on its Pareto front (`option`), and
+// resources or params edited within the policy's caps (the cost multiple over the
+// failed run's hourly cost, the chain's attempt budget). Edited params must be
+// tunables the job declares. Returns the remediation as approved.
+//
+// A remediation in any other state, or whose chain has used its attempt budget, is a
+// 409.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+func (c *Client) ApproveRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewApproveRemediationRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ApproveRemediation Approve a fix kept for review
+//
+// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+// chosen option (the default), another option on its Pareto front (`option`), and
+// resources or params edited within the policy's caps (the cost multiple over the
+// failed run's hourly cost, the chain's attempt budget). Edited params must be
+// tunables the job declares. Returns the remediation as approved.
+//
+// A remediation in any other state, or whose chain has used its attempt budget, is a
+// 409.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+func (c *Client) ApproveRemediation(ctx context.Context, id RemediationID, body ApproveRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewApproveRemediationRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RejectRemediationWithBody Reject a fix kept for review
+//
+// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
+// goes to its audit trail. A remediation in any other state is a 409. Returns the
+// remediation as rejected.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
+func (c *Client) RejectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRejectRemediationRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RejectRemediation Reject a fix kept for review
+//
+// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
+// goes to its audit trail. A remediation in any other state is a 409. Returns the
+// remediation as rejected.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
+func (c *Client) RejectRemediation(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRejectRemediationRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CorrectRemediationWithBody Correct the classification of a failure
+//
+// Role: **approver**. Says what the failure really was: its category (one of the
+// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+// is kept in the ledger with who made it and when, and a line in the remediation's
+// audit trail; a later correction supersedes it (both stay in the audit trail).
+// Neither the remediation's state nor autofix's own classification changes. The
+// correction in force labels the remediation's event for training
+// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+// Returns the correction.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+func (c *Client) CorrectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCorrectRemediationRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CorrectRemediation Correct the classification of a failure
+//
+// Role: **approver**. Says what the failure really was: its category (one of the
+// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+// is kept in the ledger with who made it and when, and a line in the remediation's
+// audit trail; a later correction supersedes it (both stay in the audit trail).
+// Neither the remediation's state nor autofix's own classification changes. The
+// correction in force labels the remediation's event for training
+// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+// Returns the correction.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+func (c *Client) CorrectRemediation(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCorrectRemediationRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListRules The rule set in use
+//
+// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
+//
+// Corresponds with GET /v1/rules (the `ListRules` operationId).
+func (c *Client) ListRules(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListRulesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DiffRulesWithBody Replay the ledger's last failure events through a candidate
+//
+// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+// messages rejected without an event are skipped and do not count) through the
+// classifier in use and through a candidate — the classifier in use with the rule
+// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+// layered over the embedded ones in place of the service's `classifier.knowledge` —
+// and reports each event whose category, retry decision or action changes (a change
+// of confidence alone is not one), with counts and the category-to-category matrix.
+// Both classify as the service does (its minimum confidences, authority and model;
+// a model trained on other rules' matches is left out). Nothing changes: the classifier
+// in use stays in force, and nothing is written to the ledger.
+//
+// A file that does not load is a 400 whose `field` is `files.<name>` or
+// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+// the same report from the command line.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+func (c *Client) DiffRulesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDiffRulesRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DiffRules Replay the ledger's last failure events through a candidate
+//
+// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+// messages rejected without an event are skipped and do not count) through the
+// classifier in use and through a candidate — the classifier in use with the rule
+// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+// layered over the embedded ones in place of the service's `classifier.knowledge` —
+// and reports each event whose category, retry decision or action changes (a change
+// of confidence alone is not one), with counts and the category-to-category matrix.
+// Both classify as the service does (its minimum confidences, authority and model;
+// a model trained on other rules' matches is left out). Nothing changes: the classifier
+// in use stays in force, and nothing is written to the ledger.
+//
+// A file that does not load is a 400 whose `field` is `files.<name>` or
+// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+// the same report from the command line.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+func (c *Client) DiffRules(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDiffRulesRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // TestRulesWithBody Try a candidate rule set on an event
 //
 // Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the

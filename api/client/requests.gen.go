@@ -94,6 +94,55 @@ func NewReadyzRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListAutonomyRequest constructs an http.Request for the ListAutonomy method
+func NewListAutonomyRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/autonomy")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGrantAutonomyRequest calls the generic GrantAutonomy builder with application/json body
+func NewGrantAutonomyRequest(server string, body GrantAutonomyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewGrantAutonomyRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewRevokeAutonomyRequest calls the generic RevokeAutonomy builder with application/json body
+func NewRevokeAutonomyRequest(server string, body RevokeAutonomyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRevokeAutonomyRequestWithBody(server, "application/json", bodyReader)
+}
+
 // NewGetJobHistoryRequest constructs an http.Request for the GetJobHistory method
 func NewGetJobHistoryRequest(server string, namespace string, name string) (*http.Request, error) {
 	var err error
@@ -576,53 +625,4 @@ func NewRejectRemediationRequest(server string, id RemediationID, body RejectRem
 	}
 	bodyReader = bytes.NewReader(buf)
 	return NewRejectRemediationRequestWithBody(server, id, "application/json", bodyReader)
-}
-
-// NewCorrectRemediationRequest calls the generic CorrectRemediation builder with application/json body
-func NewCorrectRemediationRequest(server string, id RemediationID, body CorrectRemediationJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewCorrectRemediationRequestWithBody(server, id, "application/json", bodyReader)
-}
-
-// NewListRulesRequest constructs an http.Request for the ListRules method
-func NewListRulesRequest(server string) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/rules")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-
-	return req, nil
-}
-
-// NewDiffRulesRequest calls the generic DiffRules builder with application/json body
-func NewDiffRulesRequest(server string, body DiffRulesJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewDiffRulesRequestWithBody(server, "application/json", bodyReader)
 }

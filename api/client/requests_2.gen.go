@@ -5,9 +5,60 @@ package client
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 )
+
+// NewCorrectRemediationRequest calls the generic CorrectRemediation builder with application/json body
+func NewCorrectRemediationRequest(server string, id RemediationID, body CorrectRemediationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCorrectRemediationRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewListRulesRequest constructs an http.Request for the ListRules method
+func NewListRulesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/rules")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDiffRulesRequest calls the generic DiffRules builder with application/json body
+func NewDiffRulesRequest(server string, body DiffRulesJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDiffRulesRequestWithBody(server, "application/json", bodyReader)
+}
 
 // NewTestRulesRequest calls the generic TestRules builder with application/json body
 func NewTestRulesRequest(server string, body TestRulesJSONRequestBody) (*http.Request, error) {

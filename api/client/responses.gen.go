@@ -70,6 +70,90 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
 
+	// ListAutonomyWithResponse Every kind of fix, with its figures, and the grants of autonomy
+	//
+	// Role: **viewer**. Graduated autonomy: for every kind of fix (a failure category
+	// on one job template, `namespace/template`) that a person decided or whose
+	// attempt ended among the failures received within `policy.autonomy.window`, how
+	// many of its fixes people approved and rejected, and how its attempts ended,
+	// approved by a person or applied on their own; whether it meets every threshold
+	// (`passes`, with the ones it does not meet in `unmet`), whether it is granted,
+	// and whether it is `proposed` (it passes, is not granted, and autonomy is
+	// enabled). The kinds people decided most come first (at most 1000), then any
+	// granted kind not among them. Also the thresholds and the latest 20 grants and
+	// revocations.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/autonomy (the `ListAutonomy` operationId).
+	ListAutonomyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListAutonomyResponse, error)
+
+	// GrantAutonomyWithBodyWithResponse Let a kind of fix apply without review
+	//
+	// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+	// keep for review applies on its own — if its classification's confidence is at
+	// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+	// budget; denials, the cost cap and the kill switch still win. Every replica
+	// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+	// the thresholds (else a 409 saying which it does not), unless `force` is set
+	// with a `reason`: the grant is then recorded as forced. A category outside the
+	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// 409. The grant is recorded with who, when, why and the figures, and in the
+	// audit trail.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+	GrantAutonomyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GrantAutonomyResponse, error)
+
+	// GrantAutonomyWithResponse Let a kind of fix apply without review
+	//
+	// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+	// keep for review applies on its own — if its classification's confidence is at
+	// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+	// budget; denials, the cost cap and the kill switch still win. Every replica
+	// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+	// the thresholds (else a 409 saying which it does not), unless `force` is set
+	// with a `reason`: the grant is then recorded as forced. A category outside the
+	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// 409. The grant is recorded with who, when, why and the figures, and in the
+	// audit trail.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+	GrantAutonomyWithResponse(ctx context.Context, body GrantAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*GrantAutonomyResponse, error)
+
+	// RevokeAutonomyWithBodyWithResponse Send a kind of fix back to review
+	//
+	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+	// where the rules send them again, on every replica within
+	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+	RevokeAutonomyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RevokeAutonomyResponse, error)
+
+	// RevokeAutonomyWithResponse Send a kind of fix back to review
+	//
+	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+	// where the rules send them again, on every replica within
+	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+	RevokeAutonomyWithResponse(ctx context.Context, body RevokeAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*RevokeAutonomyResponse, error)
+
 	// GetJobHistoryWithResponse What autofix knows of one job
 	//
 	// Role: **viewer**. The job's recorded failures and their remediations (at most
@@ -531,104 +615,4 @@ type MetricsResponse struct {
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
 func (r MetricsResponse) GetJSON401() *Unauthorized {
 	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r MetricsResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetBody returns the raw response body bytes
-func (r MetricsResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r MetricsResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r MetricsResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r MetricsResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type ReadyzResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Readiness
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Readiness
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *ReadyzResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *ReadyzResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ReadyzResponse) GetJSON200() *Readiness {
-	return r.JSON200
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ReadyzResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r ReadyzResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ReadyzResponse) GetJSON503() *Readiness {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r ReadyzResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r ReadyzResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r ReadyzResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ReadyzResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
 }

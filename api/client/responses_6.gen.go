@@ -3,12 +3,510 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"github.com/oapi-codegen/runtime"
 	"io"
 	"net/http"
 	"strings"
 )
+
+// StartPipelineWithBodyWithResponse Start a pipeline run
+//
+// Role: **admin**. Records a new run of the definition (given as a JSON object in
+// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+// id the pipeline already has is a 409. A server without a cluster answers 503.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+func (c *ClientWithResponses) StartPipelineWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error) {
+	rsp, err := c.StartPipelineWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartPipelineResponse(rsp)
+}
+
+// StartPipelineWithResponse Start a pipeline run
+//
+// Role: **admin**. Records a new run of the definition (given as a JSON object in
+// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+// id the pipeline already has is a 409. A server without a cluster answers 503.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+func (c *ClientWithResponses) StartPipelineWithResponse(ctx context.Context, body StartPipelineJSONRequestBody, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error) {
+	rsp, err := c.StartPipeline(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartPipelineResponse(rsp)
+}
+
+// GetPipelineRunWithResponse Where a pipeline run stands
+//
+// Role: **viewer**. The run as recorded, with its stages as the cluster shows them.
+// A server without a cluster answers 503.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pipelines/{pipeline}/runs/{run} (the `GetPipelineRun` operationId).
+func (c *ClientWithResponses) GetPipelineRunWithResponse(ctx context.Context, pipeline string, run string, reqEditors ...RequestEditorFn) (*GetPipelineRunResponse, error) {
+	rsp, err := c.GetPipelineRun(ctx, pipeline, run, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPipelineRunResponse(rsp)
+}
+
+// GetPauseWithResponse The kill switch
+//
+// Role: **viewer**. Whether automatic fixes are paused, and by whom, when and why.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/policy/pause (the `GetPause` operationId).
+func (c *ClientWithResponses) GetPauseWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPauseResponse, error) {
+	rsp, err := c.GetPause(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPauseResponse(rsp)
+}
+
+// SetPauseWithBodyWithResponse Pause or resume automatic fixes
+//
+// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+// Returns the kill switch as set.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+func (c *ClientWithResponses) SetPauseWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetPauseResponse, error) {
+	rsp, err := c.SetPauseWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetPauseResponse(rsp)
+}
+
+// SetPauseWithResponse Pause or resume automatic fixes
+//
+// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+// Returns the kill switch as set.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+func (c *ClientWithResponses) SetPauseWithResponse(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*SetPauseResponse, error) {
+	rsp, err := c.SetPause(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetPauseResponse(rsp)
+}
+
+// RecommendWithBodyWithResponse Recommend a fix for one failed job
+//
+// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+// An event that does not decode is a 400 naming the field at fault (`payload` for
+// the document as a whole).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+func (c *ClientWithResponses) RecommendWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecommendResponse, error) {
+	rsp, err := c.RecommendWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecommendResponse(rsp)
+}
+
+// RecommendWithResponse Recommend a fix for one failed job
+//
+// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+// An event that does not decode is a 400 naming the field at fault (`payload` for
+// the document as a whole).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+func (c *ClientWithResponses) RecommendWithResponse(ctx context.Context, body RecommendJSONRequestBody, reqEditors ...RequestEditorFn) (*RecommendResponse, error) {
+	rsp, err := c.Recommend(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecommendResponse(rsp)
+}
+
+// RecommendBatchWithBodyWithResponse Recommend fixes for up to 100 failed jobs
+//
+// Role: **viewer**. One answer per event, in order: a recommendation, or the error
+// that event's decoding met (its `field` prefixed with `events[i].`). An event that
+// does not decode does not fail the batch; an empty batch, or one of more than 100
+// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
+func (c *ClientWithResponses) RecommendBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecommendBatchResponse, error) {
+	rsp, err := c.RecommendBatchWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecommendBatchResponse(rsp)
+}
+
+// RecommendBatchWithResponse Recommend fixes for up to 100 failed jobs
+//
+// Role: **viewer**. One answer per event, in order: a recommendation, or the error
+// that event's decoding met (its `field` prefixed with `events[i].`). An event that
+// does not decode does not fail the batch; an empty batch, or one of more than 100
+// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
+func (c *ClientWithResponses) RecommendBatchWithResponse(ctx context.Context, body RecommendBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*RecommendBatchResponse, error) {
+	rsp, err := c.RecommendBatch(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecommendBatchResponse(rsp)
+}
+
+// ListRemediationsWithResponse List remediations, newest first
+//
+// Role: **viewer**. A page of remediations matching every filter given, newest
+// first. `next`, when present, is the cursor of the next page: pass it as `after`.
+// A query parameter not listed here is a 400 naming it; a cursor the ledger does not
+// hold is a 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/remediations (the `ListRemediations` operationId).
+func (c *ClientWithResponses) ListRemediationsWithResponse(ctx context.Context, params *ListRemediationsParams, reqEditors ...RequestEditorFn) (*ListRemediationsResponse, error) {
+	rsp, err := c.ListRemediations(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListRemediationsResponse(rsp)
+}
+
+// GetRemediationWithResponse One remediation with its event, recommendation, attempts and audit trail
+//
+// Role: **viewer**.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/remediations/{id} (the `GetRemediation` operationId).
+func (c *ClientWithResponses) GetRemediationWithResponse(ctx context.Context, id RemediationID, reqEditors ...RequestEditorFn) (*GetRemediationResponse, error) {
+	rsp, err := c.GetRemediation(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetRemediationResponse(rsp)
+}
+
+// ApproveRemediationWithBodyWithResponse Approve a fix kept for review
+//
+// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+// chosen option (the default), another option on its Pareto front (`option`), and
+// resources or params edited within the policy's caps (the cost multiple over the
+// failed run's hourly cost, the chain's attempt budget). Edited params must be
+// tunables the job declares. Returns the remediation as approved.
+//
+// A remediation in any other state, or whose chain has used its attempt budget, is a
+// 409.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+func (c *ClientWithResponses) ApproveRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ApproveRemediationResponse, error) {
+	rsp, err := c.ApproveRemediationWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseApproveRemediationResponse(rsp)
+}
+
+// ApproveRemediationWithResponse Approve a fix kept for review
+//
+// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+// chosen option (the default), another option on its Pareto front (`option`), and
+// resources or params edited within the policy's caps (the cost multiple over the
+// failed run's hourly cost, the chain's attempt budget). Edited params must be
+// tunables the job declares. Returns the remediation as approved.
+//
+// A remediation in any other state, or whose chain has used its attempt budget, is a
+// 409.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+func (c *ClientWithResponses) ApproveRemediationWithResponse(ctx context.Context, id RemediationID, body ApproveRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*ApproveRemediationResponse, error) {
+	rsp, err := c.ApproveRemediation(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseApproveRemediationResponse(rsp)
+}
+
+// RejectRemediationWithBodyWithResponse Reject a fix kept for review
+//
+// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
+// goes to its audit trail. A remediation in any other state is a 409. Returns the
+// remediation as rejected.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
+func (c *ClientWithResponses) RejectRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RejectRemediationResponse, error) {
+	rsp, err := c.RejectRemediationWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRejectRemediationResponse(rsp)
+}
+
+// RejectRemediationWithResponse Reject a fix kept for review
+//
+// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
+// goes to its audit trail. A remediation in any other state is a 409. Returns the
+// remediation as rejected.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
+func (c *ClientWithResponses) RejectRemediationWithResponse(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*RejectRemediationResponse, error) {
+	rsp, err := c.RejectRemediation(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRejectRemediationResponse(rsp)
+}
+
+// CorrectRemediationWithBodyWithResponse Correct the classification of a failure
+//
+// Role: **approver**. Says what the failure really was: its category (one of the
+// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+// is kept in the ledger with who made it and when, and a line in the remediation's
+// audit trail; a later correction supersedes it (both stay in the audit trail).
+// Neither the remediation's state nor autofix's own classification changes. The
+// correction in force labels the remediation's event for training
+// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+// Returns the correction.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+func (c *ClientWithResponses) CorrectRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CorrectRemediationResponse, error) {
+	rsp, err := c.CorrectRemediationWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCorrectRemediationResponse(rsp)
+}
+
+// CorrectRemediationWithResponse Correct the classification of a failure
+//
+// Role: **approver**. Says what the failure really was: its category (one of the
+// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+// is kept in the ledger with who made it and when, and a line in the remediation's
+// audit trail; a later correction supersedes it (both stay in the audit trail).
+// Neither the remediation's state nor autofix's own classification changes. The
+// correction in force labels the remediation's event for training
+// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+// Returns the correction.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+func (c *ClientWithResponses) CorrectRemediationWithResponse(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*CorrectRemediationResponse, error) {
+	rsp, err := c.CorrectRemediation(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCorrectRemediationResponse(rsp)
+}
+
+// ListRulesWithResponse The rule set in use
+//
+// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/rules (the `ListRules` operationId).
+func (c *ClientWithResponses) ListRulesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListRulesResponse, error) {
+	rsp, err := c.ListRules(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListRulesResponse(rsp)
+}
+
+// DiffRulesWithBodyWithResponse Replay the ledger's last failure events through a candidate
+//
+// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+// messages rejected without an event are skipped and do not count) through the
+// classifier in use and through a candidate — the classifier in use with the rule
+// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+// layered over the embedded ones in place of the service's `classifier.knowledge` —
+// and reports each event whose category, retry decision or action changes (a change
+// of confidence alone is not one), with counts and the category-to-category matrix.
+// Both classify as the service does (its minimum confidences, authority and model;
+// a model trained on other rules' matches is left out). Nothing changes: the classifier
+// in use stays in force, and nothing is written to the ledger.
+//
+// A file that does not load is a 400 whose `field` is `files.<name>` or
+// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+// the same report from the command line.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+func (c *ClientWithResponses) DiffRulesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error) {
+	rsp, err := c.DiffRulesWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDiffRulesResponse(rsp)
+}
+
+// DiffRulesWithResponse Replay the ledger's last failure events through a candidate
+//
+// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+// messages rejected without an event are skipped and do not count) through the
+// classifier in use and through a candidate — the classifier in use with the rule
+// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+// layered over the embedded ones in place of the service's `classifier.knowledge` —
+// and reports each event whose category, retry decision or action changes (a change
+// of confidence alone is not one), with counts and the category-to-category matrix.
+// Both classify as the service does (its minimum confidences, authority and model;
+// a model trained on other rules' matches is left out). Nothing changes: the classifier
+// in use stays in force, and nothing is written to the ledger.
+//
+// A file that does not load is a 400 whose `field` is `files.<name>` or
+// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+// the same report from the command line.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+func (c *ClientWithResponses) DiffRulesWithResponse(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error) {
+	rsp, err := c.DiffRules(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDiffRulesResponse(rsp)
+}
+
+// TestRulesWithBodyWithResponse Try a candidate rule set on an event
+//
+// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
+// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
+// Nothing changes: the rules in use stay in force. A rule file that does not load is
+// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
+// `field` starts with `event.`. The body limit is 4x the usual one.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
+func (c *ClientWithResponses) TestRulesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TestRulesResponse, error) {
+	rsp, err := c.TestRulesWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseTestRulesResponse(rsp)
+}
+
+// TestRulesWithResponse Try a candidate rule set on an event
+//
+// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
+// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
+// Nothing changes: the rules in use stay in force. A rule file that does not load is
+// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
+// `field` starts with `event.`. The body limit is 4x the usual one.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
+func (c *ClientWithResponses) TestRulesWithResponse(ctx context.Context, body TestRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*TestRulesResponse, error) {
+	rsp, err := c.TestRules(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseTestRulesResponse(rsp)
+}
+
+// ParseHealthzResponse parses an HTTP response from a HealthzWithResponse call
+func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HealthzResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
+}
+
+// ParseMetricsResponse parses an HTTP response from a MetricsWithResponse call
+func ParseMetricsResponse(rsp *http.Response) (*MetricsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &MetricsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers MetricsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
 
 // ParseReadyzResponse parses an HTTP response from a ReadyzWithResponse call
 func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
@@ -67,524 +565,6 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers ReadyzResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
-}
-
-// ParseGetJobHistoryResponse parses an HTTP response from a GetJobHistoryWithResponse call
-func ParseGetJobHistoryResponse(rsp *http.Response) (*GetJobHistoryResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &GetJobHistoryResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest JobHistory
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers GetJobHistoryResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers GetJobHistoryResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
-}
-
-// ParseListModelsResponse parses an HTTP response from a ListModelsWithResponse call
-func ParseListModelsResponse(rsp *http.Response) (*ListModelsResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &ListModelsResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelList
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers ListModelsResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers ListModelsResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
-}
-
-// ParseGetModelResponse parses an HTTP response from a GetModelWithResponse call
-func ParseGetModelResponse(rsp *http.Response) (*GetModelResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &GetModelResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelVersionView
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers GetModelResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers GetModelResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
-}
-
-// ParsePromoteModelResponse parses an HTTP response from a PromoteModelWithResponse call
-func ParsePromoteModelResponse(rsp *http.Response) (*PromoteModelResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &PromoteModelResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelPromotionView
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON409 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON413 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
-		var dest UnsupportedMediaType
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON415 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers PromoteModelResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers PromoteModelResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
-}
-
-// ParseRollbackModelResponse parses an HTTP response from a RollbackModelWithResponse call
-func ParseRollbackModelResponse(rsp *http.Response) (*RollbackModelResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &RollbackModelResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelPromotionView
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON409 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON413 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
-		var dest UnsupportedMediaType
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON415 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers RollbackModelResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers RollbackModelResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {

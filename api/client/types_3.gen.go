@@ -6,11 +6,195 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/oapi-codegen/runtime"
-	"io"
-	"net/http"
-	"net/url"
 	"time"
 )
+
+// ResourcesInput Resources as a client gives them: each a Kubernetes quantity (string or number);
+// unset or zero means not set. Unknown fields are ignored.
+type ResourcesInput struct {
+	// Cpu A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
+	// negative. Null or `""` means not set.
+	Cpu *QuantityInput `json:"cpu,omitempty"`
+
+	// EphemeralStorage A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
+	// negative. Null or `""` means not set.
+	EphemeralStorage *QuantityInput `json:"ephemeralStorage,omitempty"`
+
+	// Gpu A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
+	// negative. Null or `""` means not set.
+	Gpu *QuantityInput `json:"gpu,omitempty"`
+
+	// GpuType The GPU model, e.g. `nvidia-a100-40gb`.
+	GpuType *string `json:"gpuType,omitempty"`
+
+	// Memory A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
+	// negative. Null or `""` means not set.
+	Memory *QuantityInput `json:"memory,omitempty"`
+}
+
+// RollbackRequest defines model for RollbackRequest.
+type RollbackRequest struct {
+	// Reason Why; at most 1000 bytes.
+	Reason string `json:"reason"`
+}
+
+// RuleList defines model for RuleList.
+type RuleList struct {
+	Rules []RuleView `json:"rules"`
+
+	// Tests How many test cases the rule set has.
+	Tests int `json:"tests"`
+}
+
+// RuleView defines model for RuleView.
+type RuleView struct {
+	// Action The kind of remediation a classification calls for.
+	Action Action `json:"action"`
+
+	// Category The class of a failure.
+	Category    Category `json:"category"`
+	Confidence  float64  `json:"confidence"`
+	Description *string  `json:"description,omitempty"`
+	Expr        string   `json:"expr"`
+	File        string   `json:"file"`
+	Id          string   `json:"id"`
+	Line        int      `json:"line"`
+	Priority    int      `json:"priority"`
+	Retryable   bool     `json:"retryable"`
+}
+
+// RulesDiffCell How many events the candidate moves from one category to another.
+type RulesDiffCell struct {
+	Count int `json:"count"`
+
+	// From The class of a failure.
+	From Category `json:"from"`
+
+	// To The class of a failure.
+	To Category `json:"to"`
+}
+
+// RulesDiffChange defines model for RulesDiffChange.
+type RulesDiffChange struct {
+	// Candidate What one classifier says of the event.
+	Candidate RulesDiffVerdict `json:"candidate"`
+
+	// Current What one classifier says of the event.
+	Current RulesDiffVerdict `json:"current"`
+
+	// Id The FailureEvent's id.
+	Id string `json:"id"`
+
+	// Job The failed job, `namespace/name`.
+	Job        string    `json:"job"`
+	ReceivedAt time.Time `json:"receivedAt"`
+
+	// Recorded The category autofix recorded when the event came in (absent when the ledger has none).
+	Recorded *Category `json:"recorded,omitempty"`
+}
+
+// RulesDiffReport defines model for RulesDiffReport.
+type RulesDiffReport struct {
+	// Changes The events whose category, retry decision or action changes, newest first.
+	Changes []RulesDiffChange `json:"changes"`
+
+	// Matrix The category changes, the most frequent first.
+	Matrix []RulesDiffCell `json:"matrix"`
+
+	// RuleErrors The distinct errors of candidate rules evaluating the events (at most 20); such a rule counts as not matched.
+	RuleErrors []string         `json:"ruleErrors"`
+	Summary    RulesDiffSummary `json:"summary"`
+}
+
+// RulesDiffRequest A candidate (rule files and/or knowledge tables) and how many events to replay; at least one of `files` and `knowledge`.
+type RulesDiffRequest struct {
+	// Files The candidate rule set, in place of the rules in use; file name (a plain name ending in `.yaml`, at most 100 bytes) -> YAML.
+	Files *map[string]string `json:"files,omitempty"`
+
+	// Knowledge Knowledge tables layered over the embedded ones, in place of the service's `classifier.knowledge`; file name -> YAML.
+	Knowledge *map[string]string `json:"knowledge,omitempty"`
+
+	// Last How many of the ledger's newest failure events to replay.
+	Last *int `json:"last,omitempty"`
+}
+
+// RulesDiffSummary defines model for RulesDiffSummary.
+type RulesDiffSummary struct {
+	ActionChanges   int `json:"actionChanges"`
+	CategoryChanges int `json:"categoryChanges"`
+
+	// Changed The events whose category, retry decision or action changes.
+	Changed int `json:"changed"`
+
+	// NewlyRetried The events the candidate would retry and the classifier in use does not.
+	NewlyRetried int `json:"newlyRetried"`
+
+	// NoLongerRetried The events the classifier in use retries and the candidate would not.
+	NoLongerRetried int `json:"noLongerRetried"`
+
+	// Replayed The failure events both classifiers classified.
+	Replayed int `json:"replayed"`
+
+	// RetryChanges The events whose retry decision changes, either way (newlyRetried + noLongerRetried).
+	RetryChanges int `json:"retryChanges"`
+
+	// RuleErrorEvents The events on which some candidate rule failed to evaluate.
+	RuleErrorEvents int `json:"ruleErrorEvents"`
+
+	// Skipped The messages among them the ledger holds without a readable event.
+	Skipped int `json:"skipped"`
+}
+
+// RulesDiffVerdict What one classifier says of the event.
+type RulesDiffVerdict struct {
+	// Action The kind of remediation a classification calls for.
+	Action Action `json:"action"`
+
+	// Category The class of a failure.
+	Category   Category `json:"category"`
+	Confidence float64  `json:"confidence"`
+
+	// Learned The category comes from a learned model, no rule being confident.
+	Learned   *bool `json:"learned,omitempty"`
+	Retryable bool  `json:"retryable"`
+
+	// Rules The ids of the rules that support the category, strongest first.
+	Rules []string `json:"rules"`
+}
+
+// RulesTestRequest defines model for RulesTestRequest.
+type RulesTestRequest struct {
+	// Event One failed attempt of one job (schema version 1). Required are `id`, `job.name`
+	// and `failure`; unknown fields are ignored. At most 1 MiB encoded; a log tail over
+	// 64 KiB keeps its last 64 KiB and is flagged `logTruncated`.
+	Event FailureEvent `json:"event"`
+
+	// Files The candidate rule set, file name (a plain name ending in `.yaml`, at most 100 bytes) -> YAML.
+	Files map[string]string `json:"files"`
+}
+
+// RulesTestResult defines model for RulesTestResult.
+type RulesTestResult struct {
+	// Classification What the classifier concluded about a failure, and why.
+	Classification Classification `json:"classification"`
+
+	// RuleErrors Errors of rules evaluating the event.
+	RuleErrors []string `json:"ruleErrors"`
+
+	// Rules How many rules the candidate has.
+	Rules        int      `json:"rules"`
+	TestFailures []string `json:"testFailures"`
+
+	// Tests How many test cases it has.
+	Tests int `json:"tests"`
+}
+
+// SourceView Where the event came from on Kafka.
+type SourceView struct {
+	Offset    int64   `json:"offset"`
+	Partition int     `json:"partition"`
+	Topic     *string `json:"topic,omitempty"`
+}
 
 // StageStatus defines model for StageStatus.
 type StageStatus struct {
@@ -143,6 +327,12 @@ type ListRemediationsParams struct {
 	// Limit The most items of the page.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
+
+// GrantAutonomyJSONRequestBody defines body for GrantAutonomy for application/json ContentType.
+type GrantAutonomyJSONRequestBody = AutonomyGrantRequest
+
+// RevokeAutonomyJSONRequestBody defines body for RevokeAutonomy for application/json ContentType.
+type RevokeAutonomyJSONRequestBody = AutonomyRevokeRequest
 
 // PromoteModelJSONRequestBody defines body for PromoteModel for application/json ContentType.
 type PromoteModelJSONRequestBody = PromoteRequest
@@ -493,168 +683,4 @@ func (t *QuantityInput) MergeQuantityInput1(v QuantityInput1) error {
 func (t QuantityInput) MarshalJSON() ([]byte, error) {
 	b, err := t.union.MarshalJSON()
 	return b, err
-}
-
-func (t *QuantityInput) UnmarshalJSON(b []byte) error {
-	err := t.union.UnmarshalJSON(b)
-	return err
-}
-
-// NewPromoteModelRequestWithBody constructs an http.Request for the PromoteModel method, with any body, and a specified content type
-func NewPromoteModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/models/%s:promote", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewRollbackModelRequestWithBody constructs an http.Request for the RollbackModel method, with any body, and a specified content type
-func NewRollbackModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/models/%s:rollback", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewStartPipelineRequestWithBody constructs an http.Request for the StartPipeline method, with any body, and a specified content type
-func NewStartPipelineRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/pipelines")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewSetPauseRequestWithBody constructs an http.Request for the SetPause method, with any body, and a specified content type
-func NewSetPauseRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/policy/pause")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewRecommendRequestWithBody constructs an http.Request for the Recommend method, with any body, and a specified content type
-func NewRecommendRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/recommendations")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
 }

@@ -10,6 +10,228 @@ import (
 	"net/url"
 )
 
+func (t *QuantityInput) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// NewGrantAutonomyRequestWithBody constructs an http.Request for the GrantAutonomy method, with any body, and a specified content type
+func NewGrantAutonomyRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/autonomy:grant")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRevokeAutonomyRequestWithBody constructs an http.Request for the RevokeAutonomy method, with any body, and a specified content type
+func NewRevokeAutonomyRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/autonomy:revoke")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewPromoteModelRequestWithBody constructs an http.Request for the PromoteModel method, with any body, and a specified content type
+func NewPromoteModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models/%s:promote", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRollbackModelRequestWithBody constructs an http.Request for the RollbackModel method, with any body, and a specified content type
+func NewRollbackModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models/%s:rollback", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewStartPipelineRequestWithBody constructs an http.Request for the StartPipeline method, with any body, and a specified content type
+func NewStartPipelineRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pipelines")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewSetPauseRequestWithBody constructs an http.Request for the SetPause method, with any body, and a specified content type
+func NewSetPauseRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/policy/pause")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRecommendRequestWithBody constructs an http.Request for the Recommend method, with any body, and a specified content type
+func NewRecommendRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/recommendations")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewRecommendBatchRequestWithBody constructs an http.Request for the RecommendBatch method, with any body, and a specified content type
 func NewRecommendBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -217,6 +439,36 @@ type ReadyzResponse401Headers struct {
 
 // ReadyzResponse429Headers the declared response headers of an HTTP 429 response for Readyz
 type ReadyzResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListAutonomyResponse401Headers the declared response headers of an HTTP 401 response for ListAutonomy
+type ListAutonomyResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListAutonomyResponse429Headers the declared response headers of an HTTP 429 response for ListAutonomy
+type ListAutonomyResponse429Headers struct {
+	RetryAfter int
+}
+
+// GrantAutonomyResponse401Headers the declared response headers of an HTTP 401 response for GrantAutonomy
+type GrantAutonomyResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GrantAutonomyResponse429Headers the declared response headers of an HTTP 429 response for GrantAutonomy
+type GrantAutonomyResponse429Headers struct {
+	RetryAfter int
+}
+
+// RevokeAutonomyResponse401Headers the declared response headers of an HTTP 401 response for RevokeAutonomy
+type RevokeAutonomyResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RevokeAutonomyResponse429Headers the declared response headers of an HTTP 429 response for RevokeAutonomy
+type RevokeAutonomyResponse429Headers struct {
 	RetryAfter int
 }
 
