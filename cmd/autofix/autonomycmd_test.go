@@ -17,7 +17,9 @@ func TestPolicyAutonomy(t *testing.T) {
 	}
 	defer func() { _ = store.Close() }()
 	kind := []string{"oom_memory", "team-a/trainer"}
-	args := func(a ...string) []string { return append(append([]string{"policy", "autonomy"}, a...), "--data-dir", dir) }
+	args := func(a ...string) []string {
+		return append(append([]string{"policy", "autonomy"}, a...), "--data-dir", dir)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
