@@ -271,3 +271,41 @@ func metric(t *testing.T, s *Service, name, by string) float64 {
 	}
 	return 0
 }
+
+// TestListReusesItsFiguresForAMinute: the window's figures are read once per
+// statsTTL, whatever the number of page loads; the grants are read each time.
+func TestListReusesItsFiguresForAMinute(t *testing.T) {
+	f := newFixtures(t)
+	f.reviewed(failure.OOMMemory, trainer, now.Add(-time.Hour), 10, 0, 0)
+	clock := now
+	th := policy.DefaultAutonomy()
+	s := New(Options{Ledger: f.store, Thresholds: &th, Now: func() time.Time { return clock }})
+	ctx := context.Background()
+	proposed := func() bool {
+		t.Helper()
+		l, err := s.List(ctx)
+		if err != nil || len(l.Kinds) != 1 {
+			t.Fatalf("List = %+v, %v; want one kind", l, err)
+		}
+		return l.Kinds[0].Proposed
+	}
+	if !proposed() {
+		t.Fatal("10 approved successes: not proposed")
+	}
+	f.reviewed(failure.OOMMemory, trainer, now.Add(-time.Hour), 0, 0, 5) // rejected: 10 of 15
+	clock = now.Add(statsTTL - time.Second)
+	if !proposed() {
+		t.Error("within statsTTL: the figures were read again")
+	}
+	if _, err := f.store.ChangeAutonomy(ctx, ledger.AutonomyChange{Kind: ledger.Kind{Category: failure.OOMMemory, Template: trainer},
+		Action: ledger.AutonomyGrant, Actor: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if proposed() {
+		t.Error("a granted kind is still proposed: the grants were not read afresh")
+	}
+	clock = now.Add(statsTTL)
+	if l, _ := s.List(ctx); l.Kinds[0].Passes || l.Kinds[0].Rejected != 5 {
+		t.Errorf("after statsTTL: %+v; want the 5 rejections read", l.Kinds[0])
+	}
+}
