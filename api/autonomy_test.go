@@ -138,19 +138,7 @@ func TestReviewPageProposesAutonomy(t *testing.T) {
 	if !strings.Contains(approverPage, `data-kind="oom_memory ml/resnet50-train"`) || strings.Contains(approverPage, `action="/ui/autonomy/`) {
 		t.Errorf("the approver's queue: want the proposal without a form\n%s", approverPage)
 	}
-	post := func(cookie, path, csrf string, form url.Values) (int, string) {
-		t.Helper()
-		form.Set("csrf", csrf)
-		req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
-		resp, err := e.noRedirects().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get("Location")
-	}
+	post := e.postForm
 	kind := url.Values{"category": {"oom_memory"}, "template": {"ml/resnet50-train"}}
 	csrf := hiddenCSRF(t, body)
 	if status, _ := post(admin, "/ui/autonomy/grant", "", kind); status != http.StatusForbidden {
@@ -178,4 +166,20 @@ func TestReviewPageProposesAutonomy(t *testing.T) {
 	if _, body = e.page(admin, "/ui/"); !strings.Contains(body, `class="proposal" data-kind="oom_memory ml/resnet50-train"`) {
 		t.Errorf("the queue after the revocation: want the kind proposed again\n%s", body)
 	}
+}
+
+// postForm posts form to the review page's path with the session cookie and the
+// CSRF token csrf, and returns the status and where it redirects.
+func (e *env) postForm(cookie, path, csrf string, form url.Values) (int, string) {
+	e.t.Helper()
+	form.Set("csrf", csrf)
+	req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+	resp, err := e.noRedirects().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Location")
 }

@@ -232,25 +232,19 @@ var ErrDisabled = fmt.Errorf("graduated autonomy is off (policy.autonomy.enabled
 // reason and is recorded. A kind that cannot be granted is a *ledger.AutonomyError
 // naming the field; one already granted is ledger.ErrConflict.
 func (s *Service) Grant(ctx context.Context, k ledger.Kind, actor, reason string, force bool) (ledger.AutonomyChange, error) {
-	if err := ledger.CheckKind(k); err != nil {
+	ev, err := s.figures(ctx, k)
+	if err != nil {
 		return ledger.AutonomyChange{}, err
 	}
 	if !s.o.Thresholds.Enabled {
 		return ledger.AutonomyChange{}, ErrDisabled
 	}
-	until := s.o.Now()
-	since := until.Add(-s.o.Thresholds.Window)
-	st, err := s.stats(ctx, k, since, until)
-	if err != nil {
-		return ledger.AutonomyChange{}, err
+	ev.Failed = Unmet(s.o.Thresholds, ev.Stats)
+	if len(ev.Failed) > 0 && !force {
+		return ledger.AutonomyChange{}, &UnmetError{k, ev.Failed}
 	}
-	unmet := Unmet(s.o.Thresholds, &st)
-	if len(unmet) > 0 && !force {
-		return ledger.AutonomyChange{}, &UnmetError{k, unmet}
-	}
-	c, err := s.o.Ledger.ChangeAutonomy(ctx, ledger.AutonomyChange{Kind: k, Action: ledger.AutonomyGrant, Forced: len(unmet) > 0,
-		Actor: actor, Reason: strings.TrimSpace(reason), At: until,
-		Evidence: &ledger.AutonomyEvidence{Since: since, Until: until, Stats: &st, Failed: unmet}})
+	c, err := s.o.Ledger.ChangeAutonomy(ctx, ledger.AutonomyChange{Kind: k, Action: ledger.AutonomyGrant, Forced: len(ev.Failed) > 0,
+		Actor: actor, Reason: strings.TrimSpace(reason), At: ev.Until, Evidence: ev})
 	if err != nil {
 		return c, err
 	}
@@ -263,17 +257,12 @@ func (s *Service) Grant(ctx context.Context, k ledger.Kind, actor, reason string
 // Revoke revokes kind k's grant as actor, with a reason: its fixes go back to
 // review. A kind not granted is ledger.ErrConflict.
 func (s *Service) Revoke(ctx context.Context, k ledger.Kind, actor, reason string) (ledger.AutonomyChange, error) {
-	if err := ledger.CheckKind(k); err != nil {
-		return ledger.AutonomyChange{}, err
-	}
-	until := s.o.Now()
-	since := until.Add(-s.o.Thresholds.Window)
-	st, err := s.stats(ctx, k, since, until)
+	ev, err := s.figures(ctx, k)
 	if err != nil {
 		return ledger.AutonomyChange{}, err
 	}
 	c, err := s.o.Ledger.ChangeAutonomy(ctx, ledger.AutonomyChange{Kind: k, Action: ledger.AutonomyRevoke, Actor: actor,
-		Reason: strings.TrimSpace(reason), At: until, Evidence: &ledger.AutonomyEvidence{Since: since, Until: until, Stats: &st}})
+		Reason: strings.TrimSpace(reason), At: ev.Until, Evidence: ev})
 	if err != nil {
 		return c, err
 	}
@@ -282,6 +271,20 @@ func (s *Service) Revoke(ctx context.Context, k ledger.Kind, actor, reason strin
 		"reason", c.Reason)
 	s.refresh(ctx)
 	return c, nil
+}
+
+// figures checks kind k and reads its figures over the window ending now.
+func (s *Service) figures(ctx context.Context, k ledger.Kind) (*ledger.AutonomyEvidence, error) {
+	if err := ledger.CheckKind(k); err != nil {
+		return nil, err
+	}
+	until := s.o.Now()
+	since := until.Add(-s.o.Thresholds.Window)
+	st, err := s.stats(ctx, k, since, until)
+	if err != nil {
+		return nil, err
+	}
+	return &ledger.AutonomyEvidence{Since: since, Until: until, Stats: &st}, nil
 }
 
 // refresh reads the grants in force after a change this replica made, so that it
