@@ -87,6 +87,7 @@ func (s *Server) toError(err error) *Error {
 	var rc *review.ConflictError
 	var ce *ledger.CorrectionError
 	var me *ledger.ModelError
+	var ae *ledger.AutonomyError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -98,6 +99,8 @@ func (s *Server) toError(err error) *Error {
 		return badRequest(ce.Field, "%s", ce.Problem)
 	case errors.As(err, &me):
 		return badRequest(me.Field, "%s", me.Problem)
+	case errors.As(err, &ae):
+		return badRequest(ae.Field, "%s", ae.Problem)
 	case errors.As(err, &rc):
 		return apiErr(http.StatusConflict, "", "%s", rc.Problem)
 	case errors.As(err, &te), errors.Is(err, ledger.ErrConflict):

@@ -53,6 +53,10 @@ type Options struct {
 	// /v1/models, POST /v1/models/{version}:promote...; nil: none, and the routes
 	// that need one answer 503).
 	ModelRegistry ModelRegistry
+	// Autonomy proposes, grants and revokes autonomy to kinds of fix (GET
+	// /v1/autonomy, POST /v1/autonomy:grant, :revoke, and the review page's
+	// section; nil: none, and the routes answer 503).
+	Autonomy Autonomy
 	// Auth authenticates bearer tokens and review-page sessions. Required.
 	Auth Authenticator
 	// Pods is what a pipeline's pods may do (POST /v1/pipelines refuses the rest):
@@ -258,6 +262,9 @@ func (s *Server) routes() error {
 	v1.GET("/models/:version/shadow", s.getShadowReport, viewer)
 	v1.POST(`/models/:version\:shadow`, s.startShadow, admin, body)
 	v1.POST(`/models\:stopShadow`, s.stopShadow, admin, body)
+	v1.GET("/autonomy", s.listAutonomy, viewer)
+	v1.POST(`/autonomy\:grant`, s.grantAutonomy, admin, body)
+	v1.POST(`/autonomy\:revoke`, s.revokeAutonomy, admin, body)
 	v1.GET("/policy/pause", s.getPause, viewer)
 	v1.POST("/policy/pause", s.setPause, admin, body)
 	v1.GET("/pipelines", s.listPipelines, viewer)

@@ -71,6 +71,7 @@ func newUI(s *Server) (*ui, error) {
 		"allows":     func(p auth.Principal, r string) bool { return p.Role.Allows(auth.Role(r)) },
 		"path":       url.PathEscape,
 		"categories": failure.Categories,
+		"add":        func(a, b int) int { return a + b },
 	}
 	keys, err := newSessionKeys(s.o.SessionKeys, s.o.Now)
 	if err != nil {
@@ -104,6 +105,8 @@ func (u *ui) routes(e *echo.Echo, limit echo.MiddlewareFunc) {
 	in.POST("/remediations/:id/approve", u.approve, u.require(auth.Approver), formBody, u.csrf)
 	in.POST("/remediations/:id/reject", u.reject, u.require(auth.Approver), formBody, u.csrf)
 	in.POST("/remediations/:id/correct", u.correct, u.require(auth.Approver), formBody, u.csrf)
+	in.POST("/autonomy/grant", u.grantAutonomy, u.require(auth.Admin), formBody, u.csrf)
+	in.POST("/autonomy/revoke", u.revokeAutonomy, u.require(auth.Admin), formBody, u.csrf)
 	in.GET("/models", u.models)
 	in.POST("/models/:version/promote", u.promote, u.require(auth.Admin), formBody, u.csrf)
 	in.POST("/models/:version/rollback", u.rollback, u.require(auth.Admin), formBody, u.csrf)
@@ -173,7 +176,8 @@ func (u *ui) queue(c *echo.Context) error {
 	if err != nil {
 		return u.fail(c, err)
 	}
-	return u.render(c, http.StatusOK, "queue", map[string]any{"Items": items, "Pause": pause, "Done": c.QueryParam("done")})
+	return u.render(c, http.StatusOK, "queue", map[string]any{"Items": items, "Pause": pause, "Done": c.QueryParam("done"),
+		"Autonomy": u.autonomySection(ctx)})
 }
 
 func (u *ui) remediation(c *echo.Context) error {

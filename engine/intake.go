@@ -52,6 +52,13 @@ type Verifier interface {
 	Verify(ctx context.Context, ev *failure.Event) (Verified, error)
 }
 
+// Grants are the kinds of fix an admin granted autonomy, as this replica knows them
+// (autonomy.Grants): read for every event, so from memory.
+type Grants interface {
+	// Granted returns the grant of category on template ("namespace/template").
+	Granted(category failure.Category, template string) (policy.Grant, bool)
+}
+
 // IntakeLedger is what Intake needs of the ledger.
 type IntakeLedger interface {
 	SeenErrors(ctx context.Context, ids []string) (map[string]string, error)
@@ -73,6 +80,9 @@ type Intake struct {
 	Ledger      IntakeLedger
 	Recommender Recommender
 	Policy      *policy.Config
+	// Grants, when set, are the kinds of fix granted autonomy: their fixes the
+	// policy's rules would keep for review apply on their own (policy.Input.Grant).
+	Grants Grants
 	// Verifier, when set, checks every event against the cluster first: one it does
 	// not bear out is recorded rejected, is not recommended for, and stays out of
 	// its template's history. Nil when there is no cluster (shadow mode).
@@ -416,7 +426,8 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	mu.Lock()
 	n, next := NextAttempt(runs[it.entry.ChainID], ev.Job.Attempt)
 	mu.Unlock()
-	d := in.Policy.Decide(policy.Input{Event: ev, Recommendation: &rec, Runs: n, Paused: paused})
+	d := in.Policy.Decide(policy.Input{Event: ev, Recommendation: &rec, Runs: n, Paused: paused,
+		Grant: in.grant(rec.Classification.Category, ev.HistoryKey())})
 	it.entry.Recommendation = &rec
 	it.entry.Actor, it.entry.Reason = ActorPolicy, d.Reason
 	switch d.Verdict {
@@ -468,6 +479,17 @@ func (in *Intake) remember(fresh []*item) {
 		}
 		c.seq = seq
 	}
+}
+
+// grant is the grant of category on template, nil if none.
+func (in *Intake) grant(category failure.Category, template string) *policy.Grant {
+	if in.Grants == nil {
+		return nil
+	}
+	if g, ok := in.Grants.Granted(category, template); ok {
+		return &g
+	}
+	return nil
 }
 
 func (in *Intake) now() time.Time {

@@ -40,6 +40,9 @@ type Rule struct {
 	// of the failed configuration's, that the rule matches.
 	MaxCostMultiple float64 `yaml:"maxCostMultiple,omitempty"`
 	Verdict         Verdict `yaml:"verdict"`
+	// Final, on a review rule, keeps its fixes for review even when their kind has
+	// been granted autonomy (see Autonomy): e.g. every fix in a production namespace.
+	Final bool `yaml:"final,omitempty"`
 }
 
 // Config is the policy: rules in order (the first match wins), the verdict when none
@@ -60,6 +63,9 @@ type Config struct {
 	DryRun bool `yaml:"dryRun"`
 	// Pods are the pod-safety switches (see Pods); all off by default.
 	Pods Pods `yaml:"pods"`
+	// Autonomy are the thresholds of graduated autonomy: which kinds of fix are
+	// proposed to apply without review, and when a granted one goes back to it.
+	Autonomy Autonomy `yaml:"autonomy"`
 }
 
 // Default returns the policy autofix runs with when none is configured: resource and
@@ -80,6 +86,7 @@ func Default() Config {
 		MaxCostMultiple: 4,
 		RatePerMinute:   600,
 		Burst:           100,
+		Autonomy:        DefaultAutonomy(),
 	}
 }
 
@@ -101,6 +108,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("policy.burst: %d, want at least 1", c.Burst)
 	}
 	if err := c.Pods.Validate(); err != nil {
+		return err
+	}
+	if err := c.Autonomy.Validate(); err != nil {
 		return err
 	}
 	for i, r := range c.Rules {
@@ -127,6 +137,9 @@ func (c *Config) Validate() error {
 		if r.MaxCostMultiple < 0 {
 			return fmt.Errorf("%s.maxCostMultiple: %g, want positive", field, r.MaxCostMultiple)
 		}
+		if r.Final && r.Verdict != Review {
+			return fmt.Errorf("%s.final: only a review rule is final (its verdict is %s)", field, r.Verdict)
+		}
 	}
 	return nil
 }
@@ -139,6 +152,10 @@ type Input struct {
 	Runs int
 	// Paused is the kill switch: nothing applies automatically while it is on.
 	Paused bool
+	// Grant is the autonomy granted to the kind of fix (the recommendation's
+	// category on the event's template), nil if none: a fix the rules would keep
+	// for review applies on its own.
+	Grant *Grant
 }
 
 // Decision is the policy's answer, with its reason for people.
@@ -163,12 +180,14 @@ func (c *Config) Decide(in Input) Decision {
 		return Decision{Deny, fmt.Sprintf("budget: the fix costs %.2fx the failed run, over the cap of %.2fx", opt.CostMultiple, c.MaxCostMultiple)}
 	}
 	d := Decision{c.Default, "no policy rule matched"}
+	final := false
 	for i := range c.Rules {
 		if r := &c.Rules[i]; r.matches(in.Event, cl, opt.CostMultiple) {
-			d = Decision{r.Verdict, "policy rule " + r.Name}
+			d, final = Decision{r.Verdict, "policy rule " + r.Name}, r.Final
 			break
 		}
 	}
+	d = c.grantApplies(&in, d, final)
 	if d.Verdict == Auto && in.Paused {
 		return Decision{Review, d.Reason + " would apply it, but automatic actions are paused"}
 	}

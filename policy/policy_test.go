@@ -33,6 +33,19 @@ func TestDecide(t *testing.T) {
 	budget.Runs = 5
 	stage := input(failure.OOMMemory, 0.95, 1.2, failure.Training, "ml")
 	stage.Runs, stage.Event.Job.Labels = 2, map[string]string{LabelMaxAttempts: "2"}
+	final := Default()
+	final.Rules = append([]Rule{{Name: "prod", Namespaces: []string{"prod-*"}, Verdict: Review, Final: true}}, c.Rules...)
+	off := Default()
+	off.Autonomy.Enabled = false
+	costly := func() Input { return input(failure.OOMMemory, 0.95, 2.5, failure.Training, "ml") }
+	grantedPaused := granted(costly())
+	grantedPaused.Paused = true
+	grantedBudget := granted(costly())
+	grantedBudget.Runs = 5
+	otherTemplate := granted(costly())
+	otherTemplate.Grant.Template = "ml/other"
+	otherCategory := granted(costly())
+	otherCategory.Grant.Category = failure.DiskFull
 	tests := []struct {
 		name   string
 		c      Config
@@ -53,6 +66,27 @@ func TestDecide(t *testing.T) {
 		{"kill switch", c, paused, Review, "paused"},
 		{"attempt budget", c, budget, Deny, "5 runs"},
 		{"a stage's own retry policy", c, stage, Deny, "the most allowed is 2"},
+		// A fix the rules keep for review applies on its own when its kind is
+		// granted; denials, budgets, the cost cap, unknown failures, final rules, low
+		// confidence and the kill switch still win; another kind's grant changes nothing.
+		{"reviewed without a grant", c, costly(), Review, "no policy rule matched"},
+		{"granted applies", c, granted(costly()), Auto,
+			"autonomy granted to oom_memory on ml/j by alice on 2026-12-06 (the rules alone: no policy rule matched)"},
+		{"a deployment's review rule yields", c, granted(input(failure.OOMMemory, 0.95, 1.2, failure.Deployment, "ml")), Auto,
+			"the rules alone: policy rule deployments-reviewed"},
+		{"already automatic", c, granted(input(failure.OOMMemory, 0.95, 1.2, failure.Training, "ml")), Auto, "policy rule resource-fixes"},
+		{"a final rule keeps it", final, granted(input(failure.OOMMemory, 0.95, 1.2, failure.Training, "prod-eu")), Review,
+			"policy rule prod (final: autonomy granted"},
+		{"low confidence", c, granted(input(failure.OOMMemory, 0.6, 1.2, failure.Training, "ml")), Review,
+			"the classification's confidence 0.60 is under 0.70"},
+		{"over the cost cap", c, granted(input(failure.OOMMemory, 0.95, 4.5, failure.Training, "ml")), Deny, "over the cap"},
+		{"not retryable", c, granted(input(failure.UserCode, 0.95, 0, failure.Training, "ml")), Deny, "not retrying"},
+		{"unknown", c, granted(input(failure.Unknown, 0.2, 0, failure.Training, "ml")), Review, "not recognised"},
+		{"granted: attempt budget", c, grantedBudget, Deny, "5 runs"},
+		{"granted: kill switch", c, grantedPaused, Review, "automatic actions are paused"},
+		{"another template's grant", c, otherTemplate, Review, "no policy rule matched"},
+		{"another category's grant", c, otherCategory, Review, "no policy rule matched"},
+		{"autonomy off", off, granted(costly()), Review, "no policy rule matched"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,6 +113,17 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"pattern", func(c *Config) { c.Rules[0].Namespaces = []string{"["} }, "policy.rules[0].namespaces"},
 		{"confidence", func(c *Config) { c.Rules[2].MinConfidence = 2 }, "policy.rules[2].minConfidence"},
 		{"name", func(c *Config) { c.Rules[2].Name = "" }, "policy.rules[2].name"},
+		{"window", func(c *Config) { c.Autonomy.Window = time.Minute }, "policy.autonomy.window"},
+		{"reviews", func(c *Config) { c.Autonomy.MinReviews = 0 }, "policy.autonomy.minReviews"},
+		{"approval", func(c *Config) { c.Autonomy.MinApprovalRate = 1.5 }, "policy.autonomy.minApprovalRate"},
+		{"outcomes", func(c *Config) { c.Autonomy.MinOutcomes = -1 }, "policy.autonomy.minOutcomes"},
+		{"success", func(c *Config) { c.Autonomy.MinSuccessRate = -0.1 }, "policy.autonomy.minSuccessRate"},
+		{"confidence", func(c *Config) { c.Autonomy.MinConfidence = 2 }, "policy.autonomy.minConfidence"},
+		{"revert window", func(c *Config) { c.Autonomy.RevertWindow = 0 }, "policy.autonomy.revertWindow"},
+		{"revert below", func(c *Config) { c.Autonomy.RevertBelow = 1.1 }, "policy.autonomy.revertBelow"},
+		{"poll", func(c *Config) { c.Autonomy.PollInterval = 0 }, "policy.autonomy.pollInterval"},
+		{"check", func(c *Config) { c.Autonomy.CheckInterval = time.Millisecond }, "policy.autonomy.checkInterval"},
+		{"final deny", func(c *Config) { c.Rules[1].Final = true }, "policy.rules[1].final"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

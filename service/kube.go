@@ -131,6 +131,9 @@ func (k kafkaPublisher) Publish(ctx context.Context, ev *failure.Event) error {
 type ledgerSink struct {
 	store   *ledger.Store
 	metrics *api.Metrics
+	// failed, if set, is called after an attempt's failure is recorded: the
+	// autonomy check looks at the granted kinds' outcomes then.
+	failed func()
 }
 
 func (l ledgerSink) Finished(ctx context.Context, job remediate.AttemptJob, succeeded bool, o failure.Outcome) error {
@@ -172,6 +175,9 @@ func (l ledgerSink) Finished(ctx context.Context, job remediate.AttemptJob, succ
 				chosen = &opt
 			}
 			l.metrics.Finished(r.Category, succeeded, chosen)
+		}
+		if !succeeded && l.failed != nil {
+			l.failed()
 		}
 		return nil
 	case errors.Is(err, ledger.ErrConflict) || errors.Is(err, ledger.ErrNotFound) || errors.As(err, &te):

@@ -29,6 +29,7 @@ import (
 
 	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/auth"
+	"github.com/autofix/autofix/autonomy"
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/engine"
 	"github.com/autofix/autofix/failure"
@@ -70,6 +71,7 @@ type Service struct {
 	srv        *http.Server
 	ln         net.Listener
 	election   *remediate.LeaderStatus
+	autonomy   *autonomy.Service
 	notifier   *notify.Notifier // nil without notify.alertmanager.urls
 	webhooks   *notify.Webhooks // nil without notify.webhooks
 
@@ -233,9 +235,13 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 			return err
 		}
 	}
+	if err := s.assembleAutonomy(ctx); err != nil {
+		return err
+	}
 	if s.intake == nil {
 		s.intake = &engine.Intake{}
 	}
+	s.intake.Grants = s.autonomy.Grants()
 	s.dispatcher = &engine.Dispatcher{
 		Ledger: s.store, Remediator: remediator, DryRun: cfg.Policy.DryRun, Log: log,
 		Limiter: policy.NewLimiter(cfg.Policy.RatePerMinute, cfg.Policy.Burst),
@@ -272,8 +278,8 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	}
 	s.apiServer, err = newAPIServer(cfg, api.Options{
 		Ledger: s.store, Review: wakingReviewer{reviews, s.dispatcher, s.wakeNotifier}, Recommender: s.brain.rec, Classifier: s.brain.classifier, Models: s.brain.models,
-		ModelRegistry: s.registry,
-		Pods:          cfg.Policy.Pods, Auth: s.authn, Pipelines: s.pipelines, Metrics: s.metrics, Ready: s.health.ready, Log: log,
+		ModelRegistry: s.registry, Autonomy: s.autonomy,
+		Pods: cfg.Policy.Pods, Auth: s.authn, Pipelines: s.pipelines, Metrics: s.metrics, Ready: s.health.ready, Log: log,
 	})
 	if err != nil {
 		return err
@@ -374,6 +380,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { s.health.probe(gctx, log); return nil })
 	g.Go(func() error { s.tokens.run(gctx, s.authn); return nil })
 	g.Go(func() error { s.registry.Run(gctx, cfg.Models.PollInterval); return nil })
+	g.Go(func() error { s.autonomy.RunGrants(gctx); return nil })
 	if s.kube != nil && cfg.Cluster.Discover {
 		g.Go(func() error {
 			err := remediate.DiscoverNodes(gctx, s.kube, func(o remediate.Offer) { s.brain.offer(o, &cfg.Cluster, cfg.Catalogue, log) },
@@ -440,6 +447,7 @@ func (s *Service) act(ctx context.Context) {
 	})
 	acting.Go(func() { pruneLedger(ctx, s.store, s.cfg.Retention, s.log) })
 	acting.Go(func() { s.runNotifier(ctx) })
+	acting.Go(func() { s.autonomy.RunChecks(ctx) })
 	if s.kube != nil {
 		acting.Go(func() { s.runWatcher(ctx) })
 		acting.Go(func() { s.pipelines.Run(ctx) })
@@ -489,7 +497,7 @@ func (s *Service) runWatcher(ctx context.Context) {
 	}
 	defer func() { _ = p.Close() }()
 	k := &s.cfg.Kubernetes
-	w := remediate.NewWatcher(s.kube, KafkaPublisher(p), ledgerSink{s.store, s.metrics}, remediate.WatcherOptions{
+	w := remediate.NewWatcher(s.kube, KafkaPublisher(p), ledgerSink{s.store, s.metrics, s.autonomy.Wake}, remediate.WatcherOptions{
 		Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel,
 		Specs: ledgerSpecs{s.store}, Catalogue: &s.cfg.Catalogue, Usage: s.usage, Log: s.log})
 	if err := w.Run(ctx); err != nil {

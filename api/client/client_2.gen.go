@@ -8,620 +8,592 @@ import (
 	"net/http"
 )
 
-// Readyz Readiness
-//
-// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-// cluster and, on a real cluster, leader election), with each check's state:
-// 200 when ready, 503 when not. Another replica leading is ready (`leader`
-// says whom it follows); an election this replica cannot take part in (the
-// Lease's namespace missing, no right to the Lease) is not.
-//
-// No authentication is needed (probes send none), and then `checks` is all there
-// is: states only, never an error's text, which may name hosts or a DSN. A request
-// with a token of any role also gets `details`, each check's detail. A request
-// that sends an Authorization header is authenticated like any other: a bad token
-// is a 401, and counts as a failed authentication (429 once over the limit).
-//
-// Corresponds with GET /readyz (the `Readyz` operationId).
-func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewReadyzRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
+// The interface specification for the client above.
+type ClientInterface interface {
+
+	// Healthz Liveness
+	//
+	// No authentication. The process is up and serving.
+	//
+	// Corresponds with GET /healthz (the `Healthz` operationId).
+	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Metrics Prometheus metrics
+	//
+	// Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
+	// true` in the configuration it needs no token (and then answers neither 401 nor
+	// 403).
+	//
+	// Corresponds with GET /metrics (the `Metrics` operationId).
+	Metrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Readyz Readiness
+	//
+	// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
+	// cluster and, on a real cluster, leader election), with each check's state:
+	// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+	// says whom it follows); an election this replica cannot take part in (the
+	// Lease's namespace missing, no right to the Lease) is not.
+	//
+	// No authentication is needed (probes send none), and then `checks` is all there
+	// is: states only, never an error's text, which may name hosts or a DSN. A request
+	// with a token of any role also gets `details`, each check's detail. A request
+	// that sends an Authorization header is authenticated like any other: a bad token
+	// is a 401, and counts as a failed authentication (429 once over the limit).
+	//
+	// Corresponds with GET /readyz (the `Readyz` operationId).
+	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListAutonomy Every kind of fix, with its figures, and the grants of autonomy
+	//
+	// Role: **viewer**. Graduated autonomy: for every kind of fix (a failure category
+	// on one job template, `namespace/template`) that a person decided or whose
+	// attempt ended among the failures received within `policy.autonomy.window`, how
+	// many of its fixes people approved and rejected, and how its attempts ended,
+	// approved by a person or applied on their own; whether it meets every threshold
+	// (`passes`, with the ones it does not meet in `unmet`), whether it is granted,
+	// and whether it is `proposed` (it passes, is not granted, and autonomy is
+	// enabled). The kinds people decided most come first (at most 1000), then any
+	// granted kind not among them. Also the thresholds and the latest 20 grants and
+	// revocations.
+	//
+	// Corresponds with GET /v1/autonomy (the `ListAutonomy` operationId).
+	ListAutonomy(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GrantAutonomyWithBody Let a kind of fix apply without review
+	//
+	// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+	// keep for review applies on its own — if its classification's confidence is at
+	// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+	// budget; denials, the cost cap and the kill switch still win. Every replica
+	// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+	// the thresholds (else a 409 saying which it does not), unless `force` is set
+	// with a `reason`: the grant is then recorded as forced. A category outside the
+	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// 409. The grant is recorded with who, when, why and the figures, and in the
+	// audit trail.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+	GrantAutonomyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GrantAutonomy Let a kind of fix apply without review
+	//
+	// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+	// keep for review applies on its own — if its classification's confidence is at
+	// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+	// budget; denials, the cost cap and the kill switch still win. Every replica
+	// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+	// the thresholds (else a 409 saying which it does not), unless `force` is set
+	// with a `reason`: the grant is then recorded as forced. A category outside the
+	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// 409. The grant is recorded with who, when, why and the figures, and in the
+	// audit trail.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+	GrantAutonomy(ctx context.Context, body GrantAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeAutonomyWithBody Send a kind of fix back to review
+	//
+	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+	// where the rules send them again, on every replica within
+	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+	RevokeAutonomyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeAutonomy Send a kind of fix back to review
+	//
+	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+	// where the rules send them again, on every replica within
+	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+	RevokeAutonomy(ctx context.Context, body RevokeAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetJobHistory What autofix knows of one job
+	//
+	// Role: **viewer**. The job's recorded failures and their remediations (at most
+	// 1000, newest first), and every recorded run of its template, oldest first. A job
+	// with no recorded failure is a 404.
+	//
+	// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
+	GetJobHistory(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListModels The model registry
+	//
+	// Role: **viewer**. The registered versions of the retry-success and runtime
+	// models, newest first (the latest `limit`), each with its provenance — parent,
+	// what it was trained on and when, the code that registered it, its held-out
+	// metrics — and whether it is the active version (every replica runs it once it
+	// has polled) and the one this replica runs; and the latest 20 promotions, newest
+	// first, with the figures each was decided on. A server without a registry lists
+	// no version, and names the models it runs in `inUse` (version 0).
+	//
+	// Corresponds with GET /v1/models (the `ListModels` operationId).
+	ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetModel A registered version of the models
+	//
+	// Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
+	//
+	// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
+	GetModel(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetShadowReport How a version evaluated in shadow scores next to the active one
+	//
+	// Role: **viewer**. The live decisions the version predicted in shadow next to the
+	// active version (made within `models.promotion.window`, the latest
+	// `maxOutcomes`): both versions' P(success) of the active's choices scored against
+	// how those attempts ended (at most `maxPerNamespace` of a namespace), and the
+	// decisions the version would have changed — retries it would have made or not
+	// made, other configurations — with what is known of their cost. Only the
+	// active's choices ran: what the candidate would have chosen instead is priced
+	// by its own prediction.
+	//
+	// Corresponds with GET /v1/models/{version}/shadow (the `GetShadowReport` operationId).
+	GetShadowReport(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PromoteModelWithBody Make a version the active one, behind the gates
+	//
+	// Role: **admin**. Scores the version and the active one on the same retries the
+	// ledger recorded with their outcomes (received within `models.promotion.window`
+	// and after both versions' training data; the latest `maxOutcomes`, at most
+	// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+	// least `minOutcomes` outcomes scored, an expected calibration error at most the
+	// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+	// fails is a 409 whose message says which and by how much, unless `force` is set
+	// with a `reason`: then the version is made active all the same (action `force`).
+	// Every replica runs the active version after its next poll
+	// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+	// the figures, and in the audit trail. A version that is already active, that
+	// this autofix cannot load, or a promotion that another made first is a 409.
+	// Scoring reads the window's retries: on a large ledger it can take longer than
+	// the request timeout, and `autofix models promote` is the way.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+	PromoteModelWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PromoteModel Make a version the active one, behind the gates
+	//
+	// Role: **admin**. Scores the version and the active one on the same retries the
+	// ledger recorded with their outcomes (received within `models.promotion.window`
+	// and after both versions' training data; the latest `maxOutcomes`, at most
+	// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+	// least `minOutcomes` outcomes scored, an expected calibration error at most the
+	// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+	// fails is a 409 whose message says which and by how much, unless `force` is set
+	// with a `reason`: then the version is made active all the same (action `force`).
+	// Every replica runs the active version after its next poll
+	// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+	// the figures, and in the audit trail. A version that is already active, that
+	// this autofix cannot load, or a promotion that another made first is a 409.
+	// Scoring reads the window's retries: on a large ledger it can take longer than
+	// the request timeout, and `autofix models promote` is the way.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+	PromoteModel(ctx context.Context, version ModelVersion, body PromoteModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RollbackModelWithBody Make an earlier version the active one again
+	//
+	// Role: **admin**. Makes a version registered before the active one active again,
+	// whatever the gates say; a `reason` is required. The gates' figures are computed
+	// and recorded with the rollback all the same. A version that is not older than the
+	// active one is a 400 naming `version`; one this autofix cannot load, or a
+	// promotion another made first, a 409.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+	RollbackModelWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RollbackModel Make an earlier version the active one again
+	//
+	// Role: **admin**. Makes a version registered before the active one active again,
+	// whatever the gates say; a `reason` is required. The gates' figures are computed
+	// and recorded with the rollback all the same. A version that is not older than the
+	// active one is a 400 naming `version`; one this autofix cannot load, or a
+	// promotion another made first, a 409.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+	RollbackModel(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StartShadowWithBody Evaluate a version in shadow
+	//
+	// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+	// predicts each live decision with this version, which changes nothing; its
+	// predictions are recorded with the decisions and scored as the attempts end
+	// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+	// `minOutcomes` of them ended. One version at a time: this one replaces any
+	// other. Recorded, with who and why, in the audit trail. The active version, the
+	// version already evaluated, and one this autofix cannot load are a 409.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+	StartShadowWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StartShadow Evaluate a version in shadow
+	//
+	// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+	// predicts each live decision with this version, which changes nothing; its
+	// predictions are recorded with the decisions and scored as the attempts end
+	// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+	// `minOutcomes` of them ended. One version at a time: this one replaces any
+	// other. Recorded, with who and why, in the audit trail. The active version, the
+	// version already evaluated, and one this autofix cannot load are a 409.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+	StartShadow(ctx context.Context, version ModelVersion, body StartShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StopShadowWithBody Stop the shadow evaluation
+	//
+	// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+	// after their next poll; the predictions recorded stay, and its report still
+	// scores them. A 409 when no version is evaluated in shadow.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+	StopShadowWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StopShadow Stop the shadow evaluation
+	//
+	// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+	// after their next poll; the predictions recorded stay, and its report still
+	// scores them. A 409 when no version is evaluated in shadow.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+	StopShadow(ctx context.Context, body StopShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListPipelines Pipeline runs
+	//
+	// Role: **viewer**. The last 200 pipeline runs started through the service, newest
+	// first, without their stages. A server without a cluster answers 503.
+	//
+	// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
+	ListPipelines(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StartPipelineWithBody Start a pipeline run
+	//
+	// Role: **admin**. Records a new run of the definition (given as a JSON object in
+	// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+	// id the pipeline already has is a 409. A server without a cluster answers 503.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+	StartPipelineWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StartPipeline Start a pipeline run
+	//
+	// Role: **admin**. Records a new run of the definition (given as a JSON object in
+	// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+	// id the pipeline already has is a 409. A server without a cluster answers 503.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+	StartPipeline(ctx context.Context, body StartPipelineJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetPipelineRun Where a pipeline run stands
+	//
+	// Role: **viewer**. The run as recorded, with its stages as the cluster shows them.
+	// A server without a cluster answers 503.
+	//
+	// Corresponds with GET /v1/pipelines/{pipeline}/runs/{run} (the `GetPipelineRun` operationId).
+	GetPipelineRun(ctx context.Context, pipeline string, run string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetPause The kill switch
+	//
+	// Role: **viewer**. Whether automatic fixes are paused, and by whom, when and why.
+	//
+	// Corresponds with GET /v1/policy/pause (the `GetPause` operationId).
+	GetPause(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetPauseWithBody Pause or resume automatic fixes
+	//
+	// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+	// Returns the kill switch as set.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+	SetPauseWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetPause Pause or resume automatic fixes
+	//
+	// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+	// Returns the kill switch as set.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+	SetPause(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RecommendWithBody Recommend a fix for one failed job
+	//
+	// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+	// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+	// An event that does not decode is a 400 naming the field at fault (`payload` for
+	// the document as a whole).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+	RecommendWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Recommend Recommend a fix for one failed job
+	//
+	// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+	// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+	// An event that does not decode is a 400 naming the field at fault (`payload` for
+	// the document as a whole).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+	Recommend(ctx context.Context, body RecommendJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RecommendBatchWithBody Recommend fixes for up to 100 failed jobs
+	//
+	// Role: **viewer**. One answer per event, in order: a recommendation, or the error
+	// that event's decoding met (its `field` prefixed with `events[i].`). An event that
+	// does not decode does not fail the batch; an empty batch, or one of more than 100
+	// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
+	RecommendBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RecommendBatch Recommend fixes for up to 100 failed jobs
+	//
+	// Role: **viewer**. One answer per event, in order: a recommendation, or the error
+	// that event's decoding met (its `field` prefixed with `events[i].`). An event that
+	// does not decode does not fail the batch; an empty batch, or one of more than 100
+	// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
+	RecommendBatch(ctx context.Context, body RecommendBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListRemediations List remediations, newest first
+	//
+	// Role: **viewer**. A page of remediations matching every filter given, newest
+	// first. `next`, when present, is the cursor of the next page: pass it as `after`.
+	// A query parameter not listed here is a 400 naming it; a cursor the ledger does not
+	// hold is a 404.
+	//
+	// Corresponds with GET /v1/remediations (the `ListRemediations` operationId).
+	ListRemediations(ctx context.Context, params *ListRemediationsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetRemediation One remediation with its event, recommendation, attempts and audit trail
+	//
+	// Role: **viewer**.
+	//
+	// Corresponds with GET /v1/remediations/{id} (the `GetRemediation` operationId).
+	GetRemediation(ctx context.Context, id RemediationID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ApproveRemediationWithBody Approve a fix kept for review
+	//
+	// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+	// chosen option (the default), another option on its Pareto front (`option`), and
+	// resources or params edited within the policy's caps (the cost multiple over the
+	// failed run's hourly cost, the chain's attempt budget). Edited params must be
+	// tunables the job declares. Returns the remediation as approved.
+	//
+	// A remediation in any other state, or whose chain has used its attempt budget, is a
+	// 409.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+	ApproveRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ApproveRemediation Approve a fix kept for review
+	//
+	// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+	// chosen option (the default), another option on its Pareto front (`option`), and
+	// resources or params edited within the policy's caps (the cost multiple over the
+	// failed run's hourly cost, the chain's attempt budget). Edited params must be
+	// tunables the job declares. Returns the remediation as approved.
+	//
+	// A remediation in any other state, or whose chain has used its attempt budget, is a
+	// 409.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+	ApproveRemediation(ctx context.Context, id RemediationID, body ApproveRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RejectRemediationWithBody Reject a fix kept for review
+	//
+	// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
+	// goes to its audit trail. A remediation in any other state is a 409. Returns the
+	// remediation as rejected.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
+	RejectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RejectRemediation Reject a fix kept for review
+	//
+	// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
+	// goes to its audit trail. A remediation in any other state is a 409. Returns the
+	// remediation as rejected.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
+	RejectRemediation(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CorrectRemediationWithBody Correct the classification of a failure
+	//
+	// Role: **approver**. Says what the failure really was: its category (one of the
+	// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+	// is kept in the ledger with who made it and when, and a line in the remediation's
+	// audit trail; a later correction supersedes it (both stay in the audit trail).
+	// Neither the remediation's state nor autofix's own classification changes. The
+	// correction in force labels the remediation's event for training
+	// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+	// Returns the correction.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+	CorrectRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CorrectRemediation Correct the classification of a failure
+	//
+	// Role: **approver**. Says what the failure really was: its category (one of the
+	// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+	// is kept in the ledger with who made it and when, and a line in the remediation's
+	// audit trail; a later correction supersedes it (both stay in the audit trail).
+	// Neither the remediation's state nor autofix's own classification changes. The
+	// correction in force labels the remediation's event for training
+	// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+	// Returns the correction.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+	CorrectRemediation(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListRules The rule set in use
+	//
+	// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
+	//
+	// Corresponds with GET /v1/rules (the `ListRules` operationId).
+	ListRules(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DiffRulesWithBody Replay the ledger's last failure events through a candidate
+	//
+	// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+	// messages rejected without an event are skipped and do not count) through the
+	// classifier in use and through a candidate — the classifier in use with the rule
+	// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+	// layered over the embedded ones in place of the service's `classifier.knowledge` —
+	// and reports each event whose category, retry decision or action changes (a change
+	// of confidence alone is not one), with counts and the category-to-category matrix.
+	// Both classify as the service does (its minimum confidences, authority and model;
+	// a model trained on other rules' matches is left out). Nothing changes: the classifier
+	// in use stays in force, and nothing is written to the ledger.
+	//
+	// A file that does not load is a 400 whose `field` is `files.<name>` or
+	// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+	// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+	// the same report from the command line.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+	DiffRulesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DiffRules Replay the ledger's last failure events through a candidate
+	//
+	// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+	// messages rejected without an event are skipped and do not count) through the
+	// classifier in use and through a candidate — the classifier in use with the rule
+	// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+	// layered over the embedded ones in place of the service's `classifier.knowledge` —
+	// and reports each event whose category, retry decision or action changes (a change
+	// of confidence alone is not one), with counts and the category-to-category matrix.
+	// Both classify as the service does (its minimum confidences, authority and model;
+	// a model trained on other rules' matches is left out). Nothing changes: the classifier
+	// in use stays in force, and nothing is written to the ledger.
+	//
+	// A file that does not load is a 400 whose `field` is `files.<name>` or
+	// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+	// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+	// the same report from the command line.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+	DiffRules(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// TestRulesWithBody Try a candidate rule set on an event
+	//
+	// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
+	// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
+	// Nothing changes: the rules in use stay in force. A rule file that does not load is
+	// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
+	// `field` starts with `event.`. The body limit is 4x the usual one.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
+	TestRulesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// TestRules Try a candidate rule set on an event
+	//
+	// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
+	// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
+	// Nothing changes: the rules in use stay in force. A rule file that does not load is
+	// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
+	// `field` starts with `event.`. The body limit is 4x the usual one.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
+	TestRules(ctx context.Context, body TestRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
-// GetJobHistory What autofix knows of one job
+// Healthz Liveness
 //
-// Role: **viewer**. The job's recorded failures and their remediations (at most
-// 1000, newest first), and every recorded run of its template, oldest first. A job
-// with no recorded failure is a 404.
+// No authentication. The process is up and serving.
 //
-// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
-func (c *Client) GetJobHistory(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetJobHistoryRequest(c.Server, namespace, name)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListModels The model registry
-//
-// Role: **viewer**. The registered versions of the retry-success and runtime
-// models, newest first (the latest `limit`), each with its provenance — parent,
-// what it was trained on and when, the code that registered it, its held-out
-// metrics — and whether it is the active version (every replica runs it once it
-// has polled) and the one this replica runs; and the latest 20 promotions, newest
-// first, with the figures each was decided on. A server without a registry lists
-// no version, and names the models it runs in `inUse` (version 0).
-//
-// Corresponds with GET /v1/models (the `ListModels` operationId).
-func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListModelsRequest(c.Server, params)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetModel A registered version of the models
-//
-// Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
-//
-// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
-func (c *Client) GetModel(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetModelRequest(c.Server, version)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetShadowReport How a version evaluated in shadow scores next to the active one
-//
-// Role: **viewer**. The live decisions the version predicted in shadow next to the
-// active version (made within `models.promotion.window`, the latest
-// `maxOutcomes`): both versions' P(success) of the active's choices scored against
-// how those attempts ended (at most `maxPerNamespace` of a namespace), and the
-// decisions the version would have changed — retries it would have made or not
-// made, other configurations — with what is known of their cost. Only the
-// active's choices ran: what the candidate would have chosen instead is priced
-// by its own prediction.
-//
-// Corresponds with GET /v1/models/{version}/shadow (the `GetShadowReport` operationId).
-func (c *Client) GetShadowReport(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetShadowReportRequest(c.Server, version)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// PromoteModelWithBody Make a version the active one, behind the gates
-//
-// Role: **admin**. Scores the version and the active one on the same retries the
-// ledger recorded with their outcomes (received within `models.promotion.window`
-// and after both versions' training data; the latest `maxOutcomes`, at most
-// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
-// least `minOutcomes` outcomes scored, an expected calibration error at most the
-// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
-// fails is a 409 whose message says which and by how much, unless `force` is set
-// with a `reason`: then the version is made active all the same (action `force`).
-// Every replica runs the active version after its next poll
-// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
-// the figures, and in the audit trail. A version that is already active, that
-// this autofix cannot load, or a promotion that another made first is a 409.
-// Scoring reads the window's retries: on a large ledger it can take longer than
-// the request timeout, and `autofix models promote` is the way.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
-func (c *Client) PromoteModelWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewPromoteModelRequestWithBody(c.Server, version, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// PromoteModel Make a version the active one, behind the gates
-//
-// Role: **admin**. Scores the version and the active one on the same retries the
-// ledger recorded with their outcomes (received within `models.promotion.window`
-// and after both versions' training data; the latest `maxOutcomes`, at most
-// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
-// least `minOutcomes` outcomes scored, an expected calibration error at most the
-// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
-// fails is a 409 whose message says which and by how much, unless `force` is set
-// with a `reason`: then the version is made active all the same (action `force`).
-// Every replica runs the active version after its next poll
-// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
-// the figures, and in the audit trail. A version that is already active, that
-// this autofix cannot load, or a promotion that another made first is a 409.
-// Scoring reads the window's retries: on a large ledger it can take longer than
-// the request timeout, and `autofix models promote` is the way.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
-func (c *Client) PromoteModel(ctx context.Context, version ModelVersion, body PromoteModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewPromoteModelRequest(c.Server, version, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RollbackModelWithBody Make an earlier version the active one again
-//
-// Role: **admin**. Makes a version registered before the active one active again,
-// whatever the gates say; a `reason` is required. The gates' figures are computed
-// and recorded with the rollback all the same. A version that is not older than the
-// active one is a 400 naming `version`; one this autofix cannot load, or a
-// promotion another made first, a 409.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
-func (c *Client) RollbackModelWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRollbackModelRequestWithBody(c.Server, version, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RollbackModel Make an earlier version the active one again
-//
-// Role: **admin**. Makes a version registered before the active one active again,
-// whatever the gates say; a `reason` is required. The gates' figures are computed
-// and recorded with the rollback all the same. A version that is not older than the
-// active one is a 400 naming `version`; one this autofix cannot load, or a
-// promotion another made first, a 409.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
-func (c *Client) RollbackModel(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRollbackModelRequest(c.Server, version, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// StartShadowWithBody Evaluate a version in shadow
-//
-// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
-// predicts each live decision with this version, which changes nothing; its
-// predictions are recorded with the decisions and scored as the attempts end
-// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
-// `minOutcomes` of them ended. One version at a time: this one replaces any
-// other. Recorded, with who and why, in the audit trail. The active version, the
-// version already evaluated, and one this autofix cannot load are a 409.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
-func (c *Client) StartShadowWithBody(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStartShadowRequestWithBody(c.Server, version, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// StartShadow Evaluate a version in shadow
-//
-// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
-// predicts each live decision with this version, which changes nothing; its
-// predictions are recorded with the decisions and scored as the attempts end
-// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
-// `minOutcomes` of them ended. One version at a time: this one replaces any
-// other. Recorded, with who and why, in the audit trail. The active version, the
-// version already evaluated, and one this autofix cannot load are a 409.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
-func (c *Client) StartShadow(ctx context.Context, version ModelVersion, body StartShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStartShadowRequest(c.Server, version, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// StopShadowWithBody Stop the shadow evaluation
-//
-// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
-// after their next poll; the predictions recorded stay, and its report still
-// scores them. A 409 when no version is evaluated in shadow.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
-func (c *Client) StopShadowWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStopShadowRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// StopShadow Stop the shadow evaluation
-//
-// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
-// after their next poll; the predictions recorded stay, and its report still
-// scores them. A 409 when no version is evaluated in shadow.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
-func (c *Client) StopShadow(ctx context.Context, body StopShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStopShadowRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListPipelines Pipeline runs
-//
-// Role: **viewer**. The last 200 pipeline runs started through the service, newest
-// first, without their stages. A server without a cluster answers 503.
-//
-// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
-func (c *Client) ListPipelines(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListPipelinesRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// StartPipelineWithBody Start a pipeline run
-//
-// Role: **admin**. Records a new run of the definition (given as a JSON object in
-// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
-// id the pipeline already has is a 409. A server without a cluster answers 503.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
-func (c *Client) StartPipelineWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStartPipelineRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// StartPipeline Start a pipeline run
-//
-// Role: **admin**. Records a new run of the definition (given as a JSON object in
-// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
-// id the pipeline already has is a 409. A server without a cluster answers 503.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
-func (c *Client) StartPipeline(ctx context.Context, body StartPipelineJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStartPipelineRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetPipelineRun Where a pipeline run stands
-//
-// Role: **viewer**. The run as recorded, with its stages as the cluster shows them.
-// A server without a cluster answers 503.
-//
-// Corresponds with GET /v1/pipelines/{pipeline}/runs/{run} (the `GetPipelineRun` operationId).
-func (c *Client) GetPipelineRun(ctx context.Context, pipeline string, run string, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetPipelineRunRequest(c.Server, pipeline, run)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetPause The kill switch
-//
-// Role: **viewer**. Whether automatic fixes are paused, and by whom, when and why.
-//
-// Corresponds with GET /v1/policy/pause (the `GetPause` operationId).
-func (c *Client) GetPause(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetPauseRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// SetPauseWithBody Pause or resume automatic fixes
-//
-// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
-// Returns the kill switch as set.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
-func (c *Client) SetPauseWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewSetPauseRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// SetPause Pause or resume automatic fixes
-//
-// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
-// Returns the kill switch as set.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
-func (c *Client) SetPause(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewSetPauseRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RecommendWithBody Recommend a fix for one failed job
-//
-// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
-// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
-// An event that does not decode is a 400 naming the field at fault (`payload` for
-// the document as a whole).
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
-func (c *Client) RecommendWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRecommendRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// Recommend Recommend a fix for one failed job
-//
-// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
-// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
-// An event that does not decode is a 400 naming the field at fault (`payload` for
-// the document as a whole).
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
-func (c *Client) Recommend(ctx context.Context, body RecommendJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRecommendRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RecommendBatchWithBody Recommend fixes for up to 100 failed jobs
-//
-// Role: **viewer**. One answer per event, in order: a recommendation, or the error
-// that event's decoding met (its `field` prefixed with `events[i].`). An event that
-// does not decode does not fail the batch; an empty batch, or one of more than 100
-// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
-func (c *Client) RecommendBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRecommendBatchRequestWithBody(c.Server, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RecommendBatch Recommend fixes for up to 100 failed jobs
-//
-// Role: **viewer**. One answer per event, in order: a recommendation, or the error
-// that event's decoding met (its `field` prefixed with `events[i].`). An event that
-// does not decode does not fail the batch; an empty batch, or one of more than 100
-// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
-func (c *Client) RecommendBatch(ctx context.Context, body RecommendBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRecommendBatchRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListRemediations List remediations, newest first
-//
-// Role: **viewer**. A page of remediations matching every filter given, newest
-// first. `next`, when present, is the cursor of the next page: pass it as `after`.
-// A query parameter not listed here is a 400 naming it; a cursor the ledger does not
-// hold is a 404.
-//
-// Corresponds with GET /v1/remediations (the `ListRemediations` operationId).
-func (c *Client) ListRemediations(ctx context.Context, params *ListRemediationsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListRemediationsRequest(c.Server, params)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GetRemediation One remediation with its event, recommendation, attempts and audit trail
-//
-// Role: **viewer**.
-//
-// Corresponds with GET /v1/remediations/{id} (the `GetRemediation` operationId).
-func (c *Client) GetRemediation(ctx context.Context, id RemediationID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetRemediationRequest(c.Server, id)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ApproveRemediationWithBody Approve a fix kept for review
-//
-// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
-// chosen option (the default), another option on its Pareto front (`option`), and
-// resources or params edited within the policy's caps (the cost multiple over the
-// failed run's hourly cost, the chain's attempt budget). Edited params must be
-// tunables the job declares. Returns the remediation as approved.
-//
-// A remediation in any other state, or whose chain has used its attempt budget, is a
-// 409.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
-func (c *Client) ApproveRemediationWithBody(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewApproveRemediationRequestWithBody(c.Server, id, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ApproveRemediation Approve a fix kept for review
-//
-// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
-// chosen option (the default), another option on its Pareto front (`option`), and
-// resources or params edited within the policy's caps (the cost multiple over the
-// failed run's hourly cost, the chain's attempt budget). Edited params must be
-// tunables the job declares. Returns the remediation as approved.
-//
-// A remediation in any other state, or whose chain has used its attempt budget, is a
-// 409.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
-func (c *Client) ApproveRemediation(ctx context.Context, id RemediationID, body ApproveRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewApproveRemediationRequest(c.Server, id, body)
+// Corresponds with GET /healthz (the `Healthz` operationId).
+func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHealthzRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}

@@ -94,6 +94,55 @@ func NewReadyzRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListAutonomyRequest constructs an http.Request for the ListAutonomy method
+func NewListAutonomyRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/autonomy")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGrantAutonomyRequest calls the generic GrantAutonomy builder with application/json body
+func NewGrantAutonomyRequest(server string, body GrantAutonomyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewGrantAutonomyRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewRevokeAutonomyRequest calls the generic RevokeAutonomy builder with application/json body
+func NewRevokeAutonomyRequest(server string, body RevokeAutonomyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRevokeAutonomyRequestWithBody(server, "application/json", bodyReader)
+}
+
 // NewGetJobHistoryRequest constructs an http.Request for the GetJobHistory method
 func NewGetJobHistoryRequest(server string, namespace string, name string) (*http.Request, error) {
 	var err error
@@ -576,60 +625,4 @@ func NewListRemediationsRequest(server string, params *ListRemediationsParams) (
 	}
 
 	return req, nil
-}
-
-// NewGetRemediationRequest constructs an http.Request for the GetRemediation method
-func NewGetRemediationRequest(server string, id RemediationID) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/remediations/%s", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-
-	return req, nil
-}
-
-// NewApproveRemediationRequest calls the generic ApproveRemediation builder with application/json body
-func NewApproveRemediationRequest(server string, id RemediationID, body ApproveRemediationJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewApproveRemediationRequestWithBody(server, id, "application/json", bodyReader)
-}
-
-// NewRejectRemediationRequest calls the generic RejectRemediation builder with application/json body
-func NewRejectRemediationRequest(server string, id RemediationID, body RejectRemediationJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewRejectRemediationRequestWithBody(server, id, "application/json", bodyReader)
 }

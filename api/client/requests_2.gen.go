@@ -6,10 +6,67 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/oapi-codegen/runtime"
 	"io"
 	"net/http"
 	"net/url"
 )
+
+// NewGetRemediationRequest constructs an http.Request for the GetRemediation method
+func NewGetRemediationRequest(server string, id RemediationID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/remediations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewApproveRemediationRequest calls the generic ApproveRemediation builder with application/json body
+func NewApproveRemediationRequest(server string, id RemediationID, body ApproveRemediationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewApproveRemediationRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewRejectRemediationRequest calls the generic RejectRemediation builder with application/json body
+func NewRejectRemediationRequest(server string, id RemediationID, body RejectRemediationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRejectRemediationRequestWithBody(server, id, "application/json", bodyReader)
+}
 
 // NewCorrectRemediationRequest calls the generic CorrectRemediation builder with application/json body
 func NewCorrectRemediationRequest(server string, id RemediationID, body CorrectRemediationJSONRequestBody) (*http.Request, error) {

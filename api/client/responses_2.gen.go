@@ -3,679 +3,613 @@
 package client
 
 import (
-	"net/http"
+	"context"
+	"io"
 )
 
-// StatusCode returns HTTPResponse.StatusCode
-func (r MetricsResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r MetricsResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type ReadyzResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Readiness
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Readiness
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *ReadyzResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *ReadyzResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ReadyzResponse) GetJSON200() *Readiness {
-	return r.JSON200
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ReadyzResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r ReadyzResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ReadyzResponse) GetJSON503() *Readiness {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r ReadyzResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r ReadyzResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r ReadyzResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ReadyzResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type GetJobHistoryResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *JobHistory
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
-	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON500 the response for an HTTP 500 `application/json` response
-	JSON500 *Internal
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *GetJobHistoryResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *GetJobHistoryResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetJobHistoryResponse) GetJSON200() *JobHistory {
-	return r.JSON200
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetJobHistoryResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetJobHistoryResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetJobHistoryResponse) GetJSON404() *NotFound {
-	return r.JSON404
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r GetJobHistoryResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r GetJobHistoryResponse) GetJSON500() *Internal {
-	return r.JSON500
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetJobHistoryResponse) GetJSON503() *Unavailable {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r GetJobHistoryResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r GetJobHistoryResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r GetJobHistoryResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r GetJobHistoryResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type ListModelsResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ModelList
-	// JSON400 the response for an HTTP 400 `application/json` response
-	JSON400 *BadRequest
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON500 the response for an HTTP 500 `application/json` response
-	JSON500 *Internal
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *ListModelsResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *ListModelsResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListModelsResponse) GetJSON200() *ModelList {
-	return r.JSON200
-}
-
-// GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r ListModelsResponse) GetJSON400() *BadRequest {
-	return r.JSON400
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListModelsResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListModelsResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r ListModelsResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r ListModelsResponse) GetJSON500() *Internal {
-	return r.JSON500
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListModelsResponse) GetJSON503() *Unavailable {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r ListModelsResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r ListModelsResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r ListModelsResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ListModelsResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type GetModelResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ModelVersionView
-	// JSON400 the response for an HTTP 400 `application/json` response
-	JSON400 *BadRequest
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
-	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON500 the response for an HTTP 500 `application/json` response
-	JSON500 *Internal
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *GetModelResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *GetModelResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetModelResponse) GetJSON200() *ModelVersionView {
-	return r.JSON200
-}
-
-// GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r GetModelResponse) GetJSON400() *BadRequest {
-	return r.JSON400
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetModelResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetModelResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetModelResponse) GetJSON404() *NotFound {
-	return r.JSON404
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r GetModelResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r GetModelResponse) GetJSON500() *Internal {
-	return r.JSON500
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetModelResponse) GetJSON503() *Unavailable {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r GetModelResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r GetModelResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r GetModelResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r GetModelResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type GetShadowReportResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ShadowReport
-	// JSON400 the response for an HTTP 400 `application/json` response
-	JSON400 *BadRequest
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
-	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON500 the response for an HTTP 500 `application/json` response
-	JSON500 *Internal
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *GetShadowReportResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *GetShadowReportResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetShadowReportResponse) GetJSON200() *ShadowReport {
-	return r.JSON200
-}
-
-// GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r GetShadowReportResponse) GetJSON400() *BadRequest {
-	return r.JSON400
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetShadowReportResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetShadowReportResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetShadowReportResponse) GetJSON404() *NotFound {
-	return r.JSON404
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r GetShadowReportResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r GetShadowReportResponse) GetJSON500() *Internal {
-	return r.JSON500
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetShadowReportResponse) GetJSON503() *Unavailable {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r GetShadowReportResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r GetShadowReportResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r GetShadowReportResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r GetShadowReportResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type PromoteModelResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ModelPromotionView
-	// JSON400 the response for an HTTP 400 `application/json` response
-	JSON400 *BadRequest
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
-	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
-	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
-	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
-	// JSON415 the response for an HTTP 415 `application/json` response
-	JSON415 *UnsupportedMediaType
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON500 the response for an HTTP 500 `application/json` response
-	JSON500 *Internal
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *PromoteModelResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *PromoteModelResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r PromoteModelResponse) GetJSON200() *ModelPromotionView {
-	return r.JSON200
-}
-
-// GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r PromoteModelResponse) GetJSON400() *BadRequest {
-	return r.JSON400
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r PromoteModelResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r PromoteModelResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r PromoteModelResponse) GetJSON404() *NotFound {
-	return r.JSON404
-}
-
-// GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r PromoteModelResponse) GetJSON409() *Conflict {
-	return r.JSON409
-}
-
-// GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r PromoteModelResponse) GetJSON413() *TooLarge {
-	return r.JSON413
-}
-
-// GetJSON415 returns the response for an HTTP 415 `application/json` response
-func (r PromoteModelResponse) GetJSON415() *UnsupportedMediaType {
-	return r.JSON415
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r PromoteModelResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r PromoteModelResponse) GetJSON500() *Internal {
-	return r.JSON500
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r PromoteModelResponse) GetJSON503() *Unavailable {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r PromoteModelResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r PromoteModelResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r PromoteModelResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r PromoteModelResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type RollbackModelResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ModelPromotionView
-	// JSON400 the response for an HTTP 400 `application/json` response
-	JSON400 *BadRequest
-	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
-	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
-	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
-	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
-	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
-	// JSON415 the response for an HTTP 415 `application/json` response
-	JSON415 *UnsupportedMediaType
-	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *RateLimited
-	// JSON500 the response for an HTTP 500 `application/json` response
-	JSON500 *Internal
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
-	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *RollbackModelResponse401Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *RollbackModelResponse429Headers
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r RollbackModelResponse) GetJSON200() *ModelPromotionView {
-	return r.JSON200
-}
-
-// GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r RollbackModelResponse) GetJSON400() *BadRequest {
-	return r.JSON400
-}
-
-// GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r RollbackModelResponse) GetJSON401() *Unauthorized {
-	return r.JSON401
-}
-
-// GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r RollbackModelResponse) GetJSON403() *Forbidden {
-	return r.JSON403
-}
-
-// GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r RollbackModelResponse) GetJSON404() *NotFound {
-	return r.JSON404
-}
-
-// GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r RollbackModelResponse) GetJSON409() *Conflict {
-	return r.JSON409
-}
-
-// GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r RollbackModelResponse) GetJSON413() *TooLarge {
-	return r.JSON413
-}
-
-// GetJSON415 returns the response for an HTTP 415 `application/json` response
-func (r RollbackModelResponse) GetJSON415() *UnsupportedMediaType {
-	return r.JSON415
-}
-
-// GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r RollbackModelResponse) GetJSON429() *RateLimited {
-	return r.JSON429
-}
-
-// GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r RollbackModelResponse) GetJSON500() *Internal {
-	return r.JSON500
-}
-
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r RollbackModelResponse) GetJSON503() *Unavailable {
-	return r.JSON503
-}
-
-// GetBody returns the raw response body bytes
-func (r RollbackModelResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r RollbackModelResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r RollbackModelResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r RollbackModelResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
+// ClientWithResponsesInterface is the interface specification for the client with responses above.
+type ClientWithResponsesInterface interface {
+
+	// HealthzWithResponse Liveness
+	//
+	// No authentication. The process is up and serving.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /healthz (the `Healthz` operationId).
+	HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error)
+
+	// MetricsWithResponse Prometheus metrics
+	//
+	// Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
+	// true` in the configuration it needs no token (and then answers neither 401 nor
+	// 403).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /metrics (the `Metrics` operationId).
+	MetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MetricsResponse, error)
+
+	// ReadyzWithResponse Readiness
+	//
+	// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
+	// cluster and, on a real cluster, leader election), with each check's state:
+	// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+	// says whom it follows); an election this replica cannot take part in (the
+	// Lease's namespace missing, no right to the Lease) is not.
+	//
+	// No authentication is needed (probes send none), and then `checks` is all there
+	// is: states only, never an error's text, which may name hosts or a DSN. A request
+	// with a token of any role also gets `details`, each check's detail. A request
+	// that sends an Authorization header is authenticated like any other: a bad token
+	// is a 401, and counts as a failed authentication (429 once over the limit).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /readyz (the `Readyz` operationId).
+	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
+
+	// ListAutonomyWithResponse Every kind of fix, with its figures, and the grants of autonomy
+	//
+	// Role: **viewer**. Graduated autonomy: for every kind of fix (a failure category
+	// on one job template, `namespace/template`) that a person decided or whose
+	// attempt ended among the failures received within `policy.autonomy.window`, how
+	// many of its fixes people approved and rejected, and how its attempts ended,
+	// approved by a person or applied on their own; whether it meets every threshold
+	// (`passes`, with the ones it does not meet in `unmet`), whether it is granted,
+	// and whether it is `proposed` (it passes, is not granted, and autonomy is
+	// enabled). The kinds people decided most come first (at most 1000), then any
+	// granted kind not among them. Also the thresholds and the latest 20 grants and
+	// revocations.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/autonomy (the `ListAutonomy` operationId).
+	ListAutonomyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListAutonomyResponse, error)
+
+	// GrantAutonomyWithBodyWithResponse Let a kind of fix apply without review
+	//
+	// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+	// keep for review applies on its own — if its classification's confidence is at
+	// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+	// budget; denials, the cost cap and the kill switch still win. Every replica
+	// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+	// the thresholds (else a 409 saying which it does not), unless `force` is set
+	// with a `reason`: the grant is then recorded as forced. A category outside the
+	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// 409. The grant is recorded with who, when, why and the figures, and in the
+	// audit trail.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+	GrantAutonomyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GrantAutonomyResponse, error)
+
+	// GrantAutonomyWithResponse Let a kind of fix apply without review
+	//
+	// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+	// keep for review applies on its own — if its classification's confidence is at
+	// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+	// budget; denials, the cost cap and the kill switch still win. Every replica
+	// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+	// the thresholds (else a 409 saying which it does not), unless `force` is set
+	// with a `reason`: the grant is then recorded as forced. A category outside the
+	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// 409. The grant is recorded with who, when, why and the figures, and in the
+	// audit trail.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+	GrantAutonomyWithResponse(ctx context.Context, body GrantAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*GrantAutonomyResponse, error)
+
+	// RevokeAutonomyWithBodyWithResponse Send a kind of fix back to review
+	//
+	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+	// where the rules send them again, on every replica within
+	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+	RevokeAutonomyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RevokeAutonomyResponse, error)
+
+	// RevokeAutonomyWithResponse Send a kind of fix back to review
+	//
+	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+	// where the rules send them again, on every replica within
+	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+	RevokeAutonomyWithResponse(ctx context.Context, body RevokeAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*RevokeAutonomyResponse, error)
+
+	// GetJobHistoryWithResponse What autofix knows of one job
+	//
+	// Role: **viewer**. The job's recorded failures and their remediations (at most
+	// 1000, newest first), and every recorded run of its template, oldest first. A job
+	// with no recorded failure is a 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
+	GetJobHistoryWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetJobHistoryResponse, error)
+
+	// ListModelsWithResponse The model registry
+	//
+	// Role: **viewer**. The registered versions of the retry-success and runtime
+	// models, newest first (the latest `limit`), each with its provenance — parent,
+	// what it was trained on and when, the code that registered it, its held-out
+	// metrics — and whether it is the active version (every replica runs it once it
+	// has polled) and the one this replica runs; and the latest 20 promotions, newest
+	// first, with the figures each was decided on. A server without a registry lists
+	// no version, and names the models it runs in `inUse` (version 0).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/models (the `ListModels` operationId).
+	ListModelsWithResponse(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*ListModelsResponse, error)
+
+	// GetModelWithResponse A registered version of the models
+	//
+	// Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
+	GetModelWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetModelResponse, error)
+
+	// GetShadowReportWithResponse How a version evaluated in shadow scores next to the active one
+	//
+	// Role: **viewer**. The live decisions the version predicted in shadow next to the
+	// active version (made within `models.promotion.window`, the latest
+	// `maxOutcomes`): both versions' P(success) of the active's choices scored against
+	// how those attempts ended (at most `maxPerNamespace` of a namespace), and the
+	// decisions the version would have changed — retries it would have made or not
+	// made, other configurations — with what is known of their cost. Only the
+	// active's choices ran: what the candidate would have chosen instead is priced
+	// by its own prediction.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/models/{version}/shadow (the `GetShadowReport` operationId).
+	GetShadowReportWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetShadowReportResponse, error)
+
+	// PromoteModelWithBodyWithResponse Make a version the active one, behind the gates
+	//
+	// Role: **admin**. Scores the version and the active one on the same retries the
+	// ledger recorded with their outcomes (received within `models.promotion.window`
+	// and after both versions' training data; the latest `maxOutcomes`, at most
+	// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+	// least `minOutcomes` outcomes scored, an expected calibration error at most the
+	// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+	// fails is a 409 whose message says which and by how much, unless `force` is set
+	// with a `reason`: then the version is made active all the same (action `force`).
+	// Every replica runs the active version after its next poll
+	// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+	// the figures, and in the audit trail. A version that is already active, that
+	// this autofix cannot load, or a promotion that another made first is a 409.
+	// Scoring reads the window's retries: on a large ledger it can take longer than
+	// the request timeout, and `autofix models promote` is the way.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+	PromoteModelWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PromoteModelResponse, error)
+
+	// PromoteModelWithResponse Make a version the active one, behind the gates
+	//
+	// Role: **admin**. Scores the version and the active one on the same retries the
+	// ledger recorded with their outcomes (received within `models.promotion.window`
+	// and after both versions' training data; the latest `maxOutcomes`, at most
+	// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+	// least `minOutcomes` outcomes scored, an expected calibration error at most the
+	// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+	// fails is a 409 whose message says which and by how much, unless `force` is set
+	// with a `reason`: then the version is made active all the same (action `force`).
+	// Every replica runs the active version after its next poll
+	// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+	// the figures, and in the audit trail. A version that is already active, that
+	// this autofix cannot load, or a promotion that another made first is a 409.
+	// Scoring reads the window's retries: on a large ledger it can take longer than
+	// the request timeout, and `autofix models promote` is the way.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+	PromoteModelWithResponse(ctx context.Context, version ModelVersion, body PromoteModelJSONRequestBody, reqEditors ...RequestEditorFn) (*PromoteModelResponse, error)
+
+	// RollbackModelWithBodyWithResponse Make an earlier version the active one again
+	//
+	// Role: **admin**. Makes a version registered before the active one active again,
+	// whatever the gates say; a `reason` is required. The gates' figures are computed
+	// and recorded with the rollback all the same. A version that is not older than the
+	// active one is a 400 naming `version`; one this autofix cannot load, or a
+	// promotion another made first, a 409.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+	RollbackModelWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error)
+
+	// RollbackModelWithResponse Make an earlier version the active one again
+	//
+	// Role: **admin**. Makes a version registered before the active one active again,
+	// whatever the gates say; a `reason` is required. The gates' figures are computed
+	// and recorded with the rollback all the same. A version that is not older than the
+	// active one is a 400 naming `version`; one this autofix cannot load, or a
+	// promotion another made first, a 409.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+	RollbackModelWithResponse(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error)
+
+	// StartShadowWithBodyWithResponse Evaluate a version in shadow
+	//
+	// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+	// predicts each live decision with this version, which changes nothing; its
+	// predictions are recorded with the decisions and scored as the attempts end
+	// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+	// `minOutcomes` of them ended. One version at a time: this one replaces any
+	// other. Recorded, with who and why, in the audit trail. The active version, the
+	// version already evaluated, and one this autofix cannot load are a 409.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+	StartShadowWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartShadowResponse, error)
+
+	// StartShadowWithResponse Evaluate a version in shadow
+	//
+	// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+	// predicts each live decision with this version, which changes nothing; its
+	// predictions are recorded with the decisions and scored as the attempts end
+	// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+	// `minOutcomes` of them ended. One version at a time: this one replaces any
+	// other. Recorded, with who and why, in the audit trail. The active version, the
+	// version already evaluated, and one this autofix cannot load are a 409.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+	StartShadowWithResponse(ctx context.Context, version ModelVersion, body StartShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*StartShadowResponse, error)
+
+	// StopShadowWithBodyWithResponse Stop the shadow evaluation
+	//
+	// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+	// after their next poll; the predictions recorded stay, and its report still
+	// scores them. A 409 when no version is evaluated in shadow.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+	StopShadowWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopShadowResponse, error)
+
+	// StopShadowWithResponse Stop the shadow evaluation
+	//
+	// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+	// after their next poll; the predictions recorded stay, and its report still
+	// scores them. A 409 when no version is evaluated in shadow.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+	StopShadowWithResponse(ctx context.Context, body StopShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*StopShadowResponse, error)
+
+	// ListPipelinesWithResponse Pipeline runs
+	//
+	// Role: **viewer**. The last 200 pipeline runs started through the service, newest
+	// first, without their stages. A server without a cluster answers 503.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
+	ListPipelinesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPipelinesResponse, error)
+
+	// StartPipelineWithBodyWithResponse Start a pipeline run
+	//
+	// Role: **admin**. Records a new run of the definition (given as a JSON object in
+	// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+	// id the pipeline already has is a 409. A server without a cluster answers 503.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+	StartPipelineWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error)
+
+	// StartPipelineWithResponse Start a pipeline run
+	//
+	// Role: **admin**. Records a new run of the definition (given as a JSON object in
+	// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+	// id the pipeline already has is a 409. A server without a cluster answers 503.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+	StartPipelineWithResponse(ctx context.Context, body StartPipelineJSONRequestBody, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error)
+
+	// GetPipelineRunWithResponse Where a pipeline run stands
+	//
+	// Role: **viewer**. The run as recorded, with its stages as the cluster shows them.
+	// A server without a cluster answers 503.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pipelines/{pipeline}/runs/{run} (the `GetPipelineRun` operationId).
+	GetPipelineRunWithResponse(ctx context.Context, pipeline string, run string, reqEditors ...RequestEditorFn) (*GetPipelineRunResponse, error)
+
+	// GetPauseWithResponse The kill switch
+	//
+	// Role: **viewer**. Whether automatic fixes are paused, and by whom, when and why.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/policy/pause (the `GetPause` operationId).
+	GetPauseWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPauseResponse, error)
+
+	// SetPauseWithBodyWithResponse Pause or resume automatic fixes
+	//
+	// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+	// Returns the kill switch as set.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+	SetPauseWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetPauseResponse, error)
+
+	// SetPauseWithResponse Pause or resume automatic fixes
+	//
+	// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+	// Returns the kill switch as set.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+	SetPauseWithResponse(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*SetPauseResponse, error)
+
+	// RecommendWithBodyWithResponse Recommend a fix for one failed job
+	//
+	// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+	// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+	// An event that does not decode is a 400 naming the field at fault (`payload` for
+	// the document as a whole).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+	RecommendWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecommendResponse, error)
+
+	// RecommendWithResponse Recommend a fix for one failed job
+	//
+	// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+	// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+	// An event that does not decode is a 400 naming the field at fault (`payload` for
+	// the document as a whole).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+	RecommendWithResponse(ctx context.Context, body RecommendJSONRequestBody, reqEditors ...RequestEditorFn) (*RecommendResponse, error)
+
+	// RecommendBatchWithBodyWithResponse Recommend fixes for up to 100 failed jobs
+	//
+	// Role: **viewer**. One answer per event, in order: a recommendation, or the error
+	// that event's decoding met (its `field` prefixed with `events[i].`). An event that
+	// does not decode does not fail the batch; an empty batch, or one of more than 100
+	// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
+	RecommendBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecommendBatchResponse, error)
+
+	// RecommendBatchWithResponse Recommend fixes for up to 100 failed jobs
+	//
+	// Role: **viewer**. One answer per event, in order: a recommendation, or the error
+	// that event's decoding met (its `field` prefixed with `events[i].`). An event that
+	// does not decode does not fail the batch; an empty batch, or one of more than 100
+	// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
+	RecommendBatchWithResponse(ctx context.Context, body RecommendBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*RecommendBatchResponse, error)
+
+	// ListRemediationsWithResponse List remediations, newest first
+	//
+	// Role: **viewer**. A page of remediations matching every filter given, newest
+	// first. `next`, when present, is the cursor of the next page: pass it as `after`.
+	// A query parameter not listed here is a 400 naming it; a cursor the ledger does not
+	// hold is a 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/remediations (the `ListRemediations` operationId).
+	ListRemediationsWithResponse(ctx context.Context, params *ListRemediationsParams, reqEditors ...RequestEditorFn) (*ListRemediationsResponse, error)
+
+	// GetRemediationWithResponse One remediation with its event, recommendation, attempts and audit trail
+	//
+	// Role: **viewer**.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/remediations/{id} (the `GetRemediation` operationId).
+	GetRemediationWithResponse(ctx context.Context, id RemediationID, reqEditors ...RequestEditorFn) (*GetRemediationResponse, error)
+
+	// ApproveRemediationWithBodyWithResponse Approve a fix kept for review
+	//
+	// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+	// chosen option (the default), another option on its Pareto front (`option`), and
+	// resources or params edited within the policy's caps (the cost multiple over the
+	// failed run's hourly cost, the chain's attempt budget). Edited params must be
+	// tunables the job declares. Returns the remediation as approved.
+	//
+	// A remediation in any other state, or whose chain has used its attempt budget, is a
+	// 409.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+	ApproveRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ApproveRemediationResponse, error)
+
+	// ApproveRemediationWithResponse Approve a fix kept for review
+	//
+	// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+	// chosen option (the default), another option on its Pareto front (`option`), and
+	// resources or params edited within the policy's caps (the cost multiple over the
+	// failed run's hourly cost, the chain's attempt budget). Edited params must be
+	// tunables the job declares. Returns the remediation as approved.
+	//
+	// A remediation in any other state, or whose chain has used its attempt budget, is a
+	// 409.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+	ApproveRemediationWithResponse(ctx context.Context, id RemediationID, body ApproveRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*ApproveRemediationResponse, error)
+
+	// RejectRemediationWithBodyWithResponse Reject a fix kept for review
+	//
+	// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
+	// goes to its audit trail. A remediation in any other state is a 409. Returns the
+	// remediation as rejected.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
+	RejectRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RejectRemediationResponse, error)
+
+	// RejectRemediationWithResponse Reject a fix kept for review
+	//
+	// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
+	// goes to its audit trail. A remediation in any other state is a 409. Returns the
+	// remediation as rejected.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
+	RejectRemediationWithResponse(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*RejectRemediationResponse, error)
+
+	// CorrectRemediationWithBodyWithResponse Correct the classification of a failure
+	//
+	// Role: **approver**. Says what the failure really was: its category (one of the
+	// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+	// is kept in the ledger with who made it and when, and a line in the remediation's
+	// audit trail; a later correction supersedes it (both stay in the audit trail).
+	// Neither the remediation's state nor autofix's own classification changes. The
+	// correction in force labels the remediation's event for training
+	// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+	// Returns the correction.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+	CorrectRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CorrectRemediationResponse, error)
+
+	// CorrectRemediationWithResponse Correct the classification of a failure
+	//
+	// Role: **approver**. Says what the failure really was: its category (one of the
+	// taxonomy's) and whether a retry can fix it, with an optional note. The correction
+	// is kept in the ledger with who made it and when, and a line in the remediation's
+	// audit trail; a later correction supersedes it (both stay in the audit trail).
+	// Neither the remediation's state nor autofix's own classification changes. The
+	// correction in force labels the remediation's event for training
+	// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
+	// Returns the correction.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
+	CorrectRemediationWithResponse(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*CorrectRemediationResponse, error)
+
+	// ListRulesWithResponse The rule set in use
+	//
+	// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/rules (the `ListRules` operationId).
+	ListRulesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListRulesResponse, error)
+
+	// DiffRulesWithBodyWithResponse Replay the ledger's last failure events through a candidate
+	//
+	// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+	// messages rejected without an event are skipped and do not count) through the
+	// classifier in use and through a candidate — the classifier in use with the rule
+	// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+	// layered over the embedded ones in place of the service's `classifier.knowledge` —
+	// and reports each event whose category, retry decision or action changes (a change
+	// of confidence alone is not one), with counts and the category-to-category matrix.
+	// Both classify as the service does (its minimum confidences, authority and model;
+	// a model trained on other rules' matches is left out). Nothing changes: the classifier
+	// in use stays in force, and nothing is written to the ledger.
+	//
+	// A file that does not load is a 400 whose `field` is `files.<name>` or
+	// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+	// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+	// the same report from the command line.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+	DiffRulesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error)
+
+	// DiffRulesWithResponse Replay the ledger's last failure events through a candidate
+	//
+	// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
+	// messages rejected without an event are skipped and do not count) through the
+	// classifier in use and through a candidate — the classifier in use with the rule
+	// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
+	// layered over the embedded ones in place of the service's `classifier.knowledge` —
+	// and reports each event whose category, retry decision or action changes (a change
+	// of confidence alone is not one), with counts and the category-to-category matrix.
+	// Both classify as the service does (its minimum confidences, authority and model;
+	// a model trained on other rules' matches is left out). Nothing changes: the classifier
+	// in use stays in force, and nothing is written to the ledger.
+	//
+	// A file that does not load is a 400 whose `field` is `files.<name>` or
+	// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
+	// replay that runs out of the request's time is a 503. `autofix rules diff` makes
+	// the same report from the command line.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
+	DiffRulesWithResponse(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error)
+
+	// TestRulesWithBodyWithResponse Try a candidate rule set on an event
+	//
+	// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
+	// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
+	// Nothing changes: the rules in use stay in force. A rule file that does not load is
+	// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
+	// `field` starts with `event.`. The body limit is 4x the usual one.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
+	TestRulesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TestRulesResponse, error)
+
+	// TestRulesWithResponse Try a candidate rule set on an event
+	//
+	// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
+	// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
+	// Nothing changes: the rules in use stay in force. A rule file that does not load is
+	// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
+	// `field` starts with `event.`. The body limit is 4x the usual one.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
+	TestRulesWithResponse(ctx context.Context, body TestRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*TestRulesResponse, error)
 }

@@ -3,23 +3,56 @@
 package client
 
 import (
-	"context"
-	"io"
 	"net/http"
 )
 
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r StartPipelineResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r StartPipelineResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r StartPipelineResponse) GetJSON409() *Conflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r StartPipelineResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r StartPipelineResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r StartPipelineResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r StartPipelineResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CorrectRemediationResponse) GetJSON503() *Unavailable {
+func (r StartPipelineResponse) GetJSON503() *Unavailable {
 	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
-func (r CorrectRemediationResponse) GetBody() []byte {
+func (r StartPipelineResponse) GetBody() []byte {
 	return r.Body
 }
 
 // Status returns HTTPResponse.Status
-func (r CorrectRemediationResponse) Status() string {
+func (r StartPipelineResponse) Status() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Status
 	}
@@ -27,7 +60,7 @@ func (r CorrectRemediationResponse) Status() string {
 }
 
 // StatusCode returns HTTPResponse.StatusCode
-func (r CorrectRemediationResponse) StatusCode() int {
+func (r StartPipelineResponse) StatusCode() int {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.StatusCode
 	}
@@ -35,18 +68,105 @@ func (r CorrectRemediationResponse) StatusCode() int {
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r CorrectRemediationResponse) ContentType() string {
+func (r StartPipelineResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
 }
 
-type ListRulesResponse struct {
+type GetPipelineRunResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *RuleList
+	JSON200 *PipelineRunView
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetPipelineRunResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetPipelineRunResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetPipelineRunResponse) GetJSON200() *PipelineRunView {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetPipelineRunResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetPipelineRunResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetPipelineRunResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetPipelineRunResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetPipelineRunResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetPipelineRunResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPipelineRunResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPipelineRunResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPipelineRunResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPipelineRunResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetPauseResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PauseView
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Unauthorized
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -58,48 +178,48 @@ type ListRulesResponse struct {
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *ListRulesResponse401Headers
+	Headers401 *GetPauseResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *ListRulesResponse429Headers
+	Headers429 *GetPauseResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListRulesResponse) GetJSON200() *RuleList {
+func (r GetPauseResponse) GetJSON200() *PauseView {
 	return r.JSON200
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListRulesResponse) GetJSON401() *Unauthorized {
+func (r GetPauseResponse) GetJSON401() *Unauthorized {
 	return r.JSON401
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListRulesResponse) GetJSON403() *Forbidden {
+func (r GetPauseResponse) GetJSON403() *Forbidden {
 	return r.JSON403
 }
 
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r ListRulesResponse) GetJSON429() *RateLimited {
+func (r GetPauseResponse) GetJSON429() *RateLimited {
 	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r ListRulesResponse) GetJSON500() *Internal {
+func (r GetPauseResponse) GetJSON500() *Internal {
 	return r.JSON500
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListRulesResponse) GetJSON503() *Unavailable {
+func (r GetPauseResponse) GetJSON503() *Unavailable {
 	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
-func (r ListRulesResponse) GetBody() []byte {
+func (r GetPauseResponse) GetBody() []byte {
 	return r.Body
 }
 
 // Status returns HTTPResponse.Status
-func (r ListRulesResponse) Status() string {
+func (r GetPauseResponse) Status() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Status
 	}
@@ -107,7 +227,7 @@ func (r ListRulesResponse) Status() string {
 }
 
 // StatusCode returns HTTPResponse.StatusCode
-func (r ListRulesResponse) StatusCode() int {
+func (r GetPauseResponse) StatusCode() int {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.StatusCode
 	}
@@ -115,18 +235,18 @@ func (r ListRulesResponse) StatusCode() int {
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ListRulesResponse) ContentType() string {
+func (r GetPauseResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
 }
 
-type DiffRulesResponse struct {
+type SetPauseResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *RulesDiffReport
+	JSON200 *PauseView
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *BadRequest
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -144,63 +264,63 @@ type DiffRulesResponse struct {
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *DiffRulesResponse401Headers
+	Headers401 *SetPauseResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *DiffRulesResponse429Headers
+	Headers429 *SetPauseResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r DiffRulesResponse) GetJSON200() *RulesDiffReport {
+func (r SetPauseResponse) GetJSON200() *PauseView {
 	return r.JSON200
 }
 
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r DiffRulesResponse) GetJSON400() *BadRequest {
+func (r SetPauseResponse) GetJSON400() *BadRequest {
 	return r.JSON400
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DiffRulesResponse) GetJSON401() *Unauthorized {
+func (r SetPauseResponse) GetJSON401() *Unauthorized {
 	return r.JSON401
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DiffRulesResponse) GetJSON403() *Forbidden {
+func (r SetPauseResponse) GetJSON403() *Forbidden {
 	return r.JSON403
 }
 
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r DiffRulesResponse) GetJSON413() *TooLarge {
+func (r SetPauseResponse) GetJSON413() *TooLarge {
 	return r.JSON413
 }
 
 // GetJSON415 returns the response for an HTTP 415 `application/json` response
-func (r DiffRulesResponse) GetJSON415() *UnsupportedMediaType {
+func (r SetPauseResponse) GetJSON415() *UnsupportedMediaType {
 	return r.JSON415
 }
 
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r DiffRulesResponse) GetJSON429() *RateLimited {
+func (r SetPauseResponse) GetJSON429() *RateLimited {
 	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r DiffRulesResponse) GetJSON500() *Internal {
+func (r SetPauseResponse) GetJSON500() *Internal {
 	return r.JSON500
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DiffRulesResponse) GetJSON503() *Unavailable {
+func (r SetPauseResponse) GetJSON503() *Unavailable {
 	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
-func (r DiffRulesResponse) GetBody() []byte {
+func (r SetPauseResponse) GetBody() []byte {
 	return r.Body
 }
 
 // Status returns HTTPResponse.Status
-func (r DiffRulesResponse) Status() string {
+func (r SetPauseResponse) Status() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Status
 	}
@@ -208,7 +328,7 @@ func (r DiffRulesResponse) Status() string {
 }
 
 // StatusCode returns HTTPResponse.StatusCode
-func (r DiffRulesResponse) StatusCode() int {
+func (r SetPauseResponse) StatusCode() int {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.StatusCode
 	}
@@ -216,18 +336,18 @@ func (r DiffRulesResponse) StatusCode() int {
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r DiffRulesResponse) ContentType() string {
+func (r SetPauseResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
 }
 
-type TestRulesResponse struct {
+type RecommendResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *RulesTestResult
+	JSON200 *Recommendation
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *BadRequest
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -245,63 +365,63 @@ type TestRulesResponse struct {
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
-	Headers401 *TestRulesResponse401Headers
+	Headers401 *RecommendResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *TestRulesResponse429Headers
+	Headers429 *RecommendResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r TestRulesResponse) GetJSON200() *RulesTestResult {
+func (r RecommendResponse) GetJSON200() *Recommendation {
 	return r.JSON200
 }
 
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r TestRulesResponse) GetJSON400() *BadRequest {
+func (r RecommendResponse) GetJSON400() *BadRequest {
 	return r.JSON400
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r TestRulesResponse) GetJSON401() *Unauthorized {
+func (r RecommendResponse) GetJSON401() *Unauthorized {
 	return r.JSON401
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r TestRulesResponse) GetJSON403() *Forbidden {
+func (r RecommendResponse) GetJSON403() *Forbidden {
 	return r.JSON403
 }
 
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r TestRulesResponse) GetJSON413() *TooLarge {
+func (r RecommendResponse) GetJSON413() *TooLarge {
 	return r.JSON413
 }
 
 // GetJSON415 returns the response for an HTTP 415 `application/json` response
-func (r TestRulesResponse) GetJSON415() *UnsupportedMediaType {
+func (r RecommendResponse) GetJSON415() *UnsupportedMediaType {
 	return r.JSON415
 }
 
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r TestRulesResponse) GetJSON429() *RateLimited {
+func (r RecommendResponse) GetJSON429() *RateLimited {
 	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
-func (r TestRulesResponse) GetJSON500() *Internal {
+func (r RecommendResponse) GetJSON500() *Internal {
 	return r.JSON500
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r TestRulesResponse) GetJSON503() *Unavailable {
+func (r RecommendResponse) GetJSON503() *Unavailable {
 	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
-func (r TestRulesResponse) GetBody() []byte {
+func (r RecommendResponse) GetBody() []byte {
 	return r.Body
 }
 
 // Status returns HTTPResponse.Status
-func (r TestRulesResponse) Status() string {
+func (r RecommendResponse) Status() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Status
 	}
@@ -309,7 +429,7 @@ func (r TestRulesResponse) Status() string {
 }
 
 // StatusCode returns HTTPResponse.StatusCode
-func (r TestRulesResponse) StatusCode() int {
+func (r RecommendResponse) StatusCode() int {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.StatusCode
 	}
@@ -317,344 +437,267 @@ func (r TestRulesResponse) StatusCode() int {
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r TestRulesResponse) ContentType() string {
+func (r RecommendResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
 }
 
-// HealthzWithResponse Liveness
-//
-// No authentication. The process is up and serving.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /healthz (the `Healthz` operationId).
-func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error) {
-	rsp, err := c.Healthz(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseHealthzResponse(rsp)
+type RecommendBatchResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *BatchResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RecommendBatchResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RecommendBatchResponse429Headers
 }
 
-// MetricsWithResponse Prometheus metrics
-//
-// Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
-// true` in the configuration it needs no token (and then answers neither 401 nor
-// 403).
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /metrics (the `Metrics` operationId).
-func (c *ClientWithResponses) MetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MetricsResponse, error) {
-	rsp, err := c.Metrics(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseMetricsResponse(rsp)
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RecommendBatchResponse) GetJSON200() *BatchResponse {
+	return r.JSON200
 }
 
-// ReadyzWithResponse Readiness
-//
-// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
-// cluster and, on a real cluster, leader election), with each check's state:
-// 200 when ready, 503 when not. Another replica leading is ready (`leader`
-// says whom it follows); an election this replica cannot take part in (the
-// Lease's namespace missing, no right to the Lease) is not.
-//
-// No authentication is needed (probes send none), and then `checks` is all there
-// is: states only, never an error's text, which may name hosts or a DSN. A request
-// with a token of any role also gets `details`, each check's detail. A request
-// that sends an Authorization header is authenticated like any other: a bad token
-// is a 401, and counts as a failed authentication (429 once over the limit).
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /readyz (the `Readyz` operationId).
-func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error) {
-	rsp, err := c.Readyz(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseReadyzResponse(rsp)
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r RecommendBatchResponse) GetJSON400() *BadRequest {
+	return r.JSON400
 }
 
-// GetJobHistoryWithResponse What autofix knows of one job
-//
-// Role: **viewer**. The job's recorded failures and their remediations (at most
-// 1000, newest first), and every recorded run of its template, oldest first. A job
-// with no recorded failure is a 404.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
-func (c *ClientWithResponses) GetJobHistoryWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetJobHistoryResponse, error) {
-	rsp, err := c.GetJobHistory(ctx, namespace, name, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGetJobHistoryResponse(rsp)
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RecommendBatchResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
 }
 
-// ListModelsWithResponse The model registry
-//
-// Role: **viewer**. The registered versions of the retry-success and runtime
-// models, newest first (the latest `limit`), each with its provenance — parent,
-// what it was trained on and when, the code that registered it, its held-out
-// metrics — and whether it is the active version (every replica runs it once it
-// has polled) and the one this replica runs; and the latest 20 promotions, newest
-// first, with the figures each was decided on. A server without a registry lists
-// no version, and names the models it runs in `inUse` (version 0).
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/models (the `ListModels` operationId).
-func (c *ClientWithResponses) ListModelsWithResponse(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*ListModelsResponse, error) {
-	rsp, err := c.ListModels(ctx, params, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseListModelsResponse(rsp)
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RecommendBatchResponse) GetJSON403() *Forbidden {
+	return r.JSON403
 }
 
-// GetModelWithResponse A registered version of the models
-//
-// Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
-func (c *ClientWithResponses) GetModelWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetModelResponse, error) {
-	rsp, err := c.GetModel(ctx, version, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGetModelResponse(rsp)
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r RecommendBatchResponse) GetJSON413() *TooLarge {
+	return r.JSON413
 }
 
-// GetShadowReportWithResponse How a version evaluated in shadow scores next to the active one
-//
-// Role: **viewer**. The live decisions the version predicted in shadow next to the
-// active version (made within `models.promotion.window`, the latest
-// `maxOutcomes`): both versions' P(success) of the active's choices scored against
-// how those attempts ended (at most `maxPerNamespace` of a namespace), and the
-// decisions the version would have changed — retries it would have made or not
-// made, other configurations — with what is known of their cost. Only the
-// active's choices ran: what the candidate would have chosen instead is priced
-// by its own prediction.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/models/{version}/shadow (the `GetShadowReport` operationId).
-func (c *ClientWithResponses) GetShadowReportWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetShadowReportResponse, error) {
-	rsp, err := c.GetShadowReport(ctx, version, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGetShadowReportResponse(rsp)
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r RecommendBatchResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
 }
 
-// PromoteModelWithBodyWithResponse Make a version the active one, behind the gates
-//
-// Role: **admin**. Scores the version and the active one on the same retries the
-// ledger recorded with their outcomes (received within `models.promotion.window`
-// and after both versions' training data; the latest `maxOutcomes`, at most
-// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
-// least `minOutcomes` outcomes scored, an expected calibration error at most the
-// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
-// fails is a 409 whose message says which and by how much, unless `force` is set
-// with a `reason`: then the version is made active all the same (action `force`).
-// Every replica runs the active version after its next poll
-// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
-// the figures, and in the audit trail. A version that is already active, that
-// this autofix cannot load, or a promotion that another made first is a 409.
-// Scoring reads the window's retries: on a large ledger it can take longer than
-// the request timeout, and `autofix models promote` is the way.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
-func (c *ClientWithResponses) PromoteModelWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PromoteModelResponse, error) {
-	rsp, err := c.PromoteModelWithBody(ctx, version, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParsePromoteModelResponse(rsp)
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RecommendBatchResponse) GetJSON429() *RateLimited {
+	return r.JSON429
 }
 
-// PromoteModelWithResponse Make a version the active one, behind the gates
-//
-// Role: **admin**. Scores the version and the active one on the same retries the
-// ledger recorded with their outcomes (received within `models.promotion.window`
-// and after both versions' training data; the latest `maxOutcomes`, at most
-// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
-// least `minOutcomes` outcomes scored, an expected calibration error at most the
-// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
-// fails is a 409 whose message says which and by how much, unless `force` is set
-// with a `reason`: then the version is made active all the same (action `force`).
-// Every replica runs the active version after its next poll
-// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
-// the figures, and in the audit trail. A version that is already active, that
-// this autofix cannot load, or a promotion that another made first is a 409.
-// Scoring reads the window's retries: on a large ledger it can take longer than
-// the request timeout, and `autofix models promote` is the way.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
-func (c *ClientWithResponses) PromoteModelWithResponse(ctx context.Context, version ModelVersion, body PromoteModelJSONRequestBody, reqEditors ...RequestEditorFn) (*PromoteModelResponse, error) {
-	rsp, err := c.PromoteModel(ctx, version, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParsePromoteModelResponse(rsp)
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RecommendBatchResponse) GetJSON500() *Internal {
+	return r.JSON500
 }
 
-// RollbackModelWithBodyWithResponse Make an earlier version the active one again
-//
-// Role: **admin**. Makes a version registered before the active one active again,
-// whatever the gates say; a `reason` is required. The gates' figures are computed
-// and recorded with the rollback all the same. A version that is not older than the
-// active one is a 400 naming `version`; one this autofix cannot load, or a
-// promotion another made first, a 409.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
-func (c *ClientWithResponses) RollbackModelWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error) {
-	rsp, err := c.RollbackModelWithBody(ctx, version, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseRollbackModelResponse(rsp)
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RecommendBatchResponse) GetJSON503() *Unavailable {
+	return r.JSON503
 }
 
-// RollbackModelWithResponse Make an earlier version the active one again
-//
-// Role: **admin**. Makes a version registered before the active one active again,
-// whatever the gates say; a `reason` is required. The gates' figures are computed
-// and recorded with the rollback all the same. A version that is not older than the
-// active one is a 400 naming `version`; one this autofix cannot load, or a
-// promotion another made first, a 409.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
-func (c *ClientWithResponses) RollbackModelWithResponse(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error) {
-	rsp, err := c.RollbackModel(ctx, version, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseRollbackModelResponse(rsp)
+// GetBody returns the raw response body bytes
+func (r RecommendBatchResponse) GetBody() []byte {
+	return r.Body
 }
 
-// StartShadowWithBodyWithResponse Evaluate a version in shadow
-//
-// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
-// predicts each live decision with this version, which changes nothing; its
-// predictions are recorded with the decisions and scored as the attempts end
-// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
-// `minOutcomes` of them ended. One version at a time: this one replaces any
-// other. Recorded, with who and why, in the audit trail. The active version, the
-// version already evaluated, and one this autofix cannot load are a 409.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
-func (c *ClientWithResponses) StartShadowWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartShadowResponse, error) {
-	rsp, err := c.StartShadowWithBody(ctx, version, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
+// Status returns HTTPResponse.Status
+func (r RecommendBatchResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
 	}
-	return ParseStartShadowResponse(rsp)
+	return http.StatusText(0)
 }
 
-// StartShadowWithResponse Evaluate a version in shadow
-//
-// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
-// predicts each live decision with this version, which changes nothing; its
-// predictions are recorded with the decisions and scored as the attempts end
-// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
-// `minOutcomes` of them ended. One version at a time: this one replaces any
-// other. Recorded, with who and why, in the audit trail. The active version, the
-// version already evaluated, and one this autofix cannot load are a 409.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
-func (c *ClientWithResponses) StartShadowWithResponse(ctx context.Context, version ModelVersion, body StartShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*StartShadowResponse, error) {
-	rsp, err := c.StartShadow(ctx, version, body, reqEditors...)
-	if err != nil {
-		return nil, err
+// StatusCode returns HTTPResponse.StatusCode
+func (r RecommendBatchResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
 	}
-	return ParseStartShadowResponse(rsp)
+	return 0
 }
 
-// StopShadowWithBodyWithResponse Stop the shadow evaluation
-//
-// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
-// after their next poll; the predictions recorded stay, and its report still
-// scores them. A 409 when no version is evaluated in shadow.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
-func (c *ClientWithResponses) StopShadowWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopShadowResponse, error) {
-	rsp, err := c.StopShadowWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RecommendBatchResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
 	}
-	return ParseStopShadowResponse(rsp)
+	return ""
 }
 
-// StopShadowWithResponse Stop the shadow evaluation
-//
-// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
-// after their next poll; the predictions recorded stay, and its report still
-// scores them. A 409 when no version is evaluated in shadow.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
-func (c *ClientWithResponses) StopShadowWithResponse(ctx context.Context, body StopShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*StopShadowResponse, error) {
-	rsp, err := c.StopShadow(ctx, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseStopShadowResponse(rsp)
+type ListRemediationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RemediationPage
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListRemediationsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListRemediationsResponse429Headers
 }
 
-// ListPipelinesWithResponse Pipeline runs
-//
-// Role: **viewer**. The last 200 pipeline runs started through the service, newest
-// first, without their stages. A server without a cluster answers 503.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
-func (c *ClientWithResponses) ListPipelinesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPipelinesResponse, error) {
-	rsp, err := c.ListPipelines(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseListPipelinesResponse(rsp)
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListRemediationsResponse) GetJSON200() *RemediationPage {
+	return r.JSON200
 }
 
-// StartPipelineWithBodyWithResponse Start a pipeline run
-//
-// Role: **admin**. Records a new run of the definition (given as a JSON object in
-// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
-// id the pipeline already has is a 409. A server without a cluster answers 503.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
-func (c *ClientWithResponses) StartPipelineWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error) {
-	rsp, err := c.StartPipelineWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListRemediationsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListRemediationsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListRemediationsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListRemediationsResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListRemediationsResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListRemediationsResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListRemediationsResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListRemediationsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListRemediationsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
 	}
-	return ParseStartPipelineResponse(rsp)
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListRemediationsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListRemediationsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetRemediationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RemediationView
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetRemediationResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetRemediationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetRemediationResponse) GetJSON200() *RemediationView {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetRemediationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetRemediationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetRemediationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetRemediationResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetRemediationResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetRemediationResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetRemediationResponse) GetBody() []byte {
+	return r.Body
 }

@@ -4,559 +4,688 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"github.com/oapi-codegen/runtime"
-	"io"
 	"net/http"
-	"strings"
 )
 
-// StartPipelineWithResponse Start a pipeline run
-//
-// Role: **admin**. Records a new run of the definition (given as a JSON object in
-// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
-// id the pipeline already has is a 409. A server without a cluster answers 503.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
-func (c *ClientWithResponses) StartPipelineWithResponse(ctx context.Context, body StartPipelineJSONRequestBody, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error) {
-	rsp, err := c.StartPipeline(ctx, body, reqEditors...)
-	if err != nil {
-		return nil, err
+// Status returns HTTPResponse.Status
+func (r GetRemediationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
 	}
-	return ParseStartPipelineResponse(rsp)
+	return http.StatusText(0)
 }
 
-// GetPipelineRunWithResponse Where a pipeline run stands
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetRemediationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetRemediationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ApproveRemediationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RemediationView
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Conflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ApproveRemediationResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ApproveRemediationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ApproveRemediationResponse) GetJSON200() *RemediationView {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ApproveRemediationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ApproveRemediationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ApproveRemediationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ApproveRemediationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r ApproveRemediationResponse) GetJSON409() *Conflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ApproveRemediationResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ApproveRemediationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ApproveRemediationResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ApproveRemediationResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ApproveRemediationResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ApproveRemediationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ApproveRemediationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ApproveRemediationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ApproveRemediationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type RejectRemediationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RemediationView
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Conflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RejectRemediationResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RejectRemediationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RejectRemediationResponse) GetJSON200() *RemediationView {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r RejectRemediationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RejectRemediationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RejectRemediationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RejectRemediationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r RejectRemediationResponse) GetJSON409() *Conflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r RejectRemediationResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r RejectRemediationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RejectRemediationResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RejectRemediationResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RejectRemediationResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RejectRemediationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RejectRemediationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RejectRemediationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RejectRemediationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CorrectRemediationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Correction
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Conflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CorrectRemediationResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CorrectRemediationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CorrectRemediationResponse) GetJSON200() *Correction {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CorrectRemediationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CorrectRemediationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CorrectRemediationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CorrectRemediationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CorrectRemediationResponse) GetJSON409() *Conflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CorrectRemediationResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CorrectRemediationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CorrectRemediationResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CorrectRemediationResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CorrectRemediationResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CorrectRemediationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CorrectRemediationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CorrectRemediationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CorrectRemediationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListRulesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RuleList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListRulesResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListRulesResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListRulesResponse) GetJSON200() *RuleList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListRulesResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListRulesResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListRulesResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListRulesResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListRulesResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListRulesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListRulesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListRulesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListRulesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DiffRulesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RulesDiffReport
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DiffRulesResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DiffRulesResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DiffRulesResponse) GetJSON200() *RulesDiffReport {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DiffRulesResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DiffRulesResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DiffRulesResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DiffRulesResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DiffRulesResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DiffRulesResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DiffRulesResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DiffRulesResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DiffRulesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DiffRulesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DiffRulesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DiffRulesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type TestRulesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RulesTestResult
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *RateLimited
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *TestRulesResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *TestRulesResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r TestRulesResponse) GetJSON200() *RulesTestResult {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r TestRulesResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r TestRulesResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r TestRulesResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r TestRulesResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r TestRulesResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r TestRulesResponse) GetJSON429() *RateLimited {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r TestRulesResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r TestRulesResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r TestRulesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r TestRulesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r TestRulesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r TestRulesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HealthzWithResponse Liveness
 //
-// Role: **viewer**. The run as recorded, with its stages as the cluster shows them.
-// A server without a cluster answers 503.
+// No authentication. The process is up and serving.
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /v1/pipelines/{pipeline}/runs/{run} (the `GetPipelineRun` operationId).
-func (c *ClientWithResponses) GetPipelineRunWithResponse(ctx context.Context, pipeline string, run string, reqEditors ...RequestEditorFn) (*GetPipelineRunResponse, error) {
-	rsp, err := c.GetPipelineRun(ctx, pipeline, run, reqEditors...)
+// Corresponds with GET /healthz (the `Healthz` operationId).
+func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error) {
+	rsp, err := c.Healthz(ctx, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
-	return ParseGetPipelineRunResponse(rsp)
+	return ParseHealthzResponse(rsp)
 }
 
-// GetPauseWithResponse The kill switch
+// MetricsWithResponse Prometheus metrics
 //
-// Role: **viewer**. Whether automatic fixes are paused, and by whom, when and why.
+// Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
+// true` in the configuration it needs no token (and then answers neither 401 nor
+// 403).
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /v1/policy/pause (the `GetPause` operationId).
-func (c *ClientWithResponses) GetPauseWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPauseResponse, error) {
-	rsp, err := c.GetPause(ctx, reqEditors...)
+// Corresponds with GET /metrics (the `Metrics` operationId).
+func (c *ClientWithResponses) MetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MetricsResponse, error) {
+	rsp, err := c.Metrics(ctx, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
-	return ParseGetPauseResponse(rsp)
-}
-
-// SetPauseWithBodyWithResponse Pause or resume automatic fixes
-//
-// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
-// Returns the kill switch as set.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
-func (c *ClientWithResponses) SetPauseWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetPauseResponse, error) {
-	rsp, err := c.SetPauseWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseSetPauseResponse(rsp)
-}
-
-// SetPauseWithResponse Pause or resume automatic fixes
-//
-// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
-// Returns the kill switch as set.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
-func (c *ClientWithResponses) SetPauseWithResponse(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*SetPauseResponse, error) {
-	rsp, err := c.SetPause(ctx, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseSetPauseResponse(rsp)
-}
-
-// RecommendWithBodyWithResponse Recommend a fix for one failed job
-//
-// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
-// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
-// An event that does not decode is a 400 naming the field at fault (`payload` for
-// the document as a whole).
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
-func (c *ClientWithResponses) RecommendWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecommendResponse, error) {
-	rsp, err := c.RecommendWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseRecommendResponse(rsp)
-}
-
-// RecommendWithResponse Recommend a fix for one failed job
-//
-// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
-// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
-// An event that does not decode is a 400 naming the field at fault (`payload` for
-// the document as a whole).
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
-func (c *ClientWithResponses) RecommendWithResponse(ctx context.Context, body RecommendJSONRequestBody, reqEditors ...RequestEditorFn) (*RecommendResponse, error) {
-	rsp, err := c.Recommend(ctx, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseRecommendResponse(rsp)
-}
-
-// RecommendBatchWithBodyWithResponse Recommend fixes for up to 100 failed jobs
-//
-// Role: **viewer**. One answer per event, in order: a recommendation, or the error
-// that event's decoding met (its `field` prefixed with `events[i].`). An event that
-// does not decode does not fail the batch; an empty batch, or one of more than 100
-// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
-func (c *ClientWithResponses) RecommendBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecommendBatchResponse, error) {
-	rsp, err := c.RecommendBatchWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseRecommendBatchResponse(rsp)
-}
-
-// RecommendBatchWithResponse Recommend fixes for up to 100 failed jobs
-//
-// Role: **viewer**. One answer per event, in order: a recommendation, or the error
-// that event's decoding met (its `field` prefixed with `events[i].`). An event that
-// does not decode does not fail the batch; an empty batch, or one of more than 100
-// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
-func (c *ClientWithResponses) RecommendBatchWithResponse(ctx context.Context, body RecommendBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*RecommendBatchResponse, error) {
-	rsp, err := c.RecommendBatch(ctx, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseRecommendBatchResponse(rsp)
-}
-
-// ListRemediationsWithResponse List remediations, newest first
-//
-// Role: **viewer**. A page of remediations matching every filter given, newest
-// first. `next`, when present, is the cursor of the next page: pass it as `after`.
-// A query parameter not listed here is a 400 naming it; a cursor the ledger does not
-// hold is a 404.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/remediations (the `ListRemediations` operationId).
-func (c *ClientWithResponses) ListRemediationsWithResponse(ctx context.Context, params *ListRemediationsParams, reqEditors ...RequestEditorFn) (*ListRemediationsResponse, error) {
-	rsp, err := c.ListRemediations(ctx, params, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseListRemediationsResponse(rsp)
-}
-
-// GetRemediationWithResponse One remediation with its event, recommendation, attempts and audit trail
-//
-// Role: **viewer**.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/remediations/{id} (the `GetRemediation` operationId).
-func (c *ClientWithResponses) GetRemediationWithResponse(ctx context.Context, id RemediationID, reqEditors ...RequestEditorFn) (*GetRemediationResponse, error) {
-	rsp, err := c.GetRemediation(ctx, id, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGetRemediationResponse(rsp)
-}
-
-// ApproveRemediationWithBodyWithResponse Approve a fix kept for review
-//
-// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
-// chosen option (the default), another option on its Pareto front (`option`), and
-// resources or params edited within the policy's caps (the cost multiple over the
-// failed run's hourly cost, the chain's attempt budget). Edited params must be
-// tunables the job declares. Returns the remediation as approved.
-//
-// A remediation in any other state, or whose chain has used its attempt budget, is a
-// 409.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
-func (c *ClientWithResponses) ApproveRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ApproveRemediationResponse, error) {
-	rsp, err := c.ApproveRemediationWithBody(ctx, id, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseApproveRemediationResponse(rsp)
-}
-
-// ApproveRemediationWithResponse Approve a fix kept for review
-//
-// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
-// chosen option (the default), another option on its Pareto front (`option`), and
-// resources or params edited within the policy's caps (the cost multiple over the
-// failed run's hourly cost, the chain's attempt budget). Edited params must be
-// tunables the job declares. Returns the remediation as approved.
-//
-// A remediation in any other state, or whose chain has used its attempt budget, is a
-// 409.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
-func (c *ClientWithResponses) ApproveRemediationWithResponse(ctx context.Context, id RemediationID, body ApproveRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*ApproveRemediationResponse, error) {
-	rsp, err := c.ApproveRemediation(ctx, id, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseApproveRemediationResponse(rsp)
-}
-
-// RejectRemediationWithBodyWithResponse Reject a fix kept for review
-//
-// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
-// goes to its audit trail. A remediation in any other state is a 409. Returns the
-// remediation as rejected.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
-func (c *ClientWithResponses) RejectRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RejectRemediationResponse, error) {
-	rsp, err := c.RejectRemediationWithBody(ctx, id, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseRejectRemediationResponse(rsp)
-}
-
-// RejectRemediationWithResponse Reject a fix kept for review
-//
-// Role: **approver**. Rejects a `pending_review` remediation; the reason, required,
-// goes to its audit trail. A remediation in any other state is a 409. Returns the
-// remediation as rejected.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/remediations/{id}/reject (the `RejectRemediation` operationId).
-func (c *ClientWithResponses) RejectRemediationWithResponse(ctx context.Context, id RemediationID, body RejectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*RejectRemediationResponse, error) {
-	rsp, err := c.RejectRemediation(ctx, id, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseRejectRemediationResponse(rsp)
-}
-
-// CorrectRemediationWithBodyWithResponse Correct the classification of a failure
-//
-// Role: **approver**. Says what the failure really was: its category (one of the
-// taxonomy's) and whether a retry can fix it, with an optional note. The correction
-// is kept in the ledger with who made it and when, and a line in the remediation's
-// audit trail; a later correction supersedes it (both stay in the audit trail).
-// Neither the remediation's state nor autofix's own classification changes. The
-// correction in force labels the remediation's event for training
-// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
-// Returns the correction.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
-func (c *ClientWithResponses) CorrectRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CorrectRemediationResponse, error) {
-	rsp, err := c.CorrectRemediationWithBody(ctx, id, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseCorrectRemediationResponse(rsp)
-}
-
-// CorrectRemediationWithResponse Correct the classification of a failure
-//
-// Role: **approver**. Says what the failure really was: its category (one of the
-// taxonomy's) and whether a retry can fix it, with an optional note. The correction
-// is kept in the ledger with who made it and when, and a line in the remediation's
-// audit trail; a later correction supersedes it (both stay in the audit trail).
-// Neither the remediation's state nor autofix's own classification changes. The
-// correction in force labels the remediation's event for training
-// (`autofix ledger corrections`). A rejected message, which has no event, is a 409.
-// Returns the correction.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/remediations/{id}:correct (the `CorrectRemediation` operationId).
-func (c *ClientWithResponses) CorrectRemediationWithResponse(ctx context.Context, id RemediationID, body CorrectRemediationJSONRequestBody, reqEditors ...RequestEditorFn) (*CorrectRemediationResponse, error) {
-	rsp, err := c.CorrectRemediation(ctx, id, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseCorrectRemediationResponse(rsp)
-}
-
-// ListRulesWithResponse The rule set in use
-//
-// Role: **viewer**. The classifier's rules, and how many test cases the rule set has.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /v1/rules (the `ListRules` operationId).
-func (c *ClientWithResponses) ListRulesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListRulesResponse, error) {
-	rsp, err := c.ListRules(ctx, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseListRulesResponse(rsp)
-}
-
-// DiffRulesWithBodyWithResponse Replay the ledger's last failure events through a candidate
-//
-// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
-// messages rejected without an event are skipped and do not count) through the
-// classifier in use and through a candidate — the classifier in use with the rule
-// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
-// layered over the embedded ones in place of the service's `classifier.knowledge` —
-// and reports each event whose category, retry decision or action changes (a change
-// of confidence alone is not one), with counts and the category-to-category matrix.
-// Both classify as the service does (its minimum confidences, authority and model;
-// a model trained on other rules' matches is left out). Nothing changes: the classifier
-// in use stays in force, and nothing is written to the ledger.
-//
-// A file that does not load is a 400 whose `field` is `files.<name>` or
-// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
-// replay that runs out of the request's time is a 503. `autofix rules diff` makes
-// the same report from the command line.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
-func (c *ClientWithResponses) DiffRulesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error) {
-	rsp, err := c.DiffRulesWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseDiffRulesResponse(rsp)
-}
-
-// DiffRulesWithResponse Replay the ledger's last failure events through a candidate
-//
-// Role: **admin**. Replays the ledger's newest `last` failure events (newest first;
-// messages rejected without an event are skipped and do not count) through the
-// classifier in use and through a candidate — the classifier in use with the rule
-// set of `files` in place of its rules, and/or the knowledge tables of `knowledge`
-// layered over the embedded ones in place of the service's `classifier.knowledge` —
-// and reports each event whose category, retry decision or action changes (a change
-// of confidence alone is not one), with counts and the category-to-category matrix.
-// Both classify as the service does (its minimum confidences, authority and model;
-// a model trained on other rules' matches is left out). Nothing changes: the classifier
-// in use stays in force, and nothing is written to the ledger.
-//
-// A file that does not load is a 400 whose `field` is `files.<name>` or
-// `knowledge.<name>`. At most 1000 events; the body limit is 4x the usual one; a
-// replay that runs out of the request's time is a 503. `autofix rules diff` makes
-// the same report from the command line.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/rules:diff (the `DiffRules` operationId).
-func (c *ClientWithResponses) DiffRulesWithResponse(ctx context.Context, body DiffRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*DiffRulesResponse, error) {
-	rsp, err := c.DiffRules(ctx, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseDiffRulesResponse(rsp)
-}
-
-// TestRulesWithBodyWithResponse Try a candidate rule set on an event
-//
-// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
-// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
-// Nothing changes: the rules in use stay in force. A rule file that does not load is
-// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
-// `field` starts with `event.`. The body limit is 4x the usual one.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
-func (c *ClientWithResponses) TestRulesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TestRulesResponse, error) {
-	rsp, err := c.TestRulesWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseTestRulesResponse(rsp)
-}
-
-// TestRulesWithResponse Try a candidate rule set on an event
-//
-// Role: **admin**. Loads a candidate rule set (file name -> YAML), classifies the
-// event with it (minimum confidence 0.5) and runs the candidate's own test cases.
-// Nothing changes: the rules in use stay in force. A rule file that does not load is
-// a 400 whose `field` is `files.<name>`; an event that does not decode is a 400 whose
-// `field` starts with `event.`. The body limit is 4x the usual one.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
-func (c *ClientWithResponses) TestRulesWithResponse(ctx context.Context, body TestRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*TestRulesResponse, error) {
-	rsp, err := c.TestRules(ctx, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseTestRulesResponse(rsp)
-}
-
-// ParseHealthzResponse parses an HTTP response from a HealthzWithResponse call
-func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &HealthzResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	return response, nil
-}
-
-// ParseMetricsResponse parses an HTTP response from a MetricsWithResponse call
-func ParseMetricsResponse(rsp *http.Response) (*MetricsResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &MetricsResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers MetricsResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	}
-
-	return response, nil
-}
-
-// ParseReadyzResponse parses an HTTP response from a ReadyzWithResponse call
-func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &ReadyzResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Readiness
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Readiness
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers ReadyzResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers ReadyzResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
+	return ParseMetricsResponse(rsp)
 }

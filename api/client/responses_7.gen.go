@@ -3,506 +3,630 @@
 package client
 
 import (
-	"encoding/json"
-	"github.com/oapi-codegen/runtime"
+	"context"
 	"io"
-	"net/http"
-	"strings"
 )
 
-// ParseGetJobHistoryResponse parses an HTTP response from a GetJobHistoryWithResponse call
-func ParseGetJobHistoryResponse(rsp *http.Response) (*GetJobHistoryResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
+// ReadyzWithResponse Readiness
+//
+// Whether the service is ready to serve (the ledger, Kafka, the consumer, the
+// cluster and, on a real cluster, leader election), with each check's state:
+// 200 when ready, 503 when not. Another replica leading is ready (`leader`
+// says whom it follows); an election this replica cannot take part in (the
+// Lease's namespace missing, no right to the Lease) is not.
+//
+// No authentication is needed (probes send none), and then `checks` is all there
+// is: states only, never an error's text, which may name hosts or a DSN. A request
+// with a token of any role also gets `details`, each check's detail. A request
+// that sends an Authorization header is authenticated like any other: a bad token
+// is a 401, and counts as a failed authentication (429 once over the limit).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /readyz (the `Readyz` operationId).
+func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error) {
+	rsp, err := c.Readyz(ctx, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
-
-	response := &GetJobHistoryResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest JobHistory
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers GetJobHistoryResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers GetJobHistoryResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
+	return ParseReadyzResponse(rsp)
 }
 
-// ParseListModelsResponse parses an HTTP response from a ListModelsWithResponse call
-func ParseListModelsResponse(rsp *http.Response) (*ListModelsResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
+// ListAutonomyWithResponse Every kind of fix, with its figures, and the grants of autonomy
+//
+// Role: **viewer**. Graduated autonomy: for every kind of fix (a failure category
+// on one job template, `namespace/template`) that a person decided or whose
+// attempt ended among the failures received within `policy.autonomy.window`, how
+// many of its fixes people approved and rejected, and how its attempts ended,
+// approved by a person or applied on their own; whether it meets every threshold
+// (`passes`, with the ones it does not meet in `unmet`), whether it is granted,
+// and whether it is `proposed` (it passes, is not granted, and autonomy is
+// enabled). The kinds people decided most come first (at most 1000), then any
+// granted kind not among them. Also the thresholds and the latest 20 grants and
+// revocations.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/autonomy (the `ListAutonomy` operationId).
+func (c *ClientWithResponses) ListAutonomyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListAutonomyResponse, error) {
+	rsp, err := c.ListAutonomy(ctx, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
-
-	response := &ListModelsResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelList
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers ListModelsResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers ListModelsResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
+	return ParseListAutonomyResponse(rsp)
 }
 
-// ParseGetModelResponse parses an HTTP response from a GetModelWithResponse call
-func ParseGetModelResponse(rsp *http.Response) (*GetModelResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
+// GrantAutonomyWithBodyWithResponse Let a kind of fix apply without review
+//
+// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+// keep for review applies on its own — if its classification's confidence is at
+// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+// budget; denials, the cost cap and the kill switch still win. Every replica
+// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+// the thresholds (else a 409 saying which it does not), unless `force` is set
+// with a `reason`: the grant is then recorded as forced. A category outside the
+// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+// 409. The grant is recorded with who, when, why and the figures, and in the
+// audit trail.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+func (c *ClientWithResponses) GrantAutonomyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GrantAutonomyResponse, error) {
+	rsp, err := c.GrantAutonomyWithBody(ctx, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
-
-	response := &GetModelResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelVersionView
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers GetModelResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers GetModelResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
+	return ParseGrantAutonomyResponse(rsp)
 }
 
-// ParseGetShadowReportResponse parses an HTTP response from a GetShadowReportWithResponse call
-func ParseGetShadowReportResponse(rsp *http.Response) (*GetShadowReportResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
+// GrantAutonomyWithResponse Let a kind of fix apply without review
+//
+// Role: **admin**. From then on, a fix of the kind that the policy's rules would
+// keep for review applies on its own — if its classification's confidence is at
+// least `policy.autonomy.minConfidence`, no `final` rule matched, and within every
+// budget; denials, the cost cap and the kill switch still win. Every replica
+// honours it within `policy.autonomy.pollInterval`. The kind's figures must meet
+// the thresholds (else a 409 saying which it does not), unless `force` is set
+// with a `reason`: the grant is then recorded as forced. A category outside the
+// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
+// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
+// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+// 409. The grant is recorded with who, when, why and the figures, and in the
+// audit trail.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/autonomy:grant (the `GrantAutonomy` operationId).
+func (c *ClientWithResponses) GrantAutonomyWithResponse(ctx context.Context, body GrantAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*GrantAutonomyResponse, error) {
+	rsp, err := c.GrantAutonomy(ctx, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
-
-	response := &GetShadowReportResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ShadowReport
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
-	}
-
-	switch {
-	case rsp.StatusCode == 401:
-		var headers GetShadowReportResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers GetShadowReportResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
-	}
-
-	return response, nil
+	return ParseGrantAutonomyResponse(rsp)
 }
 
-// ParsePromoteModelResponse parses an HTTP response from a PromoteModelWithResponse call
-func ParsePromoteModelResponse(rsp *http.Response) (*PromoteModelResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
+// RevokeAutonomyWithBodyWithResponse Send a kind of fix back to review
+//
+// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+// where the rules send them again, on every replica within
+// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+func (c *ClientWithResponses) RevokeAutonomyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RevokeAutonomyResponse, error) {
+	rsp, err := c.RevokeAutonomyWithBody(ctx, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
+	return ParseRevokeAutonomyResponse(rsp)
+}
 
-	response := &PromoteModelResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
+// RevokeAutonomyWithResponse Send a kind of fix back to review
+//
+// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
+// where the rules send them again, on every replica within
+// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
+// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
+// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/autonomy:revoke (the `RevokeAutonomy` operationId).
+func (c *ClientWithResponses) RevokeAutonomyWithResponse(ctx context.Context, body RevokeAutonomyJSONRequestBody, reqEditors ...RequestEditorFn) (*RevokeAutonomyResponse, error) {
+	rsp, err := c.RevokeAutonomy(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
 	}
+	return ParseRevokeAutonomyResponse(rsp)
+}
 
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelPromotionView
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON409 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON413 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
-		var dest UnsupportedMediaType
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON415 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest RateLimited
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Internal
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON503 = &dest
-
+// GetJobHistoryWithResponse What autofix knows of one job
+//
+// Role: **viewer**. The job's recorded failures and their remediations (at most
+// 1000, newest first), and every recorded run of its template, oldest first. A job
+// with no recorded failure is a 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/jobs/{namespace}/{name}/history (the `GetJobHistory` operationId).
+func (c *ClientWithResponses) GetJobHistoryWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetJobHistoryResponse, error) {
+	rsp, err := c.GetJobHistory(ctx, namespace, name, reqEditors...)
+	if err != nil {
+		return nil, err
 	}
+	return ParseGetJobHistoryResponse(rsp)
+}
 
-	switch {
-	case rsp.StatusCode == 401:
-		var headers PromoteModelResponse401Headers
-		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.WWWAuthenticate = value
-		}
-		response.Headers401 = &headers
-	case rsp.StatusCode == 429:
-		var headers PromoteModelResponse429Headers
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		response.Headers429 = &headers
+// ListModelsWithResponse The model registry
+//
+// Role: **viewer**. The registered versions of the retry-success and runtime
+// models, newest first (the latest `limit`), each with its provenance — parent,
+// what it was trained on and when, the code that registered it, its held-out
+// metrics — and whether it is the active version (every replica runs it once it
+// has polled) and the one this replica runs; and the latest 20 promotions, newest
+// first, with the figures each was decided on. A server without a registry lists
+// no version, and names the models it runs in `inUse` (version 0).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/models (the `ListModels` operationId).
+func (c *ClientWithResponses) ListModelsWithResponse(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*ListModelsResponse, error) {
+	rsp, err := c.ListModels(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
 	}
+	return ParseListModelsResponse(rsp)
+}
 
-	return response, nil
+// GetModelWithResponse A registered version of the models
+//
+// Role: **viewer**. The version, as listed, with its artifact (`content`, at most 1 MiB) whose SHA-256 is `sha256`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/models/{version} (the `GetModel` operationId).
+func (c *ClientWithResponses) GetModelWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetModelResponse, error) {
+	rsp, err := c.GetModel(ctx, version, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetModelResponse(rsp)
+}
+
+// GetShadowReportWithResponse How a version evaluated in shadow scores next to the active one
+//
+// Role: **viewer**. The live decisions the version predicted in shadow next to the
+// active version (made within `models.promotion.window`, the latest
+// `maxOutcomes`): both versions' P(success) of the active's choices scored against
+// how those attempts ended (at most `maxPerNamespace` of a namespace), and the
+// decisions the version would have changed — retries it would have made or not
+// made, other configurations — with what is known of their cost. Only the
+// active's choices ran: what the candidate would have chosen instead is priced
+// by its own prediction.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/models/{version}/shadow (the `GetShadowReport` operationId).
+func (c *ClientWithResponses) GetShadowReportWithResponse(ctx context.Context, version ModelVersion, reqEditors ...RequestEditorFn) (*GetShadowReportResponse, error) {
+	rsp, err := c.GetShadowReport(ctx, version, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetShadowReportResponse(rsp)
+}
+
+// PromoteModelWithBodyWithResponse Make a version the active one, behind the gates
+//
+// Role: **admin**. Scores the version and the active one on the same retries the
+// ledger recorded with their outcomes (received within `models.promotion.window`
+// and after both versions' training data; the latest `maxOutcomes`, at most
+// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+// least `minOutcomes` outcomes scored, an expected calibration error at most the
+// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+// fails is a 409 whose message says which and by how much, unless `force` is set
+// with a `reason`: then the version is made active all the same (action `force`).
+// Every replica runs the active version after its next poll
+// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+// the figures, and in the audit trail. A version that is already active, that
+// this autofix cannot load, or a promotion that another made first is a 409.
+// Scoring reads the window's retries: on a large ledger it can take longer than
+// the request timeout, and `autofix models promote` is the way.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+func (c *ClientWithResponses) PromoteModelWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PromoteModelResponse, error) {
+	rsp, err := c.PromoteModelWithBody(ctx, version, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePromoteModelResponse(rsp)
+}
+
+// PromoteModelWithResponse Make a version the active one, behind the gates
+//
+// Role: **admin**. Scores the version and the active one on the same retries the
+// ledger recorded with their outcomes (received within `models.promotion.window`
+// and after both versions' training data; the latest `maxOutcomes`, at most
+// `maxPerNamespace` of a namespace) and makes it active if the gates pass: at
+// least `minOutcomes` outcomes scored, an expected calibration error at most the
+// active's plus `calibrationMargin`, and a log-loss below the active's. A gate that
+// fails is a 409 whose message says which and by how much, unless `force` is set
+// with a `reason`: then the version is made active all the same (action `force`).
+// Every replica runs the active version after its next poll
+// (`models.pollInterval`). The promotion is recorded with who, when, from, to and
+// the figures, and in the audit trail. A version that is already active, that
+// this autofix cannot load, or a promotion that another made first is a 409.
+// Scoring reads the window's retries: on a large ledger it can take longer than
+// the request timeout, and `autofix models promote` is the way.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/models/{version}:promote (the `PromoteModel` operationId).
+func (c *ClientWithResponses) PromoteModelWithResponse(ctx context.Context, version ModelVersion, body PromoteModelJSONRequestBody, reqEditors ...RequestEditorFn) (*PromoteModelResponse, error) {
+	rsp, err := c.PromoteModel(ctx, version, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePromoteModelResponse(rsp)
+}
+
+// RollbackModelWithBodyWithResponse Make an earlier version the active one again
+//
+// Role: **admin**. Makes a version registered before the active one active again,
+// whatever the gates say; a `reason` is required. The gates' figures are computed
+// and recorded with the rollback all the same. A version that is not older than the
+// active one is a 400 naming `version`; one this autofix cannot load, or a
+// promotion another made first, a 409.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+func (c *ClientWithResponses) RollbackModelWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error) {
+	rsp, err := c.RollbackModelWithBody(ctx, version, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRollbackModelResponse(rsp)
+}
+
+// RollbackModelWithResponse Make an earlier version the active one again
+//
+// Role: **admin**. Makes a version registered before the active one active again,
+// whatever the gates say; a `reason` is required. The gates' figures are computed
+// and recorded with the rollback all the same. A version that is not older than the
+// active one is a 400 naming `version`; one this autofix cannot load, or a
+// promotion another made first, a 409.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/models/{version}:rollback (the `RollbackModel` operationId).
+func (c *ClientWithResponses) RollbackModelWithResponse(ctx context.Context, version ModelVersion, body RollbackModelJSONRequestBody, reqEditors ...RequestEditorFn) (*RollbackModelResponse, error) {
+	rsp, err := c.RollbackModel(ctx, version, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRollbackModelResponse(rsp)
+}
+
+// StartShadowWithBodyWithResponse Evaluate a version in shadow
+//
+// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+// predicts each live decision with this version, which changes nothing; its
+// predictions are recorded with the decisions and scored as the attempts end
+// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+// `minOutcomes` of them ended. One version at a time: this one replaces any
+// other. Recorded, with who and why, in the audit trail. The active version, the
+// version already evaluated, and one this autofix cannot load are a 409.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+func (c *ClientWithResponses) StartShadowWithBodyWithResponse(ctx context.Context, version ModelVersion, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartShadowResponse, error) {
+	rsp, err := c.StartShadowWithBody(ctx, version, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartShadowResponse(rsp)
+}
+
+// StartShadowWithResponse Evaluate a version in shadow
+//
+// Role: **admin**. Every replica (after its next poll, `models.pollInterval`) also
+// predicts each live decision with this version, which changes nothing; its
+// predictions are recorded with the decisions and scored as the attempts end
+// (GET /v1/models/{version}/shadow), and a promotion's gates read them once
+// `minOutcomes` of them ended. One version at a time: this one replaces any
+// other. Recorded, with who and why, in the audit trail. The active version, the
+// version already evaluated, and one this autofix cannot load are a 409.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/models/{version}:shadow (the `StartShadow` operationId).
+func (c *ClientWithResponses) StartShadowWithResponse(ctx context.Context, version ModelVersion, body StartShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*StartShadowResponse, error) {
+	rsp, err := c.StartShadow(ctx, version, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartShadowResponse(rsp)
+}
+
+// StopShadowWithBodyWithResponse Stop the shadow evaluation
+//
+// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+// after their next poll; the predictions recorded stay, and its report still
+// scores them. A 409 when no version is evaluated in shadow.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+func (c *ClientWithResponses) StopShadowWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopShadowResponse, error) {
+	rsp, err := c.StopShadowWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStopShadowResponse(rsp)
+}
+
+// StopShadowWithResponse Stop the shadow evaluation
+//
+// Role: **admin**. Replicas stop predicting with the version evaluated in shadow
+// after their next poll; the predictions recorded stay, and its report still
+// scores them. A 409 when no version is evaluated in shadow.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/models:stopShadow (the `StopShadow` operationId).
+func (c *ClientWithResponses) StopShadowWithResponse(ctx context.Context, body StopShadowJSONRequestBody, reqEditors ...RequestEditorFn) (*StopShadowResponse, error) {
+	rsp, err := c.StopShadow(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStopShadowResponse(rsp)
+}
+
+// ListPipelinesWithResponse Pipeline runs
+//
+// Role: **viewer**. The last 200 pipeline runs started through the service, newest
+// first, without their stages. A server without a cluster answers 503.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pipelines (the `ListPipelines` operationId).
+func (c *ClientWithResponses) ListPipelinesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPipelinesResponse, error) {
+	rsp, err := c.ListPipelines(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPipelinesResponse(rsp)
+}
+
+// StartPipelineWithBodyWithResponse Start a pipeline run
+//
+// Role: **admin**. Records a new run of the definition (given as a JSON object in
+// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+// id the pipeline already has is a 409. A server without a cluster answers 503.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+func (c *ClientWithResponses) StartPipelineWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error) {
+	rsp, err := c.StartPipelineWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartPipelineResponse(rsp)
+}
+
+// StartPipelineWithResponse Start a pipeline run
+//
+// Role: **admin**. Records a new run of the definition (given as a JSON object in
+// `definition`, or as YAML text in `yaml`: one of them); the leader drives it. A run
+// id the pipeline already has is a 409. A server without a cluster answers 503.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/pipelines (the `StartPipeline` operationId).
+func (c *ClientWithResponses) StartPipelineWithResponse(ctx context.Context, body StartPipelineJSONRequestBody, reqEditors ...RequestEditorFn) (*StartPipelineResponse, error) {
+	rsp, err := c.StartPipeline(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartPipelineResponse(rsp)
+}
+
+// GetPipelineRunWithResponse Where a pipeline run stands
+//
+// Role: **viewer**. The run as recorded, with its stages as the cluster shows them.
+// A server without a cluster answers 503.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pipelines/{pipeline}/runs/{run} (the `GetPipelineRun` operationId).
+func (c *ClientWithResponses) GetPipelineRunWithResponse(ctx context.Context, pipeline string, run string, reqEditors ...RequestEditorFn) (*GetPipelineRunResponse, error) {
+	rsp, err := c.GetPipelineRun(ctx, pipeline, run, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPipelineRunResponse(rsp)
+}
+
+// GetPauseWithResponse The kill switch
+//
+// Role: **viewer**. Whether automatic fixes are paused, and by whom, when and why.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/policy/pause (the `GetPause` operationId).
+func (c *ClientWithResponses) GetPauseWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPauseResponse, error) {
+	rsp, err := c.GetPause(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPauseResponse(rsp)
+}
+
+// SetPauseWithBodyWithResponse Pause or resume automatic fixes
+//
+// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+// Returns the kill switch as set.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+func (c *ClientWithResponses) SetPauseWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetPauseResponse, error) {
+	rsp, err := c.SetPauseWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetPauseResponse(rsp)
+}
+
+// SetPauseWithResponse Pause or resume automatic fixes
+//
+// Role: **admin**. Turns the kill switch on (`paused: true`, with a reason) or off.
+// Returns the kill switch as set.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
+func (c *ClientWithResponses) SetPauseWithResponse(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*SetPauseResponse, error) {
+	rsp, err := c.SetPause(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetPauseResponse(rsp)
+}
+
+// RecommendWithBodyWithResponse Recommend a fix for one failed job
+//
+// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+// An event that does not decode is a 400 naming the field at fault (`payload` for
+// the document as a whole).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+func (c *ClientWithResponses) RecommendWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecommendResponse, error) {
+	rsp, err := c.RecommendWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecommendResponse(rsp)
+}
+
+// RecommendWithResponse Recommend a fix for one failed job
+//
+// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+// An event that does not decode is a 400 naming the field at fault (`payload` for
+// the document as a whole).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+func (c *ClientWithResponses) RecommendWithResponse(ctx context.Context, body RecommendJSONRequestBody, reqEditors ...RequestEditorFn) (*RecommendResponse, error) {
+	rsp, err := c.Recommend(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecommendResponse(rsp)
+}
+
+// RecommendBatchWithBodyWithResponse Recommend fixes for up to 100 failed jobs
+//
+// Role: **viewer**. One answer per event, in order: a recommendation, or the error
+// that event's decoding met (its `field` prefixed with `events[i].`). An event that
+// does not decode does not fail the batch; an empty batch, or one of more than 100
+// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
+func (c *ClientWithResponses) RecommendBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecommendBatchResponse, error) {
+	rsp, err := c.RecommendBatchWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecommendBatchResponse(rsp)
+}
+
+// RecommendBatchWithResponse Recommend fixes for up to 100 failed jobs
+//
+// Role: **viewer**. One answer per event, in order: a recommendation, or the error
+// that event's decoding met (its `field` prefixed with `events[i].`). An event that
+// does not decode does not fail the batch; an empty batch, or one of more than 100
+// events, is a 400. Nothing is recorded. The body limit is 8x the usual one.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/recommendations:batch (the `RecommendBatch` operationId).
+func (c *ClientWithResponses) RecommendBatchWithResponse(ctx context.Context, body RecommendBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*RecommendBatchResponse, error) {
+	rsp, err := c.RecommendBatch(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecommendBatchResponse(rsp)
+}
+
+// ListRemediationsWithResponse List remediations, newest first
+//
+// Role: **viewer**. A page of remediations matching every filter given, newest
+// first. `next`, when present, is the cursor of the next page: pass it as `after`.
+// A query parameter not listed here is a 400 naming it; a cursor the ledger does not
+// hold is a 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/remediations (the `ListRemediations` operationId).
+func (c *ClientWithResponses) ListRemediationsWithResponse(ctx context.Context, params *ListRemediationsParams, reqEditors ...RequestEditorFn) (*ListRemediationsResponse, error) {
+	rsp, err := c.ListRemediations(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListRemediationsResponse(rsp)
+}
+
+// GetRemediationWithResponse One remediation with its event, recommendation, attempts and audit trail
+//
+// Role: **viewer**.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/remediations/{id} (the `GetRemediation` operationId).
+func (c *ClientWithResponses) GetRemediationWithResponse(ctx context.Context, id RemediationID, reqEditors ...RequestEditorFn) (*GetRemediationResponse, error) {
+	rsp, err := c.GetRemediation(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetRemediationResponse(rsp)
+}
+
+// ApproveRemediationWithBodyWithResponse Approve a fix kept for review
+//
+// Role: **approver**. Approves a `pending_review` remediation: the recommendation's
+// chosen option (the default), another option on its Pareto front (`option`), and
+// resources or params edited within the policy's caps (the cost multiple over the
+// failed run's hourly cost, the chain's attempt budget). Edited params must be
+// tunables the job declares. Returns the remediation as approved.
+//
+// A remediation in any other state, or whose chain has used its attempt budget, is a
+// 409.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/remediations/{id}/approve (the `ApproveRemediation` operationId).
+func (c *ClientWithResponses) ApproveRemediationWithBodyWithResponse(ctx context.Context, id RemediationID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ApproveRemediationResponse, error) {
+	rsp, err := c.ApproveRemediationWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseApproveRemediationResponse(rsp)
 }

@@ -3,7 +3,6 @@
 package client
 
 import (
-	"encoding/json"
 	"time"
 )
 
@@ -61,6 +60,24 @@ func (e AttemptViewOutcome) Valid() bool {
 	case AttemptViewOutcomeFailed:
 		return true
 	case AttemptViewOutcomeSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AutonomyChangeAction.
+const (
+	AutonomyChangeActionGrant  AutonomyChangeAction = "grant"
+	AutonomyChangeActionRevoke AutonomyChangeAction = "revoke"
+)
+
+// Valid indicates whether the value is a known member of the AutonomyChangeAction enum.
+func (e AutonomyChangeAction) Valid() bool {
+	switch e {
+	case AutonomyChangeActionGrant:
+		return true
+	case AutonomyChangeActionRevoke:
 		return true
 	default:
 		return false
@@ -424,6 +441,12 @@ type ApproveRequest struct {
 	Resources *ResourcesInput `json:"resources,omitempty"`
 }
 
+// AttemptCounts How attempts ended (abandoned and running ones are not counted).
+type AttemptCounts struct {
+	Failed    int `json:"failed"`
+	Succeeded int `json:"succeeded"`
+}
+
 // AttemptView One re-submission of a job chain.
 type AttemptView struct {
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
@@ -461,6 +484,137 @@ type AuditView struct {
 	To *State `json:"to,omitempty"`
 }
 
+// AutonomyChange A grant or a revocation of autonomy.
+type AutonomyChange struct {
+	Action AutonomyChangeAction `json:"action"`
+	At     time.Time            `json:"at"`
+
+	// By Who; `autonomy` for a revocation the leader made because the kind's automatic fixes failed.
+	By string `json:"by"`
+
+	// Category The class of a failure.
+	Category Category `json:"category"`
+
+	// Evidence The figures a grant or revocation was decided on.
+	Evidence *AutonomyEvidence `json:"evidence,omitempty"`
+
+	// Forced Granted past thresholds the kind did not meet.
+	Forced bool `json:"forced"`
+
+	// Grant For a revocation, the seq of the grant it ended.
+	Grant    *int64  `json:"grant,omitempty"`
+	Reason   *string `json:"reason,omitempty"`
+	Seq      int64   `json:"seq"`
+	Template string  `json:"template"`
+}
+
+// AutonomyChangeAction defines model for AutonomyChange.Action.
+type AutonomyChangeAction string
+
+// AutonomyEvidence The figures a grant or revocation was decided on.
+type AutonomyEvidence struct {
+	// Failed The thresholds the kind did not meet (a forced grant).
+	Failed *[]string `json:"failed,omitempty"`
+
+	// Recent How attempts ended (abandoned and running ones are not counted).
+	Recent *AttemptCounts `json:"recent,omitempty"`
+	Since  time.Time      `json:"since"`
+	Stats  *KindStats     `json:"stats,omitempty"`
+	Until  time.Time      `json:"until"`
+}
+
+// AutonomyGrantRequest defines model for AutonomyGrantRequest.
+type AutonomyGrantRequest struct {
+	// Category The class of a failure.
+	Category Category `json:"category"`
+
+	// Force Grant a kind that does not meet the thresholds (recorded as forced).
+	Force *bool `json:"force,omitempty"`
+
+	// Reason Why; required with `force`.
+	Reason *string `json:"reason,omitempty"`
+
+	// Template `namespace/template`: a Kubernetes namespace, and a template of letters, digits, '-', '_' and '.'.
+	Template string `json:"template"`
+}
+
+// AutonomyKind defines model for AutonomyKind.
+type AutonomyKind struct {
+	// ApprovalRate The share approved; absent when no one decided any.
+	ApprovalRate *float64 `json:"approvalRate,omitempty"`
+
+	// Approved Of its fixes, how many a person approved.
+	Approved int `json:"approved"`
+
+	// Automatic How attempts ended (abandoned and running ones are not counted).
+	Automatic AttemptCounts `json:"automatic"`
+
+	// Category The class of a failure.
+	Category Category `json:"category"`
+
+	// Grant A grant or a revocation of autonomy.
+	Grant   *AutonomyChange `json:"grant,omitempty"`
+	JobKind *JobKind        `json:"jobKind,omitempty"`
+
+	// Passes It meets every threshold.
+	Passes bool `json:"passes"`
+
+	// Proposed It passes and is not granted (and autonomy is enabled).
+	Proposed bool `json:"proposed"`
+
+	// Rejected Of its fixes, how many a person rejected.
+	Rejected int `json:"rejected"`
+
+	// Reviewed How attempts ended (abandoned and running ones are not counted).
+	Reviewed AttemptCounts `json:"reviewed"`
+
+	// SuccessRate The share of all its ended attempts that succeeded; absent with none.
+	SuccessRate *float64 `json:"successRate,omitempty"`
+
+	// Template `namespace/template`.
+	Template string `json:"template"`
+
+	// Unmet The thresholds it does not meet, one sentence each.
+	Unmet []string `json:"unmet"`
+}
+
+// AutonomyList defines model for AutonomyList.
+type AutonomyList struct {
+	// Changes The latest 20 grants and revocations, newest first.
+	Changes []AutonomyChange `json:"changes"`
+
+	// Enabled `policy.autonomy.enabled`: off, nothing is proposed and no grant is honoured.
+	Enabled bool           `json:"enabled"`
+	Kinds   []AutonomyKind `json:"kinds"`
+
+	// Since The failures received from `since` to `until` are counted.
+	Since time.Time `json:"since"`
+
+	// Thresholds `policy.autonomy`.
+	Thresholds AutonomyThresholds `json:"thresholds"`
+	Until      time.Time          `json:"until"`
+}
+
+// AutonomyRevokeRequest defines model for AutonomyRevokeRequest.
+type AutonomyRevokeRequest struct {
+	// Category The class of a failure.
+	Category Category `json:"category"`
+	Reason   string   `json:"reason"`
+	Template string   `json:"template"`
+}
+
+// AutonomyThresholds `policy.autonomy`.
+type AutonomyThresholds struct {
+	MinApprovalRate float64 `json:"minApprovalRate"`
+	MinConfidence   float64 `json:"minConfidence"`
+	MinOutcomes     int     `json:"minOutcomes"`
+	MinReviews      int     `json:"minReviews"`
+	MinSuccessRate  float64 `json:"minSuccessRate"`
+	RevertBelow     float64 `json:"revertBelow"`
+	RevertWindow    int     `json:"revertWindow"`
+	WindowHours     float64 `json:"windowHours"`
+}
+
 // BatchItem One answer of a batch, a recommendation or why the event could not be read.
 type BatchItem struct {
 	// Error What went wrong. There is one code per HTTP status.
@@ -483,172 +637,3 @@ type ByteQuantity = string
 
 // Category The class of a failure.
 type Category string
-
-// Classification What the classifier concluded about a failure, and why.
-type Classification struct {
-	// Action The kind of remediation a classification calls for.
-	Action Action `json:"action"`
-
-	// Alternatives Other categories some rule matched, strongest first.
-	Alternatives *[]Alternative `json:"alternatives,omitempty"`
-
-	// Category The class of a failure.
-	Category   Category `json:"category"`
-	Confidence float64  `json:"confidence"`
-
-	// Evidence The lines of the reason, message and log tail the supporting rules matched.
-	Evidence *[]string `json:"evidence"`
-
-	// Learned The category comes from the learned text classifier, no rule being confident.
-	Learned   *bool `json:"learned,omitempty"`
-	Retryable bool  `json:"retryable"`
-
-	// Rules The ids of the rules that support the category, strongest first.
-	Rules *[]string `json:"rules"`
-}
-
-// CorrectRequest A person's correction of a failure's classification.
-type CorrectRequest struct {
-	// Category The class of a failure.
-	Category Category `json:"category"`
-
-	// Note Why (optional; at most 1000 bytes, no control characters but tabs and line breaks).
-	Note *string `json:"note,omitempty"`
-
-	// Retryable Whether a retry (with more resources, or after a wait) can fix the failure.
-	Retryable bool `json:"retryable"`
-}
-
-// Correction A person's correction of a failure's classification; on a remediation, the one in
-// force (the latest).
-type Correction struct {
-	At time.Time `json:"at"`
-
-	// By The name of the token that made it.
-	By string `json:"by"`
-
-	// Category The class of a failure.
-	Category  Category `json:"category"`
-	Note      *string  `json:"note,omitempty"`
-	Retryable bool     `json:"retryable"`
-}
-
-// Error What went wrong. There is one code per HTTP status.
-type Error struct {
-	Code ErrorCode `json:"code"`
-
-	// Field The part of the request at fault, when there is one: a dotted JSON path
-	// (`job.resources.memory`, `events[3].id`, `files.oom.yaml`), or a query or
-	// path parameter.
-	Field *string `json:"field,omitempty"`
-
-	// Message For people.
-	Message string `json:"message"`
-}
-
-// ErrorCode defines model for Error.Code.
-type ErrorCode string
-
-// ErrorBody defines model for ErrorBody.
-type ErrorBody struct {
-	// Error What went wrong. There is one code per HTTP status.
-	Error Error `json:"error"`
-}
-
-// FailedJob The failed job and the configuration it ran with.
-type FailedJob struct {
-	// Attempt Counts from 1 (0 or absent means 1).
-	Attempt *int    `json:"attempt,omitempty"`
-	Image   *string `json:"image,omitempty"`
-
-	// Kind What the job does; empty or absent when not known.
-	Kind      *FailedJob_Kind `json:"kind,omitempty"`
-	Labels    *StringMap      `json:"labels,omitempty"`
-	Name      string          `json:"name"`
-	Namespace *string         `json:"namespace,omitempty"`
-
-	// Params The job's parameters; a number or boolean is kept as its literal text.
-	Params   *map[string]FailedJob_Params_AdditionalProperties `json:"params,omitempty"`
-	Pipeline *string                                           `json:"pipeline,omitempty"`
-
-	// Resources Resources as a client gives them: each a Kubernetes quantity (string or number);
-	// unset or zero means not set. Unknown fields are ignored.
-	Resources *ResourcesInput `json:"resources,omitempty"`
-	Stage     *string         `json:"stage,omitempty"`
-
-	// Template Identifies a recurring job across runs; defaults to the name.
-	Template *string `json:"template,omitempty"`
-
-	// Tunables Parameters remediation may change besides resources, by name.
-	Tunables *map[string]Tunable `json:"tunables,omitempty"`
-	Uid      *string             `json:"uid,omitempty"`
-}
-
-// FailedJobKind1 defines model for FailedJob.Kind.1.
-type FailedJobKind1 = string
-
-// FailedJob_Kind What the job does; empty or absent when not known.
-type FailedJob_Kind struct {
-	union json.RawMessage
-}
-
-// FailedJobParams0 defines model for FailedJob.Params.0.
-type FailedJobParams0 = string
-
-// FailedJobParams1 defines model for FailedJob.Params.1.
-type FailedJobParams1 = float64
-
-// FailedJobParams2 defines model for FailedJob.Params.2.
-type FailedJobParams2 = bool
-
-// FailedJob_Params_AdditionalProperties defines model for FailedJob.params.AdditionalProperties.
-type FailedJob_Params_AdditionalProperties struct {
-	union json.RawMessage
-}
-
-// FailureEvent One failed attempt of one job (schema version 1). Required are `id`, `job.name`
-// and `failure`; unknown fields are ignored. At most 1 MiB encoded; a log tail over
-// 64 KiB keeps its last 64 KiB and is flagged `logTruncated`.
-type FailureEvent struct {
-	// Failure What the cluster reported about the failure.
-	Failure FailureSignals `json:"failure"`
-
-	// Id The idempotency key of the event; at most 256 bytes, no control characters.
-	Id string `json:"id"`
-
-	// Job The failed job and the configuration it ran with.
-	Job    FailedJob `json:"job"`
-	Source *string   `json:"source,omitempty"`
-
-	// Time When the job failed (RFC 3339); empty, null or absent when not known.
-	Time *string `json:"time,omitempty"`
-}
-
-// FailureSignals What the cluster reported about the failure.
-type FailureSignals struct {
-	// Cost What the failed run cost, in dollars, as its publisher priced it: autofix's
-	// watcher prices the Job's pods at the catalogue's prices, for as long as each
-	// ran. Absent (0) when not priced.
-	Cost            *float64 `json:"cost,omitempty"`
-	DurationSeconds *float64 `json:"durationSeconds,omitempty"`
-	ExitCode        *int     `json:"exitCode,omitempty"`
-
-	// LogTail The last lines of the log, at most 64 KiB.
-	LogTail      *string `json:"logTail,omitempty"`
-	LogTruncated *bool   `json:"logTruncated,omitempty"`
-	Message      *string `json:"message,omitempty"`
-	Node         *string `json:"node,omitempty"`
-
-	// Reason The container termination reason, or the Job / Pod condition reason.
-	Reason *string `json:"reason,omitempty"`
-
-	// Unpriced Why `cost` is 0, or what it leaves out (a pod that never started or has not
-	// ended, pods deleted before they were priced, GPUs of a model the catalogue
-	// does not list). Absent when the whole run was priced.
-	Unpriced *string `json:"unpriced,omitempty"`
-
-	// Usage What the job was seen to use before it failed: `peakMemory`,
-	// `peakGPUMemory` and `peakEphemeralStorage`, Kubernetes quantities in bytes
-	// (strings or numbers). Unknown fields are ignored.
-	Usage *map[string]interface{} `json:"usage,omitempty"`
-}

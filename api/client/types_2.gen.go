@@ -7,6 +7,175 @@ import (
 	"time"
 )
 
+// Classification What the classifier concluded about a failure, and why.
+type Classification struct {
+	// Action The kind of remediation a classification calls for.
+	Action Action `json:"action"`
+
+	// Alternatives Other categories some rule matched, strongest first.
+	Alternatives *[]Alternative `json:"alternatives,omitempty"`
+
+	// Category The class of a failure.
+	Category   Category `json:"category"`
+	Confidence float64  `json:"confidence"`
+
+	// Evidence The lines of the reason, message and log tail the supporting rules matched.
+	Evidence *[]string `json:"evidence"`
+
+	// Learned The category comes from the learned text classifier, no rule being confident.
+	Learned   *bool `json:"learned,omitempty"`
+	Retryable bool  `json:"retryable"`
+
+	// Rules The ids of the rules that support the category, strongest first.
+	Rules *[]string `json:"rules"`
+}
+
+// CorrectRequest A person's correction of a failure's classification.
+type CorrectRequest struct {
+	// Category The class of a failure.
+	Category Category `json:"category"`
+
+	// Note Why (optional; at most 1000 bytes, no control characters but tabs and line breaks).
+	Note *string `json:"note,omitempty"`
+
+	// Retryable Whether a retry (with more resources, or after a wait) can fix the failure.
+	Retryable bool `json:"retryable"`
+}
+
+// Correction A person's correction of a failure's classification; on a remediation, the one in
+// force (the latest).
+type Correction struct {
+	At time.Time `json:"at"`
+
+	// By The name of the token that made it.
+	By string `json:"by"`
+
+	// Category The class of a failure.
+	Category  Category `json:"category"`
+	Note      *string  `json:"note,omitempty"`
+	Retryable bool     `json:"retryable"`
+}
+
+// Error What went wrong. There is one code per HTTP status.
+type Error struct {
+	Code ErrorCode `json:"code"`
+
+	// Field The part of the request at fault, when there is one: a dotted JSON path
+	// (`job.resources.memory`, `events[3].id`, `files.oom.yaml`), or a query or
+	// path parameter.
+	Field *string `json:"field,omitempty"`
+
+	// Message For people.
+	Message string `json:"message"`
+}
+
+// ErrorCode defines model for Error.Code.
+type ErrorCode string
+
+// ErrorBody defines model for ErrorBody.
+type ErrorBody struct {
+	// Error What went wrong. There is one code per HTTP status.
+	Error Error `json:"error"`
+}
+
+// FailedJob The failed job and the configuration it ran with.
+type FailedJob struct {
+	// Attempt Counts from 1 (0 or absent means 1).
+	Attempt *int    `json:"attempt,omitempty"`
+	Image   *string `json:"image,omitempty"`
+
+	// Kind What the job does; empty or absent when not known.
+	Kind      *FailedJob_Kind `json:"kind,omitempty"`
+	Labels    *StringMap      `json:"labels,omitempty"`
+	Name      string          `json:"name"`
+	Namespace *string         `json:"namespace,omitempty"`
+
+	// Params The job's parameters; a number or boolean is kept as its literal text.
+	Params   *map[string]FailedJob_Params_AdditionalProperties `json:"params,omitempty"`
+	Pipeline *string                                           `json:"pipeline,omitempty"`
+
+	// Resources Resources as a client gives them: each a Kubernetes quantity (string or number);
+	// unset or zero means not set. Unknown fields are ignored.
+	Resources *ResourcesInput `json:"resources,omitempty"`
+	Stage     *string         `json:"stage,omitempty"`
+
+	// Template Identifies a recurring job across runs; defaults to the name.
+	Template *string `json:"template,omitempty"`
+
+	// Tunables Parameters remediation may change besides resources, by name.
+	Tunables *map[string]Tunable `json:"tunables,omitempty"`
+	Uid      *string             `json:"uid,omitempty"`
+}
+
+// FailedJobKind1 defines model for FailedJob.Kind.1.
+type FailedJobKind1 = string
+
+// FailedJob_Kind What the job does; empty or absent when not known.
+type FailedJob_Kind struct {
+	union json.RawMessage
+}
+
+// FailedJobParams0 defines model for FailedJob.Params.0.
+type FailedJobParams0 = string
+
+// FailedJobParams1 defines model for FailedJob.Params.1.
+type FailedJobParams1 = float64
+
+// FailedJobParams2 defines model for FailedJob.Params.2.
+type FailedJobParams2 = bool
+
+// FailedJob_Params_AdditionalProperties defines model for FailedJob.params.AdditionalProperties.
+type FailedJob_Params_AdditionalProperties struct {
+	union json.RawMessage
+}
+
+// FailureEvent One failed attempt of one job (schema version 1). Required are `id`, `job.name`
+// and `failure`; unknown fields are ignored. At most 1 MiB encoded; a log tail over
+// 64 KiB keeps its last 64 KiB and is flagged `logTruncated`.
+type FailureEvent struct {
+	// Failure What the cluster reported about the failure.
+	Failure FailureSignals `json:"failure"`
+
+	// Id The idempotency key of the event; at most 256 bytes, no control characters.
+	Id string `json:"id"`
+
+	// Job The failed job and the configuration it ran with.
+	Job    FailedJob `json:"job"`
+	Source *string   `json:"source,omitempty"`
+
+	// Time When the job failed (RFC 3339); empty, null or absent when not known.
+	Time *string `json:"time,omitempty"`
+}
+
+// FailureSignals What the cluster reported about the failure.
+type FailureSignals struct {
+	// Cost What the failed run cost, in dollars, as its publisher priced it: autofix's
+	// watcher prices the Job's pods at the catalogue's prices, for as long as each
+	// ran. Absent (0) when not priced.
+	Cost            *float64 `json:"cost,omitempty"`
+	DurationSeconds *float64 `json:"durationSeconds,omitempty"`
+	ExitCode        *int     `json:"exitCode,omitempty"`
+
+	// LogTail The last lines of the log, at most 64 KiB.
+	LogTail      *string `json:"logTail,omitempty"`
+	LogTruncated *bool   `json:"logTruncated,omitempty"`
+	Message      *string `json:"message,omitempty"`
+	Node         *string `json:"node,omitempty"`
+
+	// Reason The container termination reason, or the Job / Pod condition reason.
+	Reason *string `json:"reason,omitempty"`
+
+	// Unpriced Why `cost` is 0, or what it leaves out (a pod that never started or has not
+	// ended, pods deleted before they were priced, GPUs of a model the catalogue
+	// does not list). Absent when the whole run was priced.
+	Unpriced *string `json:"unpriced,omitempty"`
+
+	// Usage What the job was seen to use before it failed: `peakMemory`,
+	// `peakGPUMemory` and `peakEphemeralStorage`, Kubernetes quantities in bytes
+	// (strings or numbers). Unknown fields are ignored.
+	Usage *map[string]interface{} `json:"usage,omitempty"`
+}
+
 // JobHistory What autofix knows of one job.
 type JobHistory struct {
 	Name      string `json:"name"`
@@ -27,6 +196,27 @@ type JobRef struct {
 	Name      string  `json:"name"`
 	Namespace *string `json:"namespace,omitempty"`
 	Template  string  `json:"template"`
+}
+
+// KindRef defines model for KindRef.
+type KindRef struct {
+	// Category The class of a failure.
+	Category Category `json:"category"`
+	Template string   `json:"template"`
+}
+
+// KindStats defines model for KindStats.
+type KindStats struct {
+	Approved int `json:"approved"`
+
+	// Automatic How attempts ended (abandoned and running ones are not counted).
+	Automatic AttemptCounts `json:"automatic"`
+	JobKind   *JobKind      `json:"jobKind,omitempty"`
+	Kind      KindRef       `json:"kind"`
+	Rejected  int           `json:"rejected"`
+
+	// Reviewed How attempts ended (abandoned and running ones are not counted).
+	Reviewed AttemptCounts `json:"reviewed"`
 }
 
 // ModelGates The figures of a promotion's gates, the two versions scored on the same retries.
@@ -434,209 +624,4 @@ type RemediationSummary struct {
 	State     State     `json:"state"`
 	Template  *string   `json:"template,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
-}
-
-// RemediationView One remediation with its whole chain: the fields of a RemediationSummary, and its
-// event, recommendation, attempts, audit trail and Kafka source, and the correction of
-// its classification in force, if a person made one.
-type RemediationView struct {
-	Attempt int `json:"attempt"`
-
-	// Attempts Every re-submission of the chain so far, by number.
-	Attempts []AttemptView `json:"attempts"`
-	Audit    []AuditView   `json:"audit"`
-
-	// Category The class of a failure.
-	Category *Category `json:"category,omitempty"`
-	Chain    *string   `json:"chain,omitempty"`
-
-	// Chosen A configuration a retry could run with, and what the models predict of it.
-	Chosen     *Option `json:"chosen,omitempty"`
-	Confidence float64 `json:"confidence"`
-
-	// Correction A person's correction of a failure's classification; on a remediation, the one in
-	// force (the latest).
-	Correction *Correction `json:"correction,omitempty"`
-	Error      *string     `json:"error,omitempty"`
-
-	// Event One failed attempt of one job (schema version 1). Required are `id`, `job.name`
-	// and `failure`; unknown fields are ignored. At most 1 MiB encoded; a log tail over
-	// 64 KiB keeps its last 64 KiB and is flagged `logTruncated`.
-	Event *FailureEvent `json:"event,omitempty"`
-
-	// Id The FailureEvent's id.
-	Id         string    `json:"id"`
-	Job        *string   `json:"job,omitempty"`
-	Kind       *JobKind  `json:"kind,omitempty"`
-	Namespace  *string   `json:"namespace,omitempty"`
-	Reason     *string   `json:"reason,omitempty"`
-	ReceivedAt time.Time `json:"receivedAt"`
-
-	// Recommendation What autofix advises for one failed job.
-	Recommendation *Recommendation `json:"recommendation,omitempty"`
-
-	// Retry One re-submission of a job chain.
-	Retry *AttemptView `json:"retry,omitempty"`
-
-	// Source Where the event came from on Kafka.
-	Source SourceView `json:"source"`
-
-	// State Where a remediation is in its life.
-	State     State     `json:"state"`
-	Template  *string   `json:"template,omitempty"`
-	UpdatedAt time.Time `json:"updatedAt"`
-}
-
-// Resources Resources as autofix writes them; a field not set is absent.
-type Resources struct {
-	// Cpu CPU, in cores (`"4"`) or millicores (`"500m"`).
-	Cpu *string `json:"cpu,omitempty"`
-
-	// EphemeralStorage A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
-	EphemeralStorage *ByteQuantity `json:"ephemeralStorage,omitempty"`
-
-	// Gpu The number of GPUs.
-	Gpu *int `json:"gpu,omitempty"`
-
-	// GpuType The GPU model, e.g. `nvidia-a100-40gb`.
-	GpuType *string `json:"gpuType,omitempty"`
-
-	// Memory A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
-	Memory *ByteQuantity `json:"memory,omitempty"`
-}
-
-// ResourcesInput Resources as a client gives them: each a Kubernetes quantity (string or number);
-// unset or zero means not set. Unknown fields are ignored.
-type ResourcesInput struct {
-	// Cpu A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
-	// negative. Null or `""` means not set.
-	Cpu *QuantityInput `json:"cpu,omitempty"`
-
-	// EphemeralStorage A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
-	// negative. Null or `""` means not set.
-	EphemeralStorage *QuantityInput `json:"ephemeralStorage,omitempty"`
-
-	// Gpu A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
-	// negative. Null or `""` means not set.
-	Gpu *QuantityInput `json:"gpu,omitempty"`
-
-	// GpuType The GPU model, e.g. `nvidia-a100-40gb`.
-	GpuType *string `json:"gpuType,omitempty"`
-
-	// Memory A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
-	// negative. Null or `""` means not set.
-	Memory *QuantityInput `json:"memory,omitempty"`
-}
-
-// RollbackRequest defines model for RollbackRequest.
-type RollbackRequest struct {
-	// Reason Why; at most 1000 bytes.
-	Reason string `json:"reason"`
-}
-
-// RuleList defines model for RuleList.
-type RuleList struct {
-	Rules []RuleView `json:"rules"`
-
-	// Tests How many test cases the rule set has.
-	Tests int `json:"tests"`
-}
-
-// RuleView defines model for RuleView.
-type RuleView struct {
-	// Action The kind of remediation a classification calls for.
-	Action Action `json:"action"`
-
-	// Category The class of a failure.
-	Category    Category `json:"category"`
-	Confidence  float64  `json:"confidence"`
-	Description *string  `json:"description,omitempty"`
-	Expr        string   `json:"expr"`
-	File        string   `json:"file"`
-	Id          string   `json:"id"`
-	Line        int      `json:"line"`
-	Priority    int      `json:"priority"`
-	Retryable   bool     `json:"retryable"`
-}
-
-// RulesDiffCell How many events the candidate moves from one category to another.
-type RulesDiffCell struct {
-	Count int `json:"count"`
-
-	// From The class of a failure.
-	From Category `json:"from"`
-
-	// To The class of a failure.
-	To Category `json:"to"`
-}
-
-// RulesDiffChange defines model for RulesDiffChange.
-type RulesDiffChange struct {
-	// Candidate What one classifier says of the event.
-	Candidate RulesDiffVerdict `json:"candidate"`
-
-	// Current What one classifier says of the event.
-	Current RulesDiffVerdict `json:"current"`
-
-	// Id The FailureEvent's id.
-	Id string `json:"id"`
-
-	// Job The failed job, `namespace/name`.
-	Job        string    `json:"job"`
-	ReceivedAt time.Time `json:"receivedAt"`
-
-	// Recorded The category autofix recorded when the event came in (absent when the ledger has none).
-	Recorded *Category `json:"recorded,omitempty"`
-}
-
-// RulesDiffReport defines model for RulesDiffReport.
-type RulesDiffReport struct {
-	// Changes The events whose category, retry decision or action changes, newest first.
-	Changes []RulesDiffChange `json:"changes"`
-
-	// Matrix The category changes, the most frequent first.
-	Matrix []RulesDiffCell `json:"matrix"`
-
-	// RuleErrors The distinct errors of candidate rules evaluating the events (at most 20); such a rule counts as not matched.
-	RuleErrors []string         `json:"ruleErrors"`
-	Summary    RulesDiffSummary `json:"summary"`
-}
-
-// RulesDiffRequest A candidate (rule files and/or knowledge tables) and how many events to replay; at least one of `files` and `knowledge`.
-type RulesDiffRequest struct {
-	// Files The candidate rule set, in place of the rules in use; file name (a plain name ending in `.yaml`, at most 100 bytes) -> YAML.
-	Files *map[string]string `json:"files,omitempty"`
-
-	// Knowledge Knowledge tables layered over the embedded ones, in place of the service's `classifier.knowledge`; file name -> YAML.
-	Knowledge *map[string]string `json:"knowledge,omitempty"`
-
-	// Last How many of the ledger's newest failure events to replay.
-	Last *int `json:"last,omitempty"`
-}
-
-// RulesDiffSummary defines model for RulesDiffSummary.
-type RulesDiffSummary struct {
-	ActionChanges   int `json:"actionChanges"`
-	CategoryChanges int `json:"categoryChanges"`
-
-	// Changed The events whose category, retry decision or action changes.
-	Changed int `json:"changed"`
-
-	// NewlyRetried The events the candidate would retry and the classifier in use does not.
-	NewlyRetried int `json:"newlyRetried"`
-
-	// NoLongerRetried The events the classifier in use retries and the candidate would not.
-	NoLongerRetried int `json:"noLongerRetried"`
-
-	// Replayed The failure events both classifiers classified.
-	Replayed int `json:"replayed"`
-
-	// RetryChanges The events whose retry decision changes, either way (newlyRetried + noLongerRetried).
-	RetryChanges int `json:"retryChanges"`
-
-	// RuleErrorEvents The events on which some candidate rule failed to evaluate.
-	RuleErrorEvents int `json:"ruleErrorEvents"`
-
-	// Skipped The messages among them the ledger holds without a readable event.
-	Skipped int `json:"skipped"`
 }

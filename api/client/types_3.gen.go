@@ -5,9 +5,213 @@ package client
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/oapi-codegen/runtime"
 	"time"
 )
+
+// RemediationView One remediation with its whole chain: the fields of a RemediationSummary, and its
+// event, recommendation, attempts, audit trail and Kafka source, and the correction of
+// its classification in force, if a person made one.
+type RemediationView struct {
+	Attempt int `json:"attempt"`
+
+	// Attempts Every re-submission of the chain so far, by number.
+	Attempts []AttemptView `json:"attempts"`
+	Audit    []AuditView   `json:"audit"`
+
+	// Category The class of a failure.
+	Category *Category `json:"category,omitempty"`
+	Chain    *string   `json:"chain,omitempty"`
+
+	// Chosen A configuration a retry could run with, and what the models predict of it.
+	Chosen     *Option `json:"chosen,omitempty"`
+	Confidence float64 `json:"confidence"`
+
+	// Correction A person's correction of a failure's classification; on a remediation, the one in
+	// force (the latest).
+	Correction *Correction `json:"correction,omitempty"`
+	Error      *string     `json:"error,omitempty"`
+
+	// Event One failed attempt of one job (schema version 1). Required are `id`, `job.name`
+	// and `failure`; unknown fields are ignored. At most 1 MiB encoded; a log tail over
+	// 64 KiB keeps its last 64 KiB and is flagged `logTruncated`.
+	Event *FailureEvent `json:"event,omitempty"`
+
+	// Id The FailureEvent's id.
+	Id         string    `json:"id"`
+	Job        *string   `json:"job,omitempty"`
+	Kind       *JobKind  `json:"kind,omitempty"`
+	Namespace  *string   `json:"namespace,omitempty"`
+	Reason     *string   `json:"reason,omitempty"`
+	ReceivedAt time.Time `json:"receivedAt"`
+
+	// Recommendation What autofix advises for one failed job.
+	Recommendation *Recommendation `json:"recommendation,omitempty"`
+
+	// Retry One re-submission of a job chain.
+	Retry *AttemptView `json:"retry,omitempty"`
+
+	// Source Where the event came from on Kafka.
+	Source SourceView `json:"source"`
+
+	// State Where a remediation is in its life.
+	State     State     `json:"state"`
+	Template  *string   `json:"template,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Resources Resources as autofix writes them; a field not set is absent.
+type Resources struct {
+	// Cpu CPU, in cores (`"4"`) or millicores (`"500m"`).
+	Cpu *string `json:"cpu,omitempty"`
+
+	// EphemeralStorage A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
+	EphemeralStorage *ByteQuantity `json:"ephemeralStorage,omitempty"`
+
+	// Gpu The number of GPUs.
+	Gpu *int `json:"gpu,omitempty"`
+
+	// GpuType The GPU model, e.g. `nvidia-a100-40gb`.
+	GpuType *string `json:"gpuType,omitempty"`
+
+	// Memory A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
+	Memory *ByteQuantity `json:"memory,omitempty"`
+}
+
+// ResourcesInput Resources as a client gives them: each a Kubernetes quantity (string or number);
+// unset or zero means not set. Unknown fields are ignored.
+type ResourcesInput struct {
+	// Cpu A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
+	// negative. Null or `""` means not set.
+	Cpu *QuantityInput `json:"cpu,omitempty"`
+
+	// EphemeralStorage A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
+	// negative. Null or `""` means not set.
+	EphemeralStorage *QuantityInput `json:"ephemeralStorage,omitempty"`
+
+	// Gpu A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
+	// negative. Null or `""` means not set.
+	Gpu *QuantityInput `json:"gpu,omitempty"`
+
+	// GpuType The GPU model, e.g. `nvidia-a100-40gb`.
+	GpuType *string `json:"gpuType,omitempty"`
+
+	// Memory A Kubernetes quantity, as a string (`"16Gi"`, `"500m"`, `"1.5"`) or a number; not
+	// negative. Null or `""` means not set.
+	Memory *QuantityInput `json:"memory,omitempty"`
+}
+
+// RollbackRequest defines model for RollbackRequest.
+type RollbackRequest struct {
+	// Reason Why; at most 1000 bytes.
+	Reason string `json:"reason"`
+}
+
+// RuleList defines model for RuleList.
+type RuleList struct {
+	Rules []RuleView `json:"rules"`
+
+	// Tests How many test cases the rule set has.
+	Tests int `json:"tests"`
+}
+
+// RuleView defines model for RuleView.
+type RuleView struct {
+	// Action The kind of remediation a classification calls for.
+	Action Action `json:"action"`
+
+	// Category The class of a failure.
+	Category    Category `json:"category"`
+	Confidence  float64  `json:"confidence"`
+	Description *string  `json:"description,omitempty"`
+	Expr        string   `json:"expr"`
+	File        string   `json:"file"`
+	Id          string   `json:"id"`
+	Line        int      `json:"line"`
+	Priority    int      `json:"priority"`
+	Retryable   bool     `json:"retryable"`
+}
+
+// RulesDiffCell How many events the candidate moves from one category to another.
+type RulesDiffCell struct {
+	Count int `json:"count"`
+
+	// From The class of a failure.
+	From Category `json:"from"`
+
+	// To The class of a failure.
+	To Category `json:"to"`
+}
+
+// RulesDiffChange defines model for RulesDiffChange.
+type RulesDiffChange struct {
+	// Candidate What one classifier says of the event.
+	Candidate RulesDiffVerdict `json:"candidate"`
+
+	// Current What one classifier says of the event.
+	Current RulesDiffVerdict `json:"current"`
+
+	// Id The FailureEvent's id.
+	Id string `json:"id"`
+
+	// Job The failed job, `namespace/name`.
+	Job        string    `json:"job"`
+	ReceivedAt time.Time `json:"receivedAt"`
+
+	// Recorded The category autofix recorded when the event came in (absent when the ledger has none).
+	Recorded *Category `json:"recorded,omitempty"`
+}
+
+// RulesDiffReport defines model for RulesDiffReport.
+type RulesDiffReport struct {
+	// Changes The events whose category, retry decision or action changes, newest first.
+	Changes []RulesDiffChange `json:"changes"`
+
+	// Matrix The category changes, the most frequent first.
+	Matrix []RulesDiffCell `json:"matrix"`
+
+	// RuleErrors The distinct errors of candidate rules evaluating the events (at most 20); such a rule counts as not matched.
+	RuleErrors []string         `json:"ruleErrors"`
+	Summary    RulesDiffSummary `json:"summary"`
+}
+
+// RulesDiffRequest A candidate (rule files and/or knowledge tables) and how many events to replay; at least one of `files` and `knowledge`.
+type RulesDiffRequest struct {
+	// Files The candidate rule set, in place of the rules in use; file name (a plain name ending in `.yaml`, at most 100 bytes) -> YAML.
+	Files *map[string]string `json:"files,omitempty"`
+
+	// Knowledge Knowledge tables layered over the embedded ones, in place of the service's `classifier.knowledge`; file name -> YAML.
+	Knowledge *map[string]string `json:"knowledge,omitempty"`
+
+	// Last How many of the ledger's newest failure events to replay.
+	Last *int `json:"last,omitempty"`
+}
+
+// RulesDiffSummary defines model for RulesDiffSummary.
+type RulesDiffSummary struct {
+	ActionChanges   int `json:"actionChanges"`
+	CategoryChanges int `json:"categoryChanges"`
+
+	// Changed The events whose category, retry decision or action changes.
+	Changed int `json:"changed"`
+
+	// NewlyRetried The events the candidate would retry and the classifier in use does not.
+	NewlyRetried int `json:"newlyRetried"`
+
+	// NoLongerRetried The events the classifier in use retries and the candidate would not.
+	NoLongerRetried int `json:"noLongerRetried"`
+
+	// Replayed The failure events both classifiers classified.
+	Replayed int `json:"replayed"`
+
+	// RetryChanges The events whose retry decision changes, either way (newlyRetried + noLongerRetried).
+	RetryChanges int `json:"retryChanges"`
+
+	// RuleErrorEvents The events on which some candidate rule failed to evaluate.
+	RuleErrorEvents int `json:"ruleErrorEvents"`
+
+	// Skipped The messages among them the ledger holds without a readable event.
+	Skipped int `json:"skipped"`
+}
 
 // RulesDiffVerdict What one classifier says of the event.
 type RulesDiffVerdict struct {
@@ -298,6 +502,12 @@ type ListRemediationsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// GrantAutonomyJSONRequestBody defines body for GrantAutonomy for application/json ContentType.
+type GrantAutonomyJSONRequestBody = AutonomyGrantRequest
+
+// RevokeAutonomyJSONRequestBody defines body for RevokeAutonomy for application/json ContentType.
+type RevokeAutonomyJSONRequestBody = AutonomyRevokeRequest
+
 // PromoteModelJSONRequestBody defines body for PromoteModel for application/json ContentType.
 type PromoteModelJSONRequestBody = PromoteRequest
 
@@ -453,209 +663,4 @@ func (t FailedJob_Kind) AsJobKind() (JobKind, error) {
 	var body JobKind
 	err := json.Unmarshal(t.union, &body)
 	return body, err
-}
-
-// FromJobKind overwrites any union data inside the FailedJob_Kind as the provided JobKind
-func (t *FailedJob_Kind) FromJobKind(v JobKind) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeJobKind performs a merge with any union data inside the FailedJob_Kind, using the provided JobKind
-func (t *FailedJob_Kind) MergeJobKind(v JobKind) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsFailedJobKind1 returns the union data inside the FailedJob_Kind as a FailedJobKind1
-func (t FailedJob_Kind) AsFailedJobKind1() (FailedJobKind1, error) {
-	var body FailedJobKind1
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromFailedJobKind1 overwrites any union data inside the FailedJob_Kind as the provided FailedJobKind1
-func (t *FailedJob_Kind) FromFailedJobKind1(v FailedJobKind1) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeFailedJobKind1 performs a merge with any union data inside the FailedJob_Kind, using the provided FailedJobKind1
-func (t *FailedJob_Kind) MergeFailedJobKind1(v FailedJobKind1) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-func (t FailedJob_Kind) MarshalJSON() ([]byte, error) {
-	b, err := t.union.MarshalJSON()
-	return b, err
-}
-
-func (t *FailedJob_Kind) UnmarshalJSON(b []byte) error {
-	err := t.union.UnmarshalJSON(b)
-	return err
-}
-
-// AsFailedJobParams0 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams0
-func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams0() (FailedJobParams0, error) {
-	var body FailedJobParams0
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromFailedJobParams0 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams0
-func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams0(v FailedJobParams0) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeFailedJobParams0 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams0
-func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams0(v FailedJobParams0) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsFailedJobParams1 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams1
-func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams1() (FailedJobParams1, error) {
-	var body FailedJobParams1
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromFailedJobParams1 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams1
-func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams1(v FailedJobParams1) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeFailedJobParams1 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams1
-func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams1(v FailedJobParams1) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsFailedJobParams2 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams2
-func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams2() (FailedJobParams2, error) {
-	var body FailedJobParams2
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromFailedJobParams2 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams2
-func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams2(v FailedJobParams2) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeFailedJobParams2 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams2
-func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams2(v FailedJobParams2) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-func (t FailedJob_Params_AdditionalProperties) MarshalJSON() ([]byte, error) {
-	b, err := t.union.MarshalJSON()
-	return b, err
-}
-
-func (t *FailedJob_Params_AdditionalProperties) UnmarshalJSON(b []byte) error {
-	err := t.union.UnmarshalJSON(b)
-	return err
-}
-
-// AsQuantityInput0 returns the union data inside the QuantityInput as a QuantityInput0
-func (t QuantityInput) AsQuantityInput0() (QuantityInput0, error) {
-	var body QuantityInput0
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromQuantityInput0 overwrites any union data inside the QuantityInput as the provided QuantityInput0
-func (t *QuantityInput) FromQuantityInput0(v QuantityInput0) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeQuantityInput0 performs a merge with any union data inside the QuantityInput, using the provided QuantityInput0
-func (t *QuantityInput) MergeQuantityInput0(v QuantityInput0) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsQuantityInput1 returns the union data inside the QuantityInput as a QuantityInput1
-func (t QuantityInput) AsQuantityInput1() (QuantityInput1, error) {
-	var body QuantityInput1
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromQuantityInput1 overwrites any union data inside the QuantityInput as the provided QuantityInput1
-func (t *QuantityInput) FromQuantityInput1(v QuantityInput1) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeQuantityInput1 performs a merge with any union data inside the QuantityInput, using the provided QuantityInput1
-func (t *QuantityInput) MergeQuantityInput1(v QuantityInput1) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-func (t QuantityInput) MarshalJSON() ([]byte, error) {
-	b, err := t.union.MarshalJSON()
-	return b, err
-}
-
-func (t *QuantityInput) UnmarshalJSON(b []byte) error {
-	err := t.union.UnmarshalJSON(b)
-	return err
 }

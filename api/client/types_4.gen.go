@@ -3,12 +3,276 @@
 package client
 
 import (
+	"encoding/json"
 	"fmt"
 	"github.com/oapi-codegen/runtime"
 	"io"
 	"net/http"
 	"net/url"
 )
+
+// FromJobKind overwrites any union data inside the FailedJob_Kind as the provided JobKind
+func (t *FailedJob_Kind) FromJobKind(v JobKind) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeJobKind performs a merge with any union data inside the FailedJob_Kind, using the provided JobKind
+func (t *FailedJob_Kind) MergeJobKind(v JobKind) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsFailedJobKind1 returns the union data inside the FailedJob_Kind as a FailedJobKind1
+func (t FailedJob_Kind) AsFailedJobKind1() (FailedJobKind1, error) {
+	var body FailedJobKind1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFailedJobKind1 overwrites any union data inside the FailedJob_Kind as the provided FailedJobKind1
+func (t *FailedJob_Kind) FromFailedJobKind1(v FailedJobKind1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeFailedJobKind1 performs a merge with any union data inside the FailedJob_Kind, using the provided FailedJobKind1
+func (t *FailedJob_Kind) MergeFailedJobKind1(v FailedJobKind1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t FailedJob_Kind) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *FailedJob_Kind) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsFailedJobParams0 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams0
+func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams0() (FailedJobParams0, error) {
+	var body FailedJobParams0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFailedJobParams0 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams0
+func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams0(v FailedJobParams0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeFailedJobParams0 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams0
+func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams0(v FailedJobParams0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsFailedJobParams1 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams1
+func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams1() (FailedJobParams1, error) {
+	var body FailedJobParams1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFailedJobParams1 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams1
+func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams1(v FailedJobParams1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeFailedJobParams1 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams1
+func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams1(v FailedJobParams1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsFailedJobParams2 returns the union data inside the FailedJob_Params_AdditionalProperties as a FailedJobParams2
+func (t FailedJob_Params_AdditionalProperties) AsFailedJobParams2() (FailedJobParams2, error) {
+	var body FailedJobParams2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromFailedJobParams2 overwrites any union data inside the FailedJob_Params_AdditionalProperties as the provided FailedJobParams2
+func (t *FailedJob_Params_AdditionalProperties) FromFailedJobParams2(v FailedJobParams2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeFailedJobParams2 performs a merge with any union data inside the FailedJob_Params_AdditionalProperties, using the provided FailedJobParams2
+func (t *FailedJob_Params_AdditionalProperties) MergeFailedJobParams2(v FailedJobParams2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t FailedJob_Params_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *FailedJob_Params_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsQuantityInput0 returns the union data inside the QuantityInput as a QuantityInput0
+func (t QuantityInput) AsQuantityInput0() (QuantityInput0, error) {
+	var body QuantityInput0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromQuantityInput0 overwrites any union data inside the QuantityInput as the provided QuantityInput0
+func (t *QuantityInput) FromQuantityInput0(v QuantityInput0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeQuantityInput0 performs a merge with any union data inside the QuantityInput, using the provided QuantityInput0
+func (t *QuantityInput) MergeQuantityInput0(v QuantityInput0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsQuantityInput1 returns the union data inside the QuantityInput as a QuantityInput1
+func (t QuantityInput) AsQuantityInput1() (QuantityInput1, error) {
+	var body QuantityInput1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromQuantityInput1 overwrites any union data inside the QuantityInput as the provided QuantityInput1
+func (t *QuantityInput) FromQuantityInput1(v QuantityInput1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeQuantityInput1 performs a merge with any union data inside the QuantityInput, using the provided QuantityInput1
+func (t *QuantityInput) MergeQuantityInput1(v QuantityInput1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t QuantityInput) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *QuantityInput) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// NewGrantAutonomyRequestWithBody constructs an http.Request for the GrantAutonomy method, with any body, and a specified content type
+func NewGrantAutonomyRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/autonomy:grant")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRevokeAutonomyRequestWithBody constructs an http.Request for the RevokeAutonomy method, with any body, and a specified content type
+func NewRevokeAutonomyRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/autonomy:revoke")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
 
 // NewPromoteModelRequestWithBody constructs an http.Request for the PromoteModel method, with any body, and a specified content type
 func NewPromoteModelRequestWithBody(server string, version ModelVersion, contentType string, body io.Reader) (*http.Request, error) {
@@ -369,302 +633,4 @@ func NewCorrectRemediationRequestWithBody(server string, id RemediationID, conte
 	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
-}
-
-// NewDiffRulesRequestWithBody constructs an http.Request for the DiffRules method, with any body, and a specified content type
-func NewDiffRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/rules:diff")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// NewTestRulesRequestWithBody constructs an http.Request for the TestRules method, with any body, and a specified content type
-func NewTestRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/rules:test")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	return req, nil
-}
-
-// MetricsResponse401Headers the declared response headers of an HTTP 401 response for Metrics
-type MetricsResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ReadyzResponse401Headers the declared response headers of an HTTP 401 response for Readyz
-type ReadyzResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ReadyzResponse429Headers the declared response headers of an HTTP 429 response for Readyz
-type ReadyzResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetJobHistoryResponse401Headers the declared response headers of an HTTP 401 response for GetJobHistory
-type GetJobHistoryResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetJobHistoryResponse429Headers the declared response headers of an HTTP 429 response for GetJobHistory
-type GetJobHistoryResponse429Headers struct {
-	RetryAfter int
-}
-
-// ListModelsResponse401Headers the declared response headers of an HTTP 401 response for ListModels
-type ListModelsResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ListModelsResponse429Headers the declared response headers of an HTTP 429 response for ListModels
-type ListModelsResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetModelResponse401Headers the declared response headers of an HTTP 401 response for GetModel
-type GetModelResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetModelResponse429Headers the declared response headers of an HTTP 429 response for GetModel
-type GetModelResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetShadowReportResponse401Headers the declared response headers of an HTTP 401 response for GetShadowReport
-type GetShadowReportResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetShadowReportResponse429Headers the declared response headers of an HTTP 429 response for GetShadowReport
-type GetShadowReportResponse429Headers struct {
-	RetryAfter int
-}
-
-// PromoteModelResponse401Headers the declared response headers of an HTTP 401 response for PromoteModel
-type PromoteModelResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// PromoteModelResponse429Headers the declared response headers of an HTTP 429 response for PromoteModel
-type PromoteModelResponse429Headers struct {
-	RetryAfter int
-}
-
-// RollbackModelResponse401Headers the declared response headers of an HTTP 401 response for RollbackModel
-type RollbackModelResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// RollbackModelResponse429Headers the declared response headers of an HTTP 429 response for RollbackModel
-type RollbackModelResponse429Headers struct {
-	RetryAfter int
-}
-
-// StartShadowResponse401Headers the declared response headers of an HTTP 401 response for StartShadow
-type StartShadowResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// StartShadowResponse429Headers the declared response headers of an HTTP 429 response for StartShadow
-type StartShadowResponse429Headers struct {
-	RetryAfter int
-}
-
-// StopShadowResponse401Headers the declared response headers of an HTTP 401 response for StopShadow
-type StopShadowResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// StopShadowResponse429Headers the declared response headers of an HTTP 429 response for StopShadow
-type StopShadowResponse429Headers struct {
-	RetryAfter int
-}
-
-// ListPipelinesResponse401Headers the declared response headers of an HTTP 401 response for ListPipelines
-type ListPipelinesResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ListPipelinesResponse429Headers the declared response headers of an HTTP 429 response for ListPipelines
-type ListPipelinesResponse429Headers struct {
-	RetryAfter int
-}
-
-// StartPipelineResponse401Headers the declared response headers of an HTTP 401 response for StartPipeline
-type StartPipelineResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// StartPipelineResponse429Headers the declared response headers of an HTTP 429 response for StartPipeline
-type StartPipelineResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetPipelineRunResponse401Headers the declared response headers of an HTTP 401 response for GetPipelineRun
-type GetPipelineRunResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetPipelineRunResponse429Headers the declared response headers of an HTTP 429 response for GetPipelineRun
-type GetPipelineRunResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetPauseResponse401Headers the declared response headers of an HTTP 401 response for GetPause
-type GetPauseResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetPauseResponse429Headers the declared response headers of an HTTP 429 response for GetPause
-type GetPauseResponse429Headers struct {
-	RetryAfter int
-}
-
-// SetPauseResponse401Headers the declared response headers of an HTTP 401 response for SetPause
-type SetPauseResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// SetPauseResponse429Headers the declared response headers of an HTTP 429 response for SetPause
-type SetPauseResponse429Headers struct {
-	RetryAfter int
-}
-
-// RecommendResponse401Headers the declared response headers of an HTTP 401 response for Recommend
-type RecommendResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// RecommendResponse429Headers the declared response headers of an HTTP 429 response for Recommend
-type RecommendResponse429Headers struct {
-	RetryAfter int
-}
-
-// RecommendBatchResponse401Headers the declared response headers of an HTTP 401 response for RecommendBatch
-type RecommendBatchResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// RecommendBatchResponse429Headers the declared response headers of an HTTP 429 response for RecommendBatch
-type RecommendBatchResponse429Headers struct {
-	RetryAfter int
-}
-
-// ListRemediationsResponse401Headers the declared response headers of an HTTP 401 response for ListRemediations
-type ListRemediationsResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ListRemediationsResponse429Headers the declared response headers of an HTTP 429 response for ListRemediations
-type ListRemediationsResponse429Headers struct {
-	RetryAfter int
-}
-
-// GetRemediationResponse401Headers the declared response headers of an HTTP 401 response for GetRemediation
-type GetRemediationResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// GetRemediationResponse429Headers the declared response headers of an HTTP 429 response for GetRemediation
-type GetRemediationResponse429Headers struct {
-	RetryAfter int
-}
-
-// ApproveRemediationResponse401Headers the declared response headers of an HTTP 401 response for ApproveRemediation
-type ApproveRemediationResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ApproveRemediationResponse429Headers the declared response headers of an HTTP 429 response for ApproveRemediation
-type ApproveRemediationResponse429Headers struct {
-	RetryAfter int
-}
-
-// RejectRemediationResponse401Headers the declared response headers of an HTTP 401 response for RejectRemediation
-type RejectRemediationResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// RejectRemediationResponse429Headers the declared response headers of an HTTP 429 response for RejectRemediation
-type RejectRemediationResponse429Headers struct {
-	RetryAfter int
-}
-
-// CorrectRemediationResponse401Headers the declared response headers of an HTTP 401 response for CorrectRemediation
-type CorrectRemediationResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// CorrectRemediationResponse429Headers the declared response headers of an HTTP 429 response for CorrectRemediation
-type CorrectRemediationResponse429Headers struct {
-	RetryAfter int
-}
-
-// ListRulesResponse401Headers the declared response headers of an HTTP 401 response for ListRules
-type ListRulesResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// ListRulesResponse429Headers the declared response headers of an HTTP 429 response for ListRules
-type ListRulesResponse429Headers struct {
-	RetryAfter int
-}
-
-// DiffRulesResponse401Headers the declared response headers of an HTTP 401 response for DiffRules
-type DiffRulesResponse401Headers struct {
-	WWWAuthenticate string
-}
-
-// DiffRulesResponse429Headers the declared response headers of an HTTP 429 response for DiffRules
-type DiffRulesResponse429Headers struct {
-	RetryAfter int
-}
-
-// TestRulesResponse401Headers the declared response headers of an HTTP 401 response for TestRules
-type TestRulesResponse401Headers struct {
-	WWWAuthenticate string
 }

@@ -2,6 +2,341 @@
 
 package client
 
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// NewDiffRulesRequestWithBody constructs an http.Request for the DiffRules method, with any body, and a specified content type
+func NewDiffRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/rules:diff")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewTestRulesRequestWithBody constructs an http.Request for the TestRules method, with any body, and a specified content type
+func NewTestRulesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/rules:test")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// MetricsResponse401Headers the declared response headers of an HTTP 401 response for Metrics
+type MetricsResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ReadyzResponse401Headers the declared response headers of an HTTP 401 response for Readyz
+type ReadyzResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ReadyzResponse429Headers the declared response headers of an HTTP 429 response for Readyz
+type ReadyzResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListAutonomyResponse401Headers the declared response headers of an HTTP 401 response for ListAutonomy
+type ListAutonomyResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListAutonomyResponse429Headers the declared response headers of an HTTP 429 response for ListAutonomy
+type ListAutonomyResponse429Headers struct {
+	RetryAfter int
+}
+
+// GrantAutonomyResponse401Headers the declared response headers of an HTTP 401 response for GrantAutonomy
+type GrantAutonomyResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GrantAutonomyResponse429Headers the declared response headers of an HTTP 429 response for GrantAutonomy
+type GrantAutonomyResponse429Headers struct {
+	RetryAfter int
+}
+
+// RevokeAutonomyResponse401Headers the declared response headers of an HTTP 401 response for RevokeAutonomy
+type RevokeAutonomyResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RevokeAutonomyResponse429Headers the declared response headers of an HTTP 429 response for RevokeAutonomy
+type RevokeAutonomyResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetJobHistoryResponse401Headers the declared response headers of an HTTP 401 response for GetJobHistory
+type GetJobHistoryResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetJobHistoryResponse429Headers the declared response headers of an HTTP 429 response for GetJobHistory
+type GetJobHistoryResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListModelsResponse401Headers the declared response headers of an HTTP 401 response for ListModels
+type ListModelsResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListModelsResponse429Headers the declared response headers of an HTTP 429 response for ListModels
+type ListModelsResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetModelResponse401Headers the declared response headers of an HTTP 401 response for GetModel
+type GetModelResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetModelResponse429Headers the declared response headers of an HTTP 429 response for GetModel
+type GetModelResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetShadowReportResponse401Headers the declared response headers of an HTTP 401 response for GetShadowReport
+type GetShadowReportResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetShadowReportResponse429Headers the declared response headers of an HTTP 429 response for GetShadowReport
+type GetShadowReportResponse429Headers struct {
+	RetryAfter int
+}
+
+// PromoteModelResponse401Headers the declared response headers of an HTTP 401 response for PromoteModel
+type PromoteModelResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// PromoteModelResponse429Headers the declared response headers of an HTTP 429 response for PromoteModel
+type PromoteModelResponse429Headers struct {
+	RetryAfter int
+}
+
+// RollbackModelResponse401Headers the declared response headers of an HTTP 401 response for RollbackModel
+type RollbackModelResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RollbackModelResponse429Headers the declared response headers of an HTTP 429 response for RollbackModel
+type RollbackModelResponse429Headers struct {
+	RetryAfter int
+}
+
+// StartShadowResponse401Headers the declared response headers of an HTTP 401 response for StartShadow
+type StartShadowResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// StartShadowResponse429Headers the declared response headers of an HTTP 429 response for StartShadow
+type StartShadowResponse429Headers struct {
+	RetryAfter int
+}
+
+// StopShadowResponse401Headers the declared response headers of an HTTP 401 response for StopShadow
+type StopShadowResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// StopShadowResponse429Headers the declared response headers of an HTTP 429 response for StopShadow
+type StopShadowResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListPipelinesResponse401Headers the declared response headers of an HTTP 401 response for ListPipelines
+type ListPipelinesResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListPipelinesResponse429Headers the declared response headers of an HTTP 429 response for ListPipelines
+type ListPipelinesResponse429Headers struct {
+	RetryAfter int
+}
+
+// StartPipelineResponse401Headers the declared response headers of an HTTP 401 response for StartPipeline
+type StartPipelineResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// StartPipelineResponse429Headers the declared response headers of an HTTP 429 response for StartPipeline
+type StartPipelineResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetPipelineRunResponse401Headers the declared response headers of an HTTP 401 response for GetPipelineRun
+type GetPipelineRunResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetPipelineRunResponse429Headers the declared response headers of an HTTP 429 response for GetPipelineRun
+type GetPipelineRunResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetPauseResponse401Headers the declared response headers of an HTTP 401 response for GetPause
+type GetPauseResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetPauseResponse429Headers the declared response headers of an HTTP 429 response for GetPause
+type GetPauseResponse429Headers struct {
+	RetryAfter int
+}
+
+// SetPauseResponse401Headers the declared response headers of an HTTP 401 response for SetPause
+type SetPauseResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// SetPauseResponse429Headers the declared response headers of an HTTP 429 response for SetPause
+type SetPauseResponse429Headers struct {
+	RetryAfter int
+}
+
+// RecommendResponse401Headers the declared response headers of an HTTP 401 response for Recommend
+type RecommendResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RecommendResponse429Headers the declared response headers of an HTTP 429 response for Recommend
+type RecommendResponse429Headers struct {
+	RetryAfter int
+}
+
+// RecommendBatchResponse401Headers the declared response headers of an HTTP 401 response for RecommendBatch
+type RecommendBatchResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RecommendBatchResponse429Headers the declared response headers of an HTTP 429 response for RecommendBatch
+type RecommendBatchResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListRemediationsResponse401Headers the declared response headers of an HTTP 401 response for ListRemediations
+type ListRemediationsResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListRemediationsResponse429Headers the declared response headers of an HTTP 429 response for ListRemediations
+type ListRemediationsResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetRemediationResponse401Headers the declared response headers of an HTTP 401 response for GetRemediation
+type GetRemediationResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// GetRemediationResponse429Headers the declared response headers of an HTTP 429 response for GetRemediation
+type GetRemediationResponse429Headers struct {
+	RetryAfter int
+}
+
+// ApproveRemediationResponse401Headers the declared response headers of an HTTP 401 response for ApproveRemediation
+type ApproveRemediationResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ApproveRemediationResponse429Headers the declared response headers of an HTTP 429 response for ApproveRemediation
+type ApproveRemediationResponse429Headers struct {
+	RetryAfter int
+}
+
+// RejectRemediationResponse401Headers the declared response headers of an HTTP 401 response for RejectRemediation
+type RejectRemediationResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// RejectRemediationResponse429Headers the declared response headers of an HTTP 429 response for RejectRemediation
+type RejectRemediationResponse429Headers struct {
+	RetryAfter int
+}
+
+// CorrectRemediationResponse401Headers the declared response headers of an HTTP 401 response for CorrectRemediation
+type CorrectRemediationResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// CorrectRemediationResponse429Headers the declared response headers of an HTTP 429 response for CorrectRemediation
+type CorrectRemediationResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListRulesResponse401Headers the declared response headers of an HTTP 401 response for ListRules
+type ListRulesResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// ListRulesResponse429Headers the declared response headers of an HTTP 429 response for ListRules
+type ListRulesResponse429Headers struct {
+	RetryAfter int
+}
+
+// DiffRulesResponse401Headers the declared response headers of an HTTP 401 response for DiffRules
+type DiffRulesResponse401Headers struct {
+	WWWAuthenticate string
+}
+
+// DiffRulesResponse429Headers the declared response headers of an HTTP 429 response for DiffRules
+type DiffRulesResponse429Headers struct {
+	RetryAfter int
+}
+
+// TestRulesResponse401Headers the declared response headers of an HTTP 401 response for TestRules
+type TestRulesResponse401Headers struct {
+	WWWAuthenticate string
+}
+
 // TestRulesResponse429Headers the declared response headers of an HTTP 429 response for TestRules
 type TestRulesResponse429Headers struct {
 	RetryAfter int

@@ -15,7 +15,7 @@ func newPolicyCmd() *cobra.Command {
 	var reason, by string
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "The kill switch: pause or resume automatic actions, and see where things stand",
+		Short: "The kill switch, graduated autonomy, and where things stand",
 		Long: `Pause stops every automatic action of every replica sharing the ledger: fixes the
 policy would apply go to review instead, and nothing is submitted until resume.
 Status prints whether automatic actions are paused and how many remediations are in
@@ -73,6 +73,7 @@ each state.`,
 		cf.register(c, "data-dir", "db")
 		cmd.AddCommand(c)
 	}
+	cmd.AddCommand(newAutonomyCmd(user))
 	for _, c := range []*cobra.Command{pause, resume} {
 		c.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the audit trail)")
 		c.Flags().StringVar(&by, "by", user, "who is doing it")

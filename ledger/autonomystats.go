@@ -1,0 +1,149 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/autofix/autofix/failure"
+)
+
+// MachineActors are the actors autofix's own parts write audit rows as: the
+// ledger's, the engine's (the policy, the intake, the dispatcher, the verifier),
+// the watcher's and the autonomy's. A decision by any other actor is a person's.
+var MachineActors = []string{actorAutofix, "policy", "intake", "dispatcher", "verifier", "watcher", "autonomy"}
+
+// AttemptCounts are how a set of attempts ended.
+type AttemptCounts struct {
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+}
+
+// Total is how many ended succeeded or failed.
+func (a AttemptCounts) Total() int { return a.Succeeded + a.Failed }
+
+// KindStats are a kind of fix's figures over a window: how people decided its
+// fixes, and how its attempts ended.
+type KindStats struct {
+	Kind Kind `json:"kind"`
+	// JobKind is the kind of the template's jobs (the greatest recorded, by name,
+	// should they differ).
+	JobKind failure.JobKind `json:"jobKind,omitempty"`
+	// Approved and Rejected count the remediations a person decided (from
+	// pending_review; MachineActors never count).
+	Approved int `json:"approved"`
+	Rejected int `json:"rejected"`
+	// Reviewed are how the attempts a person approved ended; Automatic how the
+	// attempts applied without a person ended. Abandoned ones and those still
+	// running are in neither.
+	Reviewed  AttemptCounts `json:"reviewed"`
+	Automatic AttemptCounts `json:"automatic"`
+}
+
+// Reviews is how many of the kind's fixes a person decided.
+func (k *KindStats) Reviews() int { return k.Approved + k.Rejected }
+
+// Outcomes are how all the kind's attempts ended, reviewed and automatic.
+func (k *KindStats) Outcomes() AttemptCounts {
+	return AttemptCounts{k.Reviewed.Succeeded + k.Automatic.Succeeded, k.Reviewed.Failed + k.Automatic.Failed}
+}
+
+// KindFilter selects the remediations KindStats counts.
+type KindFilter struct {
+	// Since and Until bound when they were received: [Since, Until); a zero Until
+	// is no bound.
+	Since, Until time.Time
+	// Kind, if set, counts that kind only.
+	Kind *Kind
+	// Limit is the most kinds returned (1-10000, default 1000), those with the most
+	// decisions by a person first.
+	Limit int
+}
+
+// personDecided is the join condition of a person's approve or reject row of event e.
+func personDecided(alias string) string {
+	return alias + ".event_id = e.event_id AND " + alias + ".from_state = '" + string(PendingReview) + "' AND " +
+		alias + ".action IN ('approve', 'reject') AND " + alias + ".actor NOT IN (" + list(len(MachineActors)) + ")"
+}
+
+// KindStats returns the figures of each kind of fix received in the filter's
+// window that a person decided or whose attempt ended, by kind. It reads the
+// window's events through their received_at index, each one's audit rows and
+// attempt through their event_id indexes.
+func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	limit = min(limit, 10000)
+	args := anys(MachineActors)
+	where := "e.received_at >= ? AND e.category <> ''"
+	args = append(args, nanos(f.Since))
+	if !f.Until.IsZero() {
+		where += " AND e.received_at < ?"
+		args = append(args, nanos(f.Until))
+	}
+	if f.Kind != nil {
+		where += " AND e.category = ? AND e.template_key = ?"
+		args = append(args, string(f.Kind.Category), text(f.Kind.Template))
+	}
+	args = append(args, limit)
+	query := `SELECT e.category, e.template_key, MAX(e.kind),
+		SUM(CASE WHEN d.action = 'approve' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN d.action = 'reject' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN d.action = 'approve' AND a.outcome = 'succeeded' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN d.action = 'approve' AND a.outcome = 'failed' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN d.action IS NULL AND a.outcome = 'succeeded' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN d.action IS NULL AND a.outcome = 'failed' THEN 1 ELSE 0 END)
+		FROM events e
+		LEFT JOIN audit d ON ` + personDecided("d") + `
+		LEFT JOIN attempts a ON a.event_id = e.event_id
+		WHERE ` + where + `
+		GROUP BY e.category, e.template_key
+		HAVING COUNT(d.action) > 0 OR SUM(CASE WHEN a.outcome IN ('succeeded', 'failed') THEN 1 ELSE 0 END) > 0
+		ORDER BY COUNT(d.action) DESC, e.category, e.template_key
+		LIMIT ?`
+	var out []KindStats
+	err := queryEach(ctx, s.r, s.q(query), args, func(r *sql.Rows) error {
+		var (
+			k             KindStats
+			category, job string
+		)
+		if err := r.Scan(&category, &k.Kind.Template, &job, &k.Approved, &k.Rejected, &k.Reviewed.Succeeded, &k.Reviewed.Failed,
+			&k.Automatic.Succeeded, &k.Automatic.Failed); err != nil {
+			return err
+		}
+		k.Kind.Category, k.JobKind = failure.Category(category), failure.JobKind(job)
+		out = append(out, k)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kind stats: %w", err)
+	}
+	return out, nil
+}
+
+// AutomaticOutcomes returns how the latest limit attempts (1-1000) of kind k that
+// applied without a person and ended succeeded or failed, of the remediations
+// received since since, ended: true for a success, newest end first.
+func (s *Store) AutomaticOutcomes(ctx context.Context, k Kind, since time.Time, limit int) ([]bool, error) {
+	limit = min(max(limit, 1), 1000)
+	args := []any{string(k.Category), text(k.Template), nanos(since)}
+	args = append(args, anys(MachineActors)...)
+	args = append(args, limit)
+	var out []bool
+	err := queryEach(ctx, s.r, s.q(`SELECT a.outcome FROM events e JOIN attempts a ON a.event_id = e.event_id
+		WHERE e.category = ? AND e.template_key = ? AND e.received_at >= ? AND a.outcome IN ('succeeded', 'failed')
+		AND NOT EXISTS (SELECT 1 FROM audit d WHERE `+personDecided("d")+`)
+		ORDER BY a.finished_at DESC, a.event_id DESC LIMIT ?`), args, func(r *sql.Rows) error {
+		var outcome string
+		err := r.Scan(&outcome)
+		out = append(out, outcome == string(Succeeded))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("automatic outcomes of %s: %w", k, err)
+	}
+	return out, nil
+}
