@@ -1,5 +1,10 @@
 package failure
 
+import (
+	"maps"
+	"slices"
+)
+
 // Option is a configuration a retry could run with, and what the models predict of it.
 type Option struct {
 	Resources Resources `json:"resources"`
@@ -33,6 +38,14 @@ type Option struct {
 	// ExpectedCost (differences under 2% of P(failure), or 0.1% of cost, do not
 	// count: they are noise). The chosen option always has it.
 	Pareto bool `json:"pareto"`
+}
+
+// SameConfiguration reports whether o and p run the same configuration: resources,
+// parameters, nodes avoided, deadline and delay — not what was predicted of them,
+// nor how the changes are worded.
+func (o *Option) SameConfiguration(p *Option) bool {
+	return o.Resources == p.Resources && maps.Equal(o.Params, p.Params) && slices.Equal(o.AvoidNodes, p.AvoidNodes) &&
+		o.DeadlineSeconds == p.DeadlineSeconds && o.DelaySeconds == p.DelaySeconds
 }
 
 // Recommendation is what autofix advises for one failed job.

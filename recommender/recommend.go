@@ -131,7 +131,11 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	prob := r.problem(active.m, ev, &ctx, cl, nodes, scratch)
 	r.conclude(&rec, prob.Solve(), ev, &ctx)
 	if sh := r.shadow.Load(); sh != nil && sh.version != active.version {
-		rec.Shadow = r.shadowOf(sh, ev, &ctx, cl, nodes, &rec, scratch)
+		// A scratch of its own: a scratch's caches are keyed by the context, not by the
+		// models, and would hand the candidate the active version's predictions.
+		own := r.scratch.Get().(*models.Scratch)
+		rec.Shadow = r.shadowOf(sh, ev, &ctx, cl, nodes, &rec, own)
+		r.scratch.Put(own)
 	}
 	return rec
 }

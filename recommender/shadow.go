@@ -2,9 +2,7 @@ package recommender
 
 import (
 	"fmt"
-	"maps"
 	"math"
-	"slices"
 
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/models"
@@ -76,7 +74,4 @@ func (r *Recommender) shadowOf(sh *versioned, ev *failure.Event, ctx *models.Con
 
 // SameConfiguration reports whether a and b run the same configuration: resources,
 // parameters, nodes avoided, deadline and delay (not what was predicted of them).
-func SameConfiguration(a, b *failure.Option) bool {
-	return a.Resources == b.Resources && maps.Equal(a.Params, b.Params) && slices.Equal(a.AvoidNodes, b.AvoidNodes) &&
-		a.DeadlineSeconds == b.DeadlineSeconds && a.DelaySeconds == b.DelaySeconds
-}
+func SameConfiguration(a, b *failure.Option) bool { return a.SameConfiguration(b) }

@@ -1,6 +1,7 @@
 package recommender_test
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"sync"
@@ -144,5 +145,40 @@ func BenchmarkRecommendShadow(b *testing.B) {
 				r.Recommend(ev, history)
 			}
 		})
+	}
+}
+
+// TestShadowPredictsWithTheCandidatesOwnModels: the shadow's search uses the
+// candidate's models throughout. It once shared the active version's models.Scratch,
+// whose caches (P(memory) and P(disk) per size, the runtime, P(GPU), P(deadline),
+// the base runtime) are keyed by the context, not by the models: the candidate was
+// handed the active's predictions for all but its Success recalibration, and a
+// candidate whose memory model says no size is enough "predicted" what the active
+// did.
+func TestShadowPredictsWithTheCandidatesOwnModels(t *testing.T) {
+	r := newRecommender(t)
+	ev := oomEvent()
+	ev.Failure.Usage = failure.Usage{} // no peak: P(memory) comes from the memory model
+	cand := *r.Models()
+	cand.Name = "memory-pessimist"
+	w := append([]float64(nil), cand.Memory.Weights...)
+	w[0] = -50 // P(memory) ~ 0 whatever the size
+	cand.Memory = &models.Logistic{Weights: w}
+	r.SetShadow(9, &cand)
+	rec := r.Recommend(ev, nil)
+	chosen, ok := rec.ChosenOption()
+	if !ok || rec.Shadow == nil || rec.Shadow.Error != "" {
+		t.Fatalf("rec retry %v, shadow %+v", ok, rec.Shadow)
+	}
+	cat := failure.DefaultCatalogue()
+	ctx := models.NewContext(ev, rec.Classification.Category, nil, cat)
+	want := cand.Predict(&ctx, &chosen, &cat, nil).PSuccess
+	t.Logf("active P(success) %.4f; shadow says candidate %.4f; candidate really predicts %.4f; shadow retry %v",
+		chosen.PSuccess, rec.Shadow.PSuccess, want, rec.Shadow.Retry)
+	if math.Abs(rec.Shadow.PSuccess-want) > 0.01 {
+		t.Errorf("shadow P(success) %.4f of the active's choice; the candidate's models give %.4f", rec.Shadow.PSuccess, want)
+	}
+	if rec.Shadow.Retry {
+		t.Errorf("a candidate that gives every memory size P ~ 0 would retry (%+v)", rec.Shadow.Option)
 	}
 }
