@@ -41,10 +41,12 @@ type ShadowReportView struct {
 	Since         time.Time `json:"since"`
 	Until         time.Time `json:"until"`
 	// Decisions the candidate saw, Errors those it decided nothing of, Pending the
-	// active's retries not ended yet.
+	// active's retries that may still run, Edited those that ended having run another
+	// configuration than the one chosen (not scored).
 	Decisions int `json:"decisions"`
 	Errors    int `json:"errors"`
 	Pending   int `json:"pending"`
+	Edited    int `json:"edited"`
 	// Active and Candidate are the two versions' P(success) of the active's
 	// choices, scored against how those attempts ended.
 	Active    ledger.ModelMetrics `json:"active"`
@@ -71,7 +73,7 @@ type ShadowChangesView struct {
 func NewShadowReportView(r *registry.ShadowReport) ShadowReportView {
 	c := r.Changes
 	return ShadowReportView{Version: r.Version, ActiveVersion: r.ActiveVersion, Since: r.Since.UTC(), Until: r.Until.UTC(),
-		Decisions: r.Decisions, Errors: r.Errors, Pending: r.Pending, Active: r.Active, Candidate: r.Candidate,
+		Decisions: r.Decisions, Errors: r.Errors, Pending: r.Pending, Edited: r.Edited, Active: r.Active, Candidate: r.Candidate,
 		Changes: ShadowChangesView{Total: c.Total, Retry: c.Retry, RetryExpectedCost: c.RetryExpectedCost, NoRetry: c.NoRetry,
 			LostFixes: c.LostFixes, SavedSpend: c.SavedSpend, Configuration: c.Configuration, ConfigurationEnded: c.Ended,
 			ConfigurationSucceeded: c.Succeeded, ActiveExpectedCost: c.ActiveExpectedCost, CandidateExpectedCost: c.CandidateExpectedCost}}

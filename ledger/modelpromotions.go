@@ -63,6 +63,9 @@ type ModelGates struct {
 	Candidate ModelMetrics `json:"candidate"`
 	// Failed says which gates failed, one sentence each; empty when all passed.
 	Failed []string `json:"failed"`
+	// ShadowErrors is how many live decisions the candidate's prediction failed on
+	// while evaluated in shadow (a gate fails when there are any).
+	ShadowErrors int `json:"shadowErrors,omitempty"`
 }
 
 // The gates' bases.
@@ -128,7 +131,10 @@ func (s *Store) PromoteModel(ctx context.Context, p ModelPromotion) (ModelPromot
 		if _, err := s.modelVersion(ctx, tx, p.To, false); err != nil {
 			return err
 		}
-		return s.insertPromotion(ctx, tx, &p)
+		if err := s.insertPromotion(ctx, tx, &p); err != nil {
+			return err
+		}
+		return s.endShadowOf(ctx, tx, &p)
 	})
 	if err != nil {
 		return ModelPromotion{}, err

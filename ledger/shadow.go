@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -89,6 +90,22 @@ func (s *Store) SetModelShadow(ctx context.Context, sh ModelShadow) (ModelShadow
 	return sh, nil
 }
 
+// endShadowOf ends the shadow evaluation of the version p made active, if it is the
+// one evaluated: an active version needs none, and a rollback away from it must
+// not start it again. The caller holds the registry's lock.
+func (s *Store) endShadowOf(ctx context.Context, tx *sql.Tx, p *ModelPromotion) error {
+	cur, err := modelShadow(ctx, tx)
+	if err != nil || cur.Version != p.To {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.q("INSERT INTO model_shadows (seq, version, actor, reason, created_at) VALUES "+placeholders(1, 5)),
+		cur.Seq+1, 0, p.Actor, "made active ("+string(p.Action)+")", nanos(p.At)); err != nil {
+		return fmt.Errorf("end the shadow evaluation: %w", err)
+	}
+	return s.addAudit(ctx, tx, "", p.At, p.Actor, "model-shadow", "", "",
+		fmt.Sprintf("shadow evaluation of model version %d stopped: it was made active (%s)", p.To, p.Action))
+}
+
 // ModelShadowState is the latest change of the version evaluated in shadow: its
 // Version is the one evaluated now (0: none, and Seq 0 when none ever was).
 // Replicas poll it: it reads one row.
@@ -166,15 +183,25 @@ func shadowRow(id string, rec *failure.Recommendation, at time.Time) []any {
 	if sh.Option != nil {
 		candP, candCost = sh.Option.PSuccess, sh.Option.ExpectedCost
 	}
+	chosenJSON := ""
+	if retry {
+		// What the choice runs, not what was predicted of it: enough to tell whether
+		// the attempt ran it (a reviewer may pick another option, or edit it).
+		c := failure.Option{Resources: chosen.Resources, Params: chosen.Params, AvoidNodes: chosen.AvoidNodes,
+			DeadlineSeconds: chosen.DeadlineSeconds, DelaySeconds: chosen.DelaySeconds}
+		if b, err := json.Marshal(&c); err == nil {
+			chosenJSON = string(b)
+		}
+	}
 	return []any{id, sh.Version, rec.ModelRegistryVersion, boolInt(retry), pActive, sh.PSuccess, activeCost,
-		boolInt(sh.Retry), candP, candCost, boolInt(sh.Changed), clip(sh.Error, maxShadowError), nanos(at)}
+		boolInt(sh.Retry), candP, candCost, boolInt(sh.Changed), chosenJSON, clip(sh.Error, maxShadowError), nanos(at)}
 }
 
 // maxShadowError is the longest error a shadow prediction keeps, in bytes.
 const maxShadowError = 1000
 
 const shadowCols = "event_id, version, active_version, active_retry, p_active, p_candidate, active_cost, " +
-	"candidate_retry, candidate_p, candidate_cost, changed, error, created_at"
+	"candidate_retry, candidate_p, candidate_cost, changed, chosen_json, error, created_at"
 
 // ShadowPrediction is a decision a shadowed version saw, with what became of it.
 type ShadowPrediction struct {
@@ -197,9 +224,15 @@ type ShadowPrediction struct {
 	Changed bool
 	// Error is why the candidate decided nothing ("" when it decided).
 	Error string
-	// Outcome is how the attempt of the active's choice ended: "" when there is
-	// none or it has not ended, else Succeeded, Failed or Abandoned.
+	// State is the remediation's state now.
+	State State
+	// Outcome is how the remediation's attempt ended: "" when there is none or it
+	// has not ended, else Succeeded, Failed or Abandoned.
 	Outcome State
+	// Ran says the attempt ran the active's choice (false when there is no
+	// attempt, or a reviewer picked another option or edited it: then neither
+	// version's P(success) is of what ran).
+	Ran bool
 	// AttemptCost is what that attempt cost, as its outcome recorded it (0 when
 	// none was recorded).
 	AttemptCost float64
@@ -211,8 +244,9 @@ type ShadowFilter struct {
 	Version, ActiveVersion int
 	// Since and Until bound when the decisions were recorded: [Since, Until).
 	Since, Until time.Time
-	// Limit is the most read (the latest); 0: 100,000.
-	Limit int
+	// Limit is the most read (the latest); 0: 100,000. MaxPerNamespace, when set, is
+	// the most read of any one namespace (its latest), before Limit applies.
+	Limit, MaxPerNamespace int
 }
 
 // EachShadowPrediction calls fn with the predictions f selects, the latest first.
@@ -221,38 +255,75 @@ func (s *Store) EachShadowPrediction(ctx context.Context, f ShadowFilter, fn fun
 	if limit <= 0 {
 		limit = 100_000
 	}
+	perNamespace := f.MaxPerNamespace
+	if perNamespace <= 0 {
+		perNamespace = limit
+	}
 	until := f.Until
 	if until.IsZero() {
 		until = time.Unix(0, math.MaxInt64)
 	}
-	err := queryEach(ctx, s.r, s.q(`SELECT s.event_id, e.namespace, s.created_at, s.active_retry, s.p_active, s.active_cost,
-		s.p_candidate, s.candidate_retry, s.candidate_p, s.candidate_cost, s.changed, s.error,
-		COALESCE(a.outcome, ''), COALESCE(o.outcome, '')
-		FROM shadow_predictions s JOIN events e ON e.event_id = s.event_id
-		LEFT JOIN attempts a ON a.event_id = s.event_id
-		LEFT JOIN outcomes o ON o.event_id = a.event_id AND o.attempt = a.number
-		WHERE s.version = ? AND s.active_version = ? AND s.created_at >= ? AND s.created_at < ?
-		ORDER BY s.created_at DESC, s.event_id LIMIT ?`),
-		[]any{f.Version, f.ActiveVersion, nanos(f.Since), nanos(until), limit}, func(r *sql.Rows) error {
+	// A window function caps each namespace before the overall limit: a namespace
+	// that floods the window with failures does not crowd the others out.
+	err := queryEach(ctx, s.r, s.q(`SELECT event_id, namespace, state, created_at, active_retry, p_active, active_cost,
+		p_candidate, candidate_retry, candidate_p, candidate_cost, changed, chosen_json, error, outcome, resources, params,
+		option_json, outcome_json
+		FROM (SELECT s.event_id, e.namespace, e.state, s.created_at, s.active_retry, s.p_active, s.active_cost,
+			s.p_candidate, s.candidate_retry, s.candidate_p, s.candidate_cost, s.changed, s.chosen_json, s.error,
+			COALESCE(a.outcome, '') AS outcome, COALESCE(a.resources, '') AS resources, COALESCE(a.params, '') AS params,
+			COALESCE(a.option_json, '') AS option_json, COALESCE(o.outcome, '') AS outcome_json,
+			ROW_NUMBER() OVER (PARTITION BY e.namespace ORDER BY s.created_at DESC, s.event_id) AS nth
+			FROM shadow_predictions s JOIN events e ON e.event_id = s.event_id
+			LEFT JOIN attempts a ON a.event_id = s.event_id
+			LEFT JOIN outcomes o ON o.event_id = a.event_id AND o.attempt = a.number
+			WHERE s.version = ? AND s.active_version = ? AND s.created_at >= ? AND s.created_at < ?) AS p
+		WHERE nth <= ? ORDER BY created_at DESC, event_id LIMIT ?`),
+		[]any{f.Version, f.ActiveVersion, nanos(f.Since), nanos(until), perNamespace, limit}, func(r *sql.Rows) error {
 			var (
-				p                               ShadowPrediction
-				at                              int64
-				activeRetry, candRetry, changed int
-				outcome, outcomeJSON            string
+				p                                                 ShadowPrediction
+				at                                                int64
+				activeRetry, candRetry, changed                   int
+				state, outcome, chosen, res, params, opt, outJSON string
 			)
-			if err := r.Scan(&p.EventID, &p.Namespace, &at, &activeRetry, &p.PActive, &p.ActiveCost, &p.PCandidate, &candRetry,
-				&p.CandidateP, &p.CandidateCost, &changed, &p.Error, &outcome, &outcomeJSON); err != nil {
+			if err := r.Scan(&p.EventID, &p.Namespace, &state, &at, &activeRetry, &p.PActive, &p.ActiveCost, &p.PCandidate, &candRetry,
+				&p.CandidateP, &p.CandidateCost, &changed, &chosen, &p.Error, &outcome, &res, &params, &opt, &outJSON); err != nil {
 				return err
 			}
 			p.At, p.ActiveRetry, p.CandidateRetry, p.Changed = fromNanos(at), activeRetry == 1, candRetry == 1, changed == 1
-			p.Outcome = State(outcome)
-			if o, ok := decodeOutcome(outcomeJSON); ok && p.Outcome != "" {
+			p.State, p.Outcome = State(state), State(outcome)
+			if o, ok := decodeOutcome(outJSON); ok && p.Outcome != "" {
 				p.AttemptCost = o.Cost
 			}
+			p.Ran = ranChoice(chosen, res, params, opt)
 			return fn(&p)
 		})
 	if err != nil {
 		return fmt.Errorf("shadow predictions: %w", err)
 	}
 	return nil
+}
+
+// ranChoice reports whether an attempt (its resources, params and option as the
+// attempts row holds them) ran the choice recorded as chosen; false without an
+// attempt or a choice, or when either does not decode.
+func ranChoice(chosen, resources, params, option string) bool {
+	var c failure.Option
+	if chosen == "" || resources == "" || json.Unmarshal([]byte(chosen), &c) != nil {
+		return false
+	}
+	var ran failure.Option
+	if option != "" {
+		if json.Unmarshal([]byte(option), &ran) != nil {
+			return false
+		}
+	} else if json.Unmarshal([]byte(resources), &ran.Resources) != nil || params != "" && json.Unmarshal([]byte(params), &ran.Params) != nil {
+		return false
+	} else {
+		// Attempts recorded without their option: resources and parameters alone.
+		ran.AvoidNodes, ran.DeadlineSeconds, ran.DelaySeconds = c.AvoidNodes, c.DeadlineSeconds, c.DelaySeconds
+	}
+	if len(ran.Params) == 0 && len(c.Params) == 0 {
+		ran.Params, c.Params = nil, nil
+	}
+	return c.SameConfiguration(&ran)
 }

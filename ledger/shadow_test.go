@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -173,6 +174,36 @@ func TestModelShadowChanges(t *testing.T) {
 			if !strings.Contains(audit, want) {
 				t.Errorf("audit trail lacks %q:\n%s", want, audit)
 			}
+		}
+	})
+}
+
+// TestShadowPredictionsCapEachNamespace: a namespace that floods the window with
+// failures does not crowd the others out of the predictions read; each row says
+// whether its attempt ran the choice.
+func TestShadowPredictionsCapEachNamespace(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		var entries []Entry
+		for i := range 6 {
+			entries = append(entries, withShadow(entry(fmt.Sprintf("flood-%d", i), Approved,
+				entryOpt{ns: "flood", at: t0.Add(time.Duration(10+i) * time.Minute)}), 0.5, false, 0))
+		}
+		entries = append(entries, withShadow(entry("quiet", Approved, entryOpt{ns: "quiet", at: t0}), 0.5, false, 0))
+		mustRecord(t, s, entries...)
+		var got []string
+		err := s.EachShadowPrediction(context.Background(), ShadowFilter{Version: 2, ActiveVersion: 1, Limit: 4, MaxPerNamespace: 2},
+			func(p *ShadowPrediction) error {
+				if !p.Ran || p.State != Approved {
+					t.Errorf("%s: ran %v, state %s; want an approved attempt that runs the choice", p.EventID, p.Ran, p.State)
+				}
+				got = append(got, p.EventID)
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "flood-5 flood-4 quiet"; strings.Join(got, " ") != want {
+			t.Errorf("read %v, want %s: two of the flood, and the quiet namespace's", got, want)
 		}
 	})
 }

@@ -68,7 +68,7 @@ func (r *Registry) Evaluate(ctx context.Context, version int) (Evaluation, error
 		g.Failed = append(g.Failed, unloadable.Error()+": nothing to compare with")
 	}
 	g.Basis = ledger.GatesReplay
-	sh, err := r.ShadowReport(ctx, version)
+	sh, err := r.shadowReport(ctx, version)
 	if err != nil {
 		return ev, err
 	}
@@ -93,6 +93,12 @@ func (r *Registry) Evaluate(ctx context.Context, version int) (Evaluation, error
 	}
 	if activeModels != nil {
 		g.Failed = append(g.Failed, check(g)...)
+	}
+	if g.ShadowErrors = sh.Errors; sh.Errors > 0 {
+		// Scored on the decisions it decided alone, a candidate that fails on the hard
+		// ones would look good.
+		g.Failed = append(g.Failed, fmt.Sprintf("the candidate's prediction failed on %d of the %d live decisions it saw in shadow",
+			sh.Errors, sh.Decisions))
 	}
 	return ev, nil
 }

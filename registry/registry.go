@@ -106,6 +106,9 @@ type Registry struct {
 	mu           sync.Mutex
 	failed       int
 	shadowFailed int
+	// report is the latest shadow report ShadowReport made.
+	reportMu sync.Mutex
+	report   *ShadowReport
 }
 
 // InUse is the version of the models a process runs.

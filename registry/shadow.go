@@ -146,11 +146,13 @@ type ShadowReport struct {
 	// the latest are read); Errors how many of them it decided nothing of (its
 	// prediction failed).
 	Decisions, Errors int
-	// Pending is how many of the active's retries have not ended yet.
-	Pending int
+	// Pending is how many of the active's retries may still run and have not ended
+	// (awaiting review, approved or submitted); Edited how many ended having run
+	// another configuration than the one chosen (a reviewer picked another option or
+	// edited it): neither version predicted what ran, so they are not scored.
+	Pending, Edited int
 	// Active and Candidate are the two versions' P(success) of the active's
-	// choice, scored against how its attempts ended (at most MaxPerNamespace of
-	// any one namespace's).
+	// choice, scored against how its attempts ended, where they ran that choice.
 	Active, Candidate ledger.ModelMetrics
 	// Changes are the decisions the candidate would have made otherwise.
 	Changes ShadowChanges
@@ -182,8 +184,36 @@ type ShadowChanges struct {
 }
 
 // ShadowReport scores version's shadow predictions next to the active version over
-// the gates' window. A version the registry does not hold is ledger.ErrNotFound.
+// the gates' window: the latest MaxOutcomes decisions, at most MaxPerNamespace of any
+// one namespace's. A version the registry does not hold is ledger.ErrNotFound. A
+// report of the same versions made less than ShadowReportReuse ago is returned
+// again: the models page and the API read it on every view, and it reads up to
+// MaxOutcomes rows. Evaluate scores afresh.
 func (r *Registry) ShadowReport(ctx context.Context, version int) (ShadowReport, error) {
+	active, err := r.o.Ledger.ActiveModel(ctx)
+	if err != nil {
+		return ShadowReport{}, err
+	}
+	r.reportMu.Lock()
+	c := r.report
+	r.reportMu.Unlock()
+	if c != nil && c.Version == version && c.ActiveVersion == active && r.o.Now().Sub(c.Until) < ShadowReportReuse {
+		return *c, nil
+	}
+	rep, err := r.shadowReport(ctx, version)
+	if err == nil {
+		r.reportMu.Lock()
+		r.report = &rep
+		r.reportMu.Unlock()
+	}
+	return rep, err
+}
+
+// ShadowReportReuse is how long ShadowReport returns a report again.
+const ShadowReportReuse = time.Minute
+
+// shadowReport is ShadowReport, scored now.
+func (r *Registry) shadowReport(ctx context.Context, version int) (ShadowReport, error) {
 	out := ShadowReport{Version: version}
 	if _, err := r.o.Ledger.Model(ctx, version); err != nil {
 		return out, err
@@ -196,56 +226,60 @@ func (r *Registry) ShadowReport(ctx context.Context, version int) (ShadowReport,
 	out.Until = r.o.Now().UTC()
 	out.Since = out.Until.Add(-r.o.Gates.Window)
 	var pa, pc, y []float64
-	perNamespace := map[string]int{}
 	ch := &out.Changes
 	err = r.o.Ledger.EachShadowPrediction(ctx, ledger.ShadowFilter{Version: version, ActiveVersion: active,
-		Since: out.Since, Until: out.Until, Limit: r.o.Gates.MaxOutcomes}, func(p *ledger.ShadowPrediction) error {
-		out.Decisions++
-		if p.Error != "" {
-			out.Errors++
-			return nil
-		}
-		ended := p.Outcome == ledger.Succeeded || p.Outcome == ledger.Failed
-		if p.ActiveRetry && p.Outcome == "" {
-			out.Pending++
-		}
-		if p.Changed {
-			ch.Total++
-			switch {
-			case p.CandidateRetry && !p.ActiveRetry:
-				ch.Retry++
-				ch.RetryExpectedCost += p.CandidateCost
-			case !p.CandidateRetry && p.ActiveRetry:
-				ch.NoRetry++
-				switch p.Outcome {
-				case ledger.Succeeded:
-					ch.LostFixes++
-				case ledger.Failed:
-					ch.SavedSpend += p.AttemptCost
-				}
-			default:
-				ch.Configuration++
-				ch.ActiveExpectedCost += p.ActiveCost
-				ch.CandidateExpectedCost += p.CandidateCost
-				if ended {
-					ch.Ended++
-					if p.Outcome == ledger.Succeeded {
-						ch.Succeeded++
+		Since: out.Since, Until: out.Until, Limit: r.o.Gates.MaxOutcomes, MaxPerNamespace: r.o.Gates.MaxPerNamespace},
+		func(p *ledger.ShadowPrediction) error {
+			out.Decisions++
+			if p.Error != "" {
+				out.Errors++
+				return nil
+			}
+			ended := p.Outcome == ledger.Succeeded || p.Outcome == ledger.Failed
+			if p.ActiveRetry && p.Outcome == "" &&
+				(p.State == ledger.PendingReview || p.State == ledger.Approved || p.State == ledger.Submitted) {
+				out.Pending++
+			}
+			if p.Changed {
+				ch.Total++
+				switch {
+				case p.CandidateRetry && !p.ActiveRetry:
+					ch.Retry++
+					ch.RetryExpectedCost += p.CandidateCost
+				case !p.CandidateRetry && p.ActiveRetry:
+					ch.NoRetry++
+					switch p.Outcome {
+					case ledger.Succeeded:
+						ch.LostFixes++
+					case ledger.Failed:
+						ch.SavedSpend += p.AttemptCost
+					}
+				default:
+					ch.Configuration++
+					ch.ActiveExpectedCost += p.ActiveCost
+					ch.CandidateExpectedCost += p.CandidateCost
+					if ended {
+						ch.Ended++
+						if p.Outcome == ledger.Succeeded {
+							ch.Succeeded++
+						}
 					}
 				}
 			}
-		}
-		if !p.ActiveRetry || !ended || perNamespace[p.Namespace] >= r.o.Gates.MaxPerNamespace {
+			if !p.ActiveRetry || !ended {
+				return nil
+			}
+			if !p.Ran {
+				out.Edited++
+				return nil
+			}
+			succeeded := 0.0
+			if p.Outcome == ledger.Succeeded {
+				succeeded = 1
+			}
+			pa, pc, y = append(pa, p.PActive), append(pc, p.PCandidate), append(y, succeeded)
 			return nil
-		}
-		perNamespace[p.Namespace]++
-		succeeded := 0.0
-		if p.Outcome == ledger.Succeeded {
-			succeeded = 1
-		}
-		pa, pc, y = append(pa, p.PActive), append(pc, p.PCandidate), append(y, succeeded)
-		return nil
-	})
+		})
 	if err != nil {
 		return out, err
 	}

@@ -3,8 +3,10 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
@@ -140,5 +142,46 @@ func TestShadowOfAVersionThatDoesNotLoad(t *testing.T) {
 	}
 	if _, err := r.ShadowReport(ctx, 99); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("ShadowReport(99) = %v; want not found", err)
+	}
+}
+
+// TestShadowReportIsReusedForAMinute: the report the models page and the API read on
+// every view is made again only after a minute, or when the versions change.
+func TestShadowReportIsReusedForAMinute(t *testing.T) {
+	ctx := context.Background()
+	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
+	clock := now
+	r, err := New(Options{Ledger: store, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.EnsureDefault(ctx, "autofix"); err != nil {
+		t.Fatal(err)
+	}
+	cand, err := r.Register(ctx, constant(t, 2), Registration{Actor: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shadow := func(bool) *failure.Shadow { return &failure.Shadow{Version: cand.Version, PSuccess: 0.5} }
+	fillShadowed(t, store, plan(10), shadow)
+	first, err := r.ShadowReport(ctx, cand.Version)
+	if err != nil || first.Decisions != 10 {
+		t.Fatalf("ShadowReport = %d decisions, %v; want 10", first.Decisions, err)
+	}
+	more := plan(12)[10:]
+	for i := range more {
+		more[i].id = fmt.Sprintf("more-%d", i)
+	}
+	fillShadowed(t, store, more, shadow)
+	clock = now.Add(59 * time.Second)
+	if again, _ := r.ShadowReport(ctx, cand.Version); again.Decisions != 10 {
+		t.Errorf("a second later: %d decisions; want the same report, 10", again.Decisions)
+	}
+	if ev, _ := r.Evaluate(ctx, cand.Version); ev.Gates.Basis != ledger.GatesReplay {
+		t.Errorf("Evaluate's basis %q", ev.Gates.Basis)
+	}
+	clock = now.Add(61 * time.Second)
+	if later, _ := r.ShadowReport(ctx, cand.Version); later.Decisions != 12 {
+		t.Errorf("a minute later: %d decisions; want 12", later.Decisions)
 	}
 }

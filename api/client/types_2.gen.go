@@ -243,6 +243,9 @@ type ModelGates struct {
 	MinOutcomes int      `json:"minOutcomes"`
 	Outcomes    int      `json:"outcomes"`
 
+	// ShadowErrors Live decisions the candidate's prediction failed on in shadow (any fails a gate).
+	ShadowErrors *int `json:"shadowErrors,omitempty"`
+
 	// Since The retries of the failures received from since to until were scored.
 	Since time.Time `json:"since"`
 	Until time.Time `json:"until"`

@@ -332,10 +332,15 @@ type ShadowReport struct {
 	// Decisions Decisions the candidate saw.
 	Decisions int `json:"decisions"`
 
+	// Edited The active's retries that ended having run another configuration than the
+	// one chosen (a reviewer picked another option or edited it): neither version
+	// predicted what ran, so they are not scored.
+	Edited int `json:"edited"`
+
 	// Errors Of them, decisions its prediction failed on.
 	Errors int `json:"errors"`
 
-	// Pending The active's retries that have not ended yet.
+	// Pending The active's retries that may still run (awaiting review, approved or submitted) and have not ended.
 	Pending int       `json:"pending"`
 	Since   time.Time `json:"since"`
 	Until   time.Time `json:"until"`

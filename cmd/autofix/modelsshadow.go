@@ -86,8 +86,10 @@ shadow --stop ends the evaluation; the predictions recorded stay.`,
 
 // writeShadowReport prints a shadow report for people.
 func writeShadowReport(w io.Writer, r *registry.ShadowReport) {
-	fmt.Fprintf(w, "version %d in shadow of version %d: %d decisions made %s to %s (%d its prediction failed on), %d retries not ended\n",
-		r.Version, r.ActiveVersion, r.Decisions, r.Since.UTC().Format(time.RFC3339), r.Until.UTC().Format(time.RFC3339), r.Errors, r.Pending)
+	fmt.Fprintf(w, "version %d in shadow of version %d: %d decisions made %s to %s (%d its prediction failed on), %d retries not ended, "+
+		"%d that ran another configuration than the one chosen (not scored)\n",
+		r.Version, r.ActiveVersion, r.Decisions, r.Since.UTC().Format(time.RFC3339), r.Until.UTC().Format(time.RFC3339), r.Errors, r.Pending,
+		r.Edited)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "on %d retries that ended\tactive (version %d)\tcandidate (version %d)\n", r.Active.N, r.ActiveVersion, r.Version)
 	a, c := &r.Active, &r.Candidate
