@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -289,15 +288,5 @@ func poll(t testwait.T, p *process, what string, try func(ctx context.Context) e
 			t.Fatalf("gave up waiting for %s at the test's deadline: %v", what, last)
 		case <-time.After(50 * time.Millisecond):
 		}
-	}
-}
-
-// createOrFatal creates obj (an unstructured object) in gvr, failing the test if
-// the API server refuses it.
-func (c *Cluster) createOrFatal(t testwait.T, gvr schema.GroupVersionResource, obj *unstructured.Unstructured) {
-	t.Helper()
-	_, err := c.Dynamic.Resource(gvr).Namespace(obj.GetNamespace()).Create(testwait.Context(t), obj, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatalf("create %s %s: %v", obj.GetKind(), obj.GetName(), err)
 	}
 }

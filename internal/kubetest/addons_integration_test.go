@@ -95,26 +95,7 @@ func TestIntegrationKueue(t *testing.T) {
 		return simcluster.Outcome{Succeed: true, RunFor: time.Hour}
 	})
 	ctx := testwait.Context(t)
-	for _, q := range []struct {
-		gvr schema.GroupVersionResource
-		obj map[string]any
-	}{
-		{ResourceFlavorGVR, map[string]any{"kind": "ResourceFlavor", "metadata": map[string]any{"name": "default-flavor"}}},
-		{ClusterQueueGVR, map[string]any{"kind": "ClusterQueue", "metadata": map[string]any{"name": "cq"},
-			"spec": map[string]any{"namespaceSelector": map[string]any{}, "resourceGroups": []any{map[string]any{
-				"coveredResources": []any{"cpu", "memory"},
-				"flavors": []any{map[string]any{"name": "default-flavor", "resources": []any{
-					map[string]any{"name": "cpu", "nominalQuota": "4"},
-					map[string]any{"name": "memory", "nominalQuota": "8Gi"}}}}}}}}},
-		{LocalQueueGVR, map[string]any{"kind": "LocalQueue", "metadata": map[string]any{"name": "lq", "namespace": "default"},
-			"spec": map[string]any{"clusterQueue": "cq"}}},
-	} {
-		q.obj["apiVersion"] = "kueue.x-k8s.io/v1beta2"
-		c.createOrFatal(t, q.gvr, &unstructured.Unstructured{Object: q.obj})
-	}
-	c.Await(t, ClusterQueueGVR, "", "ClusterQueue cq Active", func(u *unstructured.Unstructured) bool {
-		return u.GetName() == "cq" && conditionIs(u, "Active", "True")
-	})
+	createQueues(t, c)
 
 	uids := map[string]types.UID{}
 	for name, cpu := range map[string]string{"fits": "1", "too-big": "8"} {
@@ -156,6 +137,69 @@ func TestIntegrationKueue(t *testing.T) {
 	if tooBig.Spec.Suspend == nil || !*tooBig.Spec.Suspend {
 		t.Errorf("job too-big: spec.suspend = %v with its Workload pending (%s), want true", tooBig.Spec.Suspend, msg)
 	}
+}
+
+// TestIntegrationKueueJobSet: a JobSet labelled with a LocalQueue is suspended by
+// Kueue's webhook, admitted within the quota, and then run by the JobSet
+// controller: its child Jobs are created.
+func TestIntegrationKueueJobSet(t *testing.T) {
+	c := Start(t)
+	c.StartJobSet(t)
+	c.StartKueue(t, KueueJobSets)
+	RunKubelet(t, c.Client, func(*corev1.Pod) simcluster.Outcome { return simcluster.Outcome{Succeed: true, RunFor: time.Hour} })
+	createQueues(t, c)
+	js := jobSet("queued", map[string]int64{"workers": 2})
+	js.SetLabels(map[string]string{QueueNameLabel: "lq"})
+	created, err := c.Dynamic.Resource(JobSetGVR).Namespace("default").Create(testwait.Context(t), js, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if suspended, _, _ := unstructured.NestedBool(created.Object, "spec", "suspend"); !suspended {
+		t.Errorf("JobSet queued was created unsuspended: Kueue's webhook did not suspend it")
+	}
+	c.Await(t, JobSetGVR, "default", "JobSet queued unsuspended", func(u *unstructured.Unstructured) bool {
+		suspended, found, _ := unstructured.NestedBool(u.Object, "spec", "suspend")
+		return u.GetName() == "queued" && found && !suspended
+	})
+	c.Await(t, WorkloadGVR, "default", "the Workload of JobSet queued admitted", func(u *unstructured.Unstructured) bool {
+		return ownedBy(u, created.GetUID()) && conditionIs(u, "Admitted", "True")
+	})
+	for _, name := range []string{"queued-workers-0", "queued-workers-1"} {
+		c.Await(t, jobGVR, "default", "Job "+name+" running", func(u *unstructured.Unstructured) bool {
+			suspended, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend")
+			return u.GetName() == name && !suspended
+		})
+	}
+}
+
+// createQueues makes a ResourceFlavor default-flavor, a ClusterQueue cq of 4 CPUs
+// and 8 GiB over it, and a LocalQueue lq in default that feeds it, and waits until
+// cq is Active.
+func createQueues(t *testing.T, c *Cluster) {
+	t.Helper()
+	for _, q := range []struct {
+		gvr schema.GroupVersionResource
+		obj map[string]any
+	}{
+		{ResourceFlavorGVR, map[string]any{"kind": "ResourceFlavor", "metadata": map[string]any{"name": "default-flavor"}}},
+		{ClusterQueueGVR, map[string]any{"kind": "ClusterQueue", "metadata": map[string]any{"name": "cq"},
+			"spec": map[string]any{"namespaceSelector": map[string]any{}, "resourceGroups": []any{map[string]any{
+				"coveredResources": []any{"cpu", "memory"},
+				"flavors": []any{map[string]any{"name": "default-flavor", "resources": []any{
+					map[string]any{"name": "cpu", "nominalQuota": "4"},
+					map[string]any{"name": "memory", "nominalQuota": "8Gi"}}}}}}}}},
+		{LocalQueueGVR, map[string]any{"kind": "LocalQueue", "metadata": map[string]any{"name": "lq", "namespace": "default"},
+			"spec": map[string]any{"clusterQueue": "cq"}}},
+	} {
+		q.obj["apiVersion"] = "kueue.x-k8s.io/v1beta2"
+		obj := &unstructured.Unstructured{Object: q.obj}
+		if _, err := c.Dynamic.Resource(q.gvr).Namespace(obj.GetNamespace()).Create(testwait.Context(t), obj, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	c.Await(t, ClusterQueueGVR, "", "ClusterQueue cq Active", func(u *unstructured.Unstructured) bool {
+		return u.GetName() == "cq" && conditionIs(u, "Active", "True")
+	})
 }
 
 // jobSet is a JobSet whose replicated jobs (name: replicas) run one pod each that
