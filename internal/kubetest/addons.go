@@ -4,21 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/autofix/autofix/internal/testpki"
 	"github.com/autofix/autofix/internal/testwait"
 )
 
@@ -187,57 +182,34 @@ func splitYAML(name string, b []byte) ([][]byte, error) {
 	}
 }
 
-// webhookCert is a self-signed serving certificate for 127.0.0.1, in dir as
-// tls.crt and tls.key (the names controller-runtime's webhook server reads).
+// webhookCert is a webhook server's certificate for 127.0.0.1 (the API server calls
+// the webhooks by URL), in dir as tls.crt and tls.key, the names controller-runtime's
+// webhook server reads, from a throwaway CA of the test's.
 type webhookCert struct {
 	dir string
-	pem []byte // the certificate, also its own CA: the caBundle
+	ca  []byte // the CA's certificate in PEM: the caBundle
 }
 
-// newWebhookCert makes a webhook certificate in dir: ECDSA P-256, its subject
-// alternative name IP 127.0.0.1 (the API server calls webhooks by URL), valid from
-// an hour ago for a week.
-func newWebhookCert(dir string) (*webhookCert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// newWebhookCert makes a webhook certificate in dir.
+func newWebhookCert(t testing.TB, dir string) *webhookCert {
+	t.Helper()
+	ca := testpki.NewCA(t, "webhook-ca")
+	leaf := ca.Server(t, "webhook")
+	caPEM, err := os.ReadFile(ca.CertFile)
 	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	cert := &webhookCert{dir: dir, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), cert.pem, 0o600); err != nil {
-		return nil, err
+	for from, to := range map[string]string{leaf.CertFile: "tls.crt", leaf.KeyFile: "tls.key"} {
+		b, err := os.ReadFile(from) // #nosec G304 -- testpki's file in the test's directory
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(dir, to), string(b))
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if err := os.WriteFile(filepath.Join(dir, "tls.key"), keyPEM, 0o600); err != nil {
-		return nil, err
-	}
-	return cert, nil
+	return &webhookCert{dir: dir, ca: caPEM}
 }
 
 // awaitServing waits until the webhook server at url answers TLS with cert (any
@@ -246,7 +218,7 @@ func newWebhookCert(dir string) (*webhookCert, error) {
 func awaitServing(t testwait.T, p *process, url string, cert *webhookCert) {
 	t.Helper()
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(cert.pem)
+	pool.AppendCertsFromPEM(cert.ca)
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	defer client.CloseIdleConnections()

@@ -132,14 +132,10 @@ webhooks:
 	}
 }
 
-// TestWebhookCertServes127001: a server with the certificate is trusted, at
-// 127.0.0.1, by a client whose only root is the certificate: what the API server
-// does with the caBundle.
+// TestWebhookCertServes127001: a server with tls.crt and tls.key is trusted, at
+// 127.0.0.1, by a client whose only root is the caBundle: what the API server does.
 func TestWebhookCertServes127001(t *testing.T) {
-	cert, err := newWebhookCert(filepath.Join(t.TempDir(), "certs"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := newWebhookCert(t, filepath.Join(t.TempDir(), "certs"))
 	pair, err := tls.LoadX509KeyPair(filepath.Join(cert.dir, "tls.crt"), filepath.Join(cert.dir, "tls.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +145,7 @@ func TestWebhookCertServes127001(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(cert.pem) {
+	if !pool.AppendCertsFromPEM(cert.ca) {
 		t.Fatal("the caBundle is not a PEM certificate")
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}

@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -26,16 +28,7 @@ type Builder func(ctx context.Context, dir string) error
 
 // BinDir is where the control-plane binaries are kept: $AUTOFIX_K8S_BIN, or
 // k8s-<Version> under the user's cache directory ($XDG_CACHE_HOME or ~/.cache).
-func BinDir() (string, error) {
-	if dir := os.Getenv("AUTOFIX_K8S_BIN"); dir != "" {
-		return filepath.Abs(dir)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory for the control plane (set AUTOFIX_K8S_BIN): %w", err)
-	}
-	return filepath.Join(cache, "autofix", "k8s-"+Version), nil
-}
+func BinDir() (string, error) { return controlPlane.dir() }
 
 // EnsureBinaries returns the directory of the control-plane binaries, building them
 // first if they are not there (minutes, the first time). The build runs in a child
@@ -85,11 +78,45 @@ type binSet struct {
 	took string
 	// env is the environment variable that names another directory for it.
 	env string
+	// cache is its directory's name under autofix's in the user's cache directory.
+	cache string
 }
 
 // controlPlane is the control plane's set.
 var controlPlane = binSet{what: "the control plane", names: binaryNames,
-	took: "~8 minutes on 2 cores", env: "AUTOFIX_K8S_BIN"}
+	took: "~8 minutes on 2 cores", env: "AUTOFIX_K8S_BIN", cache: "k8s-" + Version}
+
+// dir is where the set is kept: $env, or autofix/<cache> under the user's cache
+// directory ($XDG_CACHE_HOME or ~/.cache).
+func (s binSet) dir() (string, error) {
+	if dir := os.Getenv(s.env); dir != "" {
+		return filepath.Abs(dir)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory for %s (set %s): %w", s.what, s.env, err)
+	}
+	return filepath.Join(cache, "autofix", s.cache), nil
+}
+
+// RunBuild is the main function of a command that builds a set of binaries
+// (cmd/controlplane, cmd/controllers) and prints their directory; it exits 1 on an
+// error. The test process that started the command may be killed meanwhile (go
+// test's timeout), taking the read ends of stdout and stderr with it: the build goes
+// on, and renames itself into place, rather than dying at its next line of output.
+// The build's own processes inherit the ignoring of SIGPIPE.
+func RunBuild(name string, build func(ctx context.Context, log io.Writer) (string, error)) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	signal.Ignore(syscall.SIGPIPE)
+	dir, err := build(ctx, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		stop()
+		os.Exit(1)
+	}
+	fmt.Println(dir)
+}
 
 // ensure makes dir a complete set of the control-plane binaries (controlPlane.ensure).
 func ensure(ctx context.Context, dir string, build Builder, log io.Writer) error {

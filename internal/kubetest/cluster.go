@@ -108,10 +108,19 @@ func binaries(t testing.TB) string {
 // test binary's own timeout (go test -timeout, 10 minutes by default) does not
 // count it; go test's backstop, one minute past that timeout, still does. after runs
 // once the tests are done: the package's own clean-up.
-func Main(m *testing.M, after ...func()) {
+func Main(m *testing.M, after ...func()) { runMain(m, nil, after) }
+
+// runMain is Main, with more to make ready (when not nil) before m.Run.
+func runMain(m *testing.M, ready func() error, after []func()) {
 	if _, err := EnsureBinaries(context.Background(), os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest:", err)
 		os.Exit(1)
+	}
+	if ready != nil {
+		if err := ready(); err != nil {
+			fmt.Fprintln(os.Stderr, "kubetest:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	for _, f := range after {
@@ -225,7 +234,7 @@ func saKeys(t testing.TB, dir string) (priv, pub string) {
 }
 
 func write(t testing.TB, path, data string) {
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil { // #nosec G703 -- a file in the test's own directory
 		t.Fatal(err)
 	}
 }

@@ -36,7 +36,8 @@ const (
 // controllerSet is the controllers' set of binaries.
 var controllerSet = binSet{what: "the JobSet and Kueue controllers",
 	names: []string{"jobset-controller", "kueue-controller"},
-	took:  "~8 minutes on 2 cores", env: "AUTOFIX_CONTROLLERS_BIN"}
+	took:  "~8 minutes on 2 cores", env: "AUTOFIX_CONTROLLERS_BIN",
+	cache: "controllers-" + JobSetVersion + "-" + KueueVersion}
 
 // Controllers is where the JobSet and Kueue controllers and their manifests are.
 type Controllers struct {
@@ -51,16 +52,7 @@ type Controllers struct {
 // ControllersDir is where the controllers' binaries are kept: $AUTOFIX_CONTROLLERS_BIN,
 // or controllers-<JobSetVersion>-<KueueVersion> under the user's cache directory
 // ($XDG_CACHE_HOME or ~/.cache), beside the control plane.
-func ControllersDir() (string, error) {
-	if dir := os.Getenv("AUTOFIX_CONTROLLERS_BIN"); dir != "" {
-		return filepath.Abs(dir)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory for the controllers (set AUTOFIX_CONTROLLERS_BIN): %w", err)
-	}
-	return filepath.Join(cache, "autofix", "controllers-"+JobSetVersion+"-"+KueueVersion), nil
-}
+func ControllersDir() (string, error) { return controllerSet.dir() }
 
 // EnsureControllers returns where the JobSet and Kueue controllers and their
 // manifests are, downloading the modules and building the binaries first if they are
@@ -198,20 +190,10 @@ func controllers(t testing.TB) *Controllers {
 // MainWithControllers is Main for a package whose tests run the JobSet or Kueue
 // controllers: it builds them too, when they are not cached, before m.Run.
 func MainWithControllers(m *testing.M, after ...func()) {
-	if _, err := EnsureBinaries(context.Background(), os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "kubetest:", err)
-		os.Exit(1)
-	}
-	controllersOnce.Do(func() {
-		controllersCached, errControllers = EnsureControllers(context.Background(), os.Stderr)
-	})
-	if errControllers != nil {
-		fmt.Fprintln(os.Stderr, "kubetest:", errControllers)
-		os.Exit(1)
-	}
-	code := m.Run()
-	for _, f := range after {
-		f()
-	}
-	os.Exit(code)
+	runMain(m, func() error {
+		controllersOnce.Do(func() {
+			controllersCached, errControllers = EnsureControllers(context.Background(), os.Stderr)
+		})
+		return errControllers
+	}, after)
 }

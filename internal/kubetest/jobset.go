@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -33,13 +34,7 @@ func (c *Cluster) StartJobSet(t testwait.T) *Controller {
 	src := controllers(t)
 	c.InstallCRDs(t, filepath.Join(src.JobSetSource, "config", "components", "crd", "bases", "jobset.x-k8s.io_jobsets.yaml"))
 
-	dir := filepath.Join(c.Dir, "jobset")
-	cert, err := newWebhookCert(filepath.Join(dir, "certs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	config := filepath.Join(dir, "config.yaml")
+	config, cert, port := c.controllerFiles(t, "jobset")
 	write(t, config, fmt.Sprintf(`apiVersion: config.jobset.x-k8s.io/v1alpha1
 kind: Configuration
 leaderElection: {leaderElect: false}
@@ -70,6 +65,16 @@ health: {healthProbeBindAddress: "0"}
 	}}
 	awaitMutation(t, p, c, JobSetGVR, probe, "the JobSet webhook defaulting spec.startupPolicy", "spec", "startupPolicy")
 	return &Controller{Name: "jobset-controller", Log: p.log, WebhookURL: base}
+}
+
+// controllerFiles makes the directory of a controller's files in the test's
+// directory, with a webhook certificate (certs/), and returns where its
+// configuration goes, the certificate and a free port for its webhook server.
+func (c *Cluster) controllerFiles(t testing.TB, name string) (config string, cert *webhookCert, port int) {
+	t.Helper()
+	dir := filepath.Join(c.Dir, name)
+	cert = newWebhookCert(t, filepath.Join(dir, "certs"))
+	return filepath.Join(dir, "config.yaml"), cert, freePort(t)
 }
 
 // awaitMutation dry-runs the creation of obj until the answer has a value at path,

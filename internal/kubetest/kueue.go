@@ -93,13 +93,7 @@ func (c *Cluster) StartKueue(t testwait.T, frameworks ...string) *Controller {
 		t.Fatal(err)
 	}
 
-	dir := filepath.Join(c.Dir, "kueue")
-	cert, err := newWebhookCert(filepath.Join(dir, "certs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	config := filepath.Join(dir, "config.yaml")
+	config, cert, port := c.controllerFiles(t, "kueue")
 	quoted := make([]string, len(frameworks))
 	for i, f := range frameworks {
 		quoted[i] = strconv.Quote(f)
@@ -114,7 +108,7 @@ metrics: {bindAddress: "0"}
 health: {healthProbeBindAddress: "0"}
 integrations: {frameworks: [%s]}
 `, kueueNamespace, port, strconv.Quote(cert.dir), strings.Join(quoted, ", ")))
-	cmd, err := kueueCommand(dir, cert.dir, filepath.Join(src.Bin, "kueue-controller"),
+	cmd, err := kueueCommand(filepath.Dir(config), cert.dir, filepath.Join(src.Bin, "kueue-controller"),
 		"--kubeconfig", c.Kubeconfig, "--config", config, "--feature-gates=VisibilityOnDemand=false")
 	if err != nil {
 		t.Fatal(err)

@@ -49,16 +49,13 @@ func webhookConfigs(name string, manifest []byte, prefix, baseURL string, caBund
 			if err := json.Unmarshal(doc, &cfg); err != nil {
 				return nil, nil, fmt.Errorf("%s: document %d: %w", name, i, err)
 			}
-			var kept []admissionv1.MutatingWebhook
-			for _, w := range cfg.Webhooks {
-				if ok, err := scope.adjust(w.Rules, &w.ClientConfig, &w.NamespaceSelector, &w.ObjectSelector, baseURL, caBundle); err != nil {
-					return nil, nil, fmt.Errorf("%s: %s: webhooks[%s]: %w", name, cfg.Name, w.Name, err)
-				} else if ok {
-					kept = append(kept, w)
-				}
+			if cfg.Webhooks, err = fitted(cfg.Webhooks, func(w *admissionv1.MutatingWebhook) webhookParts {
+				return webhookParts{w.Name, w.Rules, &w.ClientConfig, &w.NamespaceSelector, &w.ObjectSelector}
+			}, scope, baseURL, caBundle); err != nil {
+				return nil, nil, fmt.Errorf("%s: %s: %w", name, cfg.Name, err)
 			}
-			if len(kept) > 0 {
-				cfg.Name, cfg.Webhooks = prefix+"-"+cfg.Name, kept
+			if len(cfg.Webhooks) > 0 {
+				cfg.Name = prefix + "-" + cfg.Name
 				mutating = append(mutating, &cfg)
 			}
 		case "ValidatingWebhookConfiguration":
@@ -66,16 +63,13 @@ func webhookConfigs(name string, manifest []byte, prefix, baseURL string, caBund
 			if err := json.Unmarshal(doc, &cfg); err != nil {
 				return nil, nil, fmt.Errorf("%s: document %d: %w", name, i, err)
 			}
-			var kept []admissionv1.ValidatingWebhook
-			for _, w := range cfg.Webhooks {
-				if ok, err := scope.adjust(w.Rules, &w.ClientConfig, &w.NamespaceSelector, &w.ObjectSelector, baseURL, caBundle); err != nil {
-					return nil, nil, fmt.Errorf("%s: %s: webhooks[%s]: %w", name, cfg.Name, w.Name, err)
-				} else if ok {
-					kept = append(kept, w)
-				}
+			if cfg.Webhooks, err = fitted(cfg.Webhooks, func(w *admissionv1.ValidatingWebhook) webhookParts {
+				return webhookParts{w.Name, w.Rules, &w.ClientConfig, &w.NamespaceSelector, &w.ObjectSelector}
+			}, scope, baseURL, caBundle); err != nil {
+				return nil, nil, fmt.Errorf("%s: %s: %w", name, cfg.Name, err)
 			}
-			if len(kept) > 0 {
-				cfg.Name, cfg.Webhooks = prefix+"-"+cfg.Name, kept
+			if len(cfg.Webhooks) > 0 {
+				cfg.Name = prefix + "-" + cfg.Name
 				validating = append(validating, &cfg)
 			}
 		default:
@@ -98,25 +92,37 @@ func (s webhookScope) of(rules []admissionv1.RuleWithOperations) (selectors, boo
 	return selectors{}, false
 }
 
-// adjust fits a webhook to the scope: false when the scope holds none of its
-// rules' API groups; otherwise it calls baseURL (byURL) and takes the group's
-// selectors where they are set.
-func (s webhookScope) adjust(rules []admissionv1.RuleWithOperations, cc *admissionv1.WebhookClientConfig,
-	namespace, object **metav1.LabelSelector, baseURL string, caBundle []byte) (bool, error) {
-	sel, ok := s.of(rules)
-	if !ok {
-		return false, nil
+// webhookParts are the fields of a mutating or validating webhook that fitting it
+// to a scope reads or sets.
+type webhookParts struct {
+	name              string
+	rules             []admissionv1.RuleWithOperations
+	clientConfig      *admissionv1.WebhookClientConfig
+	namespace, object **metav1.LabelSelector
+}
+
+// fitted returns the webhooks whose rules name an API group of the scope, each
+// calling baseURL (byURL) and taking the group's selectors where they are set.
+func fitted[W any](webhooks []W, parts func(*W) webhookParts, scope webhookScope, baseURL string, caBundle []byte) ([]W, error) {
+	var kept []W
+	for i := range webhooks {
+		p := parts(&webhooks[i])
+		sel, ok := scope.of(p.rules)
+		if !ok {
+			continue
+		}
+		if err := byURL(p.clientConfig, baseURL, caBundle); err != nil {
+			return nil, fmt.Errorf("webhooks[%s]: %w", p.name, err)
+		}
+		if sel.namespace != nil {
+			*p.namespace = sel.namespace.DeepCopy()
+		}
+		if sel.object != nil {
+			*p.object = sel.object.DeepCopy()
+		}
+		kept = append(kept, webhooks[i])
 	}
-	if err := byURL(cc, baseURL, caBundle); err != nil {
-		return false, err
-	}
-	if sel.namespace != nil {
-		*namespace = sel.namespace.DeepCopy()
-	}
-	if sel.object != nil {
-		*object = sel.object.DeepCopy()
-	}
-	return true, nil
+	return kept, nil
 }
 
 // byURL points a webhook's client configuration at baseURL and its service's path.
@@ -137,7 +143,7 @@ func (c *Cluster) registerWebhooks(t testwait.T, manifest, prefix, baseURL strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	mutating, validating, err := webhookConfigs(manifest, b, prefix, baseURL, cert.pem, scope)
+	mutating, validating, err := webhookConfigs(manifest, b, prefix, baseURL, cert.ca, scope)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,26 +5,6 @@
 // time the build on its own.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/autofix/autofix/internal/kubetest"
 
-	"github.com/autofix/autofix/internal/kubetest"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// As cmd/controlplane: the build outlives a test process killed meanwhile.
-	signal.Ignore(syscall.SIGPIPE)
-	dir, err := kubetest.BuildControllers(ctx, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "controllers:", err)
-		stop()
-		os.Exit(1)
-	}
-	fmt.Println(dir)
-}
+func main() { kubetest.RunBuild("controllers", kubetest.BuildControllers) }
