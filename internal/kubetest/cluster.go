@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -35,6 +36,8 @@ type Cluster struct {
 	Kubeconfig string
 	Config     *rest.Config
 	Client     kubernetes.Interface
+	// Dynamic reaches the custom resources (JobSets, Kueue's objects).
+	Dynamic dynamic.Interface
 	// Bin is where the control-plane binaries are (kubectl among them).
 	Bin string
 }
@@ -78,6 +81,7 @@ current-context: test
 	cfg.QPS, cfg.Burst = 200, 400
 	c.Config = cfg
 	c.Client = kubernetes.NewForConfigOrDie(cfg)
+	c.Dynamic = dynamic.NewForConfigOrDie(cfg)
 	c.waitReady(t)
 
 	c.run(t, "kube-controller-manager", "--kubeconfig", c.Kubeconfig, "--secure-port", "0", "--leader-elect=false",
@@ -104,10 +108,19 @@ func binaries(t testing.TB) string {
 // test binary's own timeout (go test -timeout, 10 minutes by default) does not
 // count it; go test's backstop, one minute past that timeout, still does. after runs
 // once the tests are done: the package's own clean-up.
-func Main(m *testing.M, after ...func()) {
+func Main(m *testing.M, after ...func()) { runMain(m, nil, after) }
+
+// runMain is Main, with more to make ready (when not nil) before m.Run.
+func runMain(m *testing.M, ready func() error, after []func()) {
 	if _, err := EnsureBinaries(context.Background(), os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest:", err)
 		os.Exit(1)
+	}
+	if ready != nil {
+		if err := ready(); err != nil {
+			fmt.Fprintln(os.Stderr, "kubetest:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	for _, f := range after {
@@ -118,25 +131,58 @@ func Main(m *testing.M, after ...func()) {
 
 func (c *Cluster) run(t testing.TB, name string, args ...string) {
 	t.Helper()
+	c.start(t, name, exec.Command(filepath.Join(c.Bin, name), args...)) // #nosec G204 -- the test's own binaries
+}
+
+// process is a program a test started; it is stopped when the test ends.
+type process struct {
+	name, log string
+	done      chan struct{} // closed once it has exited
+	err       error         // how it exited, once done is closed
+}
+
+// exited reports how the process ended, or nil while it runs.
+func (p *process) exited() error {
+	select {
+	case <-p.done:
+		if p.err == nil {
+			return fmt.Errorf("%s exited (log %s)", p.name, p.log)
+		}
+		return fmt.Errorf("%s exited: %w (log %s)", p.name, p.err, p.log)
+	default:
+		return nil
+	}
+}
+
+// start runs cmd, its output to name.log in the test's directory, until the test
+// ends; when the test failed, the log's tail is shown then.
+func (c *Cluster) start(t testing.TB, name string, cmd *exec.Cmd) *process {
+	t.Helper()
 	log, err := os.Create(filepath.Join(c.Dir, name+".log")) // #nosec G703 -- a test's temporary directory
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(c.Bin, name), args...) // #nosec G204 -- the test's own binaries
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
+		_ = log.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
+	p := &process{name: name, log: log.Name(), done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-p.done
 		_ = log.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(log.Name()); err == nil {
-				t.Logf("%s log (last 2 KiB):\n%s", name, tailBytes(b, 2048))
+				t.Logf("%s log (last 4 KiB):\n%s", name, tailBytes(b, 4096))
 			}
 		}
 	})
+	return p
 }
 
 // waitReady asks the API server's /readyz until it answers ok, for as long as the
@@ -188,7 +234,7 @@ func saKeys(t testing.TB, dir string) (priv, pub string) {
 }
 
 func write(t testing.TB, path, data string) {
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil { // #nosec G703 -- a file in the test's own directory
 		t.Fatal(err)
 	}
 }

@@ -5,29 +5,6 @@
 // build on its own.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/autofix/autofix/internal/kubetest"
 
-	"github.com/autofix/autofix/internal/kubetest"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// The test process that started it may be killed meanwhile (go test's timeout),
-	// taking the read ends of stdout and stderr with it: the build goes on, and
-	// renames itself into place, rather than dying at its next line of output. The
-	// build's own processes inherit the ignoring.
-	signal.Ignore(syscall.SIGPIPE)
-	dir, err := kubetest.BuildBinaries(ctx, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "controlplane:", err)
-		stop()
-		os.Exit(1)
-	}
-	fmt.Println(dir)
-}
+func main() { kubetest.RunBuild("controlplane", kubetest.BuildBinaries) }
