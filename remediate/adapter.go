@@ -149,10 +149,14 @@ func (j *Jobs) Watch(ctx context.Context, pub Publisher, sink OutcomeSink) error
 }
 
 // Verify is Verifier.Verify.
-func (j *Jobs) Verify(ctx context.Context, ev *failure.Event) (Verified, error) { return j.v.Verify(ctx, ev) }
+func (j *Jobs) Verify(ctx context.Context, ev *failure.Event) (Verified, error) {
+	return j.v.Verify(ctx, ev)
+}
 
 // Created is Submitter.Created.
-func (j *Jobs) Created(ctx context.Context, sub *Submission) (bool, error) { return j.s.Created(ctx, sub) }
+func (j *Jobs) Created(ctx context.Context, sub *Submission) (bool, error) {
+	return j.s.Created(ctx, sub)
+}
 
 // CreateFrom is Submitter.CreateFrom, from the verified Job.
 func (j *Jobs) CreateFrom(ctx context.Context, sub *Submission, v Verified) error {

@@ -51,15 +51,6 @@ type jobSetRun struct {
 	pods map[types.UID][]*corev1.Pod
 }
 
-// allPods are the pods of every child Job.
-func (r *jobSetRun) allPods() []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, j := range r.jobs {
-		out = append(out, r.pods[j.UID]...)
-	}
-	return out
-}
-
 // replicatedJob returns the replicated job of js named name, nil if none.
 func replicatedJob(js *jobsetapi.JobSet, name string) *jobsetapi.ReplicatedJob {
 	for i := range js.Spec.ReplicatedJobs {

@@ -263,5 +263,5 @@ func watchedNamespaces(named []string) []string {
 }
 
 func (w *Watcher) selected(job *batchv1.Job) bool {
-	return w.selectedLabels(job.Labels) && !(w.o.SkipJobSetJobs && jobSetControls(job))
+	return w.selectedLabels(job.Labels) && (!w.o.SkipJobSetJobs || !jobSetControls(job))
 }
