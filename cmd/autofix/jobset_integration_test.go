@@ -180,6 +180,9 @@ func trainingJobSet(name, memory, need string, replicas int32) *jobsetapi.JobSet
 	zero := int32(0)
 	rj := func(rname, image, mem string, replicas int32, truth map[string]string) jobsetapi.ReplicatedJob {
 		q := resource.MustParse(mem)
+		// Pods run two seconds: the API's times are whole seconds, and a pod that
+		// starts and ends within one would cost nothing.
+		truth = merged(truth, map[string]string{simcluster.TruthRunSeconds: "2"})
 		return jobsetapi.ReplicatedJob{Name: rname, Replicas: replicas, Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{BackoffLimit: &zero,
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: truth}, Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
 				Containers: []corev1.Container{{Name: "train", Image: image, Resources: corev1.ResourceRequirements{
