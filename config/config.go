@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,6 +111,39 @@ type Kubernetes struct {
 	LeaseNamespace string `yaml:"leaseNamespace"`
 	LeaseName      string `yaml:"leaseName"`
 	Identity       string `yaml:"identity"`
+	// Kinds are the workload kinds autofix watches and re-submits: Job (always:
+	// stage Jobs and deploy stages go through it) and JobSet (jobset.x-k8s.io,
+	// which needs the JobSet CRD and the autofix-jobsets role). Default [Job].
+	Kinds []string `yaml:"kinds"`
+}
+
+// The workload kinds kubernetes.kinds may name.
+const (
+	KindJob    = "Job"
+	KindJobSet = "JobSet"
+)
+
+// Enabled reports whether kubernetes.kinds names kind.
+func (k *Kubernetes) Enabled(kind string) bool { return slices.Contains(k.Kinds, kind) }
+
+// validateKinds checks kubernetes.kinds.
+func (k *Kubernetes) validateKinds() error {
+	seen := map[string]bool{}
+	for i, kind := range k.Kinds {
+		switch {
+		case kind != KindJob && kind != KindJobSet:
+			return fmt.Errorf("kubernetes.kinds[%d]: %q, want %s or %s", i, kind, KindJob, KindJobSet)
+		case seen[kind]:
+			return fmt.Errorf("kubernetes.kinds[%d]: %s twice", i, kind)
+		case kind == KindJobSet && (k.Kubeconfig == "" || k.Kubeconfig == NoCluster):
+			return fmt.Errorf("kubernetes.kinds[%d]: JobSet needs a cluster (kubernetes.kubeconfig a file or in-cluster); the simulated cluster and shadow mode run Jobs only", i)
+		}
+		seen[kind] = true
+	}
+	if !seen[KindJob] {
+		return fmt.Errorf("kubernetes.kinds: %q, want Job among them (stage Jobs and deploy stages go through it)", k.Kinds)
+	}
+	return nil
 }
 
 // Log configures the structured log.
@@ -133,7 +167,7 @@ func Default() Config {
 		Classifier:     Classifier{MinConfidence: 0.5, Authority: 0.95},
 		BackoffSeconds: 60,
 		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute, VerifyPatience: 15 * time.Minute,
-			LeaseNamespace: "autofix", LeaseName: "autofix-leader"},
+			LeaseNamespace: "autofix", LeaseName: "autofix-leader", Kinds: []string{KindJob}},
 		Metrics:       defaultMetrics(),
 		Notify:        defaultNotify(),
 		Models:        defaultModels(),
@@ -286,6 +320,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log.level: %q, want debug, info, warn or error", c.Log.Level)
+	}
+	if err := c.Kubernetes.validateKinds(); err != nil {
+		return err
 	}
 	if k := &c.Kubernetes; k.Kubeconfig != NoCluster {
 		switch {

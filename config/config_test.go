@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,11 @@ func TestInvalid(t *testing.T) {
 		{"not yaml", "kafka: [", nil, "yaml"},
 		{"retention", "retention: 10m\n", nil, "retention: 10m0s, want at least 1h"},
 		{"namespace placeholder", "kubernetes:\n  namespaces: [ml, \"SET-ME:namespaces-to-watch\"]\n", nil, `kubernetes.namespaces[1]: "SET-ME:namespaces-to-watch" is not a namespace name`},
+		{"kind unknown", "kubernetes:\n  kubeconfig: in-cluster\n  kinds: [Job, RayJob]\n", nil, `kubernetes.kinds[1]: "RayJob", want Job or JobSet`},
+		{"kind twice", "kubernetes:\n  kubeconfig: in-cluster\n  kinds: [Job, JobSet, JobSet]\n", nil, "kubernetes.kinds[2]: JobSet twice"},
+		{"kinds without Job", "kubernetes:\n  kubeconfig: in-cluster\n  kinds: [JobSet]\n", nil, `kubernetes.kinds: ["JobSet"], want Job among them`},
+		{"kinds empty", "kubernetes:\n  kinds: []\n", nil, "kubernetes.kinds: [], want Job among them"},
+		{"JobSet on the simulated cluster", "kubernetes:\n  kinds: [Job, JobSet]\n", nil, "kubernetes.kinds[1]: JobSet needs a cluster"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,6 +126,17 @@ func TestInvalid(t *testing.T) {
 				t.Errorf("Load+Validate = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestKinds(t *testing.T) {
+	c := Default()
+	if !slices.Equal(c.Kubernetes.Kinds, []string{KindJob}) || c.Kubernetes.Enabled(KindJobSet) {
+		t.Errorf("default kubernetes.kinds = %q, want [Job]", c.Kubernetes.Kinds)
+	}
+	c.Kubernetes.Kubeconfig, c.Kubernetes.Kinds = "in-cluster", []string{KindJobSet, KindJob}
+	if err := c.Validate(); err != nil || !c.Kubernetes.Enabled(KindJobSet) {
+		t.Errorf("kinds [JobSet, Job] with a cluster: Validate() = %v, enabled %v; want valid, JobSet enabled", err, c.Kubernetes.Enabled(KindJobSet))
 	}
 }
 

@@ -225,6 +225,12 @@ func checkRBAC(t *testing.T, objs []object, c config.Config) {
 					}
 				case o.Kind == "ClusterRole" && o.Metadata.Name == "autofix-nodes" && (res != "nodes" || !slices.Equal(r.Verbs, []string{"list", "watch"})):
 					t.Errorf("ClusterRole autofix-nodes rules[%d]: %v of %s; want list and watch of nodes only", i, r.Verbs, res)
+				case o.Kind == "ClusterRole" && o.Metadata.Name == "autofix-jobsets" && (res != "jobsets" ||
+					!slices.Equal(r.APIGroups, []string{"jobset.x-k8s.io"}) || !slices.Equal(r.Verbs, []string{"get", "list", "watch", "create"})):
+					t.Errorf("ClusterRole autofix-jobsets rules[%d]: %v of %v %s; want get, list, watch and create of jobset.x-k8s.io jobsets only",
+						i, r.Verbs, r.APIGroups, res)
+				case res == "jobsets" && o.Metadata.Name != "autofix-jobsets":
+					t.Errorf("%s %s rules[%d]: jobsets outside autofix-jobsets, which is bound only where JobSet is enabled", o.Kind, o.Metadata.Name, i)
 				}
 			}
 		}
@@ -277,6 +283,15 @@ func TestExampleOverlayNamesItsNamespaces(t *testing.T) {
 	watched := slices.Sorted(slices.Values(c.Kubernetes.Namespaces))
 	if got := slices.Sorted(slices.Values(bound["autofix-jobs"])); !slices.Equal(got, watched) {
 		t.Errorf("autofix-jobs is bound in %q, want exactly the watched namespaces %q", got, watched)
+	}
+	// The JobSet role goes with the kind: bound in every watched namespace when
+	// kubernetes.kinds names JobSet, nowhere otherwise.
+	wantJobSets := []string(nil)
+	if c.Kubernetes.Enabled(config.KindJobSet) {
+		wantJobSets = watched
+	}
+	if got := slices.Sorted(slices.Values(bound["autofix-jobsets"])); !slices.Equal(got, wantJobSets) {
+		t.Errorf("autofix-jobsets is bound in %q, want %q (kubernetes.kinds %q)", got, wantJobSets, c.Kubernetes.Kinds)
 	}
 	for _, ns := range bound["autofix-pipelines"] {
 		if !slices.Contains(watched, ns) {

@@ -10,6 +10,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -179,33 +180,39 @@ func (w *Watcher) jobOf(job *batchv1.Job) failure.Job { return describeJob(job, 
 // describeJob describes a Job as an event's job; gpuLabel is the node label naming
 // GPU models.
 func describeJob(job *batchv1.Job, gpuLabel string) failure.Job {
-	l := job.Labels
-	kind := failure.JobKind(l[failure.LabelKind])
+	kind := failure.JobKind(job.Labels[failure.LabelKind])
 	if !kind.Valid() || kind == failure.Deployment { // a Job is never a Deployment, whatever its label says
 		kind = failure.Batch
 	}
+	return describeWorkload(&job.ObjectMeta, kind, &job.Spec.Template.Spec, job.Annotations, gpuLabel)
+}
+
+// describeWorkload describes the workload of meta (a Job, a JobSet) as an event's
+// job of kind: its chain from meta's labels and annotations, its configuration from
+// the main container of spec (named in annotations, as mainContainer reads them).
+func describeWorkload(meta *metav1.ObjectMeta, kind failure.JobKind, spec *corev1.PodSpec, annotations map[string]string, gpuLabel string) failure.Job {
+	l := meta.Labels
 	j := failure.Job{
-		Namespace: job.Namespace, Name: job.Name, UID: string(job.UID),
+		Namespace: meta.Namespace, Name: meta.Name, UID: string(meta.UID),
 		Kind:     kind,
-		Template: cmp.Or(l[failure.LabelTemplate], l[failure.LabelOriginal], job.Name),
-		Pipeline: l[failure.LabelPipeline], Stage: l[failure.LabelStage], Attempt: attemptOf(job),
+		Template: cmp.Or(l[failure.LabelTemplate], l[failure.LabelOriginal], meta.Name),
+		Pipeline: l[failure.LabelPipeline], Stage: l[failure.LabelStage], Attempt: attemptOfLabels(l),
 		Labels: map[string]string{},
 	}
 	for k, v := range l {
 		j.Labels[k] = v
 	}
-	if chain := job.Annotations[failure.AnnotationChain]; chain != "" {
+	if chain := meta.Annotations[failure.AnnotationChain]; chain != "" {
 		j.Labels[failure.AnnotationChain] = chain
 	}
-	spec := &job.Spec.Template.Spec
-	if c, err := mainContainer(spec, job.Annotations); err == nil {
+	if c, err := mainContainer(spec, annotations); err == nil {
 		j.Image = c.Image
 		j.Resources = resourcesOf(c, gpuLabel, spec)
-		if b, err := bindings(job.Annotations); err == nil && len(b) > 0 {
+		if b, err := bindings(annotations); err == nil && len(b) > 0 {
 			j.Params = paramsOf(c, b)
 		}
 	}
-	if t, err := tunables(job.Annotations); err == nil {
+	if t, err := tunables(annotations); err == nil {
 		j.Tunables = t
 	}
 	return j

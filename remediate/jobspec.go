@@ -206,8 +206,12 @@ func avoidNodes(spec *corev1.PodSpec, nodes []string) {
 }
 
 // attemptOf reads a Job's attempt number (1 for a Job autofix did not create).
-func attemptOf(job *batchv1.Job) int {
-	if n, err := strconv.Atoi(job.Labels[failure.LabelAttempt]); err == nil && n > 0 {
+func attemptOf(job *batchv1.Job) int { return attemptOfLabels(job.Labels) }
+
+// attemptOfLabels reads the attempt number of a workload labelled l (1 for one
+// autofix did not create).
+func attemptOfLabels(l map[string]string) int {
+	if n, err := strconv.Atoi(l[failure.LabelAttempt]); err == nil && n > 0 {
 		return n
 	}
 	return 1

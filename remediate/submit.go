@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -178,51 +179,41 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 		return nil, fmt.Errorf("job %s/%s: %w", failed.Namespace, failed.Name, err)
 	}
 	opt := sub.Option
-	applyResources(c, opt.Resources)
-	if opt.Resources.GPUType != "" && opt.Resources.GPUType != tmpl.Spec.NodeSelector[s.o.GPUTypeLabel] {
-		if tmpl.Spec.NodeSelector == nil {
-			tmpl.Spec.NodeSelector = map[string]string{}
-		}
-		tmpl.Spec.NodeSelector[s.o.GPUTypeLabel] = opt.Resources.GPUType
-	}
 	b, err := bindings(failed.Annotations)
 	if err != nil {
 		return nil, err
 	}
-	for name, value := range opt.Params {
-		bd, ok := b[name]
-		switch {
-		case !ok:
-			if value != paramsOf(c, b)[name] {
-				return nil, fmt.Errorf("parameter %s: the job declares no way to pass it (annotation %s)", name, failure.AnnotationParams)
-			}
-		case bd.Env != "":
-			c.Env = setEnv(c.Env, bd.Env, value)
-		case bd.Arg != "":
-			c.Args = setArg(c.Args, bd.Arg, value)
-		}
+	if err := s.applyOption(&tmpl.Spec, c, b, opt); err != nil {
+		return nil, err
 	}
 	avoidNodes(&tmpl.Spec, opt.AvoidNodes)
-	if opt.DeadlineSeconds > 0 {
-		if opt.DeadlineSeconds > maxDeadlineSeconds || math.IsNaN(opt.DeadlineSeconds) {
-			return nil, fmt.Errorf("deadline of %g seconds: over the limit of %d", opt.DeadlineSeconds, maxDeadlineSeconds)
-		}
-		d := int64(math.Ceil(opt.DeadlineSeconds))
-		spec.ActiveDeadlineSeconds = &d
+	if spec.ActiveDeadlineSeconds, err = deadline(opt, spec.ActiveDeadlineSeconds); err != nil {
+		return nil, err
 	}
 	labels := maps.Clone(failed.Labels)
 	for _, l := range serverLabels {
 		delete(labels, l)
 	}
+	annotations := attemptAnnotations(failed.Annotations, sub)
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: sub.Name, Namespace: sub.Namespace, Labels: withChain(labels, sub), Annotations: annotations},
+		Spec:       *spec,
+	}, nil
+}
+
+// attemptAnnotations are the annotations of sub's attempt from those of the failed
+// workload: its own (not autofix's, nor kubectl's last applied configuration), the
+// tunables, parameters, container and pipeline run it declared, and the chain's.
+func attemptAnnotations(failed map[string]string, sub *Submission) map[string]string {
 	annotations := map[string]string{}
-	for k, v := range failed.Annotations {
+	for k, v := range failed {
 		if strings.HasPrefix(k, "autofix.io/") || k == "kubectl.kubernetes.io/last-applied-configuration" {
 			continue
 		}
 		annotations[k] = v
 	}
 	for _, k := range []string{failure.AnnotationTunables, failure.AnnotationParams, failure.AnnotationContainer, failure.AnnotationPipelineRun} {
-		if v, ok := failed.Annotations[k]; ok {
+		if v, ok := failed[k]; ok {
 			annotations[k] = v
 		}
 	}
@@ -231,14 +222,51 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 	if sub.Token != "" {
 		annotations[failure.AnnotationAttemptToken] = sub.Token
 	}
-	if len(opt.Changes) > 0 {
-		changes, _ := json.Marshal(opt.Changes)
+	if len(sub.Option.Changes) > 0 {
+		changes, _ := json.Marshal(sub.Option.Changes)
 		annotations[failure.AnnotationChanges] = string(changes)
 	}
-	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: sub.Name, Namespace: sub.Namespace, Labels: withChain(labels, sub), Annotations: annotations},
-		Spec:       *spec,
-	}, nil
+	return annotations
+}
+
+// applyOption sets the chosen resources on container c of the pod spec (a changed
+// GPU model as a node selector on the GPU label) and its parameters where the
+// bindings b say.
+func (s *Submitter) applyOption(spec *corev1.PodSpec, c *corev1.Container, b map[string]Binding, opt failure.Option) error {
+	applyResources(c, opt.Resources)
+	if opt.Resources.GPUType != "" && opt.Resources.GPUType != spec.NodeSelector[s.o.GPUTypeLabel] {
+		if spec.NodeSelector == nil {
+			spec.NodeSelector = map[string]string{}
+		}
+		spec.NodeSelector[s.o.GPUTypeLabel] = opt.Resources.GPUType
+	}
+	for name, value := range opt.Params {
+		bd, ok := b[name]
+		switch {
+		case !ok:
+			if value != paramsOf(c, b)[name] {
+				return fmt.Errorf("parameter %s: the job declares no way to pass it (annotation %s)", name, failure.AnnotationParams)
+			}
+		case bd.Env != "":
+			c.Env = setEnv(c.Env, bd.Env, value)
+		case bd.Arg != "":
+			c.Args = setArg(c.Args, bd.Arg, value)
+		}
+	}
+	return nil
+}
+
+// deadline is the activeDeadlineSeconds an attempt gets: the option's (rounded up),
+// or else the one it had (cur).
+func deadline(opt failure.Option, cur *int64) (*int64, error) {
+	if opt.DeadlineSeconds <= 0 {
+		return cur, nil
+	}
+	if opt.DeadlineSeconds > maxDeadlineSeconds || math.IsNaN(opt.DeadlineSeconds) {
+		return nil, fmt.Errorf("deadline of %g seconds: over the limit of %d", opt.DeadlineSeconds, maxDeadlineSeconds)
+	}
+	d := int64(math.Ceil(opt.DeadlineSeconds))
+	return &d, nil
 }
 
 // withChain adds the chain's labels to l.

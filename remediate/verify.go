@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	jobsetapi "sigs.k8s.io/jobset/api/jobset/v1alpha2"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -32,6 +33,9 @@ type VerifierOptions struct {
 	// Specs holds the specs of failed Jobs the watcher saw: a failure is still
 	// verified when its Job is gone.
 	Specs SpecStore
+	// SkipJobSetJobs refuses the failures of Jobs a JobSet controls: the JobSet
+	// adapter fixes the JobSet (WatcherOptions.SkipJobSetJobs).
+	SkipJobSetJobs bool
 }
 
 // Verified is what the cluster says of the workload a failure event names.
@@ -46,8 +50,13 @@ type Verified struct {
 	Remediation string
 	Token       string
 	// Base is the Job as verified — the live one, or the spec the watcher kept of
-	// it — from which a fix is built (Submitter.CreateFrom); nil for a Deployment.
+	// it — from which a fix is built (Submitter.CreateFrom); nil for a Deployment
+	// and a JobSet.
 	Base *batchv1.Job
+	// JobSet is, for a JobSet's failure, the JobSet as verified, and ReplicatedJob
+	// the replicated job whose Job failed first: the fix is built from them.
+	JobSet        *jobsetapi.JobSet
+	ReplicatedJob string
 }
 
 // Verifier checks failure events against the cluster: everything on the failures
@@ -109,6 +118,9 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 	}
 	if !v.sel.Matches(labels.Set(job.Labels)) {
 		return Verified{}, unverified("Job %s/%s does not match the selector %q", j.Namespace, j.Name, v.o.Selector)
+	}
+	if v.o.SkipJobSetJobs && jobSetControls(job) {
+		return Verified{}, unverified("Job %s/%s is a JobSet's: autofix fixes the JobSet, not one of its Jobs", j.Namespace, j.Name)
 	}
 	switch {
 	case stuck && !kept:

@@ -76,7 +76,11 @@ type WatcherOptions struct {
 	// every run the watcher reports, failed or finished (docs/kubernetes.md, "Peak
 	// usage"). Nil: the peaks are unknown, and events and outcomes go without.
 	Usage UsageSource
-	Log   *slog.Logger
+	// SkipJobSetJobs leaves the Jobs a JobSet controls, and their pods, to the
+	// JobSet adapter: their failures are the JobSet's, reported once for it, and a
+	// fix re-creates the JobSet, never one of its Jobs alone.
+	SkipJobSetJobs bool
+	Log            *slog.Logger
 }
 
 // Source is a shared informer factory limited to one namespace
@@ -258,4 +262,6 @@ func watchedNamespaces(named []string) []string {
 	return out
 }
 
-func (w *Watcher) selected(job *batchv1.Job) bool { return w.selectedLabels(job.Labels) }
+func (w *Watcher) selected(job *batchv1.Job) bool {
+	return w.selectedLabels(job.Labels) && (!w.o.SkipJobSetJobs || !jobSetControls(job))
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	jobsetclient "sigs.k8s.io/jobset/client-go/clientset/versioned"
 
 	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/config"
@@ -25,6 +27,23 @@ import (
 
 // KubeClient connects to the configured cluster.
 func KubeClient(c *config.Kubernetes) (kubernetes.Interface, error) {
+	cfg, err := restConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// JobSetClient connects to the configured cluster's JobSet API (jobset.x-k8s.io).
+func JobSetClient(c *config.Kubernetes) (jobsetclient.Interface, error) {
+	cfg, err := restConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return jobsetclient.NewForConfig(cfg)
+}
+
+func restConfig(c *config.Kubernetes) (*rest.Config, error) {
 	var (
 		cfg *rest.Config
 		err error
@@ -39,17 +58,39 @@ func KubeClient(c *config.Kubernetes) (kubernetes.Interface, error) {
 	}
 	cfg.QPS, cfg.Burst = 50, 100
 	cfg.UserAgent = "autofix"
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
-// kubeRemediator submits approved remediations as new Jobs (engine.Remediator),
-// each only after the cluster has borne its failure out again: between the
-// decision and now, the Job may have gone, or an approver may have approved an
-// event that was never verified.
-type kubeRemediator struct {
-	s *remediate.Submitter
-	v *remediate.Verifier
+// adapters are the workload adapters kubernetes.kinds enables, on client (and js
+// for JobSets; nil when JobSet is not enabled); their watchers read peaks from
+// usage (nil: none) and log to log.
+func adapters(c *config.Config, client kubernetes.Interface, js jobsetclient.Interface, specs remediate.SpecStore,
+	usage remediate.UsageSource, log *slog.Logger) (*remediate.Adapters, error) {
+	k := &c.Kubernetes
+	o := remediate.AdapterOptions{Pods: c.Policy.Pods, Watch: remediate.WatcherOptions{Namespaces: k.Namespaces, Selector: k.Selector,
+		GPUTypeLabel: k.GPUTypeLabel, PendingGrace: k.PendingGrace, Specs: specs, Catalogue: &c.Catalogue, Usage: usage, Log: log,
+		SkipJobSetJobs: k.Enabled(config.KindJobSet)}}
+	jobs, err := remediate.NewJobs(client, o)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes.selector: %w", err)
+	}
+	all := []remediate.Adapter{jobs}
+	if k.Enabled(config.KindJobSet) {
+		o.Watch.Specs = nil // the ledger keeps Jobs' specs; a JobSet that is gone is not re-created
+		sets, err := remediate.NewJobSets(client, js, o)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes.selector: %w", err)
+		}
+		all = append(all, sets)
+	}
+	return remediate.NewAdapters(all...)
 }
+
+// kubeRemediator submits approved remediations as new workloads (engine.Remediator)
+// through the adapter of the failure's kind, each only after the cluster has borne
+// its failure out again: between the decision and now, the workload may have gone,
+// or an approver may have approved an event that was never verified.
+type kubeRemediator struct{ kinds *remediate.Adapters }
 
 func (k kubeRemediator) Submit(ctx context.Context, r *ledger.Remediation) error {
 	if r.Event != nil && r.Event.Job.Kind == failure.Deployment {
@@ -60,18 +101,22 @@ func (k kubeRemediator) Submit(ctx context.Context, r *ledger.Remediation) error
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, engine.ErrCannotSubmit)
 	}
-	// The attempt's own Job first: once it exists (a retry after a crash, or after a
-	// create that timed out but went through) the submission is done, whatever the
-	// failed Job has become meanwhile.
-	if done, err := k.s.Created(ctx, sub); done || err != nil {
-		return engineError(err)
-	}
-	v, err := k.v.Verify(ctx, r.Event)
+	ad, err := k.kinds.For(r.Event)
 	if err != nil {
 		return engineError(err)
 	}
-	// Built from the Job just verified, not read again.
-	return engineError(k.s.CreateFrom(ctx, sub, v.Base))
+	// The attempt's own object first: once it exists (a retry after a crash, or
+	// after a create that timed out but went through) the submission is done,
+	// whatever the failed one has become meanwhile.
+	if done, err := ad.Created(ctx, sub); done || err != nil {
+		return engineError(err)
+	}
+	v, err := ad.Verify(ctx, r.Event)
+	if err != nil {
+		return engineError(err)
+	}
+	// Built from what was just verified, not read again.
+	return engineError(ad.CreateFrom(ctx, sub, v))
 }
 
 // engineError maps remediate's sentinel errors to the engine's.
@@ -85,11 +130,12 @@ func engineError(err error) error {
 	return err
 }
 
-// kubeVerifier checks failure events against the cluster (engine.Verifier).
-type kubeVerifier struct{ v *remediate.Verifier }
+// kubeVerifier checks failure events against the cluster through the adapter of
+// their kind (engine.Verifier).
+type kubeVerifier struct{ kinds *remediate.Adapters }
 
 func (k kubeVerifier) Verify(ctx context.Context, ev *failure.Event) (engine.Verified, error) {
-	v, err := k.v.Verify(ctx, ev)
+	v, err := k.kinds.Verify(ctx, ev)
 	return engine.Verified{Job: v.Job, Remediation: v.Remediation, Token: v.Token}, engineError(err)
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
+	jobsetclient "sigs.k8s.io/jobset/client-go/clientset/versioned"
 
 	"github.com/autofix/autofix/api"
 	"github.com/autofix/autofix/auth"
@@ -71,6 +72,7 @@ type Service struct {
 	srv        *http.Server
 	ln         net.Listener
 	election   *remediate.LeaderStatus
+	jobsets    jobsetclient.Interface // nil unless kubernetes.kinds names JobSet
 	autonomy   *autonomy.Service
 	notifier   *notify.Notifier // nil without notify.alertmanager.urls
 	webhooks   *notify.Webhooks // nil without notify.webhooks
@@ -169,15 +171,18 @@ func (s *Service) connect() (engine.Remediator, error) {
 		}
 		s.election = &remediate.LeaderStatus{}
 	}
-	k := &cfg.Kubernetes
-	v, err := remediate.NewVerifier(s.kube, remediate.VerifierOptions{Namespaces: k.Namespaces, Selector: k.Selector,
-		GPUTypeLabel: k.GPUTypeLabel, Specs: ledgerSpecs{s.store}})
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes.selector: %w", err)
+	if cfg.Kubernetes.Enabled(config.KindJobSet) {
+		var err error
+		if s.jobsets, err = JobSetClient(&cfg.Kubernetes); err != nil {
+			return nil, err
+		}
 	}
-	s.intake = &engine.Intake{Verifier: kubeVerifier{v}, VerifyPatience: k.VerifyPatience}
-	return kubeRemediator{s: remediate.NewSubmitter(s.kube, remediate.SubmitterOptions{GPUTypeLabel: k.GPUTypeLabel,
-		Specs: ledgerSpecs{s.store}, Pods: cfg.Policy.Pods}), v: v}, nil
+	kinds, err := adapters(cfg, s.kube, s.jobsets, ledgerSpecs{s.store}, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	s.intake = &engine.Intake{Verifier: kubeVerifier{kinds}, VerifyPatience: cfg.Kubernetes.VerifyPatience}
+	return kubeRemediator{kinds}, nil
 }
 
 // connectMetrics sets up where the watcher reads the peaks of runs: metrics.url,
@@ -496,13 +501,22 @@ func (s *Service) runWatcher(ctx context.Context) {
 		return
 	}
 	defer func() { _ = p.Close() }()
-	k := &s.cfg.Kubernetes
-	w := remediate.NewWatcher(s.kube, KafkaPublisher(p), ledgerSink{s.store, s.metrics, s.autonomy.Wake}, remediate.WatcherOptions{
-		Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel,
-		Specs: ledgerSpecs{s.store}, Catalogue: &s.cfg.Catalogue, Usage: s.usage, Log: s.log})
-	if err := w.Run(ctx); err != nil {
+	// Made afresh with the peaks' source, which is set up after the cluster.
+	kinds, err := adapters(s.cfg, s.kube, s.jobsets, ledgerSpecs{s.store}, s.usage, s.log)
+	if err != nil {
 		s.log.Error("watcher", "err", err)
+		return
 	}
+	sink := ledgerSink{s.store, s.metrics, s.autonomy.Wake}
+	var wg sync.WaitGroup
+	for _, ad := range kinds.All() {
+		wg.Go(func() {
+			if err := ad.Watch(ctx, KafkaPublisher(p), sink); err != nil {
+				s.log.Error("watcher", "kind", ad.Kind(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // untilOK runs fn until it succeeds or ctx ends, backing off up to 5 s between tries.
