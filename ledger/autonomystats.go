@@ -133,7 +133,10 @@ func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error
 // GrantOutcomes returns how the latest limit attempts (1-1000) of the fixes grant
 // (an AutonomyChange's Seq) applied on its own ended, of those that ended
 // succeeded or failed: true for a success, newest end first. The fixes the rules
-// applied anyway, of the same kind, are not among them (Entry.Grant).
+// applied anyway, of the same kind, are not among them (Entry.Grant). It reads the
+// grant's fixes through the partial index events_autonomy_grant (the query
+// repeats its condition, without which SQLite cannot use it), each one's attempt by
+// event id.
 func (s *Store) GrantOutcomes(ctx context.Context, grant int64, limit int) ([]bool, error) {
 	if grant < 1 {
 		return nil, fmt.Errorf("outcomes of grant %d: want a grant's seq", grant)
@@ -141,7 +144,7 @@ func (s *Store) GrantOutcomes(ctx context.Context, grant int64, limit int) ([]bo
 	limit = min(max(limit, 1), 1000)
 	var out []bool
 	err := queryEach(ctx, s.r, s.q(`SELECT a.outcome FROM events e JOIN attempts a ON a.event_id = e.event_id
-		WHERE e.autonomy_grant = ? AND a.outcome IN ('succeeded', 'failed')
+		WHERE e.autonomy_grant = ? AND e.autonomy_grant <> 0 AND a.outcome IN ('succeeded', 'failed')
 		ORDER BY a.finished_at DESC, a.event_id DESC LIMIT ?`), []any{grant, limit}, func(r *sql.Rows) error {
 		var outcome string
 		err := r.Scan(&outcome)
