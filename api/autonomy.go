@@ -15,7 +15,8 @@ import (
 	"github.com/autofix/autofix/policy"
 )
 
-// Graduated autonomy: every kind of fix (a category on one job template) with how
+// Graduated autonomy: every kind of fix (a category on one job template, for one
+// kind of job) with how
 // people decided its fixes and how they worked; the ones that pass the thresholds
 // are proposed, and an admin grants or revokes autonomy (docs/service.md). The
 // review page's forms come through the same paths (changeAutonomy).
@@ -58,14 +59,21 @@ type AutonomyThresholds struct {
 type AutonomyKindView struct {
 	Category failure.Category `json:"category"`
 	Template string           `json:"template"`
-	JobKind  failure.JobKind  `json:"jobKind,omitempty"`
-	// Approved and Rejected count its fixes people decided; ApprovalRate is the
-	// share approved (absent with none).
+	// JobKind is the kind of job: the same template key of another kind (a
+	// Deployment named as a batch Job's template) is another kind of fix. Absent
+	// for jobs that carry no kind: such a kind is never proposed nor granted.
+	JobKind failure.JobKind `json:"jobKind,omitempty"`
+	// Approved, Edited and Rejected count its fixes people decided: approved as
+	// recommended, approved only after changing the configuration (not an
+	// approval of the recommendation), rejected. ApprovalRate is the share of
+	// them approved as recommended (absent with none).
 	Approved     int      `json:"approved"`
+	Edited       int      `json:"edited"`
 	Rejected     int      `json:"rejected"`
 	ApprovalRate *float64 `json:"approvalRate,omitempty"`
-	// Reviewed and Automatic are how its attempts ended, approved by a person or
-	// not; SuccessRate is the share of all of them that succeeded (absent with none).
+	// Reviewed and Automatic are how its attempts that ran the recommendation
+	// ended, approved by a person or not (edited ones are in neither); SuccessRate
+	// is the share of all of them that succeeded (absent with none).
 	Reviewed    ledger.AttemptCounts `json:"reviewed"`
 	Automatic   ledger.AttemptCounts `json:"automatic"`
 	SuccessRate *float64             `json:"successRate,omitempty"`
@@ -83,6 +91,7 @@ type AutonomyChangeView struct {
 	Seq      int64                 `json:"seq"`
 	Category failure.Category      `json:"category"`
 	Template string                `json:"template"`
+	JobKind  failure.JobKind       `json:"jobKind"`
 	Action   ledger.AutonomyAction `json:"action"`
 	// Forced: granted past thresholds it did not meet.
 	Forced bool `json:"forced"`
@@ -100,6 +109,8 @@ type AutonomyGrantRequest struct {
 	Category string `json:"category"`
 	// Template is "namespace/template".
 	Template string `json:"template"`
+	// JobKind is the kind of job: training, compression, deployment or batch.
+	JobKind string `json:"jobKind"`
 	// Reason says why (required to force; at most ledger.MaxAutonomyReason bytes).
 	Reason string `json:"reason"`
 	// Force grants a kind that does not pass the thresholds; it is recorded.
@@ -110,13 +121,14 @@ type AutonomyGrantRequest struct {
 type AutonomyRevokeRequest struct {
 	Category string `json:"category"`
 	Template string `json:"template"`
+	JobKind  string `json:"jobKind"`
 	// Reason says why (required).
 	Reason string `json:"reason"`
 }
 
 func changeView(c *ledger.AutonomyChange) AutonomyChangeView {
-	return AutonomyChangeView{Seq: c.Seq, Category: c.Kind.Category, Template: c.Kind.Template, Action: c.Action, Forced: c.Forced,
-		Grant: c.Grant, By: c.Actor, Reason: c.Reason, At: c.At.UTC(), Evidence: c.Evidence}
+	return AutonomyChangeView{Seq: c.Seq, Category: c.Kind.Category, Template: c.Kind.Template, JobKind: c.Kind.JobKind,
+		Action: c.Action, Forced: c.Forced, Grant: c.Grant, By: c.Actor, Reason: c.Reason, At: c.At.UTC(), Evidence: c.Evidence}
 }
 
 func rate(n, of int) *float64 {
@@ -136,8 +148,8 @@ func NewAutonomyList(l *autonomy.Listing, th policy.Autonomy) AutonomyList {
 	for i := range l.Kinds {
 		a := &l.Kinds[i]
 		o := a.Outcomes()
-		v := AutonomyKindView{Category: a.Kind.Category, Template: a.Kind.Template, JobKind: a.JobKind, Approved: a.Approved,
-			Rejected: a.Rejected, ApprovalRate: rate(a.Approved, a.Reviews()), Reviewed: a.Reviewed, Automatic: a.Automatic,
+		v := AutonomyKindView{Category: a.Kind.Category, Template: a.Kind.Template, JobKind: a.Kind.JobKind, Approved: a.Approved,
+			Edited: a.Edited, Rejected: a.Rejected, ApprovalRate: rate(a.Approved, a.Reviews()), Reviewed: a.Reviewed, Automatic: a.Automatic,
 			SuccessRate: rate(o.Succeeded, o.Total()), Passes: a.Passes, Unmet: append([]string{}, a.Unmet...), Proposed: a.Proposed}
 		if a.Grant != nil {
 			g := changeView(a.Grant)
@@ -187,7 +199,8 @@ func (s *Server) grantAutonomy(c *echo.Context) error {
 		return err
 	}
 	p, _ := principal(c)
-	rec, err := s.changeAutonomy(c.Request().Context(), p, ledger.AutonomyGrant, req.Category, req.Template, req.Reason, req.Force)
+	rec, err := s.changeAutonomy(c.Request().Context(), p, ledger.AutonomyGrant, req.Category, req.Template, req.JobKind, req.Reason,
+		req.Force)
 	if err != nil {
 		return err
 	}
@@ -201,7 +214,8 @@ func (s *Server) revokeAutonomy(c *echo.Context) error {
 		return err
 	}
 	p, _ := principal(c)
-	rec, err := s.changeAutonomy(c.Request().Context(), p, ledger.AutonomyRevoke, req.Category, req.Template, req.Reason, false)
+	rec, err := s.changeAutonomy(c.Request().Context(), p, ledger.AutonomyRevoke, req.Category, req.Template, req.JobKind, req.Reason,
+		false)
 	if err != nil {
 		return err
 	}
@@ -209,17 +223,18 @@ func (s *Server) revokeAutonomy(c *echo.Context) error {
 }
 
 // changeAutonomy grants or revokes autonomy as p: the JSON API and the review page
-// both come here. Kinds that cannot be granted are a 400 naming category or
-// template (ledger.CheckKind), a grant past thresholds the kind does not meet
+// both come here. Kinds that cannot be granted are a 400 naming category,
+// template or jobKind (ledger.CheckKind), a grant past thresholds the kind does not meet
 // without force a 409, as is a grant of a granted kind or a revocation of one that
 // is not.
-func (s *Server) changeAutonomy(ctx context.Context, p auth.Principal, action ledger.AutonomyAction, category, template, reason string,
-	force bool) (ledger.AutonomyChange, error) {
+func (s *Server) changeAutonomy(ctx context.Context, p auth.Principal, action ledger.AutonomyAction, category, template, jobKind,
+	reason string, force bool) (ledger.AutonomyChange, error) {
 	a, err := s.autonomy()
 	if err != nil {
 		return ledger.AutonomyChange{}, err
 	}
-	k := ledger.Kind{Category: failure.Category(strings.TrimSpace(category)), Template: strings.TrimSpace(template)}
+	k := ledger.Kind{Category: failure.Category(strings.TrimSpace(category)), Template: strings.TrimSpace(template),
+		JobKind: failure.JobKind(strings.TrimSpace(jobKind))}
 	if err := ledger.CheckKind(k); err != nil {
 		return ledger.AutonomyChange{}, err
 	}

@@ -34,7 +34,9 @@ func (e *env) reviewedFixes(n int) {
 			`"resnet50-train-7"`, fmt.Sprintf(`"resnet50-train-r%d"`, i), 1)
 		r := e.pending(ev)
 		at := time.Now()
-		a := ledger.Attempt{Number: 2, JobName: fmt.Sprintf("resnet50-train-r%d-af2", i), Resources: r.Recommendation.Options[0].Resources}
+		opt, _ := r.Recommendation.ChosenOption()
+		a := ledger.Attempt{Number: 2, JobName: fmt.Sprintf("resnet50-train-r%d-af2", i), Resources: opt.Resources, Params: opt.Params,
+			Option: &opt}
 		if err := e.store.Approve(ctx, r.EventID, a, "val", "", at); err != nil {
 			e.t.Fatal(err)
 		}
@@ -47,7 +49,7 @@ func (e *env) reviewedFixes(n int) {
 	}
 }
 
-const resnet = `"category":"oom_memory","template":"ml/resnet50-train"`
+const resnet = `"category":"oom_memory","template":"ml/resnet50-train","jobKind":"training"`
 
 // TestAutonomyRolesAndForgeries: viewers list; only admins grant and revoke, checked
 // before the body is read; forged input is a 400 naming the field, an oversized
@@ -82,14 +84,20 @@ func TestAutonomyRolesAndForgeries(t *testing.T) {
 		{"a script", "/v1/autonomy:grant", `{"category":"oom_memory","template":"ml/<script>"}`, 400, "template"},
 		{"a control character", "/v1/autonomy:revoke", `{"category":"oom_memory","template":"ml/a\u0000b","reason":"x"}`, 400, "template"},
 		{"a wrong type", "/v1/autonomy:grant", `{"category":"oom_memory","template":7}`, 400, "template"},
+		{"no job kind", "/v1/autonomy:grant", `{"category":"oom_memory","template":"ml/resnet50-train"}`, 400, "jobKind"},
+		{"a bogus job kind", "/v1/autonomy:revoke", `{"category":"oom_memory","template":"ml/resnet50-train","jobKind":"cron","reason":"x"}`,
+			400, "jobKind"},
 		{"an unknown field", "/v1/autonomy:grant", `{` + resnet + `,"team":"a"}`, 400, "team"},
 		{"force on a revocation", "/v1/autonomy:revoke", `{` + resnet + `,"reason":"x","force":true}`, 400, "force"},
 		{"a long reason", "/v1/autonomy:grant", `{` + resnet + `,"reason":"` + strings.Repeat("x", 1001) + `"}`, 400, "reason"},
 		{"a huge body", "/v1/autonomy:grant", `{` + resnet + `,"reason":"` + strings.Repeat("x", 2<<20) + `"}`, 413, ""},
 		{"revoking what is not granted", "/v1/autonomy:revoke", `{` + resnet + `,"reason":"x"}`, 409, ""},
 		{"a revocation without a reason", "/v1/autonomy:revoke", `{` + resnet + `}`, 400, "reason"},
-		{"a kind that does not pass", "/v1/autonomy:grant", `{"category":"oom_memory","template":"ml/other"}`, 409, ""},
-		{"forced without a reason", "/v1/autonomy:grant", `{"category":"oom_memory","template":"ml/other","force":true}`, 400, "reason"},
+		{"a kind that does not pass", "/v1/autonomy:grant", `{"category":"oom_memory","template":"ml/other","jobKind":"training"}`, 409, ""},
+		{"another job kind does not pass", "/v1/autonomy:grant", `{"category":"oom_memory","template":"ml/resnet50-train","jobKind":"batch"}`,
+			409, ""},
+		{"forced without a reason", "/v1/autonomy:grant", `{"category":"oom_memory","template":"ml/other","jobKind":"training","force":true}`,
+			400, "reason"},
 	} {
 		status, b, _ := e.call("POST", tc.path, auth.Admin, tc.body)
 		if err := apiError(t, b); status != tc.status || err.Field != tc.field {
@@ -104,8 +112,8 @@ func TestAutonomyRolesAndForgeries(t *testing.T) {
 	}
 	status, b, _ = e.call("POST", "/v1/autonomy:grant", auth.Admin, `{`+resnet+`}`)
 	wantError(t, status, b, http.StatusConflict, "")
-	status, b, _ = e.call("POST", "/v1/autonomy:grant", auth.Admin, `{"category":"oom_memory","template":"ml/other","force":true,"reason":"trusted"}`)
-	if status != http.StatusOK || !strings.Contains(string(b), `"forced":true`) {
+	status, b, _ = e.call("POST", "/v1/autonomy:grant", auth.Admin, `{"category":"oom_memory","template":"ml/other","jobKind":"batch","force":true,"reason":"trusted"}`)
+	if status != http.StatusOK || !strings.Contains(string(b), `"forced":true`) || !strings.Contains(string(b), `"jobKind":"batch"`) {
 		t.Errorf("a forced grant: %d %s; want it recorded forced", status, b)
 	}
 	status, b, _ = e.call("POST", "/v1/autonomy:revoke", auth.Admin, `{`+resnet+`,"reason":"a bad week"}`)
@@ -130,16 +138,16 @@ func TestReviewPageProposesAutonomy(t *testing.T) {
 	admin, approver := e.login(auth.Admin), e.login(auth.Approver)
 	status, body := e.page(admin, "/ui/")
 	if status != http.StatusOK || !strings.Contains(body, "Proposed to become automatic") ||
-		!strings.Contains(body, `data-kind="oom_memory ml/resnet50-train"`) || !strings.Contains(body, `action="/ui/autonomy/grant"`) ||
+		!strings.Contains(body, `data-kind="oom_memory ml/resnet50-train training"`) || !strings.Contains(body, `action="/ui/autonomy/grant"`) ||
 		!strings.Contains(body, "10 of 10 (100%)") {
 		t.Fatalf("the admin's queue: %d\n%s\nwant oom_memory on ml/resnet50-train proposed with a form", status, body)
 	}
 	_, approverPage := e.page(approver, "/ui/")
-	if !strings.Contains(approverPage, `data-kind="oom_memory ml/resnet50-train"`) || strings.Contains(approverPage, `action="/ui/autonomy/`) {
+	if !strings.Contains(approverPage, `data-kind="oom_memory ml/resnet50-train training"`) || strings.Contains(approverPage, `action="/ui/autonomy/`) {
 		t.Errorf("the approver's queue: want the proposal without a form\n%s", approverPage)
 	}
 	post := e.postForm
-	kind := url.Values{"category": {"oom_memory"}, "template": {"ml/resnet50-train"}}
+	kind := url.Values{"category": {"oom_memory"}, "template": {"ml/resnet50-train"}, "jobKind": {"training"}}
 	csrf := hiddenCSRF(t, body)
 	if status, _ := post(admin, "/ui/autonomy/grant", "", kind); status != http.StatusForbidden {
 		t.Errorf("a grant without the CSRF token: %d, want 403", status)
@@ -152,7 +160,7 @@ func TestReviewPageProposesAutonomy(t *testing.T) {
 		t.Fatalf("the admin's confirmation: %d to %q, want 303 to the queue", status, where)
 	}
 	_, body = e.page(admin, "/ui/?done=granted")
-	if !strings.Contains(body, `id="done"`) || !strings.Contains(body, `class="granted" data-kind="oom_memory ml/resnet50-train"`) ||
+	if !strings.Contains(body, `id="done"`) || !strings.Contains(body, `class="granted" data-kind="oom_memory ml/resnet50-train training"`) ||
 		!strings.Contains(body, "No kind of fix passes the thresholds yet") || !strings.Contains(body, `action="/ui/autonomy/revoke"`) {
 		t.Errorf("the queue after the grant:\n%s\nwant the kind granted with a revoke form, no proposal", body)
 	}
@@ -163,7 +171,7 @@ func TestReviewPageProposesAutonomy(t *testing.T) {
 	if status, where := post(admin, "/ui/autonomy/revoke", csrf, kind); status != http.StatusSeeOther || where != "/ui/?done=revoked#autonomy" {
 		t.Errorf("the admin's revocation: %d to %q", status, where)
 	}
-	if _, body = e.page(admin, "/ui/"); !strings.Contains(body, `class="proposal" data-kind="oom_memory ml/resnet50-train"`) {
+	if _, body = e.page(admin, "/ui/"); !strings.Contains(body, `class="proposal" data-kind="oom_memory ml/resnet50-train training"`) {
 		t.Errorf("the queue after the revocation: want the kind proposed again\n%s", body)
 	}
 }

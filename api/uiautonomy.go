@@ -54,7 +54,7 @@ func (u *ui) changeAutonomy(c *echo.Context, action ledger.AutonomyAction) error
 	}
 	p, _ := principal(c)
 	if _, err := u.s.changeAutonomy(c.Request().Context(), p, action, c.FormValue("category"), c.FormValue("template"),
-		c.FormValue("reason"), force); err != nil {
+		c.FormValue("jobKind"), c.FormValue("reason"), force); err != nil {
 		return u.fail(c, err)
 	}
 	done := "granted"

@@ -8,15 +8,20 @@ import (
 )
 
 // Unmet returns the thresholds of t that st does not meet, one sentence each; none
-// when the kind passes.
+// when the kind passes. People's decisions count approvals as recommended only:
+// an approval after an edit is a decision, not an approval of the recommendation.
 func Unmet(t *policy.Autonomy, st *ledger.KindStats) []string {
 	var out []string
 	reviews, outcomes := st.Reviews(), st.Outcomes()
 	if reviews < t.MinReviews {
 		out = append(out, fmt.Sprintf("people decided %d of its fixes, fewer than minReviews %d", reviews, t.MinReviews))
 	} else if rate := float64(st.Approved) / float64(reviews); rate < t.MinApprovalRate {
-		out = append(out, fmt.Sprintf("people approved %d of %d (%.0f%%), under minApprovalRate %.0f%%", st.Approved, reviews,
-			100*rate, 100*t.MinApprovalRate))
+		edited := ""
+		if st.Edited > 0 {
+			edited = fmt.Sprintf("; %d more only after changing the fix", st.Edited)
+		}
+		out = append(out, fmt.Sprintf("people approved %d of %d as recommended (%.0f%%%s), under minApprovalRate %.0f%%", st.Approved,
+			reviews, 100*rate, edited, 100*t.MinApprovalRate))
 	}
 	if n := outcomes.Total(); n < t.MinOutcomes {
 		out = append(out, fmt.Sprintf("%d of its attempts ended, fewer than minOutcomes %d", n, t.MinOutcomes))

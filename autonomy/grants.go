@@ -31,14 +31,14 @@ type Grants struct {
 // NewGrants returns an empty snapshot of src's grants.
 func NewGrants(src GrantSource) *Grants { return &Grants{src: src} }
 
-// Granted returns the grant of category on template ("namespace/template"), if it
-// has one.
-func (g *Grants) Granted(category failure.Category, template string) (policy.Grant, bool) {
+// Granted returns the grant of category on template ("namespace/template") for
+// jobs of kind job, if it has one.
+func (g *Grants) Granted(category failure.Category, template string, job failure.JobKind) (policy.Grant, bool) {
 	m := g.cur.Load()
 	if m == nil {
 		return policy.Grant{}, false
 	}
-	gr, ok := (*m)[ledger.Kind{Category: category, Template: template}]
+	gr, ok := (*m)[ledger.Kind{Category: category, Template: template, JobKind: job}]
 	return gr, ok
 }
 
@@ -58,7 +58,8 @@ func (g *Grants) Refresh(ctx context.Context) error {
 	}
 	m := make(map[ledger.Kind]policy.Grant, len(list))
 	for _, c := range list {
-		m[c.Kind] = policy.Grant{Category: c.Kind.Category, Template: c.Kind.Template, Actor: c.Actor, At: c.At}
+		m[c.Kind] = policy.Grant{Seq: c.Seq, Category: c.Kind.Category, Template: c.Kind.Template, JobKind: c.Kind.JobKind,
+			Actor: c.Actor, At: c.At}
 	}
 	g.cur.Store(&m)
 	if g.changed != nil {

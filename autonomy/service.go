@@ -21,7 +21,7 @@ type Ledger interface {
 	KindStats(ctx context.Context, f ledger.KindFilter) ([]ledger.KindStats, error)
 	AutonomyChanges(ctx context.Context, limit int) ([]ledger.AutonomyChange, error)
 	ChangeAutonomy(ctx context.Context, c ledger.AutonomyChange) (ledger.AutonomyChange, error)
-	AutomaticOutcomes(ctx context.Context, k ledger.Kind, since time.Time, limit int) ([]bool, error)
+	GrantOutcomes(ctx context.Context, grant int64, limit int) ([]bool, error)
 }
 
 // Actor is the actor of automatic revocations in the ledger and its audit trail.
@@ -50,9 +50,12 @@ type Service struct {
 	revocations *prometheus.CounterVec
 
 	// statsMu guards the figures List read last, reused for statsTTL: reading them
-	// scans the window's failures (see List).
+	// scans the window's failures (see List). extra are the figures of granted
+	// kinds not in cached (out of the window, or past its size), read over the
+	// same window and dropped with it.
 	statsMu   sync.Mutex
 	cached    []ledger.KindStats
+	extra     map[ledger.Kind]ledger.KindStats
 	statsFrom time.Time // the window's start and end
 	statsTo   time.Time
 }
@@ -159,7 +162,7 @@ func (s *Service) List(ctx context.Context) (Listing, error) {
 		if listed[g.Kind] {
 			continue
 		}
-		st, err := s.stats(ctx, g.Kind, since, until)
+		st, err := s.extraStats(ctx, g.Kind, since, until)
 		if err != nil {
 			return out, err
 		}
@@ -188,8 +191,25 @@ func (s *Service) windowStats(ctx context.Context) ([]ledger.KindStats, time.Tim
 	if stats == nil {
 		stats = []ledger.KindStats{}
 	}
-	s.cached, s.statsFrom, s.statsTo = stats, since, now
+	s.cached, s.extra, s.statsFrom, s.statsTo = stats, map[ledger.Kind]ledger.KindStats{}, since, now
 	return stats, since, now, nil
+}
+
+// extraStats are the figures of granted kind k, not in the window's listing, over
+// [since, until): those read with the listing's window, or read now and kept with
+// it. A listing read meanwhile (another window) is not mixed with them.
+func (s *Service) extraStats(ctx context.Context, k ledger.Kind, since, until time.Time) (ledger.KindStats, error) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	same := s.statsFrom.Equal(since) && s.statsTo.Equal(until)
+	if st, ok := s.extra[k]; ok && same {
+		return st, nil
+	}
+	st, err := s.stats(ctx, k, since, until)
+	if err == nil && same {
+		s.extra[k] = st
+	}
+	return st, err
 }
 
 func (s *Service) assess(st ledger.KindStats, g *ledger.AutonomyChange) Assessment {
@@ -295,8 +315,9 @@ func (s *Service) refresh(ctx context.Context) {
 	}
 }
 
-// Check revokes, as Actor, every grant whose kind's automatic fixes since the
-// grant fail past the thresholds (Failing), and returns the revocations. A grant
+// Check revokes, as Actor, every grant whose fixes — those it applied, that the
+// rules would have kept for review, not those the rules apply anyway — fail past
+// the thresholds (Failing), and returns the revocations. A grant
 // changed meanwhile by someone else is left to them. It does nothing while
 // autonomy is off.
 func (s *Service) Check(ctx context.Context) ([]ledger.AutonomyChange, error) {
@@ -311,7 +332,7 @@ func (s *Service) Check(ctx context.Context) ([]ledger.AutonomyChange, error) {
 	var out []ledger.AutonomyChange
 	var errs []error
 	for _, g := range grants {
-		latest, err := s.o.Ledger.AutomaticOutcomes(ctx, g.Kind, g.At, th.RevertWindow)
+		latest, err := s.o.Ledger.GrantOutcomes(ctx, g.Seq, th.RevertWindow)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -320,7 +341,7 @@ func (s *Service) Check(ctx context.Context) ([]ledger.AutonomyChange, error) {
 		if !failing {
 			continue
 		}
-		reason := fmt.Sprintf("%d of the latest %d automatic fixes since the grant failed: at most %d of %d can succeed, under revertBelow %.0f%%",
+		reason := fmt.Sprintf("%d of the latest %d fixes the grant applied failed: at most %d of %d can succeed, under revertBelow %.0f%%",
 			counts.Failed, counts.Total(), th.RevertWindow-counts.Failed, th.RevertWindow, 100*th.RevertBelow)
 		c, err := s.o.Ledger.ChangeAutonomy(ctx, ledger.AutonomyChange{Kind: g.Kind, Action: ledger.AutonomyRevoke, Grant: g.Seq,
 			Actor: Actor, Reason: reason, At: s.o.Now(), Evidence: &ledger.AutonomyEvidence{Since: g.At, Until: s.o.Now(), Recent: &counts}})

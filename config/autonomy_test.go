@@ -29,8 +29,9 @@ func TestAutonomyFromTheFile(t *testing.T) {
 
 func TestAutonomyInvalid(t *testing.T) {
 	for _, tt := range []struct{ yaml, want string }{
-		{"policy:\n  autonomy:\n    minApprovalRate: 90\n", "policy.autonomy.minApprovalRate: 90, want within [0, 1]"},
-		{"policy:\n  autonomy:\n    window: 5m\n", "policy.autonomy.window: 5m0s, want at least 1h"},
+		{"policy:\n  autonomy:\n    minApprovalRate: 90\n", "policy.autonomy.minApprovalRate: 90, want a number within [0, 1]"},
+		{"policy:\n  autonomy:\n    window: 5m\n", "policy.autonomy.window: 5m0s, want 1h to 8784h0m0s"},
+		{"policy:\n  autonomy:\n    revertBelow: .nan\n", "policy.autonomy.revertBelow: NaN, want a number within [0, 1]"},
 		{"policy:\n  autonomy:\n    revertAfter: 3\n", "field revertAfter not found"},
 	} {
 		_, err := loadYAML(t, tt.yaml, nil)

@@ -23,9 +23,10 @@ func teamOOM(id, template string, n int) *failure.Event {
 
 // TestAGrantedKindAppliesOnItsOwnUntilItFails: team-a's fixes are reviewed by a
 // rule; once an admin grants oom_memory on team-a/trainer, that kind's fixes apply
-// on their own, with the grant as the reason, while another template's are still
-// reviewed; when five of its automatic fixes have failed, the leader's check
-// revokes the grant and the next failure of the kind goes to review.
+// on their own, with the grant as the reason, while another template's, and the
+// template's batch Jobs', are still reviewed; when five of the fixes the grant
+// applied have failed, the leader's check revokes the grant and the next failure
+// of the kind goes to review.
 func TestAGrantedKindAppliesOnItsOwnUntilItFails(t *testing.T) {
 	forEachLedger(t, func(t *testing.T, store *ledger.Store) {
 		ctx := context.Background()
@@ -41,20 +42,26 @@ func TestAGrantedKindAppliesOnItsOwnUntilItFails(t *testing.T) {
 		if r := next("trainer"); r.State != ledger.PendingReview {
 			t.Fatalf("before the grant: %s (%s), want pending_review", r.State, r.Reason)
 		}
-		kind := ledger.Kind{Category: failure.OOMMemory, Template: "team-a/trainer"}
+		kind := ledger.Kind{Category: failure.OOMMemory, Template: "team-a/trainer", JobKind: failure.Training}
 		if _, err := svc.Grant(ctx, kind, "alice", "the team's on-call asked", true); err != nil {
 			t.Fatal(err)
 		}
 		var auto []ledger.Remediation
 		for range 5 {
 			r := next("trainer")
-			if r.State != ledger.Approved || !strings.HasPrefix(r.Reason, "autonomy granted to oom_memory on team-a/trainer by alice on ") {
+			if r.State != ledger.Approved || !strings.HasPrefix(r.Reason, "autonomy granted to oom_memory on team-a/trainer (training) by alice on ") {
 				t.Fatalf("granted: %s (%s), want approved by the grant", r.State, r.Reason)
 			}
 			auto = append(auto, r)
 		}
 		if r := next("evaluator"); r.State != ledger.PendingReview {
 			t.Errorf("another template: %s (%s), want pending_review", r.State, r.Reason)
+		}
+		off++
+		batch := teamOOM(fmt.Sprintf("ev-%d", off), "trainer", int(off))
+		batch.Job.Kind = failure.Batch
+		if r := handle(t, in, batch, off); r.State != ledger.PendingReview {
+			t.Errorf("a batch Job of the template granted for training: %s (%s), want pending_review", r.State, r.Reason)
 		}
 		for i, r := range auto {
 			at := time.Now()

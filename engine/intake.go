@@ -55,8 +55,9 @@ type Verifier interface {
 // Grants are the kinds of fix an admin granted autonomy, as this replica knows them
 // (autonomy.Grants): read for every event, so from memory.
 type Grants interface {
-	// Granted returns the grant of category on template ("namespace/template").
-	Granted(category failure.Category, template string) (policy.Grant, bool)
+	// Granted returns the grant of category on template ("namespace/template")
+	// for jobs of kind job.
+	Granted(category failure.Category, template string, job failure.JobKind) (policy.Grant, bool)
 }
 
 // IntakeLedger is what Intake needs of the ledger.
@@ -427,13 +428,13 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	n, next := NextAttempt(runs[it.entry.ChainID], ev.Job.Attempt)
 	mu.Unlock()
 	d := in.Policy.Decide(policy.Input{Event: ev, Recommendation: &rec, Runs: n, Paused: paused,
-		Grant: in.grant(rec.Classification.Category, ev.HistoryKey())})
+		Grant: in.grant(rec.Classification.Category, ev.HistoryKey(), ev.Job.Kind)})
 	it.entry.Recommendation = &rec
-	it.entry.Actor, it.entry.Reason = ActorPolicy, d.Reason
+	it.entry.Actor, it.entry.Reason, it.entry.Grant = ActorPolicy, d.Reason, 0
 	switch d.Verdict {
 	case policy.Auto:
 		opt, _ := rec.ChosenOption()
-		it.entry.State = ledger.Approved
+		it.entry.State, it.entry.Grant = ledger.Approved, d.Grant
 		it.entry.Attempt = &ledger.Attempt{ChainID: it.entry.ChainID, Number: next, EventID: ev.ID,
 			JobName: failure.AttemptName(it.original, next), Resources: opt.Resources, Params: opt.Params, Option: &opt}
 		mu.Lock()
@@ -481,12 +482,12 @@ func (in *Intake) remember(fresh []*item) {
 	}
 }
 
-// grant is the grant of category on template, nil if none.
-func (in *Intake) grant(category failure.Category, template string) *policy.Grant {
+// grant is the grant of category on template for jobs of kind job, nil if none.
+func (in *Intake) grant(category failure.Category, template string, job failure.JobKind) *policy.Grant {
 	if in.Grants == nil {
 		return nil
 	}
-	if g, ok := in.Grants.Granted(category, template); ok {
+	if g, ok := in.Grants.Granted(category, template, job); ok {
 		return &g
 	}
 	return nil

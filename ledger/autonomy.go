@@ -20,15 +20,22 @@ import (
 // autonomy package's.
 
 // Kind is a kind of fix, the unit of graduated autonomy: a failure category on one
-// job template — the unit a template's history already uses.
+// job template — the unit a template's history already uses — for one kind of
+// workload: a batch Job and a Deployment may share a template key (a Deployment's
+// template is its name), and the record of one says nothing of the other.
 type Kind struct {
 	Category failure.Category `json:"category"`
 	// Template is the template's history key, "namespace/template"
 	// (failure.TemplateKey, failure.Event.HistoryKey).
 	Template string `json:"template"`
+	// JobKind is the workload's kind (failure.Job.Kind); empty for failures of
+	// jobs that carry none, which are never granted.
+	JobKind failure.JobKind `json:"jobKind,omitempty"`
 }
 
-func (k Kind) String() string { return string(k.Category) + " on " + k.Template }
+func (k Kind) String() string {
+	return string(k.Category) + " on " + k.Template + " (" + string(k.JobKind) + ")"
+}
 
 // AutonomyError is the error of a change of autonomy that can never be recorded,
 // naming the field at fault.
@@ -48,7 +55,8 @@ var (
 // CheckKind refuses a kind that cannot be granted: a category outside the taxonomy,
 // unknown (a person always decides what autofix does not recognise) or one no retry
 // fixes; a template that is not "namespace/template" with a Kubernetes namespace
-// and a template named as Kubernetes names objects and labels.
+// and a template named as Kubernetes names objects and labels; a job kind that is
+// not one of failure's (the fixes of jobs that carry none are never granted).
 func CheckKind(k Kind) error {
 	switch {
 	case k.Category == "":
@@ -68,6 +76,10 @@ func CheckKind(k Kind) error {
 		return &AutonomyError{"template", fmt.Sprintf("%.300q: the namespace is not a Kubernetes namespace's name", k.Template)}
 	case !templateRE.MatchString(name):
 		return &AutonomyError{"template", fmt.Sprintf("%.300q: want a template of letters, digits, '-', '_' and '.'", k.Template)}
+	case k.JobKind == "":
+		return &AutonomyError{"jobKind", "required: training, compression, deployment or batch"}
+	case !k.JobKind.Valid():
+		return &AutonomyError{"jobKind", fmt.Sprintf("%.64q, want training, compression, deployment or batch", string(k.JobKind))}
 	}
 	return nil
 }
@@ -180,8 +192,8 @@ func (s *Store) ChangeAutonomy(ctx context.Context, c AutonomyChange) (AutonomyC
 			action string
 			actor  string
 		)
-		err := tx.QueryRowContext(ctx, s.q("SELECT seq, action, actor FROM autonomy WHERE category = ? AND template_key = ? ORDER BY seq DESC LIMIT 1"),
-			string(c.Kind.Category), c.Kind.Template).Scan(&cur, &action, &actor)
+		err := tx.QueryRowContext(ctx, s.q(`SELECT seq, action, actor FROM autonomy WHERE category = ? AND template_key = ? AND job_kind = ?
+			ORDER BY seq DESC LIMIT 1`), string(c.Kind.Category), c.Kind.Template, string(c.Kind.JobKind)).Scan(&cur, &action, &actor)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("change autonomy: %w", err)
 		}
@@ -205,8 +217,8 @@ func (s *Store) ChangeAutonomy(ctx context.Context, c AutonomyChange) (AutonomyC
 		if c.Forced {
 			forced = 1
 		}
-		_, err = tx.ExecContext(ctx, s.q("INSERT INTO autonomy ("+autonomyCols+") VALUES "+placeholders(1, 10)),
-			c.Seq, string(c.Kind.Category), c.Kind.Template, string(c.Action), forced, c.Grant, c.Actor, c.Reason, evidence, nanos(c.At))
+		_, err = tx.ExecContext(ctx, s.q("INSERT INTO autonomy ("+autonomyCols+") VALUES "+placeholders(1, 11)),
+			c.Seq, string(c.Kind.Category), c.Kind.Template, string(c.Kind.JobKind), string(c.Action), forced, c.Grant, c.Actor, c.Reason, evidence, nanos(c.At))
 		if err != nil {
 			return fmt.Errorf("change autonomy: %w", err)
 		}
@@ -243,7 +255,7 @@ func autonomyDetail(c *AutonomyChange) string {
 	return b.String()
 }
 
-const autonomyCols = "seq, category, template_key, action, forced, grant_seq, actor, reason, evidence, created_at"
+const autonomyCols = "seq, category, template_key, job_kind, action, forced, grant_seq, actor, reason, evidence, created_at"
 
 // MaxGrants is the most grants AutonomyGrants returns (the oldest first): far more
 // kinds than people review.
@@ -253,7 +265,8 @@ const MaxGrants = 10000
 // grant — oldest first, at most MaxGrants. Replicas poll it.
 func (s *Store) AutonomyGrants(ctx context.Context) ([]AutonomyChange, error) {
 	out, err := s.autonomyRows(ctx, "SELECT "+autonomyCols+` FROM autonomy a WHERE action = 'grant'
-		AND seq = (SELECT MAX(seq) FROM autonomy b WHERE b.category = a.category AND b.template_key = a.template_key)
+		AND seq = (SELECT MAX(seq) FROM autonomy b WHERE b.category = a.category AND b.template_key = a.template_key
+			AND b.job_kind = a.job_kind)
 		ORDER BY seq LIMIT ?`, MaxGrants)
 	if err != nil {
 		return nil, fmt.Errorf("autonomy grants: %w", err)
@@ -274,15 +287,16 @@ func (s *Store) autonomyRows(ctx context.Context, query string, limit int) ([]Au
 	var out []AutonomyChange
 	err := queryEach(ctx, s.r, s.q(query), []any{limit}, func(r *sql.Rows) error {
 		var (
-			c                          AutonomyChange
-			category, action, evidence string
-			forced                     int
-			at                         int64
+			c                               AutonomyChange
+			category, job, action, evidence string
+			forced                          int
+			at                              int64
 		)
-		if err := r.Scan(&c.Seq, &category, &c.Kind.Template, &action, &forced, &c.Grant, &c.Actor, &c.Reason, &evidence, &at); err != nil {
+		if err := r.Scan(&c.Seq, &category, &c.Kind.Template, &job, &action, &forced, &c.Grant, &c.Actor, &c.Reason, &evidence, &at); err != nil {
 			return err
 		}
-		c.Kind.Category, c.Action, c.Forced, c.At = failure.Category(category), AutonomyAction(action), forced == 1, fromNanos(at)
+		c.Kind.Category, c.Kind.JobKind, c.Action = failure.Category(category), failure.JobKind(job), AutonomyAction(action)
+		c.Forced, c.At = forced == 1, fromNanos(at)
 		if evidence != "" {
 			// Figures that do not decode (written by a later version, say) are left
 			// out: the change stands without them, and one bad row must not hide

@@ -22,8 +22,10 @@ type life struct {
 	o       entryOpt
 	review  bool   // the policy kept it for review
 	reject  bool   // the decider rejected it
+	edit    bool   // the decider approved it with more memory than recommended
 	decider string // who approved or rejected it; "" for none
 	end     State  // succeeded, failed, abandoned or "" (still running, or waiting)
+	grant   int64  // the grant that applied it on its own (Entry.Grant)
 }
 
 // live records l and takes it through its life.
@@ -34,14 +36,22 @@ func live(t *testing.T, s *Store, l life) {
 	if l.review {
 		st = PendingReview
 	}
-	mustRecord(t, s, entry(l.id, st, l.o))
+	e := entry(l.id, st, l.o)
+	e.Grant = l.grant
+	mustRecord(t, s, e)
 	at := l.o.at.Add(time.Minute)
 	if l.review && l.decider != "" {
 		var err error
 		if l.reject {
 			err = s.Reject(ctx, l.id, l.decider, "no", at)
 		} else {
-			err = s.Approve(ctx, l.id, Attempt{Number: 2, JobName: "job-" + l.id}, l.decider, "ok", at)
+			opt := e.Recommendation.Options[0]
+			if l.edit {
+				opt.Resources.MemoryBytes *= 2
+				opt.Changes = append(opt.Changes, "edited by "+l.decider)
+			}
+			err = s.Approve(ctx, l.id, Attempt{Number: 2, JobName: "job-" + l.id, Resources: opt.Resources, Params: opt.Params,
+				Option: &opt}, l.decider, "ok", at)
 		}
 		if err != nil {
 			t.Fatalf("decide %s: %v", l.id, err)
@@ -61,13 +71,16 @@ func live(t *testing.T, s *Store, l life) {
 }
 
 // TestKindStats: per kind, the decisions people made (never a machine actor's) and
-// how its attempts ended, split by who approved them, over the window only.
+// how its attempts ended, split by who approved them, over the window only. An
+// approval after an edit is counted apart, and its outcome not at all; a
+// Deployment sharing a batch Job's template key is another kind.
 func TestKindStats(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
 		a := entryOpt{at: t0.Add(time.Hour)}
 		b := entryOpt{ns: "team-b", tmpl: "etl", at: t0.Add(time.Hour)}
 		c := entryOpt{cat: failure.DiskFull, at: t0.Add(time.Hour)}
+		dep := entryOpt{kind: failure.Deployment, at: t0.Add(time.Hour)}
 		old := entryOpt{at: t0.Add(-time.Hour)}
 		for _, l := range []life{
 			{id: "a1", o: a, review: true, decider: "alice", end: Succeeded},
@@ -79,28 +92,32 @@ func TestKindStats(t *testing.T) {
 			{id: "a7", o: a, review: true},
 			{id: "a8", o: a, review: true, decider: "dispatcher", end: Succeeded}, // a machine: not a review
 			{id: "a9", o: a, end: ""},                                             // still running
+			{id: "a10", o: a, review: true, decider: "alice", edit: true, end: Succeeded},
 			{id: "old", o: old, review: true, decider: "alice", end: Succeeded},
 			{id: "b1", o: b, review: true, decider: "alice", reject: true},
 			{id: "c1", o: c, end: Succeeded},
 			{id: "d1", o: entryOpt{ns: "team-d", at: t0.Add(time.Hour)}, review: true}, // nothing decided or ended
+			{id: "e1", o: dep, review: true, decider: "alice", end: Failed},
 		} {
 			live(t, s, l)
 		}
 		mustRecord(t, s, rejected("kafka:x", t0.Add(time.Hour)))
-		ka := KindStats{Kind: Kind{failure.OOMMemory, "team-a/train-llm"}, JobKind: failure.Training, Approved: 2, Rejected: 1,
+		ka := KindStats{Kind: Kind{failure.OOMMemory, "team-a/train-llm", failure.Training}, Approved: 2, Edited: 1, Rejected: 1,
 			Reviewed: AttemptCounts{1, 1}, Automatic: AttemptCounts{2, 1}}
-		kb := KindStats{Kind: Kind{failure.OOMMemory, "team-b/etl"}, JobKind: failure.Training, Rejected: 1}
-		kc := KindStats{Kind: Kind{failure.DiskFull, "team-a/train-llm"}, JobKind: failure.Training, Automatic: AttemptCounts{1, 0}}
+		kb := KindStats{Kind: Kind{failure.OOMMemory, "team-b/etl", failure.Training}, Rejected: 1}
+		kc := KindStats{Kind: Kind{failure.DiskFull, "team-a/train-llm", failure.Training}, Automatic: AttemptCounts{1, 0}}
+		ke := KindStats{Kind: Kind{failure.OOMMemory, "team-a/train-llm", failure.Deployment}, Approved: 1, Reviewed: AttemptCounts{0, 1}}
 		tests := []struct {
 			name string
 			f    KindFilter
 			want []KindStats
 		}{
-			{"window", KindFilter{Since: t0}, []KindStats{ka, kb, kc}},
-			{"limit", KindFilter{Since: t0, Limit: 2}, []KindStats{ka, kb}},
+			{"window", KindFilter{Since: t0}, []KindStats{ka, ke, kb, kc}},
+			{"limit", KindFilter{Since: t0, Limit: 2}, []KindStats{ka, ke}},
 			{"one kind", KindFilter{Since: t0, Kind: &kb.Kind}, []KindStats{kb}},
+			{"one job kind", KindFilter{Since: t0, Kind: &ke.Kind}, []KindStats{ke}},
 			{"until", KindFilter{Since: t0.Add(-2 * time.Hour), Until: t0},
-				[]KindStats{{Kind: ka.Kind, JobKind: failure.Training, Approved: 1, Reviewed: AttemptCounts{1, 0}}}},
+				[]KindStats{{Kind: ka.Kind, Approved: 1, Reviewed: AttemptCounts{1, 0}}}},
 			{"none", KindFilter{Since: t0.Add(2 * time.Hour)}, nil},
 		}
 		for _, tt := range tests {
@@ -115,40 +132,85 @@ func TestKindStats(t *testing.T) {
 	})
 }
 
-// TestAutomaticOutcomes: the latest automatic fixes of one kind received since a
-// time, newest end first; those a person approved, abandoned or still running are
-// not among them.
-func TestAutomaticOutcomes(t *testing.T) {
+// TestGrantOutcomes: the latest fixes one grant applied, newest end first; those
+// the rules applied (of the same kind), another grant's, those a person approved,
+// abandoned or still running are not among them.
+func TestGrantOutcomes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
 		a := entryOpt{at: t0.Add(time.Hour)}
 		for _, l := range []life{
-			{id: "before", o: entryOpt{at: t0.Add(-time.Hour)}, end: Failed},
-			{id: "x", o: a, end: Failed},
-			{id: "xx", o: a, end: Succeeded},
-			{id: "xxx", o: a, end: Failed},
-			{id: "xxxx", o: a, end: Abandoned},
-			{id: "run", o: a},
+			{id: "x", o: a, end: Failed, grant: 1},
+			{id: "xx", o: a, end: Succeeded, grant: 1},
+			{id: "xxx", o: a, end: Failed, grant: 1},
+			{id: "xxxx", o: a, end: Abandoned, grant: 1},
+			{id: "run", o: a, grant: 1},
+			{id: "rules", o: a, end: Succeeded},
+			{id: "rules2", o: a, end: Succeeded},
 			{id: "person", o: a, review: true, decider: "alice", end: Failed},
-			{id: "other", o: entryOpt{cat: failure.DiskFull, at: t0.Add(time.Hour)}, end: Failed},
+			{id: "other", o: entryOpt{cat: failure.DiskFull, at: t0.Add(time.Hour)}, end: Succeeded, grant: 2},
 		} {
 			live(t, s, l)
 		}
-		k := Kind{failure.OOMMemory, "team-a/train-llm"}
 		for _, tt := range []struct {
-			since time.Time
+			grant int64
 			limit int
 			want  []bool
 		}{
-			{t0, 10, []bool{false, true, false}},
-			{t0, 2, []bool{false, true}},
-			{t0.Add(-2 * time.Hour), 10, []bool{false, true, false, false}},
-			{t0.Add(2 * time.Hour), 10, nil},
+			{1, 10, []bool{false, true, false}},
+			{1, 2, []bool{false, true}},
+			{2, 10, []bool{true}},
+			{3, 10, nil},
 		} {
-			got, err := s.AutomaticOutcomes(ctx, k, tt.since, tt.limit)
+			got, err := s.GrantOutcomes(ctx, tt.grant, tt.limit)
 			if err != nil || !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("AutomaticOutcomes(since %v, %d) = %v, %v; want %v", tt.since, tt.limit, got, err, tt.want)
+				t.Errorf("GrantOutcomes(%d, %d) = %v, %v; want %v", tt.grant, tt.limit, got, err, tt.want)
 			}
+		}
+		if _, err := s.GrantOutcomes(ctx, 0, 10); err == nil {
+			t.Error("GrantOutcomes(0) = nil error; want one: 0 is every fix no grant applied")
+		}
+	})
+}
+
+// TestEntryGrantOnlyApproved: only a fix applied on its own names the grant that
+// applied it.
+func TestEntryGrantOnlyApproved(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		for _, st := range []State{PendingReview, Rejected} {
+			e := entry("g-"+string(st), st, entryOpt{})
+			e.Grant = 3
+			var ee *EntryError
+			if _, err := s.Record(context.Background(), []Entry{e}); !errors.As(err, &ee) {
+				t.Errorf("Record(%s with grant 3) = %v, want an *EntryError", st, err)
+			}
+		}
+	})
+}
+
+// TestFillEdited: attempts approved before the ledger kept whether they were edited
+// (migration 0012 marks them unknown) are worked out when it opens, from their
+// recommendation: an approval as recommended is one, an edited one is not.
+func TestFillEdited(t *testing.T) {
+	forEachDSN(t, func(tb testing.TB, dsn string) {
+		t := tb.(*testing.T)
+		s := openTest(t, dsn)
+		ctx := context.Background()
+		a := entryOpt{at: t0.Add(time.Hour)}
+		live(t, s, life{id: "as-is", o: a, review: true, decider: "alice", end: Succeeded})
+		live(t, s, life{id: "edited", o: a, review: true, decider: "alice", edit: true, end: Succeeded})
+		if _, err := s.w.ExecContext(ctx, "UPDATE attempts SET edited = -1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.w.ExecContext(ctx, "UPDATE attempts SET option_json = '' WHERE event_id = 'as-is'"); err != nil {
+			t.Fatal(err)
+		}
+		s2 := openTest(t, dsn)
+		got, err := s2.KindStats(ctx, KindFilter{Since: t0})
+		want := []KindStats{{Kind: Kind{failure.OOMMemory, "team-a/train-llm", failure.Training}, Approved: 1, Edited: 1,
+			Reviewed: AttemptCounts{1, 0}}}
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("KindStats after reopening = %+v, %v; want %+v", got, err, want)
 		}
 	})
 }
@@ -176,8 +238,8 @@ func autonomyAudit(t *testing.T, s *Store) []string {
 func TestChangeAutonomy(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
-		k := Kind{failure.OOMMemory, "team-a/trainer"}
-		other := Kind{failure.DiskFull, "team-a/trainer"}
+		k := Kind{failure.OOMMemory, "team-a/trainer", failure.Training}
+		other := Kind{failure.DiskFull, "team-a/trainer", failure.Training}
 		ev := &AutonomyEvidence{Since: t0.Add(-720 * time.Hour), Until: t0, Stats: &KindStats{Kind: k, Approved: 11, Rejected: 1,
 			Reviewed: AttemptCounts{9, 1}}}
 		g, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: k, Action: AutonomyGrant, Actor: "alice", Evidence: ev, At: t0})
@@ -218,11 +280,11 @@ func TestChangeAutonomy(t *testing.T) {
 			t.Errorf("AutonomyChanges(2) = %+v, %v; want seqs 4 and 3", changes, err)
 		}
 		want := []string{
-			"alice autonomy-grant grant oom_memory on team-a/trainer; reviewed 12 (11 approved), outcomes 10 (9 succeeded)",
-			"bob autonomy-grant grant disk_full on team-a/trainer (forced past the thresholds); reason: we trust it",
-			"autonomy autonomy-revoke revoke oom_memory on team-a/trainer; " +
+			"alice autonomy-grant grant oom_memory on team-a/trainer (training); reviewed 12 (11 approved), outcomes 10 (9 succeeded)",
+			"bob autonomy-grant grant disk_full on team-a/trainer (training) (forced past the thresholds); reason: we trust it",
+			"autonomy autonomy-revoke revoke oom_memory on team-a/trainer (training); " +
 				"latest automatic fixes: 5 of 10 succeeded; reason: 3 of the latest 10 automatic fixes failed",
-			"alice autonomy-grant grant oom_memory on team-a/trainer",
+			"alice autonomy-grant grant oom_memory on team-a/trainer (training)",
 		}
 		if got := autonomyAudit(t, s); !reflect.DeepEqual(got, want) {
 			t.Errorf("audit =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -231,7 +293,7 @@ func TestChangeAutonomy(t *testing.T) {
 }
 
 func TestChangeAutonomyRefuses(t *testing.T) {
-	ok := AutonomyChange{Kind: Kind{failure.OOMMemory, "team-a/trainer"}, Action: AutonomyGrant, Actor: "alice"}
+	ok := AutonomyChange{Kind: Kind{failure.OOMMemory, "team-a/trainer", failure.Training}, Action: AutonomyGrant, Actor: "alice"}
 	tests := []struct {
 		name  string
 		edit  func(*AutonomyChange)
@@ -248,6 +310,8 @@ func TestChangeAutonomyRefuses(t *testing.T) {
 		{"two slashes", func(c *AutonomyChange) { c.Kind.Template = "team-a/a/b" }, "template"},
 		{"newline", func(c *AutonomyChange) { c.Kind.Template = "team-a/a\nb" }, "template"},
 		{"long", func(c *AutonomyChange) { c.Kind.Template = "team-a/" + strings.Repeat("x", 254) }, "template"},
+		{"no job kind", func(c *AutonomyChange) { c.Kind.JobKind = "" }, "jobKind"},
+		{"bogus job kind", func(c *AutonomyChange) { c.Kind.JobKind = "cronjob" }, "jobKind"},
 		{"action", func(c *AutonomyChange) { c.Action = "maybe" }, "action"},
 		{"no actor", func(c *AutonomyChange) { c.Actor = " " }, "actor"},
 		{"forced revoke", func(c *AutonomyChange) { c.Action, c.Forced, c.Reason = AutonomyRevoke, true, "x" }, "force"},
@@ -283,7 +347,7 @@ func TestConcurrentGrants(t *testing.T) {
 		for i, s := range stores {
 			wg.Go(func() {
 				errs[i] = retryBusy(t, func() error {
-					_, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: Kind{failure.Timeout, "team-a/etl"}, Action: AutonomyGrant,
+					_, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: Kind{failure.Timeout, "team-a/etl", failure.Batch}, Action: AutonomyGrant,
 						Actor: fmt.Sprintf("admin-%d", i)})
 					return err
 				})

@@ -27,24 +27,29 @@ func (a AttemptCounts) Total() int { return a.Succeeded + a.Failed }
 // fixes, and how its attempts ended.
 type KindStats struct {
 	Kind Kind `json:"kind"`
-	// JobKind is the kind of the template's jobs (the greatest recorded, by name,
-	// should they differ).
-	JobKind failure.JobKind `json:"jobKind,omitempty"`
 	// Approved and Rejected count the remediations a person decided (from
-	// pending_review; MachineActors never count).
+	// pending_review; MachineActors never count): Approved those approved as
+	// recommended, to run the recommendation's chosen configuration. Edited counts
+	// those a person approved only after changing it (editing the option or
+	// picking another): a decision against the recommendation as it stood, so not
+	// an approval of it.
 	Approved int `json:"approved"`
+	Edited   int `json:"edited"`
 	Rejected int `json:"rejected"`
-	// Reviewed are how the attempts a person approved ended; Automatic how the
-	// attempts applied without a person ended. Abandoned ones and those still
-	// running are in neither.
+	// Reviewed are how the attempts a person approved as recommended ended;
+	// Automatic how the attempts applied without a person ended. Edited attempts
+	// are in neither (they did not run what autofix recommends), nor are abandoned
+	// ones and those still running.
 	Reviewed  AttemptCounts `json:"reviewed"`
 	Automatic AttemptCounts `json:"automatic"`
 }
 
-// Reviews is how many of the kind's fixes a person decided.
-func (k *KindStats) Reviews() int { return k.Approved + k.Rejected }
+// Reviews is how many of the kind's fixes a person decided: approved as
+// recommended, edited or rejected.
+func (k *KindStats) Reviews() int { return k.Approved + k.Edited + k.Rejected }
 
-// Outcomes are how all the kind's attempts ended, reviewed and automatic.
+// Outcomes are how all the kind's attempts that ran its recommendation ended,
+// reviewed and automatic.
 func (k *KindStats) Outcomes() AttemptCounts {
 	return AttemptCounts{k.Reviewed.Succeeded + k.Automatic.Succeeded, k.Reviewed.Failed + k.Automatic.Failed}
 }
@@ -85,24 +90,25 @@ func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error
 		args = append(args, nanos(f.Until))
 	}
 	if f.Kind != nil {
-		where += " AND e.category = ? AND e.template_key = ?"
-		args = append(args, string(f.Kind.Category), text(f.Kind.Template))
+		where += " AND e.category = ? AND e.template_key = ? AND e.kind = ?"
+		args = append(args, string(f.Kind.Category), text(f.Kind.Template), string(f.Kind.JobKind))
 	}
 	args = append(args, limit)
-	query := `SELECT e.category, e.template_key, MAX(e.kind),
-		SUM(CASE WHEN d.action = 'approve' THEN 1 ELSE 0 END),
+	query := `SELECT e.category, e.template_key, e.kind,
+		SUM(CASE WHEN d.action = 'approve' AND a.edited = 0 THEN 1 ELSE 0 END),
+		SUM(CASE WHEN d.action = 'approve' AND (a.edited IS NULL OR a.edited <> 0) THEN 1 ELSE 0 END),
 		SUM(CASE WHEN d.action = 'reject' THEN 1 ELSE 0 END),
-		SUM(CASE WHEN d.action = 'approve' AND a.outcome = 'succeeded' THEN 1 ELSE 0 END),
-		SUM(CASE WHEN d.action = 'approve' AND a.outcome = 'failed' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN d.action = 'approve' AND a.edited = 0 AND a.outcome = 'succeeded' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN d.action = 'approve' AND a.edited = 0 AND a.outcome = 'failed' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN d.action IS NULL AND a.outcome = 'succeeded' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN d.action IS NULL AND a.outcome = 'failed' THEN 1 ELSE 0 END)
 		FROM events e
 		LEFT JOIN audit d ON ` + personDecided("d") + `
 		LEFT JOIN attempts a ON a.event_id = e.event_id
 		WHERE ` + where + `
-		GROUP BY e.category, e.template_key
+		GROUP BY e.category, e.template_key, e.kind
 		HAVING COUNT(d.action) > 0 OR SUM(CASE WHEN a.outcome IN ('succeeded', 'failed') THEN 1 ELSE 0 END) > 0
-		ORDER BY COUNT(d.action) DESC, e.category, e.template_key
+		ORDER BY COUNT(d.action) DESC, e.category, e.template_key, e.kind
 		LIMIT ?`
 	var out []KindStats
 	err := queryEach(ctx, s.r, s.q(query), args, func(r *sql.Rows) error {
@@ -110,11 +116,11 @@ func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error
 			k             KindStats
 			category, job string
 		)
-		if err := r.Scan(&category, &k.Kind.Template, &job, &k.Approved, &k.Rejected, &k.Reviewed.Succeeded, &k.Reviewed.Failed,
-			&k.Automatic.Succeeded, &k.Automatic.Failed); err != nil {
+		if err := r.Scan(&category, &k.Kind.Template, &job, &k.Approved, &k.Edited, &k.Rejected, &k.Reviewed.Succeeded,
+			&k.Reviewed.Failed, &k.Automatic.Succeeded, &k.Automatic.Failed); err != nil {
 			return err
 		}
-		k.Kind.Category, k.JobKind = failure.Category(category), failure.JobKind(job)
+		k.Kind.Category, k.Kind.JobKind = failure.Category(category), failure.JobKind(job)
 		out = append(out, k)
 		return nil
 	})
@@ -124,26 +130,29 @@ func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error
 	return out, nil
 }
 
-// AutomaticOutcomes returns how the latest limit attempts (1-1000) of kind k that
-// applied without a person and ended succeeded or failed, of the remediations
-// received since since, ended: true for a success, newest end first.
-func (s *Store) AutomaticOutcomes(ctx context.Context, k Kind, since time.Time, limit int) ([]bool, error) {
+// GrantOutcomes returns how the latest limit attempts (1-1000) of the fixes grant
+// (an AutonomyChange's Seq) applied on its own ended, of those that ended
+// succeeded or failed: true for a success, newest end first. The fixes the rules
+// applied anyway, of the same kind, are not among them (Entry.Grant). It reads the
+// grant's fixes through the partial index events_autonomy_grant (the query
+// repeats its condition, without which SQLite cannot use it), each one's attempt by
+// event id.
+func (s *Store) GrantOutcomes(ctx context.Context, grant int64, limit int) ([]bool, error) {
+	if grant < 1 {
+		return nil, fmt.Errorf("outcomes of grant %d: want a grant's seq", grant)
+	}
 	limit = min(max(limit, 1), 1000)
-	args := []any{string(k.Category), text(k.Template), nanos(since)}
-	args = append(args, anys(MachineActors)...)
-	args = append(args, limit)
 	var out []bool
 	err := queryEach(ctx, s.r, s.q(`SELECT a.outcome FROM events e JOIN attempts a ON a.event_id = e.event_id
-		WHERE e.category = ? AND e.template_key = ? AND e.received_at >= ? AND a.outcome IN ('succeeded', 'failed')
-		AND NOT EXISTS (SELECT 1 FROM audit d WHERE `+personDecided("d")+`)
-		ORDER BY a.finished_at DESC, a.event_id DESC LIMIT ?`), args, func(r *sql.Rows) error {
+		WHERE e.autonomy_grant = ? AND e.autonomy_grant <> 0 AND a.outcome IN ('succeeded', 'failed')
+		ORDER BY a.finished_at DESC, a.event_id DESC LIMIT ?`), []any{grant, limit}, func(r *sql.Rows) error {
 		var outcome string
 		err := r.Scan(&outcome)
 		out = append(out, outcome == string(Succeeded))
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("automatic outcomes of %s: %w", k, err)
+		return nil, fmt.Errorf("outcomes of grant %d: %w", grant, err)
 	}
 	return out, nil
 }

@@ -111,6 +111,7 @@ type entryOpt struct {
 	attempt         int
 	at              time.Time
 	cat             failure.Category
+	kind            failure.JobKind // the job's kind; training when empty
 }
 
 // entry is a valid entry for event id in state st; an approved one carries attempt
@@ -135,6 +136,9 @@ func entry(id string, st State, o entryOpt) Entry {
 		o.cat = failure.OOMMemory
 	}
 	ev := testEvent(id, o.ns, o.tmpl, o.attempt)
+	if o.kind != "" {
+		ev.Job.Kind = o.kind
+	}
 	rec := testRec(ev, o.cat)
 	e := Entry{
 		EventID: id, Source: Source{Topic: "failures", Partition: 2, Offset: 1000}, ReceivedAt: o.at,

@@ -139,7 +139,8 @@ func (s *Store) Transition(ctx context.Context, id string, from, to State, actor
 
 // Approve moves remediation id from pending_review to approved and attaches the
 // attempt to submit (an approver may have changed the option; ChainID defaults to the
-// remediation's), with an audit row. An attempt whose number or job name is taken
+// remediation's), with an audit row. The attempt is marked edited when it does not
+// run the recommendation's chosen configuration (KindStats). An attempt whose number or job name is taken
 // fails with an error wrapping ErrConflict.
 func (s *Store) Approve(ctx context.Context, id string, a Attempt, actor, detail string, at time.Time) error {
 	if a.Number < 1 || a.JobName == "" {
@@ -149,8 +150,12 @@ func (s *Store) Approve(ctx context.Context, id string, a Attempt, actor, detail
 		if err := s.move(ctx, tx, id, PendingReview, Approved, actor, "approve", detail, at); err != nil {
 			return err
 		}
-		var chain, namespace string
-		if err := tx.QueryRowContext(ctx, s.q("SELECT chain_id, namespace FROM events WHERE event_id = ?"), id).Scan(&chain, &namespace); err != nil {
+		var (
+			chain, namespace string
+			rec              sql.NullString
+		)
+		if err := tx.QueryRowContext(ctx, s.q("SELECT chain_id, namespace, recommendation_json FROM events WHERE event_id = ?"),
+			id).Scan(&chain, &namespace, &rec); err != nil {
 			return err
 		}
 		if a.ChainID == "" {
@@ -162,7 +167,8 @@ func (s *Store) Approve(ctx context.Context, id string, a Attempt, actor, detail
 		if err != nil {
 			return fmt.Errorf("approve %s: %w", id, err)
 		}
-		res, err := tx.ExecContext(ctx, s.q("INSERT INTO attempts ("+attemptCols+") VALUES "+placeholders(1, len(row))+
+		row = append(row, edited(rec.String, &a))
+		res, err := tx.ExecContext(ctx, s.q("INSERT INTO attempts ("+attemptCols+", edited) VALUES "+placeholders(1, len(row))+
 			" ON CONFLICT DO NOTHING"), row...)
 		if err != nil {
 			return fmt.Errorf("approve %s: %w", id, err)

@@ -78,6 +78,11 @@ type Entry struct {
 	// Resources and Params set; ChainID and EventID default to the entry's). It is
 	// required then, and ignored in other states.
 	Attempt *Attempt
+	// Grant is the seq of the autonomy grant that applied the fix on its own
+	// (policy.Decision.Grant): the rules would have kept it for review. 0 when the
+	// rules decided; only with State Approved. The grant's automatic revocation
+	// watches these fixes (GrantOutcomes).
+	Grant int64
 	// NoHistory keeps the failed run out of its template's history: an event autofix
 	// could not verify must not teach the models, nor count in its chain.
 	NoHistory bool
@@ -95,7 +100,7 @@ const (
 
 const eventCols = "event_id, namespace, job_name, template, template_key, kind, chain_id, attempt, " +
 	"category, confidence, state, reason, error, event_json, recommendation_json, " +
-	"received_at, updated_at, kafka_topic, kafka_partition, kafka_offset"
+	"received_at, updated_at, kafka_topic, kafka_partition, kafka_offset, autonomy_grant"
 
 const auditCols = "event_id, seq, created_at, actor, action, from_state, to_state, detail"
 
@@ -308,7 +313,7 @@ func prepare(i int, e Entry) (*pending, error) {
 		}
 		p.entry.State = Rejected
 		p.event = []any{p.id, "", "", "", "", "", e.ChainID, 0, "", 0.0, string(Rejected), e.Reason, e.Error, nil, nil,
-			nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset}
+			nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset, int64(0)}
 		return p, nil
 	}
 	ev := e.Event
@@ -319,6 +324,8 @@ func prepare(i int, e Entry) (*pending, error) {
 		return nil, fmt.Errorf("state %q: want %s, %s or %s", e.State, PendingReview, Approved, Rejected)
 	case e.State == Approved && e.Attempt == nil:
 		return nil, errors.New("attempt: required with state approved")
+	case e.Grant < 0 || e.Grant > 0 && e.State != Approved:
+		return nil, fmt.Errorf("grant %d: want a grant's seq with state approved, or 0", e.Grant)
 	}
 	evJSON, err := json.Marshal(ev)
 	if err != nil {
@@ -341,7 +348,7 @@ func prepare(i int, e Entry) (*pending, error) {
 	key := failure.TemplateKey(ev.Job.Namespace, ev.Job.Template)
 	p.event = []any{p.id, ev.Job.Namespace, ev.Job.Name, ev.Job.Template, key, string(ev.Job.Kind), e.ChainID,
 		ev.Job.Attempt, string(category), confidence, string(e.State), e.Reason, e.Error, string(evJSON), recJSON,
-		nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset}
+		nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset, e.Grant}
 	if e.State == Approved {
 		a := *e.Attempt
 		if a.ChainID == "" {

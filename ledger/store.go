@@ -86,6 +86,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		_ = s.Close()
 		return nil, fmt.Errorf("migrate ledger: %w", err)
 	}
+	if err := s.fillEdited(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("migrate ledger: %w", err)
+	}
 	return s, nil
 }
 

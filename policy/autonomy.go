@@ -49,36 +49,41 @@ func DefaultAutonomy() Autonomy {
 		PollInterval: 30 * time.Second, CheckInterval: time.Minute}
 }
 
-// Validate reports the first problem, naming the field under policy.autonomy.
+// Limits of the thresholds that are counts and durations: beyond them a setting is
+// a mistake (a window longer than the ledger keeps anything, a poll that never
+// comes).
+const (
+	maxAutonomyWindow   = 366 * 24 * time.Hour
+	maxAutonomyCount    = 1_000_000
+	maxAutonomyInterval = time.Hour
+)
+
+// Validate reports the first problem, naming the field under policy.autonomy. Rates
+// are checked so that NaN (YAML's .nan) fails: every comparison with it is false,
+// and a NaN threshold would pass any record and never revoke.
 func (a *Autonomy) Validate() error {
 	const f = "policy.autonomy."
-	rate := func(name string, v float64) error {
-		if v < 0 || v > 1 {
-			return fmt.Errorf("%s%s: %g, want within [0, 1]", f, name, v)
-		}
-		return nil
-	}
 	switch {
-	case a.Window < time.Hour:
-		return fmt.Errorf("%swindow: %v, want at least 1h", f, a.Window)
-	case a.MinReviews < 1:
-		return fmt.Errorf("%sminReviews: %d, want at least 1 (a grant rests on people's reviews)", f, a.MinReviews)
-	case a.MinOutcomes < 1:
-		return fmt.Errorf("%sminOutcomes: %d, want at least 1", f, a.MinOutcomes)
+	case a.Window < time.Hour || a.Window > maxAutonomyWindow:
+		return fmt.Errorf("%swindow: %v, want 1h to %v", f, a.Window, maxAutonomyWindow)
+	case a.MinReviews < 1 || a.MinReviews > maxAutonomyCount:
+		return fmt.Errorf("%sminReviews: %d, want 1 to %d (a grant rests on people's reviews)", f, a.MinReviews, maxAutonomyCount)
+	case a.MinOutcomes < 1 || a.MinOutcomes > maxAutonomyCount:
+		return fmt.Errorf("%sminOutcomes: %d, want 1 to %d", f, a.MinOutcomes, maxAutonomyCount)
 	case a.RevertWindow < 1 || a.RevertWindow > 1000:
 		return fmt.Errorf("%srevertWindow: %d, want 1 to 1000", f, a.RevertWindow)
-	case a.PollInterval < time.Second:
-		return fmt.Errorf("%spollInterval: %v, want at least 1s", f, a.PollInterval)
-	case a.CheckInterval < time.Second:
-		return fmt.Errorf("%scheckInterval: %v, want at least 1s", f, a.CheckInterval)
+	case a.PollInterval < time.Second || a.PollInterval > maxAutonomyInterval:
+		return fmt.Errorf("%spollInterval: %v, want 1s to %v", f, a.PollInterval, maxAutonomyInterval)
+	case a.CheckInterval < time.Second || a.CheckInterval > maxAutonomyInterval:
+		return fmt.Errorf("%scheckInterval: %v, want 1s to %v", f, a.CheckInterval, maxAutonomyInterval)
 	}
 	for _, r := range []struct {
 		name string
 		v    float64
 	}{{"minApprovalRate", a.MinApprovalRate}, {"minSuccessRate", a.MinSuccessRate}, {"minConfidence", a.MinConfidence},
 		{"revertBelow", a.RevertBelow}} {
-		if err := rate(r.name, r.v); err != nil {
-			return err
+		if !(r.v >= 0 && r.v <= 1) {
+			return fmt.Errorf("%s%s: %g, want a number within [0, 1]", f, r.name, r.v)
 		}
 	}
 	return nil
@@ -86,9 +91,15 @@ func (a *Autonomy) Validate() error {
 
 // Grant is an admin's grant of autonomy to a kind of fix, as the decision sees it.
 type Grant struct {
+	// Seq identifies the grant in the ledger (ledger.AutonomyChange.Seq); the
+	// decisions it makes carry it (Decision.Grant).
+	Seq      int64
 	Category failure.Category
 	// Template is the template's history key, "namespace/template".
 	Template string
+	// JobKind is the kind of job it was granted for: it applies to that kind
+	// only, whatever shares the template key.
+	JobKind failure.JobKind
 	// Actor granted it at At.
 	Actor string
 	At    time.Time
@@ -99,16 +110,18 @@ type Grant struct {
 func (c *Config) grantApplies(in *Input, d Decision, final bool) Decision {
 	g := in.Grant
 	cl := &in.Recommendation.Classification
-	if g == nil || d.Verdict != Review || !c.Autonomy.Enabled || g.Category != cl.Category || g.Template != in.Event.HistoryKey() {
+	if g == nil || d.Verdict != Review || !c.Autonomy.Enabled || g.Category != cl.Category || g.Template != in.Event.HistoryKey() ||
+		!g.JobKind.Valid() || g.JobKind != in.Event.Job.Kind {
 		return d
 	}
-	granted := fmt.Sprintf("autonomy granted to %s on %s by %s on %s", g.Category, g.Template, g.Actor, g.At.UTC().Format(time.DateOnly))
+	granted := fmt.Sprintf("autonomy granted to %s on %s (%s) by %s on %s", g.Category, g.Template, g.JobKind, g.Actor,
+		g.At.UTC().Format(time.DateOnly))
 	switch conf := cl.Confidence; {
 	case final:
-		return Decision{Review, d.Reason + " (final: " + granted + " does not apply)"}
-	case conf < c.Autonomy.MinConfidence:
-		return Decision{Review, fmt.Sprintf("%s; %s, but the classification's confidence %.2f is under %.2f", d.Reason, granted,
+		return Decision{Verdict: Review, Reason: d.Reason + " (final: " + granted + " does not apply)"}
+	case !(conf >= c.Autonomy.MinConfidence): // NaN on either side is not sure enough
+		return Decision{Verdict: Review, Reason: fmt.Sprintf("%s; %s, but the classification's confidence %.2f is under %.2f", d.Reason, granted,
 			conf, c.Autonomy.MinConfidence)}
 	}
-	return Decision{Auto, granted + " (the rules alone: " + d.Reason + ")"}
+	return Decision{Verdict: Auto, Reason: granted + " (the rules alone: " + d.Reason + ")", Grant: g.Seq}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"strconv"
 	"strings"
@@ -98,11 +99,11 @@ func (c *Config) Validate() error {
 	if c.MaxAttempts < 1 {
 		return fmt.Errorf("policy.maxAttempts: %d, want at least 1", c.MaxAttempts)
 	}
-	if c.MaxCostMultiple < 1 {
-		return fmt.Errorf("policy.maxCostMultiple: %g, want at least 1", c.MaxCostMultiple)
+	if !(c.MaxCostMultiple >= 1) {
+		return fmt.Errorf("policy.maxCostMultiple: %g, want a number of at least 1", c.MaxCostMultiple)
 	}
-	if c.RatePerMinute <= 0 {
-		return fmt.Errorf("policy.ratePerMinute: %g, want positive", c.RatePerMinute)
+	if !(c.RatePerMinute > 0) || math.IsInf(c.RatePerMinute, 1) {
+		return fmt.Errorf("policy.ratePerMinute: %g, want a positive number", c.RatePerMinute)
 	}
 	if c.Burst < 1 {
 		return fmt.Errorf("policy.burst: %d, want at least 1", c.Burst)
@@ -131,11 +132,11 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("%s.namespaces: bad pattern %q", field, ns)
 			}
 		}
-		if r.MinConfidence < 0 || r.MinConfidence > 1 {
+		if !(r.MinConfidence >= 0 && r.MinConfidence <= 1) {
 			return fmt.Errorf("%s.minConfidence: %g, want within [0, 1]", field, r.MinConfidence)
 		}
-		if r.MaxCostMultiple < 0 {
-			return fmt.Errorf("%s.maxCostMultiple: %g, want positive", field, r.MaxCostMultiple)
+		if !(r.MaxCostMultiple >= 0) {
+			return fmt.Errorf("%s.maxCostMultiple: %g, want a positive number (0: no cap)", field, r.MaxCostMultiple)
 		}
 		if r.Final && r.Verdict != Review {
 			return fmt.Errorf("%s.final: only a review rule is final (its verdict is %s)", field, r.Verdict)
@@ -153,8 +154,8 @@ type Input struct {
 	// Paused is the kill switch: nothing applies automatically while it is on.
 	Paused bool
 	// Grant is the autonomy granted to the kind of fix (the recommendation's
-	// category on the event's template), nil if none: a fix the rules would keep
-	// for review applies on its own.
+	// category on the event's template, for the event's kind of job), nil if none:
+	// a fix the rules would keep for review applies on its own.
 	Grant *Grant
 }
 
@@ -162,6 +163,10 @@ type Input struct {
 type Decision struct {
 	Verdict Verdict
 	Reason  string
+	// Grant is the Seq of the autonomy grant that made the verdict Auto where the
+	// rules would have kept the fix for review; 0 when the rules decided. The
+	// ledger records it with the fix (ledger.Entry.Grant).
+	Grant int64
 }
 
 // Decide applies the policy to one recommendation.
@@ -171,25 +176,25 @@ func (c *Config) Decide(in Input) Decision {
 	opt, ok := rec.ChosenOption()
 	switch {
 	case cl.Category == failure.Unknown:
-		return Decision{Review, "the failure is not recognised: a person decides whether and how to retry"}
+		return Decision{Verdict: Review, Reason: "the failure is not recognised: a person decides whether and how to retry"}
 	case !ok:
-		return Decision{Deny, "not retrying: " + firstSentence(rec.Explanation)}
+		return Decision{Verdict: Deny, Reason: "not retrying: " + firstSentence(rec.Explanation)}
 	case in.Runs >= c.MaxAttemptsFor(in.Event):
-		return Decision{Deny, fmt.Sprintf("budget: the job chain has had %d runs, the most allowed is %d", in.Runs, c.MaxAttemptsFor(in.Event))}
+		return Decision{Verdict: Deny, Reason: fmt.Sprintf("budget: the job chain has had %d runs, the most allowed is %d", in.Runs, c.MaxAttemptsFor(in.Event))}
 	case opt.CostMultiple > c.MaxCostMultiple:
-		return Decision{Deny, fmt.Sprintf("budget: the fix costs %.2fx the failed run, over the cap of %.2fx", opt.CostMultiple, c.MaxCostMultiple)}
+		return Decision{Verdict: Deny, Reason: fmt.Sprintf("budget: the fix costs %.2fx the failed run, over the cap of %.2fx", opt.CostMultiple, c.MaxCostMultiple)}
 	}
-	d := Decision{c.Default, "no policy rule matched"}
+	d := Decision{Verdict: c.Default, Reason: "no policy rule matched"}
 	final := false
 	for i := range c.Rules {
 		if r := &c.Rules[i]; r.matches(in.Event, cl, opt.CostMultiple) {
-			d, final = Decision{r.Verdict, "policy rule " + r.Name}, r.Final
+			d, final = Decision{Verdict: r.Verdict, Reason: "policy rule " + r.Name}, r.Final
 			break
 		}
 	}
 	d = c.grantApplies(&in, d, final)
 	if d.Verdict == Auto && in.Paused {
-		return Decision{Review, d.Reason + " would apply it, but automatic actions are paused"}
+		return Decision{Verdict: Review, Reason: d.Reason + " would apply it, but automatic actions are paused"}
 	}
 	return d
 }

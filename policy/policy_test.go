@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,8 @@ func TestDecide(t *testing.T) {
 	otherTemplate.Grant.Template = "ml/other"
 	otherCategory := granted(costly())
 	otherCategory.Grant.Category = failure.DiskFull
+	otherJobKind := granted(costly())
+	otherJobKind.Grant.JobKind = failure.Batch
 	tests := []struct {
 		name   string
 		c      Config
@@ -71,7 +74,7 @@ func TestDecide(t *testing.T) {
 		// confidence and the kill switch still win; another kind's grant changes nothing.
 		{"reviewed without a grant", c, costly(), Review, "no policy rule matched"},
 		{"granted applies", c, granted(costly()), Auto,
-			"autonomy granted to oom_memory on ml/j by alice on 2026-12-06 (the rules alone: no policy rule matched)"},
+			"autonomy granted to oom_memory on ml/j (training) by alice on 2026-12-06 (the rules alone: no policy rule matched)"},
 		{"a deployment's review rule yields", c, granted(input(failure.OOMMemory, 0.95, 1.2, failure.Deployment, "ml")), Auto,
 			"the rules alone: policy rule deployments-reviewed"},
 		{"already automatic", c, granted(input(failure.OOMMemory, 0.95, 1.2, failure.Training, "ml")), Auto, "policy rule resource-fixes"},
@@ -86,6 +89,7 @@ func TestDecide(t *testing.T) {
 		{"granted: kill switch", c, grantedPaused, Review, "automatic actions are paused"},
 		{"another template's grant", c, otherTemplate, Review, "no policy rule matched"},
 		{"another category's grant", c, otherCategory, Review, "no policy rule matched"},
+		{"another job kind's grant", c, otherJobKind, Review, "no policy rule matched"},
 		{"autonomy off", off, granted(costly()), Review, "no policy rule matched"},
 	}
 	for _, tt := range tests {
@@ -93,6 +97,11 @@ func TestDecide(t *testing.T) {
 			got := tt.c.Decide(tt.in)
 			if got.Verdict != tt.want || !strings.Contains(got.Reason, tt.reason) {
 				t.Errorf("Decide() = %+v, want verdict %s with reason containing %q", got, tt.want, tt.reason)
+			}
+			// The grant is named only where it made the verdict automatic.
+			byGrant := got.Verdict == Auto && strings.HasPrefix(got.Reason, "autonomy granted")
+			if byGrant != (got.Grant == grantSeq) || !byGrant && got.Grant != 0 {
+				t.Errorf("Decide() = %+v: grant %d, want %d only when the grant made it automatic", got, got.Grant, grantSeq)
 			}
 		})
 	}
@@ -108,12 +117,20 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"attempts", func(c *Config) { c.MaxAttempts = 0 }, "policy.maxAttempts"},
 		{"cost", func(c *Config) { c.MaxCostMultiple = 0.5 }, "policy.maxCostMultiple"},
 		{"rate", func(c *Config) { c.RatePerMinute = 0 }, "policy.ratePerMinute"},
+		{"cost NaN", func(c *Config) { c.MaxCostMultiple = math.NaN() }, "policy.maxCostMultiple"},
+		{"rate NaN", func(c *Config) { c.RatePerMinute = math.NaN() }, "policy.ratePerMinute"},
+		{"rate infinite", func(c *Config) { c.RatePerMinute = math.Inf(1) }, "policy.ratePerMinute"},
+		{"rule confidence NaN", func(c *Config) { c.Rules[2].MinConfidence = math.NaN() }, "policy.rules[2].minConfidence"},
+		{"rule cost NaN", func(c *Config) { c.Rules[2].MaxCostMultiple = math.NaN() }, "policy.rules[2].maxCostMultiple"},
 		{"verdict", func(c *Config) { c.Rules[1].Verdict = "maybe" }, "policy.rules[1].verdict"},
 		{"category", func(c *Config) { c.Rules[0].Categories = []failure.Category{"oom"} }, "policy.rules[0].categories"},
 		{"pattern", func(c *Config) { c.Rules[0].Namespaces = []string{"["} }, "policy.rules[0].namespaces"},
 		{"confidence", func(c *Config) { c.Rules[2].MinConfidence = 2 }, "policy.rules[2].minConfidence"},
 		{"name", func(c *Config) { c.Rules[2].Name = "" }, "policy.rules[2].name"},
 		{"window", func(c *Config) { c.Autonomy.Window = time.Minute }, "policy.autonomy.window"},
+		{"window too long", func(c *Config) { c.Autonomy.Window = 400 * 24 * time.Hour }, "policy.autonomy.window"},
+		{"reviews too many", func(c *Config) { c.Autonomy.MinReviews = 2_000_000 }, "policy.autonomy.minReviews"},
+		{"poll too rare", func(c *Config) { c.Autonomy.PollInterval = 2 * time.Hour }, "policy.autonomy.pollInterval"},
 		{"reviews", func(c *Config) { c.Autonomy.MinReviews = 0 }, "policy.autonomy.minReviews"},
 		{"approval", func(c *Config) { c.Autonomy.MinApprovalRate = 1.5 }, "policy.autonomy.minApprovalRate"},
 		{"outcomes", func(c *Config) { c.Autonomy.MinOutcomes = -1 }, "policy.autonomy.minOutcomes"},

@@ -47,10 +47,12 @@ type ClientInterface interface {
 	// ListAutonomy Every kind of fix, with its figures, and the grants of autonomy
 	//
 	// Role: **viewer**. Graduated autonomy: for every kind of fix (a failure category
-	// on one job template, `namespace/template`) that a person decided or whose
-	// attempt ended among the failures received within `policy.autonomy.window`, how
-	// many of its fixes people approved and rejected, and how its attempts ended,
-	// approved by a person or applied on their own; whether it meets every threshold
+	// on one job template, `namespace/template`, for one kind of job) that a person
+	// decided or whose attempt ended among the failures received within
+	// `policy.autonomy.window`, how many of its fixes people approved as recommended,
+	// approved only after changing the fix (`edited`: not approvals of the
+	// recommendation) and rejected, and how its attempts that ran the recommendation
+	// ended, approved by a person or applied on their own; whether it meets every threshold
 	// (`passes`, with the ones it does not meet in `unmet`), whether it is granted,
 	// and whether it is `proposed` (it passes, is not granted, and autonomy is
 	// enabled). The kinds people decided most come first (at most 1000), then any
@@ -71,7 +73,8 @@ type ClientInterface interface {
 	// with a `reason`: the grant is then recorded as forced. A category outside the
 	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
 	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
-	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// a missing or unknown job kind a 400 naming `jobKind` (a grant for batch Jobs
+	// never applies to a Deployment of the same template key); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
 	// 409. The grant is recorded with who, when, why and the figures, and in the
 	// audit trail.
 	//
@@ -91,7 +94,8 @@ type ClientInterface interface {
 	// with a `reason`: the grant is then recorded as forced. A category outside the
 	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
 	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
-	// a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// a missing or unknown job kind a 400 naming `jobKind` (a grant for batch Jobs
+	// never applies to a Deployment of the same template key); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
 	// 409. The grant is recorded with who, when, why and the figures, and in the
 	// audit trail.
 	//
@@ -105,8 +109,8 @@ type ClientInterface interface {
 	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
 	// where the rules send them again, on every replica within
 	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
-	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
-	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	// leader also revokes a grant on its own, as `autonomy`, when the latest fixes
+	// the grant applied fail: see `policy.autonomy.revertWindow`.)
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -118,8 +122,8 @@ type ClientInterface interface {
 	// Role: **admin**. Revokes the kind's grant; a `reason` is required. Its fixes go
 	// where the rules send them again, on every replica within
 	// `policy.autonomy.pollInterval`. A kind that is not granted is a 409. (The
-	// leader also revokes a grant on its own, as `autonomy`, when the kind's latest
-	// automatic fixes fail: see `policy.autonomy.revertWindow`.)
+	// leader also revokes a grant on its own, as `autonomy`, when the latest fixes
+	// the grant applied fail: see `policy.autonomy.revertWindow`.)
 	//
 	// Takes a body of the `application/json` content type.
 	//

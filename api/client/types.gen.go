@@ -489,7 +489,7 @@ type AutonomyChange struct {
 	Action AutonomyChangeAction `json:"action"`
 	At     time.Time            `json:"at"`
 
-	// By Who; `autonomy` for a revocation the leader made because the kind's automatic fixes failed.
+	// By Who; `autonomy` for a revocation the leader made because the fixes the grant applied failed.
 	By string `json:"by"`
 
 	// Category The class of a failure.
@@ -503,6 +503,7 @@ type AutonomyChange struct {
 
 	// Grant For a revocation, the seq of the grant it ended.
 	Grant    *int64  `json:"grant,omitempty"`
+	JobKind  JobKind `json:"jobKind"`
 	Reason   *string `json:"reason,omitempty"`
 	Seq      int64   `json:"seq"`
 	Template string  `json:"template"`
@@ -529,7 +530,8 @@ type AutonomyGrantRequest struct {
 	Category Category `json:"category"`
 
 	// Force Grant a kind that does not meet the thresholds (recorded as forced).
-	Force *bool `json:"force,omitempty"`
+	Force   *bool   `json:"force,omitempty"`
+	JobKind JobKind `json:"jobKind"`
 
 	// Reason Why; required with `force`.
 	Reason *string `json:"reason,omitempty"`
@@ -540,10 +542,10 @@ type AutonomyGrantRequest struct {
 
 // AutonomyKind defines model for AutonomyKind.
 type AutonomyKind struct {
-	// ApprovalRate The share approved; absent when no one decided any.
+	// ApprovalRate The share of people's decisions (approved, edited, rejected) approved as recommended; absent when no one decided any.
 	ApprovalRate *float64 `json:"approvalRate,omitempty"`
 
-	// Approved Of its fixes, how many a person approved.
+	// Approved Of its fixes, how many a person approved as recommended (the chosen configuration).
 	Approved int `json:"approved"`
 
 	// Automatic How attempts ended (abandoned and running ones are not counted).
@@ -552,9 +554,14 @@ type AutonomyKind struct {
 	// Category The class of a failure.
 	Category Category `json:"category"`
 
+	// Edited Of its fixes, how many a person approved only after changing the configuration (editing it or picking another option): decisions, not approvals of the recommendation.
+	Edited int `json:"edited"`
+
 	// Grant A grant or a revocation of autonomy.
-	Grant   *AutonomyChange `json:"grant,omitempty"`
-	JobKind *JobKind        `json:"jobKind,omitempty"`
+	Grant *AutonomyChange `json:"grant,omitempty"`
+
+	// JobKind The kind of job; absent for jobs that carry none (never proposed nor granted).
+	JobKind *JobKind `json:"jobKind,omitempty"`
 
 	// Passes It meets every threshold.
 	Passes bool `json:"passes"`
@@ -568,7 +575,7 @@ type AutonomyKind struct {
 	// Reviewed How attempts ended (abandoned and running ones are not counted).
 	Reviewed AttemptCounts `json:"reviewed"`
 
-	// SuccessRate The share of all its ended attempts that succeeded; absent with none.
+	// SuccessRate The share of all its ended attempts that ran the recommendation (reviewed and automatic; edited ones are not counted) that succeeded; absent with none.
 	SuccessRate *float64 `json:"successRate,omitempty"`
 
 	// Template `namespace/template`.
@@ -599,6 +606,7 @@ type AutonomyList struct {
 type AutonomyRevokeRequest struct {
 	// Category The class of a failure.
 	Category Category `json:"category"`
+	JobKind  JobKind  `json:"jobKind"`
 	Reason   string   `json:"reason"`
 	Template string   `json:"template"`
 }

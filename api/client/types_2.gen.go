@@ -202,6 +202,7 @@ type JobRef struct {
 type KindRef struct {
 	// Category The class of a failure.
 	Category Category `json:"category"`
+	JobKind  *JobKind `json:"jobKind,omitempty"`
 	Template string   `json:"template"`
 }
 
@@ -211,7 +212,7 @@ type KindStats struct {
 
 	// Automatic How attempts ended (abandoned and running ones are not counted).
 	Automatic AttemptCounts `json:"automatic"`
-	JobKind   *JobKind      `json:"jobKind,omitempty"`
+	Edited    int           `json:"edited"`
 	Kind      KindRef       `json:"kind"`
 	Rejected  int           `json:"rejected"`
 

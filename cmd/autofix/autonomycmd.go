@@ -28,9 +28,11 @@ func newAutonomyCmd(user string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "autonomy",
 		Short: "Graduated autonomy: the kinds of fix proposed to apply without review, grants and revocations",
-		Long: `A kind of fix is a failure category on one job template (namespace/template). List
-shows every kind people decided or whose attempt ended within policy.autonomy.window,
-with how often people approved its fixes and how often they worked, whether it passes
+		Long: `A kind of fix is a failure category on one job template (namespace/template), for
+one kind of job (training, compression, deployment or batch). List shows every kind
+people decided or whose attempt ended within policy.autonomy.window, with how often
+people approved its fixes as recommended (approvals after an edit count apart, as
+edited) and how often they worked, whether it passes
 the thresholds, and whether it is proposed or granted. Grant lets a kind's fixes that
 the rules would keep for review apply on their own (every replica within
 policy.autonomy.pollInterval); a kind that does not pass needs --force and a reason.
@@ -49,7 +51,7 @@ Revoke sends it back to review. Both are recorded with the figures and audited.`
 		return autonomy.New(autonomy.Options{Ledger: store, Thresholds: &th}), store, nil
 	}
 	kind := func(args []string) ledger.Kind {
-		return ledger.Kind{Category: failure.Category(args[0]), Template: args[1]}
+		return ledger.Kind{Category: failure.Category(args[0]), Template: args[1], JobKind: failure.JobKind(args[2])}
 	}
 	list := &cobra.Command{Use: "list", Short: "Every kind of fix with its figures, proposals and grants", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -71,7 +73,8 @@ Revoke sends it back to review. Both are recorded with the figures and audited.`
 			printAutonomy(cmd.OutOrStdout(), &view)
 			return nil
 		}}
-	grant := &cobra.Command{Use: "grant CATEGORY NAMESPACE/TEMPLATE", Short: "Let a kind of fix apply without review", Args: cobra.ExactArgs(2),
+	grant := &cobra.Command{Use: "grant CATEGORY NAMESPACE/TEMPLATE JOBKIND", Short: "Let a kind of fix apply without review",
+		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			svc, store, err := open(cmd)
 			if err != nil {
@@ -89,7 +92,8 @@ Revoke sends it back to review. Both are recorded with the figures and audited.`
 			fmt.Fprintf(cmd.OutOrStdout(), "autonomy granted to %s by %s%s\n", c.Kind, c.Actor, forced)
 			return nil
 		}}
-	revoke := &cobra.Command{Use: "revoke CATEGORY NAMESPACE/TEMPLATE", Short: "Send a kind of fix back to review", Args: cobra.ExactArgs(2),
+	revoke := &cobra.Command{Use: "revoke CATEGORY NAMESPACE/TEMPLATE JOBKIND", Short: "Send a kind of fix back to review",
+		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(reason) == "" {
 				return fmt.Errorf("--reason: required (it goes in the audit trail)")
@@ -127,7 +131,7 @@ func printAutonomy(w io.Writer, l *api.AutonomyList) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STATUS\tCATEGORY\tTEMPLATE\tAPPROVED\tSUCCEEDED\tAUTOMATIC\tNOT MET")
+	fmt.Fprintln(tw, "STATUS\tCATEGORY\tTEMPLATE\tJOBS\tAPPROVED\tEDITED\tSUCCEEDED\tAUTOMATIC\tNOT MET")
 	for _, proposed := range []bool{true, false} {
 		for _, k := range l.Kinds {
 			if k.Proposed != proposed {
@@ -143,8 +147,8 @@ func printAutonomy(w io.Writer, l *api.AutonomyList) {
 				status = "granted by " + k.Grant.By
 			}
 			o := ledger.AttemptCounts{Succeeded: k.Reviewed.Succeeded + k.Automatic.Succeeded, Failed: k.Reviewed.Failed + k.Automatic.Failed}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d/%d\t%d/%d\t%s\n", status, k.Category, k.Template, k.Approved, k.Approved+k.Rejected,
-				o.Succeeded, o.Total(), k.Automatic.Succeeded, k.Automatic.Total(), strings.Join(k.Unmet, "; "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%d/%d\t%d/%d\t%s\n", status, k.Category, k.Template, k.JobKind, k.Approved,
+				k.Approved+k.Edited+k.Rejected, k.Edited, o.Succeeded, o.Total(), k.Automatic.Succeeded, k.Automatic.Total(), strings.Join(k.Unmet, "; "))
 		}
 	}
 	_ = tw.Flush()

@@ -16,7 +16,7 @@ func TestPolicyAutonomy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = store.Close() }()
-	kind := []string{"oom_memory", "team-a/trainer"}
+	kind := []string{"oom_memory", "team-a/trainer", "training"}
 	args := func(a ...string) []string {
 		return append(append([]string{"policy", "autonomy"}, a...), "--data-dir", dir)
 	}
@@ -27,8 +27,10 @@ func TestPolicyAutonomy(t *testing.T) {
 	}{
 		{"a kind that does not pass", args(append([]string{"grant"}, kind...)...), "does not meet policy.autonomy's thresholds"},
 		{"forced without a reason", args(append([]string{"grant"}, append(kind, "--force")...)...), "reason: required"},
-		{"a bogus category", args("grant", "oom", "team-a/trainer", "--force", "--reason", "x"), "category:"},
-		{"an odd template", args("grant", "oom_memory", "team-a/a b", "--force", "--reason", "x"), "template:"},
+		{"a bogus category", args("grant", "oom", "team-a/trainer", "training", "--force", "--reason", "x"), "category:"},
+		{"an odd template", args("grant", "oom_memory", "team-a/a b", "training", "--force", "--reason", "x"), "template:"},
+		{"a bogus job kind", args("grant", "oom_memory", "team-a/trainer", "cron", "--force", "--reason", "x"), "jobKind:"},
+		{"no job kind", args("grant", "oom_memory", "team-a/trainer", "--force", "--reason", "x"), "accepts 3 arg(s)"},
 		{"a revocation without a reason", args(append([]string{"revoke"}, kind...)...), "--reason: required"},
 	} {
 		if code, _, stderr := runCmd(t, "", tc.args...); code == 0 || !strings.Contains(stderr, tc.want) {
@@ -36,7 +38,7 @@ func TestPolicyAutonomy(t *testing.T) {
 		}
 	}
 	code, out, stderr := runCmd(t, "", args(append([]string{"grant"}, append(kind, "--force", "--reason", "the team asked", "--by", "alice")...)...)...)
-	if code != 0 || !strings.Contains(out, "autonomy granted to oom_memory on team-a/trainer by alice (forced past:") {
+	if code != 0 || !strings.Contains(out, "autonomy granted to oom_memory on team-a/trainer (training) by alice (forced past:") {
 		t.Fatalf("a forced grant: exit %d %q %q", code, out, stderr)
 	}
 	if _, out, _ := runCmd(t, "", args("list")...); !strings.Contains(out, "granted (forced) by alice") || !strings.Contains(out, "team-a/trainer") {
@@ -46,7 +48,7 @@ func TestPolicyAutonomy(t *testing.T) {
 		t.Errorf("list --json = %q, want the grant's JSON", out)
 	}
 	if code, out, stderr := runCmd(t, "", args(append([]string{"revoke"}, append(kind, "--reason", "done", "--by", "bob")...)...)...); code != 0 ||
-		!strings.Contains(out, "autonomy revoked from oom_memory on team-a/trainer by bob: done") {
+		!strings.Contains(out, "autonomy revoked from oom_memory on team-a/trainer (training) by bob: done") {
 		t.Errorf("revoke: exit %d %q %q", code, out, stderr)
 	}
 	if grants, err := store.AutonomyGrants(context.Background()); err != nil || len(grants) != 0 {
