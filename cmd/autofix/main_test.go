@@ -173,8 +173,18 @@ func TestClassifyWithRulesDir(t *testing.T) {
 	if res[0].Category != "network_transient" || res[0].Rules[0] != "flaky-storage" {
 		t.Errorf("custom rule: got %+v", res[0])
 	}
-	if res[1].Category != "unknown" || res[1].Action != "no_retry" {
-		t.Errorf("--rules replaces the defaults, so OOMKilled is unknown to this set; got %+v", res[1])
+	// --rules replaces the default rules: none of them fires on OOMKilled (the
+	// learned model still answers, from the text alone).
+	if len(res[1].Rules) != 0 {
+		t.Errorf("--rules replaces the defaults, yet rules %v fired on OOMKilled", res[1].Rules)
+	}
+	// Without the model either, OOMKilled is unknown to this set.
+	code, out, errOut = runCmd(t, "", "classify", "--rules", dir, "--model", "none", events)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if res := parseLines(t, out); res[1].Category != "unknown" || res[1].Action != "no_retry" || len(res[1].Rules) != 0 {
+		t.Errorf("--rules and --model none: OOMKilled is unknown to this set; got %+v", res[1])
 	}
 }
 
