@@ -244,6 +244,9 @@ type ShadowFilter struct {
 	Version, ActiveVersion int
 	// Since and Until bound when the decisions were recorded: [Since, Until).
 	Since, Until time.Time
+	// Ended selects only the decisions that can be scored: the active version
+	// retried, the candidate decided, and the attempt ended (succeeded or failed).
+	Ended bool
 	// Limit is the most read (the latest); 0: 100,000. MaxPerNamespace, when set, is
 	// the most read of any one namespace (its latest), before Limit applies.
 	Limit, MaxPerNamespace int
@@ -263,6 +266,13 @@ func (s *Store) EachShadowPrediction(ctx context.Context, f ShadowFilter, fn fun
 	if until.IsZero() {
 		until = time.Unix(0, math.MaxInt64)
 	}
+	args := []any{f.Version, f.ActiveVersion, nanos(f.Since), nanos(until)}
+	ended := ""
+	if f.Ended {
+		ended = " AND s.active_retry = 1 AND s.error = '' AND a.outcome IN (?, ?)"
+		args = append(args, string(Succeeded), string(Failed))
+	}
+	args = append(args, perNamespace, limit)
 	// A window function caps each namespace before the overall limit: a namespace
 	// that floods the window with failures does not crowd the others out.
 	err := queryEach(ctx, s.r, s.q(`SELECT event_id, namespace, state, created_at, active_retry, p_active, active_cost,
@@ -276,9 +286,9 @@ func (s *Store) EachShadowPrediction(ctx context.Context, f ShadowFilter, fn fun
 			FROM shadow_predictions s JOIN events e ON e.event_id = s.event_id
 			LEFT JOIN attempts a ON a.event_id = s.event_id
 			LEFT JOIN outcomes o ON o.event_id = a.event_id AND o.attempt = a.number
-			WHERE s.version = ? AND s.active_version = ? AND s.created_at >= ? AND s.created_at < ?) AS p
+			WHERE s.version = ? AND s.active_version = ? AND s.created_at >= ? AND s.created_at < ?`+ended+`) AS p
 		WHERE nth <= ? ORDER BY created_at DESC, event_id LIMIT ?`),
-		[]any{f.Version, f.ActiveVersion, nanos(f.Since), nanos(until), perNamespace, limit}, func(r *sql.Rows) error {
+		args, func(r *sql.Rows) error {
 			var (
 				p                                                 ShadowPrediction
 				at                                                int64

@@ -142,9 +142,8 @@ type ShadowReport struct {
 	Version, ActiveVersion int
 	// Since and Until bound when the decisions were made: [Since, Until).
 	Since, Until time.Time
-	// Decisions is how many decisions the candidate saw (at most MaxOutcomes of
-	// the latest are read); Errors how many of them it decided nothing of (its
-	// prediction failed).
+	// Decisions is how many decisions the candidate saw in the window; Errors how
+	// many of them it decided nothing of (its prediction failed).
 	Decisions, Errors int
 	// Pending is how many of the active's retries may still run and have not ended
 	// (awaiting review, approved or submitted); Edited how many ended having run
@@ -152,7 +151,8 @@ type ShadowReport struct {
 	// edited it): neither version predicted what ran, so they are not scored.
 	Pending, Edited int
 	// Active and Candidate are the two versions' P(success) of the active's
-	// choice, scored against how its attempts ended, where they ran that choice.
+	// choice, scored against how its attempts ended, where they ran that choice:
+	// the latest MaxOutcomes, at most MaxPerNamespace of any one namespace's.
 	Active, Candidate ledger.ModelMetrics
 	// Changes are the decisions the candidate would have made otherwise.
 	Changes ShadowChanges
@@ -212,6 +212,10 @@ func (r *Registry) ShadowReport(ctx context.Context, version int) (ShadowReport,
 // ShadowReportReuse is how long ShadowReport returns a report again.
 const ShadowReportReuse = time.Minute
 
+// maxShadowDecisions bounds the decisions a report counts (a streaming scan; the
+// latest first).
+const maxShadowDecisions = 1_000_000
+
 // shadowReport is ShadowReport, scored now.
 func (r *Registry) shadowReport(ctx context.Context, version int) (ShadowReport, error) {
 	out := ShadowReport{Version: version}
@@ -225,10 +229,12 @@ func (r *Registry) shadowReport(ctx context.Context, version int) (ShadowReport,
 	out.ActiveVersion = active
 	out.Until = r.o.Now().UTC()
 	out.Since = out.Until.Add(-r.o.Gates.Window)
-	var pa, pc, y []float64
 	ch := &out.Changes
+	// Every decision in the window, for the counts (the candidate's errors among
+	// them, which a gate reads): no namespace cap, so that errors and changes past a
+	// busy namespace's latest are seen.
 	err = r.o.Ledger.EachShadowPrediction(ctx, ledger.ShadowFilter{Version: version, ActiveVersion: active,
-		Since: out.Since, Until: out.Until, Limit: r.o.Gates.MaxOutcomes, MaxPerNamespace: r.o.Gates.MaxPerNamespace},
+		Since: out.Since, Until: out.Until, Limit: maxShadowDecisions},
 		func(p *ledger.ShadowPrediction) error {
 			out.Decisions++
 			if p.Error != "" {
@@ -240,38 +246,50 @@ func (r *Registry) shadowReport(ctx context.Context, version int) (ShadowReport,
 				(p.State == ledger.PendingReview || p.State == ledger.Approved || p.State == ledger.Submitted) {
 				out.Pending++
 			}
-			if p.Changed {
-				ch.Total++
-				switch {
-				case p.CandidateRetry && !p.ActiveRetry:
-					ch.Retry++
-					ch.RetryExpectedCost += p.CandidateCost
-				case !p.CandidateRetry && p.ActiveRetry:
-					ch.NoRetry++
-					switch p.Outcome {
-					case ledger.Succeeded:
-						ch.LostFixes++
-					case ledger.Failed:
-						ch.SavedSpend += p.AttemptCost
-					}
-				default:
-					ch.Configuration++
-					ch.ActiveExpectedCost += p.ActiveCost
-					ch.CandidateExpectedCost += p.CandidateCost
-					if ended {
-						ch.Ended++
-						if p.Outcome == ledger.Succeeded {
-							ch.Succeeded++
-						}
+			if p.ActiveRetry && ended && !p.Ran {
+				out.Edited++
+			}
+			if !p.Changed {
+				return nil
+			}
+			ch.Total++
+			switch {
+			case p.CandidateRetry && !p.ActiveRetry:
+				ch.Retry++
+				ch.RetryExpectedCost += p.CandidateCost
+			case !p.CandidateRetry && p.ActiveRetry:
+				ch.NoRetry++
+				switch p.Outcome {
+				case ledger.Succeeded:
+					ch.LostFixes++
+				case ledger.Failed:
+					ch.SavedSpend += p.AttemptCost
+				}
+			default:
+				ch.Configuration++
+				ch.ActiveExpectedCost += p.ActiveCost
+				ch.CandidateExpectedCost += p.CandidateCost
+				if ended {
+					ch.Ended++
+					if p.Outcome == ledger.Succeeded {
+						ch.Succeeded++
 					}
 				}
 			}
-			if !p.ActiveRetry || !ended {
-				return nil
-			}
+			return nil
+		})
+	if err != nil {
+		return out, err
+	}
+	// The decisions that can be scored: the latest MaxOutcomes, at most
+	// MaxPerNamespace of a namespace's, capped among themselves (a busy namespace's
+	// newest decisions, not ended yet, take no place from its ended ones).
+	var pa, pc, y []float64
+	err = r.o.Ledger.EachShadowPrediction(ctx, ledger.ShadowFilter{Version: version, ActiveVersion: active, Ended: true,
+		Since: out.Since, Until: out.Until, Limit: r.o.Gates.MaxOutcomes, MaxPerNamespace: r.o.Gates.MaxPerNamespace},
+		func(p *ledger.ShadowPrediction) error {
 			if !p.Ran {
-				out.Edited++
-				return nil
+				return nil // counted as edited above
 			}
 			succeeded := 0.0
 			if p.Outcome == ledger.Succeeded {
