@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -132,4 +133,21 @@ func newRegistry(t *testing.T, store *ledger.Store, g Gates) *Registry {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// withCandidate is a registry on a new SQLite ledger with gates g: the embedded
+// models as version 1, active, and a constant candidate (P(success) sigmoid(2))
+// registered as version 2.
+func withCandidate(t *testing.T, g Gates) (*Registry, *ledger.Store, ledger.ModelVersion) {
+	t.Helper()
+	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
+	r := newRegistry(t, store, g)
+	if _, _, err := r.EnsureDefault(context.Background(), "autofix"); err != nil {
+		t.Fatal(err)
+	}
+	cand, err := r.Register(context.Background(), constant(t, 2), Registration{Actor: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, store, cand
 }

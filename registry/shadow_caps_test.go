@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -50,15 +49,7 @@ func shadowDecision(t *testing.T, store *ledger.Store, id, ns string, at time.Ti
 // ended retries was scored (found by review).
 func TestShadowNamespaceCapCountsScoredOutcomes(t *testing.T) {
 	ctx := context.Background()
-	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
-	r := newRegistry(t, store, Gates{MaxPerNamespace: 3, MinOutcomes: 1})
-	if _, _, err := r.EnsureDefault(ctx, "autofix"); err != nil {
-		t.Fatal(err)
-	}
-	cand, err := r.Register(ctx, constant(t, 2), Registration{Actor: "ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, store, cand := withCandidate(t, Gates{MaxPerNamespace: 3, MinOutcomes: 1})
 	sh := func() *failure.Shadow { return &failure.Shadow{Version: cand.Version, PSuccess: 0.7} }
 	base := now.Add(-48 * time.Hour)
 	for i := range 10 {
@@ -90,15 +81,7 @@ func TestShadowNamespaceCapCountsScoredOutcomes(t *testing.T) {
 // newer ones filled its cap (found by review).
 func TestShadowErrorsAreCountedPastTheCaps(t *testing.T) {
 	ctx := context.Background()
-	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
-	r := newRegistry(t, store, Gates{MaxPerNamespace: 5, MinOutcomes: 1})
-	if _, _, err := r.EnsureDefault(ctx, "autofix"); err != nil {
-		t.Fatal(err)
-	}
-	cand, err := r.Register(ctx, constant(t, 2), Registration{Actor: "ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, store, cand := withCandidate(t, Gates{MaxPerNamespace: 5, MinOutcomes: 1})
 	base := now.Add(-72 * time.Hour)
 	for i := range 20 {
 		shadowDecision(t, store, fmt.Sprintf("busy-err-%d", i), "busy", base.Add(time.Duration(i)*time.Minute),
@@ -122,15 +105,7 @@ func TestShadowErrorsAreCountedPastTheCaps(t *testing.T) {
 // and promotions (run with -race).
 func TestShadowReportCacheUnderConcurrentUse(t *testing.T) {
 	ctx := context.Background()
-	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
-	r := newRegistry(t, store, Gates{MinOutcomes: 1})
-	if _, _, err := r.EnsureDefault(ctx, "autofix"); err != nil {
-		t.Fatal(err)
-	}
-	cand, err := r.Register(ctx, constant(t, 2), Registration{Actor: "ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, store, cand := withCandidate(t, Gates{MinOutcomes: 1})
 	fillShadowed(t, store, plan(20), func(bool) *failure.Shadow { return &failure.Shadow{Version: cand.Version, PSuccess: 0.5} })
 	done := make(chan struct{})
 	for range 4 {

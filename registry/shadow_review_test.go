@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,15 +15,7 @@ import (
 // "shadow" (found by review). A gate now fails on any such error.
 func TestShadowGatesFailOnTheCandidatesErrors(t *testing.T) {
 	ctx := context.Background()
-	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
-	r := newRegistry(t, store, Gates{MinOutcomes: 50})
-	if _, _, err := r.EnsureDefault(ctx, "autofix"); err != nil {
-		t.Fatal(err)
-	}
-	cand, err := r.Register(ctx, constant(t, 2), Registration{Actor: "ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, store, cand := withCandidate(t, Gates{MinOutcomes: 50})
 	fillShadowed(t, store, plan(150), func(succeeds bool) *failure.Shadow {
 		if succeeds {
 			return &failure.Shadow{Version: cand.Version, PSuccess: 0.97, Retry: true, Option: &failure.Option{PSuccess: 0.97}}
@@ -52,15 +43,7 @@ func TestShadowGatesFailOnTheCandidatesErrors(t *testing.T) {
 // gates (found by review). Such a retry is counted as edited, not scored.
 func TestShadowScoresOnlyTheChoiceThatRan(t *testing.T) {
 	ctx := context.Background()
-	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
-	r := newRegistry(t, store, Gates{MinOutcomes: 1})
-	if _, _, err := r.EnsureDefault(ctx, "autofix"); err != nil {
-		t.Fatal(err)
-	}
-	cand, err := r.Register(ctx, constant(t, 2), Registration{Actor: "ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, store, cand := withCandidate(t, Gates{MinOutcomes: 1})
 	at := now.Add(-time.Hour)
 	res := func(gib int64) failure.Resources { return failure.Resources{CPUMillis: 4000, MemoryBytes: gib << 30} }
 	ev := &failure.Event{ID: "e1", Time: at, Source: "watcher", Job: failure.Job{Namespace: "team-a", Name: "j1", Kind: failure.Batch,
@@ -102,15 +85,7 @@ func TestShadowScoresOnlyTheChoiceThatRan(t *testing.T) {
 // runs; the report once counted it pending for ever (found by review).
 func TestShadowPendingCountsOnlyRetriesThatMayRun(t *testing.T) {
 	ctx := context.Background()
-	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
-	r := newRegistry(t, store, Gates{})
-	if _, _, err := r.EnsureDefault(ctx, "autofix"); err != nil {
-		t.Fatal(err)
-	}
-	cand, err := r.Register(ctx, constant(t, 2), Registration{Actor: "ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, store, cand := withCandidate(t, Gates{})
 	at := now.Add(-time.Hour)
 	ev := &failure.Event{ID: "e1", Time: at, Source: "watcher", Job: failure.Job{Namespace: "team-a", Name: "j1", Kind: failure.Batch,
 		Template: "etl", Attempt: 1}, Failure: failure.Signals{Reason: "OOMKilled", ExitCode: 137}}
@@ -139,15 +114,7 @@ func TestShadowPendingCountsOnlyRetriesThatMayRun(t *testing.T) {
 // silently evaluated it in shadow again (found by review).
 func TestPromotionEndsTheShadow(t *testing.T) {
 	ctx := context.Background()
-	store := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
-	r := newRegistry(t, store, Gates{})
-	if _, _, err := r.EnsureDefault(ctx, "autofix"); err != nil {
-		t.Fatal(err)
-	}
-	cand, err := r.Register(ctx, constant(t, 2), Registration{Actor: "ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, cand := withCandidate(t, Gates{})
 	if _, err := r.StartShadow(ctx, cand.Version, ShadowChange{Actor: "ada"}); err != nil {
 		t.Fatal(err)
 	}
