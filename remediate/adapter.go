@@ -137,8 +137,9 @@ type Jobs struct {
 // NewJobs returns the Job adapter, which acts through client.
 func NewJobs(client kubernetes.Interface, o AdapterOptions) (*Jobs, error) {
 	w := o.Watch
+	w.Kueue = o.Kueue
 	v, err := NewVerifier(client, VerifierOptions{Namespaces: w.Namespaces, Selector: w.Selector, GPUTypeLabel: w.GPUTypeLabel,
-		Specs: w.Specs, SkipJobSetJobs: w.SkipJobSetJobs})
+		Specs: w.Specs, SkipJobSetJobs: w.SkipJobSetJobs, Kueue: o.Kueue})
 	if err != nil {
 		return nil, err
 	}

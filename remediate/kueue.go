@@ -9,7 +9,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -25,18 +24,15 @@ const LabelPriorityClass = "kueue.x-k8s.io/priority-class"
 // JobSet): the uid of that object.
 const labelJobUID = "kueue.x-k8s.io/job-uid"
 
-// Kueue's resources read (kueue.x-k8s.io/v1beta2, the version it stores).
-var (
-	workloadGVR       = schema.GroupVersionResource{Group: "kueue.x-k8s.io", Version: "v1beta2", Resource: "workloads"}
-	resourceFlavorGVR = schema.GroupVersionResource{Group: "kueue.x-k8s.io", Version: "v1beta2", Resource: "resourceflavors"}
-)
+// workloadGVR is Kueue's Workload (kueue.x-k8s.io/v1beta2, the version it stores).
+var workloadGVR = schema.GroupVersionResource{Group: "kueue.x-k8s.io", Version: "v1beta2", Resource: "workloads"}
 
 // queued reports whether a workload labelled l goes through Kueue (it names a
 // LocalQueue).
 func queued(l map[string]string) bool { return l[LabelQueueName] != "" }
 
-// Kueue reads what Kueue recorded of the workloads it admits: their Workloads
-// (namespaced) and ResourceFlavors (cluster-scoped). It only reads.
+// Kueue reads what Kueue recorded of the workloads it admits: their Workloads. It
+// only reads.
 type Kueue struct {
 	client dynamic.Interface
 }
@@ -63,14 +59,6 @@ type kueueWorkload struct {
 			} `json:"podSetAssignments"`
 		} `json:"admission"`
 	} `json:"status"`
-}
-
-// kueueFlavor is the part of a ResourceFlavor autofix reads.
-type kueueFlavor struct {
-	Spec struct {
-		NodeLabels  map[string]string   `json:"nodeLabels"`
-		Tolerations []corev1.Toleration `json:"tolerations"`
-	} `json:"spec"`
 }
 
 // fromUnstructured decodes u into out through JSON.
@@ -103,124 +91,96 @@ func (k *Kueue) workload(ctx context.Context, namespace, uid string) (*kueueWork
 	return nil, nil
 }
 
-// flavor returns the ResourceFlavor name; nil when there is none.
-func (k *Kueue) flavor(ctx context.Context, name string) (*kueueFlavor, error) {
-	u, err := k.client.Resource(resourceFlavorGVR).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read kueue resource flavor %s: %w", name, err)
-	}
-	var f kueueFlavor
-	if err := fromUnstructured(u, &f); err != nil {
-		return nil, fmt.Errorf("kueue resource flavor %s: %w", name, err)
-	}
-	return &f, nil
-}
+// kueueJobPodSet is the name of a Job's only pod set in its Workload.
+const kueueJobPodSet = "main"
 
-// injected is what Kueue put into one pod set's template when it admitted it: the
-// node labels and tolerations of the flavors assigned, less what the template had
-// before (the Workload's copy of it).
-type injected struct {
-	nodeSelector map[string]string
-	tolerations  []corev1.Toleration
-}
-
-// injectedInto returns what Kueue injected, at admission, into the pod template of
-// the pod set podSet of the object of uid; nil when that is not knowable: no
-// Workload (never queued, or gone with its object), no admission recorded, or a
-// flavor gone since.
+// admittedTemplate returns, for the object of uid that Kueue admitted, the pod
+// template of its pod set podSet as it was before the admission; nil when that is
+// not knowable: no Workload (never queued, or gone with its object), or no
+// admission recorded.
 //
-// Kueue (v0.19) admits a workload by merging into its pod template the nodeLabels
-// and tolerations of the ResourceFlavors assigned to it (status.admission
-// podSetAssignments[].flavors), and keeps the template as it was before in the
-// Workload's spec.podSets[].template, which it restores when it suspends the
-// workload again. A finished (failed) workload is not restored: its template still
-// carries what Kueue added.
-func (k *Kueue) injectedInto(ctx context.Context, namespace, uid, podSet string) (*injected, error) {
+// Kueue (v0.19) admits a workload by merging into its pod template what the
+// admission brings: the nodeLabels (as node selectors) and tolerations of the
+// ResourceFlavors assigned (status.admission.podSetAssignments[].flavors), its own
+// labels and annotations (kueue.x-k8s.io/podset; kueue.x-k8s.io/workload with
+// topology-aware scheduling), and the pod set updates of admission checks. It keeps
+// the template as it was before in the Workload's spec.podSets[].template, and
+// restores the labels, annotations, node selector, tolerations and scheduling gates
+// from it when it suspends the workload again. A finished (failed) Job is not
+// restored: its template still carries what the admission added, and a copy of it
+// would carry a stale kueue.x-k8s.io/workload that Kueue refuses to merge with the
+// new Workload's (the copy is never unsuspended).
+func (k *Kueue) admittedTemplate(ctx context.Context, namespace, uid, podSet string) (*corev1.PodTemplateSpec, error) {
 	wl, err := k.workload(ctx, namespace, uid)
 	if err != nil || wl == nil || wl.Status.Admission == nil {
 		return nil, err
 	}
-	var original *corev1.PodTemplateSpec
 	for i := range wl.Spec.PodSets {
 		if wl.Spec.PodSets[i].Name == podSet {
-			original = &wl.Spec.PodSets[i].Template
+			return &wl.Spec.PodSets[i].Template, nil
 		}
 	}
-	if original == nil {
-		return nil, nil
-	}
-	out := &injected{nodeSelector: map[string]string{}}
-	for _, a := range wl.Status.Admission.PodSetAssignments {
-		if a.Name != podSet {
-			continue
-		}
-		for _, name := range slices.Sorted(maps.Values(a.Flavors)) {
-			f, err := k.flavor(ctx, name)
-			if err != nil {
-				return nil, err
-			}
-			if f == nil {
-				return nil, nil // its labels are not knowable any more
-			}
-			for key, v := range f.Spec.NodeLabels {
-				if had, ok := original.Spec.NodeSelector[key]; !ok || had != v {
-					out.nodeSelector[key] = v
-				}
-			}
-			for _, t := range f.Spec.Tolerations {
-				if !slices.ContainsFunc(original.Spec.Tolerations, sameToleration(t)) {
-					out.tolerations = append(out.tolerations, t)
-				}
-			}
-		}
-	}
-	return out, nil
+	return nil, nil
 }
 
-// strip removes from spec what Kueue injected: each node selector whose value is
-// the one injected, and each toleration injected.
-func (in *injected) strip(spec *corev1.PodSpec) {
-	if in == nil {
-		return
-	}
-	for key, v := range in.nodeSelector {
-		if spec.NodeSelector[key] == v {
-			delete(spec.NodeSelector, key)
+// restoreTemplate sets what an admission changes in tmpl (labels, annotations,
+// node selector, tolerations, scheduling gates) back to before, as Kueue does when
+// it suspends a workload: before is the Workload's copy. The labels the Job
+// controller manages stay as they are (NewAttempt strips them).
+func restoreTemplate(tmpl *corev1.PodTemplateSpec, before *corev1.PodTemplateSpec) {
+	managed := map[string]string{}
+	for _, l := range serverLabels {
+		if v, ok := tmpl.Labels[l]; ok {
+			managed[l] = v
 		}
 	}
-	if len(spec.NodeSelector) == 0 {
-		spec.NodeSelector = nil
+	tmpl.Labels = maps.Clone(before.Labels)
+	if len(managed) > 0 && tmpl.Labels == nil {
+		tmpl.Labels = map[string]string{}
 	}
-	spec.Tolerations = slices.DeleteFunc(spec.Tolerations, func(t corev1.Toleration) bool {
-		return slices.ContainsFunc(in.tolerations, sameToleration(t))
-	})
-	if len(spec.Tolerations) == 0 {
-		spec.Tolerations = nil
-	}
+	maps.Copy(tmpl.Labels, managed)
+	tmpl.Annotations = maps.Clone(before.Annotations)
+	spec, was := &tmpl.Spec, &before.Spec
+	spec.NodeSelector = maps.Clone(was.NodeSelector)
+	spec.Tolerations = slices.Clone(was.Tolerations)
+	spec.SchedulingGates = slices.Clone(was.SchedulingGates)
 }
 
-// kueueJobPodSet is the name of a Job's only pod set in its Workload.
-const kueueJobPodSet = "main"
-
-// withoutInjected returns job, or a copy of it without what Kueue injected into its
-// pod template when it admitted it, when that is knowable.
+// withoutInjected returns job, or a copy of it whose pod template is without what
+// Kueue's admission added to it, when that is knowable (admittedTemplate).
 func (k *Kueue) withoutInjected(ctx context.Context, job *batchv1.Job) (*batchv1.Job, error) {
 	if k == nil || !queued(job.Labels) {
 		return job, nil
 	}
-	in, err := k.injectedInto(ctx, job.Namespace, string(job.UID), kueueJobPodSet)
-	if err != nil || in == nil {
+	before, err := k.admittedTemplate(ctx, job.Namespace, string(job.UID), kueueJobPodSet)
+	if err != nil || before == nil {
 		return job, err
 	}
 	job = job.DeepCopy()
-	in.strip(&job.Spec.Template.Spec)
+	restoreTemplate(&job.Spec.Template, before)
 	return job, nil
 }
 
-// sameToleration matches the tolerations equal to t (key, operator, value, effect).
-func sameToleration(t corev1.Toleration) func(corev1.Toleration) bool {
-	return func(o corev1.Toleration) bool { return t.MatchToleration(&o) }
+// quotaReserved is Kueue's condition of a Workload that holds quota in its
+// ClusterQueue; False, with Kueue's reason and message, while it cannot get it.
+const quotaReserved = "QuotaReserved"
+
+// inadmissible returns, for a queued Job that Kueue keeps suspended, its Workload
+// and the Workload's QuotaReserved condition when that is False (Kueue cannot
+// admit it: over the queue's quota, no flavor that fits, a queue missing or
+// stopped); nil, nil otherwise.
+func (k *Kueue) inadmissible(ctx context.Context, job *batchv1.Job) (*kueueWorkload, *metav1.Condition, error) {
+	if k == nil || !queued(job.Labels) || job.Spec.Suspend == nil || !*job.Spec.Suspend {
+		return nil, nil, nil
+	}
+	wl, err := k.workload(ctx, job.Namespace, string(job.UID))
+	if err != nil || wl == nil {
+		return nil, nil, err
+	}
+	for i := range wl.Status.Conditions {
+		if c := &wl.Status.Conditions[i]; c.Type == quotaReserved && c.Status == metav1.ConditionFalse {
+			return wl, c, nil
+		}
+	}
+	return nil, nil, nil
 }

@@ -18,8 +18,9 @@ import (
 )
 
 // queuedJob is failedJob in Kueue's queue "team-a", as Kueue left it when it
-// admitted it to the flavor "a100": the flavor's node label and toleration merged
-// into its pod template beside the user's own selector.
+// admitted it to the flavor "a100": the flavor's node label and toleration, its
+// pod set label and its workload annotation merged into its pod template beside
+// the user's own.
 func queuedJob() *batchv1.Job {
 	job := failedJob()
 	job.Labels[LabelQueueName] = "team-a"
@@ -30,10 +31,13 @@ func queuedJob() *batchv1.Job {
 	spec.NodeSelector = map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "pool": "reserved", "zone": "a"}
 	spec.Tolerations = []corev1.Toleration{{Key: "user", Operator: corev1.TolerationOpExists},
 		{Key: "reserved", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoSchedule}}
+	job.Spec.Template.Labels["kueue.x-k8s.io/podset"] = "main"
+	job.Spec.Template.Annotations = map[string]string{"kueue.x-k8s.io/workload": "job-llm-ft-1a2b", "user": "note"}
 	return job
 }
 
-// kueueObjects are the Workload of queuedJob (owned by ownerUID) and its flavor.
+// kueueObjects are the Workload of queuedJob (owned by ownerUID) and its flavor
+// (which autofix does not read: the Workload's template is what it goes by).
 func kueueObjects(ownerUID string, admitted bool) []runtime.Object {
 	wl := map[string]any{
 		"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
@@ -41,11 +45,12 @@ func kueueObjects(ownerUID string, admitted bool) []runtime.Object {
 			"labels":          map[string]any{labelJobUID: "0b1c"},
 			"ownerReferences": []any{map[string]any{"apiVersion": "batch/v1", "kind": "Job", "name": "llm-ft", "uid": ownerUID, "controller": true}}},
 		"spec": map[string]any{"queueName": "team-a", "podSets": []any{map[string]any{"name": "main", "count": int64(1),
-			"template": map[string]any{"spec": map[string]any{
-				// What the user wrote: zone=a, and the GPU model the flavor's label repeats.
-				"nodeSelector": map[string]any{"zone": "a", "nvidia.com/gpu.product": "nvidia-a100-40gb"},
-				"tolerations":  []any{map[string]any{"key": "user", "operator": "Exists"}},
-				"containers":   []any{map[string]any{"name": "train", "image": "train:1"}}}}}}},
+			"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"team": "nlp"}, "annotations": map[string]any{"user": "note"}},
+				"spec": map[string]any{
+					// What the user wrote: zone=a, and the GPU model the flavor's label repeats.
+					"nodeSelector": map[string]any{"zone": "a", "nvidia.com/gpu.product": "nvidia-a100-40gb"},
+					"tolerations":  []any{map[string]any{"key": "user", "operator": "Exists"}},
+					"containers":   []any{map[string]any{"name": "train", "image": "train:1"}}}}}}},
 	}
 	if admitted {
 		wl["status"] = map[string]any{"admission": map[string]any{"clusterQueue": "cq", "podSetAssignments": []any{
@@ -61,7 +66,7 @@ func kueueObjects(ownerUID string, admitted bool) []runtime.Object {
 
 func newKueue(objs ...runtime.Object) *Kueue {
 	return NewKueue(dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{workloadGVR: "WorkloadList", resourceFlavorGVR: "ResourceFlavorList"}, objs...))
+		map[schema.GroupVersionResource]string{workloadGVR: "WorkloadList"}, objs...))
 }
 
 func TestNewAttemptKeepsKueueQueue(t *testing.T) {
@@ -93,33 +98,28 @@ func TestNewAttemptKeepsKueueQueue(t *testing.T) {
 }
 
 func TestKueueWithoutInjected(t *testing.T) {
+	asAdmitted := map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "pool": "reserved", "zone": "a"}
 	for _, tc := range []struct {
 		name      string
 		objs      []runtime.Object
 		job       func() *batchv1.Job
 		wantNodes map[string]string
 		wantTols  int
+		restored  bool // labels and annotations as before the admission
 	}{
-		// pool=reserved and the reserved toleration came from the flavor; zone=a and
-		// the GPU model were the user's (the Workload's template has them).
+		// pool=reserved, the reserved toleration, the pod set label and the workload
+		// annotation came with the admission; zone=a, the GPU model and the rest were
+		// the user's (the Workload's template has them).
 		{"admitted", kueueObjects("0b1c", true), queuedJob,
-			map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "zone": "a"}, 1},
-		{"not admitted", kueueObjects("0b1c", false), queuedJob,
-			map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "pool": "reserved", "zone": "a"}, 2},
-		{"workload of another object", kueueObjects("ffff", true), queuedJob,
-			map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "pool": "reserved", "zone": "a"}, 2},
-		{"flavor gone", kueueObjects("0b1c", true)[:1], queuedJob,
-			map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "pool": "reserved", "zone": "a"}, 2},
+			map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "zone": "a"}, 1, true},
+		{"not admitted", kueueObjects("0b1c", false), queuedJob, asAdmitted, 2, false},
+		{"workload of another object", kueueObjects("ffff", true), queuedJob, asAdmitted, 2, false},
+		{"no workload", nil, queuedJob, asAdmitted, 2, false},
 		{"not queued", kueueObjects("0b1c", true), func() *batchv1.Job {
 			j := queuedJob()
 			delete(j.Labels, LabelQueueName)
 			return j
-		}, map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "pool": "reserved", "zone": "a"}, 2},
-		{"user changed the selector", kueueObjects("0b1c", true), func() *batchv1.Job {
-			j := queuedJob()
-			j.Spec.Template.Spec.NodeSelector["pool"] = "spare" // not the flavor's value: not Kueue's
-			return j
-		}, map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "pool": "spare", "zone": "a"}, 1},
+		}, asAdmitted, 2, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			job := tc.job()
@@ -128,10 +128,19 @@ func TestKueueWithoutInjected(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if spec := got.Spec.Template.Spec; !maps.Equal(spec.NodeSelector, tc.wantNodes) || len(spec.Tolerations) != tc.wantTols {
-				t.Errorf("node selector %v, %d tolerations; want %v, %d", spec.NodeSelector, len(spec.Tolerations), tc.wantNodes, tc.wantTols)
+			tmpl := got.Spec.Template
+			if !maps.Equal(tmpl.Spec.NodeSelector, tc.wantNodes) || len(tmpl.Spec.Tolerations) != tc.wantTols {
+				t.Errorf("node selector %v, %d tolerations; want %v, %d", tmpl.Spec.NodeSelector, len(tmpl.Spec.Tolerations), tc.wantNodes, tc.wantTols)
 			}
-			if !maps.Equal(job.Spec.Template.Spec.NodeSelector, before.Spec.Template.Spec.NodeSelector) {
+			_, podset := tmpl.Labels["kueue.x-k8s.io/podset"]
+			_, wl := tmpl.Annotations["kueue.x-k8s.io/workload"]
+			if podset == tc.restored || wl == tc.restored || tmpl.Annotations["user"] != "note" || tmpl.Labels["team"] != "nlp" ||
+				tmpl.Labels[batchv1.ControllerUidLabel] != "0b1c" {
+				t.Errorf("template labels %v annotations %v; want Kueue's gone %v, the user's and the Job controller's kept",
+					tmpl.Labels, tmpl.Annotations, tc.restored)
+			}
+			if !maps.Equal(job.Spec.Template.Spec.NodeSelector, before.Spec.Template.Spec.NodeSelector) ||
+				!maps.Equal(job.Spec.Template.Annotations, before.Spec.Template.Annotations) {
 				t.Error("the failed Job given was changed")
 			}
 		})
@@ -155,6 +164,7 @@ func TestJobsCreateFromQueued(t *testing.T) {
 	}
 	want := map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "zone": "a"}
 	if !maps.Equal(got.Spec.Template.Spec.NodeSelector, want) || got.Spec.Suspend == nil || !*got.Spec.Suspend ||
+		got.Spec.Template.Annotations["kueue.x-k8s.io/workload"] != "" ||
 		got.Labels[LabelQueueName] != "team-a" || got.Labels[failure.LabelManaged] != "true" {
 		t.Errorf("attempt: node selector %v (want %v), suspend %v, labels %v", got.Spec.Template.Spec.NodeSelector, want,
 			got.Spec.Suspend, got.Labels)
