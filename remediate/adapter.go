@@ -70,9 +70,11 @@ type AdapterOptions struct {
 	// Pods are the policy's pod-safety switches its fixes are held to.
 	Pods policy.Pods
 	// Kueue, if set, reads what Kueue recorded of the workloads it admits: a fix
-	// of a queued Job goes without the node selectors and tolerations Kueue
-	// injected when it admitted the failed one (docs/kubernetes.md, "Kueue"). Nil:
-	// Kueue's objects are not read, and a queued Job's template is kept as it is.
+	// of a queued Job or JobSet goes without what Kueue's admission added to the
+	// failed one's pod templates (node selectors, tolerations, its labels and
+	// annotations), and a queued Job Kueue does not admit is reported
+	// (docs/kubernetes.md, "Kueue"). Nil: Kueue's objects are not read, and a
+	// queued workload's templates are kept as they are.
 	Kueue *Kueue
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	jobsetapi "sigs.k8s.io/jobset/api/jobset/v1alpha2"
 )
 
 // LabelPriorityClass is Kueue's label naming a workload's WorkloadPriorityClass; an
@@ -111,16 +112,32 @@ const kueueJobPodSet = "main"
 // would carry a stale kueue.x-k8s.io/workload that Kueue refuses to merge with the
 // new Workload's (the copy is never unsuspended).
 func (k *Kueue) admittedTemplate(ctx context.Context, namespace, uid, podSet string) (*corev1.PodTemplateSpec, error) {
+	wl, err := k.admitted(ctx, namespace, uid)
+	if err != nil || wl == nil {
+		return nil, err
+	}
+	return wl.podSet(podSet), nil
+}
+
+// admitted returns the Workload of the object of uid when it records an admission;
+// nil otherwise.
+func (k *Kueue) admitted(ctx context.Context, namespace, uid string) (*kueueWorkload, error) {
 	wl, err := k.workload(ctx, namespace, uid)
 	if err != nil || wl == nil || wl.Status.Admission == nil {
 		return nil, err
 	}
+	return wl, nil
+}
+
+// podSet returns the template of the Workload's pod set name, as it was before the
+// admission; nil when it has none of that name.
+func (wl *kueueWorkload) podSet(name string) *corev1.PodTemplateSpec {
 	for i := range wl.Spec.PodSets {
-		if wl.Spec.PodSets[i].Name == podSet {
-			return &wl.Spec.PodSets[i].Template, nil
+		if wl.Spec.PodSets[i].Name == name {
+			return &wl.Spec.PodSets[i].Template
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // restoreTemplate sets what an admission changes in tmpl (labels, annotations,
@@ -159,6 +176,27 @@ func (k *Kueue) withoutInjected(ctx context.Context, job *batchv1.Job) (*batchv1
 	job = job.DeepCopy()
 	restoreTemplate(&job.Spec.Template, before)
 	return job, nil
+}
+
+// jobSetWithoutInjected returns js, or a copy of it whose replicated jobs' pod
+// templates are without what Kueue's admission added to them (admittedTemplate):
+// Kueue makes one pod set per replicated job, named after it.
+func (k *Kueue) jobSetWithoutInjected(ctx context.Context, js *jobsetapi.JobSet) (*jobsetapi.JobSet, error) {
+	if k == nil || !queued(js.Labels) {
+		return js, nil
+	}
+	wl, err := k.admitted(ctx, js.Namespace, string(js.UID))
+	if err != nil || wl == nil {
+		return js, err
+	}
+	js = js.DeepCopy()
+	for i := range js.Spec.ReplicatedJobs {
+		rj := &js.Spec.ReplicatedJobs[i]
+		if before := wl.podSet(rj.Name); before != nil {
+			restoreTemplate(&rj.Template.Spec.Template, before)
+		}
+	}
+	return js, nil
 }
 
 // quotaReserved is Kueue's condition of a Workload that holds quota in its

@@ -170,3 +170,38 @@ func TestJobsCreateFromQueued(t *testing.T) {
 			got.Spec.Suspend, got.Labels)
 	}
 }
+
+// TestJobSetWithoutInjected: a queued JobSet's fix restores each replicated job's
+// pod template from its pod set in the Workload (named after the replicated job).
+func TestJobSetWithoutInjected(t *testing.T) {
+	failed := failedJobSet()
+	workers := &failed.Spec.ReplicatedJobs[1].Template.Spec.Template
+	workers.Spec.NodeSelector = map[string]string{"pool": "reserved"}
+	workers.Annotations = map[string]string{"kueue.x-k8s.io/workload": "jobset-llm-1a2b"}
+	wl := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
+		"metadata": map[string]any{"name": "jobset-llm-1a2b", "namespace": "ml", "labels": map[string]any{labelJobUID: string(failed.UID)},
+			"ownerReferences": []any{map[string]any{"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "llm",
+				"uid": string(failed.UID), "controller": true}}},
+		"spec": map[string]any{"podSets": []any{
+			map[string]any{"name": "workers", "count": int64(2), "template": map[string]any{"spec": map[string]any{
+				"containers": []any{map[string]any{"name": "train", "image": "trainer:1"}}}}}}},
+		"status": map[string]any{"admission": map[string]any{"clusterQueue": "cq", "podSetAssignments": []any{
+			map[string]any{"name": "workers", "flavors": map[string]any{"memory": "reserved"}}}}},
+	}}
+	got, err := newKueue(wl).jobSetWithoutInjected(context.Background(), failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := got.Spec.ReplicatedJobs[1].Template.Spec.Template
+	if len(tmpl.Spec.NodeSelector) != 0 || len(tmpl.Annotations) != 0 {
+		t.Errorf("workers' template: node selector %v, annotations %v; want what the admission added gone", tmpl.Spec.NodeSelector, tmpl.Annotations)
+	}
+	if workers.Spec.NodeSelector["pool"] != "reserved" {
+		t.Error("the failed JobSet given was changed")
+	}
+	// The driver has no pod set in this Workload: left as it was.
+	if d := got.Spec.ReplicatedJobs[0].Template.Spec.Template; d.Spec.Containers[0].Image != "driver:1" {
+		t.Errorf("driver's template changed: %+v", d)
+	}
+}
