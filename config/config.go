@@ -115,6 +115,22 @@ type Kubernetes struct {
 	// stage Jobs and deploy stages go through it) and JobSet (jobset.x-k8s.io,
 	// which needs the JobSet CRD and the autofix-jobsets role). Default [Job].
 	Kinds []string `yaml:"kinds"`
+	// Kueue makes autofix read Kueue's objects (kueue.x-k8s.io), which needs the
+	// autofix-kueue roles (docs/kubernetes.md, "Kueue").
+	Kueue Kueue `yaml:"kueue"`
+}
+
+// Kueue configures what autofix reads of Kueue (kubernetes.kueue). A queued
+// attempt keeps its queue and is created suspended whether it is enabled or not.
+type Kueue struct {
+	// Enabled reads the Workloads and ResourceFlavors of queued Jobs: a fix goes
+	// without the node selectors Kueue injected at admission, and a queued Job
+	// Kueue will not admit is reported.
+	Enabled bool `yaml:"enabled"`
+	// InadmissibleAfter is how long a queued Job's Workload may go without quota
+	// (QuotaReserved False) before that is reported (default 10 minutes): waiting
+	// in a queue is what Kueue is for, so this is longer than pendingGrace.
+	InadmissibleAfter time.Duration `yaml:"inadmissibleAfter"`
 }
 
 // The workload kinds kubernetes.kinds may name.
@@ -167,7 +183,8 @@ func Default() Config {
 		Classifier:     Classifier{MinConfidence: 0.5, Authority: 0.95},
 		BackoffSeconds: 60,
 		Kubernetes: Kubernetes{GPUTypeLabel: "nvidia.com/gpu.product", PendingGrace: 2 * time.Minute, VerifyPatience: 15 * time.Minute,
-			LeaseNamespace: "autofix", LeaseName: "autofix-leader", Kinds: []string{KindJob}},
+			LeaseNamespace: "autofix", LeaseName: "autofix-leader", Kinds: []string{KindJob},
+			Kueue: Kueue{InadmissibleAfter: 10 * time.Minute}},
 		Metrics:       defaultMetrics(),
 		Notify:        defaultNotify(),
 		Models:        defaultModels(),
@@ -324,12 +341,17 @@ func (c *Config) Validate() error {
 	if err := c.Kubernetes.validateKinds(); err != nil {
 		return err
 	}
+	if k := &c.Kubernetes; k.Kueue.Enabled && (k.Kubeconfig == "" || k.Kubeconfig == NoCluster) {
+		return errors.New("kubernetes.kueue.enabled: needs a cluster (kubernetes.kubeconfig a file or in-cluster); the simulated cluster and shadow mode run no Kueue")
+	}
 	if k := &c.Kubernetes; k.Kubeconfig != NoCluster {
 		switch {
 		case k.LeaseNamespace == "" || k.LeaseName == "":
 			return errors.New("kubernetes.leaseNamespace, kubernetes.leaseName: required with a cluster")
 		case k.PendingGrace <= 0:
 			return fmt.Errorf("kubernetes.pendingGrace: %s, want positive", k.PendingGrace)
+		case k.Kueue.Enabled && k.Kueue.InadmissibleAfter <= 0:
+			return fmt.Errorf("kubernetes.kueue.inadmissibleAfter: %s, want positive", k.Kueue.InadmissibleAfter)
 		case k.VerifyPatience < time.Minute:
 			return fmt.Errorf("kubernetes.verifyPatience: %s, want at least 1m", k.VerifyPatience)
 		case k.GPUTypeLabel == "":

@@ -111,6 +111,10 @@ func TestInvalid(t *testing.T) {
 		{"kinds without Job", "kubernetes:\n  kubeconfig: in-cluster\n  kinds: [JobSet]\n", nil, `kubernetes.kinds: ["JobSet"], want Job among them`},
 		{"kinds empty", "kubernetes:\n  kinds: []\n", nil, "kubernetes.kinds: [], want Job among them"},
 		{"JobSet on the simulated cluster", "kubernetes:\n  kinds: [Job, JobSet]\n", nil, "kubernetes.kinds[1]: JobSet needs a cluster"},
+		{"Kueue on the simulated cluster", "kubernetes:\n  kueue: {enabled: true}\n", nil, "kubernetes.kueue.enabled: needs a cluster"},
+		{"Kueue in shadow mode", "kubernetes:\n  kubeconfig: none\n  kueue: {enabled: true}\n", nil, "kubernetes.kueue.enabled: needs a cluster"},
+		{"Kueue never inadmissible", "kubernetes:\n  kubeconfig: in-cluster\n  kueue: {enabled: true, inadmissibleAfter: 0s}\n", nil,
+			"kubernetes.kueue.inadmissibleAfter: 0s, want positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

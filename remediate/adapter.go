@@ -69,6 +69,13 @@ type AdapterOptions struct {
 	Watch WatcherOptions
 	// Pods are the policy's pod-safety switches its fixes are held to.
 	Pods policy.Pods
+	// Kueue, if set, reads what Kueue recorded of the workloads it admits: a fix
+	// of a queued Job or JobSet goes without what Kueue's admission added to the
+	// failed one's pod templates (node selectors, tolerations, its labels and
+	// annotations), and a queued Job Kueue does not admit is reported
+	// (docs/kubernetes.md, "Kueue"). Nil: Kueue's objects are not read, and a
+	// queued workload's templates are kept as they are.
+	Kueue *Kueue
 }
 
 // Adapters routes failure events to the adapter of their kind.
@@ -126,18 +133,20 @@ type Jobs struct {
 	o      WatcherOptions
 	v      *Verifier
 	s      *Submitter
+	kueue  *Kueue
 }
 
 // NewJobs returns the Job adapter, which acts through client.
 func NewJobs(client kubernetes.Interface, o AdapterOptions) (*Jobs, error) {
 	w := o.Watch
+	w.Kueue = o.Kueue
 	v, err := NewVerifier(client, VerifierOptions{Namespaces: w.Namespaces, Selector: w.Selector, GPUTypeLabel: w.GPUTypeLabel,
-		Specs: w.Specs, SkipJobSetJobs: w.SkipJobSetJobs})
+		Specs: w.Specs, SkipJobSetJobs: w.SkipJobSetJobs, Kueue: o.Kueue})
 	if err != nil {
 		return nil, err
 	}
 	s := NewSubmitter(client, SubmitterOptions{GPUTypeLabel: w.GPUTypeLabel, Specs: w.Specs, Pods: o.Pods})
-	return &Jobs{client: client, o: w, v: v, s: s}, nil
+	return &Jobs{client: client, o: w, v: v, s: s, kueue: o.Kueue}, nil
 }
 
 // Kind is KindJob.
@@ -158,13 +167,18 @@ func (j *Jobs) Created(ctx context.Context, sub *Submission) (bool, error) {
 	return j.s.Created(ctx, sub)
 }
 
-// CreateFrom is Submitter.CreateFrom, from the verified Job.
+// CreateFrom is Submitter.CreateFrom, from the verified Job, less what Kueue
+// injected into its pod template when it admitted it (with a Kueue reader).
 func (j *Jobs) CreateFrom(ctx context.Context, sub *Submission, v Verified) error {
 	if v.Base == nil {
 		return fmt.Errorf("%s/%s is not a Job that failed: autofix re-submits Jobs; a rollout is rolled back by the pipeline driver or a person: %w",
 			sub.Namespace, sub.FailedJob, ErrCannotSubmit)
 	}
-	return j.s.CreateFrom(ctx, sub, v.Base)
+	base, err := j.kueue.withoutInjected(ctx, v.Base)
+	if err != nil {
+		return classify(err)
+	}
+	return j.s.CreateFrom(ctx, sub, base)
 }
 
 // jobSetControls reports whether a JobSet is job's controller.

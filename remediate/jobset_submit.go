@@ -134,7 +134,11 @@ func (a *JobSets) CreateFrom(ctx context.Context, sub *Submission, v Verified) e
 	if v.JobSet == nil || v.JobSet.Namespace != sub.Namespace || v.JobSet.Name != sub.FailedJob || string(v.JobSet.UID) != sub.FailedUID {
 		return fmt.Errorf("%s/%s is not the JobSet verified for this fix: %w", sub.Namespace, sub.FailedJob, ErrCannotSubmit)
 	}
-	js, err := a.NewAttempt(v.JobSet, v.ReplicatedJob, sub)
+	failed, err := a.o.Kueue.jobSetWithoutInjected(ctx, v.JobSet)
+	if err != nil {
+		return classify(err)
+	}
+	js, err := a.NewAttempt(failed, v.ReplicatedJob, sub)
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, ErrCannotSubmit)
 	}

@@ -162,7 +162,9 @@ var serverLabels = []string{"controller-uid", "job-name", batchv1.ControllerUidL
 // NewAttempt builds the Job for sub from the failed Job: its spec with the
 // server-generated parts stripped (selector, controller labels, status), the chosen
 // resources and parameters applied, and the labels and annotations that link the
-// chain.
+// chain. Every label of the failed Job is kept (Kueue's queue and priority class
+// among them); a Job Kueue admits (LabelQueueName) is created suspended, for Kueue
+// to admit.
 func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.Job, error) {
 	spec := failed.Spec.DeepCopy()
 	spec.Selector, spec.ManualSelector = nil, nil
@@ -193,6 +195,12 @@ func (s *Submitter) NewAttempt(failed *batchv1.Job, sub *Submission) (*batchv1.J
 	labels := maps.Clone(failed.Labels)
 	for _, l := range serverLabels {
 		delete(labels, l)
+	}
+	if queued(labels) {
+		// Kueue admits it, within the queue's quota, as it admitted the failed one
+		// (which it had unsuspended): created running, it would start outside it.
+		suspend := true
+		spec.Suspend = &suspend
 	}
 	annotations := attemptAnnotations(failed.Annotations, sub)
 	return &batchv1.Job{

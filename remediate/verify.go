@@ -36,6 +36,9 @@ type VerifierOptions struct {
 	// SkipJobSetJobs refuses the failures of Jobs a JobSet controls: the JobSet
 	// adapter fixes the JobSet (WatcherOptions.SkipJobSetJobs).
 	SkipJobSetJobs bool
+	// Kueue, if set, bears out the stuck event of a queued Job Kueue does not
+	// admit (its Workload's QuotaReserved condition False).
+	Kueue *Kueue
 }
 
 // Verified is what the cluster says of the workload a failure event names.
@@ -129,7 +132,15 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 			return Verified{}, err
 		}
 		if !ok {
-			return Verified{}, unverified("no pod of Job %s/%s is stuck (pulling its image, or waiting for a node)", j.Namespace, j.Name)
+			_, cond, err := v.o.Kueue.inadmissible(ctx, job)
+			if err != nil {
+				return Verified{}, err
+			}
+			ok = cond != nil
+		}
+		if !ok {
+			return Verified{}, unverified("no pod of Job %s/%s is stuck (pulling its image, or waiting for a node), nor is Kueue keeping it out of its queue",
+				j.Namespace, j.Name)
 		}
 	case stuck:
 		// A Job whose pods could not start and that is gone needs no fix: whoever

@@ -80,7 +80,13 @@ type WatcherOptions struct {
 	// JobSet adapter: their failures are the JobSet's, reported once for it, and a
 	// fix re-creates the JobSet, never one of its Jobs alone.
 	SkipJobSetJobs bool
-	Log            *slog.Logger
+	// Kueue, if set, is read for the Workloads of queued Jobs that Kueue keeps
+	// suspended: one not admitted for InadmissibleAfter (default 10 minutes) is
+	// reported as stuck, with Kueue's reason and message (docs/kubernetes.md,
+	// "Kueue").
+	Kueue             *Kueue
+	InadmissibleAfter time.Duration
+	Log               *slog.Logger
 }
 
 // Source is a shared informer factory limited to one namespace
@@ -191,6 +197,9 @@ func newWatcher(client kubernetes.Interface, pub Publisher, sink OutcomeSink, o 
 	}
 	if o.MaxAge <= 0 {
 		o.MaxAge = 24 * time.Hour
+	}
+	if o.InadmissibleAfter <= 0 {
+		o.InadmissibleAfter = 10 * time.Minute
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -55,7 +55,10 @@ func (c *controller) sync(ctx context.Context, key queueKey) (after time.Duratio
 		if err != nil {
 			return 0, err
 		}
-		return 0, c.syncJob(ctx, key, s, job, false)
+		if err := c.syncJob(ctx, key, s, job, false); err != nil {
+			return 0, err
+		}
+		return c.syncQueued(ctx, job)
 	case deletedJobKey:
 		// A failure a deleted Job had (a TTL of 0, a person) is still reported,
 		// from the last state seen.

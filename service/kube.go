@@ -10,6 +10,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -43,6 +44,19 @@ func JobSetClient(c *config.Kubernetes) (jobsetclient.Interface, error) {
 	return jobsetclient.NewForConfig(cfg)
 }
 
+// KueueReader reads the configured cluster's Kueue objects (kueue.x-k8s.io).
+func KueueReader(c *config.Kubernetes) (*remediate.Kueue, error) {
+	cfg, err := restConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return remediate.NewKueue(client), nil
+}
+
 func restConfig(c *config.Kubernetes) (*rest.Config, error) {
 	var (
 		cfg *rest.Config
@@ -62,14 +76,15 @@ func restConfig(c *config.Kubernetes) (*rest.Config, error) {
 }
 
 // adapters are the workload adapters kubernetes.kinds enables, on client (and js
-// for JobSets; nil when JobSet is not enabled); their watchers read peaks from
-// usage (nil: none) and log to log.
-func adapters(c *config.Config, client kubernetes.Interface, js jobsetclient.Interface, specs remediate.SpecStore,
+// for JobSets; nil when JobSet is not enabled), reading Kueue's objects through kq
+// (nil when kubernetes.kueue is not enabled); their watchers read peaks from usage
+// (nil: none) and log to log.
+func adapters(c *config.Config, client kubernetes.Interface, js jobsetclient.Interface, kq *remediate.Kueue, specs remediate.SpecStore,
 	usage remediate.UsageSource, log *slog.Logger) (*remediate.Adapters, error) {
 	k := &c.Kubernetes
-	o := remediate.AdapterOptions{Pods: c.Policy.Pods, Watch: remediate.WatcherOptions{Namespaces: k.Namespaces, Selector: k.Selector,
+	o := remediate.AdapterOptions{Pods: c.Policy.Pods, Kueue: kq, Watch: remediate.WatcherOptions{Namespaces: k.Namespaces, Selector: k.Selector,
 		GPUTypeLabel: k.GPUTypeLabel, PendingGrace: k.PendingGrace, Specs: specs, Catalogue: &c.Catalogue, Usage: usage, Log: log,
-		SkipJobSetJobs: k.Enabled(config.KindJobSet)}}
+		SkipJobSetJobs: k.Enabled(config.KindJobSet), InadmissibleAfter: k.Kueue.InadmissibleAfter}}
 	jobs, err := remediate.NewJobs(client, o)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.selector: %w", err)

@@ -73,6 +73,7 @@ type Service struct {
 	ln         net.Listener
 	election   *remediate.LeaderStatus
 	jobsets    jobsetclient.Interface // nil unless kubernetes.kinds names JobSet
+	kueue      *remediate.Kueue       // nil unless kubernetes.kueue is enabled
 	autonomy   *autonomy.Service
 	notifier   *notify.Notifier // nil without notify.alertmanager.urls
 	webhooks   *notify.Webhooks // nil without notify.webhooks
@@ -177,7 +178,13 @@ func (s *Service) connect() (engine.Remediator, error) {
 			return nil, err
 		}
 	}
-	kinds, err := adapters(cfg, s.kube, s.jobsets, ledgerSpecs{s.store}, nil, log)
+	if cfg.Kubernetes.Kueue.Enabled {
+		var err error
+		if s.kueue, err = KueueReader(&cfg.Kubernetes); err != nil {
+			return nil, err
+		}
+	}
+	kinds, err := adapters(cfg, s.kube, s.jobsets, s.kueue, ledgerSpecs{s.store}, nil, log)
 	if err != nil {
 		return nil, err
 	}
@@ -502,7 +509,7 @@ func (s *Service) runWatcher(ctx context.Context) {
 	}
 	defer func() { _ = p.Close() }()
 	// Made afresh with the peaks' source, which is set up after the cluster.
-	kinds, err := adapters(s.cfg, s.kube, s.jobsets, ledgerSpecs{s.store}, s.usage, s.log)
+	kinds, err := adapters(s.cfg, s.kube, s.jobsets, s.kueue, ledgerSpecs{s.store}, s.usage, s.log)
 	if err != nil {
 		s.log.Error("watcher", "err", err)
 		return

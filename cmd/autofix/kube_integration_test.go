@@ -78,16 +78,23 @@ func startStack(t *testing.T, others ...string) *stack {
 	cfg.Kubernetes.Kubeconfig, cfg.Kubernetes.Namespaces, cfg.Kubernetes.LeaseNamespace = c.Kubeconfig, namespaces, "default"
 	cfg.Kubernetes.PendingGrace = time.Second
 	cfg.BackoffSeconds = 1
+	return serveOn(t, c, &cfg)
+}
+
+// serveOn validates cfg, runs serve with it until the test ends, and opens its
+// ledger: the stack of c.
+func serveOn(t *testing.T, c *kubetest.Cluster, cfg *config.Config) *stack {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	runServe(t, &cfg, "serve")
-	store, err := ledger.Open(ctx, cfg.LedgerDSN())
+	runServe(t, cfg, "serve")
+	store, err := ledger.Open(context.Background(), cfg.LedgerDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	return &stack{c: c, store: store, cfg: &cfg}
+	return &stack{c: c, store: store, cfg: cfg}
 }
 
 type jobOpts struct {
