@@ -141,7 +141,7 @@ func NewJobs(client kubernetes.Interface, o AdapterOptions) (*Jobs, error) {
 	w := o.Watch
 	w.Kueue = o.Kueue
 	v, err := NewVerifier(client, VerifierOptions{Namespaces: w.Namespaces, Selector: w.Selector, GPUTypeLabel: w.GPUTypeLabel,
-		Specs: w.Specs, SkipJobSetJobs: w.SkipJobSetJobs, Kueue: o.Kueue})
+		Specs: w.Specs, Kueue: o.Kueue})
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +173,13 @@ func (j *Jobs) CreateFrom(ctx context.Context, sub *Submission, v Verified) erro
 	if v.Base == nil {
 		return fmt.Errorf("%s/%s is not a Job that failed: autofix re-submits Jobs; a rollout is rolled back by the pipeline driver or a person: %w",
 			sub.Namespace, sub.FailedJob, ErrCannotSubmit)
+	}
+	if queued(v.Base.Labels) && v.Base.Spec.Suspend != nil && *v.Base.Spec.Suspend {
+		// Kueue has not admitted it (it is waiting, or cannot be admitted): a copy in
+		// the same queue would run the same work twice once capacity frees. The event
+		// tells people; the queue, the quota or the request is theirs to change.
+		return fmt.Errorf("job %s/%s is still waiting in Kueue's queue %s: a copy would run the same work twice: %w",
+			sub.Namespace, sub.FailedJob, v.Base.Labels[LabelQueueName], ErrCannotSubmit)
 	}
 	base, err := j.kueue.withoutInjected(ctx, v.Base)
 	if err != nil {

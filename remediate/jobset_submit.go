@@ -83,6 +83,12 @@ func (a *JobSets) Verify(ctx context.Context, ev *failure.Event) (Verified, erro
 	if !a.sel.Matches(labels.Set(js.Labels)) {
 		return Verified{}, unverified("JobSet %s/%s does not match the selector %q", j.Namespace, j.Name, a.o.Watch.Selector)
 	}
+	if owner := metav1.GetControllerOf(js); owner != nil {
+		// A JobSet another object controls (a Kubeflow TrainJob, say): a copy would
+		// run orphaned, outside whatever admitted its owner.
+		return Verified{}, unverified("JobSet %s/%s is controlled by %s %s: autofix fixes only JobSets nothing else controls",
+			j.Namespace, j.Name, owner.Kind, owner.Name)
+	}
 	cond := jobSetCondition(js, jobsetapi.JobSetFailed)
 	if cond == nil {
 		return Verified{}, unverified("JobSet %s/%s has not failed (no Failed condition)", j.Namespace, j.Name)

@@ -32,6 +32,10 @@ var workloadGVR = schema.GroupVersionResource{Group: "kueue.x-k8s.io", Version: 
 // LocalQueue).
 func queued(l map[string]string) bool { return l[LabelQueueName] != "" }
 
+// kueueWorkloadAnnotation is what Kueue's admission puts on a workload's pod
+// template: the name of its Workload.
+const kueueWorkloadAnnotation = "kueue.x-k8s.io/workload"
+
 // Kueue reads what Kueue recorded of the workloads it admits: their Workloads. It
 // only reads.
 type Kueue struct {
@@ -95,30 +99,6 @@ func (k *Kueue) workload(ctx context.Context, namespace, uid string) (*kueueWork
 // kueueJobPodSet is the name of a Job's only pod set in its Workload.
 const kueueJobPodSet = "main"
 
-// admittedTemplate returns, for the object of uid that Kueue admitted, the pod
-// template of its pod set podSet as it was before the admission; nil when that is
-// not knowable: no Workload (never queued, or gone with its object), or no
-// admission recorded.
-//
-// Kueue (v0.19) admits a workload by merging into its pod template what the
-// admission brings: the nodeLabels (as node selectors) and tolerations of the
-// ResourceFlavors assigned (status.admission.podSetAssignments[].flavors), its own
-// labels and annotations (kueue.x-k8s.io/podset; kueue.x-k8s.io/workload with
-// topology-aware scheduling), and the pod set updates of admission checks. It keeps
-// the template as it was before in the Workload's spec.podSets[].template, and
-// restores the labels, annotations, node selector, tolerations and scheduling gates
-// from it when it suspends the workload again. A finished (failed) Job is not
-// restored: its template still carries what the admission added, and a copy of it
-// would carry a stale kueue.x-k8s.io/workload that Kueue refuses to merge with the
-// new Workload's (the copy is never unsuspended).
-func (k *Kueue) admittedTemplate(ctx context.Context, namespace, uid, podSet string) (*corev1.PodTemplateSpec, error) {
-	wl, err := k.admitted(ctx, namespace, uid)
-	if err != nil || wl == nil {
-		return nil, err
-	}
-	return wl.podSet(podSet), nil
-}
-
 // admitted returns the Workload of the object of uid when it records an admission;
 // nil otherwise.
 func (k *Kueue) admitted(ctx context.Context, namespace, uid string) (*kueueWorkload, error) {
@@ -164,14 +144,34 @@ func restoreTemplate(tmpl *corev1.PodTemplateSpec, before *corev1.PodTemplateSpe
 }
 
 // withoutInjected returns job, or a copy of it whose pod template is without what
-// Kueue's admission added to it, when that is knowable (admittedTemplate).
+// Kueue's admission added to it: restored from its Workload's copy of the template
+// as it was before the admission. An admitted Job whose Workload is gone cannot be
+// restored, and is ErrCannotSubmit.
 func (k *Kueue) withoutInjected(ctx context.Context, job *batchv1.Job) (*batchv1.Job, error) {
 	if k == nil || !queued(job.Labels) {
 		return job, nil
 	}
-	before, err := k.admittedTemplate(ctx, job.Namespace, string(job.UID), kueueJobPodSet)
-	if err != nil || before == nil {
+	wl, err := k.workload(ctx, job.Namespace, string(job.UID))
+	if err != nil {
 		return job, err
+	}
+	if wl == nil {
+		if _, admitted := job.Spec.Template.Annotations[kueueWorkloadAnnotation]; admitted {
+			// Admitted, and its Workload is gone (a Job deleted after it finished,
+			// fixed from its kept spec): what the admission added cannot be told from
+			// what its owner set, and a copy carrying it would stay suspended, or run
+			// on the old flavor's nodes.
+			return nil, fmt.Errorf("job %s/%s was admitted by Kueue and its Workload is gone: what the admission added to its pods cannot be undone: %w",
+				job.Namespace, job.Name, ErrCannotSubmit)
+		}
+		return job, nil
+	}
+	if wl.Status.Admission == nil {
+		return job, nil
+	}
+	before := wl.podSet(kueueJobPodSet)
+	if before == nil {
+		return job, nil
 	}
 	job = job.DeepCopy()
 	restoreTemplate(&job.Spec.Template, before)
@@ -179,7 +179,7 @@ func (k *Kueue) withoutInjected(ctx context.Context, job *batchv1.Job) (*batchv1
 }
 
 // jobSetWithoutInjected returns js, or a copy of it whose replicated jobs' pod
-// templates are without what Kueue's admission added to them (admittedTemplate):
+// templates are without what Kueue's admission added to them (restored from the Workload's pod sets):
 // Kueue makes one pod set per replicated job, named after it.
 func (k *Kueue) jobSetWithoutInjected(ctx context.Context, js *jobsetapi.JobSet) (*jobsetapi.JobSet, error) {
 	if k == nil || !queued(js.Labels) {

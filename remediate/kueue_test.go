@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"testing"
 
@@ -97,6 +98,9 @@ func TestNewAttemptKeepsKueueQueue(t *testing.T) {
 	}
 }
 
+// TestKueueWithoutInjected: the fix of an admitted queued Job is restored from its
+// Workload's copy of the pod template; an admitted Job whose Workload is gone (no
+// Workload of its uid: TestAdmittedJobWithoutItsWorkloadIsNotCopied) is refused.
 func TestKueueWithoutInjected(t *testing.T) {
 	asAdmitted := map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "pool": "reserved", "zone": "a"}
 	for _, tc := range []struct {
@@ -113,8 +117,7 @@ func TestKueueWithoutInjected(t *testing.T) {
 		{"admitted", kueueObjects("0b1c", true), queuedJob,
 			map[string]string{"nvidia.com/gpu.product": "nvidia-a100-40gb", "zone": "a"}, 1, true},
 		{"not admitted", kueueObjects("0b1c", false), queuedJob, asAdmitted, 2, false},
-		{"workload of another object", kueueObjects("ffff", true), queuedJob, asAdmitted, 2, false},
-		{"no workload", nil, queuedJob, asAdmitted, 2, false},
+
 		{"not queued", kueueObjects("0b1c", true), func() *batchv1.Job {
 			j := queuedJob()
 			delete(j.Labels, LabelQueueName)
@@ -203,5 +206,15 @@ func TestJobSetWithoutInjected(t *testing.T) {
 	// The driver has no pod set in this Workload: left as it was.
 	if d := got.Spec.ReplicatedJobs[0].Template.Spec.Template; d.Spec.Containers[0].Image != "driver:1" {
 		t.Errorf("driver's template changed: %+v", d)
+	}
+}
+
+// TestKueueWithoutInjectedRefusesAGoneWorkload: an admitted Job (its template bears
+// Kueue's workload annotation) without a Workload of its own uid cannot be restored.
+func TestKueueWithoutInjectedRefusesAGoneWorkload(t *testing.T) {
+	for name, objs := range map[string][]runtime.Object{"workload of another object": kueueObjects("ffff", true), "no workload": nil} {
+		if _, err := newKueue(objs...).withoutInjected(context.Background(), queuedJob()); !errors.Is(err, ErrCannotSubmit) {
+			t.Errorf("%s: withoutInjected = %v, want ErrCannotSubmit", name, err)
+		}
 	}
 }

@@ -33,9 +33,6 @@ type VerifierOptions struct {
 	// Specs holds the specs of failed Jobs the watcher saw: a failure is still
 	// verified when its Job is gone.
 	Specs SpecStore
-	// SkipJobSetJobs refuses the failures of Jobs a JobSet controls: the JobSet
-	// adapter fixes the JobSet (WatcherOptions.SkipJobSetJobs).
-	SkipJobSetJobs bool
 	// Kueue, if set, bears out the stuck event of a queued Job Kueue does not
 	// admit (its Workload's QuotaReserved condition False).
 	Kueue *Kueue
@@ -122,8 +119,11 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 	if !v.sel.Matches(labels.Set(job.Labels)) {
 		return Verified{}, unverified("Job %s/%s does not match the selector %q", j.Namespace, j.Name, v.o.Selector)
 	}
-	if v.o.SkipJobSetJobs && jobSetControls(job) {
-		return Verified{}, unverified("Job %s/%s is a JobSet's: autofix fixes the JobSet, not one of its Jobs", j.Namespace, j.Name)
+	if jobSetControls(job) {
+		// Whether or not the JobSet kind is enabled: a copy of one of its Jobs would
+		// run alone, outside the JobSet and whatever queue admitted the JobSet.
+		return Verified{}, unverified("Job %s/%s is a JobSet's: autofix fixes the JobSet (kubernetes.kinds), never one of its Jobs",
+			j.Namespace, j.Name)
 	}
 	switch {
 	case stuck && !kept:

@@ -76,10 +76,6 @@ type WatcherOptions struct {
 	// every run the watcher reports, failed or finished (docs/kubernetes.md, "Peak
 	// usage"). Nil: the peaks are unknown, and events and outcomes go without.
 	Usage UsageSource
-	// SkipJobSetJobs leaves the Jobs a JobSet controls, and their pods, to the
-	// JobSet adapter: their failures are the JobSet's, reported once for it, and a
-	// fix re-creates the JobSet, never one of its Jobs alone.
-	SkipJobSetJobs bool
 	// Kueue, if set, is read for the Workloads of queued Jobs that Kueue keeps
 	// suspended: one not admitted for InadmissibleAfter (default 10 minutes) is
 	// reported as stuck, with Kueue's reason and message (docs/kubernetes.md,
@@ -272,5 +268,5 @@ func watchedNamespaces(named []string) []string {
 }
 
 func (w *Watcher) selected(job *batchv1.Job) bool {
-	return w.selectedLabels(job.Labels) && (!w.o.SkipJobSetJobs || !jobSetControls(job))
+	return w.selectedLabels(job.Labels) && !jobSetControls(job)
 }

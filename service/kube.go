@@ -84,7 +84,7 @@ func adapters(c *config.Config, client kubernetes.Interface, js jobsetclient.Int
 	k := &c.Kubernetes
 	o := remediate.AdapterOptions{Pods: c.Policy.Pods, Kueue: kq, Watch: remediate.WatcherOptions{Namespaces: k.Namespaces, Selector: k.Selector,
 		GPUTypeLabel: k.GPUTypeLabel, PendingGrace: k.PendingGrace, Specs: specs, Catalogue: &c.Catalogue, Usage: usage, Log: log,
-		SkipJobSetJobs: k.Enabled(config.KindJobSet), InadmissibleAfter: k.Kueue.InadmissibleAfter}}
+		InadmissibleAfter: k.Kueue.InadmissibleAfter}}
 	jobs, err := remediate.NewJobs(client, o)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.selector: %w", err)
