@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -183,25 +182,15 @@ func shadowRow(id string, rec *failure.Recommendation, at time.Time) []any {
 	if sh.Option != nil {
 		candP, candCost = sh.Option.PSuccess, sh.Option.ExpectedCost
 	}
-	chosenJSON := ""
-	if retry {
-		// What the choice runs, not what was predicted of it: enough to tell whether
-		// the attempt ran it (a reviewer may pick another option, or edit it).
-		c := failure.Option{Resources: chosen.Resources, Params: chosen.Params, AvoidNodes: chosen.AvoidNodes,
-			DeadlineSeconds: chosen.DeadlineSeconds, DelaySeconds: chosen.DelaySeconds}
-		if b, err := json.Marshal(&c); err == nil {
-			chosenJSON = string(b)
-		}
-	}
 	return []any{id, sh.Version, rec.ModelRegistryVersion, boolInt(retry), pActive, sh.PSuccess, activeCost,
-		boolInt(sh.Retry), candP, candCost, boolInt(sh.Changed), chosenJSON, clip(sh.Error, maxShadowError), nanos(at)}
+		boolInt(sh.Retry), candP, candCost, boolInt(sh.Changed), clip(sh.Error, maxShadowError), nanos(at)}
 }
 
 // maxShadowError is the longest error a shadow prediction keeps, in bytes.
 const maxShadowError = 1000
 
 const shadowCols = "event_id, version, active_version, active_retry, p_active, p_candidate, active_cost, " +
-	"candidate_retry, candidate_p, candidate_cost, changed, chosen_json, error, created_at"
+	"candidate_retry, candidate_p, candidate_cost, changed, error, created_at"
 
 // ShadowPrediction is a decision a shadowed version saw, with what became of it.
 type ShadowPrediction struct {
@@ -276,12 +265,10 @@ func (s *Store) EachShadowPrediction(ctx context.Context, f ShadowFilter, fn fun
 	// A window function caps each namespace before the overall limit: a namespace
 	// that floods the window with failures does not crowd the others out.
 	err := queryEach(ctx, s.r, s.q(`SELECT event_id, namespace, state, created_at, active_retry, p_active, active_cost,
-		p_candidate, candidate_retry, candidate_p, candidate_cost, changed, chosen_json, error, outcome, resources, params,
-		option_json, outcome_json
+		p_candidate, candidate_retry, candidate_p, candidate_cost, changed, error, outcome, edited, outcome_json
 		FROM (SELECT s.event_id, e.namespace, e.state, s.created_at, s.active_retry, s.p_active, s.active_cost,
-			s.p_candidate, s.candidate_retry, s.candidate_p, s.candidate_cost, s.changed, s.chosen_json, s.error,
-			COALESCE(a.outcome, '') AS outcome, COALESCE(a.resources, '') AS resources, COALESCE(a.params, '') AS params,
-			COALESCE(a.option_json, '') AS option_json, COALESCE(o.outcome, '') AS outcome_json,
+			s.p_candidate, s.candidate_retry, s.candidate_p, s.candidate_cost, s.changed, s.error,
+			COALESCE(a.outcome, '') AS outcome, COALESCE(a.edited, -1) AS edited, COALESCE(o.outcome, '') AS outcome_json,
 			ROW_NUMBER() OVER (PARTITION BY e.namespace ORDER BY s.created_at DESC, s.event_id) AS nth
 			FROM shadow_predictions s JOIN events e ON e.event_id = s.event_id
 			LEFT JOIN attempts a ON a.event_id = s.event_id
@@ -290,13 +277,13 @@ func (s *Store) EachShadowPrediction(ctx context.Context, f ShadowFilter, fn fun
 		WHERE nth <= ? ORDER BY created_at DESC, event_id LIMIT ?`),
 		args, func(r *sql.Rows) error {
 			var (
-				p                                                 ShadowPrediction
-				at                                                int64
-				activeRetry, candRetry, changed                   int
-				state, outcome, chosen, res, params, opt, outJSON string
+				p                                       ShadowPrediction
+				at                                      int64
+				activeRetry, candRetry, changed, edited int
+				state, outcome, outJSON                 string
 			)
 			if err := r.Scan(&p.EventID, &p.Namespace, &state, &at, &activeRetry, &p.PActive, &p.ActiveCost, &p.PCandidate, &candRetry,
-				&p.CandidateP, &p.CandidateCost, &changed, &chosen, &p.Error, &outcome, &res, &params, &opt, &outJSON); err != nil {
+				&p.CandidateP, &p.CandidateCost, &changed, &p.Error, &outcome, &edited, &outJSON); err != nil {
 				return err
 			}
 			p.At, p.ActiveRetry, p.CandidateRetry, p.Changed = fromNanos(at), activeRetry == 1, candRetry == 1, changed == 1
@@ -304,36 +291,14 @@ func (s *Store) EachShadowPrediction(ctx context.Context, f ShadowFilter, fn fun
 			if o, ok := decodeOutcome(outJSON); ok && p.Outcome != "" {
 				p.AttemptCost = o.Cost
 			}
-			p.Ran = ranChoice(chosen, res, params, opt)
+			// attempts.edited says whether the attempt ran the chosen option (0), as
+			// the ledger decided when it was approved (-1: no attempt, or not yet
+			// worked out).
+			p.Ran = edited == 0
 			return fn(&p)
 		})
 	if err != nil {
 		return fmt.Errorf("shadow predictions: %w", err)
 	}
 	return nil
-}
-
-// ranChoice reports whether an attempt (its resources, params and option as the
-// attempts row holds them) ran the choice recorded as chosen; false without an
-// attempt or a choice, or when either does not decode.
-func ranChoice(chosen, resources, params, option string) bool {
-	var c failure.Option
-	if chosen == "" || resources == "" || json.Unmarshal([]byte(chosen), &c) != nil {
-		return false
-	}
-	var ran failure.Option
-	if option != "" {
-		if json.Unmarshal([]byte(option), &ran) != nil {
-			return false
-		}
-	} else if json.Unmarshal([]byte(resources), &ran.Resources) != nil || params != "" && json.Unmarshal([]byte(params), &ran.Params) != nil {
-		return false
-	} else {
-		// Attempts recorded without their option: resources and parameters alone.
-		ran.AvoidNodes, ran.DeadlineSeconds, ran.DelaySeconds = c.AvoidNodes, c.DeadlineSeconds, c.DelaySeconds
-	}
-	if len(ran.Params) == 0 && len(c.Params) == 0 {
-		ran.Params, c.Params = nil, nil
-	}
-	return c.SameConfiguration(&ran)
 }

@@ -25,7 +25,6 @@ CREATE TABLE shadow_predictions (
     candidate_p      DOUBLE PRECISION NOT NULL,  -- the candidate's P(success) of its own choice
     candidate_cost   DOUBLE PRECISION NOT NULL,  -- the candidate's expected cost of its own choice
     changed          INTEGER NOT NULL,           -- 0 or 1
-    chosen_json      TEXT NOT NULL DEFAULT '',   -- the active's choice (failure.Option), to tell whether it ran
     error            TEXT NOT NULL DEFAULT '',   -- the candidate decided nothing: why
     created_at       BIGINT NOT NULL
 );
