@@ -68,10 +68,6 @@ func (r *Recommender) shadowOf(sh *versioned, ev *failure.Event, ctx *models.Con
 		}
 		s.PSuccess = round(o.PSuccess, 4)
 	}
-	s.Changed = s.Retry != ok || s.Retry && !SameConfiguration(s.Option, &chosen)
+	s.Changed = s.Retry != ok || s.Retry && !s.Option.SameConfiguration(&chosen)
 	return s
 }
-
-// SameConfiguration reports whether a and b run the same configuration: resources,
-// parameters, nodes avoided, deadline and delay (not what was predicted of them).
-func SameConfiguration(a, b *failure.Option) bool { return a.SameConfiguration(b) }

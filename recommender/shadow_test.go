@@ -42,7 +42,7 @@ func TestShadowPredictsWithoutChangingTheDecision(t *testing.T) {
 	if sh == nil || sh.Version != 5 || sh.Changed || !sh.Retry || sh.Error != "" {
 		t.Fatalf("shadow of the same models = %+v, want version 5, unchanged, retrying", sh)
 	}
-	if sh.PSuccess != plain.Options[0].PSuccess || !recommender.SameConfiguration(sh.Option, &plain.Options[0]) {
+	if sh.PSuccess != plain.Options[0].PSuccess || !sh.Option.SameConfiguration(&plain.Options[0]) {
 		t.Errorf("shadow P(success) %v of %+v; want the active's %v of %+v", sh.PSuccess, sh.Option.Resources,
 			plain.Options[0].PSuccess, plain.Options[0].Resources)
 	}

@@ -127,8 +127,7 @@ func (a *JobSets) Created(ctx context.Context, sub *Submission) (bool, error) {
 		return false, nil
 	case err != nil:
 		return false, classify(fmt.Errorf("look for jobset %s/%s: %w", sub.Namespace, sub.Name, err))
-	case got.Labels[failure.LabelManaged] == "true" && got.Annotations[failure.AnnotationRemediation] == sub.Remediation &&
-		got.Annotations[failure.AnnotationAttemptToken] == sub.Token:
+	case isAttempt(got, sub):
 		return true, nil
 	}
 	return false, fmt.Errorf("a JobSet %s/%s exists that autofix did not create for remediation %s: %w",

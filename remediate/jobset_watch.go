@@ -157,17 +157,7 @@ func (c *jobSetController) processNext(ctx context.Context) bool {
 	} else if apierrors.IsNotFound(err) {
 		err = nil // deleted: a JobSet that is gone is not re-created
 	}
-	switch n := c.queue.NumRequeues(key); {
-	case err != nil && ctx.Err() != nil:
-	case err != nil && n < retriesBeforeError:
-		c.o.Log.Warn("watch: will retry", "jobset", key.String(), "retries", n, "err", err)
-		c.queue.AddRateLimited(key)
-	case err != nil:
-		c.o.Log.Error("watch: still failing; will retry", "jobset", key.String(), "retries", n, "err", err)
-		c.queue.AddRateLimited(key)
-	default:
-		c.queue.Forget(key)
-	}
+	settle(ctx, c.queue, key, 0, err, c.o.Log, "jobset")
 	return true
 }
 

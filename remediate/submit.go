@@ -128,12 +128,18 @@ func (s *Submitter) Created(ctx context.Context, sub *Submission) (bool, error) 
 		return false, nil
 	case err != nil:
 		return false, classify(fmt.Errorf("look for job %s/%s: %w", sub.Namespace, sub.Name, err))
-	case got.Labels[failure.LabelManaged] == "true" && got.Annotations[failure.AnnotationRemediation] == sub.Remediation &&
-		got.Annotations[failure.AnnotationAttemptToken] == sub.Token:
+	case isAttempt(got, sub):
 		return true, nil
 	}
 	return false, fmt.Errorf("a Job %s/%s exists that autofix did not create for remediation %s: %w",
 		sub.Namespace, sub.Name, sub.Remediation, ErrCannotSubmit)
+}
+
+// isAttempt reports whether obj is sub's attempt: autofix's, for its remediation,
+// with its token.
+func isAttempt(obj metav1.Object, sub *Submission) bool {
+	return obj.GetLabels()[failure.LabelManaged] == "true" && obj.GetAnnotations()[failure.AnnotationRemediation] == sub.Remediation &&
+		obj.GetAnnotations()[failure.AnnotationAttemptToken] == sub.Token
 }
 
 // classify marks the API server's answers that a retry cannot change (403, 401 with

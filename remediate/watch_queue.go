@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -253,22 +254,33 @@ func (c *controller) processNext(ctx context.Context) bool {
 		return true
 	}
 	after, err := c.sync(ctx, key)
-	switch n := c.queue.NumRequeues(key); {
-	case err != nil && ctx.Err() != nil:
-		// Stopping: the next Run looks again.
-	case err != nil && n < retriesBeforeError:
-		c.o.Log.Warn("watch: will retry", "key", key.String(), "retries", n, "err", err)
-		c.queue.AddRateLimited(key)
-	case err != nil:
-		c.o.Log.Error("watch: still failing; will retry", "key", key.String(), "retries", n, "err", err)
-		c.queue.AddRateLimited(key)
-	case after > 0:
-		c.queue.Forget(key)
-		c.queue.AddAfter(key, after)
-	default:
-		c.queue.Forget(key)
-	}
+	settle(ctx, c.queue, key, after, err, c.o.Log, "key")
 	return true
+}
+
+// settle tells q how handling key went: on success it is forgotten, and looked at
+// again after after when that is positive; an error requeues it with backoff, logged
+// as a warning for the first retriesBeforeError retries and as an error after them
+// (under the log attribute name); when stopping, nothing is done: the next Run looks
+// again.
+func settle[K interface {
+	comparable
+	String() string
+}](ctx context.Context, q workqueue.TypedRateLimitingInterface[K], key K, after time.Duration, err error, log *slog.Logger, name string) {
+	switch n := q.NumRequeues(key); {
+	case err != nil && ctx.Err() != nil:
+	case err != nil && n < retriesBeforeError:
+		log.Warn("watch: will retry", name, key.String(), "retries", n, "err", err)
+		q.AddRateLimited(key)
+	case err != nil:
+		log.Error("watch: still failing; will retry", name, key.String(), "retries", n, "err", err)
+		q.AddRateLimited(key)
+	case after > 0:
+		q.Forget(key)
+		q.AddAfter(key, after)
+	default:
+		q.Forget(key)
+	}
 }
 
 // maxGone bounds the deleted Jobs kept until their key is handled.
