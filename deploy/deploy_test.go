@@ -229,10 +229,17 @@ func checkRBAC(t *testing.T, objs []object, c config.Config) {
 					!slices.Equal(r.APIGroups, []string{"jobset.x-k8s.io"}) || !slices.Equal(r.Verbs, []string{"get", "list", "watch", "create"})):
 					t.Errorf("ClusterRole autofix-jobsets rules[%d]: %v of %v %s; want get, list, watch and create of jobset.x-k8s.io jobsets only",
 						i, r.Verbs, r.APIGroups, res)
-				case o.Metadata.Name == "autofix-kueue" && (res != "workloads" || !slices.Equal(r.APIGroups, []string{"kueue.x-k8s.io"}) ||
-					!slices.Equal(r.Verbs, []string{"list"})):
-					t.Errorf("%s autofix-kueue rules[%d]: %v of %v %s; want list of kueue.x-k8s.io workloads only", o.Kind, i, r.Verbs, r.APIGroups, res)
-				case slices.Contains(r.APIGroups, "kueue.x-k8s.io") && o.Metadata.Name != "autofix-kueue":
+				case o.Metadata.Name == "autofix-kueue" && !slices.Equal(r.APIGroups, []string{"kueue.x-k8s.io"}),
+					o.Metadata.Name == "autofix-kueue" && res == "workloads" && !slices.Equal(r.Verbs, []string{"list"}),
+					o.Metadata.Name == "autofix-kueue" && res == "localqueues" && !slices.Equal(r.Verbs, []string{"list", "watch"}),
+					o.Metadata.Name == "autofix-kueue" && res != "workloads" && res != "localqueues":
+					t.Errorf("%s autofix-kueue rules[%d]: %v of %v %s; want list of kueue.x-k8s.io workloads, list and watch of localqueues only",
+						o.Kind, i, r.Verbs, r.APIGroups, res)
+				case o.Metadata.Name == "autofix-kueue-queues" && (res != "clusterqueues" || !slices.Equal(r.APIGroups, []string{"kueue.x-k8s.io"}) ||
+					!slices.Equal(r.Verbs, []string{"list", "watch"})):
+					t.Errorf("%s autofix-kueue-queues rules[%d]: %v of %v %s; want list and watch of kueue.x-k8s.io clusterqueues only",
+						o.Kind, i, r.Verbs, r.APIGroups, res)
+				case slices.Contains(r.APIGroups, "kueue.x-k8s.io") && o.Metadata.Name != "autofix-kueue" && o.Metadata.Name != "autofix-kueue-queues":
 					t.Errorf("%s %s rules[%d]: Kueue's objects outside autofix-kueue, bound only where Kueue is enabled", o.Kind, o.Metadata.Name, i)
 				case res == "jobsets" && o.Metadata.Name != "autofix-jobsets":
 					t.Errorf("%s %s rules[%d]: jobsets outside autofix-jobsets, which is bound only where JobSet is enabled", o.Kind, o.Metadata.Name, i)

@@ -465,6 +465,41 @@ type Quota struct{ Limit failure.Resources }
 // Feasible implements Filter.
 func (q Quota) Feasible(o *failure.Option) bool { return fits(o.Resources, q.Limit) }
 
+// QueueQuota drops options a Kueue ClusterQueue has no room for: an option fits
+// when, in every resource group of the queue, one flavor has room for each resource
+// the group covers (Kueue admits a pod set on one flavor per group). No groups: no
+// limit.
+type QueueQuota struct{ Groups []QuotaGroup }
+
+// QuotaGroup is one resource group of a ClusterQueue: the resources it covers, and
+// for each of its flavors the room left of them (what one pod may take).
+type QuotaGroup struct {
+	Covers Covered
+	Room   []failure.Resources
+}
+
+// Covered names the resources a quota group covers.
+type Covered struct{ Memory, CPU, GPU, EphemeralStorage bool }
+
+// holds reports whether room has space for need in every resource c covers; a zero
+// room is no space at all.
+func (c Covered) holds(need, room failure.Resources) bool {
+	return (!c.Memory || need.MemoryBytes <= room.MemoryBytes) &&
+		(!c.CPU || need.CPUMillis <= room.CPUMillis) &&
+		(!c.GPU || need.GPU <= room.GPU) &&
+		(!c.EphemeralStorage || need.EphemeralStorageBytes <= room.EphemeralStorageBytes)
+}
+
+// Feasible implements Filter.
+func (q QueueQuota) Feasible(o *failure.Option) bool {
+	for _, g := range q.Groups {
+		if !slices.ContainsFunc(g.Room, func(r failure.Resources) bool { return g.Covers.holds(o.Resources, r) }) {
+			return false
+		}
+	}
+	return true
+}
+
 // Target chooses the front's cheapest option (by expected cost) whose probability of
 // fixing what failed (PFix) is at least MinPFix; when none is, the cheapest of those
 // within Tolerance of the most likely to fix it (default 0.02).

@@ -67,6 +67,7 @@ type Recommender struct {
 	scorers    []optimizer.Scorer
 	scratch    sync.Pool
 	cluster    atomic.Pointer[view]
+	queues     atomic.Pointer[Queues]
 }
 
 // New returns a recommender.
@@ -128,8 +129,11 @@ func (r *Recommender) Recommend(ev *failure.Event, history []failure.Outcome) fa
 	nodes := r.cluster.Load()
 	scratch := r.scratch.Get().(*models.Scratch)
 	defer r.scratch.Put(scratch)
-	prob := r.problem(active.m, ev, &ctx, cl, nodes, scratch)
-	r.conclude(&rec, prob.Solve(), ev, &ctx)
+	res, note := r.solve(r.problem(active.m, ev, &ctx, cl, nodes, scratch), ev)
+	r.conclude(&rec, res, ev, &ctx)
+	if rec.Retry {
+		rec.Explanation += note
+	}
 	if sh := r.shadow.Load(); sh != nil && sh.version != active.version {
 		// A scratch of its own: a scratch's caches are keyed by the context, not by the
 		// models, and would hand the candidate the active version's predictions.
@@ -171,7 +175,7 @@ func (r *Recommender) conclude(rec *failure.Recommendation, res optimizer.Result
 	rec.Considered = res.Considered
 	if res.Chosen < 0 {
 		rec.Options = []failure.Option{}
-		rec.Explanation = fmt.Sprintf("%s No configuration within the cluster's limits, the namespace's quota and the cost cap (%.1fx) was found among %d candidates; not retrying.",
+		rec.Explanation = fmt.Sprintf("%s No configuration within the cluster's limits, the namespace's and queue's quotas and the cost cap (%.1fx) was found among %d candidates; not retrying.",
 			what(cl), r.opts.MaxCostMultiple, res.Considered)
 		return
 	}

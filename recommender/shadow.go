@@ -49,7 +49,7 @@ func (r *Recommender) shadowOf(sh *versioned, ev *failure.Event, ctx *models.Con
 		}
 	}()
 	prob := r.problem(sh.m, ev, ctx, cl, nodes, scratch)
-	res := prob.Solve()
+	res, _ := r.solve(prob, ev)
 	if res.Chosen >= 0 && res.Options[0].PFix >= r.opts.MinPFix {
 		o := res.Options[0]
 		roundFigures(&o)

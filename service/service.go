@@ -403,6 +403,16 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	if s.kueue != nil {
+		queues := s.kueue.Quotas(cfg.Kubernetes.Namespaces, log)
+		s.brain.rec.SetQueues(queues)
+		g.Go(func() error {
+			if err := queues.Run(gctx); err != nil && gctx.Err() == nil {
+				log.Error("reading Kueue's queues stopped: retries of queued workloads are not held to their quota", "err", err)
+			}
+			return nil
+		})
+	}
 	if s.election != nil { // the simulated cluster lives in this process: no one to elect
 		g.Go(func() error {
 			remediate.Lead(gctx, s.kube, remediate.LeaderOptions{Namespace: cfg.Kubernetes.LeaseNamespace,

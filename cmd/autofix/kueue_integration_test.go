@@ -162,4 +162,30 @@ func TestIntegrationKueue(t *testing.T) {
 		}
 		t.Logf("too-big: %s %s; reason %q message %q", r.State, r.Category, ev.Failure.Reason, ev.Failure.Message)
 	})
+
+	t.Run("a fix of a queued Job stays within what its ClusterQueue can admit", func(t *testing.T) {
+		// OOM-killed at 60Gi: a fix for it would take more than cq's 64Gi, which Kueue
+		// would never admit. The node has memory to spare; the queue does not.
+		big := s.createJob(t, "big", jobOpts{kind: "training", memory: "60Gi", labels: map[string]string{kubetest.QueueNameLabel: "lq"},
+			truth: map[string]string{truthMemory: "80Gi", simcluster.TruthRunSeconds: "2"}})
+		r := s.remediation(t, big, 3*time.Minute, ledger.Submitted, ledger.Succeeded, ledger.Failed, ledger.Abandoned, ledger.Rejected, ledger.PendingReview)
+		rec := r.Recommendation
+		if rec == nil || r.Category != "oom_memory" {
+			t.Fatalf("remediation of big: %s %s (%s), recommendation %v; want oom_memory, recommended", r.State, r.Category, r.Reason, rec)
+		}
+		for _, o := range rec.Options {
+			if o.Resources.MemoryBytes > 64<<30 {
+				t.Errorf("option %s: more memory than ClusterQueue cq's 64Gi", failure.FormatBytes(o.Resources.MemoryBytes))
+			}
+		}
+		if !rec.Retry && !strings.Contains(rec.Explanation, "queue's quotas") {
+			t.Errorf("no retry, explanation %q: want it to name the queue's quota", rec.Explanation)
+		}
+		for _, a := range r.Attempts {
+			if a.Resources.MemoryBytes > 64<<30 {
+				t.Errorf("attempt %s asks for %s, more than cq's 64Gi", a.JobName, failure.FormatBytes(a.Resources.MemoryBytes))
+			}
+		}
+		t.Logf("big: %s, retry %v: %s", r.State, rec.Retry, rec.Explanation)
+	})
 }
