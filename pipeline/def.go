@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
+	jobsetapi "sigs.k8s.io/jobset/api/jobset/v1alpha2"
 
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/podsafety"
@@ -24,7 +25,8 @@ type Definition struct {
 	Stages    []Stage `yaml:"stages" json:"stages"`
 }
 
-// Stage is one step. A Job stage (train, compress) has Job; the deploy stage has Deploy.
+// Stage is one step. A Job stage (train, compress) has Job, a JobSet stage (a
+// distributed run) JobSet; the deploy stage has Deploy.
 type Stage struct {
 	Name string          `yaml:"name" json:"name"`
 	Kind failure.JobKind `yaml:"kind" json:"kind"`
@@ -37,6 +39,11 @@ type Stage struct {
 	// Job is the pod template of a Job stage. The driver adds the environment
 	// variables ARTIFACT_IN (the previous stage's output) and ARTIFACT_OUT.
 	Job *corev1.PodTemplateSpec `yaml:"job,omitempty" json:"job,omitempty"`
+	// JobSet is the spec of a JobSet stage (jobset.x-k8s.io/v1alpha2), run when
+	// kubernetes.kinds names JobSet. The driver adds ARTIFACT_IN and ARTIFACT_OUT to
+	// the first container of every replicated job, and makes a pod's failure fail
+	// its Job (backoffLimit 0 where unset): remediation decides what runs next.
+	JobSet *jobsetapi.JobSetSpec `yaml:"jobset,omitempty" json:"jobset,omitempty"`
 	// Deploy is the deploy stage.
 	Deploy *Deploy `yaml:"deploy,omitempty" json:"deploy,omitempty"`
 }
@@ -96,18 +103,30 @@ func (d *Definition) Validate() error {
 			return fmt.Errorf("%s.name: %q, want a DNS label of at most 12 characters", f, s.Name)
 		case seen[s.Name]:
 			return fmt.Errorf("%s.name: %q twice", f, s.Name)
-		case (s.Job == nil) == (s.Deploy == nil):
-			return fmt.Errorf("%s: want exactly one of job and deploy", f)
+		case count(s.Job != nil, s.JobSet != nil, s.Deploy != nil) != 1:
+			return fmt.Errorf("%s: want exactly one of job, jobset and deploy", f)
 		case s.Deploy != nil && i != len(d.Stages)-1:
 			return fmt.Errorf("%s.deploy: only the last stage may deploy", f)
 		case s.Job != nil && len(s.Job.Spec.Containers) == 0:
 			return fmt.Errorf("%s.job.spec.containers: at least one", f)
+		case s.JobSet != nil && len(s.JobSet.ReplicatedJobs) == 0:
+			return fmt.Errorf("%s.jobset.replicatedJobs: at least one", f)
 		case s.Deploy != nil && len(s.Deploy.Template.Spec.Containers) == 0:
 			return fmt.Errorf("%s.deploy.template.spec.containers: at least one", f)
 		case s.Deploy != nil && (s.Deploy.Replicas < 1 || s.Deploy.Canary < 0 || s.Deploy.Canary > s.Deploy.Replicas):
 			return fmt.Errorf("%s.deploy: replicas %d, canary %d; want replicas >= 1 and 0 <= canary <= replicas", f, s.Deploy.Replicas, s.Deploy.Canary)
 		case s.MaxAttempts < 0:
 			return fmt.Errorf("%s.maxAttempts: %d, want positive", f, s.MaxAttempts)
+		}
+		if s.JobSet != nil {
+			for j, rj := range s.JobSet.ReplicatedJobs {
+				switch {
+				case !nameRE.MatchString(rj.Name):
+					return fmt.Errorf("%s.jobset.replicatedJobs[%d].name: %q, want a DNS label", f, j, rj.Name)
+				case len(rj.Template.Spec.Template.Spec.Containers) == 0:
+					return fmt.Errorf("%s.jobset.replicatedJobs[%d].template.spec.template.spec.containers: at least one", f, j)
+				}
+			}
 		}
 		if s.Kind == "" {
 			s.Kind = failure.Batch
@@ -141,10 +160,28 @@ func (s *Stage) checkPods(i int, p policy.Pods) error {
 	switch {
 	case s.Job != nil:
 		return podsafety.CheckTemplate(s.Job, fmt.Sprintf("stages[%d].job", i), p)
+	case s.JobSet != nil:
+		for j := range s.JobSet.ReplicatedJobs {
+			field := fmt.Sprintf("stages[%d].jobset.replicatedJobs[%d].template.spec.template", i, j)
+			if err := podsafety.CheckTemplate(&s.JobSet.ReplicatedJobs[j].Template.Spec.Template, field, p); err != nil {
+				return err
+			}
+		}
 	case s.Deploy != nil:
 		return podsafety.CheckTemplate(&s.Deploy.Template, fmt.Sprintf("stages[%d].deploy.template", i), p)
 	}
 	return nil
+}
+
+// count is how many of conds hold.
+func count(conds ...bool) int {
+	n := 0
+	for _, c := range conds {
+		if c {
+			n++
+		}
+	}
+	return n
 }
 
 // jsonOf turns YAML-decoded data into JSON (map keys are strings in YAML 1.2 maps).

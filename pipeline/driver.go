@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+	jobsetclient "sigs.k8s.io/jobset/client-go/clientset/versioned"
 
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/policy"
@@ -29,11 +30,12 @@ const (
 	AnnotationRollback = "autofix.io/rollback"
 )
 
-// Chains tells how the failure of a Job is being remediated.
+// Chains tells how the failure of a stage's workload is being remediated.
 type Chains interface {
-	// FailureState is the ledger state of the remediation of the failed Job job
-	// ("" while there is none yet), and its reason.
-	FailureState(ctx context.Context, job *batchv1.Job) (state, reason string, err error)
+	// FailureState is the ledger state of the remediation of the failed workload
+	// (a *batchv1.Job or a *jobsetapi.JobSet; "" while there is none yet), and its
+	// reason.
+	FailureState(ctx context.Context, workload metav1.Object) (state, reason string, err error)
 }
 
 // Phase of a stage or a run.
@@ -68,7 +70,10 @@ type StageStatus struct {
 // Driver runs pipelines.
 type Driver struct {
 	Client kubernetes.Interface
-	Chains Chains
+	// JobSets runs JobSet stages; nil (kubernetes.kinds does not name JobSet) fails
+	// a run with one before anything is created.
+	JobSets jobsetclient.Interface
+	Chains  Chains
 	// Poll is how often it looks again while a stage runs (default 500 ms).
 	Poll time.Duration
 	// Observe makes Step report only: it creates, updates and deletes nothing.
@@ -113,18 +118,25 @@ func (d *Driver) Step(ctx context.Context, def *Definition, run string) (Status,
 	st := Status{Pipeline: def.Name, Run: run, Phase: Running}
 	if !d.Observe {
 		for i := range def.Stages {
+			why := ""
 			if err := def.Stages[i].checkPods(i, d.Pods); err != nil {
 				d.log().Warn("pipeline: the pod policy refuses a stage", "pipeline", def.Name, "run", run, "err", err)
-				st.Phase = Failed
-				for j := range def.Stages {
-					ss := StageStatus{Name: def.Stages[j].Name, Phase: Pending}
-					if j == i {
-						ss.Phase, ss.Message = Failed, "the pod policy refuses the stage's template: "+err.Error()
-					}
-					st.Stages = append(st.Stages, ss)
-				}
-				return st, nil
+				why = "the pod policy refuses the stage's template: " + err.Error()
+			} else if def.Stages[i].JobSet != nil && d.JobSets == nil {
+				why = fmt.Sprintf("stages[%d].jobset: JobSet stages run only when kubernetes.kinds names JobSet", i)
 			}
+			if why == "" {
+				continue
+			}
+			st.Phase = Failed
+			for j := range def.Stages {
+				ss := StageStatus{Name: def.Stages[j].Name, Phase: Pending}
+				if j == i {
+					ss.Phase, ss.Message = Failed, why
+				}
+				st.Stages = append(st.Stages, ss)
+			}
+			return st, nil
 		}
 	}
 	input := ""
@@ -132,9 +144,12 @@ func (d *Driver) Step(ctx context.Context, def *Definition, run string) (Status,
 		s := &def.Stages[i]
 		var ss StageStatus
 		var err error
-		if s.Deploy != nil {
+		switch {
+		case s.Deploy != nil:
 			ss, err = d.deploy(ctx, def, run, s, input)
-		} else {
+		case s.JobSet != nil:
+			ss, err = d.jobSet(ctx, def, run, s, input)
+		default:
 			ss, err = d.job(ctx, def, run, s, input)
 		}
 		if err != nil {
@@ -182,7 +197,7 @@ func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage,
 		return ss, err
 	}
 	for i := range jobs.Items {
-		if err := jobOwner(&jobs.Items[i], def, run, s); err != nil {
+		if err := stageOwner(&jobs.Items[i].ObjectMeta, "job", def, run, s); err != nil {
 			ss.Object = jobs.Items[i].Name
 			return d.refuse(ss, err), nil
 		}
@@ -207,7 +222,7 @@ func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage,
 			if err != nil {
 				return ss, err
 			}
-			if err := jobOwner(existing, def, run, s); err != nil {
+			if err := stageOwner(&existing.ObjectMeta, "job", def, run, s); err != nil {
 				return d.refuse(ss, err), nil
 			}
 			return ss, nil // this run's, and the list was behind
@@ -231,22 +246,26 @@ func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage,
 		}
 	}
 	ss.Object = latest.Name
-	// Failed, or stuck (its pods cannot start): either way the ledger says what
-	// remediation made of it.
+	return d.remediation(ctx, ss, latest, done(latest, batchv1.JobFailed))
+}
+
+// remediation reports a stage whose latest workload has not succeeded: what the
+// ledger says remediation made of its failure (failed: the workload says it
+// failed; else it may be stuck, its pods unable to start).
+func (d *Driver) remediation(ctx context.Context, ss StageStatus, latest metav1.Object, failed bool) (StageStatus, error) {
 	state, reason, err := d.Chains.FailureState(ctx, latest)
 	if err != nil {
 		return ss, err
 	}
-	failed := done(latest, batchv1.JobFailed)
 	switch {
 	case state == "rejected" || state == "abandoned":
-		ss.Phase, ss.Message = Failed, fmt.Sprintf("%s failed and is not retried: %s", latest.Name, reason)
+		ss.Phase, ss.Message = Failed, fmt.Sprintf("%s failed and is not retried: %s", latest.GetName(), reason)
 	case state == "pending_review":
-		ss.Message = latest.Name + " failed; its fix waits for review"
+		ss.Message = latest.GetName() + " failed; its fix waits for review"
 	case failed && state == "":
-		ss.Message = latest.Name + " failed; waiting for autofix serve to record it (does it watch this namespace and use this ledger?)"
+		ss.Message = latest.GetName() + " failed; waiting for autofix serve to record it (does it watch this namespace and use this ledger?)"
 	case failed || state != "":
-		ss.Message = latest.Name + " failed; remediating"
+		ss.Message = latest.GetName() + " failed; remediating"
 	}
 	return ss, nil
 }
@@ -256,8 +275,27 @@ func (d *Driver) newJob(def *Definition, run string, s *Stage, input string) (*b
 	if tmpl.Spec.RestartPolicy == "" {
 		tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	}
-	c := &tmpl.Spec.Containers[0]
+	withArtifacts(&tmpl.Spec.Containers[0], def, run, s, input)
+	l, ann, err := stageMeta(def, run, s)
+	if err != nil {
+		return nil, err
+	}
+	zero := int32(0) // the first failed pod fails the Job: remediation decides what runs next
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: jobName(def, run, s), Namespace: def.Namespace, Labels: l, Annotations: ann},
+		Spec:       batchv1.JobSpec{BackoffLimit: &zero, Template: *tmpl},
+	}, nil
+}
+
+// withArtifacts gives c the stage's input and output (ARTIFACT_IN, ARTIFACT_OUT).
+func withArtifacts(c *corev1.Container, def *Definition, run string, s *Stage, input string) {
 	c.Env = append(c.Env, corev1.EnvVar{Name: "ARTIFACT_IN", Value: input}, corev1.EnvVar{Name: "ARTIFACT_OUT", Value: artifact(def, run, s.Name)})
+}
+
+// stageMeta are the labels and annotations of the workload of stage s of run: the
+// driver's, the job kind, template and retry policy remediation reads, and the
+// stage's tunables and parameters.
+func stageMeta(def *Definition, run string, s *Stage) (labels, annotations map[string]string, err error) {
 	l := ownedLabels(def, s.Name)
 	l[LabelRun], l[failure.LabelKind] = run, string(s.Kind)
 	l[failure.LabelTemplate], l[LabelMaxAttempts] = def.Name+"-"+s.Name, strconv.Itoa(s.MaxAttempts)
@@ -265,22 +303,18 @@ func (d *Driver) newJob(def *Definition, run string, s *Stage, input string) (*b
 	if len(s.Tunables) > 0 {
 		b, err := json.Marshal(s.Tunables)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ann[failure.AnnotationTunables] = string(b)
 	}
 	if len(s.Params) > 0 {
 		b, err := json.Marshal(s.Params)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ann[failure.AnnotationParams] = string(b)
 	}
-	zero := int32(0) // the first failed pod fails the Job: remediation decides what runs next
-	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: jobName(def, run, s), Namespace: def.Namespace, Labels: l, Annotations: ann},
-		Spec:       batchv1.JobSpec{BackoffLimit: &zero, Template: *tmpl},
-	}, nil
+	return l, ann, nil
 }
 
 func done(j *batchv1.Job, t batchv1.JobConditionType) bool {
@@ -292,8 +326,8 @@ func done(j *batchv1.Job, t batchv1.JobConditionType) bool {
 	return false
 }
 
-func attemptOf(j *batchv1.Job) int {
-	if n, err := strconv.Atoi(j.Labels[failure.LabelAttempt]); err == nil {
+func attemptOf(j metav1.Object) int {
+	if n, err := strconv.Atoi(j.GetLabels()[failure.LabelAttempt]); err == nil {
 		return n
 	}
 	return 1

@@ -47,8 +47,8 @@ stages:
 // chains is the remediation state of failed Jobs, by name: {state, reason}.
 type chains map[string][2]string
 
-func (l chains) FailureState(_ context.Context, job *batchv1.Job) (string, string, error) {
-	s := l[job.Name]
+func (l chains) FailureState(_ context.Context, w metav1.Object) (string, string, error) {
+	s := l[w.GetName()]
 	return s[0], s[1], nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/autofix/autofix/failure"
@@ -57,10 +56,11 @@ func deploymentOwner(m *metav1.ObjectMeta, def *Definition) error {
 	return &NotOwnedError{Kind: "deployment", Namespace: m.Namespace, Name: m.Name, Owner: "pipeline " + def.Name, Why: why}
 }
 
-// jobOwner checks that a Job labelled as stage's of run is autofix's: the stage Job
-// the driver created for the run, or an attempt remediation created from it (which
-// carries the managed label, the remediation's id and the stage Job as its original).
-func jobOwner(j *batchv1.Job, def *Definition, run string, s *Stage) error {
+// stageOwner checks that a workload (kind "job" or "jobset", of meta) labelled as
+// stage's of run is autofix's: the stage's workload the driver created for the run,
+// or an attempt remediation created from it (which carries the managed label, the
+// remediation's id and the stage's workload as its original).
+func stageOwner(j *metav1.ObjectMeta, kind string, def *Definition, run string, s *Stage) error {
 	why := ""
 	switch ann := j.Annotations[failure.AnnotationPipelineRun]; {
 	case j.Labels[failure.LabelManaged] != "true":
@@ -78,7 +78,7 @@ func jobOwner(j *batchv1.Job, def *Definition, run string, s *Stage) error {
 	if why == "" {
 		return nil
 	}
-	return &NotOwnedError{Kind: "job", Namespace: j.Namespace, Name: j.Name, Owner: "pipeline run " + runID(def, run), Why: why}
+	return &NotOwnedError{Kind: kind, Namespace: j.Namespace, Name: j.Name, Owner: "pipeline run " + runID(def, run), Why: why}
 }
 
 func jobName(def *Definition, run string, s *Stage) string {

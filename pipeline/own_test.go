@@ -329,7 +329,7 @@ func TestJobStageFollowsOnlyItsOwnJobs(t *testing.T) {
 // noFailures is a ledger that has recorded no failure.
 type noFailures struct{}
 
-func (noFailures) FailureState(context.Context, *batchv1.Job) (string, string, error) {
+func (noFailures) FailureState(context.Context, metav1.Object) (string, string, error) {
 	return "", "", nil
 }
 

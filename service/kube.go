@@ -10,10 +10,12 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	jobsetapi "sigs.k8s.io/jobset/api/jobset/v1alpha2"
 	jobsetclient "sigs.k8s.io/jobset/client-go/clientset/versioned"
 
 	"github.com/autofix/autofix/api"
@@ -275,9 +277,17 @@ func LedgerChains(store *ledger.Store) pipeline.Chains { return ledgerChains{sto
 
 type ledgerChains struct{ store *ledger.Store }
 
-func (l ledgerChains) FailureState(ctx context.Context, job *batchv1.Job) (string, string, error) {
-	// The Job's failure, or else its pods' failing to start.
-	for _, id := range []string{remediate.JobEventID(job), remediate.StuckEventID(job)} {
+func (l ledgerChains) FailureState(ctx context.Context, workload metav1.Object) (string, string, error) {
+	var ids []string
+	switch w := workload.(type) {
+	case *batchv1.Job: // the Job's failure, or else its pods' failing to start
+		ids = []string{remediate.JobEventID(w), remediate.StuckEventID(w)}
+	case *jobsetapi.JobSet:
+		ids = []string{remediate.JobSetEventID(w)}
+	default:
+		return "", "", fmt.Errorf("the failure of a %T is not recorded", workload)
+	}
+	for _, id := range ids {
 		r, err := l.store.Get(ctx, id)
 		if errors.Is(err, ledger.ErrNotFound) {
 			continue

@@ -278,8 +278,8 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 	if s.kube != nil {
 		chains := LedgerChains(s.store)
 		s.pipelines = &pipeline.Supervisor{Runs: s.store, Log: log,
-			Driver:   &pipeline.Driver{Client: s.kube, Chains: chains, Pods: cfg.Policy.Pods, Log: log},
-			Observer: &pipeline.Driver{Client: s.kube, Chains: chains, Observe: true}}
+			Driver:   &pipeline.Driver{Client: s.kube, JobSets: s.jobsets, Chains: chains, Pods: cfg.Policy.Pods, Log: log},
+			Observer: &pipeline.Driver{Client: s.kube, JobSets: s.jobsets, Chains: chains, Observe: true}}
 	}
 	// Reviewers' edits are held to the nodes as discovery finds them, like the
 	// recommender's options.

@@ -31,7 +31,9 @@ import (
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/internal/kubetest"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/service"
 	"github.com/autofix/autofix/simcluster"
 )
 
@@ -314,6 +316,57 @@ func testJobSet(t *testing.T, realController bool) {
 			!maps.Equal(got.Annotations, theirs.Annotations) || r.State != ledger.Abandoned {
 			t.Errorf("their squat-af2 after the fix of squat was %s (%s): %v, labels %v, annotations %v, generation %d -> %d; "+
 				"want it untouched and the fix abandoned", r.State, r.Reason, err, got.Labels, got.Annotations, theirs.Generation, got.Generation)
+		}
+	})
+
+	t.Run("a pipeline trains as a JobSet and compresses as a Job; the OOM-killed JobSet stage is fixed and the run goes on", func(t *testing.T) {
+		def, err := pipeline.Parse([]byte(`
+name: llm
+namespace: ml
+artifacts: s3://models/llm
+stages:
+  - name: train
+    kind: training
+    jobset:
+      replicatedJobs:
+        - name: workers
+          replicas: 2
+          template:
+            spec:
+              template:
+                metadata: {annotations: {"` + truthMemory + `": "10Gi", "` + simcluster.TruthRunSeconds + `": "2"}}
+                spec: {containers: [{name: train, image: "trainer:1", resources: {requests: {cpu: "2", memory: 8Gi}, limits: {memory: 8Gi}}}]}
+  - name: compress
+    kind: compression
+    job:
+      spec: {containers: [{name: quantize, image: "tensorrt:24.05", resources: {limits: {memory: 4Gi}}}]}
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		d := &pipeline.Driver{Client: c.Client, JobSets: jsc, Chains: service.LedgerChains(store), Poll: 200 * time.Millisecond}
+		st, err := d.Run(runCtx, def, "r1")
+		if err != nil || st.Phase != pipeline.Succeeded {
+			t.Fatalf("run r1: %+v, %v", st, err)
+		}
+		if train := st.Stages[0]; train.Attempts != 2 || train.Object != "llm-r1-train-af2" {
+			t.Errorf("train stage = %+v, want it to succeed on the fixed JobSet llm-r1-train-af2", train)
+		}
+		fix, err := sets.Get(ctx, "llm-r1-train-af2", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := workerMemory(fix, "workers"); m.Cmp(resource.MustParse("8Gi")) <= 0 {
+			t.Errorf("llm-r1-train-af2's workers ask for %s, want more than 8Gi", m.String())
+		}
+		if fix.Labels[pipeline.LabelRun] != "r1" || fix.Labels[failure.LabelStage] != "train" {
+			t.Errorf("llm-r1-train-af2's labels %v: want the run's and the stage's", fix.Labels)
+		}
+		compress, err := c.Client.BatchV1().Jobs("ml").Get(ctx, "llm-r1-compress", metav1.GetOptions{})
+		if err != nil || envOf(compress, "ARTIFACT_IN") != "s3://models/llm/r1/train" {
+			t.Errorf("compress stage Job: %v, reads %q; want the train stage's output", err, envOf(compress, "ARTIFACT_IN"))
 		}
 	})
 

@@ -50,9 +50,15 @@ func newPipelineCmd() *cobra.Command {
 		if err != nil {
 			return nil, nil, err
 		}
-		return &pipeline.Driver{Client: kube, Chains: service.LedgerChains(store), Pods: cfg.Policy.Pods,
-				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))},
-			func() { _ = store.Close() }, nil
+		d := &pipeline.Driver{Client: kube, Chains: service.LedgerChains(store), Pods: cfg.Policy.Pods,
+			Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))}
+		if cfg.Kubernetes.Enabled(config.KindJobSet) {
+			if d.JobSets, err = service.JobSetClient(&cfg.Kubernetes); err != nil {
+				_ = store.Close()
+				return nil, nil, err
+			}
+		}
+		return d, func() { _ = store.Close() }, nil
 	}
 	load := func(path string) (*pipeline.Definition, error) {
 		data, err := os.ReadFile(path) // #nosec G304 -- the operator names the file
