@@ -54,6 +54,14 @@ func TestAGrantedKindAppliesOnItsOwnUntilItFails(t *testing.T) {
 			}
 			auto = append(auto, r)
 		}
+		// Where grants apply only to some events (the service: Jobs), another's
+		// fix of the granted kind is reviewed.
+		in.Autonomous = func(ev *failure.Event) bool { return !strings.HasPrefix(ev.ID, "k8s-jobset-") }
+		off++
+		if r := handle(t, in, teamOOM(fmt.Sprintf("k8s-jobset-%d", off), "trainer", int(off)), off); r.State != ledger.PendingReview {
+			t.Errorf("a JobSet of the granted kind, grants kept to Jobs: %s (%s), want pending_review", r.State, r.Reason)
+		}
+		in.Autonomous = nil
 		if r := next("evaluator"); r.State != ledger.PendingReview {
 			t.Errorf("another template: %s (%s), want pending_review", r.State, r.Reason)
 		}

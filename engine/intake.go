@@ -84,6 +84,10 @@ type Intake struct {
 	// Grants, when set, are the kinds of fix granted autonomy: their fixes the
 	// policy's rules would keep for review apply on their own (policy.Input.Grant).
 	Grants Grants
+	// Autonomous, when set, says which events a grant may apply to; nil: all. A
+	// kind of fix (ledger.Kind) does not name the workload's API kind, so the
+	// service keeps grants to Jobs, whose record earned them (docs/decisions.md).
+	Autonomous func(ev *failure.Event) bool
 	// Verifier, when set, checks every event against the cluster first: one it does
 	// not bear out is recorded rejected, is not recommended for, and stays out of
 	// its template's history. Nil when there is no cluster (shadow mode).
@@ -428,7 +432,7 @@ func (in *Intake) decideOne(it *item, history *[]failure.Outcome, runs map[strin
 	n, next := NextAttempt(runs[it.entry.ChainID], ev.Job.Attempt)
 	mu.Unlock()
 	d := in.Policy.Decide(policy.Input{Event: ev, Recommendation: &rec, Runs: n, Paused: paused,
-		Grant: in.grant(rec.Classification.Category, ev.HistoryKey(), ev.Job.Kind)})
+		Grant: in.grant(ev, rec.Classification.Category)})
 	it.entry.Recommendation = &rec
 	it.entry.Actor, it.entry.Reason, it.entry.Grant = ActorPolicy, d.Reason, 0
 	switch d.Verdict {
@@ -482,12 +486,13 @@ func (in *Intake) remember(fresh []*item) {
 	}
 }
 
-// grant is the grant of category on template for jobs of kind job, nil if none.
-func (in *Intake) grant(category failure.Category, template string, job failure.JobKind) *policy.Grant {
-	if in.Grants == nil {
+// grant is the grant of category on ev's template for jobs of its kind, nil if
+// none or if grants do not apply to ev (Autonomous).
+func (in *Intake) grant(ev *failure.Event, category failure.Category) *policy.Grant {
+	if in.Grants == nil || in.Autonomous != nil && !in.Autonomous(ev) {
 		return nil
 	}
-	if g, ok := in.Grants.Granted(category, template, job); ok {
+	if g, ok := in.Grants.Granted(category, ev.HistoryKey(), ev.Job.Kind); ok {
 		return &g
 	}
 	return nil
