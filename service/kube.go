@@ -308,3 +308,47 @@ func identity(c *config.Kubernetes) string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
+
+// Watch publishes the failures of every workload kind kubernetes.kinds enables to
+// pub, as serve's leader does, without recording outcomes or acting, until ctx
+// ends (autofix watch). With kubernetes.kueue enabled it reads Kueue's Workloads as
+// serve does (a queued Job Kueue will not admit is reported).
+func Watch(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, pub remediate.Publisher, usage remediate.UsageSource,
+	log *slog.Logger) error {
+	var (
+		js  jobsetclient.Interface
+		kq  *remediate.Kueue
+		err error
+	)
+	if cfg.Kubernetes.Enabled(config.KindJobSet) {
+		if js, err = JobSetClient(&cfg.Kubernetes); err != nil {
+			return err
+		}
+	}
+	if cfg.Kubernetes.Kueue.Enabled {
+		if kq, err = KueueReader(&cfg.Kubernetes); err != nil {
+			return err
+		}
+	}
+	kinds, err := adapters(cfg, kube, js, kq, nil, usage, log)
+	if err != nil {
+		return err
+	}
+	errs := make(chan error, len(kinds.All()))
+	for _, ad := range kinds.All() {
+		go func() {
+			err := ad.Watch(ctx, pub, nil)
+			if err != nil {
+				err = fmt.Errorf("%s watcher: %w", ad.Kind(), err)
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range kinds.All() {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"go.yaml.in/yaml/v3"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +31,7 @@ import (
 
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/ingest"
 	"github.com/autofix/autofix/internal/kubetest"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/pipeline"
@@ -367,6 +370,59 @@ stages:
 		compress, err := c.Client.BatchV1().Jobs("ml").Get(ctx, "llm-r1-compress", metav1.GetOptions{})
 		if err != nil || envOf(compress, "ARTIFACT_IN") != "s3://models/llm/r1/train" {
 			t.Errorf("compress stage Job: %v, reads %q; want the train stage's output", err, envOf(compress, "ARTIFACT_IN"))
+		}
+	})
+
+	t.Run("autofix watch publishes a failed JobSet's one event, with JobSet in kubernetes.kinds", func(t *testing.T) {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		brokers := []string{cfg.Kafka.EmbeddedAddr}
+		if err := ingest.EnsureTopics(wctx, brokers, ingest.Security{}, ingest.Topic{Name: "watched-jobsets", Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "watch.yaml")
+		conf := fmt.Sprintf("kubernetes: {kubeconfig: %q, namespaces: [ml], kinds: [Job, JobSet]}\n", c.Kubeconfig)
+		if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			root := newRootCmd()
+			root.SetArgs([]string{"watch", "--config", file, "--brokers", brokers[0], "--topic", "watched-jobsets"})
+			root.SetOut(io.Discard)
+			root.SetErr(io.Discard)
+			done <- root.ExecuteContext(wctx)
+		}()
+		watched, err := sets.Create(ctx, trainingJobSet("watched", "4Gi", "6Gi", 2), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: "watched-jobsets", MaxWait: 500 * time.Millisecond})
+		defer func() { _ = r.Close() }()
+		rctx, rcancel := context.WithTimeout(wctx, 90*time.Second)
+		defer rcancel()
+		var got []string
+		for {
+			m, err := r.ReadMessage(rctx)
+			if err != nil {
+				t.Fatalf("no event of JobSet watched on the topic (got %v): %v", got, err)
+			}
+			ev, err := failure.Decode(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, ev.ID)
+			if ev.ID != remediate.JobSetEventID(watched) {
+				continue // the JobSets that failed before watch started
+			}
+			if ev.Failure.Reason != "OOMKilled" || ev.Job.Labels[jobsetapi.ReplicatedJobNameKey] != "workers" {
+				t.Errorf("event of watched: %+v, labels %v; want a worker's OOMKilled", ev.Failure, ev.Job.Labels)
+			}
+			break
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
 		}
 	})
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/autofix/autofix/config"
 	"github.com/autofix/autofix/ingest"
-	"github.com/autofix/autofix/remediate"
 	"github.com/autofix/autofix/service"
 )
 
@@ -16,11 +15,12 @@ func newWatchCmd() *cobra.Command {
 	var kf kafkaFlags
 	cmd := &cobra.Command{
 		Use:   "watch",
-		Short: "Publish the failures of a cluster's Jobs, pods and rollouts to Kafka, without acting",
-		Long: `Watch runs the failure watcher on its own: every failed Job (and every pod that cannot
+		Short: "Publish the failures of a cluster's workloads, pods and rollouts to Kafka, without acting",
+		Long: `Watch runs the failure watchers on their own: every failed Job (and every pod that cannot
 start, every stuck or crash-looping rollout) in --namespaces matching --selector
-becomes a FailureEvent on --topic, once per Job (its id is the Job's uid). serve runs
-the same watcher on its leader; watch is for a cluster whose failures another autofix
+becomes a FailureEvent on --topic, once per Job (its id is the Job's uid); so does
+every failed workload of the other kinds kubernetes.kinds enables (a JobSet: once per
+JobSet, from the pod that failed first). serve runs the same watchers on its leader; watch is for a cluster whose failures another autofix
 decides on, or to see what autofix would see. It does not submit anything. With
 --config it connects to Kafka as serve does (kafka.brokers, kafka.tls, kafka.sasl),
 and reads the peaks of runs from Prometheus as serve does (metrics; --metrics-url).
@@ -52,10 +52,7 @@ Protect the topic as the logs are protected (TLS, SASL and ACLs on the brokers).
 			if err != nil {
 				return err
 			}
-			w := remediate.NewWatcher(kube, service.KafkaPublisher(p), nil, remediate.WatcherOptions{
-				Namespaces: k.Namespaces, Selector: k.Selector, PendingGrace: k.PendingGrace, GPUTypeLabel: k.GPUTypeLabel,
-				Catalogue: &cfg.Catalogue, Usage: usage, Log: log})
-			return w.Run(cmd.Context())
+			return service.Watch(cmd.Context(), &cfg, kube, service.KafkaPublisher(p), usage, log)
 		},
 	}
 	kf.register(cmd, "topic to publish failures to (default: the configuration's)", "kubeconfig", "namespaces", "selector", "pending-grace",
