@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -496,5 +497,46 @@ func TestRayJobsSubmitterJobIsNotFixedAlone(t *testing.T) {
 	_, err := v.Verify(context.Background(), &failure.Event{ID: JobEventID(job), Job: failure.Job{Namespace: "ml", Name: "train", UID: "job-uid"}})
 	if !errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), "RayJob") {
 		t.Errorf("Verify of a RayJob's submitter Job = %v, want ErrUnverified naming the RayJob", err)
+	}
+}
+
+// TestRayJobFixOfAnAdmittedRayJobGoesWithoutWhatKueueAdded: Kueue's admission put
+// its flavor's node selector on the gpu workers' template; the fix restores each
+// group's template from the Workload's pod set of that name ("head" for the head).
+func TestRayJobFixOfAnAdmittedRayJobGoesWithoutWhatKueueAdded(t *testing.T) {
+	ctx := context.Background()
+	failed := failedRayJob()
+	workers, _, _ := unstructured.NestedSlice(failed.Object, "spec", "rayClusterSpec", "workerGroupSpecs")
+	gpu := workers[0].(map[string]any)["template"].(map[string]any)
+	gpu["spec"].(map[string]any)["nodeSelector"] = map[string]any{"pool": "reserved", "zone": "a"}
+	gpu["metadata"] = map[string]any{"annotations": map[string]any{kueueWorkloadAnnotation: "rayjob-train-1"}}
+	_ = unstructured.SetNestedSlice(failed.Object, workers, "spec", "rayClusterSpec", "workerGroupSpecs")
+	podSet := func(name string, selector map[string]any) map[string]any {
+		return map[string]any{"name": name, "count": int64(1), "template": map[string]any{
+			"spec": map[string]any{"nodeSelector": selector, "containers": []any{map[string]any{"name": "ray-worker", "image": "x"}}}}}
+	}
+	wl := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
+		"metadata": map[string]any{"name": "rayjob-train-1", "namespace": "ml", "labels": map[string]any{labelJobUID: "ray-uid-1"},
+			"ownerReferences": []any{map[string]any{"apiVersion": "ray.io/v1", "kind": "RayJob", "name": "train", "uid": "ray-uid-1", "controller": true}}},
+		"spec":   map[string]any{"podSets": []any{podSet("head", nil), podSet("gpu-workers", map[string]any{"zone": "a"}), podSet("cpu-workers", nil)}},
+		"status": map[string]any{"admission": map[string]any{"clusterQueue": "cq"}},
+	}}
+	dyn := rayDynamic(failed.DeepCopy())
+	a, _ := NewRayJobs(fake.NewClientset(), dyn, AdapterOptions{Kueue: newKueue(wl)})
+	if err := a.CreateFrom(ctx, raySubmission(), Verified{RayJob: failed, RayGroup: "gpu-workers"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dyn.Resource(rayJobGVR).Namespace("ml").Get(ctx, "train-af2", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := rayTemplates(t, got)["gpu-workers"]
+	if !maps.Equal(tmpl.Spec.NodeSelector, map[string]string{"zone": "a"}) || tmpl.Annotations[kueueWorkloadAnnotation] != "" {
+		t.Errorf("gpu workers: node selector %v, annotations %v; want the user's zone=a alone, without Kueue's workload annotation",
+			tmpl.Spec.NodeSelector, tmpl.Annotations)
+	}
+	if mem := tmpl.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; mem.String() != "24Gi" {
+		t.Errorf("gpu workers ask for %s, want the option's 24Gi", mem.String())
 	}
 }
