@@ -66,6 +66,9 @@ func playKubeRay(t *testing.T, kube kubernetes.Interface, dyn dynamic.Interface,
 
 func reconcileRayJob(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, rj *unstructured.Unstructured) error {
 	status, _, _ := unstructured.NestedString(rj.Object, "status", "jobDeploymentStatus")
+	if selector, _, _ := unstructured.NestedStringMap(rj.Object, "spec", "clusterSelector"); len(selector) > 0 {
+		return nil // it runs on an existing cluster: the test writes its status
+	}
 	if suspended, _, _ := unstructured.NestedBool(rj.Object, "spec", "suspend"); suspended || status == "Failed" || status == "Complete" {
 		return nil
 	}
@@ -298,6 +301,51 @@ func TestIntegrationRayJob(t *testing.T) {
 		if err != nil || got.GetResourceVersion() != theirs.GetResourceVersion() || !maps.Equal(got.GetLabels(), theirs.GetLabels()) || r.State != ledger.Abandoned {
 			t.Errorf("their squat-af2 after the fix of squat was %s (%s): %v, labels %v, resource version %s -> %s; want it untouched and the fix abandoned",
 				r.State, r.Reason, err, got.GetLabels(), theirs.GetResourceVersion(), got.GetResourceVersion())
+		}
+	})
+
+	t.Run("a RayJob on an existing cluster: its failure reported from its status, its fix refused, the cluster untouched", func(t *testing.T) {
+		// A RayCluster someone runs, and a RayJob that submits to it.
+		shared := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "ray.io/v1", "kind": "RayCluster",
+			"spec": trainingRayJob("x", "8Gi", "1Gi", 1).Object["spec"].(map[string]any)["rayClusterSpec"]}}
+		shared.SetName("shared")
+		shared.SetNamespace("ml")
+		shared, err := c.Dynamic.Resource(rayClusters).Namespace("ml").Create(ctx, shared, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		onIt := trainingRayJob("on-shared", "8Gi", "1Gi", 1)
+		delete(onIt.Object["spec"].(map[string]any), "rayClusterSpec")
+		_ = unstructured.SetNestedStringMap(onIt.Object, map[string]string{"ray.io/cluster": "shared"}, "spec", "clusterSelector")
+		onIt, err = jobs.Create(ctx, onIt, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		onIt.Object["status"] = map[string]any{"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed",
+			"rayClusterName": "shared", "startTime": metav1.Now().UTC().Format(time.RFC3339), "endTime": metav1.Now().UTC().Format(time.RFC3339),
+			"message": "Job entrypoint command failed with exit code 1: ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory."}
+		if _, err := jobs.UpdateStatus(ctx, onIt, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r := remediation(onIt, ledger.PendingReview, ledger.Rejected, ledger.Abandoned, ledger.Failed, ledger.Succeeded, ledger.Submitted)
+		if f := r.Event.Failure; f.Reason != "AppFailed" || !strings.Contains(f.Message, "OutOfMemoryError") || r.Event.Job.Labels[remediate.LabelRayGroup] != "" {
+			t.Errorf("event: failure %+v, labels %v; want the RayJob's own reason and message, and no group (the cluster is not its own)", f, r.Event.Job.Labels)
+		}
+		abandoned := ""
+		for _, e := range r.Audit {
+			if e.To == ledger.Abandoned {
+				abandoned = e.Detail
+			}
+		}
+		if r.State != ledger.Abandoned || r.Category != "oom_memory" || !strings.Contains(abandoned, "existing RayCluster") {
+			t.Errorf("remediation %s %s (%q); want oom_memory (from the message) and the fix abandoned: the cluster is not autofix's", r.State, r.Category, abandoned)
+		}
+		if _, err := jobs.Get(ctx, "on-shared-af2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("on-shared-af2: %v, want no attempt", err)
+		}
+		got, err := c.Dynamic.Resource(rayClusters).Namespace("ml").Get(ctx, "shared", metav1.GetOptions{})
+		if err != nil || got.GetResourceVersion() != shared.GetResourceVersion() {
+			t.Errorf("the shared RayCluster: %v, resource version %s -> %s; want it untouched", err, shared.GetResourceVersion(), got.GetResourceVersion())
 		}
 	})
 
