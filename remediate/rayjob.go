@@ -118,7 +118,7 @@ func (rj *rayJob) template(group string) *corev1.PodTemplateSpec {
 	return nil
 }
 
-// failedAt is when the RayJob failed (or ended): status.endTime, else now.
+// endedAt is when the RayJob failed (or ended): status.endTime, else now.
 func (rj *rayJob) endedAt() time.Time {
 	if t := rj.Status.EndTime; t != nil && !t.IsZero() {
 		return t.Time
