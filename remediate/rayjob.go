@@ -309,7 +309,10 @@ func priceRayJob(cat *failure.Catalogue, rj *rayJob, pods []*corev1.Pod, end tim
 	if cat == nil {
 		return 0, "no price catalogue to price it with"
 	}
-	if len(pods) == 0 {
+	switch {
+	case len(rj.Spec.ClusterSelector) > 0:
+		return 0, "it runs on an existing RayCluster (spec.clusterSelector), whose pods are not its own to price"
+	case len(pods) == 0:
 		return 0, "none of the RayJob's cluster pods is left to price (deleted with its RayCluster, or it never got one)"
 	}
 	var (
