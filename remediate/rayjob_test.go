@@ -279,3 +279,21 @@ func TestRayJobsSubmitterJobIsNotFixedAlone(t *testing.T) {
 		t.Errorf("Verify of a RayJob's submitter Job = %v, want ErrUnverified naming the RayJob", err)
 	}
 }
+
+func TestSyncRayJobOnAnExistingClusterReadsNoPods(t *testing.T) {
+	u := failedRayJob()
+	unstructured.RemoveNestedField(u.Object, "spec", "rayClusterSpec")
+	_ = unstructured.SetNestedStringMap(u.Object, map[string]string{"ray.io/cluster": "train-raycluster-abcde"}, "spec", "clusterSelector")
+	pub := &events{}
+	cat := failure.DefaultCatalogue()
+	if err := rayTestController(pub, nil, WatcherOptions{Catalogue: &cat}, rayScene()...).sync(context.Background(), parsed(t, u)); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.evs) != 1 {
+		t.Fatalf("published %v, want one event", pub.ids())
+	}
+	j, f := pub.evs[0].Job, pub.evs[0].Failure
+	if f.Reason != "AppFailed" || j.Labels[LabelRayGroup] != "" || j.Labels[LabelFailedPod] != "" || !strings.Contains(f.Unpriced, "existing RayCluster") {
+		t.Errorf("event: failure %+v, labels %v; want the RayJob's status, no group nor pod of the cluster it does not own", f, j.Labels)
+	}
+}
