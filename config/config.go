@@ -113,7 +113,8 @@ type Kubernetes struct {
 	Identity       string `yaml:"identity"`
 	// Kinds are the workload kinds autofix watches and re-submits: Job (always:
 	// stage Jobs and deploy stages go through it) and JobSet (jobset.x-k8s.io,
-	// which needs the JobSet CRD and the autofix-jobsets role). Default [Job].
+	// which needs the JobSet CRD and the autofix-jobsets role) and RayJob (ray.io,
+	// which needs KubeRay's CRDs and the autofix-rayjobs role). Default [Job].
 	Kinds []string `yaml:"kinds"`
 	// Kueue makes autofix read Kueue's objects (kueue.x-k8s.io), which needs the
 	// autofix-kueue roles (docs/kubernetes.md, "Kueue").
@@ -137,6 +138,7 @@ type Kueue struct {
 const (
 	KindJob    = "Job"
 	KindJobSet = "JobSet"
+	KindRayJob = "RayJob"
 )
 
 // Enabled reports whether kubernetes.kinds names kind.
@@ -147,12 +149,12 @@ func (k *Kubernetes) validateKinds() error {
 	seen := map[string]bool{}
 	for i, kind := range k.Kinds {
 		switch {
-		case kind != KindJob && kind != KindJobSet:
-			return fmt.Errorf("kubernetes.kinds[%d]: %q, want %s or %s", i, kind, KindJob, KindJobSet)
+		case kind != KindJob && kind != KindJobSet && kind != KindRayJob:
+			return fmt.Errorf("kubernetes.kinds[%d]: %q, want %s, %s or %s", i, kind, KindJob, KindJobSet, KindRayJob)
 		case seen[kind]:
 			return fmt.Errorf("kubernetes.kinds[%d]: %s twice", i, kind)
-		case kind == KindJobSet && (k.Kubeconfig == "" || k.Kubeconfig == NoCluster):
-			return fmt.Errorf("kubernetes.kinds[%d]: JobSet needs a cluster (kubernetes.kubeconfig a file or in-cluster); the simulated cluster and shadow mode run Jobs only", i)
+		case kind != KindJob && (k.Kubeconfig == "" || k.Kubeconfig == NoCluster):
+			return fmt.Errorf("kubernetes.kinds[%d]: %s needs a cluster (kubernetes.kubeconfig a file or in-cluster); the simulated cluster and shadow mode run Jobs only", i, kind)
 		}
 		seen[kind] = true
 	}

@@ -241,6 +241,11 @@ func checkRBAC(t *testing.T, objs []object, c config.Config) {
 						o.Kind, i, r.Verbs, r.APIGroups, res)
 				case slices.Contains(r.APIGroups, "kueue.x-k8s.io") && o.Metadata.Name != "autofix-kueue" && o.Metadata.Name != "autofix-kueue-queues":
 					t.Errorf("%s %s rules[%d]: Kueue's objects outside autofix-kueue, bound only where Kueue is enabled", o.Kind, o.Metadata.Name, i)
+				case o.Metadata.Name == "autofix-rayjobs" && (res != "rayjobs" || !slices.Equal(r.APIGroups, []string{"ray.io"}) ||
+					!slices.Equal(r.Verbs, []string{"get", "list", "watch", "create"})):
+					t.Errorf("%s autofix-rayjobs rules[%d]: %v of %v %s; want get, list, watch and create of ray.io rayjobs only", o.Kind, i, r.Verbs, r.APIGroups, res)
+				case slices.Contains(r.APIGroups, "ray.io") && o.Metadata.Name != "autofix-rayjobs":
+					t.Errorf("%s %s rules[%d]: KubeRay's objects outside autofix-rayjobs, bound only where RayJob is enabled", o.Kind, o.Metadata.Name, i)
 				case res == "jobsets" && o.Metadata.Name != "autofix-jobsets":
 					t.Errorf("%s %s rules[%d]: jobsets outside autofix-jobsets, which is bound only where JobSet is enabled", o.Kind, o.Metadata.Name, i)
 				}
@@ -304,6 +309,13 @@ func TestExampleOverlayNamesItsNamespaces(t *testing.T) {
 	}
 	if got := slices.Sorted(slices.Values(bound["autofix-jobsets"])); !slices.Equal(got, wantJobSets) {
 		t.Errorf("autofix-jobsets is bound in %q, want %q (kubernetes.kinds %q)", got, wantJobSets, c.Kubernetes.Kinds)
+	}
+	wantRayJobs := []string(nil)
+	if c.Kubernetes.Enabled(config.KindRayJob) {
+		wantRayJobs = watched
+	}
+	if got := slices.Sorted(slices.Values(bound["autofix-rayjobs"])); !slices.Equal(got, wantRayJobs) {
+		t.Errorf("autofix-rayjobs is bound in %q, want %q (kubernetes.kinds %q)", got, wantRayJobs, c.Kubernetes.Kinds)
 	}
 	for _, ns := range bound["autofix-pipelines"] {
 		if !slices.Contains(watched, ns) {

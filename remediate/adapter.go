@@ -46,18 +46,22 @@ type Adapter interface {
 const (
 	KindJob    = "Job"
 	KindJobSet = "JobSet"
+	KindRayJob = "RayJob"
 )
 
 // Kinds are the workload kinds autofix has an adapter for.
-var Kinds = []string{KindJob, KindJobSet}
+var Kinds = []string{KindJob, KindJobSet, KindRayJob}
 
 // EventKind is the workload kind whose watcher gives a failure event the id id:
-// JobSet for k8s-jobset-<uid>, Job for anything else (a Job, a stuck Job, a
+// JobSet for k8s-jobset-<uid>, RayJob for k8s-rayjob-<uid>, Job for anything else (a Job, a stuck Job, a
 // Deployment of a deploy stage, or an id no watcher gives, which the Job adapter
 // refuses).
 func EventKind(id string) string {
 	if strings.HasPrefix(id, jobSetEventPrefix) {
 		return KindJobSet
+	}
+	if strings.HasPrefix(id, rayJobEventPrefix) {
+		return KindRayJob
 	}
 	return KindJob
 }
@@ -188,8 +192,10 @@ func (j *Jobs) CreateFrom(ctx context.Context, sub *Submission, v Verified) erro
 	return j.s.CreateFrom(ctx, sub, base)
 }
 
-// jobSetControls reports whether a JobSet is job's controller.
+// jobSetControls reports whether a JobSet is job's controller, or a RayJob (the
+// Job that submits its entrypoint): the workload is fixed whole, never one Job of it.
 func jobSetControls(job *batchv1.Job) bool {
 	owner := metav1.GetControllerOfNoCopy(job)
-	return owner != nil && owner.Kind == "JobSet" && strings.HasPrefix(owner.APIVersion, jobsetapi.GroupVersion.Group+"/")
+	return owner != nil && (owner.Kind == "JobSet" && strings.HasPrefix(owner.APIVersion, jobsetapi.GroupVersion.Group+"/") ||
+		owner.Kind == KindRayJob && strings.HasPrefix(owner.APIVersion, rayJobGVR.Group+"/"))
 }

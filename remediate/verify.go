@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
@@ -57,6 +58,10 @@ type Verified struct {
 	// the replicated job whose Job failed first: the fix is built from them.
 	JobSet        *jobsetapi.JobSet
 	ReplicatedJob string
+	// RayJob is, for a RayJob's failure, the RayJob as verified, and RayGroup the
+	// group whose pod failed first (RayHeadGroup, or a worker group's name).
+	RayJob   *unstructured.Unstructured
+	RayGroup string
 }
 
 // Verifier checks failure events against the cluster: everything on the failures
@@ -120,10 +125,11 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 		return Verified{}, unverified("Job %s/%s does not match the selector %q", j.Namespace, j.Name, v.o.Selector)
 	}
 	if jobSetControls(job) {
-		// Whether or not the JobSet kind is enabled: a copy of one of its Jobs would
-		// run alone, outside the JobSet and whatever queue admitted the JobSet.
-		return Verified{}, unverified("Job %s/%s is a JobSet's: autofix fixes the JobSet (kubernetes.kinds), never one of its Jobs",
-			j.Namespace, j.Name)
+		// Whether or not its kind is enabled: a copy of one of its Jobs would run
+		// alone, outside the JobSet (or RayJob) and whatever queue admitted it.
+		owner := metav1.GetControllerOfNoCopy(job)
+		return Verified{}, unverified("Job %s/%s is a %s's: autofix fixes the %s (kubernetes.kinds), never one of its Jobs",
+			j.Namespace, j.Name, owner.Kind, owner.Kind)
 	}
 	switch {
 	case stuck && !kept:

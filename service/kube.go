@@ -46,6 +46,16 @@ func JobSetClient(c *config.Kubernetes) (jobsetclient.Interface, error) {
 	return jobsetclient.NewForConfig(cfg)
 }
 
+// DynamicClient connects to the configured cluster's API for objects autofix
+// reads unstructured (KubeRay's RayJobs).
+func DynamicClient(c *config.Kubernetes) (dynamic.Interface, error) {
+	cfg, err := restConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return dynamic.NewForConfig(cfg)
+}
+
 // KueueReader reads the configured cluster's Kueue objects (kueue.x-k8s.io).
 func KueueReader(c *config.Kubernetes) (*remediate.Kueue, error) {
 	cfg, err := restConfig(c)
@@ -99,6 +109,18 @@ func adapters(c *config.Config, client kubernetes.Interface, js jobsetclient.Int
 			return nil, fmt.Errorf("kubernetes.selector: %w", err)
 		}
 		all = append(all, sets)
+	}
+	if k.Enabled(config.KindRayJob) {
+		o.Watch.Specs = nil // a RayJob that is gone is not re-created
+		dyn, err := DynamicClient(k)
+		if err != nil {
+			return nil, err
+		}
+		rays, err := remediate.NewRayJobs(client, dyn, o)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes.selector: %w", err)
+		}
+		all = append(all, rays)
 	}
 	return remediate.NewAdapters(all...)
 }
