@@ -43,3 +43,23 @@ func TestReviewRayJobNewAttemptHoldsEveryPodTemplateToThePolicy(t *testing.T) {
 		})
 	}
 }
+
+func TestReviewRayJobNewAttemptKeepsAnOrdinaryAutoscaler(t *testing.T) {
+	a, err := NewRayJobs(fake.NewClientset(), rayDynamic(), AdapterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := failedRayJob()
+	opts := map[string]any{"idleTimeoutSeconds": int64(60), "upscalingMode": "Default", "image": "rayproject/ray:2.40",
+		"resources": map[string]any{"limits": map[string]any{"cpu": "500m"}}, "env": []any{map[string]any{"name": "A", "value": "b"}}}
+	if err := unstructured.SetNestedField(failed.Object, opts, "spec", "rayClusterSpec", "autoscalerOptions"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.NewAttempt(failed, RayHeadGroup, raySubmission())
+	if err != nil {
+		t.Fatalf("NewAttempt: %v, want an ordinary autoscaler and submitter accepted", err)
+	}
+	if v, _, _ := unstructured.NestedString(got.Object, "spec", "rayClusterSpec", "autoscalerOptions", "upscalingMode"); v != "Default" {
+		t.Errorf("autoscalerOptions.upscalingMode = %q, want it kept", v)
+	}
+}
