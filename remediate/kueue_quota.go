@@ -32,10 +32,11 @@ var (
 // Kueue admits a workload's pods on one flavor of each resource group of its
 // ClusterQueue; what is left of a flavor is its nominal quota less what admitted and
 // reserving workloads hold (status.flavorsReservation) other than the failed run,
-// plus what the queue may borrow from the other ClusterQueues of its cohort (their
-// unused quota up to their lendingLimit, up to its own borrowingLimit). Hierarchical cohorts (Cohort objects
-// with quotas of their own) are not read: a queue borrows only from its siblings
-// here, which errs on the side of less room.
+// plus what the queue may borrow from its cohort (what the members lend, up to
+// their lendingLimit, less what members already use beyond their guaranteed quota,
+// borrowing siblings included; up to its own borrowingLimit). Hierarchical cohorts
+// (Cohort objects with quotas of their own) are not read: a queue borrows only from
+// its siblings here, which errs on the side of less room.
 type KueueQuotas struct {
 	client     dynamic.Interface
 	namespaces []string
@@ -164,10 +165,9 @@ func (k *KueueQuotas) Room(ev *failure.Event) (recommender.QueueRoom, bool) {
 			var n, e failure.Resources
 			for _, res := range g.CoveredResources {
 				q, _ := cq.quotaOf(f.Name, res)
-				lentNow, lentEver := k.lendable(cqName, cq.Spec.CohortName, f.Name, res)
-				ever := q.nominal + min(q.borrowing, lentEver)
+				ever := q.nominal + min(q.borrowing, k.lendable(cqName, cq.Spec.CohortName, f.Name, res))
 				setRoom(&e, res, ever)
-				setRoom(&n, res, min(ever, q.nominal-q.reserved+min(q.borrowing, lentNow)+freed(ev, res)))
+				setRoom(&n, res, min(ever, k.left(cqName, cq.Spec.CohortName, q, f.Name, res)+freed(ev, res)))
 			}
 			now.Room, ever.Room = append(now.Room, n), append(ever.Room, e)
 		}
@@ -194,23 +194,46 @@ func freed(ev *failure.Event, res corev1.ResourceName) float64 {
 	return 0
 }
 
-// lendable is what the other ClusterQueues of cohort lend of res of flavor: now,
-// their unused quota within their lending limits; ever, their lending limits. No
+// lendable is what the other ClusterQueues of cohort could lend of res of
+// flavor: their lending limits (their nominal quotas where they set none). No
 // cohort lends nothing.
-func (k *KueueQuotas) lendable(self, cohort, flavor string, res corev1.ResourceName) (now, ever float64) {
+func (k *KueueQuotas) lendable(self, cohort, flavor string, res corev1.ResourceName) (ever float64) {
 	if cohort == "" {
-		return 0, 0
+		return 0
 	}
 	for name, other := range k.queues {
 		if name == self || other.Spec.CohortName != cohort {
 			continue
 		}
 		if q, ok := other.quotaOf(flavor, res); ok {
-			now += max(0, min(q.lendable, q.nominal-q.reserved))
 			ever += q.lendable
 		}
 	}
-	return now, ever
+	return ever
+}
+
+// left is what ClusterQueue self (its quota q of res of flavor) may still be
+// admitted now, as Kueue reckons it: what is left of its own guaranteed quota (the
+// part it does not lend), plus what is left of the cohort's pool (what every
+// member lends, less what every member uses beyond its guaranteed quota, siblings
+// that borrow included), within its borrowing limit. No cohort: its nominal quota
+// less what it holds.
+func (k *KueueQuotas) left(self, cohort string, q quota, flavor string, res corev1.ResourceName) float64 {
+	if cohort == "" {
+		return q.nominal - q.reserved
+	}
+	guaranteed := q.nominal - q.lendable
+	pool, used := q.lendable, max(0, q.reserved-guaranteed)
+	for name, other := range k.queues {
+		if name == self || other.Spec.CohortName != cohort {
+			continue
+		}
+		if o, ok := other.quotaOf(flavor, res); ok {
+			pool += o.lendable
+			used += max(0, o.reserved-(o.nominal-o.lendable))
+		}
+	}
+	return min(max(0, guaranteed-q.reserved)+max(0, pool-used), q.nominal+q.borrowing-q.reserved)
 }
 
 // covered says which of the resources autofix sizes a resource group covers.
