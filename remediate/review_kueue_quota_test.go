@@ -34,3 +34,24 @@ func TestReviewKueueQuotasRoomCountsWhatSiblingsBorrow(t *testing.T) {
 		t.Errorf("room ever %d GiB, want %d GiB", got/gib, want/gib)
 	}
 }
+
+// Review (issue 15): a ClusterQueue whose quota is written huge ("no limit" in
+// practice) leaves a retry unlimited, not without room: the quantities must not
+// overflow to zero (resource.Quantity.Value and MilliValue do past int64).
+func TestReviewKueueQuotasHugeQuotaIsNoLimit(t *testing.T) {
+	k := NewKueueQuotas(nil, []string{"team-a"}, nil)
+	k.setClusterQueue(object(t, `{"metadata": {"name": "big-cq"}, "spec": {"resourceGroups": [
+		{"coveredResources": ["cpu", "memory"], "flavors": [{"name": "any", "resources": [
+			{"name": "cpu", "nominalQuota": "1e17"}, {"name": "memory", "nominalQuota": "100Ei"}]}]}]}}`))
+	k.setLocalQueue(object(t, `{"metadata": {"name": "team", "namespace": "team-a"}, "spec": {"clusterQueue": "big-cq"}}`))
+	room, ok := k.Room(&failure.Event{Job: failure.Job{Namespace: "team-a", Name: "train", Labels: map[string]string{LabelQueueName: "team"}}})
+	if !ok {
+		t.Fatal("Room: queue team not known")
+	}
+	const plenty = int64(1) << 60
+	for name, r := range map[string]failure.Resources{"now": room.Now.Groups[0].Room[0], "ever": room.Ever.Groups[0].Room[0]} {
+		if r.MemoryBytes < plenty || r.CPUMillis < plenty {
+			t.Errorf("room %s = %d bytes, %d millicores; want no limit in practice (at least 2^60 each)", name, r.MemoryBytes, r.CPUMillis)
+		}
+	}
+}
