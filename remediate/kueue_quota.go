@@ -135,11 +135,13 @@ func (q *clusterQueue) quotaOf(flavor string, res corev1.ResourceName) (out quot
 }
 
 // amount is q in the unit autofix sizes res in: millicores for CPU, else its value.
+// As a float: Value and MilliValue overflow past int64 (a quota written huge, as
+// "no limit", would read as none).
 func amount(res corev1.ResourceName, q resource.Quantity) float64 {
 	if res == corev1.ResourceCPU {
-		return float64(q.MilliValue())
+		return q.AsApproximateFloat64() * 1000
 	}
-	return float64(q.Value())
+	return q.AsApproximateFloat64()
 }
 
 // Room implements recommender.Queues.
@@ -257,15 +259,19 @@ func covered(names []corev1.ResourceName) optimizer.Covered {
 // setRoom sets r's field for res to v (rounded down; none below zero).
 func setRoom(r *failure.Resources, res corev1.ResourceName, v float64) {
 	v = max(0, math.Floor(v))
+	n := int64(math.MaxInt64) // float64(MaxInt64) is 2^63, which int64 cannot hold
+	if v < math.MaxInt64 {
+		n = int64(v)
+	}
 	switch res {
 	case corev1.ResourceMemory:
-		r.MemoryBytes = int64(min(v, math.MaxInt64))
+		r.MemoryBytes = n
 	case corev1.ResourceCPU:
-		r.CPUMillis = int64(min(v, math.MaxInt64))
+		r.CPUMillis = n
 	case ResourceGPU:
-		r.GPU = int(min(v, math.MaxInt32))
+		r.GPU = int(min(n, math.MaxInt32))
 	case corev1.ResourceEphemeralStorage:
-		r.EphemeralStorageBytes = int64(min(v, math.MaxInt64))
+		r.EphemeralStorageBytes = n
 	}
 }
 
