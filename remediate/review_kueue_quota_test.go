@@ -1,7 +1,11 @@
 package remediate
 
 import (
+	"context"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/autofix/autofix/failure"
 )
@@ -53,5 +57,34 @@ func TestReviewKueueQuotasHugeQuotaIsNoLimit(t *testing.T) {
 		if r.MemoryBytes < plenty || r.CPUMillis < plenty {
 			t.Errorf("room %s = %d bytes, %d millicores; want no limit in practice (at least 2^60 each)", name, r.MemoryBytes, r.CPUMillis)
 		}
+	}
+}
+
+// Review (issue 15): a queued Job Kueue did not admit (its stuck event, from
+// syncQueued) never held any of its queue's quota: the room left now must not
+// count its request as freed, or the very configuration Kueue refuses looks as if
+// it would be admitted at once.
+func TestReviewKueueQuotasRoomOfAJobKueueDidNotAdmit(t *testing.T) {
+	pub := &events{}
+	c, _ := testController(t, WatcherOptions{Kueue: newKueue(pendingWorkload(20*time.Minute, metav1.ConditionFalse)), InadmissibleAfter: 10 * time.Minute},
+		pub, nil, waitingJob())
+	if _, err := c.sync(context.Background(), jobKeyOf(waitingJob())); err != nil || len(pub.evs) != 1 {
+		t.Fatalf("sync = %v, published %q; want the stuck event", err, pub.ids())
+	}
+	ev := pub.evs[0]
+	if ev.Job.Resources.CPUMillis == 0 {
+		t.Fatalf("event %+v asks for no CPU", ev.Job)
+	}
+	k := NewKueueQuotas(nil, nil, nil)
+	k.setClusterQueue(object(t, `{"metadata": {"name": "cq"}, "spec": {"resourceGroups": [
+		{"coveredResources": ["cpu"], "flavors": [{"name": "reserved", "resources": [{"name": "cpu", "nominalQuota": "64"}]}]}]},
+		"status": {"flavorsReservation": [{"name": "reserved", "resources": [{"name": "cpu", "total": "60"}]}]}}`))
+	k.setLocalQueue(object(t, `{"metadata": {"name": "`+ev.Job.Labels[LabelQueueName]+`", "namespace": "`+ev.Job.Namespace+`"}, "spec": {"clusterQueue": "cq"}}`))
+	room, ok := k.Room(ev)
+	if !ok {
+		t.Fatal("Room: queue not known")
+	}
+	if got := room.Now.Groups[0].Room[0].CPUMillis; got != 4000 {
+		t.Errorf("room now %d millicores, want 4000 (64 less the 60 others hold; the Job Kueue did not admit holds none)", got)
 	}
 }
