@@ -178,10 +178,18 @@ func (k *KueueQuotas) Room(ev *failure.Event) (recommender.QueueRoom, bool) {
 	return room, true
 }
 
+// LabelNotAdmitted marks, in a failure event's job.labels, a queued Job that is
+// suspended: Kueue has not admitted it, so it holds none of its queue's quota.
+const LabelNotAdmitted = "autofix.io/kueue-not-admitted"
+
 // freed is what the failed run of ev held of res: Kueue releases it once it marks
 // the failed workload's Workload finished, which may come after autofix decides,
-// so it counts as free (on every flavor: which one it held is not read).
+// so it counts as free (on every flavor: which one it held is not read). A Job
+// Kueue has not admitted (LabelNotAdmitted) held nothing.
 func freed(ev *failure.Event, res corev1.ResourceName) float64 {
+	if ev.Job.Labels[LabelNotAdmitted] == "true" {
+		return 0
+	}
 	r := ev.Job.Resources
 	switch res {
 	case corev1.ResourceMemory:
