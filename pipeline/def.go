@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 
 	"go.yaml.in/yaml/v3"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	jobsetapi "sigs.k8s.io/jobset/api/jobset/v1alpha2"
 
@@ -125,6 +127,11 @@ func (d *Definition) Validate() error {
 					return fmt.Errorf("%s.jobset.replicatedJobs[%d].name: %q, want a DNS label", f, j, rj.Name)
 				case len(rj.Template.Spec.Template.Spec.Containers) == 0:
 					return fmt.Errorf("%s.jobset.replicatedJobs[%d].template.spec.template.spec.containers: at least one", f, j)
+				case d.Name[0] < 'a' || d.Name[0] > 'z':
+					return fmt.Errorf("name: %q, want it to start with a letter: the JobSet webhook refuses Job names that do not (%s)", d.Name, f)
+				case jobSetNameLen(d, s, &rj) > 63:
+					return fmt.Errorf("%s.jobset.replicatedJobs[%d].name: %q, its Jobs' names <pipeline>-<run>-<stage>-af<n>-%s-<index> may be %d characters, over the 63 the JobSet webhook accepts: shorten the pipeline's, the stage's or its name",
+						f, j, rj.Name, rj.Name, jobSetNameLen(d, s, &rj))
 				}
 			}
 		}
@@ -192,4 +199,21 @@ func jsonOf(v any) ([]byte, error) {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// maxRunLen is the longest run name the API accepts (api.runRE).
+const maxRunLen = 20
+
+// jobSetNameLen is the longest name a Job (or, for an indexed Job, a pod) of
+// replicated job rj of JobSet stage s may get: the JobSet is named
+// <pipeline>-<run>-<stage>, its attempts add -af<n> (two digits assumed), and the
+// JobSet controller names its Jobs <jobset>-<rj>-<index> and an indexed Job's pods
+// <job>-<index>-<5 random characters>, as its webhook checks them.
+func jobSetNameLen(d *Definition, s *Stage, rj *jobsetapi.ReplicatedJob) int {
+	n := len(d.Name) + 1 + maxRunLen + 1 + len(s.Name) + len("-af99") + 1 + len(rj.Name) + 1 + len(strconv.Itoa(max(0, int(rj.Replicas)-1)))
+	t := rj.Template.Spec
+	if t.CompletionMode != nil && *t.CompletionMode == batchv1.IndexedCompletion && t.Completions != nil {
+		n += 1 + len(strconv.Itoa(max(0, int(*t.Completions)-1))) + len("-abcde")
+	}
+	return n
 }

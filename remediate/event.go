@@ -184,7 +184,11 @@ func describeJob(job *batchv1.Job, gpuLabel string) failure.Job {
 	if !kind.Valid() || kind == failure.Deployment { // a Job is never a Deployment, whatever its label says
 		kind = failure.Batch
 	}
-	return describeWorkload(&job.ObjectMeta, kind, &job.Spec.Template.Spec, job.Annotations, gpuLabel)
+	j := describeWorkload(&job.ObjectMeta, kind, &job.Spec.Template.Spec, job.Annotations, gpuLabel)
+	if queued(job.Labels) && job.Spec.Suspend != nil && *job.Spec.Suspend {
+		j.Labels[LabelNotAdmitted] = "true"
+	}
+	return j
 }
 
 // describeWorkload describes the workload of meta (a Job, a JobSet) as an event's

@@ -32,10 +32,11 @@ var (
 // Kueue admits a workload's pods on one flavor of each resource group of its
 // ClusterQueue; what is left of a flavor is its nominal quota less what admitted and
 // reserving workloads hold (status.flavorsReservation) other than the failed run,
-// plus what the queue may borrow from the other ClusterQueues of its cohort (their
-// unused quota up to their lendingLimit, up to its own borrowingLimit). Hierarchical cohorts (Cohort objects
-// with quotas of their own) are not read: a queue borrows only from its siblings
-// here, which errs on the side of less room.
+// plus what the queue may borrow from its cohort (what the members lend, up to
+// their lendingLimit, less what members already use beyond their guaranteed quota,
+// borrowing siblings included; up to its own borrowingLimit). Hierarchical cohorts
+// (Cohort objects with quotas of their own) are not read: a queue borrows only from
+// its siblings here, which errs on the side of less room.
 type KueueQuotas struct {
 	client     dynamic.Interface
 	namespaces []string
@@ -134,11 +135,13 @@ func (q *clusterQueue) quotaOf(flavor string, res corev1.ResourceName) (out quot
 }
 
 // amount is q in the unit autofix sizes res in: millicores for CPU, else its value.
+// As a float: Value and MilliValue overflow past int64 (a quota written huge, as
+// "no limit", would read as none).
 func amount(res corev1.ResourceName, q resource.Quantity) float64 {
 	if res == corev1.ResourceCPU {
-		return float64(q.MilliValue())
+		return q.AsApproximateFloat64() * 1000
 	}
-	return float64(q.Value())
+	return q.AsApproximateFloat64()
 }
 
 // Room implements recommender.Queues.
@@ -164,10 +167,9 @@ func (k *KueueQuotas) Room(ev *failure.Event) (recommender.QueueRoom, bool) {
 			var n, e failure.Resources
 			for _, res := range g.CoveredResources {
 				q, _ := cq.quotaOf(f.Name, res)
-				lentNow, lentEver := k.lendable(cqName, cq.Spec.CohortName, f.Name, res)
-				ever := q.nominal + min(q.borrowing, lentEver)
+				ever := q.nominal + min(q.borrowing, k.lendable(cqName, cq.Spec.CohortName, f.Name, res))
 				setRoom(&e, res, ever)
-				setRoom(&n, res, min(ever, q.nominal-q.reserved+min(q.borrowing, lentNow)+freed(ev, res)))
+				setRoom(&n, res, min(ever, k.left(cqName, cq.Spec.CohortName, q, f.Name, res)+freed(ev, res)))
 			}
 			now.Room, ever.Room = append(now.Room, n), append(ever.Room, e)
 		}
@@ -176,10 +178,18 @@ func (k *KueueQuotas) Room(ev *failure.Event) (recommender.QueueRoom, bool) {
 	return room, true
 }
 
+// LabelNotAdmitted marks, in a failure event's job.labels, a queued Job that is
+// suspended: Kueue has not admitted it, so it holds none of its queue's quota.
+const LabelNotAdmitted = "autofix.io/kueue-not-admitted"
+
 // freed is what the failed run of ev held of res: Kueue releases it once it marks
 // the failed workload's Workload finished, which may come after autofix decides,
-// so it counts as free (on every flavor: which one it held is not read).
+// so it counts as free (on every flavor: which one it held is not read). A Job
+// Kueue has not admitted (LabelNotAdmitted) held nothing.
 func freed(ev *failure.Event, res corev1.ResourceName) float64 {
+	if ev.Job.Labels[LabelNotAdmitted] == "true" {
+		return 0
+	}
 	r := ev.Job.Resources
 	switch res {
 	case corev1.ResourceMemory:
@@ -194,23 +204,46 @@ func freed(ev *failure.Event, res corev1.ResourceName) float64 {
 	return 0
 }
 
-// lendable is what the other ClusterQueues of cohort lend of res of flavor: now,
-// their unused quota within their lending limits; ever, their lending limits. No
+// lendable is what the other ClusterQueues of cohort could lend of res of
+// flavor: their lending limits (their nominal quotas where they set none). No
 // cohort lends nothing.
-func (k *KueueQuotas) lendable(self, cohort, flavor string, res corev1.ResourceName) (now, ever float64) {
+func (k *KueueQuotas) lendable(self, cohort, flavor string, res corev1.ResourceName) (ever float64) {
 	if cohort == "" {
-		return 0, 0
+		return 0
 	}
 	for name, other := range k.queues {
 		if name == self || other.Spec.CohortName != cohort {
 			continue
 		}
 		if q, ok := other.quotaOf(flavor, res); ok {
-			now += max(0, min(q.lendable, q.nominal-q.reserved))
 			ever += q.lendable
 		}
 	}
-	return now, ever
+	return ever
+}
+
+// left is what ClusterQueue self (its quota q of res of flavor) may still be
+// admitted now, as Kueue reckons it: what is left of its own guaranteed quota (the
+// part it does not lend), plus what is left of the cohort's pool (what every
+// member lends, less what every member uses beyond its guaranteed quota, siblings
+// that borrow included), within its borrowing limit. No cohort: its nominal quota
+// less what it holds.
+func (k *KueueQuotas) left(self, cohort string, q quota, flavor string, res corev1.ResourceName) float64 {
+	if cohort == "" {
+		return q.nominal - q.reserved
+	}
+	guaranteed := q.nominal - q.lendable
+	pool, used := q.lendable, max(0, q.reserved-guaranteed)
+	for name, other := range k.queues {
+		if name == self || other.Spec.CohortName != cohort {
+			continue
+		}
+		if o, ok := other.quotaOf(flavor, res); ok {
+			pool += o.lendable
+			used += max(0, o.reserved-(o.nominal-o.lendable))
+		}
+	}
+	return min(max(0, guaranteed-q.reserved)+max(0, pool-used), q.nominal+q.borrowing-q.reserved)
 }
 
 // covered says which of the resources autofix sizes a resource group covers.
@@ -234,15 +267,19 @@ func covered(names []corev1.ResourceName) optimizer.Covered {
 // setRoom sets r's field for res to v (rounded down; none below zero).
 func setRoom(r *failure.Resources, res corev1.ResourceName, v float64) {
 	v = max(0, math.Floor(v))
+	n := int64(math.MaxInt64) // float64(MaxInt64) is 2^63, which int64 cannot hold
+	if v < math.MaxInt64 {
+		n = int64(v)
+	}
 	switch res {
 	case corev1.ResourceMemory:
-		r.MemoryBytes = int64(min(v, math.MaxInt64))
+		r.MemoryBytes = n
 	case corev1.ResourceCPU:
-		r.CPUMillis = int64(min(v, math.MaxInt64))
+		r.CPUMillis = n
 	case ResourceGPU:
-		r.GPU = int(min(v, math.MaxInt32))
+		r.GPU = int(min(n, math.MaxInt32))
 	case corev1.ResourceEphemeralStorage:
-		r.EphemeralStorageBytes = int64(min(v, math.MaxInt64))
+		r.EphemeralStorageBytes = n
 	}
 }
 

@@ -247,6 +247,9 @@ func (a *RayJobs) newAttempt(failed *unstructured.Unstructured, group string, su
 			return nil, err
 		}
 	}
+	if err := a.checkOtherPods(spec, cluster, who); err != nil {
+		return nil, err
+	}
 	if opt := sub.Option; opt.DeadlineSeconds > 0 {
 		d, err := deadline(opt, nil)
 		if err != nil {
@@ -326,4 +329,36 @@ func toMap(v any) (map[string]any, error) {
 		delete(md, "creationTimestamp")
 	}
 	return m, nil
+}
+
+// checkOtherPods holds to the pod policy what else of the attempt's spec KubeRay
+// makes pods or containers from, copied as written: the submitter's pod template
+// (spec.submitterPodTemplate) and the autoscaler sidecar the head gets
+// (spec.rayClusterSpec.autoscalerOptions, checked as a container of the head).
+func (a *RayJobs) checkOtherPods(spec, cluster map[string]any, who string) error {
+	if m, ok := spec["submitterPodTemplate"].(map[string]any); ok {
+		var tmpl corev1.PodTemplateSpec
+		if err := fromMap(m, &tmpl); err != nil {
+			return fmt.Errorf("%s spec.submitterPodTemplate: %w", who, err)
+		}
+		if err := podsafety.CheckTemplate(&tmpl, "spec.submitterPodTemplate", a.o.Pods); err != nil {
+			return fmt.Errorf("%s: %w", who, err)
+		}
+	} else if spec["submitterPodTemplate"] != nil {
+		return fmt.Errorf("%s spec.submitterPodTemplate: not an object", who)
+	}
+	if m, ok := cluster["autoscalerOptions"].(map[string]any); ok {
+		var c corev1.Container
+		if err := fromMap(m, &c); err != nil {
+			return fmt.Errorf("%s spec.rayClusterSpec.autoscalerOptions: %w", who, err)
+		}
+		c.Name = "autoscaler"
+		ps := corev1.PodSpec{Containers: []corev1.Container{{Name: c.Name, SecurityContext: c.SecurityContext, Env: c.Env, EnvFrom: c.EnvFrom, VolumeMounts: c.VolumeMounts}}}
+		if err := podsafety.Check(&ps, "spec.rayClusterSpec.autoscalerOptions", a.o.Pods); err != nil {
+			return fmt.Errorf("%s: %w", who, err)
+		}
+	} else if cluster["autoscalerOptions"] != nil {
+		return fmt.Errorf("%s spec.rayClusterSpec.autoscalerOptions: not an object", who)
+	}
+	return nil
 }
