@@ -10,7 +10,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -186,67 +185,27 @@ func artifact(def *Definition, run, stage string) string {
 	return def.Artifacts + "/" + run + "/" + stage
 }
 
-// job runs a Job stage: creates its Job once, then follows it and the attempts
-// remediation creates for it (they carry the same labels) to the end. A Job labelled
-// as the stage's that autofix did not create for the run fails the stage.
+// job runs a Job stage (runStage): its Jobs fail with their first failed pod.
 func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage, input string) (StageStatus, error) {
-	ss := StageStatus{Name: s.Name, Phase: Running, Artifact: artifact(def, run, s.Name)}
 	jc := d.Client.BatchV1().Jobs(def.Namespace)
-	jobs, err := jc.List(ctx, metav1.ListOptions{LabelSelector: d.selector(def, run, s.Name)})
-	if err != nil {
-		return ss, err
-	}
-	for i := range jobs.Items {
-		if err := stageOwner(&jobs.Items[i].ObjectMeta, "job", def, run, s); err != nil {
-			ss.Object = jobs.Items[i].Name
-			return d.refuse(ss, err), nil
-		}
-	}
-	if len(jobs.Items) == 0 && d.Observe {
-		ss.Phase, ss.Message = Pending, "not started"
-		return ss, nil
-	}
-	if len(jobs.Items) == 0 {
-		job, err := d.newJob(def, run, s, input)
-		if err != nil {
-			return ss, err
-		}
-		ss.Object, ss.Attempts = job.Name, 1
-		_, err = jc.Create(ctx, job, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			// Not among the stage's Jobs listed above: whose is it?
-			existing, err := jc.Get(ctx, job.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return ss, nil // gone again: the next step creates it
-			}
+	return runStage(ctx, d, def, run, s, workloads[*batchv1.Job]{
+		kind: "job",
+		list: func(ctx context.Context, selector string) ([]*batchv1.Job, error) {
+			l, err := jc.List(ctx, metav1.ListOptions{LabelSelector: selector})
 			if err != nil {
-				return ss, err
+				return nil, err
 			}
-			if err := stageOwner(&existing.ObjectMeta, "job", def, run, s); err != nil {
-				return d.refuse(ss, err), nil
-			}
-			return ss, nil // this run's, and the list was behind
-		}
-		if err != nil {
-			return ss, err
-		}
-		d.log().Info("stage started", "pipeline", def.Name, "run", run, "stage", s.Name, "job", job.Name)
-		return ss, nil
-	}
-	ss.Attempts = len(jobs.Items)
-	var latest *batchv1.Job
-	for i := range jobs.Items {
-		j := &jobs.Items[i]
-		if done(j, batchv1.JobComplete) {
-			ss.Phase, ss.Object = Succeeded, j.Name
-			return ss, nil
-		}
-		if latest == nil || attemptOf(j) > attemptOf(latest) {
-			latest = j
-		}
-	}
-	ss.Object = latest.Name
-	return d.remediation(ctx, ss, latest, done(latest, batchv1.JobFailed))
+			return pointers(l.Items), nil
+		},
+		get: func(ctx context.Context, name string) (*batchv1.Job, error) { return jc.Get(ctx, name, metav1.GetOptions{}) },
+		create: func(ctx context.Context, j *batchv1.Job) error {
+			_, err := jc.Create(ctx, j, metav1.CreateOptions{})
+			return err
+		},
+		build:     func() (*batchv1.Job, error) { return d.newJob(def, run, s, input) },
+		succeeded: func(j *batchv1.Job) bool { return done(j, batchv1.JobComplete) },
+		failed:    func(j *batchv1.Job) bool { return done(j, batchv1.JobFailed) },
+	})
 }
 
 // remediation reports a stage whose latest workload has not succeeded: what the

@@ -4,77 +4,35 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	jobsetapi "sigs.k8s.io/jobset/api/jobset/v1alpha2"
 )
 
-// jobSet runs a JobSet stage as job runs a Job stage: creates its JobSet once,
-// then follows it and the attempts remediation creates for it (new JobSets with
-// the same labels) to the end. A JobSet labelled as the stage's that autofix did
-// not create for the run fails the stage.
+// jobSet runs a JobSet stage (runStage); its attempts are new JobSets.
 func (d *Driver) jobSet(ctx context.Context, def *Definition, run string, s *Stage, input string) (StageStatus, error) {
-	ss := StageStatus{Name: s.Name, Phase: Running, Artifact: artifact(def, run, s.Name)}
 	if d.JobSets == nil { // observing only: Step refuses to run it so
-		ss.Phase, ss.Message = Pending, "JobSets are not read: kubernetes.kinds does not name JobSet"
-		return ss, nil
+		return StageStatus{Name: s.Name, Phase: Pending, Artifact: artifact(def, run, s.Name),
+			Message: "JobSets are not read: kubernetes.kinds does not name JobSet"}, nil
 	}
 	jc := d.JobSets.JobsetV1alpha2().JobSets(def.Namespace)
-	sets, err := jc.List(ctx, metav1.ListOptions{LabelSelector: d.selector(def, run, s.Name)})
-	if err != nil {
-		return ss, err
-	}
-	for i := range sets.Items {
-		if err := stageOwner(&sets.Items[i].ObjectMeta, "jobset", def, run, s); err != nil {
-			ss.Object = sets.Items[i].Name
-			return d.refuse(ss, err), nil
-		}
-	}
-	switch {
-	case len(sets.Items) == 0 && d.Observe:
-		ss.Phase, ss.Message = Pending, "not started"
-		return ss, nil
-	case len(sets.Items) == 0:
-		js, err := d.newJobSet(def, run, s, input)
-		if err != nil {
-			return ss, err
-		}
-		ss.Object, ss.Attempts = js.Name, 1
-		_, err = jc.Create(ctx, js, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			// Not among the stage's JobSets listed above: whose is it?
-			existing, err := jc.Get(ctx, js.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return ss, nil // gone again: the next step creates it
-			}
+	return runStage(ctx, d, def, run, s, workloads[*jobsetapi.JobSet]{
+		kind: "jobset",
+		list: func(ctx context.Context, selector string) ([]*jobsetapi.JobSet, error) {
+			l, err := jc.List(ctx, metav1.ListOptions{LabelSelector: selector})
 			if err != nil {
-				return ss, err
+				return nil, err
 			}
-			if err := stageOwner(&existing.ObjectMeta, "jobset", def, run, s); err != nil {
-				return d.refuse(ss, err), nil
-			}
-			return ss, nil // this run's, and the list was behind
-		}
-		if err != nil {
-			return ss, err
-		}
-		d.log().Info("stage started", "pipeline", def.Name, "run", run, "stage", s.Name, "jobset", js.Name)
-		return ss, nil
-	}
-	ss.Attempts = len(sets.Items)
-	var latest *jobsetapi.JobSet
-	for i := range sets.Items {
-		js := &sets.Items[i]
-		if jobSetDone(js, jobsetapi.JobSetCompleted) {
-			ss.Phase, ss.Object = Succeeded, js.Name
-			return ss, nil
-		}
-		if latest == nil || attemptOf(js) > attemptOf(latest) {
-			latest = js
-		}
-	}
-	ss.Object = latest.Name
-	return d.remediation(ctx, ss, latest, jobSetDone(latest, jobsetapi.JobSetFailed))
+			return pointers(l.Items), nil
+		},
+		get: func(ctx context.Context, name string) (*jobsetapi.JobSet, error) { return jc.Get(ctx, name, metav1.GetOptions{}) },
+		create: func(ctx context.Context, js *jobsetapi.JobSet) error {
+			_, err := jc.Create(ctx, js, metav1.CreateOptions{})
+			return err
+		},
+		build:     func() (*jobsetapi.JobSet, error) { return d.newJobSet(def, run, s, input) },
+		succeeded: func(js *jobsetapi.JobSet) bool { return jobSetDone(js, jobsetapi.JobSetCompleted) },
+		failed:    func(js *jobsetapi.JobSet) bool { return jobSetDone(js, jobsetapi.JobSetFailed) },
+	})
 }
 
 // newJobSet is the JobSet of stage s of run: its spec with the stage's artifacts on

@@ -60,16 +60,16 @@ func deploymentOwner(m *metav1.ObjectMeta, def *Definition) error {
 // stage's of run is autofix's: the stage's workload the driver created for the run,
 // or an attempt remediation created from it (which carries the managed label, the
 // remediation's id and the stage's workload as its original).
-func stageOwner(j *metav1.ObjectMeta, kind string, def *Definition, run string, s *Stage) error {
+func stageOwner(j metav1.Object, kind string, def *Definition, run string, s *Stage) error {
 	why := ""
-	switch ann := j.Annotations[failure.AnnotationPipelineRun]; {
-	case j.Labels[failure.LabelManaged] != "true":
+	switch ann := j.GetAnnotations()[failure.AnnotationPipelineRun]; {
+	case j.GetLabels()[failure.LabelManaged] != "true":
 		why = "no label " + failure.LabelManaged + "=true"
-	case j.Labels[failure.LabelPipeline] != def.Name || j.Labels[LabelRun] != run || j.Labels[failure.LabelStage] != s.Name:
+	case j.GetLabels()[failure.LabelPipeline] != def.Name || j.GetLabels()[LabelRun] != run || j.GetLabels()[failure.LabelStage] != s.Name:
 		why = fmt.Sprintf("labels %s, %s, %s are %s, %s, %s", failure.LabelPipeline, LabelRun, failure.LabelStage,
-			quote(j.Labels[failure.LabelPipeline]), quote(j.Labels[LabelRun]), quote(j.Labels[failure.LabelStage]))
+			quote(j.GetLabels()[failure.LabelPipeline]), quote(j.GetLabels()[LabelRun]), quote(j.GetLabels()[failure.LabelStage]))
 	case ann == runID(def, run):
-	case ann == "" && j.Annotations[failure.AnnotationRemediation] != "" && j.Labels[failure.LabelOriginal] == jobName(def, run, s):
+	case ann == "" && j.GetAnnotations()[failure.AnnotationRemediation] != "" && j.GetLabels()[failure.LabelOriginal] == jobName(def, run, s):
 		// an attempt remediation made of the stage's Job
 	default:
 		why = fmt.Sprintf("annotation %s is %s, and it is no remediation attempt of %s",
@@ -78,7 +78,7 @@ func stageOwner(j *metav1.ObjectMeta, kind string, def *Definition, run string, 
 	if why == "" {
 		return nil
 	}
-	return &NotOwnedError{Kind: kind, Namespace: j.Namespace, Name: j.Name, Owner: "pipeline run " + runID(def, run), Why: why}
+	return &NotOwnedError{Kind: kind, Namespace: j.GetNamespace(), Name: j.GetName(), Owner: "pipeline run " + runID(def, run), Why: why}
 }
 
 func jobName(def *Definition, run string, s *Stage) string {
