@@ -197,7 +197,9 @@ func (d *Driver) job(ctx context.Context, def *Definition, run string, s *Stage,
 			}
 			return pointers(l.Items), nil
 		},
-		get: func(ctx context.Context, name string) (*batchv1.Job, error) { return jc.Get(ctx, name, metav1.GetOptions{}) },
+		get: func(ctx context.Context, name string) (*batchv1.Job, error) {
+			return jc.Get(ctx, name, metav1.GetOptions{})
+		},
 		create: func(ctx context.Context, j *batchv1.Job) error {
 			_, err := jc.Create(ctx, j, metav1.CreateOptions{})
 			return err

@@ -24,7 +24,9 @@ func (d *Driver) jobSet(ctx context.Context, def *Definition, run string, s *Sta
 			}
 			return pointers(l.Items), nil
 		},
-		get: func(ctx context.Context, name string) (*jobsetapi.JobSet, error) { return jc.Get(ctx, name, metav1.GetOptions{}) },
+		get: func(ctx context.Context, name string) (*jobsetapi.JobSet, error) {
+			return jc.Get(ctx, name, metav1.GetOptions{})
+		},
 		create: func(ctx context.Context, js *jobsetapi.JobSet) error {
 			_, err := jc.Create(ctx, js, metav1.CreateOptions{})
 			return err
