@@ -46,6 +46,12 @@ type Stage struct {
 	// the first container of every replicated job, and makes a pod's failure fail
 	// its Job (backoffLimit 0 where unset): remediation decides what runs next.
 	JobSet *jobsetapi.JobSetSpec `yaml:"jobset,omitempty" json:"jobset,omitempty"`
+	// RayJob is the spec of a RayJob stage (ray.io/v1, as KubeRay's RayJob spec is
+	// written), run when kubernetes.kinds names RayJob. It creates its own cluster
+	// (rayClusterSpec; no clusterSelector). The driver adds ARTIFACT_IN and
+	// ARTIFACT_OUT to the first container of the head, of every worker group and of
+	// the submitter.
+	RayJob map[string]any `yaml:"rayjob,omitempty" json:"rayjob,omitempty"`
 	// Deploy is the deploy stage.
 	Deploy *Deploy `yaml:"deploy,omitempty" json:"deploy,omitempty"`
 }
@@ -105,8 +111,8 @@ func (d *Definition) Validate() error {
 			return fmt.Errorf("%s.name: %q, want a DNS label of at most 12 characters", f, s.Name)
 		case seen[s.Name]:
 			return fmt.Errorf("%s.name: %q twice", f, s.Name)
-		case count(s.Job != nil, s.JobSet != nil, s.Deploy != nil) != 1:
-			return fmt.Errorf("%s: want exactly one of job, jobset and deploy", f)
+		case count(s.Job != nil, s.JobSet != nil, s.RayJob != nil, s.Deploy != nil) != 1:
+			return fmt.Errorf("%s: want exactly one of job, jobset, rayjob and deploy", f)
 		case s.Deploy != nil && i != len(d.Stages)-1:
 			return fmt.Errorf("%s.deploy: only the last stage may deploy", f)
 		case s.Job != nil && len(s.Job.Spec.Containers) == 0:
@@ -133,6 +139,11 @@ func (d *Definition) Validate() error {
 					return fmt.Errorf("%s.jobset.replicatedJobs[%d].name: %q, its Jobs' names <pipeline>-<run>-<stage>-af<n>-%s-<index> may be %d characters, over the 63 the JobSet webhook accepts: shorten the pipeline's, the stage's or its name",
 						f, j, rj.Name, rj.Name, jobSetNameLen(d, s, &rj))
 				}
+			}
+		}
+		if s.RayJob != nil {
+			if err := validateRayJob(s.RayJob, f+".rayjob"); err != nil {
+				return err
 			}
 		}
 		if s.Kind == "" {
@@ -167,6 +178,16 @@ func (s *Stage) checkPods(i int, p policy.Pods) error {
 	switch {
 	case s.Job != nil:
 		return podsafety.CheckTemplate(s.Job, fmt.Sprintf("stages[%d].job", i), p)
+	case s.RayJob != nil:
+		templates, err := rayTemplates(s.RayJob)
+		if err != nil {
+			return fmt.Errorf("stages[%d].rayjob.%w", i, err)
+		}
+		for _, at := range templates {
+			if err := podsafety.CheckTemplate(&at.tmpl, fmt.Sprintf("stages[%d].rayjob.%s", i, at.field), p); err != nil {
+				return err
+			}
+		}
 	case s.JobSet != nil:
 		for j := range s.JobSet.ReplicatedJobs {
 			field := fmt.Sprintf("stages[%d].jobset.replicatedJobs[%d].template.spec.template", i, j)

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	jobsetclient "sigs.k8s.io/jobset/client-go/clientset/versioned"
 
@@ -72,6 +73,9 @@ type Driver struct {
 	// JobSets runs JobSet stages; nil (kubernetes.kinds does not name JobSet) fails
 	// a run with one before anything is created.
 	JobSets jobsetclient.Interface
+	// RayJobs runs RayJob stages (KubeRay's RayJobs, RayJobGVR); nil (kubernetes.kinds
+	// does not name RayJob) fails a run with one before anything is created.
+	RayJobs dynamic.NamespaceableResourceInterface
 	Chains  Chains
 	// Poll is how often it looks again while a stage runs (default 500 ms).
 	Poll time.Duration
@@ -121,8 +125,8 @@ func (d *Driver) Step(ctx context.Context, def *Definition, run string) (Status,
 			if err := def.Stages[i].checkPods(i, d.Pods); err != nil {
 				d.log().Warn("pipeline: the pod policy refuses a stage", "pipeline", def.Name, "run", run, "err", err)
 				why = "the pod policy refuses the stage's template: " + err.Error()
-			} else if def.Stages[i].JobSet != nil && d.JobSets == nil {
-				why = fmt.Sprintf("stages[%d].jobset: JobSet stages run only when kubernetes.kinds names JobSet", i)
+			} else {
+				why = d.runnable(def, run, i)
 			}
 			if why == "" {
 				continue
@@ -148,6 +152,8 @@ func (d *Driver) Step(ctx context.Context, def *Definition, run string) (Status,
 			ss, err = d.deploy(ctx, def, run, s, input)
 		case s.JobSet != nil:
 			ss, err = d.jobSet(ctx, def, run, s, input)
+		case s.RayJob != nil:
+			ss, err = d.rayJobStage(ctx, def, run, s, input)
 		default:
 			ss, err = d.job(ctx, def, run, s, input)
 		}
@@ -167,6 +173,23 @@ func (d *Driver) Step(ctx context.Context, def *Definition, run string) (Status,
 	}
 	st.Phase = Succeeded
 	return st, nil
+}
+
+// runnable says why stage i of def cannot run as run ("" when it can): its kind
+// is not enabled, or its workloads' names would be refused.
+func (d *Driver) runnable(def *Definition, run string, i int) string {
+	s := &def.Stages[i]
+	switch {
+	case s.JobSet != nil && d.JobSets == nil:
+		return fmt.Sprintf("stages[%d].jobset: JobSet stages run only when kubernetes.kinds names JobSet", i)
+	case s.RayJob != nil && d.RayJobs == nil:
+		return fmt.Sprintf("stages[%d].rayjob: RayJob stages run only when kubernetes.kinds names RayJob", i)
+	case s.RayJob != nil:
+		if err := rayJobName(def, run, s); err != nil {
+			return fmt.Sprintf("stages[%d].rayjob: %v", i, err)
+		}
+	}
+	return ""
 }
 
 // rest lists the stages after i as pending.

@@ -11,6 +11,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -306,6 +307,13 @@ func (l ledgerChains) FailureState(ctx context.Context, workload metav1.Object) 
 		ids = []string{remediate.JobEventID(w), remediate.StuckEventID(w)}
 	case *jobsetapi.JobSet:
 		ids = []string{remediate.JobSetEventID(w)}
+	case *unstructured.Unstructured:
+		switch w.GetKind() {
+		case "RayJob":
+			ids = []string{remediate.RayJobEventID(string(w.GetUID()))}
+		default:
+			return "", "", fmt.Errorf("the failure of a %s is not recorded", w.GetKind())
+		}
 	default:
 		return "", "", fmt.Errorf("the failure of a %T is not recorded", workload)
 	}
@@ -373,4 +381,28 @@ func Watch(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, p
 		}
 	}
 	return first
+}
+
+// PipelineDriver is the pipeline driver of the configured cluster, holding stages
+// to the policy's pod switches: Job and deploy stages through kube, and stages of
+// every other kind kubernetes.kinds enables (JobSet, RayJob) through clients of
+// their own; a stage of a kind not enabled fails its run before anything is
+// created.
+func PipelineDriver(cfg *config.Config, kube kubernetes.Interface, chains pipeline.Chains, log *slog.Logger) (*pipeline.Driver, error) {
+	d := &pipeline.Driver{Client: kube, Chains: chains, Pods: cfg.Policy.Pods, Log: log}
+	k := &cfg.Kubernetes
+	var err error
+	if k.Enabled(config.KindJobSet) {
+		if d.JobSets, err = JobSetClient(k); err != nil {
+			return nil, err
+		}
+	}
+	if k.Enabled(config.KindRayJob) {
+		dyn, err := DynamicClient(k)
+		if err != nil {
+			return nil, err
+		}
+		d.RayJobs = dyn.Resource(pipeline.RayJobGVR)
+	}
+	return d, nil
 }

@@ -279,10 +279,13 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 		return err
 	}
 	if s.kube != nil {
-		chains := LedgerChains(s.store)
-		s.pipelines = &pipeline.Supervisor{Runs: s.store, Log: log,
-			Driver:   &pipeline.Driver{Client: s.kube, JobSets: s.jobsets, Chains: chains, Pods: cfg.Policy.Pods, Log: log},
-			Observer: &pipeline.Driver{Client: s.kube, JobSets: s.jobsets, Chains: chains, Observe: true}}
+		driver, err := PipelineDriver(cfg, s.kube, LedgerChains(s.store), log)
+		if err != nil {
+			return err
+		}
+		observer := *driver
+		observer.Observe, observer.Log = true, nil
+		s.pipelines = &pipeline.Supervisor{Runs: s.store, Log: log, Driver: driver, Observer: &observer}
 	}
 	// Reviewers' edits are held to the nodes as discovery finds them, like the
 	// recommender's options.

@@ -50,13 +50,10 @@ func newPipelineCmd() *cobra.Command {
 		if err != nil {
 			return nil, nil, err
 		}
-		d := &pipeline.Driver{Client: kube, Chains: service.LedgerChains(store), Pods: cfg.Policy.Pods,
-			Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))}
-		if cfg.Kubernetes.Enabled(config.KindJobSet) {
-			if d.JobSets, err = service.JobSetClient(&cfg.Kubernetes); err != nil {
-				_ = store.Close()
-				return nil, nil, err
-			}
+		d, err := service.PipelineDriver(&cfg, kube, service.LedgerChains(store), slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+		if err != nil {
+			_ = store.Close()
+			return nil, nil, err
 		}
 		return d, func() { _ = store.Close() }, nil
 	}

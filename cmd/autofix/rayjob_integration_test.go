@@ -24,7 +24,9 @@ import (
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/internal/kubetest"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/service"
 	"github.com/autofix/autofix/simcluster"
 )
 
@@ -346,6 +348,67 @@ func TestIntegrationRayJob(t *testing.T) {
 		got, err := c.Dynamic.Resource(rayClusters).Namespace("ml").Get(ctx, "shared", metav1.GetOptions{})
 		if err != nil || got.GetResourceVersion() != shared.GetResourceVersion() {
 			t.Errorf("the shared RayCluster: %v, resource version %s -> %s; want it untouched", err, shared.GetResourceVersion(), got.GetResourceVersion())
+		}
+	})
+
+	t.Run("a pipeline trains as a RayJob and compresses as a Job; the OOM-killed RayJob stage is fixed and the run goes on", func(t *testing.T) {
+		def, err := pipeline.Parse([]byte(`
+name: llm
+namespace: ml
+artifacts: s3://models/llm
+stages:
+  - name: train
+    kind: training
+    rayjob:
+      entrypoint: python train.py
+      rayClusterSpec:
+        headGroupSpec:
+          template:
+            metadata: {annotations: {"` + simcluster.TruthRunSeconds + `": "2"}}
+            spec: {restartPolicy: Never, containers: [{name: ray-head, image: "ray:2.40", resources: {limits: {memory: 4Gi}}}]}
+        workerGroupSpecs:
+          - groupName: workers
+            replicas: 2
+            template:
+              metadata: {annotations: {"` + truthMemory + `": "10Gi", "` + simcluster.TruthRunSeconds + `": "2"}}
+              spec: {restartPolicy: Never, containers: [{name: ray-worker, image: "ray:2.40", resources: {requests: {cpu: "2", memory: 8Gi}, limits: {memory: 8Gi}}}]}
+  - name: compress
+    kind: compression
+    job:
+      spec: {containers: [{name: quantize, image: "tensorrt:24.05", resources: {limits: {memory: 4Gi}}}]}
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// restartPolicy Never: the test's KubeRay fails a RayJob when a pod of its
+		// cluster fails, not when a container restarts.
+		runCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		d, err := service.PipelineDriver(&cfg, c.Client, service.LedgerChains(store), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Poll = 200 * time.Millisecond
+		st, err := d.Run(runCtx, def, "r1")
+		if err != nil || st.Phase != pipeline.Succeeded {
+			t.Fatalf("run r1: %+v, %v", st, err)
+		}
+		if train := st.Stages[0]; train.Attempts != 2 || train.Object != "llm-r1-train-af2" {
+			t.Errorf("train stage = %+v, want it to succeed on the fixed RayJob llm-r1-train-af2", train)
+		}
+		fix, err := jobs.Get(ctx, "llm-r1-train-af2", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := rayGroupMemory(t, fix, "workers"); m.Cmp(resource.MustParse("8Gi")) <= 0 {
+			t.Errorf("llm-r1-train-af2's workers ask for %s, want more than 8Gi", m.String())
+		}
+		if l := fix.GetLabels(); l[pipeline.LabelRun] != "r1" || l[failure.LabelStage] != "train" {
+			t.Errorf("llm-r1-train-af2's labels %v: want the run's and the stage's", l)
+		}
+		compress, err := c.Client.BatchV1().Jobs("ml").Get(ctx, "llm-r1-compress", metav1.GetOptions{})
+		if err != nil || envOf(compress, "ARTIFACT_IN") != "s3://models/llm/r1/train" {
+			t.Errorf("compress stage Job: %v, reads %q; want the train stage's output", err, envOf(compress, "ARTIFACT_IN"))
 		}
 	})
 
