@@ -145,7 +145,7 @@ func NewJobs(client kubernetes.Interface, o AdapterOptions) (*Jobs, error) {
 	w := o.Watch
 	w.Kueue = o.Kueue
 	v, err := NewVerifier(client, VerifierOptions{Namespaces: w.Namespaces, Selector: w.Selector, GPUTypeLabel: w.GPUTypeLabel,
-		Specs: w.Specs, Kueue: o.Kueue})
+		Specs: w.Specs, Kueue: o.Kueue, InadmissibleAfter: w.InadmissibleAfter})
 	if err != nil {
 		return nil, err
 	}

@@ -91,10 +91,11 @@ func TestVerifyQueuedJobKueueDoesNotAdmit(t *testing.T) {
 	}{
 		{"inadmissible", pendingWorkload(20*time.Minute, metav1.ConditionFalse), nil},
 		{"admitted since", pendingWorkload(20*time.Minute, metav1.ConditionTrue), ErrUnverified},
+		{"waiting less than inadmissibleAfter", pendingWorkload(time.Minute, metav1.ConditionFalse), ErrUnverified},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			job := waitingJob()
-			v, err := NewVerifier(fake.NewClientset(job), VerifierOptions{Kueue: newKueue(tc.workload)})
+			v, err := NewVerifier(fake.NewClientset(job), VerifierOptions{Kueue: newKueue(tc.workload), InadmissibleAfter: 10 * time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}

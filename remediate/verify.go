@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 	"slices"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -35,8 +36,11 @@ type VerifierOptions struct {
 	// verified when its Job is gone.
 	Specs SpecStore
 	// Kueue, if set, bears out the stuck event of a queued Job Kueue does not
-	// admit (its Workload's QuotaReserved condition False).
-	Kueue *Kueue
+	// admit: its Workload's QuotaReserved condition False for InadmissibleAfter
+	// (default 10 minutes), as the watcher reports it. A Job waiting less is
+	// waiting, which is what a queue is for.
+	Kueue             *Kueue
+	InadmissibleAfter time.Duration
 }
 
 // Verified is what the cluster says of the workload a failure event names.
@@ -76,6 +80,9 @@ type Verifier struct {
 func NewVerifier(client kubernetes.Interface, o VerifierOptions) (*Verifier, error) {
 	if o.GPUTypeLabel == "" {
 		o.GPUTypeLabel = "nvidia.com/gpu.product"
+	}
+	if o.InadmissibleAfter <= 0 {
+		o.InadmissibleAfter = 10 * time.Minute
 	}
 	sel := labels.Everything()
 	if o.Selector != "" {
@@ -142,11 +149,11 @@ func (v *Verifier) Verify(ctx context.Context, ev *failure.Event) (Verified, err
 			if err != nil {
 				return Verified{}, err
 			}
-			ok = cond != nil
+			ok = cond != nil && time.Since(cond.LastTransitionTime.Time) >= v.o.InadmissibleAfter
 		}
 		if !ok {
-			return Verified{}, unverified("no pod of Job %s/%s is stuck (pulling its image, or waiting for a node), nor is Kueue keeping it out of its queue",
-				j.Namespace, j.Name)
+			return Verified{}, unverified("no pod of Job %s/%s is stuck (pulling its image, or waiting for a node), nor has Kueue kept it out of its queue for %s",
+				j.Namespace, j.Name, v.o.InadmissibleAfter)
 		}
 	case stuck:
 		// A Job whose pods could not start and that is gone needs no fix: whoever
