@@ -112,8 +112,10 @@ type Kubernetes struct {
 	LeaseName      string `yaml:"leaseName"`
 	Identity       string `yaml:"identity"`
 	// Kinds are the workload kinds autofix watches and re-submits: Job (always:
-	// stage Jobs and deploy stages go through it) and JobSet (jobset.x-k8s.io,
-	// which needs the JobSet CRD and the autofix-jobsets role). Default [Job].
+	// stage Jobs and deploy stages go through it), JobSet (jobset.x-k8s.io,
+	// which needs the JobSet CRD and the autofix-jobsets role) and Workflow (Argo
+	// Workflows, argoproj.io, which needs the Workflow CRD and the
+	// autofix-workflows role). Default [Job].
 	Kinds []string `yaml:"kinds"`
 	// Kueue makes autofix read Kueue's objects (kueue.x-k8s.io), which needs the
 	// autofix-kueue roles (docs/kubernetes.md, "Kueue").
@@ -135,9 +137,13 @@ type Kueue struct {
 
 // The workload kinds kubernetes.kinds may name.
 const (
-	KindJob    = "Job"
-	KindJobSet = "JobSet"
+	KindJob      = "Job"
+	KindJobSet   = "JobSet"
+	KindWorkflow = "Workflow" // Argo Workflows (argoproj.io)
 )
+
+// clusterKinds are the kinds beside Job, which only a real cluster has.
+var clusterKinds = []string{KindJobSet, KindWorkflow}
 
 // Enabled reports whether kubernetes.kinds names kind.
 func (k *Kubernetes) Enabled(kind string) bool { return slices.Contains(k.Kinds, kind) }
@@ -147,12 +153,12 @@ func (k *Kubernetes) validateKinds() error {
 	seen := map[string]bool{}
 	for i, kind := range k.Kinds {
 		switch {
-		case kind != KindJob && kind != KindJobSet:
-			return fmt.Errorf("kubernetes.kinds[%d]: %q, want %s or %s", i, kind, KindJob, KindJobSet)
+		case kind != KindJob && !slices.Contains(clusterKinds, kind):
+			return fmt.Errorf("kubernetes.kinds[%d]: %q, want one of %s, %s", i, kind, KindJob, strings.Join(clusterKinds, ", "))
 		case seen[kind]:
 			return fmt.Errorf("kubernetes.kinds[%d]: %s twice", i, kind)
-		case kind == KindJobSet && (k.Kubeconfig == "" || k.Kubeconfig == NoCluster):
-			return fmt.Errorf("kubernetes.kinds[%d]: JobSet needs a cluster (kubernetes.kubeconfig a file or in-cluster); the simulated cluster and shadow mode run Jobs only", i)
+		case kind != KindJob && (k.Kubeconfig == "" || k.Kubeconfig == NoCluster):
+			return fmt.Errorf("kubernetes.kinds[%d]: %s needs a cluster (kubernetes.kubeconfig a file or in-cluster); the simulated cluster and shadow mode run Jobs only", i, kind)
 		}
 		seen[kind] = true
 	}

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
@@ -57,6 +58,11 @@ type Verified struct {
 	// the replicated job whose Job failed first: the fix is built from them.
 	JobSet        *jobsetapi.JobSet
 	ReplicatedJob string
+	// Workflow is, for an Argo Workflow's failure, the Workflow as verified, and
+	// WorkflowNode the id of its pod step that failed first: the fix is built from
+	// them.
+	Workflow     *unstructured.Unstructured
+	WorkflowNode string
 }
 
 // Verifier checks failure events against the cluster: everything on the failures

@@ -1,0 +1,535 @@
+package remediate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/autofix/autofix/failure"
+	"github.com/autofix/autofix/policy"
+)
+
+var wfStart = time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+
+func wfAt(minutes int) string {
+	return wfStart.Add(time.Duration(minutes) * time.Minute).Format(time.RFC3339)
+}
+
+// failedWorkflow is Workflow pipe of two step groups: [prep, lint] then [train].
+// lint failed first, which the Workflow tolerated (continueOn); prep succeeded;
+// train, retried once, ran out of memory twice, its second retry last.
+func failedWorkflow() *unstructured.Unstructured {
+	id := func(name string) string { return argoNodeID("pipe", name) }
+	node := func(name, display, typ, tmpl, phase, msg string, start, end int, children ...string) map[string]any {
+		n := map[string]any{"id": id(name), "name": name, "displayName": display, "type": typ, "phase": phase,
+			"startedAt": wfAt(start), "finishedAt": wfAt(end)}
+		if tmpl != "" {
+			n["templateName"] = tmpl
+		}
+		if msg != "" {
+			n["message"] = msg
+		}
+		if len(children) > 0 {
+			var c []any
+			for _, ch := range children {
+				c = append(c, id(ch))
+			}
+			n["children"] = c
+		}
+		if typ == argoNodePod {
+			n["hostNodeName"] = "node-1"
+			n["outputs"] = map[string]any{"exitCode": "0"}
+		}
+		return n
+	}
+	nodes := map[string]any{}
+	for _, n := range []map[string]any{
+		node("pipe", "pipe", "Steps", "main", "Failed", "child 'pipe[1]' failed", 0, 30, "pipe[0]"),
+		node("pipe[0]", "[0]", "StepGroup", "main", "Succeeded", "", 0, 10, "pipe[0].prep", "pipe[0].lint"),
+		node("pipe[0].prep", "prep", argoNodePod, "prep", "Succeeded", "", 0, 10, "pipe[1]"),
+		node("pipe[0].lint", "lint", argoNodePod, "lint", "Failed", "Error (exit code 1)", 0, 2, "pipe[1]"),
+		node("pipe[1]", "[1]", "StepGroup", "main", "Failed", "child failed", 10, 30, "pipe[1].train"),
+		node("pipe[1].train", "train", argoNodeRetry, "train", "Failed", "No more retries left", 10, 30, "pipe[1].train(0)", "pipe[1].train(1)"),
+		node("pipe[1].train(0)", "train(0)", argoNodePod, "train", "Failed", "OOMKilled (exit code 137)", 10, 15),
+		node("pipe[1].train(1)", "train(1)", argoNodePod, "train", "Failed", "OOMKilled (exit code 137)", 16, 29),
+		node("pipe.onExit", "pipe.onExit", argoNodePod, "notify", "Succeeded", "", 30, 31),
+	} {
+		nodes[n["id"].(string)] = n
+	}
+	container := func(image, memory string) map[string]any {
+		return map[string]any{"image": image, "command": []any{"run"}, "args": []any{"--batch=64"},
+			"resources": map[string]any{"limits": map[string]any{"memory": memory}, "requests": map[string]any{"memory": memory, "cpu": "1"}}}
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": "pipe", "namespace": "ml", "uid": "wf-uid-1", "creationTimestamp": wfAt(0),
+			"labels": map[string]any{"team": "nlp", "workflows.argoproj.io/phase": "Failed", "workflows.argoproj.io/completed": "true"},
+			"annotations": map[string]any{failure.AnnotationParams: `{"batch":{"arg":"--batch"}}`,
+				failure.AnnotationTunables: `{"batch":{"role":"micro_batch","min":1,"max":512}}`, "note": "kept"}},
+		"spec": map[string]any{"entrypoint": "main", "onExit": "notify", "activeDeadlineSeconds": int64(0), "shutdown": "Stop",
+			"templates": []any{
+				map[string]any{"name": "main", "steps": []any{
+					[]any{map[string]any{"name": "prep", "template": "prep"}, map[string]any{"name": "lint", "template": "lint", "continueOn": map[string]any{"failed": true}}},
+					[]any{map[string]any{"name": "train", "template": "train"}}}},
+				map[string]any{"name": "prep", "container": container("prep:1", "1Gi")},
+				map[string]any{"name": "lint", "script": map[string]any{"image": "lint:1", "source": "exit 1", "command": []any{"sh"}}},
+				map[string]any{"name": "train", "retryStrategy": map[string]any{"limit": "1"}, "container": container("trainer:1", "2Gi")},
+				map[string]any{"name": "notify", "container": container("curl:1", "64Mi")},
+			}},
+		"status": map[string]any{"phase": "Failed", "message": "child 'pipe[1]' failed", "startedAt": wfAt(0), "finishedAt": wfAt(30),
+			"nodes": nodes},
+	}}
+}
+
+// workflowPod is the pod Argo ran for node name of pipe, ended with the main
+// container's exit and reason.
+func workflowPod(name, tmpl string, exit int32, reason string, end int) *corev1.Pod {
+	start := metav1.NewTime(wfStart.Add(time.Duration(end-1) * time.Minute))
+	mem := resource.MustParse("2Gi")
+	phase := corev1.PodFailed
+	if exit == 0 {
+		phase = corev1.PodSucceeded
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "pipe-" + tmpl + "-" + strings.TrimPrefix(argoNodeID("pipe", name), "pipe-"), Namespace: "ml",
+			Labels:          map[string]string{argoLabelWorkflow: "pipe"},
+			Annotations:     map[string]string{argoAnnotationNodeID: argoNodeID("pipe", name)},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: "pipe", UID: "wf-uid-1", Controller: new(true)}}},
+		Spec: corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "wait", Image: "argoexec"},
+			{Name: "main", Image: "trainer:1", Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: mem},
+				Requests: corev1.ResourceList{corev1.ResourceMemory: mem}}}}},
+		Status: corev1.PodStatus{Phase: phase, StartTime: &start, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "wait", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed",
+				StartedAt: start, FinishedAt: metav1.NewTime(wfStart.Add(time.Duration(end) * time.Minute))}}},
+			{Name: "main", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, Reason: reason,
+				StartedAt: start, FinishedAt: metav1.NewTime(wfStart.Add(time.Duration(end) * time.Minute))}}}}},
+	}
+}
+
+func workflowClient(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{WorkflowGVR: "WorkflowList"}, objs...)
+}
+
+func decoded(t *testing.T, u *unstructured.Unstructured) *argoWorkflow {
+	t.Helper()
+	wf, err := decodeWorkflow(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wf
+}
+
+func TestWorkflowRootCause(t *testing.T) {
+	dag := func(bPhase string) *unstructured.Unstructured {
+		u := failedWorkflow()
+		nodes := map[string]any{}
+		for _, n := range []struct {
+			name, typ, phase string
+			end              int
+			children         []string
+		}{
+			{"pipe", "DAG", "Failed", 20, []string{"pipe.a", "pipe.b"}},
+			{"pipe.a", argoNodePod, "Failed", 12, nil},
+			{"pipe.b", argoNodePod, bPhase, 9, nil},
+		} {
+			var children []any
+			for _, c := range n.children {
+				children = append(children, argoNodeID("pipe", c))
+			}
+			nodes[argoNodeID("pipe", n.name)] = map[string]any{"id": argoNodeID("pipe", n.name), "name": n.name, "type": n.typ,
+				"phase": n.phase, "templateName": strings.TrimPrefix(n.name, "pipe."), "finishedAt": wfAt(n.end), "children": children}
+		}
+		_ = unstructured.SetNestedField(u.Object, nodes, "status", "nodes")
+		return u
+	}
+	for _, tc := range []struct {
+		name string
+		wf   *unstructured.Unstructured
+		want string
+	}{
+		{"the last retry of the step that failed, not a tolerated failure nor an earlier retry", failedWorkflow(), "pipe[1].train(1)"},
+		{"of two failed DAG tasks, the one that ended first", dag("Failed"), "pipe.b"},
+		{"a stopped task ends later than the one that failed", dag("Running"), "pipe.a"},
+		{"an Error phase counts as failed", dag("Error"), "pipe.b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := workflowRootCause(decoded(t, tc.wf))
+			if rc == nil || rc.Name != tc.want {
+				t.Errorf("root cause = %+v, want %s", rc, tc.want)
+			}
+		})
+	}
+	noPod := failedWorkflow()
+	_ = unstructured.SetNestedField(noPod.Object, map[string]any{"pipe": map[string]any{"id": "pipe", "name": "pipe", "type": "Steps", "phase": "Error"}},
+		"status", "nodes")
+	if rc := workflowRootCause(decoded(t, noPod)); rc != nil {
+		t.Errorf("root cause of a workflow no pod step of which failed = %+v, want none", rc)
+	}
+}
+
+// workflowTestController is a Workflow controller whose informers never run: sync
+// is called directly.
+func workflowTestController(pub Publisher, sink OutcomeSink, o WatcherOptions, pods ...runtime.Object) *workflowController {
+	return &workflowController{Watcher: newWatcher(fake.NewClientset(pods...), pub, sink, o)}
+}
+
+func TestSyncWorkflowPublishesOneEventFromTheFailedStep(t *testing.T) {
+	wf := failedWorkflow()
+	pub := &events{}
+	cat := failure.DefaultCatalogue()
+	c := workflowTestController(pub, nil, WatcherOptions{Catalogue: &cat},
+		workflowPod("pipe[0].prep", "prep", 0, "Completed", 10), workflowPod("pipe[1].train(1)", "train", 137, "OOMKilled", 29))
+	for range 2 {
+		if err := c.sync(context.Background(), wf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := pub.ids(); !slices.Equal(got, []string{"k8s-workflow-wf-uid-1"}) {
+		t.Fatalf("published %v, want the Workflow's one event", got)
+	}
+	j, f := pub.evs[0].Job, pub.evs[0].Failure
+	if j.Name != "pipe" || j.UID != "wf-uid-1" || j.Kind != failure.Batch || j.Image != "trainer:1" || j.Resources.MemoryBytes != 2<<30 {
+		t.Errorf("event job = %+v; want Workflow pipe, batch, the train template's image and 2Gi", j)
+	}
+	if j.Labels[LabelArgoTemplate] != "train" || j.Labels[LabelArgoNode] != argoNodeID("pipe", "pipe[1].train(1)") ||
+		!strings.HasPrefix(j.Labels[LabelFailedPod], "pipe-train-") || j.Labels["team"] != "nlp" {
+		t.Errorf("event labels = %v; want template train, its last retry's node and pod, and the Workflow's own", j.Labels)
+	}
+	if j.Params["batch"] != "64" || j.Tunables["batch"].Role != failure.TunableRole("micro_batch") {
+		t.Errorf("params %v tunables %v; want the Workflow's declared batch at 64", j.Params, j.Tunables)
+	}
+	if f.Reason != "OOMKilled" || f.ExitCode != 137 || f.Node != "node-1" || f.DurationSeconds != 60 {
+		t.Errorf("failure = %+v; want the main container's OOMKilled 137 on node-1, its container's minute", f)
+	}
+	if f.Cost <= 0 || !strings.Contains(f.Unpriced, "3 of the Workflow's pod steps had no pod left to price") {
+		t.Errorf("cost %g, unpriced %q; want the two pods priced and the three without a pod noted", f.Cost, f.Unpriced)
+	}
+}
+
+func TestSyncWorkflowWithoutItsPodReadsTheNodesMessage(t *testing.T) {
+	pub := &events{}
+	if err := workflowTestController(pub, nil, WatcherOptions{}).sync(context.Background(), failedWorkflow()); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.evs) != 1 || pub.evs[0].Failure.Reason != "OOMKilled" || pub.evs[0].Failure.ExitCode != 137 {
+		t.Errorf("events %+v; want one, OOMKilled 137 from Argo's message", pub.evs)
+	}
+}
+
+func TestSyncWorkflowLeavesWorkflowsThatHaveNotFailed(t *testing.T) {
+	for _, phase := range []string{"Running", "Succeeded", ""} {
+		wf := failedWorkflow()
+		_ = unstructured.SetNestedField(wf.Object, phase, "status", "phase")
+		pub := &events{}
+		if err := workflowTestController(pub, nil, WatcherOptions{}).sync(context.Background(), wf); err != nil {
+			t.Fatal(err)
+		}
+		if len(pub.ids()) != 0 {
+			t.Errorf("phase %q: published %v", phase, pub.ids())
+		}
+	}
+}
+
+func TestSyncWorkflowReportsAnAttemptsOutcomeOnce(t *testing.T) {
+	wf := failedWorkflow()
+	wf.SetName("pipe-af2")
+	wf.SetLabels(map[string]string{failure.LabelManaged: "true", failure.LabelAttempt: "2", failure.LabelOriginal: "pipe"})
+	wf.SetAnnotations(map[string]string{failure.AnnotationRemediation: "k8s-workflow-wf-uid-0", AnnotationArgoTemplate: "train"})
+	_ = unstructured.SetNestedField(wf.Object, "Succeeded", "status", "phase")
+	sink := &outcomeRecorder{}
+	cat := failure.DefaultCatalogue()
+	c := workflowTestController(&events{}, sink, WatcherOptions{Catalogue: &cat})
+	for range 2 {
+		if err := c.sync(context.Background(), wf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(sink.jobs, []string{"ml/pipe-af2 succeeded"}) {
+		t.Fatalf("outcomes %v, want pipe-af2 succeeded once", sink.jobs)
+	}
+	if o := sink.outcomes[0]; o.DurationSeconds != 30*60 || o.Resources.MemoryBytes != 2<<30 || o.Attempt != 2 || o.Template != "pipe" {
+		t.Errorf("outcome %+v; want 30 minutes, the train template's 2Gi, attempt 2 of pipe", o)
+	}
+}
+
+// outcomeRecorder records the outcomes reported to it.
+type outcomeRecorder struct {
+	jobs     []string
+	outcomes []failure.Outcome
+}
+
+func (s *outcomeRecorder) Finished(_ context.Context, job AttemptJob, succeeded bool, o failure.Outcome) error {
+	how := "failed"
+	if succeeded {
+		how = "succeeded"
+	}
+	s.jobs, s.outcomes = append(s.jobs, job.Namespace+"/"+job.Name+" "+how), append(s.outcomes, o)
+	return nil
+}
+
+func workflowSubmission() *Submission {
+	return &Submission{Namespace: "ml", FailedJob: "pipe", FailedUID: "wf-uid-1", Name: "pipe-af2", Chain: "ml/pipe", Original: "pipe",
+		Attempt: 2, Remediation: "k8s-workflow-wf-uid-1", Token: "tok",
+		Option: failure.Option{Resources: failure.Resources{MemoryBytes: 4 << 30}, Params: map[string]string{"batch": "32"},
+			AvoidNodes: []string{"node-7"}, DeadlineSeconds: 3600}}
+}
+
+func newWorkflowsAdapter(t *testing.T, dyn *dynamicfake.FakeDynamicClient, pods policy.Pods) *Workflows {
+	t.Helper()
+	a, err := NewWorkflows(fake.NewClientset(), dyn, AdapterOptions{Pods: pods})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestWorkflowNewAttempt(t *testing.T) {
+	a := newWorkflowsAdapter(t, workflowClient(), policy.Pods{})
+	failed := failedWorkflow()
+	before := failed.DeepCopy()
+	node := argoNodeID("pipe", "pipe[1].train(1)")
+	got, err := a.NewAttempt(failed, node, workflowSubmission())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalJSON(t, failed.Object, before.Object) {
+		t.Error("NewAttempt changed the failed Workflow")
+	}
+	wf := decoded(t, got)
+	if wf.Name != "pipe-af2" || wf.Namespace != "ml" {
+		t.Errorf("attempt %s/%s, want ml/pipe-af2", wf.Namespace, wf.Name)
+	}
+	train := wf.Spec.template("train").Container
+	if m := train.Resources.Limits[corev1.ResourceMemory]; m.Value() != 4<<30 || !slices.Equal(train.Args, []string{"--batch=32"}) {
+		t.Errorf("train: memory %s, args %v; want 4Gi and --batch=32", m.String(), train.Args)
+	}
+	if m := wf.Spec.template("prep").Container.Resources.Limits[corev1.ResourceMemory]; m.Cmp(resource.MustParse("1Gi")) != 0 {
+		t.Errorf("prep asks for %s, want its 1Gi: its step did not fail", m.String())
+	}
+	tmpl := got.Object["spec"].(map[string]any)["templates"].([]any)[3].(map[string]any)
+	if tmpl["activeDeadlineSeconds"] != int64(3600) || tmpl["retryStrategy"] == nil || wf.Spec.template("train").Affinity == nil {
+		t.Errorf("train template %v; want the deadline, its retry strategy kept and node-7 avoided", tmpl)
+	}
+	spec := got.Object["spec"].(map[string]any)
+	if _, ok := spec["shutdown"]; ok || spec["activeDeadlineSeconds"] != nil || spec["onExit"] != "notify" {
+		t.Errorf("spec %v; want no shutdown nor zero deadline, the exit handler kept", spec)
+	}
+	l, an := got.GetLabels(), got.GetAnnotations()
+	if l[failure.LabelManaged] != "true" || l[failure.LabelOriginal] != "pipe" || l[failure.LabelAttempt] != "2" || l["team"] != "nlp" ||
+		l[argoLabelResubmitted] != "pipe" || l["workflows.argoproj.io/phase"] != "" || l["workflows.argoproj.io/completed"] != "" {
+		t.Errorf("labels %v; want the chain's, the Workflow's own, Argo's resubmitted-from, not its phase or completion", l)
+	}
+	if an[failure.AnnotationRemediation] != "k8s-workflow-wf-uid-1" || an[failure.AnnotationAttemptToken] != "tok" ||
+		an[AnnotationArgoTemplate] != "train" || an["note"] != "kept" || an[failure.AnnotationParams] == "" {
+		t.Errorf("annotations %v", an)
+	}
+	nodes := wf.Status.Nodes
+	want := map[string]string{"pipe-af2": "Running", "pipe-af2[0]": "Succeeded", "pipe-af2[0].prep": "Skipped"}
+	if len(nodes) != len(want) {
+		t.Errorf("status.nodes %v; want %v", nodeNames(nodes), want)
+	}
+	for name, phase := range want {
+		n, ok := nodes[argoNodeID("pipe-af2", name)]
+		if !ok || n.Phase != phase || n.Name != name {
+			t.Errorf("node %s = %+v (present %v), want phase %s", name, n, ok, phase)
+		}
+	}
+	root := nodes["pipe-af2"]
+	if !slices.Equal(root.Children, []string{argoNodeID("pipe-af2", "pipe-af2[0]")}) || root.Message != "" || !root.FinishedAt.IsZero() {
+		t.Errorf("root node %+v; want its kept child renamed, no message nor end", root)
+	}
+	if prep := nodes[argoNodeID("pipe-af2", "pipe-af2[0].prep")]; prep.Type != "Skipped" || len(prep.Children) != 0 {
+		t.Errorf("prep %+v; want a skipped node whose failed successors are left for the controller", prep)
+	}
+}
+
+func nodeNames(nodes map[string]argoNode) []string {
+	var out []string
+	for _, n := range nodes {
+		out = append(out, n.Name+"="+n.Phase)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	return string(x) == string(y)
+}
+
+func TestWorkflowNewAttemptRefuses(t *testing.T) {
+	node := argoNodeID("pipe", "pipe[1].train(1)")
+	edit := func(f func(u *unstructured.Unstructured)) *unstructured.Unstructured {
+		u := failedWorkflow()
+		f(u)
+		return u
+	}
+	templates := func(u *unstructured.Unstructured) []any {
+		return u.Object["spec"].(map[string]any)["templates"].([]any)
+	}
+	for _, tc := range []struct {
+		name string
+		wf   *unstructured.Unstructured
+		node string
+		want string
+	}{
+		{"a node that is not a failed pod step", failedWorkflow(), argoNodeID("pipe", "pipe[0].prep"), "no failed pod step"},
+		{"a pod spec patch", edit(func(u *unstructured.Unstructured) { templates(u)[3].(map[string]any)["podSpecPatch"] = "{}" }), node,
+			"spec.templates[3].podSpecPatch"},
+		{"a privileged container the policy does not allow", edit(func(u *unstructured.Unstructured) {
+			templates(u)[1].(map[string]any)["container"].(map[string]any)["securityContext"] = map[string]any{"privileged": true}
+		}), node, "spec.templates[1]"},
+		{"a WorkflowTemplate's spec its controller did not store", edit(func(u *unstructured.Unstructured) {
+			u.Object["spec"].(map[string]any)["workflowTemplateRef"] = map[string]any{"name": "shared"}
+		}), node, "WorkflowTemplate shared"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newWorkflowsAdapter(t, workflowClient(), policy.Pods{}).NewAttempt(tc.wf, tc.node, workflowSubmission())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewAttempt = %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWorkflowNewAttemptFromAWorkflowTemplate(t *testing.T) {
+	u := failedWorkflow()
+	spec := u.Object["spec"].(map[string]any)
+	u.Object["spec"] = map[string]any{"workflowTemplateRef": map[string]any{"name": "shared"}, "arguments": map[string]any{}}
+	spec["workflowTemplateRef"] = map[string]any{"name": "shared"}
+	u.Object["status"].(map[string]any)["storedWorkflowTemplateSpec"] = spec
+	got, err := newWorkflowsAdapter(t, workflowClient(), policy.Pods{}).NewAttempt(u, argoNodeID("pipe", "pipe[1].train(1)"), workflowSubmission())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf := decoded(t, got)
+	if wf.Spec.WorkflowTemplateRef != nil || wf.Spec.template("train") == nil {
+		t.Fatalf("attempt spec %+v; want the stored spec inlined, without the reference", wf.Spec)
+	}
+	if m := wf.Spec.template("train").Container.Resources.Limits[corev1.ResourceMemory]; m.Value() != 4<<30 {
+		t.Errorf("train asks for %s, want 4Gi", m.String())
+	}
+}
+
+func TestWorkflowCreateFromIsIdempotentAndNeverTakesAnothers(t *testing.T) {
+	failed := failedWorkflow()
+	dyn := workflowClient(failed)
+	a := newWorkflowsAdapter(t, dyn, policy.Pods{})
+	ctx := context.Background()
+	v := Verified{Workflow: failed, WorkflowNode: argoNodeID("pipe", "pipe[1].train(1)")}
+	for range 2 {
+		if err := a.CreateFrom(ctx, workflowSubmission(), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, _ := dyn.Resource(WorkflowGVR).Namespace("ml").List(ctx, metav1.ListOptions{})
+	if len(list.Items) != 2 {
+		t.Errorf("%d Workflows, want the failed one and one attempt", len(list.Items))
+	}
+	if done, err := a.Created(ctx, workflowSubmission()); !done || err != nil {
+		t.Errorf("Created = %v, %v; want the attempt found", done, err)
+	}
+	theirs := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": "pipe-af3", "namespace": "ml", "labels": map[string]any{"owner": "them"}}}}
+	dyn = workflowClient(failedWorkflow(), theirs)
+	a = newWorkflowsAdapter(t, dyn, policy.Pods{})
+	sub := workflowSubmission()
+	sub.Name, sub.Attempt = "pipe-af3", 3
+	if err := a.CreateFrom(ctx, sub, v); !errors.Is(err, ErrCannotSubmit) {
+		t.Errorf("CreateFrom over another's Workflow = %v, want ErrCannotSubmit", err)
+	}
+	for _, act := range dyn.Actions() {
+		if verb := act.GetVerb(); verb != "get" && verb != "create" {
+			t.Errorf("the adapter did %s %s: it only reads and creates", verb, act.GetResource().Resource)
+		}
+	}
+	other := failedWorkflow()
+	other.SetUID("someone-else")
+	if a.CreateFrom(ctx, workflowSubmission(), Verified{Workflow: other, WorkflowNode: v.WorkflowNode}) == nil {
+		t.Error("CreateFrom built a fix from a Workflow other than the one verified")
+	}
+}
+
+func workflowEvent(t *testing.T, a *Workflows) *failure.Event {
+	t.Helper()
+	pub := &events{}
+	c := workflowTestController(pub, nil, WatcherOptions{})
+	if err := c.sync(context.Background(), failedWorkflow()); err != nil || len(pub.evs) != 1 {
+		t.Fatalf("sync: %v, %d events", err, len(pub.evs))
+	}
+	return pub.evs[0]
+}
+
+func TestWorkflowVerify(t *testing.T) {
+	owned := failedWorkflow()
+	owned.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "x/v1", Kind: "Pipeline", Name: "p", UID: "p1", Controller: new(true)}})
+	cron := failedWorkflow()
+	cron.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "CronWorkflow", Name: "nightly", UID: "c1", Controller: new(true)}})
+	running := failedWorkflow()
+	_ = unstructured.SetNestedField(running.Object, "Running", "status", "phase")
+	for _, tc := range []struct {
+		name string
+		wf   *unstructured.Unstructured
+		edit func(ev *failure.Event)
+		sel  string
+		want string // "" verified
+	}{
+		{"the event of a failed Workflow", failedWorkflow(), nil, "", ""},
+		{"a CronWorkflow's run", cron, nil, "", ""},
+		{"another id", failedWorkflow(), func(ev *failure.Event) { ev.ID = "k8s-workflow-other" }, "", "is reported as"},
+		{"another node claimed", failedWorkflow(), func(ev *failure.Event) { ev.Job.Labels[LabelArgoNode] = "pipe-1" }, "", "failed first"},
+		{"a Workflow another object controls", owned, nil, "", "controlled by Pipeline p"},
+		{"a Workflow still running", running, nil, "", "has not failed"},
+		{"a Workflow the selector leaves out", failedWorkflow(), nil, "team=cv", "selector"},
+		{"a namespace not watched", failedWorkflow(), func(ev *failure.Event) { ev.Job.Namespace = "prod" }, "", "not one autofix watches"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := NewWorkflows(fake.NewClientset(), workflowClient(tc.wf), AdapterOptions{Watch: WatcherOptions{Namespaces: []string{"ml"}, Selector: tc.sel}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := workflowEvent(t, a)
+			if tc.edit != nil {
+				tc.edit(ev)
+			}
+			v, err := a.Verify(context.Background(), ev)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Verify = %v", err)
+			case tc.want == "":
+				if v.WorkflowNode != argoNodeID("pipe", "pipe[1].train(1)") || v.Workflow == nil || v.Job.Labels[LabelArgoTemplate] != "train" {
+					t.Errorf("verified %+v; want the last retry of train", v)
+				}
+			case !errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), tc.want):
+				t.Errorf("Verify = %v, want ErrUnverified naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAdaptersRouteWorkflowEvents(t *testing.T) {
+	if got := EventKind(WorkflowEventID("u")); got != KindWorkflow {
+		t.Errorf("EventKind(%s) = %s, want %s", WorkflowEventID("u"), got, KindWorkflow)
+	}
+	if !slices.Contains(Kinds, KindWorkflow) {
+		t.Errorf("Kinds %v, want %s among them", Kinds, KindWorkflow)
+	}
+}
