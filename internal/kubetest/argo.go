@@ -158,8 +158,8 @@ func MainWithAddons(m *testing.M, after ...func()) {
 // cluster until the test ends: it installs Argo's minimal CRDs from the module
 // (manifests/base/crds/minimal: the schema-less ones, x-kubernetes-preserve-unknown-fields;
 // the full Workflow CRD alone is 3.2 MB of schema, and would add hundreds of MB to
-// the API server), creates the namespace argo with the controller's (empty)
-// ConfigMap, starts workflow-controller there (log workflow-controller.log in
+// the API server), creates the namespace argo with the controller's ConfigMap
+// (metrics off, nothing else), starts workflow-controller there (log workflow-controller.log in
 // c.Dir; leader election off), and returns once it has reconciled a probe
 // Workflow. The executor image it names is only written into pod specs: the
 // test's kubelet (RunArgoKubelet) plays the pods.
@@ -179,8 +179,12 @@ func (c *Cluster) StartArgo(t testwait.T) *Controller {
 		metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	// Its metrics server would listen on :9090 of every interface, and exit when
+	// another process has it: it is off. (Its health endpoint, :6060, is not
+	// configurable; when taken, the controller logs it and runs on.)
 	if _, err := c.Client.CoreV1().ConfigMaps(ArgoNamespace).Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "workflow-controller-configmap", Namespace: ArgoNamespace}}, metav1.CreateOptions{}); err != nil {
+		ObjectMeta: metav1.ObjectMeta{Name: "workflow-controller-configmap", Namespace: ArgoNamespace},
+		Data:       map[string]string{"metricsConfig": "enabled: false\n", "telemetryConfig": "enabled: false\n"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(src.Bin, "workflow-controller")

@@ -34,12 +34,13 @@ func RunArgoKubelet(t testing.TB, client kubernetes.Interface, truth simcluster.
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
 	if err := simcluster.NewKubelet(client, truth, node).Register(ctx); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	sel, err := labels.Parse(argoWorkflowLabel)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -61,10 +62,15 @@ func RunArgoKubelet(t testing.TB, client kubernetes.Interface, truth simcluster.
 			wg.Go(func() { runArgoPod(ctx, client, truth, node.Name, pod) })
 		},
 	}); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	f.Start(ctx.Done())
-	t.Cleanup(f.Shutdown)
+	t.Cleanup(func() {
+		cancel() // first: Shutdown waits for the informers, which stop with ctx
+		f.Shutdown()
+		wg.Wait()
+	})
 }
 
 // runArgoPod takes one of Argo's pods from creation to its end.
