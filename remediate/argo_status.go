@@ -66,13 +66,11 @@ func workflowAttemptStatus(failed *unstructured.Unstructured, wf *argoWorkflow, 
 	now := time.Now().UTC().Format(time.RFC3339)
 	out := map[string]any{}
 	for id := range keep {
-		rn, isMap := raw[id].(map[string]any)
+		m, isMap := raw[id].(map[string]any) // a copy (NestedMap's)
 		if !isMap {
 			continue
 		}
 		n := nodes[id]
-		node := unstructured.Unstructured{Object: rn}
-		m := node.DeepCopy().Object
 		newID := rename(id)
 		m["id"], m["name"] = newID, name+strings.TrimPrefix(n.Name, wf.Name)
 		if id == wf.Name {

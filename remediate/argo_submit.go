@@ -215,7 +215,9 @@ func (a *Workflows) NewAttempt(failed *unstructured.Unstructured, node string, s
 		delete(l, k)
 	}
 	l = withChain(l, sub)
-	l[argoLabelResubmitted] = failed.GetName()
+	if len(validation.IsValidLabelValue(failed.GetName())) == 0 { // a name may be longer than a label value
+		l[argoLabelResubmitted] = failed.GetName()
+	}
 	annotations := attemptAnnotations(failed.GetAnnotations(), sub)
 	annotations[AnnotationArgoTemplate] = rc.TemplateName
 	out := &unstructured.Unstructured{Object: map[string]any{

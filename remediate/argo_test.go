@@ -533,3 +533,19 @@ func TestAdaptersRouteWorkflowEvents(t *testing.T) {
 		t.Errorf("Kinds %v, want %s among them", Kinds, KindWorkflow)
 	}
 }
+
+// TestWorkflowNewAttemptOfALongName: Argo's resubmitted-from label names the failed
+// Workflow only when its name is a label value (63 characters at most).
+func TestWorkflowNewAttemptOfALongName(t *testing.T) {
+	failed := failedWorkflow()
+	failed.SetName("pipe-" + strings.Repeat("x", 70))
+	sub := workflowSubmission()
+	sub.FailedJob = failed.GetName()
+	got, err := newWorkflowsAdapter(t, workflowClient(), policy.Pods{}).NewAttempt(failed, argoNodeID("pipe", "pipe[1].train(1)"), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := got.GetLabels()[argoLabelResubmitted]; ok {
+		t.Errorf("label %s = %q, not a label value; want it left out", argoLabelResubmitted, v)
+	}
+}
