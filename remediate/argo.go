@@ -42,12 +42,14 @@ var argoServerLabels = []string{"workflows.argoproj.io/phase", "workflows.argopr
 	"workflows.argoproj.io/creator", "workflows.argoproj.io/creator-email", "workflows.argoproj.io/creator-preferred-username",
 	"workflows.argoproj.io/workflow-archiving-status", argoLabelResubmitted}
 
-// LabelArgoTemplate and LabelArgoNode are the keys, in a Workflow failure event's
-// job.labels, of the template and the node id of the pod step that failed (the
-// root cause); the pod is under LabelFailedPod.
+// LabelArgoTemplate, LabelArgoNode and LabelArgoStep are the keys, in a Workflow
+// failure event's job.labels, of the template, the node id and the step (the
+// node's display name, "train(1)") of the pod step that failed (the root cause);
+// the pod is under LabelFailedPod.
 const (
 	LabelArgoTemplate = "autofix.io/argo-template"
 	LabelArgoNode     = "autofix.io/argo-node"
+	LabelArgoStep     = "autofix.io/argo-step"
 )
 
 // AnnotationArgoTemplate names, on a Workflow autofix created, the template whose
@@ -277,7 +279,7 @@ func (w *Watcher) workflowEvent(ctx context.Context, wf *argoWorkflow, rc *argoN
 	end := cmp.Or(wf.Status.FinishedAt.Time, rc.FinishedAt.Time)
 	ev := &failure.Event{ID: WorkflowEventID(string(wf.UID)), Time: end.UTC(), Source: "kubernetes",
 		Job: describeWorkflow(wf, rc.TemplateName, w.o.GPUTypeLabel)}
-	ev.Job.Labels[LabelArgoNode] = rc.ID
+	ev.Job.Labels[LabelArgoNode], ev.Job.Labels[LabelArgoStep] = rc.ID, rc.DisplayName
 	ev.Failure = failure.Signals{Reason: "Workflow" + wf.Status.Phase, Message: cmp.Or(rc.Message, wf.Status.Message), Node: rc.HostNodeName}
 	if m := argoExit.FindStringSubmatch(rc.Message); m != nil {
 		ev.Failure.Reason = m[1]

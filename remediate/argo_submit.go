@@ -112,7 +112,7 @@ func (a *Workflows) Verify(ctx context.Context, ev *failure.Event) (Verified, er
 		return Verified{}, unverified("Workflow %s/%s: its step %s (node %s) failed first, not node %q", j.Namespace, j.Name, rc.DisplayName, rc.ID, claimed)
 	}
 	out := Verified{Job: describeWorkflow(wf, rc.TemplateName, a.o.Watch.GPUTypeLabel), Workflow: u, WorkflowNode: rc.ID}
-	out.Job.Labels[LabelArgoNode] = rc.ID
+	out.Job.Labels[LabelArgoNode], out.Job.Labels[LabelArgoStep] = rc.ID, rc.DisplayName
 	if pod := j.Labels[LabelFailedPod]; strings.HasPrefix(pod, wf.Name+"-") && len(validation.IsDNS1123Subdomain(pod)) == 0 {
 		out.Job.Labels[LabelFailedPod] = pod // for people; nothing acts on it
 	}

@@ -204,7 +204,7 @@ func TestSyncWorkflowPublishesOneEventFromTheFailedStep(t *testing.T) {
 	if j.Name != "pipe" || j.UID != "wf-uid-1" || j.Kind != failure.Batch || j.Image != "trainer:1" || j.Resources.MemoryBytes != 2<<30 {
 		t.Errorf("event job = %+v; want Workflow pipe, batch, the train template's image and 2Gi", j)
 	}
-	if j.Labels[LabelArgoTemplate] != "train" || j.Labels[LabelArgoNode] != argoNodeID("pipe", "pipe[1].train(1)") ||
+	if j.Labels[LabelArgoTemplate] != "train" || j.Labels[LabelArgoNode] != argoNodeID("pipe", "pipe[1].train(1)") || j.Labels[LabelArgoStep] != "train(1)" ||
 		!strings.HasPrefix(j.Labels[LabelFailedPod], "pipe-train-") || j.Labels["team"] != "nlp" {
 		t.Errorf("event labels = %v; want template train, its last retry's node and pod, and the Workflow's own", j.Labels)
 	}
