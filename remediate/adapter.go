@@ -53,9 +53,9 @@ const (
 var Kinds = []string{KindJob, KindJobSet, KindWorkflow}
 
 // EventKind is the workload kind whose watcher gives a failure event the id id:
-// JobSet for k8s-jobset-<uid>, Workflow for k8s-workflow-<uid>, Job for anything else (a Job, a stuck Job, a
-// Deployment of a deploy stage, or an id no watcher gives, which the Job adapter
-// refuses).
+// JobSet for k8s-jobset-<uid>, Workflow for k8s-workflow-<uid>, Job for anything
+// else (a Job, a stuck Job, a Deployment of a deploy stage, or an id no watcher
+// gives, which the Job adapter refuses).
 func EventKind(id string) string {
 	if strings.HasPrefix(id, jobSetEventPrefix) {
 		return KindJobSet

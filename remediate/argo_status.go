@@ -2,7 +2,6 @@ package remediate
 
 import (
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -13,9 +12,12 @@ import (
 // creation is the controller's starting point, as `argo resubmit --memoized` does.
 // Each node is renamed into the attempt (its name's prefix, and the id Argo derives
 // from it):
-//   - a pod step that succeeded is kept as a skipped node (Argo's own "memoized"
-//     form: type and phase Skipped, its outputs kept), which the controller takes
-//     as done and does not run again;
+//   - a pod step that succeeded is kept as it is — succeeded, its outputs, times
+//     and node as they were, its message naming the node of the failed Workflow —
+//     which the controller takes as done and does not run again. (Argo's memoized
+//     resubmission turns it into a skipped node instead; a DAG task that depends
+//     on "prep.Succeeded", or a step whose condition reads {{steps.prep.status}},
+//     would then take another branch than in the failed run.)
 //   - a node of steps, a DAG or a step group that succeeded is kept as it is;
 //   - the Workflow's own node, and any other that did not succeed but holds a kept
 //     node, is kept running (message and end cleared), for the controller to go on
@@ -63,7 +65,6 @@ func workflowAttemptStatus(failed *unstructured.Unstructured, wf *argoWorkflow, 
 		}
 		return out
 	}
-	now := time.Now().UTC().Format(time.RFC3339)
 	out := map[string]any{}
 	for id := range keep {
 		m, isMap := raw[id].(map[string]any) // a copy (NestedMap's)
@@ -93,9 +94,7 @@ func workflowAttemptStatus(failed *unstructured.Unstructured, wf *argoWorkflow, 
 		}
 		switch {
 		case n.Type == argoNodePod:
-			m["type"], m["phase"] = "Skipped", "Skipped"
-			m["message"] = "succeeded in workflow " + wf.Name + " (node " + id + "); not run again"
-			m["startedAt"], m["finishedAt"] = now, now
+			m["message"] = "succeeded in workflow " + wf.Name + " (node " + id + "); kept, not run again"
 		case n.Phase != argoSucceeded:
 			m["phase"] = "Running"
 			delete(m, "message")

@@ -164,8 +164,8 @@ func (a *Workflows) CreateFrom(ctx context.Context, sub *Submission, v Verified)
 // generated one): its spec — the one its controller stored, for a Workflow that
 // refers to a WorkflowTemplate — with the chosen option applied to the template of
 // the pod step that failed first (node), and a status that keeps every pod step that
-// succeeded as a skipped node (workflowAttemptStatus), so that Argo's controller
-// re-runs only what did not succeed. Every label of the failed Workflow is kept
+// succeeded as it ran (workflowAttemptStatus), so that Argo's controller re-runs
+// only what did not succeed. Every label of the failed Workflow is kept
 // but Argo's own; the chain's labels and annotations are added. Every template's
 // pod is held to the pod policy; a pod spec patch, which cannot be, is refused.
 func (a *Workflows) NewAttempt(failed *unstructured.Unstructured, node string, sub *Submission) (*unstructured.Unstructured, error) {
