@@ -309,8 +309,8 @@ func workflowProbe(wf *argoWorkflow, t *argoTemplate) *batchv1.Job {
 }
 
 // priceWorkflow prices a Workflow's run from its pods still there (priced as a
-// Job's, within the Workflow's start and end), with a note when a pod step has no
-// pod left to price.
+// Job's, within the Workflow's start and end), with a note when a pod step it ran
+// has no pod left to price.
 func priceWorkflow(cat *failure.Catalogue, wf *argoWorkflow, pods []*corev1.Pod, end time.Time, gpuLabel string) (float64, string) {
 	if cat == nil {
 		return 0, "no price catalogue to price it with"
@@ -329,7 +329,9 @@ func priceWorkflow(cat *failure.Catalogue, wf *argoWorkflow, pods []*corev1.Pod,
 	}
 	gone := 0
 	for _, n := range wf.Status.Nodes {
-		if n.Type == argoNodePod && !n.StartedAt.IsZero() && nodePod(pods, n.ID) == nil {
+		// A step an attempt kept from the failed run started before the attempt was
+		// created: it ran, and was priced, there.
+		if n.Type == argoNodePod && !n.StartedAt.IsZero() && !n.StartedAt.Before(&wf.CreationTimestamp) && nodePod(pods, n.ID) == nil {
 			gone++
 		}
 	}

@@ -249,6 +249,9 @@ func TestSyncWorkflowReportsAnAttemptsOutcomeOnce(t *testing.T) {
 	wf.SetLabels(map[string]string{failure.LabelManaged: "true", failure.LabelAttempt: "2", failure.LabelOriginal: "pipe"})
 	wf.SetAnnotations(map[string]string{failure.AnnotationRemediation: "k8s-workflow-wf-uid-0", AnnotationArgoTemplate: "train"})
 	_ = unstructured.SetNestedField(wf.Object, "Succeeded", "status", "phase")
+	// Created after prep, lint and train's first retry ran (in the failed Workflow,
+	// whose steps an attempt keeps).
+	_ = unstructured.SetNestedField(wf.Object, wfAt(12), "metadata", "creationTimestamp")
 	sink := &outcomeRecorder{}
 	cat := failure.DefaultCatalogue()
 	c := workflowTestController(&events{}, sink, WatcherOptions{Catalogue: &cat})
@@ -262,6 +265,9 @@ func TestSyncWorkflowReportsAnAttemptsOutcomeOnce(t *testing.T) {
 	}
 	if o := sink.outcomes[0]; o.DurationSeconds != 30*60 || o.Resources.MemoryBytes != 2<<30 || o.Attempt != 2 || o.Template != "pipe" {
 		t.Errorf("outcome %+v; want 30 minutes, the train template's 2Gi, attempt 2 of pipe", o)
+	}
+	if o := sink.outcomes[0]; !strings.HasPrefix(o.Unpriced, "2 of the Workflow's pod steps") {
+		t.Errorf("unpriced %q; want the two steps it ran without a pod counted, not the three it kept", o.Unpriced)
 	}
 }
 
