@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -555,4 +556,32 @@ func TestWorkflowNewAttemptOfALongName(t *testing.T) {
 	if v, ok := got.GetLabels()[argoLabelResubmitted]; ok {
 		t.Errorf("label %s = %q, not a label value; want it left out", argoLabelResubmitted, v)
 	}
+}
+
+// TestWorkflowWatchReportsAFailedWorkflowOnce: the adapter's informer finds the
+// failed Workflow and reports it once, and leaves a running one alone.
+func TestWorkflowWatchReportsAFailedWorkflowOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		running := failedWorkflow()
+		running.SetName("other")
+		running.SetUID("wf-uid-2")
+		_ = unstructured.SetNestedField(running.Object, "Running", "status", "phase")
+		a, err := NewWorkflows(fake.NewClientset(), workflowClient(failedWorkflow(), running),
+			AdapterOptions{Watch: WatcherOptions{Namespaces: []string{"ml"}, LogLines: -1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := &events{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Watch(ctx, pub, nil) }()
+		time.Sleep(time.Hour) // room for a duplicate to show up
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got, want := pub.ids(), []string{"k8s-workflow-wf-uid-1"}; !slices.Equal(got, want) {
+			t.Errorf("published %q, want %q", got, want)
+		}
+	})
 }
