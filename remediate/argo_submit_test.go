@@ -92,7 +92,7 @@ func TestWorkflowNewAttempt(t *testing.T) {
 		t.Errorf("root node %+v; want its kept child renamed, no message nor end", root)
 	}
 	if prep := nodes[argoNodeID("pipe-af2", "pipe-af2[0].prep")]; prep.Type != argoNodePod || len(prep.Children) != 0 ||
-		!strings.Contains(prep.Message, "succeeded in workflow pipe") || prep.FinishedAt.Time.Format(time.RFC3339) != wfAt(10) {
+		!strings.Contains(prep.Message, "succeeded in workflow pipe") || prep.FinishedAt.UTC().Format(time.RFC3339) != wfAt(10) {
 		t.Errorf("prep %+v; want the pod step kept as it ran, its failed successors left for the controller", prep)
 	}
 }
