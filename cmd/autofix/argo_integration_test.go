@@ -26,7 +26,8 @@ import (
 
 // pipelineWorkflow is an Argo Workflow of two steps, prep then train, each a
 // container template: prep succeeds; train's memory limit is memory and its true
-// need is need. Each pod runs two seconds (the API's times are whole seconds).
+// need is need, and it is retried once (retryStrategy). Each pod runs two seconds
+// (the API's times are whole seconds).
 func pipelineWorkflow(name, memory, need string, extra map[string]string) *unstructured.Unstructured {
 	template := func(tname, image, mem string, truth map[string]string) map[string]any {
 		annotations := map[string]any{simcluster.TruthRunSeconds: "2"}
@@ -39,6 +40,8 @@ func pipelineWorkflow(name, memory, need string, extra map[string]string) *unstr
 	}
 	truth := map[string]string{truthMemory: need}
 	maps.Copy(truth, extra)
+	train := template("train", "trainer:1", memory, truth)
+	train["retryStrategy"] = map[string]any{"limit": "1"}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 		"metadata": map[string]any{"name": name, "namespace": "ml", "labels": map[string]any{failure.LabelKind: "training", "team": "nlp"}},
@@ -47,7 +50,7 @@ func pipelineWorkflow(name, memory, need string, extra map[string]string) *unstr
 				[]any{map[string]any{"name": "prep", "template": "prep"}},
 				[]any{map[string]any{"name": "train", "template": "train"}}}},
 			template("prep", "prep:1", "1Gi", nil),
-			template("train", "trainer:1", memory, truth),
+			train,
 		}},
 	}}
 }
@@ -146,8 +149,9 @@ func TestIntegrationArgo(t *testing.T) {
 			t.Fatalf("remediation: %s %s (%s), attempts %+v; want oom_memory, pipe-af2 succeeded", r.State, r.Category, r.Reason, r.Attempts)
 		}
 		if ev.Failure.Reason != "OOMKilled" || ev.Failure.ExitCode != 137 || ev.Job.Kind != failure.Training ||
-			ev.Job.Labels[remediate.LabelArgoTemplate] != "train" || !strings.HasPrefix(ev.Job.Labels[remediate.LabelFailedPod], "pipe-train-") {
-			t.Errorf("event: failure %+v, job kind %s labels %v; want train's OOMKilled 137, training", ev.Failure, ev.Job.Kind, ev.Job.Labels)
+			ev.Job.Labels[remediate.LabelArgoTemplate] != "train" || ev.Job.Labels[remediate.LabelArgoStep] != "train(1)" ||
+			!strings.HasPrefix(ev.Job.Labels[remediate.LabelFailedPod], "pipe-train-") {
+			t.Errorf("event: failure %+v, job kind %s labels %v; want train's last retry's OOMKilled 137, training", ev.Failure, ev.Job.Kind, ev.Job.Labels)
 		}
 		fix, err := workflows.Get(ctx, "pipe-af2", metav1.GetOptions{})
 		if err != nil {
@@ -169,8 +173,9 @@ func TestIntegrationArgo(t *testing.T) {
 		}
 		phase, _, _ := unstructured.NestedString(fix.Object, "status", "phase")
 		nodes := workflowNodes(fix)
-		if phase != "Succeeded" || nodes["prep"] != "Pod Succeeded" || nodes["train"] != "Pod Succeeded" {
-			t.Errorf("pipe-af2: phase %s, nodes %v; want Succeeded, prep kept from pipe, train run and succeeded", phase, nodes)
+		_, retried := nodes["train(1)"]
+		if phase != "Succeeded" || nodes["prep"] != "Pod Succeeded" || nodes["train"] != "Retry Succeeded" || nodes["train(0)"] != "Pod Succeeded" || retried {
+			t.Errorf("pipe-af2: phase %s, nodes %v; want Succeeded, prep kept from pipe, train run afresh and succeeded at its first try", phase, nodes)
 		}
 		pods, err := c.Client.CoreV1().Pods("ml").List(ctx, metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=pipe-af2"})
 		if err != nil {
@@ -180,7 +185,7 @@ func TestIntegrationArgo(t *testing.T) {
 		for _, p := range pods.Items {
 			ran = append(ran, p.Annotations["workflows.argoproj.io/node-name"])
 		}
-		if len(ran) != 1 || !strings.HasSuffix(ran[0], ".train") {
+		if len(ran) != 1 || !strings.HasSuffix(ran[0], ".train(0)") {
 			t.Errorf("pipe-af2 ran pods for %v; want train's alone: prep succeeded in pipe", ran)
 		}
 		outcomes, err := store.AttemptOutcomes(ctx, []string{r.EventID})
