@@ -55,6 +55,18 @@ func pipelineWorkflow(name, memory, need string, extra map[string]string) *unstr
 	}}
 }
 
+// dagWorkflow is pipelineWorkflow as a DAG: train depends on "prep.Succeeded" (the
+// explicit form, which a kept prep must still satisfy).
+func dagWorkflow(name, memory, need string) *unstructured.Unstructured {
+	wf := pipelineWorkflow(name, memory, need, nil)
+	templates, _, _ := unstructured.NestedSlice(wf.Object, "spec", "templates")
+	templates[0] = map[string]any{"name": "main", "dag": map[string]any{"tasks": []any{
+		map[string]any{"name": "prep", "template": "prep"},
+		map[string]any{"name": "train", "template": "train", "depends": "prep.Succeeded"}}}}
+	_ = unstructured.SetNestedSlice(wf.Object, templates, "spec", "templates")
+	return wf
+}
+
 // templateMemory is the memory limit of the Workflow's template tname.
 func templateMemory(t *testing.T, wf *unstructured.Unstructured, tname string) resource.Quantity {
 	t.Helper()
@@ -191,6 +203,30 @@ func TestIntegrationArgo(t *testing.T) {
 		outcomes, err := store.AttemptOutcomes(ctx, []string{r.EventID})
 		if o, ok := outcomes[r.EventID]; err != nil || !ok || !o.Succeeded || o.Cost <= 0 || o.DurationSeconds <= 0 || o.Resources.MemoryBytes <= 2<<30 {
 			t.Errorf("outcome %+v (%v); want succeeded, priced, timed, with train's new memory", o, err)
+		}
+	})
+
+	t.Run("a DAG's failed task is fixed the same way, its dependency on the kept task's success holding", func(t *testing.T) {
+		dag, err := workflows.Create(ctx, dagWorkflow("dag", "2Gi", "2560Mi"), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := remediation(dag, ledger.Succeeded, ledger.Failed, ledger.Abandoned, ledger.Rejected, ledger.PendingReview)
+		if r.State != ledger.Succeeded || len(r.Attempts) != 1 || r.Event.Job.Labels[remediate.LabelArgoStep] != "train(1)" {
+			t.Fatalf("remediation: %s %s (%s), attempts %+v, labels %v; want dag-af2 succeeded, from train's last retry",
+				r.State, r.Category, r.Reason, r.Attempts, r.Event.Job.Labels)
+		}
+		fix, err := workflows.Get(ctx, "dag-af2", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		phase, _, _ := unstructured.NestedString(fix.Object, "status", "phase")
+		pods, err := c.Client.CoreV1().Pods("ml").List(ctx, metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=dag-af2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nodes := workflowNodes(fix); phase != "Succeeded" || nodes["prep"] != "Pod Succeeded" || nodes["train(0)"] != "Pod Succeeded" || len(pods.Items) != 1 {
+			t.Errorf("dag-af2: phase %s, nodes %v, %d pods; want Succeeded, prep kept, train run once", phase, nodes, len(pods.Items))
 		}
 	})
 
