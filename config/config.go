@@ -112,9 +112,11 @@ type Kubernetes struct {
 	LeaseName      string `yaml:"leaseName"`
 	Identity       string `yaml:"identity"`
 	// Kinds are the workload kinds autofix watches and re-submits: Job (always:
-	// stage Jobs and deploy stages go through it) and JobSet (jobset.x-k8s.io,
-	// which needs the JobSet CRD and the autofix-jobsets role) and RayJob (ray.io,
-	// which needs KubeRay's CRDs and the autofix-rayjobs role). Default [Job].
+	// stage Jobs and deploy stages go through it), JobSet (jobset.x-k8s.io,
+	// which needs the JobSet CRD and the autofix-jobsets role), RayJob (ray.io,
+	// which needs KubeRay's CRDs and the autofix-rayjobs role) and Workflow (Argo
+	// Workflows, argoproj.io, which needs the Workflow CRD and the
+	// autofix-workflows role). Default [Job].
 	Kinds []string `yaml:"kinds"`
 	// Kueue makes autofix read Kueue's objects (kueue.x-k8s.io), which needs the
 	// autofix-kueue roles (docs/kubernetes.md, "Kueue").
@@ -136,10 +138,14 @@ type Kueue struct {
 
 // The workload kinds kubernetes.kinds may name.
 const (
-	KindJob    = "Job"
-	KindJobSet = "JobSet"
-	KindRayJob = "RayJob"
+	KindJob      = "Job"
+	KindJobSet   = "JobSet"
+	KindRayJob   = "RayJob"
+	KindWorkflow = "Workflow" // Argo Workflows (argoproj.io)
 )
+
+// clusterKinds are the kinds beside Job, which only a real cluster has.
+var clusterKinds = []string{KindJobSet, KindRayJob, KindWorkflow}
 
 // Enabled reports whether kubernetes.kinds names kind.
 func (k *Kubernetes) Enabled(kind string) bool { return slices.Contains(k.Kinds, kind) }
@@ -149,8 +155,8 @@ func (k *Kubernetes) validateKinds() error {
 	seen := map[string]bool{}
 	for i, kind := range k.Kinds {
 		switch {
-		case kind != KindJob && kind != KindJobSet && kind != KindRayJob:
-			return fmt.Errorf("kubernetes.kinds[%d]: %q, want %s, %s or %s", i, kind, KindJob, KindJobSet, KindRayJob)
+		case kind != KindJob && !slices.Contains(clusterKinds, kind):
+			return fmt.Errorf("kubernetes.kinds[%d]: %q, want one of %s, %s", i, kind, KindJob, strings.Join(clusterKinds, ", "))
 		case seen[kind]:
 			return fmt.Errorf("kubernetes.kinds[%d]: %s twice", i, kind)
 		case kind != KindJob && (k.Kubeconfig == "" || k.Kubeconfig == NoCluster):

@@ -246,6 +246,12 @@ func checkRBAC(t *testing.T, objs []object, c config.Config) {
 					t.Errorf("%s autofix-rayjobs rules[%d]: %v of %v %s; want get, list, watch and create of ray.io rayjobs only", o.Kind, i, r.Verbs, r.APIGroups, res)
 				case slices.Contains(r.APIGroups, "ray.io") && o.Metadata.Name != "autofix-rayjobs":
 					t.Errorf("%s %s rules[%d]: KubeRay's objects outside autofix-rayjobs, bound only where RayJob is enabled", o.Kind, o.Metadata.Name, i)
+				case o.Metadata.Name == "autofix-workflows" && (res != "workflows" || !slices.Equal(r.APIGroups, []string{"argoproj.io"}) ||
+					!slices.Equal(r.Verbs, []string{"get", "list", "watch", "create"})):
+					t.Errorf("%s autofix-workflows rules[%d]: %v of %v %s; want get, list, watch and create of argoproj.io workflows only",
+						o.Kind, i, r.Verbs, r.APIGroups, res)
+				case slices.Contains(r.APIGroups, "argoproj.io") && o.Metadata.Name != "autofix-workflows":
+					t.Errorf("%s %s rules[%d]: Argo's objects outside autofix-workflows, bound only where Workflow is enabled", o.Kind, o.Metadata.Name, i)
 				case res == "jobsets" && o.Metadata.Name != "autofix-jobsets":
 					t.Errorf("%s %s rules[%d]: jobsets outside autofix-jobsets, which is bound only where JobSet is enabled", o.Kind, o.Metadata.Name, i)
 				}
@@ -316,6 +322,13 @@ func TestExampleOverlayNamesItsNamespaces(t *testing.T) {
 	}
 	if got := slices.Sorted(slices.Values(bound["autofix-rayjobs"])); !slices.Equal(got, wantRayJobs) {
 		t.Errorf("autofix-rayjobs is bound in %q, want %q (kubernetes.kinds %q)", got, wantRayJobs, c.Kubernetes.Kinds)
+	}
+	wantWorkflows := []string(nil)
+	if c.Kubernetes.Enabled(config.KindWorkflow) {
+		wantWorkflows = watched
+	}
+	if got := slices.Sorted(slices.Values(bound["autofix-workflows"])); !slices.Equal(got, wantWorkflows) {
+		t.Errorf("autofix-workflows is bound in %q, want %q (kubernetes.kinds %q)", got, wantWorkflows, c.Kubernetes.Kinds)
 	}
 	for _, ns := range bound["autofix-pipelines"] {
 		if !slices.Contains(watched, ns) {

@@ -44,24 +44,28 @@ type Adapter interface {
 
 // The workload kinds autofix has an adapter for, as kubernetes.kinds names them.
 const (
-	KindJob    = "Job"
-	KindJobSet = "JobSet"
-	KindRayJob = "RayJob"
+	KindJob      = "Job"
+	KindJobSet   = "JobSet"
+	KindRayJob   = "RayJob"
+	KindWorkflow = "Workflow" // Argo Workflows
 )
 
 // Kinds are the workload kinds autofix has an adapter for.
-var Kinds = []string{KindJob, KindJobSet, KindRayJob}
+var Kinds = []string{KindJob, KindJobSet, KindRayJob, KindWorkflow}
 
 // EventKind is the workload kind whose watcher gives a failure event the id id:
-// JobSet for k8s-jobset-<uid>, RayJob for k8s-rayjob-<uid>, Job for anything else (a Job, a stuck Job, a
-// Deployment of a deploy stage, or an id no watcher gives, which the Job adapter
-// refuses).
+// JobSet for k8s-jobset-<uid>, RayJob for k8s-rayjob-<uid>, Workflow for
+// k8s-workflow-<uid>, Job for anything else (a Job, a stuck Job, a Deployment of a
+// deploy stage, or an id no watcher gives, which the Job adapter refuses).
 func EventKind(id string) string {
 	if strings.HasPrefix(id, jobSetEventPrefix) {
 		return KindJobSet
 	}
 	if strings.HasPrefix(id, rayJobEventPrefix) {
 		return KindRayJob
+	}
+	if strings.HasPrefix(id, workflowEventPrefix) {
+		return KindWorkflow
 	}
 	return KindJob
 }

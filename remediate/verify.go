@@ -66,6 +66,11 @@ type Verified struct {
 	// group whose pod failed first (RayHeadGroup, or a worker group's name).
 	RayJob   *unstructured.Unstructured
 	RayGroup string
+	// Workflow is, for an Argo Workflow's failure, the Workflow as verified, and
+	// WorkflowNode the id of its pod step that failed first: the fix is built from
+	// them.
+	Workflow     *unstructured.Unstructured
+	WorkflowNode string
 }
 
 // Verifier checks failure events against the cluster: everything on the failures

@@ -123,6 +123,20 @@ func adapters(c *config.Config, client kubernetes.Interface, js jobsetclient.Int
 		}
 		all = append(all, rays)
 	}
+	if k.Enabled(config.KindWorkflow) {
+		// Argo's Workflows are read and created as unstructured objects (no Argo
+		// types in the build: docs/decisions.md), through a dynamic client of their own.
+		o.Watch.Specs = nil // a Workflow that is gone is not re-created
+		dyn, err := DynamicClient(k)
+		if err != nil {
+			return nil, err
+		}
+		wfs, err := remediate.NewWorkflows(client, dyn, o)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes.selector: %w", err)
+		}
+		all = append(all, wfs)
+	}
 	return remediate.NewAdapters(all...)
 }
 

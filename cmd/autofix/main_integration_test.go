@@ -8,6 +8,6 @@ import (
 	"github.com/autofix/autofix/internal/kubetest"
 )
 
-// TestMain builds the control plane and the JobSet and Kueue controllers, if they are
+// TestMain builds the control plane and the JobSet, Kueue and Argo controllers, if they are
 // not cached, before the tests' timeout starts.
-func TestMain(m *testing.M) { kubetest.MainWithControllers(m, removeBinary) }
+func TestMain(m *testing.M) { kubetest.MainWithAddons(m, removeBinary) }
