@@ -16,6 +16,7 @@ import (
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/podsafety"
 	"github.com/autofix/autofix/policy"
+	"github.com/autofix/autofix/remediate"
 )
 
 // Definition is a pipeline as written in YAML.
@@ -52,6 +53,11 @@ type Stage struct {
 	// ARTIFACT_OUT to the first container of the head, of every worker group and of
 	// the submitter.
 	RayJob map[string]any `yaml:"rayjob,omitempty" json:"rayjob,omitempty"`
+	// Workflow is the spec of an Argo Workflow stage (argoproj.io/v1alpha1, its
+	// templates written in full), run when kubernetes.kinds names Workflow. The
+	// driver adds ARTIFACT_IN and ARTIFACT_OUT to every container and script
+	// template.
+	Workflow map[string]any `yaml:"workflow,omitempty" json:"workflow,omitempty"`
 	// Deploy is the deploy stage.
 	Deploy *Deploy `yaml:"deploy,omitempty" json:"deploy,omitempty"`
 }
@@ -111,8 +117,8 @@ func (d *Definition) Validate() error {
 			return fmt.Errorf("%s.name: %q, want a DNS label of at most 12 characters", f, s.Name)
 		case seen[s.Name]:
 			return fmt.Errorf("%s.name: %q twice", f, s.Name)
-		case count(s.Job != nil, s.JobSet != nil, s.RayJob != nil, s.Deploy != nil) != 1:
-			return fmt.Errorf("%s: want exactly one of job, jobset, rayjob and deploy", f)
+		case count(s.Job != nil, s.JobSet != nil, s.RayJob != nil, s.Workflow != nil, s.Deploy != nil) != 1:
+			return fmt.Errorf("%s: want exactly one of job, jobset, rayjob, workflow and deploy", f)
 		case s.Deploy != nil && i != len(d.Stages)-1:
 			return fmt.Errorf("%s.deploy: only the last stage may deploy", f)
 		case s.Job != nil && len(s.Job.Spec.Containers) == 0:
@@ -143,6 +149,11 @@ func (d *Definition) Validate() error {
 		}
 		if s.RayJob != nil {
 			if err := validateRayJob(s.RayJob, f+".rayjob"); err != nil {
+				return err
+			}
+		}
+		if s.Workflow != nil {
+			if err := validateWorkflow(s.Workflow, f+".workflow"); err != nil {
 				return err
 			}
 		}
@@ -178,6 +189,8 @@ func (s *Stage) checkPods(i int, p policy.Pods) error {
 	switch {
 	case s.Job != nil:
 		return podsafety.CheckTemplate(s.Job, fmt.Sprintf("stages[%d].job", i), p)
+	case s.Workflow != nil:
+		return remediate.CheckWorkflowSpec(s.Workflow, fmt.Sprintf("stages[%d].workflow", i), p)
 	case s.RayJob != nil:
 		templates, err := rayTemplates(s.RayJob)
 		if err != nil {

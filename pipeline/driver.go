@@ -76,7 +76,11 @@ type Driver struct {
 	// RayJobs runs RayJob stages (KubeRay's RayJobs, RayJobGVR); nil (kubernetes.kinds
 	// does not name RayJob) fails a run with one before anything is created.
 	RayJobs dynamic.NamespaceableResourceInterface
-	Chains  Chains
+	// Workflows runs Workflow stages (Argo's Workflows, WorkflowGVR); nil
+	// (kubernetes.kinds does not name Workflow) fails a run with one before
+	// anything is created.
+	Workflows dynamic.NamespaceableResourceInterface
+	Chains    Chains
 	// Poll is how often it looks again while a stage runs (default 500 ms).
 	Poll time.Duration
 	// Observe makes Step report only: it creates, updates and deletes nothing.
@@ -154,6 +158,8 @@ func (d *Driver) Step(ctx context.Context, def *Definition, run string) (Status,
 			ss, err = d.jobSet(ctx, def, run, s, input)
 		case s.RayJob != nil:
 			ss, err = d.rayJobStage(ctx, def, run, s, input)
+		case s.Workflow != nil:
+			ss, err = d.workflowStage(ctx, def, run, s, input)
 		default:
 			ss, err = d.job(ctx, def, run, s, input)
 		}
@@ -187,6 +193,12 @@ func (d *Driver) runnable(def *Definition, run string, i int) string {
 	case s.RayJob != nil:
 		if err := rayJobName(def, run, s); err != nil {
 			return fmt.Sprintf("stages[%d].rayjob: %v", i, err)
+		}
+	case s.Workflow != nil && d.Workflows == nil:
+		return fmt.Sprintf("stages[%d].workflow: Workflow stages run only when kubernetes.kinds names Workflow", i)
+	case s.Workflow != nil:
+		if err := workflowName(def, run, s); err != nil {
+			return fmt.Sprintf("stages[%d].workflow: %v", i, err)
 		}
 	}
 	return ""

@@ -192,7 +192,7 @@ func TestAJobSetStageIsRefused(t *testing.T) {
 func TestJobSetStageDefinitions(t *testing.T) {
 	for _, tt := range []struct{ name, yaml, want string }{
 		{"job and jobset", `{name: p, namespace: ml, artifacts: s3://m, stages: [{name: a, job: {spec: {containers: [{name: c}]}},
-			jobset: {replicatedJobs: [{name: w, template: {spec: {template: {spec: {containers: [{name: c}]}}}}}]}}]}`, "stages[0]: want exactly one of job, jobset, rayjob and deploy"},
+			jobset: {replicatedJobs: [{name: w, template: {spec: {template: {spec: {containers: [{name: c}]}}}}}]}}]}`, "stages[0]: want exactly one of job, jobset, rayjob, workflow and deploy"},
 		{"no replicated jobs", `{name: p, namespace: ml, artifacts: s3://m, stages: [{name: a, jobset: {replicatedJobs: []}}]}`,
 			"stages[0].jobset.replicatedJobs: at least one"},
 		{"no containers", `{name: p, namespace: ml, artifacts: s3://m, stages: [{name: a, jobset: {replicatedJobs: [{name: w, template: {}}]}}]}`,

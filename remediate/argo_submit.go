@@ -190,7 +190,7 @@ func (a *Workflows) NewAttempt(failed *unstructured.Unstructured, node string, s
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(spec, &typed); err != nil {
 		return nil, fmt.Errorf("%s: spec: %w", who, err)
 	}
-	if err := checkWorkflowPods(&typed, a.o.Pods); err != nil {
+	if err := checkWorkflowPods(&typed, "spec", a.o.Pods); err != nil {
 		return nil, fmt.Errorf("%s: %w", who, err)
 	}
 	templates, _, _ := unstructured.NestedSlice(spec, "templates")
@@ -257,19 +257,19 @@ func attemptSpec(failed *unstructured.Unstructured, wf *argoWorkflow) (map[strin
 	return spec, nil
 }
 
-// checkWorkflowPods holds the pod of every container or script template of spec to
-// the pod policy (with the Workflow's volumes, host network and security context),
-// and refuses a pod spec patch anywhere: autofix cannot tell what it would put in
-// the pods it creates.
-func checkWorkflowPods(spec *argoSpec, p policy.Pods) error {
+// checkWorkflowPods holds the pod of every container or script template of spec (at
+// field, for errors) to the pod policy (with the Workflow's volumes, host network and
+// security context), and refuses a pod spec patch anywhere: autofix cannot tell what
+// it would put in the pods it creates.
+func checkWorkflowPods(spec *argoSpec, at string, p policy.Pods) error {
 	if spec.PodSpecPatch != "" {
-		return fmt.Errorf("spec.podSpecPatch: a pod spec patch cannot be held to the pod policy; autofix does not re-create Workflows that have one")
+		return fmt.Errorf("%s.podSpecPatch: a pod spec patch cannot be held to the pod policy; autofix does not create Workflows that have one", at)
 	}
 	for i := range spec.Templates {
 		t := &spec.Templates[i]
-		field := fmt.Sprintf("spec.templates[%d]", i)
+		field := fmt.Sprintf("%s.templates[%d]", at, i)
 		if t.PodSpecPatch != "" {
-			return fmt.Errorf("%s.podSpecPatch: a pod spec patch cannot be held to the pod policy; autofix does not re-create Workflows that have one", field)
+			return fmt.Errorf("%s.podSpecPatch: a pod spec patch cannot be held to the pod policy; autofix does not create Workflows that have one", field)
 		}
 		c := t.container()
 		if c == nil {
@@ -361,4 +361,15 @@ func argoNodeID(wf, name string) string {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(name))
 	return fmt.Sprintf("%s-%d", wf, h.Sum32())
+}
+
+// CheckWorkflowSpec holds an Argo Workflow spec (as written; field names it in
+// errors) to the pod policy as a fix of a Workflow is held (checkWorkflowPods): the
+// pipeline driver checks a Workflow stage with it before creating anything.
+func CheckWorkflowSpec(spec map[string]any, field string, p policy.Pods) error {
+	var typed argoSpec
+	if err := fromUnstructured(&unstructured.Unstructured{Object: spec}, &typed); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	return checkWorkflowPods(&typed, field, p)
 }

@@ -325,6 +325,8 @@ func (l ledgerChains) FailureState(ctx context.Context, workload metav1.Object) 
 		switch w.GetKind() {
 		case "RayJob":
 			ids = []string{remediate.RayJobEventID(string(w.GetUID()))}
+		case "Workflow":
+			ids = []string{remediate.WorkflowEventID(string(w.GetUID()))}
 		default:
 			return "", "", fmt.Errorf("the failure of a %s is not recorded", w.GetKind())
 		}
@@ -399,7 +401,7 @@ func Watch(ctx context.Context, cfg *config.Config, kube kubernetes.Interface, p
 
 // PipelineDriver is the pipeline driver of the configured cluster, holding stages
 // to the policy's pod switches: Job and deploy stages through kube, and stages of
-// every other kind kubernetes.kinds enables (JobSet, RayJob) through clients of
+// every other kind kubernetes.kinds enables (JobSet, RayJob, Workflow) through clients of
 // their own; a stage of a kind not enabled fails its run before anything is
 // created.
 func PipelineDriver(cfg *config.Config, kube kubernetes.Interface, chains pipeline.Chains, log *slog.Logger) (*pipeline.Driver, error) {
@@ -417,6 +419,13 @@ func PipelineDriver(cfg *config.Config, kube kubernetes.Interface, chains pipeli
 			return nil, err
 		}
 		d.RayJobs = dyn.Resource(pipeline.RayJobGVR)
+	}
+	if k.Enabled(config.KindWorkflow) {
+		dyn, err := DynamicClient(k)
+		if err != nil {
+			return nil, err
+		}
+		d.Workflows = dyn.Resource(pipeline.WorkflowGVR)
 	}
 	return d, nil
 }

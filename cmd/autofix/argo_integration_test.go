@@ -20,7 +20,9 @@ import (
 	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/internal/kubetest"
 	"github.com/autofix/autofix/ledger"
+	"github.com/autofix/autofix/pipeline"
 	"github.com/autofix/autofix/remediate"
+	"github.com/autofix/autofix/service"
 	"github.com/autofix/autofix/simcluster"
 )
 
@@ -251,6 +253,69 @@ func TestIntegrationArgo(t *testing.T) {
 			train.Cmp(resource.MustParse("1Gi")) != 0 || r.State != ledger.Abandoned {
 			t.Errorf("their squat-af2 after the fix of squat was %s (%s): written by %v, labels %v, annotations %v, train asks for %s; "+
 				"want it untouched and the fix abandoned", r.State, r.Reason, writers, got.GetLabels(), got.GetAnnotations(), train.String())
+		}
+	})
+
+	t.Run("a pipeline trains and compresses as Workflows; the OOM-killed train step is fixed and the run goes on", func(t *testing.T) {
+		step := func(name, memory, need string) string {
+			return `{name: ` + name + `, metadata: {annotations: {"` + truthMemory + `": "` + need + `", "` + simcluster.TruthRunSeconds + `": "2"}},
+            container: {image: "` + name + `:1", resources: {requests: {cpu: "1", memory: ` + memory + `}, limits: {memory: ` + memory + `}}}}`
+		}
+		def, err := pipeline.Parse([]byte(`
+name: llm
+namespace: ml
+artifacts: s3://models/llm
+stages:
+  - name: train
+    kind: training
+    workflow:
+      entrypoint: main
+      templates:
+        - {name: main, steps: [[{name: prep, template: prep}], [{name: train, template: train}]]}
+        - ` + step("prep", "1Gi", "512Mi") + `
+        - ` + step("train", "2Gi", "2560Mi") + `
+  - name: compress
+    kind: compression
+    workflow:
+      entrypoint: quantize
+      templates:
+        - ` + step("quantize", "1Gi", "512Mi") + `
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+		defer cancel()
+		d, err := service.PipelineDriver(&cfg, c.Client, service.LedgerChains(store), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Poll = 200 * time.Millisecond
+		st, err := d.Run(runCtx, def, "r1")
+		if err != nil || st.Phase != pipeline.Succeeded {
+			t.Fatalf("run r1: %+v, %v", st, err)
+		}
+		if train := st.Stages[0]; train.Attempts != 2 || train.Object != "llm-r1-train-af2" {
+			t.Errorf("train stage = %+v, want it to succeed on the fixed Workflow llm-r1-train-af2", train)
+		}
+		fix, err := workflows.Get(ctx, "llm-r1-train-af2", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := templateMemory(t, fix, "train"); m.Cmp(resource.MustParse("2Gi")) <= 0 {
+			t.Errorf("llm-r1-train-af2's train step asks for %s, want more than 2Gi", m.String())
+		}
+		if l := fix.GetLabels(); l[pipeline.LabelRun] != "r1" || l[failure.LabelStage] != "train" {
+			t.Errorf("llm-r1-train-af2's labels %v: want the run's and the stage's", l)
+		}
+		compress, err := workflows.Get(ctx, "llm-r1-compress", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		templates, _, _ := unstructured.NestedSlice(compress.Object, "spec", "templates")
+		env, _, _ := unstructured.NestedSlice(templates[0].(map[string]any), "container", "env")
+		if len(env) != 2 || env[0].(map[string]any)["value"] != "s3://models/llm/r1/train" {
+			t.Errorf("compress's env %v: want ARTIFACT_IN, the train stage's output", env)
 		}
 	})
 
