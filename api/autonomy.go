@@ -63,6 +63,9 @@ type AutonomyKindView struct {
 	// Deployment named as a batch Job's template) is another kind of fix. Absent
 	// for jobs that carry no kind: such a kind is never proposed nor granted.
 	JobKind failure.JobKind `json:"jobKind,omitempty"`
+	// Workload is the workload's API kind (Job, JobSet, RayJob, Workflow): a JobSet
+	// of a batch Job's template is another kind of fix.
+	Workload string `json:"workload"`
 	// Approved, Edited and Rejected count its fixes people decided: approved as
 	// recommended, approved only after changing the configuration (not an
 	// approval of the recommendation), rejected. ApprovalRate is the share of
@@ -92,6 +95,7 @@ type AutonomyChangeView struct {
 	Category failure.Category      `json:"category"`
 	Template string                `json:"template"`
 	JobKind  failure.JobKind       `json:"jobKind"`
+	Workload string                `json:"workload"`
 	Action   ledger.AutonomyAction `json:"action"`
 	// Forced: granted past thresholds it did not meet.
 	Forced bool `json:"forced"`
@@ -111,6 +115,9 @@ type AutonomyGrantRequest struct {
 	Template string `json:"template"`
 	// JobKind is the kind of job: training, compression, deployment or batch.
 	JobKind string `json:"jobKind"`
+	// Workload is the workload's API kind: Job (the default), JobSet, RayJob or
+	// Workflow.
+	Workload string `json:"workload"`
 	// Reason says why (required to force; at most ledger.MaxAutonomyReason bytes).
 	Reason string `json:"reason"`
 	// Force grants a kind that does not pass the thresholds; it is recorded.
@@ -122,13 +129,33 @@ type AutonomyRevokeRequest struct {
 	Category string `json:"category"`
 	Template string `json:"template"`
 	JobKind  string `json:"jobKind"`
+	Workload string `json:"workload"`
 	// Reason says why (required).
 	Reason string `json:"reason"`
 }
 
 func changeView(c *ledger.AutonomyChange) AutonomyChangeView {
 	return AutonomyChangeView{Seq: c.Seq, Category: c.Kind.Category, Template: c.Kind.Template, JobKind: c.Kind.JobKind,
-		Action: c.Action, Forced: c.Forced, Grant: c.Grant, By: c.Actor, Reason: c.Reason, At: c.At.UTC(), Evidence: c.Evidence}
+		Workload: workloadName(c.Kind.Workload), Action: c.Action, Forced: c.Forced, Grant: c.Grant, By: c.Actor, Reason: c.Reason, At: c.At.UTC(), Evidence: c.Evidence}
+}
+
+// kindOf is the kind of fix a request names, its fields trimmed; no workload, or
+// Job, is a batch Job's.
+func kindOf(category, template, jobKind, workload string) ledger.Kind {
+	k := ledger.Kind{Category: failure.Category(strings.TrimSpace(category)), Template: strings.TrimSpace(template),
+		JobKind: failure.JobKind(strings.TrimSpace(jobKind)), Workload: strings.TrimSpace(workload)}
+	if k.Workload == ledger.WorkloadJob {
+		k.Workload = ""
+	}
+	return k
+}
+
+// workloadName is the workload a kind names as the API shows it: Job for "".
+func workloadName(w string) string {
+	if w == "" {
+		return ledger.WorkloadJob
+	}
+	return w
 }
 
 func rate(n, of int) *float64 {
@@ -148,7 +175,8 @@ func NewAutonomyList(l *autonomy.Listing, th policy.Autonomy) AutonomyList {
 	for i := range l.Kinds {
 		a := &l.Kinds[i]
 		o := a.Outcomes()
-		v := AutonomyKindView{Category: a.Kind.Category, Template: a.Kind.Template, JobKind: a.Kind.JobKind, Approved: a.Approved,
+		v := AutonomyKindView{Category: a.Kind.Category, Template: a.Kind.Template, JobKind: a.Kind.JobKind,
+			Workload: workloadName(a.Kind.Workload), Approved: a.Approved,
 			Edited: a.Edited, Rejected: a.Rejected, ApprovalRate: rate(a.Approved, a.Reviews()), Reviewed: a.Reviewed, Automatic: a.Automatic,
 			SuccessRate: rate(o.Succeeded, o.Total()), Passes: a.Passes, Unmet: append([]string{}, a.Unmet...), Proposed: a.Proposed}
 		if a.Grant != nil {
@@ -199,8 +227,8 @@ func (s *Server) grantAutonomy(c *echo.Context) error {
 		return err
 	}
 	p, _ := principal(c)
-	rec, err := s.changeAutonomy(c.Request().Context(), p, ledger.AutonomyGrant, req.Category, req.Template, req.JobKind, req.Reason,
-		req.Force)
+	rec, err := s.changeAutonomy(c.Request().Context(), p, ledger.AutonomyGrant, kindOf(req.Category, req.Template, req.JobKind, req.Workload),
+		req.Reason, req.Force)
 	if err != nil {
 		return err
 	}
@@ -214,8 +242,8 @@ func (s *Server) revokeAutonomy(c *echo.Context) error {
 		return err
 	}
 	p, _ := principal(c)
-	rec, err := s.changeAutonomy(c.Request().Context(), p, ledger.AutonomyRevoke, req.Category, req.Template, req.JobKind, req.Reason,
-		false)
+	rec, err := s.changeAutonomy(c.Request().Context(), p, ledger.AutonomyRevoke, kindOf(req.Category, req.Template, req.JobKind, req.Workload),
+		req.Reason, false)
 	if err != nil {
 		return err
 	}
@@ -224,17 +252,15 @@ func (s *Server) revokeAutonomy(c *echo.Context) error {
 
 // changeAutonomy grants or revokes autonomy as p: the JSON API and the review page
 // both come here. Kinds that cannot be granted are a 400 naming category,
-// template or jobKind (ledger.CheckKind), a grant past thresholds the kind does not meet
-// without force a 409, as is a grant of a granted kind or a revocation of one that
-// is not.
-func (s *Server) changeAutonomy(ctx context.Context, p auth.Principal, action ledger.AutonomyAction, category, template, jobKind,
+// template, jobKind or workload (ledger.CheckKind), a grant past thresholds the kind
+// does not meet without force a 409, as is a grant of a granted kind or a revocation
+// of one that is not.
+func (s *Server) changeAutonomy(ctx context.Context, p auth.Principal, action ledger.AutonomyAction, k ledger.Kind,
 	reason string, force bool) (ledger.AutonomyChange, error) {
 	a, err := s.autonomy()
 	if err != nil {
 		return ledger.AutonomyChange{}, err
 	}
-	k := ledger.Kind{Category: failure.Category(strings.TrimSpace(category)), Template: strings.TrimSpace(template),
-		JobKind: failure.JobKind(strings.TrimSpace(jobKind))}
 	if err := ledger.CheckKind(k); err != nil {
 		return ledger.AutonomyChange{}, err
 	}

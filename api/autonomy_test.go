@@ -98,22 +98,26 @@ func TestAutonomyRolesAndForgeries(t *testing.T) {
 			409, ""},
 		{"forced without a reason", "/v1/autonomy:grant", `{"category":"oom_memory","template":"ml/other","jobKind":"training","force":true}`,
 			400, "reason"},
+		{"a bogus workload", "/v1/autonomy:grant", `{` + resnet + `,"workload":"jobs/../x"}`, 400, "workload"},
+		{"the JobSets' kind has no record of its own", "/v1/autonomy:grant", `{` + resnet + `,"workload":"JobSet"}`, 409, ""},
 	} {
 		status, b, _ := e.call("POST", tc.path, auth.Admin, tc.body)
 		if err := apiError(t, b); status != tc.status || err.Field != tc.field {
 			t.Errorf("%s: %d field %q (%s); want %d field %q", tc.name, status, err.Field, err.Message, tc.status, tc.field)
 		}
 	}
-	status, b, _ = e.call("POST", "/v1/autonomy:grant", auth.Admin, `{`+resnet+`}`)
+	status, b, _ = e.call("POST", "/v1/autonomy:grant", auth.Admin, `{`+resnet+`,"workload":"Job"}`)
 	var g AutonomyChangeView
 	if status != http.StatusOK || json.Unmarshal(b, &g) != nil || g.Action != ledger.AutonomyGrant || g.By != "ada" || g.Forced ||
-		g.Evidence == nil || g.Evidence.Stats.Approved != 10 {
+		g.Evidence == nil || g.Evidence.Stats.Approved != 10 || g.Workload != "Job" {
 		t.Fatalf("an admin's grant: %d %s; want it recorded by ada with its figures", status, b)
 	}
 	status, b, _ = e.call("POST", "/v1/autonomy:grant", auth.Admin, `{`+resnet+`}`)
 	wantError(t, status, b, http.StatusConflict, "")
-	status, b, _ = e.call("POST", "/v1/autonomy:grant", auth.Admin, `{"category":"oom_memory","template":"ml/other","jobKind":"batch","force":true,"reason":"trusted"}`)
-	if status != http.StatusOK || !strings.Contains(string(b), `"forced":true`) || !strings.Contains(string(b), `"jobKind":"batch"`) {
+	status, b, _ = e.call("POST", "/v1/autonomy:grant", auth.Admin,
+		`{"category":"oom_memory","template":"ml/other","jobKind":"batch","workload":"RayJob","force":true,"reason":"trusted"}`)
+	if status != http.StatusOK || !strings.Contains(string(b), `"forced":true`) || !strings.Contains(string(b), `"jobKind":"batch"`) ||
+		!strings.Contains(string(b), `"workload":"RayJob"`) {
 		t.Errorf("a forced grant: %d %s; want it recorded forced", status, b)
 	}
 	status, b, _ = e.call("POST", "/v1/autonomy:revoke", auth.Admin, `{`+resnet+`,"reason":"a bad week"}`)
@@ -138,12 +142,12 @@ func TestReviewPageProposesAutonomy(t *testing.T) {
 	admin, approver := e.login(auth.Admin), e.login(auth.Approver)
 	status, body := e.page(admin, "/ui/")
 	if status != http.StatusOK || !strings.Contains(body, "Proposed to become automatic") ||
-		!strings.Contains(body, `data-kind="oom_memory ml/resnet50-train training"`) || !strings.Contains(body, `action="/ui/autonomy/grant"`) ||
+		!strings.Contains(body, `data-kind="oom_memory ml/resnet50-train training Job"`) || !strings.Contains(body, `action="/ui/autonomy/grant"`) ||
 		!strings.Contains(body, "10 of 10 (100%)") {
 		t.Fatalf("the admin's queue: %d\n%s\nwant oom_memory on ml/resnet50-train proposed with a form", status, body)
 	}
 	_, approverPage := e.page(approver, "/ui/")
-	if !strings.Contains(approverPage, `data-kind="oom_memory ml/resnet50-train training"`) || strings.Contains(approverPage, `action="/ui/autonomy/`) {
+	if !strings.Contains(approverPage, `data-kind="oom_memory ml/resnet50-train training Job"`) || strings.Contains(approverPage, `action="/ui/autonomy/`) {
 		t.Errorf("the approver's queue: want the proposal without a form\n%s", approverPage)
 	}
 	post := e.postForm
@@ -160,7 +164,7 @@ func TestReviewPageProposesAutonomy(t *testing.T) {
 		t.Fatalf("the admin's confirmation: %d to %q, want 303 to the queue", status, where)
 	}
 	_, body = e.page(admin, "/ui/?done=granted")
-	if !strings.Contains(body, `id="done"`) || !strings.Contains(body, `class="granted" data-kind="oom_memory ml/resnet50-train training"`) ||
+	if !strings.Contains(body, `id="done"`) || !strings.Contains(body, `class="granted" data-kind="oom_memory ml/resnet50-train training Job"`) ||
 		!strings.Contains(body, "No kind of fix passes the thresholds yet") || !strings.Contains(body, `action="/ui/autonomy/revoke"`) {
 		t.Errorf("the queue after the grant:\n%s\nwant the kind granted with a revoke form, no proposal", body)
 	}
@@ -171,7 +175,7 @@ func TestReviewPageProposesAutonomy(t *testing.T) {
 	if status, where := post(admin, "/ui/autonomy/revoke", csrf, kind); status != http.StatusSeeOther || where != "/ui/?done=revoked#autonomy" {
 		t.Errorf("the admin's revocation: %d to %q", status, where)
 	}
-	if _, body = e.page(admin, "/ui/"); !strings.Contains(body, `class="proposal" data-kind="oom_memory ml/resnet50-train training"`) {
+	if _, body = e.page(admin, "/ui/"); !strings.Contains(body, `class="proposal" data-kind="oom_memory ml/resnet50-train training Job"`) {
 		t.Errorf("the queue after the revocation: want the kind proposed again\n%s", body)
 	}
 }

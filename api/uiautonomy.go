@@ -53,8 +53,8 @@ func (u *ui) changeAutonomy(c *echo.Context, action ledger.AutonomyAction) error
 		return u.fail(c, badRequest("force", "%q is not a checkbox's value", v))
 	}
 	p, _ := principal(c)
-	if _, err := u.s.changeAutonomy(c.Request().Context(), p, action, c.FormValue("category"), c.FormValue("template"),
-		c.FormValue("jobKind"), c.FormValue("reason"), force); err != nil {
+	k := kindOf(c.FormValue("category"), c.FormValue("template"), c.FormValue("jobKind"), c.FormValue("workload"))
+	if _, err := u.s.changeAutonomy(c.Request().Context(), p, action, k, c.FormValue("reason"), force); err != nil {
 		return u.fail(c, err)
 	}
 	done := "granted"

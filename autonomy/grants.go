@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/autofix/autofix/failure"
 	"github.com/autofix/autofix/ledger"
 	"github.com/autofix/autofix/policy"
 )
@@ -31,14 +30,17 @@ type Grants struct {
 // NewGrants returns an empty snapshot of src's grants.
 func NewGrants(src GrantSource) *Grants { return &Grants{src: src} }
 
-// Granted returns the grant of category on template ("namespace/template") for
-// jobs of kind job, if it has one.
-func (g *Grants) Granted(category failure.Category, template string, job failure.JobKind) (policy.Grant, bool) {
+// Granted returns the grant of kind k, if it has one (a Workload of "Job" is a batch
+// Job's, as "").
+func (g *Grants) Granted(k ledger.Kind) (policy.Grant, bool) {
 	m := g.cur.Load()
 	if m == nil {
 		return policy.Grant{}, false
 	}
-	gr, ok := (*m)[ledger.Kind{Category: category, Template: template, JobKind: job}]
+	if k.Workload == ledger.WorkloadJob {
+		k.Workload = ""
+	}
+	gr, ok := (*m)[k]
 	return gr, ok
 }
 
@@ -59,7 +61,7 @@ func (g *Grants) Refresh(ctx context.Context) error {
 	m := make(map[ledger.Kind]policy.Grant, len(list))
 	for _, c := range list {
 		m[c.Kind] = policy.Grant{Seq: c.Seq, Category: c.Kind.Category, Template: c.Kind.Template, JobKind: c.Kind.JobKind,
-			Actor: c.Actor, At: c.At}
+			Workload: c.Kind.Workload, Actor: c.Actor, At: c.At}
 	}
 	g.cur.Store(&m)
 	if g.changed != nil {

@@ -173,7 +173,7 @@ func TestListProposesWhatPasses(t *testing.T) {
 		t.Errorf("List = %d kinds since %v, %d changes; want %d since %v, 2 changes", len(got), l.Since, len(l.Changes), len(want),
 			now.Add(-720*time.Hour))
 	}
-	if g, ok := s.Grants().Granted(failure.Timeout, "team-b/etl", failure.Training); !ok || g.Actor != "bob" {
+	if g, ok := s.Grants().Granted(ledger.Kind{Category: failure.Timeout, Template: "team-b/etl", JobKind: failure.Training}); !ok || g.Actor != "bob" {
 		t.Errorf("Grants().Granted after the grant = %+v, %v; want bob's at once", g, ok)
 	}
 }
@@ -203,7 +203,7 @@ func TestGrantNeedsThresholdsOrForce(t *testing.T) {
 	if _, err := s.Revoke(ctx, k, "alice", "done"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.Grants().Granted(k.Category, k.Template, k.JobKind); ok {
+	if _, ok := s.Grants().Granted(k); ok {
 		t.Error("Granted after Revoke = true, want the revocation at once")
 	}
 	if n := metric(t, s, "autofix_autonomy_revocations_total", "person"); n != 1 {
@@ -258,7 +258,7 @@ func TestCheckRevokesAFailingKind(t *testing.T) {
 		!strings.Contains(r.Reason, "5 of the latest 5 fixes the grant applied failed") {
 		t.Errorf("revocation = %+v; want autonomy's, of grant %d, with the 5 failures", r, g.Seq)
 	}
-	if _, ok := s.Grants().Granted(k.Category, k.Template, k.JobKind); ok {
+	if _, ok := s.Grants().Granted(k); ok {
 		t.Error("Granted after the automatic revocation = true, want the kind back to review")
 	}
 	if n := metric(t, s, "autofix_autonomy_revocations_total", Actor); n != 1 {

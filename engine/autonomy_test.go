@@ -54,14 +54,33 @@ func TestAGrantedKindAppliesOnItsOwnUntilItFails(t *testing.T) {
 			}
 			auto = append(auto, r)
 		}
-		// Where grants apply only to some events (the service: Jobs), another's
-		// fix of the granted kind is reviewed.
-		in.Autonomous = func(ev *failure.Event) bool { return !strings.HasPrefix(ev.ID, "k8s-jobset-") }
-		off++
-		if r := handle(t, in, teamOOM(fmt.Sprintf("k8s-jobset-%d", off), "trainer", int(off)), off); r.State != ledger.PendingReview {
-			t.Errorf("a JobSet of the granted kind, grants kept to Jobs: %s (%s), want pending_review", r.State, r.Reason)
+		// A JobSet of the template is another workload, and another kind: the Jobs'
+		// grant does not apply to it; one of its own does.
+		in.Workload = func(id string) string {
+			if strings.HasPrefix(id, "k8s-jobset-") {
+				return "JobSet"
+			}
+			return "Job"
 		}
-		in.Autonomous = nil
+		jobSet := func() ledger.Remediation {
+			off++
+			return handle(t, in, teamOOM(fmt.Sprintf("k8s-jobset-%d", off), "trainer", int(off)), off)
+		}
+		if r := jobSet(); r.State != ledger.PendingReview {
+			t.Errorf("a JobSet of the kind granted for Jobs: %s (%s), want pending_review", r.State, r.Reason)
+		}
+		if r := next("trainer"); r.State != ledger.Approved {
+			t.Errorf("a Job of the granted kind, its workload named: %s (%s), want approved by the grant", r.State, r.Reason)
+		}
+		sets := kind
+		sets.Workload = "JobSet"
+		if _, err := svc.Grant(ctx, sets, "alice", "the JobSets' record", true); err != nil {
+			t.Fatal(err)
+		}
+		if r := jobSet(); r.State != ledger.Approved || !strings.Contains(r.Reason, "(training, JobSet) by alice") {
+			t.Errorf("a JobSet of the kind granted for JobSets: %s (%s), want approved by that grant", r.State, r.Reason)
+		}
+		in.Workload = nil
 		if r := next("evaluator"); r.State != ledger.PendingReview {
 			t.Errorf("another template: %s (%s), want pending_review", r.State, r.Reason)
 		}

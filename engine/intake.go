@@ -55,9 +55,8 @@ type Verifier interface {
 // Grants are the kinds of fix an admin granted autonomy, as this replica knows them
 // (autonomy.Grants): read for every event, so from memory.
 type Grants interface {
-	// Granted returns the grant of category on template ("namespace/template")
-	// for jobs of kind job.
-	Granted(category failure.Category, template string, job failure.JobKind) (policy.Grant, bool)
+	// Granted returns the grant of kind k.
+	Granted(k ledger.Kind) (policy.Grant, bool)
 }
 
 // IntakeLedger is what Intake needs of the ledger.
@@ -84,10 +83,11 @@ type Intake struct {
 	// Grants, when set, are the kinds of fix granted autonomy: their fixes the
 	// policy's rules would keep for review apply on their own (policy.Input.Grant).
 	Grants Grants
-	// Autonomous, when set, says which events a grant may apply to; nil: all. A
-	// kind of fix (ledger.Kind) does not name the workload's API kind, so the
-	// service keeps grants to Jobs, whose record earned them (docs/decisions.md).
-	Autonomous func(ev *failure.Event) bool
+	// Workload, when set, names the API kind of the workload an event is the
+	// failure of (remediate.EventKind: Job, JobSet, RayJob, Workflow); nil: every
+	// event is a batch Job's. It is recorded with the event, and a grant applies to
+	// the workload it was granted for only (ledger.Kind).
+	Workload func(id string) string
 	// Verifier, when set, checks every event against the cluster first: one it does
 	// not bear out is recorded rejected, is not recommended for, and stays out of
 	// its template's history. Nil when there is no cluster (shadow mode).
@@ -260,7 +260,7 @@ func (in *Intake) handle(ctx context.Context, batch []ingest.Message) ([]ingest.
 			it.entry.Actor = "intake"
 		} else {
 			it.ev = &ev
-			it.entry.EventID, it.entry.Event = ev.ID, &ev
+			it.entry.EventID, it.entry.Event, it.entry.Workload = ev.ID, &ev, in.workload(&ev)
 		}
 		decoded[i] = it
 	})
@@ -486,13 +486,22 @@ func (in *Intake) remember(fresh []*item) {
 	}
 }
 
-// grant is the grant of category on ev's template for jobs of its kind, nil if
-// none or if grants do not apply to ev (Autonomous).
+// workload is the API kind of the workload ev is the failure of (Workload).
+func (in *Intake) workload(ev *failure.Event) string {
+	if in.Workload == nil {
+		return ""
+	}
+	return in.Workload(ev.ID)
+}
+
+// grant is the grant of category on ev's template for its job kind and workload,
+// nil if none.
 func (in *Intake) grant(ev *failure.Event, category failure.Category) *policy.Grant {
-	if in.Grants == nil || in.Autonomous != nil && !in.Autonomous(ev) {
+	if in.Grants == nil {
 		return nil
 	}
-	if g, ok := in.Grants.Granted(category, ev.HistoryKey(), ev.Job.Kind); ok {
+	k := ledger.Kind{Category: category, Template: ev.HistoryKey(), JobKind: ev.Job.Kind, Workload: in.workload(ev)}
+	if g, ok := in.Grants.Granted(k); ok {
 		return &g
 	}
 	return nil

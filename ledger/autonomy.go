@@ -22,7 +22,8 @@ import (
 // Kind is a kind of fix, the unit of graduated autonomy: a failure category on one
 // job template — the unit a template's history already uses — for one kind of
 // workload: a batch Job and a Deployment may share a template key (a Deployment's
-// template is its name), and the record of one says nothing of the other.
+// template is its name), and so may a Job and a JobSet; the record of one says
+// nothing of the other.
 type Kind struct {
 	Category failure.Category `json:"category"`
 	// Template is the template's history key, "namespace/template"
@@ -31,10 +32,30 @@ type Kind struct {
 	// JobKind is the workload's kind (failure.Job.Kind); empty for failures of
 	// jobs that carry none, which are never granted.
 	JobKind failure.JobKind `json:"jobKind,omitempty"`
+	// Workload is the workload's API kind as kubernetes.kinds names it (JobSet,
+	// RayJob, Workflow); "" for a batch Job ("Job" is taken for it).
+	Workload string `json:"workload,omitempty"`
 }
 
 func (k Kind) String() string {
+	if k.Workload != "" {
+		return string(k.Category) + " on " + k.Template + " (" + string(k.JobKind) + ", " + k.Workload + ")"
+	}
 	return string(k.Category) + " on " + k.Template + " (" + string(k.JobKind) + ")"
+}
+
+// WorkloadJob is the workload of a batch Job, which a Kind and an Entry name "".
+const WorkloadJob = "Job"
+
+// workloadRE is an API kind's name.
+var workloadRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,62}$`)
+
+// normWorkload is w as the ledger keeps it: "" for a batch Job.
+func normWorkload(w string) string {
+	if w == WorkloadJob {
+		return ""
+	}
+	return w
 }
 
 // AutonomyError is the error of a change of autonomy that can never be recorded,
@@ -59,6 +80,8 @@ var (
 // not one of failure's (the fixes of jobs that carry none are never granted).
 func CheckKind(k Kind) error {
 	switch {
+	case k.Workload != "" && !workloadRE.MatchString(k.Workload):
+		return &AutonomyError{"workload", fmt.Sprintf("%.64q, want an API kind: Job, JobSet, RayJob or Workflow", k.Workload)}
 	case k.Category == "":
 		return &AutonomyError{"category", "required"}
 	case !k.Category.Valid():
@@ -135,6 +158,7 @@ type AutonomyEvidence struct {
 
 // checkChange refuses a change that can never be recorded.
 func checkChange(c *AutonomyChange) error {
+	c.Kind.Workload = normWorkload(c.Kind.Workload)
 	if err := CheckKind(c.Kind); err != nil {
 		return err
 	}
@@ -193,7 +217,7 @@ func (s *Store) ChangeAutonomy(ctx context.Context, c AutonomyChange) (AutonomyC
 			actor  string
 		)
 		err := tx.QueryRowContext(ctx, s.q(`SELECT seq, action, actor FROM autonomy WHERE category = ? AND template_key = ? AND job_kind = ?
-			ORDER BY seq DESC LIMIT 1`), string(c.Kind.Category), c.Kind.Template, string(c.Kind.JobKind)).Scan(&cur, &action, &actor)
+			AND workload = ? ORDER BY seq DESC LIMIT 1`), string(c.Kind.Category), c.Kind.Template, string(c.Kind.JobKind), c.Kind.Workload).Scan(&cur, &action, &actor)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("change autonomy: %w", err)
 		}
@@ -217,8 +241,9 @@ func (s *Store) ChangeAutonomy(ctx context.Context, c AutonomyChange) (AutonomyC
 		if c.Forced {
 			forced = 1
 		}
-		_, err = tx.ExecContext(ctx, s.q("INSERT INTO autonomy ("+autonomyCols+") VALUES "+placeholders(1, 11)),
-			c.Seq, string(c.Kind.Category), c.Kind.Template, string(c.Kind.JobKind), string(c.Action), forced, c.Grant, c.Actor, c.Reason, evidence, nanos(c.At))
+		_, err = tx.ExecContext(ctx, s.q("INSERT INTO autonomy ("+autonomyCols+") VALUES "+placeholders(1, 12)),
+			c.Seq, string(c.Kind.Category), c.Kind.Template, string(c.Kind.JobKind), c.Kind.Workload, string(c.Action), forced, c.Grant, c.Actor,
+			c.Reason, evidence, nanos(c.At))
 		if err != nil {
 			return fmt.Errorf("change autonomy: %w", err)
 		}
@@ -255,7 +280,7 @@ func autonomyDetail(c *AutonomyChange) string {
 	return b.String()
 }
 
-const autonomyCols = "seq, category, template_key, job_kind, action, forced, grant_seq, actor, reason, evidence, created_at"
+const autonomyCols = "seq, category, template_key, job_kind, workload, action, forced, grant_seq, actor, reason, evidence, created_at"
 
 // MaxGrants is the most grants AutonomyGrants returns (the oldest first): far more
 // kinds than people review.
@@ -266,7 +291,7 @@ const MaxGrants = 10000
 func (s *Store) AutonomyGrants(ctx context.Context) ([]AutonomyChange, error) {
 	out, err := s.autonomyRows(ctx, "SELECT "+autonomyCols+` FROM autonomy a WHERE action = 'grant'
 		AND seq = (SELECT MAX(seq) FROM autonomy b WHERE b.category = a.category AND b.template_key = a.template_key
-			AND b.job_kind = a.job_kind)
+			AND b.job_kind = a.job_kind AND b.workload = a.workload)
 		ORDER BY seq LIMIT ?`, MaxGrants)
 	if err != nil {
 		return nil, fmt.Errorf("autonomy grants: %w", err)
@@ -292,7 +317,8 @@ func (s *Store) autonomyRows(ctx context.Context, query string, limit int) ([]Au
 			forced                          int
 			at                              int64
 		)
-		if err := r.Scan(&c.Seq, &category, &c.Kind.Template, &job, &action, &forced, &c.Grant, &c.Actor, &c.Reason, &evidence, &at); err != nil {
+		if err := r.Scan(&c.Seq, &category, &c.Kind.Template, &job, &c.Kind.Workload, &action, &forced, &c.Grant, &c.Actor, &c.Reason, &evidence,
+			&at); err != nil {
 			return err
 		}
 		c.Kind.Category, c.Kind.JobKind, c.Action = failure.Category(category), failure.JobKind(job), AutonomyAction(action)

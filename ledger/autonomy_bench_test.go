@@ -50,7 +50,7 @@ func BenchmarkKindStats(b *testing.B) {
 			}
 		})
 		one := f
-		one.Kind = &Kind{"oom_memory", "team-a/tmpl-1", "training"}
+		one.Kind = &Kind{Category: "oom_memory", Template: "team-a/tmpl-1", JobKind: "training"}
 		b.Run("one", func(b *testing.B) {
 			for b.Loop() {
 				if got, err := s.KindStats(ctx, one); err != nil || len(got) != 1 {

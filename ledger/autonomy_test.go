@@ -73,7 +73,8 @@ func live(t *testing.T, s *Store, l life) {
 // TestKindStats: per kind, the decisions people made (never a machine actor's) and
 // how its attempts ended, split by who approved them, over the window only. An
 // approval after an edit is counted apart, and its outcome not at all; a
-// Deployment sharing a batch Job's template key is another kind.
+// Deployment sharing a batch Job's template key is another kind, and so is a
+// JobSet sharing it.
 func TestKindStats(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
@@ -98,26 +99,34 @@ func TestKindStats(t *testing.T) {
 			{id: "c1", o: c, end: Succeeded},
 			{id: "d1", o: entryOpt{ns: "team-d", at: t0.Add(time.Hour)}, review: true}, // nothing decided or ended
 			{id: "e1", o: dep, review: true, decider: "alice", end: Failed},
+			{id: "js1", o: entryOpt{workload: "JobSet", at: t0.Add(time.Hour)}, review: true, decider: "alice", end: Succeeded},
+			{id: "job1", o: entryOpt{workload: "Job", at: t0.Add(-4 * time.Hour)}, review: true, decider: "alice"}, // "Job" is a batch Job's
 		} {
 			live(t, s, l)
 		}
 		mustRecord(t, s, rejected("kafka:x", t0.Add(time.Hour)))
-		ka := KindStats{Kind: Kind{failure.OOMMemory, "team-a/train-llm", failure.Training}, Approved: 2, Edited: 1, Rejected: 1,
+		ka := KindStats{Kind: Kind{Category: failure.OOMMemory, Template: "team-a/train-llm", JobKind: failure.Training}, Approved: 2, Edited: 1, Rejected: 1,
 			Reviewed: AttemptCounts{1, 1}, Automatic: AttemptCounts{2, 1}}
-		kb := KindStats{Kind: Kind{failure.OOMMemory, "team-b/etl", failure.Training}, Rejected: 1}
-		kc := KindStats{Kind: Kind{failure.DiskFull, "team-a/train-llm", failure.Training}, Automatic: AttemptCounts{1, 0}}
-		ke := KindStats{Kind: Kind{failure.OOMMemory, "team-a/train-llm", failure.Deployment}, Approved: 1, Reviewed: AttemptCounts{0, 1}}
+		kb := KindStats{Kind: Kind{Category: failure.OOMMemory, Template: "team-b/etl", JobKind: failure.Training}, Rejected: 1}
+		kc := KindStats{Kind: Kind{Category: failure.DiskFull, Template: "team-a/train-llm", JobKind: failure.Training}, Automatic: AttemptCounts{1, 0}}
+		ke := KindStats{Kind: Kind{Category: failure.OOMMemory, Template: "team-a/train-llm", JobKind: failure.Deployment}, Approved: 1, Reviewed: AttemptCounts{0, 1}}
+		kj := KindStats{Kind: Kind{Category: failure.OOMMemory, Template: "team-a/train-llm", JobKind: failure.Training, Workload: "JobSet"},
+			Approved: 1, Reviewed: AttemptCounts{1, 0}}
 		tests := []struct {
 			name string
 			f    KindFilter
 			want []KindStats
 		}{
-			{"window", KindFilter{Since: t0}, []KindStats{ka, ke, kb, kc}},
+			{"window", KindFilter{Since: t0}, []KindStats{ka, ke, kj, kb, kc}},
 			{"limit", KindFilter{Since: t0, Limit: 2}, []KindStats{ka, ke}},
+			{"one workload", KindFilter{Since: t0, Kind: &kj.Kind}, []KindStats{kj}},
 			{"one kind", KindFilter{Since: t0, Kind: &kb.Kind}, []KindStats{kb}},
 			{"one job kind", KindFilter{Since: t0, Kind: &ke.Kind}, []KindStats{ke}},
 			{"until", KindFilter{Since: t0.Add(-2 * time.Hour), Until: t0},
 				[]KindStats{{Kind: ka.Kind, Approved: 1, Reviewed: AttemptCounts{1, 0}}}},
+			{"Job is a batch Job's", KindFilter{Since: t0.Add(-5 * time.Hour), Until: t0.Add(-3 * time.Hour),
+				Kind: &Kind{Category: ka.Kind.Category, Template: ka.Kind.Template, JobKind: ka.Kind.JobKind, Workload: "Job"}},
+				[]KindStats{{Kind: ka.Kind, Approved: 1}}},
 			{"none", KindFilter{Since: t0.Add(2 * time.Hour)}, nil},
 		}
 		for _, tt := range tests {
@@ -188,6 +197,20 @@ func TestEntryGrantOnlyApproved(t *testing.T) {
 	})
 }
 
+// TestEntryWorkloadIsAnAPIKind: an entry's workload is an API kind's name or
+// nothing.
+func TestEntryWorkloadIsAnAPIKind(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		for i, w := range []string{"jobset", "Job Set", strings.Repeat("J", 64), "JobSet\n"} {
+			e := entry(fmt.Sprintf("w-%d", i), PendingReview, entryOpt{workload: w})
+			var ee *EntryError
+			if _, err := s.Record(context.Background(), []Entry{e}); !errors.As(err, &ee) || !strings.Contains(err.Error(), "workload") {
+				t.Errorf("Record(workload %q) = %v, want an *EntryError naming the workload", w, err)
+			}
+		}
+	})
+}
+
 // TestFillEdited: attempts approved before the ledger kept whether they were edited
 // (migration 0012 marks them unknown) are worked out when it opens, from their
 // recommendation: an approval as recommended is one, an edited one is not.
@@ -207,7 +230,7 @@ func TestFillEdited(t *testing.T) {
 		}
 		s2 := openTest(t, dsn)
 		got, err := s2.KindStats(ctx, KindFilter{Since: t0})
-		want := []KindStats{{Kind: Kind{failure.OOMMemory, "team-a/train-llm", failure.Training}, Approved: 1, Edited: 1,
+		want := []KindStats{{Kind: Kind{Category: failure.OOMMemory, Template: "team-a/train-llm", JobKind: failure.Training}, Approved: 1, Edited: 1,
 			Reviewed: AttemptCounts{1, 0}}}
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("KindStats after reopening = %+v, %v; want %+v", got, err, want)
@@ -238,8 +261,8 @@ func autonomyAudit(t *testing.T, s *Store) []string {
 func TestChangeAutonomy(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
-		k := Kind{failure.OOMMemory, "team-a/trainer", failure.Training}
-		other := Kind{failure.DiskFull, "team-a/trainer", failure.Training}
+		k := Kind{Category: failure.OOMMemory, Template: "team-a/trainer", JobKind: failure.Training}
+		other := Kind{Category: failure.DiskFull, Template: "team-a/trainer", JobKind: failure.Training}
 		ev := &AutonomyEvidence{Since: t0.Add(-720 * time.Hour), Until: t0, Stats: &KindStats{Kind: k, Approved: 11, Rejected: 1,
 			Reviewed: AttemptCounts{9, 1}}}
 		g, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: k, Action: AutonomyGrant, Actor: "alice", Evidence: ev, At: t0})
@@ -275,9 +298,29 @@ func TestChangeAutonomy(t *testing.T) {
 		if _, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: k, Action: AutonomyGrant, Actor: "alice", At: t0.Add(3 * time.Minute)}); err != nil {
 			t.Errorf("granting again after a revocation = %v", err)
 		}
-		changes, err := s.AutonomyChanges(ctx, 2)
-		if err != nil || len(changes) != 2 || changes[0].Seq != 4 || changes[1].Seq != 3 || changes[1].Action != AutonomyRevoke {
-			t.Errorf("AutonomyChanges(2) = %+v, %v; want seqs 4 and 3", changes, err)
+		// The same category, template and job kind for JobSets is another kind; "Job"
+		// names the batch Jobs' kind, granted already.
+		sets := k
+		sets.Workload = "JobSet"
+		if got, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: sets, Action: AutonomyGrant, Actor: "carol", At: t0.Add(4 * time.Minute)}); err != nil ||
+			got.Kind != sets {
+			t.Errorf("granting it for JobSets = %+v, %v; want a grant of its own", got, err)
+		}
+		jobs := k
+		jobs.Workload = "Job"
+		if _, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: jobs, Action: AutonomyGrant, Actor: "carol"}); !errors.Is(err, ErrConflict) {
+			t.Errorf("granting it for Jobs, by name = %v, want a conflict: the Jobs' grant is in force", err)
+		}
+		if grants, _ := s.AutonomyGrants(ctx); len(grants) != 3 || grants[2].Kind != sets {
+			t.Errorf("AutonomyGrants = %+v, want the JobSets' grant beside the Jobs'", grants)
+		}
+		if _, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: sets, Action: AutonomyRevoke, Actor: "carol", Reason: "back to review",
+			At: t0.Add(5 * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		changes, err := s.AutonomyChanges(ctx, 4)
+		if err != nil || len(changes) != 4 || changes[2].Seq != 4 || changes[3].Seq != 3 || changes[3].Action != AutonomyRevoke {
+			t.Errorf("AutonomyChanges(4) = %+v, %v; want seqs 6 to 3", changes, err)
 		}
 		want := []string{
 			"alice autonomy-grant grant oom_memory on team-a/trainer (training); reviewed 12 (11 approved), outcomes 10 (9 succeeded)",
@@ -285,6 +328,8 @@ func TestChangeAutonomy(t *testing.T) {
 			"autonomy autonomy-revoke revoke oom_memory on team-a/trainer (training); " +
 				"latest automatic fixes: 5 of 10 succeeded; reason: 3 of the latest 10 automatic fixes failed",
 			"alice autonomy-grant grant oom_memory on team-a/trainer (training)",
+			"carol autonomy-grant grant oom_memory on team-a/trainer (training, JobSet)",
+			"carol autonomy-revoke revoke oom_memory on team-a/trainer (training, JobSet); reason: back to review",
 		}
 		if got := autonomyAudit(t, s); !reflect.DeepEqual(got, want) {
 			t.Errorf("audit =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -293,7 +338,7 @@ func TestChangeAutonomy(t *testing.T) {
 }
 
 func TestChangeAutonomyRefuses(t *testing.T) {
-	ok := AutonomyChange{Kind: Kind{failure.OOMMemory, "team-a/trainer", failure.Training}, Action: AutonomyGrant, Actor: "alice"}
+	ok := AutonomyChange{Kind: Kind{Category: failure.OOMMemory, Template: "team-a/trainer", JobKind: failure.Training}, Action: AutonomyGrant, Actor: "alice"}
 	tests := []struct {
 		name  string
 		edit  func(*AutonomyChange)
@@ -312,6 +357,7 @@ func TestChangeAutonomyRefuses(t *testing.T) {
 		{"long", func(c *AutonomyChange) { c.Kind.Template = "team-a/" + strings.Repeat("x", 254) }, "template"},
 		{"no job kind", func(c *AutonomyChange) { c.Kind.JobKind = "" }, "jobKind"},
 		{"bogus job kind", func(c *AutonomyChange) { c.Kind.JobKind = "cronjob" }, "jobKind"},
+		{"bogus workload", func(c *AutonomyChange) { c.Kind.Workload = "jobset; DROP" }, "workload"},
 		{"action", func(c *AutonomyChange) { c.Action = "maybe" }, "action"},
 		{"no actor", func(c *AutonomyChange) { c.Actor = " " }, "actor"},
 		{"forced revoke", func(c *AutonomyChange) { c.Action, c.Forced, c.Reason = AutonomyRevoke, true, "x" }, "force"},
@@ -347,7 +393,7 @@ func TestConcurrentGrants(t *testing.T) {
 		for i, s := range stores {
 			wg.Go(func() {
 				errs[i] = retryBusy(t, func() error {
-					_, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: Kind{failure.Timeout, "team-a/etl", failure.Batch}, Action: AutonomyGrant,
+					_, err := s.ChangeAutonomy(ctx, AutonomyChange{Kind: Kind{Category: failure.Timeout, Template: "team-a/etl", JobKind: failure.Batch}, Action: AutonomyGrant,
 						Actor: fmt.Sprintf("admin-%d", i)})
 					return err
 				})

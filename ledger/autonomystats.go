@@ -90,11 +90,11 @@ func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error
 		args = append(args, nanos(f.Until))
 	}
 	if f.Kind != nil {
-		where += " AND e.category = ? AND e.template_key = ? AND e.kind = ?"
-		args = append(args, string(f.Kind.Category), text(f.Kind.Template), string(f.Kind.JobKind))
+		where += " AND e.category = ? AND e.template_key = ? AND e.kind = ? AND e.workload = ?"
+		args = append(args, string(f.Kind.Category), text(f.Kind.Template), string(f.Kind.JobKind), normWorkload(f.Kind.Workload))
 	}
 	args = append(args, limit)
-	query := `SELECT e.category, e.template_key, e.kind,
+	query := `SELECT e.category, e.template_key, e.kind, e.workload,
 		SUM(CASE WHEN d.action = 'approve' AND a.edited = 0 THEN 1 ELSE 0 END),
 		SUM(CASE WHEN d.action = 'approve' AND (a.edited IS NULL OR a.edited <> 0) THEN 1 ELSE 0 END),
 		SUM(CASE WHEN d.action = 'reject' THEN 1 ELSE 0 END),
@@ -106,9 +106,9 @@ func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error
 		LEFT JOIN audit d ON ` + personDecided("d") + `
 		LEFT JOIN attempts a ON a.event_id = e.event_id
 		WHERE ` + where + `
-		GROUP BY e.category, e.template_key, e.kind
+		GROUP BY e.category, e.template_key, e.kind, e.workload
 		HAVING COUNT(d.action) > 0 OR SUM(CASE WHEN a.outcome IN ('succeeded', 'failed') THEN 1 ELSE 0 END) > 0
-		ORDER BY COUNT(d.action) DESC, e.category, e.template_key, e.kind
+		ORDER BY COUNT(d.action) DESC, e.category, e.template_key, e.kind, e.workload
 		LIMIT ?`
 	var out []KindStats
 	err := queryEach(ctx, s.r, s.q(query), args, func(r *sql.Rows) error {
@@ -116,7 +116,7 @@ func (s *Store) KindStats(ctx context.Context, f KindFilter) ([]KindStats, error
 			k             KindStats
 			category, job string
 		)
-		if err := r.Scan(&category, &k.Kind.Template, &job, &k.Approved, &k.Edited, &k.Rejected, &k.Reviewed.Succeeded,
+		if err := r.Scan(&category, &k.Kind.Template, &job, &k.Kind.Workload, &k.Approved, &k.Edited, &k.Rejected, &k.Reviewed.Succeeded,
 			&k.Reviewed.Failed, &k.Automatic.Succeeded, &k.Automatic.Failed); err != nil {
 			return err
 		}

@@ -112,6 +112,7 @@ type entryOpt struct {
 	at              time.Time
 	cat             failure.Category
 	kind            failure.JobKind // the job's kind; training when empty
+	workload        string          // the workload's API kind; a batch Job when empty
 }
 
 // entry is a valid entry for event id in state st; an approved one carries attempt
@@ -143,6 +144,7 @@ func entry(id string, st State, o entryOpt) Entry {
 	e := Entry{
 		EventID: id, Source: Source{Topic: "failures", Partition: 2, Offset: 1000}, ReceivedAt: o.at,
 		Event: ev, ChainID: o.chain, Recommendation: rec, State: st, Reason: "policy says " + string(st), Actor: "policy",
+		Workload: o.workload,
 	}
 	if st == Approved {
 		e.Attempt = &Attempt{

@@ -83,6 +83,10 @@ type Entry struct {
 	// rules decided; only with State Approved. The grant's automatic revocation
 	// watches these fixes (GrantOutcomes).
 	Grant int64
+	// Workload is the failed workload's API kind as kubernetes.kinds names it
+	// (JobSet, RayJob, Workflow); "" or "Job" for a batch Job. Its kind of fix
+	// (Kind.Workload) names it.
+	Workload string
 	// NoHistory keeps the failed run out of its template's history: an event autofix
 	// could not verify must not teach the models, nor count in its chain.
 	NoHistory bool
@@ -100,7 +104,7 @@ const (
 
 const eventCols = "event_id, namespace, job_name, template, template_key, kind, chain_id, attempt, " +
 	"category, confidence, state, reason, error, event_json, recommendation_json, " +
-	"received_at, updated_at, kafka_topic, kafka_partition, kafka_offset, autonomy_grant"
+	"received_at, updated_at, kafka_topic, kafka_partition, kafka_offset, autonomy_grant, workload"
 
 const auditCols = "event_id, seq, created_at, actor, action, from_state, to_state, detail"
 
@@ -313,7 +317,7 @@ func prepare(i int, e Entry) (*pending, error) {
 		}
 		p.entry.State = Rejected
 		p.event = []any{p.id, "", "", "", "", "", e.ChainID, 0, "", 0.0, string(Rejected), e.Reason, e.Error, nil, nil,
-			nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset, int64(0)}
+			nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset, int64(0), ""}
 		return p, nil
 	}
 	ev := e.Event
@@ -326,6 +330,8 @@ func prepare(i int, e Entry) (*pending, error) {
 		return nil, errors.New("attempt: required with state approved")
 	case e.Grant < 0 || e.Grant > 0 && e.State != Approved:
 		return nil, fmt.Errorf("grant %d: want a grant's seq with state approved, or 0", e.Grant)
+	case e.Workload != "" && !workloadRE.MatchString(e.Workload):
+		return nil, fmt.Errorf("workload %.64q: want an API kind", e.Workload)
 	}
 	evJSON, err := json.Marshal(ev)
 	if err != nil {
@@ -348,7 +354,7 @@ func prepare(i int, e Entry) (*pending, error) {
 	key := failure.TemplateKey(ev.Job.Namespace, ev.Job.Template)
 	p.event = []any{p.id, ev.Job.Namespace, ev.Job.Name, ev.Job.Template, key, string(ev.Job.Kind), e.ChainID,
 		ev.Job.Attempt, string(category), confidence, string(e.State), e.Reason, e.Error, string(evJSON), recJSON,
-		nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset, e.Grant}
+		nanos(p.at), nanos(p.at), src.Topic, src.Partition, src.Offset, e.Grant, normWorkload(e.Workload)}
 	if e.State == Approved {
 		a := *e.Attempt
 		if a.ChainID == "" {

@@ -100,6 +100,9 @@ type Grant struct {
 	// JobKind is the kind of job it was granted for: it applies to that kind
 	// only, whatever shares the template key.
 	JobKind failure.JobKind
+	// Workload is the workload's API kind it was granted for ("" for batch Jobs):
+	// the caller looks grants up by it (ledger.Kind).
+	Workload string
 	// Actor granted it at At.
 	Actor string
 	At    time.Time
@@ -114,7 +117,11 @@ func (c *Config) grantApplies(in *Input, d Decision, final bool) Decision {
 		!g.JobKind.Valid() || g.JobKind != in.Event.Job.Kind {
 		return d
 	}
-	granted := fmt.Sprintf("autonomy granted to %s on %s (%s) by %s on %s", g.Category, g.Template, g.JobKind, g.Actor,
+	kind := string(g.JobKind)
+	if g.Workload != "" {
+		kind += ", " + g.Workload
+	}
+	granted := fmt.Sprintf("autonomy granted to %s on %s (%s) by %s on %s", g.Category, g.Template, kind, g.Actor,
 		g.At.UTC().Format(time.DateOnly))
 	switch conf := cl.Confidence; {
 	case final:

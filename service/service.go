@@ -254,9 +254,9 @@ func (s *Service) assemble(ctx context.Context, remediator engine.Remediator) er
 		s.intake = &engine.Intake{}
 	}
 	s.intake.Grants = s.autonomy.Grants()
-	// A kind of fix does not name the workload's API kind: a grant earned by Jobs
-	// must not apply to a JobSet of the same template (docs/decisions.md).
-	s.intake.Autonomous = func(ev *failure.Event) bool { return remediate.EventKind(ev.ID) == remediate.KindJob }
+	// A kind of fix names the workload's API kind: a grant earned by Jobs does not
+	// apply to a JobSet of the same template.
+	s.intake.Workload = remediate.EventKind
 	s.dispatcher = &engine.Dispatcher{
 		Ledger: s.store, Remediator: remediator, DryRun: cfg.Policy.DryRun, Log: log,
 		Limiter: policy.NewLimiter(cfg.Policy.RatePerMinute, cfg.Policy.Burst),

@@ -74,7 +74,9 @@ type ClientInterface interface {
 	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
 	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
 	// a missing or unknown job kind a 400 naming `jobKind` (a grant for batch Jobs
-	// never applies to a Deployment of the same template key); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// never applies to a Deployment of the same template key), a workload that is
+	// not an API kind's name a 400 naming `workload` (a grant for Jobs never applies
+	// to a JobSet, RayJob or Workflow of the same template); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
 	// 409. The grant is recorded with who, when, why and the figures, and in the
 	// audit trail.
 	//
@@ -95,7 +97,9 @@ type ClientInterface interface {
 	// taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
 	// that is not `namespace/template` with Kubernetes names a 400 naming `template`;
 	// a missing or unknown job kind a 400 naming `jobKind` (a grant for batch Jobs
-	// never applies to a Deployment of the same template key); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+	// never applies to a Deployment of the same template key), a workload that is
+	// not an API kind's name a 400 naming `workload` (a grant for Jobs never applies
+	// to a JobSet, RayJob or Workflow of the same template); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
 	// 409. The grant is recorded with who, when, why and the figures, and in the
 	// audit trail.
 	//
@@ -589,21 +593,4 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/rules:test (the `TestRules` operationId).
 	TestRules(ctx context.Context, body TestRulesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
-}
-
-// Healthz Liveness
-//
-// No authentication. The process is up and serving.
-//
-// Corresponds with GET /healthz (the `Healthz` operationId).
-func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewHealthzRequest(c.Server)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
 }

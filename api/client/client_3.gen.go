@@ -8,6 +8,23 @@ import (
 	"net/http"
 )
 
+// Healthz Liveness
+//
+// No authentication. The process is up and serving.
+//
+// Corresponds with GET /healthz (the `Healthz` operationId).
+func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHealthzRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // Metrics Prometheus metrics
 //
 // Role: **viewer**. The Prometheus text exposition format. With `http.openMetrics:
@@ -94,7 +111,9 @@ func (c *Client) ListAutonomy(ctx context.Context, reqEditors ...RequestEditorFn
 // taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
 // that is not `namespace/template` with Kubernetes names a 400 naming `template`;
 // a missing or unknown job kind a 400 naming `jobKind` (a grant for batch Jobs
-// never applies to a Deployment of the same template key); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+// never applies to a Deployment of the same template key), a workload that is
+// not an API kind's name a 400 naming `workload` (a grant for Jobs never applies
+// to a JobSet, RayJob or Workflow of the same template); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
 // 409. The grant is recorded with who, when, why and the figures, and in the
 // audit trail.
 //
@@ -125,7 +144,9 @@ func (c *Client) GrantAutonomyWithBody(ctx context.Context, contentType string, 
 // taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
 // that is not `namespace/template` with Kubernetes names a 400 naming `template`;
 // a missing or unknown job kind a 400 naming `jobKind` (a grant for batch Jobs
-// never applies to a Deployment of the same template key); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+// never applies to a Deployment of the same template key), a workload that is
+// not an API kind's name a 400 naming `workload` (a grant for Jobs never applies
+// to a JobSet, RayJob or Workflow of the same template); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
 // 409. The grant is recorded with who, when, why and the figures, and in the
 // audit trail.
 //
@@ -600,28 +621,6 @@ func (c *Client) SetPauseWithBody(ctx context.Context, contentType string, body 
 // Corresponds with POST /v1/policy/pause (the `SetPause` operationId).
 func (c *Client) SetPause(ctx context.Context, body SetPauseJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetPauseRequest(c.Server, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// RecommendWithBody Recommend a fix for one failed job
-//
-// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
-// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
-// An event that does not decode is a 400 naming the field at fault (`payload` for
-// the document as a whole).
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
-func (c *Client) RecommendWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRecommendRequestWithBody(c.Server, contentType, body)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,28 @@ import (
 	"net/url"
 )
 
+// RecommendWithBody Recommend a fix for one failed job
+//
+// Role: **viewer**. Classifies the event and recommends how to retry it, weighing the
+// recorded history of the job's template (its last 50 outcomes). Nothing is recorded.
+// An event that does not decode is a 400 naming the field at fault (`payload` for
+// the document as a whole).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/recommendations (the `Recommend` operationId).
+func (c *Client) RecommendWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRecommendRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // Recommend Recommend a fix for one failed job
 //
 // Role: **viewer**. Classifies the event and recommends how to retry it, weighing the

@@ -70,7 +70,9 @@ func (c *ClientWithResponses) ListAutonomyWithResponse(ctx context.Context, reqE
 // taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
 // that is not `namespace/template` with Kubernetes names a 400 naming `template`;
 // a missing or unknown job kind a 400 naming `jobKind` (a grant for batch Jobs
-// never applies to a Deployment of the same template key); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+// never applies to a Deployment of the same template key), a workload that is
+// not an API kind's name a 400 naming `workload` (a grant for Jobs never applies
+// to a JobSet, RayJob or Workflow of the same template); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
 // 409. The grant is recorded with who, when, why and the figures, and in the
 // audit trail.
 //
@@ -97,7 +99,9 @@ func (c *ClientWithResponses) GrantAutonomyWithBodyWithResponse(ctx context.Cont
 // taxonomy, `unknown` or one no retry fixes is a 400 naming `category`; a template
 // that is not `namespace/template` with Kubernetes names a 400 naming `template`;
 // a missing or unknown job kind a 400 naming `jobKind` (a grant for batch Jobs
-// never applies to a Deployment of the same template key); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
+// never applies to a Deployment of the same template key), a workload that is
+// not an API kind's name a 400 naming `workload` (a grant for Jobs never applies
+// to a JobSet, RayJob or Workflow of the same template); a kind already granted, or autonomy being off (`policy.autonomy.enabled`), a
 // 409. The grant is recorded with who, when, why and the figures, and in the
 // audit trail.
 //

@@ -507,6 +507,9 @@ type AutonomyChange struct {
 	Reason   *string `json:"reason,omitempty"`
 	Seq      int64   `json:"seq"`
 	Template string  `json:"template"`
+
+	// Workload The workload's API kind, as `kubernetes.kinds` names it: `Job` (a batch Job; the default in a request), `JobSet`, `RayJob` or `Workflow`. A kind of fix names it: a grant earned by a template's Jobs does not apply to a JobSet of the same template.
+	Workload Workload `json:"workload"`
 }
 
 // AutonomyChangeAction defines model for AutonomyChange.Action.
@@ -538,6 +541,9 @@ type AutonomyGrantRequest struct {
 
 	// Template `namespace/template`: a Kubernetes namespace, and a template of letters, digits, '-', '_' and '.'.
 	Template string `json:"template"`
+
+	// Workload The workload's API kind, as `kubernetes.kinds` names it: `Job` (a batch Job; the default in a request), `JobSet`, `RayJob` or `Workflow`. A kind of fix names it: a grant earned by a template's Jobs does not apply to a JobSet of the same template.
+	Workload *Workload `json:"workload,omitempty"`
 }
 
 // AutonomyKind defines model for AutonomyKind.
@@ -583,6 +589,9 @@ type AutonomyKind struct {
 
 	// Unmet The thresholds it does not meet, one sentence each.
 	Unmet []string `json:"unmet"`
+
+	// Workload The workload's API kind, as `kubernetes.kinds` names it: `Job` (a batch Job; the default in a request), `JobSet`, `RayJob` or `Workflow`. A kind of fix names it: a grant earned by a template's Jobs does not apply to a JobSet of the same template.
+	Workload Workload `json:"workload"`
 }
 
 // AutonomyList defines model for AutonomyList.
@@ -609,6 +618,9 @@ type AutonomyRevokeRequest struct {
 	JobKind  JobKind  `json:"jobKind"`
 	Reason   string   `json:"reason"`
 	Template string   `json:"template"`
+
+	// Workload The workload's API kind, as `kubernetes.kinds` names it: `Job` (a batch Job; the default in a request), `JobSet`, `RayJob` or `Workflow`. A kind of fix names it: a grant earned by a template's Jobs does not apply to a JobSet of the same template.
+	Workload *Workload `json:"workload,omitempty"`
 }
 
 // AutonomyThresholds `policy.autonomy`.
@@ -631,17 +643,3 @@ type BatchItem struct {
 	// Recommendation What autofix advises for one failed job.
 	Recommendation *Recommendation `json:"recommendation,omitempty"`
 }
-
-// BatchRequest defines model for BatchRequest.
-type BatchRequest struct {
-	// Events FailureEvents (see the FailureEvent schema). Each is decoded on its own: one
-	// that does not decode is answered with an error in its place, so any JSON value
-	// is accepted here.
-	Events []interface{} `json:"events"`
-}
-
-// ByteQuantity A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
-type ByteQuantity = string
-
-// Category The class of a failure.
-type Category string

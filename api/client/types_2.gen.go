@@ -7,6 +7,20 @@ import (
 	"time"
 )
 
+// BatchRequest defines model for BatchRequest.
+type BatchRequest struct {
+	// Events FailureEvents (see the FailureEvent schema). Each is decoded on its own: one
+	// that does not decode is answered with an error in its place, so any JSON value
+	// is accepted here.
+	Events []interface{} `json:"events"`
+}
+
+// ByteQuantity A byte count as a Kubernetes quantity, e.g. `"16Gi"`, `"20G"`, `"17072495002"`.
+type ByteQuantity = string
+
+// Category The class of a failure.
+type Category string
+
 // Classification What the classifier concluded about a failure, and why.
 type Classification struct {
 	// Action The kind of remediation a classification calls for.
@@ -204,6 +218,9 @@ type KindRef struct {
 	Category Category `json:"category"`
 	JobKind  *JobKind `json:"jobKind,omitempty"`
 	Template string   `json:"template"`
+
+	// Workload Absent for batch Jobs.
+	Workload *Workload `json:"workload,omitempty"`
 }
 
 // KindStats defines model for KindStats.

@@ -438,6 +438,9 @@ type Usage struct {
 	PeakMemory *ByteQuantity `json:"peakMemory,omitempty"`
 }
 
+// Workload The workload's API kind, as `kubernetes.kinds` names it: `Job` (a batch Job; the default in a request), `JobSet`, `RayJob` or `Workflow`. A kind of fix names it: a grant earned by a template's Jobs does not apply to a JobSet of the same template.
+type Workload = string
+
 // ModelVersion defines model for ModelVersion.
 type ModelVersion = int
 
@@ -661,11 +664,4 @@ func (a PipelineDefinition) MarshalJSON() ([]byte, error) {
 		}
 	}
 	return json.Marshal(object)
-}
-
-// AsJobKind returns the union data inside the FailedJob_Kind as a JobKind
-func (t FailedJob_Kind) AsJobKind() (JobKind, error) {
-	var body JobKind
-	err := json.Unmarshal(t.union, &body)
-	return body, err
 }

@@ -11,6 +11,13 @@ import (
 	"net/url"
 )
 
+// AsJobKind returns the union data inside the FailedJob_Kind as a JobKind
+func (t FailedJob_Kind) AsJobKind() (JobKind, error) {
+	var body JobKind
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
 // FromJobKind overwrites any union data inside the FailedJob_Kind as the provided JobKind
 func (t *FailedJob_Kind) FromJobKind(v JobKind) error {
 	b, err := json.Marshal(v)

@@ -19,17 +19,20 @@ import (
 // `policy pause` works the kill switch, for whoever can open it.
 func newAutonomyCmd(user string) *cobra.Command {
 	var (
-		cf     configFlags
-		reason string
-		by     string
-		force  bool
-		asJSON bool
+		cf       configFlags
+		reason   string
+		by       string
+		workload string
+		force    bool
+		asJSON   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "autonomy",
 		Short: "Graduated autonomy: the kinds of fix proposed to apply without review, grants and revocations",
 		Long: `A kind of fix is a failure category on one job template (namespace/template), for
-one kind of job (training, compression, deployment or batch). List shows every kind
+one kind of job (training, compression, deployment or batch), run as one kind of
+workload (--workload: Job, the default, JobSet, RayJob or Workflow: a grant earned by a
+template's Jobs does not apply to a JobSet of the same template). List shows every kind
 people decided or whose attempt ended within policy.autonomy.window, with how often
 people approved its fixes as recommended (approvals after an edit count apart, as
 edited) and how often they worked, whether it passes
@@ -51,7 +54,7 @@ Revoke sends it back to review. Both are recorded with the figures and audited.`
 		return autonomy.New(autonomy.Options{Ledger: store, Thresholds: &th}), store, nil
 	}
 	kind := func(args []string) ledger.Kind {
-		return ledger.Kind{Category: failure.Category(args[0]), Template: args[1], JobKind: failure.JobKind(args[2])}
+		return ledger.Kind{Category: failure.Category(args[0]), Template: args[1], JobKind: failure.JobKind(args[2]), Workload: workload}
 	}
 	list := &cobra.Command{Use: "list", Short: "Every kind of fix with its figures, proposals and grants", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -118,6 +121,7 @@ Revoke sends it back to review. Both are recorded with the figures and audited.`
 	for _, c := range []*cobra.Command{grant, revoke} {
 		c.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit trail; required to revoke and to force)")
 		c.Flags().StringVar(&by, "by", user, "who is doing it")
+		c.Flags().StringVar(&workload, "workload", ledger.WorkloadJob, "the workload's API kind: Job, JobSet, RayJob or Workflow")
 	}
 	grant.Flags().BoolVar(&force, "force", false, "grant a kind that does not pass the thresholds (recorded as forced)")
 	return cmd
@@ -131,7 +135,7 @@ func printAutonomy(w io.Writer, l *api.AutonomyList) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STATUS\tCATEGORY\tTEMPLATE\tJOBS\tAPPROVED\tEDITED\tSUCCEEDED\tAUTOMATIC\tNOT MET")
+	fmt.Fprintln(tw, "STATUS\tCATEGORY\tTEMPLATE\tJOBS\tWORKLOAD\tAPPROVED\tEDITED\tSUCCEEDED\tAUTOMATIC\tNOT MET")
 	for _, proposed := range []bool{true, false} {
 		for _, k := range l.Kinds {
 			if k.Proposed != proposed {
@@ -147,7 +151,7 @@ func printAutonomy(w io.Writer, l *api.AutonomyList) {
 				status = "granted by " + k.Grant.By
 			}
 			o := ledger.AttemptCounts{Succeeded: k.Reviewed.Succeeded + k.Automatic.Succeeded, Failed: k.Reviewed.Failed + k.Automatic.Failed}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%d/%d\t%d/%d\t%s\n", status, k.Category, k.Template, k.JobKind, k.Approved,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d/%d\t%d/%d\t%s\n", status, k.Category, k.Template, k.JobKind, k.Workload, k.Approved,
 				k.Approved+k.Edited+k.Rejected, k.Edited, o.Succeeded, o.Total(), k.Automatic.Succeeded, k.Automatic.Total(), strings.Join(k.Unmet, "; "))
 		}
 	}

@@ -54,4 +54,16 @@ func TestPolicyAutonomy(t *testing.T) {
 	if grants, err := store.AutonomyGrants(context.Background()); err != nil || len(grants) != 0 {
 		t.Errorf("grants after the revocation = %+v, %v; want none", grants, err)
 	}
+	// The kind for the template's JobSets is another kind.
+	if code, out, stderr := runCmd(t, "", args(append([]string{"grant"}, append(kind, "--workload", "JobSet", "--force", "--reason", "x",
+		"--by", "carol")...)...)...); code != 0 || !strings.Contains(out, "autonomy granted to oom_memory on team-a/trainer (training, JobSet) by carol") {
+		t.Errorf("a grant for JobSets: exit %d %q %q", code, out, stderr)
+	}
+	if grants, err := store.AutonomyGrants(context.Background()); err != nil || len(grants) != 1 || grants[0].Kind.Workload != "JobSet" {
+		t.Errorf("grants = %+v, %v; want the JobSets' one", grants, err)
+	}
+	if code, _, stderr := runCmd(t, "", args(append([]string{"grant"}, append(kind, "--workload", "job set", "--force", "--reason", "x")...)...)...); code == 0 ||
+		!strings.Contains(stderr, "workload:") {
+		t.Errorf("a bogus workload: exit %d %q; want a failure naming workload", code, stderr)
+	}
 }
