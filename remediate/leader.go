@@ -38,6 +38,19 @@ type LeaderStatus struct {
 	// it does not clear unless another replica is seen renewing it.
 	wrote bool
 	seen  []byte // the Lease's record as last read
+	self  string // this replica's identity, once it takes part
+}
+
+// NewLeaderStatus is the status of the replica of identity self (Lead sets it from
+// LeaderOptions.Identity too).
+func NewLeaderStatus(self string) *LeaderStatus { return &LeaderStatus{self: self} }
+
+// Self is this replica's identity in the election ("" before it takes part): a
+// holder of the Lease that is Self but not leading has won it and is about to lead.
+func (s *LeaderStatus) Self() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.self
 }
 
 // State reports whether this replica leads, which replica holds the Lease as far as
@@ -173,6 +186,9 @@ func Lead(ctx context.Context, client kubernetes.Interface, o LeaderOptions, wor
 	if o.Status == nil {
 		o.Status = &LeaderStatus{}
 	}
+	o.Status.mu.Lock()
+	o.Status.self = o.Identity
+	o.Status.mu.Unlock()
 	lock := statusLock{Interface: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name},
 		Client:     client.CoordinationV1(),

@@ -106,6 +106,9 @@ func (h *health) ready(ctx context.Context) (bool, map[string]api.Check) {
 			checks["leader"] = failing("leader election cannot run: " + err.Error())
 		case leading:
 			checks["leader"] = api.Check{State: api.CheckOK, Detail: "leading"}
+		case holder != "" && holder == h.election.Self():
+			// client-go starts leading in a goroutine of its own once the Lease is won.
+			checks["leader"] = api.Check{State: api.CheckOK, Detail: "won the lease; starting to lead"}
 		default:
 			checks["leader"] = api.Check{State: api.CheckOK, Detail: "following " + holder}
 		}

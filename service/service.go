@@ -170,7 +170,7 @@ func (s *Service) connect() (engine.Remediator, error) {
 		if s.kube, err = KubeClient(&cfg.Kubernetes); err != nil {
 			return nil, err
 		}
-		s.election = &remediate.LeaderStatus{}
+		s.election = remediate.NewLeaderStatus(identity(&cfg.Kubernetes))
 	}
 	if cfg.Kubernetes.Enabled(config.KindJobSet) {
 		var err error

@@ -120,7 +120,7 @@ func TestReadyNeedsAnElectionThatRuns(t *testing.T) {
 	ok := ""
 	h.kafkaErr.Store(&ok)
 	h.consuming.Store(true)
-	h.election = &remediate.LeaderStatus{}
+	h.election = remediate.NewLeaderStatus("autofix-0")
 	if ready, checks := h.ready(context.Background()); ready || checks["leader"].State != api.CheckNotReady {
 		t.Errorf("before the first election: ready %v, leader %+v", ready, checks["leader"])
 	}
@@ -132,6 +132,11 @@ func TestReadyNeedsAnElectionThatRuns(t *testing.T) {
 	h.election.Record("autofix-1", nil)
 	if ready, checks := h.ready(context.Background()); !ready || checks["leader"].Detail != "following autofix-1" {
 		t.Errorf("another replica leading: ready %v, leader %+v; want ready", ready, checks["leader"])
+	}
+	// Won, before client-go's callback starts leading: not "following" itself.
+	h.election.Record("autofix-0", nil)
+	if ready, checks := h.ready(context.Background()); !ready || checks["leader"].Detail != "won the lease; starting to lead" {
+		t.Errorf("this replica won the lease: ready %v, leader %+v; want ready, starting to lead", ready, checks["leader"])
 	}
 }
 

@@ -69,9 +69,10 @@ func TestIntegrationLeaderElectionThatCannotRun(t *testing.T) {
 		metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Ready as soon as the Lease is won; leading once client-go's callback ran.
 	waitFor(t, "ready and leading", 60*time.Second, func() bool {
 		r, code = getReadyAs(cfg.HTTP.Addr, token)
-		return code == 200
+		return code == 200 && r.Details["leader"] != "won the lease; starting to lead"
 	})
 	if r.Details["leader"] != "leading" {
 		t.Errorf("leader %q, want leading", r.Details["leader"])
