@@ -257,9 +257,11 @@ func TestIntegrationArgo(t *testing.T) {
 	})
 
 	t.Run("a pipeline trains and compresses as Workflows; the OOM-killed train step is fixed and the run goes on", func(t *testing.T) {
+		// Argo's executor needs each container's command (it cannot read the
+		// image's here): a Workflow without one errs, which autofix leaves alone.
 		step := func(name, memory, need string) string {
 			return `{name: ` + name + `, metadata: {annotations: {"` + truthMemory + `": "` + need + `", "` + simcluster.TruthRunSeconds + `": "2"}},
-            container: {image: "` + name + `:1", resources: {requests: {cpu: "1", memory: ` + memory + `}, limits: {memory: ` + memory + `}}}}`
+            container: {image: "` + name + `:1", command: [python, ` + name + `.py], resources: {requests: {cpu: "1", memory: ` + memory + `}, limits: {memory: ` + memory + `}}}}`
 		}
 		def, err := pipeline.Parse([]byte(`
 name: llm
@@ -293,7 +295,9 @@ stages:
 		d.Poll = 200 * time.Millisecond
 		st, err := d.Run(runCtx, def, "r1")
 		if err != nil || st.Phase != pipeline.Succeeded {
-			t.Fatalf("run r1: %+v, %v", st, err)
+			wf, _ := workflows.Get(ctx, "llm-r1-train", metav1.GetOptions{})
+			status, _, _ := unstructured.NestedMap(wf.Object, "status")
+			t.Fatalf("run r1: %+v, %v; llm-r1-train's status: %v", st, err, status)
 		}
 		if train := st.Stages[0]; train.Attempts != 2 || train.Object != "llm-r1-train-af2" {
 			t.Errorf("train stage = %+v, want it to succeed on the fixed Workflow llm-r1-train-af2", train)
