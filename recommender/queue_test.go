@@ -93,3 +93,39 @@ func TestRetriesStayWithinTheQueuesQuota(t *testing.T) {
 		t.Errorf("another queue's workload got %+v (retry %v), want the unconstrained %+v", got.Resources, ok, free.Resources)
 	}
 }
+
+// BenchmarkRecommendQueued is BenchmarkRecommendGPU's failure in a Kueue queue:
+// "fits" has room now for the unconstrained choice (one search, with the queue's
+// filter); "waits" has room only once others finish, so the search runs twice
+// (room now, then room ever).
+func BenchmarkRecommendQueued(b *testing.B) {
+	ev, history := gpuEvent()
+	ev.Job.Labels = map[string]string{"kueue.x-k8s.io/queue-name": "team"}
+	free, ok := newRecommender(b).Recommend(ev, history).ChosenOption()
+	if !ok {
+		b.Fatal("no retry without a queue")
+	}
+	room := func(gpus int) optimizer.QueueQuota {
+		return optimizer.QueueQuota{Groups: []optimizer.QuotaGroup{
+			{Covers: optimizer.Covered{Memory: true, CPU: true}, Room: []failure.Resources{{MemoryBytes: 1 << 40, CPUMillis: 1 << 20}}},
+			{Covers: optimizer.Covered{GPU: true}, Room: []failure.Resources{{GPU: gpus}}}}}
+	}
+	for _, tc := range []struct {
+		name      string
+		now, ever int
+	}{{"fits", 64, 64}, {"waits", 1, 64}} {
+		b.Run(tc.name, func(b *testing.B) {
+			r := newRecommender(b)
+			r.SetQueues(fixedQueues{recommender.QueueRoom{ClusterQueue: "cq", LocalQueue: "team", Now: room(tc.now), Ever: room(tc.ever)}})
+			rec := r.Recommend(ev, history)
+			if got, ok := rec.ChosenOption(); !ok || got.Resources.GPU > free.Resources.GPU ||
+				strings.Contains(rec.Explanation, "waits in queue") != (tc.name == "waits") {
+				b.Fatalf("chosen %+v (retry %v): %s", got.Resources, ok, rec.Explanation)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Recommend(ev, history)
+			}
+		})
+	}
+}
