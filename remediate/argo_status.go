@@ -104,8 +104,9 @@ func workflowAttemptStatus(failed *unstructured.Unstructured, wf *argoWorkflow, 
 	}
 	status := map[string]any{"nodes": out,
 		"conditions": []any{map[string]any{"type": "Completed", "status": "False"}}}
-	if st, ok, _ := unstructured.NestedMap(failed.Object, "status", "storedTemplates"); ok {
-		status["storedTemplates"] = st
-	}
+	// Not the failed Workflow's storedTemplates: the templates of WorkflowTemplates
+	// its controller cached (anyone who may edit the Workflow may write them), which
+	// the pod policy does not see, and which an attempt never runs (checkWorkflowPods
+	// refuses a step that runs a WorkflowTemplate's template).
 	return status
 }
