@@ -103,6 +103,13 @@ type argoSpec struct {
 	PodMetadata      struct {
 		Annotations map[string]string `json:"annotations"`
 	} `json:"podMetadata"`
+	Hooks map[string]argoHook `json:"hooks"`
+}
+
+// argoHook is the part of a lifecycle hook (of a Workflow, a step or a DAG task)
+// the pod policy reads: the WorkflowTemplate's template it runs, if it runs one.
+type argoHook struct {
+	TemplateRef map[string]any `json:"templateRef"`
 }
 
 // argoTemplate is the part of a template autofix reads. A script template's
@@ -139,8 +146,9 @@ type argoTemplate struct {
 // argoStep is the part of a step, or of a DAG task, the pod policy reads: the
 // template it runs when that is not one of the Workflow's own.
 type argoStep struct {
-	Inline      *argoTemplate  `json:"inline"`
-	TemplateRef map[string]any `json:"templateRef"`
+	Inline      *argoTemplate       `json:"inline"`
+	TemplateRef map[string]any      `json:"templateRef"`
+	Hooks       map[string]argoHook `json:"hooks"`
 }
 
 // argoNode is one node of a Workflow's status.nodes.

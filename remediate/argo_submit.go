@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -268,6 +269,9 @@ func checkWorkflowPods(spec *argoSpec, at string, p policy.Pods) error {
 	if spec.PodSpecPatch != "" {
 		return fmt.Errorf("%s.podSpecPatch: a pod spec patch cannot be held to the pod policy; autofix does not create Workflows that have one", at)
 	}
+	if err := checkHooks(spec.Hooks, at); err != nil {
+		return err
+	}
 	if spec.TemplateDefaults != nil {
 		if err := checkArgoTemplate(spec, spec.TemplateDefaults, at+".templateDefaults", p); err != nil {
 			return err
@@ -336,10 +340,25 @@ func checkArgoTemplate(spec *argoSpec, t *argoTemplate, field string, p policy.P
 		if s.step.TemplateRef != nil {
 			return fmt.Errorf("%s.templateRef: a template of a WorkflowTemplate cannot be held to the pod policy; autofix does not create Workflows that run one", s.field)
 		}
+		if err := checkHooks(s.step.Hooks, s.field); err != nil {
+			return err
+		}
 		if s.step.Inline != nil {
 			if err := checkArgoTemplate(spec, s.step.Inline, s.field+".inline", p); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// checkHooks refuses a lifecycle hook (of hooks, at field) that runs a template of
+// a WorkflowTemplate, which the pod policy cannot see.
+func checkHooks(hooks map[string]argoHook, field string) error {
+	for _, name := range slices.Sorted(maps.Keys(hooks)) {
+		if hooks[name].TemplateRef != nil {
+			return fmt.Errorf("%s.hooks[%q].templateRef: a template of a WorkflowTemplate cannot be held to the pod policy; autofix does not create Workflows that run one",
+				field, name)
 		}
 	}
 	return nil
