@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/autofix/autofix/policy"
 )
 
@@ -53,5 +55,36 @@ func TestWorkflowAttemptDropsStoredTemplates(t *testing.T) {
 	}
 	if st, found := out.Object["status"].(map[string]any)["storedTemplates"]; found {
 		t.Errorf("the attempt's status.storedTemplates = %v, want none", st)
+	}
+}
+
+// TestWorkflowAttemptOfASingleStepWorkflow: a Workflow whose entrypoint is a
+// container template has one node, its own, a pod step (id: the Workflow's name).
+// When that step failed, the attempt must run it again: its status keeps no node
+// of that failed step (a node in phase Failed is one Argo's controller takes as
+// done, and the attempt would fail without running anything).
+func TestWorkflowAttemptOfASingleStepWorkflow(t *testing.T) {
+	failed := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": "solo", "namespace": "ml", "uid": "wf-uid-1", "creationTimestamp": wfAt(0)},
+		"spec": map[string]any{"entrypoint": "train", "templates": []any{
+			map[string]any{"name": "train", "container": map[string]any{"image": "trainer:1",
+				"resources": map[string]any{"limits": map[string]any{"memory": "2Gi"}}}}}},
+		"status": map[string]any{"phase": "Failed", "startedAt": wfAt(0), "finishedAt": wfAt(30), "nodes": map[string]any{
+			"solo": map[string]any{"id": "solo", "name": "solo", "displayName": "solo", "type": argoNodePod, "templateName": "train",
+				"phase": "Failed", "message": "OOMKilled (exit code 137)", "startedAt": wfAt(0), "finishedAt": wfAt(30)}}},
+	}}
+	sub := workflowSubmission()
+	sub.FailedJob, sub.Name, sub.Original = "solo", "solo-af2", "solo"
+	sub.Option.Params = nil
+	out, err := newWorkflowsAdapter(t, workflowClient(), policy.Pods{}).NewAttempt(failed, "solo", sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, _, _ := unstructured.NestedMap(out.Object, "status", "nodes")
+	for id, n := range nodes {
+		if phase, _, _ := unstructured.NestedString(n.(map[string]any), "phase"); phase != argoSucceeded {
+			t.Errorf("the attempt's status.nodes[%s] is in phase %q; want the failed step left out, to run again", id, phase)
+		}
 	}
 }
