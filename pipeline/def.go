@@ -201,6 +201,9 @@ func (s *Stage) checkPods(i int, p policy.Pods) error {
 				return err
 			}
 		}
+		if err := checkRayAutoscaler(s.RayJob, fmt.Sprintf("stages[%d].rayjob.rayClusterSpec.autoscalerOptions", i), p); err != nil {
+			return err
+		}
 	case s.JobSet != nil:
 		for j := range s.JobSet.ReplicatedJobs {
 			field := fmt.Sprintf("stages[%d].jobset.replicatedJobs[%d].template.spec.template", i, j)

@@ -12,6 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/autofix/autofix/podsafety"
+	"github.com/autofix/autofix/policy"
 )
 
 // RayJobGVR is KubeRay's RayJob, which a RayJob stage runs.
@@ -84,6 +87,26 @@ func rayTemplates(spec map[string]any) ([]podTemplateAt, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// checkRayAutoscaler holds to the pod policy the autoscaler sidecar KubeRay adds to
+// the head's pod from spec.rayClusterSpec.autoscalerOptions (at field), as the
+// RayJob adapter holds a fix's.
+func checkRayAutoscaler(spec map[string]any, field string, p policy.Pods) error {
+	m, found, err := unstructured.NestedMap(spec, "rayClusterSpec", "autoscalerOptions")
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", field, err)
+	case !found:
+		return nil
+	}
+	var c corev1.Container
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &c); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	ps := corev1.PodSpec{Containers: []corev1.Container{{Name: "autoscaler", SecurityContext: c.SecurityContext, Env: c.Env,
+		EnvFrom: c.EnvFrom, VolumeMounts: c.VolumeMounts}}}
+	return podsafety.Check(&ps, field, p)
 }
 
 // validateRayJob checks a RayJob stage's spec (field: the stage's field).

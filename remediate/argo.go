@@ -97,6 +97,19 @@ type argoSpec struct {
 	Volumes         []corev1.Volume            `json:"volumes"`
 	HostNetwork     bool                       `json:"hostNetwork"`
 	SecurityContext *corev1.PodSecurityContext `json:"securityContext"`
+	// TemplateDefaults are merged into every template by Argo's controller, and
+	// PodMetadata's annotations go on every pod: the pod policy holds them too.
+	TemplateDefaults *argoTemplate `json:"templateDefaults"`
+	PodMetadata      struct {
+		Annotations map[string]string `json:"annotations"`
+	} `json:"podMetadata"`
+	Hooks map[string]argoHook `json:"hooks"`
+}
+
+// argoHook is the part of a lifecycle hook (of a Workflow, a step or a DAG task)
+// the pod policy reads: the WorkflowTemplate's template it runs, if it runs one.
+type argoHook struct {
+	TemplateRef map[string]any `json:"templateRef"`
 }
 
 // argoTemplate is the part of a template autofix reads. A script template's
@@ -116,6 +129,26 @@ type argoTemplate struct {
 	Metadata        struct {
 		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
+	// The other ways a template runs something: a container set's containers (in
+	// one pod), the steps and DAG tasks it calls (an inline template, or a
+	// WorkflowTemplate's, which autofix cannot see), and a resource it creates.
+	ContainerSet *struct {
+		Containers []corev1.Container `json:"containers"`
+	} `json:"containerSet"`
+	Steps [][]argoStep `json:"steps"`
+	DAG   *struct {
+		Tasks []argoStep `json:"tasks"`
+	} `json:"dag"`
+	Resource    map[string]any `json:"resource"`
+	TemplateRef map[string]any `json:"templateRef"`
+}
+
+// argoStep is the part of a step, or of a DAG task, the pod policy reads: the
+// template it runs when that is not one of the Workflow's own.
+type argoStep struct {
+	Inline      *argoTemplate       `json:"inline"`
+	TemplateRef map[string]any      `json:"templateRef"`
+	Hooks       map[string]argoHook `json:"hooks"`
 }
 
 // argoNode is one node of a Workflow's status.nodes.

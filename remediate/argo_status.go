@@ -19,9 +19,9 @@ import (
 //     on "prep.Succeeded", or a step whose condition reads {{steps.prep.status}},
 //     would then take another branch than in the failed run.)
 //   - a node of steps, a DAG or a step group that succeeded is kept as it is;
-//   - the Workflow's own node, and any other that did not succeed but holds a kept
-//     node, is kept running (message and end cleared), for the controller to go on
-//     from;
+//   - the Workflow's own node (unless it is the pod step that failed), and any
+//     other that did not succeed but holds a kept node, is kept running (message
+//     and end cleared), for the controller to go on from;
 //   - everything else (the failed and retried pod steps, what was omitted or
 //     skipped after them, the exit handler's nodes) is left out: the controller
 //     runs it afresh, a retried step with its full retry budget.
@@ -51,7 +51,10 @@ func workflowAttemptStatus(failed *unstructured.Unstructured, wf *argoWorkflow, 
 		return found
 	}
 	for id, n := range nodes {
-		if (id == wf.Name && strings.HasPrefix(n.Name, wf.Name)) || holds(id) {
+		// The Workflow's own node is kept for the controller to go on from, unless it is
+		// the pod step that failed (a Workflow whose entrypoint is a container
+		// template): that runs again.
+		if (id == wf.Name && strings.HasPrefix(n.Name, wf.Name) && n.Type != argoNodePod) || holds(id) {
 			keep[id] = true
 		}
 	}
@@ -104,8 +107,9 @@ func workflowAttemptStatus(failed *unstructured.Unstructured, wf *argoWorkflow, 
 	}
 	status := map[string]any{"nodes": out,
 		"conditions": []any{map[string]any{"type": "Completed", "status": "False"}}}
-	if st, ok, _ := unstructured.NestedMap(failed.Object, "status", "storedTemplates"); ok {
-		status["storedTemplates"] = st
-	}
+	// Not the failed Workflow's storedTemplates: the templates of WorkflowTemplates
+	// its controller cached (anyone who may edit the Workflow may write them), which
+	// the pod policy does not see, and which an attempt never runs (checkWorkflowPods
+	// refuses a step that runs a WorkflowTemplate's template).
 	return status
 }

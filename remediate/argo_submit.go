@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -257,33 +258,107 @@ func attemptSpec(failed *unstructured.Unstructured, wf *argoWorkflow) (map[strin
 	return spec, nil
 }
 
-// checkWorkflowPods holds the pod of every container or script template of spec (at
-// field, for errors) to the pod policy (with the Workflow's volumes, host network and
-// security context), and refuses a pod spec patch anywhere: autofix cannot tell what
-// it would put in the pods it creates.
+// checkWorkflowPods holds the pod of every template of spec (at field, for errors)
+// to the pod policy — a container or script template's, a container set's, an
+// inline template's of a step or DAG task, the template defaults (with the
+// Workflow's volumes, host network, security context and pod metadata) — and
+// refuses what autofix cannot see into: a pod spec patch, a step that runs a
+// WorkflowTemplate's template (templateRef), a resource template (its manifest
+// may be any object, a pod among them).
 func checkWorkflowPods(spec *argoSpec, at string, p policy.Pods) error {
 	if spec.PodSpecPatch != "" {
 		return fmt.Errorf("%s.podSpecPatch: a pod spec patch cannot be held to the pod policy; autofix does not create Workflows that have one", at)
 	}
-	for i := range spec.Templates {
-		t := &spec.Templates[i]
-		field := fmt.Sprintf("%s.templates[%d]", at, i)
-		if t.PodSpecPatch != "" {
-			return fmt.Errorf("%s.podSpecPatch: a pod spec patch cannot be held to the pod policy; autofix does not create Workflows that have one", field)
-		}
-		c := t.container()
-		if c == nil {
-			continue
-		}
-		pod := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: t.Metadata.Annotations}, Spec: corev1.PodSpec{
-			Containers: append([]corev1.Container{*c}, t.Sidecars...), InitContainers: t.InitContainers,
-			Volumes: append(append([]corev1.Volume(nil), spec.Volumes...), t.Volumes...), HostNetwork: spec.HostNetwork,
-			SecurityContext: spec.SecurityContext}}
-		if t.SecurityContext != nil {
-			pod.Spec.SecurityContext = t.SecurityContext
-		}
-		if err := podsafety.CheckTemplate(&pod, field, p); err != nil {
+	if err := checkHooks(spec.Hooks, at); err != nil {
+		return err
+	}
+	if spec.TemplateDefaults != nil {
+		if err := checkArgoTemplate(spec, spec.TemplateDefaults, at+".templateDefaults", p); err != nil {
 			return err
+		}
+	}
+	for i := range spec.Templates {
+		if err := checkArgoTemplate(spec, &spec.Templates[i], fmt.Sprintf("%s.templates[%d]", at, i), p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkArgoTemplate holds template t of spec (at field) to the pod policy
+// (checkWorkflowPods), with the inline templates of its steps and DAG tasks.
+func checkArgoTemplate(spec *argoSpec, t *argoTemplate, field string, p policy.Pods) error {
+	refuse := func(f, what string) error {
+		return fmt.Errorf("%s.%s: %s cannot be held to the pod policy; autofix does not create Workflows that have one", field, f, what)
+	}
+	switch {
+	case t.PodSpecPatch != "":
+		return refuse("podSpecPatch", "a pod spec patch")
+	case t.TemplateRef != nil:
+		return refuse("templateRef", "a template of a WorkflowTemplate")
+	case t.Resource != nil:
+		return refuse("resource", "a resource template's manifest")
+	}
+	var containers []corev1.Container
+	if c := t.container(); c != nil {
+		containers = append(containers, *c)
+	}
+	if t.ContainerSet != nil {
+		containers = append(containers, t.ContainerSet.Containers...)
+	}
+	annotations := maps.Clone(spec.PodMetadata.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	maps.Copy(annotations, t.Metadata.Annotations)
+	pod := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: annotations}, Spec: corev1.PodSpec{
+		Containers: append(containers, t.Sidecars...), InitContainers: t.InitContainers,
+		Volumes: append(append([]corev1.Volume(nil), spec.Volumes...), t.Volumes...), HostNetwork: spec.HostNetwork,
+		SecurityContext: spec.SecurityContext}}
+	if t.SecurityContext != nil {
+		pod.Spec.SecurityContext = t.SecurityContext
+	}
+	if err := podsafety.CheckTemplate(&pod, field, p); err != nil {
+		return err
+	}
+	type at struct {
+		field string
+		step  *argoStep
+	}
+	var steps []at
+	for g := range t.Steps {
+		for j := range t.Steps[g] {
+			steps = append(steps, at{fmt.Sprintf("%s.steps[%d][%d]", field, g, j), &t.Steps[g][j]})
+		}
+	}
+	if t.DAG != nil {
+		for j := range t.DAG.Tasks {
+			steps = append(steps, at{fmt.Sprintf("%s.dag.tasks[%d]", field, j), &t.DAG.Tasks[j]})
+		}
+	}
+	for _, s := range steps {
+		if s.step.TemplateRef != nil {
+			return fmt.Errorf("%s.templateRef: a template of a WorkflowTemplate cannot be held to the pod policy; autofix does not create Workflows that run one", s.field)
+		}
+		if err := checkHooks(s.step.Hooks, s.field); err != nil {
+			return err
+		}
+		if s.step.Inline != nil {
+			if err := checkArgoTemplate(spec, s.step.Inline, s.field+".inline", p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkHooks refuses a lifecycle hook (of hooks, at field) that runs a template of
+// a WorkflowTemplate, which the pod policy cannot see.
+func checkHooks(hooks map[string]argoHook, field string) error {
+	for _, name := range slices.Sorted(maps.Keys(hooks)) {
+		if hooks[name].TemplateRef != nil {
+			return fmt.Errorf("%s.hooks[%q].templateRef: a template of a WorkflowTemplate cannot be held to the pod policy; autofix does not create Workflows that run one",
+				field, name)
 		}
 	}
 	return nil
