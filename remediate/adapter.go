@@ -196,10 +196,12 @@ func (j *Jobs) CreateFrom(ctx context.Context, sub *Submission, v Verified) erro
 	return j.s.CreateFrom(ctx, sub, base)
 }
 
-// jobSetControls reports whether a JobSet is job's controller, or a RayJob (the
-// Job that submits its entrypoint): the workload is fixed whole, never one Job of it.
+// jobSetControls reports whether a JobSet is job's controller, a RayJob (the Job
+// that submits its entrypoint) or an Argo Workflow (a resource step's Job): the
+// workload is fixed whole, never one Job of it.
 func jobSetControls(job *batchv1.Job) bool {
 	owner := metav1.GetControllerOfNoCopy(job)
 	return owner != nil && (owner.Kind == "JobSet" && strings.HasPrefix(owner.APIVersion, jobsetapi.GroupVersion.Group+"/") ||
-		owner.Kind == KindRayJob && strings.HasPrefix(owner.APIVersion, rayJobGVR.Group+"/"))
+		owner.Kind == KindRayJob && strings.HasPrefix(owner.APIVersion, rayJobGVR.Group+"/") ||
+		owner.Kind == KindWorkflow && strings.HasPrefix(owner.APIVersion, WorkflowGVR.Group+"/"))
 }

@@ -268,15 +268,20 @@ func TestAdaptersRouteRayJobEvents(t *testing.T) {
 }
 
 // TestRayJobsSubmitterJobIsNotFixedAlone: the Job a RayJob submits its entrypoint
-// with is the RayJob's; a copy of it would submit to a cluster it does not own.
+// with is the RayJob's; a copy of it would submit to a cluster it does not own. So
+// is a Job an Argo Workflow's resource step made the Workflow's.
 func TestRayJobsSubmitterJobIsNotFixedAlone(t *testing.T) {
-	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "train", Namespace: "ml", UID: "job-uid",
-		OwnerReferences: []metav1.OwnerReference{{APIVersion: "ray.io/v1", Kind: "RayJob", Name: "train", UID: "ray-uid-1", Controller: new(true)}}},
-		Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
-	v, _ := NewVerifier(fake.NewClientset(job), VerifierOptions{})
-	_, err := v.Verify(context.Background(), &failure.Event{ID: JobEventID(job), Job: failure.Job{Namespace: "ml", Name: "train", UID: "job-uid"}})
-	if !errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), "RayJob") {
-		t.Errorf("Verify of a RayJob's submitter Job = %v, want ErrUnverified naming the RayJob", err)
+	for _, owner := range []metav1.OwnerReference{
+		{APIVersion: "ray.io/v1", Kind: "RayJob", Name: "train", UID: "ray-uid-1", Controller: new(true)},
+		{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: "pipe", UID: "wf-uid-1", Controller: new(true)},
+	} {
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "train", Namespace: "ml", UID: "job-uid", OwnerReferences: []metav1.OwnerReference{owner}},
+			Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
+		v, _ := NewVerifier(fake.NewClientset(job), VerifierOptions{})
+		_, err := v.Verify(context.Background(), &failure.Event{ID: JobEventID(job), Job: failure.Job{Namespace: "ml", Name: "train", UID: "job-uid"}})
+		if !errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), owner.Kind) {
+			t.Errorf("Verify of a %s's Job = %v, want ErrUnverified naming the %s", owner.Kind, err, owner.Kind)
+		}
 	}
 }
 
