@@ -18,6 +18,9 @@ type workloads[T metav1.Object] struct {
 	build func() (T, error)
 	// succeeded and failed read a workload's end from its status.
 	succeeded, failed func(T) bool
+	// unfixable, if set, says why a failed workload has a failure autofix never
+	// reports (so no remediation will come): the stage then fails at once.
+	unfixable func(T) string
 }
 
 // runStage runs stage s of run with workloads of w's kind: creates its workload
@@ -81,6 +84,12 @@ func runStage[T metav1.Object](ctx context.Context, d *Driver, def *Definition, 
 		}
 	}
 	ss.Object = latest.GetName()
+	if w.unfixable != nil && w.failed(latest) {
+		if why := w.unfixable(latest); why != "" {
+			ss.Phase, ss.Message = Failed, why
+			return ss, nil
+		}
+	}
 	// Failed, or stuck (its pods cannot start): either way the ledger says what
 	// remediation made of it.
 	return d.remediation(ctx, ss, latest, w.failed(latest))

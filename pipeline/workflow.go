@@ -89,12 +89,34 @@ func (d *Driver) workflowStage(ctx context.Context, def *Definition, run string,
 		return StageStatus{Name: s.Name, Phase: Pending, Artifact: artifact(def, run, s.Name),
 			Message: "Workflows are not read: kubernetes.kinds does not name Workflow"}, nil
 	}
-	return runStage(ctx, d, def, run, s, unstructuredWorkloads(d.Workflows.Namespace(def.Namespace), "workflow",
+	w := unstructuredWorkloads(d.Workflows.Namespace(def.Namespace), "workflow",
 		func() (*unstructured.Unstructured, error) { return d.newWorkflow(def, run, s, input) },
 		func(u *unstructured.Unstructured) (succeeded, failed bool) {
 			phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
 			return phase == "Succeeded", phase == "Failed" || phase == "Error"
-		}))
+		})
+	w.unfixable = workflowUnfixable
+	return runStage(ctx, d, def, run, s, w)
+}
+
+// workflowUnfixable says why a failed Workflow none of whose pod steps failed
+// (one Argo refused, or stopped by hand) gets no fix: the Argo adapter reports
+// only a failed pod step's failure, which a retry with other resources may mend.
+func workflowUnfixable(u *unstructured.Unstructured) string {
+	nodes, _, _ := unstructured.NestedMap(u.Object, "status", "nodes")
+	for _, n := range nodes {
+		node, _ := n.(map[string]any)
+		typ, _, _ := unstructured.NestedString(node, "type")
+		phase, _, _ := unstructured.NestedString(node, "phase")
+		if typ == "Pod" && (phase == "Failed" || phase == "Error") {
+			return ""
+		}
+	}
+	msg, _, _ := unstructured.NestedString(u.Object, "status", "message")
+	if len(msg) > 512 {
+		msg = msg[:512] + "..."
+	}
+	return fmt.Sprintf("%s failed before any step's pod did, which no fix of autofix's mends: %s", u.GetName(), msg)
 }
 
 // workflowName checks that stage s's Workflow of run, and its attempts, have names

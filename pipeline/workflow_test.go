@@ -43,7 +43,8 @@ func workflows() *dynamicfake.FakeDynamicClient {
 	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{WorkflowGVR: "WorkflowList"})
 }
 
-// workflowEnds plays Argo's controller: the Workflow name ends in phase.
+// workflowEnds plays Argo's controller: the Workflow name ends in phase (a failed
+// one with a failed pod step).
 func workflowEnds(t *testing.T, dyn *dynamicfake.FakeDynamicClient, name, phase string) {
 	t.Helper()
 	rc := dyn.Resource(WorkflowGVR).Namespace("ml")
@@ -53,6 +54,9 @@ func workflowEnds(t *testing.T, dyn *dynamicfake.FakeDynamicClient, name, phase 
 	}
 	if err := unstructured.SetNestedField(u.Object, phase, "status", "phase"); err != nil {
 		t.Fatal(err)
+	}
+	if phase == "Failed" || phase == "Error" { // one of its steps' pods failed
+		_ = unstructured.SetNestedField(u.Object, map[string]any{"type": "Pod", "phase": "Failed"}, "status", "nodes", name+"-1")
 	}
 	if _, err := rc.Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -125,6 +129,41 @@ func TestAWorkflowStage(t *testing.T) {
 	st := stepOnce(t, d, def)
 	if st.Stages[0].Phase != Succeeded || st.Stages[0].Object != "vision-r1-train-af2" || st.Stages[1].Phase != Running {
 		t.Fatalf("after the attempt succeeded: %+v", st.Stages)
+	}
+}
+
+// TestAWorkflowThatFailsWithoutAFailedStep: a Workflow Argo refused (no pod step
+// failed) gets no event from autofix; its stage fails at once, saying why, rather
+// than waiting for a remediation that never comes.
+func TestAWorkflowThatFailsWithoutAFailedStep(t *testing.T) {
+	def, err := Parse([]byte(trainAsWorkflow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn := workflows()
+	d := &Driver{Client: fake.NewClientset(), Workflows: dyn.Resource(WorkflowGVR), Chains: chains{}, Pods: policy.Pods{}}
+	stepOnce(t, d, def)
+	rc := dyn.Resource(WorkflowGVR).Namespace("ml")
+	u, err := rc.Get(context.Background(), "vision-r1-train", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = unstructured.SetNestedField(u.Object, map[string]any{"phase": "Error", "message": "invalid spec: templates.main.steps failed to resolve",
+		"nodes": map[string]any{"vision-r1-train": map[string]any{"type": "Steps", "phase": "Error"}}}, "status")
+	if _, err := rc.Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st := stepOnce(t, d, def)
+	if st.Phase != Failed || !strings.Contains(st.Stages[0].Message, "invalid spec") {
+		t.Errorf("Step = %s %+v; want failed with Argo's message", st.Phase, st.Stages[0])
+	}
+	// A failed pod step is autofix's to remediate: the stage waits for it.
+	_ = unstructured.SetNestedField(u.Object, map[string]any{"type": "Pod", "phase": "Failed"}, "status", "nodes", "vision-r1-train-1")
+	if _, err := rc.Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if st := stepOnce(t, d, def); st.Phase != Running || !strings.Contains(st.Stages[0].Message, "waiting for autofix serve") {
+		t.Errorf("with a failed pod step: %s %+v; want running, waiting for autofix to record it", st.Phase, st.Stages[0])
 	}
 }
 
