@@ -4,33 +4,21 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/autofix/autofix/failure"
 )
 
-// workflowController is one Watch of the Workflow adapter: a dynamic informer on
-// Workflows per watched namespace and a work queue of their keys, in the shape of
-// the JobSet adapter's. A Workflow's pods are read from the API server when there is
+// workflowController syncs the Workflows the Workflow adapter's watch hands it
+// (dynamicWatch). A Workflow's pods are read from the API server when there is
 // something to report (a failure, or an attempt's end), not cached.
 type workflowController struct {
 	*Watcher // publishing, pod signals, peaks, what was sent and reported
-	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
-	stores   map[string]cache.GenericNamespaceLister // by namespace ("" for all)
-
-	mu    sync.Mutex
-	ready map[string]bool
 }
 
 // Watch watches the Workflows of the adapter's namespaces until ctx ends: a
@@ -42,122 +30,10 @@ func (a *Workflows) Watch(ctx context.Context, pub Publisher, sink OutcomeSink) 
 	if w.err != nil {
 		return w.err
 	}
-	c := &workflowController{Watcher: w, stores: map[string]cache.GenericNamespaceLister{}, ready: map[string]bool{},
-		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName]())}
-	ctx, cancel := context.WithCancel(ctx)
-	var (
-		factories []dynamicinformer.DynamicSharedInformerFactory
-		wg        sync.WaitGroup
-	)
-	defer func() {
-		cancel()
-		c.queue.ShutDown()
-		wg.Wait()
-		for _, f := range factories {
-			f.Shutdown()
-		}
-	}()
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc: c.enqueue,
-		UpdateFunc: func(old, cur any) {
-			o, err1 := meta.Accessor(old)
-			n, err2 := meta.Accessor(cur)
-			if err1 == nil && err2 == nil && o.GetResourceVersion() == n.GetResourceVersion() {
-				return // a resync
-			}
-			c.enqueue(cur)
-		},
-	}
-	for _, ns := range watchedNamespaces(a.o.Watch.Namespaces) {
-		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.dyn, 0, ns, nil)
-		factories = append(factories, f)
-		inf := f.ForResource(WorkflowGVR)
-		reg, err := inf.Informer().AddEventHandler(handler)
-		if err != nil {
-			return fmt.Errorf("watch the Workflows of namespace %q: %w", ns, err)
-		}
-		c.stores[ns] = inf.Lister().ByNamespace(ns)
-		wg.Go(func() { c.await(ctx, ns, reg.HasSynced) })
-	}
-	for _, f := range factories {
-		f.Start(ctx.Done())
-	}
-	wg.Go(func() {
-		<-ctx.Done()
-		c.queue.ShutDown()
-	})
-	w.o.Log.Info("watching argo workflows", "namespaces", watchedNamespaces(a.o.Watch.Namespaces), "selector", w.o.Selector)
-	for c.processNext(ctx) {
-	}
-	return nil
-}
-
-// await marks namespace ns ready once its informer has synced; one autofix may
-// not list Workflows in (no RoleBinding of autofix-workflows, or no Workflow CRD)
-// never does, and the log says so after a minute.
-func (c *workflowController) await(ctx context.Context, ns string, synced cache.InformerSynced) {
-	warn := time.AfterFunc(time.Minute, func() {
-		c.o.Log.Error("watcher: argo workflows not synced after a minute; is the Workflow CRD installed, and may autofix list workflows there?",
-			"namespace", cmp.Or(ns, "(all)"))
-	})
-	defer warn.Stop()
-	if !cache.WaitForCacheSync(ctx.Done(), synced) {
-		return
-	}
-	c.mu.Lock()
-	c.ready[ns] = true
-	c.mu.Unlock()
-}
-
-func (c *workflowController) enqueue(obj any) {
-	if m, err := meta.Accessor(obj); err == nil {
-		c.queue.Add(cache.ObjectName{Namespace: m.GetNamespace(), Name: m.GetName()})
-	}
-}
-
-// store returns what covers namespace ns, and whether its cache has synced.
-func (c *workflowController) store(ns string) (cache.GenericNamespaceLister, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if l, ok := c.stores[ns]; ok {
-		return l, c.ready[ns]
-	}
-	return c.stores[metav1.NamespaceAll], c.ready[metav1.NamespaceAll]
-}
-
-// processNext handles one key as the Job watcher does: success forgets it, an error
-// requeues it with backoff for as long as it lasts (Kafka or the ledger down).
-func (c *workflowController) processNext(ctx context.Context) bool {
-	key, shutdown := c.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer c.queue.Done(key)
-	if ctx.Err() != nil {
-		return false
-	}
-	l, ready := c.store(key.Namespace)
-	switch {
-	case l == nil:
-		c.queue.Forget(key)
-		return true
-	case !ready:
-		c.queue.AddAfter(key, time.Second)
-		return true
-	}
-	obj, err := l.Get(key.Name)
-	if err == nil {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			err = fmt.Errorf("workflow %s: the informer holds a %T", key, obj)
-		} else {
-			err = c.sync(ctx, u)
-		}
-	} else if apierrors.IsNotFound(err) {
-		err = nil // deleted: a Workflow that is gone is not re-created
-	}
-	settle(ctx, c.queue, key, 0, err, c.o.Log, "workflow")
-	return true
+	c := &workflowController{Watcher: w}
+	return dynamicWatch{kind: "workflow", gvr: WorkflowGVR,
+		unsynced: "is the Workflow CRD installed, and may autofix list workflows there?",
+		sync:     c.sync}.run(ctx, a.dyn, a.o.Watch.Namespaces, w.o.Selector, w.o.Log)
 }
 
 // sync reports how a Workflow autofix created ended, and publishes the failure of a
