@@ -126,17 +126,11 @@ func (a *Workflows) Verify(ctx context.Context, ev *failure.Event) (Verified, er
 // Created reports whether the attempt's Workflow exists and is autofix's for this
 // remediation (Submitter.Created for Workflows).
 func (a *Workflows) Created(ctx context.Context, sub *Submission) (bool, error) {
-	got, err := a.dyn.Resource(WorkflowGVR).Namespace(sub.Namespace).Get(ctx, sub.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return false, nil
-	case err != nil:
-		return false, classify(fmt.Errorf("look for workflow %s/%s: %w", sub.Namespace, sub.Name, err))
-	case isAttempt(got, sub):
-		return true, nil
-	}
-	return false, fmt.Errorf("a Workflow %s/%s exists that autofix did not create for remediation %s: %w",
-		sub.Namespace, sub.Name, sub.Remediation, ErrCannotSubmit)
+	return a.attempts().created(ctx, sub)
+}
+
+func (a *Workflows) attempts() dynamicAttempts {
+	return dynamicAttempts{rc: a.dyn.Resource(WorkflowGVR), kind: "Workflow"}
 }
 
 // CreateFrom creates the attempt's Workflow from the verified one (NewAttempt).
@@ -148,16 +142,7 @@ func (a *Workflows) CreateFrom(ctx context.Context, sub *Submission, v Verified)
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, ErrCannotSubmit)
 	}
-	_, err = a.dyn.Resource(WorkflowGVR).Namespace(sub.Namespace).Create(ctx, wf, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		if done, err := a.Created(ctx, sub); done || err != nil {
-			return err
-		}
-	}
-	if err != nil {
-		return classify(fmt.Errorf("create workflow %s/%s: %w", sub.Namespace, sub.Name, err))
-	}
-	return nil
+	return a.attempts().create(ctx, sub, wf)
 }
 
 // NewAttempt builds the Workflow for sub from the failed one, as Argo's own

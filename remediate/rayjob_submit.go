@@ -121,17 +121,11 @@ func (a *RayJobs) Verify(ctx context.Context, ev *failure.Event) (Verified, erro
 // Created reports whether the attempt's RayJob exists and is autofix's for this
 // remediation (Submitter.Created for RayJobs).
 func (a *RayJobs) Created(ctx context.Context, sub *Submission) (bool, error) {
-	got, err := a.dyn.Resource(rayJobGVR).Namespace(sub.Namespace).Get(ctx, sub.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return false, nil
-	case err != nil:
-		return false, classify(fmt.Errorf("look for rayjob %s/%s: %w", sub.Namespace, sub.Name, err))
-	case isAttempt(got, sub):
-		return true, nil
-	}
-	return false, fmt.Errorf("a RayJob %s/%s exists that autofix did not create for remediation %s: %w",
-		sub.Namespace, sub.Name, sub.Remediation, ErrCannotSubmit)
+	return a.attempts().created(ctx, sub)
+}
+
+func (a *RayJobs) attempts() dynamicAttempts {
+	return dynamicAttempts{rc: a.dyn.Resource(rayJobGVR), kind: "RayJob"}
 }
 
 // CreateFrom creates the attempt's RayJob from the verified one (NewAttempt), its
@@ -152,16 +146,7 @@ func (a *RayJobs) CreateFrom(ctx context.Context, sub *Submission, v Verified) e
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, ErrCannotSubmit)
 	}
-	_, err = a.dyn.Resource(rayJobGVR).Namespace(sub.Namespace).Create(ctx, rj, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		if done, err := a.Created(ctx, sub); done || err != nil {
-			return err
-		}
-	}
-	if err != nil {
-		return classify(fmt.Errorf("create rayjob %s/%s: %w", sub.Namespace, sub.Name, err))
-	}
-	return nil
+	return a.attempts().create(ctx, sub, rj)
 }
 
 // NewAttempt builds the RayJob for sub from the failed one: its spec as written
