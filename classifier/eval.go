@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/autofix/autofix/failure"
@@ -21,6 +22,8 @@ type Labelled struct {
 	// Ambiguous is set when two people labelled the event independently and
 	// disagreed; Expected is then the first's (who read the whole thread).
 	Ambiguous bool
+	// Second is the second, independent labeller's classification, when there was one.
+	Second *Label
 }
 
 // Label is the expected category and retry decision of a labelled event.
@@ -46,9 +49,10 @@ func ReadLabelled(r io.Reader) ([]Labelled, error) {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		var extra struct {
-			Expected  *Label `json:"expected"`
-			Source    string `json:"source"`
-			Ambiguous bool   `json:"ambiguous"`
+			Expected  *Label          `json:"expected"`
+			Source    string          `json:"source"`
+			Ambiguous bool            `json:"ambiguous"`
+			Second    json.RawMessage `json:"second"`
 		}
 		if err := json.Unmarshal(line, &extra); err != nil {
 			return nil, fmt.Errorf("line %d: expected: %w", n, err)
@@ -59,7 +63,13 @@ func ReadLabelled(r io.Reader) ([]Labelled, error) {
 		if !extra.Expected.Category.Valid() {
 			return nil, fmt.Errorf("line %d: expected.category: %q is not a category of the taxonomy", n, extra.Expected.Category)
 		}
-		out = append(out, Labelled{Event: ev, Expected: *extra.Expected, Source: extra.Source, Line: n, Ambiguous: extra.Ambiguous})
+		var second *Label
+		if len(extra.Second) > 0 && string(extra.Second) != "null" {
+			if err := json.Unmarshal(extra.Second, &second); err != nil {
+				return nil, fmt.Errorf("line %d: second: %w", n, err)
+			}
+		}
+		out = append(out, Labelled{Event: ev, Expected: *extra.Expected, Source: extra.Source, Line: n, Ambiguous: extra.Ambiguous, Second: second})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -86,6 +96,10 @@ type Report struct {
 	// Unambiguous scores the events whose two labels agreed (nil when no event was
 	// marked ambiguous).
 	Unambiguous *Report
+	// Either scores each ambiguous event against whichever of its two labels the
+	// classification agrees with (nil when no event was marked ambiguous): where two
+	// careful labellers disagree, either answer is one a person would give.
+	Either *Report
 }
 
 // CategoryStats are the precision and recall of one category.
@@ -142,8 +156,36 @@ func report(items []Labelled, got []failure.Classification) Report {
 	if len(agreed) < len(items) {
 		u := score(agreed, agreedGot)
 		r.Unambiguous = &u
+		e := score(eitherLabel(items, got), got)
+		e.NotRetryable = 0
+		for _, it := range items {
+			if !it.Expected.Retryable && (it.Second == nil || !it.Second.Retryable) {
+				e.NotRetryable++
+			}
+		}
+		r.Either = &e
 	}
 	return r
+}
+
+// eitherLabel returns items with each ambiguous item's expected category and retry
+// decision replaced by its second label's where got agrees with that one instead: a
+// retry is false only when both labellers said no retry can fix it.
+func eitherLabel(items []Labelled, got []failure.Classification) []Labelled {
+	out := slices.Clone(items)
+	for i := range out {
+		it := &out[i]
+		if !it.Ambiguous || it.Second == nil {
+			continue
+		}
+		if got[i].Category == it.Second.Category {
+			it.Expected.Category = it.Second.Category
+		}
+		if got[i].Retryable == it.Second.Retryable {
+			it.Expected.Retryable = it.Second.Retryable
+		}
+	}
+	return out
 }
 
 // score scores the classifications got of items.
@@ -212,6 +254,10 @@ func (r Report) Write(w io.Writer, verbose bool) error {
 	if u := r.Unambiguous; u != nil {
 		fmt.Fprintf(w, "unambiguous events:       %d (the two labellers agreed): category %.3f, retry decision %.3f, false retries %d (%.1f%%)\n",
 			u.Total, u.CategoryAccuracy(), u.RetryAccuracy(), u.FalseRetries, 100*ratio(u.FalseRetries, u.NotRetryable))
+	}
+	if e := r.Either; e != nil {
+		fmt.Fprintf(w, "either label:             category %.3f, retry decision %.3f, false retries %d (%.1f%% of the %d both labellers called not retryable)\n",
+			e.CategoryAccuracy(), e.RetryAccuracy(), e.FalseRetries, 100*ratio(e.FalseRetries, e.NotRetryable), e.NotRetryable)
 	}
 	if verbose && len(r.Mistakes) > 0 {
 		fmt.Fprintf(w, "\nmistakes:\n")

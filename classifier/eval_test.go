@@ -21,10 +21,11 @@ func TestReadLabelled(t *testing.T) {
 		t.Errorf("ReadLabelled = %+v", items)
 	}
 	for name, bad := range map[string]string{
-		"line 1: expected: required":           `{"id":"a","job":{"name":"j"},"failure":{}}`,
-		"line 1: failure: required":            `{"id":"a","job":{"name":"j"},"expected":{"category":"timeout","retryable":true}}`,
-		`line 1: expected: unknown category`:   `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"slow","retryable":true}}`,
-		"line 1: expected: json: cannot unmar": `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":"yes"}}`,
+		"line 1: expected: required":              `{"id":"a","job":{"name":"j"},"failure":{}}`,
+		"line 1: failure: required":               `{"id":"a","job":{"name":"j"},"expected":{"category":"timeout","retryable":true}}`,
+		`line 1: expected: unknown category`:      `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"slow","retryable":true}}`,
+		"line 1: expected: json: cannot unmar":    `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":"yes"}}`,
+		`line 1: second: unknown category "slow"`: `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":true},"second":{"category":"slow","retryable":true}}`,
 	} {
 		if _, err := ReadLabelled(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("ReadLabelled(%s) error = %v, want %q", bad, err, name)
@@ -69,5 +70,48 @@ func TestEvaluate(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// Where two labellers disagreed, an answer that agrees with either is right, and a
+// retry is false only when both said no retry can fix the failure.
+func TestEvaluateEitherLabel(t *testing.T) {
+	rs := mustLoad(t, map[string]string{"a.yaml": "rules:\n" +
+		rule("t", `has("slow")`, "timeout", 10, 0.9) + rule("c", `has("typo")`, "user_code", 10, 0.9)})
+	item := func(log string, first, second Label) Labelled {
+		it := Labelled{Event: *event("", 1, "", log), Expected: first}
+		if first != second {
+			it.Ambiguous, it.Second = true, &second
+		}
+		return it
+	}
+	timeout, config := Label{failure.Timeout, true}, Label{failure.ConfigError, false}
+	code, data := Label{failure.UserCode, false}, Label{failure.DataError, false}
+	r := Evaluate(New(rs, Options{}), []Labelled{
+		item("slow", config, timeout), // the second label's answer: right in both
+		item("slow", config, code),    // neither: wrong, a false retry both would call one
+		item("typo", data, code),      // the second's category: right
+		item("typo", code, code),      // unambiguous, right
+	})
+	if r.CategoryCorrect != 1 || r.FalseRetries != 2 {
+		t.Errorf("against the first labels: category %d right, %d false retries; want 1 and 2", r.CategoryCorrect, r.FalseRetries)
+	}
+	e := r.Either
+	if e == nil {
+		t.Fatal("Either = nil with ambiguous items")
+	}
+	if e.CategoryCorrect != 3 || e.RetryCorrect != 3 || e.FalseRetries != 1 || e.NotRetryable != 3 {
+		t.Errorf("either label: category %d, retry %d right, %d false retries of %d not retryable; want 3, 3, 1 of 3",
+			e.CategoryCorrect, e.RetryCorrect, e.FalseRetries, e.NotRetryable)
+	}
+	var out bytes.Buffer
+	if err := r.Write(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "either label:             category 0.750, retry decision 0.750, false retries 1 (33.3% of the 3 both labellers called not retryable)") {
+		t.Errorf("report does not give the either-label figures:\n%s", out.String())
+	}
+	if Evaluate(New(rs, Options{}), []Labelled{item("typo", code, code)}).Either != nil {
+		t.Error("Either set without ambiguous items")
 	}
 }
