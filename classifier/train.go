@@ -45,6 +45,10 @@ type TrainOptions struct {
 	// labeller's category and retry decision (0: the first label alone; 0.5: both
 	// alike). Where two careful people disagree, the text supports either answer.
 	SecondLabel float64 `json:"secondLabel,omitempty"`
+	// AgreedRetryCurve chooses the retry threshold on the held-out examples whose two
+	// labellers agreed on the retry decision (all those labelled once): a line they
+	// disagreed on is neither a false nor a missed retry whatever the model says.
+	AgreedRetryCurve bool `json:"agreedRetryCurve,omitempty"`
 }
 
 func (o *TrainOptions) defaults() error {
@@ -113,6 +117,8 @@ type example struct {
 	class2      int
 	w2          float64
 	retryTarget float64
+	// disputed is set when the two labellers disagreed on the retry decision.
+	disputed bool
 }
 
 // Train trains a model on labelled failures. base supplies the knowledge tables and,
@@ -179,7 +185,7 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 		softmax(z[:nc], rep.Temperature, probs[i])
 		pRetries[i] = pRetry(classes, probs[i], sigmoid(a*z[nc]+b))
 	}
-	rep.RetryCurve = retryCurve(probs, pRetries, exs, classes, opts.MinConfidence)
+	rep.RetryCurve = retryCurve(probs, pRetries, exs, classes, opts.MinConfidence, opts.AgreedRetryCurve)
 	rep.RetryThreshold = chooseThreshold(rep.RetryCurve, opts.TargetFalseRetry)
 	rep.Reliability, rep.RetryReliability = reliability(probs, pRetries, exs)
 	rep.CV = cvFigures(probs, pRetries, exs, classes, rep.RetryThreshold, opts.MinConfidence, opts.Folds)
@@ -210,7 +216,11 @@ func newExample(feats []uint32, classes []failure.Category, it *Labelled, w floa
 	if it.Expected.Retryable {
 		ex.retryTarget = 1
 	}
-	if !it.Ambiguous || it.Second == nil || w == 0 {
+	if !it.Ambiguous || it.Second == nil {
+		return ex
+	}
+	ex.disputed = it.Second.Retryable != it.Expected.Retryable
+	if w == 0 {
 		return ex
 	}
 	if c := slices.Index(classes, it.Second.Category); c >= 0 && c != ex.class {
@@ -494,9 +504,13 @@ func goldenMin(f func(float64) float64, lo, hi float64) float64 {
 }
 
 // retryCurve is the false-retry and missed-retry rates at thresholds 0.05 to 0.95.
-func retryCurve(probs [][]float64, p []float64, exs []example, classes []failure.Category, minConf float64) []CurvePoint {
+// With agreed, the examples whose labellers disagreed on the retry decision are left out.
+func retryCurve(probs [][]float64, p []float64, exs []example, classes []failure.Category, minConf float64, agreed bool) []CurvePoint {
 	var pos, neg int
 	for _, ex := range exs {
+		if agreed && ex.disputed {
+			continue
+		}
 		if ex.retry {
 			pos++
 		} else {
@@ -508,6 +522,9 @@ func retryCurve(probs [][]float64, p []float64, exs []example, classes []failure
 		th := float64(t) / 100
 		var fr, mr int
 		for i, ex := range exs {
+			if agreed && ex.disputed {
+				continue
+			}
 			retry := modelRetries(classes, probs[i], p[i], th, minConf)
 			switch {
 			case !ex.retry && retry:

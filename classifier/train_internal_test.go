@@ -59,3 +59,39 @@ func TestSecondLabelOption(t *testing.T) {
 		}
 	}
 }
+
+// With AgreedRetryCurve, a line the labellers disagreed on is neither a false nor a
+// missed retry on the curve that chooses the threshold.
+func TestRetryCurveLeavesOutDisputedLines(t *testing.T) {
+	classes := []failure.Category{failure.NetworkTransient, failure.ConfigError}
+	network, config := Label{failure.NetworkTransient, true}, Label{failure.ConfigError, false}
+	items := []Labelled{
+		{Expected: network},
+		{Expected: config},
+		{Expected: config, Ambiguous: true, Second: &network}, // disputed: read as network
+	}
+	var exs []example
+	for i := range items {
+		exs = append(exs, newExample(nil, classes, &items[i], 0))
+	}
+	probs := [][]float64{{0.9, 0.1}, {0.1, 0.9}, {0.9, 0.1}}
+	pRetry := []float64{0.9, 0.1, 0.9}
+	at := func(curve []CurvePoint, th float64) CurvePoint {
+		for _, p := range curve {
+			if math.Abs(p.Threshold-th) < 1e-9 {
+				return p
+			}
+		}
+		t.Fatalf("no point at %v", th)
+		return CurvePoint{}
+	}
+	if p := at(retryCurve(probs, pRetry, exs, classes, 0.3, false), 0.5); p.FalseRetryRate != 0.5 || p.MissedRate != 0 {
+		t.Errorf("every line: %+v, want half the not-retryable lines retried", p)
+	}
+	if p := at(retryCurve(probs, pRetry, exs, classes, 0.3, true), 0.5); p.FalseRetryRate != 0 || p.MissedRate != 0 {
+		t.Errorf("agreed lines: %+v, want no false retry", p)
+	}
+	if !exs[2].disputed || exs[1].disputed {
+		t.Errorf("disputed = %v, %v; want only the line whose labellers disagreed on the retry", exs[1].disputed, exs[2].disputed)
+	}
+}
