@@ -41,14 +41,6 @@ type TrainOptions struct {
 	// n_c the examples of its category among n of k categories: 0 weighs all alike,
 	// 1 makes every category count as much as any other.
 	ClassBalance float64 `json:"classBalance,omitempty"`
-	// SecondLabel is the share of an ambiguous example's target given to its second
-	// labeller's category and retry decision (0: the first label alone; 0.5: both
-	// alike). Where two careful people disagree, the text supports either answer.
-	SecondLabel float64 `json:"secondLabel,omitempty"`
-	// AgreedRetryCurve chooses the retry threshold on the held-out examples whose two
-	// labellers agreed on the retry decision (all those labelled once): a line they
-	// disagreed on is neither a false nor a missed retry whatever the model says.
-	AgreedRetryCurve bool `json:"agreedRetryCurve,omitempty"`
 }
 
 func (o *TrainOptions) defaults() error {
@@ -65,8 +57,8 @@ func (o *TrainOptions) defaults() error {
 	case o.MinDocFreq < 1, o.Folds < 2, o.Folds > maxFolds, o.MaxIterations < 1:
 		return fmt.Errorf("options %+v: minDocFreq and maxIterations must be positive, folds 2 to %d", *o, maxFolds)
 	case !(o.L2 > 0), !(o.TargetFalseRetry > 0 && o.TargetFalseRetry < 1), !(o.MinConfidence >= 0 && o.MinConfidence < 1),
-		!(o.ClassBalance >= 0 && o.ClassBalance <= 1), !(o.SecondLabel >= 0 && o.SecondLabel <= 0.5):
-		return fmt.Errorf("options %+v: l2 > 0, targetFalseRetry in (0, 1), minConfidence in [0, 1), classBalance in [0, 1], secondLabel in [0, 0.5]", *o)
+		!(o.ClassBalance >= 0 && o.ClassBalance <= 1):
+		return fmt.Errorf("options %+v: l2 > 0, targetFalseRetry in (0, 1), minConfidence in [0, 1), classBalance in [0, 1]", *o)
 	}
 	return nil
 }
@@ -112,13 +104,6 @@ type example struct {
 	feats []uint32
 	class int
 	retry bool
-	// class2 is the second label's category (-1 when it has none, or the same), given
-	// share w2 of the category target; retryTarget is the retry head's target.
-	class2      int
-	w2          float64
-	retryTarget float64
-	// disputed is set when the two labellers disagreed on the retry decision.
-	disputed bool
 }
 
 // Train trains a model on labelled failures. base supplies the knowledge tables and,
@@ -151,7 +136,7 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 	for i := range items {
 		it := &items[i]
 		feats := plain.modelFeatures(&it.Event, opts.RuleFeatures)
-		exs[i] = newExample(feats, classes, it, opts.SecondLabel)
+		exs[i] = example{feats: feats, class: slices.Index(classes, it.Expected.Category), retry: it.Expected.Retryable}
 	}
 
 	// Held-out scores: each fold predicted by a fit on the others.
@@ -185,7 +170,7 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 		softmax(z[:nc], rep.Temperature, probs[i])
 		pRetries[i] = pRetry(classes, probs[i], sigmoid(a*z[nc]+b))
 	}
-	rep.RetryCurve = retryCurve(probs, pRetries, exs, classes, opts.MinConfidence, opts.AgreedRetryCurve)
+	rep.RetryCurve = retryCurve(probs, pRetries, exs, classes, opts.MinConfidence)
 	rep.RetryThreshold = chooseThreshold(rep.RetryCurve, opts.TargetFalseRetry)
 	rep.Reliability, rep.RetryReliability = reliability(probs, pRetries, exs)
 	rep.CV = cvFigures(probs, pRetries, exs, classes, rep.RetryThreshold, opts.MinConfidence, opts.Folds)
@@ -207,29 +192,6 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 	cv := rep.CV
 	m.info = ModelInfo{Examples: len(items), CrossValidation: &cv, Options: &opts}
 	return m, rep, nil
-}
-
-// newExample is it as the trainer sees it, with share w of its target given to its
-// second label when the two labellers disagreed.
-func newExample(feats []uint32, classes []failure.Category, it *Labelled, w float64) example {
-	ex := example{feats: feats, class: slices.Index(classes, it.Expected.Category), retry: it.Expected.Retryable, class2: -1}
-	if it.Expected.Retryable {
-		ex.retryTarget = 1
-	}
-	if !it.Ambiguous || it.Second == nil {
-		return ex
-	}
-	ex.disputed = it.Second.Retryable != it.Expected.Retryable
-	if w == 0 {
-		return ex
-	}
-	if c := slices.Index(classes, it.Second.Category); c >= 0 && c != ex.class {
-		ex.class2, ex.w2 = c, w
-	}
-	if it.Second.Retryable != it.Expected.Retryable {
-		ex.retryTarget = (1-w)*ex.retryTarget + w*(1-ex.retryTarget)
-	}
-	return ex
 }
 
 // assignFolds puts each labelled event in a fold, all those of a source thread in
@@ -366,23 +328,20 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 				}
 			}
 			softmax(z[:nc], 1, p)
-			ex := &exs[i]
-			y := ex.class
+			y := exs[i].class
 			wy := weight[y]
-			// The target is y, or y and the second label's category in shares.
-			loss -= wy * (1 - ex.w2) * math.Log(max(p[y], 1e-300))
-			// d/dz of the class loss is p - target; of the retry loss, sigma - r.
+			loss -= wy * math.Log(max(p[y], 1e-300))
+			// d/dz of the class loss is p - onehot(y); of the retry loss, sigma - r.
 			dz := make([]float64, width)
 			for j := range nc {
 				dz[j] = wy * p[j]
 			}
-			dz[y] -= wy * (1 - ex.w2)
-			if ex.class2 >= 0 {
-				loss -= wy * ex.w2 * math.Log(max(p[ex.class2], 1e-300))
-				dz[ex.class2] -= wy * ex.w2
-			}
+			dz[y] -= wy
 			s := sigmoid(z[nc])
-			r := ex.retryTarget
+			r := 0.0
+			if exs[i].retry {
+				r = 1
+			}
 			loss -= r*math.Log(max(s, 1e-300)) + (1-r)*math.Log(max(1-s, 1e-300))
 			dz[nc] = s - r
 			for _, c := range rows[k] {
@@ -504,13 +463,9 @@ func goldenMin(f func(float64) float64, lo, hi float64) float64 {
 }
 
 // retryCurve is the false-retry and missed-retry rates at thresholds 0.05 to 0.95.
-// With agreed, the examples whose labellers disagreed on the retry decision are left out.
-func retryCurve(probs [][]float64, p []float64, exs []example, classes []failure.Category, minConf float64, agreed bool) []CurvePoint {
+func retryCurve(probs [][]float64, p []float64, exs []example, classes []failure.Category, minConf float64) []CurvePoint {
 	var pos, neg int
 	for _, ex := range exs {
-		if agreed && ex.disputed {
-			continue
-		}
 		if ex.retry {
 			pos++
 		} else {
@@ -522,9 +477,6 @@ func retryCurve(probs [][]float64, p []float64, exs []example, classes []failure
 		th := float64(t) / 100
 		var fr, mr int
 		for i, ex := range exs {
-			if agreed && ex.disputed {
-				continue
-			}
 			retry := modelRetries(classes, probs[i], p[i], th, minConf)
 			switch {
 			case !ex.retry && retry:

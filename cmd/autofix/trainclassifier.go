@@ -104,8 +104,6 @@ curve. With --out it writes the versioned artifact.`,
 	f.BoolVar(&o.opts.RuleFeatures, "rule-features", false, "make the rules that matched features of the model")
 	f.Float64Var(&o.opts.MinConfidence, "min-confidence", 0, "calibrated probability below which the model abstains (default 0.3)")
 	f.Float64Var(&o.opts.ClassBalance, "class-balance", 0, "weigh rare categories up: 0 none, 1 every category alike")
-	f.BoolVar(&o.opts.AgreedRetryCurve, "agreed-retry-curve", false, "choose the retry threshold on the held-out lines whose labellers agreed on the retry decision")
-	f.Float64Var(&o.opts.SecondLabel, "second-label", 0, "share of an ambiguous example's target given to its second label: 0 none, 0.5 both alike")
 	f.Uint32Var(&o.opts.Buckets, "buckets", 0, "size of the feature hash space, a power of two (default 262144)")
 	f.IntVar(&o.opts.Folds, "folds", 0, "cross-validation folds (default 5)")
 	f.IntVar(&o.opts.MaxIterations, "max-iterations", 0, "L-BFGS iterations per fit (default 300)")
@@ -237,12 +235,6 @@ func retrainArgs(path string, info classifier.ModelInfo) []string {
 	args = append(args, "--buckets", strconv.FormatUint(uint64(o.Buckets), 10), "--min-doc-freq", strconv.Itoa(o.MinDocFreq),
 		"--l2", f(o.L2), "--folds", strconv.Itoa(o.Folds), "--max-iterations", strconv.Itoa(o.MaxIterations),
 		"--target-false-retry", f(o.TargetFalseRetry), "--min-confidence", f(o.MinConfidence), "--class-balance", f(o.ClassBalance))
-	if o.SecondLabel != 0 {
-		args = append(args, "--second-label", f(o.SecondLabel))
-	}
-	if o.AgreedRetryCurve {
-		args = append(args, "--agreed-retry-curve")
-	}
 	if info.RulesDir != "" {
 		args = append(args, "--rules", info.RulesDir)
 	}
