@@ -38,8 +38,6 @@ type Classifier struct {
 	opts  Options
 	scan  *scanner
 	pool  sync.Pool // *state
-	// cal are the rules the model measured on labelled failures, with their rates.
-	cal map[*Rule]RuleCalibration
 }
 
 // New returns a classifier for rs.
@@ -57,7 +55,7 @@ func New(rs *RuleSet, opts Options) *Classifier {
 	if k == nil {
 		k = emptyKnowledge
 	}
-	c := &Classifier{rules: rs, opts: opts, scan: newScanner(rs, k, 2*maxAutomatonCells), cal: opts.Model.calibration(rs)}
+	c := &Classifier{rules: rs, opts: opts, scan: newScanner(rs, k, 2*maxAutomatonCells)}
 	c.pool.New = func() any { return new(state) }
 	return c
 }
@@ -212,11 +210,7 @@ func groups(st *state) []*group {
 // confidence abstains (unknown, not retried). Without a model the rules decide.
 func (c *Classifier) decide(st *state, ev *failure.Event) failure.Classification {
 	gs := groups(st)
-	measured := c.calibrate(gs)
 	out := c.fromRules(st, gs)
-	if measured != "" {
-		out.Evidence = c.withLine(out.Evidence, measured)
-	}
 	if m := c.opts.Model; m != nil && (len(gs) == 0 || gs[0].confidence < c.opts.Authority) {
 		out = c.fromModel(st, ev, gs, out)
 	}

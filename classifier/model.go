@@ -38,8 +38,6 @@ type Model struct {
 	// rulesDigest is the digest of the rules whose matches are features (with
 	// ruleFeatures).
 	rulesDigest string
-	// ruleCalibration are the rules measured less sure than they claim.
-	ruleCalibration []RuleCalibration
 
 	info ModelInfo
 }
@@ -104,9 +102,6 @@ func (m *Model) Info() ModelInfo { return m.info }
 // RetryThreshold is the calibrated P(retry helps) at or above which the model calls
 // a failure retryable.
 func (m *Model) RetryThreshold() float64 { return m.retryThreshold }
-
-// RuleCalibration returns the rules the model holds to their measured rate.
-func (m *Model) RuleCalibration() []RuleCalibration { return m.ruleCalibration }
 
 // predict scores a failure's features, counting each row of weights once (st marks
 // them).
@@ -204,12 +199,9 @@ type modelJSON struct {
 	Bias           []float64 `json:"bias"`
 	// Rows are the buckets that have weights (little-endian uint32, base64) and
 	// Weights theirs, row by row (little-endian float32, base64).
-	Rows    string `json:"rows"`
-	Weights string `json:"weights"`
-	// RuleCalibration holds rules that decided labelled failures wrongly more often
-	// than their confidence says to their measured rate.
-	RuleCalibration []RuleCalibration `json:"ruleCalibration,omitempty"`
-	Info            ModelInfo         `json:"info"`
+	Rows    string    `json:"rows"`
+	Weights string    `json:"weights"`
+	Info    ModelInfo `json:"info"`
 }
 
 // MarshalJSON writes the model's versioned artifact.
@@ -235,7 +227,7 @@ func (m *Model) MarshalJSON() ([]byte, error) {
 		RuleFeatures: m.ruleFeatures, RulesDigest: m.rulesDigest, Temperature: m.temperature, RetryA: m.retryA, RetryB: m.retryB,
 		RetryThreshold: m.retryThreshold, MinConfidence: m.minConfidence, Bias: m.bias,
 		Rows: base64.StdEncoding.EncodeToString(rowBytes), Weights: base64.StdEncoding.EncodeToString(wBytes),
-		RuleCalibration: m.ruleCalibration, Info: m.info,
+		Info: m.info,
 	})
 }
 
@@ -262,9 +254,6 @@ func (m *Model) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("retryThreshold: %v: want (0, 1)", j.RetryThreshold)
 	case !(j.MinConfidence >= 0 && j.MinConfidence < 1):
 		return fmt.Errorf("minConfidence: %v: want [0, 1)", j.MinConfidence)
-	}
-	if err := validCalibrations(j.RuleCalibration); err != nil {
-		return err
 	}
 	classes := make([]failure.Category, len(j.Classes))
 	for i, name := range j.Classes {
@@ -302,8 +291,7 @@ func (m *Model) UnmarshalJSON(data []byte) error {
 		classes: classes, buckets: j.Buckets, bias: j.Bias, temperature: j.Temperature,
 		retryA: j.RetryA, retryB: j.RetryB, retryThreshold: j.RetryThreshold,
 		minConfidence: j.MinConfidence, ruleFeatures: j.RuleFeatures, rulesDigest: j.RulesDigest, info: j.Info,
-		ruleCalibration: j.RuleCalibration,
-		rowOf:           make([]int32, j.Buckets), weights: make([]float32, n*width),
+		rowOf: make([]int32, j.Buckets), weights: make([]float32, n*width),
 	}
 	for i := range m.rowOf {
 		m.rowOf[i] = -1

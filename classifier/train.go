@@ -41,9 +41,6 @@ type TrainOptions struct {
 	// n_c the examples of its category among n of k categories: 0 weighs all alike,
 	// 1 makes every category count as much as any other.
 	ClassBalance float64 `json:"classBalance,omitempty"`
-	// CalibrateRules measures each rule on the labelled failures it decides and holds
-	// a rule right less often than its confidence says to its measured rate.
-	CalibrateRules bool `json:"calibrateRules,omitempty"`
 }
 
 func (o *TrainOptions) defaults() error {
@@ -83,8 +80,6 @@ type TrainReport struct {
 	RetryThreshold float64
 	Temperature    float64
 	Features       int
-	// RuleCalibration are the rules held to their measured rate (with CalibrateRules).
-	RuleCalibration []RuleCalibration
 }
 
 // ReliabilityBin is one bin of a reliability table: the predictions whose
@@ -193,10 +188,6 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 	m.temperature, m.retryA, m.retryB, m.retryThreshold = rep.Temperature, a, b, rep.RetryThreshold
 	if opts.RuleFeatures {
 		m.rulesDigest = base.rules.Digest()
-	}
-	if opts.CalibrateRules {
-		m.ruleCalibration = calibrateRules(plain, items)
-		rep.RuleCalibration = m.ruleCalibration
 	}
 	cv := rep.CV
 	m.info = ModelInfo{Examples: len(items), CrossValidation: &cv, Options: &opts}

@@ -104,7 +104,6 @@ curve. With --out it writes the versioned artifact.`,
 	f.BoolVar(&o.opts.RuleFeatures, "rule-features", false, "make the rules that matched features of the model")
 	f.Float64Var(&o.opts.MinConfidence, "min-confidence", 0, "calibrated probability below which the model abstains (default 0.3)")
 	f.Float64Var(&o.opts.ClassBalance, "class-balance", 0, "weigh rare categories up: 0 none, 1 every category alike")
-	f.BoolVar(&o.opts.CalibrateRules, "calibrate-rules", false, "hold each rule that decided the labelled failures wrongly more often than its confidence says to its measured rate")
 	f.Uint32Var(&o.opts.Buckets, "buckets", 0, "size of the feature hash space, a power of two (default 262144)")
 	f.IntVar(&o.opts.Folds, "folds", 0, "cross-validation folds (default 5)")
 	f.IntVar(&o.opts.MaxIterations, "max-iterations", 0, "L-BFGS iterations per fit (default 300)")
@@ -150,12 +149,6 @@ func writeTrainReport(w io.Writer, rep *classifier.TrainReport) error {
 			mark = " <- chosen"
 		}
 		fmt.Fprintf(tw, "%.2f\t%.3f\t%.3f\t%s\n", p.Threshold, p.FalseRetryRate, p.MissedRate, mark)
-	}
-	if len(rep.RuleCalibration) > 0 {
-		fmt.Fprintln(tw, "\nrule held to its measured rate\tright\tdecided\tconfidence\t")
-		for _, rc := range rep.RuleCalibration {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t\n", rc.Rule, rc.Right, rc.Decided, rc.Confidence)
-		}
 	}
 	return tw.Flush()
 }
@@ -242,9 +235,6 @@ func retrainArgs(path string, info classifier.ModelInfo) []string {
 	args = append(args, "--buckets", strconv.FormatUint(uint64(o.Buckets), 10), "--min-doc-freq", strconv.Itoa(o.MinDocFreq),
 		"--l2", f(o.L2), "--folds", strconv.Itoa(o.Folds), "--max-iterations", strconv.Itoa(o.MaxIterations),
 		"--target-false-retry", f(o.TargetFalseRetry), "--min-confidence", f(o.MinConfidence), "--class-balance", f(o.ClassBalance))
-	if o.CalibrateRules {
-		args = append(args, "--calibrate-rules")
-	}
 	if info.RulesDir != "" {
 		args = append(args, "--rules", info.RulesDir)
 	}
