@@ -97,3 +97,43 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadLabelled feeds arbitrary labelled files to ReadLabelled and scores what it
+// returns: a bad line is an error, never a panic, and the either-label figures are
+// never worse than the first labels' (an answer either labeller gave is right; a
+// retry is false only when both said no retry can fix the failure).
+func FuzzReadLabelled(f *testing.F) {
+	f.Add(`{"id":"a","job":{"name":"j"},"failure":{"logTail":"CUDA out of memory"},"expected":{"category":"oom_gpu","retryable":true},"second":{"category":"config_error","retryable":false},"ambiguous":true}`)
+	f.Add(`{"id":"a","job":{"name":"j"},"failure":{"message":"connection refused"},"expected":{"category":"config_error","retryable":false},"second":null,"ambiguous":true}` + "\n" +
+		`{"id":"b","job":{"name":"j"},"failure":{"logTail":"x"},"expected":{"category":"unknown","retryable":false},"second":{"category":"slow"}}`)
+	f.Add(`{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":true},"second":[1,2],"ambiguous":"yes"}`)
+	rs := mustLoadDefault(f)
+	f.Fuzz(func(t *testing.T, file string) {
+		items, err := classifier.ReadLabelled(strings.NewReader(file))
+		if err != nil {
+			return
+		}
+		r := classifier.Evaluate(rs, items)
+		if r.Total != len(items) || r.CategoryCorrect > r.Total || r.RetryCorrect > r.Total {
+			t.Fatalf("report %+v of %d items", r, len(items))
+		}
+		e := r.Either
+		if e == nil {
+			return
+		}
+		if e.Total != r.Total || e.CategoryCorrect < r.CategoryCorrect || e.RetryCorrect < r.RetryCorrect ||
+			e.FalseRetries > r.FalseRetries || e.NotRetryable > r.NotRetryable {
+			t.Fatalf("either label %+v worse than the first labels %+v", *e, r)
+		}
+	})
+}
+
+// mustLoadDefault is the embedded rules and knowledge, without the model (fast).
+func mustLoadDefault(tb testing.TB) *classifier.Classifier {
+	tb.Helper()
+	c, err := classifier.LoadDefault(classifier.Sources{ModelFile: classifier.NoModel}, classifier.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
