@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -33,13 +34,15 @@ type Label struct {
 }
 
 // ReadLabelled reads a labelled file: JSON lines, each a FailureEvent with an
-// "expected": {"category", "retryable"} object (and optionally "source"). Blank lines
-// are skipped; any bad line is an error naming it.
+// "expected": {"category", "retryable"} object (and optionally "source", and a second
+// labeller's "second" label with "ambiguous": true where it differs). Blank lines are
+// skipped; any bad line is an error naming it.
 func ReadLabelled(r io.Reader) ([]Labelled, error) {
 	var out []Labelled
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), failure.MaxPayload+1)
-	for n := 1; sc.Scan(); n++ {
+	n := 1
+	for ; sc.Scan(); n++ {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
@@ -63,18 +66,49 @@ func ReadLabelled(r io.Reader) ([]Labelled, error) {
 		if !extra.Expected.Category.Valid() {
 			return nil, fmt.Errorf("line %d: expected.category: %q is not a category of the taxonomy", n, extra.Expected.Category)
 		}
-		var second *Label
-		if len(extra.Second) > 0 && string(extra.Second) != "null" {
-			if err := json.Unmarshal(extra.Second, &second); err != nil {
-				return nil, fmt.Errorf("line %d: second: %w", n, err)
-			}
+		second, err := readSecond(extra.Second, *extra.Expected, extra.Ambiguous)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		out = append(out, Labelled{Event: ev, Expected: *extra.Expected, Source: extra.Source, Line: n, Ambiguous: extra.Ambiguous, Second: second})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("line %d: %w", n, err)
 	}
 	return out, nil
+}
+
+// readSecond reads a line's second label, nil when it has none: both fields are
+// required, and a line whose second label differs from its first must be marked
+// ambiguous (one marked ambiguous may agree with it: a first label corrected after
+// its round's first run to the second's).
+func readSecond(raw json.RawMessage, first Label, ambiguous bool) (*Label, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		if ambiguous {
+			return nil, errors.New("ambiguous: true needs the second label (second)")
+		}
+		return nil, nil
+	}
+	var s struct {
+		Category  *failure.Category `json:"category"`
+		Retryable *bool             `json:"retryable"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("second: %w", err)
+	}
+	switch {
+	case s.Category == nil:
+		return nil, errors.New("second.category: required")
+	case !s.Category.Valid():
+		return nil, fmt.Errorf("second.category: %q is not a category of the taxonomy", *s.Category)
+	case s.Retryable == nil:
+		return nil, errors.New("second.retryable: required")
+	}
+	second := &Label{Category: *s.Category, Retryable: *s.Retryable}
+	if *second != first && !ambiguous {
+		return nil, errors.New("second: differs from expected, so the line must be marked ambiguous")
+	}
+	return second, nil
 }
 
 // Report measures a classifier against labelled events.
@@ -96,9 +130,13 @@ type Report struct {
 	// Unambiguous scores the events whose two labels agreed (nil when no event was
 	// marked ambiguous).
 	Unambiguous *Report
-	// Either scores each ambiguous event against whichever of its two labels the
-	// classification agrees with (nil when no event was marked ambiguous): where two
-	// careful labellers disagree, either answer is one a person would give.
+	// Either scores each ambiguous event's category and retry decision each against
+	// whichever of its two labels agrees with it (nil when no event was marked
+	// ambiguous): where two careful labellers disagree, either answer is one a person
+	// would give. A retry is false only when both labellers said no retry can fix the
+	// failure. The two are scored apart, so a category from one label and a retry
+	// decision from the other count as right. Its counts are never worse than the
+	// first labels'; its false-retry rate, over fewer failures, can be.
 	Either *Report
 }
 
@@ -159,7 +197,7 @@ func report(items []Labelled, got []failure.Classification) Report {
 		e := score(eitherLabel(items, got), got)
 		e.NotRetryable = 0
 		for _, it := range items {
-			if !it.Expected.Retryable && (it.Second == nil || !it.Second.Retryable) {
+			if !it.Expected.Retryable && (!it.Ambiguous || it.Second == nil || !it.Second.Retryable) {
 				e.NotRetryable++
 			}
 		}
@@ -168,9 +206,10 @@ func report(items []Labelled, got []failure.Classification) Report {
 	return r
 }
 
-// eitherLabel returns items with each ambiguous item's expected category and retry
-// decision replaced by its second label's where got agrees with that one instead: a
-// retry is false only when both labellers said no retry can fix it.
+// eitherLabel returns items with each ambiguous item's expected category, and apart
+// from it its retry decision, replaced by its second label's where got agrees with
+// that one instead: a retry is false only when both labellers said no retry can fix
+// it.
 func eitherLabel(items []Labelled, got []failure.Classification) []Labelled {
 	out := slices.Clone(items)
 	for i := range out {

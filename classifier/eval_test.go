@@ -26,6 +26,11 @@ func TestReadLabelled(t *testing.T) {
 		`line 1: expected: unknown category`:      `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"slow","retryable":true}}`,
 		"line 1: expected: json: cannot unmar":    `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":"yes"}}`,
 		`line 1: second: unknown category "slow"`: `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":true},"second":{"category":"slow","retryable":true}}`,
+		"line 1: second.category: required":       `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":true},"second":{"retryable":true},"ambiguous":true}`,
+		"line 1: second.retryable: required":      `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":true},"second":{"category":"timeout"}}`,
+		"line 1: ambiguous: true needs":           `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":true},"ambiguous":true}`,
+		"line 1: second: differs":                 `{"id":"a","job":{"name":"j"},"failure":{},"expected":{"category":"timeout","retryable":true},"second":{"category":"config_error","retryable":false}}`,
+		"line 2: bufio.Scanner: token too long":   "\n" + `{"id":"a","job":{"name":"j"},"failure":{"logTail":"` + strings.Repeat("x", failure.MaxPayload) + `"}}`,
 	} {
 		if _, err := ReadLabelled(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("ReadLabelled(%s) error = %v, want %q", bad, err, name)
@@ -113,5 +118,11 @@ func TestEvaluateEitherLabel(t *testing.T) {
 	}
 	if Evaluate(New(rs, Options{}), []Labelled{item("typo", code, code)}).Either != nil {
 		t.Error("Either set without ambiguous items")
+	}
+	// Category and retry decision are scored apart: a category from one label and a
+	// retry decision from the other both count.
+	mixed := Evaluate(New(rs, Options{}), []Labelled{item("typo", data, Label{failure.UserCode, true})}).Either
+	if mixed.CategoryCorrect != 1 || mixed.RetryCorrect != 1 {
+		t.Errorf("user_code/false against data_error/false and user_code/true: %+v; want both counted right", *mixed)
 	}
 }

@@ -99,9 +99,10 @@ func FuzzClassify(f *testing.F) {
 }
 
 // FuzzReadLabelled feeds arbitrary labelled files to ReadLabelled and scores what it
-// returns: a bad line is an error, never a panic, and the either-label figures are
+// returns: a bad line is an error, never a panic, and the either-label counts are
 // never worse than the first labels' (an answer either labeller gave is right; a
-// retry is false only when both said no retry can fix the failure).
+// retry is false only when both said no retry can fix the failure), nor is a false
+// retry counted outside the failures both called not retryable.
 func FuzzReadLabelled(f *testing.F) {
 	f.Add(`{"id":"a","job":{"name":"j"},"failure":{"logTail":"CUDA out of memory"},"expected":{"category":"oom_gpu","retryable":true},"second":{"category":"config_error","retryable":false},"ambiguous":true}`)
 	f.Add(`{"id":"a","job":{"name":"j"},"failure":{"message":"connection refused"},"expected":{"category":"config_error","retryable":false},"second":null,"ambiguous":true}` + "\n" +
@@ -122,7 +123,7 @@ func FuzzReadLabelled(f *testing.F) {
 			return
 		}
 		if e.Total != r.Total || e.CategoryCorrect < r.CategoryCorrect || e.RetryCorrect < r.RetryCorrect ||
-			e.FalseRetries > r.FalseRetries || e.NotRetryable > r.NotRetryable {
+			e.FalseRetries > r.FalseRetries || e.NotRetryable > r.NotRetryable || e.FalseRetries > e.NotRetryable {
 			t.Fatalf("either label %+v worse than the first labels %+v", *e, r)
 		}
 	})
