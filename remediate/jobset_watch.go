@@ -1,21 +1,17 @@
 package remediate
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	jobsetapi "sigs.k8s.io/jobset/api/jobset/v1alpha2"
 	jobsetinformers "sigs.k8s.io/jobset/client-go/informers/externalversions"
 	jobsetlisters "sigs.k8s.io/jobset/client-go/listers/jobset/v1alpha2"
@@ -23,20 +19,14 @@ import (
 	"github.com/autofix/autofix/failure"
 )
 
-// jobSetController is one Watch of the JobSet adapter: an informer on JobSets per
-// watched namespace, and a work queue of their keys, in the shape of the Job
-// watcher's controller. What a JobSet ran (its child Jobs and their pods) is read
-// from the API server when there is something to report — a failure, or an
-// attempt's end — rather than cached: the Job watcher caches Jobs and pods already,
-// and a second cache of every pod would double autofix's memory for reads this
-// rare.
+// jobSetController is one Watch of the JobSet adapter: a keyedWatch of JobSet
+// informers, in the shape of the Job watcher's controller. What a JobSet ran (its
+// child Jobs and their pods) is read from the API server when there is something to
+// report — a failure, or an attempt's end — rather than cached: the Job watcher
+// caches Jobs and pods already, and a second cache of every pod would double
+// autofix's memory for reads this rare.
 type jobSetController struct {
 	*Watcher // publishing, pod signals, peaks, what was sent and reported
-	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
-	listers  map[string]jobsetlisters.JobSetLister // by namespace ("" for all)
-
-	mu    sync.Mutex
-	ready map[string]bool
 }
 
 // Watch watches the JobSets of the adapter's namespaces until ctx ends: a JobSet
@@ -47,118 +37,25 @@ func (a *JobSets) Watch(ctx context.Context, pub Publisher, sink OutcomeSink) er
 	if w.err != nil {
 		return w.err
 	}
-	c := &jobSetController{Watcher: w, listers: map[string]jobsetlisters.JobSetLister{}, ready: map[string]bool{},
-		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName]())}
-	ctx, cancel := context.WithCancel(ctx)
-	var (
-		factories []jobsetinformers.SharedInformerFactory
-		wg        sync.WaitGroup
-	)
-	defer func() {
-		cancel()
-		c.queue.ShutDown()
-		wg.Wait()
-		for _, f := range factories {
-			f.Shutdown()
-		}
-	}()
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc: c.enqueue,
-		UpdateFunc: func(old, cur any) {
-			o, err1 := meta.Accessor(old)
-			n, err2 := meta.Accessor(cur)
-			if err1 == nil && err2 == nil && o.GetResourceVersion() == n.GetResourceVersion() {
-				return // a resync
-			}
-			c.enqueue(cur)
+	c := &jobSetController{Watcher: w}
+	return keyedWatch[jobsetlisters.JobSetLister]{kind: "jobset", resource: "jobsets",
+		unsynced: "is the JobSet CRD installed, and may autofix list jobsets there?",
+		open: func(ns string) (informerFactory, cache.SharedInformer, jobsetlisters.JobSetLister) {
+			f := jobsetinformers.NewSharedInformerFactoryWithOptions(a.js, 0, jobsetinformers.WithNamespace(ns))
+			inf := f.Jobset().V1alpha2().JobSets()
+			return f, inf.Informer(), inf.Lister()
 		},
-	}
-	for _, ns := range watchedNamespaces(a.o.Watch.Namespaces) {
-		f := jobsetinformers.NewSharedInformerFactoryWithOptions(a.js, 0, jobsetinformers.WithNamespace(ns))
-		factories = append(factories, f)
-		inf := f.Jobset().V1alpha2().JobSets()
-		reg, err := inf.Informer().AddEventHandler(handler)
-		if err != nil {
-			return fmt.Errorf("watch the JobSets of namespace %q: %w", ns, err)
-		}
-		c.listers[ns] = inf.Lister()
-		wg.Go(func() { c.await(ctx, ns, reg.HasSynced) })
-	}
-	for _, f := range factories {
-		f.Start(ctx.Done())
-	}
-	wg.Go(func() {
-		<-ctx.Done()
-		c.queue.ShutDown()
-	})
-	w.o.Log.Info("watching jobsets", "namespaces", watchedNamespaces(a.o.Watch.Namespaces), "selector", w.o.Selector)
-	for c.processNext(ctx) {
-	}
-	return nil
-}
-
-// await marks namespace ns ready once its informer has synced; one autofix may
-// not list JobSets in (no RoleBinding of autofix-jobsets, or no JobSet CRD) never
-// does, and the log says so after a minute.
-func (c *jobSetController) await(ctx context.Context, ns string, synced cache.InformerSynced) {
-	warn := time.AfterFunc(time.Minute, func() {
-		c.o.Log.Error("watcher: jobsets not synced after a minute; is the JobSet CRD installed, and may autofix list jobsets there?",
-			"namespace", cmp.Or(ns, "(all)"))
-	})
-	defer warn.Stop()
-	if !cache.WaitForCacheSync(ctx.Done(), synced) {
-		return
-	}
-	c.mu.Lock()
-	c.ready[ns] = true
-	c.mu.Unlock()
-}
-
-func (c *jobSetController) enqueue(obj any) {
-	if m, err := meta.Accessor(obj); err == nil {
-		c.queue.Add(cache.ObjectName{Namespace: m.GetNamespace(), Name: m.GetName()})
-	}
-}
-
-// lister returns what covers namespace ns, and whether its cache has synced.
-func (c *jobSetController) lister(ns string) (jobsetlisters.JobSetLister, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if l, ok := c.listers[ns]; ok {
-		return l, c.ready[ns]
-	}
-	l := c.listers[metav1.NamespaceAll]
-	return l, c.ready[metav1.NamespaceAll]
-}
-
-// processNext handles one key as the Job watcher does: success forgets it, an error
-// requeues it with backoff for as long as it lasts (Kafka or the ledger down).
-func (c *jobSetController) processNext(ctx context.Context) bool {
-	key, shutdown := c.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer c.queue.Done(key)
-	if ctx.Err() != nil {
-		return false
-	}
-	l, ready := c.lister(key.Namespace)
-	switch {
-	case l == nil:
-		c.queue.Forget(key)
-		return true
-	case !ready:
-		c.queue.AddAfter(key, time.Second)
-		return true
-	}
-	js, err := l.JobSets(key.Namespace).Get(key.Name)
-	if err == nil {
-		err = c.sync(ctx, js)
-	} else if apierrors.IsNotFound(err) {
-		err = nil // deleted: a JobSet that is gone is not re-created
-	}
-	settle(ctx, c.queue, key, 0, err, c.o.Log, "jobset")
-	return true
+		sync: func(ctx context.Context, l jobsetlisters.JobSetLister, key cache.ObjectName) error {
+			js, err := l.JobSets(key.Namespace).Get(key.Name)
+			if apierrors.IsNotFound(err) {
+				return nil // deleted: a JobSet that is gone is not re-created
+			}
+			if err != nil {
+				return err
+			}
+			return c.sync(ctx, js)
+		},
+	}.run(ctx, a.o.Watch.Namespaces, w.o.Selector, w.o.Log)
 }
 
 // sync reports how a JobSet autofix created ended, and publishes the failure of a
