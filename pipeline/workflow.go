@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -114,7 +115,7 @@ func workflowUnfixable(u *unstructured.Unstructured) string {
 	}
 	msg, _, _ := unstructured.NestedString(u.Object, "status", "message")
 	if len(msg) > 512 {
-		msg = msg[:512] + "..."
+		msg = strings.ToValidUTF8(msg[:512], "") + "..." // not half a character at the cut
 	}
 	return fmt.Sprintf("%s failed before any step's pod did, which no fix of autofix's mends: %s", u.GetName(), msg)
 }
