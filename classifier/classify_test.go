@@ -87,6 +87,45 @@ func TestLowerRegexMatchesCaseInsensitively(t *testing.T) {
 	}
 }
 
+// TestLowerRegexMemoIsBoundedAndFaithful: a memoised rewrite is the rewrite, and a
+// stream of distinct patterns (rule files are untrusted) never grows the memo past its
+// bound.
+func TestLowerRegexMemoIsBoundedAndFaithful(t *testing.T) {
+	for _, p := range []string{`waiting for [^\n]{0,80}(failed|timed out)`, `\b(429|50[0234])\b`, `Label class \d+ exceeds nc=\d+`} {
+		for range 2 {
+			lowered, guard, err := lowerRegex(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantLowered, wantGuard, err := rewriteRegex(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lowered != wantLowered || !reflect.DeepEqual(guard, wantGuard) {
+				t.Fatalf("lowerRegex(%q) = %q %q, its rewrite %q %q", p, lowered, guard, wantLowered, wantGuard)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range maxLoweredCache {
+				if _, _, err := lowerRegex(fmt.Sprintf("worker %d pattern %d", w, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	loweredCache.Lock()
+	n := len(loweredCache.m)
+	loweredCache.Unlock()
+	if n == 0 || n > maxLoweredCache {
+		t.Fatalf("the memo holds %d patterns, want 1 to %d", n, maxLoweredCache)
+	}
+}
+
 func TestRegexGuard(t *testing.T) {
 	for p, want := range map[string][][]string{
 		`cuda out of memory`:          {{"cuda out of memory"}},

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/expr-lang/expr"
@@ -187,7 +188,51 @@ func lineAt(text string, pos int) (start, end int) {
 // over lower-cased text, so that Go's regexp can use its literal-prefix scan, and
 // returns its guard: clauses of literals such that every match contains, for each
 // clause, at least one of its literals. ^ and $ match at line boundaries.
+//
+// Results are memoised (loweredCache): printing a rewritten pattern checks every rune
+// of its wide character classes against Unicode's case folding (regexp/syntax's flag
+// inference), some milliseconds a pattern and twenty times that under the race
+// detector, and the same rule files are compiled again and again (every reload, every
+// candidate a rules diff tries, every test's service). The guard is shared between
+// callers and must not be modified.
 func lowerRegex(pattern string) (lowered string, guard [][]string, err error) {
+	loweredCache.Lock()
+	got, ok := loweredCache.m[pattern]
+	loweredCache.Unlock()
+	if ok {
+		return got.lowered, got.guard, nil
+	}
+	lowered, guard, err = rewriteRegex(pattern)
+	if err != nil {
+		return "", nil, err
+	}
+	loweredCache.Lock()
+	defer loweredCache.Unlock()
+	if len(loweredCache.m) >= maxLoweredCache || loweredCache.m == nil {
+		// Rule files are untrusted: a stream of new patterns starts the cache over
+		// rather than growing it.
+		loweredCache.m = make(map[string]loweredRegex)
+	}
+	loweredCache.m[pattern] = loweredRegex{lowered, guard}
+	return lowered, guard, nil
+}
+
+// loweredRegex is a memoised result of lowerRegex.
+type loweredRegex struct {
+	lowered string
+	guard   [][]string
+}
+
+// maxLoweredCache bounds loweredCache; the embedded rules have a few dozen patterns.
+const maxLoweredCache = 1024
+
+var loweredCache struct {
+	sync.Mutex
+	m map[string]loweredRegex
+}
+
+// rewriteRegex is lowerRegex without the memo.
+func rewriteRegex(pattern string) (lowered string, guard [][]string, err error) {
 	re, err := syntax.Parse(pattern, (syntax.Perl&^syntax.OneLine)|syntax.FoldCase)
 	if err != nil {
 		return "", nil, err
