@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/autofix/autofix/classifier"
@@ -104,16 +106,50 @@ func readLabelled(t *testing.T, name string) []classifier.Labelled {
 	return items
 }
 
+// githubFile matches the address of a file in a GitHub repository at some commit or
+// branch: the same document whatever the commit.
+var githubFile = regexp.MustCompile(`^https://github\.com/([^/]+/[^/]+)/blob/[^/]+/(.+)$`)
+
+// renamedRepos are repositories the corpus cites under an old and a new name.
+var renamedRepos = map[string]string{"kubernetes/kubernetes.github.io": "kubernetes/website"}
+
+// sourceKey is the document a source address names.
+func sourceKey(src string) string {
+	m := githubFile.FindStringSubmatch(src)
+	if m == nil {
+		return src
+	}
+	repo := strings.ToLower(m[1])
+	if to, ok := renamedRepos[repo]; ok {
+		repo = to
+	}
+	return "github.com/" + repo + "/" + m[2]
+}
+
+// sharedDocuments are lines of the early rounds that quote a documentation page an
+// earlier set quoted at another commit (found in wave 13, when the check above learned
+// to see through commits and renames). They have long been trained on or kept for the
+// simulator, and stay; no new line may join them.
+var sharedDocuments = map[string]bool{
+	"r08-209": true, "r08-218": true, "r08-219": true, "r09-163": true, "r11-163": true, "r11-165": true,
+	"r11-168": true, "r11-185": true, "r12-007": true, "r12-009": true, "r12-029": true, "r12-030": true,
+	"r12-031": true, "r12-032": true, "r12-033": true, "r12-059": true, "r12-064": true, "r13-034": true,
+	"r13-035": true, "r16-078": true, "r08-192": true,
+}
+
 // TestLabelledDataHygiene checks what makes the labelled sets trustworthy: every line
-// has a source address and a valid label, ids are unique, and no source thread is used
-// by two sets (a held-out set must not share threads with the development set).
+// has a source address and a valid label, ids are unique, and no source document is
+// used by two sets (a held-out set must not share threads or pages with the
+// development set, nor the training sets with the simulator's real text).
 func TestLabelledDataHygiene(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.jsonl")
 	if err != nil || len(files) < 2 {
 		t.Fatalf("labelled files: %v %v", files, err)
 	}
+	files = append(files, "../sim/realtext/messages.jsonl")
+	type use struct{ file, id string }
 	ids := map[string]string{}
-	sources := map[string]string{}
+	sources := map[string]use{}
 	for _, path := range files {
 		f, err := os.Open(path)
 		if err != nil {
@@ -142,10 +178,13 @@ func TestLabelledDataHygiene(t *testing.T) {
 			if u, err := url.Parse(line.Source); err != nil || u.Scheme != "https" || u.Host == "" {
 				t.Errorf("%s:%d: source %q is not an https address", path, n, line.Source)
 			}
-			if prev, dup := sources[line.Source]; dup && prev != where {
-				t.Errorf("%s:%d: source %s is also used by %s", path, n, line.Source, prev)
+			key := sourceKey(line.Source)
+			if prev, dup := sources[key]; dup && prev.file != where && !(sharedDocuments[line.ID] && sharedDocuments[prev.id]) {
+				t.Errorf("%s:%d: source %s is also used by %s (%s)", path, n, line.Source, prev.file, prev.id)
 			}
-			sources[line.Source] = where
+			if _, dup := sources[key]; !dup {
+				sources[key] = use{where, line.ID}
+			}
 			if line.Expected.Retryable == nil {
 				t.Errorf("%s:%d: expected.retryable missing", path, n)
 			}
