@@ -43,6 +43,8 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 		{name: "a node's addresses are no exhaustion", log: "kubectl get nodes -o wide lists each node's internal IP addresses; the subnet has free addresses", not: []string{"cloud/subnet-addresses-exhausted"}},
 		{name: "spark class version mismatch", log: "java.io.InvalidClassException: org.apache.commons.lang3.time.FastDateFormat; local class incompatible: stream classdesc serialVersionUID = 2, local class serialVersionUID = 1",
 			want: []string{"exception/ClassNotFoundException"}},
+		{name: "nccl infiniband completion error", log: "NET/IB : Got completion from peer 10.0.0.2<43315> with error 12, opcode 1, len 32478, vendor err 129", want: []string{"accelerator/nccl-ib-completion-error"}},
+		{name: "nextflow process time limit", log: "Caused by:\n  Process exceeded running time limit (8h)", want: []string{"message/ran-out-of-time"}},
 		{name: "slurm node failure", log: "JobState=NODE_FAIL Reason=NodeFail", want: []string{"message/spot-reclaim"}},
 		{name: "databricks stockout", log: "Cluster terminated. Reason: CLOUD_PROVIDER_RESOURCE_STOCKOUT", want: []string{"cloud/databricks-cloud-capacity"}},
 		{name: "a quota that asks for limits is no capacity", log: "pods \"x\" is forbidden: failed quota: compute-resources: must specify limits.memory",
