@@ -630,7 +630,7 @@ func TestApproverEditsStayWithinWhatTheJobAndThePolicyAllow(t *testing.T) {
 }
 
 func TestFailedAuthenticationsAreRateLimited(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, noRefill)
 	saw429 := false
 	for range 40 {
 		req, _ := http.NewRequest("GET", e.url+"/v1/models", nil)

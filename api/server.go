@@ -99,6 +99,10 @@ type Options struct {
 	// Log is the server's log (default: none); Now its clock (default time.Now).
 	Log *slog.Logger
 	Now func() time.Time
+
+	// failedAuth is the budget of failed authentications per address; zero: 10 a
+	// second, a burst of 20 (failedAuth). Tests set one that does not refill.
+	failedAuth middleware.RateLimiterMemoryStoreConfig
 }
 
 // Server is the HTTP API.
@@ -148,8 +152,10 @@ func New(o Options) (*Server, error) {
 	if len(o.SessionKeys) == 0 {
 		o.Log.Info("review page: no session keys given; sessions are signed with a random key, valid on this replica until it restarts")
 	}
-	s := &Server{o: o, e: echo.New(), log: o.Log, failures: middleware.NewRateLimiterMemoryStoreWithConfig(
-		middleware.RateLimiterMemoryStoreConfig{Rate: 10, Burst: 20, ExpiresIn: 10 * time.Minute})}
+	if o.failedAuth.Rate == 0 {
+		o.failedAuth = middleware.RateLimiterMemoryStoreConfig{Rate: 10, Burst: 20, ExpiresIn: 10 * time.Minute}
+	}
+	s := &Server{o: o, e: echo.New(), log: o.Log, failures: middleware.NewRateLimiterMemoryStoreWithConfig(o.failedAuth)}
 	s.e.Logger = o.Log
 	s.e.IPExtractor = clientAddress(o.TrustedProxies)
 	s.e.HTTPErrorHandler = s.errorHandler

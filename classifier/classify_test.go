@@ -124,6 +124,28 @@ func TestLowerRegexMemoIsBoundedAndFaithful(t *testing.T) {
 	if n == 0 || n > maxLoweredCache {
 		t.Fatalf("the memo holds %d patterns, want 1 to %d", n, maxLoweredCache)
 	}
+	// A short pattern whose rewrite is long (every control range, printed) is not
+	// held, and many that are only just small enough stay within the byte budget.
+	huge := strings.Repeat(`\pC`, 300) + "x"
+	if lowered, _, err := lowerRegex(huge); err != nil || len(lowered) <= maxLoweredEntryBytes {
+		t.Fatalf("lowerRegex of %d bytes of \\pC: %d bytes, %v; want a rewrite over %d", len(huge), len(lowered), err, maxLoweredEntryBytes)
+	}
+	for i := range 600 {
+		if _, _, err := lowerRegex(fmt.Sprintf("%d %s", i, strings.Repeat(`\pZ`, 160))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loweredCache.Lock()
+	_, held := loweredCache.m[huge]
+	total := 0
+	for p, e := range loweredCache.m {
+		total += len(p) + len(e.lowered)
+	}
+	accounted := loweredCache.bytes
+	loweredCache.Unlock()
+	if held || total > maxLoweredCacheBytes || total > accounted {
+		t.Fatalf("the memo holds the huge rewrite: %v; %d bytes (%d accounted), want at most %d", held, total, accounted, maxLoweredCacheBytes)
+	}
 }
 
 func TestRegexGuard(t *testing.T) {

@@ -206,14 +206,25 @@ func lowerRegex(pattern string) (lowered string, guard [][]string, err error) {
 	if err != nil {
 		return "", nil, err
 	}
+	size := len(pattern) + len(lowered)
+	for _, c := range guard {
+		for _, lit := range c {
+			size += len(lit)
+		}
+	}
+	if size > maxLoweredEntryBytes {
+		return lowered, guard, nil // rare, and its size is the caller's limits' business
+	}
 	loweredCache.Lock()
 	defer loweredCache.Unlock()
-	if len(loweredCache.m) >= maxLoweredCache || loweredCache.m == nil {
+	if len(loweredCache.m) >= maxLoweredCache || loweredCache.bytes+size > maxLoweredCacheBytes || loweredCache.m == nil {
 		// Rule files are untrusted: a stream of new patterns starts the cache over
 		// rather than growing it.
 		loweredCache.m = make(map[string]loweredRegex)
+		loweredCache.bytes = 0
 	}
 	loweredCache.m[pattern] = loweredRegex{lowered, guard}
+	loweredCache.bytes += size
 	return lowered, guard, nil
 }
 
@@ -223,12 +234,19 @@ type loweredRegex struct {
 	guard   [][]string
 }
 
-// maxLoweredCache bounds loweredCache; the embedded rules have a few dozen patterns.
-const maxLoweredCache = 1024
+// Bounds on loweredCache: entries, bytes in all, and the bytes of one entry. The
+// embedded rules have a few dozen patterns of under 200 bytes; a pattern's rewrite can
+// be far longer than the pattern (\pC repeated prints every control range).
+const (
+	maxLoweredCache      = 1024
+	maxLoweredCacheBytes = 4 << 20
+	maxLoweredEntryBytes = 16 << 10
+)
 
 var loweredCache struct {
 	sync.Mutex
-	m map[string]loweredRegex
+	m     map[string]loweredRegex
+	bytes int // of the patterns, rewrites and guards held
 }
 
 // rewriteRegex is lowerRegex without the memo.
