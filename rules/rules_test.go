@@ -205,7 +205,7 @@ func TestLabelledDataHygiene(t *testing.T) {
 				t.Errorf("%s:%d: source %q is not an https address", path, n, line.Source)
 			}
 			key := sourceKey(line.Source)
-			if prev, dup := sources[key]; dup && prev.file != where && !(sharedDocuments[line.ID] && sharedDocuments[prev.id]) {
+			if prev, dup := sources[key]; dup && prev.file != where && (!sharedDocuments[line.ID] || !sharedDocuments[prev.id]) {
 				t.Errorf("%s:%d: source %s is also used by %s (%s)", path, n, line.Source, prev.file, prev.id)
 			}
 			if _, dup := sources[key]; !dup {
