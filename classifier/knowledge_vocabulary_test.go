@@ -45,6 +45,7 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 			want: []string{"exception/ClassNotFoundException"}},
 		{name: "nccl infiniband completion error", log: "NET/IB : Got completion from peer 10.0.0.2<43315> with error 12, opcode 1, len 32478, vendor err 129", want: []string{"accelerator/nccl-ib-completion-error"}},
 		{name: "nextflow process time limit", log: "Caused by:\n  Process exceeded running time limit (8h)", want: []string{"message/ran-out-of-time"}},
+		{name: "gunicorn worker timeout", log: "[2023-09-22 23:49:15 +0530] [1305] [CRITICAL] WORKER TIMEOUT (pid:2821)", want: []string{"message/ran-out-of-time"}},
 		{name: "slurm node failure", log: "JobState=NODE_FAIL Reason=NodeFail", want: []string{"message/spot-reclaim"}},
 		{name: "databricks stockout", log: "Cluster terminated. Reason: CLOUD_PROVIDER_RESOURCE_STOCKOUT", want: []string{"cloud/databricks-cloud-capacity"}},
 		{name: "a quota that asks for limits is no capacity", log: "pods \"x\" is forbidden: failed quota: compute-resources: must specify limits.memory",
