@@ -117,8 +117,8 @@ func (e *Env) reset(ev *failure.Event, rs *RuleSet) {
 	if rs.uses["lines"] && sig.LogTail != "" {
 		e.Lines = strings.Split(strings.TrimSuffix(sig.LogTail, "\n"), "\n")
 	}
-	e.MessageLower = strings.ToLower(sig.Message)
-	e.LogLower = strings.ToLower(sig.LogTail)
+	e.MessageLower = toLower(sig.Message)
+	e.LogLower = toLower(sig.LogTail)
 	if rs.uses["textLower"] {
 		e.TextLower = strings.ToLower(sig.Reason) + "\n" + e.MessageLower + "\n" + e.LogLower
 	}

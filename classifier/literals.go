@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // literalSet finds which of a fixed set of byte strings occur in a text in one pass
@@ -196,4 +199,36 @@ func readLimited(fsys fs.FS, name string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("over the %d-byte limit", max)
 	}
 	return data, nil
+}
+
+// toLower is strings.ToLower, byte for byte, but quicker on what logs are: ASCII with
+// a few other runes (box drawing, progress bars, accents, CJK). strings.ToLower maps
+// such a string a rune at a time through a function value; this lowers its ASCII bytes
+// inline and decodes only the rest. An invalid byte becomes U+FFFD, as strings.Map
+// makes it.
+func toLower(s string) string {
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf {
+		i++
+	}
+	if i == len(s) {
+		return strings.ToLower(s)
+	}
+	var b strings.Builder
+	b.Grow(len(s) + utf8.UTFMax)
+	for j := 0; j < len(s); {
+		c := s[j]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b.WriteByte(c)
+			j++
+			continue
+		}
+		r, w := utf8.DecodeRuneInString(s[j:])
+		b.WriteRune(unicode.ToLower(r))
+		j += w
+	}
+	return b.String()
 }

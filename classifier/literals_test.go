@@ -88,3 +88,16 @@ func TestLiteralSetManyPatterns(t *testing.T) {
 		}
 	}
 }
+
+// FuzzToLower: toLower is strings.ToLower, byte for byte (the rules' offsets, the
+// features and the evidence lines depend on it).
+func FuzzToLower(f *testing.F) {
+	for _, seed := range []string{"", "ABC", "Ünïcödé ÉRROR", "\xff\xfeA", "İSTANBUL", "ΣΑΣ", "progress ████ 50%", "\u212a\u2126", "a\uFFFDb", "\xed\xa0\x80"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := toLower(s), strings.ToLower(s); got != want {
+			t.Fatalf("toLower(%q) = %q, strings.ToLower %q", s, got, want)
+		}
+	})
+}
