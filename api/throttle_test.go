@@ -165,11 +165,12 @@ func TestClientAddress(t *testing.T) {
 // /64 gets a 429 once the first has used the budget; another /64 has its own. IPv4
 // clients (also when written IPv4-mapped) keep one budget per address.
 func TestIPv6ClientsAreLimitedByTheir64(t *testing.T) {
-	e := newEnv(t)
 	// A budget of 3 that does not refill while the test runs, so that no step
 	// depends on how fast the machine is. The key is what is under test.
 	const budget = 3
-	e.srv.failures = middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: 1e-9, Burst: budget})
+	e := newEnv(t, func(o *Options) {
+		o.failedAuth = middleware.RateLimiterMemoryStoreConfig{Rate: 1e-9, Burst: budget, ExpiresIn: time.Hour}
+	})
 	login := func(remote string) int {
 		t.Helper()
 		req := httptest.NewRequest("POST", "/ui/login", strings.NewReader(url.Values{"token": {"afx_guess"}}.Encode()))

@@ -228,9 +228,9 @@ func TestLabelledDataHygiene(t *testing.T) {
 // answer must not have. They are asserted on the embedded classifier, not as rule
 // tests, because the answer may come from the model.
 func TestReviewedRegressions(t *testing.T) {
-	// The service's classifier: the embedded rules, tables and model, at the
-	// configuration's default thresholds.
-	c, err := classifier.LoadDefault(classifier.Sources{}, classifier.Options{MinConfidence: 0.5, Authority: 0.95})
+	// The service's classifier: the embedded rules, tables and model, at the default
+	// thresholds.
+	c, err := classifier.LoadDefault(classifier.Sources{}, classifier.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
