@@ -1,6 +1,7 @@
 package classifier
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
@@ -202,33 +203,64 @@ func readLimited(fsys fs.FS, name string, max int64) ([]byte, error) {
 }
 
 // toLower is strings.ToLower, byte for byte, but quicker on what logs are: ASCII with
-// a few other runes (box drawing, progress bars, accents, CJK). strings.ToLower maps
-// such a string a rune at a time through a function value; this lowers its ASCII bytes
-// inline and decodes only the rest. An invalid byte becomes U+FFFD, as strings.Map
-// makes it.
+// a few other runes (box drawing, progress bars, accents, CJK). It lowers ASCII eight
+// bytes at a time and decodes only the other runes, where strings.ToLower goes a byte
+// at a time and maps any string with one such rune through a function value. An
+// invalid byte becomes U+FFFD, as strings.Map makes it.
 func toLower(s string) string {
-	i := 0
-	for i < len(s) && s[i] < utf8.RuneSelf {
-		i++
-	}
-	if i == len(s) {
-		return strings.ToLower(s)
-	}
 	var b strings.Builder
-	b.Grow(len(s) + utf8.UTFMax)
-	for j := 0; j < len(s); {
-		c := s[j]
-		if c < utf8.RuneSelf {
+	b.Grow(len(s))
+	var chunk [512]byte // lowered bytes not yet written to b
+	n := 0
+	flush := func() {
+		b.Write(chunk[:n])
+		n = 0
+	}
+	for i := 0; i < len(s); {
+		if i+8 <= len(s) {
+			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			if w&highBits == 0 {
+				if n+8 > len(chunk) {
+					flush()
+				}
+				binary.LittleEndian.PutUint64(chunk[n:], w|upperBits(w)>>2)
+				n += 8
+				i += 8
+				continue
+			}
+		}
+		if c := s[i]; c < utf8.RuneSelf {
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
 			}
-			b.WriteByte(c)
-			j++
+			if n == len(chunk) {
+				flush()
+			}
+			chunk[n] = c
+			n++
+			i++
 			continue
 		}
-		r, w := utf8.DecodeRuneInString(s[j:])
-		b.WriteRune(unicode.ToLower(r))
-		j += w
+		r, w := utf8.DecodeRuneInString(s[i:])
+		if n+utf8.UTFMax > len(chunk) {
+			flush()
+		}
+		n += utf8.EncodeRune(chunk[n:], unicode.ToLower(r))
+		i += w
 	}
+	flush()
 	return b.String()
+}
+
+// highBits has the top bit of each byte of a word set.
+const highBits = 0x8080808080808080
+
+// upperBits returns, for a word of eight ASCII bytes, the top bit of each byte that
+// is an upper-case letter: a byte is one when adding 0x80-'A' sets its top bit and
+// adding 0x80-'Z'-1 does not. No sum carries into the next byte, as ASCII bytes are
+// under 0x80.
+func upperBits(w uint64) uint64 {
+	const ones = 0x0101010101010101
+	return (w + (0x80-'A')*ones) &^ (w + (0x80-'Z'-1)*ones) & highBits
 }

@@ -92,7 +92,8 @@ func TestLiteralSetManyPatterns(t *testing.T) {
 // FuzzToLower: toLower is strings.ToLower, byte for byte (the rules' offsets, the
 // features and the evidence lines depend on it).
 func FuzzToLower(f *testing.F) {
-	for _, seed := range []string{"", "ABC", "Ünïcödé ÉRROR", "\xff\xfeA", "İSTANBUL", "ΣΑΣ", "progress ████ 50%", "\u212a\u2126", "a\uFFFDb", "\xed\xa0\x80"} {
+	for _, seed := range []string{"", "ABC", "Ünïcödé ÉRROR", "\xff\xfeA", "İSTANBUL", "ΣΑΣ", "progress ████ 50%", "\u212a\u2126", "a\uFFFDb", "\xed\xa0\x80",
+		"@AZ[`az{@AZ[`az{", "RuntimeError: CUDA OUT OF MEMORY. Tried", "0123456789ABCDEFGHIJ\u00c9KLMNOPQRSTUVWXYZ"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -100,4 +101,21 @@ func FuzzToLower(f *testing.F) {
 			t.Fatalf("toLower(%q) = %q, strings.ToLower %q", s, got, want)
 		}
 	})
+}
+
+// BenchmarkToLower lowers a 4 KiB log of ASCII and one with a progress bar's runes.
+func BenchmarkToLower(b *testing.B) {
+	line := "2026-11-25 10:01:02,123 INFO Trainer.py:210 - Epoch 3 Step 1200/12000 Loss=0.4312\n"
+	for _, tc := range []struct{ name, log string }{
+		{"ascii", strings.Repeat(line, 4096/len(line))},
+		{"runes", strings.Repeat(line+"Loading: 45%|████▌     | 9/20 [00:02<00:03]\n", 4096/(len(line)+48))},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.log)))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = toLower(tc.log)
+			}
+		})
+	}
 }
