@@ -114,8 +114,27 @@ var (
 	githubThread = regexp.MustCompile(`^/([^/]+/[^/]+)/(?:issues|pull|discussions)/(\d+)`)
 )
 
-// renamedRepos are repositories the corpus cites under an old and a new name.
-var renamedRepos = map[string]string{"kubernetes/kubernetes.github.io": "kubernetes/website"}
+// renamedRepos are repositories the corpus cites (or may cite) under an old and a new
+// name; GitHub redirects the old one.
+var renamedRepos = map[string]string{
+	"kubernetes/kubernetes.github.io": "kubernetes/website",
+	"volcengine/verl":                 "verl-project/verl",
+	"pytorch/torchtune":               "meta-pytorch/torchtune",
+}
+
+// docMirrors are documentation sites whose pages are built from the Markdown files of
+// a GitHub repository: a page and its source file are one document. The site's key is
+// its host and path after any locale ("en-us"), the file's its path under dir with
+// ".md" (and an "_index" or "index" name) taken off, under site's prefix.
+var docMirrors = []struct{ repo, dir, site string }{
+	{"microsoftdocs/azure-docs", "articles/", "learn.microsoft.com/azure/"},
+	{"microsoftdocs/azure-ai-docs", "articles/", "learn.microsoft.com/azure/"},
+	{"microsoftdocs/supportarticles-docs", "support/", "learn.microsoft.com/troubleshoot/"},
+	{"kubernetes/website", "content/en/", "kubernetes.io/"},
+}
+
+// localeSegment matches a locale as the first segment of a documentation page's path.
+var localeSegment = regexp.MustCompile(`^/[a-z]{2}(?:-[a-z]{2,4})?/`)
 
 // sourceKey is the document a source address names: the same file at every commit,
 // branch and view, under the repository's current name; an issue or pull request
@@ -134,20 +153,72 @@ func sourceKey(src string) string {
 		}
 		return r
 	}
+	file := func(r, p string) string {
+		r = repo(r)
+		for _, m := range docMirrors {
+			if r == m.repo && strings.HasPrefix(p, m.dir) {
+				p = strings.TrimSuffix(strings.TrimPrefix(p, m.dir), ".md")
+				p = strings.TrimSuffix(strings.TrimSuffix(p, "/_index"), "/index")
+				return strings.ToLower(m.site + p)
+			}
+		}
+		return "github.com/" + r + "/" + p
+	}
 	switch host {
 	case "raw.githubusercontent.com":
 		if parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 4); len(parts) == 4 {
-			return "github.com/" + repo(parts[0]+"/"+parts[1]) + "/" + parts[3]
+			return file(parts[0]+"/"+parts[1], parts[3])
 		}
 	case "github.com":
 		if m := githubFile.FindStringSubmatch(path); m != nil {
-			return "github.com/" + repo(m[1]) + "/" + m[2]
+			return file(m[1], m[2])
 		}
 		if m := githubThread.FindStringSubmatch(path); m != nil {
 			return "github.com/" + repo(m[1]) + "/#" + m[2]
 		}
+	case "docs.microsoft.com", "learn.microsoft.com", "kubernetes.io":
+		if host == "docs.microsoft.com" {
+			host = "learn.microsoft.com"
+		}
+		return strings.ToLower(host + "/" + strings.TrimPrefix(localeSegment.ReplaceAllString(path, "/"), "/"))
 	}
 	return host + path
+}
+
+// TestSourceKey checks that the addresses of one document share a key and those of
+// different documents do not.
+func TestSourceKey(t *testing.T) {
+	same := [][2]string{
+		{"https://github.com/MicrosoftDocs/azure-docs/blob/0123abc/articles/hdinsight/hadoop/hdinsight-troubleshoot-out-disk-space.md",
+			"https://learn.microsoft.com/en-us/azure/hdinsight/hadoop/hdinsight-troubleshoot-out-disk-space"},
+		{"https://raw.githubusercontent.com/MicrosoftDocs/azure-ai-docs/main/articles/machine-learning/how-to-troubleshoot-online-endpoints.md",
+			"https://docs.microsoft.com/en-gb/azure/machine-learning/how-to-troubleshoot-online-endpoints/"},
+		{"https://github.com/MicrosoftDocs/SupportArticles-docs/blob/16edcd9/support/azure/azure-kubernetes/connectivity/intermittent-timeouts-or-server-issue.md",
+			"https://learn.microsoft.com/en-us/troubleshoot/azure/azure-kubernetes/connectivity/intermittent-timeouts-or-server-issue#cause"},
+		{"https://github.com/kubernetes/website/blob/0189ae0/content/en/docs/tasks/job/pod-failure-policy.md",
+			"https://kubernetes.io/docs/tasks/job/pod-failure-policy/"},
+		{"https://github.com/kubernetes/kubernetes.github.io/blob/abc/content/en/docs/concepts/workloads/pods/_index.md",
+			"https://kubernetes.io/docs/concepts/workloads/pods/"},
+		{"https://github.com/volcengine/verl/issues/12", "https://github.com/verl-project/verl/pull/12#issuecomment-1"},
+		{"https://github.com/pytorch/torchtune/issues/638", "https://github.com/meta-pytorch/torchtune/issues/638"},
+		{"https://github.com/Owner/Repo/blob/main/docs/a.md", "https://github.com/owner/repo/raw/abc123/docs/a.md"},
+	}
+	for _, p := range same {
+		if a, b := sourceKey(p[0]), sourceKey(p[1]); a != b {
+			t.Errorf("one document, two keys:\n%s -> %s\n%s -> %s", p[0], a, p[1], b)
+		}
+	}
+	differ := [][2]string{
+		{"https://learn.microsoft.com/en-us/azure/hdinsight/a", "https://learn.microsoft.com/en-us/troubleshoot/azure/hdinsight/a"},
+		{"https://github.com/MicrosoftDocs/azure-docs/blob/main/includes/a.md", "https://learn.microsoft.com/en-us/azure/a"},
+		{"https://github.com/kubernetes/website/blob/main/content/zh-cn/docs/a.md", "https://kubernetes.io/docs/a/"},
+		{"https://github.com/volcengine/verl/issues/12", "https://github.com/verl-project/verl/issues/13"},
+	}
+	for _, p := range differ {
+		if a := sourceKey(p[0]); a == sourceKey(p[1]) {
+			t.Errorf("two documents, one key %s: %s and %s", a, p[0], p[1])
+		}
+	}
 }
 
 // sharedDocuments are the 27 lines of the early rounds that quote one of 9
