@@ -52,6 +52,10 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 			not: []string{"cloud/gcp-quota-exceeded", "cloud/azure-quota-exceeded"}},
 		{name: "an azure resource-group count quota is not the core quota", log: "Code=ResourceQuotaExceeded", not: []string{"cloud/azure-quota-exceeded"}},
 		{name: "the gke node pool quota code", log: "GCE_QUOTA_EXCEEDED", want: []string{"cloud/gcp-quota-exceeded"}},
+		{name: "metal out of memory", log: "libc++abi: terminating due to uncaught exception of type std::runtime_error: [METAL] Command buffer execution failed: Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)",
+			want: []string{"accelerator/metal-out-of-memory"}},
+		{name: "sagemaker account limit with a hyphen", log: "botocore.errorfactory.ResourceLimitExceeded: An error occurred (ResourceLimitExceeded) when calling the CreateProcessingJob operation: The request delta of 1025 GBs is greater than the account-level service-limit of 1024 GBs.",
+			want: []string{"cloud/sagemaker-resource-limit"}},
 		// Databases and table formats.
 		{name: "postgres out of memory through pgx", log: "map[dsType:postgresql error:ERROR: out of memory (SQLSTATE 53200) query:", want: []string{"database/postgres-out-of-memory"}},
 		{name: "postgres disk full through psycopg", log: "psycopg2.errors.DiskFull: could not extend file \"base/16384/2619\": No space left on device", want: []string{"database/postgres-disk-full"}},
@@ -67,6 +71,7 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 			want: []string{"dataplatform/iceberg-commit-conflict"}},
 		{name: "an iceberg commit refused for its schema is no conflict", log: "org.apache.iceberg.exceptions.CommitFailedException: Commit failed: Requirement failed: current schema changed: expected id 3 != 4",
 			not: []string{"dataplatform/iceberg-commit-conflict"}},
+		{name: "mysql lock wait timeout", log: "(pymysql.err.InternalError) (1205, 'Lock wait timeout exceeded; try restarting transaction')", want: []string{"database/mysql-lock-wait-timeout"}},
 		// Kafka.
 		{name: "kafka leader election", log: "org.apache.kafka.common.errors.NotLeaderOrFollowerException: For requests intended only for the leader, this error indicates that the broker is not the current leader.",
 			want: []string{"kafka/leader-not-available"}},
