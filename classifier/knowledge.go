@@ -251,6 +251,7 @@ var httpPrefixes = []string{
 	"status: ", "statuscode: ", "http ", "http/1.1 ", "http/1.0 ", "http/2 ", "http error ",
 	"http status ", "error code ", "error code: ", "response code ", "response code: ",
 	"returned ", "httperror: ", "\"status\": ", "\"status\":", "statuscode=", "code: ", "(status ",
+	"request failed [", // R's httr
 }
 
 // httpPhrases returns the lower-cased phrases that report the status code (or class,

@@ -72,6 +72,13 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 		{name: "an iceberg commit refused for its schema is no conflict", log: "org.apache.iceberg.exceptions.CommitFailedException: Commit failed: Requirement failed: current schema changed: expected id 3 != 4",
 			not: []string{"dataplatform/iceberg-commit-conflict"}},
 		{name: "mysql lock wait timeout", log: "(pymysql.err.InternalError) (1205, 'Lock wait timeout exceeded; try restarting transaction')", want: []string{"database/mysql-lock-wait-timeout"}},
+		{name: "elasticsearch flood stage", log: "{'type': 'cluster_block_exception', 'reason': 'index [docs] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];'}",
+			want: []string{"database/search-engine-disk-block"}},
+		{name: "vespa feed block", log: "ReturnCode(NO_SPACE, External feed is blocked due to resource exhaustion: disk on node 0 [content] (0.781 > 0.750))", want: []string{"database/search-engine-disk-block"}},
+		{name: "http 507", log: "requests.exceptions.HTTPError: 507 Server Error: Insufficient Storage for url: http://index:8081/document/v1/", want: []string{"http/507"}, not: []string{"http/5xx"}},
+		{name: "httr 503", log: "Request failed [503]. Retrying in 1.6 seconds...", want: []string{"http/5xx"}},
+		{name: "gdal free space check", log: "ERROR 3: out.tif: Free disk space available is 6349627392 bytes, whereas 50606296192 are at least necessary.", want: []string{"message/disk-space-check"}},
+		{name: "earth engine computation timeout", log: "HttpError: <HttpError 400 when requesting https://earthengine.googleapis.com/v1/projects/p/value:compute returned \"Computation timed out.\">", want: []string{"message/ran-out-of-time"}},
 		// Kafka.
 		{name: "kafka leader election", log: "org.apache.kafka.common.errors.NotLeaderOrFollowerException: For requests intended only for the leader, this error indicates that the broker is not the current leader.",
 			want: []string{"kafka/leader-not-available"}},

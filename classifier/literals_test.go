@@ -1,6 +1,7 @@
 package classifier
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -117,5 +118,32 @@ func BenchmarkToLower(b *testing.B) {
 				_ = toLower(tc.log)
 			}
 		})
+	}
+}
+
+// BenchmarkScanDefaultVocabulary is the one scan of an event's lowered log by the
+// default rules' and tables' automaton: a 4 KiB log of training progress lines ending
+// in a failure.
+func BenchmarkScanDefaultVocabulary(b *testing.B) {
+	c, err := LoadDefault(Sources{}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var log strings.Builder
+	for step := 0; log.Len() < 4096; step++ {
+		fmt.Fprintf(&log, "2026-11-25 10:%02d:%02d,%03d info trainer.py:%d - epoch %d step %d/12000 loss=%.4f lr=3.00e-04 tokens/s=%d\n",
+			step/60%60, step%60, step*11%1000, 200+step%50, step/100, step, 2.0/float64(step+1), 41000+step*3)
+	}
+	log.WriteString("torch.outofmemoryerror: cuda out of memory. tried to allocate 2.00 gib. gpu 0 has a total capacity of 79.15 gib\n")
+	text := log.String()
+	sc := c.scan
+	n := int(sc.first)
+	seen, count := make([]uint32, n), make([]uint16, n)
+	b.SetBytes(int64(len(text)))
+	var found []int32
+	gen := uint32(0)
+	for b.Loop() {
+		gen++
+		found = sc.all.scanExtra(text, seen, count, gen, found[:0], sc.first, func(int32, int) {})
 	}
 }
