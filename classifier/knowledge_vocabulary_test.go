@@ -76,6 +76,7 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 			want: []string{"database/search-engine-disk-block"}},
 		{name: "vespa feed block", log: "ReturnCode(NO_SPACE, External feed is blocked due to resource exhaustion: disk on node 0 [content] (0.781 > 0.750))", want: []string{"database/search-engine-disk-block"}},
 		{name: "http 507", log: "requests.exceptions.HTTPError: 507 Server Error: Insufficient Storage for url: http://index:8081/document/v1/", want: []string{"http/507"}, not: []string{"http/5xx"}},
+		{name: "a clickhouse error number 507 is no http status", log: "Code: 507. DB::Exception: Sharding key is not deterministic. (UNABLE_TO_SKIP_UNUSED_SHARDS); returned 507 rows", not: []string{"http/507", "http/5xx"}},
 		{name: "httr 503", log: "Request failed [503]. Retrying in 1.6 seconds...", want: []string{"http/5xx"}},
 		{name: "gdal free space check", log: "ERROR 3: out.tif: Free disk space available is 6349627392 bytes, whereas 50606296192 are at least necessary.", want: []string{"message/disk-space-check"}},
 		{name: "earth engine computation timeout", log: "HttpError: <HttpError 400 when requesting https://earthengine.googleapis.com/v1/projects/p/value:compute returned \"Computation timed out.\">", want: []string{"message/ran-out-of-time"}},

@@ -208,15 +208,24 @@ func readLimited(fsys fs.FS, name string, max int64) ([]byte, error) {
 // at a time and maps any string with one such rune through a function value. An
 // invalid byte becomes U+FFFD, as strings.Map makes it.
 func toLower(s string) string {
+	// A string already lowered is returned as it is, as strings.ToLower does.
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf && (s[i] < 'A' || s[i] > 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
 	var b strings.Builder
 	b.Grow(len(s))
+	b.WriteString(s[:i])
 	var chunk [512]byte // lowered bytes not yet written to b
 	n := 0
 	flush := func() {
 		b.Write(chunk[:n])
 		n = 0
 	}
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		if i+8 <= len(s) {
 			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56

@@ -94,7 +94,8 @@ func TestLiteralSetManyPatterns(t *testing.T) {
 // features and the evidence lines depend on it).
 func FuzzToLower(f *testing.F) {
 	for _, seed := range []string{"", "ABC", "Ünïcödé ÉRROR", "\xff\xfeA", "İSTANBUL", "ΣΑΣ", "progress ████ 50%", "\u212a\u2126", "a\uFFFDb", "\xed\xa0\x80",
-		"@AZ[`az{@AZ[`az{", "RuntimeError: CUDA OUT OF MEMORY. Tried", "0123456789ABCDEFGHIJ\u00c9KLMNOPQRSTUVWXYZ"} {
+		"@AZ[`az{@AZ[`az{", "RuntimeError: CUDA OUT OF MEMORY. Tried", "0123456789ABCDEFGHIJ\u00c9KLMNOPQRSTUVWXYZ",
+		strings.Repeat("Epoch 3 STEP 12/40 ", 26) + "\xff\u023a\u0130" + strings.Repeat("LOSS=NaN ", 120)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -102,6 +103,20 @@ func FuzzToLower(f *testing.F) {
 			t.Fatalf("toLower(%q) = %q, strings.ToLower %q", s, got, want)
 		}
 	})
+}
+
+// TestToLowerAcrossChunks puts runes that change length when lowered (an invalid byte
+// becomes three, U+023A grows by one, U+0130 shrinks) at every offset around the
+// chunk toLower flushes at, after ASCII that is lowered a word at a time.
+func TestToLowerAcrossChunks(t *testing.T) {
+	for _, runes := range []string{"\xff", "\u023a\u023a", "\u0130", "\xe2\x82", "\u2c6f@[`{"} {
+		for off := 0; off < 1100; off++ {
+			s := strings.Repeat("AbZ@[`{z", off/8+1)[:off] + runes + strings.Repeat("QRS", 200)
+			if got, want := toLower(s), strings.ToLower(s); got != want {
+				t.Fatalf("toLower differs from strings.ToLower with %q at offset %d", runes, off)
+			}
+		}
+	}
 }
 
 // BenchmarkToLower lowers a 4 KiB log of ASCII and one with a progress bar's runes.

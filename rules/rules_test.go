@@ -123,18 +123,36 @@ var renamedRepos = map[string]string{
 }
 
 // docMirrors are documentation sites whose pages are built from the Markdown files of
-// a GitHub repository: a page and its source file are one document. The site's key is
-// its host and path after any locale ("en-us"), the file's its path under dir with
-// ".md" (and an "_index" or "index" name) taken off, under site's prefix.
+// a GitHub repository: a page and its source file are one document. A file's key is
+// its path under dir with ".md" (and an "_index" or "index" name) taken off, under
+// site's prefix; a page's is docPageKey's.
 var docMirrors = []struct{ repo, dir, site string }{
 	{"microsoftdocs/azure-docs", "articles/", "learn.microsoft.com/azure/"},
 	{"microsoftdocs/azure-ai-docs", "articles/", "learn.microsoft.com/azure/"},
 	{"microsoftdocs/supportarticles-docs", "support/", "learn.microsoft.com/troubleshoot/"},
-	{"kubernetes/website", "content/en/", "kubernetes.io/"},
+	{"kubernetes/website", "content/", "kubernetes.io/"},
 }
 
-// localeSegment matches a locale as the first segment of a documentation page's path.
-var localeSegment = regexp.MustCompile(`^/[a-z]{2}(?:-[a-z]{2,4})?/`)
+// learnLocale matches the locale every learn.microsoft.com address starts with
+// ("/en-us/"; the pages are built from one English file); kubeLocale a kubernetes.io
+// translation's first segment ("/zh-cn/", "/ja/"), whose page is built from its own
+// file under content/<locale>/ (English pages have no such segment: content/en/).
+var (
+	learnLocale = regexp.MustCompile(`^/[a-z]{2}-[a-z]{2,4}/`)
+	kubeLocale  = regexp.MustCompile(`^/[a-z]{2}(?:-[a-z]{2,4})?/`)
+)
+
+// docPageKey is the key of a page of a docMirrors site (host without "www.").
+func docPageKey(host, path string) string {
+	path = strings.ToLower(path)
+	if host == "kubernetes.io" {
+		if kubeLocale.MatchString(path) {
+			return host + path
+		}
+		return host + "/en" + path
+	}
+	return "learn.microsoft.com/" + strings.TrimPrefix(learnLocale.ReplaceAllString(path, "/"), "/")
+}
 
 // sourceKey is the document a source address names: the same file at every commit,
 // branch and view, under the repository's current name; an issue or pull request
@@ -167,7 +185,13 @@ func sourceKey(src string) string {
 	switch host {
 	case "raw.githubusercontent.com":
 		if parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 4); len(parts) == 4 {
-			return file(parts[0]+"/"+parts[1], parts[3])
+			p := parts[3]
+			if parts[2] == "refs" { // refs/heads/<branch>/<path>
+				if rest := strings.SplitN(p, "/", 3); len(rest) == 3 {
+					p = rest[2]
+				}
+			}
+			return file(parts[0]+"/"+parts[1], p)
 		}
 	case "github.com":
 		if m := githubFile.FindStringSubmatch(path); m != nil {
@@ -177,10 +201,7 @@ func sourceKey(src string) string {
 			return "github.com/" + repo(m[1]) + "/#" + m[2]
 		}
 	case "docs.microsoft.com", "learn.microsoft.com", "kubernetes.io":
-		if host == "docs.microsoft.com" {
-			host = "learn.microsoft.com"
-		}
-		return strings.ToLower(host + "/" + strings.TrimPrefix(localeSegment.ReplaceAllString(path, "/"), "/"))
+		return docPageKey(host, path)
 	}
 	return host + path
 }
@@ -202,6 +223,12 @@ func TestSourceKey(t *testing.T) {
 		{"https://github.com/volcengine/verl/issues/12", "https://github.com/verl-project/verl/pull/12#issuecomment-1"},
 		{"https://github.com/pytorch/torchtune/issues/638", "https://github.com/meta-pytorch/torchtune/issues/638"},
 		{"https://github.com/Owner/Repo/blob/main/docs/a.md", "https://github.com/owner/repo/raw/abc123/docs/a.md"},
+		{"https://learn.microsoft.com/en-US/azure/hdinsight/x", "https://learn.microsoft.com/en-us/azure/hdinsight/x"},
+		{"https://raw.githubusercontent.com/MicrosoftDocs/azure-ai-docs/refs/heads/main/articles/machine-learning/x.md",
+			"https://learn.microsoft.com/en-us/azure/machine-learning/x"},
+		{"https://raw.githubusercontent.com/o/r/refs/heads/main/docs/a.md", "https://github.com/o/r/blob/0123abc/docs/a.md"},
+		{"https://github.com/kubernetes/website/blob/main/content/zh-cn/docs/tasks/job/pod-failure-policy.md",
+			"https://kubernetes.io/zh-cn/docs/tasks/job/pod-failure-policy/"},
 	}
 	for _, p := range same {
 		if a, b := sourceKey(p[0]), sourceKey(p[1]); a != b {
@@ -212,6 +239,8 @@ func TestSourceKey(t *testing.T) {
 		{"https://learn.microsoft.com/en-us/azure/hdinsight/a", "https://learn.microsoft.com/en-us/troubleshoot/azure/hdinsight/a"},
 		{"https://github.com/MicrosoftDocs/azure-docs/blob/main/includes/a.md", "https://learn.microsoft.com/en-us/azure/a"},
 		{"https://github.com/kubernetes/website/blob/main/content/zh-cn/docs/a.md", "https://kubernetes.io/docs/a/"},
+		{"https://kubernetes.io/zh-cn/docs/tasks/job/pod-failure-policy/", "https://kubernetes.io/docs/tasks/job/pod-failure-policy/"},
+		{"https://learn.microsoft.com/ef/core/x", "https://learn.microsoft.com/core/x"},
 		{"https://github.com/volcengine/verl/issues/12", "https://github.com/verl-project/verl/issues/13"},
 	}
 	for _, p := range differ {
@@ -324,6 +353,10 @@ func TestReviewedRegressions(t *testing.T) {
 		{name: "a registry address that does not resolve is no transient pull", reason: "Error", exitCode: 1,
 			log:         "Error response from daemon: Get \"https://regsitry.corp.example/v2/\": dial tcp: lookup regsitry.corp.example on 10.0.0.2:53: no such host",
 			notCategory: failure.ImagePull},
+		{name: "a quota line beside a machine type that does not exist is no wait for capacity", reason: "Error", exitCode: 1,
+			log: "ERROR: (gcloud.dataproc.clusters.create) INVALID_ARGUMENT: Multiple validation errors:\n - Insufficient 'CPUS' quota. Requested 128.0, available 72.0.\n" +
+				" - Machine type with name 'n2-standard-999' does not exist in zone 'us-central1-a'.",
+			notCategory: failure.SchedulingCapacity},
 	} {
 		ev := &failure.Event{ID: "e", Job: failure.Job{Name: "j", Attempt: 1},
 			Failure: failure.Signals{Reason: tc.reason, ExitCode: tc.exitCode, Message: tc.message, LogTail: tc.log}}
