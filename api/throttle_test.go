@@ -35,14 +35,14 @@ func (e *env) badLogin(xff string) int {
 	return resp.StatusCode
 }
 
-// TestFailedLoginsAreRateLimited: the review page's failed logins count against the
-// same limiter as bad bearer tokens: 100 parallel bad logins get 429s.
 // noRefill gives the failed-authentication budget a burst of 20 that does not refill
 // while a test runs, so that no step depends on how fast the machine is.
 func noRefill(o *Options) {
 	o.failedAuth = middleware.RateLimiterMemoryStoreConfig{Rate: 1e-9, Burst: 20, ExpiresIn: time.Hour}
 }
 
+// TestFailedLoginsAreRateLimited: the review page's failed logins count against the
+// same limiter as bad bearer tokens: 100 parallel bad logins get 429s.
 func TestFailedLoginsAreRateLimited(t *testing.T) {
 	e := newEnv(t, noRefill)
 	statuses := make([]int, 100)
