@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/autofix/autofix/failure"
@@ -155,6 +156,13 @@ func overlay(tu Tunables, params map[string]string, declared map[string]failure.
 	return tu
 }
 
+// storageEviction reports whether sig is an eviction the kubelet did not make for
+// node memory pressure ("The node was low on resource: memory."): for local
+// storage, the node's or the pod's limit.
+func storageEviction(sig *failure.Signals) bool {
+	return sig.Reason == "Evicted" && !strings.Contains(strings.ToLower(sig.Message), "resource: memory")
+}
+
 // historyWindow is how many recent successful runs the estimates use.
 const historyWindow = 12
 
@@ -164,13 +172,18 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 	job, sig := &ev.Job, &ev.Failure
 	c := Context{Category: cat, Failed: job.Resources, Tun: TunablesOf(job.Params, job.Tunables), Declared: job.Tunables,
 		id: contexts.Add(1)}
-	if sig.ExitCode == 137 || cat == failure.OOMMemory {
-		if peak := float64(sig.Usage.PeakMemoryBytes); cat == failure.OOMMemory || peak >= 0.98*float64(job.Resources.MemoryBytes) {
-			c.MemFloor = float64(job.Resources.MemoryBytes)
-		}
+	// A floor comes from the category, a measured peak at the limit or, when nothing
+	// was measured (a cluster without metrics), the reason Kubernetes gave, whatever
+	// the classifier made of the text: an OOMKilled container was killed at its
+	// memory limit, and a pod evicted for anything but node memory pressure was
+	// evicted for its local storage.
+	if peak := float64(sig.Usage.PeakMemoryBytes); cat == failure.OOMMemory ||
+		sig.ExitCode == 137 && peak >= 0.98*float64(job.Resources.MemoryBytes) ||
+		peak == 0 && sig.Reason == "OOMKilled" {
+		c.MemFloor = float64(job.Resources.MemoryBytes)
 	}
-	if lim := float64(job.Resources.EphemeralStorageBytes); lim > 0 && (cat == failure.DiskFull ||
-		float64(sig.Usage.PeakEphemeralStorageBytes) >= 0.98*lim) {
+	if lim, peak := float64(job.Resources.EphemeralStorageBytes), float64(sig.Usage.PeakEphemeralStorageBytes); lim > 0 &&
+		(cat == failure.DiskFull || peak >= 0.98*lim || peak == 0 && storageEviction(sig)) {
 		c.Disk.Floor = lim
 	}
 	if cat == failure.OOMGPU && job.Resources.GPU > 0 {

@@ -251,6 +251,38 @@ func TestSuccessesWithoutUsageSayNothingOfTheNeed(t *testing.T) {
 	}
 }
 
+// TestFloorsFromTheReasonWithoutMetrics: on a cluster without metrics nothing is
+// measured, but Kubernetes' reason still says which limit a run hit, whatever the
+// classifier made of a text it misread: an OOMKilled container's memory limit, an
+// eviction's local storage (not one for node memory pressure). An eviction whose
+// retry raised memory alone was evicted again and again.
+func TestFloorsFromTheReasonWithoutMetrics(t *testing.T) {
+	cat := failure.DefaultCatalogue()
+	res := failure.Resources{CPUMillis: 4000, MemoryBytes: 16 << 30, EphemeralStorageBytes: 20 << 30}
+	for _, tc := range []struct {
+		name              string
+		sig               failure.Signals
+		read              failure.Category // what the classifier made of the text
+		memFloor, diskGiB float64
+	}{
+		{"an eviction read as a memory failure", failure.Signals{Reason: "Evicted", ExitCode: 137, LogTail: "java.io.IOException: Input/output error"},
+			failure.OOMMemory, 16, 20},
+		{"an eviction read as hardware", failure.Signals{Reason: "Evicted", ExitCode: 137}, failure.Hardware, 0, 20},
+		{"an eviction for node memory pressure", failure.Signals{Reason: "Evicted", Message: "The node was low on resource: memory. Threshold quantity: 100Mi, available: 92Mi."},
+			failure.OOMMemory, 16, 0},
+		{"an OOMKilled container read as unknown", failure.Signals{Reason: "OOMKilled", ExitCode: 137}, failure.Unknown, 16, 0},
+		{"exit 137 alone sets no floor", failure.Signals{Reason: "Error", ExitCode: 137}, failure.Unknown, 0, 0},
+		{"a measured peak below the limit outranks the reason", failure.Signals{Reason: "Evicted", Usage: failure.Usage{PeakEphemeralStorageBytes: 5 << 30}},
+			failure.Hardware, 0, 0},
+	} {
+		ev := &failure.Event{Job: failure.Job{Resources: res}, Failure: tc.sig}
+		c := NewContext(ev, tc.read, nil, cat)
+		if c.MemFloor != tc.memFloor*(1<<30) || c.Disk.Floor != tc.diskGiB*(1<<30) {
+			t.Errorf("%s: MemFloor %.3g GiB, Disk.Floor %.3g GiB; want %v and %v", tc.name, c.MemFloor/(1<<30), c.Disk.Floor/(1<<30), tc.memFloor, tc.diskGiB)
+		}
+	}
+}
+
 // FuzzLoad loads arbitrary artifacts: each is rejected, or predicts probabilities in
 // [0, 1] and a runtime and costs that are not negative.
 func FuzzLoad(f *testing.F) {
