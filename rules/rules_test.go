@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -363,5 +364,27 @@ func TestReviewedRegressions(t *testing.T) {
 		if tc.notCategory != "" && got.Category == tc.notCategory || got.Retryable {
 			t.Errorf("%s: %s, retryable %v (rules %v); want neither %s nor retryable", tc.name, got.Category, got.Retryable, got.Rules, tc.notCategory)
 		}
+	}
+}
+
+// TestSSHUnknownHostIsNotTheTemporaryKind: ssh's "Could not resolve hostname X: Name
+// or service not known" (a name in a hostfile that does not exist) once matched
+// curl's "Could not resolve host:" in the rule for temporary DNS failures, the surest
+// of the DNS rules. It is left to the weaker rule for names that do not resolve, and
+// curl's wording still reads as temporary.
+func TestSSHUnknownHostIsNotTheTemporaryKind(t *testing.T) {
+	c, err := classifier.LoadDefault(classifier.Sources{ModelFile: classifier.NoModel}, classifier.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	classify := func(log string) failure.Classification {
+		return c.Classify(&failure.Event{ID: "e", Job: failure.Job{Name: "j", Attempt: 1},
+			Failure: failure.Signals{Reason: "Error", ExitCode: 255, LogTail: log}})
+	}
+	if got := classify("ssh: Could not resolve hostname node-7: Name or service not known"); slices.Contains(got.Rules, "dns-temporary-failure") {
+		t.Errorf("ssh's unknown host: rules %v, want no dns-temporary-failure", got.Rules)
+	}
+	if got := classify("fatal: unable to access 'https://github.com/acme/data.git/': Could not resolve host: github.com"); !slices.Contains(got.Rules, "dns-temporary-failure") {
+		t.Errorf("git over curl: rules %v, want dns-temporary-failure", got.Rules)
 	}
 }
