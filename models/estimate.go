@@ -156,11 +156,25 @@ func overlay(tu Tunables, params map[string]string, declared map[string]failure.
 	return tu
 }
 
-// storageEviction reports whether sig is an eviction the kubelet did not make for
-// node memory pressure ("The node was low on resource: memory."): for local
-// storage, the node's or the pod's limit.
+// storageEvictionWords are what the kubelet's eviction messages say of local
+// storage: a pod over its limit ("Pod ephemeral local storage usage exceeds the
+// total limit of containers 20Gi."), a container over its own ("Container trainer
+// exceeded its local ephemeral storage limit \"10Gi\"."), an emptyDir over its size,
+// or a node short of it ("The node was low on resource: ephemeral-storage.").
+var storageEvictionWords = []string{"ephemeral local storage usage exceeds", "local ephemeral storage limit",
+	"usage of emptydir volume", "low on resource: ephemeral-storage"}
+
+// storageEviction reports whether sig is the kubelet's eviction of a pod for local
+// storage: reason Evicted, or DisruptionTarget (the watcher's reason when the pod
+// carries the kubelet's disruption condition, as from Kubernetes 1.26), with a
+// message that names storage. An eviction for memory, CPU or PID pressure, another
+// component's, or one without the kubelet's message says nothing of storage.
 func storageEviction(sig *failure.Signals) bool {
-	return sig.Reason == "Evicted" && !strings.Contains(strings.ToLower(sig.Message), "resource: memory")
+	if sig.Reason != "Evicted" && sig.Reason != "DisruptionTarget" {
+		return false
+	}
+	m := strings.ToLower(sig.Message)
+	return slices.ContainsFunc(storageEvictionWords, func(w string) bool { return strings.Contains(m, w) })
 }
 
 // historyWindow is how many recent successful runs the estimates use.
@@ -173,10 +187,10 @@ func NewContext(ev *failure.Event, cat failure.Category, history []failure.Outco
 	c := Context{Category: cat, Failed: job.Resources, Tun: TunablesOf(job.Params, job.Tunables), Declared: job.Tunables,
 		id: contexts.Add(1)}
 	// A floor comes from the category, a measured peak at the limit or, when nothing
-	// was measured (a cluster without metrics), the reason Kubernetes gave, whatever
-	// the classifier made of the text: an OOMKilled container was killed at its
-	// memory limit, and a pod evicted for anything but node memory pressure was
-	// evicted for its local storage.
+	// was measured (a cluster without metrics), what Kubernetes said, whatever the
+	// classifier made of the text: an OOMKilled container was killed at its memory
+	// limit, and a pod the kubelet evicted with a message naming local storage was
+	// evicted for it.
 	if peak := float64(sig.Usage.PeakMemoryBytes); cat == failure.OOMMemory ||
 		sig.ExitCode == 137 && peak >= 0.98*float64(job.Resources.MemoryBytes) ||
 		peak == 0 && sig.Reason == "OOMKilled" {

@@ -252,27 +252,39 @@ func TestSuccessesWithoutUsageSayNothingOfTheNeed(t *testing.T) {
 }
 
 // TestFloorsFromTheReasonWithoutMetrics: on a cluster without metrics nothing is
-// measured, but Kubernetes' reason still says which limit a run hit, whatever the
-// classifier made of a text it misread: an OOMKilled container's memory limit, an
-// eviction's local storage (not one for node memory pressure). An eviction whose
-// retry raised memory alone was evicted again and again.
+// measured, but what Kubernetes said still names the limit a run hit, whatever the
+// classifier made of a text it misread: an OOMKilled container's memory limit; the
+// kubelet's eviction for local storage (reason Evicted, or DisruptionTarget as the
+// watcher reports it on newer clusters). An eviction for memory, CPU or PID
+// pressure, another component's, or the kubelet refusing a pod on a node with disk
+// pressure says nothing of the pod's storage, and must not hold its retry to a
+// storage floor (which made a preempted job's retry look hopeless, or doubled its
+// storage on every eviction).
 func TestFloorsFromTheReasonWithoutMetrics(t *testing.T) {
 	cat := failure.DefaultCatalogue()
 	res := failure.Resources{CPUMillis: 4000, MemoryBytes: 16 << 30, EphemeralStorageBytes: 20 << 30}
+	storage := "Pod ephemeral local storage usage exceeds the total limit of containers 20Gi. "
 	for _, tc := range []struct {
 		name              string
 		sig               failure.Signals
 		read              failure.Category // what the classifier made of the text
 		memFloor, diskGiB float64
 	}{
-		{"an eviction read as a memory failure", failure.Signals{Reason: "Evicted", ExitCode: 137, LogTail: "java.io.IOException: Input/output error"},
+		{"a storage eviction read as a memory failure", failure.Signals{Reason: "Evicted", ExitCode: 137, Message: storage, LogTail: "java.io.IOException: Input/output error"},
 			failure.OOMMemory, 16, 20},
-		{"an eviction read as hardware", failure.Signals{Reason: "Evicted", ExitCode: 137}, failure.Hardware, 0, 20},
+		{"a storage eviction read as hardware", failure.Signals{Reason: "Evicted", ExitCode: 137, Message: storage}, failure.Hardware, 0, 20},
+		{"a container over its own storage limit, reported as a disruption", failure.Signals{Reason: "DisruptionTarget",
+			Message: `Container trainer exceeded its local ephemeral storage limit "20Gi". `}, failure.NetworkTransient, 0, 20},
+		{"a node short of storage", failure.Signals{Reason: "Evicted", Message: "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: 3Gi. "},
+			failure.Hardware, 0, 20},
+		{"an eviction without the kubelet's message", failure.Signals{Reason: "Evicted", ExitCode: 137}, failure.Hardware, 0, 0},
 		{"an eviction for node memory pressure", failure.Signals{Reason: "Evicted", Message: "The node was low on resource: memory. Threshold quantity: 100Mi, available: 92Mi."},
 			failure.OOMMemory, 16, 0},
+		{"a pod refused on a node under memory pressure", failure.Signals{Reason: "Evicted", Message: "The node had condition: [MemoryPressure]. "}, failure.Preempted, 0, 0},
+		{"another component's eviction for cpu", failure.Signals{Reason: "Evicted", Message: "Evict offline pod due to cpu resource pressure"}, failure.Preempted, 0, 0},
 		{"an OOMKilled container read as unknown", failure.Signals{Reason: "OOMKilled", ExitCode: 137}, failure.Unknown, 16, 0},
 		{"exit 137 alone sets no floor", failure.Signals{Reason: "Error", ExitCode: 137}, failure.Unknown, 0, 0},
-		{"a measured peak below the limit outranks the reason", failure.Signals{Reason: "Evicted", Usage: failure.Usage{PeakEphemeralStorageBytes: 5 << 30}},
+		{"a measured peak below the limit outranks the message", failure.Signals{Reason: "Evicted", Message: storage, Usage: failure.Usage{PeakEphemeralStorageBytes: 5 << 30}},
 			failure.Hardware, 0, 0},
 	} {
 		ev := &failure.Event{Job: failure.Job{Resources: res}, Failure: tc.sig}
