@@ -38,7 +38,7 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 		{name: "azure spot eviction", log: "{\"EventId\": \"A123\", \"EventType\": \"Preempt\", \"ResourceType\": \"VirtualMachine\"}", want: []string{"cloud/azure-spot-preempt"}},
 		{name: "skypilot out of launchable resources", log: "sky.exceptions.ResourcesUnavailableError: Failed to provision all possible launchable resources. Relax the task's resource requirements: 4x AWS(p4d.24xlarge)",
 			want: []string{"cloud/skypilot-resources-unavailable"}},
-		{name: "a skypilot cluster that came up is no shortage", log: "I 03-02 10:01:44 provisioner.py:450] Successfully provisioned cluster: train-7", not: []string{"cloud/skypilot-resources-unavailable"}},
+		{name: "a longer name that contains skypilot's error is not it", log: "registered handler SkyResourcesUnavailableErrorHandler for provisioning events", not: []string{"cloud/skypilot-resources-unavailable"}},
 		{name: "glue subnet out of addresses", log: "Status: FAILED\nError: The specified subnet does not have enough free addresses to satisfy the request",
 			want: []string{"cloud/subnet-addresses-exhausted"}},
 		{name: "eks cni out of addresses", log: "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to set up sandbox container network: add cmd: failed to assign an IP address to container",
