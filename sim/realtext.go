@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/autofix/autofix/failure"
@@ -189,12 +190,15 @@ const (
 )
 
 // failureText is the event of a failed attempt: rendered by the simulator and, with
-// a corpus, given the message and log tail of a real message of the cause's category,
-// and its reason and exit code unless the simulated failure's reason is one
-// Kubernetes sets (OOMKilled, Evicted, DeadlineExceeded, ...), which it would report
-// whatever the program printed. The job, its resources, the node, the duration and the usage stay
-// the simulator's, and so does the ground truth: the cause. It carries every peak;
-// failureEvent keeps those the scenario's telemetry measures.
+// a corpus, given the text of a real message of the cause's category. Its reason,
+// exit code and message are the real message's unless the simulated failure's
+// reason is one Kubernetes sets (OOMKilled, Evicted, DeadlineExceeded, ...), which it
+// would report whatever the program printed, with its own message (the kubelet's
+// eviction, the Job's deadline): then, unless the real message has that reason too,
+// those stay and what the real message printed is the log. The job, its resources,
+// the node, the duration and the usage stay the simulator's, and so does the ground
+// truth: the cause. It carries every peak; failureEvent keeps those the scenario's
+// telemetry measures.
 func (s *Scenario) failureText(ru *run, a int, opt failure.Option, res result, c *Corpus) (failure.Event, textUse) {
 	ev := s.event(ru, a, opt, res)
 	if c == nil {
@@ -205,13 +209,33 @@ func (s *Scenario) failureText(ru *run, a int, opt failure.Option, res result, c
 		return ev, fallbackText
 	}
 	sig := &ev.Failure
-	if !kubernetesReason(sig.Reason) {
-		// Kubernetes reports OOMKilled, Evicted, DeadlineExceeded and the like
-		// whatever the program printed: those reasons and their exit codes stay.
+	switch {
+	case !kubernetesReason(sig.Reason):
 		sig.Reason, sig.ExitCode = m.Reason, m.ExitCode
+		sig.Message, sig.LogTail = m.Message, m.LogTail
+	case m.Reason == sig.Reason:
+		// The real message has the reason Kubernetes set: its message is Kubernetes'.
+		sig.Message, sig.LogTail = m.Message, m.LogTail
+	default:
+		// Kubernetes reports OOMKilled, Evicted, DeadlineExceeded and the like, with
+		// its own message, whatever the program printed: those stay, and what the
+		// program printed is its log.
+		sig.LogTail = m.printed()
 	}
-	sig.Message, sig.LogTail, sig.LogTruncated = m.Message, m.LogTail, m.LogTruncated
+	sig.LogTruncated = m.LogTruncated
 	return ev, realText
+}
+
+// printed is what the program printed of m, as its log would show it: its log tail,
+// then its message (a program's own failure reason puts its last words there).
+func (m *Message) printed() string {
+	switch {
+	case m.Message == "":
+		return m.LogTail
+	case m.LogTail == "":
+		return m.Message
+	}
+	return strings.TrimRight(m.LogTail, "\n") + "\n" + m.Message
 }
 
 // kubernetesReason reports whether reason is one the kubelet or a controller sets

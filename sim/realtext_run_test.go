@@ -3,6 +3,7 @@ package sim
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/autofix/autofix/failure"
@@ -87,6 +88,10 @@ func TestRealTextMatchesTheCause(t *testing.T) {
 		}
 		sig, rendered := ev.Failure, s.event(f.ru, 0, f.opt, f.out).Failure
 		if !slices.ContainsFunc(pool, func(m Message) bool {
+			if kubernetesReason(rendered.Reason) && m.Reason != rendered.Reason {
+				// Kubernetes' message stays with its reason; the real text is the log.
+				return sig.Message == rendered.Message && sig.LogTail == m.printed()
+			}
 			return m.Message == sig.Message && m.LogTail == sig.LogTail
 		}) {
 			t.Fatalf("%s, caused by %s: its text is no %s message of %s", ev.ID, f.out.cause, f.out.cause, embeddedName)
@@ -253,5 +258,40 @@ func TestRealTextFallsBackToRenderedText(t *testing.T) {
 	order := failure.Categories()
 	if !slices.IsSortedFunc(r.NoRealText, func(a, b failure.Category) int { return slices.Index(order, a) - slices.Index(order, b) }) {
 		t.Errorf("NoRealText = %v, want the taxonomy's order", r.NoRealText)
+	}
+}
+
+// TestRealTextKeepsKubernetesMessages: Kubernetes reports the reason it set with its
+// own message, whatever the program printed: an evicted pod carries the kubelet's
+// eviction message, which names the limit it went over. A real message of another
+// reason gives the log only. (Once the real message replaced the kubelet's, and a
+// storage eviction read with real text named no storage at all.)
+func TestRealTextKeepsKubernetesMessages(t *testing.T) {
+	s := defaultScenario(t)
+	c := testCorpus(t, 4, everyCategory())
+	evicted := 0
+	for _, f := range firstFailures(s, 3000) {
+		out := f.out
+		out.cause = failure.DiskFull
+		ev, use := s.failureEvent(f.ru, 0, f.opt, out, c)
+		rendered := s.event(f.ru, 0, f.opt, out).Failure
+		if use != realText || rendered.Reason != "Evicted" {
+			continue
+		}
+		evicted++
+		sig := ev.Failure
+		if sig.Reason != "Evicted" || sig.Message != rendered.Message || !strings.Contains(sig.Message, "ephemeral local storage") {
+			t.Fatalf("%s: reason %q message %q, want the kubelet's eviction %q", ev.ID, sig.Reason, sig.Message, rendered.Message)
+		}
+		if cat, _, _, ok := parseMarker(sig.LogTail); !ok || cat != failure.DiskFull {
+			t.Fatalf("%s: log %q, want the real disk_full message's text", ev.ID, sig.LogTail)
+		}
+	}
+	if evicted == 0 {
+		t.Fatal("no storage eviction drew real text: the test tested nothing")
+	}
+	m := Message{Message: "OSError: [Errno 28] No space left on device", LogTail: "step 90\nstep 91\n"}
+	if got, want := m.printed(), "step 90\nstep 91\nOSError: [Errno 28] No space left on device"; got != want {
+		t.Errorf("printed() = %q, want %q", got, want)
 	}
 }
