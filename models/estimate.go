@@ -159,10 +159,12 @@ func overlay(tu Tunables, params map[string]string, declared map[string]failure.
 // storageEvictionWords are what the kubelet's eviction messages say of local
 // storage: a pod over its limit ("Pod ephemeral local storage usage exceeds the
 // total limit of containers 20Gi."), a container over its own ("Container trainer
-// exceeded its local ephemeral storage limit \"10Gi\"."), an emptyDir over its size,
-// or a node short of it ("The node was low on resource: ephemeral-storage.").
+// exceeded its local ephemeral storage limit \"10Gi\"."), or a node short of it
+// ("The node was low on resource: ephemeral-storage."). An emptyDir over its
+// sizeLimit is not among them: a retry does not change the volume's size, so a
+// floor on the container's storage would buy nothing.
 var storageEvictionWords = []string{"ephemeral local storage usage exceeds", "local ephemeral storage limit",
-	"usage of emptydir volume", "low on resource: ephemeral-storage"}
+	"low on resource: ephemeral-storage"}
 
 // storageEviction reports whether sig is the kubelet's eviction of a pod for local
 // storage: reason Evicted, or DisruptionTarget (the watcher's reason when the pod

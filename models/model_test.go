@@ -278,6 +278,8 @@ func TestFloorsFromTheReasonWithoutMetrics(t *testing.T) {
 		{"a node short of storage", failure.Signals{Reason: "Evicted", Message: "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: 3Gi. "},
 			failure.Hardware, 0, 20},
 		{"an eviction without the kubelet's message", failure.Signals{Reason: "Evicted", ExitCode: 137}, failure.Hardware, 0, 0},
+		{"an emptyDir over its size limit, which no retry resizes", failure.Signals{Reason: "Evicted",
+			Message: `Usage of EmptyDir volume "scratch" exceeds the limit "4Gi". `}, failure.Hardware, 0, 0},
 		{"an eviction for node memory pressure", failure.Signals{Reason: "Evicted", Message: "The node was low on resource: memory. Threshold quantity: 100Mi, available: 92Mi."},
 			failure.OOMMemory, 16, 0},
 		{"a pod refused on a node under memory pressure", failure.Signals{Reason: "Evicted", Message: "The node had condition: [MemoryPressure]. "}, failure.Preempted, 0, 0},

@@ -290,6 +290,32 @@ func TestRealTextKeepsKubernetesMessages(t *testing.T) {
 	if evicted == 0 {
 		t.Fatal("no storage eviction drew real text: the test tested nothing")
 	}
+	// A real message with the reason Kubernetes set carries Kubernetes' message: it
+	// replaces the rendered one.
+	node := `{"id":"n-1","job":{"name":"j","kind":"batch"},"failure":{"reason":"Evicted","exitCode":137,` +
+		`"message":"The node was low on resource: ephemeral-storage. ","logTail":"step 3"},` +
+		`"expected":{"category":"disk_full","retryable":true},"source":"https://example.invalid/issues/2"}`
+	same, err := ParseCorpus(strings.NewReader(node + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drew := false
+	for _, f := range firstFailures(s, 3000) {
+		out := f.out
+		out.cause = failure.DiskFull
+		ev, use := s.failureEvent(f.ru, 0, f.opt, out, same)
+		if use != realText {
+			continue
+		}
+		if sig := ev.Failure; sig.Message != "The node was low on resource: ephemeral-storage. " || sig.LogTail != "step 3" {
+			t.Fatalf("%s: message %q log %q, want the real eviction's own", ev.ID, sig.Message, sig.LogTail)
+		}
+		drew = true
+		break
+	}
+	if !drew {
+		t.Fatal("no failure drew the real eviction: the same-reason case tested nothing")
+	}
 	m := Message{Message: "OSError: [Errno 28] No space left on device", LogTail: "step 90\nstep 91\n"}
 	if got, want := m.printed(), "step 90\nstep 91\nOSError: [Errno 28] No space left on device"; got != want {
 		t.Errorf("printed() = %q, want %q", got, want)
