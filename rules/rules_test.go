@@ -373,10 +373,7 @@ func TestReviewedRegressions(t *testing.T) {
 // of the DNS rules. It is left to the weaker rule for names that do not resolve, and
 // curl's wording still reads as temporary.
 func TestSSHUnknownHostIsNotTheTemporaryKind(t *testing.T) {
-	c, err := classifier.LoadDefault(classifier.Sources{ModelFile: classifier.NoModel}, classifier.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := defaultClassifier(t)
 	classify := func(log string) failure.Classification {
 		return c.Classify(&failure.Event{ID: "e", Job: failure.Job{Name: "j", Attempt: 1},
 			Failure: failure.Signals{Reason: "Error", ExitCode: 255, LogTail: log}})
