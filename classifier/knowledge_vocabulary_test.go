@@ -116,6 +116,16 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 		{name: "pod deleted under a client", log: "HTTP response body: {\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"train-0\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"train-0\",\"kind\":\"pods\"},\"code\":404}",
 			want: []string{"kubernetes/pod-deleted"}},
 		{name: "a configmap not found is no pod deletion", log: "Error from server (NotFound): configmaps \"settings\" not found", not: []string{"kubernetes/pod-deleted"}},
+		// Media and edge devices, and EKS's zone capacity.
+		{name: "eks zone without capacity", log: "Cannot create cluster 'app-staging' because us-east-1e, the targeted availability zone, does not currently have sufficient capacity to support the cluster.",
+			want: []string{"cloud/eks-zone-capacity"}},
+		{name: "nvenc out of sessions", log: "[h264_nvenc @ 0x5601aa5b40c0] OpenEncodeSessionEx failed: out of memory (10)\n[h264_nvenc @ 0x5601aa5b40c0] No NVENC capable devices found",
+			want: []string{"accelerator/nvenc-out-of-memory"}},
+		{name: "edge tpu usb transfer", log: "F :838] transfer on tag 1 failed. Abort. Deadline exceeded: USB transfer error 2 [LibUsbDataOutCallback]",
+			want: []string{"accelerator/edgetpu-usb-transfer"}},
+		{name: "ffmpeg without the encoder", log: "[vost#0:0 @ 0x34104900] Unknown encoder 'libx264'\n[vost#0:0 @ 0x34104900] Error selecting an encoder\nError opening output files: Encoder not found",
+			want: []string{"message/ffmpeg-codec-missing"}},
+		{name: "an encoder that is found is no missing codec", log: "Stream mapping: Stream #0:0 -> #0:0 (h264 (native) -> h264 (libx264)); encoder found, encoding at 1.2x", not: []string{"message/ffmpeg-codec-missing"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := &failure.Event{Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: tc.log}}
