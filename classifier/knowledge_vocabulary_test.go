@@ -125,6 +125,9 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 			want: []string{"accelerator/edgetpu-usb-transfer"}},
 		{name: "ffmpeg without the encoder", log: "[vost#0:0 @ 0x34104900] Unknown encoder 'libx264'\n[vost#0:0 @ 0x34104900] Error selecting an encoder\nError opening output files: Encoder not found",
 			want: []string{"message/ffmpeg-codec-missing"}},
+		{name: "mysql duplicate key", log: "errorCode: '1062', errorMessage: Duplicate entry '5' for key 'PRIMARY'", want: []string{"database/sql-constraint-violation"}},
+		{name: "postgres value too long", log: "psycopg2.DataError: value too long for type character varying(255)", want: []string{"database/sql-constraint-violation"}},
+		{name: "redshift disk full", log: "java.sql.SQLException: [Amazon](500310) Invalid operation: Disk Full", want: []string{"database/redshift-disk-full"}},
 		{name: "an encoder that is found is no missing codec", log: "Stream mapping: Stream #0:0 -> #0:0 (h264 (native) -> h264 (libx264)); encoder found, encoding at 1.2x", not: []string{"message/ffmpeg-codec-missing"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
