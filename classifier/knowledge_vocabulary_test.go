@@ -128,6 +128,15 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 		{name: "mysql duplicate key", log: "errorCode: '1062', errorMessage: Duplicate entry '5' for key 'PRIMARY'", want: []string{"database/sql-constraint-violation"}},
 		{name: "postgres value too long", log: "psycopg2.DataError: value too long for type character varying(255)", want: []string{"database/sql-constraint-violation"}},
 		{name: "redshift disk full", log: "java.sql.SQLException: [Amazon](500310) Invalid operation: Disk Full", want: []string{"database/redshift-disk-full"}},
+		{name: "openai connection error", log: "    raise APIConnectionError(request=request) from err\nopenai.APIConnectionError: Connection error.", want: []string{"exception/llm-sdk-transient"}},
+		{name: "anthropic overloaded", log: "Sample error (id: 42, epoch: 1): {'type': 'error', 'error': {'details': None, 'type': 'api_error', 'message': 'Overloaded'}}", want: []string{"exception/llm-api-overloaded"}},
+		{name: "an overloaded method is no overloaded api", log: "error: call of overloaded 'abs(long int)' is ambiguous", not: []string{"exception/llm-api-overloaded"}},
+		{name: "ccxt throttled", log: "Could not load ticker history due to DDoSProtection. Message: bittrex GET 429", want: []string{"exception/ccxt-network-error"}},
+		{name: "node module missing from an image", log: "Error [ERR_MODULE_NOT_FOUND]: Cannot find module '/app/bootstrap-env.mjs' imported from /app/run-standalone.mjs\n    code: 'ERR_MODULE_NOT_FOUND'", want: []string{"exception/node-module-not-found"}},
+		{name: "go stack overflow", log: "runtime: goroutine stack exceeds 1000000000-byte limit\nfatal error: stack overflow", want: []string{"exception/go-runtime-fatal"}},
+		{name: "go out of memory is no program fault", log: "fatal error: runtime: out of memory", not: []string{"exception/go-runtime-fatal"}},
+		{name: "rust unwrap", log: "thread '<unnamed>' panicked at 'called `Result::unwrap()` on an `Err` value: ()', common/k8s/src/middleware/metadata.rs:171:18", want: []string{"exception/rust-unwrap-panic"}},
+		{name: "cuda system not ready", log: "RuntimeError: Unexpected error from cudaGetDeviceCount(). Error 802: system not yet initialized", want: []string{"accelerator/cudaErrorSystemNotReady"}},
 		{name: "an encoder that is found is no missing codec", log: "Stream mapping: Stream #0:0 -> #0:0 (h264 (native) -> h264 (libx264)); encoder found, encoding at 1.2x", not: []string{"message/ffmpeg-codec-missing"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
