@@ -116,7 +116,8 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 		{name: "pod deleted under a client", log: "HTTP response body: {\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"train-0\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"train-0\",\"kind\":\"pods\"},\"code\":404}",
 			want: []string{"kubernetes/pod-deleted"}},
 		{name: "a configmap not found is no pod deletion", log: "Error from server (NotFound): configmaps \"settings\" not found", not: []string{"kubernetes/pod-deleted"}},
-		// Media and edge devices, and EKS's zone capacity.
+		// Waves 23-27: cloud capacity, media, edge devices, databases, hosted-model SDKs,
+		// exchanges, Node, Go and Rust runtimes, CUDA.
 		{name: "eks zone without capacity", log: "Cannot create cluster 'app-staging' because us-east-1e, the targeted availability zone, does not currently have sufficient capacity to support the cluster.",
 			want: []string{"cloud/eks-zone-capacity"}},
 		{name: "nvenc out of sessions", log: "[h264_nvenc @ 0x5601aa5b40c0] OpenEncodeSessionEx failed: out of memory (10)\n[h264_nvenc @ 0x5601aa5b40c0] No NVENC capable devices found",
