@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -281,6 +283,28 @@ func TestTrainClassifier(t *testing.T) {
 	}
 	if code, _, errOut := runCmd(t, "", "train-classifier", "/no/such.jsonl"); code == 0 || !strings.Contains(errOut, "no such file") {
 		t.Errorf("a missing file: exit %d, %q", code, errOut)
+	}
+}
+
+// TestTrainClassifierCVVerbose: --cv -v lists each failure the held-out classifier got
+// wrong, with its source, the list a rule author reads for what the model cannot learn
+// from the other folds.
+func TestTrainClassifierCVVerbose(t *testing.T) {
+	args := []string{"train-classifier", "--cv", "--folds", "2", "--max-iterations", "25", "../../rules/testdata/holdout-1.jsonl"}
+	code, quiet, errOut := runCmd(t, "", args...)
+	if code != 0 || !strings.Contains(quiet, "category accuracy:") || strings.Contains(quiet, "mistakes:") {
+		t.Fatalf("--cv: exit %d, %s %s", code, quiet, errOut)
+	}
+	code, verbose, errOut := runCmd(t, "", append(args, "-v")...)
+	if code != 0 || !strings.HasPrefix(verbose, quiet) {
+		t.Fatalf("--cv -v: exit %d; want the report of --cv, then the mistakes: %s %s", code, verbose, errOut)
+	}
+	mistakes := regexp.MustCompile(`(?m)^  line \d+ ho-\d+( \(ambiguous\))?: want \w+/(true|false), got \w+/(true|false) \(rules \[.*\]\) https://`).FindAllString(verbose, -1)
+	m := regexp.MustCompile(`category accuracy: +[0-9.]+ \((\d+)/(\d+)\)`).FindStringSubmatch(quiet)
+	right, _ := strconv.Atoi(m[1])
+	total, _ := strconv.Atoi(m[2])
+	if len(mistakes) == 0 || len(mistakes) < total-right {
+		t.Errorf("--cv -v lists %d mistakes; the report counts %d wrong categories of %d:\n%s", len(mistakes), total-right, total, verbose)
 	}
 }
 

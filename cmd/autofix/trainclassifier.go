@@ -22,6 +22,7 @@ type trainClassifierOptions struct {
 	rulesDir     string
 	opts         classifier.TrainOptions
 	cv           bool
+	verbose      bool
 	authority    float64
 	check        string
 }
@@ -62,7 +63,7 @@ curve. With --out it writes the versioned artifact.`,
 				if err != nil {
 					return err
 				}
-				return rep.Write(cmd.OutOrStdout(), false)
+				return rep.Write(cmd.OutOrStdout(), o.verbose)
 			}
 			sources := make([]string, len(args))
 			for i, path := range args {
@@ -100,6 +101,7 @@ curve. With --out it writes the versioned artifact.`,
 	f.StringVar(&o.rulesDir, "rules", "", "directory of rule files to use instead of the embedded rules")
 	f.StringVar(&o.knowledgeDir, "knowledge", "", "directory of knowledge tables layered over the embedded ones")
 	f.BoolVar(&o.cv, "cv", false, "instead of training, cross-validate the rules with a model trained on the other folds")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "with --cv, list every failure the held-out classifier got wrong")
 	f.Float64Var(&o.authority, "authority", 0, "with --cv, the rules' confidence at which they decide without the model (default 0.95)")
 	f.BoolVar(&o.opts.RuleFeatures, "rule-features", false, "make the rules that matched features of the model")
 	f.Float64Var(&o.opts.MinConfidence, "min-confidence", 0, "calibrated probability below which the model abstains (default 0.3)")
