@@ -138,6 +138,13 @@ func TestKnowledgeFindsPlatformVocabularies(t *testing.T) {
 		{name: "go out of memory is no program fault", log: "fatal error: runtime: out of memory", not: []string{"exception/go-runtime-fatal"}},
 		{name: "rust unwrap", log: "thread '<unnamed>' panicked at 'called `Result::unwrap()` on an `Err` value: ()', common/k8s/src/middleware/metadata.rs:171:18", want: []string{"exception/rust-unwrap-panic"}},
 		{name: "cuda system not ready", log: "RuntimeError: Unexpected error from cudaGetDeviceCount(). Error 802: system not yet initialized", want: []string{"accelerator/cudaErrorSystemNotReady"}},
+		{name: "elasticsearch's old read-only block", log: `retrying failed action with response code: 403 ({"type"=>"cluster_block_exception", "reason"=>"blocked by: [FORBIDDEN/12/index read-only / allow delete (api)];"})`, want: []string{"database/search-engine-disk-block"}},
+		{name: "vespa over its disk limit", log: `ReturnCode(NO_SPACE, Put operation rejected for document 'id:ns:doc::1': 'diskLimitReached: { action: "add more content nodes", reason: "disk used (0.815407) > disk limit (0.8)"}')`, want: []string{"database/search-engine-disk-block"}},
+		{name: "elasticsearch's parent circuit breaker", log: "ElasticsearchException[Elasticsearch exception [type=circuit_breaking_exception, reason=[parent] Data too large, data for [indices:data/write/bulk[s]] would be [31125200908/28.9gb], which is larger than the limit of [28991029248/27gb]", want: []string{"database/search-engine-circuit-breaker"}},
+		{name: "brod's message too large", log: "gen_server <0.1771.0> terminated with reason: {not_retriable,{produce_response_error,<<\"mqtt_dev2\">>,1,-1,'MessageTooLarge'}} in brod_producer:handle_info/2 line 317", want: []string{"kafka/record-too-large"}},
+		{name: "nats payload over the server's limit", log: "mysql.extractor: unexpected error on publish, got nats: maximum payload exceeded", want: []string{"kafka/nats-max-payload"}},
+		{name: "cuda graph capture with work left on another stream", log: "Exception: Capture cuda graph failed: CUDA error: capturing stream has unjoined work", want: []string{"accelerator/cudaErrorStreamCapture"}},
+		{name: "onnx runtime given another batch size", log: "ai.onnxruntime.OrtException: Error code - ORT_INVALID_ARGUMENT - message: Got invalid dimensions for input: images for the following indices\n index: 0 Got: 1 Expected: 64", want: []string{"message/model-input-shape"}},
 		{name: "an encoder that is found is no missing codec", log: "Stream mapping: Stream #0:0 -> #0:0 (h264 (native) -> h264 (libx264)); encoder found, encoding at 1.2x", not: []string{"message/ffmpeg-codec-missing"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
