@@ -21,6 +21,8 @@ type literalSet struct {
 	// minus one (^row) when patterns end in that state.
 	delta []int32
 	out   [][]int32 // state -> ids of the patterns that end there
+	// maxLen is the length of the longest pattern.
+	maxLen int
 }
 
 // newLiteralSet builds the automaton for patterns; a pattern's id is its index.
@@ -54,6 +56,7 @@ func newLiteralSet(patterns []string) *literalSet {
 			s = children[s][c]
 		}
 		ends[s] = append(ends[s], int32(id))
+		m.maxLen = max(m.maxLen, len(p))
 	}
 	// Breadth-first: fail links, then the complete transition table over states.
 	n := len(children)
@@ -114,31 +117,97 @@ func (m *literalSet) scan(text string, seen []uint32, count []uint16, gen uint32
 
 // scanExtra is scan over an automaton whose patterns from first on are not rules'
 // literals: for each occurrence of one of those, extra gets its id and end offset
-// instead. seen and count need only first entries.
+// instead, in the order they end. seen and count need only first entries.
+//
+// A scan is a chain of dependent table look-ups, each waiting for the one before, so
+// a long text is scanned as two halves at once: the second half's scan starts from
+// the root maxLen-1 bytes before the half, where no occurrence that ends in the half
+// can have begun, and what it finds waits in pending until the first half is done.
+// Both chains of look-ups then run side by side, and the scan takes about two thirds
+// of the time of one chain through the whole text.
 func (m *literalSet) scanExtra(text string, seen []uint32, count []uint16, gen uint32, found []int32,
 	first int32, extra func(id int32, end int)) []int32 {
-	row := int32(0)
-	for i := 0; i < len(text); i++ {
-		row = m.delta[row+m.class[text[i]]]
-		if row < 0 {
-			row = ^row
-			for _, id := range m.out[row/m.nclass] {
-				if id >= first {
-					extra(id, i+1)
-					continue
-				}
-				if seen[id] != gen {
-					seen[id] = gen
-					count[id] = 0
-					found = append(found, id)
-				}
-				if count[id] < 1<<16-1 {
-					count[id]++
+	sink := scanSink{m: m, seen: seen, count: count, gen: gen, found: found, first: first, extra: extra}
+	mid := len(text) / 2
+	start := mid - (m.maxLen - 1) // where the second half's scan starts
+	if len(text) < minSplitScan || start <= 0 {
+		sink.run(text, 0, len(text), 0)
+		return sink.found
+	}
+	var buf [64]uint64
+	pending := buf[:0] // the second half's occurrences: end offset << 32 | id
+	a, b := int32(0), int32(0)
+	for i := range mid {
+		a = m.delta[a+m.class[text[i]]]
+		b = m.delta[b+m.class[text[start+i]]]
+		if a < 0 {
+			a = ^a
+			sink.emit(a, i+1)
+		}
+		if b < 0 {
+			b = ^b
+			if end := start + i + 1; end > mid {
+				for _, id := range m.out[b/m.nclass] {
+					pending = append(pending, uint64(end)<<32|uint64(id)) //nolint:gosec // ids and offsets are not negative
 				}
 			}
 		}
 	}
-	return found
+	for _, p := range pending {
+		sink.one(int32(p&(1<<32-1)), int(p>>32)) //nolint:gosec // as packed above
+	}
+	sink.run(text, start+mid, len(text), b)
+	return sink.found
+}
+
+// minSplitScan is the length from which scanExtra scans a text as two halves at once.
+const minSplitScan = 1024
+
+// scanSink is where a scan's occurrences go.
+type scanSink struct {
+	m     *literalSet
+	seen  []uint32
+	count []uint16
+	gen   uint32
+	found []int32
+	first int32
+	extra func(id int32, end int)
+}
+
+// run scans text[from:to] from row and hands on what it finds.
+func (s *scanSink) run(text string, from, to int, row int32) {
+	m := s.m
+	for i := from; i < to; i++ {
+		row = m.delta[row+m.class[text[i]]]
+		if row < 0 {
+			row = ^row
+			s.emit(row, i+1)
+		}
+	}
+}
+
+// emit hands on the patterns that end at end in the state of row.
+func (s *scanSink) emit(row int32, end int) {
+	for _, id := range s.m.out[row/s.m.nclass] {
+		s.one(id, end)
+	}
+}
+
+// one hands on one occurrence: the extra function's if it is not a rule's literal,
+// else the marks and counts.
+func (s *scanSink) one(id int32, end int) {
+	if id >= s.first {
+		s.extra(id, end)
+		return
+	}
+	if s.seen[id] != s.gen {
+		s.seen[id] = s.gen
+		s.count[id] = 0
+		s.found = append(s.found, id)
+	}
+	if s.count[id] < 1<<16-1 {
+		s.count[id]++
+	}
 }
 
 // each calls fn with the id and end offset of every occurrence of a pattern in text,

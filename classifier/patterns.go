@@ -130,17 +130,18 @@ func (l *lineRegex) lines(text string, st *state, fn func(start, end int) bool) 
 		}
 		return
 	}
-	var anchors []literalRef
+	anchor := -1
 	fewest := -1
-	for _, c := range l.clauses {
+	for ci, c := range l.clauses {
 		n := 0
 		for _, ref := range c {
 			n += st.count(ref.literal)
 		}
 		if fewest < 0 || n < fewest {
-			anchors, fewest = c, n
+			anchor, fewest = ci, n
 		}
 	}
+	anchors := l.clauses[anchor]
 	for k, ref := range anchors {
 		if st.count(ref.literal) == 0 {
 			continue
@@ -151,15 +152,41 @@ func (l *lineRegex) lines(text string, st *state, fn func(start, end int) bool) 
 				break
 			}
 			start, end := lineAt(text, i+j)
+			line := text[start:end]
 			// A line holding an earlier anchor has been tried: the regex runs at
 			// most once a line, so its cost stays the text's length times its
-			// program (see maxRegexInsts).
-			if !triedBefore(text[start:end], anchors[:k], st) && l.re.MatchString(text[start:end]) && !fn(start, end) {
+			// program (see maxRegexInsts). A match lies within its line, so a line
+			// that lacks every literal of another clause cannot match either.
+			if !triedBefore(line, anchors[:k], st) && l.holdsClauses(line, anchor, st) &&
+				l.re.MatchString(line) && !fn(start, end) {
 				return
 			}
 			i = end + 1
 		}
 	}
+}
+
+// holdsClauses reports whether line holds a literal of each clause but the one at
+// skip: a guard every match satisfies, and far cheaper than the regex on the lines of
+// numbers and words a log is mostly made of. Literals that occur nowhere in this event
+// are not looked for.
+func (l *lineRegex) holdsClauses(line string, skip int, st *state) bool {
+	for ci, c := range l.clauses {
+		if ci == skip {
+			continue
+		}
+		held := false
+		for _, ref := range c {
+			if st.count(ref.literal) > 0 && strings.Contains(line, ref.text) {
+				held = true
+				break
+			}
+		}
+		if !held {
+			return false
+		}
+	}
+	return true
 }
 
 // triedBefore reports whether line holds one of the earlier anchors that lines
