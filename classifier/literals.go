@@ -124,13 +124,17 @@ func (m *literalSet) scan(text string, seen []uint32, count []uint16, gen uint32
 // the root maxLen-1 bytes before the half, where no occurrence that ends in the half
 // can have begun, and what it finds waits in pending until the first half is done.
 // Both chains of look-ups then run side by side, and the scan takes about two thirds
-// of the time of one chain through the whole text.
+// of the time of one chain through the whole text. pending holds at most maxPending
+// occurrences: a text that ends more patterns in its second half is finished as one
+// scan from where the first chain is, so that the memory a scan takes does not grow
+// with the occurrences in the text (patterns that are suffixes of one another can
+// end hundreds at every byte).
 func (m *literalSet) scanExtra(text string, seen []uint32, count []uint16, gen uint32, found []int32,
 	first int32, extra func(id int32, end int)) []int32 {
 	sink := scanSink{m: m, seen: seen, count: count, gen: gen, found: found, first: first, extra: extra}
 	mid := len(text) / 2
 	start := mid - (m.maxLen - 1) // where the second half's scan starts
-	if len(text) < minSplitScan || start <= 0 {
+	if len(text) < minSplitScan || m.maxLen == 0 || start <= 0 {
 		sink.run(text, 0, len(text), 0)
 		return sink.found
 	}
@@ -147,7 +151,14 @@ func (m *literalSet) scanExtra(text string, seen []uint32, count []uint16, gen u
 		if b < 0 {
 			b = ^b
 			if end := start + i + 1; end > mid {
-				for _, id := range m.out[b/m.nclass] {
+				ids := m.out[b/m.nclass]
+				if len(pending)+len(ids) > maxPending {
+					// Too many to hold: a is where one scan would be after text[i], and
+					// what pending holds ends after mid, so one scan from here finds it.
+					sink.run(text, i+1, len(text), a)
+					return sink.found
+				}
+				for _, id := range ids {
 					pending = append(pending, uint64(end)<<32|uint64(id)) //nolint:gosec // ids and offsets are not negative
 				}
 			}
@@ -162,6 +173,9 @@ func (m *literalSet) scanExtra(text string, seen []uint32, count []uint16, gen u
 
 // minSplitScan is the length from which scanExtra scans a text as two halves at once.
 const minSplitScan = 1024
+
+// maxPending bounds the second half's occurrences a split scan holds (8 bytes each).
+const maxPending = 4096
 
 // scanSink is where a scan's occurrences go.
 type scanSink struct {
