@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"strings"
@@ -269,4 +270,47 @@ func FuzzModelArtifact(f *testing.F) {
 			t.Fatalf("Classify = %+v", got)
 		}
 	})
+}
+
+// A line its two labellers disagreed on counts for less with AmbiguousWeight: where
+// as many disagreed lines as agreed ones give the same text another label, the model
+// follows the agreed ones, and it records the weight it was trained with.
+func TestTrainAmbiguousWeight(t *testing.T) {
+	base, _, _ := trained(t)
+	var items []classifier.Labelled
+	add := func(i int, text string, cat failure.Category, retry, ambiguous bool) {
+		items = append(items, classifier.Labelled{
+			Event: failure.Event{ID: fmt.Sprintf("e%d", i), Job: failure.Job{Name: "crawl", Kind: failure.Batch},
+				Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: text}},
+			Expected: classifier.Label{Category: cat, Retryable: retry}, Source: fmt.Sprintf("thread-%d", i), Ambiguous: ambiguous,
+		})
+	}
+	for i := range 24 {
+		add(i, fmt.Sprintf("stage %d: zorblax frame rejected", i), failure.DataError, false, false)
+		add(100+i, fmt.Sprintf("stage %d: zorblax frame rejected", i), failure.NetworkTransient, true, true)
+		add(200+i, fmt.Sprintf("stage %d: quuxle handshake refused", i), failure.NetworkTransient, true, false)
+	}
+	probe := failure.Event{ID: "probe", Job: failure.Job{Name: "crawl", Kind: failure.Batch},
+		Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "stage 7: zorblax frame rejected"}}
+	confidence := func(w float64) (failure.Classification, *classifier.Model) {
+		m, _, err := classifier.Train(base, items, classifier.TrainOptions{MaxIterations: 100, Folds: 3, AmbiguousWeight: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base.WithModel(m).Classify(&probe), m
+	}
+	even, _ := confidence(0)
+	agreed, m := confidence(0.05)
+	if agreed.Category != failure.DataError || agreed.Retryable {
+		t.Errorf("ambiguous lines weighed 0.05: %s/%v, want the agreed lines' data_error/false", agreed.Category, agreed.Retryable)
+	}
+	if even.Category == failure.DataError && even.Confidence >= agreed.Confidence {
+		t.Errorf("all lines alike: data_error at %.2f, not less sure than with the disagreed lines weighed down (%.2f)", even.Confidence, agreed.Confidence)
+	}
+	if got := m.Info().Options.AmbiguousWeight; got != 0.05 {
+		t.Errorf("the model records ambiguousWeight %v, want 0.05", got)
+	}
+	if _, _, err := classifier.Train(base, items, classifier.TrainOptions{AmbiguousWeight: 1.5}); err == nil || !strings.Contains(err.Error(), "ambiguousWeight") {
+		t.Errorf("ambiguousWeight 1.5: err %v, want one naming the option", err)
+	}
 }

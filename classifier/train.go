@@ -41,6 +41,11 @@ type TrainOptions struct {
 	// n_c the examples of its category among n of k categories: 0 weighs all alike,
 	// 1 makes every category count as much as any other.
 	ClassBalance float64 `json:"classBalance,omitempty"`
+	// AmbiguousWeight weighs the loss of an example whose two labellers disagreed
+	// (Labelled.Ambiguous), in (0, 1]; 0 means 1, all examples alike. The held-out
+	// calibration and the retry threshold still count every example fully, so a
+	// model fitted mostly to the agreed labels is judged on all of them.
+	AmbiguousWeight float64 `json:"ambiguousWeight,omitempty"`
 }
 
 func (o *TrainOptions) defaults() error {
@@ -57,8 +62,8 @@ func (o *TrainOptions) defaults() error {
 	case o.MinDocFreq < 1, o.Folds < 2, o.Folds > maxFolds, o.MaxIterations < 1:
 		return fmt.Errorf("options %+v: minDocFreq and maxIterations must be positive, folds 2 to %d", *o, maxFolds)
 	case !(o.L2 > 0), !(o.TargetFalseRetry > 0 && o.TargetFalseRetry < 1), !(o.MinConfidence >= 0 && o.MinConfidence < 1),
-		!(o.ClassBalance >= 0 && o.ClassBalance <= 1):
-		return fmt.Errorf("options %+v: l2 > 0, targetFalseRetry in (0, 1), minConfidence in [0, 1), classBalance in [0, 1]", *o)
+		!(o.ClassBalance >= 0 && o.ClassBalance <= 1), !(o.AmbiguousWeight >= 0 && o.AmbiguousWeight <= 1):
+		return fmt.Errorf("options %+v: l2 > 0, targetFalseRetry in (0, 1), minConfidence in [0, 1), classBalance and ambiguousWeight in [0, 1]", *o)
 	}
 	return nil
 }
@@ -104,6 +109,8 @@ type example struct {
 	feats []uint32
 	class int
 	retry bool
+	// weight scales the example's loss in a fit (1, or TrainOptions.AmbiguousWeight).
+	weight float64
 }
 
 // Train trains a model on labelled failures. base supplies the knowledge tables and,
@@ -136,7 +143,10 @@ func Train(base *Classifier, items []Labelled, opts TrainOptions) (*Model, *Trai
 	for i := range items {
 		it := &items[i]
 		feats := plain.modelFeatures(&it.Event, opts.RuleFeatures)
-		exs[i] = example{feats: feats, class: slices.Index(classes, it.Expected.Category), retry: it.Expected.Retryable}
+		exs[i] = example{feats: feats, class: slices.Index(classes, it.Expected.Category), retry: it.Expected.Retryable, weight: 1}
+		if it.Ambiguous && opts.AmbiguousWeight > 0 {
+			exs[i].weight = opts.AmbiguousWeight
+		}
 	}
 
 	// Held-out scores: each fold predicted by a fit on the others.
@@ -255,7 +265,8 @@ func (f *fitted) model(classes []failure.Category, opts TrainOptions) *Model {
 }
 
 // fit trains the weights on the examples idx by L-BFGS: the mean cross-entropy of
-// the categories plus that of the retry decisions plus an L2 penalty on the weights.
+// the categories plus that of the retry decisions, each example counted by its weight,
+// plus an L2 penalty on the weights.
 func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 	df := map[uint32]int{}
 	docs := make([][]uint32, len(idx))
@@ -286,11 +297,14 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 	}
 	width := nc + 1
 	nw := len(kept) * width
-	n := float64(len(idx))
+	var n float64 // the examples' total weight
+	for _, i := range idx {
+		n += exs[i].weight
+	}
 	// Category weights, scaled to average 1 over the examples.
 	counts := make([]float64, nc)
 	for _, i := range idx {
-		counts[exs[i].class]++
+		counts[exs[i].class] += exs[i].weight
 	}
 	present := 0
 	for _, c := range counts {
@@ -329,7 +343,8 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 			}
 			softmax(z[:nc], 1, p)
 			y := exs[i].class
-			wy := weight[y]
+			we := exs[i].weight
+			wy := weight[y] * we
 			loss -= wy * math.Log(max(p[y], 1e-300))
 			// d/dz of the class loss is p - onehot(y); of the retry loss, sigma - r.
 			dz := make([]float64, width)
@@ -342,8 +357,8 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 			if exs[i].retry {
 				r = 1
 			}
-			loss -= r*math.Log(max(s, 1e-300)) + (1-r)*math.Log(max(1-s, 1e-300))
-			dz[nc] = s - r
+			loss -= we * (r*math.Log(max(s, 1e-300)) + (1-r)*math.Log(max(1-s, 1e-300)))
+			dz[nc] = we * (s - r)
 			for _, c := range rows[k] {
 				for j := range width {
 					g[c*width+j] += dz[j]

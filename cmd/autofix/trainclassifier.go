@@ -106,6 +106,7 @@ curve. With --out it writes the versioned artifact.`,
 	f.BoolVar(&o.opts.RuleFeatures, "rule-features", false, "make the rules that matched features of the model")
 	f.Float64Var(&o.opts.MinConfidence, "min-confidence", 0, "calibrated probability below which the model abstains (default 0.3)")
 	f.Float64Var(&o.opts.ClassBalance, "class-balance", 0, "weigh rare categories up: 0 none, 1 every category alike")
+	f.Float64Var(&o.opts.AmbiguousWeight, "ambiguous-weight", 0, "weight in (0, 1] of a line its two labellers disagreed on; 0 counts it as any other")
 	f.Uint32Var(&o.opts.Buckets, "buckets", 0, "size of the feature hash space, a power of two (default 262144)")
 	f.IntVar(&o.opts.Folds, "folds", 0, "cross-validation folds (default 5)")
 	f.IntVar(&o.opts.MaxIterations, "max-iterations", 0, "L-BFGS iterations per fit (default 300)")
@@ -237,6 +238,9 @@ func retrainArgs(path string, info classifier.ModelInfo) []string {
 	args = append(args, "--buckets", strconv.FormatUint(uint64(o.Buckets), 10), "--min-doc-freq", strconv.Itoa(o.MinDocFreq),
 		"--l2", f(o.L2), "--folds", strconv.Itoa(o.Folds), "--max-iterations", strconv.Itoa(o.MaxIterations),
 		"--target-false-retry", f(o.TargetFalseRetry), "--min-confidence", f(o.MinConfidence), "--class-balance", f(o.ClassBalance))
+	if o.AmbiguousWeight > 0 {
+		args = append(args, "--ambiguous-weight", f(o.AmbiguousWeight))
+	}
 	if info.RulesDir != "" {
 		args = append(args, "--rules", info.RulesDir)
 	}

@@ -32,7 +32,7 @@ func modelOptions(t *testing.T, path string) classifier.TrainOptions {
 // TestTrainClassifierCheckRemedyRetrains: when --check finds an artifact stale it
 // prints the command that retrains it. Run as printed, that command must retrain the
 // same kind of model: with the options the artifact was trained with
-// (--rule-features, --folds, ...), not only its files. Otherwise following the advice
+// (--rule-features, --folds, --ambiguous-weight, ...), not only its files. Otherwise following the advice
 // on the embedded model (trained with --rule-features) silently gives one without
 // rule features, which --check then accepts.
 func TestTrainClassifierCheckRemedyRetrains(t *testing.T) {
@@ -53,7 +53,7 @@ func TestTrainClassifierCheckRemedyRetrains(t *testing.T) {
 	labelled := writeFile(t, dir, "labelled.jsonl", strings.Join(lines[:30], "\n")+"\n")
 	model := filepath.Join(dir, "model.json")
 	if code, stdout, errOut := runCmd(t, "", "train-classifier", "--rule-features", "--folds", "2", "--max-iterations", "20",
-		"--out", model, labelled); code != 0 {
+		"--ambiguous-weight", "0.3", "--out", model, labelled); code != 0 {
 		t.Fatalf("train-classifier: exit %d: %s %s", code, stdout, errOut)
 	}
 	before := modelOptions(t, model)
