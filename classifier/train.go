@@ -301,10 +301,14 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 	for _, i := range idx {
 		n += exs[i].weight
 	}
-	// Category weights, scaled to average 1 over the examples.
-	counts := make([]float64, nc)
+	// Category weights, scaled to average 1 over the examples' weights. A category's
+	// rarity is counted in examples, not in their weights, so that class balance does
+	// not give back to a category of disagreed lines what AmbiguousWeight took.
+	counts := make([]float64, nc)  // examples
+	weighed := make([]float64, nc) // their weights
 	for _, i := range idx {
-		counts[exs[i].class] += exs[i].weight
+		counts[exs[i].class]++
+		weighed[exs[i].class] += exs[i].weight
 	}
 	present := 0
 	for _, c := range counts {
@@ -314,10 +318,11 @@ func fit(exs []example, idx []int, nc int, opts TrainOptions) (*fitted, error) {
 	}
 	weight := make([]float64, nc)
 	var total float64
+	examples := float64(len(idx))
 	for c, k := range counts {
 		if k > 0 {
-			weight[c] = math.Pow(n/(float64(present)*k), opts.ClassBalance)
-			total += weight[c] * k
+			weight[c] = math.Pow(examples/(float64(present)*k), opts.ClassBalance)
+			total += weight[c] * weighed[c]
 		}
 	}
 	for c := range weight {
