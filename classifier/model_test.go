@@ -277,21 +277,7 @@ func FuzzModelArtifact(f *testing.F) {
 // follows the agreed ones, and it records the weight it was trained with.
 func TestTrainAmbiguousWeight(t *testing.T) {
 	base, _, _ := trained(t)
-	var items []classifier.Labelled
-	add := func(i int, text string, cat failure.Category, retry, ambiguous bool) {
-		items = append(items, classifier.Labelled{
-			Event: failure.Event{ID: fmt.Sprintf("e%d", i), Job: failure.Job{Name: "crawl", Kind: failure.Batch},
-				Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: text}},
-			Expected: classifier.Label{Category: cat, Retryable: retry}, Source: fmt.Sprintf("thread-%d", i), Ambiguous: ambiguous,
-		})
-	}
-	for i := range 24 {
-		add(i, fmt.Sprintf("stage %d: zorblax frame rejected", i), failure.DataError, false, false)
-		add(100+i, fmt.Sprintf("stage %d: zorblax frame rejected", i), failure.NetworkTransient, true, true)
-		add(200+i, fmt.Sprintf("stage %d: quuxle handshake refused", i), failure.NetworkTransient, true, false)
-	}
-	probe := failure.Event{ID: "probe", Job: failure.Job{Name: "crawl", Kind: failure.Batch},
-		Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "stage 7: zorblax frame rejected"}}
+	items, probe := disagreedItems(failure.NetworkTransient)
 	confidence := func(w float64) (failure.Classification, *classifier.Model) {
 		m, _, err := classifier.Train(base, items, classifier.TrainOptions{MaxIterations: 100, Folds: 3, AmbiguousWeight: w})
 		if err != nil {
@@ -313,4 +299,27 @@ func TestTrainAmbiguousWeight(t *testing.T) {
 	if _, _, err := classifier.Train(base, items, classifier.TrainOptions{AmbiguousWeight: 1.5}); err == nil || !strings.Contains(err.Error(), "ambiguousWeight") {
 		t.Errorf("ambiguousWeight 1.5: err %v, want one naming the option", err)
 	}
+}
+
+// disagreedItems is a labelled set where 24 agreed lines call a text data_error and
+// 24 disagreed lines call the same text network_transient, with 24 agreed lines of
+// another text labelled third; and an event of that text to classify.
+func disagreedItems(third failure.Category) ([]classifier.Labelled, failure.Event) {
+	var items []classifier.Labelled
+	add := func(i int, text string, cat failure.Category, ambiguous bool) {
+		items = append(items, classifier.Labelled{
+			Event: failure.Event{ID: fmt.Sprintf("e%d", i), Job: failure.Job{Name: "crawl", Kind: failure.Batch},
+				Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: text}},
+			Expected: classifier.Label{Category: cat, Retryable: cat.DefaultRetryable()}, Source: fmt.Sprintf("thread-%d", i),
+			Ambiguous: ambiguous,
+		})
+	}
+	for i := range 24 {
+		add(i, fmt.Sprintf("stage %d: zorblax frame rejected", i), failure.DataError, false)
+		add(100+i, fmt.Sprintf("stage %d: zorblax frame rejected", i), failure.NetworkTransient, true)
+		add(200+i, fmt.Sprintf("stage %d: quuxle handshake refused", i), third, false)
+	}
+	probe := failure.Event{ID: "probe", Job: failure.Job{Name: "crawl", Kind: failure.Batch},
+		Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "stage 7: zorblax frame rejected"}}
+	return items, probe
 }

@@ -1,7 +1,6 @@
 package classifier_test
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/autofix/autofix/classifier"
@@ -20,22 +19,8 @@ func TestReview41AmbiguousWeightSurvivesClassBalance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var items []classifier.Labelled
-	add := func(i int, text string, cat failure.Category, retry, ambiguous bool) {
-		items = append(items, classifier.Labelled{
-			Event: failure.Event{ID: fmt.Sprintf("e%d", i), Job: failure.Job{Name: "crawl", Kind: failure.Batch},
-				Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: text}},
-			Expected: classifier.Label{Category: cat, Retryable: retry}, Source: fmt.Sprintf("thread-%d", i), Ambiguous: ambiguous,
-		})
-	}
-	for i := range 24 {
-		add(i, fmt.Sprintf("stage %d: zorblax frame rejected", i), failure.DataError, false, false)
-		// the only network_transient lines: all disagreed on
-		add(100+i, fmt.Sprintf("stage %d: zorblax frame rejected", i), failure.NetworkTransient, true, true)
-		add(200+i, fmt.Sprintf("stage %d: quuxle handshake refused", i), failure.UserCode, false, false)
-	}
-	probe := failure.Event{ID: "probe", Job: failure.Job{Name: "crawl", Kind: failure.Batch},
-		Failure: failure.Signals{Reason: "Error", ExitCode: 1, LogTail: "stage 7: zorblax frame rejected"}}
+	// The only network_transient lines are disagreed on.
+	items, probe := disagreedItems(failure.UserCode)
 	// pDataError is the classifier's belief in the agreed label on the probe.
 	pDataError := func(cb, w float64) float64 {
 		m, _, err := classifier.Train(base, items, classifier.TrainOptions{MaxIterations: 100, Folds: 3, ClassBalance: cb, AmbiguousWeight: w})
