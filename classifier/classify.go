@@ -144,7 +144,7 @@ func (c *Classifier) classify(ev *failure.Event, done <-chan struct{}) (_ failur
 // that match, until done is closed.
 func (c *Classifier) match(st *state, done <-chan struct{}) (errs []RuleError, stopped bool) {
 	st.matched = st.matched[:0]
-	for _, r := range c.rules.rules {
+	for i, r := range c.rules.rules {
 		if done != nil {
 			select {
 			case <-done:
@@ -152,7 +152,7 @@ func (c *Classifier) match(st *state, done <-chan struct{}) (errs []RuleError, s
 			default:
 			}
 		}
-		if r.trigger != nil && !st.triggered(r.trigger) {
+		if r.trigger != nil && st.triggered[i] != st.gen {
 			continue // none of the literals the rule needs occurs
 		}
 		st.built = 0

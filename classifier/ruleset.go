@@ -45,6 +45,10 @@ type RuleSet struct {
 	keys     [][3]string     // literal id -> the variable its hits set, by scope
 	uses     map[string]bool // the variables some rule reads
 	fields   []envField      // the Env fields some rule reads
+	// triggers maps a literal's scope and id to the indexes in rules of the rules a
+	// hit of it triggers (whose trigger lists it), so that a classification marks the
+	// rules its literal hits trigger instead of checking every rule's list.
+	triggers [3][][]int32
 }
 
 // Rules returns the rules, highest priority first.
@@ -210,6 +214,14 @@ func LoadContext(ctx context.Context, fsys fs.FS) (*RuleSet, error) {
 	}
 	rs.literals = newLiteralSet(reg.literals)
 	rs.keys = reg.keys
+	for sc := range rs.triggers {
+		rs.triggers[sc] = make([][]int32, len(reg.literals))
+	}
+	for i, r := range rs.rules {
+		for _, l := range r.trigger {
+			rs.triggers[l.scope][l.id] = append(rs.triggers[l.scope][l.id], int32(i)) //nolint:gosec // rules number far below 2^31
+		}
+	}
 	rs.uses = map[string]bool{}
 	for _, r := range rs.rules {
 		for id := range r.idents {

@@ -17,9 +17,12 @@ type state struct {
 	matched []*Rule
 	seen    [3][]uint32 // literal scan marks by scope (scopeAny: the reason)
 	counts  [3][]uint16 // occurrences of the literals marked in seen
-	gen     uint32
-	found   []int32
-	set     []string // hit variables set true for this event
+	// triggered marks with gen the rules (by index in the rule set) that a literal
+	// found in this event triggers.
+	triggered []uint32
+	gen       uint32
+	found     []int32
+	set       []string // hit variables set true for this event
 	// The knowledge tables' hits and the model's features, with their scratch.
 	hits      []KnowledgeHit
 	knowledge knowledgeScratch
@@ -49,6 +52,9 @@ func (st *state) prepare(ev *failure.Event, rs *RuleSet, sc *scanner) {
 		}
 		st.vars[stateVar] = st
 	}
+	if len(st.triggered) != len(rs.rules) {
+		st.triggered = make([]uint32, len(rs.rules))
+	}
 	st.env.reset(ev, rs)
 	v := reflect.ValueOf(&st.env).Elem()
 	for _, f := range rs.fields {
@@ -59,6 +65,7 @@ func (st *state) prepare(ev *failure.Event, rs *RuleSet, sc *scanner) {
 		for sc := range st.seen {
 			clear(st.seen[sc])
 		}
+		clear(st.triggered)
 		st.gen = 1
 	}
 	texts := [3]string{scopeAny: strings.ToLower(ev.Failure.Reason), scopeLog: st.env.LogLower, scopeMessage: st.env.MessageLower}
@@ -81,6 +88,14 @@ func (st *state) prepare(ev *failure.Event, rs *RuleSet, sc *scanner) {
 			keys := &rs.keys[id]
 			st.hit(keys[scope])
 			st.hit(keys[scopeAny])
+			// A hit in this text triggers the rules that want the literal here or
+			// anywhere.
+			for _, r := range rs.triggers[scope][id] {
+				st.triggered[r] = st.gen
+			}
+			for _, r := range rs.triggers[scopeAny][id] {
+				st.triggered[r] = st.gen
+			}
 		}
 	}
 	if sc != nil {
@@ -152,16 +167,6 @@ func (st *state) countIn(sc scope, id int) int {
 func (st *state) occursIn(sc scope, lits []literal) bool {
 	for _, l := range lits {
 		if st.seen[sc][l.id] == st.gen {
-			return true
-		}
-	}
-	return false
-}
-
-// triggered reports whether any of lits occurs in this event.
-func (st *state) triggered(lits []literal) bool {
-	for _, l := range lits {
-		if st.count(l) > 0 {
 			return true
 		}
 	}
