@@ -3,7 +3,6 @@ package classifier
 import (
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -91,57 +90,8 @@ func TestLiteralSetManyPatterns(t *testing.T) {
 	}
 }
 
-// TestLiteralSetSplitScan checks the scan of a long text as two halves at once
-// against one scan through it: the same occurrences, handed on in the same order,
-// and the same marks and counts, with occurrences on and around the halves' border
-// and patterns as long as the overlap allows.
-func TestLiteralSetSplitScan(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	word := func(n int) string {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = "abc d\n"[rng.IntN(6)]
-		}
-		return string(b)
-	}
-	var patterns []string
-	for range 300 {
-		patterns = append(patterns, word(1+rng.IntN(6)))
-	}
-	patterns = append(patterns, strings.Repeat("ab", 40), "a", strings.Repeat("a", 200))
-	m := newLiteralSet(patterns)
-	type occurrence struct {
-		id  int32
-		end int
-	}
-	for i := range 300 {
-		n := minSplitScan + rng.IntN(3000)
-		if i%3 == 0 { // runs of one byte: long patterns end on every byte around the border
-			n = minSplitScan + i
-		}
-		text := word(n)
-		if i%3 == 0 {
-			text = strings.Repeat("a", n)
-		}
-		var got, want []occurrence
-		m.each(text, func(id int32, end int) { got = append(got, occurrence{id, end}) })
-		one := scanSink{m: m, extra: func(id int32, end int) { want = append(want, occurrence{id, end}) }}
-		one.run(text, 0, len(text), 0)
-		if !slices.Equal(got, want) {
-			t.Fatalf("text of %d bytes: the split scan handed on %d occurrences, one scan %d; first difference at %d",
-				len(text), len(got), len(want), firstDifference(got, want))
-		}
-		seen, count := make([]uint32, len(patterns)), make([]uint16, len(patterns))
-		found := m.scan(text, seen, count, 1, nil)
-		seenOne, countOne := make([]uint32, len(patterns)), make([]uint16, len(patterns))
-		ref := scanSink{m: m, seen: seenOne, count: countOne, gen: 1, first: int32(len(patterns))}
-		ref.run(text, 0, len(text), 0)
-		if !slices.Equal(found, ref.found) || !slices.Equal(count, countOne) {
-			t.Fatalf("text of %d bytes: the split scan found %d literals, one scan %d, or counted them differently", len(text), len(found), len(ref.found))
-		}
-	}
-}
-
+// firstDifference is the index of the first element where a and b differ, or the
+// shorter length.
 func firstDifference[T comparable](a, b []T) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {

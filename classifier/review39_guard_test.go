@@ -2,7 +2,7 @@ package classifier
 
 // Review 39: soundness of the guard clauses holdsClauses now checks on every candidate
 // line (92c9f52): every line the lowered regex matches must hold a literal of each
-// clause. Copy into classifier/ and run: go test -run 'Review39' ./classifier
+// clause.
 
 import (
 	"math/rand/v2"

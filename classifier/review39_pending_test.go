@@ -4,7 +4,7 @@ package classifier
 // (8 bytes each, grown by append); the sequential scan allocated nothing. With
 // patterns that are suffixes of one another (an untrusted rules:diff candidate or
 // knowledge table may hold "a", "aa", … ), every byte of a hostile log ends hundreds
-// of them. Copy into classifier/ and run: go test -run 'Review39' ./classifier
+// of them.
 
 import (
 	"fmt"
