@@ -39,6 +39,19 @@ func TestHelpers(t *testing.T) {
 		{"grep(`^killed$`)", event("", 137, "", "step 4: not Killed here"), false},
 		{"logGrep(`[A-Z]+ error`)", event("", 1, "", "ECC error"), true}, // classes fold too
 		{"msgGrep(`pod deleted`)", event("", 0, "", "pod deleted"), false},
+		// logHasAfter: a phrase counts only after the last of the markers.
+		{`logHasAfter(["Read Timed Out"], ["traceback (most recent call last)"])`,
+			event("", 1, "", "Traceback (most recent call last):\nKeyError\nread timed out"), true},
+		{`logHasAfter(["read timed out"], ["traceback (most recent call last)"])`,
+			event("", 1, "", "read timed out, retrying\nTraceback (most recent call last):\nKeyError: 'x'"), false},
+		{`logHasAfter(["read timed out"], ["traceback", "> task :"])`, // the last of every marker
+			event("", 1, "", "Traceback\nread timed out\n> Task :app:test"), false},
+		{`logHasAfter(["read timed out"], ["traceback"])`, // a marker that does not occur places nothing
+			event("", 1, "", "read timed out"), true},
+		{`logHasAfter(["a timeout", "read timed out"], ["traceback"])`, // any phrase's last occurrence
+			event("", 1, "", "read timed out\ntraceback\nread timed out"), true},
+		{`logHasAfter(["read timed out"], ["traceback"])`, event("", 1, "read timed out", ""), false}, // the log tail only
+		{`logHasAfter(["read timed out"], ["traceback"])`, event("", 1, "", "no such phrase"), false},
 		{`signal == 9`, event("Error", 137, "", ""), true},
 		{`signal == 0`, event("Error", 1, "", ""), true},
 		{`exceptionName == "ModuleNotFoundError"`, event("Error", 1, "", "Traceback:\nModuleNotFoundError: No module named 'x'"), true},

@@ -64,6 +64,10 @@ func (p *helperPatcher) Visit(node *ast.Node) {
 	if !ok {
 		return
 	}
+	if callee.Value == afterHelper {
+		p.patchAfter(node, call)
+		return
+	}
 	h, ok := helpers[callee.Value]
 	if !ok {
 		return
@@ -186,7 +190,7 @@ func registerLiterals(source string, reg *literalRegistry) ([]string, error) {
 // concatenations.
 func compileRule(source string, reg *literalRegistry, env map[string]any) (compiled, error) {
 	p, cp := &helperPatcher{reg: reg}, &concatPatcher{}
-	opts := append([]expr.Option{expr.Env(env), expr.AsBool(), expr.Patch(p), expr.Patch(cp), reg.grepFunc(), concatOption()},
+	opts := append([]expr.Option{expr.Env(env), expr.AsBool(), expr.Patch(p), expr.Patch(cp), reg.grepFunc(), reg.afterFunc(), concatOption()},
 		builtinOptions()...)
 	program, err := expr.Compile(source, opts...)
 	if p.err != nil {

@@ -174,7 +174,7 @@ func checkNode(node ast.Node) error {
 		return nil
 	case *ast.CallNode:
 		if id, ok := n.Callee.(*ast.IdentifierNode); ok {
-			if _, ok := helpers[id.Value]; ok {
+			if _, ok := helpers[id.Value]; ok || id.Value == afterHelper {
 				return nil
 			}
 			return fmt.Errorf("%s() is not a function of the rule language (%s)", id.Value, functionList())
@@ -207,7 +207,8 @@ func checkName(name string) error {
 
 // functionList names the functions a condition may call.
 func functionList() string {
-	names := make([]string, 0, len(helpers)+len(allowedBuiltins))
+	names := make([]string, 0, len(helpers)+1+len(allowedBuiltins))
+	names = append(names, afterHelper)
 	for name := range helpers {
 		names = append(names, name)
 	}

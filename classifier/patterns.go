@@ -33,6 +33,8 @@ type literalRegistry struct {
 	regexes  []*lineRegex
 	reIDs    map[string]int     // lowered pattern -> index in regexes
 	byKey    map[string]literal // variable name -> what it stands for
+	afters   []*afterSpec       // logHasAfter() calls
+	afterIDs map[string]int     // their lists -> index in afters
 }
 
 // literal is one (scope, literal id) pair a rule's has() or grep() guard reads.

@@ -9,50 +9,45 @@ import (
 	"github.com/autofix/autofix/rules"
 )
 
-// A rule that counts its phrases only when they come after the last error the job
-// printed (docs/rules.md, "A phrase a job can recover from") names each phrase twice:
-// in the has() that finds it and in the lastIndexOf() list that places it. A phrase
-// added to the first list and not to the second is found, but never placed after the
-// traceback, so the guard silently drops every log with a traceback in it.
+// A rule whose phrases count only after the last error the job printed (docs/rules.md,
+// "A phrase a job can recover from") says so with logHasAfter([phrases], [markers]).
+// Where it also finds the phrases with has() (unreachable-host: a phrase in the
+// message counts with no traceback in the log), a phrase in the has() list and not in
+// the logHasAfter() list is found but never placed, so every log with a traceback in
+// it silently drops that phrase.
 var (
 	guardHas   = regexp.MustCompile(`(?s)^\s*\(?\s*has\(([^)]*)\)`)
-	guardPlace = regexp.MustCompile(`lastIndexOf\(logLower, "((?:[^"\\]|\\.)*)"\)`)
+	guardAfter = regexp.MustCompile(`(?s)logHasAfter\(\[([^\]]*)\]`)
 	quoted     = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
 )
-
-// guardMarker is in every rule whose phrases count only after the last traceback.
-const guardMarker = `lastIndexOf(logLower, "traceback (most recent call last)")`
 
 func TestGuardedPhrasesArePlaced(t *testing.T) {
 	rs, err := classifier.Load(rules.FS)
 	if err != nil {
 		t.Fatalf("the default rules do not load: %v", err)
 	}
-	checked := 0
+	guarded, checked := 0, 0
 	for _, r := range rs.Rules() {
-		if !strings.Contains(r.Expr, guardMarker) {
+		afters := guardAfter.FindAllStringSubmatch(r.Expr, -1)
+		if afters == nil {
 			continue
 		}
+		guarded++
 		m := guardHas.FindStringSubmatch(r.Expr)
 		if m == nil {
-			continue // the guard stands on its own (no phrase list to mirror)
+			continue // the guard finds its phrases itself
 		}
 		var placed []string
-		for _, p := range guardPlace.FindAllStringSubmatch(r.Expr, -1) {
-			placed = append(placed, p[1])
-		}
-		isPlaced := func(phrase string) bool {
-			for _, p := range placed {
-				if p != "traceback (most recent call last)" && strings.Contains(phrase, p) {
-					return true
-				}
+		for _, a := range afters {
+			for _, q := range quoted.FindAllStringSubmatch(a[1], -1) {
+				placed = append(placed, q[1])
 			}
-			return false
 		}
+		all := strings.Join(placed, "\x00")
 		var missing []string
 		some := false
 		for _, q := range quoted.FindAllStringSubmatch(m[1], -1) {
-			if isPlaced(q[1]) {
+			if strings.Contains(all, q[1]) {
 				some = true
 			} else {
 				missing = append(missing, q[1])
@@ -63,11 +58,12 @@ func TestGuardedPhrasesArePlaced(t *testing.T) {
 		}
 		checked++
 		for _, phrase := range missing {
-			t.Errorf("%s (%s:%d): has(%q) has no lastIndexOf(logLower, ...) placing it after the last traceback",
+			t.Errorf("%s (%s:%d): has(%q) is not in its logHasAfter() phrases, so a traceback after it is never looked for",
 				r.ID, r.File, r.Line, phrase)
 		}
 	}
-	if checked < 7 {
-		t.Fatalf("checked %d guarded rules, want the default set's 7: has the guard's form changed?", checked)
+	if guarded < 9 || checked < 1 {
+		t.Fatalf("found %d rules with logHasAfter() (%d also with has()), want the default set's 9 (1): has the guard's form changed?",
+			guarded, checked)
 	}
 }
