@@ -2,6 +2,7 @@ package classifier
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -10,8 +11,9 @@ import (
 
 // afterHelper is the rule language's "a phrase after the last error" search:
 // logHasAfter(["phrase", ...], ["marker", ...]) is true when one of the phrases occurs
-// in the log tail after the last occurrence of every marker (a marker that does not
-// occur places nothing). It is for phrases a job can get past, such as a download
+// in the log tail after the last occurrence of every marker: its last occurrence starts
+// after the last marker's does (a marker that does not occur places nothing). A phrase
+// and a marker may not contain one another. It is for phrases a job can get past, such as a download
 // retried after a short read: the phrase counts only when no Python traceback or
 // Gradle task starts after it. Both lists are case-insensitive string literals.
 //
@@ -49,7 +51,9 @@ func (a *afterSpec) match(log string, st *state) bool {
 // after registers one logHasAfter() call and returns the id _after reads it by. The
 // same lists give the same id, so that registering a rule and compiling it agree.
 func (r *literalRegistry) after(phrases, markers []string) int {
-	name := strings.Join(phrases, "\x00") + "\x01" + strings.Join(markers, "\x00")
+	// %q quotes every byte a literal may hold, so that two different calls never share
+	// a key (a separator byte could occur inside a literal).
+	name := fmt.Sprintf("%q|%q", phrases, markers)
 	if id, ok := r.afterIDs[name]; ok {
 		return id
 	}
@@ -100,7 +104,20 @@ func (p *helperPatcher) patchAfter(node *ast.Node, call *ast.CallNode) {
 				p.fail(fmt.Errorf("%s(): a pattern of %d bytes, over the limit of %d", afterHelper, len(s.Value), maxPatternBytes))
 				return
 			}
-			lists[i] = append(lists[i], strings.ToLower(s.Value))
+			if lit := strings.ToLower(s.Value); !slices.Contains(lists[i], lit) {
+				lists[i] = append(lists[i], lit)
+			}
+		}
+	}
+	// "After" compares where occurrences start, which says nothing useful when one
+	// holds the other: a phrase that contains a marker never starts after the marker's
+	// last occurrence in it, and one inside a marker counts within it.
+	for _, ph := range lists[0] {
+		for _, m := range lists[1] {
+			if strings.Contains(ph, m) || strings.Contains(m, ph) {
+				p.fail(fmt.Errorf("%s(): the phrase %q and the marker %q contain one another", afterHelper, ph, m))
+				return
+			}
 		}
 	}
 	var hit ast.Node

@@ -69,6 +69,27 @@ func TestHelpers(t *testing.T) {
 	}
 }
 
+// TestAfterCallsDoNotShareGuards: two logHasAfter() calls whose lists differ get
+// separate guards, even when a literal holds a byte a joined key could confuse with a
+// separator (rule files are untrusted: a candidate that adds a file must not change
+// another rule's guard).
+func TestAfterCallsDoNotShareGuards(t *testing.T) {
+	rs := mustLoad(t, map[string]string{
+		"0-extra.yaml": "rules:\n" + rule("joined", `logHasAfter(["x"], ["m1\x00m2"]) and exitCode == 3`, "disk_full", 10, 0.9),
+		"1-real.yaml":  "rules:\n" + rule("two-markers", `logHasAfter(["x"], ["m1", "m2"])`, "timeout", 5, 0.9),
+	})
+	c := New(rs, Options{})
+	if got := c.Classify(event("", 1, "", "x\nm2\n")); got.Category == failure.Timeout {
+		t.Errorf("x then m2: %s (rules %v); two-markers must not match, m2 comes after x", got.Category, got.Rules)
+	}
+	if got := c.Classify(event("", 1, "", "m2\nx\n")); got.Category != failure.Timeout {
+		t.Errorf("m2 then x: %s (rules %v); want two-markers to match", got.Category, got.Rules)
+	}
+	if got := c.Classify(event("", 3, "", "m2\nx\nm1\n")); got.Category != failure.DiskFull {
+		t.Errorf("m2, x, m1 with exit 3: %s (rules %v); want joined to match (its one marker never occurs)", got.Category, got.Rules)
+	}
+}
+
 func TestLowerRegexMatchesCaseInsensitively(t *testing.T) {
 	patterns := []string{`cuda out of memory`, `\bxid\b`, `[A-Z]+ error`, `Killed$`, `exit(ed)? code \d+`, `(?:foo|BAR)baz`, `é+`,
 		`\w+Error:`, `a[rz]b(oo|x)?`, `(ab|ba) [xz]`, `^k(i|é)`}

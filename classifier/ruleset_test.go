@@ -70,6 +70,8 @@ func TestLoadRejectsBadRules(t *testing.T) {
 			[]string{"after3: expr: logHasAfter() takes string literals only"}},
 		{"after needs markers", "rules:\n" + rule("after4", `logHasAfter(["x"], [])`, "timeout", 10, 0.9),
 			[]string{"after4: expr: logHasAfter(): argument 2 must be a list"}},
+		{"after's phrase holds a marker", "rules:\n" + rule("after5", `logHasAfter(["network error"], ["error"])`, "timeout", 10, 0.9),
+			[]string{`after5: expr: logHasAfter(): the phrase "network error" and the marker "error" contain one another`}},
 		{"unknown category", "rules:\n" + rule("cat", `has("x")`, "oom", 10, 0.9),
 			[]string{`cat: category "oom": not a category of the taxonomy`}},
 		{"unknown is not a rule category", "rules:\n" + rule("unk", `has("x")`, "unknown", 10, 0.9),
