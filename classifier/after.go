@@ -13,9 +13,10 @@ import (
 // logHasAfter(["phrase", ...], ["marker", ...]) is true when one of the phrases occurs
 // in the log tail after the last occurrence of every marker: its last occurrence starts
 // after the last marker's does (a marker that does not occur places nothing). A phrase
-// and a marker may not contain one another. It is for phrases a job can get past, such as a download
-// retried after a short read: the phrase counts only when no Python traceback or
-// Gradle task starts after it. Both lists are case-insensitive string literals.
+// and a marker may not contain one another. It is for phrases a job can get past, such
+// as a download retried after a short read: the phrase counts only when no Python
+// traceback or Gradle task starts after it. Both lists are case-insensitive string
+// literals.
 //
 // It compiles to (_logP1 or _logP2 ...) and _after(logLower, id, _st): the phrases'
 // hit variables make the literal scan trigger the rule, and _after, run only when one
@@ -91,17 +92,9 @@ func (p *helperPatcher) patchAfter(node *ast.Node, call *ast.CallNode) {
 			return
 		}
 		for _, n := range arr.Nodes {
-			s, ok := n.(*ast.StringNode)
-			if !ok {
-				p.fail(fmt.Errorf("%s() takes string literals only (patterns are compiled when the rules load)", afterHelper))
-				return
-			}
-			if s.Value == "" {
-				p.fail(fmt.Errorf("%s(): empty pattern", afterHelper))
-				return
-			}
-			if len(s.Value) > maxPatternBytes {
-				p.fail(fmt.Errorf("%s(): a pattern of %d bytes, over the limit of %d", afterHelper, len(s.Value), maxPatternBytes))
+			s, err := patternArg(afterHelper, n)
+			if err != nil {
+				p.fail(err)
 				return
 			}
 			if lit := strings.ToLower(s.Value); !slices.Contains(lists[i], lit) {

@@ -78,17 +78,9 @@ func (p *helperPatcher) Visit(node *ast.Node) {
 	}
 	var repl ast.Node
 	for _, arg := range call.Arguments {
-		s, ok := arg.(*ast.StringNode)
-		if !ok {
-			p.fail(fmt.Errorf("%s() takes string literals only (patterns are compiled when the rules load)", callee.Value))
-			return
-		}
-		if s.Value == "" {
-			p.fail(fmt.Errorf("%s(): empty pattern", callee.Value))
-			return
-		}
-		if len(s.Value) > maxPatternBytes {
-			p.fail(fmt.Errorf("%s(): a pattern of %d bytes, over the limit of %d", callee.Value, len(s.Value), maxPatternBytes))
+		s, err := patternArg(callee.Value, arg)
+		if err != nil {
+			p.fail(err)
 			return
 		}
 		var n ast.Node
@@ -129,6 +121,21 @@ func (p *helperPatcher) Visit(node *ast.Node) {
 		repl = or(repl, n)
 	}
 	ast.Patch(node, repl)
+}
+
+// patternArg returns a search helper's argument n, which must be a non-empty string
+// literal within maxPatternBytes; name is the helper's, for the error.
+func patternArg(name string, n ast.Node) (*ast.StringNode, error) {
+	s, ok := n.(*ast.StringNode)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%s() takes string literals only (patterns are compiled when the rules load)", name)
+	case s.Value == "":
+		return nil, fmt.Errorf("%s(): empty pattern", name)
+	case len(s.Value) > maxPatternBytes:
+		return nil, fmt.Errorf("%s(): a pattern of %d bytes, over the limit of %d", name, len(s.Value), maxPatternBytes)
+	}
+	return s, nil
 }
 
 // anyHit is true when any of lits occurs in the scope.
